@@ -1,0 +1,204 @@
+"""Strict, bounded msgpack decoding and the small schema language of payloads.
+
+Only the msgpack types nil, bool, int, str, bin, array and map are accepted; no ext types,
+no floats. Map keys are strings. Every container and string is bounded before it is read.
+A schema names every key a map may hold; unknown keys are rejected (SPEC.md section 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from protocol.errors import LocalProtocolError, MalformedError, TooLargeError
+
+MAX_DEPTH = 8
+
+
+def pack(value: Any) -> bytes:
+    """msgpack-encode ``value`` (str as str, bytes as bin). Floats are refused."""
+    try:
+        return bytes(msgpack.packb(value, use_bin_type=True, strict_types=True))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise LocalProtocolError(f"value cannot be encoded: {exc}") from exc
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    raise MalformedError("msgpack ext types are not allowed")
+
+
+def unpack(data: bytes, *, max_size: int) -> Any:
+    """Decode exactly one msgpack value of at most ``max_size`` bytes, strictly."""
+    if len(data) > max_size:
+        raise TooLargeError(f"{len(data)} bytes exceeds the limit of {max_size}")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            ext_hook=_no_ext,
+            max_str_len=max_size,
+            max_bin_len=max_size,
+            max_array_len=max_size,
+            max_map_len=max_size,
+            max_ext_len=0,
+        )
+    except MalformedError:
+        raise
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise MalformedError(f"not valid msgpack: {type(exc).__name__}") from exc
+    _check_types(value, 0)
+    return value
+
+
+def _check_types(value: Any, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise MalformedError("nesting too deep")
+    if isinstance(value, float):
+        raise MalformedError("floats are not allowed")
+    if isinstance(value, list):
+        for item in value:
+            _check_types(item, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_types(item, depth + 1)
+
+
+# --- schema ---------------------------------------------------------------------------
+
+
+class Field:
+    """A rule for one value of a decoded payload."""
+
+    def check(self, value: Any, where: str) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Int(Field):
+    lo: int = 0
+    hi: int = 2**63 - 1
+
+    def check(self, value: Any, where: str) -> int:
+        if type(value) is not int:
+            raise MalformedError(f"{where} must be an integer")
+        if not self.lo <= value <= self.hi:
+            raise MalformedError(f"{where} must be between {self.lo} and {self.hi}")
+        return value
+
+
+@dataclass(frozen=True)
+class Bool(Field):
+    def check(self, value: Any, where: str) -> bool:
+        if type(value) is not bool:
+            raise MalformedError(f"{where} must be true or false")
+        return value
+
+
+@dataclass(frozen=True)
+class Bytes(Field):
+    min: int = 0
+    max: int = 2**32 - 1
+
+    def check(self, value: Any, where: str) -> bytes:
+        if type(value) is not bytes:
+            raise MalformedError(f"{where} must be binary")
+        if not self.min <= len(value) <= self.max:
+            size = f"exactly {self.min}" if self.min == self.max else f"{self.min}-{self.max}"
+            raise MalformedError(f"{where} must be {size} bytes")
+        return value
+
+
+@dataclass(frozen=True)
+class Str(Field):
+    max: int = 1024
+    min: int = 0
+    choices: tuple[str, ...] = ()
+
+    def check(self, value: Any, where: str) -> str:
+        if type(value) is not str:
+            raise MalformedError(f"{where} must be text")
+        if not self.min <= len(value) <= self.max:
+            raise MalformedError(f"{where} must be {self.min}-{self.max} characters")
+        if self.choices and value not in self.choices:
+            raise MalformedError(f"{where} must be one of {', '.join(self.choices)}")
+        return value
+
+
+@dataclass(frozen=True)
+class Optional(Field):
+    inner: Field
+
+    def check(self, value: Any, where: str) -> Any:
+        return None if value is None else self.inner.check(value, where)
+
+
+@dataclass(frozen=True)
+class List(Field):
+    item: Field
+    max: int
+
+    def check(self, value: Any, where: str) -> list[Any]:
+        if type(value) is not list:
+            raise MalformedError(f"{where} must be a list")
+        if len(value) > self.max:
+            raise MalformedError(f"{where} has more than {self.max} items")
+        return [self.item.check(v, f"{where}[{i}]") for i, v in enumerate(value)]
+
+
+@dataclass(frozen=True)
+class Tuple(Field):
+    items: tuple[Field, ...]
+
+    def check(self, value: Any, where: str) -> list[Any]:
+        if type(value) is not list or len(value) != len(self.items):
+            raise MalformedError(f"{where} must be a list of {len(self.items)} items")
+        pairs = enumerate(zip(self.items, value, strict=True))
+        return [f.check(v, f"{where}[{i}]") for i, (f, v) in pairs]
+
+
+@dataclass(frozen=True)
+class Scalars(Field):
+    """A map of short text keys to scalar values (text, integer, bool, nil)."""
+
+    max_items: int = 64
+    max_text: int = 8192
+
+    def check(self, value: Any, where: str) -> dict[str, Any]:
+        if type(value) is not dict:
+            raise MalformedError(f"{where} must be a map")
+        if len(value) > self.max_items:
+            raise MalformedError(f"{where} has more than {self.max_items} entries")
+        for key, item in value.items():
+            if not 1 <= len(key) <= 64:
+                raise MalformedError(f"{where} keys must be 1-64 characters")
+            if item is None or type(item) in (bool, int):
+                continue
+            if type(item) is str and len(item) <= self.max_text:
+                continue
+            raise MalformedError(f"{where}.{key} must be short text, an integer, a bool or nil")
+        return dict(value)
+
+
+@dataclass(frozen=True)
+class Schema(Field):
+    """A map with exactly these keys (keys of Optional fields may be absent)."""
+
+    fields: Mapping[str, Field]
+
+    def check(self, value: Any, where: str = "payload") -> dict[str, Any]:
+        if type(value) is not dict:
+            raise MalformedError(f"{where} must be a map")
+        unknown = set(value) - set(self.fields)
+        if unknown:
+            raise MalformedError(f"{where} has unknown field {sorted(unknown)[0]!r}")
+        out: dict[str, Any] = {}
+        for key, field in self.fields.items():
+            if key not in value and not isinstance(field, Optional):
+                raise MalformedError(f"{where} lacks field {key!r}")
+            out[key] = field.check(value.get(key), f"{where}.{key}")
+        return out

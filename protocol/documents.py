@@ -1,0 +1,255 @@
+"""Signed documents: manifests, reports, evaluations, case messages, receipts.
+
+A document verifies alone, later, anywhere: it names its signer's public key and carries
+the signature over the exact bytes. Layout (SPEC.md section 5), big-endian::
+
+    0    4  magic "TSFD"
+    4    1  version (1)
+    5    1  kind code
+    6    2  reserved, zero
+    8   32  signer id (Ed25519 public key)
+    40   4  body length n
+    44   n  body (msgpack map, schema of the kind)
+    44+n 64 Ed25519 signature over "tsf/1/document/<kind>" 0x00 bytes[0:44+n]
+
+Who may sign which kind (a reader for reports, the receiving node for receipts) is the
+caller's decision: ``decode_document`` proves who signed, the directory says who that is.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import blake3
+
+from protocol.codec import (
+    Bool,
+    Bytes,
+    Int,
+    List,
+    Optional,
+    Scalars,
+    Schema,
+    Str,
+    Tuple,
+    pack,
+    unpack,
+)
+from protocol.errors import (
+    ExpiredError,
+    LocalProtocolError,
+    MalformedError,
+    TooLargeError,
+    UnsupportedVersionError,
+)
+from protocol.identity import SIGNATURE_SIZE, Identity, PublicIdentity
+
+MAGIC = b"TSFD"
+VERSION = 1
+_HEADER = struct.Struct(">4sBBH32sI")
+HEADER_SIZE = _HEADER.size  # 44
+KiB = 1024
+MiB = 1024 * KiB
+
+MIN_CHUNK_SIZE = 64 * KiB
+MAX_CHUNK_SIZE = 1 * MiB
+MAX_CHUNKS = 1 << 20
+MAX_RECIPIENTS = 16
+HASH_SIZE = 32
+WRAPPED_KEY_SIZE = 32 + 48  # sealed box of a 32-byte key
+
+_ID = Bytes(32, 32)
+_UID = Bytes(16, 16)
+_TIME = Int(0, 2**63 - 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DocumentKind:
+    code: int
+    name: str
+    max_body: int
+    schema: Schema
+    signer: str
+    doc: str
+
+
+DOCUMENT_KINDS: tuple[DocumentKind, ...] = (
+    DocumentKind(
+        code=1,
+        name="manifest",
+        max_body=HASH_SIZE * MAX_CHUNKS + 64 * KiB,
+        signer="the sending node",
+        schema=Schema(
+            {
+                "bundle_id": _UID,
+                "created": _TIME,
+                "expires": _TIME,
+                "priority": Int(0, 3),
+                "chunk_size": Int(MIN_CHUNK_SIZE, MAX_CHUNK_SIZE),
+                "chunk_count": Int(1, MAX_CHUNKS),
+                "plaintext_size": Int(0, MAX_CHUNK_SIZE * MAX_CHUNKS),
+                "chunk_hashes": Bytes(HASH_SIZE, HASH_SIZE * MAX_CHUNKS),
+                "recipients": List(
+                    Tuple((_ID, Bytes(WRAPPED_KEY_SIZE, WRAPPED_KEY_SIZE))), MAX_RECIPIENTS
+                ),
+            }
+        ),
+        doc="Describes a sealed bundle: its id, sizes, the BLAKE3 hash of every encrypted "
+        "chunk, and the bundle key wrapped (sealed box) for each recipient node.",
+    ),
+    DocumentKind(
+        code=2,
+        name="report",
+        max_body=256 * KiB,
+        signer="the reader",
+        schema=Schema(
+            {
+                "case_id": _UID,
+                "bundle_id": _UID,
+                "created": _TIME,
+                "language": Str(min=2, max=16),
+                "findings": Str(max=64 * KiB),
+                "impression": Str(max=32 * KiB),
+                "recommendations": Str(max=32 * KiB),
+                "image_quality": Str(choices=("adequate", "inadequate")),
+                "quality_reason": Str(max=4 * KiB),
+                "supersedes": Optional(Bytes(HASH_SIZE, HASH_SIZE)),
+            }
+        ),
+        doc="A reader's second opinion on one case. `supersedes` is the digest of an "
+        "earlier report it corrects.",
+    ),
+    DocumentKind(
+        code=3,
+        name="evaluation",
+        max_body=64 * KiB,
+        signer="the sender (person)",
+        schema=Schema(
+            {
+                "case_id": _UID,
+                "report": Bytes(HASH_SIZE, HASH_SIZE),
+                "created": _TIME,
+                "relevant": Bool(),
+                "useful": Bool(),
+                "comment": Str(max=16 * KiB),
+            }
+        ),
+        doc="The sender's rating of a report (by its digest): relevant, useful, comment.",
+    ),
+    DocumentKind(
+        code=4,
+        name="case_message",
+        max_body=64 * KiB,
+        signer="the reader or sender writing it",
+        schema=Schema(
+            {
+                "case_id": _UID,
+                "message_id": _UID,
+                "created": _TIME,
+                "text": Str(min=1, max=32 * KiB),
+                "in_reply_to": Optional(_UID),
+                "extra": Optional(Scalars()),
+            }
+        ),
+        doc="A message inside a case thread, e.g. 'please send a lateral view'.",
+    ),
+    DocumentKind(
+        code=5,
+        name="receipt",
+        max_body=2 * KiB,
+        signer="the receiving node",
+        schema=Schema(
+            {
+                "bundle_id": _UID,
+                "manifest": Bytes(HASH_SIZE, HASH_SIZE),
+                "received": _TIME,
+                "created": _TIME,
+            }
+        ),
+        doc="The receiving node's statement that it holds the whole bundle, verified; "
+        "`manifest` is the digest of the manifest document.",
+    ),
+)
+
+DOCUMENT_KINDS_BY_CODE = {k.code: k for k in DOCUMENT_KINDS}
+DOCUMENT_KINDS_BY_NAME = {k.name: k for k in DOCUMENT_KINDS}
+MAX_DOCUMENT_SIZE = HEADER_SIZE + max(k.max_body for k in DOCUMENT_KINDS) + SIGNATURE_SIZE
+
+
+def digest(data: bytes) -> bytes:
+    """The 32-byte BLAKE3 digest used to name documents and chunks."""
+    return blake3.blake3(data).digest()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Document:
+    """A verified and parsed document. ``raw`` is the exact signed bytes."""
+
+    kind: str
+    signer: PublicIdentity
+    body: dict[str, Any]
+    raw: bytes
+
+    @property
+    def digest(self) -> bytes:
+        return digest(self.raw)
+
+    @property
+    def created(self) -> int:
+        return int(self.body["created"])
+
+
+def _tag(kind: DocumentKind) -> str:
+    return f"document/{kind.name}"
+
+
+def encode_document(kind: str, body: dict[str, Any], signer: Identity) -> bytes:
+    """Check ``body`` against the kind's schema, encode it and sign the exact bytes."""
+    spec = DOCUMENT_KINDS_BY_NAME.get(kind)
+    if spec is None:
+        raise LocalProtocolError(f"unknown document kind {kind!r}")
+    try:
+        spec.schema.check(body, kind)
+    except MalformedError as exc:
+        raise LocalProtocolError(str(exc)) from exc
+    encoded = pack(body)
+    if len(encoded) > spec.max_body:
+        raise LocalProtocolError(f"{kind} body of {len(encoded)} bytes exceeds its limit")
+    signed = _HEADER.pack(MAGIC, VERSION, spec.code, 0, signer.public.key, len(encoded)) + encoded
+    return signed + signer.sign(_tag(spec), signed)
+
+
+def decode_document(
+    data: bytes, *, expect: str | None = None, now: int | None = None
+) -> Document:
+    """Verify the signature, then parse. ``expect`` restricts the kind; with ``now``, a
+    document created in the future (beyond 5 minutes of clock skew) is refused."""
+    if len(data) > MAX_DOCUMENT_SIZE:
+        raise TooLargeError(f"document of {len(data)} bytes exceeds {MAX_DOCUMENT_SIZE}")
+    if len(data) < HEADER_SIZE + SIGNATURE_SIZE:
+        raise MalformedError("document shorter than its fixed header and signature")
+    magic, version, code, reserved, signer, n = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise MalformedError("not a signed document (bad magic)")
+    if version != VERSION:
+        raise UnsupportedVersionError(f"document version {version} is not supported")
+    spec = DOCUMENT_KINDS_BY_CODE.get(code)
+    if spec is None:
+        raise MalformedError(f"unknown document kind code {code}")
+    if expect is not None and spec.name != expect:
+        raise MalformedError(f"expected a {expect} document, got a {spec.name}")
+    if reserved != 0:
+        raise MalformedError("reserved document bits are set")
+    if n > spec.max_body:
+        raise TooLargeError(f"{spec.name} body of {n} bytes exceeds {spec.max_body}")
+    if len(data) != HEADER_SIZE + n + SIGNATURE_SIZE:
+        raise MalformedError("document length does not match its body length field")
+    signer_id = PublicIdentity(signer)
+    end = HEADER_SIZE + n
+    signer_id.verify(_tag(spec), data[:end], data[end:])
+    body = spec.schema.check(unpack(data[HEADER_SIZE:end], max_size=spec.max_body), spec.name)
+    if now is not None and body["created"] > now + 5 * 60 * 1000:
+        raise ExpiredError(f"{spec.name} claims to be created in the future")
+    return Document(kind=spec.name, signer=signer_id, body=body, raw=bytes(data))

@@ -1,0 +1,76 @@
+"""The table of envelope kinds: code, name, size limit, confidentiality, payload schema.
+
+This table is data: SPEC.md section 4 is written from it and a test keeps the two equal.
+Later subsystems (gossip, transfer, cases) add their kinds here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocol.codec import Bytes, Int, Schema, Str
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvelopeKind:
+    code: int
+    name: str
+    max_payload: int
+    encrypted: bool
+    """True: the payload must be encrypted to the recipient node (flag bit 0 set)."""
+    schema: Schema
+    doc: str
+
+
+ENVELOPE_KINDS: tuple[EnvelopeKind, ...] = (
+    EnvelopeKind(
+        code=1,
+        name="ping",
+        max_payload=1 * KiB,
+        encrypted=False,
+        schema=Schema({"probe": Bytes(max=64)}),
+        doc="Liveness probe between nodes; answered by pong with the same probe bytes.",
+    ),
+    EnvelopeKind(
+        code=2,
+        name="pong",
+        max_payload=1 * KiB,
+        encrypted=False,
+        schema=Schema({"probe": Bytes(max=64), "node_name": Str(max=200)}),
+        doc="Answer to ping.",
+    ),
+    EnvelopeKind(
+        code=3,
+        name="manifest",
+        max_payload=4 * MiB,
+        encrypted=False,
+        schema=Schema({"document": Bytes(max=4 * MiB - 64)}),
+        doc="Offers a sealed bundle: carries its signed manifest document. Public so that "
+        "relays can verify chunks they cannot read.",
+    ),
+    EnvelopeKind(
+        code=4,
+        name="document",
+        max_payload=1 * MiB,
+        encrypted=True,
+        schema=Schema(
+            {"document": Bytes(max=1 * MiB - 1024), "case_id": Bytes(min=16, max=16)}
+        ),
+        doc="Carries one signed document (report, evaluation, case message, receipt) "
+        "to the node of its addressee, encrypted to that node.",
+    ),
+    EnvelopeKind(
+        code=5,
+        name="receipt",
+        max_payload=4 * KiB,
+        encrypted=False,
+        schema=Schema({"document": Bytes(max=4 * KiB - 64), "priority": Int(0, 3)}),
+        doc="A signed delivery receipt, public so that relays can delete their copy.",
+    ),
+)
+
+KINDS_BY_CODE = {k.code: k for k in ENVELOPE_KINDS}
+KINDS_BY_NAME = {k.name: k for k in ENVELOPE_KINDS}

@@ -1,0 +1,3 @@
+from tsfnode.cli import main
+
+raise SystemExit(main())

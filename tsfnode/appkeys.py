@@ -1,0 +1,18 @@
+"""Typed keys of the node's aiohttp applications, declared in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from protocol.identity import Identity
+from tsfnode.blobs import BlobStore
+from tsfnode.config import NodeConfig
+from tsfnode.nodedir import NodeDir
+from tsfnode.store import Store
+
+CONFIG = web.AppKey("config", NodeConfig)
+NODE_DIR = web.AppKey("node_dir", NodeDir)
+IDENTITY = web.AppKey("identity", Identity)
+STORE = web.AppKey("store", Store)
+BLOBS = web.AppKey("blobs", BlobStore)
+STARTED_MS = web.AppKey("started_ms", int)

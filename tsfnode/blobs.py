@@ -1,0 +1,38 @@
+"""The blob store: files on disk named by the BLAKE3 digest of their content."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from protocol.documents import digest
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_of(self, name: bytes) -> Path:
+        h = name.hex()
+        return self.root / h[:2] / h[2:]
+
+    def put(self, data: bytes) -> bytes:
+        """Store ``data`` (atomically: written aside, fsynced, renamed); return its digest."""
+        name = digest(data)
+        path = self.path_of(name)
+        if path.exists():
+            return name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return name
+
+    def get(self, name: bytes) -> bytes:
+        return self.path_of(name).read_bytes()
+
+    def __contains__(self, name: bytes) -> bool:
+        return self.path_of(name).exists()

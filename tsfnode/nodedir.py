@@ -1,0 +1,46 @@
+"""The node directory: where a node keeps its config, key, database and blobs.
+
+    DIR/config.toml   settings (TOML), written by `tsfnode init`, edited by the operator
+    DIR/node.key      the node's Ed25519 seed, mode 0600
+    DIR/node.db       the database (SQLite, schema migrations in tsfnode/store/)
+    DIR/blobs/        content-addressed files (bundle chunks, DICOM)
+    DIR/run.json      written while the node runs: pid and the address it listens on
+    DIR/node.lock     held (flock) while the node runs, so it runs once
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class NodeDir:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def key(self) -> Path:
+        return self.root / "node.key"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "node.db"
+
+    @property
+    def blobs(self) -> Path:
+        return self.root / "blobs"
+
+    @property
+    def run_info(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "node.lock"
+
+    def exists(self) -> bool:
+        return self.config.exists() or self.key.exists() or self.database.exists()

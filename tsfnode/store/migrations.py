@@ -1,0 +1,27 @@
+"""Schema migrations of the node database, applied in order; the database's
+``PRAGMA user_version`` is the number of migrations applied. Append, never edit."""
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: node metadata, local accounts, the persisted replay window
+    """
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE accounts (
+        id            INTEGER PRIMARY KEY,
+        username      TEXT NOT NULL UNIQUE,
+        display_name  TEXT NOT NULL,
+        role          TEXT NOT NULL CHECK (role IN ('sender', 'reader', 'coordinator', 'admin')),
+        password_hash TEXT NOT NULL,
+        language      TEXT NOT NULL DEFAULT 'fr' CHECK (language IN ('fr', 'en')),
+        created_ms    INTEGER NOT NULL
+    );
+    CREATE TABLE replay_state (
+        id    INTEGER PRIMARY KEY CHECK (id = 1),
+        state BLOB NOT NULL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)

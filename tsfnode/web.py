@@ -1,0 +1,62 @@
+"""The web application: pages for the people who use this node (jinja2, no framework,
+nothing fetched from outside the node)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jinja2
+from aiohttp import web
+
+from tsfnode import __version__
+from tsfnode.appkeys import CONFIG, IDENTITY, STARTED_MS
+from tsfnode.i18n import LANGUAGES, choose_language, translator
+
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
+_TEMPLATE_DIR = Path(__file__).parent / "templates"
+
+
+def render(request: web.Request, name: str, **context: object) -> web.Response:
+    lang = choose_language(request)
+    template = request.app[TEMPLATES].get_template(name)
+    html = template.render(t=translator(lang), lang=lang, languages=LANGUAGES, **context)
+    response = web.Response(text=html, content_type="text/html")
+    response.headers["Content-Language"] = lang
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    if request.query.get("lang") in LANGUAGES:
+        response.set_cookie(
+            "lang", lang, max_age=365 * 86400, httponly=True, samesite="Lax", path="/"
+        )
+    return response
+
+
+async def index(request: web.Request) -> web.Response:
+    config = request.config_dict[CONFIG]
+    started = time.strftime(
+        "%Y-%m-%d %H:%M UTC", time.gmtime(request.config_dict[STARTED_MS] / 1000)
+    )
+    return render(
+        request,
+        "index.html",
+        config=config,
+        node_id=request.config_dict[IDENTITY].public.text,
+        started=started,
+        version=__version__,
+    )
+
+
+def create_web_app() -> web.Application:
+    app = web.Application()
+    app[TEMPLATES] = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATE_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    app.router.add_get("/", index)
+    return app
