@@ -286,8 +286,7 @@ class BundleSealer:
         last = self._seal(self._buffer, last=True)
         self._buffer = bytearray()
         recipients = [
-            [r.key, nacl.public.SealedBox(r.x25519()).encrypt(self._key)]
-            for r in self._recipients
+            [r.key, nacl.public.SealedBox(r.x25519()).encrypt(self._key)] for r in self._recipients
         ]
         body = {
             "bundle_id": self.bundle_id,

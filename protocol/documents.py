@@ -221,9 +221,7 @@ def encode_document(kind: str, body: dict[str, Any], signer: Identity) -> bytes:
     return signed + signer.sign(_tag(spec), signed)
 
 
-def decode_document(
-    data: bytes, *, expect: str | None = None, now: int | None = None
-) -> Document:
+def decode_document(data: bytes, *, expect: str | None = None, now: int | None = None) -> Document:
     """Verify the signature, then parse. ``expect`` restricts the kind; with ``now``, a
     document created in the future (beyond 5 minutes of clock skew) is refused."""
     if len(data) > MAX_DOCUMENT_SIZE:

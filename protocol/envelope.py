@@ -135,8 +135,8 @@ def peek_envelope(data: bytes, *, max_size: int | None = None) -> SignedEnvelope
         raise TooLargeError(f"envelope of {len(data)} bytes exceeds {limit}")
     if len(data) < HEADER_SIZE + SIGNATURE_SIZE:
         raise MalformedError("envelope shorter than its fixed header and signature")
-    magic, version, code, flags, reserved, sender, recipient, ts, nonce, n = (
-        _HEADER.unpack_from(data)
+    magic, version, code, flags, reserved, sender, recipient, ts, nonce, n = _HEADER.unpack_from(
+        data
     )
     if magic != MAGIC:
         raise MalformedError("not an envelope (bad magic)")

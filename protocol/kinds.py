@@ -56,9 +56,7 @@ ENVELOPE_KINDS: tuple[EnvelopeKind, ...] = (
         name="document",
         max_payload=1 * MiB,
         encrypted=True,
-        schema=Schema(
-            {"document": Bytes(max=1 * MiB - 1024), "case_id": Bytes(min=16, max=16)}
-        ),
+        schema=Schema({"document": Bytes(max=1 * MiB - 1024), "case_id": Bytes(min=16, max=16)}),
         doc="Carries one signed document (report, evaluation, case message, receipt) "
         "to the node of its addressee, encrypted to that node.",
     ),

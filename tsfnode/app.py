@@ -22,7 +22,6 @@ from tsfnode.appkeys import BLOBS, CONFIG, IDENTITY, NODE_DIR, STARTED_MS, STORE
 from tsfnode.blobs import BlobStore
 from tsfnode.config import NodeConfig
 from tsfnode.errors import NodeError
-from tsfnode.logs import log
 from tsfnode.nodedir import NodeDir
 from tsfnode.store import Store
 from tsfnode.web import create_web_app
@@ -40,11 +39,14 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
                 f"{app[NODE_DIR].key} does not belong to this node's database "
                 f"(database of {known[:7]}, key of {node_id[:7]}): restore the right key"
             )
-        app[STORE] = store
+    except BaseException:
+        await store.close()
+        raise
+    app[STORE] = store
+    try:
         yield
     finally:
         await store.close()
-        log("database closed")
 
 
 def node_info(app: web.Application | ChainMapProxy) -> dict[str, object]:

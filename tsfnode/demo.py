@@ -186,8 +186,10 @@ def run_demo(base: Path, base_port: int) -> int:
     while not stop_requested:
         for node, process in zip(DEMO_NODES, processes, strict=True):
             if process.poll() is not None:
-                print(f"tsfnode demo: node {node.name} stopped unexpectedly: see its node.log",
-                      file=sys.stderr)
+                print(
+                    f"tsfnode demo: node {node.name} stopped unexpectedly: see its node.log",
+                    file=sys.stderr,
+                )
                 stop_requested = True
                 exit_status = 1
         time.sleep(0.2)

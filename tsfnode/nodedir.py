@@ -1,11 +1,11 @@
 """The node directory: where a node keeps its config, key, database and blobs.
 
-    DIR/config.toml   settings (TOML), written by `tsfnode init`, edited by the operator
-    DIR/node.key      the node's Ed25519 seed, mode 0600
-    DIR/node.db       the database (SQLite, schema migrations in tsfnode/store/)
-    DIR/blobs/        content-addressed files (bundle chunks, DICOM)
-    DIR/run.json      written while the node runs: pid and the address it listens on
-    DIR/node.lock     held (flock) while the node runs, so it runs once
+DIR/config.toml   settings (TOML), written by `tsfnode init`, edited by the operator
+DIR/node.key      the node's Ed25519 seed, mode 0600
+DIR/node.db       the database (SQLite, schema migrations in tsfnode/store/)
+DIR/blobs/        content-addressed files (bundle chunks, DICOM)
+DIR/run.json      written while the node runs: pid and the address it listens on
+DIR/node.lock     held (flock) while the node runs, so it runs once
 """
 
 from __future__ import annotations

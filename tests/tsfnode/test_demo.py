@@ -1,0 +1,67 @@
+"""`make demo` runs `tsfnode demo`: three real nodes on 127.0.0.1, stopped by Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.nodes import get_json
+
+DEMO_NAMES = ("Hôpital Erasme", "CHU Cotonou", "Dakar")
+
+
+def read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> str:
+    assert process.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    out = ""
+    deadline = time.monotonic() + timeout
+    while marker not in out and time.monotonic() < deadline:
+        if selector.select(timeout=0.5):
+            line = process.stdout.readline()
+            if not line:
+                break
+            out += line
+    return out
+
+
+def test_demo_serves_every_node_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tsfnode", "demo", "--dir", str(tmp_path), "--base-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out = read_until(process, "Ctrl-C", timeout=60)
+        assert "Ctrl-C" in out, out + (process.stderr.read() if process.poll() else "")
+        urls = dict(re.findall(r"^  (\S.*?)\s{2,}.*?(http://127\.0\.0\.1:\d+)/$", out, re.M))
+        assert set(urls) == set(DEMO_NAMES), out
+        pids = set()
+        for name, url in urls.items():
+            health = get_json(url + "/healthz")
+            assert health["status"] == "ok"
+            assert get_json(url + "/api/v1/node")["name"] == name
+            pids.add(get_json(url + "/api/v1/node")["id"])
+        assert len(pids) == 3  # three distinct identities
+        for login in ("coord.erasme", "lecteur.erasme", "emetteur.cotonou", "benevole.dakar"):
+            assert login in out
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        rest = process.stdout.read() if process.stdout else ""
+        assert "stopped" in rest
+        for slug in ("erasme", "cotonou", "dakar"):
+            assert not (tmp_path / slug / "run.json").exists()
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+        for pipe in (process.stdout, process.stderr):
+            if pipe:
+                pipe.close()
