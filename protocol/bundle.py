@@ -245,6 +245,7 @@ class BundleSealer:
         self.bundle_id = rng(BUNDLE_ID_SIZE)
         self._key = rng(KEY_SIZE)
         self._buffer = bytearray()
+        self._held: bytes | None = None  # a full chunk, sealed once more data follows
         self._hashes = bytearray()
         self._count = 0
         self._size = 0
@@ -260,30 +261,44 @@ class BundleSealer:
         self._count += 1
         return ct
 
+    def _hold(self, chunk: bytes, out: list[bytes]) -> None:
+        if self._held is not None:
+            out.append(self._seal(self._held, last=False))
+        self._held = chunk
+
     def push(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         if self._finished:
             raise LocalProtocolError("push after finish")
         self._size += len(data)
-        buf = self._buffer
-        buf += data
-        out: list[bytes] = []
         size = self.chunk_size
-        if len(buf) > size:
-            view = memoryview(buf)
+        out: list[bytes] = []
+        buf = self._buffer
+        if not buf and type(data) is bytes and len(data) == size:
+            self._hold(data, out)  # the common case of reading a file by chunks: no copy
+            return out
+        buf += data
+        if len(buf) >= size:
             start = 0
-            while len(buf) - start > size:
-                out.append(self._seal(view[start : start + size], last=False))
+            while len(buf) - start >= size:
+                self._hold(bytes(buf[start : start + size]), out)
                 start += size
-            view.release()
             del buf[:start]
         return out
 
-    def finish(self, *, now: int, ttl: int, priority: int = 0) -> tuple[bytes, bytes]:
-        """Seal the last chunk; return it and the manifest document, signed."""
+    def finish(self, *, now: int, ttl: int, priority: int = 0) -> tuple[list[bytes], bytes]:
+        """Seal what is left (one or two chunks, the last flagged as such); return those
+        chunks and the manifest document, signed."""
         if self._finished:
             raise LocalProtocolError("finish called twice")
         self._finished = True
-        last = self._seal(self._buffer, last=True)
+        if self._held is not None and self._buffer:
+            first = self._seal(self._held, last=False)
+            last = self._seal(self._buffer, last=True)
+            chunks = [first, last]
+        else:
+            tail = self._held if self._held is not None else self._buffer
+            chunks = [self._seal(tail, last=True)]
+        self._held = None
         self._buffer = bytearray()
         recipients = [
             [r.key, nacl.public.SealedBox(r.x25519()).encrypt(self._key)] for r in self._recipients
@@ -299,7 +314,7 @@ class BundleSealer:
             "chunk_hashes": bytes(self._hashes),
             "recipients": recipients,
         }
-        return last, encode_document("manifest", body, self._sender)
+        return chunks, encode_document("manifest", body, self._sender)
 
 
 # --- opening --------------------------------------------------------------------------

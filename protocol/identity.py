@@ -13,6 +13,7 @@ import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.public
 import nacl.signing
@@ -106,7 +107,7 @@ class PublicIdentity:
         if len(signature) != SIGNATURE_SIZE:
             raise MalformedError("a signature is exactly 64 bytes")
         try:
-            nacl.signing.VerifyKey(self.key).verify(domain_message(tag, data), signature)
+            nacl.bindings.crypto_sign_open(signature + domain_message(tag, data), self.key)
         except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError) as exc:
             raise BadSignatureError(f"signature does not verify for {tag}") from exc
 
@@ -127,13 +128,15 @@ class PublicIdentity:
 class Identity:
     """A private identity: the Ed25519 signing key of a node or a person."""
 
-    __slots__ = ("_signing", "public")
+    __slots__ = ("_secret", "_signing", "public")
 
     def __init__(self, seed: bytes) -> None:
         if not isinstance(seed, bytes) or len(seed) != KEY_SIZE:
             raise LocalProtocolError("an identity seed is exactly 32 bytes")
         self._signing = nacl.signing.SigningKey(seed)
-        self.public = PublicIdentity(bytes(self._signing.verify_key))
+        public = bytes(self._signing.verify_key)
+        self._secret = seed + public  # libsodium's 64-byte secret key: seed || public key
+        self.public = PublicIdentity(public)
 
     @classmethod
     def generate(cls, rng: Rng) -> Identity:
@@ -147,7 +150,8 @@ class Identity:
 
     def sign(self, tag: str, data: bytes) -> bytes:
         """The 64-byte Ed25519 signature over ``domain_message(tag, data)``."""
-        return self._signing.sign(domain_message(tag, data)).signature
+        signed: bytes = nacl.bindings.crypto_sign(domain_message(tag, data), self._secret)
+        return signed[:SIGNATURE_SIZE]
 
     def x25519(self) -> nacl.public.PrivateKey:
         """The X25519 private key matching ``self.public.x25519()``."""
