@@ -97,8 +97,8 @@ def check_file_name(name: str) -> str:
 
 def encode_plaintext_header(case: dict[str, Any], files: Sequence[tuple[str, int]]) -> bytes:
     """The bytes that start a bundle's plaintext; the files' bytes follow in order."""
-    body = {"case": dict(case), "files": [[check_file_name(n), s] for n, s in files]}
     try:
+        body = {"case": dict(case), "files": [[check_file_name(n), s] for n, s in files]}
         _HEADER_SCHEMA.check(body, "bundle header")
     except MalformedError as exc:
         raise LocalProtocolError(str(exc)) from exc

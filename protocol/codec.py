@@ -50,7 +50,7 @@ def unpack(data: bytes, *, max_size: int) -> Any:
     except MalformedError:
         raise
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise MalformedError(f"not valid msgpack: {type(exc).__name__}") from exc
+        raise MalformedError(f"not valid msgpack: {str(exc)[:120]}") from exc
     # Types (no floats), nesting and sizes are then enforced by the caller's Schema,
     # which names every field and its type: nothing unchecked reaches the application.
     return value

@@ -82,7 +82,10 @@ def encode_envelope(
     spec = KINDS_BY_NAME.get(kind)
     if spec is None:
         raise LocalProtocolError(f"unknown envelope kind {kind!r}")
-    spec.schema.check(body, f"{kind} body")
+    try:
+        spec.schema.check(body, f"{kind} body")
+    except MalformedError as exc:
+        raise LocalProtocolError(str(exc)) from exc
     nonce = rng(NONCE_SIZE)
     payload = pack(body)
     flags = 0
