@@ -4,7 +4,6 @@ import random
 import struct
 
 import msgpack
-
 import nacl.bindings
 import pytest
 from hypothesis import given, settings
@@ -143,7 +142,7 @@ def test_reordered_chunks_are_detected() -> None:
 
 
 def test_a_chunk_from_another_bundle_is_detected() -> None:
-    chunks, manifest = seal(FILES)
+    _chunks, manifest = seal(FILES)
     other_chunks, _ = seal(FILES, label="other")
     opener = BundleOpener.for_recipient(Manifest.decode(manifest), READER)
     with pytest.raises(IntegrityError):
@@ -184,7 +183,7 @@ def test_truncation_is_detected_even_when_the_manifest_lies() -> None:
 def test_a_substituted_chunk_with_a_valid_tag_is_detected() -> None:
     """Another recipient knows the bundle key and forges a chunk that decrypts: its hash
     is not the one the sender signed."""
-    chunks, manifest = seal(FILES, recipients=(READER, EVE))
+    _chunks, manifest = seal(FILES, recipients=(READER, EVE))
     m = Manifest.decode(manifest)
     key = m.unwrap_key(EVE)
     forged = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
@@ -204,7 +203,7 @@ def test_a_flipped_manifest_is_rejected(offset: int) -> None:
 
 
 def test_inconsistent_manifest_numbers_are_rejected() -> None:
-    chunks, manifest = seal(FILES)
+    _chunks, manifest = seal(FILES)
     body = dict(Manifest.decode(manifest).document.body)
     body["plaintext_size"] += 10 * MIN_CHUNK_SIZE
     with pytest.raises(MalformedError, match="chunk_count"):
