@@ -16,19 +16,22 @@ from tests.nodes import get_json
 DEMO_NAMES = ("Hôpital Erasme", "CHU Cotonou", "Dakar")
 
 
-def read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> str:
+def read_until(process: subprocess.Popen[bytes], marker: str, timeout: float) -> str:
+    """Read the unbuffered stdout of ``process`` until ``marker`` shows, bounded in time."""
     assert process.stdout is not None
+    fd = process.stdout.fileno()
     selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    out = ""
+    selector.register(fd, selectors.EVENT_READ)
+    out = b""
     deadline = time.monotonic() + timeout
-    while marker not in out and time.monotonic() < deadline:
+    while marker.encode() not in out and time.monotonic() < deadline:
         if selector.select(timeout=0.5):
-            line = process.stdout.readline()
-            if not line:
+            data = os.read(fd, 65536)
+            if not data:
                 break
-            out += line
-    return out
+            out += data
+    selector.close()
+    return out.decode()
 
 
 def test_demo_serves_every_node_and_stops_on_ctrl_c(tmp_path: Path) -> None:
@@ -36,11 +39,11 @@ def test_demo_serves_every_node_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         [sys.executable, "-m", "tsfnode", "demo", "--dir", str(tmp_path), "--base-port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
+        bufsize=0,
     )
     try:
         out = read_until(process, "Ctrl-C", timeout=60)
-        assert "Ctrl-C" in out, out + (process.stderr.read() if process.poll() else "")
+        assert "Ctrl-C" in out, out
         urls = dict(re.findall(r"^  (\S.*?)\s{2,}.*?(http://127\.0\.0\.1:\d+)/$", out, re.M))
         assert set(urls) == set(DEMO_NAMES), out
         pids = set()
@@ -54,8 +57,7 @@ def test_demo_serves_every_node_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             assert login in out
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
-        rest = process.stdout.read() if process.stdout else ""
-        assert "stopped" in rest
+        assert "stopped" in read_until(process, "stopped", timeout=5)
         for slug in ("erasme", "cotonou", "dakar"):
             assert not (tmp_path / slug / "run.json").exists()
     finally:

@@ -1,0 +1,198 @@
+"""Make protocol/vectors.json: python -m tests.protocol.make_vectors > protocol/vectors.json
+
+Every input is given as bytes (hex) so that another implementation can use the file
+without Python; test_vectors.py checks that this implementation still produces the same
+outputs. Only the manifest's wrapped keys are random (sealed boxes use an ephemeral key):
+for those the file gives the bytes to open and what they must open to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from typing import Any
+
+import nacl.bindings
+
+from protocol.bundle import (
+    CHUNK_AAD,
+    BundleSealer,
+    chunk_nonce,
+    encode_plaintext_header,
+)
+from protocol.codec import pack
+from protocol.documents import digest, encode_document
+from protocol.envelope import encode_envelope
+from protocol.identity import Identity, domain_message
+
+NOW = 1_795_000_000_000
+
+
+def seed(name: str) -> bytes:
+    return hashlib.sha256(f"tsf test vector {name}".encode()).digest()
+
+
+class Counter:
+    """Returns the given bytes, in order: the 'randomness' a vector fixes."""
+
+    def __init__(self, *values: bytes) -> None:
+        self.values = list(values)
+
+    def __call__(self, n: int) -> bytes:
+        value = self.values.pop(0)
+        assert len(value) == n
+        return value
+
+
+def identities() -> list[dict[str, Any]]:
+    out = []
+    for name in ("node-erasme", "node-cotonou", "reader-marie"):
+        me = Identity(seed(name))
+        out.append(
+            {
+                "seed": me.seed.hex(),
+                "public_key": me.public.key.hex(),
+                "id_text": me.public.text,
+                "x25519_public": bytes(me.public.x25519()).hex(),
+            }
+        )
+    return out
+
+
+def signatures() -> list[dict[str, Any]]:
+    me = Identity(seed("node-erasme"))
+    data = b"exact bytes, never re-encoded"
+    return [
+        {
+            "seed": me.seed.hex(),
+            "tag": "envelope/ping",
+            "data": data.hex(),
+            "signed_message": domain_message("envelope/ping", data).hex(),
+            "signature": me.sign("envelope/ping", data).hex(),
+        }
+    ]
+
+
+def envelopes() -> list[dict[str, Any]]:
+    sender, recipient = Identity(seed("node-cotonou")), Identity(seed("node-erasme"))
+    out = []
+    cases = [
+        ("ping", None, {"probe": b"\x01\x02\x03\x04"}),
+        ("document", recipient, {"document": b"a signed report", "case_id": bytes(range(16))}),
+    ]
+    for i, (kind, to, body) in enumerate(cases):
+        nonce = hashlib.sha256(f"nonce {i}".encode()).digest()[:24]
+        data = encode_envelope(
+            kind=kind,
+            sender=sender,
+            recipient=to.public if to else None,
+            body=body,
+            now=NOW,
+            rng=Counter(nonce),
+        )
+        out.append(
+            {
+                "kind": kind,
+                "sender_seed": sender.seed.hex(),
+                "recipient_seed": to.seed.hex() if to else None,
+                "timestamp": NOW,
+                "nonce": nonce.hex(),
+                "body_msgpack": pack(body).hex(),
+                "envelope": data.hex(),
+            }
+        )
+    return out
+
+
+def documents() -> list[dict[str, Any]]:
+    reader = Identity(seed("reader-marie"))
+    body = {
+        "case_id": bytes(range(16)),
+        "bundle_id": bytes(range(16, 32)),
+        "created": NOW,
+        "language": "fr",
+        "findings": "Opacité du lobe inférieur droit.",
+        "impression": "Pneumopathie.",
+        "recommendations": "Contrôle à 6 semaines.",
+        "image_quality": "adequate",
+        "quality_reason": "",
+        "supersedes": None,
+    }
+    data = encode_document("report", body, reader)
+    return [
+        {
+            "kind": "report",
+            "signer_seed": reader.seed.hex(),
+            "body_msgpack": pack(body).hex(),
+            "document": data.hex(),
+            "digest_blake3": digest(data).hex(),
+        }
+    ]
+
+
+def chunks() -> list[dict[str, Any]]:
+    key = hashlib.sha256(b"bundle key").digest()
+    bundle_id = hashlib.sha256(b"bundle id").digest()[:16]
+    out = []
+    for index, last, plaintext in ((0, False, b"first chunk"), (1, True, b"last")):
+        nonce = chunk_nonce(bundle_id, index, last)
+        ct = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+            plaintext, CHUNK_AAD, nonce, key
+        )
+        out.append(
+            {
+                "key": key.hex(),
+                "bundle_id": bundle_id.hex(),
+                "index": index,
+                "last": last,
+                "plaintext": plaintext.hex(),
+                "nonce": nonce.hex(),
+                "aad": CHUNK_AAD.hex(),
+                "ciphertext": ct.hex(),
+                "hash_blake3": digest(ct).hex(),
+            }
+        )
+    return out
+
+
+def bundles() -> list[dict[str, Any]]:
+    sender, recipient = Identity(seed("node-cotonou")), Identity(seed("node-erasme"))
+    bundle_id = hashlib.sha256(b"bundle id").digest()[:16]
+    key = hashlib.sha256(b"bundle key").digest()
+    header = encode_plaintext_header({"modality": "CR"}, [("IM1.dcm", 5), ("IM2.dcm", 3)])
+    plaintext = header + b"hello" + b"abc"
+    sealer = BundleSealer(
+        sender=sender, recipients=[recipient.public], chunk_size=65536, rng=Counter(bundle_id, key)
+    )
+    ciphertexts = sealer.push(plaintext)
+    rest, manifest = sealer.finish(now=NOW, ttl=86_400_000)
+    return [
+        {
+            "sender_seed": sender.seed.hex(),
+            "recipient_seed": recipient.seed.hex(),
+            "bundle_id": bundle_id.hex(),
+            "bundle_key": key.hex(),
+            "plaintext": plaintext.hex(),
+            "plaintext_header_length": len(header),
+            "chunks": [c.hex() for c in ciphertexts + rest],
+            "manifest": manifest.hex(),
+        }
+    ]
+
+
+def vectors() -> dict[str, Any]:
+    return {
+        "about": "tsf protocol version 1 test vectors; see protocol/SPEC.md",
+        "identities": identities(),
+        "signatures": signatures(),
+        "envelopes": envelopes(),
+        "documents": documents(),
+        "chunks": chunks(),
+        "bundles": bundles(),
+    }
+
+
+if __name__ == "__main__":
+    json.dump(vectors(), sys.stdout, indent=1)
+    sys.stdout.write("\n")

@@ -1,0 +1,36 @@
+"""The benchmark runner runs and prints its JSON lines. No timing is asserted here:
+benchmarks are read by people, side by side with their baselines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+KEYS = {"name", "value", "unit", "baseline", "baseline_value", "ratio", "higher_is_better"}
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_every_benchmark_prints_one_json_line_with_its_baseline() -> None:
+    names = run("--list").stdout.split()
+    assert "bundle_seal_open_throughput" in names
+    result = run("--quick")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["name"] for line in lines] == names
+    for line in lines:
+        assert KEYS <= line.keys()
+        assert line["value"] > 0
+        assert line["baseline_value"] > 0
+        assert line["ratio"] == round(line["value"] / line["baseline_value"], 3)
+
+
+def test_unknown_benchmark_is_named() -> None:
+    result = run("no_such_bench")
+    assert result.returncode == 2
+    assert "no_such_bench" in result.stderr
