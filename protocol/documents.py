@@ -173,6 +173,154 @@ DOCUMENT_KINDS: tuple[DocumentKind, ...] = (
     ),
 )
 
+# --- directory records (protocol/directory.py): signed, versioned, expiring ------------
+
+_NAME = Str(min=1, max=200)
+_RECORD = {
+    "network": Str(min=1, max=64),
+    "version": Int(1, 2**63 - 1),
+    "created": _TIME,
+    "expires": _TIME,
+}
+_TAGS = List(Str(min=1, max=64), 32)
+GROUP_KINDS = ("institutional", "subspeciality", "community")
+ROUTING_MODES = ("pair", "assign", "pool")
+MEMBER_ROLES = ("reader", "sender", "coordinator")
+
+PAIR_TERMS = Schema(
+    {
+        "pair_id": _UID,
+        "reader": _ID,
+        "sender": _ID,
+        "weekly_quota": Int(0, 1000),
+        "reading_delay_hours": Int(1, 24 * 60),
+        "status": Str(choices=("active", "suspended", "ended")),
+    }
+)
+
+DIRECTORY_KINDS: tuple[DocumentKind, ...] = (
+    DocumentKind(
+        code=16,
+        name="group_cert",
+        max_body=2 * KiB,
+        signer="a trust anchor",
+        schema=Schema(
+            {
+                **_RECORD,
+                "group": _ID,
+                "name": _NAME,
+                "kind": Str(choices=GROUP_KINDS),
+                "may_admit": Bool(),
+            }
+        ),
+        doc="A trust anchor certifies a reading group's key; with `may_admit` the group "
+        "may admit nodes itself.",
+    ),
+    DocumentKind(
+        code=17,
+        name="node_cert",
+        max_body=1 * KiB,
+        signer="a trust anchor, or a group certified with may_admit",
+        schema=Schema({**_RECORD, "node": _ID}),
+        doc="Admits a node to the network.",
+    ),
+    DocumentKind(
+        code=18,
+        name="node",
+        max_body=8 * KiB,
+        signer="the node itself",
+        schema=Schema(
+            {
+                **_RECORD,
+                "name": _NAME,
+                "institution": Str(max=200),
+                "country": Str(max=2),
+                "addresses": List(Str(min=1, max=255), 8),
+                "relays": List(_ID, 8),
+                "capabilities": _TAGS,
+                "capacity": Int(0, 100_000),
+            }
+        ),
+        doc="Where and what a node is: addresses, the relays that hold its mail.",
+    ),
+    DocumentKind(
+        code=19,
+        name="group",
+        max_body=256 * KiB,
+        signer="the group's key",
+        schema=Schema(
+            {
+                **_RECORD,
+                "name": _NAME,
+                "kind": Str(choices=GROUP_KINDS),
+                "routing": Str(choices=ROUTING_MODES),
+                "coordinators": List(_ID, 32),
+                "members": List(_ID, 4096),
+                "subspecialities": _TAGS,
+            }
+        ),
+        doc="A reading group: its coordinators, members and routing mode.",
+    ),
+    DocumentKind(
+        code=20,
+        name="member",
+        max_body=8 * KiB,
+        signer="a coordinator of the member's group",
+        schema=Schema(
+            {
+                **_RECORD,
+                "group": _ID,
+                "member": _ID,
+                "role": Str(choices=MEMBER_ROLES),
+                "display_name": _NAME,
+                "registration": Str(max=100),
+                "diploma": Str(max=200),
+                "charter_accepted": _TIME,
+                "facility": Str(max=200),
+                "subspecialities": _TAGS,
+                "languages": List(Str(min=2, max=16), 16),
+                "home_node": _ID,
+                "weekly_capacity": Int(0, 1000),
+            }
+        ),
+        doc="A coordinator's attestation of a member: role, registration with the medical "
+        "council, speciality diploma, charter accepted; for senders, their facility.",
+    ),
+    DocumentKind(
+        code=21,
+        name="pair",
+        max_body=2 * KiB,
+        signer="the reader or the sender of the pair, countersigned by the other",
+        schema=Schema({**_RECORD, "terms": Bytes(max=1 * KiB), "countersignature": Bytes(64, 64)}),
+        doc="A reader and a sender's agreement (binôme); `terms` (msgpack, PAIR_TERMS) is "
+        "countersigned by the other party, tag `pair/terms`.",
+    ),
+    DocumentKind(
+        code=22,
+        name="revocation",
+        max_body=2 * KiB,
+        signer="a trust anchor, the key itself, or who admitted or attested it",
+        schema=Schema({**_RECORD, "target": _ID, "reason": Str(max=500)}),
+        doc="Revokes a key: its certificates, attestations and records are ignored.",
+    ),
+    DocumentKind(
+        code=23,
+        name="node_stats",
+        max_body=8 * KiB,
+        signer="the node itself",
+        schema=Schema(
+            {
+                **_RECORD,
+                "period_start": _TIME,
+                "period_end": _TIME,
+                "counters": Scalars(max_items=64, max_text=64),
+            }
+        ),
+        doc="A node's aggregate statistics for a period: counts and durations, no patient data.",
+    ),
+)
+DOCUMENT_KINDS = DOCUMENT_KINDS + DIRECTORY_KINDS
+
 DOCUMENT_KINDS_BY_CODE = {k.code: k for k in DOCUMENT_KINDS}
 DOCUMENT_KINDS_BY_NAME = {k.name: k for k in DOCUMENT_KINDS}
 MAX_DOCUMENT_SIZE = HEADER_SIZE + max(k.max_body for k in DOCUMENT_KINDS) + SIGNATURE_SIZE

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocol.codec import Bytes, Int, Schema, Str
+from protocol.codec import Bytes, Int, List, Optional, Schema, Str
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -67,6 +67,35 @@ ENVELOPE_KINDS: tuple[EnvelopeKind, ...] = (
         encrypted=False,
         schema=Schema({"document": Bytes(max=4 * KiB - 64), "priority": Int(0, 3)}),
         doc="A signed delivery receipt, public so that relays can delete their copy.",
+    ),
+    EnvelopeKind(
+        code=6,
+        name="gossip_syn",
+        max_payload=1 * KiB,
+        encrypted=False,
+        schema=Schema({"root": Bytes(32, 32)}),
+        doc="Opens a gossip round: the root hash of the sender's directory digest.",
+    ),
+    EnvelopeKind(
+        code=7,
+        name="gossip_digest",
+        max_payload=2 * MiB,
+        encrypted=True,
+        schema=Schema({"root": Bytes(32, 32), "digest": Bytes(max=2 * MiB - 1024)}),
+        doc="The highest record version held per signer (40-byte entries), when roots differ.",
+    ),
+    EnvelopeKind(
+        code=8,
+        name="gossip_records",
+        max_payload=4 * MiB,
+        encrypted=True,
+        schema=Schema(
+            {
+                "records": List(Bytes(max=512 * KiB), 100_000),
+                "digest": Optional(Bytes(max=2 * MiB)),
+            }
+        ),
+        doc="Directory records the peer lacks; with a digest, asks for those it lacks.",
     ),
 )
 

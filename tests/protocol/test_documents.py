@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.documents import DOCUMENT_KINDS, HEADER_SIZE, decode_document, encode_document
+from protocol.documents import DIRECTORY_KINDS, DOCUMENT_KINDS, HEADER_SIZE, decode_document, encode_document
 from protocol.errors import (
     BadSignatureError,
     ExpiredError,
@@ -74,7 +74,8 @@ def test_each_kind_round_trips_and_names_its_signer(kind: str) -> None:
 
 
 def test_every_kind_has_a_sample_or_a_bundle_test() -> None:
-    assert {k.name for k in DOCUMENT_KINDS} == set(SAMPLES) | {"manifest"}
+    directory = {k.name for k in DIRECTORY_KINDS}  # tests/protocol/test_directory.py
+    assert {k.name for k in DOCUMENT_KINDS} == set(SAMPLES) | {"manifest"} | directory
 
 
 @settings(max_examples=100)

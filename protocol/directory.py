@@ -1,0 +1,481 @@
+"""The directory: signed, versioned, expiring records of who is who, merged as a CRDT.
+
+A network is its trust anchors' keys (bootstrap/). Everything else in the directory is a
+signed document (SPEC.md §5, §8) that some already-trusted key vouches for:
+
+    anchor ──group_cert──▶ group key ──group record──▶ coordinators ──member──▶ people
+       └───node_cert──▶ node ◀──node_cert── group (may_admit)      people ──pair──▶ pair
+
+Merge: last-writer-wins per record key by (version, digest). A record is stored only if,
+when it arrives, its signature verifies, it belongs to this network, it has not expired
+and its signer is entitled to sign it; otherwise it is ignored and the reason counted.
+Which records are in force (``View``) is a pure function of the stored set, the anchors
+and ``now``, so every delivery order of the same records gives the same view. Revocations
+win: a revoked key's certificates, attestations and records are ignored and dropped.
+
+Anti-entropy (gossip.py) uses ``digest()`` (highest version held per signer), ``root()``
+(one hash of that digest: equal roots mean nothing to exchange) and ``missing_for()``.
+Each signer MUST sign its records with strictly increasing versions (milliseconds since
+the epoch serve).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocol.codec import unpack
+from protocol.documents import (
+    DIRECTORY_KINDS,
+    PAIR_TERMS,
+    Document,
+    decode_document,
+    digest,
+    encode_document,
+)
+from protocol.errors import LocalProtocolError, ProtocolError
+from protocol.identity import Identity, PublicIdentity
+
+RECORD_KINDS = frozenset(k.name for k in DIRECTORY_KINDS)
+# The order in which records are offered: what vouches for others comes first.
+KIND_RANK = {
+    "group_cert": 0,
+    "node_cert": 1,
+    "revocation": 2,
+    "group": 3,
+    "node": 4,
+    "member": 5,
+    "pair": 6,
+    "node_stats": 7,
+}
+CLOCK_SKEW_MS = 5 * 60 * 1000
+PAIR_TERMS_TAG = "pair/terms"
+DIGEST_ENTRY = struct.Struct(">32sQ")
+
+RecordKey = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Network:
+    """A network: its name and the public keys of its trust anchors."""
+
+    name: str
+    anchors: frozenset[bytes]
+
+    def __post_init__(self) -> None:
+        if not self.anchors or any(len(a) != 32 for a in self.anchors):
+            raise LocalProtocolError("a network needs at least one 32-byte anchor key")
+
+
+def record_key(doc: Document) -> RecordKey:
+    """The key under which last-writer-wins applies."""
+    b, s = doc.body, doc.signer.key
+    match doc.kind:
+        case "group_cert":
+            return ("group_cert", s, b["group"])
+        case "node_cert":
+            return ("node_cert", s, b["node"])
+        case "node" | "group" | "node_stats":
+            return (doc.kind, s)
+        case "member":
+            return ("member", b["group"], b["member"])
+        case "pair":
+            return ("pair", pair_terms(doc)["pair_id"])
+        case "revocation":
+            return ("revocation", s, b["target"])
+    raise LocalProtocolError(f"{doc.kind} is not a directory record")
+
+
+def _order(doc: Document) -> tuple[int, bytes]:
+    return (int(doc.body["version"]), doc.digest)
+
+
+def pair_terms(doc: Document) -> dict[str, Any]:
+    """The terms of a pair record (already verified when the record was accepted)."""
+    terms: dict[str, Any] = PAIR_TERMS.check(unpack(doc.body["terms"], max_size=1024), "terms")
+    return terms
+
+
+def sign_pair(
+    terms: dict[str, Any],
+    *,
+    signer: Identity,
+    countersignature: bytes,
+    terms_bytes: bytes,
+    network: str,
+    version: int,
+    now: int,
+    ttl: int,
+) -> bytes:
+    """Encode a pair record: ``terms_bytes`` signed by the other party (``countersign``)."""
+    PAIR_TERMS.check(terms, "terms")
+    body = {
+        "network": network,
+        "version": version,
+        "created": now,
+        "expires": now + ttl,
+        "terms": terms_bytes,
+        "countersignature": countersignature,
+    }
+    return encode_document("pair", body, signer)
+
+
+def countersign(terms_bytes: bytes, party: Identity) -> bytes:
+    return party.sign(PAIR_TERMS_TAG, terms_bytes)
+
+
+@dataclass
+class View:
+    """What is in force: admitted nodes, certified groups, attested members, pairs."""
+
+    revoked: set[bytes] = field(default_factory=set)
+    groups: dict[bytes, Document] = field(default_factory=dict)  # group key -> group_cert
+    group_records: dict[bytes, Document] = field(default_factory=dict)
+    coordinators: dict[bytes, set[bytes]] = field(default_factory=dict)  # group -> keys
+    admitted: dict[bytes, bytes] = field(default_factory=dict)  # node -> issuer
+    nodes: dict[bytes, Document] = field(default_factory=dict)  # node -> node record
+    members: dict[bytes, Document] = field(default_factory=dict)  # person -> member record
+    pairs: dict[bytes, Document] = field(default_factory=dict)  # pair id -> pair record
+    stats: dict[bytes, Document] = field(default_factory=dict)
+
+    def is_admitted(self, node: bytes) -> bool:
+        return node in self.admitted
+
+    def role_of(self, person: bytes) -> str | None:
+        member = self.members.get(person)
+        return None if member is None else str(member.body["role"])
+
+
+def compute_view(records: Iterable[Document], network: Network, now: int) -> View:
+    """The records in force, as a pure function of the set (see the module docstring)."""
+    live = [d for d in records if d.body["expires"] > now]
+    by_kind: dict[str, list[Document]] = {k: [] for k in KIND_RANK}
+    for doc in live:
+        by_kind[doc.kind].append(doc)
+    anchors = network.anchors
+
+    def build(revoked: set[bytes]) -> View:
+        view = View(revoked=set(revoked))
+        for cert in by_kind["group_cert"]:
+            group = cert.body["group"]
+            if cert.signer.key in anchors and group not in revoked:
+                view.groups[group] = cert
+        for cert in by_kind["node_cert"]:
+            issuer, node = cert.signer.key, cert.body["node"]
+            by_group = issuer in view.groups and view.groups[issuer].body["may_admit"]
+            if (issuer in anchors or by_group) and node not in revoked:
+                view.admitted[node] = issuer
+        for rec in by_kind["group"]:
+            if rec.signer.key in view.groups:
+                view.group_records[rec.signer.key] = rec
+                view.coordinators[rec.signer.key] = {
+                    c for c in rec.body["coordinators"] if c not in revoked
+                }
+        for rec in by_kind["member"]:
+            group, member = rec.body["group"], rec.body["member"]
+            if (
+                group in view.groups
+                and rec.signer.key in view.coordinators.get(group, ())
+                and member not in revoked
+            ):
+                view.members[member] = rec
+        return view
+
+    revoked = {
+        r.body["target"]
+        for r in by_kind["revocation"]
+        if r.signer.key in anchors or r.signer.key == r.body["target"]
+    }
+    view = build(revoked)
+    # Revocations by groups (of nodes they admitted, of their members) and by coordinators
+    # (of members of their groups), given who holds those roles once anchors have spoken.
+    for r in by_kind["revocation"]:
+        signer, target = r.signer.key, r.body["target"]
+        member = view.members.get(target)
+        if (
+            (signer in view.groups and view.admitted.get(target) == signer)
+            or (signer in view.groups and member is not None and member.body["group"] == signer)
+            or (
+                member is not None
+                and signer in view.coordinators.get(member.body["group"], ())
+            )
+        ):
+            revoked.add(target)
+    if revoked != view.revoked:
+        view = build(revoked)
+    for rec in by_kind["node"] + by_kind["node_stats"]:
+        if rec.signer.key in view.admitted:
+            (view.nodes if rec.kind == "node" else view.stats)[rec.signer.key] = rec
+    for rec in by_kind["pair"]:
+        terms = pair_terms(rec)
+        reader, sender = view.members.get(terms["reader"]), view.members.get(terms["sender"])
+        if (
+            reader is not None
+            and sender is not None
+            and reader.body["role"] in ("reader", "coordinator")
+            and sender.body["role"] == "sender"
+        ):
+            view.pairs[terms["pair_id"]] = rec
+    return view
+
+
+class Directory:
+    """The records a node holds, with the rules for taking new ones in."""
+
+    def __init__(self, network: Network, *, max_records: int = 200_000) -> None:
+        self.network = network
+        self.max_records = max_records
+        self._records: dict[RecordKey, Document] = {}
+        self._view: View | None = None
+        self._view_now = 0
+        self.ignored: Counter[str] = Counter()
+        """Why records were turned away: forged, malformed, other_network, expired,
+        future, revoked, unknown_signer, not_entitled, bad_countersignature, full."""
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[Document]:
+        return iter(self._records.values())
+
+    def view(self, now: int) -> View:
+        if self._view is None or now != self._view_now:
+            self._view = compute_view(self._records.values(), self.network, now)
+            self._view_now = now
+        return self._view
+
+    # --- taking records in -----------------------------------------------------------
+
+    def add(self, raw: bytes, now: int) -> str:
+        """Take in one record; returns "added", "stale" (already held, or older than what
+        is held), or "ignored:<reason>" (also counted in ``ignored``)."""
+        try:
+            doc = decode_document(raw)
+        except ProtocolError as exc:
+            reason = "forged" if "signature" in type(exc).__name__.lower() else "malformed"
+            return self._ignore(reason)
+        return self._add_document(doc, now)
+
+    def add_many(self, raws: Iterable[bytes], now: int) -> Counter[str]:
+        """Take in a batch whatever its order: records whose signer is vouched for by a
+        later record of the same batch are retried until nothing more is accepted."""
+        outcome: Counter[str] = Counter()
+        pending: list[Document] = []
+        for raw in raws:
+            try:
+                pending.append(decode_document(raw))
+            except ProtocolError as exc:
+                forged = "signature" in type(exc).__name__.lower()
+                outcome[self._ignore("forged" if forged else "malformed")] += 1
+        pending.sort(key=lambda d: KIND_RANK.get(d.kind, 99))
+        while pending:
+            retry: list[Document] = []
+            for doc in pending:
+                result = self._add_document(doc, now, count=False)
+                if result in ("ignored:unknown_signer", "ignored:not_entitled"):
+                    retry.append(doc)
+                else:
+                    outcome[result] += 1
+            if len(retry) == len(pending):
+                for doc in retry:
+                    outcome[self._add_document(doc, now)] += 1
+                break
+            pending = retry
+        return outcome
+
+    def _ignore(self, reason: str) -> str:
+        self.ignored[reason] += 1
+        return f"ignored:{reason}"
+
+    def _add_document(self, doc: Document, now: int, *, count: bool = True) -> str:
+        reason = self._refusal(doc, now)
+        if reason is not None:
+            if count:
+                return self._ignore(reason)
+            return f"ignored:{reason}"
+        key = record_key(doc)
+        held = self._records.get(key)
+        if held is not None and _order(held) >= _order(doc):
+            return "stale"
+        if held is None and len(self._records) >= self.max_records:
+            return self._ignore("full")
+        self._records[key] = doc
+        self._view = None
+        if doc.kind == "revocation":
+            self._drop_revoked(now)
+        return "added"
+
+    def _refusal(self, doc: Document, now: int) -> str | None:
+        """Why ``doc`` cannot be taken in now, or None."""
+        body = doc.body
+        if doc.kind not in RECORD_KINDS:
+            return "malformed"
+        if body["network"] != self.network.name:
+            return "other_network"
+        if body["expires"] <= now or body["expires"] <= body["created"]:
+            return "expired"
+        if body["created"] > now + CLOCK_SKEW_MS:
+            return "future"
+        view = self.view(now)
+        signer = doc.signer.key
+        if signer in view.revoked:
+            return "revoked"
+        anchors = self.network.anchors
+        groups = view.groups
+        match doc.kind:
+            case "group_cert":
+                ok = signer in anchors
+            case "node_cert":
+                ok = signer in anchors or (signer in groups and groups[signer].body["may_admit"])
+            case "node" | "node_stats":
+                ok = signer in view.admitted
+            case "group":
+                ok = signer in groups
+            case "member":
+                if body["member"] in view.revoked:
+                    return "revoked"
+                ok = signer in view.coordinators.get(body["group"], ())
+            case "revocation":
+                ok = (
+                    signer in anchors
+                    or signer == body["target"]
+                    or signer in groups
+                    or any(signer in c for c in view.coordinators.values())
+                )
+            case "pair":
+                return self._pair_refusal(doc, view)
+            case _:  # pragma: no cover - RECORD_KINDS is exhaustive
+                ok = False
+        if ok:
+            return None
+        known = (
+            signer in anchors
+            or signer in groups
+            or signer in view.admitted
+            or signer in view.members
+        )
+        return "not_entitled" if known else "unknown_signer"
+
+    def _pair_refusal(self, doc: Document, view: View) -> str | None:
+        try:
+            terms = pair_terms(doc)
+        except ProtocolError:
+            return "malformed"
+        parties = {terms["reader"], terms["sender"]}
+        signer = doc.signer.key
+        if signer not in parties or len(parties) != 2:
+            return "not_entitled"
+        other = (parties - {signer}).pop()
+        try:
+            PublicIdentity(other).verify(
+                PAIR_TERMS_TAG, doc.body["terms"], doc.body["countersignature"]
+            )
+        except ProtocolError:
+            return "bad_countersignature"
+        if other in view.revoked:
+            return "revoked"
+        if signer not in view.members or other not in view.members:
+            return "unknown_signer"
+        return None
+
+    def _drop_revoked(self, now: int) -> None:
+        revoked = self.view(now).revoked
+        doomed = [
+            key
+            for key, doc in self._records.items()
+            if doc.signer.key in revoked and doc.kind != "revocation"
+        ]
+        for key in doomed:
+            del self._records[key]
+        if doomed:
+            self._view = None
+
+    def prune(self, now: int) -> int:
+        """Drop expired records; returns how many."""
+        doomed = [k for k, d in self._records.items() if d.body["expires"] <= now]
+        for key in doomed:
+            del self._records[key]
+        if doomed:
+            self._view = None
+        return len(doomed)
+
+    # --- anti-entropy ----------------------------------------------------------------
+
+    def digest(self) -> dict[bytes, int]:
+        """The highest version held per signer."""
+        out: dict[bytes, int] = {}
+        for doc in self._records.values():
+            signer, version = doc.signer.key, int(doc.body["version"])
+            if out.get(signer, 0) < version:
+                out[signer] = version
+        return out
+
+    def root(self) -> bytes:
+        """One hash of the digest: two directories with equal roots hold the same
+        versions (and, signers using strictly increasing versions, the same records)."""
+        return digest(encode_digest(self.digest()))
+
+    def missing_for(self, theirs: dict[bytes, int], budget: int) -> list[bytes]:
+        """Records newer than ``theirs``, at most ``budget`` bytes, without gaps: for each
+        signer, a prefix of its records in version order."""
+        per_signer: dict[bytes, list[Document]] = {}
+        for doc in self._records.values():
+            if int(doc.body["version"]) > theirs.get(doc.signer.key, 0):
+                per_signer.setdefault(doc.signer.key, []).append(doc)
+        chosen: list[Document] = []
+        used = 0
+        ordered = sorted(
+            per_signer.items(), key=lambda kv: (min(KIND_RANK[d.kind] for d in kv[1]), kv[0])
+        )
+        for _, docs in ordered:
+            docs.sort(key=_order)
+            for doc in docs:
+                size = len(doc.raw) + 5
+                if used + size > budget:
+                    break
+                chosen.append(doc)
+                used += size
+        chosen.sort(key=lambda d: KIND_RANK[d.kind])
+        return [d.raw for d in chosen]
+
+
+def encode_digest(entries: dict[bytes, int]) -> bytes:
+    """A digest as bytes: entries (signer 32 bytes, version 8 bytes) sorted by signer."""
+    return b"".join(DIGEST_ENTRY.pack(s, v) for s, v in sorted(entries.items()))
+
+
+def decode_digest(data: bytes) -> dict[bytes, int]:
+    from protocol.errors import MalformedError
+
+    if len(data) % DIGEST_ENTRY.size:
+        raise MalformedError("a digest is a whole number of 40-byte entries")
+    entries = dict(DIGEST_ENTRY.iter_unpack(data))
+    if len(entries) * DIGEST_ENTRY.size != len(data):
+        raise MalformedError("a digest lists a signer twice")
+    return entries
+
+
+def make_record(
+    kind: str,
+    fields: dict[str, Any],
+    *,
+    signer: Identity,
+    network: str,
+    version: int,
+    now: int,
+    ttl: int,
+) -> bytes:
+    """Sign a directory record of ``kind`` with the common fields filled in."""
+    if kind not in RECORD_KINDS:
+        raise LocalProtocolError(f"{kind} is not a directory record kind")
+    body = {
+        "network": network,
+        "version": version,
+        "created": now,
+        "expires": now + ttl,
+        **fields,
+    }
+    return encode_document(kind, body, signer)

@@ -1,0 +1,117 @@
+"""Anti-entropy gossip of the directory, in the manner of Scuttlebutt reconciliation.
+
+Every ``interval`` the engine picks ``fanout`` random admitted peers and sends each the
+root hash of its digest. A peer with the same root answers nothing: in steady state a
+round costs one small signed message per peer. Otherwise they reconcile push-pull:
+
+    A ── gossip_syn {root} ──────────────────────────▶ B   (roots differ)
+    A ◀── gossip_digest {root, digest} ──────────────── B
+    A ── gossip_records {records B lacks, digest A} ──▶ B
+    A ◀── gossip_records {records A lacks} ──────────── B
+
+Records are sent within ``budget`` bytes, per signer in version order (no gaps), so a
+truncated exchange leaves both sides consistent and the next round goes on from there.
+Sans-IO: the caller sends what ``handle_timer`` and ``receive`` return and feeds back what
+arrives; time is ``now`` in ms.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.directory import Directory, decode_digest, encode_digest
+from protocol.errors import LocalProtocolError
+from protocol.sampling import Rng, jitter, sample
+
+
+@dataclass(frozen=True, kw_only=True)
+class GossipConfig:
+    """Defaults for 256 kbit/s uplinks and 300 ms RTT: a round every 30 s to 2 peers, and
+    at most 64 KiB of records per message (2 s of a 256 kbit/s link)."""
+
+    interval_ms: int = 30_000
+    fanout: int = 2
+    budget: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        if self.interval_ms < 100 or self.fanout < 1 or self.budget < 4096:
+            raise LocalProtocolError("gossip interval >= 100 ms, fanout >= 1, budget >= 4 KiB")
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message for the caller to send: envelope kind and body, to ``peer`` (node id)."""
+
+    peer: bytes
+    kind: str
+    body: dict[str, Any]
+
+
+GOSSIP_KINDS = ("gossip_syn", "gossip_digest", "gossip_records")
+
+
+class GossipEngine:
+    def __init__(
+        self,
+        *,
+        me: bytes,
+        directory: Directory,
+        rng: Rng,
+        now: int,
+        config: GossipConfig | None = None,
+    ) -> None:
+        self.me = me
+        self.directory = directory
+        self.config = config or GossipConfig()
+        self._rng = rng
+        self._next = now + jitter(rng, self.config.interval_ms, 0.5)
+        self.stats: Counter[str] = Counter()
+
+    def get_timer(self) -> int:
+        """When ``handle_timer`` wants to run next (ms)."""
+        return self._next
+
+    def peers(self, now: int) -> list[bytes]:
+        return sorted(n for n in self.directory.view(now).admitted if n != self.me)
+
+    def handle_timer(self, now: int) -> list[Outgoing]:
+        if now < self._next:
+            return []
+        self._next = now + jitter(self._rng, self.config.interval_ms)
+        self.directory.prune(now)
+        chosen = sample(self._rng, self.peers(now), self.config.fanout)
+        root = self.directory.root()
+        self.stats["rounds"] += 1
+        return [Outgoing(peer, "gossip_syn", {"root": root}) for peer in chosen]
+
+    def receive(self, peer: bytes, kind: str, body: dict[str, Any], now: int) -> list[Outgoing]:
+        """Handle a gossip message from ``peer`` (whose envelope the caller verified);
+        return the reply, if any. Messages from nodes not admitted are dropped."""
+        if not self.directory.view(now).is_admitted(peer):
+            self.stats["refused_unadmitted"] += 1
+            return []
+        self.stats[f"received_{kind}"] += 1
+        if kind == "gossip_syn":
+            root = self.directory.root()
+            if body["root"] == root:
+                self.stats["in_sync"] += 1
+                return []
+            mine = encode_digest(self.directory.digest())
+            return [Outgoing(peer, "gossip_digest", {"root": root, "digest": mine})]
+        if kind == "gossip_digest":
+            theirs = decode_digest(body["digest"])
+            mine = encode_digest(self.directory.digest())
+            records = self.directory.missing_for(theirs, self.config.budget - len(mine))
+            return [Outgoing(peer, "gossip_records", {"records": records, "digest": mine})]
+        if kind == "gossip_records":
+            outcome = self.directory.add_many(body["records"], now)
+            self.stats.update({f"records_{k}": v for k, v in outcome.items()})
+            if body["digest"] is None:
+                return []
+            missing = self.directory.missing_for(decode_digest(body["digest"]), self.config.budget)
+            if not missing:
+                return []
+            return [Outgoing(peer, "gossip_records", {"records": missing, "digest": None})]
+        raise LocalProtocolError(f"not a gossip message: {kind}")

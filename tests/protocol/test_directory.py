@@ -1,0 +1,193 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol.directory import Directory, compute_view, decode_digest, encode_digest
+from protocol.errors import MalformedError
+from tests.protocol.directory_world import DAY, World
+from tests.protocol.helpers import NOW, identity
+
+
+def loaded(records: list[bytes], world: World, now: int = NOW) -> Directory:
+    directory = Directory(world.network)
+    directory.add_many(records, now)
+    return directory
+
+
+def test_a_whole_network_is_taken_in_whatever_the_order() -> None:
+    world = World()
+    records = world.everything()
+    in_order = loaded(records, world)
+    assert len(in_order) == len(records)
+    for seed in range(5):
+        shuffled = records[:]
+        random.Random(seed).shuffle(shuffled)
+        assert loaded(shuffled, world).root() == in_order.root()
+    view = in_order.view(NOW)
+    assert set(view.admitted) == {world.node("erasme").public.key, world.node("cotonou").public.key}
+    assert view.role_of(world.reader.public.key) == "reader"
+    assert view.nodes[world.node("cotonou").public.key].body["name"] == "CHU Cotonou"
+    assert len(view.pairs) == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_merge_is_order_and_duplicate_independent(data: st.DataObject) -> None:
+    """Random subsets of records, several versions of the same keys, duplicates, in random
+    orders and batches: every directory that got the same set ends in the same state."""
+    world = World()
+    base = world.everything()
+    erasme = world.node("erasme")
+    updates = [world.node_record(erasme, f"Erasme v{i}") for i in range(3)]
+    updates.append(world.member(world.reader, "reader"))  # a newer attestation
+    pool = base + updates
+    chosen = data.draw(st.lists(st.sampled_from(pool), min_size=1, max_size=30))
+    states = []
+    for _ in range(3):
+        order = data.draw(st.permutations(chosen + chosen[: len(chosen) // 2]))
+        directory = Directory(world.network)
+        cut = data.draw(st.integers(0, len(order)))
+        directory.add_many(order[:cut], NOW)
+        for raw in order[cut:]:
+            directory.add(raw, NOW)
+        directory.add_many(order, NOW)  # a later round brings it all again
+        states.append((directory.root(), sorted(d.digest for d in directory)))
+    assert states[0] == states[1] == states[2]
+
+
+def test_last_writer_wins_by_version() -> None:
+    world = World()
+    erasme = world.node("erasme")
+    old = world.node_record(erasme, "old name")
+    new = world.node_record(erasme, "new name")
+    for order in ([old, new], [new, old]):
+        directory = loaded([world.node_cert(erasme), *order], world)
+        assert directory.view(NOW).nodes[erasme.public.key].body["name"] == "new name"
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda w: w.node_record(identity("stranger")), "unknown_signer"),
+        (lambda w: w.sign("node_cert", {"node": b"\x01" * 32}, identity("stranger")),
+         "unknown_signer"),
+        (lambda w: w.sign("node_cert", {"node": b"\x02" * 32}, w.anchor, ttl=1, now=NOW - DAY),
+         "expired"),
+        (lambda w: w.sign("node_cert", {"node": b"\x03" * 32}, w.anchor, now=NOW + DAY),
+         "future"),
+        (lambda w: w.sign("node_cert", {"node": b"\x04" * 32}, w.anchor, network="other"),
+         "other_network"),
+        (lambda w: w.member(w.reader, "reader", signer=w.reader), "not_entitled"),
+        (lambda w: w.pair(countersigner=identity("forger")), "bad_countersignature"),
+        (lambda w: w.sign("group_cert", {"group": b"\x05" * 32, "name": "x",
+                                         "kind": "community", "may_admit": True},
+                          w.node("erasme")), "not_entitled"),
+    ],
+)
+def test_records_without_standing_are_ignored_and_counted(make, reason: str) -> None:  # type: ignore[no-untyped-def]
+    world = World()
+    directory = loaded(world.everything(), world)
+    before = directory.root()
+    assert directory.add(make(world), NOW) == f"ignored:{reason}"
+    assert directory.ignored[reason] == 1
+    assert directory.root() == before
+
+
+def test_forged_and_malformed_records_are_counted() -> None:
+    world = World()
+    directory = loaded(world.everything(), world)
+    record = bytearray(world.node_cert(identity("x")))
+    record[-3] ^= 1
+    assert directory.add(bytes(record), NOW) == "ignored:forged"
+    assert directory.add(b"not a record", NOW) == "ignored:malformed"
+    assert directory.ignored == {"forged": 1, "malformed": 1}
+
+
+def test_a_group_without_may_admit_cannot_admit_nodes() -> None:
+    world = World()
+    directory = loaded([world.group_cert(may_admit=False)], world)
+    assert directory.add(world.node_cert(identity("n"), issuer=world.group), NOW) == (
+        "ignored:not_entitled"
+    )
+
+
+def test_revocations_win_and_cut_off_everything_signed_by_the_key() -> None:
+    world = World()
+    erasme = world.node("erasme")
+    directory = loaded(world.everything(), world)
+    assert directory.view(NOW).is_admitted(erasme.public.key)
+    assert directory.add(world.revocation(erasme, world.anchor), NOW) == "added"
+    view = directory.view(NOW)
+    assert not view.is_admitted(erasme.public.key)
+    assert erasme.public.key not in view.nodes
+    assert all(d.signer.key != erasme.public.key for d in directory)
+    # A newer record by the revoked key changes nothing.
+    assert directory.add(world.node_record(erasme, "back again"), NOW) == "ignored:revoked"
+    # The same holds if the revocation arrives first.
+    fresh = loaded([world.revocation(erasme, world.anchor), *world.everything()], world)
+    assert not fresh.view(NOW).is_admitted(erasme.public.key)
+
+
+def test_a_coordinator_revokes_a_member_of_the_group() -> None:
+    world = World()
+    directory = loaded(world.everything(), world)
+    directory.add(world.revocation(world.reader, world.coordinator), NOW)
+    view = directory.view(NOW)
+    assert view.role_of(world.reader.public.key) is None
+    assert view.pairs == {}  # the pair needs both parties
+
+
+def test_a_group_revokes_a_node_it_admitted_but_not_others() -> None:
+    world = World()
+    cotonou, erasme = world.node("cotonou"), world.node("erasme")
+    directory = loaded(world.everything(), world)
+    directory.add(world.revocation(cotonou, world.group), NOW)
+    directory.add(world.revocation(erasme, world.group), NOW)  # admitted by the anchor
+    view = directory.view(NOW)
+    assert not view.is_admitted(cotonou.public.key)
+    assert view.is_admitted(erasme.public.key)
+
+
+def test_revoking_a_group_removes_its_admissions_and_members() -> None:
+    world = World()
+    directory = loaded(world.everything(), world)
+    directory.add(world.revocation(world.group, world.anchor), NOW)
+    view = directory.view(NOW)
+    assert not view.is_admitted(world.node("cotonou").public.key)
+    assert view.members == {}
+
+
+def test_expired_records_leave_the_view_and_are_pruned() -> None:
+    world = World()
+    directory = loaded(world.everything(), world)
+    later = NOW + 31 * DAY
+    assert compute_view(directory, world.network, later).admitted == {}
+    assert directory.prune(later) == len(world.everything())
+
+
+def test_missing_for_sends_prefixes_without_gaps_within_budget() -> None:
+    world = World()
+    erasme = world.node("erasme")
+    records = [world.node_cert(erasme)] + [world.node_record(erasme, f"v{i}") for i in range(3)]
+    full = loaded(records, world)
+    empty = Directory(world.network)
+    wanted = full.missing_for(empty.digest(), budget=10_000)
+    assert len(wanted) == 2  # the certificate and the latest node record
+    tiny = full.missing_for(empty.digest(), budget=len(records[0]) + 10)
+    assert tiny == [records[0]]
+    assert full.missing_for(full.digest(), budget=10_000) == []
+
+
+def test_digest_encoding_round_trips_and_is_strict() -> None:
+    world = World()
+    directory = loaded(world.everything(), world)
+    assert decode_digest(encode_digest(directory.digest())) == directory.digest()
+    with pytest.raises(MalformedError):
+        decode_digest(b"\x00" * 39)
+    entry = encode_digest({b"\x01" * 32: 5})
+    with pytest.raises(MalformedError):
+        decode_digest(entry + entry)
