@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import bench_bundle, bench_envelope
+from bench import bench_bundle, bench_envelope, bench_gossip
 from bench.result import Result
 
-MODULES = (bench_bundle, bench_envelope)
+MODULES = (bench_bundle, bench_envelope, bench_gossip)
 
 
 def main(argv: list[str] | None = None) -> int:

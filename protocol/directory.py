@@ -198,10 +198,7 @@ def compute_view(records: Iterable[Document], network: Network, now: int) -> Vie
         if (
             (signer in view.groups and view.admitted.get(target) == signer)
             or (signer in view.groups and member is not None and member.body["group"] == signer)
-            or (
-                member is not None
-                and signer in view.coordinators.get(member.body["group"], ())
-            )
+            or (member is not None and signer in view.coordinators.get(member.body["group"], ()))
         ):
             revoked.add(target)
     if revoked != view.revoked:
@@ -230,7 +227,10 @@ class Directory:
         self.max_records = max_records
         self._records: dict[RecordKey, Document] = {}
         self._view: View | None = None
-        self._view_now = 0
+        self._view_since = 0
+        self._view_until = 0  # the view holds until the first record expires
+        self._digest: dict[bytes, int] | None = None
+        self._root: bytes | None = None
         self.ignored: Counter[str] = Counter()
         """Why records were turned away: forged, malformed, other_network, expired,
         future, revoked, unknown_signer, not_entitled, bad_countersignature, full."""
@@ -241,10 +241,26 @@ class Directory:
     def __iter__(self) -> Iterator[Document]:
         return iter(self._records.values())
 
+    def copy(self) -> Directory:
+        """A directory holding the same records (shared: documents are immutable), for
+        simulations that start many nodes from one state."""
+        twin = Directory(self.network, max_records=self.max_records)
+        twin._records = dict(self._records)
+        return twin
+
+    def _changed(self) -> None:
+        self._view = None
+        self._digest = None
+        self._root = None
+
     def view(self, now: int) -> View:
-        if self._view is None or now != self._view_now:
+        """What is in force at ``now``; recomputed only when a record was added or
+        removed, or when ``now`` passes the first expiry."""
+        if self._view is None or now >= self._view_until or now < self._view_since:
             self._view = compute_view(self._records.values(), self.network, now)
-            self._view_now = now
+            self._view_since = now
+            live = [d.body["expires"] for d in self._records.values() if d.body["expires"] > now]
+            self._view_until = min(live, default=2**63)
         return self._view
 
     # --- taking records in -----------------------------------------------------------
@@ -303,7 +319,7 @@ class Directory:
         if held is None and len(self._records) >= self.max_records:
             return self._ignore("full")
         self._records[key] = doc
-        self._view = None
+        self._changed()
         if doc.kind == "revocation":
             self._drop_revoked(now)
         return "added"
@@ -391,7 +407,7 @@ class Directory:
         for key in doomed:
             del self._records[key]
         if doomed:
-            self._view = None
+            self._changed()
 
     def prune(self, now: int) -> int:
         """Drop expired records; returns how many."""
@@ -399,32 +415,40 @@ class Directory:
         for key in doomed:
             del self._records[key]
         if doomed:
-            self._view = None
+            self._changed()
         return len(doomed)
 
     # --- anti-entropy ----------------------------------------------------------------
 
     def digest(self) -> dict[bytes, int]:
-        """The highest version held per signer."""
-        out: dict[bytes, int] = {}
-        for doc in self._records.values():
-            signer, version = doc.signer.key, int(doc.body["version"])
-            if out.get(signer, 0) < version:
-                out[signer] = version
-        return out
+        """The highest version held per signer (do not modify the returned dict)."""
+        if self._digest is None:
+            out: dict[bytes, int] = {}
+            for doc in self._records.values():
+                signer, version = doc.signer.key, int(doc.body["version"])
+                if out.get(signer, 0) < version:
+                    out[signer] = version
+            self._digest = out
+        return self._digest
 
     def root(self) -> bytes:
         """One hash of the digest: two directories with equal roots hold the same
         versions (and, signers using strictly increasing versions, the same records)."""
-        return digest(encode_digest(self.digest()))
+        if self._root is None:
+            self._root = digest(encode_digest(self.digest()))
+        return self._root
 
     def missing_for(self, theirs: dict[bytes, int], budget: int) -> list[bytes]:
         """Records newer than ``theirs``, at most ``budget`` bytes, without gaps: for each
         signer, a prefix of its records in version order."""
+        ahead = {s for s, v in self.digest().items() if v > theirs.get(s, 0)}
+        if not ahead:
+            return []
         per_signer: dict[bytes, list[Document]] = {}
         for doc in self._records.values():
-            if int(doc.body["version"]) > theirs.get(doc.signer.key, 0):
-                per_signer.setdefault(doc.signer.key, []).append(doc)
+            signer = doc.signer.key
+            if signer in ahead and int(doc.body["version"]) > theirs.get(signer, 0):
+                per_signer.setdefault(signer, []).append(doc)
         chosen: list[Document] = []
         used = 0
         ordered = sorted(

@@ -27,11 +27,19 @@ class World:
     def network(self) -> Network:
         return Network(NET, frozenset({self.anchor.public.key}))
 
-    def sign(self, kind: str, fields: dict[str, Any], signer: Identity, ttl: int = 30 * DAY,
-             now: int = NOW, network: str = NET) -> bytes:
+    def sign(
+        self,
+        kind: str,
+        fields: dict[str, Any],
+        signer: Identity,
+        ttl: int = 30 * DAY,
+        now: int = NOW,
+        network: str = NET,
+    ) -> bytes:
         self.version += 1
-        return make_record(kind, fields, signer=signer, network=network,
-                           version=self.version, now=now, ttl=ttl)
+        return make_record(
+            kind, fields, signer=signer, network=network, version=self.version, now=now, ttl=ttl
+        )
 
     def node(self, name: str) -> Identity:
         return identity(f"node-{name}")
@@ -41,50 +49,83 @@ class World:
 
     def node_record(self, node: Identity, name: str = "Node", **extra: Any) -> bytes:
         fields = {
-            "name": name, "institution": "", "country": "BJ",
-            "addresses": ["http://127.0.0.1:1"], "relays": [], "capabilities": [],
-            "capacity": 10, **extra,
+            "name": name,
+            "institution": "",
+            "country": "BJ",
+            "addresses": ["http://127.0.0.1:1"],
+            "relays": [],
+            "capabilities": [],
+            "capacity": 10,
+            **extra,
         }
         return self.sign("node", fields, node)
 
     def group_cert(self, may_admit: bool = True) -> bytes:
         return self.sign(
             "group_cert",
-            {"group": self.group.public.key, "name": "Radiopédiatrie",
-             "kind": "subspeciality", "may_admit": may_admit},
+            {
+                "group": self.group.public.key,
+                "name": "Radiopédiatrie",
+                "kind": "subspeciality",
+                "may_admit": may_admit,
+            },
             self.anchor,
         )
 
     def group_record(self, members: list[Identity] | None = None) -> bytes:
         return self.sign(
             "group",
-            {"name": "Radiopédiatrie", "kind": "subspeciality", "routing": "assign",
-             "coordinators": [self.coordinator.public.key],
-             "members": [m.public.key for m in members or []], "subspecialities": ["paediatric"]},
+            {
+                "name": "Radiopédiatrie",
+                "kind": "subspeciality",
+                "routing": "assign",
+                "coordinators": [self.coordinator.public.key],
+                "members": [m.public.key for m in members or []],
+                "subspecialities": ["paediatric"],
+            },
             self.group,
         )
 
     def member(self, person: Identity, role: str, signer: Identity | None = None) -> bytes:
         return self.sign(
             "member",
-            {"group": self.group.public.key, "member": person.public.key, "role": role,
-             "display_name": f"Dr {role}", "registration": "ORD-1234", "diploma": "DES",
-             "charter_accepted": NOW - DAY, "facility": "CHU" if role == "sender" else "",
-             "subspecialities": ["paediatric"], "languages": ["fr"],
-             "home_node": self.node("erasme").public.key, "weekly_capacity": 3},
+            {
+                "group": self.group.public.key,
+                "member": person.public.key,
+                "role": role,
+                "display_name": f"Dr {role}",
+                "registration": "ORD-1234",
+                "diploma": "DES",
+                "charter_accepted": NOW - DAY,
+                "facility": "CHU" if role == "sender" else "",
+                "subspecialities": ["paediatric"],
+                "languages": ["fr"],
+                "home_node": self.node("erasme").public.key,
+                "weekly_capacity": 3,
+            },
             signer or self.coordinator,
         )
 
     def pair(self, *, countersigner: Identity | None = None) -> bytes:
-        terms = {"pair_id": bytes(16), "reader": self.reader.public.key,
-                 "sender": self.sender.public.key, "weekly_quota": 3,
-                 "reading_delay_hours": 48, "status": "active"}
+        terms = {
+            "pair_id": bytes(16),
+            "reader": self.reader.public.key,
+            "sender": self.sender.public.key,
+            "weekly_quota": 3,
+            "reading_delay_hours": 48,
+            "status": "active",
+        }
         terms_bytes = pack(terms)
         self.version += 1
         return sign_pair(
-            terms, signer=self.reader, terms_bytes=terms_bytes,
+            terms,
+            signer=self.reader,
+            terms_bytes=terms_bytes,
             countersignature=countersign(terms_bytes, countersigner or self.sender),
-            network=NET, version=self.version, now=NOW, ttl=30 * DAY,
+            network=NET,
+            version=self.version,
+            now=NOW,
+            ttl=30 * DAY,
         )
 
     def revocation(self, target: Identity, signer: Identity) -> bytes:

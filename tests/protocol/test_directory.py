@@ -73,19 +73,29 @@ def test_last_writer_wins_by_version() -> None:
     ("make", "reason"),
     [
         (lambda w: w.node_record(identity("stranger")), "unknown_signer"),
-        (lambda w: w.sign("node_cert", {"node": b"\x01" * 32}, identity("stranger")),
-         "unknown_signer"),
-        (lambda w: w.sign("node_cert", {"node": b"\x02" * 32}, w.anchor, ttl=1, now=NOW - DAY),
-         "expired"),
-        (lambda w: w.sign("node_cert", {"node": b"\x03" * 32}, w.anchor, now=NOW + DAY),
-         "future"),
-        (lambda w: w.sign("node_cert", {"node": b"\x04" * 32}, w.anchor, network="other"),
-         "other_network"),
+        (
+            lambda w: w.sign("node_cert", {"node": b"\x01" * 32}, identity("stranger")),
+            "unknown_signer",
+        ),
+        (
+            lambda w: w.sign("node_cert", {"node": b"\x02" * 32}, w.anchor, ttl=1, now=NOW - DAY),
+            "expired",
+        ),
+        (lambda w: w.sign("node_cert", {"node": b"\x03" * 32}, w.anchor, now=NOW + DAY), "future"),
+        (
+            lambda w: w.sign("node_cert", {"node": b"\x04" * 32}, w.anchor, network="other"),
+            "other_network",
+        ),
         (lambda w: w.member(w.reader, "reader", signer=w.reader), "not_entitled"),
         (lambda w: w.pair(countersigner=identity("forger")), "bad_countersignature"),
-        (lambda w: w.sign("group_cert", {"group": b"\x05" * 32, "name": "x",
-                                         "kind": "community", "may_admit": True},
-                          w.node("erasme")), "not_entitled"),
+        (
+            lambda w: w.sign(
+                "group_cert",
+                {"group": b"\x05" * 32, "name": "x", "kind": "community", "may_admit": True},
+                w.node("erasme"),
+            ),
+            "not_entitled",
+        ),
     ],
 )
 def test_records_without_standing_are_ignored_and_counted(make, reason: str) -> None:  # type: ignore[no-untyped-def]

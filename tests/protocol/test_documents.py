@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.documents import DIRECTORY_KINDS, DOCUMENT_KINDS, HEADER_SIZE, decode_document, encode_document
+from protocol.documents import (
+    DIRECTORY_KINDS,
+    DOCUMENT_KINDS,
+    HEADER_SIZE,
+    decode_document,
+    encode_document,
+)
 from protocol.errors import (
     BadSignatureError,
     ExpiredError,

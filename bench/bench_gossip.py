@@ -1,0 +1,95 @@
+"""Gossip convergence on 1,000 in-process engines against the epidemic model that
+Serf's convergence simulator uses, for the same fanout and loss."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+from bench.result import Result
+from protocol.directory import Directory, Network, make_record
+from protocol.gossip import GossipConfig
+from protocol.identity import Identity
+from simulations.gossip_net import GossipNetwork
+
+START = 1_800_000_000_000
+DAY = 86_400_000
+TARGET = 0.9999
+
+
+def model_rounds(n: int, fanout: int, loss: float, target: float = TARGET) -> float:
+    """Rounds x at which 1/(1+(N+1)e^(-cNx)) reaches ``target``, c = fanout/N*(1-loss)*0.5."""
+    c = fanout / n * (1 - loss) * 0.5
+    return math.log((n + 1) * target / (1 - target)) / (c * n)
+
+
+def gossip_convergence(*, quick: bool = False) -> Result:
+    n = 100 if quick else 1000
+    loss = 0.1
+    config = GossipConfig()
+    anchor = Identity(hashlib.sha256(b"bench anchor").digest())
+    nodes = [Identity(hashlib.sha256(f"bench node {i}".encode()).digest()) for i in range(n)]
+    network = Network("bench", frozenset({anchor.public.key}))
+    base = Directory(network)
+    base.add_many(
+        [
+            make_record(
+                "node_cert",
+                {"node": node.public.key},
+                signer=anchor,
+                network="bench",
+                version=START + i,
+                now=START,
+                ttl=30 * DAY,
+            )
+            for i, node in enumerate(nodes)
+        ],
+        START,
+    )
+    net = GossipNetwork([x.public.key for x in nodes], base, start=START, loss=loss, config=config)
+    # Steady state first: every node holds the same directory.
+    net.loop.run_until(START + 3 * config.interval_ms)
+    before = sum(net.bytes_sent.values())
+    steady_start = net.loop.now
+    net.loop.run_until(steady_start + 5 * config.interval_ms)
+    steady = (sum(net.bytes_sent.values()) - before) / n / 5
+    # Publish a new record at one node and count rounds until 99.99% hold it.
+    record = make_record(
+        "node",
+        {
+            "name": "Nouveau",
+            "institution": "",
+            "country": "NE",
+            "addresses": [],
+            "relays": [],
+            "capabilities": [],
+            "capacity": 5,
+        },
+        signer=nodes[0],
+        network="bench",
+        version=START + 10 * DAY,
+        now=net.loop.now,
+        ttl=DAY,
+    )
+    net.engines[nodes[0].public.key].directory.add(record, net.loop.now)
+    published = net.loop.now
+    needed = math.ceil(TARGET * n)
+
+    def holders() -> int:
+        return net.holders(lambda d: d.root() == net.engines[nodes[0].public.key].directory.root())
+
+    net.loop.run_until(published + 100 * config.interval_ms, stop=lambda: holders() >= needed)
+    rounds = (net.loop.now - published) / config.interval_ms
+    return Result(
+        name="gossip_rounds_to_99.99pct_1000_nodes",
+        value=rounds,
+        unit=f"rounds (interval {config.interval_ms} ms, fanout {config.fanout}, 10% loss); "
+        f"steady state {steady:.0f} bytes/node/round",
+        baseline="Serf convergence model 1/(1+(N+1)e^(-cNx)), c = fanout/N*(1-loss)*0.5",
+        baseline_value=model_rounds(n, config.fanout, loss),
+        higher_is_better=False,
+        target="no more rounds than the model",
+    )
+
+
+BENCHMARKS = {"gossip_convergence": gossip_convergence}
