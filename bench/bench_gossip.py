@@ -10,7 +10,7 @@ from bench.result import Result
 from protocol.directory import Directory, Network, make_record
 from protocol.gossip import GossipConfig
 from protocol.identity import Identity
-from simulations.gossip_net import GossipNetwork
+from simulations.network import GossipNetwork
 
 START = 1_800_000_000_000
 DAY = 86_400_000
@@ -71,12 +71,12 @@ def gossip_convergence(*, quick: bool = False) -> Result:
         now=net.loop.now,
         ttl=DAY,
     )
-    net.engines[nodes[0].public.key].directory.add(record, net.loop.now)
+    net.gossip[nodes[0].public.key].directory.add(record, net.loop.now)
     published = net.loop.now
     needed = math.ceil(TARGET * n)
 
     def holders() -> int:
-        return net.holders(lambda d: d.root() == net.engines[nodes[0].public.key].directory.root())
+        return net.holders(lambda d: d.root() == net.gossip[nodes[0].public.key].directory.root())
 
     net.loop.run_until(published + 100 * config.interval_ms, stop=lambda: holders() >= needed)
     rounds = (net.loop.now - published) / config.interval_ms

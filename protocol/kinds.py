@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocol.codec import Bytes, Int, List, Optional, Schema, Str
+from protocol.codec import Bytes, Int, List, Optional, Schema, Str, Tuple
 
 KiB = 1024
 MiB = 1024 * KiB
+
+# Membership updates carried on pings and pongs (protocol/liveness.py).
+UPDATES = List(Tuple((Bytes(32, 32), Str(choices=("alive", "suspect", "down")), Int())), 16)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,15 +34,15 @@ ENVELOPE_KINDS: tuple[EnvelopeKind, ...] = (
         name="ping",
         max_payload=1 * KiB,
         encrypted=False,
-        schema=Schema({"probe": Bytes(max=64)}),
-        doc="Liveness probe between nodes; answered by pong with the same probe bytes.",
+        schema=Schema({"probe": Bytes(max=64), "updates": UPDATES}),
+        doc="Liveness probe (SWIM); answered by pong with the same probe bytes.",
     ),
     EnvelopeKind(
         code=2,
         name="pong",
         max_payload=1 * KiB,
         encrypted=False,
-        schema=Schema({"probe": Bytes(max=64), "node_name": Str(max=200)}),
+        schema=Schema({"probe": Bytes(max=64), "updates": UPDATES}),
         doc="Answer to ping.",
     ),
     EnvelopeKind(
@@ -96,6 +99,22 @@ ENVELOPE_KINDS: tuple[EnvelopeKind, ...] = (
             }
         ),
         doc="Directory records the peer lacks; with a digest, asks for those it lacks.",
+    ),
+    EnvelopeKind(
+        code=9,
+        name="ping_req",
+        max_payload=1 * KiB,
+        encrypted=False,
+        schema=Schema({"target": Bytes(32, 32), "probe": Bytes(max=64)}),
+        doc="Asks a peer to probe `target` on the sender's behalf (SWIM indirect probe).",
+    ),
+    EnvelopeKind(
+        code=10,
+        name="ping_ack",
+        max_payload=1 * KiB,
+        encrypted=False,
+        schema=Schema({"target": Bytes(32, 32), "probe": Bytes(max=64)}),
+        doc="`target` answered the probe asked for by ping_req.",
     ),
 )
 

@@ -78,7 +78,7 @@ def envelopes() -> list[dict[str, Any]]:
     sender, recipient = Identity(seed("node-cotonou")), Identity(seed("node-erasme"))
     out = []
     cases = [
-        ("ping", None, {"probe": b"\x01\x02\x03\x04"}),
+        ("ping", None, {"probe": b"\x01\x02\x03\x04", "updates": []}),
         ("document", recipient, {"document": b"a signed report", "case_id": bytes(range(16))}),
     ]
     for i, (kind, to, body) in enumerate(cases):

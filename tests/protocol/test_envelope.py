@@ -36,7 +36,12 @@ ALICE, BOB, EVE = identity("alice"), identity("bob"), identity("eve")
 
 def ping(probe: bytes = b"are you there", now: int = NOW) -> bytes:
     return encode_envelope(
-        kind="ping", sender=ALICE, recipient=None, body={"probe": probe}, now=now, rng=FixedRng("p")
+        kind="ping",
+        sender=ALICE,
+        recipient=None,
+        body={"probe": probe, "updates": [[BOB.public.key, "suspect", 3]]},
+        now=now,
+        rng=FixedRng("p"),
     )
 
 
@@ -56,7 +61,7 @@ def document(now: int = NOW) -> bytes:
 def test_public_envelope_round_trips(probe: bytes, now: int) -> None:
     envelope = decode_envelope(ping(probe, now), recipient=None, replay=None, now=now)
     assert envelope.kind == "ping"
-    assert envelope.body == {"probe": probe}
+    assert envelope.body == {"probe": probe, "updates": [[BOB.public.key, "suspect", 3]]}
     assert envelope.sender == ALICE.public
     assert envelope.recipient is None
     assert envelope.timestamp == now

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from protocol.directory import Directory
 from protocol.gossip import GossipConfig
-from simulations.gossip_net import GossipNetwork
+from simulations.network import GossipNetwork
 from tests.protocol.directory_world import World
 from tests.protocol.helpers import NOW, identity
 
@@ -34,10 +34,10 @@ def has(record: bytes):  # type: ignore[no-untyped-def]
 def test_a_record_published_at_one_node_reaches_all() -> None:
     world, nodes, net = network_of(30, loss=0.1)
     record = world.node_record(nodes[0], "Hôpital Erasme")
-    assert net.engines[nodes[0].public.key].directory.add(record, NOW) == "added"
+    assert net.gossip[nodes[0].public.key].directory.add(record, NOW) == "added"
     net.loop.run_until(NOW + 30 * INTERVAL, stop=lambda: net.holders(has(record)) == 30)
     assert net.holders(has(record)) == 30
-    roots = {e.directory.root() for e in net.engines.values()}
+    roots = {e.directory.root() for e in net.gossip.values()}
     assert len(roots) == 1
 
 
@@ -48,8 +48,8 @@ def test_a_partition_heals_and_both_halves_converge() -> None:
     net.partition(left, right)
     a = world.node_record(nodes[0], "left news")
     b = world.node_record(nodes[15], "right news")
-    net.engines[keys[0]].directory.add(a, NOW)
-    net.engines[keys[15]].directory.add(b, NOW)
+    net.gossip[keys[0]].directory.add(a, NOW)
+    net.gossip[keys[15]].directory.add(b, NOW)
     net.loop.run_until(NOW + 20 * INTERVAL)
     assert net.holders(has(a)) == 8
     assert net.holders(has(b)) == 8
@@ -64,16 +64,16 @@ def test_a_partition_heals_and_both_halves_converge() -> None:
 
 def test_small_budgets_truncate_without_gaps_and_still_converge() -> None:
     world, nodes, net = network_of(6, budget=4096)
-    origin = net.engines[nodes[0].public.key].directory
+    origin = net.gossip[nodes[0].public.key].directory
     extra = [identity(f"late-{i}") for i in range(40)]
     for node in extra:  # 40 certificates (~400 bytes each): several rounds of 4 KiB
         origin.add(world.node_cert(node), NOW)
     target = origin.root()
     net.loop.run_until(
         NOW + 40 * INTERVAL,
-        stop=lambda: all(e.directory.root() == target for e in net.engines.values()),
+        stop=lambda: all(e.directory.root() == target for e in net.gossip.values()),
     )
-    assert all(e.directory.root() == target for e in net.engines.values())
+    assert all(e.directory.root() == target for e in net.gossip.values())
     assert max(net.messages.values()) > 0
 
 
@@ -81,9 +81,9 @@ def test_a_revoked_node_is_cut_off_everywhere() -> None:
     world, nodes, net = network_of(10)
     revoked = nodes[3].public.key
     revocation = world.revocation(nodes[3], world.anchor)
-    net.engines[nodes[0].public.key].directory.add(revocation, NOW)
+    net.gossip[nodes[0].public.key].directory.add(revocation, NOW)
     net.loop.run_until(NOW + 30 * INTERVAL, stop=lambda: net.holders(has(revocation)) >= 9)
-    others = [e for k, e in net.engines.items() if k != revoked]
+    others = [e for k, e in net.gossip.items() if k != revoked]
     assert all(not e.directory.view(net.loop.now).is_admitted(revoked) for e in others)
     # Its gossip is refused by every other node from then on.
     before = sum(e.stats["refused_unadmitted"] for e in others)
