@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                 name=args.name.strip(),
                 country=args.country.upper(),
                 network=args.network,
-                host=args.host,
-                port=args.port,
+                http_host=args.host,
+                http_port=args.port,
             )
             if not config.name:
                 raise NodeError("--name must not be empty")

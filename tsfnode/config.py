@@ -1,10 +1,17 @@
-"""The node's configuration file (config.toml): read strictly, written by `init`."""
+"""The node's configuration file (config.toml): read strictly, written by `init`.
+
+Every setting is declared once in ``SETTINGS`` (section, key, type, default, check);
+``NodeConfig`` has one attribute per setting, named ``section_key`` except for the
+[node] section whose keys are used as they are.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,37 +22,105 @@ from tsfnode.errors import NodeError
 DEFAULT_PORT = 8470
 
 
+def _ip_or_empty(value: str) -> str | None:
+    if value in ("", "localhost"):
+        return None
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return "must be an IP address"
+    return None
+
+
+def _range(lo: int, hi: int) -> Callable[[int], str | None]:
+    return lambda v: None if lo <= v <= hi else f"must be between {lo} and {hi}"
+
+
+def _country(value: str) -> str | None:
+    ok = not value or (len(value) == 2 and value.isalpha() and value.isascii())
+    return None if ok else "must be a two-letter code such as BE or BJ"
+
+
+@dataclass(frozen=True)
+class Setting:
+    section: str
+    key: str
+    type: type
+    default: Any
+    check: Callable[[Any], str | None] | None = None
+    comment: str = ""
+
+    @property
+    def attr(self) -> str:
+        return self.key if self.section == "node" else f"{self.section}_{self.key}"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("node", "name", str, "", lambda v: None if v.strip() else "is missing or empty"),
+    Setting("node", "institution", str, ""),
+    Setting("node", "country", str, "", _country),
+    Setting("node", "network", str, "demo", comment="a name in bootstrap/networks, or a file"),
+    Setting("http", "host", str, "127.0.0.1", _ip_or_empty),
+    Setting("http", "port", int, DEFAULT_PORT, _range(0, 65535)),
+    Setting("http", "public_url", str, "", comment="how other nodes reach this one"),
+    Setting("http", "source_address", str, "", _ip_or_empty, "local address for outgoing"),
+    Setting("gossip", "interval_ms", int, 30_000, _range(100, 3_600_000)),
+    Setting("gossip", "fanout", int, 2, _range(1, 16)),
+    Setting("gossip", "budget_kib", int, 64, _range(4, 4096)),
+    Setting("liveness", "probe_interval_ms", int, 10_000, _range(100, 3_600_000)),
+    Setting("liveness", "probe_timeout_ms", int, 3_000, _range(50, 600_000)),
+    Setting("discovery", "mdns", bool, True, comment="find nodes on the LAN (DNS-SD)"),
+    Setting("discovery", "mdns_interface", str, "", _ip_or_empty, "empty: every interface"),
+    Setting(
+        "log",
+        "level",
+        str,
+        "info",
+        lambda v: (
+            None
+            if v in ("debug", "info", "warning", "error")
+            else "must be one of debug, info, warning, error"
+        ),
+    ),
+)
+_BY_SECTION: dict[str, dict[str, Setting]] = {}
+for _s in SETTINGS:
+    _BY_SECTION.setdefault(_s.section, {})[_s.key] = _s
+
+
 @dataclass(frozen=True, kw_only=True)
 class NodeConfig:
     name: str
+    institution: str = ""
     country: str = ""
     network: str = "demo"
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    public_url: str = ""
+    http_host: str = "127.0.0.1"
+    http_port: int = DEFAULT_PORT
+    http_public_url: str = ""
+    http_source_address: str = ""
+    gossip_interval_ms: int = 30_000
+    gossip_fanout: int = 2
+    gossip_budget_kib: int = 64
+    liveness_probe_interval_ms: int = 10_000
+    liveness_probe_timeout_ms: int = 3_000
+    discovery_mdns: bool = True
+    discovery_mdns_interface: str = ""
     log_level: str = "info"
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> NodeConfig:
+        return dataclasses.replace(self, **changes)
 
     def to_toml(self) -> str:
-        data = {
-            "node": {"name": self.name, "country": self.country, "network": self.network},
-            "http": {"host": self.host, "port": self.port, "public_url": self.public_url},
-            "log": {"level": self.log_level},
-        }
+        data: dict[str, dict[str, Any]] = {}
+        for setting in SETTINGS:
+            data.setdefault(setting.section, {})[setting.key] = getattr(self, setting.attr)
         header = (
             "# tsfnode configuration. Edit, then restart the node.\n"
             "# [http] public_url: the address other nodes use to reach this one, when it is\n"
-            "# not http://host:port (behind a reverse proxy or NAT); empty means host:port.\n\n"
+            "# not http://host:port (behind a reverse proxy or NAT); empty means host:port.\n"
+            "# [gossip] and [liveness]: defaults suit 256 kbit/s uplinks and 300 ms RTT.\n\n"
         )
         return header + tomli_w.dumps(data)
-
-
-_SECTIONS: dict[str, dict[str, type]] = {
-    "node": {"name": str, "country": str, "network": str},
-    "http": {"host": str, "port": int, "public_url": str},
-    "log": {"level": str},
-}
-_LEVELS = ("debug", "info", "warning", "error")
 
 
 def load_config(path: Path) -> NodeConfig:
@@ -68,41 +143,26 @@ def load_config(path: Path) -> NodeConfig:
         raise NodeError(f"{where} is not valid TOML ({exc}): fix the file") from None
     values: dict[str, Any] = {}
     for section, content in data.items():
-        if section not in _SECTIONS or not isinstance(content, dict):
-            known = ", ".join(_SECTIONS)
-            raise NodeError(f"{where}: unknown section [{section}]; known: {known}")
+        known = _BY_SECTION.get(section)
+        if known is None or not isinstance(content, dict):
+            names = ", ".join(_BY_SECTION)
+            raise NodeError(f"{where}: unknown section [{section}]; known: {names}")
         for key, value in content.items():
-            expected = _SECTIONS[section].get(key)
-            if expected is None:
+            setting = known.get(key)
+            if setting is None:
                 raise NodeError(f"{where}: unknown setting {key!r} in [{section}]")
-            if type(value) is not expected:
-                what = "an integer" if expected is int else "text"
+            if type(value) is not setting.type:
+                what = {int: "an integer", bool: "true or false", str: "text"}[setting.type]
                 raise NodeError(f"{where}: [{section}] {key} must be {what}")
-            values[f"{section}.{key}"] = value
-    name = values.get("node.name", "").strip()
-    if not name:
+            values[setting.attr] = value
+    for setting in SETTINGS:
+        value = values.get(setting.attr, setting.default)
+        problem = setting.check(value) if setting.check else None
+        if problem:
+            raise NodeError(f"{where}: [{setting.section}] {setting.key} {problem}")
+    if "country" in values:
+        values["country"] = values["country"].upper()
+    if "name" not in values:
         raise NodeError(f"{where}: [node] name is missing or empty")
-    port = values.get("http.port", DEFAULT_PORT)
-    if not 0 <= port <= 65535:
-        raise NodeError(f"{where}: [http] port must be between 0 and 65535, not {port}")
-    host = values.get("http.host", "127.0.0.1")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if host != "localhost":
-            raise NodeError(f"{where}: [http] host must be an IP address, not {host!r}") from None
-    level = values.get("log.level", "info")
-    if level not in _LEVELS:
-        raise NodeError(f"{where}: [log] level must be one of {', '.join(_LEVELS)}")
-    country = values.get("node.country", "")
-    if country and (len(country) != 2 or not country.isalpha()):
-        raise NodeError(f"{where}: [node] country must be a two-letter code such as BE or BJ")
-    return NodeConfig(
-        name=name,
-        country=country.upper(),
-        network=values.get("node.network", "demo"),
-        host=host,
-        port=port,
-        public_url=values.get("http.public_url", ""),
-        log_level=level,
-    )
+    values["name"] = values["name"].strip()
+    return NodeConfig(**values)

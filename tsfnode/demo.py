@@ -80,7 +80,7 @@ DEMO_NODES = (
 
 
 def _create_demo_node(directory: Path, node: DemoNode, port: int) -> None:
-    config = NodeConfig(name=node.name, country=node.country, network="demo", port=port)
+    config = NodeConfig(name=node.name, country=node.country, network="demo", http_port=port)
     init_node(directory, config)
     asyncio.run(_create_demo_accounts(directory, node))
 

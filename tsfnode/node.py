@@ -107,15 +107,15 @@ async def node_status(directory: Path) -> NodeStatus:
 
 def format_status(status: NodeStatus) -> str:
     config = status.config
-    listen = f"http://{config.host}:{config.port}"
+    listen = f"http://{config.http_host}:{config.http_port}"
     lines = [
         f"Node:      {config.name}" + (f" ({config.country})" if config.country else ""),
         f"Id:        {status.identity.public.text}",
         f"Network:   {config.network}",
         f"Listens:   {listen} (configured)",
     ]
-    if config.public_url:
-        lines.append(f"Public:    {config.public_url}")
+    if config.http_public_url:
+        lines.append(f"Public:    {config.http_public_url}")
     if status.running:
         lines.append(f"Running:   yes, pid {status.running['pid']}, at {status.running['url']}")
     else:
@@ -173,17 +173,17 @@ async def _serve(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> N
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.host, config.port)
+        site = web.TCPSite(runner, config.http_host, config.http_port)
         try:
             await site.start()
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise NodeError(
-                    f"port {config.port} on {config.host} is already in use (another node?): "
+                    f"port {config.http_port} on {config.http_host} is already in use (another node?): "
                     f"stop that program or change [http] port in {node_dir.config}"
                 ) from None
             raise NodeError(
-                f"cannot listen on {config.host}:{config.port}: {exc.strerror}"
+                f"cannot listen on {config.http_host}:{config.http_port}: {exc.strerror}"
             ) from None
         host, port = runner.addresses[0][:2]
         url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"

@@ -20,7 +20,7 @@ Client = TestClient[web.Request, web.Application]
 
 @pytest.fixture
 async def client(tmp_path: Path, aiohttp_client) -> Client:  # type: ignore[no-untyped-def]
-    config = NodeConfig(name="CHU Cotonou", country="BJ", port=0)
+    config = NodeConfig(name="CHU Cotonou", country="BJ", http_port=0)
     identity = await asyncio.to_thread(init_node, tmp_path / "n", config)
     assert isinstance(identity, Identity)
     return await aiohttp_client(create_app(NodeDir(tmp_path / "n"), config, identity))

@@ -16,7 +16,12 @@ from tests.nodes import RunningNode, get_json, tsfnode
 
 def test_init_creates_config_key_database_and_blob_store(node_dir: Path) -> None:
     config = tomllib.loads((node_dir / "config.toml").read_text(encoding="utf-8"))
-    assert config["node"] == {"name": "Hôpital Erasme", "country": "BE", "network": "demo"}
+    assert config["node"] == {
+        "name": "Hôpital Erasme",
+        "institution": "",
+        "country": "BE",
+        "network": "demo",
+    }
     assert stat.S_IMODE((node_dir / "node.key").stat().st_mode) == 0o600
     assert (node_dir / "node.db").read_bytes().startswith(b"SQLite format 3\x00")
     assert (node_dir / "blobs").is_dir()
