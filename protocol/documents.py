@@ -369,6 +369,25 @@ def encode_document(kind: str, body: dict[str, Any], signer: Identity) -> bytes:
     return signed + signer.sign(_tag(spec), signed)
 
 
+def split_documents(data: bytes) -> list[bytes]:
+    """Cut a file of documents written one after the other (a ``.tsfd`` file) into
+    documents, by their length fields. Nothing is verified here: decode each."""
+    out: list[bytes] = []
+    offset = 0
+    while offset < len(data):
+        if len(data) - offset < HEADER_SIZE + SIGNATURE_SIZE:
+            raise MalformedError(f"bytes at offset {offset} are not a whole document")
+        magic, _, _, _, _, n = _HEADER.unpack_from(data, offset)
+        if magic != MAGIC:
+            raise MalformedError(f"bytes at offset {offset} are not a signed document")
+        end = offset + HEADER_SIZE + n + SIGNATURE_SIZE
+        if end > len(data) or n > MAX_DOCUMENT_SIZE:
+            raise MalformedError(f"the document at offset {offset} is cut short")
+        out.append(data[offset:end])
+        offset = end
+    return out
+
+
 def decode_document(data: bytes, *, expect: str | None = None, now: int | None = None) -> Document:
     """Verify the signature, then parse. ``expect`` restricts the kind; with ``now``, a
     document created in the future (beyond 5 minutes of clock skew) is refused."""

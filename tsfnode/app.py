@@ -2,9 +2,13 @@
 boundary, and opens resources through ``cleanup_ctx``.
 
     /healthz   liveness for operators and the demo
-    /peer/     the peer API: other nodes (signed envelopes only)
-    /api/      the local JSON API: this node's own people and tools
-    /web/      the web application: pages for people (``/`` redirects here)
+    /peer/     the peer API: other nodes (peer_api.py)
+    /api/      the local JSON API: this node's own people and tools (local_api.py)
+    /web/      the web application: pages for people (web.py; ``/`` redirects here)
+
+Resources, opened in order and closed in reverse: the database (Store), then the
+directory and peering (gossip, liveness, discovery). Peering is started by node.py once
+the node listens, since it announces the address it listens on.
 """
 
 from __future__ import annotations
@@ -13,18 +17,31 @@ import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from aiohttp.helpers import ChainMapProxy
 
-from protocol import PROTOCOL_VERSION
+from bootstrap.network import NetworkFileError, load_network
 from protocol.identity import Identity
-from tsfnode import __version__
-from tsfnode.appkeys import BLOBS, CONFIG, IDENTITY, NODE_DIR, STARTED_MS, STORE
+from tsfnode.appkeys import (
+    BLOBS,
+    CONFIG,
+    DIRECTORY,
+    IDENTITY,
+    NODE_DIR,
+    PEERING,
+    STARTED_MS,
+    STORE,
+)
 from tsfnode.blobs import BlobStore
 from tsfnode.config import NodeConfig
+from tsfnode.directory_service import DirectoryService
 from tsfnode.errors import NodeError
+from tsfnode.local_api import create_api_app
 from tsfnode.nodedir import NodeDir
+from tsfnode.peer_api import create_peer_app
+from tsfnode.peering import Peering, now_ms
 from tsfnode.store import Store
 from tsfnode.web import create_web_app
+
+MAX_REQUEST = 17 * 1024 * 1024  # the largest body an endpoint takes (speed test upload)
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -49,16 +66,27 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
-def node_info(app: web.Application | ChainMapProxy) -> dict[str, object]:
+async def _peering_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    return {
-        "id": app[IDENTITY].public.text,
-        "name": config.name,
-        "country": config.country,
-        "network": config.network,
-        "version": __version__,
-        "protocol": PROTOCOL_VERSION,
-    }
+    try:
+        network = load_network(config.network, base=app[NODE_DIR].root)
+    except NetworkFileError as exc:
+        raise NodeError(f"[node] network in {app[NODE_DIR].config}: {exc}") from None
+    directory = DirectoryService(network, app[IDENTITY], app[STORE])
+    await directory.load(now_ms())
+    app[DIRECTORY] = directory
+    peering = Peering(
+        identity=app[IDENTITY],
+        config=config,
+        directory=directory,
+        store=app[STORE],
+        seeds=network.seeds,
+    )
+    app[PEERING] = peering
+    try:
+        yield
+    finally:
+        await peering.stop()
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -69,37 +97,15 @@ async def root(request: web.Request) -> web.Response:
     raise web.HTTPFound("/web/")
 
 
-def create_peer_app() -> web.Application:
-    app = web.Application()
-
-    async def hello(request: web.Request) -> web.Response:
-        return web.json_response(node_info(request.config_dict))
-
-    app.router.add_get("/v1/hello", hello)
-    return app
-
-
-def create_api_app() -> web.Application:
-    app = web.Application()
-
-    async def node(request: web.Request) -> web.Response:
-        info = node_info(request.config_dict)
-        info["started_ms"] = request.config_dict[STARTED_MS]
-        info["schema_version"] = await request.config_dict[STORE].schema_version()
-        return web.json_response(info)
-
-    app.router.add_get("/v1/node", node)
-    return app
-
-
 def create_app(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> web.Application:
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_REQUEST)
     app[NODE_DIR] = node_dir
     app[CONFIG] = config
     app[IDENTITY] = identity
     app[BLOBS] = BlobStore(node_dir.blobs)
     app[STARTED_MS] = int(time.time() * 1000)
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_peering_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", root)
     for prefix, sub in (

@@ -7,7 +7,9 @@ from aiohttp import web
 from protocol.identity import Identity
 from tsfnode.blobs import BlobStore
 from tsfnode.config import NodeConfig
+from tsfnode.directory_service import DirectoryService
 from tsfnode.nodedir import NodeDir
+from tsfnode.peering import Peering
 from tsfnode.store import Store
 
 CONFIG = web.AppKey("config", NodeConfig)
@@ -16,3 +18,5 @@ IDENTITY = web.AppKey("identity", Identity)
 STORE = web.AppKey("store", Store)
 BLOBS = web.AppKey("blobs", BlobStore)
 STARTED_MS = web.AppKey("started_ms", int)
+DIRECTORY = web.AppKey("directory", DirectoryService)
+PEERING = web.AppKey("peering", Peering)

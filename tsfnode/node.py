@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from aiohttp import web
 
 from protocol.identity import Identity
 from tsfnode.app import create_app
+from tsfnode.appkeys import PEERING
 from tsfnode.config import NodeConfig, load_config
 from tsfnode.errors import NodeError
 from tsfnode.keyfile import read_key, write_key
@@ -162,7 +164,30 @@ def run_node(directory: Path) -> None:
         lock.release()
 
 
+def _listen(node_dir: NodeDir, config: NodeConfig) -> socket.socket:
+    """Bind the listening socket first, so that a port in use is reported before any
+    resource is opened."""
+    host, port = config.http_host, config.http_port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise NodeError(
+                f"port {port} on {host} is already in use (another node?): "
+                f"stop that program or change [http] port in {node_dir.config}"
+            ) from None
+        raise NodeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.setblocking(False)
+    return sock
+
+
 async def _serve(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> None:
+    sock = _listen(node_dir, config)
     app = create_app(node_dir, config, identity)
     runner = web.AppRunner(
         app,
@@ -171,22 +196,16 @@ async def _serve(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> N
         access_log=logging.getLogger("tsfnode.http"),
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
     )
-    await runner.setup()
     try:
-        site = web.TCPSite(runner, config.http_host, config.http_port)
-        try:
-            await site.start()
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise NodeError(
-                    f"port {config.http_port} on {config.http_host} is already in use (another node?): "
-                    f"stop that program or change [http] port in {node_dir.config}"
-                ) from None
-            raise NodeError(
-                f"cannot listen on {config.http_host}:{config.http_port}: {exc.strerror}"
-            ) from None
-        host, port = runner.addresses[0][:2]
+        await runner.setup()
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        await web.SockSite(runner, sock).start()
+        host, port = sock.getsockname()[:2]
         url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        await app[PEERING].start([config.http_public_url or url])
         node_dir.run_info.write_text(
             json.dumps({"pid": os.getpid(), "url": url, "id": identity.public.text})
         )

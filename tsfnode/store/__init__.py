@@ -8,6 +8,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from protocol.documents import Document
 from tsfnode.errors import NodeError
 from tsfnode.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
@@ -75,6 +76,49 @@ class Store:
             "INSERT INTO meta (key, value) VALUES (?, ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
+        )
+        await self.db.commit()
+
+    async def load_records(self) -> list[bytes]:
+        cursor = await self.db.execute("SELECT raw FROM directory_records ORDER BY version")
+        return [bytes(row[0]) for row in await cursor.fetchall()]
+
+    async def save_records(self, added: list[Document], removed: list[bytes]) -> None:
+        """Insert ``added`` records and delete those whose digests are ``removed``."""
+        await self.db.executemany(
+            "INSERT OR IGNORE INTO directory_records (digest, kind, signer, version, expires, raw)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (d.digest, d.kind, d.signer.key, d.body["version"], d.body["expires"], d.raw)
+                for d in added
+            ],
+        )
+        await self.db.executemany(
+            "DELETE FROM directory_records WHERE digest = ?", [(r,) for r in removed]
+        )
+        await self.db.commit()
+
+    async def save_ignored(self, counts: dict[str, int]) -> None:
+        await self.db.executemany(
+            "INSERT INTO directory_ignored (reason, count) VALUES (?, ?) "
+            "ON CONFLICT (reason) DO UPDATE SET count = excluded.count",
+            list(counts.items()),
+        )
+        await self.db.commit()
+
+    async def load_ignored(self) -> dict[str, int]:
+        cursor = await self.db.execute("SELECT reason, count FROM directory_ignored")
+        return {str(r[0]): int(r[1]) for r in await cursor.fetchall()}
+
+    async def load_replay_state(self) -> bytes | None:
+        row = await (await self.db.execute("SELECT state FROM replay_state")).fetchone()
+        return None if row is None else bytes(row[0])
+
+    async def save_replay_state(self, state: bytes) -> None:
+        await self.db.execute(
+            "INSERT INTO replay_state (id, state) VALUES (1, ?) "
+            "ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+            (state,),
         )
         await self.db.commit()
 

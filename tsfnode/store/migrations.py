@@ -22,6 +22,21 @@ MIGRATIONS: tuple[str, ...] = (
         state BLOB NOT NULL
     );
     """,
+    # 2: the directory (signed records, kept as received) and what was turned away
+    """
+    CREATE TABLE directory_records (
+        digest  BLOB PRIMARY KEY,
+        kind    TEXT NOT NULL,
+        signer  BLOB NOT NULL,
+        version INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        raw     BLOB NOT NULL
+    );
+    CREATE TABLE directory_ignored (
+        reason TEXT PRIMARY KEY,
+        count  INTEGER NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

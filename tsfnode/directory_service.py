@@ -1,0 +1,212 @@
+"""The node's directory: protocol's Directory, kept in the database and searched."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from bootstrap.network import NetworkFile
+from protocol.directory import Directory, View, make_record
+from protocol.documents import Document
+from protocol.identity import Identity, PublicIdentity
+from tsfnode.config import NodeConfig
+from tsfnode.logs import log
+from tsfnode.store import Store
+
+NODE_RECORD_DAYS = 7
+REFRESH_BEFORE_MS = 2 * 86_400_000  # publish again two days before the record expires
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of a directory search."""
+
+    kind: str
+    id: str
+    name: str
+    details: dict[str, Any]
+
+
+class DirectoryService:
+    def __init__(self, network: NetworkFile, identity: Identity, store: Store) -> None:
+        self.network = network
+        self.identity = identity
+        self.store = store
+        self.directory = Directory(network.network)
+        self._saved: set[bytes] = set()
+        self._saved_ignored: dict[str, int] = {}
+        self._version = 0
+
+    async def load(self, now: int) -> None:
+        """Take in the records of the database (checked again: nothing is trusted from
+        disk that would not be trusted from the network)."""
+        self.directory.ignored.update(await self.store.load_ignored())
+        outcome = self.directory.add_many(await self.store.load_records(), now)
+        self.directory.prune(now)
+        await self.persist()
+        log("directory loaded", records=len(self.directory), **{k: v for k, v in outcome.items()})
+
+    def view(self, now: int) -> View:
+        return self.directory.view(now)
+
+    async def add(self, raws: Iterable[bytes], now: int) -> Counter[str]:
+        outcome = self.directory.add_many(raws, now)
+        await self.persist()
+        return outcome
+
+    async def persist(self) -> None:
+        """Write what changed since the last call (records added and removed)."""
+        current = {d.digest: d for d in self.directory}
+        added = [d for digest, d in current.items() if digest not in self._saved]
+        removed = [digest for digest in self._saved if digest not in current]
+        ignored = dict(self.directory.ignored)
+        if added or removed:
+            await self.store.save_records(added, removed)
+            self._saved = set(current)
+        if ignored != self._saved_ignored:
+            await self.store.save_ignored(ignored)
+            self._saved_ignored = ignored
+
+    def next_version(self, now: int) -> int:
+        held = self.directory.digest().get(self.identity.public.key, 0)
+        self._version = max(now, held + 1, self._version + 1)
+        return self._version
+
+    def own_record(self) -> Document | None:
+        for doc in self.directory:
+            if doc.kind == "node" and doc.signer.key == self.identity.public.key:
+                return doc
+        return None
+
+    async def publish_self(self, config: NodeConfig, addresses: list[str], now: int) -> bool:
+        """Publish (again) this node's record when it is admitted and the record is
+        missing, out of date or near expiry. Returns True when a record was published."""
+        me = self.identity.public.key
+        if not self.view(now).is_admitted(me):
+            return False
+        fields = {
+            "name": config.name,
+            "institution": config.institution,
+            "country": config.country,
+            "addresses": addresses,
+            "relays": [],
+            "capabilities": ["bundles", "gossip"],
+            "capacity": 0,
+        }
+        held = self.own_record()
+        if held is not None:
+            same = all(held.body[k] == v for k, v in fields.items())
+            if same and held.body["expires"] - now > REFRESH_BEFORE_MS:
+                return False
+        record = make_record(
+            "node",
+            fields,
+            signer=self.identity,
+            network=self.network.name,
+            version=self.next_version(now),
+            now=now,
+            ttl=NODE_RECORD_DAYS * DAY_MS,
+        )
+        outcome = await self.add([record], now)
+        log("node record published", outcome=",".join(outcome))
+        return outcome["added"] == 1
+
+    def introduction(self, now: int) -> list[bytes]:
+        """What this node shows a node it meets: its certificate (with the group
+        certificate that vouches for it, if any) and its node record."""
+        me = self.identity.public.key
+        view = self.view(now)
+        out: list[bytes] = []
+        issuer = view.admitted.get(me)
+        for doc in self.directory:
+            if doc.kind == "node_cert" and doc.body["node"] == me:
+                out.append(doc.raw)
+            elif doc.kind == "group_cert" and doc.body["group"] == issuer:
+                out.append(doc.raw)
+        own = self.own_record()
+        if own is not None:
+            out.append(own.raw)
+        return out
+
+    def search(
+        self,
+        now: int,
+        *,
+        kind: str | None = None,
+        role: str | None = None,
+        subspeciality: str | None = None,
+        language: str | None = None,
+        country: str | None = None,
+    ) -> list[Entry]:
+        view = self.view(now)
+        entries: list[Entry] = []
+        if kind in (None, "node"):
+            for node, rec in view.nodes.items():
+                b = rec.body
+                if country and b["country"].upper() != country.upper():
+                    continue
+                if role or subspeciality or language:
+                    continue
+                entries.append(
+                    Entry(
+                        "node",
+                        PublicIdentity(node).text,
+                        b["name"],
+                        {
+                            "country": b["country"],
+                            "addresses": b["addresses"],
+                            "institution": b["institution"],
+                        },
+                    )
+                )
+        if kind in (None, "member"):
+            for person, rec in view.members.items():
+                b = rec.body
+                if role and b["role"] != role:
+                    continue
+                if subspeciality and subspeciality not in b["subspecialities"]:
+                    continue
+                if language and language not in b["languages"]:
+                    continue
+                home = view.nodes.get(b["home_node"])
+                home_country = home.body["country"] if home else ""
+                if country and home_country.upper() != country.upper():
+                    continue
+                entries.append(
+                    Entry(
+                        "member",
+                        PublicIdentity(person).text,
+                        b["display_name"],
+                        {
+                            "role": b["role"],
+                            "subspecialities": b["subspecialities"],
+                            "languages": b["languages"],
+                            "country": home_country,
+                            "weekly_capacity": b["weekly_capacity"],
+                            "group": view.groups[b["group"]].body["name"],
+                        },
+                    )
+                )
+        if kind in (None, "group") and not (role or language or country):
+            for group, cert in view.groups.items():
+                group_record = view.group_records.get(group)
+                body = group_record.body if group_record else {}
+                subs = body.get("subspecialities", [])
+                if subspeciality and subspeciality not in subs:
+                    continue
+                entries.append(
+                    Entry(
+                        "group",
+                        PublicIdentity(group).text,
+                        cert.body["name"],
+                        {
+                            "kind": cert.body["kind"],
+                            "subspecialities": subs,
+                            "routing": body.get("routing", ""),
+                        },
+                    )
+                )
+        return sorted(entries, key=lambda e: (e.kind, e.name.lower()))
