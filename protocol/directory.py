@@ -13,7 +13,9 @@ Which records are in force (``View``) is a pure function of the stored set, the 
 and ``now``, so every delivery order of the same records gives the same view. Revocations
 win: a revoked key's certificates, attestations and records are ignored and dropped.
 
-Anti-entropy (gossip.py) uses ``digest()`` (highest version held per signer), ``root()``
+Anti-entropy (gossip.py) uses ``digest()`` (the version held per record key: a
+Scuttlebutt-style version vector, kept per key rather than per signer because records of
+one signer reach nodes by different paths: by hand, introductions, gossip), ``root()``
 (one hash of that digest: equal roots mean nothing to exchange) and ``missing_for()``.
 Each signer MUST sign its records with strictly increasing versions (milliseconds since
 the epoch serve).
@@ -27,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol.codec import unpack
+from protocol.codec import pack, unpack
 from protocol.documents import (
     DIRECTORY_KINDS,
     PAIR_TERMS,
@@ -36,7 +38,7 @@ from protocol.documents import (
     digest,
     encode_document,
 )
-from protocol.errors import LocalProtocolError, ProtocolError
+from protocol.errors import LocalProtocolError, MalformedError, ProtocolError
 from protocol.identity import Identity, PublicIdentity
 
 RECORD_KINDS = frozenset(k.name for k in DIRECTORY_KINDS)
@@ -53,7 +55,7 @@ KIND_RANK = {
 }
 CLOCK_SKEW_MS = 5 * 60 * 1000
 PAIR_TERMS_TAG = "pair/terms"
-DIGEST_ENTRY = struct.Struct(">32sQ")
+DIGEST_ENTRY = struct.Struct(">8sQ4s")
 
 RecordKey = tuple[Any, ...]
 
@@ -229,7 +231,7 @@ class Directory:
         self._view: View | None = None
         self._view_since = 0
         self._view_until = 0  # the view holds until the first record expires
-        self._digest: dict[bytes, int] | None = None
+        self._digest: dict[bytes, tuple[int, bytes]] | None = None
         self._root: bytes | None = None
         self.ignored: Counter[str] = Counter()
         """Why records were turned away: forged, malformed, other_network, expired,
@@ -420,65 +422,62 @@ class Directory:
 
     # --- anti-entropy ----------------------------------------------------------------
 
-    def digest(self) -> dict[bytes, int]:
-        """The highest version held per signer (do not modify the returned dict)."""
+    def digest(self) -> dict[bytes, tuple[int, bytes]]:
+        """Per record key (its 8-byte hash): the version held and the first 4 bytes of the
+        record's digest (do not modify the returned dict)."""
         if self._digest is None:
-            out: dict[bytes, int] = {}
-            for doc in self._records.values():
-                signer, version = doc.signer.key, int(doc.body["version"])
-                if out.get(signer, 0) < version:
-                    out[signer] = version
-            self._digest = out
+            self._digest = {
+                key_hash(key): (int(doc.body["version"]), doc.digest[:4])
+                for key, doc in self._records.items()
+            }
         return self._digest
 
     def root(self) -> bytes:
-        """One hash of the digest: two directories with equal roots hold the same
-        versions (and, signers using strictly increasing versions, the same records)."""
+        """One hash of the digest: equal roots mean the same records."""
         if self._root is None:
             self._root = digest(encode_digest(self.digest()))
         return self._root
 
-    def missing_for(self, theirs: dict[bytes, int], budget: int) -> list[bytes]:
-        """Records newer than ``theirs``, at most ``budget`` bytes, without gaps: for each
-        signer, a prefix of its records in version order."""
-        ahead = {s for s, v in self.digest().items() if v > theirs.get(s, 0)}
-        if not ahead:
-            return []
-        per_signer: dict[bytes, list[Document]] = {}
-        for doc in self._records.values():
-            signer = doc.signer.key
-            if signer in ahead and int(doc.body["version"]) > theirs.get(signer, 0):
-                per_signer.setdefault(signer, []).append(doc)
-        chosen: list[Document] = []
+    def missing_for(self, theirs: dict[bytes, tuple[int, bytes]], budget: int) -> list[bytes]:
+        """The records that would win over what ``theirs`` holds for their keys (or whose
+        keys it lacks), in at most ``budget`` bytes (at least one record, however large):
+        certificates first, then by version, so that what vouches for a record comes no
+        later than the record."""
+        mine = self.digest()
+        wanted = [
+            doc
+            for key, doc in self._records.items()
+            if mine[kh := key_hash(key)] > theirs.get(kh, (0, b""))
+        ]
+        wanted.sort(key=lambda d: (KIND_RANK[d.kind], int(d.body["version"])))
+        chosen: list[bytes] = []
         used = 0
-        ordered = sorted(
-            per_signer.items(), key=lambda kv: (min(KIND_RANK[d.kind] for d in kv[1]), kv[0])
-        )
-        for _, docs in ordered:
-            docs.sort(key=_order)
-            for doc in docs:
-                size = len(doc.raw) + 5
-                if used + size > budget:
-                    break
-                chosen.append(doc)
-                used += size
-        chosen.sort(key=lambda d: KIND_RANK[d.kind])
-        return [d.raw for d in chosen]
+        for doc in wanted:
+            size = len(doc.raw) + 5
+            if chosen and used + size > budget:
+                break
+            chosen.append(doc.raw)
+            used += size
+        return chosen
 
 
-def encode_digest(entries: dict[bytes, int]) -> bytes:
-    """A digest as bytes: entries (signer 32 bytes, version 8 bytes) sorted by signer."""
-    return b"".join(DIGEST_ENTRY.pack(s, v) for s, v in sorted(entries.items()))
+def key_hash(key: RecordKey) -> bytes:
+    """The 8-byte name of a record key in digests."""
+    return digest(pack(list(key)))[:8]
 
 
-def decode_digest(data: bytes) -> dict[bytes, int]:
-    from protocol.errors import MalformedError
+def encode_digest(entries: dict[bytes, tuple[int, bytes]]) -> bytes:
+    """A digest as bytes: 20-byte entries (key hash 8, version 8, digest prefix 4),
+    sorted by key hash."""
+    return b"".join(DIGEST_ENTRY.pack(k, v, d) for k, (v, d) in sorted(entries.items()))
 
+
+def decode_digest(data: bytes) -> dict[bytes, tuple[int, bytes]]:
     if len(data) % DIGEST_ENTRY.size:
-        raise MalformedError("a digest is a whole number of 40-byte entries")
-    entries = dict(DIGEST_ENTRY.iter_unpack(data))
+        raise MalformedError("a digest is a whole number of 20-byte entries")
+    entries = {k: (v, d) for k, v, d in DIGEST_ENTRY.iter_unpack(data)}
     if len(entries) * DIGEST_ENTRY.size != len(data):
-        raise MalformedError("a digest lists a signer twice")
+        raise MalformedError("a digest lists a record key twice")
     return entries
 
 

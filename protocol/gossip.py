@@ -1,4 +1,5 @@
-"""Anti-entropy gossip of the directory, in the manner of Scuttlebutt reconciliation.
+"""Anti-entropy gossip of the directory, in the manner of Scuttlebutt reconciliation
+(the version held per record key; see directory.py for why per key).
 
 Every ``interval`` the engine picks ``fanout`` random admitted peers and sends each the
 root hash of its digest. A peer with the same root answers nothing: in steady state a
@@ -9,8 +10,9 @@ round costs one small signed message per peer. Otherwise they reconcile push-pul
     A ── gossip_records {records B lacks, digest A} ──▶ B
     A ◀── gossip_records {records A lacks} ──────────── B
 
-Records are sent within ``budget`` bytes, per signer in version order (no gaps), so a
-truncated exchange leaves both sides consistent and the next round goes on from there.
+Records are sent within ``budget`` bytes, certificates first, so a truncated exchange
+leaves both sides consistent (every record stands alone, nothing arrives before what
+vouches for it) and the next round goes on from there.
 Sans-IO: the caller sends what ``handle_timer`` and ``receive`` return and feeds back what
 arrives; time is ``now`` in ms.
 """

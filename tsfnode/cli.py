@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="check a signed document: who signed what, and when")
     p.add_argument("file", type=Path)
 
+    from tsfnode.admin import add_parsers
+
+    add_parsers(sub)
+
     p = sub.add_parser("demo", help="start a small local network on 127.0.0.1")
     p.add_argument("--dir", type=Path, default=Path("demo-network"), help="where the nodes live")
     p.add_argument("--base-port", type=int, default=8471, help="first port (0: any free port)")
@@ -46,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        handler = getattr(args, "handler", None)
+        if handler is not None:
+            return int(handler(args))
         if args.command == "init":
             if args.country and (len(args.country) != 2 or not args.country.isalpha()):
                 raise NodeError("--country must be a two-letter code such as BE or BJ")

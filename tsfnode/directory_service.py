@@ -71,7 +71,10 @@ class DirectoryService:
             self._saved_ignored = ignored
 
     def next_version(self, now: int) -> int:
-        held = self.directory.digest().get(self.identity.public.key, 0)
+        me = self.identity.public.key
+        held = max(
+            (int(d.body["version"]) for d in self.directory if d.signer.key == me), default=0
+        )
         self._version = max(now, held + 1, self._version + 1)
         return self._version
 

@@ -179,17 +179,33 @@ def test_expired_records_leave_the_view_and_are_pruned() -> None:
     assert directory.prune(later) == len(world.everything())
 
 
-def test_missing_for_sends_prefixes_without_gaps_within_budget() -> None:
+def test_missing_for_sends_what_wins_certificates_first_within_budget() -> None:
     world = World()
     erasme = world.node("erasme")
     records = [world.node_cert(erasme)] + [world.node_record(erasme, f"v{i}") for i in range(3)]
     full = loaded(records, world)
     empty = Directory(world.network)
     wanted = full.missing_for(empty.digest(), budget=10_000)
-    assert len(wanted) == 2  # the certificate and the latest node record
-    tiny = full.missing_for(empty.digest(), budget=len(records[0]) + 10)
+    assert wanted == [records[0], records[-1]]  # the certificate, then the latest record
+    tiny = full.missing_for(empty.digest(), budget=10)  # at least one record
     assert tiny == [records[0]]
     assert full.missing_for(full.digest(), budget=10_000) == []
+    older = loaded(records[:2], world)
+    assert full.missing_for(older.digest(), budget=10_000) == [records[-1]]
+
+
+def test_records_of_one_signer_arriving_out_of_order_still_reconcile() -> None:
+    """Certificates handed out by hand reach nodes in any order: a node holding the
+    anchor's latest certificate still gets the earlier ones it lacks."""
+    world = World()
+    nodes = [world.node(f"n{i}") for i in range(3)]
+    certs = [world.node_cert(n) for n in nodes]
+    a = loaded([certs[0], certs[1]], world)
+    b = loaded([certs[2]], world)
+    b.add_many(a.missing_for(b.digest(), budget=10_000), NOW)
+    a.add_many(b.missing_for(a.digest(), budget=10_000), NOW)
+    assert a.root() == b.root()
+    assert len(a) == 3
 
 
 def test_digest_encoding_round_trips_and_is_strict() -> None:
@@ -198,6 +214,6 @@ def test_digest_encoding_round_trips_and_is_strict() -> None:
     assert decode_digest(encode_digest(directory.digest())) == directory.digest()
     with pytest.raises(MalformedError):
         decode_digest(b"\x00" * 39)
-    entry = encode_digest({b"\x01" * 32: 5})
+    entry = encode_digest({b"\x01" * 8: (5, b"abcd")})
     with pytest.raises(MalformedError):
         decode_digest(entry + entry)

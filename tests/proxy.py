@@ -1,0 +1,89 @@
+"""A userspace TCP proxy for fault tests: it forwards to a node and can refuse (and cut)
+connections coming from chosen source addresses, to partition nodes on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any
+
+
+class Proxy:
+    def __init__(self, listen_host: str, target: tuple[str, int]) -> None:
+        self.listen_host = listen_host
+        self.target = target
+        self.blocked: set[str] = set()
+        self.port = 0
+        self._conns: dict[str, set[asyncio.StreamWriter]] = {}
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self.listen_host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.listen_host}:{self.port}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        source = writer.get_extra_info("peername")[0]
+        if source in self.blocked:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._conns.setdefault(source, set()).update({writer, up_writer})
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._conns.get(source, set()).difference_update({writer, up_writer})
+
+    def block(self, sources: set[str]) -> None:
+        self.blocked |= sources
+        for source in sources:
+            for w in self._conns.pop(source, set()):
+                w.close()
+
+    def unblock(self) -> None:
+        self.blocked.clear()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for conns in self._conns.values():
+                for w in conns:
+                    w.close()
+            await self._server.wait_closed()
+
+
+class LoopThread:
+    """An asyncio loop in a thread, for proxies that run beside synchronous tests."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 10) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def call(self, fn: Any, *args: Any) -> None:
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()

@@ -1,0 +1,362 @@
+"""Real node processes on loopback gossip their directory: convergence, partitions and
+their healing (through userspace proxies), revocation, failure detection, and discovery
+by mDNS on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from bootstrap.keys import write_key
+from bootstrap.network import NetworkFile, demo_anchor
+from protocol.identity import PublicIdentity
+from tests.nodes import RunningNode, get_json, tsfnode
+from tests.proxy import LoopThread, Proxy
+
+pytestmark = pytest.mark.slow
+N = 8
+FAST = {
+    "gossip": {"interval_ms": 300, "fanout": 2, "budget_kib": 64},
+    "liveness": {"probe_interval_ms": 400, "probe_timeout_ms": 200},
+}
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for: {what}")
+
+
+def configure(directory: Path, **sections: dict[str, Any]) -> None:
+    path = directory / "config.toml"
+    config = tomllib.loads(path.read_text(encoding="utf-8"))
+    for section, values in sections.items():
+        config.setdefault(section, {}).update(values)
+    path.write_text(tomli_w.dumps(config), encoding="utf-8")
+
+
+def node_id(directory: Path) -> str:
+    out = tsfnode("status", directory).stdout
+    return next(line.split()[1] for line in out.splitlines() if line.startswith("Id:"))
+
+
+def add_records(directory: Path, records: Path) -> None:
+    result = tsfnode("directory", directory, "--add", records)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def directory_names(url: str, kind: str) -> set[str]:
+    return {e["name"] for e in get_json(f"{url}/api/v1/directory?kind={kind}")}
+
+
+@pytest.fixture
+def anchor_key(tmp_path: Path) -> Path:
+    path = tmp_path / "demo-anchor.key"
+    write_key(path, demo_anchor())
+    return path
+
+
+class Cluster:
+    def __init__(self, tmp_path: Path, anchor_key: Path, n: int) -> None:
+        self.tmp = tmp_path
+        self.anchor_key = anchor_key
+        self.loop = LoopThread()
+        self.dirs = [tmp_path / f"node{i}" for i in range(n)]
+        self.hosts = [f"127.0.0.{10 + i}" for i in range(n)]
+        self.proxies: list[Proxy] = []
+        self.nodes: list[RunningNode | None] = []
+        self.network_file = tmp_path / "network.toml"
+        for i, directory in enumerate(self.dirs):
+            result = tsfnode(
+                "init",
+                directory,
+                "--name",
+                f"Hôpital {i}",
+                "--country",
+                "BJ",
+                "--host",
+                self.hosts[i],
+                "--port",
+                "0",
+            )
+            assert result.returncode == 0, result.stderr
+        # Nodes listen on port 0: find their ports by a first start, then put proxies
+        # in front (peers reach node i only through proxy i).
+        self.ids = [node_id(d) for d in self.dirs]
+        for i, directory in enumerate(self.dirs):
+            port = self._free_port(self.hosts[i])
+            configure(directory, http={"port": port})
+            proxy = Proxy(f"127.0.0.{100 + i}", (self.hosts[i], port))
+            self.loop.run(proxy.start())
+            self.proxies.append(proxy)
+        network = NetworkFile(
+            "demo",
+            (demo_anchor().public,),
+            seeds=(self.proxies[0].url,),
+        )
+        self.network_file.write_text(network.to_toml(), encoding="utf-8")
+        for i, directory in enumerate(self.dirs):
+            configure(
+                directory,
+                node={"network": str(self.network_file)},
+                http={"public_url": self.proxies[i].url, "source_address": self.hosts[i]},
+                discovery={"mdns": False},
+                **FAST,
+            )
+            cert = self.tmp / f"cert{i}.tsfd"
+            result = tsfnode(
+                "admit",
+                self.ids[i],
+                "--network",
+                self.network_file,
+                "--key",
+                anchor_key,
+                "--out",
+                cert,
+            )
+            assert result.returncode == 0, result.stderr
+            add_records(directory, cert)
+
+    @staticmethod
+    def _free_port(host: str) -> int:
+        import socket
+
+        with socket.socket() as s:
+            s.bind((host, 0))
+            return int(s.getsockname()[1])
+
+    def start(self) -> None:
+        self.nodes = [RunningNode(d) for d in self.dirs]
+
+    def url(self, i: int) -> str:
+        node = self.nodes[i]
+        assert node is not None
+        return node.url
+
+    def live(self) -> Iterator[int]:
+        return (i for i, n in enumerate(self.nodes) if n is not None)
+
+    def partition(self, left: list[int], right: list[int]) -> None:
+        for a, b in ((left, right), (right, left)):
+            sources = {self.hosts[j] for j in b}
+            for i in a:
+                self.loop.call(self.proxies[i].block, sources)
+
+    def heal(self) -> None:
+        for proxy in self.proxies:
+            self.loop.call(proxy.unblock)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            if node is not None:
+                node.stop()
+        for proxy in self.proxies:
+            self.loop.run(proxy.stop())
+        self.loop.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, anchor_key: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path, anchor_key, N)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.close()
+
+
+def test_eight_nodes_converge_partition_heal_revoke_and_detect_failure(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    names = {f"Hôpital {i}" for i in range(N)}
+    wait_for(
+        "every node knows every node",
+        lambda: all(directory_names(cluster.url(i), "node") == names for i in range(N)),
+    )
+    # A record published at one node reaches all.
+    coordinator = tmp_path / "coord.key"
+    assert tsfnode("key", "new", coordinator).returncode == 0
+    group = tmp_path / "group.tsfd"
+    result = tsfnode(
+        "group",
+        "create",
+        "--network",
+        cluster.network_file,
+        "--anchor-key",
+        cluster.anchor_key,
+        "--group-key",
+        tmp_path / "group.key",
+        "--name",
+        "Radiopédiatrie",
+        "--kind",
+        "subspeciality",
+        "--coordinator",
+        node_id_of_key(coordinator),
+        "--subspeciality",
+        "paediatric",
+        "--out",
+        group,
+    )
+    assert result.returncode == 0, result.stderr
+    add_records(cluster.dirs[2], group)
+    wait_for(
+        "the group reaches every node",
+        lambda: all(
+            directory_names(cluster.url(i), "group") == {"Radiopédiatrie"} for i in range(N)
+        ),
+    )
+
+    # Partition into two halves: news on each side stays on that side, until healed.
+    left, right = list(range(N // 2)), list(range(N // 2, N))
+    cluster.partition(left, right)
+    time.sleep(1)
+    for side, origin, name in ((left, 0, "Left group"), (right, N - 1, "Right group")):
+        records = tmp_path / f"{name}.tsfd"
+        assert (
+            tsfnode(
+                "group",
+                "create",
+                "--network",
+                cluster.network_file,
+                "--anchor-key",
+                cluster.anchor_key,
+                "--group-key",
+                tmp_path / f"{name}.key",
+                "--name",
+                name,
+                "--kind",
+                "community",
+                "--coordinator",
+                node_id_of_key(coordinator),
+                "--out",
+                records,
+            ).returncode
+            == 0
+        )
+        add_records(cluster.dirs[origin], records)
+    wait_for(
+        "each half converges on its own news",
+        lambda: (
+            all("Left group" in directory_names(cluster.url(i), "group") for i in left)
+            and all("Right group" in directory_names(cluster.url(i), "group") for i in right)
+        ),
+    )
+    time.sleep(3)  # many gossip rounds: nothing crosses the partition
+    assert all("Right group" not in directory_names(cluster.url(i), "group") for i in left)
+    assert all("Left group" not in directory_names(cluster.url(i), "group") for i in right)
+    cluster.heal()
+    wanted = {"Radiopédiatrie", "Left group", "Right group"}
+    wait_for(
+        "the healed network converges",
+        lambda: all(directory_names(cluster.url(i), "group") == wanted for i in range(N)),
+    )
+
+    # Revoke node 3: every node drops it and refuses its requests.
+    revocation = tmp_path / "revoke3.tsfd"
+    assert (
+        tsfnode(
+            "revoke",
+            "--network",
+            cluster.network_file,
+            "--key",
+            cluster.anchor_key,
+            "--target",
+            cluster.ids[3],
+            "--reason",
+            "left the network",
+            "--out",
+            revocation,
+        ).returncode
+        == 0
+    )
+    add_records(cluster.dirs[0], revocation)
+    others = [i for i in range(N) if i != 3]
+    wait_for(
+        "node 3 is cut off everywhere",
+        lambda: all("Hôpital 3" not in directory_names(cluster.url(i), "node") for i in others),
+    )
+    refused_before = get_json(f"{cluster.url(3)}/api/v1/peers")["stats"].get("refused_403", 0)
+    wait_for(
+        "node 3's requests are refused",
+        lambda: (
+            get_json(f"{cluster.url(3)}/api/v1/peers")["stats"].get("refused_403", 0)
+            > refused_before
+        ),
+    )
+    for i in others:
+        listed = {p["id"] for p in get_json(f"{cluster.url(i)}/api/v1/peers")["peers"]}
+        assert cluster.ids[3] not in listed
+
+    # Node 5 stops (a power cut): the others see it suspect, then down.
+    node5 = cluster.nodes[5]
+    assert node5 is not None
+    node5.stop()
+    cluster.nodes[5] = None
+    watchers = [i for i in range(N) if i not in (3, 5)]
+
+    def status_of_5(i: int) -> str:
+        peers = get_json(f"{cluster.url(i)}/api/v1/peers")["peers"]
+        return next(p["status"] for p in peers if p["id"] == cluster.ids[5])
+
+    wait_for("node 5 is seen down by all", lambda: all(status_of_5(i) == "down" for i in watchers))
+    assert "down" in tsfnode("peers", cluster.dirs[0]).stdout
+
+
+def node_id_of_key(path: Path) -> str:
+    return tsfnode("key", "show", path).stdout.strip()
+
+
+def test_two_nodes_discover_each_other_by_mdns_on_loopback(
+    tmp_path: Path, anchor_key: Path
+) -> None:
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    for i, directory in enumerate(dirs):
+        assert tsfnode("init", directory, "--name", f"LAN {i}", "--port", "0").returncode == 0
+        configure(directory, discovery={"mdns": True, "mdns_interface": "127.0.0.1"}, **FAST)
+        cert = tmp_path / f"cert{i}.tsfd"
+        assert (
+            tsfnode(
+                "admit", node_id(directory), "--network", "demo", "--key", anchor_key, "--out", cert
+            ).returncode
+            == 0
+        )
+        add_records(directory, cert)
+    with RunningNode(dirs[0]) as a, RunningNode(dirs[1]) as b:
+        wait_for(
+            "each node finds the other on the LAN",
+            lambda: (
+                directory_names(a.url, "node") == {"LAN 0", "LAN 1"}
+                and directory_names(b.url, "node") == {"LAN 0", "LAN 1"}
+            ),
+            timeout=30,
+        )
+        wait_for(
+            "and sees it alive",
+            lambda: get_json(f"{a.url}/api/v1/peers")["counts"].get("alive") == 1,
+            timeout=30,
+        )
+    assert '"mdns found node"' in a.logs() or '"mdns found node"' in b.logs()
+
+
+def test_unadmitted_node_is_refused(node_dir: Path, tmp_path: Path, anchor_key: Path) -> None:
+    """A node without a certificate can neither publish nor be heard."""
+    configure(node_dir, discovery={"mdns": False}, **FAST)
+    with RunningNode(node_dir) as node:
+        info = get_json(f"{node.url}/api/v1/node")
+        assert info["admitted"] is False
+        assert directory_names(node.url, "node") == set()
+        stranger = tmp_path / "stranger"
+        assert tsfnode("init", stranger, "--name", "Stranger", "--port", "0").returncode == 0
+        configure(stranger, discovery={"mdns": False}, **FAST)
+        with RunningNode(stranger):
+            pass
+    assert PublicIdentity.from_text(info["id"])
