@@ -27,13 +27,13 @@ def tsfnode(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProce
 
 
 def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(url, timeout=5) as response:
         return json.loads(response.read())
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
-    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310
-    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=5) as response:
         return response.status, dict(response.headers), response.read().decode()
 
 

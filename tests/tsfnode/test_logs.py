@@ -18,7 +18,7 @@ def test_access_log_is_json_without_query_strings(node_dir: Path) -> None:
     with RunningNode(node_dir) as node:
         get(f"{node.url}/api/v1/node?PatientName={PATIENT}&PatientBirthDate=19800101")
         with pytest.raises(urllib.error.HTTPError, match="404"):
-            urllib.request.urlopen(f"{node.url}/nothing-here?q={PATIENT}", timeout=5)  # noqa: S310
+            urllib.request.urlopen(f"{node.url}/nothing-here?q={PATIENT}", timeout=5)
     logs = node.logs()
     assert PATIENT not in logs
     assert "19800101" not in logs

@@ -4,8 +4,11 @@ by mDNS on 127.0.0.1."""
 
 from __future__ import annotations
 
+import secrets
 import time
 import tomllib
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,9 @@ import tomli_w
 
 from bootstrap.keys import write_key
 from bootstrap.network import NetworkFile, demo_anchor
-from protocol.identity import PublicIdentity
+from protocol.directory import make_record
+from protocol.envelope import encode_envelope
+from protocol.identity import Identity
 from tests.nodes import RunningNode, get_json, tsfnode
 from tests.proxy import LoopThread, Proxy
 
@@ -219,7 +224,7 @@ def test_eight_nodes_converge_partition_heal_revoke_and_detect_failure(
     left, right = list(range(N // 2)), list(range(N // 2, N))
     cluster.partition(left, right)
     time.sleep(1)
-    for side, origin, name in ((left, 0, "Left group"), (right, N - 1, "Right group")):
+    for origin, name in ((0, "Left group"), (N - 1, "Right group")):
         records = tmp_path / f"{name}.tsfd"
         assert (
             tsfnode(
@@ -347,16 +352,56 @@ def test_two_nodes_discover_each_other_by_mdns_on_loopback(
     assert '"mdns found node"' in a.logs() or '"mdns found node"' in b.logs()
 
 
-def test_unadmitted_node_is_refused(node_dir: Path, tmp_path: Path, anchor_key: Path) -> None:
-    """A node without a certificate can neither publish nor be heard."""
-    configure(node_dir, discovery={"mdns": False}, **FAST)
-    with RunningNode(node_dir) as node:
+def test_unadmitted_node_is_refused(tmp_path: Path, anchor_key: Path) -> None:
+    """A node without a certificate can neither publish records nor be heard."""
+    member = tmp_path / "member"
+    assert tsfnode("init", member, "--name", "Member", "--port", "0").returncode == 0
+    configure(member, discovery={"mdns": False}, **FAST)
+    cert = tmp_path / "cert.tsfd"
+    assert (
+        tsfnode(
+            "admit", node_id(member), "--network", "demo", "--key", anchor_key, "--out", cert
+        ).returncode
+        == 0
+    )
+    add_records(member, cert)
+    stranger = Identity.generate(secrets.token_bytes)
+    now = int(time.time() * 1000)
+    record = make_record(
+        "node",
+        {
+            "name": "Stranger",
+            "institution": "",
+            "country": "XX",
+            "addresses": [],
+            "relays": [],
+            "capabilities": [],
+            "capacity": 0,
+        },
+        signer=stranger,
+        network="demo",
+        version=now,
+        now=now,
+        ttl=86_400_000,
+    )
+    with RunningNode(member) as node:
+        assert get_json(f"{node.url}/api/v1/node")["admitted"] is True
+        # Its records are ignored, and counted.
+        request = urllib.request.Request(f"{node.url}/peer/v1/introduce", data=record)
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
         info = get_json(f"{node.url}/api/v1/node")
-        assert info["admitted"] is False
-        assert directory_names(node.url, "node") == set()
-        stranger = tmp_path / "stranger"
-        assert tsfnode("init", stranger, "--name", "Stranger", "--port", "0").returncode == 0
-        configure(stranger, discovery={"mdns": False}, **FAST)
-        with RunningNode(stranger):
-            pass
-    assert PublicIdentity.from_text(info["id"])
+        assert info["directory_ignored"] == {"unknown_signer": 1}
+        assert "Stranger" not in directory_names(node.url, "node")
+        # Its envelopes are refused.
+        envelope = encode_envelope(
+            kind="gossip_syn",
+            sender=stranger,
+            recipient=None,
+            body={"root": bytes(32)},
+            now=now,
+            rng=secrets.token_bytes,
+        )
+        request = urllib.request.Request(f"{node.url}/peer/v1/envelope", data=envelope)
+        with pytest.raises(urllib.error.HTTPError, match="403"):
+            urllib.request.urlopen(request, timeout=5)
