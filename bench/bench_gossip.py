@@ -81,10 +81,11 @@ def gossip_convergence(*, quick: bool = False) -> Result:
     net.loop.run_until(published + 100 * config.interval_ms, stop=lambda: holders() >= needed)
     rounds = (net.loop.now - published) / config.interval_ms
     return Result(
-        name="gossip_rounds_to_99.99pct_1000_nodes",
+        name="gossip_convergence",
         value=rounds,
-        unit=f"rounds (interval {config.interval_ms} ms, fanout {config.fanout}, 10% loss); "
-        f"steady state {steady:.0f} bytes/node/round",
+        unit=f"rounds until 99.99% of {n} nodes hold a new record (interval "
+        f"{config.interval_ms} ms, fanout {config.fanout}, 10% loss); steady state "
+        f"{steady:.0f} bytes sent/node/round",
         baseline="Serf convergence model 1/(1+(N+1)e^(-cNx)), c = fanout/N*(1-loss)*0.5",
         baseline_value=model_rounds(n, config.fanout, loss),
         higher_is_better=False,

@@ -18,8 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from bootstrap.network import demo_anchor, load_network
+from bootstrap.tools import admit_node
+from protocol.identity import Identity
 from tsfnode.accounts import create_account
 from tsfnode.config import NodeConfig
+from tsfnode.directory_service import DirectoryService
 from tsfnode.errors import NodeError
 from tsfnode.node import init_node, now_ms
 from tsfnode.nodedir import NodeDir
@@ -80,14 +84,27 @@ DEMO_NODES = (
 
 
 def _create_demo_node(directory: Path, node: DemoNode, port: int) -> None:
-    config = NodeConfig(name=node.name, country=node.country, network="demo", http_port=port)
-    init_node(directory, config)
-    asyncio.run(_create_demo_accounts(directory, node))
+    config = NodeConfig(
+        name=node.name,
+        institution=node.name,
+        country=node.country,
+        network="demo",
+        http_port=port,
+        discovery_mdns_interface="127.0.0.1",
+    )
+    identity = init_node(directory, config)
+    asyncio.run(_admit_and_create_accounts(directory, node, identity))
 
 
-async def _create_demo_accounts(directory: Path, node: DemoNode) -> None:
+async def _admit_and_create_accounts(directory: Path, node: DemoNode, identity: Identity) -> None:
+    """The demo network's anchor (public, demo only) admits the node; then its accounts."""
+    network = load_network("demo")
     store = await Store.open(NodeDir(directory).database)
     try:
+        service = DirectoryService(network, identity, store)
+        await service.load(now_ms())
+        cert = admit_node(network, demo_anchor(), identity.public, now=now_ms(), days=3650)
+        await service.add([cert], now_ms())
         for account in node.accounts:
             await create_account(
                 store,

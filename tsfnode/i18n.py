@@ -25,6 +25,19 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Federated network for humanitarian teleradiology",
     },
     "language": {"fr": "Langue", "en": "Language"},
+    "admitted": {"fr": "Admis dans le réseau", "en": "Admitted to the network"},
+    "not_admitted": {
+        "fr": "Pas encore admis : demandez un certificat au responsable du réseau.",
+        "en": "Not admitted yet: ask the network's anchor holder for a certificate.",
+    },
+    "peers": {"fr": "Nœuds du réseau", "en": "Network nodes"},
+    "no_peers": {"fr": "Aucun autre nœud connu pour l'instant.", "en": "No other node known yet."},
+    "peer_name": {"fr": "Nom", "en": "Name"},
+    "peer_status": {"fr": "État", "en": "Status"},
+    "status_alive": {"fr": "joignable", "en": "alive"},
+    "status_suspect": {"fr": "injoignable ?", "en": "suspect"},
+    "status_down": {"fr": "hors ligne", "en": "down"},
+    "status_unknown": {"fr": "pas encore contacté", "en": "not contacted yet"},
 }
 
 

@@ -338,6 +338,9 @@ class Peering:
                 continue
             record = view.nodes.get(node)
             state = states.get(node)
+            status = "unknown" if state is None else state.status
+            if status == "alive" and state is not None and state.last_heard is None:
+                status = "unknown"  # assumed alive on joining, but never heard from yet
             out.append(
                 {
                     "id": PublicIdentity(node).text,
@@ -346,7 +349,7 @@ class Peering:
                     "address": record.body["addresses"][0]
                     if record and record.body["addresses"]
                     else "",
-                    "status": state.status if state else "unknown",
+                    "status": status,
                     "since_ms": state.since if state else None,
                     "last_heard_ms": state.last_heard if state else None,
                 }

@@ -10,8 +10,9 @@ import jinja2
 from aiohttp import web
 
 from tsfnode import __version__
-from tsfnode.appkeys import CONFIG, IDENTITY, STARTED_MS
+from tsfnode.appkeys import CONFIG, DIRECTORY, IDENTITY, PEERING, STARTED_MS
 from tsfnode.i18n import LANGUAGES, choose_language, translator
+from tsfnode.peering import now_ms
 
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 _TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -41,13 +42,18 @@ async def index(request: web.Request) -> web.Response:
     started = time.strftime(
         "%Y-%m-%d %H:%M UTC", time.gmtime(request.config_dict[STARTED_MS] / 1000)
     )
+    identity = request.config_dict[IDENTITY]
+    now = now_ms()
+    admitted = request.config_dict[DIRECTORY].view(now).is_admitted(identity.public.key)
     return render(
         request,
         "index.html",
         config=config,
-        node_id=request.config_dict[IDENTITY].public.text,
+        node_id=identity.public.text,
         started=started,
         version=__version__,
+        admitted=admitted,
+        peers=request.config_dict[PEERING].peers(now),
     )
 
 

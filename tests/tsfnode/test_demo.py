@@ -55,6 +55,15 @@ def test_demo_serves_every_node_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert len(pids) == 3  # three distinct identities
         for login in ("coord.erasme", "lecteur.erasme", "emetteur.cotonou", "benevole.dakar"):
             assert login in out
+        # The demo network's nodes are admitted and find each other (mDNS on 127.0.0.1),
+        # then see each other alive.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            views = [get_json(url + "/api/v1/peers")["counts"] for url in urls.values()]
+            if all(v.get("alive") == 2 for v in views):
+                break
+            time.sleep(0.5)
+        assert all(v.get("alive") == 2 for v in views), views
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
         assert "stopped" in read_until(process, "stopped", timeout=5)
