@@ -10,7 +10,7 @@ from bench.result import Result
 from protocol.directory import Directory, Network, make_record
 from protocol.gossip import GossipConfig
 from protocol.identity import Identity
-from simulations.network import GossipNetwork
+from simulations.network import GossipNetwork, LivenessNetwork
 
 START = 1_800_000_000_000
 DAY = 86_400_000
@@ -80,6 +80,14 @@ def gossip_convergence(*, quick: bool = False) -> Result:
 
     net.loop.run_until(published + 100 * config.interval_ms, stop=lambda: holders() >= needed)
     rounds = (net.loop.now - published) / config.interval_ms
+    # Liveness in steady state: SWIM probes at their defaults, no loss, 5 minutes.
+    keys = [x.public.key for x in nodes]
+    live = LivenessNetwork(keys, start=START)
+    live.loop.run_until(START + 60_000)
+    before_live = sum(live.bytes_sent.values())
+    live.loop.run_until(START + 360_000)
+    liveness_bps = (sum(live.bytes_sent.values()) - before_live) / n / 300
+    gossip_bps = steady / (config.interval_ms / 1000)
     return Result(
         name="gossip_convergence",
         value=rounds,
@@ -90,6 +98,11 @@ def gossip_convergence(*, quick: bool = False) -> Result:
         baseline_value=model_rounds(n, config.fanout, loss),
         higher_is_better=False,
         target="no more rounds than the model",
+        extra={
+            "steady_gossip_bytes_per_node_round": steady,
+            "steady_gossip_bits_per_s_per_node": gossip_bps * 8,
+            "steady_liveness_bits_per_s_per_node": liveness_bps * 8,
+        },
     )
 
 

@@ -17,6 +17,7 @@ class Result:
     baseline_value: float
     higher_is_better: bool
     target: str = ""
+    extra: dict[str, float] | None = None
 
     @property
     def ratio(self) -> float:
@@ -29,6 +30,8 @@ class Result:
         data["ratio"] = self.ratio
         if not self.target:
             del data["target"]
+        extra = data.pop("extra") or {}
+        data.update({k: round(v, 3) for k, v in extra.items()})
         return json.dumps(data, ensure_ascii=False)
 
 
