@@ -57,7 +57,7 @@ def _write_records(path: Path, records: list[bytes]) -> None:
         raise NodeError(f"{path} already exists: choose another --out file")
     path.write_bytes(b"".join(records))
     print(f"Wrote {len(records)} signed record(s) to {path}")
-    print(f"Take them into a node with: tsfnode directory add NODE_DIR {path}")
+    print(f"Take them into a node with: tsfnode directory NODE_DIR --add {path}")
 
 
 def _date_ms(text: str) -> int:
