@@ -156,6 +156,30 @@ class Cluster:
             for i in a:
                 self.loop.call(self.proxies[i].block, sources)
 
+    def new_group(self, tmp_path: Path, name: str, coordinator: str) -> Path:
+        """Sign a group certificate and record with `tsfnode group create`."""
+        out = tmp_path / f"{name}.tsfd"
+        result = tsfnode(
+            "group",
+            "create",
+            "--network",
+            self.network_file,
+            "--anchor-key",
+            self.anchor_key,
+            "--group-key",
+            tmp_path / f"{name}.key",
+            "--name",
+            name,
+            "--kind",
+            "subspeciality",
+            "--coordinator",
+            coordinator,
+            "--out",
+            out,
+        )
+        assert result.returncode == 0, result.stderr
+        return out
+
     def heal(self) -> None:
         for proxy in self.proxies:
             self.loop.call(proxy.unblock)
@@ -190,28 +214,8 @@ def test_eight_nodes_converge_partition_heal_revoke_and_detect_failure(
     # A record published at one node reaches all.
     coordinator = tmp_path / "coord.key"
     assert tsfnode("key", "new", coordinator).returncode == 0
-    group = tmp_path / "group.tsfd"
-    result = tsfnode(
-        "group",
-        "create",
-        "--network",
-        cluster.network_file,
-        "--anchor-key",
-        cluster.anchor_key,
-        "--group-key",
-        tmp_path / "group.key",
-        "--name",
-        "Radiopédiatrie",
-        "--kind",
-        "subspeciality",
-        "--coordinator",
-        node_id_of_key(coordinator),
-        "--subspeciality",
-        "paediatric",
-        "--out",
-        group,
-    )
-    assert result.returncode == 0, result.stderr
+    coordinator_id = node_id_of_key(coordinator)
+    group = cluster.new_group(tmp_path, "Radiopédiatrie", coordinator_id)
     add_records(cluster.dirs[2], group)
     wait_for(
         "the group reaches every node",
@@ -225,28 +229,7 @@ def test_eight_nodes_converge_partition_heal_revoke_and_detect_failure(
     cluster.partition(left, right)
     time.sleep(1)
     for origin, name in ((0, "Left group"), (N - 1, "Right group")):
-        records = tmp_path / f"{name}.tsfd"
-        assert (
-            tsfnode(
-                "group",
-                "create",
-                "--network",
-                cluster.network_file,
-                "--anchor-key",
-                cluster.anchor_key,
-                "--group-key",
-                tmp_path / f"{name}.key",
-                "--name",
-                name,
-                "--kind",
-                "community",
-                "--coordinator",
-                node_id_of_key(coordinator),
-                "--out",
-                records,
-            ).returncode
-            == 0
-        )
+        records = cluster.new_group(tmp_path, name, coordinator_id)
         add_records(cluster.dirs[origin], records)
     wait_for(
         "each half converges on its own news",
