@@ -320,6 +320,12 @@ def nearest(args: argparse.Namespace) -> int:
     from tsfnode.nearest import run_rank
 
     urls = list(args.urls)
+    if args.lan:
+        from tsfnode.discovery import browse
+
+        found = asyncio.run(browse(args.lan_seconds, interface=args.mdns_interface))
+        print(f"Found on the LAN / trouvés sur le réseau local: {len(found)}")
+        urls += found
     if args.via:
         try:
             with urllib.request.urlopen(f"{args.via.rstrip('/')}/peer/v1/nodes", timeout=30) as r:  # noqa: S310
@@ -327,7 +333,9 @@ def nearest(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise NodeError(f"cannot reach {args.via}: {exc}") from None
     if not urls:
-        raise NodeError("give candidate node URLs, or --via URL of a node of the network")
+        raise NodeError(
+            "no candidate: give node URLs, --via URL of a node of the network, or --lan"
+        )
     size = int(args.size_mb * 1024 * 1024)
     ranked = run_rank(urls, size=size, probe_bytes=args.probe_kib * 1024)
     print(f"Sending {args.size_mb:g} MB / envoi de {args.size_mb:g} Mo:")
@@ -443,6 +451,9 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("nearest", help="rank nodes by measured time to send a study")
     p.add_argument("urls", nargs="*", help="candidate node URLs")
     p.add_argument("--via", help="take the candidates from this node's list of nodes")
+    p.add_argument("--lan", action="store_true", help="look for nodes on the LAN (mDNS)")
+    p.add_argument("--lan-seconds", type=float, default=3.0, help="how long to look")
+    p.add_argument("--mdns-interface", default="", help="address of the interface to use")
     p.add_argument("--size-mb", type=float, default=15.0, help="study size (default 15 MB)")
     p.add_argument("--probe-kib", type=int, default=256, help="bytes to measure with")
     p.set_defaults(handler=nearest)

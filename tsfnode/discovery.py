@@ -124,3 +124,40 @@ def _is_ipv4(host: str) -> bool:
         return isinstance(ipaddress.ip_address(host), ipaddress.IPv4Address)
     except ValueError:
         return False
+
+
+async def browse(seconds: float, *, interface: str = "", network: str | None = None) -> list[str]:
+    """The URLs of the nodes announced on the LAN within ``seconds`` (for a sender's
+    workstation looking for its hospital's node)."""
+    zc = AsyncZeroconf(
+        interfaces=[interface] if interface else InterfaceChoice.All,
+        ip_version=IPVersion.V4Only,
+    )
+    names: set[str] = set()
+
+    def changed(zeroconf: Any, service_type: str, name: str, state_change: Any) -> None:
+        if state_change in (ServiceStateChange.Added, ServiceStateChange.Updated):
+            names.add(name)
+
+    browser = AsyncServiceBrowser(zc.zeroconf, SERVICE, handlers=[changed])
+    try:
+        await asyncio.sleep(seconds)
+        urls = []
+        for name in sorted(names):
+            info = AsyncServiceInfo(SERVICE, name)
+            if not await info.async_request(zc.zeroconf, RESOLVE_TIMEOUT_MS):
+                continue
+            props = {k.decode(): (v or b"").decode() for k, v in info.properties.items()}
+            if network is not None and props.get("network") != network:
+                continue
+            url = props.get("url", "")
+            if not url or urlsplit(url).hostname in (None, "0.0.0.0"):  # noqa: S104
+                addresses = info.parsed_addresses()
+                if not addresses or info.port is None:
+                    continue
+                url = f"http://{addresses[0]}:{info.port}"
+            urls.append(url)
+        return urls
+    finally:
+        await browser.async_cancel()
+        await zc.async_close()

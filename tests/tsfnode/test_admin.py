@@ -1,0 +1,125 @@
+"""The operators' commands, run as a person would, against real files and nodes."""
+
+from __future__ import annotations
+
+import re
+import stat
+import tomllib
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from tests.nodes import RunningNode, get_json, tsfnode
+
+
+def test_network_create_writes_a_network_and_an_offline_anchor_key(tmp_path: Path) -> None:
+    result = tsfnode(
+        "network",
+        "create",
+        "sahel",
+        "--anchor-key",
+        tmp_path / "anchor.key",
+        "--out",
+        tmp_path / "sahel.toml",
+        "--seed",
+        "http://127.0.0.1:9",
+    )
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE((tmp_path / "anchor.key").stat().st_mode) == 0o600
+    anchor_id = tsfnode("key", "show", tmp_path / "anchor.key").stdout.strip()
+    shown = tsfnode("network", "show", tmp_path / "sahel.toml").stdout
+    assert f"Anchor:   {anchor_id}" in shown
+    assert "Seed:     http://127.0.0.1:9" in shown
+    again = tsfnode(
+        "network",
+        "create",
+        "sahel",
+        "--anchor-key",
+        tmp_path / "anchor.key",
+        "--out",
+        tmp_path / "other.toml",
+    )
+    assert again.returncode == 2
+    assert "never overwritten" in again.stderr
+
+
+def test_the_demo_network_is_shipped() -> None:
+    shown = tsfnode("network", "show", "demo")
+    assert shown.returncode == 0
+    assert "Network:  demo" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["admit", "NOT-AN-ID", "--network", "demo"], "node id 'NOT-AN-ID'"),
+        (["network", "show", "atlantis"], "network 'atlantis' not found"),
+    ],
+)
+def test_bad_input_is_named(tmp_path: Path, args: list[str], message: str) -> None:
+    key = tmp_path / "k.key"
+    assert tsfnode("key", "new", key).returncode == 0
+    extra = ["--key", str(key), "--out", str(tmp_path / "out.tsfd")] if args[0] == "admit" else []
+    result = tsfnode(*args, *extra)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "out.tsfd").exists()
+
+
+def test_a_typo_in_an_id_is_caught(tmp_path: Path) -> None:
+    key = tmp_path / "k.key"
+    tsfnode("key", "new", key)
+    good = tsfnode("key", "show", key).stdout.strip()
+    typo = ("B" if good[0] != "B" else "C") + good[1:]
+    result = tsfnode("admit", typo, "--network", "demo", "--key", key, "--out", tmp_path / "o")
+    assert result.returncode == 2
+    assert "check character" in result.stderr
+
+
+def test_a_file_that_is_not_records_is_refused(node_dir: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "photo.jpg"
+    junk.write_bytes(b"\xff\xd8\xff\xe0" + bytes(100))
+    result = tsfnode("directory", node_dir, "--add", junk)
+    assert result.returncode == 2
+    assert "photo.jpg is not a records file" in result.stderr
+
+
+def test_nearest_measures_and_ranks_nodes(node_dir: Path) -> None:
+    with RunningNode(node_dir) as node:
+        result = tsfnode(
+            "nearest", node.url, "http://127.0.0.1:9", "--size-mb", "15", "--probe-kib", "64"
+        )
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert re.match(rf"\s+\d+\.\d s  {re.escape(node.url)}  RTT \d+ ms", lines[1])
+        assert lines[2].strip().startswith("unreachable  http://127.0.0.1:9")
+        ranked = get_json(f"{node.url}/api/v1/nearest?size_mb=1&probe_kib=64")
+        assert ranked == []  # no other node in its directory yet
+
+
+def test_a_workstation_finds_the_hospital_node_on_the_lan(node_dir: Path) -> None:
+    path = node_dir / "config.toml"
+    config = tomllib.loads(path.read_text(encoding="utf-8"))
+    config["discovery"] = {"mdns": True, "mdns_interface": "127.0.0.1"}
+    path.write_text(tomli_w.dumps(config), encoding="utf-8")
+    with RunningNode(node_dir) as node:
+        result = tsfnode("nearest", "--lan", "--mdns-interface", "127.0.0.1", "--probe-kib", "64")
+    assert result.returncode == 0, result.stderr
+    assert "Found on the LAN / trouvés sur le réseau local: 1" in result.stdout
+    assert node.url in result.stdout
+
+
+def test_speed_test_endpoint_bounds(node_dir: Path) -> None:
+    with RunningNode(node_dir) as node:
+        with urllib.request.urlopen(f"{node.url}/peer/v1/speedtest?bytes=1000", timeout=5) as r:
+            assert len(r.read()) == 1000
+        for bad in ("bytes=-1", "bytes=999999999", "bytes=many"):
+            with pytest.raises(urllib.error.HTTPError, match="400"):
+                urllib.request.urlopen(f"{node.url}/peer/v1/speedtest?{bad}", timeout=5)
+        request = urllib.request.Request(f"{node.url}/peer/v1/speedtest", data=bytes(5000))
+        with urllib.request.urlopen(request, timeout=5) as r:
+            assert r.read() == b'{"bytes": 5000}'
