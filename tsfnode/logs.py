@@ -45,6 +45,11 @@ def setup_logging(level: str = "info", stream: IO[str] | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # pydicom's log records quote attribute values (which may identify a patient): none
+    # of them may reach the node's log.
+    pydicom_log = logging.getLogger("pydicom")
+    pydicom_log.handlers[:] = [logging.NullHandler()]
+    pydicom_log.propagate = False
 
 
 class AccessLogger(AbstractAccessLogger):

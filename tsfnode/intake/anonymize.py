@@ -1,0 +1,368 @@
+"""De-identification of DICOM datasets: PS3.15 Annex E, Basic Application Level
+Confidentiality Profile, with the options of profile.py.
+
+Every attribute, at every depth of sequences, gets the action of Table E.1-1; attributes
+the table does not list are kept, except that any Person Name is emptied and any date is
+shifted (the table is extended as the standard grows: handling by VR is the safety net
+PS3.15 E.1.1 note 4 suggests). UIDs are replaced by ``2.25.`` UIDs derived with a keyed
+hash (the node's secret): consistent across a study, its series, its references and
+later studies of the same patient, irreversible without the secret. The patient becomes
+a pseudonym (PatientID and PatientName) that the sender's node maps back, and only there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from tsfnode import __version__
+from tsfnode.intake.profile import Profile
+
+IMPLEMENTATION_VERSION = f"TSFNODE_{__version__}"[:16]
+# tsfnode's Implementation Class UID: 2.25 and uuid5(DNS, "tsfnode.implementation").
+IMPLEMENTATION_CLASS_UID = "2.25.38392962507484353409772743367485203958"
+DATE_VRS = ("DA", "DT")
+CLEANED_TEXT_VRS = ("LO", "SH", "ST", "LT", "UT", "UC")
+CODED_KEYWORDS = frozenset(
+    {
+        "CodeValue",
+        "CodingSchemeDesignator",
+        "CodingSchemeVersion",
+        "CodeMeaning",
+        "LongCodeValue",
+        "URNCodeValue",
+        "MappingResource",
+        "ContextIdentifier",
+        "ContextGroupVersion",
+        "MappingResourceName",
+        "ContextGroupIdentificationSequence",
+    }
+)
+# Responsible Person and Organization: Type 2C when the patient is an animal.
+RESPONSIBLE_FOR_ANIMAL = frozenset({0x00102297, 0x00102299})
+DICOM_ROOT = "1.2.840.10008."
+TEXT_DUMMY = "ANONYMIZED"
+
+_DUMMY: dict[str, Any] = {
+    "AE": "ANONYMOUS",
+    "AS": "000Y",
+    "CS": "ANONYMIZED",
+    "DA": "19000101",
+    "DS": "0",
+    "DT": "19000101000000",
+    "FD": 0.0,
+    "FL": 0.0,
+    "IS": "0",
+    "LO": TEXT_DUMMY,
+    "LT": TEXT_DUMMY,
+    "PN": "ANONYMIZED",
+    "SH": TEXT_DUMMY,
+    "SL": 0,
+    "SS": 0,
+    "ST": TEXT_DUMMY,
+    "TM": "000000",
+    "UC": TEXT_DUMMY,
+    "UL": 0,
+    "UR": "",
+    "US": 0,
+    "UT": TEXT_DUMMY,
+}
+
+
+@dataclass(frozen=True)
+class Patient:
+    """The pseudonym of a patient on this node, and the shift of their dates."""
+
+    pseudonym: str
+    shift_days: int
+
+
+@dataclass
+class Result:
+    """What anonymisation did to one dataset (no identifying value in it)."""
+
+    original_study_uid: str
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    patient: Patient
+    removed: int = 0
+    replaced: int = 0
+    burned_in: list[str] = field(default_factory=list)
+
+
+class Anonymizer:
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        secret: bytes,
+        patient_of: Callable[[Dataset], Patient],
+    ) -> None:
+        """``secret`` keys the UID mapping; ``patient_of`` gives the pseudonym and date
+        shift of the patient of a dataset (from the pseudonym map)."""
+        self.profile = profile
+        self._secret = secret
+        self._patient_of = patient_of
+
+    def new_uid(self, uid: str) -> str:
+        digest = hmac.new(self._secret, uid.strip().encode(), hashlib.sha256).digest()
+        return f"2.25.{int.from_bytes(digest[:16], 'big')}"
+
+    def anonymize(self, ds: FileDataset | Dataset) -> Result:
+        """De-identify ``ds`` in place (file meta and preamble included)."""
+        from tsfnode.intake.burnedin import burned_in_reasons
+
+        patient = self._patient_of(ds)
+        reasons = burned_in_reasons(ds)
+        original_study = str(ds.get("StudyInstanceUID", ""))
+        stats = {"removed": 0, "replaced": 0}
+        self._walk(ds, patient, stats)
+        ds.PatientID = patient.pseudonym
+        ds.PatientName = f"TSF^{patient.pseudonym}"
+        ds.PatientIdentityRemoved = "YES"
+        ds.DeidentificationMethod = self.profile.description[:64]
+        codes = []
+        for value, meaning in self.profile.codes:
+            code = Dataset()
+            code.CodeValue = value
+            code.CodingSchemeDesignator = "DCM"
+            code.CodeMeaning = meaning
+            codes.append(code)
+        ds.DeidentificationMethodCodeSequence = Sequence(codes)
+        if self.profile.modified_dates:
+            ds.LongitudinalTemporalInformationModified = "MODIFIED"
+        if "SOPInstanceUID" not in ds and "StudyInstanceUID" not in ds:
+            raise ValueError("not a composite instance: no SOP Instance UID")
+        self._new_file_meta(ds)
+        return Result(
+            original_study_uid=original_study,
+            study_uid=str(ds.get("StudyInstanceUID", "")),
+            series_uid=str(ds.get("SeriesInstanceUID", "")),
+            sop_uid=str(ds.get("SOPInstanceUID", "")),
+            patient=patient,
+            removed=stats["removed"],
+            replaced=stats["replaced"],
+            burned_in=reasons,
+        )
+
+    # --- the walk --------------------------------------------------------------------
+
+    def _walk(
+        self, ds: Dataset, patient: Patient, stats: dict[str, int], clean: bool = False
+    ) -> None:
+        """Apply the profile to ``ds``. ``clean``: inside a sequence the table replaces
+        as a whole (D); its structure is kept for the IOD's sake, and every text in it
+        that the table does not list becomes a dummy (codes and enumerations stay)."""
+        animal = "PatientSpeciesDescription" in ds or "PatientSpeciesCodeSequence" in ds
+        for elem in list(ds):
+            tag = int(elem.tag)
+            if 0x6000 <= elem.tag.group <= 0x60FF and elem.tag.group % 2 == 0:
+                del ds[elem.tag]  # overlays are graphics that can show identity: removed
+                stats["removed"] += 1
+                continue
+            if animal and tag in RESPONSIBLE_FOR_ANIMAL:
+                elem.value = ""  # Type 2C for animals: present, empty
+                stats["replaced"] += 1
+                continue
+            if elem.tag.is_private:
+                if not self._safe_private(ds, elem):
+                    del ds[elem.tag]
+                    stats["removed"] += 1
+                continue
+            action = self.profile.action(tag)
+            if action is None:
+                self._unlisted(ds, elem, patient, stats, clean)
+                continue
+            self._apply(ds, elem, action, patient, stats, clean)
+
+    def _safe_private(self, ds: Dataset, elem: DataElement) -> bool:
+        if not self.profile.safe_private or elem.tag.is_private_creator:
+            return bool(self.profile.safe_private) and elem.tag.is_private_creator
+        creator_tag = (elem.tag.group << 16) | (elem.tag.element >> 8)
+        creator = ds.get(creator_tag)
+        return creator is not None and (str(creator.value), elem.tag.element & 0xFF) in (
+            self.profile.safe_private
+        )
+
+    def _unlisted(
+        self,
+        ds: Dataset,
+        elem: DataElement,
+        patient: Patient,
+        stats: dict[str, int],
+        clean: bool = False,
+    ) -> None:
+        if elem.VR == "SQ":
+            for item in elem.value:
+                self._walk(item, patient, stats, clean)
+        elif elem.VR == "PN" and elem.value:
+            elem.value = _DUMMY["PN"] if clean else ""
+            stats["replaced"] += 1
+        elif clean and elem.VR in CLEANED_TEXT_VRS and elem.value:
+            if (elem.keyword or "") not in CODED_KEYWORDS:
+                elem.value = _DUMMY[elem.VR]
+                stats["replaced"] += 1
+        elif elem.VR in DATE_VRS and elem.value:
+            self._shift_or_dummy(elem, patient, stats)
+        elif elem.VR == "UI" and elem.value and not _structural_uid(elem):
+            self._replace_uids(elem)  # instance UIDs the table does not list yet
+            stats["replaced"] += 1
+
+    def _apply(
+        self,
+        ds: Dataset,
+        elem: DataElement,
+        action: str,
+        patient: Patient,
+        stats: dict[str, int],
+        clean: bool = False,
+    ) -> None:
+        vr = elem.VR
+        if vr == "SQ":
+            self._apply_sequence(ds, elem, action, patient, stats, clean)
+            return
+        if action == "K":
+            return
+        if self.profile.modified_dates and action != "X":
+            if vr in DATE_VRS:
+                self._shift_or_dummy(elem, patient, stats)
+                return
+            if vr == "TM":
+                return  # whole-day shifts leave the time of day as it was (E.3.6)
+        if action == "U":
+            self._replace_uids(elem)
+            stats["replaced"] += 1
+            return
+        # X unless required (Type 3 versus 2 versus 1): without the IOD at hand, keep the
+        # attribute with an empty or dummy value, which every Type allows.
+        simple = {"Z/D": "D", "X/D": "D", "X/Z": "Z", "X/Z/D": "D", "C": "D"}.get(action, action)
+        if simple == "X":
+            del ds[elem.tag]
+            stats["removed"] += 1
+        elif simple == "Z":
+            elem.value = None
+            stats["replaced"] += 1
+        elif simple == "D":
+            if vr == "UI":
+                self._replace_uids(elem)
+            elif vr in _DUMMY:
+                elem.value = _DUMMY[vr]
+            else:
+                elem.value = b"" if vr in ("OB", "OW", "OD", "OF", "OL", "OV", "UN") else None
+            stats["replaced"] += 1
+
+    def _apply_sequence(
+        self,
+        ds: Dataset,
+        elem: DataElement,
+        action: str,
+        patient: Patient,
+        stats: dict[str, int],
+        clean: bool,
+    ) -> None:
+        if action in ("X", "X/Z", "X/Z/D") and not _type2_sequence(ds, int(elem.tag)):
+            del ds[elem.tag]  # sequences of Type 3 mostly: removed
+            stats["removed"] += 1
+        elif action in ("X", "X/Z", "X/Z/D"):
+            elem.value = Sequence()  # Type 2 in this IOD: present and empty
+            stats["replaced"] += 1
+        elif action == "Z":
+            elem.value = Sequence()  # Type 2: present and empty
+            stats["replaced"] += 1
+        else:  # K, U, X/Z/U* (remap references), D, Z/D, X/D, C (clean in place)
+            cleaning = clean or action in ("D", "Z/D", "X/D", "C")
+            for item in elem.value:
+                self._walk(item, patient, stats, cleaning)
+
+    def _replace_uids(self, elem: DataElement) -> None:
+        if elem.VR != "UI" or elem.value in (None, ""):
+            return
+        if elem.VM > 1:
+            elem.value = [_keep_or(self.new_uid, str(v)) for v in elem.value]
+        else:
+            elem.value = _keep_or(self.new_uid, str(elem.value))
+
+    def _shift_or_dummy(self, elem: DataElement, patient: Patient, stats: dict[str, int]) -> None:
+        if not self.profile.modified_dates:
+            elem.value = _DUMMY[elem.VR]
+            stats["replaced"] += 1
+            return
+        values = elem.value if elem.VM > 1 else [elem.value]
+        shifted = [shift_date(str(v), elem.VR, patient.shift_days) for v in values if v]
+        elem.value = shifted if elem.VM > 1 else (shifted[0] if shifted else None)
+        stats["replaced"] += 1
+
+    def _new_file_meta(self, ds: Dataset) -> None:
+        """PS3.15 E.1.1 (7): the file meta information and preamble describe us now."""
+        old = getattr(ds, "file_meta", None)
+        meta = FileMetaDataset()
+        syntax: str | None = getattr(old, "TransferSyntaxUID", None)
+        if syntax == DeflatedExplicitVRLittleEndian:
+            syntax = ExplicitVRLittleEndian  # written inflated: every reader takes it
+        if syntax is None:  # a file without meta information: as it was read
+            implicit, little = ds.original_encoding
+            if not little:
+                syntax = ExplicitVRBigEndian
+            else:
+                syntax = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+        meta.TransferSyntaxUID = UID(syntax)
+        meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "")
+        meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", "")
+        meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
+        meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+        ds.file_meta = meta
+        if isinstance(ds, FileDataset):
+            ds.preamble = b"\x00" * 128
+
+
+def _type2_sequence(ds: Dataset, tag: int) -> bool:
+    """Sequences the table removes (X) but that some IODs require present (Type 2):
+    the Acquisition Context Sequence, and in SR documents the Referenced Performed
+    Procedure Step Sequence."""
+    if tag == 0x00400555:
+        return True
+    return tag == 0x00081111 and str(ds.get("Modality", "")) == "SR"
+
+
+def _structural_uid(elem: DataElement) -> bool:
+    """UIDs that name kinds of things (SOP classes, transfer syntaxes), not instances."""
+    keyword = elem.keyword or ""
+    return (
+        keyword.endswith("ClassUID")
+        or keyword.endswith("TransferSyntaxUID")
+        or all(str(v).startswith(DICOM_ROOT) for v in (elem.value if elem.VM > 1 else [elem.value]))
+    )
+
+
+def _keep_or(new_uid: Callable[[str], str], uid: str) -> str:
+    """UIDs defined by DICOM itself stay; any other is replaced."""
+    return uid if uid.startswith(DICOM_ROOT) else new_uid(uid)
+
+
+def shift_date(value: str, vr: str, days: int) -> str:
+    """Shift a DA or DT value by ``days``; a value that does not parse is emptied."""
+    text = value.strip()
+    try:
+        day = dt.datetime.strptime(text[:8], "%Y%m%d").date()
+    except ValueError:
+        return ""
+    moved = (day + dt.timedelta(days=days)).strftime("%Y%m%d")
+    if vr == "DA":
+        return moved
+    return moved + text[8:]

@@ -1,0 +1,316 @@
+"""Getting studies in: files, folders, zip archives, DICOMDIR media, photos of films.
+
+Each input is either taken (de-identified and written under the intake folder, named
+only by its new UIDs) or rejected with a reason that names it; a bad file never stops
+the rest of the import. Nothing is written outside the intake folder.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, generate_uid
+
+from tsfnode.intake.anonymize import Anonymizer, Patient, Result
+from tsfnode.intake.photos import NotAnImage, photo_to_dicom
+from tsfnode.intake.profile import Profile, load_profile
+from tsfnode.intake.pseudonyms import PseudonymMap
+
+MAX_FILE = 4 * 1024**3  # one DICOM file or zip member
+MAX_ZIP_TOTAL = 32 * 1024**3
+MAX_ZIP_RATIO = 200  # uncompressed / compressed, for members over 10 MB
+MAX_DIMENSION = 65535
+MAX_FRAMES = 20000
+DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass(frozen=True)
+class Rejected:
+    name: str
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    taken: list[Result] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # DICOMDIR indexes and the like
+
+    @property
+    def studies(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for r in self.taken:
+            series = out.setdefault(r.study_uid, {})
+            series[r.series_uid] = series.get(r.series_uid, 0) + 1
+        return out
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: a display name (never logged) and how to read its bytes."""
+
+    name: str
+    size: int
+    read: Callable[[], bytes]
+
+
+class Importer:
+    def __init__(
+        self,
+        intake: Path,
+        pseudonyms: PseudonymMap,
+        profile: Profile | None = None,
+    ) -> None:
+        self.intake = intake
+        self.pseudonyms = pseudonyms
+        self.anonymizer = Anonymizer(
+            profile or load_profile(), secret=pseudonyms.secret, patient_of=pseudonyms.patient_of
+        )
+        self._photo_batch: tuple[Patient, str, str] | None = None
+        self._photo_count = 0
+
+    # --- sources ---------------------------------------------------------------------
+
+    def sources(self, paths: list[Path], report: ImportReport) -> Iterator[Source]:
+        for path in paths:
+            if path.is_dir():
+                for root, _dirs, files in os.walk(path):
+                    for name in sorted(files):
+                        yield from self._file_sources(Path(root) / name, report)
+            elif path.exists():
+                yield from self._file_sources(path, report)
+            else:
+                report.rejected.append(Rejected(str(path), "no such file or folder"))
+
+    def _file_sources(self, path: Path, report: ImportReport) -> Iterator[Source]:
+        if path.suffix.lower() == ".zip" or (path.is_file() and zipfile.is_zipfile(path)):
+            if path.suffix.lower() == ".zip" or _looks_like_zip(path):
+                yield from self._zip_sources(path, report)
+                return
+        size = path.stat().st_size
+        yield Source(str(path), size, path.read_bytes)
+
+    def _zip_sources(self, path: Path, report: ImportReport) -> Iterator[Source]:
+        try:
+            archive = zipfile.ZipFile(path)
+        except zipfile.BadZipFile:
+            report.rejected.append(Rejected(str(path), "damaged zip archive"))
+            return
+        total = 0
+        with archive:
+            for info in archive.infolist():
+                if info.is_dir():
+                    continue
+                name = f"{path}!{info.filename}"
+                pure = PurePosixPath(info.filename.replace("\\", "/"))
+                if pure.is_absolute() or ".." in pure.parts:
+                    report.rejected.append(Rejected(name, "path leaves the archive (refused)"))
+                    continue
+                total += info.file_size
+                if info.file_size > MAX_FILE or total > MAX_ZIP_TOTAL:
+                    report.rejected.append(Rejected(name, "too large once unpacked (refused)"))
+                    continue
+                if info.file_size > 10 * 1024**2 and info.file_size > MAX_ZIP_RATIO * max(
+                    info.compress_size, 1
+                ):
+                    report.rejected.append(
+                        Rejected(name, "compressed too well to be real data (zip bomb?)")
+                    )
+                    continue
+                yield Source(name, info.file_size, _member_reader(path, info.filename))
+
+    # --- one input -------------------------------------------------------------------
+
+    def take(self, source: Source, report: ImportReport) -> None:
+        # pydicom warns about odd values by quoting them: those warnings (and its log
+        # records, see logs.py) must go nowhere, since the values may identify a patient.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._take(source, report)
+
+    def _take(self, source: Source, report: ImportReport) -> None:
+        if source.size == 0:
+            report.rejected.append(Rejected(source.name, "empty file"))
+            return
+        data = source.read()
+        try:
+            ds = _read_dicom(data)
+        except TruncatedFile:
+            report.rejected.append(Rejected(source.name, "truncated file (ends too early)"))
+            return
+        except InvalidDicomError:
+            if source.name.lower().endswith(PHOTO_SUFFIXES) or _image_magic(data):
+                self._take_photo(source.name, data, report)
+            else:
+                report.rejected.append(Rejected(source.name, "not a DICOM file or a photo"))
+            return
+        except Exception as exc:  # pydicom raises many types on damaged files
+            report.rejected.append(
+                Rejected(source.name, f"damaged DICOM file ({type(exc).__name__})")
+            )
+            return
+        if (
+            str(getattr(ds.get("file_meta", None), "MediaStorageSOPClassUID", ""))
+            == (DICOMDIR_CLASS)
+            or "DirectoryRecordSequence" in ds
+        ):
+            report.skipped.append(source.name)  # the index of a CD: its files come too
+            return
+        try:
+            problem = _check_image(ds, len(data))
+        except (ValueError, TypeError) as exc:
+            problem = f"invalid image attributes ({type(exc).__name__})"
+        if problem:
+            report.rejected.append(Rejected(source.name, problem))
+            return
+        try:
+            result = self.anonymizer.anonymize(ds)
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            report.rejected.append(Rejected(source.name, f"cannot be de-identified: {exc}"))
+            return
+        try:
+            self._write(ds, result)
+        except (ValueError, TypeError, AttributeError, OSError) as exc:
+            report.rejected.append(Rejected(source.name, f"cannot be written: {exc}"))
+            return
+        self.pseudonyms.record_study(result.study_uid, result.original_study_uid, result.patient)
+        report.taken.append(result)
+
+    def _take_photo(self, name: str, data: bytes, report: ImportReport) -> None:
+        if self._photo_batch is None:
+            patient = self.pseudonyms.new_patient("photos")
+            self._photo_batch = (patient, generate_uid(), generate_uid())
+        patient, study, series = self._photo_batch
+        self._photo_count += 1
+        try:
+            ds = photo_to_dicom(
+                data,
+                patient=patient,
+                study_uid=study,
+                series_uid=series,
+                instance_number=self._photo_count,
+            )
+        except NotAnImage as exc:
+            self._photo_count -= 1
+            report.rejected.append(Rejected(name, str(exc)))
+            return
+        result = Result(
+            original_study_uid="",
+            study_uid=study,
+            series_uid=series,
+            sop_uid=str(ds.SOPInstanceUID),
+            patient=patient,
+            burned_in=["photo of a film: its label may show the patient's name"],
+        )
+        self.pseudonyms.record_study(study, "", patient)
+        self._write(ds, result)
+        report.taken.append(result)
+
+    def _write(self, ds: Dataset, result: Result) -> None:
+        folder = self.intake / result.study_uid / result.series_uid
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{result.sop_uid}.dcm"
+        tmp = target.with_suffix(".tmp")
+        if ds.file_meta.TransferSyntaxUID == ExplicitVRBigEndian:
+            _to_little_endian(ds)
+        try:
+            ds.save_as(tmp, enforce_file_format=True)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, target)
+
+    def run(self, paths: list[Path], progress: Callable[[int], None] | None = None) -> ImportReport:
+        """Import ``paths``; ``progress`` is called with the bytes of each input done."""
+        report = ImportReport()
+        try:
+            for source in self.sources(paths, report):
+                self.take(source, report)
+                if progress is not None:
+                    progress(source.size)
+        finally:
+            self.pseudonyms.save()
+        return report
+
+
+def _to_little_endian(ds: Dataset) -> None:
+    """Explicit VR Big Endian (retired) becomes Explicit VR Little Endian: the pixel
+    values are decoded and written back in little-endian order."""
+    bits = int(ds.get("BitsAllocated", 8) or 8)
+    if "PixelData" in ds and bits in (16, 32, 64):
+        raw = bytes(ds.PixelData)
+        raw = raw[: len(raw) - len(raw) % (bits // 8)]
+        ds.PixelData = (
+            numpy.frombuffer(raw, dtype=f">u{bits // 8}").astype(f"<u{bits // 8}").tobytes()
+        )
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.set_original_encoding(False, True)
+
+
+def _member_reader(path: Path, member: str) -> Callable[[], bytes]:
+    def read() -> bytes:
+        with zipfile.ZipFile(path) as archive, archive.open(member) as f:
+            return f.read(MAX_FILE + 1)[:MAX_FILE]
+
+    return read
+
+
+def _looks_like_zip(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
+def _image_magic(data: bytes) -> bool:
+    return data[:3] == b"\xff\xd8\xff" or data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class TruncatedFile(ValueError):
+    """The file ends before its data set does."""
+
+
+def _read_dicom(data: bytes) -> Dataset:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ds = dcmread(io.BytesIO(data))
+        except InvalidDicomError:
+            ds = dcmread(io.BytesIO(data), force=True)  # no preamble, as on old CDs
+            if "SOPClassUID" not in ds and "DirectoryRecordSequence" not in ds:
+                raise
+        for elem in ds.iterall():
+            elem.value  # noqa: B018 - decode every value while warnings are caught
+    if any("End of file" in str(w.message) or "truncat" in str(w.message).lower() for w in caught):
+        raise TruncatedFile("the file ends before its data set")
+    return ds
+
+
+def _check_image(ds: Dataset, size: int) -> str | None:
+    """A reason to refuse an image whose dimensions or pixel data make no sense."""
+    if "SOPInstanceUID" not in ds or "StudyInstanceUID" not in ds:
+        return "not an image or document of a study (no SOP Instance or Study UID)"
+    if "PixelData" not in ds:
+        return None
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if not (0 < rows <= MAX_DIMENSION and 0 < cols <= MAX_DIMENSION and 0 < frames <= MAX_FRAMES):
+        return f"absurd image dimensions ({rows} x {cols}, {frames} frames)"
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    compressed = bool(syntax is not None and syntax.is_compressed)
+    if not compressed:
+        bits = int(ds.get("BitsAllocated", 8) or 8)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        expected = rows * cols * frames * samples * bits // 8
+        if len(ds.PixelData) < expected:
+            return f"truncated pixel data ({len(ds.PixelData)} of {expected} bytes)"
+    return None
