@@ -33,6 +33,41 @@ MAX_DIMENSION = 65535
 MAX_FRAMES = 20000
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+# Storage SOP classes whose instances always carry pixel data (PS3.4 B.5): CR, CT, MR,
+# US, SC, DX, MG, IO, XA, RF, NM, PET, enhanced CT/MR/US/XA, VL endoscopic/photographic.
+IMAGE_STORAGE_CLASSES = frozenset(
+    "1.2.840.10008.5.1.4.1.1." + suffix
+    for suffix in (
+        "1",
+        "1.1",
+        "1.1.1",
+        "1.2",
+        "1.2.1",
+        "1.3",
+        "1.3.1",
+        "2",
+        "2.1",
+        "3.1",
+        "4",
+        "4.1",
+        "6.1",
+        "6.2",
+        "7",
+        "7.1",
+        "7.2",
+        "7.3",
+        "7.4",
+        "12.1",
+        "12.1.1",
+        "12.2",
+        "12.2.1",
+        "20",
+        "128",
+        "130",
+        "77.1.1.1",
+        "77.1.4",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -299,7 +334,10 @@ def _check_image(ds: Dataset, size: int) -> str | None:
     """A reason to refuse an image whose dimensions or pixel data make no sense."""
     if "SOPInstanceUID" not in ds or "StudyInstanceUID" not in ds:
         return "not an image or document of a study (no SOP Instance or Study UID)"
-    if "PixelData" not in ds:
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        image_class = str(ds.get("SOPClassUID", "")) in IMAGE_STORAGE_CLASSES
+        if image_class or ("Rows" in ds and "Columns" in ds):
+            return "an image without pixel data (cut short, or a header only)"
         return None
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     frames = int(ds.get("NumberOfFrames", 1) or 1)

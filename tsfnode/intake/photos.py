@@ -82,6 +82,12 @@ def photo_to_dicom(
     ds.TimeOfSecondaryCapture = now.strftime("%H%M%S")
     ds.ImageType = ["DERIVED", "SECONDARY"]
     ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = "tsfnode: made from a photo, with no patient attribute"
+    code = Dataset()
+    code.CodeValue = "113100"
+    code.CodingSchemeDesignator = "DCM"
+    code.CodeMeaning = "Basic Application Confidentiality Profile"
+    ds.DeidentificationMethodCodeSequence = [code]
     ds.BurnedInAnnotation = "YES"  # a film's label may show: the sender confirms or masks
     if wrap:
         samples = 1 if image.mode == "L" else 3

@@ -72,8 +72,8 @@ def without_pixels(data: bytes) -> bytes:
 
 def test_real_files_are_taken_or_refused_with_a_reason(imported: Imported) -> None:
     report = imported.report
-    assert len(report.taken) >= 200
-    assert len(imported.pairs) >= 120
+    assert len(report.taken) >= 150
+    assert len(imported.pairs) >= 100
     for rejected in report.rejected:
         assert rejected.reason
         assert rejected.name
@@ -179,5 +179,5 @@ def test_images_pass_dciodvfy_with_no_new_errors(imported: Imported, tmp_path: P
         if added:
             new_errors[pair.name] = sorted(added)
     assert new_errors == {}
-    assert compared >= 100
+    assert compared >= 80
     assert unreadable <= 5
