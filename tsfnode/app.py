@@ -13,6 +13,7 @@ the node listens, since it announces the address it listens on.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -89,6 +90,33 @@ async def _peering_ctx(app: web.Application) -> AsyncIterator[None]:
         await peering.stop()
 
 
+async def _dicom_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The C-STORE listener, when [dicom] port is set."""
+    config = app[CONFIG]
+    if not config.dicom_port:
+        yield
+        return
+    from tsfnode.intake.listener import start_listener
+
+    try:
+        listener = await asyncio.to_thread(
+            start_listener,
+            app[NODE_DIR].root,
+            ae_title=config.dicom_ae_title,
+            host=config.http_host,
+            port=config.dicom_port,
+        )
+    except OSError as exc:
+        raise NodeError(
+            f"cannot listen for DICOM on {config.http_host}:{config.dicom_port} "
+            f"({exc.strerror}): change [dicom] port in {app[NODE_DIR].config}"
+        ) from None
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(listener.stop)
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "id": request.app[IDENTITY].public.text})
 
@@ -106,6 +134,7 @@ def create_app(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> web
     app[STARTED_MS] = int(time.time() * 1000)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_peering_ctx)
+    app.cleanup_ctx.append(_dicom_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", root)
     for prefix, sub in (

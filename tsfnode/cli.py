@@ -38,8 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path)
 
     from tsfnode.admin import add_parsers
+    from tsfnode.intake.cli import add_parser as add_import_parser
 
     add_parsers(sub)
+    add_import_parser(sub)
 
     p = sub.add_parser("demo", help="start a small local network on 127.0.0.1")
     p.add_argument("--dir", type=Path, default=Path("demo-network"), help="where the nodes live")

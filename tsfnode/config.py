@@ -41,6 +41,11 @@ def _country(value: str) -> str | None:
     return None if ok else "must be a two-letter code such as BE or BJ"
 
 
+def _ae_title(value: str) -> str | None:
+    ok = 0 < len(value.strip()) <= 16 and value.isascii() and "\\" not in value
+    return None if ok else "must be 1 to 16 ASCII characters, without backslash"
+
+
 @dataclass(frozen=True)
 class Setting:
     section: str
@@ -71,6 +76,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("liveness", "probe_timeout_ms", int, 3_000, _range(50, 600_000)),
     Setting("discovery", "mdns", bool, True, comment="find nodes on the LAN (DNS-SD)"),
     Setting("discovery", "mdns_interface", str, "", _ip_or_empty, "empty: every interface"),
+    Setting("dicom", "ae_title", str, "TSFNODE", _ae_title),
+    Setting("dicom", "port", int, 0, _range(0, 65535), "C-STORE listener; 0: off"),
     Setting(
         "log",
         "level",
@@ -105,6 +112,8 @@ class NodeConfig:
     liveness_probe_timeout_ms: int = 3_000
     discovery_mdns: bool = True
     discovery_mdns_interface: str = ""
+    dicom_ae_title: str = "TSFNODE"
+    dicom_port: int = 0
     log_level: str = "info"
 
     def replace(self, **changes: Any) -> NodeConfig:

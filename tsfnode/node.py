@@ -186,7 +186,24 @@ def _listen(node_dir: NodeDir, config: NodeConfig) -> socket.socket:
     return sock
 
 
+def _check_dicom_port(node_dir: NodeDir, config: NodeConfig) -> None:
+    """Report a DICOM port in use before anything opens (pynetdicom binds it later)."""
+    if not config.dicom_port:
+        return
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((config.http_host, config.dicom_port))
+        except OSError as exc:
+            raise NodeError(
+                f"DICOM port {config.dicom_port} on {config.http_host} is not available "
+                f"({exc.strerror}): stop that program or change [dicom] port in "
+                f"{node_dir.config}"
+            ) from None
+
+
 async def _serve(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> None:
+    _check_dicom_port(node_dir, config)
     sock = _listen(node_dir, config)
     app = create_app(node_dir, config, identity)
     runner = web.AppRunner(
@@ -200,6 +217,7 @@ async def _serve(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> N
         await runner.setup()
     except BaseException:
         sock.close()
+        await runner.cleanup()  # close what the contexts opened before the failure
         raise
     try:
         await web.SockSite(runner, sock).start()

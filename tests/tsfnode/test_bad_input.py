@@ -112,3 +112,17 @@ def test_init_with_a_bad_country_code(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "two-letter" in result.stderr
     assert not (tmp_path / "n").exists()
+
+
+def test_dicom_port_in_use(node_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = (node_dir / "config.toml").read_text(encoding="utf-8")
+        config = config.replace(
+            'ae_title = "TSFNODE"\nport = 0', f'ae_title = "TSFNODE"\nport = {port}'
+        )
+        assert f"port = {port}" in config
+        (node_dir / "config.toml").write_text(config)
+        assert_refused(node_dir, f"DICOM port {port}", "[dicom] port")

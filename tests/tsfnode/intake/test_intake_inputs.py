@@ -142,3 +142,23 @@ def test_burned_in_images_are_flagged(tmp_path: Path, name: str) -> None:
     assert report.taken[0].burned_in
     report, _ = run(tmp_path / "ct", CT)
     assert report.taken[0].burned_in == []
+
+
+def test_import_command_reports_what_it_took_and_refused(node_dir: Path, tmp_path: Path) -> None:
+    from tests.nodes import tsfnode
+
+    folder = tmp_path / "cd"
+    folder.mkdir()
+    shutil.copy(CT, folder / "IM1")
+    shutil.copy(MR, folder / "IM2")
+    (folder / "readme.txt").write_text("Hôpital de zone")
+    result = tsfnode("import", folder, "--node", node_dir)
+    assert result.returncode == 0, result.stderr
+    assert "Taken / importés: 2 file(s) in 2 study(ies); refused / refusés: 1" in result.stdout
+    assert "readme.txt: not a DICOM file or a photo" in result.stdout
+    assert "import" in result.stderr  # the progress bar
+    assert len(list((node_dir / "intake").rglob("*.dcm"))) == 2
+    assert (node_dir / "pseudonyms" / "pseudonyms.bin").exists()
+    key = node_dir / "pseudonyms" / "pseudonyms.key"
+    assert key.stat().st_mode & 0o077 == 0
+    assert b"CompressedSamples" not in (node_dir / "pseudonyms" / "pseudonyms.bin").read_bytes()
