@@ -83,7 +83,8 @@ def test_port_in_use(node_dir: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         config = (node_dir / "config.toml").read_text(encoding="utf-8")
-        (node_dir / "config.toml").write_text(config.replace("port = 0", f"port = {port}"))
+        # The [http] port comes first in the file; [dicom] port stays 0 (off).
+        (node_dir / "config.toml").write_text(config.replace("port = 0", f"port = {port}", 1))
         assert_refused(node_dir, f"port {port}", "already in use", "[http] port")
 
 
