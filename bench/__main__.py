@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import bench_bundle, bench_envelope, bench_gossip
+from bench import bench_bundle, bench_envelope, bench_gossip, bench_intake
 from bench.result import Result
 
-MODULES = (bench_bundle, bench_envelope, bench_gossip)
+MODULES = (bench_bundle, bench_envelope, bench_gossip, bench_intake)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,8 +26,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown benchmark(s): {', '.join(unknown)}; see --list", file=sys.stderr)
         return 2
     for name in args.names or list(available):
-        result: Result = available[name](quick=args.quick)
-        print(result.to_json(), flush=True)
+        produced = available[name](quick=args.quick)
+        results: list[Result] = produced if isinstance(produced, list) else [produced]
+        for result in results:
+            print(result.to_json(), flush=True)
     return 0
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
@@ -38,6 +39,8 @@ IMPLEMENTATION_VERSION = f"TSFNODE_{__version__}"[:16]
 IMPLEMENTATION_CLASS_UID = "2.25.38392962507484353409772743367485203958"
 DATE_VRS = ("DA", "DT")
 CLEANED_TEXT_VRS = ("LO", "SH", "ST", "LT", "UT", "UC")
+# VRs looked at even when the table does not list the attribute (the safety net).
+WATCHED_VRS = frozenset({"SQ", "PN", "DA", "DT", "UI"})
 CODED_KEYWORDS = frozenset(
     {
         "CodeValue",
@@ -170,26 +173,30 @@ class Anonymizer:
         as a whole (D); its structure is kept for the IOD's sake, and every text in it
         that the table does not list becomes a dummy (codes and enumerations stay)."""
         animal = "PatientSpeciesDescription" in ds or "PatientSpeciesCodeSequence" in ds
-        for elem in list(ds):
-            tag = int(elem.tag)
-            if 0x6000 <= elem.tag.group <= 0x60FF and elem.tag.group % 2 == 0:
-                del ds[elem.tag]  # overlays are graphics that can show identity: removed
+        # Walk the tags, and decode an element only when something is done to it: most
+        # are kept as read, which keeps de-identification close to a plain copy.
+        for tag in list(ds.keys()):
+            group = tag >> 16
+            if 0x6000 <= group <= 0x60FF and group % 2 == 0:
+                del ds[tag]  # overlays are graphics that can show identity: removed
                 stats["removed"] += 1
                 continue
-            if animal and tag in RESPONSIBLE_FOR_ANIMAL:
-                elem.value = ""  # Type 2C for animals: present, empty
-                stats["replaced"] += 1
-                continue
-            if elem.tag.is_private:
-                if not self._safe_private(ds, elem):
-                    del ds[elem.tag]
+            if group % 2 == 1:  # private
+                if not self.profile.safe_private or not self._safe_private(ds, ds[tag]):
+                    del ds[tag]
                     stats["removed"] += 1
+                continue
+            if animal and tag in RESPONSIBLE_FOR_ANIMAL:
+                ds[tag].value = ""  # Type 2C for animals: present, empty
+                stats["replaced"] += 1
                 continue
             action = self.profile.action(tag)
             if action is None:
-                self._unlisted(ds, elem, patient, stats, clean)
+                vr = _vr_of(ds, tag)
+                if vr in WATCHED_VRS or (clean and vr in CLEANED_TEXT_VRS):
+                    self._unlisted(ds, ds[tag], patient, stats, clean)
                 continue
-            self._apply(ds, elem, action, patient, stats, clean)
+            self._apply(ds, ds[tag], action, patient, stats, clean)
 
     def _safe_private(self, ds: Dataset, elem: DataElement) -> bool:
         if not self.profile.safe_private or elem.tag.is_private_creator:
@@ -329,6 +336,18 @@ class Anonymizer:
         ds.file_meta = meta
         if isinstance(ds, FileDataset):
             ds.preamble = b"\x00" * 128
+
+
+def _vr_of(ds: Dataset, tag: int) -> str:
+    """The VR of an element without decoding its value."""
+    raw = ds.get_item(tag)
+    vr = getattr(raw, "VR", None)
+    if vr:
+        return str(vr)
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
 
 
 def _type2_sequence(ds: Dataset, tag: int) -> bool:
