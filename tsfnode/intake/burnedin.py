@@ -26,3 +26,32 @@ def burned_in_reasons(ds: Dataset) -> list[str]:
     if ds.get("ConversionType") in ("DF", "DV", "DI", "SD", "SI"):
         reasons.append(f"digitised film or document (Conversion Type {ds.ConversionType})")
     return reasons
+
+
+def mask_regions(ds: Dataset, rectangles: list[tuple[int, int, int, int]]) -> None:
+    """Black out ``rectangles`` (x, y, width, height, in pixels) on every frame, in place.
+
+    The pixel data is decoded, masked and stored uncompressed (the journey's compression
+    comes later); Burned In Annotation then says NO, since what showed is gone."""
+    import numpy
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    if not rectangles:
+        return
+    pixels = ds.pixel_array.copy()
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    view = pixels if frames > 1 else pixels[numpy.newaxis, ...]
+    for x, y, width, height in rectangles:
+        if width <= 0 or height <= 0 or x >= cols or y >= rows or x < 0 or y < 0:
+            raise ValueError(f"mask ({x}, {y}, {width}, {height}) lies outside the image")
+        view[:, y : min(rows, y + height), x : min(cols, x + width), ...] = 0
+    if str(ds.get("PhotometricInterpretation", "")).startswith("YBR"):
+        ds.PhotometricInterpretation = "RGB"  # pydicom decoded to RGB
+    if int(ds.get("SamplesPerPixel", 1)) > 1:
+        ds.PlanarConfiguration = 0
+    ds.PixelData = pixels.tobytes()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds["PixelData"].is_undefined_length = False
+    ds["PixelData"].VR = "OW" if int(ds.BitsAllocated) > 8 else "OB"
+    ds.BurnedInAnnotation = "NO"

@@ -162,3 +162,25 @@ def test_import_command_reports_what_it_took_and_refused(node_dir: Path, tmp_pat
     key = node_dir / "pseudonyms" / "pseudonyms.key"
     assert key.stat().st_mode & 0o077 == 0
     assert b"CompressedSamples" not in (node_dir / "pseudonyms" / "pseudonyms.bin").read_bytes()
+
+
+def test_a_mask_blacks_out_a_rectangle_and_nothing_else(tmp_path: Path) -> None:
+    from tsfnode.intake.burnedin import mask_regions
+
+    _report, intake = run(tmp_path, pydicom_data_folder() / "US1_UNCR.dcm")
+    path = next(intake.rglob("*.dcm"))
+    ds = pydicom.dcmread(path)
+    before = ds.pixel_array.copy()
+    mask_regions(ds, [(10, 5, 100, 20)])
+    ds.save_as(path, enforce_file_format=True)
+    after = pydicom.dcmread(path).pixel_array
+    assert (after[5:25, 10:110] == 0).all()
+    outside = after.copy()
+    outside[5:25, 10:110] = before[5:25, 10:110]
+    assert (outside == before).all()
+    assert pydicom.dcmread(path).BurnedInAnnotation == "NO"
+    from tests.tsfnode.intake.test_anonymize_real_data import dciodvfy_errors
+
+    assert dciodvfy_errors(path) <= dciodvfy_errors(pydicom_data_folder() / "US1_UNCR.dcm")
+    with pytest.raises(ValueError, match="outside the image"):
+        mask_regions(ds, [(5000, 0, 10, 10)])
