@@ -96,7 +96,7 @@ class Liveness:
     def set_members(self, members: set[bytes], now: int) -> None:
         """The admitted nodes (from the directory); others are forgotten."""
         members = members - {self.me}
-        for node in members - self.peers.keys():
+        for node in sorted(members - self.peers.keys()):  # sorted: same order every run
             self.peers[node] = PeerState(since=now)
         for node in self.peers.keys() - members:
             del self.peers[node]
