@@ -14,6 +14,9 @@ class Proxy:
         self.listen_host = listen_host
         self.target = target
         self.blocked: set[str] = set()
+        self.cut_after: int | None = None
+        """Close every connection once this many bytes went up through the proxy."""
+        self._sent_up = 0
         self.port = 0
         self._conns: dict[str, set[asyncio.StreamWriter]] = {}
         self._server: asyncio.Server | None = None
@@ -38,9 +41,17 @@ class Proxy:
             return
         self._conns.setdefault(source, set()).update({writer, up_writer})
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pipe(
+            src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool = False
+        ) -> None:
             try:
                 while data := await src.read(65536):
+                    if up and self.cut_after is not None:
+                        self._sent_up += len(data)
+                        if self._sent_up > self.cut_after:
+                            writer.close()
+                            up_writer.close()
+                            return
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):
@@ -48,7 +59,7 @@ class Proxy:
             finally:
                 dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer, up=True), pipe(up_reader, writer))
         self._conns.get(source, set()).difference_update({writer, up_writer})
 
     def block(self, sources: set[str]) -> None:

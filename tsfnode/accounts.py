@@ -57,3 +57,48 @@ async def create_account(
             raise NodeError(f"an account named {username!r} already exists on this node") from None
         raise
     await store.db.commit()
+
+
+TOKEN_PREFIX = "tsf_"  # noqa: S105 - a prefix, not a secret
+
+
+def _token_hash(token: str) -> bytes:
+    from protocol.documents import digest
+
+    return digest(token.encode())
+
+
+async def create_token(store: Store, *, username: str, purpose: str, days: int, now: int) -> str:
+    """A bearer token for ``username`` (shown once; only its hash is stored)."""
+    import base64
+    import secrets
+
+    cursor = await store.db.execute("SELECT id FROM accounts WHERE username = ?", (username,))
+    row = await cursor.fetchone()
+    if row is None:
+        raise NodeError(f"no account named {username!r} on this node")
+    if not 1 <= days <= 366:
+        raise NodeError("a token lasts 1 to 366 days")
+    token = TOKEN_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    await store.db.execute(
+        "INSERT INTO api_tokens (token_hash, account_id, purpose, created_ms, expires_ms) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (_token_hash(token), row[0], purpose, now, now + days * 86_400_000),
+    )
+    await store.db.commit()
+    return token
+
+
+async def check_token(
+    store: Store, token: str, *, purpose: str, now: int
+) -> tuple[int, str, str] | None:
+    """(account id, username, role) of a valid, unexpired, unrevoked token, else None."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    cursor = await store.db.execute(
+        "SELECT a.id, a.username, a.role FROM api_tokens t JOIN accounts a ON a.id = t.account_id"
+        " WHERE t.token_hash = ? AND t.purpose = ? AND t.revoked = 0 AND t.expires_ms > ?",
+        (_token_hash(token), purpose, now),
+    )
+    row = await cursor.fetchone()
+    return None if row is None else (int(row[0]), str(row[1]), str(row[2]))

@@ -351,8 +351,78 @@ def nearest(args: argparse.Namespace) -> int:
     return 0
 
 
+def account_add(args: argparse.Namespace) -> int:
+    import sys
+
+    from tsfnode.accounts import create_account
+
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else ""
+    if not password:
+        raise NodeError("give the password on standard input with --password-stdin")
+
+    async def add() -> None:
+        from tsfnode.store import Store
+
+        store = await Store.open(NodeDir(args.directory).database)
+        try:
+            await create_account(
+                store,
+                username=args.username,
+                display_name=args.name,
+                role=args.role,
+                password=password,
+                language=args.language,
+                now=_now(),
+            )
+        finally:
+            await store.close()
+
+    asyncio.run(add())
+    print(f"Account {args.username} ({args.role}) created")
+    return 0
+
+
+def account_token(args: argparse.Namespace) -> int:
+    from tsfnode.accounts import create_token
+
+    async def make() -> str:
+        from tsfnode.store import Store
+
+        store = await Store.open(NodeDir(args.directory).database)
+        try:
+            return await create_token(
+                store, username=args.username, purpose="send", days=args.days, now=_now()
+            )
+        finally:
+            await store.close()
+
+    token = asyncio.run(make())
+    print(token)
+    print(
+        f"(for tsfnode send --token; valid {args.days} days; shown once)",
+        file=__import__("sys").stderr,
+    )
+    return 0
+
+
 def add_parsers(sub: Any) -> None:
     """The operators' sub-commands of `tsfnode`."""
+    account = sub.add_parser("account", help="local accounts and their tokens")
+    account_sub = account.add_subparsers(dest="account_command", required=True)
+    p = account_sub.add_parser("add", help="create a local account")
+    p.add_argument("directory", type=Path)
+    p.add_argument("username")
+    p.add_argument("--role", required=True, choices=("sender", "reader", "coordinator", "admin"))
+    p.add_argument("--name", required=True, help="display name")
+    p.add_argument("--language", default="fr", choices=("fr", "en"))
+    p.add_argument("--password-stdin", action="store_true")
+    p.set_defaults(handler=account_add)
+    p = account_sub.add_parser("token", help="a token for a sender's light client")
+    p.add_argument("directory", type=Path)
+    p.add_argument("username")
+    p.add_argument("--days", type=int, default=90)
+    p.set_defaults(handler=account_token)
+
     key = sub.add_parser("key", help="create or show a key (anchor, group, person)")
     key_sub = key.add_subparsers(dest="key_command", required=True)
     p = key_sub.add_parser("new", help="create a key file (mode 0600)")

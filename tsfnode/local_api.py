@@ -18,6 +18,7 @@ from tsfnode.appkeys import DIRECTORY, PEERING, STARTED_MS, STORE
 from tsfnode.info import node_info
 from tsfnode.nearest import rank
 from tsfnode.peering import now_ms
+from tsfnode.uploads import add_routes as add_upload_routes
 
 MAX_RECORDS_UPLOAD = 4 * 1024 * 1024
 
@@ -95,4 +96,5 @@ def create_api_app() -> web.Application:
     app.router.add_get("/v1/directory", directory)
     app.router.add_post("/v1/directory/records", add_records)
     app.router.add_get("/v1/nearest", nearest)
+    add_upload_routes(app)
     return app

@@ -88,7 +88,7 @@ def test_status_prints_id_addresses_and_database_state(node_dir: Path) -> None:
     stopped = tsfnode("status", node_dir)
     assert stopped.returncode == 0, stopped.stderr
     assert "Running:   no" in stopped.stdout
-    assert "schema 2 (up to date)" in stopped.stdout
+    assert "schema 3 (up to date)" in stopped.stdout
     with RunningNode(node_dir) as node:
         running = tsfnode("status", node_dir)
         node_id = get_json(node.url + "/healthz")["id"]
@@ -101,5 +101,5 @@ def test_json_api_reports_node_and_schema(node_dir: Path) -> None:
     with RunningNode(node_dir) as node:
         info = get_json(node.url + "/api/v1/node")
     assert info["name"] == "Hôpital Erasme"
-    assert info["schema_version"] == 2
+    assert info["schema_version"] == 3
     assert info["protocol"] == 1

@@ -61,3 +61,18 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--node", type=Path, required=True, help="the node directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=import_command)
+
+    from tsfnode.intake.send import send_command
+
+    p = sub.add_parser("send", help="de-identify here and upload to a node (no node needed)")
+    p.add_argument("paths", type=Path, nargs="+", help="files, folders or zip archives")
+    p.add_argument("--node", required=True, help="the node's URL")
+    p.add_argument("--token", required=True, help="your sender token from that node")
+    p.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="where the pseudonym map and the outbox stay (~/.tsfnode-send)",
+    )
+    p.add_argument("--retries", type=int, default=5, help="tries before giving up (then resume)")
+    p.set_defaults(handler=send_command)

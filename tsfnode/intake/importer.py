@@ -106,12 +106,17 @@ class Importer:
         intake: Path,
         pseudonyms: PseudonymMap,
         profile: Profile | None = None,
+        *,
+        trust_deidentified: bool = False,
     ) -> None:
+        """``trust_deidentified``: instances that say tsfnode de-identified them (on the
+        sender's computer, with its own pseudonym map) are stored as they are."""
         self.intake = intake
         self.pseudonyms = pseudonyms
         self.anonymizer = Anonymizer(
             profile or load_profile(), secret=pseudonyms.secret, patient_of=pseudonyms.patient_of
         )
+        self.trust_deidentified = trust_deidentified
         self._photo_batch: tuple[Patient, str, str] | None = None
         self._photo_count = 0
 
@@ -210,7 +215,10 @@ class Importer:
             report.rejected.append(Rejected(source.name, problem))
             return
         try:
-            result = self.anonymizer.anonymize(ds)
+            if self.trust_deidentified and _deidentified_by_tsfnode(ds):
+                result = _as_is(ds)
+            else:
+                result = self.anonymizer.anonymize(ds)
         except (ValueError, TypeError, AttributeError, KeyError) as exc:
             report.rejected.append(Rejected(source.name, f"cannot be de-identified: {exc}"))
             return
@@ -277,6 +285,25 @@ class Importer:
         finally:
             self.pseudonyms.save()
         return report
+
+
+def _deidentified_by_tsfnode(ds: Dataset) -> bool:
+    return ds.get("PatientIdentityRemoved") == "YES" and str(
+        ds.get("DeidentificationMethod", "")
+    ).startswith("tsfnode:")
+
+
+def _as_is(ds: Dataset) -> Result:
+    from tsfnode.intake.burnedin import burned_in_reasons
+
+    return Result(
+        original_study_uid="",
+        study_uid=str(ds.StudyInstanceUID),
+        series_uid=str(ds.get("SeriesInstanceUID", "")),
+        sop_uid=str(ds.SOPInstanceUID),
+        patient=Patient(str(ds.get("PatientID", "")), 0),
+        burned_in=burned_in_reasons(ds),
+    )
 
 
 def _to_little_endian(ds: Dataset) -> None:

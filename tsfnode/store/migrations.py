@@ -37,6 +37,17 @@ MIGRATIONS: tuple[str, ...] = (
         count  INTEGER NOT NULL
     );
     """,
+    # 3: API tokens (a sender's light client, later DICOMweb), stored as hashes
+    """
+    CREATE TABLE api_tokens (
+        token_hash BLOB PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts (id),
+        purpose    TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        revoked    INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

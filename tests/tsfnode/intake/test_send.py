@@ -1,0 +1,91 @@
+"""`tsfnode send`: de-identified on the sender's computer, uploaded in chunks, resumed
+after a cut; the node never sees the patient's name."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+
+from tests.nodes import RunningNode, tsfnode
+from tests.proxy import LoopThread, Proxy
+from tests.tsfnode.intake.conftest import PYDICOM_FILES, pydicom_data_folder
+
+CT = PYDICOM_FILES / "CT_small.dcm"
+BIG = pydicom_data_folder() / "US1_UNCR.dcm"  # about 900 KB: several chunks
+
+
+def sender_token(node_dir: Path) -> str:
+    add = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tsfnode",
+            "account",
+            "add",
+            str(node_dir),
+            "emetteur.cotonou",
+            "--role",
+            "sender",
+            "--name",
+            "Dr Koffi",
+            "--password-stdin",
+        ],
+        input="un mot de passe assez long\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert add.returncode == 0, add.stderr
+    token = tsfnode("account", "token", node_dir, "emetteur.cotonou")
+    assert token.returncode == 0, token.stderr
+    return token.stdout.strip()
+
+
+def test_send_de_identifies_here_and_uploads(node_dir: Path, tmp_path: Path) -> None:
+    token = sender_token(node_dir)
+    home = tmp_path / "sender-laptop"
+    with RunningNode(node_dir) as node:
+        result = tsfnode("send", CT, "--node", node.url, "--token", token, "--home", home)
+        assert result.returncode == 0, result.stderr
+        bad = tsfnode("send", CT, "--node", node.url, "--token", "tsf_wrong", "--home", home)
+        assert bad.returncode == 2
+        assert "refused the token" in bad.stderr
+    assert "Sent / envoyé: 1 file(s) in 1 study(ies)" in result.stdout
+    (received,) = list((node_dir / "intake").rglob("*.dcm"))
+    ds = pydicom.dcmread(received)
+    assert ds.PatientIdentityRemoved == "YES"
+    assert b"CompressedSamples" not in received.read_bytes()
+    # The pseudonym map is on the sender's computer, not on the node.
+    assert (home / "pseudonyms" / "pseudonyms.bin").exists()
+    assert not (node_dir / "pseudonyms" / "pseudonyms.bin").exists() or (
+        b"CompressedSamples" not in (node_dir / "pseudonyms" / "pseudonyms.bin").read_bytes()
+    )
+    assert "CompressedSamples" not in node.logs()
+
+
+def test_send_resumes_after_a_cut(node_dir: Path, tmp_path: Path) -> None:
+    token = sender_token(node_dir)
+    home = tmp_path / "sender-laptop"
+    loop = LoopThread()
+    with RunningNode(node_dir) as node:
+        host, port = node.url.removeprefix("http://").split(":")
+        proxy = Proxy("127.0.0.1", (host, int(port)))
+        loop.run(proxy.start())
+        proxy.cut_after = 300 * 1024  # the line drops after ~300 KB
+        try:
+            first = tsfnode("send", BIG, "--node", proxy.url, "--token", token, "--home", home)
+            assert first.returncode == 2, first.stdout + first.stderr
+            assert "run the same command again to resume" in first.stderr
+            proxy.cut_after = None
+            second = tsfnode("send", BIG, "--node", proxy.url, "--token", token, "--home", home)
+            assert second.returncode == 0, second.stdout + second.stderr
+            assert "Resuming at" in second.stdout
+            resumed_at = int(second.stdout.split("Resuming at ")[1].split()[0])
+            assert resumed_at > 0
+        finally:
+            loop.run(proxy.stop())
+            loop.close()
+    assert len(list((node_dir / "intake").rglob("*.dcm"))) == 1
