@@ -196,6 +196,8 @@ class Anonymizer:
                 if vr in WATCHED_VRS or (clean and vr in CLEANED_TEXT_VRS):
                     self._unlisted(ds, ds[tag], patient, stats, clean)
                 continue
+            if self._replace_without_reading(ds, tag, action, stats):
+                continue
             self._apply(ds, ds[tag], action, patient, stats, clean)
 
     def _safe_private(self, ds: Dataset, elem: DataElement) -> bool:
@@ -273,6 +275,33 @@ class Anonymizer:
             else:
                 elem.value = b"" if vr in ("OB", "OW", "OD", "OF", "OL", "OV", "UN") else None
             stats["replaced"] += 1
+
+    def _replace_without_reading(
+        self, ds: Dataset, tag: int, action: str, stats: dict[str, int]
+    ) -> bool:
+        """Remove, empty or dummy an element without decoding what it held (the common
+        case, and the costly part of de-identifying many small files)."""
+        vr = _vr_of(ds, tag)
+        if vr in ("SQ", "UI") or action in ("K", "U", "X/Z/U*"):
+            return False
+        if vr in DATE_VRS and self.profile.modified_dates and action != "X":
+            return False
+        if vr == "TM" and self.profile.modified_dates and action != "X":
+            return True  # kept as it is, undecoded
+        simple = {"Z/D": "D", "X/D": "D", "X/Z": "Z", "X/Z/D": "D", "C": "D"}.get(action, action)
+        if simple == "X":
+            del ds[tag]
+            stats["removed"] += 1
+            return True
+        if simple == "Z" or (simple == "D" and vr not in _DUMMY):
+            empty: Any = b"" if vr in ("OB", "OW", "OD", "OF", "OL", "OV", "UN") else None
+            ds[tag] = DataElement(tag, vr, empty)
+        elif simple == "D":
+            ds[tag] = DataElement(tag, vr, _DUMMY[vr])
+        else:
+            return False
+        stats["replaced"] += 1
+        return True
 
     def _apply_sequence(
         self,
