@@ -122,6 +122,16 @@ class Anonymizer:
         self.profile = profile
         self._secret = secret
         self._patient_of = patient_of
+        codes = []
+        for value, meaning in profile.codes:
+            code = Dataset()
+            code.CodeValue = value
+            code.CodingSchemeDesignator = "DCM"
+            code.CodeMeaning = meaning
+            codes.append(code)
+        # Built once and shared by every output (written, never modified).
+        self._codes = Sequence(codes)
+        self._method = profile.description[:64]
 
     def new_uid(self, uid: str) -> str:
         digest = hmac.new(self._secret, uid.strip().encode(), hashlib.sha256).digest()
@@ -136,20 +146,17 @@ class Anonymizer:
         original_study = str(ds.get("StudyInstanceUID", ""))
         stats = {"removed": 0, "replaced": 0}
         self._walk(ds, patient, stats)
-        ds.PatientID = patient.pseudonym
-        ds.PatientName = f"TSF^{patient.pseudonym}"
-        ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = self.profile.description[:64]
-        codes = []
-        for value, meaning in self.profile.codes:
-            code = Dataset()
-            code.CodeValue = value
-            code.CodingSchemeDesignator = "DCM"
-            code.CodeMeaning = meaning
-            codes.append(code)
-        ds.DeidentificationMethodCodeSequence = Sequence(codes)
+        # Set as elements (VRs known): cheaper than attribute assignment, on every file.
+        for tag, vr, value in (
+            (0x00100020, "LO", patient.pseudonym),  # Patient ID
+            (0x00100010, "PN", f"TSF^{patient.pseudonym}"),  # Patient's Name
+            (0x00120062, "CS", "YES"),  # Patient Identity Removed
+            (0x00120063, "LO", self._method),  # De-identification Method
+            (0x00120064, "SQ", self._codes),  # De-identification Method Code Sequence
+        ):
+            ds[tag] = DataElement(tag, vr, value)
         if self.profile.modified_dates:
-            ds.LongitudinalTemporalInformationModified = "MODIFIED"
+            ds[0x00280303] = DataElement(0x00280303, "CS", "MODIFIED")
         if "SOPInstanceUID" not in ds and "StudyInstanceUID" not in ds:
             raise ValueError("not a composite instance: no SOP Instance UID")
         self._new_file_meta(ds)
@@ -357,11 +364,14 @@ class Anonymizer:
                 syntax = ExplicitVRBigEndian
             else:
                 syntax = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
-        meta.TransferSyntaxUID = UID(syntax)
-        meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "")
-        meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", "")
-        meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
-        meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+        for tag, vr, value in (
+            (0x00020002, "UI", ds.get("SOPClassUID", "")),  # Media Storage SOP Class UID
+            (0x00020003, "UI", ds.get("SOPInstanceUID", "")),  # ... SOP Instance UID
+            (0x00020010, "UI", UID(syntax)),  # Transfer Syntax UID
+            (0x00020012, "UI", IMPLEMENTATION_CLASS_UID),
+            (0x00020013, "SH", IMPLEMENTATION_VERSION),
+        ):
+            meta[tag] = DataElement(tag, vr, value)
         ds.file_meta = meta
         if isinstance(ds, FileDataset):
             ds.preamble = b"\x00" * 128
