@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
@@ -198,6 +198,8 @@ class Anonymizer:
                 stats["replaced"] += 1
                 continue
             action = self.profile.action(tag)
+            if self._fast_text(ds, tag, action, patient, stats):
+                continue
             if action is None:
                 vr = _vr_of(ds, tag)
                 if vr in WATCHED_VRS or (clean and vr in CLEANED_TEXT_VRS):
@@ -282,6 +284,39 @@ class Anonymizer:
             else:
                 elem.value = b"" if vr in ("OB", "OW", "OD", "OF", "OL", "OV", "UN") else None
             stats["replaced"] += 1
+
+    def _fast_text(
+        self,
+        ds: Dataset,
+        tag: int,
+        action: str | None,
+        patient: Patient,
+        stats: dict[str, int],
+    ) -> bool:
+        """UIDs and dates straight from their bytes, for the elements not yet decoded
+        (most of them): a new UID or a shifted date without pydicom's conversion."""
+        raw = ds.get_item(tag)
+        if not isinstance(raw, RawDataElement) or not isinstance(raw.value, bytes):
+            return False
+        vr = raw.VR or _vr_of(ds, tag)
+        if vr == "UI" and action in (None, "U", "D", "Z/D", "X/D", "X/Z/D", "C"):
+            if action is None and _structural_keyword(tag):
+                return True  # a class or transfer syntax UID: kept as read
+            values = _split(raw.value)
+            if not values:
+                return action is None
+            new = [_keep_or(self.new_uid, v) for v in values]
+            ds[tag] = DataElement(tag, "UI", new if len(new) > 1 else new[0])
+            stats["replaced"] += 1
+            return True
+        if vr in DATE_VRS and self.profile.modified_dates and action != "X":
+            values = [shift_date(v, vr, patient.shift_days) for v in _split(raw.value)]
+            ds[tag] = DataElement(
+                tag, vr, values if len(values) > 1 else (values[0] if values else None)
+            )
+            stats["replaced"] += 1
+            return True
+        return False
 
     def _replace_without_reading(
         self, ds: Dataset, tag: int, action: str, stats: dict[str, int]
@@ -396,6 +431,19 @@ def _type2_sequence(ds: Dataset, tag: int) -> bool:
     if tag == 0x00400555:
         return True
     return tag == 0x00081111 and str(ds.get("Modality", "")) == "SR"
+
+
+def _split(value: bytes) -> list[str]:
+    text = value.decode("ascii", "replace").strip("\x00 ")
+    return [v.strip("\x00 ") for v in text.split("\\")] if text else []
+
+
+def _structural_keyword(tag: int) -> bool:
+    try:
+        keyword = keyword_for_tag(tag)
+    except KeyError:
+        return False
+    return keyword.endswith("ClassUID") or keyword.endswith("TransferSyntaxUID")
 
 
 def _structural_uid(elem: DataElement) -> bool:
