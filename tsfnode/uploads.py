@@ -72,20 +72,9 @@ async def create(request: web.Request) -> web.Response:
     return web.json_response({"id": upload_id, "offset": 0}, status=201)
 
 
-async def status(request: web.Request) -> web.Response:
-    account, _ = await _sender(request)
-    part, meta = _paths(request)
-    if not meta.exists():
-        raise web.HTTPNotFound(text="no such upload (finished, or unknown)")
-    info = json.loads(meta.read_text())
-    if info["account"] != account:
-        raise web.HTTPNotFound(text="no such upload")
-    return web.json_response(
-        {"id": request.match_info["id"], "offset": part.stat().st_size, "size": info["size"]}
-    )
-
-
-async def append(request: web.Request) -> web.Response:
+async def _owned(request: web.Request) -> tuple[Path, Path, dict[str, int], str]:
+    """The upload of the URL, if the token's sender started it: (part file, meta file,
+    its metadata, the sender's username)."""
     account, username = await _sender(request)
     part, meta = _paths(request)
     if not meta.exists():
@@ -93,6 +82,18 @@ async def append(request: web.Request) -> web.Response:
     info = json.loads(meta.read_text())
     if info["account"] != account:
         raise web.HTTPNotFound(text="no such upload")
+    return part, meta, info, username
+
+
+async def status(request: web.Request) -> web.Response:
+    part, _meta, info, _ = await _owned(request)
+    return web.json_response(
+        {"id": request.match_info["id"], "offset": part.stat().st_size, "size": info["size"]}
+    )
+
+
+async def append(request: web.Request) -> web.Response:
+    part, meta, info, username = await _owned(request)
     offset = part.stat().st_size
     try:
         claimed = int(request.headers.get("Upload-Offset", "-1"))

@@ -89,3 +89,74 @@ def test_send_resumes_after_a_cut(node_dir: Path, tmp_path: Path) -> None:
             loop.run(proxy.stop())
             loop.close()
     assert len(list((node_dir / "intake").rglob("*.dcm"))) == 1
+
+
+def test_uploads_belong_to_their_sender_and_check_offsets(node_dir: Path) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    mine = sender_token(node_dir)
+    add = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tsfnode",
+            "account",
+            "add",
+            str(node_dir),
+            "emetteur.dakar",
+            "--role",
+            "sender",
+            "--name",
+            "Dr Awa",
+            "--password-stdin",
+        ],
+        input="un autre mot de passe long\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert add.returncode == 0
+    theirs = tsfnode("account", "token", node_dir, "emetteur.dakar").stdout.strip()
+
+    def call(
+        method: str,
+        url: str,
+        token: str,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, object]]:
+        request = urllib.request.Request(
+            url,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {token}", **(headers or {})},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            body = exc.read()
+            return exc.code, json.loads(body) if body.startswith(b"{") else {}
+
+    with RunningNode(node_dir) as node:
+        base = f"{node.url}/api/v1/uploads"
+        status, created = call(
+            "POST",
+            base,
+            mine,
+            json.dumps({"size": 10}).encode(),
+            {"Content-Type": "application/json"},
+        )
+        assert status == 201
+        url = f"{base}/{created['id']}"
+        assert call("GET", url, theirs)[0] == 404  # another sender sees nothing
+        assert call("GET", url, "tsf_nonsense")[0] == 401
+        status, answer = call("PATCH", url, mine, b"abc", {"Upload-Offset": "5"})
+        assert status == 409
+        assert answer["offset"] == 0
+        status, answer = call("PATCH", url, mine, b"abc", {"Upload-Offset": "0"})
+        assert (status, answer["offset"]) == (200, 3)
+        bad_size = call("POST", base, mine, b'{"size": -1}', {"Content-Type": "application/json"})
+        assert bad_size[0] == 400
