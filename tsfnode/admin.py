@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import json
 import secrets
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -17,25 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap import tools
-from bootstrap.keys import KeyFileError, read_key, write_key
+from bootstrap.keys import KeyFileError, write_key
 from bootstrap.network import NetworkFile, NetworkFileError, load_network
 from protocol.documents import split_documents
 from protocol.errors import ProtocolError
 from protocol.identity import Identity, PublicIdentity
 from tsfnode.errors import NodeError
+from tsfnode.keyfile import read_key
 from tsfnode.node import read_run_info
 from tsfnode.nodedir import NodeDir
 
 
 def _now() -> int:
     return int(time.time() * 1000)
-
-
-def _key(path: Path) -> Identity:
-    try:
-        return read_key(path)
-    except KeyFileError as exc:
-        raise NodeError(str(exc)) from None
 
 
 def _network(name: str) -> NetworkFile:
@@ -79,30 +74,32 @@ def _signed(make: Any) -> list[bytes]:
 # --- keys and networks ---------------------------------------------------------------
 
 
-def key_new(args: argparse.Namespace) -> int:
+def _new_key(path: Path) -> Identity:
+    """A new identity written to ``path`` (mode 0600); an existing file is never touched."""
     identity = Identity.generate(secrets.token_bytes)
     try:
-        write_key(args.file, identity)
+        write_key(path, identity)
     except KeyFileError as exc:
         raise NodeError(str(exc)) from None
+    return identity
+
+
+def key_new(args: argparse.Namespace) -> int:
+    identity = _new_key(args.file)
     print(f"Created key {args.file} (mode 0600). Id: {identity.public.text}")
     print("Keep it offline and backed up; whoever holds it signs in its name.")
     return 0
 
 
 def key_show(args: argparse.Namespace) -> int:
-    print(_key(args.file).public.text)
+    print(read_key(args.file).public.text)
     return 0
 
 
 def network_create(args: argparse.Namespace) -> int:
     if args.out.exists():
         raise NodeError(f"{args.out} already exists: choose another --out file")
-    anchor = Identity.generate(secrets.token_bytes)
-    try:
-        write_key(args.anchor_key, anchor)
-    except KeyFileError as exc:
-        raise NodeError(str(exc)) from None
+    anchor = _new_key(args.anchor_key)
     network = NetworkFile(args.name, (anchor.public,), tuple(args.seed), args.description)
     try:
         from bootstrap.network import parse_network
@@ -133,7 +130,7 @@ def network_show(args: argparse.Namespace) -> int:
 
 def admit(args: argparse.Namespace) -> int:
     network = _network(args.network)
-    issuer = _key(args.key)
+    issuer = read_key(args.key)
     node = _id(args.node, "node id")
     records = _signed(lambda: tools.admit_node(network, issuer, node, now=_now(), days=args.days))
     _write_records(args.out, records)
@@ -142,15 +139,11 @@ def admit(args: argparse.Namespace) -> int:
 
 def group_create(args: argparse.Namespace) -> int:
     network = _network(args.network)
-    anchor = _key(args.anchor_key)
+    anchor = read_key(args.anchor_key)
     if args.group_key.exists():
-        group = _key(args.group_key)
+        group = read_key(args.group_key)
     else:
-        group = Identity.generate(secrets.token_bytes)
-        try:
-            write_key(args.group_key, group)
-        except KeyFileError as exc:
-            raise NodeError(str(exc)) from None
+        group = _new_key(args.group_key)
         print(f"Created group key {args.group_key} (id {group.public.text})")
     coordinators = [_id(c, "coordinator id") for c in args.coordinator]
     records = _signed(
@@ -174,7 +167,7 @@ def group_create(args: argparse.Namespace) -> int:
 
 def member_attest(args: argparse.Namespace) -> int:
     network = _network(args.network)
-    coordinator = _key(args.key)
+    coordinator = read_key(args.key)
     records = _signed(
         lambda: tools.attest_member(
             network,
@@ -201,7 +194,7 @@ def member_attest(args: argparse.Namespace) -> int:
 
 def revoke(args: argparse.Namespace) -> int:
     network = _network(args.network)
-    signer = _key(args.key)
+    signer = read_key(args.key)
     target = _id(args.target, "target id")
     records = _signed(lambda: tools.revoke(network, signer, target, reason=args.reason, now=_now()))
     _write_records(args.out, records)
@@ -251,12 +244,11 @@ def directory_add(args: argparse.Namespace) -> int:
 async def _add_offline(directory: Path, records: list[bytes]) -> dict[str, int]:
     from tsfnode.config import load_config
     from tsfnode.directory_service import DirectoryService
-    from tsfnode.keyfile import read_key as read_node_key
     from tsfnode.store import Store
 
     node_dir = NodeDir(directory)
     config = load_config(node_dir.config)
-    identity = read_node_key(node_dir.key)
+    identity = read_key(node_dir.key)
     try:
         network = load_network(config.network, base=node_dir.root)
     except NetworkFileError as exc:
@@ -352,8 +344,6 @@ def nearest(args: argparse.Namespace) -> int:
 
 
 def account_add(args: argparse.Namespace) -> int:
-    import sys
-
     from tsfnode.accounts import create_account
 
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else ""
@@ -400,7 +390,7 @@ def account_token(args: argparse.Namespace) -> int:
     print(token)
     print(
         f"(for tsfnode send --token; valid {args.days} days; shown once)",
-        file=__import__("sys").stderr,
+        file=sys.stderr,
     )
     return 0
 

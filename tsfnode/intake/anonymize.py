@@ -39,6 +39,9 @@ IMPLEMENTATION_VERSION = f"TSFNODE_{__version__}"[:16]
 IMPLEMENTATION_CLASS_UID = "2.25.38392962507484353409772743367485203958"
 DATE_VRS = ("DA", "DT")
 CLEANED_TEXT_VRS = ("LO", "SH", "ST", "LT", "UT", "UC")
+# "X unless required" (Type 3 versus 2 versus 1): without the IOD at hand, keep the
+# attribute with an empty or dummy value, which every Type allows. C (clean) dummies.
+COMPOUND_ACTIONS = {"Z/D": "D", "X/D": "D", "X/Z": "Z", "X/Z/D": "D", "C": "D"}
 # VRs looked at even when the table does not list the attribute (the safety net).
 WATCHED_VRS = frozenset({"SQ", "PN", "DA", "DT", "UI"})
 CODED_KEYWORDS = frozenset(
@@ -267,9 +270,7 @@ class Anonymizer:
             self._replace_uids(elem)
             stats["replaced"] += 1
             return
-        # X unless required (Type 3 versus 2 versus 1): without the IOD at hand, keep the
-        # attribute with an empty or dummy value, which every Type allows.
-        simple = {"Z/D": "D", "X/D": "D", "X/Z": "Z", "X/Z/D": "D", "C": "D"}.get(action, action)
+        simple = COMPOUND_ACTIONS.get(action, action)
         if simple == "X":
             del ds[elem.tag]
             stats["removed"] += 1
@@ -330,7 +331,7 @@ class Anonymizer:
             return False
         if vr == "TM" and self.profile.modified_dates and action != "X":
             return True  # kept as it is, undecoded
-        simple = {"Z/D": "D", "X/D": "D", "X/Z": "Z", "X/Z/D": "D", "C": "D"}.get(action, action)
+        simple = COMPOUND_ACTIONS.get(action, action)
         if simple == "X":
             del ds[tag]
             stats["removed"] += 1

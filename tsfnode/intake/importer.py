@@ -134,10 +134,9 @@ class Importer:
                 report.rejected.append(Rejected(str(path), "no such file or folder"))
 
     def _file_sources(self, path: Path, report: ImportReport) -> Iterator[Source]:
-        if path.suffix.lower() == ".zip" or (path.is_file() and zipfile.is_zipfile(path)):
-            if path.suffix.lower() == ".zip" or _looks_like_zip(path):
-                yield from self._zip_sources(path, report)
-                return
+        if path.suffix.lower() == ".zip" or _looks_like_zip(path):
+            yield from self._zip_sources(path, report)
+            return
         size = path.stat().st_size
         yield Source(str(path), size, path.read_bytes)
 

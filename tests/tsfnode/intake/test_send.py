@@ -17,7 +17,8 @@ CT = PYDICOM_FILES / "CT_small.dcm"
 BIG = pydicom_data_folder() / "US1_UNCR.dcm"  # about 900 KB: several chunks
 
 
-def sender_token(node_dir: Path) -> str:
+def sender_token(node_dir: Path, username: str = "emetteur.cotonou") -> str:
+    """A sender account on the node, made with the CLI, and its upload token."""
     add = subprocess.run(
         [
             sys.executable,
@@ -26,11 +27,11 @@ def sender_token(node_dir: Path) -> str:
             "account",
             "add",
             str(node_dir),
-            "emetteur.cotonou",
+            username,
             "--role",
             "sender",
             "--name",
-            "Dr Koffi",
+            f"Dr {username}",
             "--password-stdin",
         ],
         input="un mot de passe assez long\n",
@@ -39,7 +40,7 @@ def sender_token(node_dir: Path) -> str:
         check=False,
     )
     assert add.returncode == 0, add.stderr
-    token = tsfnode("account", "token", node_dir, "emetteur.cotonou")
+    token = tsfnode("account", "token", node_dir, username)
     assert token.returncode == 0, token.stderr
     return token.stdout.strip()
 
@@ -97,28 +98,7 @@ def test_uploads_belong_to_their_sender_and_check_offsets(node_dir: Path) -> Non
     import urllib.request
 
     mine = sender_token(node_dir)
-    add = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tsfnode",
-            "account",
-            "add",
-            str(node_dir),
-            "emetteur.dakar",
-            "--role",
-            "sender",
-            "--name",
-            "Dr Awa",
-            "--password-stdin",
-        ],
-        input="un autre mot de passe long\n",
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert add.returncode == 0
-    theirs = tsfnode("account", "token", node_dir, "emetteur.dakar").stdout.strip()
+    theirs = sender_token(node_dir, "emetteur.dakar")
 
     def call(
         method: str,
