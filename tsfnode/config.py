@@ -46,6 +46,18 @@ def _ae_title(value: str) -> str | None:
     return None if ok else "must be 1 to 16 ASCII characters, without backslash"
 
 
+def _private_list(value: list[str]) -> str | None:
+    from tsfnode.intake.profile import parse_safe_private
+
+    if not all(isinstance(v, str) for v in value):
+        return 'must be a list of texts such as ["GEMS_ACQU_01:1B"]'
+    try:
+        parse_safe_private(value)
+    except ValueError as exc:
+        return f"has {exc}"
+    return None
+
+
 @dataclass(frozen=True)
 class Setting:
     section: str
@@ -78,6 +90,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("discovery", "mdns_interface", str, "", _ip_or_empty, "empty: every interface"),
     Setting("dicom", "ae_title", str, "TSFNODE", _ae_title),
     Setting("dicom", "port", int, 0, _range(0, 65535), "C-STORE listener; 0: off"),
+    Setting(
+        "intake",
+        "keep_private",
+        list,
+        [],
+        _private_list,
+        "private attributes known to be safe (PS3.15 E.3.10), kept: CREATOR:ee",
+    ),
     Setting(
         "log",
         "level",
@@ -114,6 +134,7 @@ class NodeConfig:
     discovery_mdns_interface: str = ""
     dicom_ae_title: str = "TSFNODE"
     dicom_port: int = 0
+    intake_keep_private: tuple[str, ...] = ()
     log_level: str = "info"
 
     def replace(self, **changes: Any) -> NodeConfig:
@@ -122,12 +143,17 @@ class NodeConfig:
     def to_toml(self) -> str:
         data: dict[str, dict[str, Any]] = {}
         for setting in SETTINGS:
-            data.setdefault(setting.section, {})[setting.key] = getattr(self, setting.attr)
+            value = getattr(self, setting.attr)
+            if isinstance(value, tuple):
+                value = list(value)
+            data.setdefault(setting.section, {})[setting.key] = value
         header = (
             "# tsfnode configuration. Edit, then restart the node.\n"
             "# [http] public_url: the address other nodes use to reach this one, when it is\n"
             "# not http://host:port (behind a reverse proxy or NAT); empty means host:port.\n"
-            "# [gossip] and [liveness]: defaults suit 256 kbit/s uplinks and 300 ms RTT.\n\n"
+            "# [gossip] and [liveness]: defaults suit 256 kbit/s uplinks and 300 ms RTT.\n"
+            "# [intake] keep_private: private attributes kept after de-identification, as\n"
+            '# "PRIVATE CREATOR:ee" (ee: low byte of the element, hex); empty removes all.\n\n'
         )
         return header + tomli_w.dumps(data)
 
@@ -161,7 +187,12 @@ def load_config(path: Path) -> NodeConfig:
             if setting is None:
                 raise NodeError(f"{where}: unknown setting {key!r} in [{section}]")
             if type(value) is not setting.type:
-                what = {int: "an integer", bool: "true or false", str: "text"}[setting.type]
+                what = {
+                    int: "an integer",
+                    bool: "true or false",
+                    str: "text",
+                    list: "a list",
+                }[setting.type]
                 raise NodeError(f"{where}: [{section}] {key} must be {what}")
             values[setting.attr] = value
     for setting in SETTINGS:
@@ -174,4 +205,6 @@ def load_config(path: Path) -> NodeConfig:
     if "name" not in values:
         raise NodeError(f"{where}: [node] name is missing or empty")
     values["name"] = values["name"].strip()
+    if "intake_keep_private" in values:
+        values["intake_keep_private"] = tuple(values["intake_keep_private"])
     return NodeConfig(**values)

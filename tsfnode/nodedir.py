@@ -4,6 +4,8 @@ DIR/config.toml   settings (TOML), written by `tsfnode init`, edited by the oper
 DIR/node.key      the node's Ed25519 seed, mode 0600
 DIR/node.db       the database (SQLite, schema migrations in tsfnode/store/)
 DIR/blobs/        content-addressed files (bundle chunks, DICOM)
+DIR/intake/       de-identified studies, STUDY/SERIES/SOP.dcm, and STUDY/review.json
+DIR/pseudonyms/   the pseudonym map (encrypted) and its key, mode 0600
 DIR/run.json      written while the node runs: pid and the address it listens on
 DIR/node.lock     held (flock) while the node runs, so it runs once
 """
@@ -33,6 +35,14 @@ class NodeDir:
     @property
     def blobs(self) -> Path:
         return self.root / "blobs"
+
+    @property
+    def intake(self) -> Path:
+        return self.root / "intake"
+
+    @property
+    def pseudonyms(self) -> Path:
+        return self.root / "pseudonyms"
 
     @property
     def run_info(self) -> Path:

@@ -30,7 +30,7 @@ MAX_CHUNK = 8 * 1024**2
 _ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-async def _sender(request: web.Request) -> tuple[int, str]:
+async def sender_of(request: web.Request) -> tuple[int, str]:
     header = request.headers.get("Authorization", "")
     token = header.removeprefix("Bearer ").strip()
     found = await check_token(request.config_dict[STORE], token, purpose="send", now=now_ms())
@@ -57,7 +57,7 @@ def _paths(request: web.Request) -> tuple[Path, Path]:
 
 
 async def create(request: web.Request) -> web.Response:
-    account, _ = await _sender(request)
+    account, _ = await sender_of(request)
     try:
         body = await request.json()
         size = int(body["size"])
@@ -75,7 +75,7 @@ async def create(request: web.Request) -> web.Response:
 async def _owned(request: web.Request) -> tuple[Path, Path, dict[str, int], str]:
     """The upload of the URL, if the token's sender started it: (part file, meta file,
     its metadata, the sender's username)."""
-    account, username = await _sender(request)
+    account, username = await sender_of(request)
     part, meta = _paths(request)
     if not meta.exists():
         raise web.HTTPNotFound(text="no such upload (finished, or unknown)")
@@ -117,14 +117,12 @@ async def append(request: web.Request) -> web.Response:
 
 
 def _take_in(node_root: Path, part: Path) -> dict[str, object]:
-    from tsfnode.intake.cli import intake_of
-    from tsfnode.intake.importer import Importer
+    from tsfnode.intake.cli import importer_for
 
     archive = part.with_suffix(".zip")
     part.rename(archive)
     try:
-        intake, pseudonyms = intake_of(node_root)
-        report = Importer(intake, pseudonyms, trust_deidentified=True).run([archive])
+        report = importer_for(node_root, trust_deidentified=True).run([archive])
     finally:
         archive.unlink(missing_ok=True)
     return {

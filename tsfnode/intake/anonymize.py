@@ -149,6 +149,8 @@ class Anonymizer:
         original_study = str(ds.get("StudyInstanceUID", ""))
         stats = {"removed": 0, "replaced": 0}
         self._walk(ds, patient, stats)
+        if self.profile.safe_private:
+            _drop_orphan_creators(ds)
         # Set as elements (VRs known): cheaper than attribute assignment, on every file.
         for tag, vr, value in (
             (0x00100020, "LO", patient.pseudonym),  # Patient ID
@@ -473,3 +475,11 @@ def shift_date(value: str, vr: str, days: int) -> str:
     if vr == "DA":
         return moved
     return moved + text[8:]
+
+
+def _drop_orphan_creators(ds: Dataset) -> None:
+    """Remove private creators whose block kept no element (top level)."""
+    used = {(t >> 16, (t & 0xFFFF) >> 8) for t in ds.keys() if (t >> 16) % 2 and t & 0xFF00}
+    for tag in [t for t in ds.keys() if (t >> 16) % 2 and 0x10 <= t & 0xFFFF <= 0xFF]:
+        if (tag >> 16, tag & 0xFF) not in used:
+            del ds[tag]

@@ -11,14 +11,26 @@ from tqdm import tqdm
 from tsfnode.errors import NodeError
 from tsfnode.intake.importer import Importer, ImportReport
 from tsfnode.intake.pseudonyms import PseudonymMap
+from tsfnode.intake.review import ReviewBook
 from tsfnode.nodedir import NodeDir
 
 
-def intake_of(directory: Path) -> tuple[Path, PseudonymMap]:
+def importer_for(directory: Path, *, trust_deidentified: bool = False) -> Importer:
+    """The importer of a node directory, with the profile its config asks for."""
+    from tsfnode.config import load_config
+    from tsfnode.intake.profile import load_profile
+
     node = NodeDir(directory)
     if not node.config.exists():
         raise NodeError(f"{directory} is not a node directory: create one with 'tsfnode init'")
-    return directory / "intake", PseudonymMap(directory / "pseudonyms")
+    config = load_config(node.config)
+    profile = load_profile(safe_private=config.intake_keep_private)
+    return Importer(
+        node.intake,
+        PseudonymMap(node.pseudonyms),
+        profile,
+        trust_deidentified=trust_deidentified,
+    )
 
 
 def print_report(report: ImportReport) -> None:
@@ -41,18 +53,67 @@ def print_report(report: ImportReport) -> None:
 
 
 def import_command(args: argparse.Namespace) -> int:
-    intake, pseudonyms = intake_of(args.node)
+    importer = importer_for(args.node)
     total = 0
     for path in args.paths:
         if path.is_dir():
             total += sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
         elif path.exists():
             total += path.stat().st_size
-    importer = Importer(intake, pseudonyms)
     with tqdm(total=total, unit="B", unit_scale=True, desc="import", disable=args.quiet) as bar:
         report = importer.run(list(args.paths), progress=bar.update)
     print_report(report)
     return 0 if report.taken or not report.rejected else 1
+
+
+def _rectangle(text: str) -> tuple[int, int, int, int]:
+    try:
+        x, y, width, height = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a rectangle is x,y,width,height in pixels, e.g. 0,0,400,60"
+        ) from None
+    return x, y, width, height
+
+
+def studies_command(args: argparse.Namespace) -> int:
+    book = ReviewBook(NodeDir(args.node).intake)
+    uids = book.studies()
+    if not uids:
+        print("No study in the intake / aucune étude reçue")
+        return 0
+    for uid in uids:
+        s = book.summary(uid)
+        state = "ready to send / prête" if s.sendable else f"{s.pending} image(s) to check"
+        print(f"{uid}  {s.series} series, {s.instances} image(s)  {state}")
+    return 0
+
+
+def review_command(args: argparse.Namespace) -> int:
+    import time
+
+    book = ReviewBook(NodeDir(args.node).intake)
+    study = book.find(args.study)
+    now_ms = int(time.time() * 1000)
+    if args.mask and not args.image:
+        raise NodeError("--mask needs --image SOP: the image whose regions to black out")
+    if args.mask:
+        book.mask(study, args.image, args.mask, now_ms=now_ms)
+        print(f"masked {len(args.mask)} region(s) of image {args.image}")
+    elif args.confirm_all or args.confirm:
+        count = book.confirm(study, None if args.confirm_all else args.confirm, now_ms=now_ms)
+        print(f"{count} image(s) checked: nothing identifying shows / vérifiées")
+    for flag in book.flags(study):
+        print(f"{flag.state:9}  {flag.sop_uid}  ({'; '.join(flag.reasons)})")
+    summary = book.summary(study)
+    if summary.sendable:
+        print("The study may be sent / l'étude peut être envoyée")
+        return 0
+    print(
+        f"{summary.pending} image(s) still to check: view them, then "
+        "--confirm SOP... / --confirm-all, or --image SOP --mask x,y,w,h"
+    )
+    return 1
 
 
 def add_parser(sub: Any) -> None:
@@ -61,6 +122,21 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--node", type=Path, required=True, help="the node directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=import_command)
+
+    p = sub.add_parser("studies", help="the studies in a node's intake and their review")
+    p.add_argument("--node", type=Path, required=True, help="the node directory")
+    p.set_defaults(handler=studies_command)
+
+    p = sub.add_parser(
+        "review", help="check images that may show identity: confirm them or mask regions"
+    )
+    p.add_argument("study", help="Study Instance UID (or its first characters)")
+    p.add_argument("--node", type=Path, required=True, help="the node directory")
+    p.add_argument("--confirm", nargs="+", metavar="SOP", help="images checked, nothing shows")
+    p.add_argument("--confirm-all", action="store_true", help="every flagged image checked")
+    p.add_argument("--image", metavar="SOP", help="the image to mask")
+    p.add_argument("--mask", nargs="+", type=_rectangle, metavar="X,Y,W,H", help="regions")
+    p.set_defaults(handler=review_command)
 
     from tsfnode.intake.send import send_command
 

@@ -25,6 +25,7 @@ from tsfnode.intake.anonymize import Anonymizer, Patient, Result
 from tsfnode.intake.photos import NotAnImage, photo_to_dicom
 from tsfnode.intake.profile import Profile, load_profile
 from tsfnode.intake.pseudonyms import PseudonymMap
+from tsfnode.intake.review import ReviewBook
 
 MAX_FILE = 4 * 1024**3  # one DICOM file or zip member
 MAX_ZIP_TOTAL = 32 * 1024**3
@@ -117,6 +118,7 @@ class Importer:
             profile or load_profile(), secret=pseudonyms.secret, patient_of=pseudonyms.patient_of
         )
         self.trust_deidentified = trust_deidentified
+        self.review = ReviewBook(intake)
         self._photo_batch: tuple[Patient, str, str] | None = None
         self._photo_count = 0
 
@@ -272,6 +274,8 @@ class Importer:
             tmp.unlink(missing_ok=True)
             raise
         os.replace(tmp, target)
+        if result.burned_in:
+            self.review.flag(result.study_uid, result.series_uid, result.sop_uid, result.burned_in)
 
     def run(self, paths: list[Path], progress: Callable[[int], None] | None = None) -> ImportReport:
         """Import ``paths``; ``progress`` is called with the bytes of each input done."""

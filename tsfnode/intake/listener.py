@@ -113,9 +113,8 @@ class DicomListener:
 
 
 def start_listener(node_dir: Path, *, ae_title: str, host: str, port: int) -> DicomListener:
-    from tsfnode.intake.cli import intake_of
+    from tsfnode.intake.cli import importer_for
 
-    intake, pseudonyms = intake_of(node_dir)
-    listener = DicomListener(Importer(intake, pseudonyms), ae_title=ae_title, host=host, port=port)
+    listener = DicomListener(importer_for(node_dir), ae_title=ae_title, host=host, port=port)
     listener.start()
     return listener

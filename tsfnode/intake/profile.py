@@ -89,8 +89,27 @@ class Profile:
         return f"tsfnode: PS3.15 {TABLE_EDITION} " + "; ".join(name for _, name in self.codes)
 
 
+def parse_safe_private(entries: list[str] | tuple[str, ...]) -> frozenset[tuple[str, int]]:
+    """Read ``"PRIVATE CREATOR:ee"`` entries (ee: the element's low byte, in hex), e.g.
+    ``"GEMS_ACQU_01:1B"``; ValueError names the first entry that is not one."""
+    out = set()
+    for entry in entries:
+        creator, sep, element = str(entry).rpartition(":")
+        try:
+            low = int(element, 16)
+        except ValueError:
+            low = -1
+        if not sep or not creator.strip() or not 0 <= low <= 0xFF or len(element) != 2:
+            raise ValueError(f"{entry!r} is not PRIVATE CREATOR:ee (ee: two hex digits)")
+        out.add((creator.strip(), low))
+    return frozenset(out)
+
+
 def load_profile(
-    *, retain_patient_characteristics: bool = True, modified_dates: bool = True
+    *,
+    retain_patient_characteristics: bool = True,
+    modified_dates: bool = True,
+    safe_private: list[str] | tuple[str, ...] = (),
 ) -> Profile:
     actions: dict[int, str] = {}
     masked: list[Masked] = []
@@ -109,4 +128,5 @@ def load_profile(
         masked=tuple(masked),
         retain_patient_characteristics=retain_patient_characteristics,
         modified_dates=modified_dates,
+        safe_private=parse_safe_private(safe_private),
     )

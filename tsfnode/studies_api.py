@@ -1,0 +1,101 @@
+"""Studies in the intake and their review, on the local API (sender token needed).
+
+GET  /api/v1/studies                    -> [{study_uid, series, instances, pending, ...}]
+GET  /api/v1/studies/{uid}              -> {summary, flags: [{sop_uid, reasons, state}]}
+POST /api/v1/studies/{uid}/review       {"confirm": [SOP...] | "all"}
+                                        or {"image": SOP, "mask": [[x, y, w, h], ...]}
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from tsfnode.appkeys import NODE_DIR
+from tsfnode.errors import NodeError
+from tsfnode.intake.review import ReviewBook
+from tsfnode.logs import log
+from tsfnode.peering import now_ms
+from tsfnode.uploads import sender_of
+
+
+def _book(request: web.Request) -> ReviewBook:
+    return ReviewBook(request.config_dict[NODE_DIR].intake)
+
+
+async def studies(request: web.Request) -> web.Response:
+    await sender_of(request)
+    book = _book(request)
+    listed = await asyncio.to_thread(lambda: [book.summary(u).as_dict() for u in book.studies()])
+    return web.json_response(listed)
+
+
+def _study(book: ReviewBook, uid: str) -> dict[str, Any]:
+    return {
+        "summary": book.summary(uid).as_dict(),
+        "flags": [f.as_dict() for f in book.flags(uid)],
+    }
+
+
+async def study(request: web.Request) -> web.Response:
+    await sender_of(request)
+    try:
+        found = await asyncio.to_thread(_study, _book(request), request.match_info["uid"])
+    except NodeError as exc:
+        raise web.HTTPNotFound(text=str(exc)) from None
+    return web.json_response(found)
+
+
+async def review(request: web.Request) -> web.Response:
+    _, username = await sender_of(request)
+    uid = request.match_info["uid"]
+    book = _book(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the body must be a JSON object")
+    now = now_ms()
+    try:
+        if "mask" in body:
+            rectangles = _rectangles(body.get("mask"))
+            image = body.get("image")
+            if not isinstance(image, str):
+                raise web.HTTPBadRequest(text="'image' (a SOP Instance UID) is needed to mask")
+            await asyncio.to_thread(book.mask, uid, image, rectangles, now_ms=now)
+            log("review: regions masked", account=username, regions=len(rectangles))
+        elif "confirm" in body:
+            targets = body["confirm"]
+            if targets != "all" and not (
+                isinstance(targets, list) and all(isinstance(t, str) for t in targets)
+            ):
+                raise web.HTTPBadRequest(text="'confirm' is \"all\" or a list of SOP UIDs")
+            count = await asyncio.to_thread(
+                book.confirm, uid, None if targets == "all" else targets, now_ms=now
+            )
+            log("review: images confirmed", account=username, images=count)
+        else:
+            raise web.HTTPBadRequest(text="say 'confirm' or 'mask'")
+        return web.json_response(await asyncio.to_thread(_study, book, uid))
+    except NodeError as exc:
+        raise web.HTTPUnprocessableEntity(text=str(exc)) from None
+
+
+def _rectangles(value: object) -> list[tuple[int, int, int, int]]:
+    out: list[tuple[int, int, int, int]] = []
+    for r in value if isinstance(value, list) else [None]:
+        if not (isinstance(r, list) and len(r) == 4 and all(type(v) is int for v in r)):
+            raise web.HTTPBadRequest(text="'mask' is a list of [x, y, width, height] in pixels")
+        out.append((r[0], r[1], r[2], r[3]))
+    if not out:
+        raise web.HTTPBadRequest(text="'mask' is a list of [x, y, width, height] in pixels")
+    return out
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/studies", studies)
+    app.router.add_get("/v1/studies/{uid}", study)
+    app.router.add_post("/v1/studies/{uid}/review", review)
