@@ -13,16 +13,19 @@ a pseudonym (PatientID and PatientName) that the sender's node maps back, and on
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydicom import config as pydicom_config
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -32,6 +35,7 @@ from pydicom.uid import (
 )
 
 from tsfnode import __version__
+from tsfnode.intake.elements import has, text_of
 from tsfnode.intake.profile import Profile
 
 IMPLEMENTATION_VERSION = f"TSFNODE_{__version__}"[:16]
@@ -135,6 +139,7 @@ class Anonymizer:
         # Built once and shared by every output (written, never modified).
         self._codes = Sequence(codes)
         self._method = profile.description[:64]
+        self._actions: dict[int, Any] = {}
 
     def new_uid(self, uid: str) -> str:
         digest = hmac.new(self._secret, uid.strip().encode(), hashlib.sha256).digest()
@@ -146,7 +151,7 @@ class Anonymizer:
 
         patient = self._patient_of(ds)
         reasons = burned_in_reasons(ds)
-        original_study = str(ds.get("StudyInstanceUID", ""))
+        original_study = text_of(ds, 0x0020000D)
         stats = {"removed": 0, "replaced": 0}
         self._walk(ds, patient, stats)
         if self.profile.safe_private:
@@ -159,17 +164,17 @@ class Anonymizer:
             (0x00120063, "LO", self._method),  # De-identification Method
             (0x00120064, "SQ", self._codes),  # De-identification Method Code Sequence
         ):
-            ds[tag] = DataElement(tag, vr, value)
+            ds._dict[BaseTag(tag)] = _element(tag, vr, value)
         if self.profile.modified_dates:
-            ds[0x00280303] = DataElement(0x00280303, "CS", "MODIFIED")
+            ds._dict[BaseTag(0x00280303)] = _element(0x00280303, "CS", "MODIFIED")
         if "SOPInstanceUID" not in ds and "StudyInstanceUID" not in ds:
             raise ValueError("not a composite instance: no SOP Instance UID")
         self._new_file_meta(ds)
         return Result(
             original_study_uid=original_study,
-            study_uid=str(ds.get("StudyInstanceUID", "")),
-            series_uid=str(ds.get("SeriesInstanceUID", "")),
-            sop_uid=str(ds.get("SOPInstanceUID", "")),
+            study_uid=text_of(ds, 0x0020000D),
+            series_uid=text_of(ds, 0x0020000E),
+            sop_uid=text_of(ds, 0x00080018),
             patient=patient,
             removed=stats["removed"],
             replaced=stats["replaced"],
@@ -184,26 +189,30 @@ class Anonymizer:
         """Apply the profile to ``ds``. ``clean``: inside a sequence the table replaces
         as a whole (D); its structure is kept for the IOD's sake, and every text in it
         that the table does not list becomes a dummy (codes and enumerations stay)."""
-        animal = "PatientSpeciesDescription" in ds or "PatientSpeciesCodeSequence" in ds
+        # Patient Species Description (0010,2201) or Code Sequence (0010,2202)
+        animal = has(ds, 0x00102201) or has(ds, 0x00102202)
         # Walk the tags, and decode an element only when something is done to it: most
         # are kept as read, which keeps de-identification close to a plain copy.
-        for tag in list(ds.keys()):
+        elements = ds._dict  # read without pydicom's per-access conversions
+        for tag in list(elements):
             group = tag >> 16
             if 0x6000 <= group <= 0x60FF and group % 2 == 0:
-                del ds[tag]  # overlays are graphics that can show identity: removed
+                del elements[tag]  # overlays are graphics that can show identity: removed
                 stats["removed"] += 1
                 continue
             if group % 2 == 1:  # private
                 if not self.profile.safe_private or not self._safe_private(ds, ds[tag]):
-                    del ds[tag]
+                    del elements[tag]
                     stats["removed"] += 1
                 continue
             if animal and tag in RESPONSIBLE_FOR_ANIMAL:
                 ds[tag].value = ""  # Type 2C for animals: present, empty
                 stats["replaced"] += 1
                 continue
-            action = self.profile.action(tag)
-            if self._fast_text(ds, tag, action, patient, stats):
+            action = self._actions.get(tag, _UNKNOWN)
+            if action is _UNKNOWN:
+                action = self._actions[tag] = self.profile.action(tag)
+            if self._fast_text(ds, elements[tag], action, patient, stats):
                 continue
             if action is None:
                 vr = _vr_of(ds, tag)
@@ -291,16 +300,16 @@ class Anonymizer:
     def _fast_text(
         self,
         ds: Dataset,
-        tag: int,
+        raw: DataElement | RawDataElement,
         action: str | None,
         patient: Patient,
         stats: dict[str, int],
     ) -> bool:
         """UIDs and dates straight from their bytes, for the elements not yet decoded
         (most of them): a new UID or a shifted date without pydicom's conversion."""
-        raw = ds.get_item(tag)
         if not isinstance(raw, RawDataElement) or not isinstance(raw.value, bytes):
             return False
+        tag = int(raw.tag)
         vr = raw.VR or _vr_of(ds, tag)
         if vr == "UI" and action in (None, "U", "D", "Z/D", "X/D", "X/Z/D", "C"):
             if action is None and _structural_keyword(tag):
@@ -309,12 +318,12 @@ class Anonymizer:
             if not values:
                 return action is None
             new = [_keep_or(self.new_uid, v) for v in values]
-            ds[tag] = DataElement(tag, "UI", new if len(new) > 1 else new[0])
+            ds._dict[raw.tag] = _element(tag, "UI", new if len(new) > 1 else new[0])
             stats["replaced"] += 1
             return True
         if vr in DATE_VRS and self.profile.modified_dates and action != "X":
             values = [shift_date(v, vr, patient.shift_days) for v in _split(raw.value)]
-            ds[tag] = DataElement(
+            ds._dict[raw.tag] = _element(
                 tag, vr, values if len(values) > 1 else (values[0] if values else None)
             )
             stats["replaced"] += 1
@@ -322,7 +331,7 @@ class Anonymizer:
         return False
 
     def _replace_without_reading(
-        self, ds: Dataset, tag: int, action: str, stats: dict[str, int]
+        self, ds: Dataset, tag: BaseTag, action: str, stats: dict[str, int]
     ) -> bool:
         """Remove, empty or dummy an element without decoding what it held (the common
         case, and the costly part of de-identifying many small files)."""
@@ -335,14 +344,14 @@ class Anonymizer:
             return True  # kept as it is, undecoded
         simple = COMPOUND_ACTIONS.get(action, action)
         if simple == "X":
-            del ds[tag]
+            del ds._dict[tag]
             stats["removed"] += 1
             return True
         if simple == "Z" or (simple == "D" and vr not in _DUMMY):
             empty: Any = b"" if vr in ("OB", "OW", "OD", "OF", "OL", "OV", "UN") else None
-            ds[tag] = DataElement(tag, vr, empty)
+            ds._dict[tag] = _element(tag, vr, empty)
         elif simple == "D":
-            ds[tag] = DataElement(tag, vr, _DUMMY[vr])
+            ds._dict[tag] = _element(tag, vr, _DUMMY[vr])
         else:
             return False
         stats["replaced"] += 1
@@ -403,21 +412,38 @@ class Anonymizer:
             else:
                 syntax = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
         for tag, vr, value in (
-            (0x00020002, "UI", ds.get("SOPClassUID", "")),  # Media Storage SOP Class UID
-            (0x00020003, "UI", ds.get("SOPInstanceUID", "")),  # ... SOP Instance UID
+            (0x00020002, "UI", text_of(ds, 0x00080016)),  # Media Storage SOP Class UID
+            (0x00020003, "UI", text_of(ds, 0x00080018)),  # ... SOP Instance UID
             (0x00020010, "UI", UID(syntax)),  # Transfer Syntax UID
             (0x00020012, "UI", IMPLEMENTATION_CLASS_UID),
             (0x00020013, "SH", IMPLEMENTATION_VERSION),
         ):
-            meta[tag] = DataElement(tag, vr, value)
+            meta._dict[BaseTag(tag)] = _element(tag, vr, value)
         ds.file_meta = meta
         if isinstance(ds, FileDataset):
             ds.preamble = b"\x00" * 128
 
 
+_UNKNOWN = object()
+
+
+def _element(tag: int, vr: str, value: Any) -> DataElement:
+    """An element whose value this module made (valid by construction: not re-checked).
+    Texts of the VRs pydicom writes from plain ``str`` are stored as they are."""
+    plain = vr in _PLAIN_TEXT_VRS and (
+        isinstance(value, str) or (isinstance(value, list) and bool(value))
+    )
+    return DataElement(
+        tag, vr, value, already_converted=plain, validation_mode=pydicom_config.IGNORE
+    )
+
+
+_PLAIN_TEXT_VRS = frozenset({"UI", "DA", "DT", "TM", "CS", "LO", "SH"})
+
+
 def _vr_of(ds: Dataset, tag: int) -> str:
     """The VR of an element without decoding its value."""
-    raw = ds.get_item(tag)
+    raw = ds._dict.get(tag)  # type: ignore[call-overload]
     vr = getattr(raw, "VR", None)
     if vr:
         return str(vr)
@@ -467,14 +493,24 @@ def _keep_or(new_uid: Callable[[str], str], uid: str) -> str:
 def shift_date(value: str, vr: str, days: int) -> str:
     """Shift a DA or DT value by ``days``; a value that does not parse is emptied."""
     text = value.strip()
-    try:
-        day = dt.datetime.strptime(text[:8], "%Y%m%d").date()
-    except ValueError:
+    moved = _shift_day(text[:8], days)
+    if not moved:
         return ""
-    moved = (day + dt.timedelta(days=days)).strftime("%Y%m%d")
     if vr == "DA":
         return moved
     return moved + text[8:]
+
+
+@functools.lru_cache(maxsize=4096)
+def _shift_day(day: str, days: int) -> str:
+    """YYYYMMDD plus ``days``; empty when ``day`` is not a date."""
+    if len(day) != 8 or not day.isdigit():
+        return ""
+    try:
+        date = dt.date(int(day[:4]), int(day[4:6]), int(day[6:]))
+    except ValueError:
+        return ""
+    return (date + dt.timedelta(days=days)).strftime("%Y%m%d")
 
 
 def _drop_orphan_creators(ds: Dataset) -> None:

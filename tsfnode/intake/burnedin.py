@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pydicom.dataset import Dataset
 
+from tsfnode.intake.elements import has, text_of
+
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 # Modalities whose images commonly carry burned-in text: ultrasound, endoscopy, external
 # camera photography, screen captures and other.
@@ -13,18 +15,20 @@ RISKY_MODALITIES = {"US", "ES", "XC", "GM", "SM", "OT", "DOC"}
 
 def burned_in_reasons(ds: Dataset) -> list[str]:
     """Why this image may carry burned-in identity (empty: no known reason)."""
-    if "PixelData" not in ds and "FloatPixelData" not in ds:
+    # Pixel Data, Float and Double Float Pixel Data
+    if not any(has(ds, tag) for tag in (0x7FE00010, 0x7FE00008, 0x7FE00009)):
         return []
     reasons = []
-    if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+    if text_of(ds, 0x00280301).upper() == "YES":  # Burned In Annotation
         reasons.append("Burned In Annotation is YES")
-    modality = str(ds.get("Modality", "")).upper()
+    modality = text_of(ds, 0x00080060).upper()
     if modality in RISKY_MODALITIES:
         reasons.append(f"modality {modality} often shows text in the image")
-    if str(ds.get("SOPClassUID", "")).startswith(SECONDARY_CAPTURE_PREFIX):
+    if text_of(ds, 0x00080016).startswith(SECONDARY_CAPTURE_PREFIX):
         reasons.append("secondary capture (a screen or a photo)")
-    if ds.get("ConversionType") in ("DF", "DV", "DI", "SD", "SI"):
-        reasons.append(f"digitised film or document (Conversion Type {ds.ConversionType})")
+    conversion = text_of(ds, 0x00080064)  # Conversion Type
+    if conversion in ("DF", "DV", "DI", "SD", "SI"):
+        reasons.append(f"digitised film or document (Conversion Type {conversion})")
     return reasons
 
 
