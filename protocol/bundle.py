@@ -183,6 +183,9 @@ class Manifest:
             return self.chunk_size
         return self.plaintext_size - self.chunk_size * (self.chunk_count - 1)
 
+    def ciphertext_chunk_size(self, index: int) -> int:
+        return self.plaintext_chunk_size(index) + TAG_SIZE
+
     def chunk_hash(self, index: int) -> bytes:
         self.plaintext_chunk_size(index)
         hashes: bytes = self.document.body["chunk_hashes"]

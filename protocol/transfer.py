@@ -1,0 +1,389 @@
+"""Moving a sealed bundle over slow, broken links: which chunks to send or fetch, how
+many at once, when to try again, whom to blame for a bad chunk (SPEC.md section 7).
+
+Sans-IO, in the manner of aioquic: the node (or the simulator) tells an engine what
+happened, with the time ``now`` in milliseconds, and asks it what to do next; engines
+report their next deadline (``get_timer``) and never read a clock or touch a socket.
+
+* ``ChunkSet``: which chunks of a bundle a node holds (a bitmap, sent as bytes).
+* ``Backoff``: exponential backoff with jitter, randomness injected.
+* ``Goodput``: a moving estimate of a link's useful bytes per second.
+* ``Upload``: the sender (or a depositor at a relay) pushing the chunks that the
+  destination says it lacks, ``window`` requests in flight; an acknowledged chunk is
+  never sent again.
+* ``Download``: the receiver pulling missing chunks from every source that holds the
+  bundle (the sender, relays), a window per source, each chunk checked against the
+  signed manifest on arrival; a source that serves a bad chunk is blamed, and the chunk
+  is fetched elsewhere.
+* ``Route``, ``next_route``: direct first, then the recipient's relays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from protocol.bundle import Manifest
+from protocol.errors import IntegrityError, LocalProtocolError, MalformedError
+from protocol.sampling import Rng, randbelow
+
+# Priorities (manifest ``priority``; higher goes first): reports, messages and receipts
+# before urgent cases before routine images.
+PRIORITY_ROUTINE = 0
+PRIORITY_URGENT = 50
+PRIORITY_DOCUMENT = 100
+
+
+class ChunkSet:
+    """The chunks of a bundle that one node holds, as a bitmap (bit i of byte i // 8,
+    least significant first)."""
+
+    def __init__(self, count: int, data: bytes | None = None) -> None:
+        if count < 1:
+            raise LocalProtocolError("a bundle has at least one chunk")
+        self.count = count
+        size = (count + 7) // 8
+        if data is None:
+            self._bits = bytearray(size)
+        else:
+            if len(data) != size:
+                raise MalformedError(f"a chunk set of {count} chunks is {size} bytes")
+            if count % 8 and data[-1] >> (count % 8):
+                raise MalformedError("a chunk set names chunks past the last one")
+            self._bits = bytearray(data)
+        self._held = sum(bin(b).count("1") for b in self._bits)
+
+    @classmethod
+    def full(cls, count: int) -> ChunkSet:
+        s = cls(count)
+        for i in range(count):
+            s.add(i)
+        return s
+
+    def add(self, index: int) -> bool:
+        """Mark ``index`` held; False if it already was."""
+        self._check(index)
+        byte, bit = divmod(index, 8)
+        if self._bits[byte] >> bit & 1:
+            return False
+        self._bits[byte] |= 1 << bit
+        self._held += 1
+        return True
+
+    def discard(self, index: int) -> None:
+        self._check(index)
+        byte, bit = divmod(index, 8)
+        if self._bits[byte] >> bit & 1:
+            self._bits[byte] &= ~(1 << bit) & 0xFF
+            self._held -= 1
+
+    def __contains__(self, index: int) -> bool:
+        if not 0 <= index < self.count:
+            return False
+        return bool(self._bits[index // 8] >> (index % 8) & 1)
+
+    def __len__(self) -> int:
+        return self._held
+
+    @property
+    def complete(self) -> bool:
+        return self._held == self.count
+
+    def missing(self) -> list[int]:
+        return [i for i in range(self.count) if i not in self]
+
+    def to_bytes(self) -> bytes:
+        return bytes(self._bits)
+
+    def _check(self, index: int) -> None:
+        if not 0 <= index < self.count:
+            raise MalformedError(f"chunk index {index} is outside 0-{self.count - 1}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backoff:
+    """Delay before attempt ``attempts + 1``: base * factor**attempts, capped, then
+    scaled by a random factor in [1 - jitter, 1] so that many nodes coming back from
+    the same power cut do not all knock at once."""
+
+    base_ms: int = 5_000
+    factor: float = 2.0
+    cap_ms: int = 3_600_000
+    jitter: float = 0.5
+
+    def delay(self, attempts: int, rng: Rng) -> int:
+        raw = int(min(self.cap_ms, self.base_ms * self.factor ** min(64, max(0, attempts))))
+        spread = int(raw * self.jitter)
+        return raw - (randbelow(rng, spread + 1) if spread else 0)
+
+
+class Goodput:
+    """Useful bytes per second over a link: an exponentially weighted moving average of
+    completed requests (bytes / time from request to acknowledgement, divided by the
+    requests in flight at the time)."""
+
+    def __init__(self, alpha: float = 0.25) -> None:
+        self.alpha = alpha
+        self.bytes_per_s: float | None = None
+        self.total_bytes = 0
+
+    def update(self, nbytes: int, elapsed_ms: int, in_flight: int = 1) -> None:
+        self.total_bytes += nbytes
+        sample = nbytes * max(1, in_flight) * 1000 / max(1, elapsed_ms)
+        if self.bytes_per_s is None:
+            self.bytes_per_s = sample
+        else:
+            self.bytes_per_s += self.alpha * (sample - self.bytes_per_s)
+
+    def eta_ms(self, remaining_bytes: int) -> int | None:
+        if not self.bytes_per_s:
+            return None
+        return int(remaining_bytes * 1000 / self.bytes_per_s)
+
+
+class Upload:
+    """Push the chunks of one bundle to one destination.
+
+    Call ``set_have`` with what the destination holds (it says so when offered the
+    bundle, and again after a cut); ``next_sends`` gives the chunk indexes to send now;
+    report each outcome with ``on_ack`` or ``on_failure``. ``acked`` is what the
+    destination confirmed holding (the node persists it)."""
+
+    def __init__(self, manifest: Manifest, *, window: int = 4, acked: ChunkSet | None = None):
+        if window < 1:
+            raise LocalProtocolError("window must be at least 1")
+        self.manifest = manifest
+        self.window = window
+        self.acked = acked or ChunkSet(manifest.chunk_count)
+        self.in_flight: dict[int, int] = {}  # index -> time sent
+        self.goodput = Goodput()
+        self.failures = 0
+        self.last_error = ""
+
+    def set_have(self, have: ChunkSet) -> None:
+        if have.count != self.manifest.chunk_count:
+            raise MalformedError("the destination's chunk set does not fit the manifest")
+        for i in range(have.count):
+            if i in have:
+                self.acked.add(i)
+
+    @property
+    def done(self) -> bool:
+        return self.acked.complete
+
+    @property
+    def bytes_done(self) -> int:
+        return sum(
+            self.manifest.ciphertext_chunk_size(i)
+            for i in range(self.acked.count)
+            if i in self.acked
+        )
+
+    def next_sends(self, now: int) -> list[int]:
+        """Chunks to send now, lowest first, keeping ``window`` in flight."""
+        out: list[int] = []
+        free = self.window - len(self.in_flight)
+        if free <= 0:
+            return out
+        for i in range(self.manifest.chunk_count):
+            if i not in self.acked and i not in self.in_flight:
+                self.in_flight[i] = now
+                out.append(i)
+                if len(out) == free:
+                    break
+        return out
+
+    def on_ack(self, index: int, now: int) -> None:
+        sent = self.in_flight.pop(index, now)
+        if self.acked.add(index):
+            self.goodput.update(
+                self.manifest.ciphertext_chunk_size(index), now - sent, len(self.in_flight) + 1
+            )
+
+    def on_failure(self, index: int, error: str) -> None:
+        """The request for ``index`` failed (connection cut, refused): it is sent again
+        on the next attempt."""
+        self.in_flight.pop(index, None)
+        self.failures += 1
+        self.last_error = error
+
+    def reset_in_flight(self) -> None:
+        """A connection was lost: whatever was in flight is sent again."""
+        self.in_flight.clear()
+
+
+class SourceState(Enum):
+    USABLE = "usable"
+    WAITING = "waiting"  # backing off after failures
+    BANNED = "banned"  # served bad chunks
+
+
+@dataclass
+class Source:
+    """A node holding the bundle, from the point of view of a receiver."""
+
+    name: str
+    window: int = 4
+    state: SourceState = SourceState.USABLE
+    retry_at: int = 0
+    failures: int = 0
+    bad_chunks: int = 0
+    in_flight: dict[int, int] = field(default_factory=dict)
+    goodput: Goodput = field(default_factory=Goodput)
+    last_error: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fetch:
+    source: str
+    index: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Blame:
+    """A source served a chunk that does not match the signed manifest."""
+
+    source: str
+    index: int
+    reason: str
+
+
+class Download:
+    """Pull the missing chunks of one bundle from every source that holds it."""
+
+    MAX_BAD_CHUNKS = 3
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        have: ChunkSet | None = None,
+        *,
+        rng: Rng,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.have = have or ChunkSet(manifest.chunk_count)
+        if self.have.count != manifest.chunk_count:
+            raise LocalProtocolError("the chunk set does not fit the manifest")
+        self.sources: dict[str, Source] = {}
+        self.backoff = backoff or Backoff(base_ms=2_000, cap_ms=300_000)
+        self.rng = rng
+        self.blamed: list[Blame] = []
+
+    @property
+    def complete(self) -> bool:
+        return self.have.complete
+
+    def add_source(self, name: str, *, window: int = 4) -> Source:
+        source = self.sources.get(name)
+        if source is None:
+            source = self.sources[name] = Source(name, window=window)
+        return source
+
+    def _in_flight(self) -> set[int]:
+        return {i for s in self.sources.values() for i in s.in_flight}
+
+    def next_fetches(self, now: int) -> list[Fetch]:
+        """Requests to make now. Each missing chunk goes to one source; the fastest
+        sources are served first; a chunk already asked of one source is asked of
+        another only when nothing else is left (the end of a transfer), so a stalled
+        source does not hold the last chunks hostage."""
+        taken = self._in_flight()
+        missing = [i for i in range(self.have.count) if i not in self.have]
+        out: list[Fetch] = []
+        for source in sorted(self.sources.values(), key=lambda s: -(s.goodput.bytes_per_s or 0.0)):
+            if source.state is SourceState.BANNED:
+                continue
+            if source.state is SourceState.WAITING:
+                if now < source.retry_at:
+                    continue
+                source.state = SourceState.USABLE
+            free = source.window - len(source.in_flight)
+            for index in missing:
+                if free <= 0:
+                    break
+                if index in taken:
+                    continue
+                source.in_flight[index] = now
+                taken.add(index)
+                out.append(Fetch(source=source.name, index=index))
+                free -= 1
+        if not out:
+            out = self._duplicate_tail(now, missing)
+        return out
+
+    def _duplicate_tail(self, now: int, missing: list[int]) -> list[Fetch]:
+        out = []
+        for source in self.sources.values():
+            if source.state is not SourceState.USABLE or source.in_flight:
+                continue
+            for index in missing:
+                if index not in source.in_flight:
+                    source.in_flight[index] = now
+                    out.append(Fetch(source=source.name, index=index))
+                    break
+        return out
+
+    def on_chunk(self, source_name: str, index: int, ciphertext: bytes, now: int) -> bool:
+        """A chunk arrived: True when it is new and matches the manifest (the caller
+        stores it), False when it was already held or is bad (then the source is blamed,
+        and banned after MAX_BAD_CHUNKS)."""
+        source = self.sources[source_name]
+        sent = source.in_flight.pop(index, now)
+        try:
+            self.manifest.verify_chunk(index, ciphertext)
+        except (IntegrityError, MalformedError) as exc:
+            source.bad_chunks += 1
+            self.blamed.append(Blame(source=source_name, index=index, reason=str(exc)))
+            if source.bad_chunks >= self.MAX_BAD_CHUNKS:
+                source.state = SourceState.BANNED
+                source.in_flight.clear()  # asked of others instead
+            return False
+        source.failures = 0
+        source.goodput.update(len(ciphertext), now - sent, len(source.in_flight) + 1)
+        for other in self.sources.values():
+            other.in_flight.pop(index, None)  # a duplicate request of the tail: moot
+        return self.have.add(index)
+
+    def on_failure(self, source_name: str, index: int | None, now: int, error: str) -> None:
+        """A request to ``source_name`` failed (``index`` None: the source as a whole, e.g.
+        unreachable): it waits, longer after each failure in a row."""
+        source = self.sources[source_name]
+        if index is None:
+            source.in_flight.clear()
+        else:
+            source.in_flight.pop(index, None)
+        source.failures += 1
+        source.last_error = error
+        source.state = SourceState.WAITING
+        source.retry_at = now + self.backoff.delay(source.failures - 1, self.rng)
+
+    def get_timer(self) -> int | None:
+        """When a waiting source may be asked again (None: nothing to wait for)."""
+        waits = [
+            s.retry_at
+            for s in self.sources.values()
+            if s.state is SourceState.WAITING and not self.complete
+        ]
+        return min(waits) if waits else None
+
+
+class Route(Enum):
+    DIRECT = "direct"
+    RELAY = "relay"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attempt:
+    route: Route
+    target: str  # the node id (hex) of the recipient or of the relay
+
+
+def next_route(attempts: int, relays: list[str], recipient: str) -> Attempt:
+    """Which way to try on attempt ``attempts`` (0-based): direct, then each of the
+    recipient's relays in turn, then direct again, and so on. A recipient that lists no
+    relay is only ever tried directly."""
+    ways = [Attempt(route=Route.DIRECT, target=recipient)] + [
+        Attempt(route=Route.RELAY, target=r) for r in relays
+    ]
+    return ways[attempts % len(ways)]
