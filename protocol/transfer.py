@@ -16,6 +16,9 @@ report their next deadline (``get_timer``) and never read a clock or touch a soc
   signed manifest on arrival; a source that serves a bad chunk is blamed, and the chunk
   is fetched elsewhere.
 * ``Route``, ``next_route``: direct first, then the recipient's relays.
+* ``RateLimit``: the operator's cap on the node's uplink (a token bucket).
+* ``encode_mail_poll`` / ``decode_mail_poll``: a node proves who it is to the relay
+  that holds its mail.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from protocol.bundle import Manifest
-from protocol.errors import IntegrityError, LocalProtocolError, MalformedError
+from protocol.errors import ExpiredError, IntegrityError, LocalProtocolError, MalformedError
+from protocol.identity import Identity, PublicIdentity
 from protocol.sampling import Rng, randbelow
 
 # Priorities (manifest ``priority``; higher goes first): reports, messages and receipts
@@ -387,3 +391,54 @@ def next_route(attempts: int, relays: list[str], recipient: str) -> Attempt:
         Attempt(route=Route.RELAY, target=r) for r in relays
     ]
     return ways[attempts % len(ways)]
+
+
+class RateLimit:
+    """A token bucket: ``rate`` bytes per second, bursts up to ``burst`` bytes. ``delay``
+    says how long to wait before sending ``nbytes`` (and counts them as sent)."""
+
+    def __init__(self, rate: int, burst: int | None = None) -> None:
+        self.rate = rate
+        self.burst = burst if burst is not None else max(rate // 4, 64 * 1024)
+        self._tokens = float(self.burst)
+        self._at: int | None = None
+
+    def set_rate(self, rate: int) -> None:
+        self.rate = rate
+
+    def delay(self, nbytes: int, now: int) -> int:
+        """Milliseconds to wait before sending ``nbytes`` (0: unlimited or in budget)."""
+        if self.rate <= 0:
+            return 0
+        if self._at is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate / 1000)
+        self._at = now
+        self._tokens -= nbytes
+        if self._tokens >= 0:
+            return 0
+        return int(-self._tokens * 1000 / self.rate) + 1
+
+
+# --- asking a relay for mail ---------------------------------------------------------
+
+MAIL_POLL_TAG = "tsf/1/mail-poll"
+MAIL_POLL_SIZE = 32 + 8 + 64
+MAIL_POLL_SKEW_MS = 5 * 60_000
+
+
+def encode_mail_poll(identity: Identity, now: int) -> bytes:
+    """A relay's client proves which node it is: id, time, signature over both."""
+    body = identity.public.key + now.to_bytes(8, "big")
+    return body + identity.sign(MAIL_POLL_TAG, body)
+
+
+def decode_mail_poll(data: bytes, now: int) -> PublicIdentity:
+    """The node asking for its mail; BadSignatureError, ExpiredError or MalformedError."""
+    if len(data) != MAIL_POLL_SIZE:
+        raise MalformedError(f"a mail poll is {MAIL_POLL_SIZE} bytes")
+    body, signature = data[:40], data[40:]
+    node = PublicIdentity(body[:32])
+    node.verify(MAIL_POLL_TAG, body, signature)
+    if abs(now - int.from_bytes(body[32:40], "big")) > MAIL_POLL_SKEW_MS:
+        raise ExpiredError("the mail poll is not from now (clock off by more than 5 min?)")
+    return node

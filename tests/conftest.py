@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from bootstrap.keys import write_key
+from bootstrap.network import demo_anchor
 from tests.nodes import tsfnode
 
 
@@ -16,3 +18,11 @@ def node_dir(tmp_path: Path) -> Path:
     )
     assert result.returncode == 0, result.stderr
     return directory
+
+
+@pytest.fixture
+def anchor_key(tmp_path: Path) -> Path:
+    """The demo network's anchor key (derived from a public phrase), as a file."""
+    path = tmp_path / "demo-anchor.key"
+    write_key(path, demo_anchor())
+    return path

@@ -7,7 +7,8 @@ boundary, and opens resources through ``cleanup_ctx``.
     /web/      the web application: pages for people (web.py; ``/`` redirects here)
 
 Resources, opened in order and closed in reverse: the database (Store), then the
-directory and peering (gossip, liveness, discovery). Peering is started by node.py once
+directory and peering (gossip, liveness, discovery), then transfers (outbox, inbox,
+relay), then the DICOM listener. Peering is started by node.py once
 the node listens, since it announces the address it listens on.
 """
 
@@ -30,6 +31,7 @@ from tsfnode.appkeys import (
     PEERING,
     STARTED_MS,
     STORE,
+    TRANSFERS,
 )
 from tsfnode.blobs import BlobStore
 from tsfnode.config import NodeConfig
@@ -40,6 +42,7 @@ from tsfnode.nodedir import NodeDir
 from tsfnode.peer_api import create_peer_app
 from tsfnode.peering import Peering, now_ms
 from tsfnode.store import Store
+from tsfnode.transfers import TransferService
 from tsfnode.web import create_web_app
 
 MAX_REQUEST = 17 * 1024 * 1024  # the largest body an endpoint takes (speed test upload)
@@ -90,6 +93,23 @@ async def _peering_ctx(app: web.Application) -> AsyncIterator[None]:
         await peering.stop()
 
 
+async def _transfers_ctx(app: web.Application) -> AsyncIterator[None]:
+    service = TransferService(
+        identity=app[IDENTITY],
+        config=app[CONFIG],
+        node_dir=app[NODE_DIR],
+        store=app[STORE],
+        blobs=app[BLOBS],
+        directory=app[DIRECTORY],
+    )
+    app[TRANSFERS] = service
+    await service.start()
+    try:
+        yield
+    finally:
+        await service.stop()
+
+
 async def _dicom_ctx(app: web.Application) -> AsyncIterator[None]:
     """The C-STORE listener, when [dicom] port is set."""
     config = app[CONFIG]
@@ -134,6 +154,7 @@ def create_app(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> web
     app[STARTED_MS] = int(time.time() * 1000)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_peering_ctx)
+    app.cleanup_ctx.append(_transfers_ctx)
     app.cleanup_ctx.append(_dicom_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", root)

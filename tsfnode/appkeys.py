@@ -11,6 +11,7 @@ from tsfnode.directory_service import DirectoryService
 from tsfnode.nodedir import NodeDir
 from tsfnode.peering import Peering
 from tsfnode.store import Store
+from tsfnode.transfers import TransferService
 
 CONFIG = web.AppKey("config", NodeConfig)
 NODE_DIR = web.AppKey("node_dir", NodeDir)
@@ -20,3 +21,4 @@ BLOBS = web.AppKey("blobs", BlobStore)
 STARTED_MS = web.AppKey("started_ms", int)
 DIRECTORY = web.AppKey("directory", DirectoryService)
 PEERING = web.AppKey("peering", Peering)
+TRANSFERS = web.AppKey("transfers", TransferService)

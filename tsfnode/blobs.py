@@ -16,9 +16,10 @@ class BlobStore:
         h = name.hex()
         return self.root / h[:2] / h[2:]
 
-    def put(self, data: bytes) -> bytes:
-        """Store ``data`` (atomically: written aside, fsynced, renamed); return its digest."""
-        name = digest(data)
+    def put(self, data: bytes, name: bytes | None = None) -> bytes:
+        """Store ``data`` (atomically: written aside, fsynced, renamed); return its digest.
+        ``name``: its digest, when the caller has just checked it."""
+        name = name or digest(data)
         path = self.path_of(name)
         if path.exists():
             return name
@@ -36,3 +37,6 @@ class BlobStore:
 
     def __contains__(self, name: bytes) -> bool:
         return self.path_of(name).exists()
+
+    def delete(self, name: bytes) -> None:
+        self.path_of(name).unlink(missing_ok=True)

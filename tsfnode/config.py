@@ -58,6 +58,25 @@ def _private_list(value: list[str]) -> str | None:
     return None
 
 
+def _node_ids(value: list[str]) -> str | None:
+    from protocol.identity import PublicIdentity
+
+    for v in value:
+        try:
+            PublicIdentity.from_text(str(v))
+        except ValueError as exc:
+            return f"has {v!r}, not a node id ({exc})"
+    return None
+
+
+def _hours(value: str) -> str | None:
+    try:
+        start, end = (int(h) for h in value.split("-"))
+    except ValueError:
+        return 'must be two hours such as "08-18"'
+    return None if 0 <= start < end <= 24 else 'must be two hours such as "08-18"'
+
+
 @dataclass(frozen=True)
 class Setting:
     section: str
@@ -98,6 +117,14 @@ SETTINGS: tuple[Setting, ...] = (
         _private_list,
         "private attributes known to be safe (PS3.15 E.3.10), kept: CREATOR:ee",
     ),
+    Setting("transfer", "relays", list, [], _node_ids, "nodes that hold mail for this one"),
+    Setting("transfer", "relay_quota_mb", int, 2048, _range(0, 10_000_000), "0: not a relay"),
+    Setting("transfer", "upload_kbit_s", int, 0, _range(0, 10_000_000), "uplink cap; 0: none"),
+    Setting("transfer", "day_upload_kbit_s", int, 0, _range(0, 10_000_000), "cap by day"),
+    Setting("transfer", "day_hours", str, "08-18", _hours, "when the day cap applies"),
+    Setting("transfer", "window", int, 4, _range(1, 64), "chunk requests in flight"),
+    Setting("transfer", "poll_interval_ms", int, 60_000, _range(100, 3_600_000)),
+    Setting("transfer", "retry_base_ms", int, 5_000, _range(10, 3_600_000)),
     Setting(
         "log",
         "level",
@@ -135,6 +162,14 @@ class NodeConfig:
     dicom_ae_title: str = "TSFNODE"
     dicom_port: int = 0
     intake_keep_private: tuple[str, ...] = ()
+    transfer_relays: tuple[str, ...] = ()
+    transfer_relay_quota_mb: int = 2048
+    transfer_upload_kbit_s: int = 0
+    transfer_day_upload_kbit_s: int = 0
+    transfer_day_hours: str = "08-18"
+    transfer_window: int = 4
+    transfer_poll_interval_ms: int = 60_000
+    transfer_retry_base_ms: int = 5_000
     log_level: str = "info"
 
     def replace(self, **changes: Any) -> NodeConfig:
@@ -153,7 +188,10 @@ class NodeConfig:
             "# not http://host:port (behind a reverse proxy or NAT); empty means host:port.\n"
             "# [gossip] and [liveness]: defaults suit 256 kbit/s uplinks and 300 ms RTT.\n"
             "# [intake] keep_private: private attributes kept after de-identification, as\n"
-            '# "PRIVATE CREATOR:ee" (ee: low byte of the element, hex); empty removes all.\n\n'
+            '# "PRIVATE CREATOR:ee" (ee: low byte of the element, hex); empty removes all.\n'
+            "# [transfer] relays: ids of nodes that hold mail for this one (when it sits\n"
+            "# behind NAT); upload_kbit_s caps the uplink (day_upload_kbit_s during\n"
+            "# day_hours, local time); relay_quota_mb: room for others' mail, 0: none.\n\n"
         )
         return header + tomli_w.dumps(data)
 
@@ -205,6 +243,7 @@ def load_config(path: Path) -> NodeConfig:
     if "name" not in values:
         raise NodeError(f"{where}: [node] name is missing or empty")
     values["name"] = values["name"].strip()
-    if "intake_keep_private" in values:
-        values["intake_keep_private"] = tuple(values["intake_keep_private"])
+    for key in ("intake_keep_private", "transfer_relays"):
+        if key in values:
+            values[key] = tuple(values[key])
     return NodeConfig(**values)

@@ -95,7 +95,7 @@ class DirectoryService:
             "institution": config.institution,
             "country": config.country,
             "addresses": addresses,
-            "relays": [],
+            "relays": [PublicIdentity.from_text(r).key for r in config.transfer_relays],
             "capabilities": ["bundles", "gossip"],
             "capacity": 0,
         }

@@ -19,6 +19,7 @@ from tsfnode.info import node_info
 from tsfnode.nearest import rank
 from tsfnode.peering import now_ms
 from tsfnode.studies_api import add_routes as add_study_routes
+from tsfnode.transfer_api import add_local_routes as add_transfer_routes
 from tsfnode.uploads import add_routes as add_upload_routes
 
 MAX_RECORDS_UPLOAD = 4 * 1024 * 1024
@@ -99,4 +100,5 @@ def create_api_app() -> web.Application:
     app.router.add_get("/v1/nearest", nearest)
     add_upload_routes(app)
     add_study_routes(app)
+    add_transfer_routes(app)
     return app

@@ -9,6 +9,7 @@ from tsfnode.appkeys import DIRECTORY, PEERING
 from tsfnode.info import node_info
 from tsfnode.nearest import MAX_SPEEDTEST_BYTES, filler
 from tsfnode.peering import MAX_ENVELOPE, MAX_INTRODUCTION, PeerRefused, now_ms
+from tsfnode.transfer_api import add_peer_routes as add_transfer_routes
 
 
 async def _read_limited(request: web.Request, limit: int) -> bytes:
@@ -82,4 +83,5 @@ def create_peer_app() -> web.Application:
     app.router.add_get("/v1/speedtest", speedtest_download)
     app.router.add_post("/v1/speedtest", speedtest_upload)
     app.router.add_get("/v1/nodes", nodes)
+    add_transfer_routes(app)
     return app

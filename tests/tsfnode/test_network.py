@@ -6,191 +6,29 @@ from __future__ import annotations
 
 import secrets
 import time
-import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import tomli_w
 
-from bootstrap.keys import write_key
-from bootstrap.network import NetworkFile, demo_anchor
 from protocol.directory import make_record
 from protocol.envelope import encode_envelope
 from protocol.identity import Identity
+from tests.cluster import (
+    FAST,
+    Cluster,
+    add_records,
+    configure,
+    directory_names,
+    node_id,
+    wait_for,
+)
 from tests.nodes import RunningNode, get_json, tsfnode
-from tests.proxy import LoopThread, Proxy
 
 pytestmark = pytest.mark.slow
 N = 8
-FAST = {
-    "gossip": {"interval_ms": 300, "fanout": 2, "budget_kib": 64},
-    "liveness": {"probe_interval_ms": 400, "probe_timeout_ms": 200},
-}
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for: {what}")
-
-
-def configure(directory: Path, **sections: dict[str, Any]) -> None:
-    path = directory / "config.toml"
-    config = tomllib.loads(path.read_text(encoding="utf-8"))
-    for section, values in sections.items():
-        config.setdefault(section, {}).update(values)
-    path.write_text(tomli_w.dumps(config), encoding="utf-8")
-
-
-def node_id(directory: Path) -> str:
-    out = tsfnode("status", directory).stdout
-    return next(line.split()[1] for line in out.splitlines() if line.startswith("Id:"))
-
-
-def add_records(directory: Path, records: Path) -> None:
-    result = tsfnode("directory", directory, "--add", records)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def directory_names(url: str, kind: str) -> set[str]:
-    return {e["name"] for e in get_json(f"{url}/api/v1/directory?kind={kind}")}
-
-
-@pytest.fixture
-def anchor_key(tmp_path: Path) -> Path:
-    path = tmp_path / "demo-anchor.key"
-    write_key(path, demo_anchor())
-    return path
-
-
-class Cluster:
-    def __init__(self, tmp_path: Path, anchor_key: Path, n: int) -> None:
-        self.tmp = tmp_path
-        self.anchor_key = anchor_key
-        self.loop = LoopThread()
-        self.dirs = [tmp_path / f"node{i}" for i in range(n)]
-        self.hosts = [f"127.0.0.{10 + i}" for i in range(n)]
-        self.proxies: list[Proxy] = []
-        self.nodes: list[RunningNode | None] = []
-        self.network_file = tmp_path / "network.toml"
-        for i, directory in enumerate(self.dirs):
-            result = tsfnode(
-                "init",
-                directory,
-                "--name",
-                f"Hôpital {i}",
-                "--country",
-                "BJ",
-                "--host",
-                self.hosts[i],
-                "--port",
-                "0",
-            )
-            assert result.returncode == 0, result.stderr
-        # Nodes listen on port 0: find their ports by a first start, then put proxies
-        # in front (peers reach node i only through proxy i).
-        self.ids = [node_id(d) for d in self.dirs]
-        for i, directory in enumerate(self.dirs):
-            port = self._free_port(self.hosts[i])
-            configure(directory, http={"port": port})
-            proxy = Proxy(f"127.0.0.{100 + i}", (self.hosts[i], port))
-            self.loop.run(proxy.start())
-            self.proxies.append(proxy)
-        network = NetworkFile(
-            "demo",
-            (demo_anchor().public,),
-            seeds=(self.proxies[0].url,),
-        )
-        self.network_file.write_text(network.to_toml(), encoding="utf-8")
-        for i, directory in enumerate(self.dirs):
-            configure(
-                directory,
-                node={"network": str(self.network_file)},
-                http={"public_url": self.proxies[i].url, "source_address": self.hosts[i]},
-                discovery={"mdns": False},
-                **FAST,
-            )
-            cert = self.tmp / f"cert{i}.tsfd"
-            result = tsfnode(
-                "admit",
-                self.ids[i],
-                "--network",
-                self.network_file,
-                "--key",
-                anchor_key,
-                "--out",
-                cert,
-            )
-            assert result.returncode == 0, result.stderr
-            add_records(directory, cert)
-
-    @staticmethod
-    def _free_port(host: str) -> int:
-        import socket
-
-        with socket.socket() as s:
-            s.bind((host, 0))
-            return int(s.getsockname()[1])
-
-    def start(self) -> None:
-        self.nodes = [RunningNode(d) for d in self.dirs]
-
-    def url(self, i: int) -> str:
-        node = self.nodes[i]
-        assert node is not None
-        return node.url
-
-    def live(self) -> Iterator[int]:
-        return (i for i, n in enumerate(self.nodes) if n is not None)
-
-    def partition(self, left: list[int], right: list[int]) -> None:
-        for a, b in ((left, right), (right, left)):
-            sources = {self.hosts[j] for j in b}
-            for i in a:
-                self.loop.call(self.proxies[i].block, sources)
-
-    def new_group(self, tmp_path: Path, name: str, coordinator: str) -> Path:
-        """Sign a group certificate and record with `tsfnode group create`."""
-        out = tmp_path / f"{name}.tsfd"
-        result = tsfnode(
-            "group",
-            "create",
-            "--network",
-            self.network_file,
-            "--anchor-key",
-            self.anchor_key,
-            "--group-key",
-            tmp_path / f"{name}.key",
-            "--name",
-            name,
-            "--kind",
-            "subspeciality",
-            "--coordinator",
-            coordinator,
-            "--out",
-            out,
-        )
-        assert result.returncode == 0, result.stderr
-        return out
-
-    def heal(self) -> None:
-        for proxy in self.proxies:
-            self.loop.call(proxy.unblock)
-
-    def close(self) -> None:
-        for node in self.nodes:
-            if node is not None:
-                node.stop()
-        for proxy in self.proxies:
-            self.loop.run(proxy.stop())
-        self.loop.close()
 
 
 @pytest.fixture

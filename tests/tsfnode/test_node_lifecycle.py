@@ -12,6 +12,7 @@ import pytest
 
 from protocol.identity import PublicIdentity
 from tests.nodes import RunningNode, get_json, tsfnode
+from tsfnode.store import SCHEMA_VERSION
 
 
 def test_init_creates_config_key_database_and_blob_store(node_dir: Path) -> None:
@@ -101,5 +102,5 @@ def test_json_api_reports_node_and_schema(node_dir: Path) -> None:
     with RunningNode(node_dir) as node:
         info = get_json(node.url + "/api/v1/node")
     assert info["name"] == "Hôpital Erasme"
-    assert info["schema_version"] == 3
+    assert info["schema_version"] == SCHEMA_VERSION
     assert info["protocol"] == 1

@@ -48,6 +48,54 @@ MIGRATIONS: tuple[str, ...] = (
         revoked    INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 4: transfers. A bundle held here (sealed here, addressed here, or held as a relay),
+    # its deliveries (one per recipient of a bundle sealed here), and the chunks sources
+    # served that did not match their manifest.
+    """
+    CREATE TABLE bundles (
+        bundle_id    BLOB PRIMARY KEY,
+        role         TEXT NOT NULL CHECK (role IN ('outbox', 'inbox', 'relay')),
+        manifest     BLOB NOT NULL,
+        sender       BLOB NOT NULL,
+        priority     INTEGER NOT NULL,
+        chunk_count  INTEGER NOT NULL,
+        size         INTEGER NOT NULL,
+        have         BLOB NOT NULL,
+        state        TEXT NOT NULL,
+        created_ms   INTEGER NOT NULL,
+        expires_ms   INTEGER NOT NULL,
+        completed_ms INTEGER,
+        last_error   TEXT NOT NULL DEFAULT '',
+        study_uid    TEXT NOT NULL DEFAULT '',
+        sources      TEXT NOT NULL DEFAULT '[]',
+        receipt      BLOB
+    );
+    CREATE TABLE deliveries (
+        bundle_id       BLOB NOT NULL REFERENCES bundles (bundle_id),
+        recipient       BLOB NOT NULL,
+        state           TEXT NOT NULL,
+        route           TEXT NOT NULL DEFAULT '',
+        target          BLOB,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error      TEXT NOT NULL DEFAULT '',
+        acked           BLOB NOT NULL,
+        bytes_done      INTEGER NOT NULL DEFAULT 0,
+        rate            REAL NOT NULL DEFAULT 0,
+        started_ms      INTEGER,
+        delivered_ms    INTEGER,
+        receipt         BLOB,
+        PRIMARY KEY (bundle_id, recipient)
+    );
+    CREATE INDEX deliveries_due ON deliveries (state, next_attempt_ms);
+    CREATE TABLE blame (
+        source     BLOB NOT NULL,
+        bundle_id  BLOB NOT NULL,
+        chunk      INTEGER NOT NULL,
+        reason     TEXT NOT NULL,
+        at_ms      INTEGER NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

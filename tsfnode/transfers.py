@@ -1,0 +1,1032 @@
+"""Transfers: the node's outbox, inbox and relay, driving protocol/transfer.py over HTTP.
+
+Store-and-forward, in the manner of mail (brief, section 5):
+
+* **Outbox.** A sealed bundle gets one delivery per recipient node. A delivery is tried
+  directly, then through each relay the recipient lists in its directory record, with
+  exponential backoff and jitter between attempts. An attempt offers the manifest (the
+  target answers with the chunks it holds), then pushes the missing chunks, ``window``
+  requests in flight, under the node's uplink cap. The signed receipt of the recipient
+  ends the delivery; its time is the transit time.
+* **Inbox.** Chunks pushed here are checked against the signed manifest, written
+  (fsynced) and only then acknowledged, so an acknowledged chunk is never asked for
+  again. Bundles waiting at a relay are found by polling it, and pulled from every
+  source that holds them (relays, the sender); a source that serves a bad chunk is
+  blamed in the ``blame`` table and the chunk is fetched elsewhere. A complete bundle is
+  opened (every chunk's AEAD tag checked) into ``DIR/received/BUNDLE/`` and a receipt
+  signed by this node is kept for the sender and posted to the relays.
+* **Relay.** Ciphertext held for the nodes that list this one as their relay, within a
+  quota, deleted on the recipient's receipt or when the bundle expires.
+
+Everything is in the database (tables ``bundles``, ``deliveries``, ``blame``) and the
+blob store (chunks by their BLAKE3 name), so a node killed at any point resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import functools
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from protocol.bundle import (
+    BundleHeader,
+    BundleOpener,
+    BundleReader,
+    FileData,
+    FileEnd,
+    Manifest,
+)
+from protocol.documents import decode_document, digest, encode_document
+from protocol.errors import ProtocolError
+from protocol.identity import Identity, PublicIdentity
+from protocol.transfer import (
+    Backoff,
+    ChunkSet,
+    Download,
+    RateLimit,
+    Route,
+    Upload,
+    encode_mail_poll,
+    next_route,
+)
+from tsfnode.blobs import BlobStore
+from tsfnode.config import NodeConfig
+from tsfnode.directory_service import DirectoryService
+from tsfnode.logs import log
+from tsfnode.nodedir import NodeDir
+from tsfnode.store import Store
+
+SCAN_MS = 500
+MAX_ACTIVE_DELIVERIES = 2
+MAX_ACTIVE_PULLS = 2
+PROGRESS_SAVE_MS = 500
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class TransferRefused(Exception):
+    """What a peer request is refused for: an HTTP status and a reason it can read."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class AttemptFailed(Exception):
+    """One delivery attempt failed; the delivery is tried again later."""
+
+
+@dataclass
+class Progress:
+    """A transfer as the CLI and the local API show it."""
+
+    bundle_id: str
+    direction: str  # out (a delivery of ours), in (a bundle for us), relay
+    peer: str
+    route: str
+    state: str
+    size: int
+    bytes_done: int
+    rate: float
+    eta_s: float | None
+    attempts: int
+    last_error: str
+    priority: int
+    created_ms: int
+    done_ms: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def short(node: bytes) -> str:
+    return PublicIdentity(node).short
+
+
+class TransferService:
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        config: NodeConfig,
+        node_dir: NodeDir,
+        store: Store,
+        blobs: BlobStore,
+        directory: DirectoryService,
+    ) -> None:
+        self.identity = identity
+        self.me = identity.public.key
+        self.config = config
+        self.node_dir = node_dir
+        self.store = store
+        self.db = store.db
+        self.blobs = blobs
+        self.directory = directory
+        self.backoff = Backoff(base_ms=config.transfer_retry_base_ms, cap_ms=3_600_000)
+        self.rate = RateLimit(0)
+        self._have: dict[bytes, ChunkSet] = {}
+        self._manifests: dict[bytes, Manifest] = {}
+        self._deliveries: set[tuple[bytes, bytes]] = set()
+        self._pulls: set[bytes] = set()
+        self._finalising: set[bytes] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._wake = asyncio.Event()
+        self._last_poll = 0
+        self._running = False
+
+    # --- life ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=32)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=REQUEST_TIMEOUT)
+        await self.db.execute(
+            "UPDATE deliveries SET state = 'pending' WHERE state = 'sending'"
+        )  # a delivery cut by a stop or a crash is tried again
+        await self.db.commit()
+        self._running = True
+        self._spawn(self._run())
+
+    async def stop(self) -> None:
+        self._running = False
+        self._wake.set()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._session is not None:
+            await self._session.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _run(self) -> None:
+        while self._running:
+            try:
+                await self._tick(now_ms())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not stop the transfers for good
+                log("transfer loop error", error=type(exc).__name__, detail=str(exc)[:200])
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), SCAN_MS / 1000)
+
+    async def _tick(self, now: int) -> None:
+        self._update_rate()
+        await self._start_due_deliveries(now)
+        if now - self._last_poll >= self.config.transfer_poll_interval_ms:
+            self._last_poll = now
+            self._spawn(self._poll_relays())
+            await self._expire(now)
+        await self._start_pulls()
+
+    def _update_rate(self) -> None:
+        start, end = (int(h) for h in self.config.transfer_day_hours.split("-"))
+        day = start <= time.localtime().tm_hour < end
+        kbit = self.config.transfer_upload_kbit_s
+        if day and self.config.transfer_day_upload_kbit_s:
+            kbit = self.config.transfer_day_upload_kbit_s
+        self.rate.set_rate(kbit * 1000 // 8)
+
+    # --- bundles held here -------------------------------------------------------------
+
+    async def _bundle_row(self, bundle_id: bytes) -> dict[str, Any] | None:
+        cursor = await self.db.execute(
+            "SELECT role, manifest, state, sources, receipt FROM bundles WHERE bundle_id = ?",
+            (bundle_id,),
+        )
+        row = await cursor.fetchone()
+        if row is None:
+            return None
+        return {
+            "role": row[0],
+            "manifest": row[1],
+            "state": row[2],
+            "sources": json.loads(row[3]),
+            "receipt": row[4],
+        }
+
+    async def manifest_of(self, bundle_id: bytes) -> Manifest | None:
+        found = self._manifests.get(bundle_id)
+        if found is None:
+            row = await self._bundle_row(bundle_id)
+            if row is None:
+                return None
+            found = self._manifests[bundle_id] = Manifest.decode(row["manifest"])
+        return found
+
+    async def have_of(self, bundle_id: bytes) -> ChunkSet | None:
+        held = self._have.get(bundle_id)
+        if held is None:
+            cursor = await self.db.execute(
+                "SELECT chunk_count, have FROM bundles WHERE bundle_id = ?", (bundle_id,)
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return None
+            held = self._have[bundle_id] = ChunkSet(row[0], row[1])
+        return held
+
+    async def enqueue(self, manifest: Manifest, *, study_uid: str, now: int) -> None:
+        """Put a bundle sealed here (its chunks in the blob store) in the outbox."""
+        await queue_bundle(self.db, manifest, sender=self.me, study_uid=study_uid, now=now)
+        self.wake()
+
+    # --- outbox: deliveries ------------------------------------------------------------
+
+    async def _start_due_deliveries(self, now: int) -> None:
+        free = MAX_ACTIVE_DELIVERIES - len(self._deliveries)
+        if free <= 0:
+            return
+        cursor = await self.db.execute(
+            "SELECT d.bundle_id, d.recipient FROM deliveries d JOIN bundles b USING (bundle_id)"
+            " WHERE d.state IN ('pending', 'deposited') AND d.next_attempt_ms <= ?"
+            " ORDER BY b.priority DESC, b.created_ms LIMIT ?",
+            (now, free + len(self._deliveries)),
+        )
+        for bundle_id, recipient in await cursor.fetchall():
+            key = (bytes(bundle_id), bytes(recipient))
+            if key in self._deliveries or len(self._deliveries) >= MAX_ACTIVE_DELIVERIES:
+                continue
+            self._deliveries.add(key)
+            task = self._spawn(self._deliver(*key))
+            task.add_done_callback(functools.partial(_forget, self._deliveries, key))
+
+    async def _delivery(self, bundle_id: bytes, recipient: bytes) -> dict[str, Any]:
+        cursor = await self.db.execute(
+            "SELECT state, attempts, route, target FROM deliveries"
+            " WHERE bundle_id = ? AND recipient = ?",
+            (bundle_id, recipient),
+        )
+        row = await cursor.fetchone()
+        assert row is not None  # noqa: S101 - chosen from the table a moment ago
+        return {"state": row[0], "attempts": row[1], "route": row[2], "target": row[3]}
+
+    def _relays_of(self, node: bytes, now: int) -> list[bytes]:
+        record = self.directory.view(now).nodes.get(node)
+        return [bytes(r) for r in record.body["relays"]] if record is not None else []
+
+    def address_of(self, node: bytes, now: int) -> str | None:
+        record = self.directory.view(now).nodes.get(node)
+        if record is None or not record.body["addresses"]:
+            return None
+        return str(record.body["addresses"][0]).rstrip("/")
+
+    async def _deliver(self, bundle_id: bytes, recipient: bytes) -> None:
+        manifest = await self.manifest_of(bundle_id)
+        assert manifest is not None  # noqa: S101 - the delivery refers to it
+        delivery = await self._delivery(bundle_id, recipient)
+        now = now_ms()
+        if now >= manifest.expires:
+            await self._set_delivery(
+                bundle_id, recipient, state="failed", last_error="the bundle expired undelivered"
+            )
+            return
+        if delivery["state"] == "deposited":
+            await self._check_receipt(manifest, recipient, delivery)
+            return
+        attempt = next_route(
+            delivery["attempts"],
+            [r.hex() for r in self._relays_of(recipient, now)],
+            recipient.hex(),
+        )
+        target = bytes.fromhex(attempt.target)
+        await self._set_delivery(
+            bundle_id,
+            recipient,
+            state="sending",
+            route=attempt.route.value,
+            target=target,
+            started_ms=now,
+        )
+        try:
+            address = self.address_of(target, now)
+            if address is None:
+                raise AttemptFailed(f"no address known for {short(target)}")
+            upload = await self._push(manifest, address, recipient)
+        except (TimeoutError, AttemptFailed, aiohttp.ClientError, OSError) as exc:
+            reason = str(exc) or type(exc).__name__
+            attempts = delivery["attempts"] + 1
+            wait = self.backoff.delay(attempts - 1, os.urandom)
+            await self._set_delivery(
+                bundle_id,
+                recipient,
+                state="pending",
+                attempts=attempts,
+                next_attempt_ms=now_ms() + wait,
+                last_error=reason[:300],
+            )
+            log(
+                "delivery attempt failed",
+                bundle=bundle_id.hex()[:8],
+                to=short(recipient),
+                route=attempt.route.value,
+                attempts=attempts,
+                retry_in_s=wait // 1000,
+                error=reason[:200],
+            )
+            return
+        await self._set_delivery(
+            bundle_id,
+            recipient,
+            state="deposited",
+            next_attempt_ms=now_ms(),
+            acked=upload.acked.to_bytes(),
+            bytes_done=upload.bytes_done,
+            last_error="",
+        )
+        await self._check_receipt(
+            manifest, recipient, await self._delivery(bundle_id, recipient), wait=True
+        )
+
+    async def _post(self, url: str, data: bytes) -> tuple[int, bytes]:
+        assert self._session is not None  # noqa: S101 - started
+        async with self._session.post(url, data=data) as response:
+            return response.status, await response.read()
+
+    async def _push(self, manifest: Manifest, address: str, recipient: bytes) -> Upload:
+        """Offer the bundle to ``address`` and send it the chunks it lacks."""
+        bundle_hex = manifest.bundle_id.hex()
+        status, body = await self._post(f"{address}/peer/v1/bundles", manifest.raw)
+        if status != 200:
+            raise AttemptFailed(f"the bundle was refused (HTTP {status}: {body[:200]!r})")
+        try:
+            have = ChunkSet(manifest.chunk_count, body)
+        except ProtocolError as exc:
+            raise AttemptFailed(f"the offer's answer is not a chunk set: {exc}") from None
+        upload = Upload(manifest, window=self.config.transfer_window)
+        upload.set_have(have)
+        in_flight: dict[asyncio.Task[None], int] = {}
+        last_save = 0
+        try:
+            while not upload.done:
+                for index in upload.next_sends(now_ms()):
+                    task = asyncio.create_task(self._put_chunk(address, manifest, index))
+                    in_flight[task] = index
+                if not in_flight:
+                    break
+                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                failure: BaseException | None = None
+                for task in done:
+                    index = in_flight.pop(task)
+                    error = task.exception()
+                    if error is None:
+                        upload.on_ack(index, now_ms())
+                    else:
+                        upload.on_failure(index, str(error))
+                        failure = failure or error
+                if failure is not None:
+                    raise failure
+                now = now_ms()
+                if now - last_save >= PROGRESS_SAVE_MS:
+                    last_save = now
+                    await self._save_progress(manifest.bundle_id, recipient, upload)
+        finally:
+            for task in in_flight:
+                task.cancel()
+            await self._save_progress(manifest.bundle_id, recipient, upload)
+        log("bundle pushed", bundle=bundle_hex[:8], to=address, chunks=manifest.chunk_count)
+        return upload
+
+    async def _save_progress(self, bundle_id: bytes, recipient: bytes, upload: Upload) -> None:
+        await self._set_delivery(
+            bundle_id,
+            recipient,
+            acked=upload.acked.to_bytes(),
+            bytes_done=upload.bytes_done,
+            rate=upload.goodput.bytes_per_s or 0.0,
+        )
+
+    async def _put_chunk(self, address: str, manifest: Manifest, index: int) -> None:
+        assert self._session is not None  # noqa: S101 - started
+        data = await asyncio.to_thread(self.blobs.get, manifest.chunk_hash(index))
+        await self._throttle(len(data))
+        url = f"{address}/peer/v1/bundles/{manifest.bundle_id.hex()}/chunks/{index}"
+        async with self._session.put(url, data=data) as response:
+            if response.status == 204:
+                return
+            text = (await response.text())[:200]
+            if response.status == 507:
+                raise AttemptFailed(f"the recipient's disk is full ({text})")
+            raise AttemptFailed(f"chunk {index} refused (HTTP {response.status}: {text})")
+
+    async def _throttle(self, nbytes: int) -> None:
+        delay = self.rate.delay(nbytes, now_ms())
+        if delay:
+            await asyncio.sleep(delay / 1000)
+
+    async def _check_receipt(
+        self, manifest: Manifest, recipient: bytes, delivery: dict[str, Any], wait: bool = False
+    ) -> None:
+        """Ask the target of a completed push for the recipient's receipt."""
+        assert self._session is not None  # noqa: S101 - started
+        target = bytes(delivery["target"])
+        address = self.address_of(target, now_ms())
+        receipt = None
+        tries = 20 if wait and delivery["route"] == Route.DIRECT.value else 1
+        for n in range(tries):
+            if address is None:
+                break
+            url = f"{address}/peer/v1/bundles/{manifest.bundle_id.hex()}/receipt"
+            try:
+                async with self._session.get(url) as response:
+                    if response.status == 200:
+                        receipt = await response.read()
+                        break
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                pass
+            if n + 1 < tries:
+                await asyncio.sleep(min(2.0, 0.1 * 2**n))
+        if receipt is not None and self._receipt_ok(receipt, manifest, recipient):
+            now = now_ms()
+            await self._set_delivery(
+                manifest.bundle_id,
+                recipient,
+                state="delivered",
+                delivered_ms=now,
+                receipt=receipt,
+                last_error="",
+            )
+            log(
+                "bundle delivered",
+                bundle=manifest.bundle_id.hex()[:8],
+                to=short(recipient),
+                route=delivery["route"],
+                transit_ms=now - manifest.document.body["created"],
+            )
+            return
+        direct = delivery["route"] == Route.DIRECT.value
+        await self._set_delivery(
+            manifest.bundle_id,
+            recipient,
+            next_attempt_ms=now_ms() + (2_000 if direct else self.config.transfer_poll_interval_ms),
+        )
+
+    def _receipt_ok(self, data: bytes, manifest: Manifest, recipient: bytes) -> bool:
+        try:
+            doc = decode_document(data, expect="receipt")
+        except ProtocolError:
+            return False
+        return (
+            doc.signer.key == recipient
+            and bytes(doc.body["bundle_id"]) == manifest.bundle_id
+            and bytes(doc.body["manifest"]) == digest(manifest.raw)
+        )
+
+    async def _set_delivery(self, bundle_id: bytes, recipient: bytes, **fields: Any) -> None:
+        names = ", ".join(f"{k} = ?" for k in fields)
+        await self.db.execute(
+            f"UPDATE deliveries SET {names} WHERE bundle_id = ? AND recipient = ?",  # noqa: S608
+            (*fields.values(), bundle_id, recipient),
+        )
+        await self.db.commit()
+
+    # --- receiving: offers and chunks (peer API) ---------------------------------------
+
+    async def offer(self, data: bytes) -> bytes:
+        """A node offers a bundle (its manifest): for this node, or to hold as a relay."""
+        now = now_ms()
+        try:
+            manifest = Manifest.decode(data, now=now)
+            manifest.check_fresh(now)
+        except ProtocolError as exc:
+            raise TransferRefused(400, f"bad manifest: {exc}") from None
+        view = self.directory.view(now)
+        if not view.is_admitted(manifest.sender.key):
+            raise TransferRefused(403, "the sender is not admitted to this network")
+        held = await self.have_of(manifest.bundle_id)
+        if held is not None:
+            return held.to_bytes()
+        recipients = [r.key for r in manifest.recipients]
+        if self.me in recipients:
+            role = "inbox"
+        elif any(self.me in self._relays_of(r, now) for r in recipients):
+            role = "relay"
+            await self._check_quota(manifest.ciphertext_size)
+        else:
+            raise TransferRefused(403, "this bundle is not addressed to a node this one serves")
+        await self._insert_received(manifest, role, now, sources=[])
+        log("bundle offered", bundle=manifest.bundle_id.hex()[:8], role=role)
+        held = await self.have_of(manifest.bundle_id)
+        assert held is not None  # noqa: S101 - just inserted
+        return held.to_bytes()
+
+    async def _check_quota(self, size: int) -> None:
+        cursor = await self.db.execute(
+            "SELECT coalesce(sum(size), 0) FROM bundles WHERE role = 'relay' AND state = 'holding'"
+        )
+        (used,) = await cursor.fetchone() or (0,)
+        quota = self.config.transfer_relay_quota_mb * 1024 * 1024
+        if used + size > quota:
+            raise TransferRefused(507, "this relay's quota for others' mail is full")
+
+    async def _insert_received(
+        self, manifest: Manifest, role: str, now: int, *, sources: list[str]
+    ) -> None:
+        count = manifest.chunk_count
+        await self.db.execute(
+            "INSERT OR IGNORE INTO bundles (bundle_id, role, manifest, sender, priority,"
+            " chunk_count, size, have, state, created_ms, expires_ms, sources)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                manifest.bundle_id,
+                role,
+                manifest.raw,
+                manifest.sender.key,
+                manifest.priority,
+                count,
+                manifest.ciphertext_size,
+                ChunkSet(count).to_bytes(),
+                "receiving" if role == "inbox" else "holding",
+                now,
+                manifest.expires,
+                json.dumps(sources),
+            ),
+        )
+        await self.db.commit()
+        self._manifests[manifest.bundle_id] = manifest
+
+    async def put_chunk(self, bundle_id: bytes, index: int, data: bytes) -> None:
+        manifest = await self.manifest_of(bundle_id)
+        have = await self.have_of(bundle_id)
+        if manifest is None or have is None:
+            raise TransferRefused(404, "no such bundle here: offer its manifest first")
+        try:
+            manifest.verify_chunk(index, data)
+        except ProtocolError as exc:
+            raise TransferRefused(422, str(exc)) from None
+        await self._store_chunk(manifest, have, index, data)
+
+    async def _store_chunk(
+        self, manifest: Manifest, have: ChunkSet, index: int, data: bytes
+    ) -> None:
+        if index in have:
+            return
+        try:
+            await asyncio.to_thread(self.blobs.put, data, manifest.chunk_hash(index))
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                await self._set_bundle(manifest.bundle_id, last_error="disk full: paused")
+                log("disk full: transfer paused", bundle=manifest.bundle_id.hex()[:8])
+                raise TransferRefused(507, "disk full on the receiving node") from None
+            raise
+        have.add(index)
+        await self._set_bundle(manifest.bundle_id, have=have.to_bytes(), last_error="")
+        if have.complete:
+            await self._on_complete(manifest)
+
+    async def _set_bundle(self, bundle_id: bytes, **fields: Any) -> None:
+        names = ", ".join(f"{k} = ?" for k in fields)
+        await self.db.execute(
+            f"UPDATE bundles SET {names} WHERE bundle_id = ?",  # noqa: S608
+            (*fields.values(), bundle_id),
+        )
+        await self.db.commit()
+
+    async def _on_complete(self, manifest: Manifest) -> None:
+        row = await self._bundle_row(manifest.bundle_id)
+        if row is None:
+            return
+        if row["role"] == "inbox" and manifest.bundle_id not in self._finalising:
+            self._finalising.add(manifest.bundle_id)
+            task = self._spawn(self._finalise(manifest))
+            task.add_done_callback(functools.partial(_forget, self._finalising, manifest.bundle_id))
+        elif row["role"] == "relay":
+            log("relay holds a bundle", bundle=manifest.bundle_id.hex()[:8])
+
+    async def get_chunk(self, bundle_id: bytes, index: int) -> bytes:
+        manifest = await self.manifest_of(bundle_id)
+        have = await self.have_of(bundle_id)
+        if manifest is None or have is None or index not in have:
+            raise TransferRefused(404, "this node does not hold that chunk")
+        data = await asyncio.to_thread(self.blobs.get, manifest.chunk_hash(index))
+        await self._throttle(len(data))
+        return data
+
+    async def receipt_of(self, bundle_id: bytes) -> bytes | None:
+        row = await self._bundle_row(bundle_id)
+        return None if row is None or row["receipt"] is None else bytes(row["receipt"])
+
+    async def take_receipt(self, bundle_id: bytes, data: bytes) -> None:
+        """The recipient's receipt for a bundle this relay holds: keep it, drop the chunks."""
+        manifest = await self.manifest_of(bundle_id)
+        row = await self._bundle_row(bundle_id)
+        if manifest is None or row is None or row["role"] != "relay":
+            raise TransferRefused(404, "this relay holds no such bundle")
+        recipients = [r.key for r in manifest.recipients]
+        try:
+            doc = decode_document(data, expect="receipt")
+        except ProtocolError as exc:
+            raise TransferRefused(400, f"bad receipt: {exc}") from None
+        if doc.signer.key not in recipients or not self._receipt_ok(data, manifest, doc.signer.key):
+            raise TransferRefused(403, "the receipt is not from a recipient of this bundle")
+        await self._set_bundle(bundle_id, state="delivered", receipt=data, completed_ms=now_ms())
+        await self._drop_chunks(manifest)
+        log("relay copy deleted after receipt", bundle=bundle_id.hex()[:8])
+
+    async def _drop_chunks(self, manifest: Manifest) -> None:
+        def drop() -> None:
+            for i in range(manifest.chunk_count):
+                self.blobs.delete(manifest.chunk_hash(i))
+
+        await asyncio.to_thread(drop)
+        empty = ChunkSet(manifest.chunk_count)
+        self._have[manifest.bundle_id] = empty
+        await self._set_bundle(manifest.bundle_id, have=empty.to_bytes())
+
+    async def mail_for(self, node: bytes) -> list[bytes]:
+        """Manifests this relay holds for ``node``, complete or not."""
+        cursor = await self.db.execute(
+            "SELECT manifest FROM bundles WHERE role = 'relay' AND state = 'holding'"
+        )
+        out = []
+        for (raw,) in await cursor.fetchall():
+            manifest = Manifest.decode(raw)
+            if node in [r.key for r in manifest.recipients]:
+                out.append(bytes(raw))
+        return out
+
+    # --- inbox: opening, receipts, pulling from relays ---------------------------------
+
+    def received_folder(self, bundle_id: bytes) -> Path:
+        return self.node_dir.root / "received" / bundle_id.hex()
+
+    async def _finalise(self, manifest: Manifest) -> None:
+        bundle_id = manifest.bundle_id
+        folder = self.received_folder(bundle_id)
+        try:
+            header = await asyncio.to_thread(self._open_into, manifest, folder)
+        except (ProtocolError, OSError) as exc:
+            await self._set_bundle(bundle_id, state="failed", last_error=str(exc)[:300])
+            log("bundle does not open", bundle=bundle_id.hex()[:8], error=type(exc).__name__)
+            return
+        now = now_ms()
+        receipt = encode_document(
+            "receipt",
+            {
+                "bundle_id": bundle_id,
+                "manifest": digest(manifest.raw),
+                "received": now,
+                "created": now,
+            },
+            self.identity,
+        )
+        await self._set_bundle(
+            bundle_id, state="complete", completed_ms=now, receipt=receipt, last_error=""
+        )
+        log("bundle received", bundle=bundle_id.hex()[:8], files=len(header.files))
+        self._spawn(self._post_receipt_to_relays(bundle_id))
+
+    def _open_into(self, manifest: Manifest, folder: Path) -> BundleHeader:
+        """Decrypt every chunk (each tag checked) into ``folder``, atomically."""
+        opener = BundleOpener.for_recipient(manifest, self.identity)
+        reader = BundleReader()
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        handle = None
+        try:
+            for i in range(manifest.chunk_count):
+                plaintext = opener.open_chunk(i, self.blobs.get(manifest.chunk_hash(i)))
+                for event in reader.feed(plaintext):
+                    if isinstance(event, FileData):
+                        if handle is None:
+                            path = tmp / "files" / event.name
+                            path.parent.mkdir(parents=True, exist_ok=True)
+                            handle = open(path, "wb")
+                        handle.write(event.data)
+                    elif isinstance(event, FileEnd):
+                        if handle is None:  # an empty file
+                            path = tmp / "files" / event.name
+                            path.parent.mkdir(parents=True, exist_ok=True)
+                            path.touch()
+                        else:
+                            handle.close()
+                            handle = None
+            header = reader.close()
+        finally:
+            if handle is not None:
+                handle.close()
+        (tmp / "case.json").write_text(
+            json.dumps(_jsonable(header.case), ensure_ascii=False, sort_keys=True), "utf-8"
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+        return header
+
+    async def _post_receipt_to_relays(self, bundle_id: bytes) -> None:
+        row = await self._bundle_row(bundle_id)
+        if row is None or row["receipt"] is None or self._session is None:
+            return
+        for source in row["sources"]:
+            address = self.address_of(bytes.fromhex(source), now_ms())
+            if address is None:
+                continue
+            url = f"{address}/peer/v1/bundles/{bundle_id.hex()}/receipt"
+            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                async with self._session.post(url, data=bytes(row["receipt"])) as response:
+                    if response.status in (200, 204, 404):
+                        continue
+
+    async def _poll_relays(self) -> None:
+        """Ask the relays this node lists for mail; register what they hold for us."""
+        if self._session is None:
+            return
+        now = now_ms()
+        for text in self.config.transfer_relays:
+            relay = PublicIdentity.from_text(text).key
+            address = self.address_of(relay, now)
+            if address is None:
+                continue
+            try:
+                async with self._session.post(
+                    f"{address}/peer/v1/mail", data=encode_mail_poll(self.identity, now)
+                ) as response:
+                    if response.status != 200:
+                        continue
+                    body = await response.read()
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                continue
+            await self._take_mail(relay, body, now)
+        # receipts not yet posted to relays (the relay was down): again
+        cursor = await self.db.execute(
+            "SELECT bundle_id FROM bundles WHERE role = 'inbox' AND state = 'complete'"
+            " AND sources != '[]' AND completed_ms > ?",
+            (now - 7 * 86_400_000,),
+        )
+        for (bundle_id,) in await cursor.fetchall():
+            await self._post_receipt_to_relays(bytes(bundle_id))
+
+    async def _take_mail(self, relay: bytes, body: bytes, now: int) -> None:
+        from protocol.codec import unpack
+
+        try:
+            manifests = unpack(body, max_size=64 * 1024 * 1024)
+        except ProtocolError:
+            return
+        if not isinstance(manifests, list):
+            return
+        for raw in manifests:
+            if not isinstance(raw, bytes):
+                continue
+            try:
+                manifest = Manifest.decode(raw, now=now)
+            except ProtocolError:
+                continue
+            if self.me not in [r.key for r in manifest.recipients]:
+                continue
+            if not self.directory.view(now).is_admitted(manifest.sender.key):
+                continue
+            sources = [relay.hex()]
+            if self.address_of(manifest.sender.key, now) is not None:
+                sources.append(manifest.sender.key.hex())  # fetched from both
+            row = await self._bundle_row(manifest.bundle_id)
+            if row is None:
+                await self._insert_received(manifest, "inbox", now, sources=sources)
+            elif row["role"] == "inbox":
+                merged = sorted(set(row["sources"]) | set(sources))
+                await self._set_bundle(manifest.bundle_id, sources=json.dumps(merged))
+                if row["state"] == "complete":
+                    self._spawn(self._post_receipt_to_relays(manifest.bundle_id))
+
+    async def _start_pulls(self) -> None:
+        cursor = await self.db.execute(
+            "SELECT bundle_id, sources FROM bundles WHERE role = 'inbox' AND state = 'receiving'"
+            " ORDER BY priority DESC, created_ms"
+        )
+        for bundle_id, sources in await cursor.fetchall():
+            key = bytes(bundle_id)
+            have = await self.have_of(key)
+            if have is not None and have.complete and key not in self._finalising:
+                manifest = await self.manifest_of(key)  # complete, not opened: a crash
+                if manifest is not None:
+                    await self._on_complete(manifest)
+                continue
+            if sources == "[]" or key in self._pulls or len(self._pulls) >= MAX_ACTIVE_PULLS:
+                continue
+            self._pulls.add(key)
+            task = self._spawn(self._pull(key))
+            task.add_done_callback(functools.partial(_forget, self._pulls, key))
+
+    async def _pull(self, bundle_id: bytes) -> None:
+        """Fetch the missing chunks from every source; give up (for now) when none answers."""
+        manifest = await self.manifest_of(bundle_id)
+        have = await self.have_of(bundle_id)
+        row = await self._bundle_row(bundle_id)
+        if manifest is None or have is None or row is None or have.complete:
+            if manifest is not None and have is not None and have.complete:
+                await self._on_complete(manifest)
+            return
+        download = Download(manifest, ChunkSet(have.count, have.to_bytes()), rng=os.urandom)
+        now = now_ms()
+        addresses: dict[str, str] = {}
+        for source in row["sources"]:
+            address = self.address_of(bytes.fromhex(source), now)
+            if address is not None:
+                addresses[source] = address
+                download.add_source(source, window=self.config.transfer_window)
+        if not addresses:
+            return
+        in_flight: dict[asyncio.Task[bytes], tuple[str, int]] = {}
+        blamed = 0
+        try:
+            while not download.complete:
+                now = now_ms()
+                for fetch in download.next_fetches(now):
+                    url = (
+                        f"{addresses[fetch.source]}/peer/v1/bundles/{bundle_id.hex()}"
+                        f"/chunks/{fetch.index}"
+                    )
+                    task = asyncio.create_task(self._get(url))
+                    in_flight[task] = (fetch.source, fetch.index)
+                if not in_flight:
+                    timer = download.get_timer()
+                    if timer is None or timer - now > 30_000:
+                        return  # nobody answers now: the inbox loop comes back later
+                    await asyncio.sleep(max(0, timer - now) / 1000)
+                    continue
+                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    source, index = in_flight.pop(task)
+                    exc = task.exception()
+                    if exc is not None:
+                        download.on_failure(source, index, now_ms(), str(exc)[:200])
+                        continue
+                    data = task.result()
+                    if download.on_chunk(source, index, data, now_ms()):
+                        await self._store_chunk(manifest, have, index, data)
+                for blame in download.blamed[blamed:]:
+                    await self._blame(bytes.fromhex(blame.source), bundle_id, blame)
+                blamed = len(download.blamed)
+        finally:
+            for task in in_flight:
+                task.cancel()
+
+    async def _get(self, url: str) -> bytes:
+        assert self._session is not None  # noqa: S101 - started
+        async with self._session.get(url) as response:
+            if response.status != 200:
+                raise AttemptFailed(f"HTTP {response.status}")
+            return await response.read()
+
+    async def _blame(self, source: bytes, bundle_id: bytes, blame: Any) -> None:
+        await self.db.execute(
+            "INSERT INTO blame (source, bundle_id, chunk, reason, at_ms) VALUES (?, ?, ?, ?, ?)",
+            (source, bundle_id, blame.index, blame.reason, now_ms()),
+        )
+        await self.db.commit()
+        log(
+            "bad chunk from a source",
+            level=30,
+            source=short(source),
+            bundle=bundle_id.hex()[:8],
+            chunk=blame.index,
+        )
+
+    async def _expire(self, now: int) -> None:
+        """Relay copies and unfinished inbox bundles past their expiry are deleted."""
+        cursor = await self.db.execute(
+            "SELECT bundle_id, manifest FROM bundles WHERE role IN ('relay', 'inbox')"
+            " AND state IN ('holding', 'receiving') AND expires_ms <= ?",
+            (now,),
+        )
+        for bundle_id, raw in await cursor.fetchall():
+            await self._drop_chunks(Manifest.decode(raw))
+            await self._set_bundle(bytes(bundle_id), state="expired")
+            log("bundle expired", bundle=bytes(bundle_id).hex()[:8])
+
+    # --- what the CLI and the local API show -------------------------------------------
+
+    async def progress(self) -> list[Progress]:
+        return await list_progress(self.db)
+
+
+async def list_progress(db: Any) -> list[Progress]:
+    """Every transfer: deliveries of bundles sealed here, bundles received or relayed."""
+    out: list[Progress] = []
+    cursor = await db.execute(
+        "SELECT d.bundle_id, d.recipient, d.state, d.route, d.target, d.attempts,"
+        " d.last_error, d.bytes_done, d.rate, b.size, b.priority, b.created_ms,"
+        " d.delivered_ms FROM deliveries d JOIN bundles b USING (bundle_id)"
+        " ORDER BY b.created_ms DESC"
+    )
+    for row in await cursor.fetchall():
+        size, done, rate = row[9], row[7], row[8]
+        out.append(
+            Progress(
+                bundle_id=bytes(row[0]).hex(),
+                direction="out",
+                peer=PublicIdentity(bytes(row[1])).text,
+                route=row[3] or "",
+                state=row[2],
+                size=size,
+                bytes_done=done,
+                rate=rate,
+                eta_s=(size - done) / rate if rate and row[2] == "sending" else None,
+                attempts=row[5],
+                last_error=row[6],
+                priority=row[10],
+                created_ms=row[11],
+                done_ms=row[12],
+            )
+        )
+    cursor = await db.execute(
+        "SELECT bundle_id, role, sender, state, chunk_count, have, size, priority,"
+        " created_ms, completed_ms, last_error, sources FROM bundles"
+        " WHERE role IN ('inbox', 'relay') ORDER BY created_ms DESC"
+    )
+    for row in await cursor.fetchall():
+        have = ChunkSet(row[4], bytes(row[5]))
+        size = row[6]
+        done = size if have.complete else int(size * len(have) / row[4])
+        out.append(
+            Progress(
+                bundle_id=bytes(row[0]).hex(),
+                direction="in" if row[1] == "inbox" else "relay",
+                peer=PublicIdentity(bytes(row[2])).text,
+                route="relay" if json.loads(row[11]) else "direct",
+                state=row[3],
+                size=size,
+                bytes_done=done,
+                rate=0.0,
+                eta_s=None,
+                attempts=0,
+                last_error=row[10],
+                priority=row[7],
+                created_ms=row[8],
+                done_ms=row[9],
+            )
+        )
+    return out
+
+
+async def queue_bundle(
+    db: Any, manifest: Manifest, *, sender: bytes, study_uid: str, now: int
+) -> None:
+    """Put a bundle sealed here (its chunks in the blob store) in the outbox: one
+    delivery per recipient, due now. The running node picks it up within a second."""
+    count = manifest.chunk_count
+    await db.execute(
+        "INSERT INTO bundles (bundle_id, role, manifest, sender, priority, chunk_count,"
+        " size, have, state, created_ms, expires_ms, study_uid)"
+        " VALUES (?, 'outbox', ?, ?, ?, ?, ?, ?, 'sealed', ?, ?, ?)",
+        (
+            manifest.bundle_id,
+            manifest.raw,
+            sender,
+            manifest.priority,
+            count,
+            manifest.ciphertext_size,
+            ChunkSet.full(count).to_bytes(),
+            now,
+            manifest.expires,
+            study_uid,
+        ),
+    )
+    await db.executemany(
+        "INSERT INTO deliveries (bundle_id, recipient, state, next_attempt_ms, acked)"
+        " VALUES (?, ?, 'pending', ?, ?)",
+        [(manifest.bundle_id, r.key, now, ChunkSet(count).to_bytes()) for r in manifest.recipients],
+    )
+    await db.commit()
+    log(
+        "bundle queued",
+        bundle=manifest.bundle_id.hex()[:8],
+        recipients=len(manifest.recipients),
+    )
+
+
+def _forget(held: set[Any], key: Any, _task: asyncio.Task[Any]) -> None:
+    held.discard(key)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
