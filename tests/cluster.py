@@ -127,6 +127,18 @@ class Cluster:
     def start(self) -> None:
         self.nodes = [RunningNode(d) for d in self.dirs]
 
+    def start_node(self, i: int) -> None:
+        while len(self.nodes) <= i:
+            self.nodes.append(None)
+        assert self.nodes[i] is None, f"node {i} runs already"
+        self.nodes[i] = RunningNode(self.dirs[i])
+
+    def stop_node(self, i: int, signum: int = 15) -> int:
+        node = self.nodes[i]
+        assert node is not None, f"node {i} is not running"
+        self.nodes[i] = None
+        return node.stop(signum)
+
     def url(self, i: int) -> str:
         node = self.nodes[i]
         assert node is not None

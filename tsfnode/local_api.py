@@ -15,6 +15,7 @@ from aiohttp import web
 from protocol.documents import split_documents
 from protocol.errors import RemoteProtocolError
 from tsfnode.appkeys import DIRECTORY, PEERING, STARTED_MS, STORE
+from tsfnode.bodies import read_body
 from tsfnode.info import node_info
 from tsfnode.nearest import rank
 from tsfnode.peering import now_ms
@@ -60,9 +61,7 @@ async def directory(request: web.Request) -> web.Response:
 
 
 async def add_records(request: web.Request) -> web.Response:
-    data = await request.content.read(MAX_RECORDS_UPLOAD + 1)
-    if len(data) > MAX_RECORDS_UPLOAD:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_RECORDS_UPLOAD, actual_size=len(data))
+    data = await read_body(request, MAX_RECORDS_UPLOAD)
     try:
         records = split_documents(data)
     except RemoteProtocolError as exc:

@@ -6,19 +6,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from tsfnode.appkeys import DIRECTORY, PEERING
+from tsfnode.bodies import read_body
 from tsfnode.info import node_info
 from tsfnode.nearest import MAX_SPEEDTEST_BYTES, filler
 from tsfnode.peering import MAX_ENVELOPE, MAX_INTRODUCTION, PeerRefused, now_ms
 from tsfnode.transfer_api import add_peer_routes as add_transfer_routes
-
-
-async def _read_limited(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    data = await request.content.read(limit + 1)
-    if len(data) > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
-    return data
 
 
 async def hello(request: web.Request) -> web.Response:
@@ -26,7 +18,7 @@ async def hello(request: web.Request) -> web.Response:
 
 
 async def envelope(request: web.Request) -> web.Response:
-    data = await _read_limited(request, MAX_ENVELOPE)
+    data = await read_body(request, MAX_ENVELOPE)
     try:
         reply = await request.config_dict[PEERING].handle_envelope(data)
     except PeerRefused as exc:
@@ -37,7 +29,7 @@ async def envelope(request: web.Request) -> web.Response:
 
 
 async def introduce(request: web.Request) -> web.Response:
-    data = await _read_limited(request, MAX_INTRODUCTION)
+    data = await read_body(request, MAX_INTRODUCTION)
     try:
         answer = await request.config_dict[PEERING].handle_introduction(data)
     except PeerRefused as exc:

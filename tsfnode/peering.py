@@ -35,6 +35,7 @@ MAX_ENVELOPE = 5 * 1024 * 1024
 MAX_INTRODUCTION = 256 * 1024
 GOSSIP_TIMEOUT_S = 60.0
 SEED_RETRY_MS = 30_000
+REINTRODUCE_MS = 10_000
 PUBLISH_CHECK_MS = 60_000
 REPLAY_SAVE_MS = 60_000
 
@@ -99,6 +100,7 @@ class Peering:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._last_seed_try = 0
+        self._introduced_to: dict[bytes, int] = {}  # peer -> when we last showed ourselves
         self._last_publish_check = 0
         self._last_replay_save = 0
         self._discovery: Any = None
@@ -220,8 +222,17 @@ class Peering:
                     await self._take_reply(message.peer, await response.read())
                 elif response.status != 204:
                     self.stats[f"refused_{response.status}"] += 1
+                    if response.status == 403:
+                        self._introduce_once(message.peer, address, now)
         except (aiohttp.ClientError, TimeoutError, OSError):
             self.stats["unreachable"] += 1
+
+    def _introduce_once(self, peer: bytes, address: str, now: int) -> None:
+        """A peer that refuses us may not know us yet (it learnt of us through others
+        than us, or we of it): show ourselves, at most once per REINTRODUCE_MS."""
+        if now - self._introduced_to.get(peer, -REINTRODUCE_MS) >= REINTRODUCE_MS:
+            self._introduced_to[peer] = now
+            self._spawn(self.introduce(address))
 
     async def _take_reply(self, peer: bytes, data: bytes) -> None:
         try:

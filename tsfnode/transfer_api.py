@@ -21,6 +21,7 @@ from protocol.documents import MAX_CHUNK_SIZE
 from protocol.errors import ProtocolError
 from protocol.transfer import decode_mail_poll
 from tsfnode.appkeys import TRANSFERS
+from tsfnode.bodies import read_body
 from tsfnode.transfers import TransferRefused, TransferService, now_ms
 
 MAX_MANIFEST = 40 * 1024 * 1024
@@ -46,21 +47,12 @@ def _index(request: web.Request) -> int:
         raise web.HTTPNotFound(text="a chunk index is a number") from None
 
 
-async def _body(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    data = await request.content.read(limit + 1)
-    if len(data) > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
-    return data
-
-
 def _refused(exc: TransferRefused) -> web.Response:
     return web.Response(status=exc.status, text=exc.reason)
 
 
 async def offer(request: web.Request) -> web.Response:
-    data = await _body(request, MAX_MANIFEST)
+    data = await read_body(request, MAX_MANIFEST)
     try:
         have = await _service(request).offer(data)
     except TransferRefused as exc:
@@ -77,7 +69,7 @@ async def have(request: web.Request) -> web.Response:
 
 async def put_chunk(request: web.Request) -> web.Response:
     bundle_id, index = _bundle_id(request), _index(request)
-    data = await _body(request, MAX_CHUNK_SIZE + 16)
+    data = await read_body(request, MAX_CHUNK_SIZE + 16)
     try:
         await _service(request).put_chunk(bundle_id, index, data)
     except TransferRefused as exc:
@@ -101,7 +93,7 @@ async def get_receipt(request: web.Request) -> web.Response:
 
 
 async def post_receipt(request: web.Request) -> web.Response:
-    data = await _body(request, MAX_RECEIPT)
+    data = await read_body(request, MAX_RECEIPT)
     try:
         await _service(request).take_receipt(_bundle_id(request), data)
     except TransferRefused as exc:
@@ -110,7 +102,7 @@ async def post_receipt(request: web.Request) -> web.Response:
 
 
 async def mail(request: web.Request) -> web.Response:
-    data = await _body(request, 256)
+    data = await read_body(request, 256)
     try:
         node = decode_mail_poll(data, now_ms())
     except ProtocolError as exc:

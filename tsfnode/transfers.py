@@ -152,7 +152,8 @@ class TransferService:
     # --- life ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=32)
+        local = self.config.http_source_address
+        connector = aiohttp.TCPConnector(limit=32, local_addr=(local, 0) if local else None)
         self._session = aiohttp.ClientSession(connector=connector, timeout=REQUEST_TIMEOUT)
         await self.db.execute(
             "UPDATE deliveries SET state = 'pending' WHERE state = 'sending'"
@@ -178,8 +179,20 @@ class TransferService:
     def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
         return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            log(
+                "transfer task failed",
+                level=40,
+                task=task.get_coro().__qualname__,  # type: ignore[union-attr]
+                error=type(error).__name__,
+                detail=str(error)[:300],
+            )
 
     async def _run(self) -> None:
         while self._running:
@@ -592,9 +605,9 @@ class TransferService:
                 log("disk full: transfer paused", bundle=manifest.bundle_id.hex()[:8])
                 raise TransferRefused(507, "disk full on the receiving node") from None
             raise
-        have.add(index)
+        completed = have.add(index) and have.complete  # decided before any await
         await self._set_bundle(manifest.bundle_id, have=have.to_bytes(), last_error="")
-        if have.complete:
+        if completed:
             await self._on_complete(manifest)
 
     async def _set_bundle(self, bundle_id: bytes, **fields: Any) -> None:

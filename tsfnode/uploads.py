@@ -22,6 +22,7 @@ from aiohttp import web
 
 from tsfnode.accounts import check_token
 from tsfnode.appkeys import NODE_DIR, STORE
+from tsfnode.bodies import read_body
 from tsfnode.logs import log
 from tsfnode.peering import now_ms
 
@@ -101,8 +102,8 @@ async def append(request: web.Request) -> web.Response:
         claimed = -1
     if claimed != offset:
         return web.json_response({"offset": offset, "error": "offset mismatch"}, status=409)
-    data = await request.content.read(MAX_CHUNK + 1)
-    if len(data) > MAX_CHUNK or offset + len(data) > info["size"]:
+    data = await read_body(request, MAX_CHUNK)
+    if offset + len(data) > info["size"]:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_CHUNK, actual_size=len(data))
     with part.open("ab") as f:
         f.write(data)

@@ -5,6 +5,7 @@ signed receipt; through cuts, kills and bad relays."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import urllib.request
 import warnings
 from collections.abc import Iterator
@@ -15,7 +16,8 @@ import pydicom
 import pytest
 
 from protocol.documents import decode_document
-from tests.cluster import Cluster, wait_for
+from protocol.identity import PublicIdentity
+from tests.cluster import Cluster, configure, wait_for
 from tests.nodes import get_json, tsfnode
 from tests.tsfnode.intake.conftest import PYDICOM_FILES, pydicom_data_folder
 from tsfnode.intake.compress import encode_for_transport
@@ -114,3 +116,89 @@ def test_a_study_with_an_unchecked_image_is_not_sealed(pair: Cluster) -> None:
     assert result.returncode == 2
     assert "may show the patient's identity" in result.stderr
     assert not (sender / "blobs").exists() or not any((sender / "blobs").rglob("*"))
+
+
+@pytest.fixture
+def trio(tmp_path: Path, anchor_key: Path) -> Iterator[Cluster]:
+    """Node 0 sends, node 1 is the relay that node 2 (the reader) lists for its mail."""
+    c = Cluster(tmp_path, anchor_key, 3, **QUICK)
+    configure(c.dirs[2], transfer={"relays": [c.ids[1]]})
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def blame_rows(directory: Path) -> list[tuple[bytes, int, str]]:
+    with sqlite3.connect(directory / "node.db") as db:
+        return list(db.execute("SELECT source, chunk, reason FROM blame"))
+
+
+def test_through_a_relay_when_the_reader_cannot_be_reached(trio: Cluster) -> None:
+    sender, relay, reader = trio.dirs
+    study = import_study(sender, RADIOGRAPH)
+    bundle = seal(sender, study, trio.ids[2])
+    trio.start()
+    trio.partition([0], [2])  # behind NAT, both of them: only the relay reaches each
+    wait_for(
+        "the relay holds the whole bundle",
+        lambda: any(
+            t["bundle_id"] == bundle and t["bytes_done"] == t["size"]
+            for t in transfers(trio.url(1))
+        ),
+        timeout=90,
+    )
+    wait_for(
+        "the reader's receipt reaches the sender through the relay",
+        lambda: state_of(trio.url(0), bundle, "out") == "delivered",
+        timeout=90,
+    )
+    assert received_files(reader, bundle) == expected_files(sender / "intake" / study)
+    (out,) = [t for t in transfers(trio.url(0)) if t["bundle_id"] == bundle]
+    assert out["route"] == "relay"
+    assert out["attempts"] >= 1  # the direct attempt failed first
+    assert "Connection" in out["last_error"] or out["last_error"] == ""
+    wait_for(
+        "the relay deleted its copy", lambda: state_of(trio.url(1), bundle, "relay") == "delivered"
+    )
+    manifest = get_bytes(f"{trio.url(1)}/peer/v1/bundles/{bundle}/have")
+    assert not any(manifest)  # no chunk held any more
+    assert not [p for p in (relay / "blobs").rglob("*") if p.is_file()]
+
+
+def test_a_relay_serving_corrupted_chunks_is_blamed_and_the_sender_serves_them(
+    trio: Cluster,
+) -> None:
+    sender, relay, reader = trio.dirs
+    study = import_study(sender, RADIOGRAPH)
+    bundle = seal(sender, study, trio.ids[2])
+    for i in (0, 1):
+        trio.start_node(i)
+    trio.start_node(2)
+    trio.partition([0], [2])
+    wait_for(
+        "the directory knows the reader's relay",
+        lambda: any(t["state"] == "deposited" for t in transfers(trio.url(0))),
+        timeout=90,
+    )
+    # The reader goes down before pulling; meanwhile the relay's disk rots.
+    trio.stop_node(2)
+    blobs = sorted(p for p in (relay / "blobs").rglob("*") if p.is_file())
+    assert len(blobs) > 5
+    for path in blobs[::2]:
+        data = bytearray(path.read_bytes())
+        data[100] ^= 0xFF
+        path.write_bytes(bytes(data))
+    trio.heal()
+    trio.start_node(2)
+    wait_for(
+        "the reader completes the bundle from the sender",
+        lambda: state_of(trio.url(2), bundle, "in") == "complete",
+        timeout=120,
+    )
+    assert received_files(reader, bundle) == expected_files(sender / "intake" / study)
+    rows = blame_rows(reader)
+    assert rows
+    assert {bytes(r[0]).hex() for r in rows} == {PublicIdentity.from_text(trio.ids[1]).key.hex()}
+    assert all("does not match the manifest" in r[2] for r in rows)
+    assert "bad chunk from a source" in (reader.parent / f"{reader.name}.log").read_text()

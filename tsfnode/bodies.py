@@ -1,0 +1,18 @@
+"""Reading a request body whole, up to a limit (``StreamReader.read(n)`` returns what
+has arrived so far, not ``n`` bytes: a body read once may be cut short)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body; 413 as soon as it is known to exceed ``limit`` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    data = bytearray()
+    while piece := await request.content.read(min(1 << 20, limit + 1 - len(data))):
+        data += piece
+        if len(data) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
+    return bytes(data)
