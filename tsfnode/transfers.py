@@ -632,7 +632,14 @@ class TransferService:
     async def get_chunk(self, bundle_id: bytes, index: int) -> bytes:
         manifest = await self.manifest_of(bundle_id)
         have = await self.have_of(bundle_id)
-        if manifest is None or have is None or index not in have:
+        row = await self._bundle_row(bundle_id)
+        if (
+            manifest is None
+            or have is None
+            or row is None
+            or row["state"] in ("delivered", "expired")
+            or index not in have
+        ):
             raise TransferRefused(404, "this node does not hold that chunk")
         data = await asyncio.to_thread(self.blobs.get, manifest.chunk_hash(index))
         await self._throttle(len(data))
@@ -656,15 +663,20 @@ class TransferService:
         if doc.signer.key not in recipients or not self._receipt_ok(data, manifest, doc.signer.key):
             raise TransferRefused(403, "the receipt is not from a recipient of this bundle")
         await self._set_bundle(bundle_id, state="delivered", receipt=data, completed_ms=now_ms())
-        await self._drop_chunks(manifest)
+        await self._drop_chunks(manifest, keep_have=True)  # a re-offer sends nothing
         log("relay copy deleted after receipt", bundle=bundle_id.hex()[:8])
 
-    async def _drop_chunks(self, manifest: Manifest) -> None:
+    async def _drop_chunks(self, manifest: Manifest, *, keep_have: bool = False) -> None:
+        """Delete the chunks. ``keep_have``: still say they are held (the bundle was
+        delivered: whoever offers it again learns there is nothing left to send)."""
+
         def drop() -> None:
             for i in range(manifest.chunk_count):
                 self.blobs.delete(manifest.chunk_hash(i))
 
         await asyncio.to_thread(drop)
+        if keep_have:
+            return
         empty = ChunkSet(manifest.chunk_count)
         self._have[manifest.bundle_id] = empty
         await self._set_bundle(manifest.bundle_id, have=empty.to_bytes())

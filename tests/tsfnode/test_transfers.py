@@ -4,10 +4,16 @@ signed receipt; through cuts, kills and bad relays."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
+import signal
 import sqlite3
+import time
+import urllib.error
 import urllib.request
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +26,13 @@ from protocol.identity import PublicIdentity
 from tests.cluster import Cluster, configure, wait_for
 from tests.nodes import get_json, tsfnode
 from tests.tsfnode.intake.conftest import PYDICOM_FILES, pydicom_data_folder
+from tsfnode.blobs import BlobStore
 from tsfnode.intake.compress import encode_for_transport
+from tsfnode.intake.review import ReviewBook
+from tsfnode.keyfile import read_key
+from tsfnode.sealing import seal_study
+from tsfnode.store import Store
+from tsfnode.transfers import queue_bundle
 
 pytestmark = pytest.mark.slow
 RADIOGRAPH = pydicom_data_folder() / "RG1_UNCR.dcm"  # 7 MB, many chunks
@@ -161,9 +173,9 @@ def test_through_a_relay_when_the_reader_cannot_be_reached(trio: Cluster) -> Non
     wait_for(
         "the relay deleted its copy", lambda: state_of(trio.url(1), bundle, "relay") == "delivered"
     )
-    manifest = get_bytes(f"{trio.url(1)}/peer/v1/bundles/{bundle}/have")
-    assert not any(manifest)  # no chunk held any more
-    assert not [p for p in (relay / "blobs").rglob("*") if p.is_file()]
+    assert not [p for p in (relay / "blobs").rglob("*") if p.is_file()]  # copy deleted
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        get_bytes(f"{trio.url(1)}/peer/v1/bundles/{bundle}/chunks/0")
 
 
 def test_a_relay_serving_corrupted_chunks_is_blamed_and_the_sender_serves_them(
@@ -202,3 +214,99 @@ def test_a_relay_serving_corrupted_chunks_is_blamed_and_the_sender_serves_them(
     assert {bytes(r[0]).hex() for r in rows} == {PublicIdentity.from_text(trio.ids[1]).key.hex()}
     assert all("does not match the manifest" in r[2] for r in rows)
     assert "bad chunk from a source" in (reader.parent / f"{reader.name}.log").read_text()
+
+
+def seal_all(directory: Path, to: str, limit: int) -> dict[str, str]:
+    """Confirm and seal up to ``limit`` studies of the intake: {bundle hex: study}."""
+    book = ReviewBook(directory / "intake")
+    identity = read_key(directory / "node.key")
+    recipient = PublicIdentity.from_text(to)
+    sealed: dict[str, str] = {}
+
+    async def run() -> None:
+        store = await Store.open(directory / "node.db")
+        try:
+            for study in book.studies()[:limit]:
+                book.confirm(study, None, now_ms=1)  # the sender looked at every image
+                result = seal_study(
+                    intake=directory / "intake",
+                    blobs=BlobStore(directory / "blobs"),
+                    scratch=directory / "tmp",
+                    sender=identity,
+                    recipients=[recipient],
+                    study_uid=study,
+                    case={"study_uid": study},
+                    priority=0,
+                    now=int(time.time() * 1000),
+                )
+                await queue_bundle(
+                    store.db,
+                    result.manifest,
+                    sender=identity.public.key,
+                    study_uid=study,
+                    now=int(time.time() * 1000),
+                )
+                sealed[result.manifest.bundle_id.hex()] = study
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+    return sealed
+
+
+def acknowledged_puts(log: Path) -> Counter[str]:
+    """(bundle, chunk) PUTs a node answered 204, from its access log."""
+    count: Counter[str] = Counter()
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        if '"PUT"' in line and '"status": 204' in line:
+            count[json.loads(line)["path"]] += 1
+    return count
+
+
+@pytest.mark.timeout(400)
+def test_kill_9_anywhere_in_20_transfers_loses_and_repeats_nothing(
+    tmp_path: Path, anchor_key: Path
+) -> None:
+    limited = {"transfer": {"poll_interval_ms": 500, "retry_base_ms": 200, "upload_kbit_s": 12_000}}
+    c = Cluster(tmp_path, anchor_key, 3, **limited)
+    try:
+        sender, relay, reader = c.dirs
+        configure(reader, transfer={"relays": [c.ids[1]]})
+        result = tsfnode("import", pydicom_data_folder(), "--node", sender, "--quiet")
+        assert result.returncode == 0, result.stderr
+        bundles = seal_all(sender, c.ids[2], 20)
+        assert len(bundles) == 20
+        c.start()
+        rng = random.Random(20261128)  # the same kill schedule in every run
+        deadline = time.monotonic() + 240
+        kills = 0
+        while time.monotonic() < deadline and kills < 9:
+            time.sleep(rng.uniform(1.0, 3.0))
+            victim = kills % 3  # sender, relay, reader in turn, at random moments
+            c.stop_node(victim, signal.SIGKILL)
+            kills += 1
+            time.sleep(rng.uniform(0.2, 2.0))
+            c.start_node(victim)
+        wait_for(
+            "every bundle delivered and acknowledged",
+            lambda: all(state_of(c.url(0), b, "out") == "delivered" for b in bundles),
+            timeout=max(30, deadline - time.monotonic() + 60),
+        )
+        assert kills == 9
+        out = [t for t in transfers(c.url(0)) if t["direction"] == "out"]
+        # The kills landed mid-transfer (attempts failed) and some went through the relay.
+        assert any(t["attempts"] > 0 for t in out)
+        assert {t["route"] for t in out} == {"direct", "relay"}
+        for bundle, study in bundles.items():
+            assert state_of(c.url(2), bundle, "in") == "complete"
+            assert received_files(reader, bundle) == expected_files(sender / "intake" / study)
+        assert sorted(p.name for p in (reader / "received").iterdir()) == sorted(bundles)
+        for node in (relay, reader):
+            repeated = {
+                k: n
+                for k, n in acknowledged_puts(node.parent / f"{node.name}.log").items()
+                if n > 1
+            }
+            assert not repeated, f"acknowledged chunks sent again to {node.name}: {repeated}"
+    finally:
+        c.close()
