@@ -182,6 +182,9 @@ class Cluster:
             self.loop.call(proxy.unblock)
 
     def close(self) -> None:
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         for node in self.nodes:
             if node is not None:
                 node.stop()

@@ -1,5 +1,7 @@
 """A userspace TCP proxy for fault tests: it forwards to a node and can refuse (and cut)
-connections coming from chosen source addresses, to partition nodes on loopback."""
+connections coming from chosen source addresses, to partition nodes on loopback; limit
+the rate of what goes up, add latency, and cut every connection at intervals (the
+netem qdisc is not available on these machines)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,15 @@ class Proxy:
         self.blocked: set[str] = set()
         self.cut_after: int | None = None
         """Close every connection once this many bytes went up through the proxy."""
+        self.rate: int = 0
+        """Bytes per second going up (0: unlimited), shared by all connections."""
+        self.latency_s: float = 0.0
+        """Added to every piece forwarded, in both directions."""
+        self.cut_every_s: float = 0.0
+        """Close every open connection this often (0: never)."""
+        self.cuts = 0
+        self._next_up = 0.0
+        self._cutter: asyncio.Task[None] | None = None
         self._sent_up = 0
         self.port = 0
         self._conns: dict[str, set[asyncio.StreamWriter]] = {}
@@ -24,6 +35,23 @@ class Proxy:
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, self.listen_host, 0)
         self.port = self._server.sockets[0].getsockname()[1]
+        self._cutter = asyncio.create_task(self._cut_periodically())
+
+    async def _cut_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.cut_every_s or 0.5)
+            if self.cut_every_s and any(self._conns.values()):
+                self.cuts += 1
+                for conns in self._conns.values():
+                    for w in list(conns):
+                        w.close()
+
+    async def _pace(self, nbytes: int) -> None:
+        """Wait for the shared up-link budget (a simple pacing of the rate)."""
+        loop = asyncio.get_running_loop()
+        start = max(loop.time(), self._next_up)
+        self._next_up = start + nbytes / self.rate
+        await asyncio.sleep(max(0.0, self._next_up - loop.time()))
 
     @property
     def url(self) -> str:
@@ -45,7 +73,11 @@ class Proxy:
             src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool = False
         ) -> None:
             try:
-                while data := await src.read(65536):
+                while data := await src.read(16384 if self.rate else 65536):
+                    if self.latency_s:
+                        await asyncio.sleep(self.latency_s)
+                    if up and self.rate:
+                        await self._pace(len(data))
                     if up and self.cut_after is not None:
                         self._sent_up += len(data)
                         if self._sent_up > self.cut_after:
@@ -72,6 +104,8 @@ class Proxy:
         self.blocked.clear()
 
     async def stop(self) -> None:
+        if self._cutter is not None:
+            self._cutter.cancel()
         if self._server is not None:
             self._server.close()
             for conns in self._conns.values():

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import signal
 import sqlite3
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -310,3 +312,77 @@ def test_kill_9_anywhere_in_20_transfers_loses_and_repeats_nothing(
             assert not repeated, f"acknowledged chunks sent again to {node.name}: {repeated}"
     finally:
         c.close()
+
+
+def test_a_slow_link_that_breaks_every_few_seconds_still_delivers(pair: Cluster) -> None:
+    sender, reader = pair.dirs
+    study = import_study(sender, RADIOGRAPH)
+    bundle = seal(sender, study, pair.ids[1])
+    proxy = pair.proxies[1]  # everything the reader receives goes through it
+    proxy.rate = 400_000  # bytes per second, about 3 Mbit/s
+    proxy.latency_s = 0.05
+    proxy.cut_every_s = 2.0
+    pair.start()
+    wait_for(
+        "the delivery through a breaking link",
+        lambda: state_of(pair.url(0), bundle, "out") == "delivered",
+        timeout=100,
+    )
+    assert proxy.cuts >= 2
+    (out,) = [t for t in transfers(pair.url(0)) if t["bundle_id"] == bundle]
+    assert out["attempts"] >= 1  # cut connections failed attempts, which resumed
+    assert received_files(reader, bundle) == expected_files(sender / "intake" / study)
+    repeated = {k: n for k, n in acknowledged_puts(reader.parent / "node1.log").items() if n > 1}
+    assert not repeated
+
+
+@pytest.fixture
+def small_disk(pair: Cluster) -> Iterator[Path]:
+    """The reader's blob store on a 1 MB tmpfs (root only: CI runs as root)."""
+    blobs = pair.dirs[1] / "blobs"
+    blobs.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(blobs)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot mount a small tmpfs: {mounted.stderr.strip()}")
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield blobs
+    finally:
+        pair.close()  # the node lets go of the mount before it goes
+        subprocess.run(["umount", "-l", str(blobs)], check=False)
+
+
+def test_a_full_disk_pauses_the_transfer_and_it_resumes_when_space_is_back(
+    pair: Cluster, small_disk: Path
+) -> None:
+    sender, reader = pair.dirs
+    study = import_study(sender, RADIOGRAPH)
+    bundle = seal(sender, study, pair.ids[1])
+    pair.start()
+    wait_for(
+        "the sender says the recipient's disk is full",
+        lambda: any(
+            "disk is full" in t["last_error"]
+            for t in transfers(pair.url(0))
+            if t["bundle_id"] == bundle
+        ),
+        timeout=60,
+    )
+    (inbound,) = [t for t in transfers(pair.url(1)) if t["bundle_id"] == bundle]
+    assert inbound["last_error"] == "disk full: paused"
+    assert 0 < inbound["bytes_done"] < inbound["size"]
+    # Nothing is lost at the sender: its chunks are all there.
+    assert state_of(pair.url(0), bundle, "out") == "pending"
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    wait_for(
+        "the transfer resumes and completes",
+        lambda: state_of(pair.url(0), bundle, "out") == "delivered",
+        timeout=90,
+    )
+    assert received_files(reader, bundle) == expected_files(sender / "intake" / study)
