@@ -163,6 +163,7 @@ class Upload:
         self.goodput = Goodput()
         self.failures = 0
         self.last_error = ""
+        self._acked_at_start = len(self.acked)
 
     def set_have(self, have: ChunkSet) -> None:
         if have.count != self.manifest.chunk_count:
@@ -170,6 +171,12 @@ class Upload:
         for i in range(have.count):
             if i in have:
                 self.acked.add(i)
+        self._acked_at_start = len(self.acked)
+
+    @property
+    def progressed(self) -> bool:
+        """Whether chunks were acknowledged since ``set_have`` (a cut link, not a dead one)."""
+        return len(self.acked) > self._acked_at_start
 
     @property
     def done(self) -> bool:

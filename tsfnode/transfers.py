@@ -70,6 +70,7 @@ SCAN_MS = 500
 MAX_ACTIVE_DELIVERIES = 2
 MAX_ACTIVE_PULLS = 2
 PROGRESS_SAVE_MS = 500
+RESUME_AFTER_CUT_MS = 500
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
 
 
@@ -289,13 +290,19 @@ class TransferService:
 
     async def _delivery(self, bundle_id: bytes, recipient: bytes) -> dict[str, Any]:
         cursor = await self.db.execute(
-            "SELECT state, attempts, route, target FROM deliveries"
+            "SELECT state, attempts, route, target, failures FROM deliveries"
             " WHERE bundle_id = ? AND recipient = ?",
             (bundle_id, recipient),
         )
         row = await cursor.fetchone()
         assert row is not None  # noqa: S101 - chosen from the table a moment ago
-        return {"state": row[0], "attempts": row[1], "route": row[2], "target": row[3]}
+        return {
+            "state": row[0],
+            "attempts": row[1],
+            "route": row[2],
+            "target": row[3],
+            "failures": row[4],
+        }
 
     def _relays_of(self, node: bytes, now: int) -> list[bytes]:
         record = self.directory.view(now).nodes.get(node)
@@ -321,7 +328,7 @@ class TransferService:
             await self._check_receipt(manifest, recipient, delivery)
             return
         attempt = next_route(
-            delivery["attempts"],
+            delivery["failures"],
             [r.hex() for r in self._relays_of(recipient, now)],
             recipient.hex(),
         )
@@ -334,20 +341,27 @@ class TransferService:
             target=target,
             started_ms=now,
         )
+        attempts = delivery["attempts"] + 1
+        started: list[Upload] = []
         try:
             address = self.address_of(target, now)
             if address is None:
                 raise AttemptFailed(f"no address known for {short(target)}")
-            upload = await self._push(manifest, address, recipient)
+            upload = await self._push(manifest, address, recipient, started)
         except (TimeoutError, AttemptFailed, aiohttp.ClientError, OSError) as exc:
             reason = str(exc) or type(exc).__name__
-            attempts = delivery["attempts"] + 1
-            wait = self.backoff.delay(attempts - 1, os.urandom)
+            if started and started[0].progressed:
+                # The link works but broke: go on at once, same way, no backoff.
+                failures, wait = 0, RESUME_AFTER_CUT_MS
+            else:
+                failures = delivery["failures"] + 1
+                wait = self.backoff.delay(failures - 1, os.urandom)
             await self._set_delivery(
                 bundle_id,
                 recipient,
                 state="pending",
                 attempts=attempts,
+                failures=failures,
                 next_attempt_ms=now_ms() + wait,
                 last_error=reason[:300],
             )
@@ -357,7 +371,7 @@ class TransferService:
                 to=short(recipient),
                 route=attempt.route.value,
                 attempts=attempts,
-                retry_in_s=wait // 1000,
+                retry_in_ms=wait,
                 error=reason[:200],
             )
             return
@@ -365,6 +379,8 @@ class TransferService:
             bundle_id,
             recipient,
             state="deposited",
+            attempts=attempts,
+            failures=0,
             next_attempt_ms=now_ms(),
             acked=upload.acked.to_bytes(),
             bytes_done=upload.bytes_done,
@@ -379,8 +395,11 @@ class TransferService:
         async with self._session.post(url, data=data) as response:
             return response.status, await response.read()
 
-    async def _push(self, manifest: Manifest, address: str, recipient: bytes) -> Upload:
-        """Offer the bundle to ``address`` and send it the chunks it lacks."""
+    async def _push(
+        self, manifest: Manifest, address: str, recipient: bytes, started: list[Upload]
+    ) -> Upload:
+        """Offer the bundle to ``address`` and send it the chunks it lacks (the upload is
+        put in ``started`` as soon as it exists, for the caller to see its progress)."""
         bundle_hex = manifest.bundle_id.hex()
         status, body = await self._post(f"{address}/peer/v1/bundles", manifest.raw)
         if status != 200:
@@ -391,6 +410,7 @@ class TransferService:
             raise AttemptFailed(f"the offer's answer is not a chunk set: {exc}") from None
         upload = Upload(manifest, window=self.config.transfer_window)
         upload.set_have(have)
+        started.append(upload)
         in_flight: dict[asyncio.Task[None], int] = {}
         last_save = 0
         try:

@@ -13,9 +13,12 @@ from protocol.transfer import (
     Backoff,
     ChunkSet,
     Download,
+    RateLimit,
     Route,
     SourceState,
     Upload,
+    decode_mail_poll,
+    encode_mail_poll,
     next_route,
 )
 from tests.protocol.helpers import NOW, FixedRng
@@ -80,6 +83,7 @@ def test_upload_keeps_its_window_and_never_resends_an_acknowledged_chunk() -> No
         sent += batch
         for i in batch:
             up.on_ack(i, NOW + 300)
+    assert up.progressed
     assert {0, 1}.isdisjoint(sent)  # held, or acknowledged: never sent again
     assert sorted(sent) == list(range(2, count))
     assert up.bytes_done == manifest.ciphertext_size
@@ -168,3 +172,41 @@ def test_routes_go_direct_then_through_each_relay_in_turn() -> None:
         (Route.DIRECT, "reader"),
     ]
     assert next_route(5, [], "reader").route is Route.DIRECT
+
+
+def test_an_upload_that_acknowledged_nothing_has_not_progressed() -> None:
+    _, manifest = _bundle()
+    up = Upload(manifest)
+    have = ChunkSet(manifest.chunk_count)
+    have.add(3)
+    up.set_have(have)
+    (first, *_) = up.next_sends(NOW)
+    up.on_failure(first, "connection refused")
+    assert not up.progressed  # a dead link: back off
+    up.on_ack(up.next_sends(NOW)[0], NOW + 10)
+    assert up.progressed  # a link that works and broke: resume at once
+
+
+def test_rate_limit_spaces_sends_to_the_rate_after_a_burst() -> None:
+    limit = RateLimit(100_000, burst=50_000)  # 100 kB/s
+    assert limit.delay(50_000, NOW) == 0  # the burst
+    wait = limit.delay(50_000, NOW)
+    assert wait == 501  # 50 kB at 100 kB/s, rounded up
+    assert limit.delay(10_000, NOW + 2_000) == 0  # refilled meanwhile
+    assert RateLimit(0).delay(10**9, NOW) == 0  # no cap
+
+
+def test_mail_poll_proves_the_node_and_is_bounded_in_time() -> None:
+    from protocol.errors import BadSignatureError, ExpiredError
+    from tests.protocol.helpers import identity
+
+    reader = identity("erasme")
+    poll = encode_mail_poll(reader, NOW)
+    assert decode_mail_poll(poll, NOW + 1000).key == reader.public.key
+    with pytest.raises(ExpiredError):
+        decode_mail_poll(poll, NOW + 6 * 60_000)
+    forged = poll[:32] + (NOW + 1).to_bytes(8, "big") + poll[40:]
+    with pytest.raises(BadSignatureError):
+        decode_mail_poll(forged, NOW)
+    with pytest.raises(MalformedError):
+        decode_mail_poll(poll[:-1], NOW)

@@ -77,6 +77,7 @@ MIGRATIONS: tuple[str, ...] = (
         route           TEXT NOT NULL DEFAULT '',
         target          BLOB,
         attempts        INTEGER NOT NULL DEFAULT 0,
+        failures        INTEGER NOT NULL DEFAULT 0,
         next_attempt_ms INTEGER NOT NULL,
         last_error      TEXT NOT NULL DEFAULT '',
         acked           BLOB NOT NULL,
