@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import bench_bundle, bench_envelope, bench_gossip, bench_intake
+from bench import bench_bundle, bench_envelope, bench_gossip, bench_intake, bench_transfer
 from bench.result import Result
 
-MODULES = (bench_bundle, bench_envelope, bench_gossip, bench_intake)
+MODULES = (bench_bundle, bench_envelope, bench_gossip, bench_intake, bench_transfer)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -151,18 +151,46 @@ class Upload:
     Call ``set_have`` with what the destination holds (it says so when offered the
     bundle, and again after a cut); ``next_sends`` gives the chunk indexes to send now;
     report each outcome with ``on_ack`` or ``on_failure``. ``acked`` is what the
-    destination confirmed holding (the node persists it)."""
+    destination confirmed holding (the node persists it).
 
-    def __init__(self, manifest: Manifest, *, window: int = 4, acked: ChunkSet | None = None):
-        if window < 1:
-            raise LocalProtocolError("window must be at least 1")
+    The window (requests in flight) starts at ``window`` and grows up to ``max_window``
+    while the link carries more than the window holds in ``WINDOW_TARGET_MS`` (a fast
+    link with small chunks needs many in flight); a slow link keeps the small window, so
+    a cut loses little."""
+
+    WINDOW_TARGET_MS = 250
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        *,
+        window: int = 4,
+        max_window: int = 32,
+        acked: ChunkSet | None = None,
+    ):
+        if not 1 <= window <= max_window:
+            raise LocalProtocolError("window must be from 1 to max_window")
         self.manifest = manifest
         self.window = window
+        self.min_window = window
+        self.max_window = max_window
         self.acked = acked or ChunkSet(manifest.chunk_count)
         self.in_flight: dict[int, int] = {}  # index -> time sent
         self.goodput = Goodput()
         self.failures = 0
         self.last_error = ""
+        self._todo: list[int] = []
+        self._bytes_done = 0
+        self._reset_todo()
+
+    def _reset_todo(self) -> None:
+        self._todo = [i for i in range(self.manifest.chunk_count) if i not in self.acked]
+        self._todo.reverse()  # popped from the end: lowest first
+        self._bytes_done = sum(
+            self.manifest.ciphertext_chunk_size(i)
+            for i in range(self.acked.count)
+            if i in self.acked
+        )
         self._acked_at_start = len(self.acked)
 
     def set_have(self, have: ChunkSet) -> None:
@@ -171,7 +199,8 @@ class Upload:
         for i in range(have.count):
             if i in have:
                 self.acked.add(i)
-        self._acked_at_start = len(self.acked)
+        self.in_flight.clear()
+        self._reset_todo()
 
     @property
     def progressed(self) -> bool:
@@ -184,42 +213,42 @@ class Upload:
 
     @property
     def bytes_done(self) -> int:
-        return sum(
-            self.manifest.ciphertext_chunk_size(i)
-            for i in range(self.acked.count)
-            if i in self.acked
-        )
+        return self._bytes_done
 
     def next_sends(self, now: int) -> list[int]:
         """Chunks to send now, lowest first, keeping ``window`` in flight."""
         out: list[int] = []
-        free = self.window - len(self.in_flight)
-        if free <= 0:
-            return out
-        for i in range(self.manifest.chunk_count):
-            if i not in self.acked and i not in self.in_flight:
-                self.in_flight[i] = now
-                out.append(i)
-                if len(out) == free:
-                    break
+        while len(self.in_flight) < self.window and self._todo:
+            i = self._todo.pop()
+            if i in self.acked or i in self.in_flight:
+                continue
+            self.in_flight[i] = now
+            out.append(i)
         return out
 
     def on_ack(self, index: int, now: int) -> None:
         sent = self.in_flight.pop(index, now)
+        size = self.manifest.ciphertext_chunk_size(index)
         if self.acked.add(index):
-            self.goodput.update(
-                self.manifest.ciphertext_chunk_size(index), now - sent, len(self.in_flight) + 1
-            )
+            self._bytes_done += size
+            self.goodput.update(size, now - sent, len(self.in_flight) + 1)
+            rate = self.goodput.bytes_per_s or 0.0
+            wanted = int(rate * self.WINDOW_TARGET_MS / 1000 / size) + 1
+            self.window = max(self.min_window, min(self.max_window, wanted))
 
     def on_failure(self, index: int, error: str) -> None:
-        """The request for ``index`` failed (connection cut, refused): it is sent again
-        on the next attempt."""
-        self.in_flight.pop(index, None)
+        """The request for ``index`` failed (connection cut, refused): it is sent again."""
+        if self.in_flight.pop(index, None) is not None and index not in self.acked:
+            self._todo.append(index)
         self.failures += 1
         self.last_error = error
+        self.window = self.min_window
 
     def reset_in_flight(self) -> None:
         """A connection was lost: whatever was in flight is sent again."""
+        for index in sorted(self.in_flight, reverse=True):
+            if index not in self.acked:
+                self._todo.append(index)
         self.in_flight.clear()
 
 

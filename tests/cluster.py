@@ -55,14 +55,22 @@ def directory_names(url: str, kind: str) -> set[str]:
 
 class Cluster:
     def __init__(
-        self, tmp_path: Path, anchor_key: Path, n: int, **sections: dict[str, Any]
+        self,
+        tmp_path: Path,
+        anchor_key: Path,
+        n: int,
+        *,
+        direct: tuple[int, ...] = (),
+        **sections: dict[str, Any],
     ) -> None:
+        """``direct``: nodes that peers reach without their proxy (for throughput)."""
         self.tmp = tmp_path
         self.anchor_key = anchor_key
         self.loop = LoopThread()
         self.dirs = [tmp_path / f"node{i}" for i in range(n)]
         self.hosts = [f"127.0.0.{10 + i}" for i in range(n)]
         self.proxies: list[Proxy] = []
+        self.ports: list[int] = []
         self.nodes: list[RunningNode | None] = []
         self.network_file = tmp_path / "network.toml"
         for i, directory in enumerate(self.dirs):
@@ -84,6 +92,7 @@ class Cluster:
         self.ids = [node_id(d) for d in self.dirs]
         for i, directory in enumerate(self.dirs):
             port = self._free_port(self.hosts[i])
+            self.ports.append(port)
             configure(directory, http={"port": port})
             proxy = Proxy(f"127.0.0.{100 + i}", (self.hosts[i], port))
             self.loop.run(proxy.start())
@@ -98,7 +107,14 @@ class Cluster:
             configure(
                 directory,
                 node={"network": str(self.network_file)},
-                http={"public_url": self.proxies[i].url, "source_address": self.hosts[i]},
+                http={
+                    "public_url": (
+                        f"http://{self.hosts[i]}:{self.ports[i]}"
+                        if i in direct
+                        else self.proxies[i].url
+                    ),
+                    "source_address": self.hosts[i],
+                },
                 discovery={"mdns": False},
                 **{**FAST, **sections},
             )

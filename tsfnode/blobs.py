@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from protocol.documents import digest
@@ -16,19 +17,22 @@ class BlobStore:
         h = name.hex()
         return self.root / h[:2] / h[2:]
 
-    def put(self, data: bytes, name: bytes | None = None) -> bytes:
-        """Store ``data`` (atomically: written aside, fsynced, renamed); return its digest.
-        ``name``: its digest, when the caller has just checked it."""
+    def put(self, data: bytes, name: bytes | None = None, *, sync: bool = True) -> bytes:
+        """Store ``data`` (atomically: written aside, renamed); return its digest.
+        ``name``: its digest, when the caller has just checked it. ``sync``: fsync before
+        the rename (a crash of the process never loses a written file either way; a power
+        cut may, and callers that skip it check what they read)."""
         name = name or digest(data)
         path = self.path_of(name)
         if path.exists():
             return name
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
         return name
 

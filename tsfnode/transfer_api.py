@@ -3,21 +3,23 @@ API (``/api/v1/transfers``). The protocol is in SPEC.md section 7.
 
     POST /peer/v1/bundles                 manifest -> 200 chunk set (what is held here)
     GET  /peer/v1/bundles/{id}/have       -> 200 chunk set
-    PUT  /peer/v1/bundles/{id}/chunks/{i} ciphertext -> 204 (checked, written, synced)
+    PUT  /peer/v1/bundles/{id}/chunks/{i} ciphertext -> 204 (checked, written)
+    PUT  /peer/v1/bundles/{id}/chunks/{i}-{j}  chunks i..j one after the other -> 204
     GET  /peer/v1/bundles/{id}/chunks/{i} -> 200 ciphertext (relays, senders)
-    GET  /peer/v1/bundles/{id}/receipt    -> 200 the recipient's signed receipt, or 404
+    GET  /peer/v1/bundles/{id}/receipt    -> 200 the recipient's signed receipt, 404 not
+                                          yet, 410 the bundle does not open (why)
     POST /peer/v1/bundles/{id}/receipt    receipt -> 204 (a relay drops its copy)
     POST /peer/v1/mail                    signed poll -> 200 manifests held for the caller
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from aiohttp import web
 
 from protocol.codec import pack
-from protocol.documents import MAX_CHUNK_SIZE
 from protocol.errors import ProtocolError
 from protocol.transfer import decode_mail_poll
 from tsfnode.appkeys import TRANSFERS
@@ -26,6 +28,7 @@ from tsfnode.transfers import TransferRefused, TransferService, now_ms
 
 MAX_MANIFEST = 40 * 1024 * 1024
 MAX_RECEIPT = 4096
+MAX_RUN = 64
 _BUNDLE = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -67,14 +70,40 @@ async def have(request: web.Request) -> web.Response:
     return web.Response(body=held.to_bytes(), content_type="application/octet-stream")
 
 
-async def put_chunk(request: web.Request) -> web.Response:
-    bundle_id, index = _bundle_id(request), _index(request)
-    data = await read_body(request, MAX_CHUNK_SIZE + 16)
+async def put_chunks(request: web.Request) -> web.Response:
+    """One chunk (``.../chunks/7``) or a run of consecutive ones (``.../chunks/7-22``),
+    their bytes one after the other; each is checked and written as it arrives."""
+    bundle_id = _bundle_id(request)
+    first, last = _run(request)
+    service = _service(request)
     try:
-        await _service(request).put_chunk(bundle_id, index, data)
+        sizes = await service.chunk_sizes(bundle_id, first, last)
+        if request.content_length is not None and request.content_length != sum(sizes):
+            raise TransferRefused(400, f"the body must be {sum(sizes)} bytes")
+        chunks = []
+        for index, size in zip(range(first, last + 1), sizes, strict=True):
+            try:
+                chunks.append(await request.content.readexactly(size))
+            except asyncio.IncompleteReadError:
+                # what arrived whole is kept: the sender learns it from the offer
+                await service.put_chunks(bundle_id, first, chunks)
+                raise TransferRefused(400, f"the body ends inside chunk {index}") from None
+        await service.put_chunks(bundle_id, first, chunks)
     except TransferRefused as exc:
         return _refused(exc)
     return web.Response(status=204)
+
+
+def _run(request: web.Request) -> tuple[int, int]:
+    text = request.match_info["index"]
+    first, _, last = text.partition("-")
+    try:
+        a, b = int(first), int(last or first)
+    except ValueError:
+        raise web.HTTPNotFound(text="chunks are named N or N-M") from None
+    if not 0 <= a <= b or b - a >= MAX_RUN:
+        raise web.HTTPBadRequest(text=f"a run is 1 to {MAX_RUN} chunks, first to last")
+    return a, b
 
 
 async def get_chunk(request: web.Request) -> web.Response:
@@ -86,8 +115,13 @@ async def get_chunk(request: web.Request) -> web.Response:
 
 
 async def get_receipt(request: web.Request) -> web.Response:
-    receipt = await _service(request).receipt_of(_bundle_id(request))
+    service = _service(request)
+    bundle_id = _bundle_id(request)
+    receipt = await service.receipt_of(bundle_id)
     if receipt is None:
+        failure = await service.failure_of(bundle_id)
+        if failure:
+            raise web.HTTPGone(text=failure)
         raise web.HTTPNotFound(text="no receipt yet")
     return web.Response(body=receipt, content_type="application/octet-stream")
 
@@ -114,7 +148,7 @@ async def mail(request: web.Request) -> web.Response:
 def add_peer_routes(app: web.Application) -> None:
     app.router.add_post("/v1/bundles", offer)
     app.router.add_get("/v1/bundles/{id}/have", have)
-    app.router.add_put("/v1/bundles/{id}/chunks/{index}", put_chunk)
+    app.router.add_put("/v1/bundles/{id}/chunks/{index}", put_chunks)
     app.router.add_get("/v1/bundles/{id}/chunks/{index}", get_chunk)
     app.router.add_get("/v1/bundles/{id}/receipt", get_receipt)
     app.router.add_post("/v1/bundles/{id}/receipt", post_receipt)

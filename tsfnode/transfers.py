@@ -71,6 +71,7 @@ MAX_ACTIVE_DELIVERIES = 2
 MAX_ACTIVE_PULLS = 2
 PROGRESS_SAVE_MS = 500
 RESUME_AFTER_CUT_MS = 500
+MAX_RUN = 16  # chunks in one PUT, on fast links
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
 
 
@@ -85,6 +86,14 @@ class TransferRefused(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+class ChunkLost(Exception):
+    """A chunk held (by the database) is missing or damaged on disk."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(f"chunk {index} is missing or damaged on disk")
+        self.index = index
 
 
 class AttemptFailed(Exception):
@@ -140,6 +149,7 @@ class TransferService:
         self.backoff = Backoff(base_ms=config.transfer_retry_base_ms, cap_ms=3_600_000)
         self.rate = RateLimit(0)
         self._have: dict[bytes, ChunkSet] = {}
+        self._dirty: set[bytes] = set()
         self._manifests: dict[bytes, Manifest] = {}
         self._deliveries: set[tuple[bytes, bytes]] = set()
         self._pulls: set[bytes] = set()
@@ -171,6 +181,7 @@ class TransferService:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self._save_have()
         if self._session is not None:
             await self._session.close()
 
@@ -208,6 +219,7 @@ class TransferService:
                 await asyncio.wait_for(self._wake.wait(), SCAN_MS / 1000)
 
     async def _tick(self, now: int) -> None:
+        await self._save_have()
         self._update_rate()
         await self._start_due_deliveries(now)
         if now - self._last_poll >= self.config.transfer_poll_interval_ms:
@@ -255,13 +267,36 @@ class TransferService:
         held = self._have.get(bundle_id)
         if held is None:
             cursor = await self.db.execute(
-                "SELECT chunk_count, have FROM bundles WHERE bundle_id = ?", (bundle_id,)
+                "SELECT chunk_count, have, state, manifest FROM bundles WHERE bundle_id = ?",
+                (bundle_id,),
             )
             row = await cursor.fetchone()
             if row is None:
                 return None
-            held = self._have[bundle_id] = ChunkSet(row[0], row[1])
+            held = ChunkSet(row[0], row[1])
+            if row[2] in ("receiving", "holding") and not held.complete:
+                # Chunks written since the last save of the set (a crash in between):
+                # the blob store is the truth, a chunk's file is whole or absent.
+                manifest = Manifest.decode(row[3])
+                for i in await asyncio.to_thread(self._chunks_on_disk, manifest, held):
+                    held.add(i)
+            self._have[bundle_id] = held
         return held
+
+    def _chunks_on_disk(self, manifest: Manifest, held: ChunkSet) -> list[int]:
+        return [
+            i
+            for i in range(manifest.chunk_count)
+            if i not in held and manifest.chunk_hash(i) in self.blobs
+        ]
+
+    async def _save_have(self) -> None:
+        """Write the chunk sets changed since the last save (every tick, and at stop)."""
+        dirty, self._dirty = self._dirty, set()
+        for bundle_id in dirty:
+            held = self._have.get(bundle_id)
+            if held is not None:
+                await self._set_bundle(bundle_id, have=held.to_bytes(), last_error="")
 
     async def enqueue(self, manifest: Manifest, *, study_uid: str, now: int) -> None:
         """Put a bundle sealed here (its chunks in the blob store) in the outbox."""
@@ -411,25 +446,27 @@ class TransferService:
         upload = Upload(manifest, window=self.config.transfer_window)
         upload.set_have(have)
         started.append(upload)
-        in_flight: dict[asyncio.Task[None], int] = {}
+        in_flight: dict[asyncio.Task[None], list[int]] = {}
         last_save = 0
         try:
             while not upload.done:
-                for index in upload.next_sends(now_ms()):
-                    task = asyncio.create_task(self._put_chunk(address, manifest, index))
-                    in_flight[task] = index
+                batch = max(1, min(MAX_RUN, upload.window // 4))
+                for run in _runs(upload.next_sends(now_ms()), batch):
+                    task = asyncio.create_task(self._put_run(address, manifest, run))
+                    in_flight[task] = run
                 if not in_flight:
                     break
                 done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 failure: BaseException | None = None
                 for task in done:
-                    index = in_flight.pop(task)
+                    run = in_flight.pop(task)
                     error = task.exception()
-                    if error is None:
-                        upload.on_ack(index, now_ms())
-                    else:
-                        upload.on_failure(index, str(error))
-                        failure = failure or error
+                    for index in run:
+                        if error is None:
+                            upload.on_ack(index, now_ms())
+                        else:
+                            upload.on_failure(index, str(error))
+                    failure = failure or error
                 if failure is not None:
                     raise failure
                 now = now_ms()
@@ -452,18 +489,24 @@ class TransferService:
             rate=upload.goodput.bytes_per_s or 0.0,
         )
 
-    async def _put_chunk(self, address: str, manifest: Manifest, index: int) -> None:
+    async def _put_run(self, address: str, manifest: Manifest, run: list[int]) -> None:
+        """PUT consecutive chunks in one request (one chunk on slow links)."""
         assert self._session is not None  # noqa: S101 - started
-        data = await asyncio.to_thread(self.blobs.get, manifest.chunk_hash(index))
+
+        def read() -> bytes:
+            return b"".join(self.blobs.get(manifest.chunk_hash(i)) for i in run)
+
+        data = await asyncio.to_thread(read)
         await self._throttle(len(data))
-        url = f"{address}/peer/v1/bundles/{manifest.bundle_id.hex()}/chunks/{index}"
+        where = str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}"
+        url = f"{address}/peer/v1/bundles/{manifest.bundle_id.hex()}/chunks/{where}"
         async with self._session.put(url, data=data) as response:
             if response.status == 204:
                 return
             text = (await response.text())[:200]
             if response.status == 507:
                 raise AttemptFailed(f"the recipient's disk is full ({text})")
-            raise AttemptFailed(f"chunk {index} refused (HTTP {response.status}: {text})")
+            raise AttemptFailed(f"chunks {where} refused (HTTP {response.status}: {text})")
 
     async def _throttle(self, nbytes: int) -> None:
         delay = self.rate.delay(nbytes, now_ms())
@@ -488,6 +531,13 @@ class TransferService:
                     if response.status == 200:
                         receipt = await response.read()
                         break
+                    if response.status == 410:  # it will never open: say why, stop
+                        reason = (await response.text())[:300]
+                        await self._set_delivery(
+                            manifest.bundle_id, recipient, state="failed", last_error=reason
+                        )
+                        log("delivery failed", bundle=manifest.bundle_id.hex()[:8], why=reason)
+                        return
             except (TimeoutError, aiohttp.ClientError, OSError):
                 pass
             if n + 1 < tries:
@@ -511,11 +561,28 @@ class TransferService:
             )
             return
         direct = delivery["route"] == Route.DIRECT.value
+        if direct and address is not None and not await self._target_holds_all(address, manifest):
+            # The recipient lost chunks it had acknowledged (a power cut): send them.
+            await self._set_delivery(
+                manifest.bundle_id, recipient, state="pending", next_attempt_ms=now_ms()
+            )
+            return
         await self._set_delivery(
             manifest.bundle_id,
             recipient,
             next_attempt_ms=now_ms() + (2_000 if direct else self.config.transfer_poll_interval_ms),
         )
+
+    async def _target_holds_all(self, address: str, manifest: Manifest) -> bool:
+        assert self._session is not None  # noqa: S101 - started
+        url = f"{address}/peer/v1/bundles/{manifest.bundle_id.hex()}/have"
+        try:
+            async with self._session.get(url) as response:
+                if response.status != 200:
+                    return response.status != 404
+                return ChunkSet(manifest.chunk_count, await response.read()).complete
+        except (TimeoutError, aiohttp.ClientError, OSError, ProtocolError):
+            return True  # unreachable now: ask again later
 
     def _receipt_ok(self, data: bytes, manifest: Manifest, recipient: bytes) -> bool:
         try:
@@ -601,33 +668,75 @@ class TransferService:
         await self.db.commit()
         self._manifests[manifest.bundle_id] = manifest
 
-    async def put_chunk(self, bundle_id: bytes, index: int, data: bytes) -> None:
+    async def chunk_sizes(self, bundle_id: bytes, first: int, last: int) -> list[int]:
+        """The sizes of chunks ``first`` to ``last`` of a bundle offered here."""
+        manifest = await self.manifest_of(bundle_id)
+        if manifest is None:
+            raise TransferRefused(404, "no such bundle here: offer its manifest first")
+        if last >= manifest.chunk_count:
+            raise TransferRefused(400, f"the bundle has {manifest.chunk_count} chunks")
+        return [manifest.ciphertext_chunk_size(i) for i in range(first, last + 1)]
+
+    async def put_chunks(self, bundle_id: bytes, first: int, chunks: list[bytes]) -> None:
+        """Chunks ``first``, ``first + 1``... pushed here: each checked against the
+        manifest, written (in one trip to a worker thread), then counted as held."""
         manifest = await self.manifest_of(bundle_id)
         have = await self.have_of(bundle_id)
         if manifest is None or have is None:
             raise TransferRefused(404, "no such bundle here: offer its manifest first")
+        indexes = list(range(first, first + len(chunks)))
+        written: list[int] = []
         try:
-            manifest.verify_chunk(index, data)
+            await asyncio.to_thread(self._check_and_write, manifest, have, indexes, chunks, written)
         except ProtocolError as exc:
+            await self._held(manifest, have, written)
             raise TransferRefused(422, str(exc)) from None
-        await self._store_chunk(manifest, have, index, data)
-
-    async def _store_chunk(
-        self, manifest: Manifest, have: ChunkSet, index: int, data: bytes
-    ) -> None:
-        if index in have:
-            return
-        try:
-            await asyncio.to_thread(self.blobs.put, data, manifest.chunk_hash(index))
         except OSError as exc:
+            await self._held(manifest, have, written)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                await self._save_have()
                 await self._set_bundle(manifest.bundle_id, last_error="disk full: paused")
                 log("disk full: transfer paused", bundle=manifest.bundle_id.hex()[:8])
                 raise TransferRefused(507, "disk full on the receiving node") from None
             raise
-        completed = have.add(index) and have.complete  # decided before any await
-        await self._set_bundle(manifest.bundle_id, have=have.to_bytes(), last_error="")
-        if completed:
+        await self._held(manifest, have, written)
+
+    def _check_and_write(
+        self,
+        manifest: Manifest,
+        have: ChunkSet,
+        indexes: list[int],
+        chunks: list[bytes],
+        written: list[int],
+    ) -> None:
+        """Verify and write the chunks not yet held (a worker thread), listing in
+        ``written`` those written. A bad chunk or a full disk stops there: the chunks
+        before it are kept."""
+        for index, data in zip(indexes, chunks, strict=True):
+            if index in have:
+                continue
+            manifest.verify_chunk(index, data)
+            # Not fsynced one by one: opening checks every chunk, and one lost in a power
+            # cut is fetched again (see _finalise).
+            self.blobs.put(data, manifest.chunk_hash(index), sync=False)
+            written.append(index)
+
+    async def _store_chunk(
+        self, manifest: Manifest, have: ChunkSet, index: int, data: bytes
+    ) -> None:
+        """One chunk pulled from a source (already checked against the manifest)."""
+        await self.put_chunks(manifest.bundle_id, index, [data])
+
+    async def _held(self, manifest: Manifest, have: ChunkSet, indexes: list[int]) -> None:
+        # Acknowledged once the files are written: the set is saved at the next tick,
+        # and rebuilt from the blob store after a crash (have_of).
+        completed = False
+        for index in indexes:
+            completed = (have.add(index) and have.complete) or completed
+        if indexes:
+            self._dirty.add(manifest.bundle_id)
+        if completed:  # decided before any await: only one writer completes a bundle
+            await self._save_have()
             await self._on_complete(manifest)
 
     async def _set_bundle(self, bundle_id: bytes, **fields: Any) -> None:
@@ -668,6 +777,16 @@ class TransferService:
     async def receipt_of(self, bundle_id: bytes) -> bytes | None:
         row = await self._bundle_row(bundle_id)
         return None if row is None or row["receipt"] is None else bytes(row["receipt"])
+
+    async def failure_of(self, bundle_id: bytes) -> str | None:
+        """Why a bundle addressed here failed to open (None: it did not fail)."""
+        cursor = await self.db.execute(
+            "SELECT last_error FROM bundles WHERE bundle_id = ? AND role = 'inbox'"
+            " AND state = 'failed'",
+            (bundle_id,),
+        )
+        row = await cursor.fetchone()
+        return None if row is None else f"the recipient could not open the bundle: {row[0]}"
 
     async def take_receipt(self, bundle_id: bytes, data: bytes) -> None:
         """The recipient's receipt for a bundle this relay holds: keep it, drop the chunks."""
@@ -723,8 +842,16 @@ class TransferService:
         folder = self.received_folder(bundle_id)
         try:
             header = await asyncio.to_thread(self._open_into, manifest, folder)
+        except ChunkLost as lost:  # a power cut ate it: fetch it again
+            have = await self.have_of(bundle_id)
+            if have is not None:
+                have.discard(lost.index)
+                await self._set_bundle(bundle_id, have=have.to_bytes())
+            log("chunk lost on disk, fetched again", bundle=bundle_id.hex()[:8], chunk=lost.index)
+            return
         except (ProtocolError, OSError) as exc:
-            await self._set_bundle(bundle_id, state="failed", last_error=str(exc)[:300])
+            what = f"{type(exc).__name__}: {exc}"
+            await self._set_bundle(bundle_id, state="failed", last_error=what[:300])
             log("bundle does not open", bundle=bundle_id.hex()[:8], error=type(exc).__name__)
             return
         now = now_ms()
@@ -754,7 +881,16 @@ class TransferService:
         handle = None
         try:
             for i in range(manifest.chunk_count):
-                plaintext = opener.open_chunk(i, self.blobs.get(manifest.chunk_hash(i)))
+                try:
+                    ciphertext = self.blobs.get(manifest.chunk_hash(i))
+                except FileNotFoundError:
+                    raise ChunkLost(i) from None
+                try:
+                    plaintext = opener.open_chunk(i, ciphertext)
+                except ProtocolError:
+                    if digest(ciphertext) != manifest.chunk_hash(i):
+                        raise ChunkLost(i) from None  # damaged here, not by the sender
+                    raise
                 for event in reader.feed(plaintext):
                     if isinstance(event, FileData):
                         if handle is None:
@@ -1061,6 +1197,17 @@ async def queue_bundle(
         bundle=manifest.bundle_id.hex()[:8],
         recipients=len(manifest.recipients),
     )
+
+
+def _runs(indexes: list[int], longest: int) -> list[list[int]]:
+    """Consecutive indexes grouped into runs of at most ``longest``."""
+    runs: list[list[int]] = []
+    for i in indexes:
+        if runs and runs[-1][-1] == i - 1 and len(runs[-1]) < longest:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
 
 
 def _forget(held: set[Any], key: Any, _task: asyncio.Task[Any]) -> None:

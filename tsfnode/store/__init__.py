@@ -49,6 +49,9 @@ class Store:
             if readonly:
                 return cls(db, path)
             await db.execute("PRAGMA journal_mode=WAL")
+            # WAL with synchronous=NORMAL: a commit survives a crash of the process; a
+            # power cut may lose the last ones, never the database's consistency.
+            await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA foreign_keys=ON")
             for number in range(version, SCHEMA_VERSION):
                 await db.executescript(

@@ -1,0 +1,253 @@
+"""Transfers between real node processes on loopback: throughput against a raw aiohttp
+streaming PUT of the same bytes between two processes; goodput on a 1 Mbit/s link cut
+every 60 s; peak memory of the node that sends a 1 GB bundle.
+
+The nodes, their test network and the fault-injection proxy are the test suite's
+(tests/cluster.py, tests/proxy.py): benchmarks and fault tests run the same setup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.result import Result
+from bootstrap.keys import write_key
+from bootstrap.network import demo_anchor
+from protocol.bundle import BundleSealer, Manifest, choose_chunk_size, encode_plaintext_header
+from protocol.identity import PublicIdentity
+from tests.cluster import Cluster, wait_for
+from tests.nodes import get_json
+from tsfnode.blobs import BlobStore
+from tsfnode.keyfile import read_key
+from tsfnode.store import Store
+from tsfnode.transfers import queue_bundle
+
+MiB = 1024 * 1024
+PIECE = 4 * MiB
+
+
+def _cluster(tmp: Path, *, direct: bool) -> Cluster:
+    """Two nodes; ``direct``: without the proxy in front of the reader."""
+    key = tmp / "anchor.key"
+    write_key(key, demo_anchor())
+    c = Cluster(tmp, key, 2, direct=(0, 1) if direct else ())
+    c.start()
+    wait_for(
+        "the sender knows the reader's address",
+        lambda: len(get_json(f"{c.url(0)}/api/v1/directory?kind=node")) == 2,
+    )
+    return c
+
+
+def _seal_and_queue(sender: Path, recipient: str, size: int) -> str:
+    """Seal ``size`` random bytes for ``recipient`` into the sender's outbox (the
+    running node picks it up); returns the bundle id."""
+    identity = read_key(sender / "node.key")
+    blobs = BlobStore(sender / "blobs")
+    sealer = BundleSealer(
+        sender=identity,
+        recipients=[PublicIdentity.from_text(recipient)],
+        chunk_size=choose_chunk_size(size),
+        rng=secrets.token_bytes,
+    )
+    piece = secrets.token_bytes(PIECE)
+    for chunk in sealer.push(encode_plaintext_header({"bench": 1}, [("data.bin", size)])):
+        blobs.put(chunk)
+    for start in range(0, size, PIECE):
+        for chunk in sealer.push(piece[: min(PIECE, size - start)]):
+            blobs.put(chunk)
+    now = int(time.time() * 1000)
+    rest, raw = sealer.finish(now=now, ttl=86_400_000)
+    for chunk in rest:
+        blobs.put(chunk)
+    manifest = Manifest.decode(raw)
+
+    async def queue() -> None:
+        store = await Store.open(sender / "node.db")
+        try:
+            await queue_bundle(
+                store.db, manifest, sender=identity.public.key, study_uid="", now=now
+            )
+        finally:
+            await store.close()
+
+    asyncio.run(queue())
+    return manifest.bundle_id.hex()
+
+
+def _outgoing(url: str, bundle: str) -> dict[str, object]:
+    for t in get_json(f"{url}/api/v1/transfers"):
+        if t["bundle_id"] == bundle and t["direction"] == "out":
+            return dict(t)
+    return {}
+
+
+def _time_transfer(c: Cluster, bundle: str, timeout: float) -> tuple[float, float, int]:
+    """(seconds until every chunk is acknowledged, until the receipt, bundle bytes)."""
+    start = time.perf_counter()
+    acked = 0.0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        t = _outgoing(c.url(0), bundle)
+        if t and not acked and t["bytes_done"] == t["size"]:
+            acked = time.perf_counter() - start
+        if t and t["state"] == "delivered":
+            return (
+                acked or time.perf_counter() - start,
+                time.perf_counter() - start,
+                int(
+                    t["size"]  # type: ignore[call-overload]
+                ),
+            )
+        time.sleep(0.05)
+    raise AssertionError(f"bundle {bundle} not delivered within {timeout} s")
+
+
+_RAW_SERVER = """
+import os, sys
+from aiohttp import web
+folder = sys.argv[1]
+async def put(request):
+    path = os.path.join(folder, "received")
+    with open(path, "wb") as f:
+        async for piece in request.content.iter_chunked(1 << 20):
+            f.write(piece)
+        f.flush()
+        os.fsync(f.fileno())
+    return web.Response(status=204)
+app = web.Application(client_max_size=0)
+app.router.add_put("/", put)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), print=None)
+"""
+
+
+def _raw_put(tmp: Path, size: int) -> float:
+    """Seconds for a raw aiohttp streaming PUT of ``size`` bytes to another process."""
+    import socket
+
+    import aiohttp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-c", _RAW_SERVER, str(tmp), str(port)])
+    piece = secrets.token_bytes(PIECE)
+
+    async def body():  # type: ignore[no-untyped-def]
+        for start in range(0, size, PIECE):
+            yield piece[: min(PIECE, size - start)]
+
+    async def put() -> float:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):  # wait for the server, bounded
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/") as r:
+                        await r.read()
+                    break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.05)
+            begin = time.perf_counter()
+            async with session.put(f"http://127.0.0.1:{port}/", data=body()) as r:
+                assert r.status == 204
+            return time.perf_counter() - begin
+
+    try:
+        return asyncio.run(put())
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def loopback_throughput(*, quick: bool = False) -> Result:
+    size = (16 if quick else 512) * MiB
+    with tempfile.TemporaryDirectory(prefix="bench-transfer-") as folder:
+        tmp = Path(folder)
+        c = _cluster(tmp, direct=True)
+        try:
+            bundle = _seal_and_queue(c.dirs[0], c.ids[1], size)
+            acked, delivered, nbytes = _time_transfer(c, bundle, timeout=600)
+        finally:
+            c.close()
+        raw = _raw_put(tmp, nbytes)
+    mb = nbytes / MiB
+    return Result(
+        name="transfer_loopback_throughput",
+        value=mb / acked,
+        unit=f"MiB/s ({mb:.0f} MiB bundle, two node processes, until every chunk acknowledged)",
+        baseline="raw aiohttp streaming PUT of the same bytes to another process (fsynced)",
+        baseline_value=mb / raw,
+        higher_is_better=True,
+        target="ratio >= 0.7",
+        extra={"end_to_end_with_opening_and_receipt_mib_s": mb / delivered},
+    )
+
+
+def cut_link_goodput(*, quick: bool = False) -> Result:
+    """1 Mbit/s (userspace proxy) cut every 60 s (quick: 2 s, on a small bundle)."""
+    rate = 125_000  # bytes per second
+    cut_every = 2.0 if quick else 60.0
+    size = (256 * 1024) if quick else 22 * MiB  # about 3 minutes at 1 Mbit/s
+    with tempfile.TemporaryDirectory(prefix="bench-cut-") as folder:
+        c = _cluster(Path(folder), direct=False)
+        try:
+            proxy = c.proxies[1]
+            proxy.rate = rate
+            proxy.cut_every_s = cut_every
+            bundle = _seal_and_queue(c.dirs[0], c.ids[1], size)
+            acked, _, nbytes = _time_transfer(c, bundle, timeout=3 * size / rate + 120)
+            cuts = proxy.cuts
+        finally:
+            c.close()
+    return Result(
+        name="transfer_goodput_cut_link",
+        value=nbytes / acked * 8 / 1000,
+        unit=f"kbit/s of bundle bytes ({nbytes / MiB:.1f} MiB, {cuts} cuts, every {cut_every} s)",
+        baseline="the link's rate",
+        baseline_value=rate * 8 / 1000,
+        higher_is_better=True,
+        target="ratio >= 0.85",
+    )
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def sender_peak_memory(*, quick: bool = False) -> Result:
+    size = (32 if quick else 1024) * MiB
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as folder:
+        c = _cluster(Path(folder), direct=True)
+        try:
+            node = c.nodes[0]
+            assert node is not None
+            idle = _peak_rss_mb(node.process.pid)
+            bundle = _seal_and_queue(c.dirs[0], c.ids[1], size)
+            _time_transfer(c, bundle, timeout=900)
+            peak = _peak_rss_mb(node.process.pid)
+        finally:
+            c.close()
+    return Result(
+        name="transfer_sender_peak_memory",
+        value=peak,
+        unit=f"MiB peak RSS of the sending node ({size // MiB} MiB bundle)",
+        baseline="the same node's peak RSS before the transfer",
+        baseline_value=idle,
+        higher_is_better=False,
+        target="value < 150 MiB",
+    )
+
+
+BENCHMARKS = {
+    "transfer_loopback": loopback_throughput,
+    "transfer_cut_link": cut_link_goodput,
+    "transfer_memory": sender_peak_memory,
+}
