@@ -121,6 +121,9 @@ def test_a_study_goes_directly_and_a_signed_receipt_comes_back(pair: Cluster) ->
     doc = decode_document(get_bytes(f"{pair.url(1)}/peer/v1/bundles/{bundle}/receipt"))
     assert doc.signer.text == pair.ids[1]
     assert doc.body["bundle_id"].hex() == bundle
+    shown = tsfnode("transfers", sender)
+    assert shown.returncode == 0, shown.stderr
+    assert f"{bundle[:12]} → {pair.ids[1][:15]}  delivered  direct" in shown.stdout
 
 
 def test_a_study_with_an_unchecked_image_is_not_sealed(pair: Cluster) -> None:
@@ -384,3 +387,55 @@ def test_a_full_disk_pauses_the_transfer_and_it_resumes_when_space_is_back(
         timeout=90,
     )
     assert received_files(reader, bundle) == expected_files(sender / "intake" / study)
+
+
+def _manifest_from(sender_dir: Path, recipient: str, size: int) -> bytes:
+    """A manifest signed by a node of the cluster (its key file), for ``size`` bytes."""
+    from protocol.bundle import BundleSealer, choose_chunk_size, encode_plaintext_header
+
+    sealer = BundleSealer(
+        sender=read_key(sender_dir / "node.key"),
+        recipients=[PublicIdentity.from_text(recipient)],
+        chunk_size=choose_chunk_size(size),
+        rng=os.urandom,
+    )
+    sealer.push(encode_plaintext_header({}, [("a.bin", size)]))
+    for _ in range(size // 65536):
+        sealer.push(bytes(65536))
+    _, manifest = sealer.finish(now=int(time.time() * 1000), ttl=86_400_000)
+    return manifest
+
+
+def post(url: str, data: bytes) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=data, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, ""
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_a_relay_refuses_mail_for_nodes_it_does_not_serve_and_beyond_its_quota(
+    tmp_path: Path, anchor_key: Path
+) -> None:
+    c = Cluster(tmp_path, anchor_key, 3, **QUICK)
+    try:
+        configure(c.dirs[1], transfer={"relay_quota_mb": 1})
+        configure(c.dirs[2], transfer={"relays": [c.ids[1]]})
+        c.start()
+        wait_for(
+            "the relay knows the reader lists it",
+            lambda: len(get_json(f"{c.url(1)}/api/v1/directory?kind=node")) == 3,
+        )
+        relay = f"{c.url(1)}/peer/v1/bundles"
+        status, text = post(relay, _manifest_from(c.dirs[2], c.ids[0], 100_000))
+        assert (status, text) == (403, "this bundle is not addressed to a node this one serves")
+        status, text = post(relay, _manifest_from(c.dirs[0], c.ids[2], 3 * 1024 * 1024))
+        assert (status, text) == (507, "this relay's quota for others' mail is full")
+        status, _ = post(relay, _manifest_from(c.dirs[0], c.ids[2], 100_000))
+        assert status == 200  # for the reader, within the quota
+        status, text = post(relay, b"not a manifest")
+        assert status == 400
+        assert "bad manifest" in text
+    finally:
+        c.close()
