@@ -118,8 +118,6 @@ async def put(request):
     with open(path, "wb") as f:
         async for piece in request.content.iter_chunked(1 << 20):
             f.write(piece)
-        f.flush()
-        os.fsync(f.fileno())
     return web.Response(status=204)
 app = web.Application(client_max_size=0)
 app.router.add_put("/", put)
@@ -165,26 +163,32 @@ def _raw_put(tmp: Path, size: int) -> float:
 
 
 def loopback_throughput(*, quick: bool = False) -> Result:
+    """Best of 3 (quick: 1) of each, interleaved so both see the same machine load."""
     size = (16 if quick else 512) * MiB
-    with tempfile.TemporaryDirectory(prefix="bench-transfer-") as folder:
-        tmp = Path(folder)
-        c = _cluster(tmp, direct=True)
-        try:
-            bundle = _seal_and_queue(c.dirs[0], c.ids[1], size)
-            acked, delivered, nbytes = _time_transfer(c, bundle, timeout=600)
-        finally:
-            c.close()
-        raw = _raw_put(tmp, nbytes)
+    best_acked = best_delivered = best_raw = float("inf")
+    nbytes = size
+    for _ in range(1 if quick else 3):
+        with tempfile.TemporaryDirectory(prefix="bench-transfer-") as folder:
+            tmp = Path(folder)
+            c = _cluster(tmp, direct=True)
+            try:
+                bundle = _seal_and_queue(c.dirs[0], c.ids[1], size)
+                acked, delivered, nbytes = _time_transfer(c, bundle, timeout=600)
+            finally:
+                c.close()
+            best_acked = min(best_acked, acked)
+            best_delivered = min(best_delivered, delivered)
+            best_raw = min(best_raw, _raw_put(tmp, nbytes))
     mb = nbytes / MiB
     return Result(
         name="transfer_loopback_throughput",
-        value=mb / acked,
+        value=mb / best_acked,
         unit=f"MiB/s ({mb:.0f} MiB bundle, two node processes, until every chunk acknowledged)",
-        baseline="raw aiohttp streaming PUT of the same bytes to another process (fsynced)",
-        baseline_value=mb / raw,
+        baseline="raw aiohttp streaming PUT of the same bytes to another process, to a file",
+        baseline_value=mb / best_raw,
         higher_is_better=True,
         target="ratio >= 0.7",
-        extra={"end_to_end_with_opening_and_receipt_mib_s": mb / delivered},
+        extra={"end_to_end_with_opening_and_receipt_mib_s": mb / best_delivered},
     )
 
 

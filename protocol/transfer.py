@@ -153,19 +153,20 @@ class Upload:
     report each outcome with ``on_ack`` or ``on_failure``. ``acked`` is what the
     destination confirmed holding (the node persists it).
 
-    The window (requests in flight) starts at ``window`` and grows up to ``max_window``
-    while the link carries more than the window holds in ``WINDOW_TARGET_MS`` (a fast
-    link with small chunks needs many in flight); a slow link keeps the small window, so
-    a cut loses little."""
+    The window (chunks in flight) starts at ``window`` and grows up to ``max_window``
+    (and ``MAX_BYTES_IN_FLIGHT``) while the link carries more than the window holds in
+    ``WINDOW_TARGET_MS`` (a fast link with small chunks needs many in flight); a slow
+    link keeps the small window, so a cut loses little."""
 
     WINDOW_TARGET_MS = 250
+    MAX_BYTES_IN_FLIGHT = 16 * 1024 * 1024
 
     def __init__(
         self,
         manifest: Manifest,
         *,
         window: int = 4,
-        max_window: int = 32,
+        max_window: int = 64,
         acked: ChunkSet | None = None,
     ):
         if not 1 <= window <= max_window:
@@ -173,7 +174,10 @@ class Upload:
         self.manifest = manifest
         self.window = window
         self.min_window = window
-        self.max_window = max_window
+        # never more than MAX_BYTES_IN_FLIGHT read and on the wire at once
+        self.max_window = max(
+            window, min(max_window, self.MAX_BYTES_IN_FLIGHT // manifest.chunk_size)
+        )
         self.acked = acked or ChunkSet(manifest.chunk_count)
         self.in_flight: dict[int, int] = {}  # index -> time sent
         self.goodput = Goodput()

@@ -71,7 +71,7 @@ MAX_ACTIVE_DELIVERIES = 2
 MAX_ACTIVE_PULLS = 2
 PROGRESS_SAVE_MS = 500
 RESUME_AFTER_CUT_MS = 500
-MAX_RUN = 16  # chunks in one PUT, on fast links
+MAX_RUN = 32  # chunks in one PUT, on fast links
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
 
 
