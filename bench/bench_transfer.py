@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from bench.result import Result
@@ -137,7 +138,7 @@ def _raw_put(tmp: Path, size: int) -> float:
     server = subprocess.Popen([sys.executable, "-c", _RAW_SERVER, str(tmp), str(port)])
     piece = secrets.token_bytes(PIECE)
 
-    async def body():  # type: ignore[no-untyped-def]
+    async def body() -> AsyncIterator[bytes]:
         for start in range(0, size, PIECE):
             yield piece[: min(PIECE, size - start)]
 
