@@ -194,9 +194,9 @@ def loopback_throughput(*, quick: bool = False) -> Result:
 
 
 def cut_link_goodput(*, quick: bool = False) -> Result:
-    """1 Mbit/s (userspace proxy) cut every 60 s (quick: 2 s, on a small bundle)."""
+    """1 Mbit/s (userspace proxy) cut every 60 s (quick: 6 s, on a small bundle)."""
     rate = 125_000  # bytes per second
-    cut_every = 2.0 if quick else 60.0
+    cut_every = 6.0 if quick else 60.0
     size = (256 * 1024) if quick else 22 * MiB  # about 3 minutes at 1 Mbit/s
     with tempfile.TemporaryDirectory(prefix="bench-cut-") as folder:
         c = _cluster(Path(folder), direct=False)
@@ -252,7 +252,7 @@ def sender_peak_memory(*, quick: bool = False) -> Result:
 
 
 BENCHMARKS = {
-    "transfer_loopback": loopback_throughput,
-    "transfer_cut_link": cut_link_goodput,
-    "transfer_memory": sender_peak_memory,
+    "transfer_loopback_throughput": loopback_throughput,
+    "transfer_goodput_cut_link": cut_link_goodput,
+    "transfer_sender_peak_memory": sender_peak_memory,
 }

@@ -89,7 +89,7 @@ def test_status_prints_id_addresses_and_database_state(node_dir: Path) -> None:
     stopped = tsfnode("status", node_dir)
     assert stopped.returncode == 0, stopped.stderr
     assert "Running:   no" in stopped.stdout
-    assert "schema 3 (up to date)" in stopped.stdout
+    assert f"schema {SCHEMA_VERSION} (up to date)" in stopped.stdout
     with RunningNode(node_dir) as node:
         running = tsfnode("status", node_dir)
         node_id = get_json(node.url + "/healthz")["id"]
