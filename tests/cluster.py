@@ -201,9 +201,15 @@ class Cluster:
         if getattr(self, "_closed", False):
             return
         self._closed = True
-        for node in self.nodes:
+        errors: list[BaseException] = []
+        for node in self.nodes:  # every node is stopped, even if one is slow to
             if node is not None:
-                node.stop()
+                try:
+                    node.stop()
+                except Exception as exc:
+                    errors.append(exc)
         for proxy in self.proxies:
             self.loop.run(proxy.stop())
         self.loop.close()
+        if errors:
+            raise errors[0]

@@ -38,6 +38,7 @@ from tsfnode.config import NodeConfig
 from tsfnode.directory_service import DirectoryService
 from tsfnode.errors import NodeError
 from tsfnode.local_api import create_api_app
+from tsfnode.logs import log
 from tsfnode.nodedir import NodeDir
 from tsfnode.peer_api import create_peer_app
 from tsfnode.peering import Peering, now_ms
@@ -91,6 +92,7 @@ async def _peering_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await peering.stop()
+        log("peering stopped")
 
 
 async def _transfers_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -108,6 +110,7 @@ async def _transfers_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await service.stop()
+        log("transfers stopped")
 
 
 async def _dicom_ctx(app: web.Application) -> AsyncIterator[None]:
