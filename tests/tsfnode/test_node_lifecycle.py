@@ -71,7 +71,7 @@ def test_graceful_shutdown_on_signal(node_dir: Path, signum: int) -> None:
     assert (node_dir / "run.json").exists()
     assert node.stop(signum) == 0
     events = [json.loads(line)["event"] for line in node.logs().splitlines()]
-    assert events[-2:] == ["node stopping", "node stopped"]
+    assert events[-4:] == ["node stopping", "transfers stopped", "peering stopped", "node stopped"]
     assert not (node_dir / "run.json").exists()
     # The lock is released: the same directory can be served again at once.
     with RunningNode(node_dir):
