@@ -185,9 +185,6 @@ class TransferService:
         if self._session is not None:
             await self._session.close()
 
-    def wake(self) -> None:
-        self._wake.set()
-
     def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
@@ -297,11 +294,6 @@ class TransferService:
             held = self._have.get(bundle_id)
             if held is not None:
                 await self._set_bundle(bundle_id, have=held.to_bytes(), last_error="")
-
-    async def enqueue(self, manifest: Manifest, *, study_uid: str, now: int) -> None:
-        """Put a bundle sealed here (its chunks in the blob store) in the outbox."""
-        await queue_bundle(self.db, manifest, sender=self.me, study_uid=study_uid, now=now)
-        self.wake()
 
     # --- outbox: deliveries ------------------------------------------------------------
 
