@@ -333,8 +333,11 @@ def test_a_slow_link_that_breaks_every_few_seconds_still_delivers(pair: Cluster)
     (out,) = [t for t in transfers(pair.url(0)) if t["bundle_id"] == bundle]
     assert out["attempts"] >= 2  # cut connections ended attempts, the next resumed
     assert received_files(reader, bundle) == expected_files(sender / "intake" / study)
-    repeated = {k: n for k, n in acknowledged_puts(reader.parent / "node1.log").items() if n > 1}
-    assert not repeated
+    # A cut can lose the answer to a PUT the reader completed: only such chunks, in
+    # flight at a cut (at most a window of them per cut), may cross twice.
+    puts = acknowledged_puts(reader.parent / "node1.log")
+    again = sum(n - 1 for n in puts.values())
+    assert again <= 4 * proxy.cuts, puts
 
 
 @pytest.fixture
