@@ -66,6 +66,7 @@ class Cluster:
         """``direct``: nodes that peers reach without their proxy (for throughput)."""
         self.tmp = tmp_path
         self.anchor_key = anchor_key
+        self._closed = False
         self.loop = LoopThread()
         self.dirs = [tmp_path / f"node{i}" for i in range(n)]
         self.hosts = [f"127.0.0.{10 + i}" for i in range(n)]
@@ -198,7 +199,7 @@ class Cluster:
             self.loop.call(proxy.unblock)
 
     def close(self) -> None:
-        if getattr(self, "_closed", False):
+        if self._closed:
             return
         self._closed = True
         errors: list[BaseException] = []

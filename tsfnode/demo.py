@@ -25,8 +25,9 @@ from tsfnode.accounts import create_account
 from tsfnode.config import NodeConfig
 from tsfnode.directory_service import DirectoryService
 from tsfnode.errors import NodeError
-from tsfnode.node import init_node, now_ms
+from tsfnode.node import init_node
 from tsfnode.nodedir import NodeDir
+from tsfnode.peering import now_ms
 from tsfnode.store import Store
 
 DEMO_PASSWORD = "tsf-demo-2026"  # noqa: S105 - printed for the demo, on loopback only

@@ -78,6 +78,18 @@ class DirectoryService:
         self._version = max(now, held + 1, self._version + 1)
         return self._version
 
+    def address_of(self, node: bytes, now: int) -> str | None:
+        """The first address a node's record lists (None: no record, or no address)."""
+        record = self.view(now).nodes.get(node)
+        if record is None or not record.body["addresses"]:
+            return None
+        return str(record.body["addresses"][0]).rstrip("/")
+
+    def relays_of(self, node: bytes, now: int) -> list[bytes]:
+        """The relays that hold mail for a node, as its record lists them."""
+        record = self.view(now).nodes.get(node)
+        return [bytes(r) for r in record.body["relays"]] if record is not None else []
+
     def own_record(self) -> Document | None:
         for doc in self.directory:
             if doc.kind == "node" and doc.signer.key == self.identity.public.key:

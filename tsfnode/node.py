@@ -28,14 +28,11 @@ from tsfnode.errors import NodeError
 from tsfnode.keyfile import read_key, write_key
 from tsfnode.logs import AccessLogger, log, setup_logging
 from tsfnode.nodedir import NodeDir
+from tsfnode.peering import now_ms
 from tsfnode.store import SCHEMA_VERSION, Store
 
 SHUTDOWN_TIMEOUT_S = 10.0  # requests in progress may finish
 CLEANUP_TIMEOUT_S = 15.0  # then everything else
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def init_node(directory: Path, config: NodeConfig, *, force: bool = False) -> Identity:

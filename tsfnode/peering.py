@@ -185,15 +185,9 @@ class Peering:
 
     # --- sending ---------------------------------------------------------------------
 
-    def address_of(self, node: bytes, now: int) -> str | None:
-        record = self.directory.view(now).nodes.get(node)
-        if record is None or not record.body["addresses"]:
-            return None
-        return str(record.body["addresses"][0]).rstrip("/")
-
     async def _send(self, message: Outgoing) -> None:
         now = now_ms()
-        address = self.address_of(message.peer, now)
+        address = self.directory.address_of(message.peer, now)
         if address is None or self._session is None:
             self.stats["no_address"] += 1
             return

@@ -24,7 +24,8 @@ from protocol.errors import ProtocolError
 from protocol.transfer import decode_mail_poll
 from tsfnode.appkeys import TRANSFERS
 from tsfnode.bodies import read_body
-from tsfnode.transfers import TransferRefused, TransferService, now_ms
+from tsfnode.peering import now_ms
+from tsfnode.transfers import TransferRefused, TransferService
 
 MAX_MANIFEST = 40 * 1024 * 1024
 MAX_RECEIPT = 4096

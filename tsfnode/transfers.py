@@ -64,6 +64,7 @@ from tsfnode.config import NodeConfig
 from tsfnode.directory_service import DirectoryService
 from tsfnode.logs import log
 from tsfnode.nodedir import NodeDir
+from tsfnode.peering import now_ms
 from tsfnode.store import Store
 
 SCAN_MS = 500
@@ -73,10 +74,6 @@ PROGRESS_SAVE_MS = 500
 RESUME_AFTER_CUT_MS = 500
 MAX_RUN = 32  # chunks in one PUT, on fast links
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class TransferRefused(Exception):
@@ -331,16 +328,6 @@ class TransferService:
             "failures": row[4],
         }
 
-    def _relays_of(self, node: bytes, now: int) -> list[bytes]:
-        record = self.directory.view(now).nodes.get(node)
-        return [bytes(r) for r in record.body["relays"]] if record is not None else []
-
-    def address_of(self, node: bytes, now: int) -> str | None:
-        record = self.directory.view(now).nodes.get(node)
-        if record is None or not record.body["addresses"]:
-            return None
-        return str(record.body["addresses"][0]).rstrip("/")
-
     async def _deliver(self, bundle_id: bytes, recipient: bytes) -> None:
         manifest = await self.manifest_of(bundle_id)
         assert manifest is not None  # noqa: S101 - the delivery refers to it
@@ -356,7 +343,7 @@ class TransferService:
             return
         attempt = next_route(
             delivery["failures"],
-            [r.hex() for r in self._relays_of(recipient, now)],
+            [r.hex() for r in self.directory.relays_of(recipient, now)],
             recipient.hex(),
         )
         target = bytes.fromhex(attempt.target)
@@ -371,7 +358,7 @@ class TransferService:
         attempts = delivery["attempts"] + 1
         started: list[Upload] = []
         try:
-            address = self.address_of(target, now)
+            address = self.directory.address_of(target, now)
             if address is None:
                 raise AttemptFailed(f"no address known for {short(target)}")
             upload = await self._push(manifest, address, recipient, started)
@@ -511,7 +498,7 @@ class TransferService:
         """Ask the target of a completed push for the recipient's receipt."""
         assert self._session is not None  # noqa: S101 - started
         target = bytes(delivery["target"])
-        address = self.address_of(target, now_ms())
+        address = self.directory.address_of(target, now_ms())
         receipt = None
         tries = 20 if wait and delivery["route"] == Route.DIRECT.value else 1
         for n in range(tries):
@@ -614,7 +601,7 @@ class TransferService:
         recipients = [r.key for r in manifest.recipients]
         if self.me in recipients:
             role = "inbox"
-        elif any(self.me in self._relays_of(r, now) for r in recipients):
+        elif any(self.me in self.directory.relays_of(r, now) for r in recipients):
             role = "relay"
             await self._check_quota(manifest.ciphertext_size)
         else:
@@ -712,12 +699,6 @@ class TransferService:
             # cut is fetched again (see _finalise).
             self.blobs.put(data, manifest.chunk_hash(index), sync=False)
             written.append(index)
-
-    async def _store_chunk(
-        self, manifest: Manifest, have: ChunkSet, index: int, data: bytes
-    ) -> None:
-        """One chunk pulled from a source (already checked against the manifest)."""
-        await self.put_chunks(manifest.bundle_id, index, [data])
 
     async def _held(self, manifest: Manifest, have: ChunkSet, indexes: list[int]) -> None:
         # Acknowledged once the files are written: the set is saved at the next tick,
@@ -914,7 +895,7 @@ class TransferService:
         if row is None or row["receipt"] is None or self._session is None:
             return
         for source in row["sources"]:
-            address = self.address_of(bytes.fromhex(source), now_ms())
+            address = self.directory.address_of(bytes.fromhex(source), now_ms())
             if address is None:
                 continue
             url = f"{address}/peer/v1/bundles/{bundle_id.hex()}/receipt"
@@ -930,7 +911,7 @@ class TransferService:
         now = now_ms()
         for text in self.config.transfer_relays:
             relay = PublicIdentity.from_text(text).key
-            address = self.address_of(relay, now)
+            address = self.directory.address_of(relay, now)
             if address is None:
                 continue
             try:
@@ -973,7 +954,7 @@ class TransferService:
             if not self.directory.view(now).is_admitted(manifest.sender.key):
                 continue
             sources = [relay.hex()]
-            if self.address_of(manifest.sender.key, now) is not None:
+            if self.directory.address_of(manifest.sender.key, now) is not None:
                 sources.append(manifest.sender.key.hex())  # fetched from both
             row = await self._bundle_row(manifest.bundle_id)
             if row is None:
@@ -1016,7 +997,7 @@ class TransferService:
         now = now_ms()
         addresses: dict[str, str] = {}
         for source in row["sources"]:
-            address = self.address_of(bytes.fromhex(source), now)
+            address = self.directory.address_of(bytes.fromhex(source), now)
             if address is not None:
                 addresses[source] = address
                 download.add_source(source, window=self.config.transfer_window)
@@ -1049,7 +1030,7 @@ class TransferService:
                         continue
                     data = task.result()
                     if download.on_chunk(source, index, data, now_ms()):
-                        await self._store_chunk(manifest, have, index, data)
+                        await self.put_chunks(bundle_id, index, [data])
                 for blame in download.blamed[blamed:]:
                     await self._blame(bytes.fromhex(blame.source), bundle_id, blame)
                 blamed = len(download.blamed)

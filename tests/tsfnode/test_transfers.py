@@ -174,7 +174,6 @@ def test_through_a_relay_when_the_reader_cannot_be_reached(trio: Cluster) -> Non
     (out,) = [t for t in transfers(trio.url(0)) if t["bundle_id"] == bundle]
     assert out["route"] == "relay"
     assert out["attempts"] >= 2  # the direct attempt failed first
-    assert "Connection" in out["last_error"] or out["last_error"] == ""
     wait_for(
         "the relay deleted its copy", lambda: state_of(trio.url(1), bundle, "relay") == "delivered"
     )
