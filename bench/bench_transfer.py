@@ -9,12 +9,15 @@ The nodes, their test network and the fault-injection proxy are the test suite's
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 from bench.result import Result
@@ -46,9 +49,9 @@ def _cluster(tmp: Path, *, direct: bool) -> Cluster:
     return c
 
 
-def _seal_and_queue(sender: Path, recipient: str, size: int) -> str:
+def _seal(sender: Path, recipient: str, size: int) -> Manifest:
     """Seal ``size`` random bytes for ``recipient`` into the sender's outbox (the
-    running node picks it up); returns the bundle id."""
+    running node picks it up)."""
     identity = read_key(sender / "node.key")
     blobs = BlobStore(sender / "blobs")
     sealer = BundleSealer(
@@ -78,8 +81,13 @@ def _seal_and_queue(sender: Path, recipient: str, size: int) -> str:
         finally:
             await store.close()
 
+    os.sync()  # the writes of sealing must not slow the transfer timed next (writeback)
     asyncio.run(queue())
-    return manifest.bundle_id.hex()
+    return manifest
+
+
+def _seal_and_queue(sender: Path, recipient: str, size: int) -> str:
+    return _seal(sender, recipient, size).bundle_id.hex()
 
 
 def _outgoing(url: str, bundle: str) -> dict[str, object]:
@@ -87,6 +95,24 @@ def _outgoing(url: str, bundle: str) -> dict[str, object]:
         if t["bundle_id"] == bundle and t["direction"] == "out":
             return dict(t)
     return {}
+
+
+def _node_times(c: Cluster, bundle: str, timeout: float) -> tuple[float, float]:
+    """Seconds from the start of the delivery to the last chunk acknowledged, and to the
+    receipt, as the sending node recorded them (not the bench's polling: the node picks
+    up a bundle queued by another process at its next scan, up to half a second later)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        t = _outgoing(c.url(0), bundle)
+        if t and t["state"] == "delivered":
+            assert t["attempts"] == 1, t
+            start = int(t["started_ms"])  # type: ignore[call-overload]
+            return (
+                (int(t["deposited_ms"]) - start) / 1000,  # type: ignore[call-overload]
+                (int(t["done_ms"]) - start) / 1000,  # type: ignore[call-overload]
+            )
+        time.sleep(0.2)
+    raise AssertionError(f"bundle {bundle} not delivered within {timeout} s")
 
 
 def _time_transfer(c: Cluster, bundle: str, timeout: float) -> tuple[float, float, int]:
@@ -114,8 +140,11 @@ _RAW_SERVER = """
 import os, sys
 from aiohttp import web
 folder = sys.argv[1]
+count = 0
 async def put(request):
-    path = os.path.join(folder, "received")
+    global count
+    count += 1  # a new file each time, as the node writes a new one for each bundle
+    path = os.path.join(folder, f"received-{os.getpid()}-{count}")
     with open(path, "wb") as f:
         async for piece in request.content.iter_chunked(1 << 20):
             f.write(piece)
@@ -126,8 +155,8 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), print=None)
 """
 
 
-def _raw_put(tmp: Path, size: int) -> float:
-    """Seconds for a raw aiohttp streaming PUT of ``size`` bytes to another process."""
+def _raw_put(tmp: Path, pieces: Callable[[], Iterator[bytes]]) -> float:
+    """Seconds for a raw aiohttp streaming PUT of ``pieces`` to another process."""
     import socket
 
     import aiohttp
@@ -136,11 +165,11 @@ def _raw_put(tmp: Path, size: int) -> float:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen([sys.executable, "-c", _RAW_SERVER, str(tmp), str(port)])
-    piece = secrets.token_bytes(PIECE)
+    os.sync()  # nor those of what ran before this PUT
 
     async def body() -> AsyncIterator[bytes]:
-        for start in range(0, size, PIECE):
-            yield piece[: min(PIECE, size - start)]
+        for piece in pieces():
+            yield piece
 
     async def put() -> float:
         async with aiohttp.ClientSession() as session:
@@ -163,33 +192,70 @@ def _raw_put(tmp: Path, size: int) -> float:
         server.wait(10)
 
 
+def _stored_chunks(blobs: BlobStore, manifest: Manifest) -> Iterator[bytes]:
+    """The bundle's bytes as the sender stores them: its chunk files, read in order,
+    32 at a time (the sending node's largest PUT)."""
+    for first in range(0, manifest.chunk_count, 32):
+        last = min(first + 32, manifest.chunk_count)
+        yield b"".join(blobs.get(manifest.chunk_hash(i)) for i in range(first, last))
+
+
+def _in_memory(size: int) -> Iterator[bytes]:
+    piece = secrets.token_bytes(PIECE)
+    for start in range(0, size, PIECE):
+        yield piece[: min(PIECE, size - start)]
+
+
 def loopback_throughput(*, quick: bool = False) -> Result:
-    """Best of 3 (quick: 1) of each, interleaved so both see the same machine load."""
+    """Five rounds (quick: one), each timing the two nodes, then the raw PUT from the
+    sender's chunk files, then the raw PUT from memory, back to back.
+
+    The node's time is the sending node's own record, from the start of the delivery to
+    the last chunk acknowledged. The baseline streams the same bytes from where the
+    sender keeps them (its chunk files) in one raw PUT; the same PUT from memory, which
+    reads nothing, is reported beside it. Medians, not bests: on this shared machine the
+    raw PUT now and then runs twice as fast as usual for one round, and the best of a
+    few rounds compares that rare round with the node's usual ones. The bests are
+    printed too."""
     size = (16 if quick else 512) * MiB
-    best_acked = best_delivered = best_raw = float("inf")
-    nbytes = size
-    for _ in range(1 if quick else 3):
+    times: dict[str, list[float]] = {"node": [], "delivered": [], "raw": [], "memory": []}
+    for _ in range(1 if quick else 5):
         with tempfile.TemporaryDirectory(prefix="bench-transfer-") as folder:
             tmp = Path(folder)
             c = _cluster(tmp, direct=True)
             try:
-                bundle = _seal_and_queue(c.dirs[0], c.ids[1], size)
-                acked, delivered, nbytes = _time_transfer(c, bundle, timeout=600)
+                manifest = _seal(c.dirs[0], c.ids[1], size)
+                bundle = manifest.bundle_id.hex()
+                pushed, delivered = _node_times(c, bundle, timeout=600)
+                times["node"].append(pushed)
+                times["delivered"].append(delivered)
             finally:
                 c.close()
-            best_acked = min(best_acked, acked)
-            best_delivered = min(best_delivered, delivered)
-            best_raw = min(best_raw, _raw_put(tmp, nbytes))
-    mb = nbytes / MiB
+            blobs = BlobStore(c.dirs[0] / "blobs")
+            stored = functools.partial(_stored_chunks, blobs, manifest)
+            times["raw"].append(_raw_put(tmp, stored))
+            in_memory = functools.partial(_in_memory, manifest.ciphertext_size)
+            times["memory"].append(_raw_put(tmp, in_memory))
+    mb = manifest.ciphertext_size / MiB
+    median = {k: mb / statistics.median(v) for k, v in times.items()}
+    best = {k: mb / min(v) for k, v in times.items()}
     return Result(
         name="transfer_loopback_throughput",
-        value=mb / best_acked,
-        unit=f"MiB/s ({mb:.0f} MiB bundle, two node processes, until every chunk acknowledged)",
-        baseline="raw aiohttp streaming PUT of the same bytes to another process, to a file",
-        baseline_value=mb / best_raw,
+        value=median["node"],
+        unit=f"MiB/s, median of {len(times['node'])} ({mb:.0f} MiB bundle, two node"
+        " processes, until every chunk is acknowledged)",
+        baseline="raw aiohttp streaming PUT of the bundle's stored chunks to another process",
+        baseline_value=median["raw"],
         higher_is_better=True,
         target="ratio >= 0.7",
-        extra={"end_to_end_with_opening_and_receipt_mib_s": mb / best_delivered},
+        extra={
+            "raw_put_from_memory_mib_s": median["memory"],
+            "ratio_to_raw_put_from_memory": median["node"] / median["memory"],
+            "best_node_mib_s": best["node"],
+            "best_raw_put_mib_s": best["raw"],
+            "ratio_of_bests": best["node"] / best["raw"],
+            "until_the_receipt_mib_s": median["delivered"],
+        },
     )
 
 

@@ -37,6 +37,11 @@ class NodeDir:
         return self.root / "blobs"
 
     @property
+    def chunks(self) -> Path:
+        """Bundles being received or relayed, one file each (tsfnode/chunkfiles.py)."""
+        return self.root / "chunks"
+
+    @property
     def intake(self) -> Path:
         return self.root / "intake"
 

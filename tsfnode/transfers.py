@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import functools
 import json
 import os
@@ -60,8 +59,10 @@ from protocol.transfer import (
     next_route,
 )
 from tsfnode.blobs import BlobStore
+from tsfnode.chunkfiles import ChunkFiles, DiskFull
 from tsfnode.config import NodeConfig
 from tsfnode.directory_service import DirectoryService
+from tsfnode.diskcalls import DiskCalls
 from tsfnode.logs import log
 from tsfnode.nodedir import NodeDir
 from tsfnode.peering import now_ms
@@ -114,7 +115,9 @@ class Progress:
     last_error: str
     priority: int
     created_ms: int
-    done_ms: int | None
+    started_ms: int | None  # the last attempt began (out)
+    deposited_ms: int | None  # every chunk acknowledged by the target (out)
+    done_ms: int | None  # receipt received (out), bundle complete (in, relay)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -141,7 +144,9 @@ class TransferService:
         self.node_dir = node_dir
         self.store = store
         self.db = store.db
-        self.blobs = blobs
+        self.blobs = blobs  # the outbox's chunks (sealed here)
+        self.chunks = ChunkFiles(node_dir.chunks)  # the inbox's and the relay's
+        self.disk = DiskCalls()  # reads and writes of chunk runs
         self.directory = directory
         self.backoff = Backoff(base_ms=config.transfer_retry_base_ms, cap_ms=3_600_000)
         self.rate = RateLimit(0)
@@ -269,20 +274,13 @@ class TransferService:
                 return None
             held = ChunkSet(row[0], row[1])
             if row[2] in ("receiving", "holding") and not held.complete:
-                # Chunks written since the last save of the set (a crash in between):
-                # the blob store is the truth, a chunk's file is whole or absent.
+                # Chunks written since the last save of the set (a crash in between)
+                # are found on disk by their hashes.
                 manifest = Manifest.decode(row[3])
-                for i in await asyncio.to_thread(self._chunks_on_disk, manifest, held):
+                for i in await asyncio.to_thread(self.chunks.held_on_disk, manifest, held):
                     held.add(i)
             self._have[bundle_id] = held
         return held
-
-    def _chunks_on_disk(self, manifest: Manifest, held: ChunkSet) -> list[int]:
-        return [
-            i
-            for i in range(manifest.chunk_count)
-            if i not in held and manifest.chunk_hash(i) in self.blobs
-        ]
 
     async def _save_have(self) -> None:
         """Write the chunk sets changed since the last save (every tick, and at stop)."""
@@ -389,13 +387,15 @@ class TransferService:
                 error=reason[:200],
             )
             return
+        deposited = now_ms()
         await self._set_delivery(
             bundle_id,
             recipient,
             state="deposited",
             attempts=attempts,
             failures=0,
-            next_attempt_ms=now_ms(),
+            next_attempt_ms=deposited,
+            deposited_ms=deposited,
             acked=upload.acked.to_bytes(),
             bytes_done=upload.bytes_done,
             last_error="",
@@ -475,7 +475,7 @@ class TransferService:
         def read() -> bytes:
             return b"".join(self.blobs.get(manifest.chunk_hash(i)) for i in run)
 
-        data = await asyncio.to_thread(read)
+        data = await self.disk.run(read)
         await self._throttle(len(data))
         where = str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}"
         url = f"{address}/peer/v1/bundles/{manifest.bundle_id.hex()}/chunks/{where}"
@@ -658,7 +658,7 @@ class TransferService:
 
     async def put_chunks(self, bundle_id: bytes, first: int, chunks: list[bytes]) -> None:
         """Chunks ``first``, ``first + 1``... pushed here: each checked against the
-        manifest, written (in one trip to a worker thread), then counted as held."""
+        manifest, written (one call of self.disk), then counted as held."""
         manifest = await self.manifest_of(bundle_id)
         have = await self.have_of(bundle_id)
         if manifest is None or have is None:
@@ -666,17 +666,18 @@ class TransferService:
         indexes = list(range(first, first + len(chunks)))
         written: list[int] = []
         try:
-            await asyncio.to_thread(self._check_and_write, manifest, have, indexes, chunks, written)
+            await self.disk.run(self._check_and_write, manifest, have, indexes, chunks, written)
         except ProtocolError as exc:
             await self._held(manifest, have, written)
             raise TransferRefused(422, str(exc)) from None
-        except OSError as exc:
+        except DiskFull:
             await self._held(manifest, have, written)
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                await self._save_have()
-                await self._set_bundle(manifest.bundle_id, last_error="disk full: paused")
-                log("disk full: transfer paused", bundle=manifest.bundle_id.hex()[:8])
-                raise TransferRefused(507, "disk full on the receiving node") from None
+            await self._save_have()
+            await self._set_bundle(manifest.bundle_id, last_error="disk full: paused")
+            log("disk full: transfer paused", bundle=manifest.bundle_id.hex()[:8])
+            raise TransferRefused(507, "disk full on the receiving node") from None
+        except OSError:
+            await self._held(manifest, have, written)
             raise
         await self._held(manifest, have, written)
 
@@ -688,17 +689,32 @@ class TransferService:
         chunks: list[bytes],
         written: list[int],
     ) -> None:
-        """Verify and write the chunks not yet held (a worker thread), listing in
+        """Verify and write the chunks not yet held (through ``self.disk``), listing in
         ``written`` those written. A bad chunk or a full disk stops there: the chunks
-        before it are kept."""
+        before it are kept. Not fsynced: opening checks every chunk, and one lost in a
+        power cut is fetched again (see _finalise)."""
+        run: list[int] = []
+        bad: ProtocolError | None = None
         for index, data in zip(indexes, chunks, strict=True):
             if index in have:
                 continue
-            manifest.verify_chunk(index, data)
-            # Not fsynced one by one: opening checks every chunk, and one lost in a power
-            # cut is fetched again (see _finalise).
-            self.blobs.put(data, manifest.chunk_hash(index), sync=False)
-            written.append(index)
+            try:
+                manifest.verify_chunk(index, data)
+            except ProtocolError as exc:
+                bad = exc
+                break
+            run.append(index)
+        # consecutive runs of new chunks, each in one write
+        for span in _runs(run, len(indexes)):
+            at = span[0] - indexes[0]
+            try:
+                self.chunks.write(manifest, span[0], chunks[at : at + len(span)])
+            except DiskFull as full:
+                written.extend(span[: full.written])
+                raise
+            written.extend(span)
+        if bad is not None:
+            raise bad
 
     async def _held(self, manifest: Manifest, have: ChunkSet, indexes: list[int]) -> None:
         # Acknowledged once the files are written: the set is saved at the next tick,
@@ -743,7 +759,12 @@ class TransferService:
             or index not in have
         ):
             raise TransferRefused(404, "this node does not hold that chunk")
-        data = await asyncio.to_thread(self.blobs.get, manifest.chunk_hash(index))
+        if row["role"] == "outbox":
+            data = await asyncio.to_thread(self.blobs.get, manifest.chunk_hash(index))
+        else:
+            (data,) = await self.disk.run(self.chunks.read, manifest, index, index)
+            if len(data) != manifest.ciphertext_chunk_size(index):
+                raise TransferRefused(404, "this node does not hold that chunk")
         await self._throttle(len(data))
         return data
 
@@ -782,11 +803,7 @@ class TransferService:
         """Delete the chunks. ``keep_have``: still say they are held (the bundle was
         delivered: whoever offers it again learns there is nothing left to send)."""
 
-        def drop() -> None:
-            for i in range(manifest.chunk_count):
-                self.blobs.delete(manifest.chunk_hash(i))
-
-        await asyncio.to_thread(drop)
+        await asyncio.to_thread(self.chunks.delete, manifest.bundle_id)
         if keep_have:
             return
         empty = ChunkSet(manifest.chunk_count)
@@ -842,6 +859,7 @@ class TransferService:
             bundle_id, state="complete", completed_ms=now, receipt=receipt, last_error=""
         )
         log("bundle received", bundle=bundle_id.hex()[:8], files=len(header.files))
+        await self._drop_chunks(manifest, keep_have=True)  # opened: the ciphertext is done with
         self._spawn(self._post_receipt_to_relays(bundle_id))
 
     def _open_into(self, manifest: Manifest, folder: Path) -> BundleHeader:
@@ -853,11 +871,7 @@ class TransferService:
         tmp.mkdir(parents=True)
         handle = None
         try:
-            for i in range(manifest.chunk_count):
-                try:
-                    ciphertext = self.blobs.get(manifest.chunk_hash(i))
-                except FileNotFoundError:
-                    raise ChunkLost(i) from None
+            for i, ciphertext in enumerate(self.chunks.chunks(manifest)):
                 try:
                     plaintext = opener.open_chunk(i, ciphertext)
                 except ProtocolError:
@@ -1083,7 +1097,8 @@ async def list_progress(db: Any) -> list[Progress]:
     cursor = await db.execute(
         "SELECT d.bundle_id, d.recipient, d.state, d.route, d.target, d.attempts,"
         " d.last_error, d.bytes_done, d.rate, b.size, b.priority, b.created_ms,"
-        " d.delivered_ms FROM deliveries d JOIN bundles b USING (bundle_id)"
+        " d.delivered_ms, d.started_ms, d.deposited_ms"
+        " FROM deliveries d JOIN bundles b USING (bundle_id)"
         " ORDER BY b.created_ms DESC"
     )
     for row in await cursor.fetchall():
@@ -1103,6 +1118,8 @@ async def list_progress(db: Any) -> list[Progress]:
                 last_error=row[6],
                 priority=row[10],
                 created_ms=row[11],
+                started_ms=row[13],
+                deposited_ms=row[14],
                 done_ms=row[12],
             )
         )
@@ -1130,6 +1147,8 @@ async def list_progress(db: Any) -> list[Progress]:
                 last_error=row[10],
                 priority=row[7],
                 created_ms=row[8],
+                started_ms=None,
+                deposited_ms=None,
                 done_ms=row[9],
             )
         )

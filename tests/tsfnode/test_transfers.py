@@ -23,6 +23,7 @@ from typing import Any
 import pydicom
 import pytest
 
+from protocol.bundle import Manifest
 from protocol.documents import decode_document
 from protocol.identity import PublicIdentity
 from tests.cluster import Cluster, configure, wait_for
@@ -177,7 +178,7 @@ def test_through_a_relay_when_the_reader_cannot_be_reached(trio: Cluster) -> Non
     wait_for(
         "the relay deleted its copy", lambda: state_of(trio.url(1), bundle, "relay") == "delivered"
     )
-    assert not [p for p in (relay / "blobs").rglob("*") if p.is_file()]  # copy deleted
+    assert not [p for p in (relay / "chunks").rglob("*") if p.is_file()]  # copy deleted
     with pytest.raises(urllib.error.HTTPError, match="404"):
         get_bytes(f"{trio.url(1)}/peer/v1/bundles/{bundle}/chunks/0")
 
@@ -197,12 +198,16 @@ def test_a_relay_serving_corrupted_chunks_is_blamed_and_the_sender_serves_them(
     )
     # The reader goes down before pulling; meanwhile the relay's disk rots.
     trio.stop_node(2)
-    blobs = sorted(p for p in (relay / "blobs").rglob("*") if p.is_file())
-    assert len(blobs) > 5
-    for path in blobs[::2]:
-        data = bytearray(path.read_bytes())
-        data[100] ^= 0xFF
-        path.write_bytes(bytes(data))
+    with sqlite3.connect(relay / "node.db") as db:
+        ((raw,),) = db.execute("SELECT manifest FROM bundles WHERE role = 'relay'")
+    manifest = Manifest.decode(raw)
+    assert manifest.chunk_count > 5
+    path = relay / "chunks" / bundle
+    data = bytearray(path.read_bytes())
+    assert len(data) == manifest.ciphertext_size  # the relay holds every chunk, end to end
+    for i in range(0, manifest.chunk_count, 2):
+        data[i * manifest.ciphertext_chunk_size(0) + 100] ^= 0xFF
+    path.write_bytes(bytes(data))
     trio.heal()
     trio.start_node(2)
     wait_for(
@@ -341,8 +346,8 @@ def test_a_slow_link_that_breaks_every_few_seconds_still_delivers(pair: Cluster)
 
 @pytest.fixture
 def small_disk(pair: Cluster) -> Iterator[Path]:
-    """The reader's blob store on a 1 MB tmpfs (root only: CI runs as root)."""
-    blobs = pair.dirs[1] / "blobs"
+    """The reader's chunk files on a 1 MB tmpfs (root only: CI runs as root)."""
+    blobs = pair.dirs[1] / "chunks"
     blobs.mkdir(parents=True, exist_ok=True)
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(blobs)],

@@ -97,6 +97,11 @@ MIGRATIONS: tuple[str, ...] = (
         at_ms      INTEGER NOT NULL
     );
     """,
+    # 5: when the last chunk of a delivery was acknowledged by its target (the recipient,
+    # or the relay it went to); delivered_ms is when the recipient's receipt came back
+    """
+    ALTER TABLE deliveries ADD COLUMN deposited_ms INTEGER;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
