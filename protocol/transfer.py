@@ -31,11 +31,11 @@ from protocol.errors import ExpiredError, IntegrityError, LocalProtocolError, Ma
 from protocol.identity import Identity, PublicIdentity
 from protocol.sampling import Rng, randbelow
 
-# Priorities (manifest ``priority``; higher goes first): reports, messages and receipts
-# before urgent cases before routine images.
+# Priorities (manifest ``priority``, 0 to 3; higher goes first): reports and messages
+# before urgent cases before routine images; 1 is unused for now.
 PRIORITY_ROUTINE = 0
-PRIORITY_URGENT = 50
-PRIORITY_DOCUMENT = 100
+PRIORITY_URGENT = 2
+PRIORITY_DOCUMENT = 3
 
 
 class ChunkSet:

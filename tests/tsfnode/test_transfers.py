@@ -26,6 +26,7 @@ import pytest
 from protocol.bundle import Manifest
 from protocol.documents import decode_document
 from protocol.identity import PublicIdentity
+from protocol.transfer import PRIORITY_URGENT, RateLimit
 from tests.cluster import Cluster, configure, wait_for
 from tests.nodes import get_json, tsfnode
 from tests.tsfnode.intake.conftest import PYDICOM_FILES, pydicom_data_folder
@@ -60,10 +61,12 @@ def import_study(directory: Path, source: Path) -> str:
     return studies[0]
 
 
-def seal(directory: Path, study: str, *to: str) -> str:
+def seal(directory: Path, study: str, *to: str, urgent: bool = False) -> str:
     args: list[Any] = ["seal", directory, study]
     for node in to:
         args += ["--to", node]
+    if urgent:
+        args.append("--urgent")
     result = tsfnode(*args)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout.split("bundle ")[1].split()[0]
@@ -223,8 +226,11 @@ def test_a_relay_serving_corrupted_chunks_is_blamed_and_the_sender_serves_them(
     assert "bad chunk from a source" in (reader.parent / f"{reader.name}.log").read_text()
 
 
-def seal_all(directory: Path, to: str, limit: int) -> dict[str, str]:
-    """Confirm and seal up to ``limit`` studies of the intake: {bundle hex: study}."""
+def seal_all(
+    directory: Path, to: str, limit: int, *, studies: list[str] | None = None, priority: int = 0
+) -> dict[str, str]:
+    """Confirm and seal up to ``limit`` studies of the intake (or of ``studies``), in
+    order, into the outbox: {bundle hex: study}."""
     book = ReviewBook(directory / "intake")
     identity = read_key(directory / "node.key")
     recipient = PublicIdentity.from_text(to)
@@ -233,7 +239,7 @@ def seal_all(directory: Path, to: str, limit: int) -> dict[str, str]:
     async def run() -> None:
         store = await Store.open(directory / "node.db")
         try:
-            for study in book.studies()[:limit]:
+            for study in (studies or book.studies())[:limit]:
                 book.confirm(study, None, now_ms=1)  # the sender looked at every image
                 result = seal_study(
                     intake=directory / "intake",
@@ -243,7 +249,7 @@ def seal_all(directory: Path, to: str, limit: int) -> dict[str, str]:
                     recipients=[recipient],
                     study_uid=study,
                     case={"study_uid": study},
-                    priority=0,
+                    priority=priority,
                     now=int(time.time() * 1000),
                 )
                 await queue_bundle(
@@ -259,6 +265,62 @@ def seal_all(directory: Path, to: str, limit: int) -> dict[str, str]:
 
     asyncio.run(run())
     return sealed
+
+
+def test_urgent_goes_first_and_the_uplink_cap_holds_in_the_day(
+    tmp_path: Path, anchor_key: Path
+) -> None:
+    rate_kbit = 2_000  # the day cap; no cap at night, and the day lasts all day here
+    c = Cluster(tmp_path, anchor_key, 2, **QUICK)
+    try:
+        sender = c.dirs[0]
+        configure(
+            sender,
+            transfer={"upload_kbit_s": 0, "day_upload_kbit_s": rate_kbit, "day_hours": "00-24"},
+        )
+        result = tsfnode("import", pydicom_data_folder(), "--node", sender, "--quiet")
+        assert result.returncode == 0, result.stderr
+        by_size = {
+            study.name: sum(p.stat().st_size for p in study.rglob("*.dcm"))
+            for study in (sender / "intake").iterdir()
+            if study.is_dir()
+        }
+        # studies of 0.6 to 2.1 MB: well over a burst, a few seconds at the cap
+        picked = sorted(s for s, n in by_size.items() if 600_000 <= n <= 2_100_000)[:4]
+        assert len(picked) == 4, by_size
+        c.start()
+        wait_for(
+            "the sender knows the reader's address",
+            lambda: len(get_json(f"{c.url(0)}/api/v1/directory?kind=node")) == 2,
+        )
+        c.stop_node(0)  # sealed while it is down: it finds all four at once when it starts
+        routine = list(seal_all(sender, c.ids[1], 3, studies=picked[:3]))
+        confirmed = tsfnode("review", picked[3], "--node", sender, "--confirm-all")
+        assert confirmed.returncode == 0, confirmed.stderr
+        urgent = seal(sender, picked[3], c.ids[1], urgent=True)
+        c.start_node(0)
+        wait_for(
+            "all four delivered",
+            lambda: all(state_of(c.url(0), b, "out") == "delivered" for b in [*routine, urgent]),
+            timeout=120,
+        )
+        out = {t["bundle_id"]: t for t in transfers(c.url(0)) if t["direction"] == "out"}
+        assert all(out[b]["attempts"] == 1 for b in out), out
+        started = {b: out[b]["started_ms"] for b in out}
+        # Two deliveries at a time: the urgent one, sealed last, and the oldest routine
+        # one go first; the other routine ones wait for a free place, oldest first.
+        assert started[urgent] < started[routine[1]] <= started[routine[2]]
+        assert started[routine[0]] < started[routine[1]]
+        assert out[urgent]["priority"] == PRIORITY_URGENT
+        # The cap: never more bytes on the uplink than a burst plus the rate by the time
+        # (a slow machine only sends less, so this cannot fail by noise).
+        span_s = (max(t["deposited_ms"] for t in out.values()) - min(started.values())) / 1000
+        sent = sum(t["size"] for t in out.values())
+        rate = rate_kbit * 1000 / 8
+        assert sent > 10 * RateLimit(int(rate)).burst  # the cap had much to hold back
+        assert sent <= RateLimit(int(rate)).burst + rate * span_s, (sent, span_s)
+    finally:
+        c.close()
 
 
 def acknowledged_puts(log: Path) -> Counter[str]:
