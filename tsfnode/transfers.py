@@ -154,6 +154,8 @@ class TransferService:
         self._dirty: set[bytes] = set()
         self._manifests: dict[bytes, Manifest] = {}
         self._deliveries: set[tuple[bytes, bytes]] = set()
+        # the first window of a delivery's next attempt, when not the configured one
+        self._windows: dict[tuple[bytes, bytes], int] = {}
         self._pulls: set[bytes] = set()
         self._finalising: set[bytes] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -354,12 +356,13 @@ class TransferService:
             started_ms=now,
         )
         attempts = delivery["attempts"] + 1
+        window = self._windows.get((bundle_id, recipient), self.config.transfer_window)
         started: list[Upload] = []
         try:
             address = self.directory.address_of(target, now)
             if address is None:
                 raise AttemptFailed(f"no address known for {short(target)}")
-            upload = await self._push(manifest, address, recipient, started)
+            upload = await self._push(manifest, address, recipient, window, started)
         except (TimeoutError, AttemptFailed, aiohttp.ClientError, OSError) as exc:
             reason = str(exc) or type(exc).__name__
             if started and started[0].progressed:
@@ -368,6 +371,9 @@ class TransferService:
             else:
                 failures = delivery["failures"] + 1
                 wait = self.backoff.delay(failures - 1, os.urandom)
+                # Nothing crossed: perhaps not even one window can cross between two
+                # cuts of this link (chunks side by side share it). Fewer next time.
+                self._windows[(bundle_id, recipient)] = max(1, window // 2)
             await self._set_delivery(
                 bundle_id,
                 recipient,
@@ -387,6 +393,7 @@ class TransferService:
                 error=reason[:200],
             )
             return
+        self._windows.pop((bundle_id, recipient), None)
         deposited = now_ms()
         await self._set_delivery(
             bundle_id,
@@ -410,7 +417,12 @@ class TransferService:
             return response.status, await response.read()
 
     async def _push(
-        self, manifest: Manifest, address: str, recipient: bytes, started: list[Upload]
+        self,
+        manifest: Manifest,
+        address: str,
+        recipient: bytes,
+        window: int,
+        started: list[Upload],
     ) -> Upload:
         """Offer the bundle to ``address`` and send it the chunks it lacks (the upload is
         put in ``started`` as soon as it exists, for the caller to see its progress)."""
@@ -422,7 +434,7 @@ class TransferService:
             have = ChunkSet(manifest.chunk_count, body)
         except ProtocolError as exc:
             raise AttemptFailed(f"the offer's answer is not a chunk set: {exc}") from None
-        upload = Upload(manifest, window=self.config.transfer_window)
+        upload = Upload(manifest, window=window)
         upload.set_have(have)
         started.append(upload)
         in_flight: dict[asyncio.Task[None], list[int]] = {}

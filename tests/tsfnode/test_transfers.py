@@ -406,6 +406,37 @@ def test_a_slow_link_that_breaks_every_few_seconds_still_delivers(pair: Cluster)
     assert again <= 4 * proxy.cuts, puts
 
 
+def test_a_link_cut_before_a_window_of_chunks_can_cross_still_delivers(
+    pair: Cluster,
+) -> None:
+    """1 Mbit/s cut every 2 s: four 64 KiB chunks side by side need 2.1 s, so an attempt
+    that keeps the first window never finishes a chunk; the next attempts halve it."""
+    sender, reader = pair.dirs
+    result = tsfnode("import", pydicom_data_folder(), "--node", sender, "--quiet")
+    assert result.returncode == 0, result.stderr
+    journey = {  # bytes each study takes on the link
+        study.name: sum(len(b) for b in expected_files(study).values())
+        for study in (sender / "intake").iterdir()
+        if study.is_dir()
+    }
+    study = min((n, s) for s, n in journey.items() if 300_000 <= n <= 1_000_000)[1]
+    (bundle,) = seal_all(sender, pair.ids[1], 1, studies=[study])
+    proxy = pair.proxies[1]
+    proxy.rate = 125_000
+    proxy.latency_s = 0.02
+    proxy.cut_every_s = 2.0
+    pair.start()
+    wait_for(
+        "the delivery through a link cut every 2 s",
+        lambda: state_of(pair.url(0), bundle, "out") == "delivered",
+        timeout=100,
+    )
+    (out,) = [t for t in transfers(pair.url(0)) if t["bundle_id"] == bundle]
+    assert out["size"] > 4 * 65536  # more than a first window
+    assert out["attempts"] >= 2
+    assert received_files(reader, bundle) == expected_files(sender / "intake" / study)
+
+
 @pytest.fixture
 def small_disk(pair: Cluster) -> Iterator[Path]:
     """The reader's chunk files on a 1 MB tmpfs (root only: CI runs as root)."""
