@@ -193,10 +193,14 @@ class Manifest:
 
     def verify_chunk(self, index: int, ciphertext: bytes) -> None:
         """What a relay can check: size and hash of encrypted chunk ``index``."""
+        self.verify_chunk_digest(index, len(ciphertext), digest(ciphertext))
+
+    def verify_chunk_digest(self, index: int, size: int, chunk_digest: bytes) -> None:
+        """``verify_chunk`` for a chunk hashed as it arrived: its size and digest."""
         expected = self.plaintext_chunk_size(index) + TAG_SIZE
-        if len(ciphertext) != expected:
-            raise IntegrityError(f"chunk {index} has {len(ciphertext)} bytes, not {expected}")
-        if digest(ciphertext) != self.chunk_hash(index):
+        if size != expected:
+            raise IntegrityError(f"chunk {index} has {size} bytes, not {expected}")
+        if chunk_digest != self.chunk_hash(index):
             raise IntegrityError(f"chunk {index} does not match the manifest")
 
     def check_fresh(self, now: int) -> None:

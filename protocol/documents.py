@@ -331,6 +331,12 @@ def digest(data: bytes) -> bytes:
     return blake3.blake3(data).digest()
 
 
+def hasher() -> Any:
+    """``digest`` by pieces: ``update`` it with each (bytes or memoryview), then call
+    ``digest()`` (for data that arrives in pieces, without joining them)."""
+    return blake3.blake3()
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Document:
     """A verified and parsed document. ``raw`` is the exact signed bytes."""

@@ -16,11 +16,65 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from protocol.bundle import Manifest
-from protocol.documents import digest
+from protocol.documents import digest, hasher
 from protocol.transfer import ChunkSet
+
+IOV_MAX = 1024  # buffers in one pwritev (Linux)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A chunk as it arrived: its pieces (not joined), size and digest."""
+
+    pieces: tuple[bytes | memoryview, ...]
+    size: int
+    digest: bytes
+
+    @classmethod
+    def of(cls, data: bytes) -> Received:
+        return cls((data,), len(data), digest(data))
+
+
+class BodyTooLong(ValueError):
+    pass
+
+
+class ChunkSplitter:
+    """A request body of consecutive chunks of ``sizes`` bytes, cut into chunks as it
+    arrives and each hashed on the way, without copying (the pieces are kept as views).
+    ``chunks``: the chunks received whole so far."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        self._sizes = sizes
+        self.chunks: list[Received] = []
+        self._pieces: list[memoryview] = []
+        self._hasher = hasher()
+        self._need = sizes[0] if sizes else 0
+
+    @property
+    def complete(self) -> bool:
+        return len(self.chunks) == len(self._sizes)
+
+    def feed(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self.complete:
+                raise BodyTooLong(f"the body is longer than {sum(self._sizes)} bytes")
+            piece = view[: self._need]
+            view = view[len(piece) :]
+            self._pieces.append(piece)
+            self._hasher.update(piece)
+            self._need -= len(piece)
+            if not self._need:
+                size = self._sizes[len(self.chunks)]
+                self.chunks.append(Received(tuple(self._pieces), size, self._hasher.digest()))
+                self._pieces, self._hasher = [], hasher()
+                if not self.complete:
+                    self._need = self._sizes[len(self.chunks)]
 
 
 class DiskFull(OSError):
@@ -38,25 +92,34 @@ class ChunkFiles:
     def path_of(self, bundle_id: bytes) -> Path:
         return self.root / bundle_id.hex()
 
-    def write(self, manifest: Manifest, first: int, chunks: list[bytes]) -> None:
-        """Write consecutive chunks from ``first`` (already checked by the caller) in one
-        system call. Raises DiskFull, saying how many went to disk whole, when the disk
-        fills up on the way (other OSErrors: nothing of this run counts as written)."""
+    def write(self, manifest: Manifest, first: int, chunks: list[Received]) -> None:
+        """Write consecutive chunks from ``first`` (already checked by the caller), their
+        pieces gathered by ``pwritev``. Raises DiskFull, saying how many went to disk
+        whole, when the disk fills up on the way (other OSErrors: nothing of this run
+        counts as written)."""
         if not chunks:
             return
         full = manifest.ciphertext_chunk_size(0)
+        pieces = [p for c in chunks for p in c.pieces]
+        total = sum(c.size for c in chunks)
+        done = 0
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path_of(manifest.bundle_id), os.O_WRONLY | os.O_CREAT, 0o600)
             try:
-                done = os.pwritev(fd, chunks, first * full)
+                for at in range(0, len(pieces), IOV_MAX):
+                    batch = pieces[at : at + IOV_MAX]
+                    wrote = os.pwritev(fd, batch, first * full + done)
+                    done += wrote
+                    if wrote < sum(len(p) for p in batch):
+                        break  # a short write: the disk is full
             finally:
                 os.close(fd)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFull(0) from None
+                raise DiskFull(done // full) from None
             raise
-        if done < sum(len(c) for c in chunks):  # a short write: the disk is full
+        if done < total:
             raise DiskFull(done // full)
 
     def read(self, manifest: Manifest, first: int, last: int) -> list[bytes]:

@@ -14,7 +14,6 @@ API (``/api/v1/transfers``). The protocol is in SPEC.md section 7.
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 from aiohttp import web
@@ -24,6 +23,7 @@ from protocol.errors import ProtocolError
 from protocol.transfer import decode_mail_poll
 from tsfnode.appkeys import TRANSFERS
 from tsfnode.bodies import read_body
+from tsfnode.chunkfiles import BodyTooLong, ChunkSplitter
 from tsfnode.peering import now_ms
 from tsfnode.transfers import TransferRefused, TransferService
 
@@ -73,7 +73,9 @@ async def have(request: web.Request) -> web.Response:
 
 async def put_chunks(request: web.Request) -> web.Response:
     """One chunk (``.../chunks/7``) or a run of consecutive ones (``.../chunks/7-22``),
-    their bytes one after the other; each is checked and written as it arrives."""
+    their bytes one after the other, cut and hashed as they arrive; each is checked
+    against the manifest and written. If the body stops short (a cut link), the chunks
+    that arrived whole are kept: the sender learns it from its next offer."""
     bundle_id = _bundle_id(request)
     first, last = _run(request)
     service = _service(request)
@@ -81,15 +83,18 @@ async def put_chunks(request: web.Request) -> web.Response:
         sizes = await service.chunk_sizes(bundle_id, first, last)
         if request.content_length is not None and request.content_length != sum(sizes):
             raise TransferRefused(400, f"the body must be {sum(sizes)} bytes")
-        chunks = []
-        for index, size in zip(range(first, last + 1), sizes, strict=True):
-            try:
-                chunks.append(await request.content.readexactly(size))
-            except asyncio.IncompleteReadError:
-                # what arrived whole is kept: the sender learns it from the offer
-                await service.put_chunks(bundle_id, first, chunks)
-                raise TransferRefused(400, f"the body ends inside chunk {index}") from None
-        await service.put_chunks(bundle_id, first, chunks)
+        body = ChunkSplitter(sizes)
+        try:
+            async for piece in request.content.iter_any():
+                body.feed(piece)
+        except BodyTooLong as exc:
+            raise TransferRefused(400, str(exc)) from None
+        except Exception:
+            await service.put_chunks(bundle_id, first, body.chunks)
+            raise
+        await service.put_chunks(bundle_id, first, body.chunks)
+        if not body.complete:
+            raise TransferRefused(400, f"the body ends inside chunk {first + len(body.chunks)}")
     except TransferRefused as exc:
         return _refused(exc)
     return web.Response(status=204)

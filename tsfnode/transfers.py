@@ -59,7 +59,7 @@ from protocol.transfer import (
     next_route,
 )
 from tsfnode.blobs import BlobStore
-from tsfnode.chunkfiles import ChunkFiles, DiskFull
+from tsfnode.chunkfiles import ChunkFiles, DiskFull, Received
 from tsfnode.config import NodeConfig
 from tsfnode.directory_service import DirectoryService
 from tsfnode.diskcalls import DiskCalls
@@ -668,7 +668,7 @@ class TransferService:
             raise TransferRefused(400, f"the bundle has {manifest.chunk_count} chunks")
         return [manifest.ciphertext_chunk_size(i) for i in range(first, last + 1)]
 
-    async def put_chunks(self, bundle_id: bytes, first: int, chunks: list[bytes]) -> None:
+    async def put_chunks(self, bundle_id: bytes, first: int, chunks: list[Received]) -> None:
         """Chunks ``first``, ``first + 1``... pushed here: each checked against the
         manifest, written (one call of self.disk), then counted as held."""
         manifest = await self.manifest_of(bundle_id)
@@ -698,7 +698,7 @@ class TransferService:
         manifest: Manifest,
         have: ChunkSet,
         indexes: list[int],
-        chunks: list[bytes],
+        chunks: list[Received],
         written: list[int],
     ) -> None:
         """Verify and write the chunks not yet held (through ``self.disk``), listing in
@@ -707,11 +707,11 @@ class TransferService:
         power cut is fetched again (see _finalise)."""
         run: list[int] = []
         bad: ProtocolError | None = None
-        for index, data in zip(indexes, chunks, strict=True):
+        for index, chunk in zip(indexes, chunks, strict=True):
             if index in have:
                 continue
             try:
-                manifest.verify_chunk(index, data)
+                manifest.verify_chunk_digest(index, chunk.size, chunk.digest)
             except ProtocolError as exc:
                 bad = exc
                 break
@@ -1056,7 +1056,7 @@ class TransferService:
                         continue
                     data = task.result()
                     if download.on_chunk(source, index, data, now_ms()):
-                        await self.put_chunks(bundle_id, index, [data])
+                        await self.put_chunks(bundle_id, index, [Received.of(data)])
                 for blame in download.blamed[blamed:]:
                     await self._blame(bytes.fromhex(blame.source), bundle_id, blame)
                 blamed = len(download.blamed)

@@ -16,7 +16,7 @@ import pytest
 from protocol.bundle import BundleSealer, Manifest, encode_plaintext_header
 from protocol.identity import Identity
 from protocol.transfer import ChunkSet
-from tsfnode.chunkfiles import ChunkFiles, DiskFull
+from tsfnode.chunkfiles import BodyTooLong, ChunkFiles, ChunkSplitter, DiskFull, Received
 from tsfnode.diskcalls import DiskCalls
 
 CHUNK = 64 * 1024
@@ -34,14 +34,38 @@ def sealed(size: int) -> tuple[Manifest, list[bytes]]:
     return Manifest.decode(raw), chunks + rest
 
 
+def got(chunks: list[bytes]) -> list[Received]:
+    return [Received.of(c) for c in chunks]
+
+
+def test_a_body_is_cut_into_chunks_hashed_on_the_way_whatever_its_pieces() -> None:
+    manifest, chunks = sealed(5 * CHUNK + 777)
+    body = b"".join(chunks)
+    sizes = [manifest.ciphertext_chunk_size(i) for i in range(manifest.chunk_count)]
+    for piece in (1000, CHUNK + 16, 3 * CHUNK, len(body)):
+        splitter = ChunkSplitter(sizes)
+        for at in range(0, len(body), piece):
+            splitter.feed(body[at : at + piece])
+        assert splitter.complete
+        for i, chunk in enumerate(splitter.chunks):
+            assert b"".join(chunk.pieces) == chunks[i]
+            manifest.verify_chunk_digest(i, chunk.size, chunk.digest)
+    short = ChunkSplitter(sizes)
+    short.feed(body[: 2 * len(chunks[0]) + 5])  # ends inside the third chunk
+    assert not short.complete
+    assert [b"".join(c.pieces) for c in short.chunks] == chunks[:2]
+    with pytest.raises(BodyTooLong, match="longer than"):
+        ChunkSplitter(sizes[:2]).feed(body[: 2 * len(chunks[0]) + 1])
+
+
 def test_chunks_written_out_of_order_read_back_whole(tmp_path: Path) -> None:
     manifest, chunks = sealed(10 * CHUNK + 1000)
     files = ChunkFiles(tmp_path / "chunks")
     n = manifest.chunk_count
-    files.write(manifest, n - 1, [chunks[-1]])  # the short last chunk first
-    files.write(manifest, 3, chunks[3:7])
-    files.write(manifest, 0, chunks[0:3])
-    files.write(manifest, 7, chunks[7 : n - 1])
+    files.write(manifest, n - 1, got(chunks[-1:]))  # the short last chunk first
+    files.write(manifest, 3, got(chunks[3:7]))
+    files.write(manifest, 0, got(chunks[0:3]))
+    files.write(manifest, 7, got(chunks[7 : n - 1]))
     assert files.read(manifest, 0, n - 1) == chunks
     assert list(files.chunks(manifest, batch=4)) == chunks
     assert files.path_of(manifest.bundle_id).stat().st_size == manifest.ciphertext_size
@@ -52,9 +76,9 @@ def test_chunks_written_out_of_order_read_back_whole(tmp_path: Path) -> None:
 def test_after_a_crash_only_whole_matching_chunks_count_as_held(tmp_path: Path) -> None:
     manifest, chunks = sealed(12 * CHUNK)
     files = ChunkFiles(tmp_path / "chunks")
-    files.write(manifest, 2, chunks[2:4])
-    files.write(manifest, 6, [chunks[6]])
-    files.write(manifest, 9, [chunks[9]])
+    files.write(manifest, 2, got(chunks[2:4]))
+    files.write(manifest, 6, got(chunks[6:7]))
+    files.write(manifest, 9, got(chunks[9:10]))
     path = files.path_of(manifest.bundle_id)
     full = manifest.ciphertext_chunk_size(0)
     with open(path, "r+b") as f:  # a torn write: chunk 9 half there
@@ -91,7 +115,7 @@ def test_a_full_disk_says_how_many_chunks_fitted(tiny_disk: Path) -> None:
     manifest, chunks = sealed(10 * CHUNK)
     files = ChunkFiles(tiny_disk)
     with pytest.raises(DiskFull) as caught:
-        files.write(manifest, 0, chunks[:8])
+        files.write(manifest, 0, got(chunks[:8]))
     fitted = caught.value.written
     assert 0 < fitted < 8
     assert caught.value.strerror == "no space left on device"
@@ -99,7 +123,7 @@ def test_a_full_disk_says_how_many_chunks_fitted(tiny_disk: Path) -> None:
     held = files.held_on_disk(manifest, ChunkSet(manifest.chunk_count))
     assert held[:fitted] == list(range(fitted))
     with pytest.raises(DiskFull) as again:
-        files.write(manifest, 8, chunks[8:10])
+        files.write(manifest, 8, got(chunks[8:10]))
     assert again.value.written == 0
 
 

@@ -5,6 +5,7 @@ signed receipt; through cuts, kills and bad relays."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import random
@@ -13,6 +14,7 @@ import sqlite3
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 from collections import Counter
@@ -26,7 +28,7 @@ import pytest
 from protocol.bundle import Manifest
 from protocol.documents import decode_document
 from protocol.identity import PublicIdentity
-from protocol.transfer import PRIORITY_URGENT, RateLimit
+from protocol.transfer import PRIORITY_URGENT, ChunkSet, RateLimit
 from tests.cluster import Cluster, configure, wait_for
 from tests.nodes import get_json, tsfnode
 from tests.tsfnode.intake.conftest import PYDICOM_FILES, pydicom_data_folder
@@ -489,8 +491,9 @@ def test_a_full_disk_pauses_the_transfer_and_it_resumes_when_space_is_back(
     assert received_files(reader, bundle) == expected_files(sender / "intake" / study)
 
 
-def _manifest_from(sender_dir: Path, recipient: str, size: int) -> bytes:
-    """A manifest signed by a node of the cluster (its key file), for ``size`` bytes."""
+def _sealed_from(sender_dir: Path, recipient: str, size: int) -> tuple[bytes, list[bytes]]:
+    """A bundle of ``size`` zero bytes sealed by a node of the cluster (its key file):
+    the signed manifest and the chunks."""
     from protocol.bundle import BundleSealer, choose_chunk_size, encode_plaintext_header
 
     sealer = BundleSealer(
@@ -499,11 +502,31 @@ def _manifest_from(sender_dir: Path, recipient: str, size: int) -> bytes:
         chunk_size=choose_chunk_size(size),
         rng=os.urandom,
     )
-    sealer.push(encode_plaintext_header({}, [("a.bin", size)]))
-    for _ in range(size // 65536):
-        sealer.push(bytes(65536))
-    _, manifest = sealer.finish(now=int(time.time() * 1000), ttl=86_400_000)
-    return manifest
+    chunks = sealer.push(encode_plaintext_header({}, [("a.bin", size)]))
+    for start in range(0, size, 65536):
+        chunks += sealer.push(bytes(min(65536, size - start)))
+    rest, manifest = sealer.finish(now=int(time.time() * 1000), ttl=86_400_000)
+    return manifest, chunks + rest
+
+
+def _manifest_from(sender_dir: Path, recipient: str, size: int) -> bytes:
+    return _sealed_from(sender_dir, recipient, size)[0]
+
+
+def put(url: str, body: bytes | list[bytes]) -> tuple[int, str]:
+    """PUT ``body``: bytes with their length, or pieces sent chunked (no length, so a
+    body can end early or run long)."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    try:
+        if isinstance(body, bytes):
+            conn.request("PUT", parts.path, body=body)
+        else:
+            conn.request("PUT", parts.path, body=iter(body), encode_chunked=True)
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
 
 
 def post(url: str, data: bytes) -> tuple[int, str]:
@@ -537,5 +560,40 @@ def test_a_relay_refuses_mail_for_nodes_it_does_not_serve_and_beyond_its_quota(
         status, text = post(relay, b"not a manifest")
         assert status == 400
         assert "bad manifest" in text
+        # Bad chunk bodies: each refused with its reason; what arrived whole is kept.
+        raw, chunks = _sealed_from(c.dirs[0], c.ids[2], 300_000)
+        manifest = Manifest.decode(raw)
+        assert post(relay, raw)[0] == 200
+        at = f"{relay}/{manifest.bundle_id.hex()}"
+
+        def held() -> list[int]:
+            have = ChunkSet(manifest.chunk_count, get_bytes(f"{at}/have"))
+            return [i for i in range(manifest.chunk_count) if i in have]
+
+        whole = sum(len(x) for x in chunks[0:2])
+        assert put(f"{at}/chunks/0-1", chunks[0] + chunks[1][:100]) == (
+            400,
+            f"the body must be {whole} bytes",
+        )
+        assert held() == []
+        assert put(f"{at}/chunks/0-1", [chunks[0], chunks[1][:100]]) == (
+            400,
+            "the body ends inside chunk 1",
+        )
+        assert held() == [0]  # the whole first chunk is kept
+        assert put(f"{at}/chunks/1-2", [chunks[1], chunks[2], b"x"]) == (
+            400,
+            f"the body is longer than {len(chunks[1]) + len(chunks[2])} bytes",
+        )
+        forged = bytearray(chunks[1])
+        forged[7] ^= 1
+        assert put(f"{at}/chunks/1", bytes(forged)) == (
+            422,
+            "chunk 1 does not match the manifest",
+        )
+        assert held() == [0]
+        assert put(f"{at}/chunks/1", chunks[1]) == (204, "")
+        assert put(f"{at}/chunks/{manifest.chunk_count}", b"x")[0] == 400
+        assert held() == [0, 1]
     finally:
         c.close()
