@@ -484,10 +484,11 @@ class TransferService:
         """PUT consecutive chunks in one request (one chunk on slow links)."""
         assert self._session is not None  # noqa: S101 - started
 
-        def read() -> bytes:
-            return b"".join(self.blobs.get(manifest.chunk_hash(i)) for i in run)
-
-        data = await self.disk.run(read)
+        data = await self.disk.run(
+            self.blobs.get_run,
+            [manifest.chunk_hash(i) for i in run],
+            [manifest.ciphertext_chunk_size(i) for i in run],
+        )
         await self._throttle(len(data))
         where = str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}"
         url = f"{address}/peer/v1/bundles/{manifest.bundle_id.hex()}/chunks/{where}"

@@ -16,6 +16,7 @@ import pytest
 from protocol.bundle import BundleSealer, Manifest, encode_plaintext_header
 from protocol.identity import Identity
 from protocol.transfer import ChunkSet
+from tsfnode.blobs import BlobStore
 from tsfnode.chunkfiles import BodyTooLong, ChunkFiles, ChunkSplitter, DiskFull, Received
 from tsfnode.diskcalls import DiskCalls
 
@@ -140,3 +141,14 @@ async def test_disk_calls_run_on_the_loop_until_one_is_slow() -> None:
     assert await disk.run(threading.get_ident) == loop_thread
     with pytest.raises(ZeroDivisionError):
         await disk.run(divmod, 1, 0)
+
+
+def test_the_sender_reads_a_run_of_its_chunks_and_refuses_a_damaged_one(tmp_path: Path) -> None:
+    _, chunks = sealed(4 * CHUNK)
+    blobs = BlobStore(tmp_path / "blobs")
+    names = [blobs.put(c) for c in chunks]
+    sizes = [len(c) for c in chunks]
+    assert blobs.get_run(names[1:4], sizes[1:4]) == b"".join(chunks[1:4])
+    blobs.path_of(names[2]).write_bytes(chunks[2][:-1])  # cut short on disk
+    with pytest.raises(OSError, match=f"blob {names[2].hex()[:16]} is {sizes[2] - 1} bytes"):
+        blobs.get_run(names[1:4], sizes[1:4])
