@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import pytest
 from protocol.bundle import BundleSealer, Manifest, encode_plaintext_header
 from protocol.identity import Identity
 from protocol.transfer import ChunkSet
+from tests.mounts import small_tmpfs
 from tsfnode.blobs import BlobStore
 from tsfnode.chunkfiles import BodyTooLong, ChunkFiles, ChunkSplitter, DiskFull, Received
 from tsfnode.diskcalls import DiskCalls
@@ -94,22 +94,8 @@ def test_after_a_crash_only_whole_matching_chunks_count_as_held(tmp_path: Path) 
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    where = tmp_path / "chunks"
-    where.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail(f"cannot mount a small tmpfs: {mounted.stderr.strip()}")
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "chunks", "256k") as where:
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def test_a_full_disk_says_how_many_chunks_fitted(tiny_disk: Path) -> None:

@@ -30,6 +30,7 @@ from protocol.documents import decode_document
 from protocol.identity import PublicIdentity
 from protocol.transfer import PRIORITY_URGENT, ChunkSet, RateLimit
 from tests.cluster import Cluster, configure, wait_for
+from tests.mounts import small_tmpfs
 from tests.nodes import get_json, tsfnode
 from tests.tsfnode.intake.conftest import PYDICOM_FILES, pydicom_data_folder
 from tsfnode.blobs import BlobStore
@@ -441,24 +442,12 @@ def test_a_link_cut_before_a_window_of_chunks_can_cross_still_delivers(
 
 @pytest.fixture
 def small_disk(pair: Cluster) -> Iterator[Path]:
-    """The reader's chunk files on a 1 MB tmpfs (root only: CI runs as root)."""
-    blobs = pair.dirs[1] / "chunks"
-    blobs.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(blobs)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail(f"cannot mount a small tmpfs: {mounted.stderr.strip()}")
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield blobs
-    finally:
-        pair.close()  # the node lets go of the mount before it goes
-        subprocess.run(["umount", "-l", str(blobs)], check=False)
+    """The reader's chunk files on a 1 MB tmpfs."""
+    with small_tmpfs(pair.dirs[1] / "chunks", "1m") as where:
+        try:
+            yield where
+        finally:
+            pair.close()  # the node lets go of the mount before it goes
 
 
 def test_a_full_disk_pauses_the_transfer_and_it_resumes_when_space_is_back(
