@@ -16,6 +16,12 @@ class LocalProtocolError(ProtocolError):
     a method called in the wrong state. Never caused by remote input."""
 
 
+class CaseRefused(ProtocolError):
+    """A well-formed request that the case's state or the actor's role does not allow
+    now (claiming a case already taken, reporting a case one does not hold). The message
+    says why, for the person who asked."""
+
+
 class RemoteProtocolError(ProtocolError):
     """Bytes received from elsewhere were rejected. Never caused by a local bug."""
 

@@ -1,0 +1,221 @@
+"""The case state machine, sans-IO: a table of transitions is the truth.
+
+A case is a study with its clinical form, asking for a second opinion. It lives on the
+sender's node (which knows the patient) and, as a copy, on the reader's node; both drive
+the same machine with the events each learns of (a reader's node learns of the delivery
+and the claim, the sender's node of the report, by signed documents). The node, the web
+application and the simulator call ``apply``; nothing here reads a clock or does I/O.
+
+    draft -> submitted -> in_transit -> delivered -> assigned -> reported
+          -> report_delivered -> evaluated -> closed -> purged
+
+``delivered`` is "waiting for a reader": a pair's case is assigned to the pair's reader
+at delivery; a group's case waits for the coordinator to assign it or a member to claim
+it; a community's case waits for the first volunteer to claim it. An overdue case is
+escalated: it goes back to ``delivered`` with its reader released, for the other members
+(the coordinator is told). A case can be cancelled by its sender until it is reported.
+
+Who may do what is part of the table: each transition names the roles allowed (the
+sender, the case's reader, the routing group's coordinator, a member of the routing group
+or community, or the node itself for what it observes). The caller says which roles the
+actor holds for this case (``roles``): who is a coordinator or a member comes from the
+directory, which the caller reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+from protocol.errors import CaseRefused, LocalProtocolError
+
+
+class State(Enum):
+    DRAFT = "draft"
+    SUBMITTED = "submitted"  # anonymised, sealed, queued
+    IN_TRANSIT = "in_transit"
+    DELIVERED = "delivered"  # at the reader's side, waiting for a reader
+    ASSIGNED = "assigned"  # a reader has it (assigned or claimed)
+    REPORTED = "reported"  # the report is signed
+    REPORT_DELIVERED = "report_delivered"  # the report reached the sender's node
+    EVALUATED = "evaluated"  # the sender rated the opinion
+    CLOSED = "closed"
+    PURGED = "purged"  # images deleted (reports and evaluations are kept)
+    CANCELLED = "cancelled"
+
+
+class Role(Enum):
+    SENDER = "sender"
+    READER = "reader"  # the reader who has the case
+    COORDINATOR = "coordinator"  # of the group the case is routed to
+    MEMBER = "member"  # of the group or community the case is routed to
+    NODE = "node"  # the node itself: deliveries, receipts, deadlines, retention
+
+
+class Routing(Enum):
+    PAIR = "pair"
+    GROUP = "group"
+    COMMUNITY = "community"
+
+
+@dataclass(frozen=True)
+class Transition:
+    event: str
+    sources: frozenset[State]
+    target: State | None  # None: the state does not change (a message, an addendum)
+    who: frozenset[Role]
+
+
+def _t(event: str, sources: set[State], target: State | None, *who: Role) -> Transition:
+    return Transition(event, frozenset(sources), target, frozenset(who))
+
+
+S = State
+R = Role
+_OPEN = {S.DELIVERED, S.ASSIGNED, S.REPORTED, S.REPORT_DELIVERED, S.EVALUATED}
+_UNREAD = {S.DRAFT, S.SUBMITTED, S.IN_TRANSIT, S.DELIVERED, S.ASSIGNED}
+
+TRANSITIONS: tuple[Transition, ...] = (
+    _t("submit", {S.DRAFT}, S.SUBMITTED, R.SENDER),
+    _t("send", {S.SUBMITTED}, S.IN_TRANSIT, R.NODE),
+    _t("deliver", {S.SUBMITTED, S.IN_TRANSIT}, S.DELIVERED, R.NODE),
+    _t("assign", {S.DELIVERED}, S.ASSIGNED, R.COORDINATOR, R.NODE),
+    _t("claim", {S.DELIVERED}, S.ASSIGNED, R.MEMBER),
+    _t("release", {S.ASSIGNED}, S.DELIVERED, R.READER, R.COORDINATOR),
+    _t("escalate", {S.ASSIGNED}, S.DELIVERED, R.NODE),
+    _t("report", {S.ASSIGNED}, S.REPORTED, R.READER),
+    _t("deliver_report", {S.REPORTED}, S.REPORT_DELIVERED, R.NODE),
+    _t("addendum", {S.REPORTED, S.REPORT_DELIVERED, S.EVALUATED, S.CLOSED}, None, R.READER),
+    _t("message", _OPEN, None, R.SENDER, R.READER),
+    _t("add_images", {S.SUBMITTED, S.IN_TRANSIT, *_OPEN}, None, R.SENDER),
+    _t("evaluate", {S.REPORT_DELIVERED}, S.EVALUATED, R.SENDER),
+    _t("close", {S.REPORT_DELIVERED, S.EVALUATED}, S.CLOSED, R.SENDER, R.NODE),
+    _t(
+        "cancel",
+        {S.DRAFT, S.SUBMITTED, S.IN_TRANSIT, S.DELIVERED, S.ASSIGNED},
+        S.CANCELLED,
+        R.SENDER,
+    ),
+    _t("purge", {S.CLOSED, S.CANCELLED}, S.PURGED, R.NODE),
+)
+BY_EVENT: dict[str, Transition] = {t.event: t for t in TRANSITIONS}
+
+
+@dataclass(frozen=True)
+class Case:
+    case_id: bytes
+    sender: bytes  # the sender's key (a person, not a node)
+    routing: Routing
+    target: bytes  # the pair's reader, or the group's or the community's id
+    delay_ms: int  # the agreed reading delay
+    state: State = State.DRAFT
+    reader: bytes | None = None
+    submitted_ms: int | None = None
+    delivered_ms: int | None = None
+    due_ms: int | None = None
+    reported_ms: int | None = None
+    report_back_ms: int | None = None
+    closed_ms: int | None = None
+    escalations: int = 0
+    passed_over: frozenset[bytes] = field(default_factory=frozenset)  # readers escalated from
+
+    def __post_init__(self) -> None:
+        if self.delay_ms <= 0:
+            raise LocalProtocolError("a reading delay must be positive")
+
+    def overdue(self, now: int) -> bool:
+        return (
+            self.state in (State.DELIVERED, State.ASSIGNED)
+            and self.due_ms is not None
+            and now > self.due_ms
+        )
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Something the driver must do after a transition (tell someone, offer the case)."""
+
+    kind: str  # "notify_coordinator", "offer_to_members", "notify_reader", "notify_sender"
+    case_id: bytes
+    to: bytes | None = None
+
+
+def allowed(case: Case, event: str) -> Transition:
+    """The transition ``event`` from the case's state; CaseRefused if the table has none."""
+    transition = BY_EVENT.get(event)
+    if transition is None:
+        raise LocalProtocolError(f"unknown case event {event!r}")
+    if case.state not in transition.sources:
+        if event == "claim" and case.state is State.ASSIGNED:
+            who = case.reader.hex()[:12] if case.reader else "someone"
+            raise CaseRefused(f"the case is already taken (by {who})")
+        sources = ", ".join(sorted(s.value for s in transition.sources))
+        raise CaseRefused(
+            f"cannot {event} a case that is {case.state.value} (only from: {sources})"
+        )
+    return transition
+
+
+def apply(
+    case: Case, event: str, *, by: bytes, roles: frozenset[Role], now: int
+) -> tuple[Case, list[Effect]]:
+    """The case after ``event`` done by ``by`` (who holds ``roles`` for this case), and
+    what the driver must do next. Raises CaseRefused (with the reason) when the table
+    does not allow it; the case is then unchanged."""
+    if event == "assign":
+        raise LocalProtocolError("assign with assign_to(), which names the reader")
+    transition = allowed(case, event)
+    if not transition.who & roles:
+        names = " or ".join(sorted(r.value for r in transition.who))
+        raise CaseRefused(f"only the {names} may {event} this case")
+    if event == "claim" and by in case.passed_over:
+        raise CaseRefused("this case was taken from you when it was overdue")
+    effects: list[Effect] = []
+    changes: dict[str, object] = {}
+    if transition.target is not None:
+        changes["state"] = transition.target
+    if event == "submit":
+        changes["submitted_ms"] = now
+    elif event == "deliver":
+        changes["delivered_ms"] = now
+        changes["due_ms"] = now + case.delay_ms
+        if case.routing is Routing.PAIR:
+            changes.update(state=State.ASSIGNED, reader=case.target)
+            effects.append(Effect("notify_reader", case.case_id, case.target))
+        else:
+            effects.append(Effect("offer_to_members", case.case_id, case.target))
+    elif event == "claim":
+        changes["reader"] = by
+    elif event == "release":
+        changes["reader"] = None
+        effects.append(Effect("offer_to_members", case.case_id, case.target))
+    elif event == "escalate":
+        if not case.overdue(now):
+            raise CaseRefused("the case is not overdue")
+        changes.update(
+            reader=None,
+            escalations=case.escalations + 1,
+            passed_over=case.passed_over | ({case.reader} if case.reader else set()),
+            due_ms=now + case.delay_ms,
+        )
+        effects.append(Effect("notify_coordinator", case.case_id, case.target))
+        effects.append(Effect("offer_to_members", case.case_id, case.target))
+    elif event == "report":
+        changes["reported_ms"] = now
+    elif event == "deliver_report":
+        changes["report_back_ms"] = now
+        effects.append(Effect("notify_sender", case.case_id, case.sender))
+    elif event == "close":
+        changes["closed_ms"] = now
+    return replace(case, **changes), effects  # type: ignore[arg-type]
+
+
+def assign_to(
+    case: Case, reader: bytes, *, by: bytes, roles: frozenset[Role], now: int
+) -> tuple[Case, list[Effect]]:
+    """The coordinator (or the node, by a rule) gives the case to ``reader``."""
+    transition = allowed(case, "assign")
+    if not transition.who & roles:
+        raise CaseRefused("only the coordinator or the node may assign this case")
+    assigned = replace(case, state=State.ASSIGNED, reader=reader)
+    return assigned, [Effect("notify_reader", case.case_id, reader)]
