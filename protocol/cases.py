@@ -13,7 +13,8 @@ application and the simulator call ``apply``; nothing here reads a clock or does
 at delivery; a group's case waits for the coordinator to assign it or a member to claim
 it; a community's case waits for the first volunteer to claim it. An overdue case is
 escalated: it goes back to ``delivered`` with its reader released, for the other members
-(the coordinator is told). A case can be cancelled by its sender until it is reported.
+(the coordinator is told); an overdue case nobody took is escalated the same way. A case
+can be cancelled by its sender until it is reported.
 
 Who may do what is part of the table: each transition names the roles allowed (the
 sender, the case's reader, the routing group's coordinator, a member of the routing group
@@ -82,7 +83,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     _t("assign", {S.DELIVERED}, S.ASSIGNED, R.COORDINATOR, R.NODE),
     _t("claim", {S.DELIVERED}, S.ASSIGNED, R.MEMBER),
     _t("release", {S.ASSIGNED}, S.DELIVERED, R.READER, R.COORDINATOR),
-    _t("escalate", {S.ASSIGNED}, S.DELIVERED, R.NODE),
+    _t("escalate", {S.DELIVERED, S.ASSIGNED}, S.DELIVERED, R.NODE),
     _t("report", {S.ASSIGNED}, S.REPORTED, R.READER),
     _t("deliver_report", {S.REPORTED}, S.REPORT_DELIVERED, R.NODE),
     _t("addendum", {S.REPORTED, S.REPORT_DELIVERED, S.EVALUATED, S.CLOSED}, None, R.READER),
@@ -156,6 +157,15 @@ def allowed(case: Case, event: str) -> Transition:
     return transition
 
 
+def _permitted(case: Case, event: str, roles: frozenset[Role]) -> Transition:
+    """The transition, if the table allows ``event`` now to one holding one of ``roles``."""
+    transition = allowed(case, event)
+    if not transition.who & roles:
+        names = " or ".join(sorted(r.value for r in transition.who))
+        raise CaseRefused(f"only the {names} may {event} this case")
+    return transition
+
+
 def apply(
     case: Case, event: str, *, by: bytes, roles: frozenset[Role], now: int
 ) -> tuple[Case, list[Effect]]:
@@ -164,10 +174,7 @@ def apply(
     does not allow it; the case is then unchanged."""
     if event == "assign":
         raise LocalProtocolError("assign with assign_to(), which names the reader")
-    transition = allowed(case, event)
-    if not transition.who & roles:
-        names = " or ".join(sorted(r.value for r in transition.who))
-        raise CaseRefused(f"only the {names} may {event} this case")
+    transition = _permitted(case, event, roles)
     if event == "claim" and by in case.passed_over:
         raise CaseRefused("this case was taken from you when it was overdue")
     effects: list[Effect] = []
@@ -214,8 +221,6 @@ def assign_to(
     case: Case, reader: bytes, *, by: bytes, roles: frozenset[Role], now: int
 ) -> tuple[Case, list[Effect]]:
     """The coordinator (or the node, by a rule) gives the case to ``reader``."""
-    transition = allowed(case, "assign")
-    if not transition.who & roles:
-        raise CaseRefused("only the coordinator or the node may assign this case")
+    _permitted(case, "assign", roles)
     assigned = replace(case, state=State.ASSIGNED, reader=reader)
     return assigned, [Effect("notify_reader", case.case_id, reader)]

@@ -43,16 +43,14 @@ class BlobStore:
     def get_run(self, names: list[bytes], sizes: list[int]) -> bytes:
         """Blobs one after the other, each ``sizes[i]`` bytes long (few system calls)."""
         parts = []
-        root = str(self.root)
         for name, size in zip(names, sizes, strict=True):
-            h = name.hex()
-            fd = os.open(f"{root}/{h[:2]}/{h[2:]}", os.O_RDONLY)
+            fd = os.open(self.path_of(name), os.O_RDONLY)
             try:
                 data = os.read(fd, size)
             finally:
                 os.close(fd)
             if len(data) != size:
-                raise OSError(errno.EIO, f"blob {h[:16]} is {len(data)} bytes, not {size}")
+                raise OSError(errno.EIO, f"blob {name.hex()[:16]} is {len(data)} bytes, not {size}")
             parts.append(data)
         return b"".join(parts)
 

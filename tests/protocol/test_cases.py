@@ -69,7 +69,7 @@ def test_a_pairs_case_goes_to_the_pairs_reader_at_delivery() -> None:
 def test_a_groups_case_waits_for_the_coordinator_who_assigns_it() -> None:
     case = delivered(Routing.GROUP)
     assert (case.state, case.reader) == (State.DELIVERED, None)
-    with pytest.raises(CaseRefused, match="only the coordinator or the node may assign"):
+    with pytest.raises(CaseRefused, match="only the coordinator or node may assign"):
         assign_to(case, READER, by=OTHER, roles=frozenset({Role.MEMBER}), now=NOW)
     case, effects = assign_to(
         case, READER, by=COORDINATOR, roles=frozenset({Role.COORDINATOR}), now=NOW
@@ -112,6 +112,17 @@ def test_an_overdue_case_goes_back_to_the_group_and_the_coordinator_is_told() ->
     with pytest.raises(CaseRefused, match="taken from you"):
         step(late, "claim", READER, Role.MEMBER)
     assert step(late, "claim", OTHER, Role.MEMBER).reader == OTHER
+
+
+def test_an_overdue_case_nobody_took_is_escalated_too() -> None:
+    case = delivered(Routing.GROUP)
+    assert case.due_ms is not None
+    late, effects = apply(
+        case, "escalate", by=SENDER, roles=frozenset({Role.NODE}), now=case.due_ms + 1
+    )
+    assert (late.state, late.reader, late.escalations) == (State.DELIVERED, None, 1)
+    assert late.passed_over == frozenset()
+    assert [e.kind for e in effects] == ["notify_coordinator", "offer_to_members"]
 
 
 def test_messages_addenda_and_images_change_nothing_but_are_checked() -> None:
