@@ -10,7 +10,8 @@ application and the simulator call ``apply``; nothing here reads a clock or does
           -> report_delivered -> evaluated -> closed -> purged
 
 ``delivered`` is "waiting for a reader": a pair's case is assigned to the pair's reader
-at delivery; a group's case waits for the coordinator to assign it or a member to claim
+at delivery (unless it was sent beyond the pair's weekly quota: the reader then accepts
+or declines it); a group's case waits for the coordinator to assign it or a member to claim
 it; a community's case waits for the first volunteer to claim it. An overdue case is
 escalated: it goes back to ``delivered`` with its reader released, for the other members
 (the coordinator is told); an overdue case nobody took is escalated the same way. A case
@@ -82,6 +83,8 @@ TRANSITIONS: tuple[Transition, ...] = (
     _t("deliver", {S.SUBMITTED, S.IN_TRANSIT}, S.DELIVERED, R.NODE),
     _t("assign", {S.DELIVERED}, S.ASSIGNED, R.COORDINATOR, R.NODE),
     _t("claim", {S.DELIVERED}, S.ASSIGNED, R.MEMBER),
+    _t("accept", {S.DELIVERED}, S.ASSIGNED, R.READER),
+    _t("decline", {S.DELIVERED}, S.CANCELLED, R.READER),
     _t("release", {S.ASSIGNED}, S.DELIVERED, R.READER, R.COORDINATOR),
     _t("escalate", {S.DELIVERED, S.ASSIGNED}, S.DELIVERED, R.NODE),
     _t("report", {S.ASSIGNED}, S.REPORTED, R.READER),
@@ -118,6 +121,7 @@ class Case:
     report_back_ms: int | None = None
     closed_ms: int | None = None
     escalations: int = 0
+    needs_acceptance: bool = False  # sent beyond the pair's weekly quota
     passed_over: frozenset[bytes] = field(default_factory=frozenset)  # readers escalated from
 
     def __post_init__(self) -> None:
@@ -136,7 +140,8 @@ class Case:
 class Effect:
     """Something the driver must do after a transition (tell someone, offer the case)."""
 
-    kind: str  # "notify_coordinator", "offer_to_members", "notify_reader", "notify_sender"
+    kind: str  # notify_coordinator, offer_to_members, notify_reader, notify_sender,
+    # ask_acceptance
     case_id: bytes
     to: bytes | None = None
 
@@ -186,13 +191,22 @@ def apply(
     elif event == "deliver":
         changes["delivered_ms"] = now
         changes["due_ms"] = now + case.delay_ms
-        if case.routing is Routing.PAIR:
+        if case.routing is Routing.PAIR and case.needs_acceptance:
+            effects.append(Effect("ask_acceptance", case.case_id, case.target))
+        elif case.routing is Routing.PAIR:
             changes.update(state=State.ASSIGNED, reader=case.target)
             effects.append(Effect("notify_reader", case.case_id, case.target))
         else:
             effects.append(Effect("offer_to_members", case.case_id, case.target))
     elif event == "claim":
         changes["reader"] = by
+    elif event in ("accept", "decline"):
+        if case.routing is not Routing.PAIR or not case.needs_acceptance:
+            raise CaseRefused(f"{event}: only for a pair's case sent beyond the weekly quota")
+        if event == "accept":
+            changes["reader"] = by
+        else:
+            effects.append(Effect("notify_sender", case.case_id, case.sender))
     elif event == "release":
         changes["reader"] = None
         effects.append(Effect("offer_to_members", case.case_id, case.target))

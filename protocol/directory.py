@@ -91,8 +91,12 @@ def record_key(doc: Document) -> RecordKey:
     raise LocalProtocolError(f"{doc.kind} is not a directory record")
 
 
-def _order(doc: Document) -> tuple[int, bytes]:
-    return (int(doc.body["version"]), doc.digest)
+def _order(doc: Document) -> tuple[int, int, bytes]:
+    """Last writer wins, except that an ended pair stays ended: a record that ends a pair
+    beats any record of the same pair that does not (so an old agreement, replayed with a
+    new version, cannot bring it back)."""
+    ended = 1 if doc.kind == "pair" and pair_terms(doc)["status"] == "ended" else 0
+    return (ended, int(doc.body["version"]), doc.digest)
 
 
 def pair_terms(doc: Document) -> dict[str, Any]:
@@ -387,11 +391,18 @@ class Directory:
         if signer not in parties or len(parties) != 2:
             return "not_entitled"
         other = (parties - {signer}).pop()
-        try:
-            PublicIdentity(other).verify(
-                PAIR_TERMS_TAG, doc.body["terms"], doc.body["countersignature"]
-            )
-        except ProtocolError:
+        # An agreement needs both; either party alone may suspend or end it (then the
+        # countersignature may be the signer's own).
+        alone = terms["status"] in ("suspended", "ended")
+        for key in (other, signer) if alone else (other,):
+            try:
+                PublicIdentity(key).verify(
+                    PAIR_TERMS_TAG, doc.body["terms"], doc.body["countersignature"]
+                )
+                break
+            except ProtocolError:
+                continue
+        else:
             return "bad_countersignature"
         if other in view.revoked:
             return "revoked"

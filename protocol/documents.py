@@ -61,6 +61,21 @@ HASH_SIZE = 32
 WRAPPED_KEY_SIZE = 32 + 48  # sealed box of a 32-byte key
 
 _ID = Bytes(32, 32)
+CASE_ROUTINGS = ("pair", "group", "community")
+CASE_EVENTS = (
+    "claim",
+    "assign",
+    "release",
+    "accept",
+    "decline",
+    "cancel",
+    "close",
+    "assigned",
+    "released",
+    "escalated",
+    "cancelled",
+    "closed",
+)
 _UID = Bytes(16, 16)
 _TIME = Int(0, 2**63 - 1)
 
@@ -170,6 +185,50 @@ DOCUMENT_KINDS: tuple[DocumentKind, ...] = (
         ),
         doc="The receiving node's statement that it holds the whole bundle, verified; "
         "`manifest` is the digest of the manifest document.",
+    ),
+    DocumentKind(
+        code=6,
+        name="case_request",
+        max_body=64 * KiB,
+        signer="the sender (person)",
+        schema=Schema(
+            {
+                "case_id": _UID,
+                "created": _TIME,
+                "sender_node": _ID,
+                "routing": Str(choices=CASE_ROUTINGS),
+                "target": _ID,
+                "pair_id": Optional(_UID),
+                "reading_delay_hours": Int(1, 24 * 60),
+                "over_quota": Bool(),
+                "part": Int(0, 1000),
+                "form": Scalars(max_items=32, max_text=4000),
+            }
+        ),
+        doc="A sender asks for a second opinion: the clinical form (protocol/caseform.py), "
+        "to whom (`routing`: the pair's reader, a group or a community, `target` its key), "
+        "the agreed reading delay, and whether the sender chose to go beyond the pair's "
+        "weekly quota. Travels inside the study's sealed bundle; `part` > 0 for images "
+        "added to the case later.",
+    ),
+    DocumentKind(
+        code=7,
+        name="case_event",
+        max_body=4 * KiB,
+        signer="a person acting on the case, or the sender's node",
+        schema=Schema(
+            {
+                "case_id": _UID,
+                "created": _TIME,
+                "event": Str(choices=CASE_EVENTS),
+                "reader": Optional(_ID),
+                "note": Str(max=2000),
+            }
+        ),
+        doc="A step of a case's workflow. People ask (`claim`, `assign` with `reader`, "
+        "`release`, `accept` or `decline` a case beyond the quota, `cancel`, `close`); "
+        "the sender's node, which keeps the case's state, decides and tells every node "
+        "that holds the case (`assigned`, `released`, `escalated`, `cancelled`, `closed`).",
     ),
 )
 

@@ -106,20 +106,26 @@ class World:
             signer or self.coordinator,
         )
 
-    def pair(self, *, countersigner: Identity | None = None) -> bytes:
+    def pair(
+        self,
+        *,
+        countersigner: Identity | None = None,
+        status: str = "active",
+        signer: Identity | None = None,
+    ) -> bytes:
         terms = {
             "pair_id": bytes(16),
             "reader": self.reader.public.key,
             "sender": self.sender.public.key,
             "weekly_quota": 3,
             "reading_delay_hours": 48,
-            "status": "active",
+            "status": status,
         }
         terms_bytes = pack(terms)
         self.version += 1
         return sign_pair(
             terms,
-            signer=self.reader,
+            signer=signer or self.reader,
             terms_bytes=terms_bytes,
             countersignature=countersign(terms_bytes, countersigner or self.sender),
             network=NET,

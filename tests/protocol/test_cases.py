@@ -97,6 +97,24 @@ def test_a_community_case_goes_to_the_first_claim_and_the_second_is_told_it_is_t
     assert finish(first, OTHER).state is State.PURGED
 
 
+def test_beyond_the_quota_the_pairs_reader_accepts_or_declines() -> None:
+    over = replace(new_case(Routing.PAIR), needs_acceptance=True)
+    case = step(over, "submit", SENDER, Role.SENDER)
+    case, effects = apply(case, "deliver", by=SENDER, roles=frozenset({Role.NODE}), now=NOW)
+    assert (case.state, case.reader) == (State.DELIVERED, None)
+    assert effects == [Effect("ask_acceptance", case.case_id, READER)]
+    accepted = step(case, "accept", READER, Role.READER)
+    assert (accepted.state, accepted.reader) == (State.ASSIGNED, READER)
+    declined, effects = apply(case, "decline", by=READER, roles=frozenset({Role.READER}), now=NOW)
+    assert declined.state is State.CANCELLED
+    assert effects == [Effect("notify_sender", case.case_id, SENDER)]
+    with pytest.raises(CaseRefused, match="only the reader may accept"):
+        step(case, "accept", OTHER, Role.MEMBER)
+    within = delivered(Routing.GROUP)  # nothing to accept within the quota
+    with pytest.raises(CaseRefused, match="accept: only for a pair's case sent beyond"):
+        step(within, "accept", READER, Role.READER)
+
+
 def test_an_overdue_case_goes_back_to_the_group_and_the_coordinator_is_told() -> None:
     case = step(delivered(Routing.GROUP), "claim", READER, Role.MEMBER)
     assert case.due_ms is not None
@@ -154,6 +172,8 @@ def in_state(state: State) -> Case:
 def test_every_event_in_every_state_follows_the_table(state: State, event: str) -> None:
     transition = BY_EVENT[event]
     case = in_state(state)
+    if event in ("accept", "decline"):  # only a pair's case sent beyond its quota
+        case = replace(case, routing=Routing.PAIR, target=READER, needs_acceptance=True)
 
     def do(roles: frozenset[Role]) -> tuple[Case, list[Effect]]:
         if event == "assign":

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.directory import Directory, compute_view, decode_digest, encode_digest
+from protocol.directory import (
+    Directory,
+    compute_view,
+    decode_digest,
+    encode_digest,
+    pair_terms,
+)
 from protocol.errors import MalformedError
 from tests.protocol.directory_world import DAY, World
 from tests.protocol.helpers import NOW, identity
@@ -149,6 +155,36 @@ def test_a_coordinator_revokes_a_member_of_the_group() -> None:
     view = directory.view(NOW)
     assert view.role_of(world.reader.public.key) is None
     assert view.pairs == {}  # the pair needs both parties
+
+
+def pair_status(directory: Directory) -> str:
+    (record,) = directory.view(NOW).pairs.values()
+    return str(pair_terms(record)["status"])
+
+
+def test_either_party_alone_suspends_or_ends_a_pair_and_ended_stays_ended() -> None:
+    world = World()
+    directory = loaded(world.everything(), world)
+    assert pair_status(directory) == "active"
+    # Agreeing needs both: one party's own countersignature does not make a pair.
+    alone = world.pair(countersigner=world.reader, signer=world.reader)
+    assert directory.add(alone, NOW) == "ignored:bad_countersignature"
+    # Suspending needs one: the sender suspends alone.
+    suspend = world.pair(status="suspended", signer=world.sender, countersigner=world.sender)
+    assert directory.add(suspend, NOW) == "added"
+    assert pair_status(directory) == "suspended"
+    # Both agree again, then the reader ends it alone.
+    assert directory.add(world.pair(), NOW) == "added"
+    assert pair_status(directory) == "active"
+    end = world.pair(status="ended", countersigner=world.reader)
+    assert directory.add(end, NOW) == "added"
+    assert pair_status(directory) == "ended"
+    # The old agreement signed again with a newer version does not bring it back.
+    assert directory.add(world.pair(), NOW) == "stale"
+    assert pair_status(directory) == "ended"
+    # Nor does the order of arrival matter.
+    shuffled = loaded([end, *world.everything(), world.pair()], world)
+    assert pair_status(shuffled) == "ended"
 
 
 def test_a_group_revokes_a_node_it_admitted_but_not_others() -> None:

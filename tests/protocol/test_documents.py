@@ -62,6 +62,25 @@ SAMPLES: dict[str, tuple[Any, dict[str, Any]]] = {
             "extra": None,
         },
     ),
+    "case_request": (
+        SENDER,
+        {
+            "case_id": CASE,
+            "created": NOW,
+            "sender_node": bytes(32),
+            "routing": "community",
+            "target": bytes(range(32)),
+            "pair_id": None,
+            "reading_delay_hours": 48,
+            "over_quota": False,
+            "part": 0,
+            "form": {"question": "Pneumopathie ?", "age_years": 4, "age_months": None},
+        },
+    ),
+    "case_event": (
+        READER,
+        {"case_id": CASE, "created": NOW, "event": "claim", "reader": None, "note": ""},
+    ),
     "receipt": (
         NODE,
         {"bundle_id": bytes(16), "manifest": bytes(32), "received": NOW, "created": NOW},
