@@ -148,10 +148,13 @@ DOCUMENT_KINDS: tuple[DocumentKind, ...] = (
                 "created": _TIME,
                 "relevant": Bool(),
                 "useful": Bool(),
+                "changed_management": Bool(),
+                "teaching_consent": Bool(),
                 "comment": Str(max=16 * KiB),
             }
         ),
-        doc="The sender's rating of a report (by its digest): relevant, useful, comment.",
+        doc="The sender's rating of a report (by its digest): relevant, useful, did it "
+        "change the patient's management, may the case be used for teaching, comment.",
     ),
     DocumentKind(
         code=4,

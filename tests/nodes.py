@@ -15,7 +15,9 @@ from typing import Any
 START_TIMEOUT_S = 20.0
 
 
-def tsfnode(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def tsfnode(
+    *args: str | Path, timeout: float = 60, input_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the tsfnode CLI as a separate process, as a person would."""
     return subprocess.run(
         [sys.executable, "-m", "tsfnode", *map(str, args)],
@@ -23,6 +25,7 @@ def tsfnode(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProce
         text=True,
         timeout=timeout,
         check=False,
+        input=input_text,
     )
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import nacl.exceptions
 import nacl.pwhash
 
+from protocol.identity import Identity, PublicIdentity
 from tsfnode.errors import NodeError
+from tsfnode.keyfile import read_key, write_key
 from tsfnode.store import Store
 
 ROLES = ("sender", "reader", "coordinator", "admin")
@@ -35,7 +39,11 @@ async def create_account(
     password: str,
     language: str,
     now: int,
-) -> None:
+    people: Path | None = None,
+) -> PublicIdentity | None:
+    """Create the account. With ``people`` (the node's ``people/`` folder), a sender,
+    reader or coordinator also gets a person key there, which signs what they do
+    (requests, claims, reports, evaluations); its id is what a coordinator attests."""
     if not _USERNAME.match(username):
         raise NodeError(
             f"username {username!r}: use 2-64 lower-case letters, digits, '.', '_' or '-'"
@@ -46,17 +54,52 @@ async def create_account(
         raise NodeError("password: use at least 10 characters")
     if language not in ("fr", "en"):
         raise NodeError("language: fr or en")
+    person: Identity | None = None
+    if people is not None and role != "admin":
+        path = people / f"{username}.key"
+        person = read_key(path) if path.exists() else Identity.generate(os.urandom)
     try:
         await store.db.execute(
             "INSERT INTO accounts (username, display_name, role, password_hash, language, "
-            "created_ms) VALUES (?, ?, ?, ?, ?, ?)",
-            (username, display_name, role, hash_password(password), language, now),
+            "created_ms, person_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                username,
+                display_name,
+                role,
+                hash_password(password),
+                language,
+                now,
+                None if person is None else person.public.key,
+            ),
         )
     except Exception as exc:
         if "UNIQUE" in str(exc):
             raise NodeError(f"an account named {username!r} already exists on this node") from None
         raise
+    if person is not None and people is not None:
+        _keep_person_key(people / f"{username}.key", person)
     await store.db.commit()
+    return None if person is None else person.public
+
+
+def _keep_person_key(path: Path, person: Identity) -> None:
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    if not path.exists():
+        write_key(path, person)
+
+
+async def person_of_account(store: Store, people: Path, username: str) -> Identity:
+    """The person key of an account (NodeError if it has none)."""
+    cursor = await store.db.execute(
+        "SELECT person_key FROM accounts WHERE username = ?", (username,)
+    )
+    row = await cursor.fetchone()
+    if row is None or row[0] is None:
+        raise NodeError(f"the account {username!r} has no person key (an admin account?)")
+    person = read_key(people / f"{username}.key")
+    if person.public.key != bytes(row[0]):
+        raise NodeError(f"{people / (username + '.key')} is not the key of account {username!r}")
+    return person
 
 
 TOKEN_PREFIX = "tsf_"  # noqa: S105 - a prefix, not a secret

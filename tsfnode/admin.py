@@ -350,12 +350,13 @@ def account_add(args: argparse.Namespace) -> int:
     if not password:
         raise NodeError("give the password on standard input with --password-stdin")
 
-    async def add() -> None:
+    async def add() -> PublicIdentity | None:
         from tsfnode.store import Store
 
-        store = await Store.open(NodeDir(args.directory).database)
+        node_dir = NodeDir(args.directory)
+        store = await Store.open(node_dir.database)
         try:
-            await create_account(
+            return await create_account(
                 store,
                 username=args.username,
                 display_name=args.name,
@@ -363,12 +364,16 @@ def account_add(args: argparse.Namespace) -> int:
                 password=password,
                 language=args.language,
                 now=_now(),
+                people=node_dir.people,
             )
         finally:
             await store.close()
 
-    asyncio.run(add())
+    person = asyncio.run(add())
     print(f"Account {args.username} ({args.role}) created")
+    if person is not None:
+        print(f"Person id: {person.text}")
+        print("(a coordinator attests this id: tsfnode member attest --member ID ...)")
     return 0
 
 

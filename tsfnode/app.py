@@ -5,11 +5,12 @@ boundary, and opens resources through ``cleanup_ctx``.
     /peer/     the peer API: other nodes (peer_api.py)
     /api/      the local JSON API: this node's own people and tools (local_api.py)
     /web/      the web application: pages for people (web.py; ``/`` redirects here)
+    /metrics   the node's figures for Prometheus (counts and durations only)
 
 Resources, opened in order and closed in reverse: the database (Store), then the
 directory and peering (gossip, liveness, discovery), then transfers (outbox, inbox,
-relay), then the DICOM listener. Peering is started by node.py once
-the node listens, since it announces the address it listens on.
+relay), then cases (deadlines, retention, figures), then the DICOM listener. Peering is
+started by node.py once the node listens, since it announces the address it listens on.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bootstrap.network import NetworkFileError, load_network
 from protocol.identity import Identity
 from tsfnode.appkeys import (
     BLOBS,
+    CASES,
     CONFIG,
     DIRECTORY,
     IDENTITY,
@@ -34,6 +36,8 @@ from tsfnode.appkeys import (
     TRANSFERS,
 )
 from tsfnode.blobs import BlobStore
+from tsfnode.cases_api import prometheus
+from tsfnode.casework import CaseService
 from tsfnode.config import NodeConfig
 from tsfnode.directory_service import DirectoryService
 from tsfnode.errors import NodeError
@@ -113,6 +117,25 @@ async def _transfers_ctx(app: web.Application) -> AsyncIterator[None]:
         log("transfers stopped")
 
 
+async def _cases_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cases: deadlines, retention, figures (casework.py), on top of transfers."""
+    service = CaseService(
+        identity=app[IDENTITY],
+        config=app[CONFIG],
+        node_dir=app[NODE_DIR],
+        store=app[STORE],
+        blobs=app[BLOBS],
+        directory=app[DIRECTORY],
+        transfers=app[TRANSFERS],
+    )
+    app[CASES] = service
+    await service.start()
+    try:
+        yield
+    finally:
+        await service.stop()
+
+
 async def _dicom_ctx(app: web.Application) -> AsyncIterator[None]:
     """The C-STORE listener, when [dicom] port is set."""
     config = app[CONFIG]
@@ -158,9 +181,11 @@ def create_app(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> web
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_peering_ctx)
     app.cleanup_ctx.append(_transfers_ctx)
+    app.cleanup_ctx.append(_cases_ctx)
     app.cleanup_ctx.append(_dicom_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", root)
+    app.router.add_get("/metrics", prometheus)
     for prefix, sub in (
         ("/peer/", create_peer_app()),
         ("/api/", create_api_app()),

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from protocol.identity import Identity
 from tsfnode.blobs import BlobStore
+from tsfnode.casework import CaseService
 from tsfnode.config import NodeConfig
 from tsfnode.directory_service import DirectoryService
 from tsfnode.nodedir import NodeDir
@@ -22,3 +23,4 @@ STARTED_MS = web.AppKey("started_ms", int)
 DIRECTORY = web.AppKey("directory", DirectoryService)
 PEERING = web.AppKey("peering", Peering)
 TRANSFERS = web.AppKey("transfers", TransferService)
+CASES = web.AppKey("cases", CaseService)

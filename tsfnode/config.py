@@ -125,6 +125,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("transfer", "window", int, 4, _range(1, 64), "chunk requests in flight"),
     Setting("transfer", "poll_interval_ms", int, 60_000, _range(100, 3_600_000)),
     Setting("transfer", "retry_base_ms", int, 5_000, _range(10, 3_600_000)),
+    Setting("cases", "retention_days", int, 30, _range(0, 3650), "images kept after closing"),
+    Setting("cases", "reading_delay_hours", int, 72, _range(1, 1440), "groups' default delay"),
+    Setting("cases", "scan_interval_ms", int, 10_000, _range(100, 3_600_000), "deadlines"),
+    Setting("cases", "stats_interval_ms", int, 3_600_000, _range(1000, 86_400_000)),
     Setting(
         "log",
         "level",
@@ -170,6 +174,10 @@ class NodeConfig:
     transfer_window: int = 4
     transfer_poll_interval_ms: int = 60_000
     transfer_retry_base_ms: int = 5_000
+    cases_retention_days: int = 30
+    cases_reading_delay_hours: int = 72
+    cases_scan_interval_ms: int = 10_000
+    cases_stats_interval_ms: int = 3_600_000
     log_level: str = "info"
 
     def replace(self, **changes: Any) -> NodeConfig:

@@ -115,6 +115,7 @@ async def _admit_and_create_accounts(directory: Path, node: DemoNode, identity: 
                 password=DEMO_PASSWORD,
                 language=account.language,
                 now=now_ms(),
+                people=NodeDir(directory).people,
             )
     finally:
         await store.close()

@@ -16,6 +16,7 @@ from protocol.documents import split_documents
 from protocol.errors import RemoteProtocolError
 from tsfnode.appkeys import DIRECTORY, PEERING, STARTED_MS, STORE
 from tsfnode.bodies import read_body
+from tsfnode.cases_api import add_routes as add_case_routes
 from tsfnode.info import node_info
 from tsfnode.nearest import rank
 from tsfnode.peering import now_ms
@@ -100,4 +101,5 @@ def create_api_app() -> web.Application:
     add_upload_routes(app)
     add_study_routes(app)
     add_transfer_routes(app)
+    add_case_routes(app)
     return app

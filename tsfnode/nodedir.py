@@ -50,6 +50,11 @@ class NodeDir:
         return self.root / "pseudonyms"
 
     @property
+    def people(self) -> Path:
+        """The person keys of the node's accounts (people/USERNAME.key, mode 0600)."""
+        return self.root / "people"
+
+    @property
     def run_info(self) -> Path:
         return self.root / "run.json"
 

@@ -29,6 +29,9 @@ BUNDLE_TTL_MS = 30 * DAY_MS
 READ_PIECE = 1024 * 1024
 
 
+DOCUMENTS_FILE = "documents.tsfd"
+
+
 @dataclass(frozen=True)
 class Sealed:
     manifest: Manifest
@@ -60,9 +63,11 @@ def seal_study(
     now: int,
     rng: Callable[[int], bytes] = os.urandom,
     compress: bool = True,
+    documents: bytes = b"",
 ) -> Sealed:
     """Seal ``study_uid`` for ``recipients``; NotReviewed (a NodeError) while a flagged
-    image is unchecked."""
+    image is unchecked. ``documents`` (signed documents, one after the other: the case's
+    request) go first, as the file ``documents.tsfd``."""
     book = ReviewBook(intake)
     book.require_reviewed(study_uid)
     folder = book.study_folder(study_uid)
@@ -83,6 +88,10 @@ def seal_study(
             else:
                 target = source
             files.append((name, target, target.stat().st_size))
+        if documents:
+            target = work / "documents.tsfd"
+            target.write_bytes(documents)
+            files.insert(0, (DOCUMENTS_FILE, target, len(documents)))
         header = encode_plaintext_header(case, [(n, size) for n, _, size in files])
         total = len(header) + sum(size for _, _, size in files)
         sealer = BundleSealer(
@@ -104,3 +113,32 @@ def seal_study(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return Sealed(Manifest.decode(manifest, now=now), len(files), total, original)
+
+
+def seal_documents(
+    *,
+    blobs: BlobStore,
+    sender: Identity,
+    recipients: list[PublicIdentity],
+    documents: bytes,
+    case: dict[str, object],
+    now: int,
+    priority: int,
+    rng: Callable[[int], bytes] = os.urandom,
+) -> Manifest:
+    """A small bundle of signed documents (a report, a message, case events...) for
+    ``recipients``: header ``case`` and one file, ``documents.tsfd``."""
+    header = encode_plaintext_header(case, [(DOCUMENTS_FILE, len(documents))])
+    sealer = BundleSealer(
+        sender=sender,
+        recipients=recipients,
+        chunk_size=choose_chunk_size(len(header) + len(documents)),
+        rng=rng,
+    )
+    for piece in (header, documents):
+        for chunk in sealer.push(piece):
+            blobs.put(chunk)
+    rest, manifest = sealer.finish(now=now, ttl=BUNDLE_TTL_MS, priority=priority)
+    for chunk in rest:
+        blobs.put(chunk)
+    return Manifest.decode(manifest, now=now)

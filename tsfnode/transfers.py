@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,10 @@ class TransferService:
         self._wake = asyncio.Event()
         self._last_poll = 0
         self._running = False
+        # Set by the case service: a bundle addressed here was opened; a bundle sent from
+        # here was delivered (its receipt came back).
+        self.on_opened: Callable[[Manifest, BundleHeader, Path], Awaitable[None]] | None = None
+        self.on_delivered: Callable[[bytes, bytes, int], Awaitable[None]] | None = None
 
     # --- life ------------------------------------------------------------------------
 
@@ -188,6 +193,10 @@ class TransferService:
         await self._save_have()
         if self._session is not None:
             await self._session.close()
+
+    def wake(self) -> None:
+        """Look at the outbox now (a bundle was just queued)."""
+        self._wake.set()
 
     def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coroutine)
@@ -551,6 +560,8 @@ class TransferService:
                 route=delivery["route"],
                 transit_ms=now - manifest.document.body["created"],
             )
+            if self.on_delivered is not None:
+                await self.on_delivered(manifest.bundle_id, recipient, now)
             return
         direct = delivery["route"] == Route.DIRECT.value
         if direct and address is not None and not await self._target_holds_all(address, manifest):
@@ -874,6 +885,8 @@ class TransferService:
         log("bundle received", bundle=bundle_id.hex()[:8], files=len(header.files))
         await self._drop_chunks(manifest, keep_have=True)  # opened: the ciphertext is done with
         self._spawn(self._post_receipt_to_relays(bundle_id))
+        if self.on_opened is not None:
+            await self.on_opened(manifest, header, folder)
 
     def _open_into(self, manifest: Manifest, folder: Path) -> BundleHeader:
         """Decrypt every chunk (each tag checked) into ``folder``, atomically."""

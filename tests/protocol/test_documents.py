@@ -48,6 +48,8 @@ SAMPLES: dict[str, tuple[Any, dict[str, Any]]] = {
             "created": NOW,
             "relevant": True,
             "useful": True,
+            "changed_management": True,
+            "teaching_consent": False,
             "comment": "Merci, très utile.",
         },
     ),

@@ -112,6 +112,15 @@ class PseudonymMap:
                 return dict(entry["original"])
         return None
 
+    def patient_of_study(self, study_uid: str) -> dict[str, str] | None:
+        """The original identifiers of a de-identified study's patient, and the study's
+        original UID (to show a report with its patient, on the sender's node only)."""
+        study = self._data["studies"].get(study_uid)
+        if study is None:
+            return None
+        original = self.original_of(study["patient"]) or {}
+        return {**original, "pseudonym": study["patient"], "study_uid": study["original"]}
+
     def save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
         data = self._box.encrypt(json.dumps(self._data).encode())

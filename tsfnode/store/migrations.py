@@ -102,6 +102,87 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE deliveries ADD COLUMN deposited_ms INTEGER;
     """,
+    # 6: cases. An account's person key (the private key in DIR/people/USERNAME.key).
+    # A case is kept by the sender's node (role 'sender': it decides the case's state) and
+    # copied to the nodes it was sent to (role 'copy'). Its documents (the request, events,
+    # reports, messages, evaluations) are kept as signed; case_bundles says what each
+    # bundle sent or received for a case carried. The audit log is a hash chain
+    # (protocol/audit.py); its head is in meta 'audit_head'. Notifications are for people
+    # of this node (a case offered, assigned, overdue, answered). Pair proposals wait
+    # here for the other party's signature.
+    """
+    ALTER TABLE accounts ADD COLUMN person_key BLOB;
+    CREATE TABLE cases (
+        case_id          BLOB PRIMARY KEY,
+        role             TEXT NOT NULL CHECK (role IN ('sender', 'copy')),
+        state            TEXT NOT NULL,
+        routing          TEXT NOT NULL,
+        target           BLOB NOT NULL,
+        pair_id          BLOB,
+        sender           BLOB NOT NULL,
+        sender_node      BLOB NOT NULL,
+        reader           BLOB,
+        delay_ms         INTEGER NOT NULL,
+        needs_acceptance INTEGER NOT NULL DEFAULT 0,
+        urgent           INTEGER NOT NULL DEFAULT 0,
+        study_uid        TEXT NOT NULL DEFAULT '',
+        recipients       TEXT NOT NULL DEFAULT '[]',
+        form             TEXT NOT NULL DEFAULT '{}',
+        submitted_ms     INTEGER,
+        delivered_ms     INTEGER,
+        due_ms           INTEGER,
+        reported_ms      INTEGER,
+        report_back_ms   INTEGER,
+        evaluated_ms     INTEGER,
+        closed_ms        INTEGER,
+        purged_ms        INTEGER,
+        escalations      INTEGER NOT NULL DEFAULT 0,
+        passed_over      BLOB NOT NULL DEFAULT x'',
+        claim_sent_by    BLOB,
+        image_quality    TEXT,
+        useful           INTEGER,
+        updated_ms       INTEGER NOT NULL
+    );
+    CREATE INDEX cases_state ON cases (state, due_ms);
+    CREATE TABLE case_documents (
+        digest      BLOB PRIMARY KEY,
+        case_id     BLOB NOT NULL,
+        kind        TEXT NOT NULL,
+        signer      BLOB NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        received_ms INTEGER NOT NULL,
+        raw         BLOB NOT NULL
+    );
+    CREATE INDEX case_documents_case ON case_documents (case_id, created_ms);
+    CREATE TABLE case_bundles (
+        bundle_id BLOB PRIMARY KEY,
+        case_id   BLOB NOT NULL,
+        purpose   TEXT NOT NULL
+    );
+    CREATE TABLE audit_log (
+        seq     INTEGER PRIMARY KEY,
+        at_ms   INTEGER NOT NULL,
+        actor   BLOB NOT NULL,
+        case_id BLOB NOT NULL,
+        action  TEXT NOT NULL,
+        detail  TEXT NOT NULL,
+        prev    BLOB NOT NULL
+    );
+    CREATE TABLE notifications (
+        id      INTEGER PRIMARY KEY,
+        person  BLOB,
+        case_id BLOB NOT NULL,
+        kind    TEXT NOT NULL,
+        at_ms   INTEGER NOT NULL
+    );
+    CREATE TABLE pair_proposals (
+        pair_id          BLOB PRIMARY KEY,
+        terms            BLOB NOT NULL,
+        countersignature BLOB NOT NULL,
+        proposer         BLOB NOT NULL,
+        received_ms      INTEGER NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

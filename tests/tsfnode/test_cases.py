@@ -1,0 +1,423 @@
+"""Cases across three real nodes on loopback, through the local API, with people's keys
+attested in the directory as a network's coordinators would:
+
+- node 0, CHU Cotonou: Dr Koffi, a sender;
+- node 1, Erasme: Dr Anne, coordinator of the paediatric group; Dr Marie, a reader of
+  it; Dr Fatou, a volunteer of the community;
+- node 2, Dakar: Dr Awa, a reader of the paediatric group; Dr Ousmane, coordinator and
+  volunteer of the community.
+
+Each routing goes the whole way: submit, deliver, assign or claim, report, the report
+re-linked to the real patient at the sender's node, the evaluation back, the figures on
+both sides and network-wide. Then: a claim race, the weekly quota, a suspended pair, an
+overdue case escalated, images purged after closing, the audit chain and its tampering.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bootstrap.keys import write_key
+from bootstrap.network import demo_anchor
+from tests.cluster import Cluster, add_records, wait_for
+from tests.nodes import tsfnode
+from tests.tsfnode.intake.conftest import PYDICOM_FILES
+
+pytestmark = pytest.mark.slow
+
+SOURCES = ("CT_small.dcm", "MR_small.dcm", "JPEG-lossy.dcm", "liver_1frame.dcm", "693_J2KI.dcm")
+PASSWORD = "correct horse battery"
+QUICK = {
+    "transfer": {"poll_interval_ms": 500, "retry_base_ms": 200},
+    "cases": {"scan_interval_ms": 300, "stats_interval_ms": 1000, "retention_days": 0},
+}
+FORM = {
+    "urgency": "routine",
+    "age_years": 4,
+    "age_months": None,
+    "sex": "F",
+    "clinical_history": "Toux fébrile depuis 10 jours.",
+    "question": "Pneumopathie ? Épanchement ?",
+    "modality": "CT",
+    "body_part": "CHEST",
+    "prior_imaging": "",
+    "preliminary_reading": "Opacité basale droite ?",
+    "answer_language": "fr",
+}
+REPORT = {
+    "language": "fr",
+    "findings": "Condensation du lobe inférieur droit avec bronchogramme aérique.",
+    "impression": "Pneumopathie lobaire inférieure droite.",
+    "recommendations": "Antibiothérapie ; contrôle à 6 semaines si persistance.",
+    "image_quality": "adequate",
+    "quality_reason": "",
+}
+
+
+def call(url: str, token: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            raw = response.read()
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        raw, status = exc.read(), exc.code
+    text = raw.decode()
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
+class Person:
+    def __init__(self, net: CaseNet, node: int, username: str, role: str, name: str) -> None:
+        self.net, self.node, self.username = net, node, username
+        directory = net.cluster.dirs[node]
+        made = tsfnode(
+            "account", "add", directory, username, "--role", role, "--name", name,
+            "--password-stdin", input_text=PASSWORD,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        self.id = made.stdout.split("Person id: ")[1].split()[0]
+        self.key = directory / "people" / f"{username}.key"
+        token = tsfnode("account", "token", directory, username)
+        assert token.returncode == 0, token.stderr
+        self.token = token.stdout.strip()
+
+    def api(self, path: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
+        return call(f"{self.net.cluster.url(self.node)}/api/v1{path}", self.token, method, body)
+
+    def ok(self, path: str, method: str = "GET", body: Any = None) -> Any:
+        status, answer = self.api(path, method, body)
+        assert 200 <= status < 300, (path, status, answer)
+        return answer
+
+    def case(self, case_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.ok(f"/cases/{case_id}")
+        return found
+
+
+class CaseNet:
+    def __init__(self, base: Path) -> None:
+        anchor_key = base / "anchor.key"
+        write_key(anchor_key, demo_anchor())
+        self.base = base
+        self.cluster = Cluster(base, anchor_key, 3, **QUICK)
+        c = self.cluster
+        self.koffi = Person(self, 0, "koffi", "sender", "Dr Koffi Émetteur")
+        self.anne = Person(self, 1, "anne", "coordinator", "Dr Anne Coordinatrice")
+        self.marie = Person(self, 1, "marie", "reader", "Dr Marie Lectrice")
+        self.fatou = Person(self, 1, "fatou", "reader", "Dr Fatou Bénévole")
+        self.awa = Person(self, 2, "awa", "reader", "Dr Awa Lectrice")
+        self.ousmane = Person(self, 2, "ousmane", "coordinator", "Dr Ousmane Bénévole")
+        records = base / "records.tsfd"
+        parts: list[bytes] = []
+        hospital_coordinator = base / "cotonou-coordinator.key"
+        assert tsfnode("key", "new", hospital_coordinator).returncode == 0
+        coordinator_id = tsfnode("key", "show", hospital_coordinator).stdout.split()[-1]
+        self.hospital = self._group(parts, "CHU Cotonou", "institutional", coordinator_id)
+        self.paediatrics = self._group(parts, "Pédiatrie", "subspeciality", self.anne.id)
+        self.community = self._group(parts, "COVID Sénégal", "community", self.ousmane.id)
+        self._attest(parts, hospital_coordinator, self.hospital, self.koffi, "sender")
+        anne_key, ousmane_key = self.anne.key, self.ousmane.key
+        self._attest(parts, anne_key, self.paediatrics, self.anne, "coordinator")
+        self._attest(parts, anne_key, self.paediatrics, self.marie, "reader")
+        self._attest(parts, anne_key, self.paediatrics, self.awa, "reader")
+        self._attest(parts, ousmane_key, self.community, self.ousmane, "coordinator")
+        self._attest(parts, ousmane_key, self.community, self.fatou, "reader")
+        records.write_bytes(b"".join(parts))
+        add_records(c.dirs[0], records)  # before the start: gossip carries them
+        folder = base / "studies"
+        folder.mkdir()
+        for name in SOURCES:
+            shutil.copy(PYDICOM_FILES / name, folder / name)
+        imported = tsfnode("import", folder, "--node", c.dirs[0], "--quiet")
+        assert imported.returncode == 0, imported.stderr
+        self.studies = sorted(p.name for p in (c.dirs[0] / "intake").iterdir() if p.is_dir())
+        assert len(self.studies) == len(SOURCES), self.studies
+        for study in self.studies:
+            done = tsfnode("review", study, "--node", c.dirs[0], "--confirm-all")
+            assert done.returncode == 0, done.stderr
+        c.start()
+        people = [self.koffi, self.anne, self.marie, self.fatou, self.awa, self.ousmane]
+        for i in range(3):
+            wait_for(
+                f"node {i} knows every person and node",
+                lambda i=i: len(self._members(i)) == len(people) and self._nodes(i) == 3,
+                timeout=60,
+            )
+
+    def _members(self, i: int) -> list[Any]:
+        return call(f"{self.cluster.url(i)}/api/v1/directory?kind=member", "")[1]  # type: ignore[no-any-return]
+
+    def _nodes(self, i: int) -> int:
+        return len(call(f"{self.cluster.url(i)}/api/v1/directory?kind=node", "")[1])
+
+    def _group(self, parts: list[bytes], name: str, kind: str, coordinator: str) -> str:
+        out = self.base / f"{name}.tsfd"
+        key = self.base / f"{name}.key"
+        routing = {"institutional": "assign", "subspeciality": "assign", "community": "pool"}
+        made = tsfnode(
+            "group", "create", "--network", self.cluster.network_file,
+            "--anchor-key", self.base / "anchor.key", "--group-key", key, "--name", name,
+            "--kind", kind, "--routing", routing[kind], "--coordinator", coordinator,
+            "--out", out,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        parts.append(out.read_bytes())
+        return tsfnode("key", "show", key).stdout.split()[-1]
+
+    def _attest(self, parts: list[bytes], key: Path, group: str, who: Person, role: str) -> None:
+        out = self.base / f"member-{who.username}.tsfd"
+        made = tsfnode(
+            "member", "attest", "--network", self.cluster.network_file, "--key", key,
+            "--group", group, "--member", who.id, "--role", role, "--name", who.username,
+            "--registration", "ONMB-1234", "--diploma", "DES radiologie",
+            "--facility", "CHU Cotonou", "--charter-date", "2026-01-15",
+            "--home-node", self.cluster.ids[who.node], "--out", out,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        parts.append(out.read_bytes())
+
+    def study(self) -> str:
+        return self.studies.pop(0)
+
+    def state(self, person: Person, case_id: str) -> str | None:
+        status, found = person.api(f"/cases/{case_id}")
+        return found["state"] if status == 200 else None
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaseNet]:
+    network = CaseNet(tmp_path_factory.mktemp("cases"))
+    try:
+        yield network
+    finally:
+        network.cluster.close()
+
+
+def original_of(study_uid: str) -> pydicom.Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in SOURCES:
+            ds = pydicom.dcmread(PYDICOM_FILES / name, stop_before_pixels=True)
+            if ds.StudyInstanceUID == study_uid:
+                return ds
+    raise AssertionError(f"no source file has study {study_uid}")
+
+
+def make_pair(net: CaseNet, quota: int) -> str:
+    """Marie proposes, Koffi accepts: both have signed, gossip carries the pair."""
+    proposal = net.marie.ok(
+        "/pairs", "POST", {"with": net.koffi.id, "weekly_quota": quota, "reading_delay_hours": 48}
+    )
+    pair_id = proposal["pair_id"]
+    wait_for(
+        "the proposal reaches Koffi's node",
+        lambda: any(p["pair_id"] == pair_id for p in net.koffi.ok("/pairs")["proposals"]),
+    )
+    # Nobody else accepts it for him, and Marie cannot accept her own proposal.
+    status, _ = net.marie.api(f"/pairs/{pair_id}/accept", "POST")
+    assert status == 404
+    net.koffi.ok(f"/pairs/{pair_id}/accept", "POST")
+    wait_for(
+        "the pair is in force at Marie's node",
+        lambda: any(
+            p["pair_id"] == pair_id and p["status"] == "active"
+            for p in net.marie.ok("/pairs")["pairs"]
+        ),
+    )
+    return str(pair_id)
+
+
+def test_a_pairs_case_goes_the_whole_way_and_is_measured_on_both_sides(net: CaseNet) -> None:
+    koffi, marie = net.koffi, net.marie
+    pair_id = make_pair(net, quota=3)
+    study = net.study()
+    case = koffi.ok(
+        "/cases", "POST", {"study_uid": study, "routing": "pair", "target": pair_id, "form": FORM}
+    )
+    case_id = case["case_id"]
+    # At delivery a pair's case is assigned to the pair's reader, with its due date.
+    wait_for("Marie has the case", lambda: net.state(marie, case_id) == "assigned")
+    at_reader = marie.case(case_id)
+    assert at_reader["reader"] == key_hex(marie.id)
+    assert at_reader["due_ms"] - at_reader["delivered_ms"] == 48 * 3_600_000
+    assert at_reader["form"]["question"] == FORM["question"]
+    assert "patient" not in at_reader  # the reader never sees who the patient is
+    (images,) = at_reader["images"]
+    received = list((net.cluster.dirs[1] / images / "files").rglob("*.dcm"))
+    assert received, "the images are on the reader's node"
+    wait_for("the delivery is recorded", lambda: net.state(koffi, case_id) == "assigned")
+    # A reader other than the pair's cannot report on it.
+    status, refused = net.awa.api(f"/cases/{case_id}/report", "POST", REPORT)
+    assert status == 404  # the case is not even on Awa's node
+    status, refused = net.fatou.api(f"/cases/{case_id}/report", "POST", REPORT)
+    assert status == 409
+    assert "only the reader may report" in refused["error"]
+    marie.ok(f"/cases/{case_id}/report", "POST", REPORT)
+    wait_for("the report is back", lambda: net.state(koffi, case_id) == "report_delivered")
+    at_sender = koffi.case(case_id)
+    (report,) = [d for d in at_sender["documents"] if d["kind"] == "report"]
+    assert report["signer"] == key_hex(marie.id)
+    assert report["impression"] == REPORT["impression"]
+    # Re-linked to the real patient, on the sender's node only.
+    original = original_of(at_sender["patient"]["study_uid"])
+    assert at_sender["patient"]["name"] == str(original.PatientName)
+    assert at_sender["patient"]["id"] == str(original.PatientID)
+    wait_for(
+        "the reader's node has the receipt",
+        lambda: net.state(marie, case_id) == "report_delivered",
+    )
+    koffi.ok(
+        f"/cases/{case_id}/evaluation",
+        "POST",
+        {"relevant": True, "useful": True, "changed_management": True, "comment": "Merci."},
+    )
+    wait_for("the evaluation reaches Marie", lambda: net.state(marie, case_id) == "evaluated")
+    assert marie.case(case_id)["useful"] is True
+    # Figures on both sides, then across the network from the signed node_stats.
+    sent = koffi.ok("/metrics")
+    assert sent["pairs"][pair_id]["sent"] == 1
+    assert sent["pairs"][pair_id]["reports_back"] == 1
+    assert sent["pairs"][pair_id]["useful_share"] == 1.0
+    assert sent["total"]["transit_ms"] >= 0
+    assert sent["total"]["turnaround_ms"] > 0
+    read = marie.ok("/metrics")
+    assert read["total"]["received"] >= 1
+    assert read["total"]["read"] >= 1
+    assert read["total"]["reading_ms"] >= 0
+    csv_status, csv_text = call(f"{net.cluster.url(0)}/api/v1/metrics?format=csv", koffi.token)
+    assert csv_status == 200
+    assert csv_text.splitlines()[0].startswith("scope,key,sent")
+    assert any(line.startswith(f"pair,{pair_id},1,") for line in csv_text.splitlines())
+
+    def network_sees_both() -> bool:
+        nodes = {n["node"]: n for n in net.awa.ok("/metrics/network")["nodes"]}
+        cotonou = nodes.get(key_hex(net.cluster.ids[0]), {})
+        erasme = nodes.get(key_hex(net.cluster.ids[1]), {})
+        return cotonou.get("reports_back", 0) >= 1 and erasme.get("read", 0) >= 1
+
+    wait_for("Dakar shows Cotonou's and Erasme's signed figures", network_sees_both)
+    with urllib.request.urlopen(f"{net.cluster.url(0)}/metrics", timeout=10) as response:
+        families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+    assert families["tsf_cases_sent"].samples[0].value >= 1
+    assert families["tsf_cases_reports_back"].samples[0].value >= 1
+
+
+def key_hex(text: str) -> str:
+    from protocol.identity import PublicIdentity
+
+    return PublicIdentity.from_text(text).key.hex()
+
+
+def test_a_groups_case_is_assigned_by_the_coordinator_and_read_on_another_node(
+    net: CaseNet,
+) -> None:
+    koffi, anne, awa, marie = net.koffi, net.anne, net.awa, net.marie
+    case_id = koffi.ok(
+        "/cases",
+        "POST",
+        {
+            "study_uid": net.study(),
+            "routing": "group",
+            "target": net.paediatrics,
+            "form": {**FORM, "urgency": "urgent"},
+            "reading_delay_hours": 24,
+        },
+    )["case_id"]
+    # It goes to every node of the group's readers, where it waits for a reader.
+    for who in (anne, awa):
+        wait_for("offered to the group", lambda who=who: net.state(who, case_id) == "delivered")
+    assert any(n["case_id"] == case_id for n in awa.ok("/notifications"))
+    # A reader of the group cannot assign; the coordinator can.
+    status, refused = marie.api(f"/cases/{case_id}/assign", "POST", {"reader": awa.id})
+    assert status == 409
+    assert "only the coordinator or node may assign" in refused["error"]
+    status, asked = anne.api(f"/cases/{case_id}/assign", "POST", {"reader": awa.id})
+    assert status == 202
+    assert asked["asked"] == "assign"
+    wait_for("Awa has the case", lambda: net.state(awa, case_id) == "assigned")
+    assert awa.case(case_id)["reader"] == key_hex(awa.id)
+    wait_for("Erasme's copy says so", lambda: net.state(anne, case_id) == "assigned")
+    awa.ok(f"/cases/{case_id}/messages", "POST", {"text": "Pouvez-vous envoyer un profil ?"})
+    wait_for(
+        "the message reaches the sender",
+        lambda: any(d["kind"] == "case_message" for d in koffi.case(case_id)["documents"]),
+    )
+    awa.ok(f"/cases/{case_id}/report", "POST", {**REPORT, "image_quality": "inadequate",
+                                                  "quality_reason": "Pas de profil."})  # fmt: skip
+    wait_for("the report is back", lambda: net.state(koffi, case_id) == "report_delivered")
+    at_sender = koffi.case(case_id)
+    assert at_sender["image_quality"] == "inadequate"
+    koffi.ok(
+        f"/cases/{case_id}/evaluation",
+        "POST",
+        {"relevant": True, "useful": False, "changed_management": False, "comment": ""},
+    )
+    wait_for("the evaluation reaches Dakar", lambda: net.state(awa, case_id) == "evaluated")
+    group = koffi.ok("/metrics")["groups"][key_hex(net.paediatrics)]
+    assert group["quality_inadequate"] >= 1
+    assert group["evaluated"] >= 1
+
+
+def test_a_community_case_goes_to_exactly_one_of_two_readers_who_claim_at_once(
+    net: CaseNet,
+) -> None:
+    koffi, fatou, ousmane = net.koffi, net.fatou, net.ousmane
+    case_id = koffi.ok(
+        "/cases",
+        "POST",
+        {"study_uid": net.study(), "routing": "community", "target": net.community, "form": FORM},
+    )["case_id"]
+    for who in (fatou, ousmane):
+        wait_for("posted to the pool", lambda who=who: net.state(who, case_id) == "delivered")
+    with ThreadPoolExecutor(2) as pool:
+        asked = list(pool.map(lambda p: p.api(f"/cases/{case_id}/claim", "POST"), [fatou, ousmane]))
+    assert [status for status, _ in asked] == [202, 202]  # both asked the sender's node
+    wait_for("the sender's node decided", lambda: net.state(koffi, case_id) == "assigned")
+    winner = koffi.case(case_id)["reader"]
+    assert winner in (key_hex(fatou.id), key_hex(ousmane.id))
+    for who in (fatou, ousmane):  # both copies say who has it
+        wait_for(
+            "the copies learn who won",
+            lambda who=who: (
+                who.case(case_id)["reader"] == winner and net.state(who, case_id) == "assigned"
+            ),
+        )
+    loser = fatou if winner != key_hex(fatou.id) else ousmane
+    status, refused = loser.api(f"/cases/{case_id}/claim", "POST")
+    assert status == 409
+    assert "already taken" in refused["error"]
+    status, refused = loser.api(f"/cases/{case_id}/report", "POST", REPORT)
+    assert status == 409
+    assert "only the reader may report" in refused["error"]
+
+    def decisions() -> list[tuple[str, str]]:
+        """The sender's node's audit entries of the two claims: who, what."""
+        lines = tsfnode("audit", "export", net.cluster.dirs[0]).stdout.splitlines()
+        entries = [json.loads(line) for line in lines]
+        return sorted(
+            (e["actor"], e["action"])
+            for e in entries
+            if e["case_id"] == case_id and e["action"] in ("claim", "refused case_event")
+        )
+
+    wait_for("both claims were decided", lambda: len(decisions()) == 2)
+    assert decisions() == sorted([(winner, "claim"), (key_hex(loser.id), "refused case_event")])
