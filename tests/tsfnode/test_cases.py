@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import urllib.error
 import urllib.request
 import warnings
@@ -421,3 +422,195 @@ def test_a_community_case_goes_to_exactly_one_of_two_readers_who_claim_at_once(
 
     wait_for("both claims were decided", lambda: len(decisions()) == 2)
     assert decisions() == sorted([(winner, "claim"), (key_hex(loser.id), "refused case_event")])
+
+
+def test_bad_requests_are_refused_with_the_reason_and_nothing_is_sent(net: CaseNet) -> None:
+    koffi, marie = net.koffi, net.marie
+    study = net.studies[0]
+    before = len(koffi.ok("/cases"))
+    bad_form = {k: v for k, v in FORM.items() if k != "question"}
+    for body, status, reason in (
+        ({"study_uid": study, "routing": "group", "target": net.paediatrics, "form": bad_form},
+         400, "case lacks field 'question'"),
+        ({"study_uid": study, "routing": "group", "target": net.paediatrics,
+          "form": {**FORM, "age_years": 7, "age_months": 3}}, 400, "age_months"),
+        ({"study_uid": study, "routing": "broadcast", "target": net.paediatrics, "form": FORM},
+         400, "routing must be pair, group or community"),
+        ({"study_uid": study, "routing": "community", "target": net.paediatrics, "form": FORM},
+         404, "no such community"),
+        ({"study_uid": "2.25.1", "routing": "group", "target": net.paediatrics, "form": FORM},
+         409, "2.25.1"),
+    ):  # fmt: skip
+        got, answer = koffi.api("/cases", "POST", body)
+        assert got == status, answer
+        assert reason in answer["error"]
+    # A reader is not a sender; without a token, nobody.
+    got, answer = marie.api(
+        "/cases", "POST", {"study_uid": study, "routing": "group", "target": net.paediatrics,
+                           "form": FORM},
+    )  # fmt: skip
+    assert got == 403
+    assert "not attested as a sender" in answer["error"]
+    assert call(f"{net.cluster.url(0)}/api/v1/cases", "tsf_forged")[0] == 401
+    assert len(koffi.ok("/cases")) == before
+
+
+def test_beyond_the_weekly_quota_the_reader_accepts_and_a_suspended_pair_takes_nothing(
+    net: CaseNet,
+) -> None:
+    koffi, awa = net.koffi, net.awa
+    pair_id = make_pair_with(net, awa, quota=1)
+    first, second = net.study(), net.study()
+    body = {"study_uid": first, "routing": "pair", "target": pair_id, "form": FORM}
+    koffi.ok("/cases", "POST", body)
+    outbox = len(koffi.ok("/cases"))
+    status, warned = koffi.api("/cases", "POST", {**body, "study_uid": second})
+    assert status == 409
+    assert "weekly quota is 1 and 1 case(s) went this week" in warned["error"]
+    assert len(koffi.ok("/cases")) == outbox  # nothing was sent
+    case_id = koffi.ok("/cases", "POST", {**body, "study_uid": second, "over_quota": True})[
+        "case_id"
+    ]
+    wait_for("the case reaches Awa", lambda: net.state(awa, case_id) == "delivered")
+    at_reader = awa.case(case_id)
+    assert at_reader["needs_acceptance"] is True
+    assert at_reader["reader"] is None  # not hers until she accepts
+    assert any(n["kind"] == "ask_acceptance" for n in awa.ok("/notifications"))
+    status, _asked = awa.api(f"/cases/{case_id}/accept", "POST")
+    assert status == 202
+    wait_for("accepted at the sender's node", lambda: net.state(koffi, case_id) == "assigned")
+    wait_for("and at Awa's", lambda: net.state(awa, case_id) == "assigned")
+    # Awa suspends the pair alone: no new case can be sent to it.
+    assert awa.ok(f"/pairs/{pair_id}/suspend", "POST")["status"] == "suspended"
+
+    def suspended_at_sender() -> bool:
+        return any(
+            p["pair_id"] == pair_id and p["status"] == "suspended"
+            for p in koffi.ok("/pairs")["pairs"]
+        )
+
+    wait_for("the suspension reaches Cotonou", suspended_at_sender)
+    status, refused = koffi.api("/cases", "POST", {**body, "over_quota": True})
+    assert status == 409
+    assert "the pair is suspended" in refused["error"]
+    # Koffi ends it; once Awa's node knows, nothing changes it any more.
+    assert koffi.ok(f"/pairs/{pair_id}/end", "POST")["status"] == "ended"
+    wait_for(
+        "the end reaches Dakar",
+        lambda: any(
+            p["pair_id"] == pair_id and p["status"] == "ended" for p in awa.ok("/pairs")["pairs"]
+        ),
+    )
+    status, refused = awa.api(f"/pairs/{pair_id}/suspend", "POST")
+    assert status == 409
+    assert "the pair has ended" in refused["error"]
+
+
+def make_pair_with(net: CaseNet, reader: Person, quota: int) -> str:
+    proposal = reader.ok(
+        "/pairs", "POST", {"with": net.koffi.id, "weekly_quota": quota, "reading_delay_hours": 24}
+    )
+    pair_id = str(proposal["pair_id"])
+    wait_for(
+        "the proposal reaches Koffi's node",
+        lambda: any(p["pair_id"] == pair_id for p in net.koffi.ok("/pairs")["proposals"]),
+    )
+    net.koffi.ok(f"/pairs/{pair_id}/accept", "POST")
+    wait_for(
+        "the pair is in force at both nodes",
+        lambda: all(
+            any(
+                p["pair_id"] == pair_id and p["status"] == "active"
+                for p in who.ok("/pairs")["pairs"]
+            )
+            for who in (net.koffi, reader)
+        ),
+    )
+    return pair_id
+
+
+def community_case(net: CaseNet) -> str:
+    """The community's case of the claim race (assigned to the winner)."""
+    cases = [c for c in net.koffi.ok("/cases") if c["routing"] == "community"]
+    assert len(cases) == 1
+    return str(cases[0]["case_id"])
+
+
+def test_an_overdue_case_goes_back_to_the_pool_and_its_late_reader_cannot_take_it_again(
+    net: CaseNet,
+) -> None:
+    koffi, fatou, ousmane = net.koffi, net.fatou, net.ousmane
+    case_id = community_case(net)
+    late = koffi.case(case_id)["reader"]
+    other = fatou if late != key_hex(fatou.id) else ousmane
+    late_person = ousmane if other is fatou else fatou
+    # The deadline passes: the sender's node finds the case overdue when it next looks.
+    net.cluster.stop_node(0)
+    with sqlite3.connect(net.cluster.dirs[0] / "node.db") as db:
+        db.execute("UPDATE cases SET due_ms = 1 WHERE case_id = ?", (bytes.fromhex(case_id),))
+    net.cluster.start_node(0)
+    wait_for("escalated at the sender's node", lambda: koffi.case(case_id)["escalations"] == 1)
+    assert koffi.case(case_id)["state"] == "delivered"
+    for who in (fatou, ousmane):
+        wait_for(
+            "the copies offer it again",
+            lambda who=who: net.state(who, case_id) == "delivered",
+        )
+    # The coordinator is told (at his node), the late reader cannot claim it back.
+    assert any(
+        n["case_id"] == case_id and n["kind"] == "escalated" for n in ousmane.ok("/notifications")
+    )
+    status, refused = late_person.api(f"/cases/{case_id}/claim", "POST")
+    assert status == 409
+    assert "taken from you when it was overdue" in refused["error"]
+    assert other.api(f"/cases/{case_id}/claim", "POST")[0] == 202
+    wait_for("the other reader has it", lambda: koffi.case(case_id)["reader"] == key_hex(other.id))
+    assert koffi.ok("/metrics")["total"]["escalations"] >= 1
+
+
+def test_images_are_purged_after_the_case_closes_and_reports_are_kept(net: CaseNet) -> None:
+    koffi, marie = net.koffi, net.marie
+    (case,) = [
+        c for c in koffi.ok("/cases") if c["routing"] == "pair" and c["state"] == "evaluated"
+    ]
+    case_id = case["case_id"]
+    study = koffi.case(case_id)["patient"]
+    images = marie.case(case_id)["images"]
+    assert (net.cluster.dirs[1] / images[0]).exists()
+    koffi.ok(f"/cases/{case_id}/close", "POST")
+    # retention_days = 0 here: purged at the next scan, on both sides
+    wait_for("purged at the sender's node", lambda: net.state(koffi, case_id) == "purged")
+    wait_for("purged at the reader's node", lambda: net.state(marie, case_id) == "purged")
+    assert not (net.cluster.dirs[1] / images[0]).exists()
+    intake = net.cluster.dirs[0] / "intake"
+    assert study is not None
+    assert not any(study["study_uid"] in p.name for p in intake.iterdir())
+    kept = {d["kind"] for d in koffi.case(case_id)["documents"]}
+    assert {"case_request", "report", "evaluation"} <= kept
+    assert {"report", "evaluation"} <= {d["kind"] for d in marie.case(case_id)["documents"]}
+    for node in (0, 1):
+        lines = tsfnode("audit", "export", net.cluster.dirs[node]).stdout.splitlines()
+        assert any(json.loads(line)["action"] == "purge" and case_id in line for line in lines), (
+            node
+        )
+
+
+def test_the_audit_chain_verifies_and_any_tampering_is_named(net: CaseNet) -> None:
+    directory = net.cluster.dirs[1]
+    intact = tsfnode("audit", "verify", directory)
+    assert intact.returncode == 0, intact.stderr
+    assert "intact" in intact.stdout
+    net.cluster.stop_node(1)
+    db_path = directory / "node.db"
+    with sqlite3.connect(db_path) as db:
+        count = db.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0]
+        assert count > 10  # every view, claim, report, purge... was written
+        db.execute("UPDATE audit_log SET detail = 'adequate' WHERE seq = 3")
+    broken = tsfnode("audit", "verify", directory)
+    assert broken.returncode == 1
+    assert "audit entry 4 does not follow entry 3" in broken.stderr
+    with sqlite3.connect(db_path) as db:
+        db.execute("DELETE FROM audit_log WHERE seq >= 3")
+    cut = tsfnode("audit", "verify", directory)
+    assert cut.returncode == 1
+    assert "entries were removed or changed at the end" in cut.stderr
