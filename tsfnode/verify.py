@@ -15,7 +15,9 @@ from tsfnode.errors import NodeError
 _SHOWN = {
     "manifest": ("bundle_id", "chunk_count", "chunk_size", "plaintext_size", "priority"),
     "report": ("case_id", "bundle_id", "language", "image_quality", "supersedes"),
-    "evaluation": ("case_id", "report", "relevant", "useful"),
+    "evaluation": ("case_id", "report", "relevant", "useful", "changed_management"),
+    "case_request": ("case_id", "routing", "target", "reading_delay_hours", "over_quota"),
+    "case_event": ("case_id", "event", "reader"),
     "case_message": ("case_id", "message_id", "in_reply_to"),
     "receipt": ("bundle_id", "manifest", "received"),
 }
@@ -41,11 +43,11 @@ def verify_file(path: Path) -> int:
     print(f"{path}: valid {doc.kind} signed by {doc.signer.text}")
     print(f"  signed on   {_when(doc.created)}")
     print(f"  digest      {doc.digest.hex()}")
-    for field in _SHOWN[doc.kind]:
+    for field in _SHOWN.get(doc.kind, ("version", "expires")):  # directory records
         value = doc.body[field]
         if isinstance(value, bytes):
             value = value.hex()
-        elif field == "received":
+        elif field in ("received", "expires"):
             value = _when(value)
         print(f"  {field:<11} {value}")
     if doc.kind == "manifest":

@@ -74,3 +74,30 @@ def test_missing_file(tmp_path: Path) -> None:
     result = tsfnode("verify", tmp_path / "nope")
     assert result.returncode == 2
     assert "cannot read" in result.stderr
+
+
+def test_a_case_event_and_a_directory_record_verify_too(tmp_path: Path) -> None:
+    from protocol.directory import make_record
+
+    event = tmp_path / "claim.tsfd"
+    body = {"case_id": bytes(16), "created": NOW, "event": "claim", "reader": None, "note": ""}
+    event.write_bytes(encode_document("case_event", body, READER))
+    result = tsfnode("verify", event)
+    assert result.returncode == 0, result.stderr
+    assert "event       claim" in result.stdout
+    record = tmp_path / "node-cert.tsfd"
+    record.write_bytes(
+        make_record(
+            "node_cert",
+            {"node": bytes(32)},
+            signer=identity("anchor"),
+            network="demo",
+            version=7,
+            now=NOW,
+            ttl=86_400_000,
+        )
+    )
+    result = tsfnode("verify", record)
+    assert result.returncode == 0, result.stderr
+    assert "version     7" in result.stdout
+    assert "expires     2026-11-19" in result.stdout
