@@ -10,6 +10,7 @@ POST /api/v1/cases/{id}/assign             {reader}                  (a coordina
 POST /api/v1/cases/{id}/report             {findings, impression, recommendations,
                                             image_quality, quality_reason, language}
 POST /api/v1/cases/{id}/messages           {text}
+POST /api/v1/cases/{id}/images             {study_uid}   (the sender adds images)
 POST /api/v1/cases/{id}/evaluation         {relevant, useful, changed_management,
                                             teaching_consent?, comment}
 GET  /api/v1/notifications
@@ -155,6 +156,20 @@ async def report(request: web.Request) -> web.Response:
         result = await request.config_dict[CASES].report(_case_id(request), person, body, now_ms())
     except CaseError as exc:
         return _error(exc)
+    return web.json_response(result, status=201)
+
+
+async def add_images(request: web.Request) -> web.Response:
+    _, _, person = await person_of(request)
+    body = await _json(request)
+    try:
+        result = await request.config_dict[CASES].add_images(
+            _case_id(request), person, str(body.get("study_uid", "")), now_ms()
+        )
+    except CaseError as exc:
+        return _error(exc)
+    except NodeError as exc:  # not reviewed, not in the intake
+        return web.json_response({"error": str(exc)}, status=409)
     return web.json_response(result, status=201)
 
 
@@ -317,6 +332,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/cases/{id}", detail)
     app.router.add_post("/v1/cases/{id}/report", report)
     app.router.add_post("/v1/cases/{id}/messages", message)
+    app.router.add_post("/v1/cases/{id}/images", add_images)
     app.router.add_post("/v1/cases/{id}/evaluation", evaluation)
     app.router.add_post(
         "/v1/cases/{id}/{event:claim|assign|release|accept|decline|cancel|close}", act

@@ -425,19 +425,7 @@ class CaseService:
             person,
         )
         urgent = form["urgency"] == "urgent"
-        sealed = await asyncio.to_thread(
-            seal_study,
-            intake=self.node_dir.intake,
-            blobs=self.blobs,
-            scratch=self.node_dir.root / "tmp",
-            sender=self.identity,
-            recipients=[PublicIdentity(n) for n in recipients],
-            study_uid=study_uid,
-            case={"type": "case", "case_id": case_id.hex()},
-            priority=PRIORITY_URGENT if urgent else PRIORITY_ROUTINE,
-            now=now,
-            documents=request,
-        )
+        sealed = await self._seal(case_id, study_uid, request, recipients, urgent, now)
         case = Case(
             case_id=case_id,
             sender=who,
@@ -471,21 +459,87 @@ class CaseService:
                 now,
             ),
         )
-        await self.db.execute(
-            "INSERT INTO case_bundles (bundle_id, case_id, purpose) VALUES (?, ?, 'images')",
-            (sealed.manifest.bundle_id, case_id),
-        )
         await self._keep_document(decode_document(request), case_id, now)
-        await queue_bundle(self.db, sealed.manifest, sender=self.me, study_uid=study_uid, now=now)
-        self.transfers.wake()
+        await self._queue_images(case_id, sealed, study_uid, now)
         await self._audit(who, case_id, "submit", now, f"{routing} to {len(recipients)} node(s)")
         log("case submitted", case=case_id.hex()[:8], routing=routing, nodes=len(recipients))
         return {
             "case_id": case_id.hex(),
             "state": case.state.value,
-            "bundle_id": sealed.manifest.bundle_id.hex(),
+            "bundle_id": sealed.bundle_id.hex(),
             "over_quota": bool(over_quota),
         }
+
+    async def add_images(
+        self, case_id: bytes, person: Identity, study_uid: str, now: int
+    ) -> dict[str, Any]:
+        """The sender adds images to an open case (e.g. the lateral view a reader asked
+        for): a study of the intake, sealed with the case's request as part n."""
+        from protocol.documents import encode_document
+
+        async with self._lock:
+            row = await self._require(case_id)
+            if row["role"] != "sender":
+                raise CaseError(409, "images are added on the sender's node")
+            case = case_from_row(row)
+            who = person.public.key
+            roles = roles_for(case, who, self.view(now), sender_node=True)
+            try:
+                machine.apply(case, "add_images", by=who, roles=roles, now=now)
+            except CaseRefused as exc:
+                raise CaseError(409, str(exc)) from None
+            first = (await self.documents(case_id, "case_request"))[0].body
+            parts = len(await self._bundles(case_id, "images"))
+            request = encode_document(
+                "case_request",
+                {**first, "created": now, "part": parts, "over_quota": False},
+                person,
+            )
+            recipients = [bytes.fromhex(n) for n in json.loads(row["recipients"])]
+            manifest = await self._seal(
+                case_id, study_uid, request, recipients, bool(row["urgent"]), now
+            )
+            await self._keep_document(decode_document(request), case_id, now)
+            await self._queue_images(case_id, manifest, study_uid, now)
+            await self._audit(who, case_id, "add_images", now, f"part {parts}")
+            return {"bundle_id": manifest.bundle_id.hex(), "part": parts}
+
+    async def _seal(
+        self,
+        case_id: bytes,
+        study_uid: str,
+        request: bytes,
+        recipients: list[bytes],
+        urgent: bool,
+        now: int,
+    ) -> Manifest:
+        """Seal a study of the intake with the case's request, for ``recipients``
+        (NodeError if it is not in the intake or not reviewed)."""
+        sealed = await asyncio.to_thread(
+            seal_study,
+            intake=self.node_dir.intake,
+            blobs=self.blobs,
+            scratch=self.node_dir.root / "tmp",
+            sender=self.identity,
+            recipients=[PublicIdentity(n) for n in recipients],
+            study_uid=study_uid,
+            case={"type": "case", "case_id": case_id.hex()},
+            priority=PRIORITY_URGENT if urgent else PRIORITY_ROUTINE,
+            now=now,
+            documents=request,
+        )
+        return sealed.manifest
+
+    async def _queue_images(
+        self, case_id: bytes, manifest: Manifest, study_uid: str, now: int
+    ) -> None:
+        """Record a sealed bundle as the case's images and put it in the outbox."""
+        await self.db.execute(
+            "INSERT INTO case_bundles (bundle_id, case_id, purpose) VALUES (?, ?, 'images')",
+            (manifest.bundle_id, case_id),
+        )
+        await queue_bundle(self.db, manifest, sender=self.me, study_uid=study_uid, now=now)
+        self.transfers.wake()
 
     # --- bundles in and out (transfer hooks) -----------------------------------------
 
@@ -607,8 +661,13 @@ class CaseService:
             return "refused: the request names another sender node"
         case_id = bytes(body["case_id"])
         row = await self.row(case_id)
-        if row is not None:  # images added to the case, or the same bundle again
+        if row is not None:  # images added to the case
+            if request.signer.key != bytes(row["sender"]):
+                await self._mark(bundle_id, case_id, "refused: images from another sender")
+                return "refused: images from another sender"
             await self._mark(bundle_id, case_id, f"images part {body['part']}")
+            await self._keep_document(request, case_id, now)
+            await self.notify(row["reader"], case_id, "images_added", now)
             await self._audit(request.signer.key, case_id, "add_images", now)
             return "images added"
         try:
@@ -1012,18 +1071,21 @@ class CaseService:
     async def _delete_images(self, row: Any) -> int:
         case_id = bytes(row["case_id"])
         cursor = await self.db.execute(
-            "SELECT c.bundle_id, b.manifest FROM case_bundles c JOIN bundles b"
+            "SELECT c.bundle_id, b.manifest, b.study_uid FROM case_bundles c JOIN bundles b"
             " ON b.bundle_id = c.bundle_id WHERE c.case_id = ? AND c.purpose LIKE 'images%'",
             (case_id,),
         )
         found = list(await cursor.fetchall())
-        for bundle_id, raw in found:
+        studies = {str(row["study_uid"])} if row["role"] == "sender" else set()
+        for bundle_id, raw, study_uid in found:
             manifest = Manifest.decode(bytes(raw))
             await asyncio.to_thread(self._delete_bundle_files, manifest)
             await self.db.execute("DELETE FROM deliveries WHERE bundle_id = ?", (bundle_id,))
             await self.db.execute("DELETE FROM bundles WHERE bundle_id = ?", (bundle_id,))
-        if row["role"] == "sender" and row["study_uid"]:
-            folder = self.node_dir.intake / str(row["study_uid"])
+            if row["role"] == "sender" and study_uid:
+                studies.add(str(study_uid))
+        for study_uid in sorted(s for s in studies if s):
+            folder = self.node_dir.intake / study_uid
             await asyncio.to_thread(shutil.rmtree, folder, True)
         await self.db.commit()
         return len(found)

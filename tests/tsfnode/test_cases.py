@@ -38,7 +38,14 @@ from tests.tsfnode.intake.conftest import PYDICOM_FILES
 
 pytestmark = pytest.mark.slow
 
-SOURCES = ("CT_small.dcm", "MR_small.dcm", "JPEG-lossy.dcm", "liver_1frame.dcm", "693_J2KI.dcm")
+SOURCES = (
+    "CT_small.dcm",
+    "MR_small.dcm",
+    "JPEG-lossy.dcm",
+    "liver_1frame.dcm",
+    "693_J2KI.dcm",
+    "image_dfl.dcm",
+)
 PASSWORD = "correct horse battery"
 QUICK = {
     "transfer": {"poll_interval_ms": 500, "retry_base_ms": 200},
@@ -361,6 +368,15 @@ def test_a_groups_case_is_assigned_by_the_coordinator_and_read_on_another_node(
     wait_for(
         "the message reaches the sender",
         lambda: any(d["kind"] == "case_message" for d in koffi.case(case_id)["documents"]),
+    )
+    # The sender adds the images asked for; they join the case on the reader's node.
+    status, refused = awa.api(f"/cases/{case_id}/images", "POST", {"study_uid": "2.25.1"})
+    assert status == 409
+    assert "images are added on the sender's node" in refused["error"]
+    assert koffi.ok(f"/cases/{case_id}/images", "POST", {"study_uid": net.study()})["part"] == 1
+    wait_for("the new images reach Awa", lambda: len(awa.case(case_id)["images"]) == 2)
+    assert any(
+        n["case_id"] == case_id and n["kind"] == "images_added" for n in awa.ok("/notifications")
     )
     awa.ok(f"/cases/{case_id}/report", "POST", {**REPORT, "image_quality": "inadequate",
                                                   "quality_reason": "Pas de profil."})  # fmt: skip
