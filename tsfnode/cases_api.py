@@ -13,6 +13,7 @@ POST /api/v1/cases/{id}/messages           {text}
 POST /api/v1/cases/{id}/images             {study_uid}   (the sender adds images)
 POST /api/v1/cases/{id}/evaluation         {relevant, useful, changed_management,
                                             teaching_consent?, comment}
+GET  /api/v1/groups[?subspeciality=]       groups that could read a case, and their load
 GET  /api/v1/notifications
 GET  /api/v1/pairs; POST /api/v1/pairs     {with, weekly_quota, reading_delay_hours}
 POST /api/v1/pairs/{id}/accept|suspend|end
@@ -302,6 +303,15 @@ async def metrics(request: web.Request) -> web.Response:
     return web.json_response(mine)
 
 
+async def groups(request: web.Request) -> web.Response:
+    """Groups that could read a case, least loaded first (?subspeciality=...)."""
+    from tsfnode.metrics import group_suggestions
+
+    await person_of(request)
+    wanted = request.query.get("subspeciality") or None
+    return web.json_response(group_suggestions(request.config_dict[CASES], now_ms(), wanted))
+
+
 async def network_metrics(request: web.Request) -> web.Response:
     from tsfnode.metrics import network_figures
 
@@ -343,3 +353,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/pairs/{id}/{action:accept|suspend|end}", pairs_change)
     app.router.add_get("/v1/metrics", metrics)
     app.router.add_get("/v1/metrics/network", network_metrics)
+    app.router.add_get("/v1/groups", groups)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from protocol.directory import make_record
+from protocol.identity import PublicIdentity
 from tsfnode.logs import log
 
 if TYPE_CHECKING:
@@ -120,8 +121,30 @@ async def local_figures(service: CaseService, now: int, since: int = 0) -> dict[
     }
 
 
-def _counters(total: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in total.items() if k in COUNTS or k in DURATIONS}
+OPEN_PREFIX = "open:"  # + the first 16 bytes of a group's key, in hex
+MAX_GROUP_COUNTERS = 40
+
+
+def _counters(total: dict[str, Any], open_by_group: dict[bytes, int]) -> dict[str, Any]:
+    """The node_stats counters: totals, and the cases sent from here that wait or are
+    being read, per group they were routed to (the groups' load, network-wide)."""
+    counters = {k: v for k, v in total.items() if k in COUNTS or k in DURATIONS}
+    busiest = sorted(open_by_group.items(), key=lambda kv: (-kv[1], kv[0]))
+    for group, count in busiest[:MAX_GROUP_COUNTERS]:
+        counters[OPEN_PREFIX + group[:16].hex()] = count
+    return counters
+
+
+def open_by_group(rows: Iterable[dict[str, Any]]) -> dict[bytes, int]:
+    out: dict[bytes, int] = {}
+    for row in rows:
+        if row["role"] == "sender" and row["pair_id"] is None and row["state"] in OPEN_STATES:
+            group = bytes(row["target"])
+            out[group] = out.get(group, 0) + 1
+    return out
+
+
+OPEN_STATES = ("submitted", "in_transit", "delivered", "assigned")
 
 
 async def publish_stats(service: CaseService, now: int) -> bool:
@@ -130,12 +153,13 @@ async def publish_stats(service: CaseService, now: int) -> bool:
     if not directory.view(now).is_admitted(service.me):
         return False
     mine = await local_figures(service, now, since=now - STATS_PERIOD_MS)
+    waiting = open_by_group(await case_rows(service))
     record = make_record(
         "node_stats",
         {
             "period_start": now - STATS_PERIOD_MS,
             "period_end": now,
-            "counters": _counters(mine["total"]),
+            "counters": _counters(mine["total"], waiting),
         },
         signer=service.identity,
         network=directory.network.name,
@@ -215,3 +239,45 @@ def prometheus_text(mine: dict[str, Any], transfers: dict[str, int]) -> bytes:
         direction, state = label.split(":", 1)
         by_state.labels(direction, state).set(count)
     return bytes(generate_latest(registry))
+
+
+def group_suggestions(
+    service: CaseService, now: int, subspeciality: str | None = None
+) -> list[dict[str, Any]]:
+    """Groups and communities that could read a case (covering ``subspeciality`` when
+    given), with their readers, weekly capacity and current load: the open cases routed
+    to them that every node reports in its signed figures. Least loaded first."""
+    view = service.directory.view(now)
+    open_cases: dict[str, int] = {}
+    for record in view.stats.values():
+        for key, value in dict(record.body["counters"]).items():
+            if key.startswith(OPEN_PREFIX) and isinstance(value, int):
+                open_cases[key] = open_cases.get(key, 0) + value
+    out = []
+    for group, record in view.group_records.items():
+        if group not in view.groups:
+            continue
+        covers = list(record.body["subspecialities"])
+        if subspeciality and subspeciality not in covers:
+            continue
+        readers = [
+            m
+            for m in view.members.values()
+            if m.body["group"] == group and m.body["role"] in ("reader", "coordinator")
+        ]
+        capacity = sum(int(m.body["weekly_capacity"]) for m in readers)
+        waiting = open_cases.get(OPEN_PREFIX + group[:16].hex(), 0)
+        out.append(
+            {
+                "group": PublicIdentity(group).text,
+                "name": record.body["name"],
+                "kind": record.body["kind"],
+                "routing": "community" if record.body["kind"] == "community" else "group",
+                "subspecialities": covers,
+                "readers": len(readers),
+                "weekly_capacity": capacity,
+                "open_cases": waiting,
+                "load": round(waiting / capacity, 3) if capacity else None,
+            }
+        )
+    return sorted(out, key=lambda g: (g["load"] is None, g["load"] or 0, g["name"]))

@@ -140,8 +140,10 @@ class CaseNet:
         assert tsfnode("key", "new", hospital_coordinator).returncode == 0
         coordinator_id = tsfnode("key", "show", hospital_coordinator).stdout.split()[-1]
         self.hospital = self._group(parts, "CHU Cotonou", "institutional", coordinator_id)
-        self.paediatrics = self._group(parts, "Pédiatrie", "subspeciality", self.anne.id)
-        self.community = self._group(parts, "COVID Sénégal", "community", self.ousmane.id)
+        self.paediatrics = self._group(
+            parts, "Pédiatrie", "subspeciality", self.anne.id, "paediatrics"
+        )
+        self.community = self._group(parts, "COVID Sénégal", "community", self.ousmane.id, "chest")
         self._attest(parts, hospital_coordinator, self.hospital, self.koffi, "sender")
         anne_key, ousmane_key = self.anne.key, self.ousmane.key
         self._attest(parts, anne_key, self.paediatrics, self.anne, "coordinator")
@@ -177,7 +179,9 @@ class CaseNet:
     def _nodes(self, i: int) -> int:
         return len(call(f"{self.cluster.url(i)}/api/v1/directory?kind=node", "")[1])
 
-    def _group(self, parts: list[bytes], name: str, kind: str, coordinator: str) -> str:
+    def _group(
+        self, parts: list[bytes], name: str, kind: str, coordinator: str, covers: str = ""
+    ) -> str:
         out = self.base / f"{name}.tsfd"
         key = self.base / f"{name}.key"
         routing = {"institutional": "assign", "subspeciality": "assign", "community": "pool"}
@@ -185,7 +189,7 @@ class CaseNet:
             "group", "create", "--network", self.cluster.network_file,
             "--anchor-key", self.base / "anchor.key", "--group-key", key, "--name", name,
             "--kind", kind, "--routing", routing[kind], "--coordinator", coordinator,
-            "--out", out,
+            "--out", out, *(("--subspeciality", covers) if covers else ()),
         )  # fmt: skip
         assert made.returncode == 0, made.stderr
         parts.append(out.read_bytes())
@@ -339,6 +343,11 @@ def test_a_groups_case_is_assigned_by_the_coordinator_and_read_on_another_node(
     net: CaseNet,
 ) -> None:
     koffi, anne, awa, marie = net.koffi, net.anne, net.awa, net.marie
+    # The sender asks which groups read paediatrics, and how busy they are.
+    (suggested,) = koffi.ok("/groups?subspeciality=paediatrics")
+    assert suggested["group"] == net.paediatrics
+    assert (suggested["readers"], suggested["weekly_capacity"]) == (3, 9)
+    assert suggested["open_cases"] == 0
     case_id = koffi.ok(
         "/cases",
         "POST",
@@ -350,6 +359,12 @@ def test_a_groups_case_is_assigned_by_the_coordinator_and_read_on_another_node(
             "reading_delay_hours": 24,
         },
     )["case_id"]
+    # Its load, from the sender node's signed figures, is seen across the network.
+    wait_for(
+        "Dakar sees the group's new load",
+        lambda: awa.ok("/groups?subspeciality=paediatrics")[0]["open_cases"] == 1,
+    )
+    assert awa.ok("/groups?subspeciality=paediatrics")[0]["load"] == round(1 / 9, 3)
     # It goes to every node of the group's readers, where it waits for a reader.
     for who in (anne, awa):
         wait_for("offered to the group", lambda who=who: net.state(who, case_id) == "delivered")
