@@ -52,6 +52,7 @@ KIND_RANK = {
     "member": 5,
     "pair": 6,
     "node_stats": 7,
+    "teaching_case": 8,
 }
 CLOCK_SKEW_MS = 5 * 60 * 1000
 PAIR_TERMS_TAG = "pair/terms"
@@ -88,6 +89,8 @@ def record_key(doc: Document) -> RecordKey:
             return ("pair", pair_terms(doc)["pair_id"])
         case "revocation":
             return ("revocation", s, b["target"])
+        case "teaching_case":
+            return ("teaching_case", s, b["teaching_id"])
     raise LocalProtocolError(f"{doc.kind} is not a directory record")
 
 
@@ -146,6 +149,7 @@ class View:
     members: dict[bytes, Document] = field(default_factory=dict)  # person -> member record
     pairs: dict[bytes, Document] = field(default_factory=dict)  # pair id -> pair record
     stats: dict[bytes, Document] = field(default_factory=dict)
+    teaching: dict[bytes, Document] = field(default_factory=dict)  # teaching id -> record
 
     def is_admitted(self, node: bytes) -> bool:
         return node in self.admitted
@@ -222,6 +226,10 @@ def compute_view(records: Iterable[Document], network: Network, now: int) -> Vie
             and sender.body["role"] == "sender"
         ):
             view.pairs[terms["pair_id"]] = rec
+    for rec in by_kind["teaching_case"]:
+        reader = view.members.get(rec.signer.key)
+        if reader is not None and reader.body["role"] in ("reader", "coordinator"):
+            view.teaching[rec.body["teaching_id"]] = rec
     return view
 
 
@@ -369,6 +377,9 @@ class Directory:
                 )
             case "pair":
                 return self._pair_refusal(doc, view)
+            case "teaching_case":
+                member = view.members.get(signer)
+                ok = member is not None and member.body["role"] in ("reader", "coordinator")
             case _:  # pragma: no cover - RECORD_KINDS is exhaustive
                 ok = False
         if ok:

@@ -380,6 +380,34 @@ DIRECTORY_KINDS: tuple[DocumentKind, ...] = (
         ),
         doc="A node's aggregate statistics for a period: counts and durations, no patient data.",
     ),
+    DocumentKind(
+        code=24,
+        name="teaching_case",
+        max_body=160 * KiB,
+        signer="the reader who read the case, with the sender's consent",
+        schema=Schema(
+            {
+                **_RECORD,
+                "teaching_id": _UID,
+                "title": Str(min=1, max=200),
+                "modality": Str(max=16),
+                "body_part": Str(max=64),
+                "age_years": Int(0, 130),
+                "sex": Str(max=1),
+                "findings": Str(max=64 * KiB),
+                "impression": Str(max=32 * KiB),
+                "recommendations": Str(max=32 * KiB),
+                "report": Bytes(HASH_SIZE, HASH_SIZE),
+                "consent": Bytes(HASH_SIZE, HASH_SIZE),
+                "node": _ID,
+                "files": Int(0, 100_000),
+            }
+        ),
+        doc="A case in the network's teaching library: its report and what the form says "
+        "without free text (modality, body part, age, sex), the digests of the signed "
+        "report and of the sender's evaluation that consents, and the node that serves "
+        "its fully anonymised images.",
+    ),
 )
 DOCUMENT_KINDS = DOCUMENT_KINDS + DIRECTORY_KINDS
 

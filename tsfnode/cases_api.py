@@ -14,6 +14,8 @@ POST /api/v1/cases/{id}/images             {study_uid}   (the sender adds images
 POST /api/v1/cases/{id}/evaluation         {relevant, useful, changed_management,
                                             teaching_consent?, comment}
 GET  /api/v1/groups[?subspeciality=]       groups that could read a case, and their load
+POST /api/v1/cases/{id}/teaching           {title}  (the reader, with the sender's consent)
+GET  /api/v1/teaching                      the network's teaching library
 GET  /api/v1/notifications
 GET  /api/v1/pairs; POST /api/v1/pairs     {with, weekly_quota, reading_delay_hours}
 POST /api/v1/pairs/{id}/accept|suspend|end
@@ -158,6 +160,31 @@ async def report(request: web.Request) -> web.Response:
     except CaseError as exc:
         return _error(exc)
     return web.json_response(result, status=201)
+
+
+async def teach(request: web.Request) -> web.Response:
+    from tsfnode.teaching import publish
+
+    _, _, person = await person_of(request)
+    body = await _json(request)
+    try:
+        result = await publish(
+            request.config_dict[CASES],
+            _case_id(request),
+            person,
+            str(body.get("title", "")),
+            now_ms(),
+        )
+    except CaseError as exc:
+        return _error(exc)
+    return web.json_response(result, status=201)
+
+
+async def teaching_library(request: web.Request) -> web.Response:
+    from tsfnode.teaching import library
+
+    await person_of(request)
+    return web.json_response(library(request.config_dict[CASES], now_ms()))
 
 
 async def add_images(request: web.Request) -> web.Response:
@@ -343,6 +370,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/cases/{id}/report", report)
     app.router.add_post("/v1/cases/{id}/messages", message)
     app.router.add_post("/v1/cases/{id}/images", add_images)
+    app.router.add_post("/v1/cases/{id}/teaching", teach)
+    app.router.add_get("/v1/teaching", teaching_library)
     app.router.add_post("/v1/cases/{id}/evaluation", evaluation)
     app.router.add_post(
         "/v1/cases/{id}/{event:claim|assign|release|accept|decline|cancel|close}", act

@@ -489,7 +489,7 @@ class CaseService:
             except CaseRefused as exc:
                 raise CaseError(409, str(exc)) from None
             first = (await self.documents(case_id, "case_request"))[0].body
-            parts = len(await self._bundles(case_id, "images"))
+            parts = len(await self.bundles(case_id, "images"))
             request = encode_document(
                 "case_request",
                 {**first, "created": now, "part": parts, "over_quota": False},
@@ -1123,13 +1123,13 @@ class CaseService:
         if row["role"] == "copy":
             out["images"] = [
                 str(self.transfers.received_folder(b).relative_to(self.node_dir.root))
-                for b in await self._bundles(case_id, "images")
+                for b in await self.bundles(case_id, "images")
             ]
         if row["role"] == "sender" and Role.SENDER in roles:
             out["patient"] = await asyncio.to_thread(self._patient, str(row["study_uid"]))
         return out
 
-    async def _bundles(self, case_id: bytes, purpose: str) -> list[bytes]:
+    async def bundles(self, case_id: bytes, purpose: str = "images") -> list[bytes]:
         cursor = await self.db.execute(
             "SELECT bundle_id FROM case_bundles WHERE case_id = ? AND purpose LIKE ?",
             (case_id, purpose + "%"),

@@ -10,6 +10,7 @@ from tsfnode.bodies import read_body
 from tsfnode.info import node_info
 from tsfnode.nearest import MAX_SPEEDTEST_BYTES, filler
 from tsfnode.peering import MAX_ENVELOPE, MAX_INTRODUCTION, PeerRefused, now_ms
+from tsfnode.teaching import serve as teaching_images
 from tsfnode.transfer_api import add_peer_routes as add_transfer_routes
 
 
@@ -75,5 +76,6 @@ def create_peer_app() -> web.Application:
     app.router.add_get("/v1/speedtest", speedtest_download)
     app.router.add_post("/v1/speedtest", speedtest_upload)
     app.router.add_get("/v1/nodes", nodes)
+    app.router.add_get("/v1/teaching/{id}", teaching_images)
     add_transfer_routes(app)
     return app

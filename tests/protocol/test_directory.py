@@ -253,3 +253,32 @@ def test_digest_encoding_round_trips_and_is_strict() -> None:
     entry = encode_digest({b"\x01" * 8: (5, b"abcd")})
     with pytest.raises(MalformedError):
         decode_digest(entry + entry)
+
+
+def teaching_fields(teaching_id: bytes) -> dict[str, object]:
+    return {
+        "teaching_id": teaching_id,
+        "title": "Pneumopathie lobaire de l'enfant",
+        "modality": "CR",
+        "body_part": "CHEST",
+        "age_years": 4,
+        "sex": "F",
+        "findings": "Condensation lobaire inférieure droite.",
+        "impression": "Pneumopathie.",
+        "recommendations": "",
+        "report": bytes(32),
+        "consent": bytes(32),
+        "node": bytes(32),
+        "files": 2,
+    }
+
+
+def test_a_reader_publishes_a_teaching_case_and_a_sender_cannot() -> None:
+    world = World()
+    directory = loaded(world.everything(), world)
+    by_reader = world.sign("teaching_case", teaching_fields(b"t" * 16), world.reader)
+    assert directory.add(by_reader, NOW) == "added"
+    assert directory.view(NOW).teaching[b"t" * 16].signer == world.reader.public
+    by_sender = world.sign("teaching_case", teaching_fields(b"u" * 16), world.sender)
+    assert directory.add(by_sender, NOW) == "ignored:not_entitled"
+    assert set(directory.view(NOW).teaching) == {b"t" * 16}

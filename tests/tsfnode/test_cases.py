@@ -15,12 +15,14 @@ overdue case escalated, images purged after closing, the audit chain and its tam
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sqlite3
 import urllib.error
 import urllib.request
 import warnings
+import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -300,10 +302,17 @@ def test_a_pairs_case_goes_the_whole_way_and_is_measured_on_both_sides(net: Case
     koffi.ok(
         f"/cases/{case_id}/evaluation",
         "POST",
-        {"relevant": True, "useful": True, "changed_management": True, "comment": "Merci."},
+        {
+            "relevant": True,
+            "useful": True,
+            "changed_management": True,
+            "teaching_consent": True,
+            "comment": "Merci.",
+        },
     )
     wait_for("the evaluation reaches Marie", lambda: net.state(marie, case_id) == "evaluated")
     assert marie.case(case_id)["useful"] is True
+    check_teaching(net, case_id, original)
     # Figures on both sides, then across the network from the signed node_stats.
     sent = koffi.ok("/metrics")
     assert sent["pairs"][pair_id]["sent"] == 1
@@ -331,6 +340,36 @@ def test_a_pairs_case_goes_the_whole_way_and_is_measured_on_both_sides(net: Case
         families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
     assert families["tsf_cases_sent"].samples[0].value >= 1
     assert families["tsf_cases_reports_back"].samples[0].value >= 1
+
+
+def check_teaching(net: CaseNet, case_id: str, original: pydicom.Dataset) -> None:
+    """With the sender's consent, Marie publishes the case; Dakar lists it and fetches
+    its images, with no trace of the patient."""
+    status, refused = net.koffi.api(f"/cases/{case_id}/teaching", "POST", {"title": "x"})
+    assert status == 403
+    assert "only the reader of the case publishes it" in refused["error"]
+    published = net.marie.ok(
+        f"/cases/{case_id}/teaching", "POST", {"title": "Pneumopathie lobaire de l'enfant"}
+    )
+    assert published["files"] >= 1
+
+    def listed() -> list[Any]:
+        return [e for e in net.awa.ok("/teaching") if e["teaching_id"] == published["teaching_id"]]
+
+    wait_for("the library at Dakar lists it", lambda: len(listed()) == 1)
+    (entry,) = listed()
+    assert entry["impression"] == REPORT["impression"]
+    assert (entry["modality"], entry["age_years"], entry["sex"]) == ("CT", 4, "F")
+    assert "clinical_history" not in entry
+    with urllib.request.urlopen(entry["images_url"], timeout=30) as response:
+        archive = zipfile.ZipFile(io.BytesIO(response.read()))
+    assert len(archive.namelist()) == entry["files"]
+    for name in archive.namelist():
+        data = archive.read(name)
+        ds = pydicom.dcmread(io.BytesIO(data))
+        assert str(ds.PatientName).startswith("TEACHING^")
+        assert str(original.PatientName).encode() not in data
+        assert str(original.PatientID).encode() not in data
 
 
 def key_hex(text: str) -> str:
@@ -404,6 +443,9 @@ def test_a_groups_case_is_assigned_by_the_coordinator_and_read_on_another_node(
         {"relevant": True, "useful": False, "changed_management": False, "comment": ""},
     )
     wait_for("the evaluation reaches Dakar", lambda: net.state(awa, case_id) == "evaluated")
+    status, refused = awa.api(f"/cases/{case_id}/teaching", "POST", {"title": "Lobar pneumonia"})
+    assert status == 409
+    assert "the sender did not consent" in refused["error"]
     group = koffi.ok("/metrics")["groups"][key_hex(net.paediatrics)]
     assert group["quality_inadequate"] >= 1
     assert group["evaluated"] >= 1
@@ -613,6 +655,7 @@ def test_images_are_purged_after_the_case_closes_and_reports_are_kept(net: CaseN
     wait_for("purged at the sender's node", lambda: net.state(koffi, case_id) == "purged")
     wait_for("purged at the reader's node", lambda: net.state(marie, case_id) == "purged")
     assert not (net.cluster.dirs[1] / images[0]).exists()
+    assert any((net.cluster.dirs[1] / "teaching").iterdir())  # the teaching copy stays
     intake = net.cluster.dirs[0] / "intake"
     assert study is not None
     assert not any(study["study_uid"] in p.name for p in intake.iterdir())
