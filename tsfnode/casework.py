@@ -1037,12 +1037,50 @@ class CaseService:
                 await self._save(case, now)
                 await self._effects(effects, now)
                 await self._audit(self.me, case.case_id, "escalate", now, f"#{case.escalations}")
+                if case.routing is Routing.PAIR:
+                    row = await self._offer_to_readers_group(row, now)
                 await self._tell_copies(
                     row_with(row, case), "escalated", now, reader=late, note="overdue"
                 )
                 log("case escalated", case=case.case_id.hex()[:8], times=case.escalations)
                 done += 1
         return done
+
+    async def _offer_to_readers_group(self, row: dict[str, Any], now: int) -> dict[str, Any]:
+        """An overdue pair's case goes to the reader's group: the study is sealed again,
+        with the sender's signed request, for the group's nodes that do not hold it (the
+        escalation that follows tells them the case waits for a reader)."""
+        view = self.view(now)
+        reader = view.members.get(bytes(row["target"]))
+        if reader is None:
+            return row
+        group = reader.body["group"]
+        people = [
+            m
+            for m in view.members.values()
+            if m.body["group"] == group and m.body["role"] in ("reader", "coordinator")
+        ]
+        held = json.loads(row["recipients"])
+        new = sorted(
+            {m.body["home_node"] for m in people} - {self.me} - {bytes.fromhex(n) for n in held}
+        )
+        if not new:
+            return row
+        (request, *_) = await self.documents(bytes(row["case_id"]), "case_request")
+        try:
+            manifest = await self._seal(  # late already: sent as urgent
+                bytes(row["case_id"]), str(row["study_uid"]), request.raw, new, True, now
+            )
+        except NodeError as exc:  # the study is no longer in the intake
+            log("escalation not sent to the group", why=str(exc)[:200])
+            return row
+        await self._queue_images(bytes(row["case_id"]), manifest, str(row["study_uid"]), now)
+        recipients = json.dumps([*held, *(n.hex() for n in new)])
+        await self._update(bytes(row["case_id"]), now, recipients=recipients)
+        await self._audit(
+            self.me, bytes(row["case_id"]), "offer to group", now, f"{len(new)} node(s)"
+        )
+        return {**row, "recipients": recipients}
 
     async def purge_due(self, now: int) -> int:
         """Images of cases closed (or cancelled) longer ago than the retention delay are

@@ -47,6 +47,7 @@ SOURCES = (
     "liver_1frame.dcm",
     "693_J2KI.dcm",
     "image_dfl.dcm",
+    "SC_rgb_jpeg.dcm",
 )
 PASSWORD = "correct horse battery"
 QUICK = {
@@ -639,6 +640,30 @@ def test_an_overdue_case_goes_back_to_the_pool_and_its_late_reader_cannot_take_i
     assert other.api(f"/cases/{case_id}/claim", "POST")[0] == 202
     wait_for("the other reader has it", lambda: koffi.case(case_id)["reader"] == key_hex(other.id))
     assert koffi.ok("/metrics")["total"]["escalations"] >= 1
+
+
+def test_an_overdue_pairs_case_is_offered_to_the_readers_group_on_its_other_nodes(
+    net: CaseNet,
+) -> None:
+    koffi, marie, awa = net.koffi, net.marie, net.awa
+    (pair,) = [p for p in koffi.ok("/pairs")["pairs"] if p["reader"] == key_hex(marie.id)]
+    body = {"study_uid": net.study(), "routing": "pair", "target": pair["pair_id"], "form": FORM}
+    case_id = koffi.ok("/cases", "POST", body)["case_id"]
+    wait_for("Marie has it", lambda: net.state(marie, case_id) == "assigned")
+    assert net.state(awa, case_id) is None  # only Marie's node holds it
+    net.cluster.stop_node(0)
+    with sqlite3.connect(net.cluster.dirs[0] / "node.db") as db:
+        db.execute("UPDATE cases SET due_ms = 1 WHERE case_id = ?", (bytes.fromhex(case_id),))
+    net.cluster.start_node(0)
+    # The paediatric group's other node (Dakar) receives it, waiting for a reader.
+    wait_for("offered at Dakar", lambda: net.state(awa, case_id) == "delivered")
+    wait_for("and at Erasme", lambda: net.state(marie, case_id) == "delivered")
+    status, refused = marie.api(f"/cases/{case_id}/claim", "POST")
+    assert status == 409
+    assert "taken from you when it was overdue" in refused["error"]
+    assert awa.api(f"/cases/{case_id}/claim", "POST")[0] == 202
+    wait_for("Awa has it", lambda: koffi.case(case_id)["reader"] == key_hex(awa.id))
+    wait_for("her node knows", lambda: net.state(awa, case_id) == "assigned")
 
 
 def test_images_are_purged_after_the_case_closes_and_reports_are_kept(net: CaseNet) -> None:
