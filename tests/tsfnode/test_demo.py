@@ -40,6 +40,7 @@ def test_demo_serves_every_node_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         bufsize=0,
+        start_new_session=True,  # on failure, its nodes are killed with it
     )
     try:
         out = read_until(process, "Ctrl-C", timeout=60)
@@ -55,6 +56,15 @@ def test_demo_serves_every_node_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert len(pids) == 3  # three distinct identities
         for login in ("coord.erasme", "lecteur.erasme", "emetteur.cotonou", "benevole.dakar"):
             assert login in out
+        # Its people are in every node's directory: three groups, four members, a pair.
+        for url in urls.values():
+            groups = {g["name"] for g in get_json(url + "/api/v1/directory?kind=group")}
+            assert groups == {"Radiopédiatrie Erasme", "CHU Cotonou", "Communauté COVID-19 Sénégal"}
+            members = get_json(url + "/api/v1/directory?kind=member")
+            assert sorted(m["details"]["role"] for m in members) == [
+                "coordinator", "reader", "reader", "sender"
+            ]  # fmt: skip
+        assert "Pair / binôme: lecteur.erasme + emetteur.cotonou" in out
         # The demo network's nodes are admitted and find each other (mDNS on 127.0.0.1),
         # then see each other alive.
         deadline = time.monotonic() + 60
@@ -71,7 +81,7 @@ def test_demo_serves_every_node_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             assert not (tmp_path / slug / "run.json").exists()
     finally:
         if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         for pipe in (process.stdout, process.stderr):
             if pipe:
