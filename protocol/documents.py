@@ -72,6 +72,7 @@ CASE_EVENTS = (
     "close",
     "assigned",
     "released",
+    "reported",
     "escalated",
     "cancelled",
     "closed",
@@ -231,7 +232,8 @@ DOCUMENT_KINDS: tuple[DocumentKind, ...] = (
         doc="A step of a case's workflow. People ask (`claim`, `assign` with `reader`, "
         "`release`, `accept` or `decline` a case beyond the quota, `cancel`, `close`); "
         "the sender's node, which keeps the case's state, decides and tells every node "
-        "that holds the case (`assigned`, `released`, `escalated`, `cancelled`, `closed`).",
+        "that holds the case (`assigned`, `released`, `reported`, `escalated`, `cancelled`, "
+        "`closed`).",
     ),
 )
 

@@ -56,7 +56,7 @@ WEEK_MS = 7 * DAY_MS
 ROUTINGS = {"pair": Routing.PAIR, "group": Routing.GROUP, "community": Routing.COMMUNITY}
 # Requests people send to the sender's node, and the decisions it sends back.
 REQUESTS = ("claim", "assign", "release", "accept", "decline")
-DECISIONS = ("assigned", "released", "escalated", "cancelled", "closed")
+DECISIONS = ("assigned", "released", "reported", "escalated", "cancelled", "closed")
 
 
 class CaseError(NodeError):
@@ -769,6 +769,8 @@ class CaseService:
                 await self._save(case, now, image_quality=doc.body["image_quality"])
                 await self._keep_document(doc, case_id, now)
                 await self._audit(who, case_id, event, now, doc.body["image_quality"])
+                if first:  # the group's other nodes: the case is answered
+                    await self._tell_copies(row_with(row, case), "reported", now, reader=who)
             elif doc.kind == "case_message":
                 machine.apply(case, "message", by=who, roles=roles, now=now)
                 await self._keep_document(doc, case_id, now)
@@ -803,6 +805,10 @@ class CaseService:
                     due_ms=now + case.delay_ms if event == "escalated" else case.due_ms,
                 )
                 await self.notify(None, case_id, "offered" if event == "released" else event, now)
+            elif event == "reported":
+                if case.state not in (State.DELIVERED, State.ASSIGNED):
+                    return  # the reader's own node is there already
+                case = replace(case, state=State.REPORT_DELIVERED, reader=doc.body["reader"])
             elif event == "cancelled":
                 case = replace(case, state=State.CANCELLED, closed_ms=now)
             elif event == "closed":

@@ -48,6 +48,7 @@ SOURCES = (
     "693_J2KI.dcm",
     "image_dfl.dcm",
     "SC_rgb_jpeg.dcm",
+    "SC_jpeg_no_color_transform.dcm",
 )
 PASSWORD = "correct horse battery"
 QUICK = {
@@ -158,12 +159,16 @@ class CaseNet:
         add_records(c.dirs[0], records)  # before the start: gossip carries them
         folder = base / "studies"
         folder.mkdir()
+        self.studies: list[str] = []  # in the order of SOURCES: CT_small (named) first
+        intake = c.dirs[0] / "intake"
         for name in SOURCES:
-            shutil.copy(PYDICOM_FILES / name, folder / name)
-        imported = tsfnode("import", folder, "--node", c.dirs[0], "--quiet")
-        assert imported.returncode == 0, imported.stderr
-        self.studies = sorted(p.name for p in (c.dirs[0] / "intake").iterdir() if p.is_dir())
-        assert len(self.studies) == len(SOURCES), self.studies
+            (folder / name).mkdir()
+            shutil.copy(PYDICOM_FILES / name, folder / name / name)
+            before = {p.name for p in intake.iterdir()} if intake.exists() else set()
+            imported = tsfnode("import", folder / name, "--node", c.dirs[0], "--quiet")
+            assert imported.returncode == 0, imported.stderr
+            (new,) = {p.name for p in intake.iterdir() if p.is_dir()} - before
+            self.studies.append(new)
         for study in self.studies:
             done = tsfnode("review", study, "--node", c.dirs[0], "--confirm-all")
             assert done.returncode == 0, done.stderr
@@ -436,8 +441,33 @@ def test_a_groups_case_is_assigned_by_the_coordinator_and_read_on_another_node(
     awa.ok(f"/cases/{case_id}/report", "POST", {**REPORT, "image_quality": "inadequate",
                                                   "quality_reason": "Pas de profil."})  # fmt: skip
     wait_for("the report is back", lambda: net.state(koffi, case_id) == "report_delivered")
+    wait_for("Erasme's copy is answered", lambda: net.state(anne, case_id) == "report_delivered")
     at_sender = koffi.case(case_id)
     assert at_sender["image_quality"] == "inadequate"
+    # An addendum corrects the report; the sender's messages reach the reader.
+    addendum = {
+        **REPORT,
+        "findings": "Addendum : pas d'épanchement pleural.",
+        "image_quality": "inadequate",
+        "quality_reason": "Pas de profil.",
+    }
+    awa.ok(f"/cases/{case_id}/report", "POST", addendum)
+    koffi.ok(f"/cases/{case_id}/messages", "POST", {"text": "Merci, profil envoyé."})
+
+    def reports() -> list[dict[str, Any]]:
+        return [d for d in koffi.case(case_id)["documents"] if d["kind"] == "report"]
+
+    wait_for("the addendum is back", lambda: len(reports()) == 2)
+    first, second = sorted(reports(), key=lambda d: d["created"])
+    assert second["supersedes"] == first["digest"]
+    assert second["findings"] == addendum["findings"]
+    wait_for(
+        "the sender's message reaches Awa",
+        lambda: any(
+            d["kind"] == "case_message" and d["signer"] == key_hex(koffi.id)
+            for d in awa.case(case_id)["documents"]
+        ),
+    )
     koffi.ok(
         f"/cases/{case_id}/evaluation",
         "POST",
@@ -496,6 +526,22 @@ def test_a_community_case_goes_to_exactly_one_of_two_readers_who_claim_at_once(
 
     wait_for("both claims were decided", lambda: len(decisions()) == 2)
     assert decisions() == sorted([(winner, "claim"), (key_hex(loser.id), "refused case_event")])
+    # The winner reads it; the report goes back; the other volunteer's copy says so.
+    reader = ousmane if loser is fatou else fatou
+    reader.ok(f"/cases/{case_id}/report", "POST", REPORT)
+    wait_for("the report is back", lambda: net.state(koffi, case_id) == "report_delivered")
+    wait_for(
+        "the loser's copy is answered", lambda: net.state(loser, case_id) == "report_delivered"
+    )
+    koffi.ok(
+        f"/cases/{case_id}/evaluation",
+        "POST",
+        {"relevant": True, "useful": True, "changed_management": False, "comment": "Merci"},
+    )
+    wait_for("evaluated at the reader's node", lambda: net.state(reader, case_id) == "evaluated")
+    community = koffi.ok("/metrics")["groups"][key_hex(net.community)]
+    assert (community["sent"], community["reports_back"], community["useful"]) == (1, 1, 1)
+    assert reader.ok("/metrics")["total"]["read"] >= 1
 
 
 def test_bad_requests_are_refused_with_the_reason_and_nothing_is_sent(net: CaseNet) -> None:
@@ -604,10 +650,17 @@ def make_pair_with(net: CaseNet, reader: Person, quota: int) -> str:
 
 
 def community_case(net: CaseNet) -> str:
-    """The community's case of the claim race (assigned to the winner)."""
-    cases = [c for c in net.koffi.ok("/cases") if c["routing"] == "community"]
-    assert len(cases) == 1
-    return str(cases[0]["case_id"])
+    """A new case for the community, claimed by Fatou."""
+    case_id = net.koffi.ok(
+        "/cases",
+        "POST",
+        {"study_uid": net.study(), "routing": "community", "target": net.community, "form": FORM},
+    )["case_id"]
+    for who in (net.fatou, net.ousmane):
+        wait_for("posted to the pool", lambda who=who: net.state(who, case_id) == "delivered")
+    assert net.fatou.api(f"/cases/{case_id}/claim", "POST")[0] == 202
+    wait_for("Fatou has it", lambda: net.state(net.fatou, case_id) == "assigned")
+    return str(case_id)
 
 
 def test_an_overdue_case_goes_back_to_the_pool_and_its_late_reader_cannot_take_it_again(
