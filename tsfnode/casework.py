@@ -34,7 +34,7 @@ from protocol.bundle import BundleHeader, Manifest
 from protocol.caseform import check_case_form
 from protocol.cases import Case, Effect, Role, Routing, State
 from protocol.directory import View, pair_terms
-from protocol.documents import Document, decode_document, split_documents
+from protocol.documents import Document, decode_document, encode_document, split_documents
 from protocol.errors import CaseRefused, MalformedError, ProtocolError
 from protocol.identity import Identity, PublicIdentity
 from protocol.transfer import PRIORITY_DOCUMENT, PRIORITY_ROUTINE, PRIORITY_URGENT
@@ -315,8 +315,6 @@ class CaseService:
         reader: bytes | None = None,
         note: str = "",
     ) -> bytes:
-        from protocol.documents import encode_document
-
         body = {"case_id": case_id, "created": now, "event": event, "reader": reader, "note": note}
         return encode_document("case_event", body, signer)
 
@@ -406,8 +404,6 @@ class CaseService:
                 raise CaseError(409, "no reader of this group has a node in the directory yet")
             over_quota = False
         case_id = os.urandom(16)
-        from protocol.documents import encode_document
-
         request = encode_document(
             "case_request",
             {
@@ -475,19 +471,15 @@ class CaseService:
     ) -> dict[str, Any]:
         """The sender adds images to an open case (e.g. the lateral view a reader asked
         for): a study of the intake, sealed with the case's request as part n."""
-        from protocol.documents import encode_document
-
         async with self._lock:
-            row = await self._require(case_id)
-            if row["role"] != "sender":
-                raise CaseError(409, "images are added on the sender's node")
-            case = case_from_row(row)
-            who = person.public.key
-            roles = roles_for(case, who, self.view(now), sender_node=True)
-            try:
-                machine.apply(case, "add_images", by=who, roles=roles, now=now)
-            except CaseRefused as exc:
-                raise CaseError(409, str(exc)) from None
+            row, case, who, roles = await self._acting(
+                case_id,
+                person,
+                now,
+                kept_as="sender",
+                where="images are added on the sender's node",
+            )
+            _step(case, "add_images", who, roles, now)
             first = (await self.documents(case_id, "case_request"))[0].body
             parts = len(await self.bundles(case_id, "images"))
             request = encode_document(
@@ -841,6 +833,19 @@ class CaseService:
 
     # --- what people do --------------------------------------------------------------
 
+    async def _acting(
+        self, case_id: bytes, person: Identity, now: int, *, kept_as: str = "", where: str = ""
+    ) -> tuple[dict[str, Any], Case, bytes, frozenset[Role]]:
+        """The case's row, the case, the person's key and roles, for a person acting on
+        a case here (409 ``where`` when this node does not keep it as ``kept_as``)."""
+        row = await self._require(case_id)
+        if kept_as and row["role"] != kept_as:
+            raise CaseError(409, where)
+        case = case_from_row(row)
+        who = person.public.key
+        roles = roles_for(case, who, self.view(now), sender_node=row["role"] == "sender")
+        return row, case, who, roles
+
     async def act(
         self,
         case_id: bytes,
@@ -854,19 +859,16 @@ class CaseService:
         """claim, assign, release, accept, decline (asked of the sender's node from a
         copy; decided at once on the sender's node), cancel and close (the sender)."""
         async with self._lock:
-            row = await self._require(case_id)
-            case = case_from_row(row)
-            who = person.public.key
-            roles = roles_for(case, who, self.view(now), sender_node=row["role"] == "sender")
-            try:
-                if event == "assign":
-                    if reader is None:
-                        raise CaseError(400, "assign needs the reader's id")
+            row, case, who, roles = await self._acting(case_id, person, now)
+            if event != "assign":
+                _step(case, event, who, roles, now)
+            elif reader is None:
+                raise CaseError(400, "assign needs the reader's id")
+            else:
+                try:
                     machine.assign_to(case, reader, by=who, roles=roles, now=now)
-                else:
-                    machine.apply(case, event, by=who, roles=roles, now=now)
-            except CaseRefused as exc:
-                raise CaseError(409, str(exc)) from None
+                except CaseRefused as exc:
+                    raise CaseError(409, str(exc)) from None
             if row["role"] == "copy":
                 if event not in REQUESTS:
                     raise CaseError(409, f"only the sender's node can {event} this case")
@@ -885,23 +887,17 @@ class CaseService:
         self, case_id: bytes, person: Identity, fields: dict[str, Any], now: int
     ) -> dict[str, Any]:
         """The reader signs a report (or an addendum, once reported) and sends it back."""
-        from protocol.documents import encode_document
-
         async with self._lock:
-            row = await self._require(case_id)
-            if row["role"] != "copy":
-                raise CaseError(409, "reports are written on the reader's node")
-            case = case_from_row(row)
-            who = person.public.key
-            roles = roles_for(case, who, self.view(now), sender_node=False)
+            row, case, who, roles = await self._acting(
+                case_id,
+                person,
+                now,
+                kept_as="copy",
+                where="reports are written on the reader's node",
+            )
             first = case.state is State.ASSIGNED
             previous = await self.documents(case_id, "report")
-            try:
-                case, _ = machine.apply(
-                    case, "report" if first else "addendum", by=who, roles=roles, now=now
-                )
-            except CaseRefused as exc:
-                raise CaseError(409, str(exc)) from None
+            case = _step(case, "report" if first else "addendum", who, roles, now)
             body = {
                 "case_id": case_id,
                 "bundle_id": await self._images_bundle(case_id),
@@ -938,17 +934,9 @@ class CaseService:
     async def message(
         self, case_id: bytes, person: Identity, text: str, now: int
     ) -> dict[str, Any]:
-        from protocol.documents import encode_document
-
         async with self._lock:
-            row = await self._require(case_id)
-            case = case_from_row(row)
-            who = person.public.key
-            roles = roles_for(case, who, self.view(now), sender_node=row["role"] == "sender")
-            try:
-                machine.apply(case, "message", by=who, roles=roles, now=now)
-            except CaseRefused as exc:
-                raise CaseError(409, str(exc)) from None
+            row, case, who, roles = await self._acting(case_id, person, now)
+            _step(case, "message", who, roles, now)
             try:
                 raw = encode_document(
                     "case_message",
@@ -977,19 +965,15 @@ class CaseService:
         self, case_id: bytes, person: Identity, fields: dict[str, Any], now: int
     ) -> dict[str, Any]:
         """The sender rates the opinion; the evaluation goes to the reader's node."""
-        from protocol.documents import encode_document
-
         async with self._lock:
-            row = await self._require(case_id)
-            if row["role"] != "sender":
-                raise CaseError(409, "evaluations are written on the sender's node")
-            case = case_from_row(row)
-            who = person.public.key
-            roles = roles_for(case, who, self.view(now), sender_node=True)
-            try:
-                case, _ = machine.apply(case, "evaluate", by=who, roles=roles, now=now)
-            except CaseRefused as exc:
-                raise CaseError(409, str(exc)) from None
+            row, case, who, roles = await self._acting(
+                case_id,
+                person,
+                now,
+                kept_as="sender",
+                where="evaluations are written on the sender's node",
+            )
+            case = _step(case, "evaluate", who, roles, now)
             (report, *_) = await self.documents(case_id, "report")
             try:
                 raw = encode_document(
@@ -1186,6 +1170,14 @@ class CaseService:
         from tsfnode.intake.pseudonyms import PseudonymMap
 
         return PseudonymMap(self.node_dir.pseudonyms).patient_of_study(study_uid)
+
+
+def _step(case: Case, event: str, who: bytes, roles: frozenset[Role], now: int) -> Case:
+    """The case after a person's ``event``; 409 with the table's reason if refused."""
+    try:
+        return machine.apply(case, event, by=who, roles=roles, now=now)[0]
+    except CaseRefused as exc:
+        raise CaseError(409, str(exc)) from None
 
 
 def _bool(fields: dict[str, Any], name: str) -> bool:
