@@ -3,6 +3,9 @@ has arrived so far, not ``n`` bytes: a body read once may be cut short)."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from aiohttp import web
 
 
@@ -16,3 +19,15 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         if len(data) > limit:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
     return bytes(data)
+
+
+async def read_json_object(request: web.Request, limit: int = 256 * 1024) -> dict[str, Any]:
+    """A JSON object body (400 naming what is wrong; 413 beyond ``limit`` bytes)."""
+    data = await read_body(request, limit)
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text="the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the body must be a JSON object")
+    return body

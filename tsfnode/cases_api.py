@@ -34,6 +34,7 @@ from protocol.errors import ProtocolError
 from protocol.identity import Identity, PublicIdentity
 from tsfnode.accounts import check_token, person_of_account
 from tsfnode.appkeys import CASES, NODE_DIR, STORE
+from tsfnode.bodies import read_json_object
 from tsfnode.casework import CaseError, summary
 from tsfnode.errors import NodeError
 from tsfnode.peering import now_ms
@@ -61,15 +62,7 @@ async def person_of(request: web.Request) -> tuple[str, str, Identity]:
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > MAX_JSON:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON, actual_size=request.content_length)
-    try:
-        body = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(text="the body must be JSON") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="the body must be a JSON object")
-    return body
+    return await read_json_object(request, MAX_JSON)
 
 
 def _case_id(request: web.Request) -> bytes:

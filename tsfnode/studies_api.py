@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from tsfnode.appkeys import NODE_DIR
+from tsfnode.bodies import read_json_object
 from tsfnode.errors import NodeError
 from tsfnode.intake.review import ReviewBook
 from tsfnode.logs import log
@@ -52,12 +53,7 @@ async def review(request: web.Request) -> web.Response:
     _, username = await sender_of(request)
     uid = request.match_info["uid"]
     book = _book(request)
-    try:
-        body = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(text="the body must be JSON") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="the body must be a JSON object")
+    body = await read_json_object(request)
     now = now_ms()
     try:
         if "mask" in body:

@@ -572,6 +572,15 @@ def test_bad_requests_are_refused_with_the_reason_and_nothing_is_sent(net: CaseN
     assert got == 403
     assert "not attested as a sender" in answer["error"]
     assert call(f"{net.cluster.url(0)}/api/v1/cases", "tsf_forged")[0] == 401
+    for raw, reason in ((b"{not json", "the body must be JSON"), (b"[1]", "a JSON object")):
+        request = urllib.request.Request(
+            f"{net.cluster.url(0)}/api/v1/cases", data=raw, method="POST"
+        )
+        request.add_header("Authorization", f"Bearer {koffi.token}")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 400
+        assert reason in refused.value.read().decode()
     assert len(koffi.ok("/cases")) == before
 
 
