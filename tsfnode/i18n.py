@@ -38,12 +38,86 @@ MESSAGES: dict[str, dict[str, str]] = {
     "status_suspect": {"fr": "injoignable ?", "en": "suspect"},
     "status_down": {"fr": "hors ligne", "en": "down"},
     "status_unknown": {"fr": "pas encore contacté", "en": "not contacted yet"},
+    "sign_in": {"fr": "Connexion", "en": "Sign in"},
+    "sign_out": {"fr": "Déconnexion", "en": "Sign out"},
+    "username": {"fr": "Identifiant", "en": "Username"},
+    "password": {"fr": "Mot de passe", "en": "Password"},
+    "wrong_credentials": {
+        "fr": "Identifiant ou mot de passe incorrect.",
+        "en": "Wrong username or password.",
+    },
+    "too_many_attempts": {
+        "fr": "Trop d'essais : réessayez dans {minutes} min.",
+        "en": "Too many attempts: try again in {minutes} min.",
+    },
+    "form_expired": {
+        "fr": "Le formulaire a expiré : rechargez la page.",
+        "en": "The form has expired: reload the page.",
+    },
+    "my_cases": {"fr": "Mes cas", "en": "My cases"},
+    "worklist": {"fr": "Liste de travail", "en": "Worklist"},
+    "no_cases": {"fr": "Aucun cas pour l'instant.", "en": "No case yet."},
+    "case": {"fr": "Cas", "en": "Case"},
+    "state": {"fr": "État", "en": "State"},
+    "routing": {"fr": "Destination", "en": "Routing"},
+    "submitted": {"fr": "Envoyé le", "en": "Submitted"},
+    "due": {"fr": "À rendre avant", "en": "Due"},
+    "overdue": {"fr": "en retard", "en": "overdue"},
+    "urgent": {"fr": "urgent", "en": "urgent"},
+    "question": {"fr": "Question clinique", "en": "Clinical question"},
+    "history": {"fr": "Histoire clinique", "en": "Clinical history"},
+    "age_sex": {"fr": "Âge, sexe", "en": "Age, sex"},
+    "years": {"fr": "ans", "en": "years"},
+    "modality": {"fr": "Modalité", "en": "Modality"},
+    "patient": {"fr": "Patient (visible ici seulement)", "en": "Patient (shown here only)"},
+    "report": {"fr": "Compte rendu", "en": "Report"},
+    "findings": {"fr": "Résultats", "en": "Findings"},
+    "impression": {"fr": "Conclusion", "en": "Impression"},
+    "recommendations": {"fr": "Recommandations", "en": "Recommendations"},
+    "image_quality": {"fr": "Qualité des images", "en": "Image quality"},
+    "adequate": {"fr": "suffisante", "en": "adequate"},
+    "inadequate": {"fr": "insuffisante", "en": "inadequate"},
+    "quality_reason": {"fr": "Pourquoi (si insuffisante)", "en": "Why (if inadequate)"},
+    "sign_report": {"fr": "Signer et envoyer", "en": "Sign and send"},
+    "claim": {"fr": "Prendre ce cas", "en": "Take this case"},
+    "claim_sent": {
+        "fr": "Demande envoyée au nœud de l'émetteur, qui décide.",
+        "en": "Asked of the sender's node, which decides.",
+    },
+    "messages": {"fr": "Échanges", "en": "Messages"},
+    "send": {"fr": "Envoyer", "en": "Send"},
+    "evaluation": {"fr": "Votre évaluation de l'avis", "en": "Your evaluation of the opinion"},
+    "relevant": {"fr": "Pertinent", "en": "Relevant"},
+    "useful": {"fr": "Utile", "en": "Useful"},
+    "changed_management": {
+        "fr": "A changé la prise en charge",
+        "en": "Changed the patient's management",
+    },
+    "teaching_consent": {
+        "fr": "J'accepte que ce cas anonymisé serve à l'enseignement",
+        "en": "I agree to this anonymised case being used for teaching",
+    },
+    "comment": {"fr": "Commentaire", "en": "Comment"},
+    "yes": {"fr": "oui", "en": "yes"},
+    "no": {"fr": "non", "en": "no"},
+    "state_submitted": {"fr": "envoyé", "en": "submitted"},
+    "state_in_transit": {"fr": "en route", "en": "in transit"},
+    "state_delivered": {"fr": "en attente d'un lecteur", "en": "waiting for a reader"},
+    "state_assigned": {"fr": "en lecture", "en": "being read"},
+    "state_reported": {"fr": "lu, réponse en route", "en": "read, answer on its way"},
+    "state_report_delivered": {"fr": "réponse reçue", "en": "answer received"},
+    "state_evaluated": {"fr": "évalué", "en": "evaluated"},
+    "state_closed": {"fr": "clos", "en": "closed"},
+    "state_purged": {"fr": "clos, images effacées", "en": "closed, images deleted"},
+    "state_cancelled": {"fr": "annulé", "en": "cancelled"},
+    "state_draft": {"fr": "brouillon", "en": "draft"},
 }
 
 
-def choose_language(request: web.Request) -> str:
-    """?lang= (remembered in a cookie), then the cookie, then Accept-Language."""
-    for candidate in (request.query.get("lang"), request.cookies.get("lang")):
+def choose_language(request: web.Request, person: str | None = None) -> str:
+    """?lang= (remembered in a cookie), then the cookie, then the signed-in person's own
+    language, then Accept-Language."""
+    for candidate in (request.query.get("lang"), request.cookies.get("lang"), person):
         if candidate in LANGUAGES:
             return candidate
     header = request.headers.get("Accept-Language", "")

@@ -18,11 +18,19 @@ TEMPLATES = web.AppKey("templates", jinja2.Environment)
 _TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 
-def render(request: web.Request, name: str, **context: object) -> web.Response:
-    lang = choose_language(request)
+def render(
+    request: web.Request,
+    name: str,
+    *,
+    status: int = 200,
+    person_language: str | None = None,
+    **context: object,
+) -> web.Response:
+    lang = choose_language(request, person_language)
     template = request.app[TEMPLATES].get_template(name)
+    context.setdefault("session", None)
     html = template.render(t=translator(lang), lang=lang, languages=LANGUAGES, **context)
-    response = web.Response(text=html, content_type="text/html")
+    response = web.Response(text=html, content_type="text/html", status=status)
     response.headers["Content-Language"] = lang
     response.headers["Content-Security-Policy"] = (
         "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
@@ -58,6 +66,8 @@ async def index(request: web.Request) -> web.Response:
 
 
 def create_web_app() -> web.Application:
+    from tsfnode.webcases import add_routes
+
     app = web.Application()
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_TEMPLATE_DIR),
@@ -65,4 +75,5 @@ def create_web_app() -> web.Application:
         undefined=jinja2.StrictUndefined,
     )
     app.router.add_get("/", index)
+    add_routes(app)
     return app

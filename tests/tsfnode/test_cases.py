@@ -15,11 +15,15 @@ overdue case escalated, images purged after closing, the audit chain and its tam
 
 from __future__ import annotations
 
+import html
+import http.cookiejar
 import io
 import json
+import re
 import shutil
 import sqlite3
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 import zipfile
@@ -49,6 +53,7 @@ SOURCES = (
     "image_dfl.dcm",
     "SC_rgb_jpeg.dcm",
     "SC_jpeg_no_color_transform.dcm",
+    "SC_jpeg_no_color_transform_2.dcm",
 )
 PASSWORD = "correct horse battery"
 QUICK = {
@@ -754,6 +759,140 @@ def test_images_are_purged_after_the_case_closes_and_reports_are_kept(net: CaseN
         assert any(json.loads(line)["action"] == "purge" and case_id in line for line in lines), (
             node
         )
+
+
+class Browser:
+    """A person's browser without JavaScript: cookies, forms with their CSRF token; the
+    page as text (entities decoded)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+        self.page = ""
+
+    def get(self, path: str) -> tuple[int, str, str]:
+        try:
+            with self.opener.open(self.base + path, timeout=30) as response:
+                self.page = html.unescape(response.read().decode())
+                return response.status, response.url, self.page
+        except urllib.error.HTTPError as exc:
+            self.page = html.unescape(exc.read().decode())
+            return exc.code, exc.url, self.page
+
+    def post(self, path: str, fields: dict[str, str], csrf: bool = True) -> tuple[int, str, str]:
+        if csrf:
+            fields = {"csrf": re.findall(r'name="csrf" value="([^"]+)"', self.page)[-1], **fields}
+        data = urllib.parse.urlencode(fields).encode()
+        try:
+            with self.opener.open(self.base + path, data=data, timeout=30) as response:
+                self.page = html.unescape(response.read().decode())
+                return response.status, response.url, self.page
+        except urllib.error.HTTPError as exc:
+            self.page = html.unescape(exc.read().decode())
+            return exc.code, exc.url, self.page
+
+    def sign_in(self, username: str, password: str = PASSWORD) -> tuple[int, str, str]:
+        self.get("/web/login")
+        return self.post("/web/login", {"username": username, "password": password})
+
+
+def test_people_work_on_a_case_in_their_browser_signed_in_and_checked(net: CaseNet) -> None:
+    koffi, ousmane = net.koffi, net.ousmane
+    case_id = koffi.ok(
+        "/cases",
+        "POST",
+        {"study_uid": net.study(), "routing": "community", "target": net.community, "form": FORM},
+    )["case_id"]
+    wait_for("posted to the pool", lambda: net.state(ousmane, case_id) == "delivered")
+    dakar, cotonou = net.cluster.url(2), net.cluster.url(0)
+    # Signed out: every page leads to the sign-in page, coming back after it.
+    reader = Browser(dakar)
+    status, url, _ = reader.get(f"/web/cases/{case_id}")
+    assert status == 200
+    assert url.startswith(f"{dakar}/web/login?next=/web/cases/{case_id}")
+    # A wrong password is refused, in the person's language; no session is made.
+    status, _, page = reader.post(
+        "/web/login", {"username": "ousmane", "password": "wrong password", "next": ""}
+    )
+    assert status == 401
+    assert "Identifiant ou mot de passe incorrect." in page
+    status, _, page = reader.sign_in("ousmane")
+    assert status == 200
+    assert "Liste de travail" in page  # the worklist, in French
+    assert f"/web/cases/{case_id}" in page
+    # Claim, then report, through the page's forms.
+    reader.get(f"/web/cases/{case_id}")
+    assert 'id="claim"' in reader.page
+    status, _, page = reader.post(f"/web/cases/{case_id}/claim", {})
+    assert status == 200
+    assert "Demande envoyée au nœud de l'émetteur" in page
+    wait_for(
+        "the sender's node decided",
+        lambda: 'id="report-form"' in reader.get(f"/web/cases/{case_id}")[2],
+    )
+    # A form without the session's token is refused and changes nothing.
+    status, _, _ = reader.post(
+        f"/web/cases/{case_id}/report", {"findings": "x", "image_quality": "adequate"}, csrf=False
+    )
+    assert status == 403
+    reader.get(f"/web/cases/{case_id}")
+    status, _, page = reader.post(
+        f"/web/cases/{case_id}/report",
+        {
+            "language": "fr",
+            "findings": REPORT["findings"],
+            "impression": REPORT["impression"],
+            "recommendations": "",
+            "image_quality": "adequate",
+            "quality_reason": "",
+        },
+    )
+    assert status == 200
+    assert REPORT["impression"] in page
+    # The sender reads the answer with the patient's name, in English, and evaluates.
+    sender = Browser(cotonou)
+    sender.get("/web/login?lang=en")
+    status, _, page = sender.post("/web/login", {"username": "koffi", "password": PASSWORD})
+    assert "My cases" in page
+    wait_for(
+        "the answer is back",
+        lambda: "answer received" in sender.get(f"/web/cases/{case_id}")[2],
+    )
+    assert 'id="patient"' in sender.page
+    assert 'id="evaluation-form"' in sender.page
+    status, _, page = sender.post(
+        f"/web/cases/{case_id}/evaluation",
+        {"relevant": "yes", "useful": "yes", "changed_management": "no", "comment": "Thanks"},
+    )
+    assert status == 200
+    assert net.state(koffi, case_id) == "evaluated"
+    # Signing out ends the session: the pages lead to the sign-in page again.
+    status, _, _ = sender.post("/web/logout", {})
+    assert sender.get("/web/cases")[1].startswith(f"{cotonou}/web/login")
+    # The node's IT person signs in, but case pages are not for that role.
+    made = tsfnode(
+        "account", "add", net.cluster.dirs[0], "it.cotonou", "--role", "admin",
+        "--name", "Informatique", "--password-stdin", input_text=PASSWORD,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    admin = Browser(cotonou)
+    admin.sign_in("it.cotonou")
+    status, _, _ = admin.get(f"/web/cases/{case_id}")
+    assert status == 403
+
+
+def test_sign_in_is_throttled_after_five_failures(net: CaseNet) -> None:
+    browser = Browser(net.cluster.url(1))
+    for _ in range(5):
+        browser.get("/web/login")
+        status, _, _ = browser.post("/web/login", {"username": "fatou", "password": "nope"})
+        assert status == 401
+    status, _, page = browser.sign_in("fatou")  # even the right password, for now
+    assert status == 429
+    assert "Trop d'essais" in page or "Too many attempts" in page
+    status, _, page = Browser(net.cluster.url(1)).sign_in("marie")  # others are not locked
+    assert status == 200
 
 
 def test_the_audit_chain_verifies_and_any_tampering_is_named(net: CaseNet) -> None:

@@ -183,6 +183,24 @@ MIGRATIONS: tuple[str, ...] = (
         received_ms      INTEGER NOT NULL
     );
     """,
+    # 7: web sessions (the cookie's token stored as a BLAKE3 hash, with the session's CSRF
+    # token) and failed sign-ins (for throttling)
+    """
+    CREATE TABLE web_sessions (
+        token_hash BLOB PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts (id),
+        csrf       TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );
+    CREATE TABLE login_failures (
+        id       INTEGER PRIMARY KEY,
+        username TEXT NOT NULL,
+        source   TEXT NOT NULL,
+        at_ms    INTEGER NOT NULL
+    );
+    CREATE INDEX login_failures_at ON login_failures (at_ms);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,233 @@
+"""Web pages for people at work: sign-in, the sender's cases, the reader's worklist, a
+case page with what the person may do there (claim, report, message, evaluate).
+
+Every page checks the role that may use it; every form carries the session's CSRF token.
+What people do goes through the same CaseService as the JSON API.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from aiohttp import web
+
+from tsfnode.accounts import person_of_account
+from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, STORE
+from tsfnode.casework import CaseError, summary
+from tsfnode.errors import NodeError
+from tsfnode.peering import now_ms
+from tsfnode.websession import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    Session,
+    SignInRefused,
+    check_csrf,
+    require,
+    safe_next,
+    set_cookie,
+    sign_in,
+    sign_out,
+)
+
+PEOPLE = ("sender", "reader", "coordinator")
+
+
+def _render(request: web.Request, name: str, **context: Any) -> web.Response:
+    from tsfnode.web import render
+
+    session = context.get("session")
+    language = session.language if isinstance(session, Session) else None
+    context.setdefault("config", request.config_dict[CONFIG])
+    return render(request, name, person_language=language, **context)
+
+
+def _when(ms: int | None) -> str:
+    return "" if ms is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(ms / 1000))
+
+
+async def login_page(request: web.Request) -> web.Response:
+    token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
+    response = _render(
+        request,
+        "login.html",
+        csrf=token,
+        next=safe_next(request.query.get("next", "")),
+        error=None,
+        minutes=0,
+        username="",
+    )
+    set_cookie(request, response, LOGIN_COOKIE, token)
+    return response
+
+
+async def login(request: web.Request) -> web.Response:
+    form = await request.post()
+    token = request.cookies.get(LOGIN_COOKIE, "")
+    username = str(form.get("username", "")).strip()
+    target = safe_next(str(form.get("next", "")))
+    if not token or not secrets.compare_digest(str(form.get("csrf", "")), token):
+        error, status, minutes = "form_expired", 403, 0
+    else:
+        try:
+            session_token, _ = await sign_in(
+                request.config_dict[STORE],
+                username,
+                str(form.get("password", "")),
+                source=request.remote or "",
+                now=now_ms(),
+            )
+        except SignInRefused as refused:
+            error, status, minutes = refused.key, refused.status, refused.minutes
+        else:
+            response = web.HTTPSeeOther(target)
+            set_cookie(request, response, SESSION_COOKIE, session_token)
+            raise response
+    fresh = secrets.token_urlsafe(24)
+    page = _render(
+        request,
+        "login.html",
+        csrf=fresh,
+        next=target,
+        error=error,
+        minutes=minutes,
+        username=username,
+    )
+    page.set_status(status)
+    set_cookie(request, page, LOGIN_COOKIE, fresh)
+    return page
+
+
+async def logout(request: web.Request) -> web.Response:
+    session = await require(request)
+    await check_csrf(request, session)
+    await sign_out(request)
+    response = web.HTTPSeeOther("/web/login")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    raise response
+
+
+async def _person(request: web.Request, session: Session) -> Any:
+    try:
+        return await person_of_account(
+            request.config_dict[STORE], request.config_dict[NODE_DIR].people, session.username
+        )
+    except NodeError as exc:
+        raise web.HTTPForbidden(text=str(exc)) from None
+
+
+async def cases(request: web.Request) -> web.Response:
+    session = await require(request, *PEOPLE)
+    person = await _person(request, session)
+    now = now_ms()
+    rows = [summary(r) for r in await request.config_dict[CASES].visible(person.public.key, now)]
+    for row in rows:
+        row["overdue"] = row["state"] in ("delivered", "assigned") and (row["due_ms"] or now) < now
+        row["submitted"] = _when(row["submitted_ms"])
+        row["due"] = _when(row["due_ms"])
+    if session.role == "sender":
+        title = "my_cases"
+    else:  # a worklist: overdue first, then the nearest due date, urgent first
+        title = "worklist"
+        rows.sort(key=lambda r: (not r["overdue"], not r["urgent"], r["due_ms"] or 2**62))
+    return _render(request, "cases.html", session=session, rows=rows, title=title)
+
+
+async def case_page(
+    request: web.Request, *, error: str | None = None, status: int = 200
+) -> web.Response:
+    session = await require(request, *PEOPLE)
+    person = await _person(request, session)
+    try:
+        case_id = bytes.fromhex(request.match_info["id"])
+        found = await request.config_dict[CASES].detail(case_id, person.public.key, now_ms())
+    except ValueError:
+        raise web.HTTPNotFound(text="no such case") from None
+    except CaseError as exc:
+        raise _http(exc) from None
+    me = person.public.key.hex()
+    found["submitted"] = _when(found["submitted_ms"])
+    found["due"] = _when(found["due_ms"])
+    reports = [d for d in found["documents"] if d["kind"] == "report"]
+    messages = [d for d in found["documents"] if d["kind"] == "case_message"]
+    can = {
+        "claim": found["state"] == "delivered"
+        and "member" in found["roles"]
+        and found["claim_sent_by"] != me,
+        "report": found["kept_as"] == "copy"
+        and found["reader"] == me
+        and found["state"] in ("assigned", "reported", "report_delivered", "evaluated"),
+        "evaluate": found["kept_as"] == "sender"
+        and "sender" in found["roles"]
+        and found["state"] == "report_delivered",
+        "message": found["state"]
+        in ("delivered", "assigned", "reported", "report_delivered", "evaluated"),
+    }
+    page = _render(
+        request,
+        "case.html",
+        session=session,
+        case=found,
+        reports=reports,
+        messages=messages,
+        can=can,
+        me=me,
+        error=error,
+    )
+    page.set_status(status)
+    return page
+
+
+def _http(exc: CaseError) -> web.HTTPException:
+    kinds: dict[int, type[web.HTTPException]] = {
+        400: web.HTTPBadRequest,
+        403: web.HTTPForbidden,
+        404: web.HTTPNotFound,
+    }
+    return kinds.get(exc.status, web.HTTPConflict)(text=str(exc))
+
+
+async def show_case(request: web.Request) -> web.Response:
+    return await case_page(request)
+
+
+async def act(request: web.Request) -> web.Response:
+    """The forms of the case page: claim, report, message, evaluation."""
+    session = await require(request, *PEOPLE)
+    form = await check_csrf(request, session)
+    person = await _person(request, session)
+    service = request.config_dict[CASES]
+    case_id = bytes.fromhex(request.match_info["id"])
+    action = request.match_info["action"]
+    now = now_ms()
+    try:
+        if action == "claim":
+            await service.act(case_id, person, "claim", now)
+        elif action == "report":
+            await service.report(case_id, person, {k: str(v) for k, v in form.items()}, now)
+        elif action == "message":
+            text = str(form.get("text", "")).strip()
+            if not text:
+                raise CaseError(400, "the message is empty")
+            await service.message(case_id, person, text, now)
+        elif action == "evaluation":
+            fields = {
+                name: form.get(name) == "yes"
+                for name in ("relevant", "useful", "changed_management", "teaching_consent")
+            }
+            await service.evaluate(
+                case_id, person, {**fields, "comment": str(form.get("comment", ""))}, now
+            )
+    except CaseError as exc:
+        return await case_page(request, error=str(exc), status=exc.status)
+    raise web.HTTPSeeOther(f"/web/cases/{case_id.hex()}")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/login", login_page)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/cases", cases)
+    app.router.add_get("/cases/{id:[0-9a-f]{32}}", show_case)
+    app.router.add_post("/cases/{id:[0-9a-f]{32}}/{action:claim|report|message|evaluation}", act)
