@@ -128,9 +128,16 @@ async def cases(request: web.Request) -> web.Response:
         row["due"] = _when(row["due_ms"])
     if session.role == "sender":
         title = "my_cases"
-    else:  # a worklist: overdue first, then the nearest due date, urgent first
+    else:  # a worklist: cases to read first (overdue, urgent, nearest due), then the rest
         title = "worklist"
-        rows.sort(key=lambda r: (not r["overdue"], not r["urgent"], r["due_ms"] or 2**62))
+        rows.sort(
+            key=lambda r: (
+                r["state"] not in ("delivered", "assigned"),
+                not r["overdue"],
+                not r["urgent"],
+                r["due_ms"] or 2**62,
+            )
+        )
     return _render(request, "cases.html", session=session, rows=rows, title=title)
 
 

@@ -882,6 +882,60 @@ def test_people_work_on_a_case_in_their_browser_signed_in_and_checked(net: CaseN
     assert status == 403
 
 
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's (.ci/run installs it)
+
+
+def test_in_chromium_a_reader_signs_in_and_works_in_both_languages(net: CaseNet) -> None:
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), "the browser tests need Debian's chromium: apt-get install chromium"
+    base = net.cluster.url(1)
+    shots = net.base / "screenshots"
+    shots.mkdir(exist_ok=True)
+    hosts: set[str] = set()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        try:
+            for lang, worklist, case_word in (
+                ("fr", "Liste de travail", "Cas"),
+                ("en", "Worklist", "Case"),
+            ):
+                context = browser.new_context(locale=lang)  # the browser's language
+                page = context.new_page()
+                page.on("request", lambda r: hosts.add(urllib.parse.urlsplit(r.url).netloc))
+                page.goto(f"{base}/web/cases")  # signed out: to the sign-in page
+                assert "/web/login" in page.url
+                if lang == "en":  # Marie's account says French: she picks English here
+                    page.goto(f"{base}/web/login?lang=en&next=/web/cases")
+                page.screenshot(path=str(shots / f"sign-in-{lang}.png"))
+                page.fill("#username", "marie")
+                page.fill("#password", PASSWORD)
+                page.click("button[type=submit]")
+                page.wait_for_url("**/web/cases")
+                assert page.inner_text("h1") == worklist
+                states = page.locator("tr.case td:nth-child(2)").all_inner_texts()
+                open_ones = [s.startswith(("being read", "en lecture")) for s in states]
+                assert open_ones == sorted(open_ones, reverse=True)  # cases to read first
+                assert len(page.content().encode()) < 150_000  # light at 256 kbit/s
+                page.screenshot(path=str(shots / f"worklist-{lang}.png"), full_page=True)
+                page.click("tr.case a")
+                page.wait_for_url("**/web/cases/*")
+                assert page.inner_text("h1").startswith(case_word)
+                assert FORM["question"] in page.inner_text("main")  # the clinical question
+                page.screenshot(path=str(shots / f"case-{lang}.png"), full_page=True)
+                page.click(".who button")  # sign out
+                page.wait_for_url("**/web/login")
+                context.close()
+        finally:
+            browser.close()
+    assert hosts == {urllib.parse.urlsplit(base).netloc}  # nothing from outside the node
+    for shot in shots.iterdir():
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(list(shots.iterdir())) == 6
+
+
 def test_sign_in_is_throttled_after_five_failures(net: CaseNet) -> None:
     browser = Browser(net.cluster.url(1))
     for _ in range(5):
