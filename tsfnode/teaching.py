@@ -2,7 +2,7 @@
 
 With the sender's consent (``teaching_consent`` in the sender's signed evaluation), the
 reader who read a case publishes it: the images are copied once more de-identified (the
-pseudonym replaced by the teaching id) into ``DIR/teaching/ID/``, kept after the case's
+pseudonym replaced by the teaching id) into ``DIR/teaching/ID.zip``, kept after the case's
 images are purged, and served to anyone in the network at ``/peer/v1/teaching/ID`` as a
 zip; a ``teaching_case`` record signed by the reader (the report's text, what the form
 says without free text, the digests of the report and of the consenting evaluation)
@@ -15,7 +15,6 @@ import asyncio
 import io
 import json
 import os
-import shutil
 import warnings
 import zipfile
 from pathlib import Path
@@ -32,10 +31,9 @@ if TYPE_CHECKING:
     from tsfnode.casework import CaseService
 
 TEACHING_TTL_MS = 365 * 86_400_000
-MAX_ZIP = 2 * 1024**3
 
 
-def _anonymise_again(source: Path, target: Path, label: str) -> None:
+def _anonymised_again(source: Path, label: str) -> bytes:
     """The de-identified file once more, its pseudonym replaced by the teaching label."""
     import pydicom
 
@@ -48,18 +46,22 @@ def _anonymise_again(source: Path, target: Path, label: str) -> None:
             if keyword in ds:
                 delattr(ds, keyword)
         ds.PatientIdentityRemoved = "YES"
-        ds.save_as(target, enforce_file_format=True)
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        return out.getvalue()
 
 
-def _copy_images(folders: list[Path], target: Path, label: str) -> int:
+def _write_zip(folders: list[Path], target: Path, label: str) -> int:
+    """The case's images, anonymised again, into the zip that is served (written aside,
+    then renamed); how many."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     count = 0
-    for folder in folders:
-        for source in sorted((folder / "files").rglob("*.dcm")):
-            _anonymise_again(source, tmp / f"{count:05d}.dcm", label)
-            count += 1
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
+        for folder in folders:
+            for source in sorted((folder / "files").rglob("*.dcm")):
+                archive.writestr(f"{count:05d}.dcm", _anonymised_again(source, label))
+                count += 1
     os.replace(tmp, target)
     return count
 
@@ -92,8 +94,8 @@ async def publish(
     form = json.loads(row["form"])
     teaching_id = os.urandom(16)
     folders = [service.transfers.received_folder(b) for b in await service.bundles(case_id)]
-    target = service.node_dir.root / "teaching" / teaching_id.hex()
-    files = await asyncio.to_thread(_copy_images, folders, target, teaching_id.hex()[:16])
+    target = service.node_dir.root / "teaching" / f"{teaching_id.hex()}.zip"
+    files = await asyncio.to_thread(_write_zip, folders, target, teaching_id.hex()[:16])
     record = make_record(
         "teaching_case",
         {
@@ -119,7 +121,7 @@ async def publish(
     )
     outcome = await service.directory.add([record], now)
     if not outcome["added"]:
-        await asyncio.to_thread(shutil.rmtree, target, True)
+        await asyncio.to_thread(target.unlink, True)
         raise CaseError(409, f"the directory did not take the record ({', '.join(outcome)})")
     await service.audit.append(
         actor=person.public.key, case_id=case_id, action="teach", detail=teaching_id.hex(), now=now
@@ -156,15 +158,7 @@ def library(service: CaseService, now: int) -> list[dict[str, Any]]:
     return sorted(out, key=lambda e: -int(e["published_ms"]))
 
 
-def _zip(folder: Path) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for path in sorted(folder.glob("*.dcm")):
-            archive.write(path, path.name)
-    return buffer.getvalue()
-
-
-async def serve(request: web.Request) -> web.Response:
+async def serve(request: web.Request) -> web.StreamResponse:
     """The images of a teaching case published here, as a zip (anonymised)."""
     from tsfnode.appkeys import NODE_DIR
 
@@ -174,12 +168,13 @@ async def serve(request: web.Request) -> web.Response:
             raise ValueError
     except ValueError:
         raise web.HTTPNotFound(text="no such teaching case here") from None
-    folder = request.config_dict[NODE_DIR].root / "teaching" / name
-    if not await asyncio.to_thread(folder.is_dir):
+    path = request.config_dict[NODE_DIR].root / "teaching" / f"{name}.zip"
+    if not await asyncio.to_thread(path.is_file):
         raise web.HTTPNotFound(text="no such teaching case here")
-    data = await asyncio.to_thread(_zip, folder)
-    return web.Response(
-        body=data,
-        content_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="teaching-{name[:16]}.zip"'},
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": "application/zip",
+            "Content-Disposition": f'attachment; filename="teaching-{name[:16]}.zip"',
+        },
     )
