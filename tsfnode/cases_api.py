@@ -26,6 +26,8 @@ GET  /metrics                                  Prometheus text (operators)
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -75,8 +77,24 @@ def _case_id(request: web.Request) -> bytes:
     return case_id
 
 
-def _error(exc: CaseError) -> web.Response:
-    return web.json_response({"error": str(exc)}, status=exc.status)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def answering(handler: Handler) -> Handler:
+    """The handler, with what cannot be done about a case answered as
+    ``{"error": reason}`` and its status; a study that cannot be sealed (not reviewed,
+    not in the intake) is a 409."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except CaseError as exc:
+            return web.json_response({"error": str(exc)}, status=exc.status)
+        except NodeError as exc:
+            return web.json_response({"error": str(exc)}, status=409)
+
+    return wrapped
 
 
 async def submit(request: web.Request) -> web.Response:
@@ -88,21 +106,16 @@ async def submit(request: web.Request) -> web.Response:
     delay = body.get("reading_delay_hours")
     if delay is not None and (not isinstance(delay, int) or not 1 <= delay <= 1440):
         return web.json_response({"error": "reading_delay_hours: 1 to 1440"}, status=400)
-    try:
-        result = await request.config_dict[CASES].submit(
-            person,
-            study_uid=str(body.get("study_uid", "")),
-            routing=str(body.get("routing", "")),
-            target=str(body.get("target", "")),
-            form=form,
-            over_quota=bool(body.get("over_quota", False)),
-            reading_delay_hours=delay,
-            now=now_ms(),
-        )
-    except CaseError as exc:
-        return _error(exc)
-    except NodeError as exc:  # not reviewed, not in the intake
-        return web.json_response({"error": str(exc)}, status=409)
+    result = await request.config_dict[CASES].submit(
+        person,
+        study_uid=str(body.get("study_uid", "")),
+        routing=str(body.get("routing", "")),
+        target=str(body.get("target", "")),
+        form=form,
+        over_quota=bool(body.get("over_quota", False)),
+        reading_delay_hours=delay,
+        now=now_ms(),
+    )
     return web.json_response(result, status=201)
 
 
@@ -114,12 +127,7 @@ async def listing(request: web.Request) -> web.Response:
 
 async def detail(request: web.Request) -> web.Response:
     _, _, person = await person_of(request)
-    try:
-        found = await request.config_dict[CASES].detail(
-            _case_id(request), person.public.key, now_ms()
-        )
-    except CaseError as exc:
-        return _error(exc)
+    found = await request.config_dict[CASES].detail(_case_id(request), person.public.key, now_ms())
     return web.json_response(found)
 
 
@@ -136,22 +144,16 @@ async def act(request: web.Request) -> web.Response:
                 reader = PublicIdentity.from_text(str(body.get("reader", ""))).key
             except ProtocolError:
                 return web.json_response({"error": "reader: a reader's id"}, status=400)
-    try:
-        result = await request.config_dict[CASES].act(
-            _case_id(request), person, event, now_ms(), reader=reader, note=note
-        )
-    except CaseError as exc:
-        return _error(exc)
+    result = await request.config_dict[CASES].act(
+        _case_id(request), person, event, now_ms(), reader=reader, note=note
+    )
     return web.json_response(result, status=202 if "asked" in result else 200)
 
 
 async def report(request: web.Request) -> web.Response:
     _, _, person = await person_of(request)
     body = await _json(request)
-    try:
-        result = await request.config_dict[CASES].report(_case_id(request), person, body, now_ms())
-    except CaseError as exc:
-        return _error(exc)
+    result = await request.config_dict[CASES].report(_case_id(request), person, body, now_ms())
     return web.json_response(result, status=201)
 
 
@@ -160,16 +162,13 @@ async def teach(request: web.Request) -> web.Response:
 
     _, _, person = await person_of(request)
     body = await _json(request)
-    try:
-        result = await publish(
-            request.config_dict[CASES],
-            _case_id(request),
-            person,
-            str(body.get("title", "")),
-            now_ms(),
-        )
-    except CaseError as exc:
-        return _error(exc)
+    result = await publish(
+        request.config_dict[CASES],
+        _case_id(request),
+        person,
+        str(body.get("title", "")),
+        now_ms(),
+    )
     return web.json_response(result, status=201)
 
 
@@ -183,14 +182,9 @@ async def teaching_library(request: web.Request) -> web.Response:
 async def add_images(request: web.Request) -> web.Response:
     _, _, person = await person_of(request)
     body = await _json(request)
-    try:
-        result = await request.config_dict[CASES].add_images(
-            _case_id(request), person, str(body.get("study_uid", "")), now_ms()
-        )
-    except CaseError as exc:
-        return _error(exc)
-    except NodeError as exc:  # not reviewed, not in the intake
-        return web.json_response({"error": str(exc)}, status=409)
+    result = await request.config_dict[CASES].add_images(
+        _case_id(request), person, str(body.get("study_uid", "")), now_ms()
+    )
     return web.json_response(result, status=201)
 
 
@@ -200,22 +194,14 @@ async def message(request: web.Request) -> web.Response:
     text = body.get("text")
     if not isinstance(text, str) or not text.strip():
         return web.json_response({"error": "text: the message is empty"}, status=400)
-    try:
-        result = await request.config_dict[CASES].message(_case_id(request), person, text, now_ms())
-    except CaseError as exc:
-        return _error(exc)
+    result = await request.config_dict[CASES].message(_case_id(request), person, text, now_ms())
     return web.json_response(result, status=201)
 
 
 async def evaluation(request: web.Request) -> web.Response:
     _, _, person = await person_of(request)
     body = await _json(request)
-    try:
-        result = await request.config_dict[CASES].evaluate(
-            _case_id(request), person, body, now_ms()
-        )
-    except CaseError as exc:
-        return _error(exc)
+    result = await request.config_dict[CASES].evaluate(_case_id(request), person, body, now_ms())
     return web.json_response(result, status=201)
 
 
@@ -270,18 +256,15 @@ async def pairs_propose(request: web.Request) -> web.Response:
             pair_id = bytes.fromhex(str(body["pair_id"]))
         except ValueError:
             return web.json_response({"error": "pair_id: 32 hex digits"}, status=400)
-    try:
-        result = await propose(
-            request.config_dict[CASES],
-            person,
-            other=str(body.get("with", "")),
-            weekly_quota=quota,
-            reading_delay_hours=delay,
-            pair_id=pair_id,
-            now=now_ms(),
-        )
-    except CaseError as exc:
-        return _error(exc)
+    result = await propose(
+        request.config_dict[CASES],
+        person,
+        other=str(body.get("with", "")),
+        weekly_quota=quota,
+        reading_delay_hours=delay,
+        pair_id=pair_id,
+        now=now_ms(),
+    )
     return web.json_response(result, status=201)
 
 
@@ -295,14 +278,11 @@ async def pairs_change(request: web.Request) -> web.Response:
         return web.json_response({"error": "no such pair"}, status=404)
     action = request.match_info["action"]
     service = request.config_dict[CASES]
-    try:
-        if action == "accept":
-            result = await pairs.accept(service, person, pair_id, now_ms())
-        else:
-            status = {"suspend": "suspended", "end": "ended"}[action]
-            result = await pairs.change(service, person, pair_id, status, now_ms())
-    except CaseError as exc:
-        return _error(exc)
+    if action == "accept":
+        result = await pairs.accept(service, person, pair_id, now_ms())
+    else:
+        status = {"suspend": "suspended", "end": "ended"}[action]
+        result = await pairs.change(service, person, pair_id, status, now_ms())
     return web.json_response(result)
 
 
@@ -357,22 +337,23 @@ async def prometheus(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/cases", submit)
-    app.router.add_get("/v1/cases", listing)
-    app.router.add_get("/v1/cases/{id}", detail)
-    app.router.add_post("/v1/cases/{id}/report", report)
-    app.router.add_post("/v1/cases/{id}/messages", message)
-    app.router.add_post("/v1/cases/{id}/images", add_images)
-    app.router.add_post("/v1/cases/{id}/teaching", teach)
-    app.router.add_get("/v1/teaching", teaching_library)
-    app.router.add_post("/v1/cases/{id}/evaluation", evaluation)
+    app.router.add_post("/v1/cases", answering(submit))
+    app.router.add_get("/v1/cases", answering(listing))
+    app.router.add_get("/v1/cases/{id}", answering(detail))
+    app.router.add_post("/v1/cases/{id}/report", answering(report))
+    app.router.add_post("/v1/cases/{id}/messages", answering(message))
+    app.router.add_post("/v1/cases/{id}/images", answering(add_images))
+    app.router.add_post("/v1/cases/{id}/teaching", answering(teach))
+    app.router.add_get("/v1/teaching", answering(teaching_library))
+    app.router.add_post("/v1/cases/{id}/evaluation", answering(evaluation))
     app.router.add_post(
-        "/v1/cases/{id}/{event:claim|assign|release|accept|decline|cancel|close}", act
+        "/v1/cases/{id}/{event:claim|assign|release|accept|decline|cancel|close}",
+        answering(act),
     )
-    app.router.add_get("/v1/notifications", notifications)
-    app.router.add_get("/v1/pairs", pairs_list)
-    app.router.add_post("/v1/pairs", pairs_propose)
-    app.router.add_post("/v1/pairs/{id}/{action:accept|suspend|end}", pairs_change)
-    app.router.add_get("/v1/metrics", metrics)
-    app.router.add_get("/v1/metrics/network", network_metrics)
-    app.router.add_get("/v1/groups", groups)
+    app.router.add_get("/v1/notifications", answering(notifications))
+    app.router.add_get("/v1/pairs", answering(pairs_list))
+    app.router.add_post("/v1/pairs", answering(pairs_propose))
+    app.router.add_post("/v1/pairs/{id}/{action:accept|suspend|end}", answering(pairs_change))
+    app.router.add_get("/v1/metrics", answering(metrics))
+    app.router.add_get("/v1/metrics/network", answering(network_metrics))
+    app.router.add_get("/v1/groups", answering(groups))

@@ -54,9 +54,8 @@ HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 WEEK_MS = 7 * DAY_MS
 ROUTINGS = {"pair": Routing.PAIR, "group": Routing.GROUP, "community": Routing.COMMUNITY}
-# Requests people send to the sender's node, and the decisions it sends back.
+# Requests people send to the sender's node (its decisions are the other case events).
 REQUESTS = ("claim", "assign", "release", "accept", "decline")
-DECISIONS = ("assigned", "released", "reported", "escalated", "cancelled", "closed")
 
 
 class CaseError(NodeError):
@@ -112,9 +111,9 @@ def _case_fields(case: Case) -> dict[str, Any]:
     }
 
 
-def roles_for(case: Case, person: bytes, view: View, *, sender_node: bool) -> frozenset[Role]:
-    """The roles ``person`` holds for ``case``, from the directory (``sender_node``: the
-    node deciding is the sender's, which may act as NODE)."""
+def roles_for(case: Case, person: bytes, view: View) -> frozenset[Role]:
+    """The roles ``person`` holds for ``case``, from the directory (the node's own role,
+    NODE, is never a person's: the node passes it itself)."""
     roles: set[Role] = set()
     if person == case.sender:
         roles.add(Role.SENDER)
@@ -720,7 +719,7 @@ class CaseService:
         """A person's request, report, addendum or message reaches the deciding node."""
         case = case_from_row(row)
         who = doc.signer.key
-        roles = roles_for(case, who, self.view(now), sender_node=True)
+        roles = roles_for(case, who, self.view(now))
         case_id = case.case_id
         try:
             if doc.kind == "case_event" and doc.body["event"] in (*REQUESTS, "cancel", "close"):
@@ -843,7 +842,7 @@ class CaseService:
             raise CaseError(409, where)
         case = case_from_row(row)
         who = person.public.key
-        roles = roles_for(case, who, self.view(now), sender_node=row["role"] == "sender")
+        roles = roles_for(case, who, self.view(now))
         return row, case, who, roles
 
     async def act(
@@ -1133,14 +1132,14 @@ class CaseService:
         out = []
         for row in await fetch_dicts(self.db, "SELECT * FROM cases ORDER BY updated_ms DESC"):
             case = case_from_row(row)
-            if roles_for(case, person, view, sender_node=row["role"] == "sender"):
+            if roles_for(case, person, view):
                 out.append(row)
         return out
 
     async def detail(self, case_id: bytes, person: bytes, now: int) -> dict[str, Any]:
         row = await self._require(case_id)
         case = case_from_row(row)
-        roles = roles_for(case, person, self.view(now), sender_node=row["role"] == "sender")
+        roles = roles_for(case, person, self.view(now))
         if not roles:
             raise CaseError(403, "this case is not yours to see")
         await self._audit(person, case_id, "view", now)

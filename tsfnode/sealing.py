@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,25 +94,42 @@ def seal_study(
             files.insert(0, (DOCUMENTS_FILE, target, len(documents)))
         header = encode_plaintext_header(case, [(n, size) for n, _, size in files])
         total = len(header) + sum(size for _, _, size in files)
-        sealer = BundleSealer(
-            sender=sender,
-            recipients=recipients,
-            chunk_size=choose_chunk_size(total),
-            rng=rng,
-        )
-        for chunk in sealer.push(header):
-            blobs.put(chunk)
-        for _, path, _ in files:
-            with open(path, "rb") as f:
-                while piece := f.read(READ_PIECE):
-                    for chunk in sealer.push(piece):
-                        blobs.put(chunk)
-        rest, manifest = sealer.finish(now=now, ttl=BUNDLE_TTL_MS, priority=priority)
-        for chunk in rest:
-            blobs.put(chunk)
+
+        def pieces() -> Iterator[bytes]:
+            yield header
+            for _, path, _ in files:
+                with open(path, "rb") as f:
+                    while piece := f.read(READ_PIECE):
+                        yield piece
+
+        manifest = _seal(blobs, sender, recipients, total, pieces(), now, priority, rng)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return Sealed(Manifest.decode(manifest, now=now), len(files), total, original)
+    return Sealed(manifest, len(files), total, original)
+
+
+def _seal(
+    blobs: BlobStore,
+    sender: Identity,
+    recipients: list[PublicIdentity],
+    total: int,
+    pieces: Iterable[bytes],
+    now: int,
+    priority: int,
+    rng: Callable[[int], bytes],
+) -> Manifest:
+    """Seal the plaintext given in ``pieces`` (``total`` bytes); chunks go to the blob
+    store under their BLAKE3 name."""
+    sealer = BundleSealer(
+        sender=sender, recipients=recipients, chunk_size=choose_chunk_size(total), rng=rng
+    )
+    for piece in pieces:
+        for chunk in sealer.push(piece):
+            blobs.put(chunk)
+    rest, manifest = sealer.finish(now=now, ttl=BUNDLE_TTL_MS, priority=priority)
+    for chunk in rest:
+        blobs.put(chunk)
+    return Manifest.decode(manifest, now=now)
 
 
 def seal_documents(
@@ -129,16 +146,5 @@ def seal_documents(
     """A small bundle of signed documents (a report, a message, case events...) for
     ``recipients``: header ``case`` and one file, ``documents.tsfd``."""
     header = encode_plaintext_header(case, [(DOCUMENTS_FILE, len(documents))])
-    sealer = BundleSealer(
-        sender=sender,
-        recipients=recipients,
-        chunk_size=choose_chunk_size(len(header) + len(documents)),
-        rng=rng,
-    )
-    for piece in (header, documents):
-        for chunk in sealer.push(piece):
-            blobs.put(chunk)
-    rest, manifest = sealer.finish(now=now, ttl=BUNDLE_TTL_MS, priority=priority)
-    for chunk in rest:
-        blobs.put(chunk)
-    return Manifest.decode(manifest, now=now)
+    total = len(header) + len(documents)
+    return _seal(blobs, sender, recipients, total, (header, documents), now, priority, rng)

@@ -29,7 +29,6 @@ SESSION_MS = 12 * 3_600_000
 WINDOW_MS = 15 * 60_000
 MAX_FAILURES_PER_NAME = 5
 MAX_FAILURES_PER_SOURCE = 20
-SESSION = web.AppKey("session", object)
 
 
 @dataclass(frozen=True)

@@ -329,12 +329,12 @@ def test_a_pairs_case_goes_the_whole_way_and_is_measured_on_both_sides(net: Case
     assert sent["pairs"][pair_id]["sent"] == 1
     assert sent["pairs"][pair_id]["reports_back"] == 1
     assert sent["pairs"][pair_id]["useful_share"] == 1.0
-    assert sent["total"]["transit_ms"] >= 0
+    assert isinstance(sent["total"]["transit_ms"], int)  # a median, not "no data"
     assert sent["total"]["turnaround_ms"] > 0
     read = marie.ok("/metrics")
     assert read["total"]["received"] >= 1
     assert read["total"]["read"] >= 1
-    assert read["total"]["reading_ms"] >= 0
+    assert isinstance(read["total"]["reading_ms"], int)
     csv_status, csv_text = call(f"{net.cluster.url(0)}/api/v1/metrics?format=csv", koffi.token)
     assert csv_status == 200
     assert csv_text.splitlines()[0].startswith("scope,key,sent")
