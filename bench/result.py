@@ -8,6 +8,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 
+def significant(value: float, digits: int = 4) -> float:
+    """``value`` kept to ``digits`` significant figures: a time of 0.0123 s keeps its
+    precision, which rounding to three decimals would lose."""
+    return float(f"{value:.{digits}g}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Result:
     name: str
@@ -21,17 +27,17 @@ class Result:
 
     @property
     def ratio(self) -> float:
-        return round(self.value / self.baseline_value, 3) if self.baseline_value else 0.0
+        return significant(self.value / self.baseline_value) if self.baseline_value else 0.0
 
     def to_json(self) -> str:
         data = asdict(self)
-        data["value"] = round(self.value, 3)
-        data["baseline_value"] = round(self.baseline_value, 3)
+        data["value"] = significant(self.value)
+        data["baseline_value"] = significant(self.baseline_value)
         data["ratio"] = self.ratio
         if not self.target:
             del data["target"]
         extra = data.pop("extra") or {}
-        data.update({k: round(v, 3) for k, v in extra.items()})
+        data.update({k: significant(v) for k, v in extra.items()})
         return json.dumps(data, ensure_ascii=False)
 
 
