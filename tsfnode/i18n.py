@@ -111,6 +111,158 @@ MESSAGES: dict[str, dict[str, str]] = {
     "state_purged": {"fr": "clos, images effacées", "en": "closed, images deleted"},
     "state_cancelled": {"fr": "annulé", "en": "cancelled"},
     "state_draft": {"fr": "brouillon", "en": "draft"},
+    "new_case": {"fr": "Nouveau cas", "en": "New case"},
+    "images": {"fr": "Les images", "en": "The images"},
+    "images_help": {
+        "fr": "Un dossier (CD, DVD, clé USB), une archive zip, des fichiers DICOM ou des "
+        "photos de films. L'envoi se fait en arrière-plan : remplissez le formulaire pendant "
+        "ce temps. Si la connexion coupe, il reprend tout seul ; si la page se ferme, "
+        "choisissez à nouveau les mêmes fichiers et il reprend où il s'était arrêté.",
+        "en": "A folder (CD, DVD, USB stick), a zip archive, DICOM files or photos of films. "
+        "They go up in the background: fill in the form meanwhile. If the connection drops, "
+        "the upload starts again by itself; if the page closes, choose the same files again "
+        "and it resumes where it stopped.",
+    },
+    "drop_here": {
+        "fr": "Déposez les fichiers ou le dossier ici, ou :",
+        "en": "Drop the files or the folder here, or:",
+    },
+    "choose_files": {"fr": "Choisir des fichiers", "en": "Choose files"},
+    "choose_folder": {"fr": "Choisir un dossier", "en": "Choose a folder"},
+    "resume_help": {
+        "fr": "Un envoi a été interrompu : choisissez à nouveau les mêmes fichiers pour le "
+        "reprendre.",
+        "en": "An upload was interrupted: choose the same files again to resume it.",
+    },
+    "needs_js": {
+        "fr": "Cette page a besoin de JavaScript pour envoyer les images.",
+        "en": "This page needs JavaScript to send the images.",
+    },
+    "uploading": {
+        "fr": "{done} / {size} Mo envoyés ({files} fichier(s))",
+        "en": "{done} / {size} MB sent ({files} file(s))",
+    },
+    "uploaded": {
+        "fr": "{files} fichier(s) reçu(s) par le nœud ({size} Mo)",
+        "en": "{files} file(s) received by the node ({size} MB)",
+    },
+    "retrying": {"fr": "Connexion perdue : nouvel essai…", "en": "Connection lost: trying again…"},
+    "importing": {"fr": "Anonymisation des images…", "en": "De-identifying the images…"},
+    "estimate": {
+        "fr": "Envoi au lecteur : environ {minutes} min pour {size} Mo au débit mesuré de "
+        "{kbits} kbit/s.",
+        "en": "Sending to the reader: about {minutes} min for {size} MB at the measured {kbits} "
+        "kbit/s.",
+    },
+    "estimate_unmeasured": {
+        "fr": "Le débit de la ligne n'est pas encore mesuré : la durée d'envoi sera connue après "
+        "un premier envoi.",
+        "en": "The line's speed is not measured yet: the sending time will be known after a "
+        "first sending.",
+    },
+    "study": {"fr": "Examen", "en": "Study"},
+    "images_count": {
+        "fr": "{instances} image(s), {series} série(s), {size} Mo",
+        "en": "{instances} image(s), {series} series, {size} MB",
+    },
+    "to_check": {
+        "fr": "Ces images peuvent montrer l'identité du patient (texte incrusté, étiquette) : "
+        "vérifiez chacune, et masquez ce qui l'identifie.",
+        "en": "These images may show the patient's identity (burned-in text, a label): check "
+        "each one, and mask what identifies the patient.",
+    },
+    "confirm_image": {"fr": "Rien n'identifie le patient", "en": "Nothing identifies the patient"},
+    "mask_image": {"fr": "Masquer les rectangles tracés", "en": "Black out the drawn rectangles"},
+    "clear_boxes": {"fr": "Effacer", "en": "Clear"},
+    "draw_help": {
+        "fr": "Tracez des rectangles sur l'image (souris ou doigt) sur ce qu'il faut cacher.",
+        "en": "Draw rectangles on the image (mouse or finger) over what must be hidden.",
+    },
+    "rejected": {"fr": "Fichiers non pris", "en": "Files not taken"},
+    "check_pending": {"fr": "à vérifier", "en": "to check"},
+    "check_confirmed": {"fr": "vérifiée", "en": "checked"},
+    "check_masked": {"fr": "masquée", "en": "masked"},
+    "nothing_found": {
+        "fr": "Aucune image trouvée dans ces fichiers.",
+        "en": "No image found in these files.",
+    },
+    "ready": {"fr": "Prêt à envoyer.", "en": "Ready to send."},
+    "skipped_empty": {"fr": "Fichiers vides ignorés.", "en": "Empty files skipped."},
+    "clinical_form": {"fr": "Le formulaire clinique", "en": "The clinical form"},
+    "no_names": {
+        "fr": "N'écrivez pas le nom du patient ni rien qui l'identifie : ce texte part avec les "
+        "images.",
+        "en": "Do not write the patient's name or anything that identifies them: this text goes "
+        "with the images.",
+    },
+    "urgency": {"fr": "Urgence", "en": "Urgency"},
+    "routine": {"fr": "habituelle", "en": "routine"},
+    "age_years": {"fr": "Âge (années)", "en": "Age (years)"},
+    "age_months": {"fr": "Mois (enfant de moins de 2 ans)", "en": "Months (child under 2)"},
+    "sex": {"fr": "Sexe", "en": "Sex"},
+    "sex_F": {"fr": "féminin", "en": "female"},
+    "sex_M": {"fr": "masculin", "en": "male"},
+    "sex_X": {"fr": "autre ou non dit", "en": "other or not stated"},
+    "body_part": {"fr": "Région examinée", "en": "Body part"},
+    "prior_imaging": {"fr": "Imagerie antérieure", "en": "Prior imaging"},
+    "preliminary_reading": {"fr": "Votre propre lecture", "en": "Your own reading"},
+    "answer_language": {"fr": "Langue de la réponse", "en": "Language of the answer"},
+    "who_reads": {"fr": "Qui lit ce cas", "en": "Who reads this case"},
+    "my_pairs": {"fr": "Mes binômes", "en": "My pairs"},
+    "delay_hours": {"fr": "réponse sous {hours} h", "en": "answer within {hours} h"},
+    "this_week": {"fr": "{count}/{quota} cette semaine", "en": "{count}/{quota} this week"},
+    "over_quota": {
+        "fr": "Envoyer même si le quota de la semaine est atteint (le lecteur devra accepter)",
+        "en": "Send even if the week's quota is reached (the reader will be asked to accept)",
+    },
+    "groups": {"fr": "Groupes de lecture", "en": "Reading groups"},
+    "communities": {"fr": "Communautés", "en": "Communities"},
+    "group_load": {
+        "fr": "{readers} lecteur(s), {open} cas en attente",
+        "en": "{readers} reader(s), {open} case(s) waiting",
+    },
+    "no_route": {
+        "fr": "Aucun binôme ni groupe ne peut encore recevoir vos cas : voyez votre coordinateur.",
+        "en": "No pair or group can take your cases yet: see your coordinator.",
+    },
+    "send_case": {"fr": "Envoyer le cas", "en": "Send the case"},
+    "submit_help": {
+        "fr": "Possible quand les images sont arrivées et vérifiées.",
+        "en": "Possible once the images are in and checked.",
+    },
+    "upload_first": {
+        "fr": "Envoyez d'abord les images du cas.",
+        "en": "Send the case's images first.",
+    },
+    "case_sent": {
+        "fr": "Cas envoyé. Les images partent en arrière-plan ; vous pouvez fermer cette page.",
+        "en": "Case sent. The images go in the background; you may close this page.",
+    },
+    "timeline": {"fr": "Étapes du cas", "en": "The case's steps"},
+    "step_submitted": {"fr": "Envoyé", "en": "Submitted"},
+    "step_in_transit": {"fr": "En route", "en": "In transit"},
+    "step_delivered": {"fr": "Reçu par le nœud du lecteur", "en": "Delivered to the reader's node"},
+    "step_read": {"fr": "Lu", "en": "Read"},
+    "step_report_back": {"fr": "Réponse reçue", "en": "Report back"},
+    "step_evaluated": {"fr": "Évalué", "en": "Evaluated"},
+    "step_closed": {"fr": "Clos", "en": "Closed"},
+    "transit": {
+        "fr": "{done} / {size} Mo, {kbits} kbit/s",
+        "en": "{done} / {size} MB, {kbits} kbit/s",
+    },
+    "template": {"fr": "Modèle de compte rendu", "en": "Report template"},
+    "modality_CR": {"fr": "radiographie", "en": "radiograph"},
+    "modality_DX": {"fr": "radiographie numérique", "en": "digital radiograph"},
+    "modality_CT": {"fr": "scanner", "en": "CT"},
+    "modality_MR": {"fr": "IRM", "en": "MRI"},
+    "modality_US": {"fr": "échographie", "en": "ultrasound"},
+    "modality_MG": {"fr": "mammographie", "en": "mammography"},
+    "modality_XA": {"fr": "angiographie", "en": "angiography"},
+    "modality_RF": {"fr": "radioscopie", "en": "fluoroscopy"},
+    "modality_NM": {"fr": "médecine nucléaire", "en": "nuclear medicine"},
+    "modality_PT": {"fr": "TEP", "en": "PET"},
+    "modality_OT": {"fr": "autre", "en": "other"},
+    "modality_XC": {"fr": "photo", "en": "photo"},
 }
 
 

@@ -57,12 +57,12 @@ async def review(request: web.Request) -> web.Response:
     now = now_ms()
     try:
         if "mask" in body:
-            rectangles = _rectangles(body.get("mask"))
+            boxes = rectangles(body.get("mask"))
             image = body.get("image")
             if not isinstance(image, str):
                 raise web.HTTPBadRequest(text="'image' (a SOP Instance UID) is needed to mask")
-            await asyncio.to_thread(book.mask, uid, image, rectangles, now_ms=now)
-            log("review: regions masked", account=username, regions=len(rectangles))
+            await asyncio.to_thread(book.mask, uid, image, boxes, now_ms=now)
+            log("review: regions masked", account=username, regions=len(boxes))
         elif "confirm" in body:
             targets = body["confirm"]
             if targets != "all" and not (
@@ -80,7 +80,7 @@ async def review(request: web.Request) -> web.Response:
         raise web.HTTPUnprocessableEntity(text=str(exc)) from None
 
 
-def _rectangles(value: object) -> list[tuple[int, int, int, int]]:
+def rectangles(value: object) -> list[tuple[int, int, int, int]]:
     out: list[tuple[int, int, int, int]] = []
     for r in value if isinstance(value, list) else [None]:
         if not (isinstance(r, list) and len(r) == 4 and all(type(v) is int for v in r)):

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import secrets
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -43,18 +45,67 @@ async def sender_of(request: web.Request) -> tuple[int, str]:
     return found[0], found[1]
 
 
-def _folder(request: web.Request) -> Path:
-    folder = request.config_dict[NODE_DIR].root / "uploads"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    return folder
+class UploadFolder:
+    """Resumable uploads kept in ``DIR/uploads/``: ``ID.part`` (the bytes so far) and
+    ``ID.json`` (size, owner's account, and what the caller adds), one pair per upload.
+    Used by the light client's API here and by the web application's uploader."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @staticmethod
+    def new_id() -> str:
+        return secrets.token_hex(16)
+
+    def _folder(self) -> Path:
+        self.root.mkdir(mode=0o700, exist_ok=True)
+        return self.root
+
+    def create(self, size: int, account: int, **extra: object) -> str:
+        if not 0 < size <= MAX_UPLOAD:
+            raise web.HTTPBadRequest(text=f"size must be between 1 and {MAX_UPLOAD} bytes")
+        upload_id = self.new_id()
+        folder = self._folder()
+        (folder / f"{upload_id}.json").write_text(
+            json.dumps({"size": size, "account": account, **extra})
+        )
+        (folder / f"{upload_id}.part").touch(mode=0o600)
+        return upload_id
+
+    def owned(self, upload_id: str, account: int) -> tuple[Path, Path, dict[str, Any]]:
+        """(part file, meta file, metadata) of an unfinished upload of ``account``."""
+        if not _ID.match(upload_id):
+            raise web.HTTPNotFound(text="no such upload")
+        folder = self._folder()
+        part, meta = folder / f"{upload_id}.part", folder / f"{upload_id}.json"
+        if not meta.exists():
+            raise web.HTTPNotFound(text="no such upload (finished, or unknown)")
+        info: dict[str, Any] = json.loads(meta.read_text())
+        if info["account"] != account:
+            raise web.HTTPNotFound(text="no such upload")
+        return part, meta, info
+
+    @staticmethod
+    async def append(request: web.Request, part: Path, info: dict[str, Any]) -> int | None:
+        """Append the request's body at ``Upload-Offset``; the new offset, or None when
+        the offset is not where the upload stands (the client asks again and resumes)."""
+        offset = os.path.getsize(part)  # noqa: ASYNC240 - one stat of a local file
+        try:
+            claimed = int(request.headers.get("Upload-Offset", "-1"))
+        except ValueError:
+            claimed = -1
+        if claimed != offset:
+            return None
+        data = await read_body(request, MAX_CHUNK)
+        if offset + len(data) > info["size"]:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_CHUNK, actual_size=len(data))
+        with part.open("ab") as f:
+            f.write(data)
+        return offset + len(data)
 
 
-def _paths(request: web.Request) -> tuple[Path, Path]:
-    upload_id = request.match_info["id"]
-    if not _ID.match(upload_id):
-        raise web.HTTPNotFound(text="no such upload")
-    folder = _folder(request)
-    return folder / f"{upload_id}.part", folder / f"{upload_id}.json"
+def folder_of(request: web.Request) -> UploadFolder:
+    return UploadFolder(request.config_dict[NODE_DIR].root / "uploads")
 
 
 async def create(request: web.Request) -> web.Response:
@@ -64,50 +115,27 @@ async def create(request: web.Request) -> web.Response:
         size = int(body["size"])
     except (ValueError, KeyError, TypeError):
         raise web.HTTPBadRequest(text='send {"size": <bytes>}') from None
-    if not 0 < size <= MAX_UPLOAD:
-        raise web.HTTPBadRequest(text=f"size must be between 1 and {MAX_UPLOAD} bytes")
-    upload_id = secrets.token_hex(16)
-    folder = _folder(request)
-    (folder / f"{upload_id}.json").write_text(json.dumps({"size": size, "account": account}))
-    (folder / f"{upload_id}.part").touch(mode=0o600)
+    upload_id = folder_of(request).create(size, account)
     return web.json_response({"id": upload_id, "offset": 0}, status=201)
 
 
-async def _owned(request: web.Request) -> tuple[Path, Path, dict[str, int], str]:
-    """The upload of the URL, if the token's sender started it: (part file, meta file,
-    its metadata, the sender's username)."""
-    account, username = await sender_of(request)
-    part, meta = _paths(request)
-    if not meta.exists():
-        raise web.HTTPNotFound(text="no such upload (finished, or unknown)")
-    info = json.loads(meta.read_text())
-    if info["account"] != account:
-        raise web.HTTPNotFound(text="no such upload")
-    return part, meta, info, username
-
-
 async def status(request: web.Request) -> web.Response:
-    part, _meta, info, _ = await _owned(request)
+    account, _ = await sender_of(request)
+    part, _meta, info = folder_of(request).owned(request.match_info["id"], account)
     return web.json_response(
         {"id": request.match_info["id"], "offset": part.stat().st_size, "size": info["size"]}
     )
 
 
 async def append(request: web.Request) -> web.Response:
-    part, meta, info, username = await _owned(request)
-    offset = part.stat().st_size
-    try:
-        claimed = int(request.headers.get("Upload-Offset", "-1"))
-    except ValueError:
-        claimed = -1
-    if claimed != offset:
-        return web.json_response({"offset": offset, "error": "offset mismatch"}, status=409)
-    data = await read_body(request, MAX_CHUNK)
-    if offset + len(data) > info["size"]:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_CHUNK, actual_size=len(data))
-    with part.open("ab") as f:
-        f.write(data)
-    offset += len(data)
+    account, username = await sender_of(request)
+    uploads = folder_of(request)
+    part, meta, info = uploads.owned(request.match_info["id"], account)
+    offset = await uploads.append(request, part, info)
+    if offset is None:
+        return web.json_response(
+            {"offset": part.stat().st_size, "error": "offset mismatch"}, status=409
+        )
     if offset < info["size"]:
         return web.json_response({"offset": offset})
     report = await asyncio.to_thread(_take_in, request.config_dict[NODE_DIR].root, part)

@@ -16,6 +16,7 @@ from tsfnode.peering import now_ms
 
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 _TEMPLATE_DIR = Path(__file__).parent / "templates"
+_STATIC_DIR = Path(__file__).parent / "static"
 
 
 def render(
@@ -67,6 +68,7 @@ async def index(request: web.Request) -> web.Response:
 
 def create_web_app() -> web.Application:
     from tsfnode.webcases import add_routes
+    from tsfnode.webnew import add_routes as add_new_case_routes
 
     app = web.Application()
     app[TEMPLATES] = jinja2.Environment(
@@ -76,4 +78,6 @@ def create_web_app() -> web.Application:
     )
     app.router.add_get("/", index)
     add_routes(app)
+    add_new_case_routes(app)
+    app.router.add_static("/static", _STATIC_DIR)
     return app

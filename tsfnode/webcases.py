@@ -18,6 +18,7 @@ from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, STORE
 from tsfnode.casework import CaseError, summary
 from tsfnode.errors import NodeError
 from tsfnode.peering import now_ms
+from tsfnode.report_templates import all_templates
 from tsfnode.websession import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -43,8 +44,20 @@ def _render(request: web.Request, name: str, **context: Any) -> web.Response:
     return render(request, name, person_language=language, **context)
 
 
-def _when(ms: int | None) -> str:
-    return "" if ms is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(ms / 1000))
+DATE_FORMATS = {"fr": "%d/%m/%Y %H:%M UTC", "en": "%d %b %Y, %H:%M UTC"}
+
+
+def _when(ms: int | None, lang: str = "en") -> str:
+    """A time as people of ``lang`` write it (UTC, said so)."""
+    if ms is None:
+        return ""
+    return time.strftime(DATE_FORMATS.get(lang, DATE_FORMATS["en"]), time.gmtime(ms / 1000))
+
+
+def _lang(request: web.Request, session: Session) -> str:
+    from tsfnode.i18n import choose_language
+
+    return choose_language(request, session.language)
 
 
 async def login_page(request: web.Request) -> web.Response:
@@ -121,11 +134,12 @@ async def cases(request: web.Request) -> web.Response:
     session = await require(request, *PEOPLE)
     person = await _person(request, session)
     now = now_ms()
+    lang = _lang(request, session)
     rows = [summary(r) for r in await request.config_dict[CASES].visible(person.public.key, now)]
     for row in rows:
         row["overdue"] = row["state"] in ("delivered", "assigned") and (row["due_ms"] or now) < now
-        row["submitted"] = _when(row["submitted_ms"])
-        row["due"] = _when(row["due_ms"])
+        row["submitted"] = _when(row["submitted_ms"], lang)
+        row["due"] = _when(row["due_ms"], lang)
     if session.role == "sender":
         title = "my_cases"
     else:  # a worklist: cases to read first (overdue, urgent, nearest due), then the rest
@@ -154,10 +168,16 @@ async def case_page(
     except CaseError as exc:
         raise _http(exc) from None
     me = person.public.key.hex()
-    found["submitted"] = _when(found["submitted_ms"])
-    found["due"] = _when(found["due_ms"])
+    lang = _lang(request, session)
+    found["submitted"] = _when(found["submitted_ms"], lang)
+    found["due"] = _when(found["due_ms"], lang)
+    names = _names(request)
+    for doc in found["documents"]:
+        doc["when"] = _when(doc.get("created"), lang)
+        doc["author"] = names.get(doc["signer"], doc["signer"][:8])
     reports = [d for d in found["documents"] if d["kind"] == "report"]
     messages = [d for d in found["documents"] if d["kind"] == "case_message"]
+    evaluations = [d for d in found["documents"] if d["kind"] == "evaluation"]
     can = {
         "claim": found["state"] == "delivered"
         and "member" in found["roles"]
@@ -181,9 +201,60 @@ async def case_page(
         can=can,
         me=me,
         error=error,
+        evaluations=evaluations,
+        timeline=await _timeline(request, found, lang),
+        templates=all_templates(found["form"]["answer_language"]),
+        sent=request.query.get("sent") == "1",
     )
     page.set_status(status)
     return page
+
+
+def _names(request: web.Request) -> dict[str, str]:
+    """Display names of the people in the directory, by their key in hex."""
+    view = request.config_dict[CASES].view(now_ms())
+    return {key.hex(): m.body["display_name"] for key, m in view.members.items()}
+
+
+STEPS = (  # the timeline of a case: (step, the time that marks it)
+    ("submitted", "submitted_ms"),
+    ("delivered", "delivered_ms"),
+    ("read", "reported_ms"),
+    ("report_back", "report_back_ms"),
+    ("evaluated", "evaluated_ms"),
+    ("closed", "closed_ms"),
+)
+
+
+async def _timeline(request: web.Request, case: dict[str, Any], lang: str) -> list[dict[str, Any]]:
+    """Each step of the case, done (with its time) or still to come; while the images are
+    on their way, how far they have gone."""
+    steps = [
+        {"step": step, "when": _when(case[field], lang), "done": case[field] is not None}
+        for step, field in STEPS
+    ]
+    if case["kept_as"] == "sender" and case["delivered_ms"] is None:
+        cursor = await request.config_dict[STORE].db.execute(
+            "SELECT SUM(d.bytes_done), SUM(b.size), MAX(d.rate), MIN(d.attempts)"
+            " FROM case_bundles c JOIN deliveries d USING (bundle_id)"
+            " JOIN bundles b USING (bundle_id) WHERE c.case_id = ? AND c.purpose = 'images'",
+            (bytes.fromhex(case["case_id"]),),
+        )
+        row = await cursor.fetchone()
+        if row is not None and row[1]:
+            steps.insert(
+                1,
+                {
+                    "step": "in_transit",
+                    "when": "",
+                    "done": False,
+                    "bytes_done": int(row[0] or 0),
+                    "size": int(row[1]),
+                    "rate": float(row[2] or 0),
+                    "percent": int(100 * (row[0] or 0) / row[1]),
+                },
+            )
+    return steps
 
 
 def _http(exc: CaseError) -> web.HTTPException:
@@ -212,6 +283,9 @@ async def act(request: web.Request) -> web.Response:
         if action == "claim":
             await service.act(case_id, person, "claim", now)
         elif action == "report":
+            findings = str(form.get("findings", "")).replace("\r\n", "\n").strip()
+            if findings in {t.strip() for t in all_templates(str(form.get("language"))).values()}:
+                raise CaseError(400, "findings: the template's headings are not filled in")
             await service.report(case_id, person, {k: str(v) for k, v in form.items()}, now)
         elif action == "message":
             text = str(form.get("text", "")).strip()

@@ -40,6 +40,7 @@ from bootstrap.keys import write_key
 from bootstrap.network import demo_anchor
 from tests.cluster import Cluster, add_records, wait_for
 from tests.nodes import tsfnode
+from tests.people import FORM, PASSWORD, REPORT, Person, Records, call
 from tests.tsfnode.intake.conftest import PYDICOM_FILES
 
 pytestmark = pytest.mark.slow
@@ -55,79 +56,10 @@ SOURCES = (
     "SC_jpeg_no_color_transform.dcm",
     "SC_jpeg_no_color_transform_2.dcm",
 )
-PASSWORD = "correct horse battery"
 QUICK = {
     "transfer": {"poll_interval_ms": 500, "retry_base_ms": 200},
     "cases": {"scan_interval_ms": 300, "stats_interval_ms": 1000, "retention_days": 0},
 }
-FORM = {
-    "urgency": "routine",
-    "age_years": 4,
-    "age_months": None,
-    "sex": "F",
-    "clinical_history": "Toux fébrile depuis 10 jours.",
-    "question": "Pneumopathie ? Épanchement ?",
-    "modality": "CT",
-    "body_part": "CHEST",
-    "prior_imaging": "",
-    "preliminary_reading": "Opacité basale droite ?",
-    "answer_language": "fr",
-}
-REPORT = {
-    "language": "fr",
-    "findings": "Condensation du lobe inférieur droit avec bronchogramme aérique.",
-    "impression": "Pneumopathie lobaire inférieure droite.",
-    "recommendations": "Antibiothérapie ; contrôle à 6 semaines si persistance.",
-    "image_quality": "adequate",
-    "quality_reason": "",
-}
-
-
-def call(url: str, token: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Authorization", f"Bearer {token}")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            raw = response.read()
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        raw, status = exc.read(), exc.code
-    text = raw.decode()
-    try:
-        return status, json.loads(text)
-    except ValueError:
-        return status, text
-
-
-class Person:
-    def __init__(self, net: CaseNet, node: int, username: str, role: str, name: str) -> None:
-        self.net, self.node, self.username = net, node, username
-        directory = net.cluster.dirs[node]
-        made = tsfnode(
-            "account", "add", directory, username, "--role", role, "--name", name,
-            "--password-stdin", input_text=PASSWORD,
-        )  # fmt: skip
-        assert made.returncode == 0, made.stderr
-        self.id = made.stdout.split("Person id: ")[1].split()[0]
-        self.key = directory / "people" / f"{username}.key"
-        token = tsfnode("account", "token", directory, username)
-        assert token.returncode == 0, token.stderr
-        self.token = token.stdout.strip()
-
-    def api(self, path: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
-        return call(f"{self.net.cluster.url(self.node)}/api/v1{path}", self.token, method, body)
-
-    def ok(self, path: str, method: str = "GET", body: Any = None) -> Any:
-        status, answer = self.api(path, method, body)
-        assert 200 <= status < 300, (path, status, answer)
-        return answer
-
-    def case(self, case_id: str) -> dict[str, Any]:
-        found: dict[str, Any] = self.ok(f"/cases/{case_id}")
-        return found
 
 
 class CaseNet:
@@ -137,31 +69,27 @@ class CaseNet:
         self.base = base
         self.cluster = Cluster(base, anchor_key, 3, **QUICK)
         c = self.cluster
-        self.koffi = Person(self, 0, "koffi", "sender", "Dr Koffi Émetteur")
-        self.anne = Person(self, 1, "anne", "coordinator", "Dr Anne Coordinatrice")
-        self.marie = Person(self, 1, "marie", "reader", "Dr Marie Lectrice")
-        self.fatou = Person(self, 1, "fatou", "reader", "Dr Fatou Bénévole")
-        self.awa = Person(self, 2, "awa", "reader", "Dr Awa Lectrice")
-        self.ousmane = Person(self, 2, "ousmane", "coordinator", "Dr Ousmane Bénévole")
-        records = base / "records.tsfd"
-        parts: list[bytes] = []
+        self.koffi = Person(c, 0, "koffi", "sender", "Dr Koffi Émetteur")
+        self.anne = Person(c, 1, "anne", "coordinator", "Dr Anne Coordinatrice")
+        self.marie = Person(c, 1, "marie", "reader", "Dr Marie Lectrice")
+        self.fatou = Person(c, 1, "fatou", "reader", "Dr Fatou Bénévole")
+        self.awa = Person(c, 2, "awa", "reader", "Dr Awa Lectrice")
+        self.ousmane = Person(c, 2, "ousmane", "coordinator", "Dr Ousmane Bénévole")
+        records = Records(base, c)
         hospital_coordinator = base / "cotonou-coordinator.key"
         assert tsfnode("key", "new", hospital_coordinator).returncode == 0
         coordinator_id = tsfnode("key", "show", hospital_coordinator).stdout.split()[-1]
-        self.hospital = self._group(parts, "CHU Cotonou", "institutional", coordinator_id)
-        self.paediatrics = self._group(
-            parts, "Pédiatrie", "subspeciality", self.anne.id, "paediatrics"
-        )
-        self.community = self._group(parts, "COVID Sénégal", "community", self.ousmane.id, "chest")
-        self._attest(parts, hospital_coordinator, self.hospital, self.koffi, "sender")
+        self.hospital = records.group("CHU Cotonou", "institutional", coordinator_id)
+        self.paediatrics = records.group("Pédiatrie", "subspeciality", self.anne.id, "paediatrics")
+        self.community = records.group("COVID Sénégal", "community", self.ousmane.id, "chest")
+        records.attest(hospital_coordinator, self.hospital, self.koffi, "sender")
         anne_key, ousmane_key = self.anne.key, self.ousmane.key
-        self._attest(parts, anne_key, self.paediatrics, self.anne, "coordinator")
-        self._attest(parts, anne_key, self.paediatrics, self.marie, "reader")
-        self._attest(parts, anne_key, self.paediatrics, self.awa, "reader")
-        self._attest(parts, ousmane_key, self.community, self.ousmane, "coordinator")
-        self._attest(parts, ousmane_key, self.community, self.fatou, "reader")
-        records.write_bytes(b"".join(parts))
-        add_records(c.dirs[0], records)  # before the start: gossip carries them
+        records.attest(anne_key, self.paediatrics, self.anne, "coordinator")
+        records.attest(anne_key, self.paediatrics, self.marie, "reader")
+        records.attest(anne_key, self.paediatrics, self.awa, "reader")
+        records.attest(ousmane_key, self.community, self.ousmane, "coordinator")
+        records.attest(ousmane_key, self.community, self.fatou, "reader")
+        add_records(c.dirs[0], records.write())  # before the start: gossip carries them
         folder = base / "studies"
         folder.mkdir()
         self.studies: list[str] = []  # in the order of SOURCES: CT_small (named) first
@@ -191,34 +119,6 @@ class CaseNet:
 
     def _nodes(self, i: int) -> int:
         return len(call(f"{self.cluster.url(i)}/api/v1/directory?kind=node", "")[1])
-
-    def _group(
-        self, parts: list[bytes], name: str, kind: str, coordinator: str, covers: str = ""
-    ) -> str:
-        out = self.base / f"{name}.tsfd"
-        key = self.base / f"{name}.key"
-        routing = {"institutional": "assign", "subspeciality": "assign", "community": "pool"}
-        made = tsfnode(
-            "group", "create", "--network", self.cluster.network_file,
-            "--anchor-key", self.base / "anchor.key", "--group-key", key, "--name", name,
-            "--kind", kind, "--routing", routing[kind], "--coordinator", coordinator,
-            "--out", out, *(("--subspeciality", covers) if covers else ()),
-        )  # fmt: skip
-        assert made.returncode == 0, made.stderr
-        parts.append(out.read_bytes())
-        return tsfnode("key", "show", key).stdout.split()[-1]
-
-    def _attest(self, parts: list[bytes], key: Path, group: str, who: Person, role: str) -> None:
-        out = self.base / f"member-{who.username}.tsfd"
-        made = tsfnode(
-            "member", "attest", "--network", self.cluster.network_file, "--key", key,
-            "--group", group, "--member", who.id, "--role", role, "--name", who.username,
-            "--registration", "ONMB-1234", "--diploma", "DES radiologie",
-            "--facility", "CHU Cotonou", "--charter-date", "2026-01-15",
-            "--home-node", self.cluster.ids[who.node], "--out", out,
-        )  # fmt: skip
-        assert made.returncode == 0, made.stderr
-        parts.append(out.read_bytes())
 
     def study(self) -> str:
         return self.studies.pop(0)

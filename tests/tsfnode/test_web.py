@@ -1,0 +1,367 @@
+"""The web application in Debian's Chromium (Playwright, never a downloaded browser)
+against two real nodes on loopback:
+
+- node 0, CHU Cotonou: Dr Koffi, a sender; the node's IT person (admin);
+- node 1, Erasme: Dr Anne, coordinator of the paediatric group; Dr Marie, a reader of it,
+  paired with Dr Koffi.
+
+The whole flow: Koffi drops a real CT study and a photo of a film, fills the form while
+they go up, masks the film's label, sends the CT to his pair; Marie finds it in her
+worklist, reads it with a template and signs a report; Koffi reads the report, re-linked
+to his patient, and evaluates it. Then an upload cut halfway and resumed in a new tab, and
+every page in French and English, refused to those it is not for.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import time
+import urllib.parse
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+from bootstrap.keys import write_key
+from bootstrap.network import demo_anchor
+from tests.cluster import Cluster, add_records, wait_for
+from tests.nodes import tsfnode
+from tests.people import FORM, PASSWORD, Person, Records, call
+from tests.tsfnode.intake.conftest import PYDICOM_FILES, pydicom_data_folder
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's (.ci/run installs it)
+QUICK = {
+    "transfer": {"poll_interval_ms": 500, "retry_base_ms": 200},
+    "cases": {"scan_interval_ms": 300, "stats_interval_ms": 1000},
+}
+CHUNK = 256 * 1024  # the uploader's chunk (static/new_case.js)
+
+
+class WebNet:
+    def __init__(self, base: Path) -> None:
+        anchor_key = base / "anchor.key"
+        write_key(anchor_key, demo_anchor())
+        self.base = base
+        self.cluster = c = Cluster(base, anchor_key, 2, **QUICK)
+        self.koffi = Person(c, 0, "koffi", "sender", "Dr Koffi Émetteur")
+        self.anne = Person(c, 1, "anne", "coordinator", "Dr Anne Coordinatrice")
+        self.marie = Person(c, 1, "marie", "reader", "Dr Marie Lectrice")
+        made = tsfnode(
+            "account", "add", c.dirs[0], "it.cotonou", "--role", "admin",
+            "--name", "Service informatique", "--password-stdin", input_text=PASSWORD,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        records = Records(base, c)
+        hospital_key = base / "cotonou-coordinator.key"
+        assert tsfnode("key", "new", hospital_key).returncode == 0
+        hospital_coordinator = tsfnode("key", "show", hospital_key).stdout.split()[-1]
+        hospital = records.group("CHU Cotonou", "institutional", hospital_coordinator)
+        paediatrics = records.group("Pédiatrie", "subspeciality", self.anne.id, "paediatrics")
+        records.attest(hospital_key, hospital, self.koffi, "sender")
+        records.attest(self.anne.key, paediatrics, self.anne, "coordinator")
+        records.attest(self.anne.key, paediatrics, self.marie, "reader")
+        add_records(c.dirs[0], records.write())
+        c.start()
+        for i in range(2):
+            wait_for(
+                f"node {i} knows every person",
+                lambda i=i: len(call(f"{c.url(i)}/api/v1/directory?kind=member", "")[1]) == 3,
+            )
+        proposal = self.marie.ok(
+            "/pairs",
+            "POST",
+            {"with": self.koffi.id, "weekly_quota": 5, "reading_delay_hours": 48},
+        )
+        pair = proposal["pair_id"]
+        wait_for(
+            "the proposal reaches Koffi's node",
+            lambda: any(p["pair_id"] == pair for p in self.koffi.ok("/pairs")["proposals"]),
+        )
+        self.koffi.ok(f"/pairs/{pair}/accept", "POST")
+        wait_for(
+            "the pair is in force at both nodes",
+            lambda: all(
+                any(p["status"] == "active" for p in who.ok("/pairs")["pairs"])
+                for who in (self.koffi, self.marie)
+            ),
+        )
+        self.shots = base / "screenshots"
+        self.shots.mkdir()
+        self.files = base / "files"
+        self.files.mkdir()
+        self.ct = self.files / "CT_small.dcm"
+        shutil.copy(PYDICOM_FILES / "CT_small.dcm", self.ct)
+        self.photo = self.files / "film.jpg"
+        self.photo.write_bytes(photo_of_film())
+        self.large = self.files / "RG1_UNCI.dcm"  # 7.2 MB: 28 chunks
+        shutil.copy(pydicom_data_folder() / "RG1_UNCI.dcm", self.large)
+
+
+def photo_of_film() -> bytes:
+    """A real radiograph (pydicom-data's RG1) as a phone would see it on a light box."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pixels = pydicom.dcmread(pydicom_data_folder() / "RG1_UNCI.dcm").pixel_array
+    scaled = (pixels - pixels.min()) * (255.0 / (pixels.max() - pixels.min()))
+    image = Image.fromarray(scaled.astype(np.uint8), mode="L").convert("RGB")
+    image.thumbnail((1200, 1200))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=88)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebNet]:
+    network = WebNet(tmp_path_factory.mktemp("web"))
+    try:
+        yield network
+    finally:
+        network.cluster.close()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), "the browser tests need Debian's chromium: apt-get install chromium"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def signed_in(browser: Any, base: str, username: str, lang: str, path: str) -> Any:
+    context = browser.new_context(locale=lang, viewport={"width": 1100, "height": 900})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    page.goto(f"{base}{path}")
+    assert "/web/login" in page.url  # signed out: sign in first, then back here
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**{path}")
+    return page
+
+
+def reload_until(page: Any, selector: str, what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if page.locator(selector).count():
+            return
+        time.sleep(0.5)
+        page.reload()
+    raise AssertionError(f"timed out waiting for: {what}")
+
+
+def fill_form(page: Any) -> None:
+    page.fill("#age_years", str(FORM["age_years"]))
+    page.check(f"input[name=sex][value={FORM['sex']}]")
+    page.select_option("#modality", FORM["modality"])
+    page.fill("#body_part", FORM["body_part"])
+    page.fill("#question", FORM["question"])
+    page.fill("#clinical_history", FORM["clinical_history"])
+
+
+def test_a_case_goes_from_the_senders_browser_to_the_readers_and_back(
+    net: WebNet, chromium: Any
+) -> None:
+    base0, base1 = net.cluster.url(0), net.cluster.url(1)
+    hosts: set[str] = set()
+    koffi = signed_in(chromium, base0, "koffi", "fr", "/web/new")
+    koffi.on("request", lambda r: hosts.add(urllib.parse.urlsplit(r.url).netloc))
+    assert koffi.inner_text("h1") == "Nouveau cas"
+    assert koffi.locator("#submit").is_disabled()
+    koffi.set_input_files("#pick-files", [str(net.ct), str(net.photo)])
+    fill_form(koffi)  # while the files go up
+    koffi.wait_for_selector("#studies input[name=study_uid] >> nth=1")
+    assert "2 fichier(s) reçu(s)" in koffi.inner_text("#progress-text")
+    studies = koffi.locator("#studies input[name=study_uid]")
+    assert studies.count() == 2
+    # The photo's label may name the patient: a rectangle is drawn over it and blacked out.
+    flag = koffi.locator(".flag").first
+    assert "photo" in flag.inner_text()
+    image = flag.locator("img")
+    for _ in range(100):  # the image to check is shown (at most 10 s)
+        if image.evaluate("img => img.complete && img.naturalWidth > 0"):
+            break
+        koffi.wait_for_timeout(100)
+    koffi.screenshot(path=str(net.shots / "new-case-fr.png"), full_page=True)
+    canvas = flag.locator("canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    koffi.mouse.move(box["x"] + 10, box["y"] + 10)
+    koffi.mouse.down()
+    koffi.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 4, steps=5)
+    koffi.mouse.up()
+    flag.locator("button.mask").click()
+    koffi.wait_for_selector(".flag .check.masked")
+    while koffi.locator(".flag .check.pending").count():  # anything else flagged: checked
+        koffi.locator(".flag:has(.check.pending) button.confirm").first.click()
+        koffi.wait_for_timeout(300)
+    photo_study = ""
+    for i in range(2):
+        label = koffi.locator("#studies label").nth(i)
+        if "CT ·" not in label.inner_text():
+            photo_study = studies.nth(i).get_attribute("value")
+        else:
+            studies.nth(i).check()
+    masked = masked_region(net.cluster.dirs[0], photo_study)
+    assert masked is not None
+    assert masked == 0
+    assert koffi.locator("#submit").is_enabled()
+    assert "kbit/s" in koffi.inner_text("#estimate") or "débit" in koffi.inner_text("#estimate")
+    assert koffi.locator("input[name=route]:checked").get_attribute("value").startswith("pair:")
+    koffi.click("#submit")
+    koffi.wait_for_url("**/web/cases/*")
+    case_url = koffi.url.split("?")[0]
+    assert "CompressedSamples^CT1" in koffi.inner_text("#patient")  # only here, re-linked
+    koffi.screenshot(path=str(net.shots / "case-sent-fr.png"), full_page=True)
+
+    marie = signed_in(chromium, base1, "marie", "en", "/web/cases")
+    case_id = case_url.rsplit("/", 1)[1]
+    reload_until(marie, f"a[href='/web/cases/{case_id}']", "the case in Marie's worklist")
+    marie.screenshot(path=str(net.shots / "worklist-en.png"), full_page=True)
+    marie.click(f"a[href='/web/cases/{case_id}']")
+    marie.wait_for_selector("#report-form")
+    assert FORM["question"] in marie.inner_text("main")
+    assert marie.locator("#patient").count() == 0  # never at the reader's node
+    marie.select_option("#template", "CT")  # a template per modality fills the report
+    template = marie.input_value("#findings")
+    assert "Technique" in template
+    marie.fill("#impression", "Pneumopathie lobaire inférieure droite.")
+    marie.click("#report-form button[type=submit]")  # the headings alone are not a report
+    assert "template" in marie.inner_text(".error")
+    marie.fill("#findings", template.replace("Technique :", "Technique : sans injection"))
+    marie.fill("#impression", "Pneumopathie lobaire inférieure droite.")
+    marie.screenshot(path=str(net.shots / "report-editor-en.png"), full_page=True)
+    marie.click("#report-form button[type=submit]")
+    marie.wait_for_selector("section.report")
+
+    koffi.goto(case_url)
+    reload_until(koffi, "#evaluation-form", "the report back at Koffi's node")
+    assert "Pneumopathie lobaire" in koffi.inner_text("section.report")
+    done = koffi.locator("#timeline li.done").all_inner_texts()
+    for step in ("Envoyé", "Reçu", "Lu", "Réponse reçue"):
+        assert any(line.startswith(step) for line in done), (step, done)
+    for name in ("relevant", "useful", "changed_management"):
+        koffi.check(f"input[name={name}][value=yes]")
+    koffi.click("#evaluation-form button[type=submit]")
+    koffi.wait_for_selector("#evaluation-sent")
+    koffi.screenshot(path=str(net.shots / "case-evaluated-fr.png"), full_page=True)
+    assert hosts == {urllib.parse.urlsplit(base0).netloc}  # nothing from outside the node
+    koffi.context.close()
+    marie.context.close()
+
+
+def masked_region(node: Path, study_uid: str) -> int | None:
+    """The largest pixel value in the top-left corner of the photo's image, at the node."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for path in (node / "intake" / study_uid).rglob("*.dcm"):
+            pixels = pydicom.dcmread(path).pixel_array
+            return int(pixels[20:40, 20:40].max())
+    return None
+
+
+def test_an_upload_cut_halfway_resumes_in_a_new_tab_without_sending_a_chunk_twice(
+    net: WebNet, chromium: Any
+) -> None:
+    base = net.cluster.url(0)
+    page = signed_in(chromium, base, "koffi", "en", "/web/new")
+    offsets: list[int] = []
+    cut = {"left": 2}
+
+    def through(route: Any) -> None:
+        request = route.request
+        if request.method != "PATCH":
+            route.continue_()
+            return
+        if len(offsets) == 4 and cut["left"]:  # the line drops twice, then comes back
+            cut["left"] -= 1
+            route.abort("connectionfailed")
+            return
+        offsets.append(int(request.headers["upload-offset"]))
+        route.continue_()
+
+    page.route("**/web/uploads/*", through)
+    page.set_input_files("#pick-files", [str(net.large)])
+    deadline = time.monotonic() + 60
+    while len(offsets) < 10 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    page.close()  # the tab closes halfway
+    assert cut["left"] == 0  # the cut happened, and the upload went on after it
+    assert offsets == [i * CHUNK for i in range(len(offsets))]  # no chunk sent twice
+    sent = len(offsets)
+    assert 10 <= sent < 28
+
+    page = page_again(page.context, base)
+    assert page.locator("#resume").is_visible()
+    resumed: list[int] = []
+    page.route(
+        "**/web/uploads/*",
+        lambda route: (
+            resumed.append(int(route.request.headers["upload-offset"]))
+            if route.request.method == "PATCH"
+            else None,
+            route.continue_(),
+        ),
+    )
+    page.screenshot(path=str(net.shots / "upload-interrupted-en.png"), full_page=True)
+    page.set_input_files("#pick-files", [str(net.large)])
+    page.wait_for_selector("#studies input[name=study_uid]", timeout=90_000)
+    # Resumed where the node stood: at most the chunk in flight at the close is resent.
+    assert resumed[0] in (sent * CHUNK, (sent - 1) * CHUNK)
+    assert resumed == [resumed[0] + i * CHUNK for i in range(len(resumed))]
+    assert resumed[-1] < net.large.stat().st_size <= resumed[-1] + CHUNK
+    label = page.inner_text("#studies label")
+    assert " CR " in label
+    assert "1 image(s)" in label
+    page.context.close()
+
+
+def page_again(context: Any, base: str) -> Any:
+    page = context.new_page()
+    page.goto(f"{base}/web/new")
+    return page
+
+
+PAGES = {  # who may open each page: the others are refused
+    "/web/cases": ("koffi", "marie", "anne"),
+    "/web/new": ("koffi",),
+}
+
+
+def test_pages_are_refused_to_visitors_and_to_other_roles(net: WebNet, chromium: Any) -> None:
+    from tests.tsfnode.test_cases import Browser
+
+    for path, allowed in PAGES.items():
+        visitor = Browser(net.cluster.url(0))
+        status, url, _ = visitor.get(path)
+        assert "/web/login" in url
+        for username, node in (("koffi", 0), ("marie", 1), ("anne", 1), ("it.cotonou", 0)):
+            browser = Browser(net.cluster.url(node))
+            browser.sign_in(username)
+            status, _, text = browser.get(path)
+            if username in allowed:
+                assert status == 200, (path, username)
+            else:
+                assert status == 403, (path, username, status)
+                assert re.search("not for your role|pas pour votre rôle", text)
+    # The uploader's calls too: a reader cannot start an upload on a sender's node.
+    marie = Browser(net.cluster.url(1))
+    marie.sign_in("marie")
+    status, _, _ = marie.get("/web/uploads/" + "0" * 32)
+    assert status == 403
