@@ -83,9 +83,13 @@ async def create_account(
 
 
 def _keep_person_key(path: Path, person: Identity) -> None:
+    """Write a person's key sealed with its node's key (a plain one from before is sealed
+    in place)."""
+    from bootstrap.keys import is_sealed, sealing_key
+
     path.parent.mkdir(mode=0o700, exist_ok=True)
-    if not path.exists():
-        write_key(path, person)
+    if not path.exists() or not is_sealed(path):
+        write_key(path, person, seal_with=sealing_key(read_key(path.parent.parent / "node.key")))
 
 
 async def person_of_account(store: Store, people: Path, username: str) -> Identity:
@@ -96,9 +100,11 @@ async def person_of_account(store: Store, people: Path, username: str) -> Identi
     row = await cursor.fetchone()
     if row is None or row[0] is None:
         raise NodeError(f"the account {username!r} has no person key (an admin account?)")
-    person = read_key(people / f"{username}.key")
+    path = people / f"{username}.key"
+    person = read_key(path)
     if person.public.key != bytes(row[0]):
-        raise NodeError(f"{people / (username + '.key')} is not the key of account {username!r}")
+        raise NodeError(f"{path} is not the key of account {username!r}")
+    _keep_person_key(path, person)
     return person
 
 

@@ -11,9 +11,9 @@ from protocol.identity import Identity
 from tsfnode.errors import NodeError
 
 
-def write_key(path: Path, identity: Identity) -> None:
+def write_key(path: Path, identity: Identity, *, seal_with: bytes | None = None) -> None:
     try:
-        _write_key(path, identity, overwrite=True)
+        _write_key(path, identity, overwrite=True, seal_with=seal_with)
     except KeyFileError as exc:
         raise NodeError(str(exc)) from None
 
