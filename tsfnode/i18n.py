@@ -251,6 +251,164 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "{done} / {size} MB, {kbits} kbit/s",
     },
     "template": {"fr": "Modèle de compte rendu", "en": "Report template"},
+    "join_title": {"fr": "Rejoindre le réseau", "en": "Join the network"},
+    "join_intro": {
+        "fr": "Radiologue, vous pouvez lire pour un groupe ; médecin d'une structure "
+        "isolée, vous pouvez lui envoyer des cas. Le coordinateur du groupe vérifie votre "
+        "candidature et vous atteste ; votre compte est alors ouvert sur ce nœud.",
+        "en": "As a radiologist you can read for a group; as a doctor in an isolated "
+        "facility you can send it cases. The group's coordinator checks your application "
+        "and attests you; your account on this node is then opened.",
+    },
+    "join_done": {
+        "fr": "Candidature reçue. Le coordinateur du groupe va l'examiner ; vous pourrez "
+        "vous connecter avec votre identifiant et votre mot de passe une fois attesté.",
+        "en": "Application received. The group's coordinator will review it; you can sign "
+        "in with your username and password once attested.",
+    },
+    "join_no_group": {
+        "fr": "Aucun coordinateur de groupe n'a de compte sur ce nœud : adressez-vous au "
+        "nœud de votre groupe.",
+        "en": "No group coordinator has an account on this node: apply on your group's node.",
+    },
+    "join_link": {"fr": "Demander à rejoindre le réseau", "en": "Apply to join the network"},
+    "join_as": {"fr": "Je souhaite", "en": "I wish to"},
+    "join_reader": {"fr": "lire (radiologue)", "en": "read (radiologist)"},
+    "join_sender": {"fr": "envoyer des cas (médecin)", "en": "send cases (doctor)"},
+    "join_group": {"fr": "Groupe", "en": "Group"},
+    "display_name": {"fr": "Nom", "en": "Name"},
+    "password_again": {"fr": "Mot de passe (encore)", "en": "Password (again)"},
+    "languages": {"fr": "Langues (ex. : fr en)", "en": "Languages (e.g. fr en)"},
+    "for_readers": {"fr": "Pour les radiologues", "en": "For radiologists"},
+    "registration": {
+        "fr": "Numéro d'inscription à l'ordre des médecins",
+        "en": "Medical council registration number",
+    },
+    "diploma": {"fr": "Diplôme de spécialité", "en": "Speciality diploma"},
+    "subspecialities": {"fr": "Surspécialités", "en": "Sub-specialities"},
+    "weekly_capacity": {"fr": "Cas par semaine", "en": "Cases a week"},
+    "for_senders": {"fr": "Pour les médecins qui envoient", "en": "For sending doctors"},
+    "facility": {"fr": "Structure de soins", "en": "Facility"},
+    "equipment": {"fr": "Équipement d'imagerie", "en": "Imaging equipment"},
+    "charter": {"fr": "Charte du réseau", "en": "The network's charter"},
+    "charter_text": {
+        "fr": "Je donne un avis bénévole, dans le délai convenu, ou je rends le cas.|"
+        "Je n'envoie ni ne garde rien qui identifie un patient hors de son hôpital.|"
+        "L'avis est un second avis : le médecin qui soigne reste responsable.|"
+        "Je signale les images insuffisantes et j'explique pourquoi.|"
+        "J'accepte que la qualité et les délais du réseau soient mesurés.",
+        "en": "I give my opinion as a volunteer, within the agreed delay, or give the case "
+        "back.|I send or keep nothing that identifies a patient outside their hospital.|"
+        "The opinion is a second opinion: the treating doctor remains responsible.|"
+        "I report inadequate images and say why.|"
+        "I accept that the network's quality and delays are measured.",
+    },
+    "charter_accept": {"fr": "J'accepte la charte", "en": "I accept the charter"},
+    "charter_accepted_on": {"fr": "charte acceptée le", "en": "charter accepted on"},
+    "apply": {"fr": "Envoyer ma candidature", "en": "Send my application"},
+    "coordination": {"fr": "Coordination", "en": "Coordination"},
+    "applications": {"fr": "Candidatures", "en": "Applications"},
+    "no_applications": {"fr": "Aucune candidature en attente.", "en": "No application waiting."},
+    "attest": {"fr": "Attester", "en": "Attest"},
+    "decline": {"fr": "Refuser", "en": "Decline"},
+    "decline_reason": {"fr": "Motif du refus", "en": "Reason for declining"},
+    "cases_to_follow": {"fr": "Cas à suivre", "en": "Cases to follow"},
+    "assign_to": {"fr": "Confier à", "en": "Assign to"},
+    "assign": {"fr": "Confier", "en": "Assign"},
+    "kind_institutional": {"fr": "groupe institutionnel", "en": "institutional group"},
+    "kind_subspeciality": {"fr": "groupe de surspécialité", "en": "sub-speciality group"},
+    "kind_community": {"fr": "communauté", "en": "community"},
+    "members": {"fr": "Membres", "en": "Members"},
+    "role": {"fr": "Rôle", "en": "Role"},
+    "role_reader": {"fr": "lecteur", "en": "reader"},
+    "role_sender": {"fr": "émetteur", "en": "sender"},
+    "role_coordinator": {"fr": "coordinateur", "en": "coordinator"},
+    "attestation": {"fr": "Attestation", "en": "Attestation"},
+    "valid_until": {"fr": "valable jusqu'au", "en": "valid until"},
+    "pairs": {"fr": "Binômes", "en": "Pairs"},
+    "no_pairs": {"fr": "Aucun binôme.", "en": "No pair."},
+    "reader": {"fr": "Lecteur", "en": "Reader"},
+    "sender": {"fr": "Émetteur", "en": "Sender"},
+    "quota": {"fr": "Cette semaine / quota", "en": "This week / quota"},
+    "delay": {"fr": "Délai", "en": "Delay"},
+    "pair_active": {"fr": "actif", "en": "active"},
+    "pair_suspended": {"fr": "suspendu", "en": "suspended"},
+    "pair_ended": {"fr": "terminé", "en": "ended"},
+    "quality": {"fr": "Qualité", "en": "Quality"},
+    "quality_help": {
+        "fr": "Les cas de vos groupes et binômes connus de ce nœud.",
+        "en": "The cases of your groups and pairs that this node holds.",
+    },
+    "group_cases": {"fr": "cas du groupe", "en": "group's cases"},
+    "chart_turnaround": {
+        "fr": "Délai médian de réponse (heures)",
+        "en": "Median turnaround (hours)",
+    },
+    "chart_useful": {"fr": "Avis jugés utiles (%)", "en": "Opinions judged useful (%)"},
+    "chart_quality": {"fr": "Qualité des images reçues", "en": "Quality of the images received"},
+    "chart_volume": {"fr": "Cas par semaine", "en": "Cases per week"},
+    "chart_weeks": {"fr": "semaines (0 : cette semaine)", "en": "weeks (0: this week)"},
+    "admin_title": {"fr": "Administration du nœud", "en": "Node administration"},
+    "transfers": {"fr": "Transferts", "en": "Transfers"},
+    "directory": {"fr": "Annuaire", "en": "Directory"},
+    "storage": {"fr": "Stockage", "en": "Storage"},
+    "network_figures": {"fr": "Chiffres du réseau", "en": "Network figures"},
+    "network_help": {
+        "fr": "Les chiffres signés que chaque nœud publie dans l'annuaire.",
+        "en": "The signed figures every node publishes in the directory.",
+    },
+    "audit": {"fr": "Journal d'audit", "en": "Audit log"},
+    "audit_intact": {
+        "fr": "Journal intact : {count} entrées, chaîne vérifiée.",
+        "en": "Log intact: {count} entries, chain verified.",
+    },
+    "audit_broken": {"fr": "Journal ALTÉRÉ :", "en": "Log BROKEN:"},
+    "uplink_cap": {"fr": "Plafond d'envoi", "en": "Uplink cap"},
+    "none": {"fr": "aucun", "en": "none"},
+    "last_heard": {"fr": "Dernier contact", "en": "Last heard"},
+    "address": {"fr": "Adresse", "en": "Address"},
+    "direction": {"fr": "Sens", "en": "Direction"},
+    "direction_out": {"fr": "envoi", "en": "out"},
+    "direction_in": {"fr": "réception", "en": "in"},
+    "direction_relay": {"fr": "relais", "en": "relay"},
+    "route": {"fr": "Chemin", "en": "Route"},
+    "progress": {"fr": "Avancement", "en": "Progress"},
+    "rate": {"fr": "Débit", "en": "Rate"},
+    "attempts": {"fr": "Essais", "en": "Attempts"},
+    "last_error": {"fr": "Dernière erreur", "en": "Last error"},
+    "eta": {"fr": "fin dans", "en": "done in"},
+    "mb": {"fr": "Mo", "en": "MB"},
+    "gb": {"fr": "Go", "en": "GB"},
+    "no_transfers": {"fr": "Aucun transfert.", "en": "No transfer."},
+    "relayed": {"fr": "Relais", "en": "Relay"},
+    "relayed_help": {
+        "fr": "{count} paquet(s) gardé(s) pour d'autres nœuds ; quota {quota} Mo.",
+        "en": "{count} bundle(s) held for other nodes; quota {quota} MB.",
+    },
+    "directory_counts": {
+        "fr": "{nodes} nœuds, {groups} groupes, {members} membres, {pairs} binômes, "
+        "{teaching} cas d'enseignement.",
+        "en": "{nodes} nodes, {groups} groups, {members} members, {pairs} pairs, "
+        "{teaching} teaching cases.",
+    },
+    "relays": {"fr": "Relais", "en": "Relays"},
+    "folder_blobs": {"fr": "Paquets scellés ici", "en": "Bundles sealed here"},
+    "folder_chunks": {"fr": "Paquets reçus ou relayés", "en": "Bundles received or relayed"},
+    "folder_intake": {"fr": "Examens importés", "en": "Studies taken in"},
+    "folder_received": {"fr": "Examens reçus", "en": "Studies received"},
+    "folder_teaching": {"fr": "Enseignement", "en": "Teaching"},
+    "folder_uploads": {"fr": "Envois en cours", "en": "Uploads in progress"},
+    "folder_database": {"fr": "Base de données", "en": "Database"},
+    "disk_free": {"fr": "Libre sur le disque", "en": "Free on the disk"},
+    "sent": {"fr": "Envoyés", "en": "Sent"},
+    "received": {"fr": "Reçus", "en": "Received"},
+    "read": {"fr": "Lus", "en": "Read"},
+    "reports_back": {"fr": "Réponses revenues", "en": "Reports back"},
+    "total": {"fr": "Total", "en": "Total"},
+    "when": {"fr": "Quand", "en": "When"},
+    "who": {"fr": "Qui", "en": "Who"},
+    "action": {"fr": "Action", "en": "Action"},
+    "detail": {"fr": "Détail", "en": "Detail"},
     "modality_CR": {"fr": "radiographie", "en": "radiograph"},
     "modality_DX": {"fr": "radiographie numérique", "en": "digital radiograph"},
     "modality_CT": {"fr": "scanner", "en": "CT"},
@@ -289,3 +447,11 @@ def choose_language(request: web.Request, person: str | None = None) -> str:
 
 def translator(lang: str) -> dict[str, str]:
     return {key: texts[lang] for key, texts in MESSAGES.items()}
+
+
+def format_number(value: float, lang: str, digits: int = 0) -> str:
+    """A number as people of ``lang`` write it: 1 234,5 in French, 1,234.5 in English."""
+    text = f"{value:,.{digits}f}"
+    if lang == "fr":
+        text = text.replace(",", "\u202f").replace(".", ",")
+    return text

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from tsfnode import __version__
 from tsfnode.appkeys import CONFIG, DIRECTORY, IDENTITY, PEERING, STARTED_MS
-from tsfnode.i18n import LANGUAGES, choose_language, translator
+from tsfnode.i18n import LANGUAGES, choose_language, format_number, translator
 from tsfnode.peering import now_ms
 
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
@@ -30,7 +30,13 @@ def render(
     lang = choose_language(request, person_language)
     template = request.app[TEMPLATES].get_template(name)
     context.setdefault("session", None)
-    html = template.render(t=translator(lang), lang=lang, languages=LANGUAGES, **context)
+    html = template.render(
+        t=translator(lang),
+        lang=lang,
+        languages=LANGUAGES,
+        num=lambda value, digits=0: format_number(value, lang, digits),
+        **context,
+    )
     response = web.Response(text=html, content_type="text/html", status=status)
     response.headers["Content-Language"] = lang
     response.headers["Content-Security-Policy"] = (
@@ -67,7 +73,9 @@ async def index(request: web.Request) -> web.Response:
 
 
 def create_web_app() -> web.Application:
+    from tsfnode.webadmin import add_routes as add_admin_routes
     from tsfnode.webcases import add_routes
+    from tsfnode.webcoord import add_routes as add_coordinator_routes
     from tsfnode.webnew import add_routes as add_new_case_routes
 
     app = web.Application()
@@ -79,5 +87,7 @@ def create_web_app() -> web.Application:
     app.router.add_get("/", index)
     add_routes(app)
     add_new_case_routes(app)
+    add_coordinator_routes(app)
+    add_admin_routes(app)
     app.router.add_static("/static", _STATIC_DIR)
     return app

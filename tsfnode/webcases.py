@@ -25,6 +25,7 @@ from tsfnode.websession import (
     Session,
     SignInRefused,
     check_csrf,
+    home_of,
     require,
     safe_next,
     set_cookie,
@@ -84,7 +85,7 @@ async def login(request: web.Request) -> web.Response:
         error, status, minutes = "form_expired", 403, 0
     else:
         try:
-            session_token, _ = await sign_in(
+            session_token, signed = await sign_in(
                 request.config_dict[STORE],
                 username,
                 str(form.get("password", "")),
@@ -94,7 +95,7 @@ async def login(request: web.Request) -> web.Response:
         except SignInRefused as refused:
             error, status, minutes = refused.key, refused.status, refused.minutes
         else:
-            response = web.HTTPSeeOther(target)
+            response = web.HTTPSeeOther(target or home_of(signed.role))
             set_cookie(request, response, SESSION_COOKIE, session_token)
             raise response
     fresh = secrets.token_urlsafe(24)

@@ -152,8 +152,16 @@ async def check_csrf(request: web.Request, session: Session) -> dict[str, Any]:
     return form
 
 
+HOMES = {"admin": "/web/admin", "coordinator": "/web/coordinator"}
+
+
 def safe_next(value: str) -> str:
-    """Only a page of this web application (no open redirect)."""
+    """Only a page of this web application (no open redirect); "" for none."""
     if value.startswith("/web/") and "//" not in value and "\\" not in value:
         return value
-    return "/web/cases"
+    return ""
+
+
+def home_of(role: str) -> str:
+    """Where a person lands after signing in, when no page asked for it."""
+    return HOMES.get(role, "/web/cases")

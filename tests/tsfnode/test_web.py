@@ -341,6 +341,8 @@ def page_again(context: Any, base: str) -> Any:
 PAGES = {  # who may open each page: the others are refused
     "/web/cases": ("koffi", "marie", "anne"),
     "/web/new": ("koffi",),
+    "/web/coordinator": ("anne",),
+    "/web/admin": ("it.cotonou",),
 }
 
 
@@ -365,3 +367,133 @@ def test_pages_are_refused_to_visitors_and_to_other_roles(net: WebNet, chromium:
     marie.sign_in("marie")
     status, _, _ = marie.get("/web/uploads/" + "0" * 32)
     assert status == 403
+
+
+def test_a_radiologist_applies_and_the_coordinator_attests_or_declines(
+    net: WebNet, chromium: Any
+) -> None:
+    base = net.cluster.url(1)  # Erasme, where the paediatric group's coordinator works
+    context = chromium.new_context(locale="fr")
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    for username, name in (("fatou", "Dr Fatou Candidate"), ("intrus", "M. Intrus")):
+        page.goto(f"{base}/web/login")
+        page.click("#join")
+        page.wait_for_url("**/web/join")
+        page.check("input[name=role][value=reader]")
+        page.fill("#display_name", name)
+        page.fill("#username", username)
+        page.fill("#password", PASSWORD)
+        page.fill("#password_again", PASSWORD)
+        page.fill("#languages", "fr en")
+        page.fill("#registration", "ONMB-5678")
+        page.fill("#diploma", "DES radiologie")
+        page.fill("#subspecialities", "paediatrics")
+        page.fill("#weekly_capacity", "3")
+        if username == "fatou":
+            page.click("#join-form button[type=submit]")  # the charter is required
+            assert page.locator("#applied").count() == 0
+            page.screenshot(path=str(net.shots / "join-fr.png"), full_page=True)
+        page.check("input[name=charter]")
+        page.click("#join-form button[type=submit]")
+        page.wait_for_selector("#applied")
+    # Not a member yet: no account to sign in with.
+    page.goto(f"{base}/web/login")
+    page.fill("#username", "fatou")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    assert page.locator(".error").count() == 1
+    context.close()
+
+    anne = signed_in(chromium, base, "anne", "fr", "/web/coordinator")
+    applications = anne.locator("section.application")
+    assert applications.count() == 2
+    assert "ONMB-5678" in applications.first.inner_text()
+    anne.locator("section.application:has-text('M. Intrus') input[name=reason]").fill(
+        "Inscription introuvable à l'ordre."
+    )
+    anne.locator("section.application:has-text('M. Intrus') button.decline").click()
+    anne.wait_for_url("**/web/coordinator")
+    anne.locator("section.application:has-text('Fatou') button.attest").click()
+    anne.wait_for_url("**/web/coordinator")
+    assert anne.locator("section.application").count() == 0
+    members = anne.inner_text("table.members")
+    assert "Dr Fatou Candidate" in members
+    assert "ONMB-5678" in members
+    assert "Pédiatrie" in anne.inner_text("main")
+    assert "marie" in anne.inner_text("table.pairs")  # the pair of the first test
+    assert anne.locator("#chart-turnaround svg").count() == 1  # its case is on the charts
+    assert len(anne.content().encode()) < 150_000
+    anne.screenshot(path=str(net.shots / "coordinator-fr.png"), full_page=True)
+    anne.context.close()
+    # The attestation, signed by Anne's person key, reaches the sender's node by gossip.
+    wait_for(
+        "Fatou's attestation at Cotonou",
+        lambda: any(
+            m["name"] == "Dr Fatou Candidate"
+            for m in call(f"{net.cluster.url(0)}/api/v1/directory?kind=member", "")[1]
+        ),
+    )
+    fatou = signed_in(chromium, base, "fatou", "fr", "/web/cases")
+    assert fatou.inner_text("h1") == "Liste de travail"
+    fatou.context.close()
+    from tests.tsfnode.test_cases import Browser
+
+    intruder = Browser(base)
+    _, url, _ = intruder.sign_in("intrus")
+    assert "/web/login" in url  # declined: no account was made
+
+
+def test_the_node_admin_sees_peers_transfers_storage_figures_and_the_audit_log(
+    net: WebNet, chromium: Any
+) -> None:
+    base = net.cluster.url(0)
+    admin = signed_in(chromium, base, "it.cotonou", "en", "/web/admin")
+    assert admin.inner_text("h1") == "Administration du nœud"  # the account's language
+    admin.click("header nav a[hreflang=en]")  # the person's choice, kept in a cookie
+    admin.wait_for_url("**/web/admin?lang=en")
+    admin.goto(f"{base}/web/admin")
+    assert admin.inner_text("h1") == "Node administration"
+    peers = admin.inner_text("#peers + table")
+    assert "alive" in peers
+    transfers = admin.locator("table.transfers tbody tr")
+    assert transfers.count() >= 2  # the CT's images out, the report in
+    assert "out" in admin.inner_text("table.transfers")
+    assert "Log intact" in admin.inner_text("#audit-state")
+    assert "submit" in admin.inner_text("table.audit")
+    assert "Bundles sealed here" in admin.inner_text("main")
+    assert len(admin.content().encode()) < 150_000
+    admin.screenshot(path=str(net.shots / "admin-en.png"), full_page=True)
+    admin.context.close()
+
+
+def test_every_page_speaks_french_and_english_and_stays_light(net: WebNet) -> None:
+    from tests.tsfnode.test_cases import Browser
+
+    case_id = net.koffi.ok("/cases")[0]["case_id"]
+    pages = [  # (node, who, path, the h1 in French, in English)
+        (0, None, "/web/login", "Connexion", "Sign in"),
+        (1, None, "/web/join", "Rejoindre le réseau", "Join the network"),
+        (0, None, "/web/", "Nœud", "Node"),
+        (0, "koffi", "/web/new", "Nouveau cas", "New case"),
+        (0, "koffi", "/web/cases", "Mes cas", "My cases"),
+        (0, "koffi", f"/web/cases/{case_id}", "Cas", "Case"),
+        (1, "marie", "/web/cases", "Liste de travail", "Worklist"),
+        (1, "marie", f"/web/cases/{case_id}", "Cas", "Case"),
+        (1, "anne", "/web/coordinator", "Coordination", "Coordination"),
+        (0, "it.cotonou", "/web/admin", "Administration du nœud", "Node administration"),
+    ]
+    for node, who, path, french, english in pages:
+        for lang, title in (("fr", french), ("en", english)):
+            browser = Browser(net.cluster.url(node))
+            if who:
+                browser.sign_in(who)
+            status, _, text = browser.get(f"{path}?lang={lang}")
+            assert status == 200, (path, lang, status)
+            assert f'<html lang="{lang}">' in text
+            h1 = re.search(r"<h1>(.*?)</h1>", text, re.S)
+            assert h1 is not None
+            assert h1.group(1).startswith(title), (path, lang, h1.group(1))
+            assert len(text.encode()) < 150_000, (path, len(text.encode()))
+            outside = re.search(r'(src|href|action)="(https?:)?//', text)
+            assert outside is None, (path, outside)  # nothing fetched from outside the node

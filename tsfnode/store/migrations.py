@@ -201,6 +201,28 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX login_failures_at ON login_failures (at_ms);
     """,
+    # 8: applications to join a group, from the node's public page, until a coordinator
+    # of the group attests the applicant (then an account is made) or declines
+    """
+    CREATE TABLE applications (
+        id            INTEGER PRIMARY KEY,
+        role          TEXT NOT NULL CHECK (role IN ('reader', 'sender')),
+        group_key     BLOB NOT NULL,
+        username      TEXT NOT NULL,
+        display_name  TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        language      TEXT NOT NULL,
+        details       TEXT NOT NULL,
+        charter_ms    INTEGER NOT NULL,
+        source        TEXT NOT NULL,
+        created_ms    INTEGER NOT NULL,
+        state         TEXT NOT NULL DEFAULT 'pending'
+                      CHECK (state IN ('pending', 'attested', 'declined')),
+        decided_by    BLOB,
+        decided_ms    INTEGER,
+        reason        TEXT NOT NULL DEFAULT ''
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
