@@ -326,6 +326,28 @@ MESSAGES: dict[str, dict[str, str]] = {
     "attestation": {"fr": "Attestation", "en": "Attestation"},
     "valid_until": {"fr": "valable jusqu'au", "en": "valid until"},
     "pairs": {"fr": "Binômes", "en": "Pairs"},
+    "pair_word": {"fr": "binôme", "en": "pair"},
+    "pairs_help": {
+        "fr": "Un binôme lie un lecteur à un émetteur : les cas de l'émetteur vont droit au "
+        "lecteur, dans la limite du quota de la semaine et du délai convenus. L'un propose, "
+        "l'autre accepte ; chacun peut le suspendre ou y mettre fin.",
+        "en": "A pair links a reader to a sender: the sender's cases go straight to the "
+        "reader, within the agreed weekly quota and delay. One proposes, the other accepts; "
+        "either may suspend or end it.",
+    },
+    "proposals": {"fr": "Propositions à accepter", "en": "Proposals to accept"},
+    "accept_pair": {"fr": "Accepter", "en": "Accept"},
+    "with": {"fr": "Avec", "en": "With"},
+    "pair_suspend": {"fr": "Suspendre", "en": "Suspend"},
+    "pair_end": {"fr": "Mettre fin", "en": "End"},
+    "propose_pair": {"fr": "Proposer un binôme", "en": "Propose a pair"},
+    "weekly_quota": {"fr": "Cas par semaine au plus", "en": "Cases a week at most"},
+    "reading_delay": {"fr": "Délai de lecture (heures)", "en": "Reading delay (hours)"},
+    "propose": {"fr": "Proposer", "en": "Propose"},
+    "no_colleagues": {
+        "fr": "Personne dans l'annuaire avec qui former un binôme.",
+        "en": "Nobody in the directory to form a pair with.",
+    },
     "no_pairs": {"fr": "Aucun binôme.", "en": "No pair."},
     "reader": {"fr": "Lecteur", "en": "Reader"},
     "sender": {"fr": "Émetteur", "en": "Sender"},

@@ -77,6 +77,7 @@ def create_web_app() -> web.Application:
     from tsfnode.webcases import add_routes
     from tsfnode.webcoord import add_routes as add_coordinator_routes
     from tsfnode.webnew import add_routes as add_new_case_routes
+    from tsfnode.webpairs import add_routes as add_pair_routes
 
     app = web.Application()
     app[TEMPLATES] = jinja2.Environment(
@@ -89,5 +90,6 @@ def create_web_app() -> web.Application:
     add_new_case_routes(app)
     add_coordinator_routes(app)
     add_admin_routes(app)
+    add_pair_routes(app)
     app.router.add_static("/static", _STATIC_DIR)
     return app

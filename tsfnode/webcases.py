@@ -7,6 +7,7 @@ What people do goes through the same CaseService as the JSON API.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from typing import Any
@@ -136,7 +137,23 @@ async def cases(request: web.Request) -> web.Response:
     person = await _person(request, session)
     now = now_ms()
     lang = _lang(request, session)
-    rows = [summary(r) for r in await request.config_dict[CASES].visible(person.public.key, now)]
+    service = request.config_dict[CASES]
+    view = service.view(now)
+    names = _names(request)
+    rows = []
+    for found in await service.visible(person.public.key, now):
+        row = summary(found)
+        form = json.loads(found["form"])
+        row["subject"] = f"{form.get('modality', '')} · {form.get('body_part', '')}"
+        row["sender_name"] = names.get(row["sender"], "")
+        group = view.group_records.get(bytes(found["target"]))
+        row["group"] = ""
+        if group is not None:
+            covers = ", ".join(group.body["subspecialities"])
+            row["group"] = group.body["name"] + (f" ({covers})" if covers else "")
+        elif found["pair_id"] is not None:
+            row["group"] = "pair"
+        rows.append(row)
     for row in rows:
         row["overdue"] = row["state"] in ("delivered", "assigned") and (row["due_ms"] or now) < now
         row["submitted"] = _when(row["submitted_ms"], lang)

@@ -65,7 +65,9 @@ class WebNet:
         assert tsfnode("key", "new", hospital_key).returncode == 0
         hospital_coordinator = tsfnode("key", "show", hospital_key).stdout.split()[-1]
         hospital = records.group("CHU Cotonou", "institutional", hospital_coordinator)
-        paediatrics = records.group("Pédiatrie", "subspeciality", self.anne.id, "paediatrics")
+        self.paediatrics = paediatrics = records.group(
+            "Pédiatrie", "subspeciality", self.anne.id, "paediatrics"
+        )
         records.attest(hospital_key, hospital, self.koffi, "sender")
         records.attest(self.anne.key, paediatrics, self.anne, "coordinator")
         records.attest(self.anne.key, paediatrics, self.marie, "reader")
@@ -341,6 +343,7 @@ def page_again(context: Any, base: str) -> Any:
 PAGES = {  # who may open each page: the others are refused
     "/web/cases": ("koffi", "marie", "anne"),
     "/web/new": ("koffi",),
+    "/web/pairs": ("koffi", "marie", "anne"),
     "/web/coordinator": ("anne",),
     "/web/admin": ("it.cotonou",),
 }
@@ -481,6 +484,7 @@ def test_every_page_speaks_french_and_english_and_stays_light(net: WebNet) -> No
         (1, "marie", "/web/cases", "Liste de travail", "Worklist"),
         (1, "marie", f"/web/cases/{case_id}", "Cas", "Case"),
         (1, "anne", "/web/coordinator", "Coordination", "Coordination"),
+        (0, "koffi", "/web/pairs", "Binômes", "Pairs"),
         (0, "it.cotonou", "/web/admin", "Administration du nœud", "Node administration"),
     ]
     for node, who, path, french, english in pages:
@@ -497,3 +501,80 @@ def test_every_page_speaks_french_and_english_and_stays_light(net: WebNet) -> No
             assert len(text.encode()) < 150_000, (path, len(text.encode()))
             outside = re.search(r'(src|href|action)="(https?:)?//', text)
             assert outside is None, (path, outside)  # nothing fetched from outside the node
+
+
+def test_the_coordinator_assigns_a_groups_case_and_a_pair_is_made_in_the_browser(
+    net: WebNet,
+) -> None:
+    from tests.tsfnode.test_cases import Browser
+
+    node0 = net.cluster.dirs[0]
+    folder = net.base / "group-study"
+    folder.mkdir()
+    shutil.copy(PYDICOM_FILES / "MR_small.dcm", folder / "MR_small.dcm")
+    intake = node0 / "intake"
+    before = {p.name for p in intake.iterdir()}
+    assert tsfnode("import", folder, "--node", node0, "--quiet").returncode == 0
+    (study,) = {p.name for p in intake.iterdir() if p.is_dir()} - before
+    assert tsfnode("review", study, "--node", node0, "--confirm-all").returncode == 0
+    case = net.koffi.ok(
+        "/cases",
+        "POST",
+        {"study_uid": study, "routing": "group", "target": net.paediatrics,
+         "form": {**FORM, "modality": "MR", "body_part": "HEAD"}},
+    )["case_id"]  # fmt: skip
+    anne = Browser(net.cluster.url(1))
+    anne.sign_in("anne")
+    wait_for(
+        "the case on the coordinator's page at Erasme",
+        lambda: f"/web/cases/{case}" in anne.get("/web/coordinator")[2],
+    )
+    assert "MR · HEAD" in anne.page
+    status, url, _ = anne.post(
+        f"/web/coordinator/cases/{case}/assign", {"reader": key_hex(net.marie.id)}
+    )
+    assert status == 200, anne.page
+    assert url.endswith("/web/coordinator")
+    wait_for(
+        "the sender's node decides: assigned to Marie, and Erasme's copy knows it",
+        lambda: (
+            net.marie.case(case)["state"] == "assigned"
+            and net.marie.case(case)["reader"] == key_hex(net.marie.id)
+        ),
+    )
+    marie = Browser(net.cluster.url(1))
+    marie.sign_in("marie")
+    assert re.search(rf"{case[:8]}</a>.*?(en lecture|being read)", marie.get("/web/cases")[2], re.S)
+
+    # Anne proposes a pair to Koffi in her browser; he accepts in his; he suspends it.
+    _, _, page = anne.get("/web/pairs")
+    assert "koffi" in page  # a sender of the directory, to propose to
+    anne.post(
+        "/web/pairs/propose",
+        {"with": net.koffi.id, "weekly_quota": "2", "reading_delay_hours": "72"},
+    )
+    koffi = Browser(net.cluster.url(0))
+    koffi.sign_in("koffi")
+    wait_for(
+        "Anne's proposal at Koffi's node",
+        lambda: 'action="/web/pairs/accept"' in koffi.get("/web/pairs")[2],
+    )
+    pair = re.search(r'name="pair" value="([0-9a-f]{32})"', koffi.page)
+    assert pair is not None
+    koffi.post("/web/pairs/accept", {"pair": pair.group(1)})
+    wait_for(
+        "the pair in force at Anne's node",
+        lambda: (
+            re.search(r"2/2|0/2", anne.get("/web/pairs")[2]) is not None
+            and ("actif" in anne.page or "active" in anne.page)
+        ),
+    )
+    koffi.get("/web/pairs")
+    koffi.post("/web/pairs/suspend", {"pair": pair.group(1)})
+    assert "suspendu" in koffi.page or "suspended" in koffi.page
+
+
+def key_hex(person_id: str) -> str:
+    from protocol.identity import PublicIdentity
+
+    return PublicIdentity.from_text(person_id).key.hex()
