@@ -5,10 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import bench_bundle, bench_envelope, bench_gossip, bench_intake, bench_transfer
+from bench import (
+    bench_bundle,
+    bench_envelope,
+    bench_gossip,
+    bench_intake,
+    bench_transfer,
+    bench_viewer,
+)
 from bench.result import Result
 
-MODULES = (bench_bundle, bench_envelope, bench_gossip, bench_intake, bench_transfer)
+MODULES = (bench_bundle, bench_envelope, bench_gossip, bench_intake, bench_transfer, bench_viewer)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,13 @@ the directory as a network's coordinators would, and what they send."""
 
 from __future__ import annotations
 
+import functools
+import html
+import http.cookiejar
 import json
+import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -83,6 +88,11 @@ class Person:
         found: dict[str, Any] = self.ok(f"/cases/{case_id}")
         return found
 
+    def state(self, case_id: str) -> str | None:
+        """The case's state as this person's node holds it (None: not there yet)."""
+        status, found = self.api(f"/cases/{case_id}")
+        return str(found["state"]) if status == 200 else None
+
 
 class Records:
     """Signed directory records made with the offline tools, as a network's anchor holder
@@ -122,3 +132,111 @@ class Records:
         records = self.base / "records.tsfd"
         records.write_bytes(b"".join(self.parts))
         return records
+
+
+def _is(count: Any, i: int, wanted: int) -> bool:
+    return bool(count(i) == wanted)
+
+
+class PairedNet:
+    """Two real nodes on loopback: CHU Cotonou (node 0) with Dr Koffi, a sender; Erasme
+    (node 1) with Dr Anne, coordinator of the paediatric group, and Dr Marie, a reader
+    of it; Marie and Koffi in a pair (5 cases a week, 48 h), signed by both."""
+
+    def __init__(self, base: Path, **sections: Any) -> None:
+        from bootstrap.keys import write_key
+        from bootstrap.network import demo_anchor
+        from tests.cluster import add_records, wait_for
+
+        anchor_key = base / "anchor.key"
+        write_key(anchor_key, demo_anchor())
+        self.base = base
+        self.cluster = c = Cluster(base, anchor_key, 2, **sections)
+        self.koffi = Person(c, 0, "koffi", "sender", "Dr Koffi Émetteur")
+        self.anne = Person(c, 1, "anne", "coordinator", "Dr Anne Coordinatrice")
+        self.marie = Person(c, 1, "marie", "reader", "Dr Marie Lectrice")
+        records = Records(base, c)
+        hospital_key = base / "cotonou-coordinator.key"
+        assert tsfnode("key", "new", hospital_key).returncode == 0
+        hospital_coordinator = tsfnode("key", "show", hospital_key).stdout.split()[-1]
+        hospital = records.group("CHU Cotonou", "institutional", hospital_coordinator)
+        self.paediatrics = paediatrics = records.group(
+            "Pédiatrie", "subspeciality", self.anne.id, "paediatrics"
+        )
+        records.attest(hospital_key, hospital, self.koffi, "sender")
+        records.attest(self.anne.key, paediatrics, self.anne, "coordinator")
+        records.attest(self.anne.key, paediatrics, self.marie, "reader")
+        add_records(c.dirs[0], records.write())
+        c.start()
+
+        def members(i: int) -> int:
+            return len(call(f"{c.url(i)}/api/v1/directory?kind=member", "")[1])
+
+        for i in range(2):
+            wait_for(f"node {i} knows every person", functools.partial(_is, members, i, 3))
+        proposal = self.marie.ok(
+            "/pairs",
+            "POST",
+            {"with": self.koffi.id, "weekly_quota": 5, "reading_delay_hours": 48},
+        )
+        self.pair = pair = proposal["pair_id"]
+        wait_for(
+            "the proposal reaches Koffi's node",
+            lambda: any(p["pair_id"] == pair for p in self.koffi.ok("/pairs")["proposals"]),
+        )
+        self.koffi.ok(f"/pairs/{pair}/accept", "POST")
+        wait_for(
+            "the pair is in force at both nodes",
+            lambda: all(
+                any(p["status"] == "active" for p in who.ok("/pairs")["pairs"])
+                for who in (self.koffi, self.marie)
+            ),
+        )
+
+    def submit(self, folder: Path, routing: dict[str, Any]) -> str:
+        """The study of ``folder`` imported at Cotonou with the CLI, its flagged images
+        confirmed, sent by Koffi as a case routed as ``routing`` says."""
+        node0 = self.cluster.dirs[0]
+        intake = node0 / "intake"
+        before = {p.name for p in intake.iterdir()} if intake.exists() else set()
+        assert tsfnode("import", folder, "--node", node0, "--quiet").returncode == 0
+        (study,) = {p.name for p in intake.iterdir() if p.is_dir()} - before
+        assert tsfnode("review", study, "--node", node0, "--confirm-all").returncode == 0
+        body = {"study_uid": study, "form": {**FORM, "body_part": "HEAD"}, **routing}
+        return str(self.koffi.ok("/cases", "POST", body)["case_id"])
+
+
+class Browser:
+    """A person's browser without JavaScript: cookies, forms with their CSRF token; the
+    page as text (entities decoded)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+        self.page = ""
+
+    def get(self, path: str) -> tuple[int, str, str]:
+        try:
+            with self.opener.open(self.base + path, timeout=30) as response:
+                self.page = html.unescape(response.read().decode())
+                return response.status, response.url, self.page
+        except urllib.error.HTTPError as exc:
+            self.page = html.unescape(exc.read().decode())
+            return exc.code, exc.url, self.page
+
+    def post(self, path: str, fields: dict[str, str], csrf: bool = True) -> tuple[int, str, str]:
+        if csrf:
+            fields = {"csrf": re.findall(r'name="csrf" value="([^"]+)"', self.page)[-1], **fields}
+        data = urllib.parse.urlencode(fields).encode()
+        try:
+            with self.opener.open(self.base + path, data=data, timeout=30) as response:
+                self.page = html.unescape(response.read().decode())
+                return response.status, response.url, self.page
+        except urllib.error.HTTPError as exc:
+            self.page = html.unescape(exc.read().decode())
+            return exc.code, exc.url, self.page
+
+    def sign_in(self, username: str, password: str = PASSWORD) -> tuple[int, str, str]:
+        self.get("/web/login")
+        return self.post("/web/login", {"username": username, "password": password})

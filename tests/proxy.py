@@ -20,12 +20,15 @@ class Proxy:
         """Close every connection once this many bytes went up through the proxy."""
         self.rate: int = 0
         """Bytes per second going up (0: unlimited), shared by all connections."""
+        self.down_rate: int = 0
+        """Bytes per second coming down from the node (0: unlimited), shared likewise."""
         self.latency_s: float = 0.0
         """Added to every piece forwarded, in both directions."""
         self.cut_every_s: float = 0.0
         """Close every open connection this often (0: never)."""
         self.cuts = 0
         self._next_up = 0.0
+        self._next_down = 0.0
         self._cutter: asyncio.Task[None] | None = None
         self._sent_up = 0
         self.port = 0
@@ -46,9 +49,14 @@ class Proxy:
                     for w in list(conns):
                         w.close()
 
-    async def _pace(self, nbytes: int) -> None:
-        """Wait for the shared up-link budget (a simple pacing of the rate)."""
+    async def _pace(self, nbytes: int, *, down: bool = False) -> None:
+        """Wait for the shared link budget of that direction (a simple pacing)."""
         loop = asyncio.get_running_loop()
+        if down:
+            start = max(loop.time(), self._next_down)
+            self._next_down = start + nbytes / self.down_rate
+            await asyncio.sleep(max(0.0, self._next_down - loop.time()))
+            return
         start = max(loop.time(), self._next_up)
         self._next_up = start + nbytes / self.rate
         await asyncio.sleep(max(0.0, self._next_up - loop.time()))
@@ -73,11 +81,13 @@ class Proxy:
             src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool = False
         ) -> None:
             try:
-                while data := await src.read(16384 if self.rate else 65536):
+                while data := await src.read(16384 if self.rate or self.down_rate else 65536):
                     if self.latency_s:
                         await asyncio.sleep(self.latency_s)
                     if up and self.rate:
                         await self._pace(len(data))
+                    if not up and self.down_rate:
+                        await self._pace(len(data), down=True)
                     if up and self.cut_after is not None:
                         self._sent_up += len(data)
                         if self._sent_up > self.cut_after:

@@ -15,11 +15,8 @@ overdue case escalated, images purged after closing, the audit chain and its tam
 
 from __future__ import annotations
 
-import html
-import http.cookiejar
 import io
 import json
-import re
 import shutil
 import sqlite3
 import urllib.error
@@ -40,7 +37,7 @@ from bootstrap.keys import write_key
 from bootstrap.network import demo_anchor
 from tests.cluster import Cluster, add_records, wait_for
 from tests.nodes import tsfnode
-from tests.people import FORM, PASSWORD, REPORT, Person, Records, call
+from tests.people import FORM, PASSWORD, REPORT, Browser, Person, Records, call
 from tests.tsfnode.intake.conftest import PYDICOM_FILES
 
 pytestmark = pytest.mark.slow
@@ -659,42 +656,6 @@ def test_images_are_purged_after_the_case_closes_and_reports_are_kept(net: CaseN
         assert any(json.loads(line)["action"] == "purge" and case_id in line for line in lines), (
             node
         )
-
-
-class Browser:
-    """A person's browser without JavaScript: cookies, forms with their CSRF token; the
-    page as text (entities decoded)."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
-        self.page = ""
-
-    def get(self, path: str) -> tuple[int, str, str]:
-        try:
-            with self.opener.open(self.base + path, timeout=30) as response:
-                self.page = html.unescape(response.read().decode())
-                return response.status, response.url, self.page
-        except urllib.error.HTTPError as exc:
-            self.page = html.unescape(exc.read().decode())
-            return exc.code, exc.url, self.page
-
-    def post(self, path: str, fields: dict[str, str], csrf: bool = True) -> tuple[int, str, str]:
-        if csrf:
-            fields = {"csrf": re.findall(r'name="csrf" value="([^"]+)"', self.page)[-1], **fields}
-        data = urllib.parse.urlencode(fields).encode()
-        try:
-            with self.opener.open(self.base + path, data=data, timeout=30) as response:
-                self.page = html.unescape(response.read().decode())
-                return response.status, response.url, self.page
-        except urllib.error.HTTPError as exc:
-            self.page = html.unescape(exc.read().decode())
-            return exc.code, exc.url, self.page
-
-    def sign_in(self, username: str, password: str = PASSWORD) -> tuple[int, str, str]:
-        self.get("/web/login")
-        return self.post("/web/login", {"username": username, "password": password})
 
 
 def test_people_work_on_a_case_in_their_browser_signed_in_and_checked(net: CaseNet) -> None:

@@ -29,11 +29,10 @@ import pydicom
 import pytest
 from PIL import Image
 
-from bootstrap.keys import write_key
-from bootstrap.network import demo_anchor
-from tests.cluster import Cluster, add_records, wait_for
+from tests.cluster import wait_for
 from tests.nodes import tsfnode
-from tests.people import FORM, PASSWORD, Person, Records, call
+from tests.people import FORM, PASSWORD, Browser, PairedNet, call
+from tests.studies import ct_series
 from tests.tsfnode.intake.conftest import PYDICOM_FILES, pydicom_data_folder
 
 pytestmark = pytest.mark.slow
@@ -46,56 +45,14 @@ QUICK = {
 CHUNK = 256 * 1024  # the uploader's chunk (static/new_case.js)
 
 
-class WebNet:
+class WebNet(PairedNet):
     def __init__(self, base: Path) -> None:
-        anchor_key = base / "anchor.key"
-        write_key(anchor_key, demo_anchor())
-        self.base = base
-        self.cluster = c = Cluster(base, anchor_key, 2, **QUICK)
-        self.koffi = Person(c, 0, "koffi", "sender", "Dr Koffi Émetteur")
-        self.anne = Person(c, 1, "anne", "coordinator", "Dr Anne Coordinatrice")
-        self.marie = Person(c, 1, "marie", "reader", "Dr Marie Lectrice")
+        super().__init__(base, **QUICK)
         made = tsfnode(
-            "account", "add", c.dirs[0], "it.cotonou", "--role", "admin",
+            "account", "add", self.cluster.dirs[0], "it.cotonou", "--role", "admin",
             "--name", "Service informatique", "--password-stdin", input_text=PASSWORD,
         )  # fmt: skip
         assert made.returncode == 0, made.stderr
-        records = Records(base, c)
-        hospital_key = base / "cotonou-coordinator.key"
-        assert tsfnode("key", "new", hospital_key).returncode == 0
-        hospital_coordinator = tsfnode("key", "show", hospital_key).stdout.split()[-1]
-        hospital = records.group("CHU Cotonou", "institutional", hospital_coordinator)
-        self.paediatrics = paediatrics = records.group(
-            "Pédiatrie", "subspeciality", self.anne.id, "paediatrics"
-        )
-        records.attest(hospital_key, hospital, self.koffi, "sender")
-        records.attest(self.anne.key, paediatrics, self.anne, "coordinator")
-        records.attest(self.anne.key, paediatrics, self.marie, "reader")
-        add_records(c.dirs[0], records.write())
-        c.start()
-        for i in range(2):
-            wait_for(
-                f"node {i} knows every person",
-                lambda i=i: len(call(f"{c.url(i)}/api/v1/directory?kind=member", "")[1]) == 3,
-            )
-        proposal = self.marie.ok(
-            "/pairs",
-            "POST",
-            {"with": self.koffi.id, "weekly_quota": 5, "reading_delay_hours": 48},
-        )
-        pair = proposal["pair_id"]
-        wait_for(
-            "the proposal reaches Koffi's node",
-            lambda: any(p["pair_id"] == pair for p in self.koffi.ok("/pairs")["proposals"]),
-        )
-        self.koffi.ok(f"/pairs/{pair}/accept", "POST")
-        wait_for(
-            "the pair is in force at both nodes",
-            lambda: all(
-                any(p["status"] == "active" for p in who.ok("/pairs")["pairs"])
-                for who in (self.koffi, self.marie)
-            ),
-        )
         self.shots = base / "screenshots"
         self.shots.mkdir()
         self.files = base / "files"
@@ -350,8 +307,6 @@ PAGES = {  # who may open each page: the others are refused
 
 
 def test_pages_are_refused_to_visitors_and_to_other_roles(net: WebNet, chromium: Any) -> None:
-    from tests.tsfnode.test_cases import Browser
-
     for path, allowed in PAGES.items():
         visitor = Browser(net.cluster.url(0))
         status, url, _ = visitor.get(path)
@@ -440,8 +395,6 @@ def test_a_radiologist_applies_and_the_coordinator_attests_or_declines(
     fatou = signed_in(chromium, base, "fatou", "fr", "/web/cases")
     assert fatou.inner_text("h1") == "Liste de travail"
     fatou.context.close()
-    from tests.tsfnode.test_cases import Browser
-
     intruder = Browser(base)
     _, url, _ = intruder.sign_in("intrus")
     assert "/web/login" in url  # declined: no account was made
@@ -471,8 +424,6 @@ def test_the_node_admin_sees_peers_transfers_storage_figures_and_the_audit_log(
 
 
 def test_every_page_speaks_french_and_english_and_stays_light(net: WebNet) -> None:
-    from tests.tsfnode.test_cases import Browser
-
     case_id = net.koffi.ok("/cases")[0]["case_id"]
     pages = [  # (node, who, path, the h1 in French, in English)
         (0, None, "/web/login", "Connexion", "Sign in"),
@@ -506,30 +457,17 @@ def test_every_page_speaks_french_and_english_and_stays_light(net: WebNet) -> No
 def test_the_coordinator_assigns_a_groups_case_and_a_pair_is_made_in_the_browser(
     net: WebNet,
 ) -> None:
-    from tests.tsfnode.test_cases import Browser
-
-    node0 = net.cluster.dirs[0]
     folder = net.base / "group-study"
     folder.mkdir()
     shutil.copy(PYDICOM_FILES / "MR_small.dcm", folder / "MR_small.dcm")
-    intake = node0 / "intake"
-    before = {p.name for p in intake.iterdir()}
-    assert tsfnode("import", folder, "--node", node0, "--quiet").returncode == 0
-    (study,) = {p.name for p in intake.iterdir() if p.is_dir()} - before
-    assert tsfnode("review", study, "--node", node0, "--confirm-all").returncode == 0
-    case = net.koffi.ok(
-        "/cases",
-        "POST",
-        {"study_uid": study, "routing": "group", "target": net.paediatrics,
-         "form": {**FORM, "modality": "MR", "body_part": "HEAD"}},
-    )["case_id"]  # fmt: skip
+    case = net.submit(folder, {"routing": "group", "target": net.paediatrics})
     anne = Browser(net.cluster.url(1))
     anne.sign_in("anne")
     wait_for(
         "the case on the coordinator's page at Erasme",
         lambda: f"/web/cases/{case}" in anne.get("/web/coordinator")[2],
     )
-    assert "MR · HEAD" in anne.page
+    assert "CT · HEAD" in anne.page  # the form's modality, as the sender filled it
     status, url, _ = anne.post(
         f"/web/coordinator/cases/{case}/assign", {"reader": key_hex(net.marie.id)}
     )
@@ -578,3 +516,108 @@ def key_hex(person_id: str) -> str:
     from protocol.identity import PublicIdentity
 
     return PublicIdentity.from_text(person_id).key.hex()
+
+
+def box_of(page: Any) -> Any:
+    return page.locator(".viewport.active canvas").bounding_box()
+
+
+def overlay(page: Any, corner: str) -> str:
+    return str(page.inner_text(f".viewport.active .{corner}"))
+
+
+def wait_text(page: Any, corner: str, wanted: str) -> str:
+    for _ in range(150):  # at most 15 s
+        text = overlay(page, corner)
+        if wanted in text:
+            return text
+        page.wait_for_timeout(100)
+    raise AssertionError(f"{corner}: {wanted!r} not in {overlay(page, corner)!r}")
+
+
+def test_the_reader_reads_a_ct_in_the_viewer(net: WebNet, chromium: Any) -> None:
+    folder = net.base / "ct-series"
+    folder.mkdir()
+    slices = ct_series(folder, 12)
+    pairs = net.koffi.ok("/pairs")["pairs"]
+    pair = next(p["pair_id"] for p in pairs if p["status"] == "active")
+    case = net.submit(folder, {"routing": "pair", "target": pair})
+    wait_for("the CT at Marie's node", lambda: net.marie.state(case) == "assigned")
+    base = net.cluster.url(1)
+    page = signed_in(chromium, base, "marie", "en", "/web/cases")
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.click(f"a[href='/web/cases/{case}/viewer']")
+    page.wait_for_url("**/viewer")
+    page.goto(page.url + "?lang=en")  # Marie's account says French: English here
+    assert "CT" in page.inner_text("#thumbs"), errors
+    page.wait_for_timeout(3000)
+    assert not errors, errors
+    wait_text(page, "tr", "Image 1/12")
+    # 693_UNCI was once JPEG 2000 lossy (Lossy Image Compression 01): the badge says so.
+    assert page.locator(".viewport.active .lossy").is_visible()
+    markers = [page.inner_text(f".viewport.active .marker.{s}") for s in ("left", "right")]
+    assert all(markers)  # patient orientation at the edges
+    page.screenshot(path=str(net.shots / "viewer-en.png"))
+    page.keyboard.press("End")  # scroll to the last slice
+    wait_text(page, "tr", "Image 12/12")
+    page.keyboard.press("ArrowUp")
+    wait_text(page, "tr", "Image 11/12")
+    page.keyboard.press("Home")
+    wait_text(page, "tr", "Image 1/12")
+    page.mouse.move(box_of(page)["x"] + 50, box_of(page)["y"] + 50)
+    page.mouse.wheel(0, 120)
+    wait_text(page, "tr", "Image 2/12")
+    # Window by drag: the centre and the width move; then a preset.
+    before = overlay(page, "bl")
+    canvas = page.locator(".viewport.active canvas")
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 + 60, box["y"] + box["height"] / 2 + 30, steps=6)
+    page.mouse.up()
+    assert overlay(page, "bl") != before
+    page.click("#presets button[data-preset=lung]")
+    wait_text(page, "bl", "W/L -600 / 1,500")
+    # Zoom by drag, then fit.
+    page.keyboard.press("z")
+    page.mouse.move(box["x"] + 100, box["y"] + 200)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 100, box["y"] + 100, steps=5)
+    page.mouse.up()
+    zoomed = overlay(page, "br")
+    assert "Zoom 100 %" not in zoomed
+    page.keyboard.press("f")
+    wait_text(page, "br", "Zoom 100 %")
+    # A distance of 200 screen pixels, horizontal, in mm from Pixel Spacing.
+    page.keyboard.press("m")
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] / 2 - 100, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 + 100, y, steps=4)
+    page.mouse.up()
+    ds = pydicom.dcmread(slices[0], stop_before_pixels=True)
+    scale = min(box["width"] / ds.Columns, box["height"] / ds.Rows)  # fitted
+    expected = 200 / scale * float(ds.PixelSpacing[1])
+    shown = float(page.inner_text("#measure").split()[0])
+    assert shown == pytest.approx(expected, rel=0.02)
+    page.screenshot(path=str(net.shots / "viewer-measure-en.png"))
+    # Cine: the frames go round by themselves.
+    page.keyboard.press("Space")
+    seen = {wait_text(page, "tr", f"Image {n}/12").split(" ·")[0] for n in (5, 9, 12, 3)}
+    page.keyboard.press("Space")
+    assert len(seen) == 4  # it went round
+    assert "PatientName" in page.inner_text("#attributes")  # the anonymised attributes
+    assert "693" not in page.inner_text("#attributes")  # no trace of the source's name
+    page.context.close()
+    # The sender views his own case from the intake; nobody else's node serves it.
+    koffi = Browser(net.cluster.url(0))
+    koffi.sign_in("koffi")
+    status, _, text = koffi.get(f"/web/cases/{case}/series")
+    assert status == 200
+    assert '"modality": "CT"' in text
+    admin = Browser(net.cluster.url(0))
+    admin.sign_in("it.cotonou")
+    status, _, _ = admin.get(f"/web/cases/{case}/frames/0/0.jpg")
+    assert status == 403
