@@ -92,16 +92,14 @@ def viewer_over_link(*, quick: bool = False) -> list[Result]:
         study = base / "ct"
         study.mkdir()
         ct_series(study, slices)
+        (base / "net").mkdir()
         net = PairedNet(base / "net", transfer={"poll_interval_ms": 500, "retry_base_ms": 200})
         loop = LoopThread()
         try:
             case = net.submit(study, {"routing": "pair", "target": net.pair})
             wait_for(
                 "the CT at the reader's node",
-                lambda: (
-                    net.marie.case(case)["state"] == "assigned"
-                    and bool(net.marie.case(case).get("images"))
-                ),
+                lambda: net.marie.state(case) == "assigned",
                 timeout=900,
             )
             received = sorted((net.cluster.dirs[1] / "received").rglob("*.dcm"))
