@@ -134,6 +134,27 @@ class Records:
         return records
 
 
+def pair_up(reader: Person, sender: Person, *, quota: int, hours: int) -> str:
+    """The reader proposes a pair, the sender accepts: in force at both nodes."""
+    from tests.cluster import wait_for
+
+    terms = {"with": sender.id, "weekly_quota": quota, "reading_delay_hours": hours}
+    pair = str(reader.ok("/pairs", "POST", terms)["pair_id"])
+    wait_for(
+        "the proposal reaches the sender's node",
+        lambda: any(p["pair_id"] == pair for p in sender.ok("/pairs")["proposals"]),
+    )
+    sender.ok(f"/pairs/{pair}/accept", "POST")
+
+    def active(who: Person) -> bool:
+        return any(
+            p["pair_id"] == pair and p["status"] == "active" for p in who.ok("/pairs")["pairs"]
+        )
+
+    wait_for("the pair is in force at both nodes", lambda: active(reader) and active(sender))
+    return pair
+
+
 def _is(count: Any, i: int, wanted: int) -> bool:
     return bool(count(i) == wanted)
 
@@ -174,24 +195,7 @@ class PairedNet:
 
         for i in range(2):
             wait_for(f"node {i} knows every person", functools.partial(_is, members, i, 3))
-        proposal = self.marie.ok(
-            "/pairs",
-            "POST",
-            {"with": self.koffi.id, "weekly_quota": 5, "reading_delay_hours": 48},
-        )
-        self.pair = pair = proposal["pair_id"]
-        wait_for(
-            "the proposal reaches Koffi's node",
-            lambda: any(p["pair_id"] == pair for p in self.koffi.ok("/pairs")["proposals"]),
-        )
-        self.koffi.ok(f"/pairs/{pair}/accept", "POST")
-        wait_for(
-            "the pair is in force at both nodes",
-            lambda: all(
-                any(p["status"] == "active" for p in who.ok("/pairs")["pairs"])
-                for who in (self.koffi, self.marie)
-            ),
-        )
+        self.pair = pair_up(self.marie, self.koffi, quota=5, hours=48)
 
     def submit(self, folder: Path, routing: dict[str, Any]) -> str:
         """The study of ``folder`` imported at Cotonou with the CLI, its flagged images

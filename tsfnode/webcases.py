@@ -33,8 +33,10 @@ from tsfnode.websession import (
     sign_in,
     sign_out,
 )
+from tsfnode.webviewer import warm
 
 PEOPLE = ("sender", "reader", "coordinator")
+READING = ("delivered", "assigned", "reported")  # the viewer is likely to open next
 
 
 def _render(request: web.Request, name: str, **context: Any) -> web.Response:
@@ -170,6 +172,7 @@ async def cases(request: web.Request) -> web.Response:
                 r["due_ms"] or 2**62,
             )
         )
+    warm(request.config_dict, [bytes.fromhex(r["case_id"]) for r in rows if r["state"] in READING])
     return _render(request, "cases.html", session=session, rows=rows, title=title)
 
 
@@ -187,6 +190,8 @@ async def case_page(
         raise _http(exc) from None
     me = person.public.key.hex()
     lang = _lang(request, session)
+    if found["state"] in READING:
+        warm(request.config_dict, [case_id])
     found["submitted"] = _when(found["submitted_ms"], lang)
     found["due"] = _when(found["due_ms"], lang)
     names = _names(request)

@@ -15,12 +15,14 @@ the full one after, at the window it shows, and prefetches ahead of the scrollin
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from aiohttp import web
+from aiohttp.helpers import ChainMapProxy
 
 from tsfnode.appkeys import CASES, NODE_DIR, STORE
 from tsfnode.casework import case_from_row, roles_for
@@ -44,6 +46,7 @@ from tsfnode.websession import require
 RENDERER = web.AppKey("renderer", Renderer)
 SERIES = web.AppKey("viewer_series", dict)
 SERIES_TTL_S = 60.0
+WARM_AT_MOST = 10
 PEOPLE = ("sender", "reader", "coordinator")
 
 
@@ -68,13 +71,43 @@ async def _may_see(request: web.Request) -> tuple[bytes, bytes]:
     return case_id, bytes(found[0])
 
 
-async def _folders(request: web.Request, case_id: bytes) -> list[Path]:
-    service = request.config_dict[CASES]
+async def _folders(app: ChainMapProxy, case_id: bytes) -> list[Path]:
+    service = app[CASES]
     row = await service.row(case_id)
-    root = request.config_dict[NODE_DIR].root
+    root = app[NODE_DIR].root
     if row["role"] == "sender":
-        return [request.config_dict[NODE_DIR].intake / str(row["study_uid"])]
+        return [app[NODE_DIR].intake / str(row["study_uid"])]
     return [root / "received" / b.hex() for b in await service.bundles(case_id, "images")]
+
+
+def _stamp(folders: list[Path]) -> list[float]:
+    """What changes when the images change: every folder's last modification."""
+    return [
+        max((d.stat().st_mtime for d in (f, *f.rglob("*")) if d.is_dir()), default=0.0)
+        if f.exists()
+        else 0.0
+        for f in folders
+    ]
+
+
+def listed_series(folders: list[Path], kept: Path) -> list[dict[str, Any]]:
+    """``list_series``, kept in ``kept`` (JSON) until the folders change: reading the
+    headers of a 500-slice CT takes half a second, the file a millisecond."""
+    stamp = _stamp(folders)
+    try:
+        held = json.loads(kept.read_text())
+        if held["stamp"] == stamp and held["folders"] == [str(f) for f in folders]:
+            return held["series"]  # type: ignore[no-any-return]
+    except (FileNotFoundError, ValueError, KeyError):
+        pass
+    series = list_series(folders)
+    kept.parent.mkdir(mode=0o700, exist_ok=True)
+    tmp = kept.with_suffix(".tmp")
+    tmp.write_text(
+        json.dumps({"stamp": stamp, "folders": [str(f) for f in folders], "series": series})
+    )
+    tmp.replace(kept)
+    return series
 
 
 def list_series(folders: list[Path]) -> list[dict[str, Any]]:
@@ -93,10 +126,8 @@ def list_series(folders: list[Path]) -> list[dict[str, Any]]:
                 (path, ds)
             )
     out = []
-    for uid, files in sorted(
-        by_series.items(), key=lambda s: int(s[1][0][1].get("SeriesNumber") or 0)
-    ):
-        files.sort(key=lambda f: (_order(f[1]), int(f[1].get("InstanceNumber") or 0), f[0].name))
+    for uid, files in sorted(by_series.items(), key=lambda s: _int(s[1][0][1], "SeriesNumber")):
+        files.sort(key=lambda f: (_order(f[1]), _int(f[1], "InstanceNumber"), f[0].name))
         first = files[0][1]
         frames = [
             {"file": str(path), "index": i, "position": slice_position(ds)}
@@ -142,14 +173,30 @@ def _order(ds: Any) -> float:
     return position if position is not None else 0.0
 
 
+async def series_of(app: ChainMapProxy, case_id: bytes) -> list[dict[str, Any]]:
+    """The case's series (one listing at a time per case; others wait for it)."""
+    running = app[SERIES]
+    found = running.get(case_id)
+    if found is None or (found[1].done() and time.monotonic() - found[0] > SERIES_TTL_S):
+        folders = await _folders(app, case_id)
+        kept = app[NODE_DIR].root / "viewer" / f"{case_id.hex()}.json"
+        task = asyncio.ensure_future(asyncio.to_thread(listed_series, folders, kept))
+        found = running[case_id] = (time.monotonic(), task)
+    listing: list[dict[str, Any]] = await asyncio.shield(found[1])
+    return listing
+
+
+def warm(app: ChainMapProxy, case_ids: list[bytes]) -> None:
+    """List these cases' series in the background (the worklist and the case page call
+    this, so that the viewer opens at once)."""
+    for case_id in case_ids[:WARM_AT_MOST]:
+        if case_id not in app[SERIES]:
+            task = asyncio.ensure_future(series_of(app, case_id))
+            task.add_done_callback(lambda t: t.exception())  # a failure shows in the viewer
+
+
 async def _series(request: web.Request, case_id: bytes) -> list[dict[str, Any]]:
-    cache = request.app[SERIES]
-    found = cache.get(case_id)
-    if found is not None and time.monotonic() - found[0] < SERIES_TTL_S:
-        return found[1]  # type: ignore[no-any-return]
-    series = await asyncio.to_thread(list_series, await _folders(request, case_id))
-    cache[case_id] = (time.monotonic(), series)
-    return series
+    return await series_of(request.config_dict, case_id)
 
 
 def _public(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -162,6 +209,7 @@ async def page(request: web.Request) -> web.Response:
 
     session = await require(request, *PEOPLE)
     case_id, person = await _may_see(request)
+    warm(request.config_dict, [case_id])  # listed while the page and its script travel
     await request.config_dict[CASES].audit.append(
         actor=person, case_id=case_id, action="view images", detail="", now=now_ms()
     )

@@ -37,7 +37,7 @@ from bootstrap.keys import write_key
 from bootstrap.network import demo_anchor
 from tests.cluster import Cluster, add_records, wait_for
 from tests.nodes import tsfnode
-from tests.people import FORM, PASSWORD, REPORT, Browser, Person, Records, call
+from tests.people import FORM, PASSWORD, REPORT, Browser, Person, Records, call, pair_up
 from tests.tsfnode.intake.conftest import PYDICOM_FILES
 
 pytestmark = pytest.mark.slow
@@ -538,26 +538,7 @@ def test_beyond_the_weekly_quota_the_reader_accepts_and_a_suspended_pair_takes_n
 
 
 def make_pair_with(net: CaseNet, reader: Person, quota: int) -> str:
-    proposal = reader.ok(
-        "/pairs", "POST", {"with": net.koffi.id, "weekly_quota": quota, "reading_delay_hours": 24}
-    )
-    pair_id = str(proposal["pair_id"])
-    wait_for(
-        "the proposal reaches Koffi's node",
-        lambda: any(p["pair_id"] == pair_id for p in net.koffi.ok("/pairs")["proposals"]),
-    )
-    net.koffi.ok(f"/pairs/{pair_id}/accept", "POST")
-    wait_for(
-        "the pair is in force at both nodes",
-        lambda: all(
-            any(
-                p["pair_id"] == pair_id and p["status"] == "active"
-                for p in who.ok("/pairs")["pairs"]
-            )
-            for who in (net.koffi, reader)
-        ),
-    )
-    return pair_id
+    return pair_up(reader, net.koffi, quota=quota, hours=24)
 
 
 def community_case(net: CaseNet) -> str:
