@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Protocol
 
 from protocol.bundle import Manifest
 from protocol.errors import ExpiredError, IntegrityError, LocalProtocolError, MalformedError
@@ -145,6 +146,17 @@ class Goodput:
         return int(remaining_bytes * 1000 / self.bytes_per_s)
 
 
+class ChunkLayout(Protocol):
+    """What an upload needs of a bundle: its chunks and their sizes on the wire. A
+    ``Manifest`` is one; the simulator gives its own for bundles it does not seal."""
+
+    @property
+    def chunk_size(self) -> int: ...
+    @property
+    def chunk_count(self) -> int: ...
+    def ciphertext_chunk_size(self, index: int) -> int: ...
+
+
 class Upload:
     """Push the chunks of one bundle to one destination.
 
@@ -163,7 +175,7 @@ class Upload:
 
     def __init__(
         self,
-        manifest: Manifest,
+        manifest: ChunkLayout,
         *,
         window: int = 4,
         max_window: int = 64,

@@ -1,0 +1,312 @@
+"""Cases over a modelled network, in virtual time, with the node's own engines: the case
+state machine of ``protocol/cases.py`` decides each step, and ``protocol/transfer.py``'s
+``Upload`` (window, acknowledgements, failures) and ``Backoff`` move every bundle, chunk
+by chunk, over links with the bandwidth, latency, power cuts and regional cuts of the
+scenario. Only the links are modelled: a chunk takes its size over the slower of the
+sender's uplink and the receiver's downlink (each shared by all that node's transfers),
+plus the latency between their regions, and fails when either end is down or cut off.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import hashlib
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocol import cases as machine
+from protocol.bundle import choose_chunk_size
+from protocol.cases import Case, Role, Routing, State
+from protocol.transfer import Backoff, Upload
+from simulations.clock import EventLoop
+from simulations.network import seeded_rng
+from simulations.scenario import ReaderSpec, Scenario, StudySpec
+
+HOUR = 3_600_000
+DAY = 24 * HOUR
+TAG = 16  # each chunk's authentication tag
+REPORT_BYTES = 24 * 1024  # a report and its signatures, sealed
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The chunks of a bundle that the simulator does not seal (a ChunkLayout)."""
+
+    size: int
+    chunk_size: int
+
+    @property
+    def chunk_count(self) -> int:
+        return max(1, -(-self.size // self.chunk_size))
+
+    def ciphertext_chunk_size(self, index: int) -> int:
+        last = self.size - (self.chunk_count - 1) * self.chunk_size
+        return (self.chunk_size if index < self.chunk_count - 1 else last) + TAG
+
+
+@dataclass
+class Link:
+    """A node's uplink and downlink: each carries one chunk at a time, in turn."""
+
+    up_bps: float
+    down_bps: float
+    up_free: int = 0
+    down_free: int = 0
+    sent: int = 0
+    received: int = 0
+
+
+@dataclass
+class Transfer:
+    bundle: str
+    source: str
+    target: str
+    upload: Upload
+    on_done: Any
+    attempts: int = 0
+    started: int = 0
+    generation: int = 0  # chunks sent before a cut do not count after it
+
+
+@dataclass
+class Outcome:
+    """What the run produced, for the summary, the report and the plots."""
+
+    cases: list[dict[str, Any]] = field(default_factory=list)
+    backlog: list[tuple[float, int, int]] = field(default_factory=list)  # day, in transit, unread
+    link_bytes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    chunk_failures: int = 0
+
+
+class CaseWorld:
+    def __init__(self, scenario: Scenario, seed: int | None = None) -> None:
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else seed
+        self.random = random.Random(self.seed)
+        self.rng = seeded_rng(f"backoff/{self.seed}")
+        self.loop = EventLoop(0)
+        self.end = int(scenario.days * DAY)
+        self.region = {n.name: n.region for n in scenario.nodes}
+        self.links = {n.name: Link(n.up_kbit * 125.0, n.down_kbit * 125.0) for n in scenario.nodes}
+        self.down = {
+            n.name: self._power_cuts(n.name, n.power_cuts_per_month, n.power_cut_hours)
+            for n in scenario.nodes
+        }
+        self.cut = [
+            (set(c.nodes), int(c.start_day * DAY), int((c.start_day + c.days) * DAY))
+            for c in scenario.cuts
+        ]
+        self.readers = {r.name: r for r in scenario.readers}
+        self.cases: dict[bytes, Case] = {}
+        self.meta: dict[bytes, dict[str, Any]] = {}
+        self.backoff = Backoff(base_ms=5_000, cap_ms=HOUR)
+        self.outcome = Outcome()
+        self._bundles = 0
+
+    # --- the model of the links ---------------------------------------------------------
+
+    def _power_cuts(
+        self, node: str, per_month: float, hours: tuple[float, float]
+    ) -> list[tuple[int, int]]:
+        """Intervals [start, end) when ``node`` has no power: a Poisson process."""
+        rnd = random.Random(f"{self.seed}/power/{node}")
+        out: list[tuple[int, int]] = []
+        if per_month <= 0:
+            return out
+        t = 0.0
+        while True:
+            t += rnd.expovariate(per_month / (30 * DAY))
+            if t >= self.end:
+                return out
+            out.append((int(t), int(t + rnd.uniform(*hours) * HOUR)))
+
+    def is_down(self, node: str, now: int) -> bool:
+        cuts = self.down[node]
+        i = bisect.bisect_right(cuts, (now, 2**62)) - 1
+        return i >= 0 and cuts[i][0] <= now < cuts[i][1]
+
+    def reachable(self, a: str, b: str, now: int) -> bool:
+        if self.is_down(a, now) or self.is_down(b, now):
+            return False
+        for nodes, start, end in self.cut:
+            if start <= now < end and ((a in nodes) != (b in nodes)):
+                return False
+        return True
+
+    # --- transfers, with the node's Upload engine ----------------------------------------
+
+    def send(self, source: str, target: str, size: int, on_done: Any) -> None:
+        self._bundles += 1
+        layout = Layout(size, choose_chunk_size(size))
+        t = Transfer(
+            f"b{self._bundles}", source, target, Upload(layout), on_done, started=self.loop.now
+        )
+        self._pump(t)
+
+    def _pump(self, t: Transfer) -> None:
+        now = self.loop.now
+        if not self.reachable(t.source, t.target, now):
+            self._retry(t, "unreachable")
+            return
+        up, down = self.links[t.source], self.links[t.target]
+        latency = self.scenario.latency(self.region[t.source], self.region[t.target])
+        for index in t.upload.next_sends(now):
+            nbytes = t.upload.manifest.ciphertext_chunk_size(index)
+            start = max(now, up.up_free, down.down_free)
+            took = math.ceil(nbytes / min(up.up_bps, down.down_bps) * 1000)
+            up.up_free = down.down_free = start + took
+            arrive = functools.partial(self._arrived, t, index, nbytes, t.generation)
+            self.loop.at(start + took + latency, arrive)
+
+    def _arrived(self, t: Transfer, index: int, nbytes: int, generation: int) -> None:
+        now = self.loop.now
+        if generation != t.generation or index not in t.upload.in_flight:
+            return  # sent before a cut: sent again since
+        if not self.reachable(t.source, t.target, now):
+            self.outcome.chunk_failures += 1
+            t.upload.on_failure(index, "cut")
+            t.upload.reset_in_flight()
+            self._retry(t, "cut")
+            return
+        t.upload.on_ack(index, now)
+        self.links[t.source].sent += nbytes
+        self.links[t.target].received += nbytes
+        t.attempts = 0
+        if t.upload.done:
+            t.on_done(now)
+        elif len(t.upload.in_flight) < t.upload.window:
+            self._pump(t)
+
+    def _retry(self, t: Transfer, why: str) -> None:
+        t.upload.reset_in_flight()
+        t.generation += 1
+        t.attempts += 1
+        self.loop.at(
+            self.loop.now + self.backoff.delay(t.attempts, self.rng), lambda: self._pump(t)
+        )
+
+    # --- cases, with the node's state machine ----------------------------------------
+
+    def _study(self) -> tuple[StudySpec, int]:
+        mix = self.scenario.studies
+        chosen = self.random.choices(mix, weights=[s.weight for s in mix])[0]
+        return chosen, int(self.random.uniform(*chosen.mb) * 1_000_000)
+
+    def start(self) -> None:
+        for k, sender in enumerate(self.scenario.senders):
+            rnd = random.Random(f"{self.seed}/cases/{k}/{sender.node}")
+            t = 0.0
+            while sender.cases_per_week > 0:
+                t += rnd.expovariate(sender.cases_per_week / (7 * DAY))
+                if t >= self.end:
+                    break
+                self.loop.at(int(t), functools.partial(self._submit, sender, k))
+        for day in range(int(self.scenario.days) + 1):
+            self.loop.at(day * DAY, self._sample)
+
+    def _submit(self, sender: Any, k: int) -> None:
+        now = self.loop.now
+        case_id = hashlib.sha256(f"{self.seed}/{len(self.cases)}".encode()).digest()[:16]
+        me = f"sender/{k}".encode()
+        if sender.pair:
+            routing, target, delay = Routing.PAIR, sender.pair.encode(), self.scenario.delay_hours
+        else:
+            routing, target, delay = Routing.GROUP, sender.group.encode(), self.scenario.delay_hours
+        case = Case(case_id, me, routing, target, delay * HOUR)
+        case, _ = machine.apply(case, "submit", by=me, roles=frozenset({Role.SENDER}), now=now)
+        case, _ = machine.apply(case, "send", by=b"", roles=frozenset({Role.NODE}), now=now)
+        self.cases[case_id] = case
+        kind, size = self._study()
+        reader = self._reader_for(sender)
+        self.meta[case_id] = {
+            "kind": kind.kind,
+            "size": size,
+            "sender_node": sender.node,
+            "reader": reader.name,
+        }
+        self.send(sender.node, reader.node, size, lambda at, c=case_id: self._delivered(c, at))
+
+    def _reader_for(self, sender: Any) -> ReaderSpec:
+        if sender.pair:
+            return self.readers[sender.pair]
+        members = sorted(
+            (r for r in self.scenario.readers if r.group == sender.group), key=lambda r: r.name
+        )
+        return self.random.choice(members)
+
+    def _delivered(self, case_id: bytes, now: int) -> None:
+        case = self.cases[case_id]
+        node = frozenset({Role.NODE})
+        case, _ = machine.apply(case, "deliver", by=b"", roles=node, now=now)
+        reader = self.readers[self.meta[case_id]["reader"]]
+        if case.state is State.DELIVERED:  # a group's case: the reader claims it
+            case, _ = machine.apply(
+                case, "claim", by=reader.name.encode(), roles=frozenset({Role.MEMBER}), now=now
+            )
+        self.cases[case_id] = case
+        hours = self.random.uniform(*reader.reading_hours)
+        self.loop.at(now + int(hours * HOUR), lambda: self._report(case_id, reader))
+
+    def _report(self, case_id: bytes, reader: ReaderSpec) -> None:
+        now = self.loop.now
+        case = self.cases[case_id]
+        case, _ = machine.apply(
+            case, "report", by=reader.name.encode(), roles=frozenset({Role.READER}), now=now
+        )
+        self.cases[case_id] = case
+        sender_node = self.meta[case_id]["sender_node"]
+        self.send(reader.node, sender_node, REPORT_BYTES, lambda at: self._report_back(case_id, at))
+
+    def _report_back(self, case_id: bytes, now: int) -> None:
+        case = self.cases[case_id]
+        case, _ = machine.apply(
+            case, "deliver_report", by=b"", roles=frozenset({Role.NODE}), now=now
+        )
+        self.cases[case_id] = case
+
+    def _sample(self) -> None:
+        now = self.loop.now
+        in_transit = sum(
+            1 for c in self.cases.values() if c.state in (State.SUBMITTED, State.IN_TRANSIT)
+        )
+        unread = sum(1 for c in self.cases.values() if c.state in (State.DELIVERED, State.ASSIGNED))
+        self.outcome.backlog.append((now / DAY, in_transit, unread))
+
+    # --- the run ------------------------------------------------------------------------
+
+    def run(self, progress: Any = None) -> Outcome:
+        self.start()
+        day = 0
+        while day < self.scenario.days:
+            day += 1
+            self.loop.run_until(min(self.end, day * DAY))
+            if progress is not None:
+                progress(1)
+        for case_id, case in sorted(self.cases.items()):
+            meta = self.meta[case_id]
+            self.outcome.cases.append(
+                {
+                    "kind": meta["kind"],
+                    "size": meta["size"],
+                    "sender_node": meta["sender_node"],
+                    "reader": meta["reader"],
+                    "state": case.state.value,
+                    "submitted_ms": case.submitted_ms,
+                    "transit_ms": _minus(case.delivered_ms, case.submitted_ms),
+                    "turnaround_ms": _minus(case.report_back_ms, case.submitted_ms),
+                    "overdue": case.reported_ms is not None
+                    and case.due_ms is not None
+                    and case.reported_ms > case.due_ms,
+                }
+            )
+        self.outcome.link_bytes = {
+            n: (link.sent, link.received) for n, link in sorted(self.links.items())
+        }
+        return self.outcome
+
+
+def _minus(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else a - b

@@ -1,0 +1,158 @@
+"""What a run gives an operator: a JSON summary, a Markdown report and PNG plots (the
+same seed gives the same bytes)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from simulations.casesim import HOUR, Outcome
+from simulations.scenario import Scenario
+
+PNG_META = {"Software": None}  # no version string: the same bytes for the same run
+
+
+def _quantiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "p90": None, "max": None}
+    ordered = sorted(values)
+    p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+    return {
+        "median": round(statistics.median(ordered), 2),
+        "p90": round(p90, 2),
+        "max": round(ordered[-1], 2),
+    }
+
+
+def summary(scenario: Scenario, seed: int, outcome: Outcome) -> dict[str, Any]:
+    cases = outcome.cases
+    transit = [c["transit_ms"] / HOUR for c in cases if c["transit_ms"] is not None]
+    turnaround = [c["turnaround_ms"] / HOUR for c in cases if c["turnaround_ms"] is not None]
+    by_kind: dict[str, list[float]] = {}
+    for c in cases:
+        if c["transit_ms"] is not None:
+            by_kind.setdefault(c["kind"], []).append(c["transit_ms"] / HOUR)
+    return {
+        "scenario": scenario.name,
+        "seed": seed,
+        "days": scenario.days,
+        "nodes": len(scenario.nodes),
+        "senders": len(scenario.senders),
+        "readers": len(scenario.readers),
+        "cases": len(cases),
+        "delivered": len(transit),
+        "reports_back": len(turnaround),
+        "overdue": sum(1 for c in cases if c["overdue"]),
+        "transit_hours": _quantiles(transit),
+        "turnaround_hours": _quantiles(turnaround),
+        "transit_hours_by_study": {k: _quantiles(v) for k, v in sorted(by_kind.items())},
+        "chunk_failures": outcome.chunk_failures,
+        "link_mb": {
+            n: {"sent": round(s / 1e6, 1), "received": round(r / 1e6, 1)}
+            for n, (s, r) in outcome.link_bytes.items()
+            if s or r
+        },
+        "backlog_max": {
+            "in_transit": max((b[1] for b in outcome.backlog), default=0),
+            "unread": max((b[2] for b in outcome.backlog), default=0),
+        },
+    }
+
+
+def markdown(scenario: Scenario, facts: dict[str, Any], plots: list[str]) -> str:
+    def hours(q: dict[str, float | None]) -> str:
+        if q["median"] is None:
+            return "none arrived"
+        return f"median {q['median']} h, 90% within {q['p90']} h, longest {q['max']} h"
+
+    lines = [
+        f"# Simulation: {scenario.name}",
+        "",
+        f"{facts['nodes']} nodes, {facts['senders']} senders, {facts['readers']} readers, "
+        f"{scenario.days:g} days, seed {facts['seed']}.",
+        "",
+        "## Cases",
+        "",
+        f"- {facts['cases']} cases sent; {facts['delivered']} delivered; "
+        f"{facts['reports_back']} reports back; {facts['overdue']} read after their due time.",
+        f"- Transit (sent to delivered): {hours(facts['transit_hours'])}.",
+        f"- Turnaround (sent to report back): {hours(facts['turnaround_hours'])}.",
+        "",
+        "| study | transit, median (h) | 90% within (h) |",
+        "|---|---|---|",
+        *(
+            f"| {kind} | {q['median']} | {q['p90']} |"
+            for kind, q in facts["transit_hours_by_study"].items()
+        ),
+        "",
+        "## Links",
+        "",
+        f"- Chunks lost to cuts and power failures, and sent again: {facts['chunk_failures']}.",
+        f"- Most cases waiting at once: {facts['backlog_max']['in_transit']} on their way, "
+        f"{facts['backlog_max']['unread']} waiting for a reader.",
+        "",
+        *(f"![{p}]({p})" for p in plots),
+        "",
+    ]
+    if scenario.cuts:
+        lines[4:4] = [
+            "Cuts: "
+            + "; ".join(
+                f"{len(c.nodes)} nodes cut off from day {c.start_day:g} for {c.days:g} days"
+                for c in scenario.cuts
+            ),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def plots(outcome: Outcome, out: Path) -> list[str]:
+    """turnaround.png (transit and turnaround distributions) and backlog.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = []
+    transit = [c["transit_ms"] / HOUR for c in outcome.cases if c["transit_ms"] is not None]
+    turnaround = [
+        c["turnaround_ms"] / HOUR for c in outcome.cases if c["turnaround_ms"] is not None
+    ]
+    with plt.rc_context({"svg.hashsalt": "tsf", "font.size": 9}):
+        figure, axes = plt.subplots(figsize=(6, 3))
+        if transit or turnaround:
+            axes.hist([transit, turnaround], bins=30, label=["transit", "turnaround"])
+            axes.legend(frameon=False)
+        axes.set_xlabel("hours")
+        axes.set_ylabel("cases")
+        axes.set_title("Transit and turnaround", loc="left")
+        figure.savefig(
+            out / "turnaround.png", dpi=100, bbox_inches="tight", metadata={"Software": None}
+        )
+        plt.close(figure)
+        names.append("turnaround.png")
+        figure, axes = plt.subplots(figsize=(6, 3))
+        days = [b[0] for b in outcome.backlog]
+        axes.plot(days, [b[1] for b in outcome.backlog], label="on their way")
+        axes.plot(days, [b[2] for b in outcome.backlog], label="waiting for a reader")
+        axes.set_xlabel("day")
+        axes.set_ylabel("cases")
+        axes.set_title("Backlog", loc="left")
+        axes.legend(frameon=False)
+        figure.savefig(
+            out / "backlog.png", dpi=100, bbox_inches="tight", metadata={"Software": None}
+        )
+        plt.close(figure)
+        names.append("backlog.png")
+    return names
+
+
+def write(scenario: Scenario, seed: int, outcome: Outcome, out: Path) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    facts = summary(scenario, seed, outcome)
+    (out / "summary.json").write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n")
+    names = plots(outcome, out)
+    (out / "report.md").write_text(markdown(scenario, facts, names))
+    return facts

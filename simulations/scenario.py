@@ -1,0 +1,222 @@
+"""Scenarios: a network, its people and its troubles, as a TOML file an operator writes.
+
+    name = "..."          days = 183            seed = 1
+    [latency_ms]          "europe/west-africa" = 120    (one way; both orders)
+    [[nodes]]             name, region, up_kbit, down_kbit, count (name "X-{i}" if > 1),
+                          power_cuts_per_month, power_cut_hours = [min, max]
+    [[senders]]           node, cases_per_week, pair (a reader's name) or group
+    [[readers]]           name, node, group, reading_hours = [min, max]
+    [[pairs]]             reader, sender_node, delay_hours
+    [[studies]]           kind, weight, mb = [min, max]   (size as sent, compressed)
+    [[cuts]]              region (or nodes = [...]), start_day, days: cut from the rest
+
+Every error names the file, the table and the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot be run, with what is wrong in it."""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    region: str
+    up_kbit: int
+    down_kbit: int
+    power_cuts_per_month: float = 0.0
+    power_cut_hours: tuple[float, float] = (1.0, 8.0)
+
+
+@dataclass(frozen=True)
+class SenderSpec:
+    node: str
+    cases_per_week: float
+    pair: str = ""
+    group: str = ""
+
+
+@dataclass(frozen=True)
+class ReaderSpec:
+    name: str
+    node: str
+    group: str
+    reading_hours: tuple[float, float] = (12.0, 72.0)
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    kind: str
+    weight: float
+    mb: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class CutSpec:
+    nodes: tuple[str, ...]
+    start_day: float
+    days: float
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    days: float
+    seed: int
+    latency_ms: dict[tuple[str, str], int]
+    nodes: tuple[NodeSpec, ...]
+    senders: tuple[SenderSpec, ...]
+    readers: tuple[ReaderSpec, ...]
+    studies: tuple[StudySpec, ...]
+    cuts: tuple[CutSpec, ...] = field(default=())
+    delay_hours: int = 72
+
+    def latency(self, a: str, b: str) -> int:
+        return self.latency_ms.get((a, b), self.latency_ms.get((b, a), 100))
+
+
+def _get(table: dict[str, Any], key: str, kind: type, where: str, default: Any = ...) -> Any:
+    if key not in table:
+        if default is ...:
+            raise ScenarioError(f"{where}: '{key}' is missing")
+        return default
+    value = table[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ScenarioError(f"{where}: '{key}' must be {kind.__name__}, not {value!r}")
+    return value
+
+
+def _pair(
+    table: dict[str, Any], key: str, where: str, default: tuple[float, float]
+) -> tuple[float, float]:
+    value = table.get(key, list(default))
+    if not (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and v >= 0 for v in value)
+        and value[0] <= value[1]
+    ):
+        raise ScenarioError(f"{where}: '{key}' must be [min, max], not {value!r}")
+    return float(value[0]), float(value[1])
+
+
+def load_scenario(path: Path) -> Scenario:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such scenario file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML ({exc})") from None
+    return parse_scenario(data, str(path))
+
+
+def parse_scenario(data: dict[str, Any], where: str = "scenario") -> Scenario:
+    nodes: list[NodeSpec] = []
+    for i, t in enumerate(data.get("nodes", [])):
+        at = f"{where}: nodes[{i}]"
+        name = _get(t, "name", str, at)
+        count = _get(t, "count", int, at, 1)
+        spec = dict(
+            region=_get(t, "region", str, at),
+            up_kbit=_get(t, "up_kbit", int, at),
+            down_kbit=_get(t, "down_kbit", int, at),
+            power_cuts_per_month=_get(t, "power_cuts_per_month", float, at, 0.0),
+            power_cut_hours=_pair(t, "power_cut_hours", at, (1.0, 8.0)),
+        )
+        if spec["up_kbit"] <= 0 or spec["down_kbit"] <= 0:
+            raise ScenarioError(f"{at}: up_kbit and down_kbit must be positive")
+        names = [name] if count == 1 else [name.replace("{i}", str(k)) for k in range(count)]
+        if count > 1 and "{i}" not in name:
+            raise ScenarioError(f"{at}: a name with count > 1 needs '{{i}}' in it")
+        nodes.extend(NodeSpec(name=n, **spec) for n in names)
+    if not nodes:
+        raise ScenarioError(f"{where}: no [[nodes]]")
+    known = {n.name for n in nodes}
+    if len(known) != len(nodes):
+        raise ScenarioError(f"{where}: two nodes have the same name")
+    readers = []
+    for i, t in enumerate(data.get("readers", [])):
+        at = f"{where}: readers[{i}]"
+        node = _get(t, "node", str, at)
+        if node not in known:
+            raise ScenarioError(f"{at}: node '{node}' is not among the [[nodes]]")
+        readers.append(
+            ReaderSpec(
+                name=_get(t, "name", str, at),
+                node=node,
+                group=_get(t, "group", str, at, ""),
+                reading_hours=_pair(t, "reading_hours", at, (12.0, 72.0)),
+            )
+        )
+    reader_names = {r.name for r in readers}
+    groups = {r.group for r in readers if r.group}
+    senders = []
+    for i, t in enumerate(data.get("senders", [])):
+        at = f"{where}: senders[{i}]"
+        node = _get(t, "node", str, at)
+        count = _get(t, "count", int, at, 1)
+        pair, group = _get(t, "pair", str, at, ""), _get(t, "group", str, at, "")
+        if pair and pair not in reader_names:
+            raise ScenarioError(f"{at}: pair '{pair}' is not among the [[readers]]")
+        if group and group not in groups:
+            raise ScenarioError(f"{at}: group '{group}' has no reader")
+        if not (pair or group):
+            raise ScenarioError(f"{at}: say 'pair' (a reader) or 'group'")
+        names = [node] if count == 1 else [node.replace("{i}", str(k)) for k in range(count)]
+        for n in names:
+            if n not in known:
+                raise ScenarioError(f"{at}: node '{n}' is not among the [[nodes]]")
+            senders.append(
+                SenderSpec(n, _get(t, "cases_per_week", float, at), pair=pair, group=group)
+            )
+    studies = []
+    for i, t in enumerate(data.get("studies", [])):
+        at = f"{where}: studies[{i}]"
+        studies.append(
+            StudySpec(
+                _get(t, "kind", str, at), _get(t, "weight", float, at), _pair(t, "mb", at, (1, 1))
+            )
+        )
+    if not studies:
+        raise ScenarioError(f"{where}: no [[studies]] (the study mix)")
+    latency: dict[tuple[str, str], int] = {}
+    for key, value in data.get("latency_ms", {}).items():
+        a, _, b = key.partition("/")
+        if not (a and b and isinstance(value, int) and value >= 0):
+            raise ScenarioError(f"{where}: latency_ms '{key}' must be \"region/region\" = ms")
+        latency[(a, b)] = value
+    regions = {n.region for n in nodes}
+    cuts = []
+    for i, t in enumerate(data.get("cuts", [])):
+        at = f"{where}: cuts[{i}]"
+        if "region" in t:
+            region = _get(t, "region", str, at)
+            if region not in regions:
+                raise ScenarioError(f"{at}: region '{region}' has no node")
+            cut_nodes = tuple(n.name for n in nodes if n.region == region)
+        else:
+            cut_nodes = tuple(_get(t, "nodes", list, at))
+            if not set(cut_nodes) <= known:
+                raise ScenarioError(f"{at}: unknown nodes {sorted(set(cut_nodes) - known)}")
+        cuts.append(CutSpec(cut_nodes, _get(t, "start_day", float, at), _get(t, "days", float, at)))
+    return Scenario(
+        name=_get(data, "name", str, where),
+        days=_get(data, "days", float, where),
+        seed=_get(data, "seed", int, where, 1),
+        latency_ms=latency,
+        nodes=tuple(nodes),
+        senders=tuple(senders),
+        readers=tuple(readers),
+        studies=tuple(studies),
+        cuts=tuple(cuts),
+        delay_hours=_get(data, "delay_hours", int, where, 72),
+    )

@@ -1,0 +1,130 @@
+"""Cases over a modelled network in virtual time, with the node's own case machine and
+upload engine: deterministic, complete without faults, delayed by a cut and no more."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simulations.casesim import DAY, CaseWorld
+from simulations.report import write
+from simulations.scenario import ScenarioError, load_scenario, parse_scenario
+
+SMALL = {
+    "name": "small",
+    "days": 20,
+    "seed": 7,
+    "latency_ms": {"europe/africa": 120},
+    "nodes": [
+        {"name": "Erasme", "region": "europe", "up_kbit": 20000, "down_kbit": 20000},
+        {"name": "H-{i}", "count": 4, "region": "africa", "up_kbit": 256, "down_kbit": 1024},
+    ],
+    "readers": [
+        {"name": "Anne", "node": "Erasme", "group": "g", "reading_hours": [2, 24]},
+        {"name": "Marie", "node": "Erasme", "group": "g", "reading_hours": [2, 24]},
+    ],
+    "senders": [
+        {"node": "H-{i}", "count": 3, "cases_per_week": 3.0, "group": "g"},
+        {"node": "H-3", "cases_per_week": 2.0, "pair": "Marie"},
+    ],
+    "studies": [
+        {"kind": "photo", "weight": 2, "mb": [1, 3]},
+        {"kind": "CT", "weight": 1, "mb": [20, 60]},
+    ],
+}
+
+
+def run(data: dict, seed: int | None = None) -> tuple[CaseWorld, list[dict]]:
+    world = CaseWorld(parse_scenario(data), seed)
+    return world, world.run().cases
+
+
+def test_without_faults_every_case_arrives_and_its_report_comes_back() -> None:
+    _, cases = run({**SMALL, "days": 30})
+    finished = [c for c in cases if c["submitted_ms"] < 25 * DAY]  # time left to finish
+    assert len(finished) >= 30
+    assert all(c["state"] == "report_delivered" for c in finished)
+    for case in finished:
+        # at least the study's own time on a 256 kbit/s uplink
+        assert case["transit_ms"] >= case["size"] * 8 / 256_000 * 1000
+        assert case["turnaround_ms"] > case["transit_ms"]
+    assert {c["reader"] for c in cases} == {"Anne", "Marie"}
+
+
+def test_a_cut_holds_the_cases_of_the_region_until_it_heals() -> None:
+    cut = {**SMALL, "days": 30, "cuts": [{"region": "africa", "start_day": 5, "days": 10}]}
+    _, cases = run(cut)
+    during = [c for c in cases if 5 * DAY <= c["submitted_ms"] < 15 * DAY]
+    assert during
+    for case in during:
+        delivered = case["submitted_ms"] + case["transit_ms"]
+        assert delivered >= 15 * DAY  # nothing crossed the cut
+        assert delivered < 15 * DAY + DAY  # and they came soon after it healed
+    before = [c for c in cases if c["submitted_ms"] < 4 * DAY]
+    assert all(c["transit_ms"] < DAY for c in before)
+
+
+def test_power_cuts_make_chunks_go_again_and_every_case_still_arrives() -> None:
+    data = {**SMALL, "days": 30}
+    data["nodes"] = [
+        SMALL["nodes"][0],
+        {**SMALL["nodes"][1], "power_cuts_per_month": 60, "power_cut_hours": [0.2, 2]},
+    ]
+    world, cases = run(data)
+    assert world.outcome.chunk_failures > 0
+    finished = [c for c in cases if c["submitted_ms"] < 25 * DAY]
+    assert all(c["state"] == "report_delivered" for c in finished)
+
+
+def test_the_same_seed_gives_the_same_bytes_and_another_seed_other_cases(tmp_path: Path) -> None:
+    outputs = []
+    for name in ("a", "b"):
+        world = CaseWorld(parse_scenario(SMALL))
+        write(world.scenario, world.seed, world.run(), tmp_path / name)
+        outputs.append({p.name: p.read_bytes() for p in sorted((tmp_path / name).iterdir())})
+    assert set(outputs[0]) == {"summary.json", "report.md", "turnaround.png", "backlog.png"}
+    assert outputs[0] == outputs[1]
+    _, other = run(SMALL, seed=8)
+    _, same = run(SMALL)
+    assert [c["submitted_ms"] for c in other] != [c["submitted_ms"] for c in same]
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"days": "ten"}, "'days' must be float"),
+        ({"nodes": []}, "no [[nodes]]"),
+        ({"senders": [{"node": "Nowhere", "cases_per_week": 1.0, "group": "g"}]}, "'Nowhere'"),
+        ({"senders": [{"node": "H-0", "cases_per_week": 1.0, "pair": "Zoé"}]}, "pair 'Zoé'"),
+        ({"cuts": [{"region": "mars", "start_day": 1, "days": 1}]}, "region 'mars'"),
+        ({"studies": []}, "no [[studies]]"),
+    ],
+)
+def test_a_wrong_scenario_names_what_is_wrong(change: dict, named: str) -> None:
+    with pytest.raises(ScenarioError, match=named.replace("[", r"\[").replace("]", r"\]")):
+        parse_scenario({**SMALL, **change})
+
+
+def test_the_shipped_scenarios_load_and_the_command_writes_a_report(tmp_path: Path) -> None:
+    shipped = sorted((Path(__file__).parents[2] / "simulations" / "scenarios").glob("*.toml"))
+    assert {p.stem for p in shipped} >= {"pilot_2008", "west_africa_cable_cut"}
+    for path in shipped:
+        load_scenario(path)
+    command = [sys.executable, "-m", "simulations", "run", "pilot_2008", "--quiet"]
+    done = subprocess.run(
+        [*command, "--out", str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    report = (tmp_path / "report.md").read_text()
+    assert "# Simulation: 2008 pilot" in report
+    assert "reports back" in report
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\ndays = 3\n')
+    refused = subprocess.run(
+        [sys.executable, "-m", "simulations", "run", str(bad)], capture_output=True, text=True
+    )
+    assert refused.returncode == 2
+    assert "no [[nodes]]" in refused.stderr
