@@ -23,6 +23,7 @@ the epoch serve).
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -245,6 +246,8 @@ class Directory:
         self._view_until = 0  # the view holds until the first record expires
         self._digest: dict[bytes, tuple[int, bytes]] | None = None
         self._root: bytes | None = None
+        self._encoded: bytes | None = None
+        self._soonest: int | None = None  # the earliest expiry, while records are unchanged
         self.ignored: Counter[str] = Counter()
         """Why records were turned away: forged, malformed, other_network, expired,
         future, revoked, unknown_signer, not_entitled, bad_countersignature, full."""
@@ -265,7 +268,9 @@ class Directory:
     def _changed(self) -> None:
         self._view = None
         self._digest = None
+        self._encoded = None
         self._root = None
+        self._soonest = None
 
     def view(self, now: int) -> View:
         """What is in force at ``now``; recomputed only when a record was added or
@@ -434,7 +439,12 @@ class Directory:
             self._changed()
 
     def prune(self, now: int) -> int:
-        """Drop expired records; returns how many."""
+        """Drop expired records; returns how many (at once when none can have expired:
+        the soonest expiry is remembered until the records change)."""
+        if self._soonest is None:
+            self._soonest = min((d.body["expires"] for d in self._records.values()), default=None)
+        if self._soonest is None or now < self._soonest:
+            return 0
         doomed = [k for k, d in self._records.items() if d.body["expires"] <= now]
         for key in doomed:
             del self._records[key]
@@ -454,10 +464,16 @@ class Directory:
             }
         return self._digest
 
+    def encoded_digest(self) -> bytes:
+        """``encode_digest(self.digest())``, kept until the records change."""
+        if self._encoded is None:
+            self._encoded = encode_digest(self.digest())
+        return self._encoded
+
     def root(self) -> bytes:
         """One hash of the digest: equal roots mean the same records."""
         if self._root is None:
-            self._root = digest(encode_digest(self.digest()))
+            self._root = digest(self.encoded_digest())
         return self._root
 
     def missing_for(self, theirs: dict[bytes, tuple[int, bytes]], budget: int) -> list[bytes]:
@@ -483,8 +499,10 @@ class Directory:
         return chosen
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def key_hash(key: RecordKey) -> bytes:
-    """The 8-byte name of a record key in digests."""
+    """The 8-byte name of a record key in digests (remembered: every anti-entropy round
+    needs the names of every record)."""
     return digest(pack(list(key)))[:8]
 
 

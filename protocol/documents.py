@@ -19,7 +19,7 @@ caller's decision: ``decode_document`` proves who signed, the directory says who
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import blake3
@@ -437,10 +437,14 @@ class Document:
     signer: PublicIdentity
     body: dict[str, Any]
     raw: bytes
+    _digest: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_digest", digest(self.raw))  # its name, computed once
 
     @property
     def digest(self) -> bytes:
-        return digest(self.raw)
+        return self._digest
 
     @property
     def created(self) -> int:

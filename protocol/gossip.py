@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from protocol.directory import Directory, decode_digest, encode_digest
+from protocol.directory import Directory, decode_digest
 from protocol.errors import LocalProtocolError
 from protocol.sampling import Rng, jitter, sample
 
@@ -70,13 +70,18 @@ class GossipEngine:
         self._rng = rng
         self._next = now + jitter(rng, self.config.interval_ms, 0.5)
         self.stats: Counter[str] = Counter()
+        self._peers: tuple[object, list[bytes]] = (None, [])
 
     def get_timer(self) -> int:
         """When ``handle_timer`` wants to run next (ms)."""
         return self._next
 
     def peers(self, now: int) -> list[bytes]:
-        return sorted(n for n in self.directory.view(now).admitted if n != self.me)
+        """The admitted nodes but this one, in order (kept while the view is the same)."""
+        view = self.directory.view(now)
+        if self._peers[0] is not view:
+            self._peers = (view, sorted(n for n in view.admitted if n != self.me))
+        return self._peers[1]
 
     def handle_timer(self, now: int) -> list[Outgoing]:
         if now < self._next:
@@ -100,11 +105,11 @@ class GossipEngine:
             if body["root"] == root:
                 self.stats["in_sync"] += 1
                 return []
-            mine = encode_digest(self.directory.digest())
+            mine = self.directory.encoded_digest()
             return [Outgoing(peer, "gossip_digest", {"root": root, "digest": mine})]
         if kind == "gossip_digest":
             theirs = decode_digest(body["digest"])
-            mine = encode_digest(self.directory.digest())
+            mine = self.directory.encoded_digest()
             records = self.directory.missing_for(theirs, self.config.budget - len(mine))
             return [Outgoing(peer, "gossip_records", {"records": records, "digest": mine})]
         if kind == "gossip_records":

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from simulations.casesim import CaseWorld
+from simulations.directorysim import change_day, spread
 from simulations.report import write
 from simulations.scenario import ScenarioError, load_scenario
 
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tqdm(total=int(scenario.days), unit="day", disable=args.quiet, desc=scenario.name) as bar:
         outcome = world.run(progress=bar.update)
-    facts = write(scenario, world.seed, outcome, out)
+    directory = spread(scenario, world, publish_day=change_day(scenario))
+    facts = write(scenario, world.seed, outcome, out, directory)
     print(
         f"{facts['cases']} cases, {facts['reports_back']} reports back; transit median "
         f"{facts['transit_hours']['median']} h; written to {out}/ (report.md, summary.json)"

@@ -57,7 +57,7 @@ class SimNetwork:
         start: int,
         seed: int = 1,
         loss: float = 0.0,
-        latency_ms: int = 150,
+        latency_ms: int | Callable[[bytes, bytes], int] = 150,
     ) -> None:
         self.loop = EventLoop(start)
         self.engines = engines
@@ -106,7 +106,9 @@ class SimNetwork:
                 self._send(m.peer, engine.receive(sender, m.kind, m.body, self.loop.now))
                 self._arm(m.peer)
 
-            self.loop.at(self.loop.now + self.latency_ms, deliver)
+            latency = self.latency_ms
+            delay = latency(sender, message.peer) if callable(latency) else latency
+            self.loop.at(self.loop.now + delay, deliver)
 
     def crash(self, node: bytes) -> None:
         """The node stops: no timers, no answers (a power cut)."""
@@ -127,7 +129,8 @@ class SimNetwork:
 
 
 class GossipNetwork(SimNetwork):
-    """GossipEngines, each starting from its own copy of ``directory``."""
+    """GossipEngines, each starting from its own copy of ``directory`` (or of its own in
+    ``directories``: a network taken up again where an earlier run left it)."""
 
     def __init__(
         self,
@@ -137,13 +140,15 @@ class GossipNetwork(SimNetwork):
         start: int,
         seed: int = 1,
         loss: float = 0.0,
-        latency_ms: int = 150,
+        latency_ms: int | Callable[[bytes, bytes], int] = 150,
         config: GossipConfig | None = None,
+        directories: dict[bytes, Directory] | None = None,
     ) -> None:
+        held = directories or {}
         engines: dict[bytes, Engine] = {
             node: GossipEngine(
                 me=node,
-                directory=directory.copy(),
+                directory=held.get(node, directory).copy(),
                 rng=seeded_rng(f"{seed}/{node.hex()}"),
                 now=start,
                 config=config,

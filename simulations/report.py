@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from simulations.casesim import HOUR, Outcome
+from simulations.directorysim import Spread
 from simulations.scenario import Scenario
 
 PNG_META = {"Software": None}  # no version string: the same bytes for the same run
@@ -87,6 +88,7 @@ def markdown(scenario: Scenario, facts: dict[str, Any], plots: list[str]) -> str
             for kind, q in facts["transit_hours_by_study"].items()
         ),
         "",
+        *_directory_lines(facts),
         "## Links",
         "",
         f"- Chunks lost to cuts and power failures, and sent again: {facts['chunk_failures']}.",
@@ -108,19 +110,44 @@ def markdown(scenario: Scenario, facts: dict[str, Any], plots: list[str]) -> str
     return "\n".join(lines)
 
 
-def plots(outcome: Outcome, out: Path) -> list[str]:
-    """turnaround.png (transit and turnaround distributions) and backlog.png."""
+def _directory_lines(facts: dict[str, Any]) -> list[str]:
+    reached = facts.get("directory_change_hours_to")
+    if reached is None:
+        return []
+
+    def when(v: float | None) -> str:
+        return "not within the run" if v is None else f"{v} h"
+
+    return [
+        "## Directory",
+        "",
+        "A change (such as a revoked reader) made at one node reached half the nodes in "
+        f"{when(reached['50%'])}, 99% in {when(reached['99%'])}, 99.99% in "
+        f"{when(reached['99.99%'])}.",
+        "",
+    ]
+
+
+def plots(outcome: Outcome, out: Path, directory: Spread | None = None) -> list[str]:
+    """turnaround.png (transit and turnaround distributions), backlog.png, and
+    directory.png (the share of nodes holding a change of the directory over time)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = []
+    names: list[str] = []
+
+    def save(figure: Any, name: str) -> None:
+        figure.savefig(out / name, dpi=100, bbox_inches="tight", metadata=PNG_META)
+        plt.close(figure)
+        names.append(name)
+
     transit = [c["transit_ms"] / HOUR for c in outcome.cases if c["transit_ms"] is not None]
     turnaround = [
         c["turnaround_ms"] / HOUR for c in outcome.cases if c["turnaround_ms"] is not None
     ]
-    with plt.rc_context({"svg.hashsalt": "tsf", "font.size": 9}):
+    with plt.rc_context({"font.size": 9}):
         figure, axes = plt.subplots(figsize=(6, 3))
         if transit or turnaround:
             axes.hist([transit, turnaround], bins=30, label=["transit", "turnaround"])
@@ -128,11 +155,7 @@ def plots(outcome: Outcome, out: Path) -> list[str]:
         axes.set_xlabel("hours")
         axes.set_ylabel("cases")
         axes.set_title("Transit and turnaround", loc="left")
-        figure.savefig(
-            out / "turnaround.png", dpi=100, bbox_inches="tight", metadata={"Software": None}
-        )
-        plt.close(figure)
-        names.append("turnaround.png")
+        save(figure, "turnaround.png")
         figure, axes = plt.subplots(figsize=(6, 3))
         days = [b[0] for b in outcome.backlog]
         axes.plot(days, [b[1] for b in outcome.backlog], label="on their way")
@@ -141,18 +164,31 @@ def plots(outcome: Outcome, out: Path) -> list[str]:
         axes.set_ylabel("cases")
         axes.set_title("Backlog", loc="left")
         axes.legend(frameon=False)
-        figure.savefig(
-            out / "backlog.png", dpi=100, bbox_inches="tight", metadata={"Software": None}
-        )
-        plt.close(figure)
-        names.append("backlog.png")
+        save(figure, "backlog.png")
+        if directory is not None and directory.points:
+            figure, axes = plt.subplots(figsize=(6, 3))
+            axes.step(
+                [t / 3600 for t, _ in directory.points],
+                [100 * s for _, s in directory.points],
+                where="post",
+            )
+            axes.set_xlabel("hours after the change")
+            axes.set_ylabel("% of nodes holding it")
+            axes.set_title("A change of the directory spreading", loc="left")
+            save(figure, "directory.png")
     return names
 
 
-def write(scenario: Scenario, seed: int, outcome: Outcome, out: Path) -> dict[str, Any]:
+def write(
+    scenario: Scenario, seed: int, outcome: Outcome, out: Path, directory: Spread | None = None
+) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     facts = summary(scenario, seed, outcome)
+    if directory is not None:
+        facts["directory_change_hours_to"] = {
+            k: None if v is None else round(v / 3600, 2) for k, v in directory.seconds_to.items()
+        }
     (out / "summary.json").write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n")
-    names = plots(outcome, out)
+    names = plots(outcome, out, directory)
     (out / "report.md").write_text(markdown(scenario, facts, names))
     return facts

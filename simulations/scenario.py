@@ -4,11 +4,12 @@
     [latency_ms]          "europe/west-africa" = 120    (one way; both orders)
     [[nodes]]             name, region, up_kbit, down_kbit, count (name "X-{i}" if > 1),
                           power_cuts_per_month, power_cut_hours = [min, max]
-    [[senders]]           node, cases_per_week, pair (a reader's name) or group
-    [[readers]]           name, node, group, reading_hours = [min, max]
-    [[pairs]]             reader, sender_node, delay_hours
+    [[senders]]           node, cases_per_week, pair (a reader's name) or group, count
+    [[readers]]           name, node, group, reading_hours = [min, max], count
     [[studies]]           kind, weight, mb = [min, max]   (size as sent, compressed)
     [[cuts]]              region (or nodes = [...]), start_day, days: cut from the rest
+    directory_day = 25    when a change of the directory (a revocation) is made; default:
+                          a day into the first cut, else mid-run
 
 Every error names the file, the table and the key.
 """
@@ -77,6 +78,7 @@ class Scenario:
     studies: tuple[StudySpec, ...]
     cuts: tuple[CutSpec, ...] = field(default=())
     delay_hours: int = 72
+    directory_day: float | None = None  # when a change of the directory is made
 
     def latency(self, a: str, b: str) -> int:
         return self.latency_ms.get((a, b), self.latency_ms.get((b, a), 100))
@@ -146,17 +148,22 @@ def parse_scenario(data: dict[str, Any], where: str = "scenario") -> Scenario:
     readers = []
     for i, t in enumerate(data.get("readers", [])):
         at = f"{where}: readers[{i}]"
-        node = _get(t, "node", str, at)
-        if node not in known:
-            raise ScenarioError(f"{at}: node '{node}' is not among the [[nodes]]")
-        readers.append(
-            ReaderSpec(
-                name=_get(t, "name", str, at),
-                node=node,
-                group=_get(t, "group", str, at, ""),
-                reading_hours=_pair(t, "reading_hours", at, (12.0, 72.0)),
+        count = _get(t, "count", int, at, 1)
+        name, node = _get(t, "name", str, at), _get(t, "node", str, at)
+        if count > 1 and "{i}" not in name:
+            raise ScenarioError(f"{at}: a name with count > 1 needs '{{i}}' in it")
+        for k in range(count):
+            here = node.replace("{i}", str(k))
+            if here not in known:
+                raise ScenarioError(f"{at}: node '{here}' is not among the [[nodes]]")
+            readers.append(
+                ReaderSpec(
+                    name=name.replace("{i}", str(k)),
+                    node=here,
+                    group=_get(t, "group", str, at, ""),
+                    reading_hours=_pair(t, "reading_hours", at, (12.0, 72.0)),
+                )
             )
-        )
     reader_names = {r.name for r in readers}
     groups = {r.group for r in readers if r.group}
     senders = []
@@ -219,4 +226,5 @@ def parse_scenario(data: dict[str, Any], where: str = "scenario") -> Scenario:
         studies=tuple(studies),
         cuts=tuple(cuts),
         delay_hours=_get(data, "delay_hours", int, where, 72),
+        directory_day=_get(data, "directory_day", float, where, None),
     )

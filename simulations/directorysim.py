@@ -1,0 +1,188 @@
+"""How long a change of the directory (a revoked reader, a new member) takes to reach
+every node of a scenario: the node's own ``GossipEngine`` on each node, real signed
+records, latencies between the scenario's regions, loss, and its outages.
+
+A change is published at one node on ``publish_day``. Nodes down for a power cut at that
+moment wait until they are back; nodes cut off with their region get the change only
+once the cut heals: the run stops when every node it can reach holds the change, then
+takes up again, with each node's own directory, when the cut ends (a month of gossip
+rounds in between changes nothing and would take hours to simulate).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+from dataclasses import dataclass
+
+from protocol.directory import Directory, Network, key_hash, make_record, record_key
+from protocol.documents import decode_document
+from protocol.gossip import GossipConfig
+from protocol.identity import Identity
+from simulations.casesim import DAY, CaseWorld
+from simulations.network import GossipNetwork
+from simulations.scenario import Scenario
+
+TARGET = 0.9999
+
+
+@dataclass
+class Spread:
+    """The share of nodes holding the change over time (seconds after it was made)."""
+
+    points: list[tuple[float, float]]
+    seconds_to: dict[str, float | None]
+
+
+def spread(
+    scenario: Scenario,
+    world: CaseWorld,
+    *,
+    publish_day: float,
+    loss: float = 0.02,
+    config: GossipConfig | None = None,
+    horizon_rounds: int = 1000,
+) -> Spread:
+    config = config or GossipConfig()
+    names = [n.name for n in scenario.nodes]
+    seed = world.seed
+    keys = {
+        name: Identity(hashlib.sha256(f"sim/{seed}/node/{name}".encode()).digest())
+        for name in names
+    }
+    by_key = {k.public.key: name for name, k in keys.items()}
+    anchor = Identity(hashlib.sha256(f"sim/{seed}/anchor".encode()).digest())
+    start = int(publish_day * DAY)
+    network = Network("sim", frozenset({anchor.public.key}))
+    base = Directory(network)
+    base.add_many(
+        [
+            make_record(
+                "node_cert",
+                {"node": key.public.key},
+                signer=anchor,
+                network="sim",
+                version=i + 1,
+                now=0,
+                ttl=int(scenario.days * DAY) + 30 * DAY,
+            )
+            for i, key in enumerate(keys.values())
+        ],
+        0,
+    )
+
+    def latency(a: bytes, b: bytes) -> int:
+        return scenario.latency(world.region[by_key[a]], world.region[by_key[b]])
+
+    nodes = [keys[n].public.key for n in names]
+    change = make_record(
+        "node",
+        {
+            "name": "changed",
+            "institution": "",
+            "country": "",
+            "addresses": [],
+            "relays": [],
+            "capabilities": [],
+            "capacity": 1,
+        },
+        signer=keys[names[0]],
+        network="sim",
+        version=start,
+        now=start,
+        ttl=365 * DAY,  # outlives any cut of the scenario
+    )
+    changed = key_hash(record_key(decode_document(change)))
+    points: list[tuple[float, float]] = []
+    directories: dict[bytes, Directory] | None = None
+    phase_start = start
+    for _phase in range(1 + len(world.cut)):
+        net = GossipNetwork(
+            nodes,
+            base,
+            start=phase_start,
+            seed=seed,
+            loss=loss,
+            latency_ms=latency,
+            config=config,
+            directories=directories,
+        )
+        if directories is None:
+            net.gossip[nodes[0]].directory.add(change, start)
+        _outages(net, world, by_key, phase_start, horizon_rounds * config.interval_ms)
+        healed_at = _apply_cuts(net, world, keys, phase_start)
+
+        def holding(net: GossipNetwork = net) -> int:
+            return net.holders(lambda d: changed in d.digest())
+
+        reachable = _reachable(world, names, phase_start)
+        end = phase_start + horizon_rounds * config.interval_ms
+        while net.loop.now < end:
+            net.loop.run_until(net.loop.now + config.interval_ms)
+            share = holding() / len(nodes)
+            points.append(((net.loop.now - start) / 1000, share))
+            if holding() >= math.ceil(TARGET * reachable):
+                break
+        directories = {k: e.directory for k, e in net.gossip.items()}
+        if healed_at is None or holding() >= math.ceil(TARGET * len(nodes)):
+            break
+        phase_start = healed_at
+    return Spread(points, _thresholds(points))
+
+
+def change_day(scenario: Scenario) -> float:
+    """When the scenario's change of the directory is made: as it says; else a day into
+    its first cut (to see the cut's effect); else half-way."""
+    if scenario.directory_day is not None:
+        return scenario.directory_day
+    if scenario.cuts:
+        return scenario.cuts[0].start_day + 1
+    return scenario.days / 2
+
+
+def _thresholds(points: list[tuple[float, float]]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for label, share in (("50%", 0.5), ("99%", 0.99), ("99.99%", TARGET)):
+        out[label] = next((t for t, s in points if s >= share - 1e-12), None)
+    return out
+
+
+def _reachable(world: CaseWorld, names: list[str], now: int) -> int:
+    """Nodes on the publishing node's side of the cuts in force (a power cut only
+    delays a node: it is counted, and waited for)."""
+    first = names[0]
+    return sum(
+        1
+        for n in names
+        if not any(b <= now < e and ((first in nodes) != (n in nodes)) for nodes, b, e in world.cut)
+    )
+
+
+def _outages(
+    net: GossipNetwork, world: CaseWorld, by_key: dict[bytes, str], start: int, span: int
+) -> None:
+    """Power cuts during the phase: the node stops, then comes back."""
+    for key, name in by_key.items():
+        for down, up in world.down[name]:
+            if up <= start or down >= start + span:
+                continue
+            if down <= start:
+                net.crash(key)
+            else:
+                net.loop.at(down, functools.partial(net.crash, key))
+            net.loop.at(max(up, start), functools.partial(net.recover, key))
+
+
+def _apply_cuts(
+    net: GossipNetwork, world: CaseWorld, keys: dict[str, Identity], now: int
+) -> int | None:
+    """Partitions in force at ``now``; when the last of them heals (None: none)."""
+    healed: int | None = None
+    for nodes, begin, end in world.cut:
+        if begin <= now < end:
+            inside = {keys[n].public.key for n in nodes}
+            outside = {k.public.key for k in keys.values()} - inside
+            net.partition(inside, outside)
+            healed = max(healed or 0, end)
+    return healed
