@@ -10,12 +10,21 @@ from bench import (
     bench_envelope,
     bench_gossip,
     bench_intake,
+    bench_simulations,
     bench_transfer,
     bench_viewer,
 )
 from bench.result import Result
 
-MODULES = (bench_bundle, bench_envelope, bench_gossip, bench_intake, bench_transfer, bench_viewer)
+MODULES = (
+    bench_bundle,
+    bench_envelope,
+    bench_gossip,
+    bench_intake,
+    bench_transfer,
+    bench_viewer,
+    bench_simulations,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

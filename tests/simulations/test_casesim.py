@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from simulations.casesim import DAY, CaseWorld
+from simulations.directorysim import spread
 from simulations.report import write
 from simulations.scenario import ScenarioError, load_scenario, parse_scenario
 
@@ -83,9 +84,13 @@ def test_the_same_seed_gives_the_same_bytes_and_another_seed_other_cases(tmp_pat
     outputs = []
     for name in ("a", "b"):
         world = CaseWorld(parse_scenario(SMALL))
-        write(world.scenario, world.seed, world.run(), tmp_path / name)
+        outcome = world.run()
+        directory = spread(world.scenario, world, publish_day=3)
+        write(world.scenario, world.seed, outcome, tmp_path / name, directory)
         outputs.append({p.name: p.read_bytes() for p in sorted((tmp_path / name).iterdir())})
-    assert set(outputs[0]) == {"summary.json", "report.md", "turnaround.png", "backlog.png"}
+    assert set(outputs[0]) == {
+        "summary.json", "report.md", "turnaround.png", "backlog.png", "directory.png"
+    }  # fmt: skip
     assert outputs[0] == outputs[1]
     _, other = run(SMALL, seed=8)
     _, same = run(SMALL)
@@ -128,3 +133,19 @@ def test_the_shipped_scenarios_load_and_the_command_writes_a_report(tmp_path: Pa
     )
     assert refused.returncode == 2
     assert "no [[nodes]]" in refused.stderr
+
+
+def test_a_change_of_the_directory_reaches_every_node_and_waits_for_a_cut_to_heal() -> None:
+    world = CaseWorld(parse_scenario(SMALL))
+    free = spread(world.scenario, world, publish_day=2)
+    assert free.points[-1][1] == 1.0  # every node holds it
+    assert free.seconds_to["99.99%"] is not None
+    assert free.seconds_to["99.99%"] < 3600  # minutes on a network without faults
+    cut = {**SMALL, "cuts": [{"region": "africa", "start_day": 1, "days": 3}]}
+    world = CaseWorld(parse_scenario(cut))
+    held = spread(world.scenario, world, publish_day=2)
+    before_heal = [share for t, share in held.points if t < 2 * DAY / 1000]
+    assert max(before_heal) == pytest.approx(1 / 5)  # Erasme alone: the others are cut off
+    assert held.seconds_to["50%"] is not None
+    assert held.seconds_to["50%"] >= 2 * DAY / 1000  # not before the cut heals (day 4)
+    assert held.points[-1][1] == 1.0  # and then all of them
