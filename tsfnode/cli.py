@@ -40,12 +40,14 @@ def _parser() -> argparse.ArgumentParser:
     from tsfnode.admin import add_parsers
     from tsfnode.audit_log import add_parsers as add_audit_parsers
     from tsfnode.intake.cli import add_parser as add_import_parser
+    from tsfnode.scenario_export import add_parser as add_scenario_parser
     from tsfnode.transfer_cli import add_parsers as add_transfer_parsers
 
     add_parsers(sub)
     add_import_parser(sub)
     add_transfer_parsers(sub)
     add_audit_parsers(sub)
+    add_scenario_parser(sub)
 
     p = sub.add_parser("demo", help="start a small local network on 127.0.0.1")
     p.add_argument("--dir", type=Path, default=Path("demo-network"), help="where the nodes live")

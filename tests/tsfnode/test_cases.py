@@ -810,3 +810,25 @@ def test_the_audit_chain_verifies_and_any_tampering_is_named(net: CaseNet) -> No
     cut = tsfnode("audit", "verify", directory)
     assert cut.returncode == 1
     assert "entries were removed or changed at the end" in cut.stderr
+
+
+def test_a_node_exports_its_view_of_the_network_as_a_scenario_that_runs(net: CaseNet) -> None:
+    from simulations.casesim import CaseWorld
+    from simulations.scenario import load_scenario
+
+    out = net.base / "cotonou.toml"
+    made = tsfnode("scenario", net.cluster.dirs[0], "--out", out)
+    assert made.returncode == 0, made.stderr
+    text = out.read_text()
+    assert text.startswith("# Exported by `tsfnode scenario`")
+    scenario = load_scenario(out)
+    assert len(scenario.nodes) == 3
+    assert {r.name for r in scenario.readers} >= {"marie", "awa", "anne", "fatou", "ousmane"}
+    (koffi,) = scenario.senders
+    assert koffi.node == scenario.nodes[0].name  # this node, first
+    assert koffi.cases_per_week != 0.5  # measured: the cases he sent these weeks
+    outcome = CaseWorld(scenario).run()
+    assert outcome.cases  # it runs
+    refused = tsfnode("scenario", net.base / "nowhere")
+    assert refused.returncode == 2
+    assert "not a node directory" in refused.stderr
