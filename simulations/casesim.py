@@ -92,9 +92,15 @@ class CaseWorld:
         self.region = {n.name: n.region for n in scenario.nodes}
         self.links = {n.name: Link(n.up_kbit * 125.0, n.down_kbit * 125.0) for n in scenario.nodes}
         self.down = {
-            n.name: self._power_cuts(n.name, n.power_cuts_per_month, n.power_cut_hours)
+            n.name: _merged(
+                self._outages(
+                    n.name, "power", n.power_cuts_per_month / (30 * DAY), n.power_cut_hours, HOUR
+                )
+                + self._outages(n.name, "away", n.leaves_per_year / (365 * DAY), n.away_days, DAY)
+            )
             for n in scenario.nodes
         }
+        self.relay = {n.name: n.relay for n in scenario.nodes if n.nat}
         self.cut = [
             (set(c.nodes), int(c.start_day * DAY), int((c.start_day + c.days) * DAY))
             for c in scenario.cuts
@@ -105,23 +111,25 @@ class CaseWorld:
         self.backoff = Backoff(base_ms=5_000, cap_ms=HOUR)
         self.outcome = Outcome()
         self._bundles = 0
+        self.relayed = 0
 
     # --- the model of the links ---------------------------------------------------------
 
-    def _power_cuts(
-        self, node: str, per_month: float, hours: tuple[float, float]
+    def _outages(
+        self, node: str, why: str, rate_per_ms: float, span: tuple[float, float], unit: int
     ) -> list[tuple[int, int]]:
-        """Intervals [start, end) when ``node`` has no power: a Poisson process."""
-        rnd = random.Random(f"{self.seed}/power/{node}")
+        """Intervals [start, end) when ``node`` is away (a Poisson process of ``rate``,
+        each lasting ``span`` units): power cuts, and churn."""
+        rnd = random.Random(f"{self.seed}/{why}/{node}")
         out: list[tuple[int, int]] = []
-        if per_month <= 0:
+        if rate_per_ms <= 0:
             return out
         t = 0.0
         while True:
-            t += rnd.expovariate(per_month / (30 * DAY))
+            t += rnd.expovariate(rate_per_ms)
             if t >= self.end:
                 return out
-            out.append((int(t), int(t + rnd.uniform(*hours) * HOUR)))
+            out.append((int(t), int(t + rnd.uniform(*span) * unit)))
 
     def is_down(self, node: str, now: int) -> bool:
         cuts = self.down[node]
@@ -139,6 +147,18 @@ class CaseWorld:
     # --- transfers, with the node's Upload engine ----------------------------------------
 
     def send(self, source: str, target: str, size: int, on_done: Any) -> None:
+        """A bundle from ``source`` to ``target``: directly, or, to a node behind NAT,
+        deposited at its relay, from which it pulls it."""
+        relay = self.relay.get(target)
+        if relay and relay != source:
+            self.relayed += 1
+            self._transfer(
+                source, relay, size, lambda _at: self._transfer(relay, target, size, on_done)
+            )
+        else:
+            self._transfer(source, target, size, on_done)
+
+    def _transfer(self, source: str, target: str, size: int, on_done: Any) -> None:
         self._bundles += 1
         layout = Layout(size, choose_chunk_size(size))
         t = Transfer(
@@ -306,6 +326,17 @@ class CaseWorld:
             n: (link.sent, link.received) for n, link in sorted(self.links.items())
         }
         return self.outcome
+
+
+def _merged(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping intervals joined, in order (a power cut while the node is away)."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(intervals):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
 
 
 def _minus(a: int | None, b: int | None) -> int | None:

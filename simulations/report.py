@@ -129,8 +129,9 @@ def _directory_lines(facts: dict[str, Any]) -> list[str]:
 
 
 def plots(outcome: Outcome, out: Path, directory: Spread | None = None) -> list[str]:
-    """turnaround.png (transit and turnaround distributions), backlog.png, and
-    directory.png (the share of nodes holding a change of the directory over time)."""
+    """turnaround.png (transit and turnaround distributions), backlog.png, links.png
+    (the busiest nodes' traffic) and directory.png (the share of nodes holding a change
+    of the directory over time)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -165,6 +166,21 @@ def plots(outcome: Outcome, out: Path, directory: Spread | None = None) -> list[
         axes.set_title("Backlog", loc="left")
         axes.legend(frameon=False)
         save(figure, "backlog.png")
+        busiest = sorted(outcome.link_bytes.items(), key=lambda kv: -(kv[1][0] + kv[1][1]))[:15]
+        if busiest:
+            figure, axes = plt.subplots(figsize=(6, 0.6 + 0.25 * len(busiest)))
+            labels = [name for name, _ in reversed(busiest)]
+            axes.barh(labels, [b[1][0] / 1e6 for b in reversed(busiest)], label="sent")
+            axes.barh(
+                labels,
+                [b[1][1] / 1e6 for b in reversed(busiest)],
+                left=[b[1][0] / 1e6 for b in reversed(busiest)],
+                label="received",
+            )
+            axes.set_xlabel("MB")
+            axes.set_title("Link use, the busiest nodes", loc="left")
+            axes.legend(frameon=False)
+            save(figure, "links.png")
         if directory is not None and directory.points:
             figure, axes = plt.subplots(figsize=(6, 3))
             axes.step(

@@ -3,7 +3,9 @@
     name = "..."          days = 183            seed = 1
     [latency_ms]          "europe/west-africa" = 120    (one way; both orders)
     [[nodes]]             name, region, up_kbit, down_kbit, count (name "X-{i}" if > 1),
-                          power_cuts_per_month, power_cut_hours = [min, max]
+                          power_cuts_per_month, power_cut_hours = [min, max],
+                          leaves_per_year, away_days = [min, max] (churn),
+                          nat = true with relay = "a node" (mail waits there)
     [[senders]]           node, cases_per_week, pair (a reader's name) or group, count
     [[readers]]           name, node, group, reading_hours = [min, max], count
     [[studies]]           kind, weight, mb = [min, max]   (size as sent, compressed)
@@ -34,6 +36,10 @@ class NodeSpec:
     down_kbit: int
     power_cuts_per_month: float = 0.0
     power_cut_hours: tuple[float, float] = (1.0, 8.0)
+    leaves_per_year: float = 0.0  # churn: the node goes away (broken, unpaid, moved)...
+    away_days: tuple[float, float] = (7.0, 60.0)  # ...for this long, then comes back
+    nat: bool = False  # unreachable from outside: mail for it waits at its relay
+    relay: str = ""
 
 
 @dataclass(frozen=True)
@@ -133,7 +139,13 @@ def parse_scenario(data: dict[str, Any], where: str = "scenario") -> Scenario:
             down_kbit=_get(t, "down_kbit", int, at),
             power_cuts_per_month=_get(t, "power_cuts_per_month", float, at, 0.0),
             power_cut_hours=_pair(t, "power_cut_hours", at, (1.0, 8.0)),
+            leaves_per_year=_get(t, "leaves_per_year", float, at, 0.0),
+            away_days=_pair(t, "away_days", at, (7.0, 60.0)),
+            nat=_get(t, "nat", bool, at, False),
+            relay=_get(t, "relay", str, at, ""),
         )
+        if spec["nat"] and not spec["relay"]:
+            raise ScenarioError(f"{at}: a node behind NAT needs a 'relay' (a node's name)")
         if spec["up_kbit"] <= 0 or spec["down_kbit"] <= 0:
             raise ScenarioError(f"{at}: up_kbit and down_kbit must be positive")
         names = [name] if count == 1 else [name.replace("{i}", str(k)) for k in range(count)]
@@ -145,6 +157,9 @@ def parse_scenario(data: dict[str, Any], where: str = "scenario") -> Scenario:
     known = {n.name for n in nodes}
     if len(known) != len(nodes):
         raise ScenarioError(f"{where}: two nodes have the same name")
+    for n in nodes:
+        if n.relay and (n.relay not in known or n.relay == n.name):
+            raise ScenarioError(f"{where}: node '{n.name}': relay '{n.relay}' is not another node")
     readers = []
     for i, t in enumerate(data.get("readers", [])):
         at = f"{where}: readers[{i}]"

@@ -89,7 +89,8 @@ def test_the_same_seed_gives_the_same_bytes_and_another_seed_other_cases(tmp_pat
         write(world.scenario, world.seed, outcome, tmp_path / name, directory)
         outputs.append({p.name: p.read_bytes() for p in sorted((tmp_path / name).iterdir())})
     assert set(outputs[0]) == {
-        "summary.json", "report.md", "turnaround.png", "backlog.png", "directory.png"
+        "summary.json", "report.md", "turnaround.png", "backlog.png", "links.png",
+        "directory.png",
     }  # fmt: skip
     assert outputs[0] == outputs[1]
     _, other = run(SMALL, seed=8)
@@ -149,3 +150,41 @@ def test_a_change_of_the_directory_reaches_every_node_and_waits_for_a_cut_to_hea
     assert held.seconds_to["50%"] is not None
     assert held.seconds_to["50%"] >= 2 * DAY / 1000  # not before the cut heals (day 4)
     assert held.points[-1][1] == 1.0  # and then all of them
+
+
+def test_a_reader_behind_nat_gets_every_case_through_its_relay() -> None:
+    data = {
+        **SMALL,
+        "nodes": [
+            *SMALL["nodes"],
+            {"name": "Home", "region": "europe", "up_kbit": 10000, "down_kbit": 10000,
+             "nat": True, "relay": "Erasme"},
+        ],
+        "readers": [{"name": "Anne", "node": "Home", "group": "g", "reading_hours": [2, 24]}],
+        "senders": [{"node": "H-{i}", "count": 4, "cases_per_week": 3.0, "group": "g"}],
+    }  # fmt: skip
+    world, cases = run(data)
+    finished = [c for c in cases if c["submitted_ms"] < 15 * DAY]
+    assert finished
+    assert all(c["state"] == "report_delivered" for c in finished)
+    assert world.relayed == len(cases)  # every case went through Erasme
+    assert world.links["Erasme"].received >= sum(c["size"] for c in finished)
+    assert world.links["Erasme"].sent >= sum(c["size"] for c in finished)
+
+
+def test_a_node_that_goes_away_sends_its_cases_when_it_comes_back() -> None:
+    data = {**SMALL, "days": 60}
+    data["nodes"] = [
+        SMALL["nodes"][0],
+        {**SMALL["nodes"][1], "leaves_per_year": 20.0, "away_days": [3, 6]},
+    ]
+    world, cases = run(data)
+    away = {n: spans for n, spans in world.down.items() if spans}
+    assert away  # some hospitals went away for days
+    held = 0
+    for case in cases:
+        for start, end in world.down[case["sender_node"]]:
+            if start <= case["submitted_ms"] < end and case["transit_ms"] is not None:
+                held += 1
+                assert case["submitted_ms"] + case["transit_ms"] >= end
+    assert held > 0
