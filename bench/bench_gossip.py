@@ -7,10 +7,10 @@ import hashlib
 import math
 
 from bench.result import Result
-from protocol.directory import Directory, Network, make_record
+from protocol.directory import make_record
 from protocol.gossip import GossipConfig
 from protocol.identity import Identity
-from simulations.network import GossipNetwork, LivenessNetwork
+from simulations.network import GossipNetwork, LivenessNetwork, admitted_directory
 
 START = 1_800_000_000_000
 DAY = 86_400_000
@@ -29,23 +29,7 @@ def gossip_convergence(*, quick: bool = False) -> Result:
     config = GossipConfig()
     anchor = Identity(hashlib.sha256(b"bench anchor").digest())
     nodes = [Identity(hashlib.sha256(f"bench node {i}".encode()).digest()) for i in range(n)]
-    network = Network("bench", frozenset({anchor.public.key}))
-    base = Directory(network)
-    base.add_many(
-        [
-            make_record(
-                "node_cert",
-                {"node": node.public.key},
-                signer=anchor,
-                network="bench",
-                version=START + i,
-                now=START,
-                ttl=30 * DAY,
-            )
-            for i, node in enumerate(nodes)
-        ],
-        START,
-    )
+    base = admitted_directory("bench", anchor, nodes, now=START, ttl=30 * DAY)
     net = GossipNetwork([x.public.key for x in nodes], base, start=START, loss=loss, config=config)
     # Steady state first: every node holds the same directory.
     net.loop.run_until(START + 3 * config.interval_ms)

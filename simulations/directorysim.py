@@ -16,12 +16,12 @@ import hashlib
 import math
 from dataclasses import dataclass
 
-from protocol.directory import Directory, Network, key_hash, make_record, record_key
+from protocol.directory import Directory, key_hash, make_record, record_key
 from protocol.documents import decode_document
 from protocol.gossip import GossipConfig
 from protocol.identity import Identity
 from simulations.casesim import DAY, CaseWorld
-from simulations.network import GossipNetwork
+from simulations.network import GossipNetwork, admitted_directory
 from simulations.scenario import Scenario
 
 TARGET = 0.9999
@@ -54,22 +54,8 @@ def spread(
     by_key = {k.public.key: name for name, k in keys.items()}
     anchor = Identity(hashlib.sha256(f"sim/{seed}/anchor".encode()).digest())
     start = int(publish_day * DAY)
-    network = Network("sim", frozenset({anchor.public.key}))
-    base = Directory(network)
-    base.add_many(
-        [
-            make_record(
-                "node_cert",
-                {"node": key.public.key},
-                signer=anchor,
-                network="sim",
-                version=i + 1,
-                now=0,
-                ttl=int(scenario.days * DAY) + 30 * DAY,
-            )
-            for i, key in enumerate(keys.values())
-        ],
-        0,
+    base = admitted_directory(
+        "sim", anchor, list(keys.values()), now=0, ttl=int(scenario.days * DAY) + 30 * DAY
     )
 
     def latency(a: bytes, b: bytes) -> int:

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from protocol.codec import pack
-from protocol.directory import Directory
+from protocol.directory import Directory, Network, make_record
 from protocol.envelope import HEADER_SIZE
 from protocol.gossip import GossipConfig, GossipEngine, Outgoing
-from protocol.identity import SIGNATURE_SIZE
+from protocol.identity import SIGNATURE_SIZE, Identity
 from protocol.kinds import KINDS_BY_NAME
 from protocol.liveness import Liveness, LivenessConfig
 from simulations.clock import EventLoop
@@ -39,6 +39,30 @@ def seeded_rng(seed: str) -> Callable[[int], bytes]:
         return out[:n]
 
     return rng
+
+
+def admitted_directory(
+    name: str, anchor: Identity, nodes: list[Identity], *, now: int, ttl: int
+) -> Directory:
+    """A network ``name`` whose anchor has admitted every one of ``nodes`` (node
+    certificates, real signatures): where a simulated network starts."""
+    directory = Directory(Network(name, frozenset({anchor.public.key})))
+    directory.add_many(
+        [
+            make_record(
+                "node_cert",
+                {"node": node.public.key},
+                signer=anchor,
+                network=name,
+                version=now + i + 1,
+                now=now,
+                ttl=ttl,
+            )
+            for i, node in enumerate(nodes)
+        ],
+        now,
+    )
+    return directory
 
 
 def envelope_size(kind: str, body: dict[str, Any]) -> int:

@@ -188,19 +188,9 @@ class Renderer:
                 self._held -= dropped.nbytes
         return found
 
-    def render(
-        self,
-        path: Path,
-        index: int,
-        *,
-        window: Window | None = None,
-        invert: bool = False,
-        max_size: int = FULL,
-        quality: int = 85,
-    ) -> bytes:
-        return self.render_with_window(
-            path, index, window=window, invert=invert, max_size=max_size, quality=quality
-        )[0]
+    def render(self, path: Path, index: int, **options: Any) -> bytes:
+        """The JPEG alone (``options`` as for ``render_with_window``)."""
+        return self.render_with_window(path, index, **options)[0]
 
     def render_with_window(
         self,
