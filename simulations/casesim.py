@@ -261,18 +261,58 @@ class CaseWorld:
         case = self.cases[case_id]
         node = frozenset({Role.NODE})
         case, _ = machine.apply(case, "deliver", by=b"", roles=node, now=now)
-        reader = self.readers[self.meta[case_id]["reader"]]
-        if case.state is State.DELIVERED:  # a group's case: the reader claims it
+        self.cases[case_id] = case
+        self._read(case_id, self.readers[self.meta[case_id]["reader"]], now)
+
+    def _read(self, case_id: bytes, reader: ReaderSpec, now: int) -> None:
+        """``reader`` takes the case (a pair's is theirs at delivery; a group's they
+        claim), reads it in their time, and the node checks it at its due time."""
+        case = self.cases[case_id]
+        if case.state is State.DELIVERED:
             case, _ = machine.apply(
                 case, "claim", by=reader.name.encode(), roles=frozenset({Role.MEMBER}), now=now
             )
         self.cases[case_id] = case
+        self.meta[case_id]["reader"] = reader.name
         hours = self.random.uniform(*reader.reading_hours)
-        self.loop.at(now + int(hours * HOUR), lambda: self._report(case_id, reader))
+        self.loop.at(now + int(hours * HOUR), functools.partial(self._report, case_id, reader))
+        if case.due_ms is not None:
+            self.loop.at(case.due_ms + 1, functools.partial(self._due, case_id, reader))
+
+    def _due(self, case_id: bytes, reader: ReaderSpec) -> None:
+        """Still unread at its due time: the node escalates it, and another reader of the
+        group takes it (the late one cannot, by the table's rule); the images go to that
+        reader's node if it is another."""
+        now = self.loop.now
+        case = self.cases[case_id]
+        if case.reader != reader.name.encode() or not case.overdue(now):
+            return
+        case, _ = machine.apply(case, "escalate", by=b"", roles=frozenset({Role.NODE}), now=now)
+        self.cases[case_id] = case
+        self.meta[case_id]["escalations"] = self.meta[case_id].get("escalations", 0) + 1
+        others = sorted(
+            (
+                r
+                for r in self.scenario.readers
+                if r.group == reader.group and r.name.encode() not in case.passed_over
+            ),
+            key=lambda r: r.name,
+        )
+        if not others:
+            return  # nobody else in the group: it waits in the pool
+        chosen = self.random.choice(others)
+        if chosen.node == reader.node:
+            self._read(case_id, chosen, now)
+        else:
+            size = self.meta[case_id]["size"]
+            sender_node = self.meta[case_id]["sender_node"]
+            self.send(sender_node, chosen.node, size, lambda at: self._read(case_id, chosen, at))
 
     def _report(self, case_id: bytes, reader: ReaderSpec) -> None:
         now = self.loop.now
         case = self.cases[case_id]
+        if case.state is not State.ASSIGNED or case.reader != reader.name.encode():
+            return  # taken from this reader when overdue: their reading is not sent
         case, _ = machine.apply(
             case, "report", by=reader.name.encode(), roles=frozenset({Role.READER}), now=now
         )
@@ -320,6 +360,7 @@ class CaseWorld:
                     "overdue": case.reported_ms is not None
                     and case.due_ms is not None
                     and case.reported_ms > case.due_ms,
+                    "escalations": case.escalations,
                 }
             )
         self.outcome.link_bytes = {

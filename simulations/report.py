@@ -46,6 +46,7 @@ def summary(scenario: Scenario, seed: int, outcome: Outcome) -> dict[str, Any]:
         "delivered": len(transit),
         "reports_back": len(turnaround),
         "overdue": sum(1 for c in cases if c["overdue"]),
+        "escalated": sum(1 for c in cases if c["escalations"]),
         "transit_hours": _quantiles(transit),
         "turnaround_hours": _quantiles(turnaround),
         "transit_hours_by_study": {k: _quantiles(v) for k, v in sorted(by_kind.items())},
@@ -77,7 +78,8 @@ def markdown(scenario: Scenario, facts: dict[str, Any], plots: list[str]) -> str
         "## Cases",
         "",
         f"- {facts['cases']} cases sent; {facts['delivered']} delivered; "
-        f"{facts['reports_back']} reports back; {facts['overdue']} read after their due time.",
+        f"{facts['reports_back']} reports back; {facts['escalated']} taken from a late reader "
+        f"and given to another; {facts['overdue']} read after their due time.",
         f"- Transit (sent to delivered): {hours(facts['transit_hours'])}.",
         f"- Turnaround (sent to report back): {hours(facts['turnaround_hours'])}.",
         "",

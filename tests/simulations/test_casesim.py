@@ -188,3 +188,24 @@ def test_a_node_that_goes_away_sends_its_cases_when_it_comes_back() -> None:
                 held += 1
                 assert case["submitted_ms"] + case["transit_ms"] >= end
     assert held > 0
+
+
+def test_a_case_left_unread_at_its_due_time_goes_to_another_reader_of_the_group() -> None:
+    data = {
+        **SMALL,
+        "days": 40,
+        "delay_hours": 48,
+        "readers": [
+            {"name": "Late", "node": "Erasme", "group": "g", "reading_hours": [100, 150]},
+            {"name": "Prompt", "node": "Erasme", "group": "g", "reading_hours": [2, 12]},
+        ],
+        "senders": [{"node": "H-0", "cases_per_week": 3.0, "pair": "Late"}],
+    }
+    _, cases = run(data)
+    finished = [c for c in cases if c["submitted_ms"] < 30 * DAY]
+    assert finished
+    for case in finished:  # every one was late with its pair's reader
+        assert case["escalations"] == 1
+        assert case["reader"] == "Prompt"
+        assert case["state"] == "report_delivered"
+        assert case["turnaround_ms"] < 48 * 3_600_000 + 24 * 3_600_000
