@@ -609,7 +609,12 @@ def test_the_reader_reads_a_ct_in_the_viewer(net: WebNet, chromium: Any) -> None
     page.keyboard.press("Space")
     assert len(seen) == 4  # it went round
     assert "PatientName" in page.inner_text("#attributes")  # the anonymised attributes
-    assert "693" not in page.inner_text("#attributes")  # no trace of the source's name
+    panel = page.inner_text("#attributes")
+    assert re.search(r"PatientName\s+TSF\^", panel)  # the pseudonym, never the patient
+    assert re.search(r"PatientIdentityRemoved\s+YES", panel)
+    original = str(pydicom.dcmread(slices[0], stop_before_pixels=True).PatientName)
+    assert original
+    assert original not in panel  # what the sender's file said of the patient
     page.context.close()
     # The sender views his own case from the intake; nobody else's node serves it.
     koffi = Browser(net.cluster.url(0))
