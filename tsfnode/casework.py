@@ -679,6 +679,7 @@ class CaseService:
         case, effects = machine.apply(
             case, "deliver", by=self.me, roles=frozenset({Role.NODE}), now=now
         )
+        await self._mark(bundle_id, case_id, "images")  # its images known before it shows
         await self.db.execute(
             "INSERT INTO cases (case_id, role, state, routing, target, pair_id, sender,"
             " sender_node, delay_ms, needs_acceptance, urgent, form, recipients, updated_ms)"
@@ -699,7 +700,6 @@ class CaseService:
             ),
         )
         await self._save(case, now)
-        await self._mark(bundle_id, case_id, "images")
         await self._keep_document(request, case_id, now)
         await self._effects(effects, now)
         await self._audit(sender_node, case_id, "receive", now, case.state.value)

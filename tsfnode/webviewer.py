@@ -183,6 +183,8 @@ async def series_of(app: ChainMapProxy, case_id: bytes) -> list[dict[str, Any]]:
         task = asyncio.ensure_future(asyncio.to_thread(listed_series, folders, kept))
         found = running[case_id] = (time.monotonic(), task)
     listing: list[dict[str, Any]] = await asyncio.shield(found[1])
+    if not listing and running.get(case_id) is found:
+        del running[case_id]  # nothing yet (images still arriving): look again next time
     return listing
 
 
