@@ -29,6 +29,7 @@ HOUR = 3_600_000
 DAY = 24 * HOUR
 TAG = 16  # each chunk's authentication tag
 REPORT_BYTES = 24 * 1024  # a report and its signatures, sealed
+ACCEPT_HOURS = (1.0, 24.0)  # a reader asked to take a case beyond the pair's quota
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class CaseWorld:
         self.outcome = Outcome()
         self._bundles = 0
         self.relayed = 0
+        self._sent: dict[int, list[int]] = {}  # per sender, this week's cases (the quota)
 
     # --- the model of the links ---------------------------------------------------------
 
@@ -235,7 +237,11 @@ class CaseWorld:
             routing, target, delay = Routing.PAIR, sender.pair.encode(), self.scenario.delay_hours
         else:
             routing, target, delay = Routing.GROUP, sender.group.encode(), self.scenario.delay_hours
-        case = Case(case_id, me, routing, target, delay * HOUR)
+        week = self._sent.setdefault(k, [])
+        week[:] = [t for t in week if t > now - 7 * DAY]
+        over = bool(sender.pair and sender.weekly_quota and len(week) >= sender.weekly_quota)
+        week.append(now)
+        case = Case(case_id, me, routing, target, delay * HOUR, needs_acceptance=over)
         case, _ = machine.apply(case, "submit", by=me, roles=frozenset({Role.SENDER}), now=now)
         case, _ = machine.apply(case, "send", by=b"", roles=frozenset({Role.NODE}), now=now)
         self.cases[case_id] = case
@@ -265,9 +271,14 @@ class CaseWorld:
         self._read(case_id, self.readers[self.meta[case_id]["reader"]], now)
 
     def _read(self, case_id: bytes, reader: ReaderSpec, now: int) -> None:
-        """``reader`` takes the case (a pair's is theirs at delivery; a group's they
-        claim), reads it in their time, and the node checks it at its due time."""
+        """``reader`` takes the case (a pair's is theirs at delivery, or once they accept
+        it beyond the week's quota; a group's they claim), reads it in their time, and the
+        node checks it at its due time."""
         case = self.cases[case_id]
+        if case.state is State.DELIVERED and case.needs_acceptance and case.reader is None:
+            hours = self.random.uniform(*ACCEPT_HOURS)  # the reader answers the question
+            self.loop.at(now + int(hours * HOUR), functools.partial(self._accept, case_id, reader))
+            return
         if case.state is State.DELIVERED:
             case, _ = machine.apply(
                 case, "claim", by=reader.name.encode(), roles=frozenset({Role.MEMBER}), now=now
@@ -278,6 +289,18 @@ class CaseWorld:
         self.loop.at(now + int(hours * HOUR), functools.partial(self._report, case_id, reader))
         if case.due_ms is not None:
             self.loop.at(case.due_ms + 1, functools.partial(self._due, case_id, reader))
+
+    def _accept(self, case_id: bytes, reader: ReaderSpec) -> None:
+        now = self.loop.now
+        case, _ = machine.apply(
+            self.cases[case_id],
+            "accept",
+            by=reader.name.encode(),
+            roles=frozenset({Role.READER}),
+            now=now,
+        )
+        self.cases[case_id] = case
+        self._read(case_id, reader, now)
 
     def _due(self, case_id: bytes, reader: ReaderSpec) -> None:
         """Still unread at its due time: the node escalates it, and another reader of the
@@ -361,6 +384,7 @@ class CaseWorld:
                     and case.due_ms is not None
                     and case.reported_ms > case.due_ms,
                     "escalations": case.escalations,
+                    "over_quota": case.needs_acceptance,
                 }
             )
         self.outcome.link_bytes = {

@@ -47,6 +47,7 @@ def summary(scenario: Scenario, seed: int, outcome: Outcome) -> dict[str, Any]:
         "reports_back": len(turnaround),
         "overdue": sum(1 for c in cases if c["overdue"]),
         "escalated": sum(1 for c in cases if c["escalations"]),
+        "over_quota": sum(1 for c in cases if c["over_quota"]),
         "transit_hours": _quantiles(transit),
         "turnaround_hours": _quantiles(turnaround),
         "transit_hours_by_study": {k: _quantiles(v) for k, v in sorted(by_kind.items())},
@@ -79,7 +80,8 @@ def markdown(scenario: Scenario, facts: dict[str, Any], plots: list[str]) -> str
         "",
         f"- {facts['cases']} cases sent; {facts['delivered']} delivered; "
         f"{facts['reports_back']} reports back; {facts['escalated']} taken from a late reader "
-        f"and given to another; {facts['overdue']} read after their due time.",
+        f"and given to another; {facts['overdue']} read after their due time; "
+        f"{facts['over_quota']} sent beyond their pair's weekly quota (the reader accepted).",
         f"- Transit (sent to delivered): {hours(facts['transit_hours'])}.",
         f"- Turnaround (sent to report back): {hours(facts['turnaround_hours'])}.",
         "",

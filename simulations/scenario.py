@@ -6,7 +6,8 @@
                           power_cuts_per_month, power_cut_hours = [min, max],
                           leaves_per_year, away_days = [min, max] (churn),
                           nat = true with relay = "a node" (mail waits there)
-    [[senders]]           node, cases_per_week, pair (a reader's name) or group, count
+    [[senders]]           node, cases_per_week, pair (a reader's name) or group, count,
+                          weekly_quota (the pair's; beyond it the reader must accept)
     [[readers]]           name, node, group, reading_hours = [min, max], count
     [[studies]]           kind, weight, mb = [min, max]   (size as sent, compressed)
     [[cuts]]              region (or nodes = [...]), start_day, days: cut from the rest
@@ -48,6 +49,7 @@ class SenderSpec:
     cases_per_week: float
     pair: str = ""
     group: str = ""
+    weekly_quota: int = 0  # the pair's: beyond it, the reader is asked to accept (0: none)
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,13 @@ def parse_scenario(data: dict[str, Any], where: str = "scenario") -> Scenario:
             if n not in known:
                 raise ScenarioError(f"{at}: node '{n}' is not among the [[nodes]]")
             senders.append(
-                SenderSpec(n, _get(t, "cases_per_week", float, at), pair=pair, group=group)
+                SenderSpec(
+                    n,
+                    _get(t, "cases_per_week", float, at),
+                    pair=pair,
+                    group=group,
+                    weekly_quota=_get(t, "weekly_quota", int, at, 0),
+                )
             )
     studies = []
     for i, t in enumerate(data.get("studies", [])):

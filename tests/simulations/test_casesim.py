@@ -209,3 +209,25 @@ def test_a_case_left_unread_at_its_due_time_goes_to_another_reader_of_the_group(
         assert case["reader"] == "Prompt"
         assert case["state"] == "report_delivered"
         assert case["turnaround_ms"] < 48 * 3_600_000 + 24 * 3_600_000
+
+
+def test_beyond_the_pairs_weekly_quota_the_reader_accepts_before_reading() -> None:
+    data = {
+        **SMALL,
+        "days": 40,
+        "senders": [{"node": "H-0", "cases_per_week": 4.0, "pair": "Marie", "weekly_quota": 1}],
+    }
+    _, cases = run(data)
+    finished = [c for c in cases if c["submitted_ms"] < 30 * DAY]
+    over = [c for c in finished if c["over_quota"]]
+    within = [c for c in finished if not c["over_quota"]]
+    assert over
+    assert within
+    for case in finished:
+        assert case["state"] == "report_delivered"
+        assert case["reader"] == "Marie"
+    week: list[int] = []  # at most one case a week within the quota, as the sender's node counts
+    for case in sorted(cases, key=lambda c: c["submitted_ms"]):
+        week = [t for t in week if t > case["submitted_ms"] - 7 * DAY]
+        assert case["over_quota"] == (len(week) >= 1)
+        week.append(case["submitted_ms"])
