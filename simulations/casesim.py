@@ -62,13 +62,11 @@ class Link:
 
 @dataclass
 class Transfer:
-    bundle: str
     source: str
     target: str
     upload: Upload
     on_done: Any
     attempts: int = 0
-    started: int = 0
     generation: int = 0  # chunks sent before a cut do not count after it
 
 
@@ -111,7 +109,6 @@ class CaseWorld:
         self.meta: dict[bytes, dict[str, Any]] = {}
         self.backoff = Backoff(base_ms=5_000, cap_ms=HOUR)
         self.outcome = Outcome()
-        self._bundles = 0
         self.relayed = 0
         self._sent: dict[int, list[int]] = {}  # per sender, this week's cases (the quota)
 
@@ -161,17 +158,14 @@ class CaseWorld:
             self._transfer(source, target, size, on_done)
 
     def _transfer(self, source: str, target: str, size: int, on_done: Any) -> None:
-        self._bundles += 1
         layout = Layout(size, choose_chunk_size(size))
-        t = Transfer(
-            f"b{self._bundles}", source, target, Upload(layout), on_done, started=self.loop.now
-        )
+        t = Transfer(source, target, Upload(layout), on_done)
         self._pump(t)
 
     def _pump(self, t: Transfer) -> None:
         now = self.loop.now
         if not self.reachable(t.source, t.target, now):
-            self._retry(t, "unreachable")
+            self._retry(t)
             return
         up, down = self.links[t.source], self.links[t.target]
         latency = self.scenario.latency(self.region[t.source], self.region[t.target])
@@ -191,7 +185,7 @@ class CaseWorld:
             self.outcome.chunk_failures += 1
             t.upload.on_failure(index, "cut")
             t.upload.reset_in_flight()
-            self._retry(t, "cut")
+            self._retry(t)
             return
         t.upload.on_ack(index, now)
         self.links[t.source].sent += nbytes
@@ -202,7 +196,7 @@ class CaseWorld:
         elif len(t.upload.in_flight) < t.upload.window:
             self._pump(t)
 
-    def _retry(self, t: Transfer, why: str) -> None:
+    def _retry(self, t: Transfer) -> None:
         t.upload.reset_in_flight()
         t.generation += 1
         t.attempts += 1

@@ -30,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from protocol.caseform import MODALITIES
 from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, STORE
 from tsfnode.bodies import read_json_object
 from tsfnode.casework import CaseError
@@ -104,7 +105,7 @@ async def upload_create(request: web.Request) -> web.Response:
         folder = _batch_folder(request, batch)
         folder.mkdir(mode=0o700, parents=True)
         (folder / "batch.json").write_text(
-            json.dumps({"account": session.account_id, "created_ms": now_ms(), "files": 0})
+            json.dumps({"account": session.account_id, "created_ms": now_ms()})
         )
     elif not isinstance(batch, str):
         raise web.HTTPBadRequest(text="batch: the id given by the first upload")
@@ -332,16 +333,10 @@ async def new_page(
         speed=await measured_rate(request),
         error=error,
         values=values or {},
-        modalities=_modalities(),
+        modalities=MODALITIES,
     )
     page.set_status(status)
     return page
-
-
-def _modalities() -> tuple[str, ...]:
-    from protocol.caseform import MODALITIES
-
-    return MODALITIES
 
 
 def form_values(form: dict[str, Any]) -> dict[str, Any]:

@@ -310,7 +310,7 @@ PAGES = {  # who may open each page: the others are refused
 }
 
 
-def test_pages_are_refused_to_visitors_and_to_other_roles(net: WebNet, chromium: Any) -> None:
+def test_pages_are_refused_to_visitors_and_to_other_roles(net: WebNet) -> None:
     for path, allowed in PAGES.items():
         visitor = Browser(net.cluster.url(0))
         status, url, _ = visitor.get(path)
