@@ -117,7 +117,9 @@ def _token_hash(token: str) -> bytes:
     return digest(token.encode())
 
 
-async def create_token(store: Store, *, username: str, purpose: str, days: int, now: int) -> str:
+async def create_token(
+    store: Store, *, username: str, purpose: str, days: int, now: int, label: str = ""
+) -> str:
     """A bearer token for ``username`` (shown once; only its hash is stored)."""
     import base64
     import secrets
@@ -130,9 +132,9 @@ async def create_token(store: Store, *, username: str, purpose: str, days: int, 
         raise NodeError("a token lasts 1 to 366 days")
     token = TOKEN_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
     await store.db.execute(
-        "INSERT INTO api_tokens (token_hash, account_id, purpose, created_ms, expires_ms) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (_token_hash(token), row[0], purpose, now, now + days * 86_400_000),
+        "INSERT INTO api_tokens (token_hash, account_id, purpose, created_ms, expires_ms, label)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (_token_hash(token), row[0], purpose, now, now + days * 86_400_000, label),
     )
     await store.db.commit()
     return token
@@ -141,13 +143,23 @@ async def create_token(store: Store, *, username: str, purpose: str, days: int, 
 async def check_token(
     store: Store, token: str, *, purpose: str, now: int
 ) -> tuple[int, str, str] | None:
-    """(account id, username, role) of a valid, unexpired, unrevoked token, else None."""
+    """(account id, username, role) of a valid, unexpired, unrevoked token, else None.
+    A valid token's last use is recorded (its owner sees it in the list of tokens)."""
     if not token.startswith(TOKEN_PREFIX):
         return None
+    hashed = _token_hash(token)
     cursor = await store.db.execute(
-        "SELECT a.id, a.username, a.role FROM api_tokens t JOIN accounts a ON a.id = t.account_id"
+        "SELECT a.id, a.username, a.role, t.last_used_ms FROM api_tokens t"
+        " JOIN accounts a ON a.id = t.account_id"
         " WHERE t.token_hash = ? AND t.purpose = ? AND t.revoked = 0 AND t.expires_ms > ?",
-        (_token_hash(token), purpose, now),
+        (hashed, purpose, now),
     )
     row = await cursor.fetchone()
-    return None if row is None else (int(row[0]), str(row[1]), str(row[2]))
+    if row is None:
+        return None
+    if row[3] is None or now - int(row[3]) > 60_000:  # at most one write a minute
+        await store.db.execute(
+            "UPDATE api_tokens SET last_used_ms = ? WHERE token_hash = ?", (now, hashed)
+        )
+        await store.db.commit()
+    return (int(row[0]), str(row[1]), str(row[2]))

@@ -386,17 +386,20 @@ def account_token(args: argparse.Namespace) -> int:
         store = await Store.open(NodeDir(args.directory).database)
         try:
             return await create_token(
-                store, username=args.username, purpose="send", days=args.days, now=_now()
+                store,
+                username=args.username,
+                purpose=args.purpose,
+                days=args.days,
+                now=_now(),
+                label=args.label,
             )
         finally:
             await store.close()
 
     token = asyncio.run(make())
     print(token)
-    print(
-        f"(for tsfnode send --token; valid {args.days} days; shown once)",
-        file=sys.stderr,
-    )
+    use = "tsfnode send --token" if args.purpose == "send" else "a DICOMweb viewer"
+    print(f"(for {use}; valid {args.days} days; shown once)", file=sys.stderr)
     return 0
 
 
@@ -412,10 +415,14 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--language", default="fr", choices=("fr", "en"))
     p.add_argument("--password-stdin", action="store_true")
     p.set_defaults(handler=account_add)
-    p = account_sub.add_parser("token", help="a token for a sender's light client")
+    p = account_sub.add_parser(
+        "token", help="a token for a sender's light client, or for a reader's DICOMweb viewer"
+    )
     p.add_argument("directory", type=Path)
     p.add_argument("username")
     p.add_argument("--days", type=int, default=90)
+    p.add_argument("--purpose", choices=("send", "dicomweb"), default="send")
+    p.add_argument("--label", default="", help="what the token is for (shown in lists)")
     p.set_defaults(handler=account_token)
 
     key = sub.add_parser("key", help="create or show a key (anchor, group, person)")

@@ -31,6 +31,7 @@ from tsfnode.appkeys import (
     IDENTITY,
     NODE_DIR,
     PEERING,
+    RENDERER,
     STARTED_MS,
     STORE,
     TRANSFERS,
@@ -39,6 +40,7 @@ from tsfnode.blobs import BlobStore
 from tsfnode.cases_api import prometheus
 from tsfnode.casework import CaseService
 from tsfnode.config import NodeConfig
+from tsfnode.dicomweb.service import create_dicomweb_app
 from tsfnode.directory_service import DirectoryService
 from tsfnode.errors import NodeError
 from tsfnode.local_api import create_api_app
@@ -48,6 +50,7 @@ from tsfnode.peer_api import create_peer_app
 from tsfnode.peering import Peering, now_ms
 from tsfnode.store import Store
 from tsfnode.transfers import TransferService
+from tsfnode.viewer import Renderer
 from tsfnode.web import create_web_app
 
 MAX_REQUEST = 17 * 1024 * 1024  # the largest body an endpoint takes (speed test upload)
@@ -178,6 +181,7 @@ def create_app(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> web
     app[IDENTITY] = identity
     app[BLOBS] = BlobStore(node_dir.blobs)
     app[STARTED_MS] = int(time.time() * 1000)
+    app[RENDERER] = Renderer()
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_peering_ctx)
     app.cleanup_ctx.append(_transfers_ctx)
@@ -190,6 +194,7 @@ def create_app(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> web
         ("/peer/", create_peer_app()),
         ("/api/", create_api_app()),
         ("/web/", create_web_app()),
+        ("/dicomweb/", create_dicomweb_app()),
     ):
         app.add_subapp(prefix, sub)
     return app

@@ -13,6 +13,7 @@ from tsfnode.nodedir import NodeDir
 from tsfnode.peering import Peering
 from tsfnode.store import Store
 from tsfnode.transfers import TransferService
+from tsfnode.viewer import Renderer
 
 CONFIG = web.AppKey("config", NodeConfig)
 NODE_DIR = web.AppKey("node_dir", NodeDir)
@@ -24,3 +25,4 @@ DIRECTORY = web.AppKey("directory", DirectoryService)
 PEERING = web.AppKey("peering", Peering)
 TRANSFERS = web.AppKey("transfers", TransferService)
 CASES = web.AppKey("cases", CaseService)
+RENDERER = web.AppKey("renderer", Renderer)  # decoded frames, shared by the viewer and DICOMweb

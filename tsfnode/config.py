@@ -69,6 +69,25 @@ def _node_ids(value: list[str]) -> str | None:
     return None
 
 
+def _origins(value: list[str]) -> str | None:
+    from urllib.parse import urlsplit
+
+    for v in value:
+        parts = urlsplit(str(v))
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            return f'has {v!r}: an origin is "https://host[:port]", without a path'
+    return None
+
+
+def _networks(value: list[str]) -> str | None:
+    for v in value:
+        try:
+            ipaddress.ip_network(str(v), strict=False)
+        except ValueError:
+            return f'has {v!r}, not a network such as "192.168.0.0/16"'
+    return None
+
+
 def _hours(value: str) -> str | None:
     try:
         start, end = (int(h) for h in value.split("-"))
@@ -109,6 +128,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("discovery", "mdns_interface", str, "", _ip_or_empty, "empty: every interface"),
     Setting("dicom", "ae_title", str, "TSFNODE", _ae_title),
     Setting("dicom", "port", int, 0, _range(0, 65535), "C-STORE listener; 0: off"),
+    Setting("dicom", "send_networks", list, [], _networks, "where readers may send; empty: any"),
+    Setting("dicomweb", "cors_origins", list, [], _origins, "viewers served elsewhere"),
     Setting(
         "intake",
         "keep_private",
@@ -165,6 +186,8 @@ class NodeConfig:
     discovery_mdns_interface: str = ""
     dicom_ae_title: str = "TSFNODE"
     dicom_port: int = 0
+    dicom_send_networks: tuple[str, ...] = ()
+    dicomweb_cors_origins: tuple[str, ...] = ()
     intake_keep_private: tuple[str, ...] = ()
     transfer_relays: tuple[str, ...] = ()
     transfer_relay_quota_mb: int = 2048
@@ -199,7 +222,11 @@ class NodeConfig:
             '# "PRIVATE CREATOR:ee" (ee: low byte of the element, hex); empty removes all.\n'
             "# [transfer] relays: ids of nodes that hold mail for this one (when it sits\n"
             "# behind NAT); upload_kbit_s caps the uplink (day_upload_kbit_s during\n"
-            "# day_hours, local time); relay_quota_mb: room for others' mail, 0: none.\n\n"
+            "# day_hours, local time); relay_quota_mb: room for others' mail, 0: none.\n"
+            "# [dicom] send_networks: where readers may send studies by C-STORE, as\n"
+            '# networks such as "192.168.0.0/16"; empty: anywhere.\n'
+            "# [dicomweb] cors_origins: viewers served from another origin that may call\n"
+            "# this node's DICOMweb, such as https://viewer.example.org.\n\n"
         )
         return header + tomli_w.dumps(data)
 
@@ -251,7 +278,12 @@ def load_config(path: Path) -> NodeConfig:
     if "name" not in values:
         raise NodeError(f"{where}: [node] name is missing or empty")
     values["name"] = values["name"].strip()
-    for key in ("intake_keep_private", "transfer_relays"):
+    for key in (
+        "intake_keep_private",
+        "transfer_relays",
+        "dicom_send_networks",
+        "dicomweb_cors_origins",
+    ):
         if key in values:
             values[key] = tuple(values[key])
     return NodeConfig(**values)

@@ -143,12 +143,16 @@ def to_8bit(values: Values, ds: Dataset, window: Window | None, *, invert: bool)
     return out
 
 
-def encode(pixels: np.ndarray, *, max_size: int, quality: int) -> bytes:
+def encode(pixels: np.ndarray, *, max_size: int, quality: int, fmt: str = "JPEG") -> bytes:
+    """JPEG (at ``quality``) or PNG, the longer side at most ``max_size``."""
     image = Image.fromarray(pixels, mode="L" if pixels.ndim == 2 else "RGB")
     if max(image.size) > max_size:
         image.thumbnail((max_size, max_size), Image.Resampling.BILINEAR)
     out = io.BytesIO()
-    image.save(out, format="JPEG", quality=quality)
+    if fmt == "PNG":
+        image.save(out, format="PNG")
+    else:
+        image.save(out, format="JPEG", quality=quality)
     return out.getvalue()
 
 
@@ -201,6 +205,7 @@ class Renderer:
         invert: bool = False,
         max_size: int = FULL,
         quality: int = 85,
+        fmt: str = "JPEG",
     ) -> tuple[bytes, Window | None]:
         """The JPEG, and the window it was rendered at (None for colour, or a VOI LUT)."""
         values = self.values(path, index)
@@ -211,7 +216,7 @@ class Renderer:
                 (values.low + values.high) / 2, max(values.high - values.low, 1.0)
             )
         pixels = to_8bit(values, ds, used if values.mono is not None else None, invert=invert)
-        return encode(pixels, max_size=max_size, quality=quality), used
+        return encode(pixels, max_size=max_size, quality=quality, fmt=fmt), used
 
 
 def is_lossy(ds: Dataset) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,12 @@ import numpy as np
 from aiohttp import web
 from aiohttp.helpers import ChainMapProxy
 
-from tsfnode.appkeys import CASES, NODE_DIR, STORE
+from tsfnode.appkeys import CASES, NODE_DIR, RENDERER, STORE
 from tsfnode.casework import case_from_row, roles_for
 from tsfnode.peering import now_ms
 from tsfnode.viewer import (
     FULL,
     PRESETS,
-    Renderer,
     Window,
     attributes,
     default_window,
@@ -43,7 +43,6 @@ from tsfnode.viewer import (
 )
 from tsfnode.websession import require
 
-RENDERER = web.AppKey("renderer", Renderer)
 SERIES = web.AppKey("viewer_series", dict)
 SERIES_TTL_S = 60.0
 WARM_AT_MOST = 10
@@ -71,7 +70,7 @@ async def _may_see(request: web.Request) -> tuple[bytes, bytes]:
     return case_id, bytes(found[0])
 
 
-async def _folders(app: ChainMapProxy, case_id: bytes) -> list[Path]:
+async def image_folders(app: ChainMapProxy, case_id: bytes) -> list[Path]:
     service = app[CASES]
     row = await service.row(case_id)
     root = app[NODE_DIR].root
@@ -91,7 +90,14 @@ def _stamp(folders: list[Path]) -> list[float]:
 
 
 def listed_series(folders: list[Path], kept: Path) -> list[dict[str, Any]]:
-    """``list_series``, kept in ``kept`` (JSON) until the folders change: reading the
+    """``list_series``, kept in ``kept`` (JSON) until the folders change."""
+    return kept_listing(folders, kept, list_series)
+
+
+def kept_listing(
+    folders: list[Path], kept: Path, make: Callable[[list[Path]], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """``make(folders)``, kept in ``kept`` (JSON) until the folders change: reading the
     headers of a 500-slice CT takes half a second, the file a millisecond."""
     stamp = _stamp(folders)
     try:
@@ -100,7 +106,7 @@ def listed_series(folders: list[Path], kept: Path) -> list[dict[str, Any]]:
             return held["series"]  # type: ignore[no-any-return]
     except (FileNotFoundError, ValueError, KeyError):
         pass
-    series = list_series(folders)
+    series = make(folders)
     kept.parent.mkdir(mode=0o700, exist_ok=True)
     tmp = kept.with_suffix(".tmp")
     tmp.write_text(
@@ -178,7 +184,7 @@ async def series_of(app: ChainMapProxy, case_id: bytes) -> list[dict[str, Any]]:
     running = app[SERIES]
     found = running.get(case_id)
     if found is None or (found[1].done() and time.monotonic() - found[0] > SERIES_TTL_S):
-        folders = await _folders(app, case_id)
+        folders = await image_folders(app, case_id)
         kept = app[NODE_DIR].root / "viewer" / f"{case_id.hex()}.json"
         task = asyncio.ensure_future(asyncio.to_thread(listed_series, folders, kept))
         found = running[case_id] = (time.monotonic(), task)
@@ -281,7 +287,6 @@ async def frame_attributes(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app[RENDERER] = Renderer()
     app[SERIES] = {}
     app.router.add_get("/cases/{id:[0-9a-f]{32}}/viewer", page)
     app.router.add_get("/cases/{id:[0-9a-f]{32}}/series", series)

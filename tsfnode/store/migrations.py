@@ -223,6 +223,35 @@ MIGRATIONS: tuple[str, ...] = (
         reason        TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 9: readers' own tools. A token's label and last use (DICOMweb tokens are listed
+    # and revoked by their owner); the DICOM nodes a person sends studies to by
+    # C-STORE, and each sending with its outcome.
+    """
+    ALTER TABLE api_tokens ADD COLUMN label TEXT NOT NULL DEFAULT '';
+    ALTER TABLE api_tokens ADD COLUMN last_used_ms INTEGER;
+    CREATE TABLE dicom_destinations (
+        id          INTEGER PRIMARY KEY,
+        account_id  INTEGER NOT NULL REFERENCES accounts (id),
+        label       TEXT NOT NULL,
+        ae_title    TEXT NOT NULL,
+        host        TEXT NOT NULL,
+        port        INTEGER NOT NULL,
+        calling_ae  TEXT NOT NULL
+    );
+    CREATE TABLE dicom_sends (
+        id             INTEGER PRIMARY KEY,
+        account_id     INTEGER NOT NULL REFERENCES accounts (id),
+        case_id        BLOB NOT NULL,
+        destination_id INTEGER NOT NULL,
+        started_ms     INTEGER NOT NULL,
+        done_ms        INTEGER,
+        total          INTEGER NOT NULL DEFAULT 0,
+        sent           INTEGER NOT NULL DEFAULT 0,
+        state          TEXT NOT NULL DEFAULT 'sending'
+                       CHECK (state IN ('sending', 'done', 'failed')),
+        error          TEXT NOT NULL DEFAULT ''
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,421 @@
+"""DICOMweb on real nodes, called by a real client (dicomweb-client, from PyPI): Marie
+reads Koffi's CT and MR with her own viewer, as far as the access rules let her.
+
+The network is tests.people.PairedNet: Koffi sends at Cotonou (node 0); Marie reads
+and Anne coordinates the paediatric group at Erasme (node 1). Two cases reach Marie: a
+CT series of six real slices and a real multi-frame MR (both JPEG-LS lossless after the
+sender's intake, as every study travels)."""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import io
+import json
+import shutil
+import sqlite3
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+from dicomweb_client.api import DICOMwebClient
+from PIL import Image
+from pydicom.data import get_testdata_file
+from pydicom.encaps import generate_frames
+from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
+from requests.exceptions import HTTPError
+
+from tests.cluster import wait_for
+from tests.nodes import tsfnode
+from tests.people import PairedNet, Person
+from tests.studies import ct_series
+
+pytestmark = pytest.mark.slow
+QUICK = {
+    "transfer": {"poll_interval_ms": 500, "retry_base_ms": 200},
+    "cases": {"scan_interval_ms": 300, "stats_interval_ms": 1000},
+    "dicomweb": {"cors_origins": ["https://viewer.example.org"]},
+}
+SLICES = 6
+JSON = "application/dicom+json"
+
+
+def dicomweb_token(person: Person, days: int = 30, label: str = "test") -> str:
+    made = tsfnode(
+        "account", "token", person.cluster.dirs[person.node], person.username,
+        "--purpose", "dicomweb", "--days", str(days), "--label", label,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
+
+
+class DicomwebNet(PairedNet):
+    def __init__(self, base: Path) -> None:
+        super().__init__(base, **QUICK)
+        self.clients: list[DICOMwebClient] = []
+        try:
+            self._send_two_cases(base)
+        except BaseException:
+            self.cluster.close()
+            raise
+
+    def _send_two_cases(self, base: Path) -> None:
+        ct = base / "ct"
+        ct.mkdir()
+        ct_series(ct, SLICES)
+        mr = base / "mr"
+        mr.mkdir()
+        shutil.copy(get_testdata_file("emri_small.dcm"), mr / "emri_small.dcm")  # 10 frames
+        pair = {"routing": "pair", "target": self.pair}
+        self.ct_case = self.submit(ct, pair)
+        self.mr_case = self.submit(mr, pair)
+        for case in (self.ct_case, self.mr_case):
+            wait_for("the case at Marie's node", lambda c=case: self.marie.state(c) == "assigned")
+        self.url = f"{self.cluster.url(1)}/dicomweb"
+        self.marie_token = dicomweb_token(self.marie)
+
+    def client(self, token: str, node: int = 1) -> DICOMwebClient:
+        made = DICOMwebClient(
+            url=f"{self.cluster.url(node)}/dicomweb",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        self.clients.append(made)
+        return made
+
+    def close(self) -> None:
+        for client in self.clients:
+            client._session.close()
+        self.cluster.close()
+
+    def stored(self, case: str) -> list[Path]:
+        """The case's DICOM files as Marie's node holds them."""
+        images = self.marie.case(case)["images"]
+        root = self.cluster.dirs[1]
+        return sorted(p for folder in images for p in (root / folder).rglob("*.dcm"))
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DicomwebNet]:
+    network = DicomwebNet(tmp_path_factory.mktemp("dicomweb"))
+    try:
+        yield network
+    finally:
+        network.close()
+
+
+def read(path: Path) -> pydicom.Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(path)
+
+
+def value(record: dict[str, Any], keyword: str) -> Any:
+    tag = f"{pydicom.datadict.tag_for_keyword(keyword):08X}"
+    found = record.get(tag, {}).get("Value", [None])
+    return found[0] if len(found) == 1 else found
+
+
+def get(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+
+def parts(content_type: str, body: bytes) -> list[tuple[str, bytes]]:
+    """The parts of a multipart/related body, parsed by the standard library's email
+    parser (not by the code under test)."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
+    return [(p.get("Content-Type"), p.get_payload(decode=True)) for p in message.iter_parts()]
+
+
+def test_search_finds_the_readers_studies_with_the_query_keys(net: DicomwebNet) -> None:
+    client = net.client(net.marie_token)
+    studies = client.search_for_studies()
+    assert len(studies) == 2
+    by_modality = {value(s, "ModalitiesInStudy"): s for s in studies}
+    assert set(by_modality) == {"CT", "MR"}
+    ct = by_modality["CT"]
+    assert value(ct, "NumberOfStudyRelatedInstances") == SLICES
+    assert value(ct, "NumberOfStudyRelatedSeries") == 1
+    study = value(ct, "StudyInstanceUID")
+    assert value(ct, "RetrieveURL") == f"{net.url}/studies/{study}"
+    ct_file = read(net.stored(net.ct_case)[0])
+    assert study == ct_file.StudyInstanceUID
+    # single value, wildcard, list of UIDs and range matching
+    assert [value(s, "StudyInstanceUID") for s in client.search_for_studies(
+        search_filters={"ModalitiesInStudy": "CT"})] == [study]  # fmt: skip
+    pseudonym = str(ct_file.PatientName)  # the sender node's pseudonym, not the patient
+    wild = client.search_for_studies(search_filters={"PatientName": pseudonym[:-2].lower() + "?*"})
+    assert [value(s, "StudyInstanceUID") for s in wild] == [study]
+    assert client.search_for_studies(search_filters={"PatientName": "NOBODY*"}) == []
+    both = client.search_for_studies(
+        search_filters={"StudyInstanceUID": ",".join(value(s, "StudyInstanceUID") for s in studies)}
+    )
+    assert len(both) == 2
+    mr = by_modality["MR"]
+    date = value(mr, "StudyDate")  # shifted by the sender's intake, kept as a date
+    assert len(date) == 8
+    after = f"{int(date[:4]) + 1}0101"
+    assert [s for s in client.search_for_studies(search_filters={"StudyDate": f"{date}-"})] == [mr]
+    assert client.search_for_studies(search_filters={"StudyDate": f"{after}-"}) == []
+    assert client.search_for_studies(search_filters={"StudyDate": f"-{after}"}) == [mr]
+    # series and instances, limit and offset, includefield
+    (series,) = client.search_for_series(study_instance_uid=study)
+    assert value(series, "Modality") == "CT"
+    assert value(series, "NumberOfSeriesRelatedInstances") == SLICES
+    page = client.search_for_instances(
+        study_instance_uid=study, limit=2, offset=2, fields=["SliceLocation"]
+    )
+    assert [value(i, "InstanceNumber") for i in page] == [3, 4]
+    assert all(value(i, "SliceLocation") is not None for i in page)
+    assert value(page[0], "AvailableTransferSyntaxUID") == JPEGLSLossless
+    everything = client.search_for_instances(study_instance_uid=study, fields=["all"], limit=1)
+    assert value(everything[0], "ImagePositionPatient") is not None
+
+
+def test_a_query_the_node_cannot_answer_is_refused_with_its_reason(net: DicomwebNet) -> None:
+    auth = {"Authorization": f"Bearer {net.marie_token}", "Accept": JSON}
+    status, _, body = get(f"{net.url}/studies?PatientNme=X", auth)
+    assert status == 400
+    assert b"PatientNme" in body
+    status, _, body = get(f"{net.url}/studies?limit=many", auth)
+    assert (status, b"limit") == (400, body[5:10])
+    status, headers, body = get(f"{net.url}/studies?PatientName=x*&fuzzymatching=true", auth)
+    assert status == 200
+    assert "fuzzymatching" in headers["Warning"]
+
+
+def test_retrieve_gives_the_stored_bytes_or_explicit_little_endian(net: DicomwebNet) -> None:
+    stored = net.stored(net.ct_case)
+    first = read(stored[0])
+    url = (
+        f"{net.url}/studies/{first.StudyInstanceUID}/series/{first.SeriesInstanceUID}"
+        f"/instances/{first.SOPInstanceUID}"
+    )
+    status, headers, body = get(
+        url,
+        {
+            "Authorization": f"Bearer {net.marie_token}",
+            "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*',
+        },
+    )
+    assert status == 200
+    ((kind, data),) = parts(headers["Content-Type"], body)
+    assert kind.startswith("application/dicom")
+    assert data == stored[0].read_bytes()  # byte for byte what was stored
+    # the whole series, as stored
+    status, headers, body = get(
+        url.rsplit("/instances/", 1)[0],
+        {
+            "Authorization": f"Bearer {net.marie_token}",
+            "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*',
+        },
+    )
+    assert sorted(data for _, data in parts(headers["Content-Type"], body)) == sorted(
+        p.read_bytes() for p in stored
+    )
+    # dicomweb-client's default (transfer-syntax=*): as stored
+    client = net.client(net.marie_token)
+    uids = (first.StudyInstanceUID, first.SeriesInstanceUID, first.SOPInstanceUID)
+    got = client.retrieve_instance(*uids)
+    assert got.file_meta.TransferSyntaxUID == JPEGLSLossless
+    assert np.array_equal(got.pixel_array, first.pixel_array)
+    # Explicit VR Little Endian when asked for (the standard's default): the same pixels
+    got = client.retrieve_instance(
+        *uids, media_types=(("application/dicom", ExplicitVRLittleEndian),)
+    )
+    assert got.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert got.SOPInstanceUID == first.SOPInstanceUID
+    assert np.array_equal(got.pixel_array, first.pixel_array)
+    study = client.retrieve_study(first.StudyInstanceUID)
+    assert sorted(d.SOPInstanceUID for d in study) == sorted(read(p).SOPInstanceUID for p in stored)
+
+
+def test_metadata_names_the_bulk_data_and_the_frames_come_as_asked(net: DicomwebNet) -> None:
+    client = net.client(net.marie_token)
+    (mr_path,) = net.stored(net.mr_case)
+    mr = read(mr_path)
+    assert int(mr.NumberOfFrames) == 10
+    uids = (mr.StudyInstanceUID, mr.SeriesInstanceUID, mr.SOPInstanceUID)
+    (meta,) = client.retrieve_series_metadata(*uids[:2])
+    assert value(meta, "Rows") == mr.Rows
+    assert value(meta, "PatientName") == {"Alphabetic": str(mr.PatientName)}
+    pixel_uri = meta["7FE00010"]["BulkDataURI"]
+    assert pixel_uri.startswith(f"{net.url}/studies/{uids[0]}/")
+    decoded = mr.pixel_array  # frames, rows, columns
+    # default media type: uncompressed, little endian
+    frames = client.retrieve_instance_frames(*uids, frame_numbers=[2, 5])
+    assert frames == [decoded[1].astype("<u2").tobytes(), decoded[4].astype("<u2").tobytes()]
+    explicit = client.retrieve_instance_frames(
+        *uids,
+        frame_numbers=[3],
+        media_types=(("application/octet-stream", ExplicitVRLittleEndian),),
+    )
+    assert explicit == [decoded[2].astype("<u2").tobytes()]
+    # as stored: the JPEG-LS codestream of each frame, byte for byte
+    assert mr.file_meta.TransferSyntaxUID == JPEGLSLossless
+    encapsulated = list(generate_frames(mr.PixelData, number_of_frames=10))
+    jls = client.retrieve_instance_frames(
+        *uids, frame_numbers=[1, 10], media_types=(("image/jls", JPEGLSLossless),)
+    )
+    assert jls == [encapsulated[0], encapsulated[9]]
+    # a syntax the node does not hold: 406, saying what it can send
+    with pytest.raises(HTTPError) as refused:
+        client.retrieve_instance_frames(
+            *uids, frame_numbers=[1], media_types=(("image/jp2", "1.2.840.10008.1.2.4.90"),)
+        )
+    assert refused.value.response.status_code == 406
+    assert "image/jls" in refused.value.response.text
+    # a frame that is not there: 404
+    status, _, body = get(
+        f"{net.url}/studies/{uids[0]}/series/{uids[1]}/instances/{uids[2]}/frames/11",
+        {"Authorization": f"Bearer {net.marie_token}"},
+    )
+    assert status == 404
+    assert b"frame 11" in body
+    # the bulk data URI of the metadata: every frame, uncompressed
+    bulk = client.retrieve_bulkdata(pixel_uri)
+    assert b"".join(bulk) == decoded.astype("<u2").tobytes()
+
+
+def test_rendered_images_and_thumbnails(net: DicomwebNet) -> None:
+    client = net.client(net.marie_token)
+    first = read(net.stored(net.ct_case)[0])
+    uids = (first.StudyInstanceUID, first.SeriesInstanceUID, first.SOPInstanceUID)
+    jpeg = client.retrieve_instance_rendered(*uids, media_types=("image/jpeg",))
+    image = Image.open(io.BytesIO(jpeg))
+    assert (image.format, image.size) == ("JPEG", (first.Columns, first.Rows))
+    png = client.retrieve_instance_rendered(
+        *uids, media_types=("image/png",), params={"window": "40,400", "viewport": "256,256"}
+    )
+    image = Image.open(io.BytesIO(png))
+    assert (image.format, image.size) == ("PNG", (256, 256))
+    # window: bone and lung windows of the same slice are not the same picture
+    lung = client.retrieve_instance_frames_rendered(
+        *uids, frame_numbers=[1], media_types=("image/png",), params={"window": "-600,1500"}
+    )
+    bone = client.retrieve_instance_frames_rendered(
+        *uids, frame_numbers=[1], media_types=("image/png",), params={"window": "400,1800"}
+    )
+    assert (
+        np.asarray(Image.open(io.BytesIO(lung))).mean()
+        > np.asarray(Image.open(io.BytesIO(bone))).mean()
+    )
+    auth = {"Authorization": f"Bearer {net.marie_token}", "Accept": "image/jpeg"}
+    for where in (f"studies/{uids[0]}", f"studies/{uids[0]}/series/{uids[1]}"):
+        status, headers, body = get(f"{net.url}/{where}/thumbnail", auth)
+        assert (status, headers["Content-Type"]) == (200, "image/jpeg")
+        assert max(Image.open(io.BytesIO(body)).size) == 128
+    status, _, body = get(f"{net.url}/studies/{uids[0]}/series/{uids[1]}/instances/"
+                          f"{uids[2]}/rendered?window=40", auth)  # fmt: skip
+    assert status == 400
+    assert b"window" in body
+
+
+def test_access_follows_the_cases_a_person_may_see(net: DicomwebNet) -> None:
+    marie_studies = {
+        value(s, "StudyInstanceUID") for s in net.client(net.marie_token).search_for_studies()
+    }
+    # Anne coordinates Marie's group: she sees the group's cases
+    anne = {
+        value(s, "StudyInstanceUID")
+        for s in net.client(dicomweb_token(net.anne)).search_for_studies()
+    }
+    assert anne == marie_studies
+    # a reader of no group on the same node sees nothing, and cannot fetch by UID
+    paul = Person(net.cluster, 1, "paul", "reader", "Dr Paul Sans-Groupe")
+    paul_client = net.client(dicomweb_token(paul))
+    assert paul_client.search_for_studies() == []
+    study = sorted(marie_studies)[0]
+    with pytest.raises(HTTPError) as hidden:
+        paul_client.retrieve_study_metadata(study)
+    assert hidden.value.response.status_code == 404
+    # Koffi sees his own cases on his own node (the de-identified study he sent)
+    koffi = {
+        value(s, "StudyInstanceUID")
+        for s in net.client(dicomweb_token(net.koffi), 0).search_for_studies()
+    }
+    assert koffi == marie_studies
+    # another sender at Cotonou does not
+    awa = Person(net.cluster, 0, "awa", "sender", "Dr Awa Autre")
+    assert net.client(dicomweb_token(awa), 0).search_for_studies() == []
+    # no credentials, a wrong token, a sender's upload token: 401, with the schemes
+    for headers in (
+        {},
+        {"Authorization": "Bearer tsf_wrong"},
+        {"Authorization": f"Bearer {net.marie.token}"},
+    ):
+        status, answer, _ = get(f"{net.url}/studies", headers)
+        assert status == 401
+        assert "Bearer" in answer["WWW-Authenticate"]
+    # Basic, with the token as the password (as Weasis and OHIF can send it)
+    import base64
+
+    basic = base64.b64encode(f"marie:{net.marie_token}".encode()).decode()
+    status, _, body = get(f"{net.url}/studies", {"Authorization": f"Basic {basic}"})
+    assert status == 200
+    assert len(json.loads(body)) == 2
+
+
+def test_an_expired_token_is_refused(net: DicomwebNet) -> None:
+    token = dicomweb_token(net.marie, days=1, label="expiring")
+    auth = {"Authorization": f"Bearer {token}"}
+    assert get(f"{net.url}/studies", auth)[0] == 200
+    with sqlite3.connect(net.cluster.dirs[1] / "node.db") as db:  # a day later
+        db.execute("UPDATE api_tokens SET expires_ms = 1 WHERE label = 'expiring'")
+    status, _, body = get(f"{net.url}/studies", auth)
+    assert status == 401
+    assert b"expired" in body
+
+
+def test_cross_origin_calls_only_from_the_configured_viewer(net: DicomwebNet) -> None:
+    preflight = urllib.request.Request(
+        f"{net.url}/studies",
+        method="OPTIONS",
+        headers={
+            "Origin": "https://viewer.example.org",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
+    with urllib.request.urlopen(preflight, timeout=30) as response:
+        assert response.status == 204
+        assert response.headers["Access-Control-Allow-Origin"] == "https://viewer.example.org"
+        assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+    auth = {"Authorization": f"Bearer {net.marie_token}"}
+    status, headers, _ = get(f"{net.url}/studies", {**auth, "Origin": "https://viewer.example.org"})
+    assert (status, headers["Access-Control-Allow-Origin"]) == (200, "https://viewer.example.org")
+    status, headers, _ = get(f"{net.url}/studies", {**auth, "Origin": "https://evil.example.com"})
+    assert status == 200  # the browser, not the node, withholds the answer from the page
+    assert "Access-Control-Allow-Origin" not in headers
+    preflight.headers["Origin"] = "https://evil.example.com"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(preflight, timeout=30)
+    assert refused.value.code == 403
+    refused.value.close()
+
+
+def test_every_retrieval_is_in_the_audit_log(net: DicomwebNet) -> None:
+    client = net.client(net.marie_token)
+    first = read(net.stored(net.ct_case)[0])
+    client.search_for_series(first.StudyInstanceUID)
+    client.retrieve_series_metadata(first.StudyInstanceUID, first.SeriesInstanceUID)
+    exported = tsfnode("audit", "export", net.cluster.dirs[1])
+    entries = [json.loads(line) for line in exported.stdout.splitlines()]
+    mine = [
+        e for e in entries if e["case_id"] == net.ct_case and e["action"].startswith("dicomweb")
+    ]
+    assert {"dicomweb search", "dicomweb retrieve"} <= {e["action"] for e in mine}
+    assert tsfnode("audit", "verify", net.cluster.dirs[1]).returncode == 0

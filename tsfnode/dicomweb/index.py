@@ -1,0 +1,124 @@
+"""The DICOM instances of a case, as DICOMweb serves them.
+
+Each instance is listed once from its header (no pixel data read): its UIDs, frames,
+stored transfer syntax, and its attributes in the DICOM JSON model (PS3.18 F.2), with
+large binary values replaced by a BulkDataURI. The listing is kept on disk beside the
+viewer's (DIR/dicomweb/CASE.json) until the case's images change, and in memory for a
+minute, so that a viewer asking for 500 frames does not read 500 headers each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp.helpers import ChainMapProxy
+from pydicom.dataelem import DataElement
+from pydicom.uid import UID
+
+from tsfnode.appkeys import NODE_DIR
+from tsfnode.viewer import frame_count, read_header
+from tsfnode.webviewer import image_folders, kept_listing
+
+BULK = "tsf-bulk:"  # in a kept listing; the URL of each request replaces it
+BULK_THRESHOLD = 1024  # bytes: binary values above this are BulkDataURIs
+TTL_S = 60.0
+PIXEL_DATA = "7FE00010"
+AVAILABLE_SYNTAX = "00083002"  # Available Transfer Syntax UID (PS3.3 C.12.1)
+
+
+@dataclass(frozen=True)
+class Instance:
+    case_id: bytes
+    path: Path
+    study: str
+    series: str
+    sop: str
+    sop_class: str
+    frames: int
+    syntax: str
+    meta: dict[str, Any]  # DICOM JSON, BulkDataURIs as BULK + tag
+
+    @property
+    def compressed(self) -> bool:
+        return UID(self.syntax).is_compressed
+
+
+def _bulk(element: DataElement) -> str:
+    return f"{BULK}{element.tag:08X}"
+
+
+def list_instances(folders: list[Path]) -> list[dict[str, Any]]:
+    """Every readable DICOM instance in ``folders`` (others are skipped: a folder may
+    hold the case's non-image files)."""
+    out = []
+    for folder in folders:
+        for path in sorted(folder.rglob("*.dcm")) if folder.exists() else []:
+            try:
+                ds = read_header(path)
+                uids = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+                syntax = str(ds.file_meta.TransferSyntaxUID)
+                meta = ds.to_json_dict(BULK_THRESHOLD, _bulk, suppress_invalid_tags=True)
+            except Exception:  # noqa: S112 - not a DICOM instance: not served
+                continue
+            meta[AVAILABLE_SYNTAX] = {"vr": "UI", "Value": [syntax]}
+            if "Rows" in ds:
+                native_ow = int(ds.get("BitsAllocated", 8)) > 8 and not UID(syntax).is_compressed
+                meta[PIXEL_DATA] = {
+                    "vr": "OW" if native_ow else "OB",
+                    "BulkDataURI": BULK + PIXEL_DATA,
+                }
+            out.append(
+                {
+                    "path": str(path),
+                    "study": str(uids[0]),
+                    "series": str(uids[1]),
+                    "sop": str(uids[2]),
+                    "sop_class": str(ds.get("SOPClassUID", "")),
+                    "frames": frame_count(ds) if "Rows" in ds else 0,
+                    "syntax": syntax,
+                    "meta": meta,
+                }
+            )
+    return out
+
+
+class CaseInstances:
+    """The instances of each case, listed in a worker thread, one listing at a time per
+    case, kept for ``TTL_S`` in memory."""
+
+    def __init__(self) -> None:
+        self._held: dict[bytes, tuple[float, asyncio.Future[list[Instance]]]] = {}
+
+    async def of(self, app: ChainMapProxy, case_id: bytes) -> list[Instance]:
+        found = self._held.get(case_id)
+        if found is None or (found[1].done() and time.monotonic() - found[0] > TTL_S):
+            found = (time.monotonic(), asyncio.ensure_future(self._list(app, case_id)))
+            self._held[case_id] = found
+        instances = await asyncio.shield(found[1])
+        if not instances and self._held.get(case_id) is found:
+            del self._held[case_id]  # images still arriving: look again next time
+        return instances
+
+    @staticmethod
+    async def _list(app: ChainMapProxy, case_id: bytes) -> list[Instance]:
+        folders = await image_folders(app, case_id)
+        kept = app[NODE_DIR].root / "dicomweb" / f"{case_id.hex()}.json"
+        listed = await asyncio.to_thread(kept_listing, folders, kept, list_instances)
+        return [
+            Instance(
+                case_id=case_id,
+                path=Path(i["path"]),
+                study=i["study"],
+                series=i["series"],
+                sop=i["sop"],
+                sop_class=i["sop_class"],
+                frames=int(i["frames"]),
+                syntax=i["syntax"],
+                meta=i["meta"],
+            )
+            for i in listed
+        ]

@@ -1,0 +1,539 @@
+"""DICOMweb on the node (PS3.18): QIDO-RS and WADO-RS over the studies a person may see.
+
+    /dicomweb/studies[/{study}[/series[/{series}[/instances[/{sop}]]]]]   search, retrieve
+        .../metadata                       DICOM JSON, bulk data as BulkDataURIs
+        .../instances/{sop}/frames/{1,2}   frames, stored or uncompressed
+        .../rendered, .../thumbnail        JPEG or PNG
+        .../instances/{sop}/bulkdata/{tag} a bulk value named by a BulkDataURI
+    /dicomweb/series, /dicomweb/instances  search across studies
+
+A person is known by the web session's cookie (a viewer served by this node) or by a
+DICOMweb token (``Authorization: Bearer tsf_...``, or Basic with the token as the
+password), and sees the studies of the cases they may see in the web application (theirs
+as sender, those routed to them or to their group). Other studies do not exist for them:
+404, as for a wrong UID. Every search and retrieval is written to the audit log, per
+case. Cross-origin calls are answered only for the origins in [dicomweb] cors_origins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+from pydicom import dcmread
+from pydicom.encaps import generate_frames
+from pydicom.pixels.utils import pixel_array
+from pydicom.uid import ExplicitVRLittleEndian
+
+from tsfnode.accounts import check_token
+from tsfnode.appkeys import CASES, CONFIG, RENDERER, STORE
+from tsfnode.dicomweb.index import BULK, PIXEL_DATA, CaseInstances, Instance
+from tsfnode.dicomweb.media import (
+    Multipart,
+    NotAcceptable,
+    choose_frame_syntax,
+    choose_instance_syntax,
+    choose_rendered,
+    parse_accept,
+)
+from tsfnode.dicomweb.query import Query, QueryError, parse, returned, select
+from tsfnode.peering import now_ms
+from tsfnode.viewer import FULL, Window
+from tsfnode.websession import session_of
+
+INSTANCES = web.AppKey("dicomweb_instances", CaseInstances)
+TOKEN_PURPOSE = "dicomweb"  # noqa: S105 - the purpose of a token, not a secret
+DICOM_JSON = "application/dicom+json"
+THUMBNAIL = 128
+CHALLENGE = 'Bearer realm="tsfnode DICOMweb", Basic realm="tsfnode DICOMweb"'
+
+
+@dataclass(frozen=True)
+class Person:
+    account_id: int
+    key: bytes
+
+
+def _unauthorized(reason: str) -> web.HTTPUnauthorized:
+    return web.HTTPUnauthorized(text=f"401: {reason}", headers={"WWW-Authenticate": CHALLENGE})
+
+
+def _token_of(header: str) -> str:
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return credentials.strip()
+    if scheme.lower() == "basic":
+        try:
+            _, _, password = base64.b64decode(credentials.strip()).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise _unauthorized("Basic credentials are not base64 of user:token") from None
+        return password
+    raise _unauthorized(f"{scheme}: use Bearer (or Basic) with a DICOMweb token")
+
+
+async def person_of(request: web.Request) -> Person:
+    """The person calling: by token, else by web session; 401 or 403 otherwise."""
+    store = request.config_dict[STORE]
+    header = request.headers.get("Authorization", "")
+    now = now_ms()
+    if header:
+        token = _token_of(header)
+        found = await check_token(store, token, purpose=TOKEN_PURPOSE, now=now)
+        if found is None:
+            raise _unauthorized("this token is unknown, expired or revoked")
+        account_id = found[0]
+    else:
+        session = await session_of(request)
+        if session is None:
+            raise _unauthorized("sign in to the web application, or send a DICOMweb token")
+        account_id = session.account_id
+    cursor = await store.db.execute("SELECT person_key FROM accounts WHERE id = ?", (account_id,))
+    row = await cursor.fetchone()
+    if row is None or row[0] is None:
+        raise web.HTTPForbidden(text="403: DICOMweb is for readers, coordinators and senders")
+    return Person(account_id, bytes(row[0]))
+
+
+async def _visible(request: web.Request, person: Person) -> list[Instance]:
+    """The instances of every case the person may see (each SOP instance once)."""
+    cases = request.config_dict[CASES]
+    seen: set[str] = set()
+    out = []
+    for row in await cases.visible(person.key, now_ms()):
+        for instance in await request.app[INSTANCES].of(request.config_dict, bytes(row["case_id"])):
+            if instance.sop not in seen:
+                seen.add(instance.sop)
+                out.append(instance)
+    return out
+
+
+async def _audit(
+    request: web.Request, person: Person, instances: Iterable[Instance], action: str, what: str
+) -> None:
+    audit = request.config_dict[CASES].audit
+    for case_id in dict.fromkeys(i.case_id for i in instances):
+        await audit.append(
+            actor=person.key, case_id=case_id, action=action, detail=what, now=now_ms()
+        )
+
+
+def _base(request: web.Request) -> str:
+    """This service's URL as the client reached it. Some clients (dicomweb-client) send
+    a Host header without the port: the port the connection came in on is added then."""
+    host = request.host
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    default = {"http": 80, "https": 443}.get(request.scheme)
+    if not host.endswith("]") and ":" not in host and sockname and sockname[1] != default:
+        host = f"{host}:{sockname[1]}"
+    return f"{request.scheme}://{host}/dicomweb"
+
+
+def _url(request: web.Request, *parts: str) -> str:
+    return "/".join((_base(request), *parts))
+
+
+# ---------------------------------------------------------------------------- QIDO-RS
+
+
+def _element(vr: str, *values: Any) -> dict[str, Any]:
+    return {"vr": vr, "Value": list(values)}
+
+
+Record = tuple[dict[str, Any], list[Instance]]
+
+
+def _modalities(instances: list[Instance]) -> list[str]:
+    found = {str(_first(i.meta, "00080060")) for i in instances}
+    return sorted(found - {""})
+
+
+def _records(request: web.Request, instances: list[Instance], level: str) -> list[Record]:
+    """One DICOM JSON record per study, series or instance, with the attributes the
+    standard derives (counts, modalities, the URL to retrieve it)."""
+    groups: dict[tuple[str, ...], list[Instance]] = {}
+    for i in instances:
+        key = {"study": (i.study,), "series": (i.study, i.series), "instance": (i.sop,)}[level]
+        groups.setdefault(key, []).append(i)
+    out = []
+    for members in groups.values():
+        first = members[0]
+        record = dict(first.meta)
+        record["00080056"] = _element("CS", "ONLINE")
+        if level == "study":
+            modalities = sorted(
+                {str(m.meta.get("00080060", {}).get("Value", [""])[0]) for m in members} - {""}
+            )
+            record["00080061"] = _element("CS", *modalities)
+            record["00201206"] = _element("IS", len({m.series for m in members}))
+            record["00201208"] = _element("IS", len(members))
+            record["00081190"] = _element("UR", _url(request, "studies", first.study))
+        elif level == "series":
+            record["00201209"] = _element("IS", len(members))
+            record["00081190"] = _element(
+                "UR", _url(request, "studies", first.study, "series", first.series)
+            )
+        else:
+            where = ("studies", first.study, "series", first.series, "instances", first.sop)
+            record["00081190"] = _element("UR", _url(request, *where))
+        out.append((record, members))
+    out.sort(key=lambda r: _order(r[0], level))
+    return out
+
+
+def _first(record: Mapping[str, Any], tag: str) -> Any:
+    values = record.get(tag, {}).get("Value", [])
+    return values[0] if values else ""
+
+
+def _order(record: Mapping[str, Any], level: str) -> tuple[Any, ...]:
+    def number(tag: str) -> float:
+        try:
+            return float(_first(record, tag) or 0)
+        except (TypeError, ValueError):
+            return 0.0
+
+    if level == "study":
+        when = f"{_first(record, '00080020')}{_first(record, '00080030')}"
+        return (tuple(-ord(c) for c in when), _first(record, "0020000D"))
+    if level == "series":
+        return (number("00200011"), _first(record, "0020000E"))
+    return (number("00200013"), _first(record, "00080018"))
+
+
+def _query(request: web.Request) -> Query:
+    try:
+        return parse(request.query.items())
+    except QueryError as exc:
+        raise web.HTTPBadRequest(text=f"400: {exc}") from None
+
+
+def _search(level: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        query = _query(request)
+        person = await person_of(request)
+        instances = await _visible(request, person)
+        study = request.match_info.get("study")
+        series = request.match_info.get("series")
+        if study:
+            instances = [i for i in instances if i.study == study]
+        if series:
+            instances = [i for i in instances if i.series == series]
+        found = select(query, _records(request, instances, level), lambda r: r[0])
+        searched = (i for _, members in found for i in members)
+        await _audit(request, person, searched, "dicomweb search", level)
+        body = [returned(record, level, query) for record, _ in found]
+        headers = {}
+        if query.fuzzy:
+            headers["Warning"] = (
+                '299 tsfnode "fuzzymatching is not supported: names were matched literally"'
+            )
+        return web.Response(
+            body=json.dumps(body).encode(), content_type=DICOM_JSON, headers=headers
+        )
+
+    return handler
+
+
+# ---------------------------------------------------------------------------- WADO-RS
+
+
+async def _chosen(request: web.Request) -> tuple[Person, list[Instance]]:
+    """The instances the URL names, among those the person may see (404 if none)."""
+    person = await person_of(request)
+    study = request.match_info["study"]
+    series = request.match_info.get("series")
+    sop = request.match_info.get("sop")
+    found = [
+        i
+        for i in await _visible(request, person)
+        if i.study == study
+        and (series is None or i.series == series)
+        and (sop is None or i.sop == sop)
+    ]
+    if not found:
+        what = "instance" if sop else "series" if series else "study"
+        raise web.HTTPNotFound(text=f"404: no {what} {sop or series or study} here for you")
+    found.sort(key=lambda i: (i.series, _order(dict(i.meta), "instance")))
+    return person, found
+
+
+def _accept(request: web.Request) -> list[Any]:
+    return parse_accept(request.headers.get("Accept"))
+
+
+def _as_syntax(instance: Instance, syntax: str) -> bytes:
+    """The instance's file, as stored or converted to ``syntax`` (Explicit VR LE)."""
+    if syntax == instance.syntax:
+        return instance.path.read_bytes()
+    import io
+
+    ds = dcmread(instance.path)
+    if instance.compressed:
+        ds.decompress(generate_instance_uid=False)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True, implicit_vr=False, little_endian=True)
+    return out.getvalue()
+
+
+async def retrieve(request: web.Request) -> web.StreamResponse:
+    person, instances = await _chosen(request)
+    ranges = _accept(request)
+    try:
+        syntaxes = [choose_instance_syntax(ranges, i.syntax) for i in instances]
+    except NotAcceptable as exc:
+        raise web.HTTPNotAcceptable(text=f"406: {exc}") from None
+    await _audit(request, person, instances, "dicomweb retrieve", f"{len(instances)} instances")
+    body = Multipart("application/dicom")
+    response = web.StreamResponse(headers={"Content-Type": body.content_type})
+    await response.prepare(request)
+    for n, (instance, syntax) in enumerate(zip(instances, syntaxes, strict=True)):
+        data = await asyncio.to_thread(_as_syntax, instance, syntax)
+        location = _url(
+            request, "studies", instance.study, "series", instance.series, "instances", instance.sop
+        )
+        head = body.head(f"application/dicom; transfer-syntax={syntax}", location)
+        await response.write((body.between() if n else b"") + head)
+        await response.write(data)
+    await response.write(body.end())
+    await response.write_eof()
+    return response
+
+
+def _metadata_of(request: web.Request, instance: Instance) -> str:
+    where = _url(
+        request, "studies", instance.study, "series", instance.series, "instances", instance.sop
+    )
+    return json.dumps(instance.meta).replace(BULK, f"{where}/bulkdata/")
+
+
+async def metadata(request: web.Request) -> web.Response:
+    person, instances = await _chosen(request)
+    await _audit(request, person, instances, "dicomweb retrieve", "metadata")
+    body = "[" + ",".join(_metadata_of(request, i) for i in instances) + "]"
+    return web.Response(body=body.encode(), content_type=DICOM_JSON)
+
+
+def _frame_numbers(request: web.Request, instance: Instance) -> list[int]:
+    text = request.match_info.get("frames", "")
+    try:
+        numbers = [int(n) for n in text.split(",")]
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"400: frames {text!r}: numbers such as 1,2,3") from None
+    bad = [n for n in numbers if not 1 <= n <= instance.frames]
+    if bad:
+        raise web.HTTPNotFound(
+            text=f"404: frame {bad[0]} of an instance of {instance.frames} frame(s)"
+        )
+    return numbers
+
+
+def frames_of(instance: Instance, numbers: list[int], syntax: str) -> list[bytes]:
+    """Frames (1-based) as stored (compressed: the frame's bytes in the stored syntax;
+    native: its slice of Pixel Data), or decoded to native little-endian bytes."""
+    ds = dcmread(instance.path)
+    if not instance.compressed:
+        bits = int(ds.BitsAllocated)
+        size = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * bits // 8
+        data = ds.PixelData
+        return [bytes(data[(n - 1) * size : n * size]) for n in numbers]
+    if syntax == instance.syntax:
+        frames = list(generate_frames(ds.PixelData, number_of_frames=instance.frames))
+        return [frames[n - 1] for n in numbers]
+    out = []
+    for n in numbers:
+        arr = pixel_array(ds, index=n - 1, raw=True)
+        out.append(np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tobytes())
+    return out
+
+
+async def _send_frames(
+    request: web.Request, instance: Instance, numbers: list[int]
+) -> web.StreamResponse:
+    try:
+        media, syntax = choose_frame_syntax(_accept(request), instance.syntax)
+    except NotAcceptable as exc:
+        raise web.HTTPNotAcceptable(text=f"406: {exc}") from None
+    frames = await asyncio.to_thread(frames_of, instance, numbers, syntax)
+    body = Multipart(media)
+    response = web.StreamResponse(headers={"Content-Type": body.content_type})
+    await response.prepare(request)
+    for n, frame in enumerate(frames):
+        head = body.head(f"{media}; transfer-syntax={syntax}")
+        await response.write((body.between() if n else b"") + head + frame)
+    await response.write(body.end())
+    await response.write_eof()
+    return response
+
+
+async def frames(request: web.Request) -> web.StreamResponse:
+    person, instances = await _chosen(request)
+    instance = instances[0]
+    numbers = _frame_numbers(request, instance)
+    await _audit(request, person, instances, "dicomweb retrieve", f"frames {len(numbers)}")
+    return await _send_frames(request, instance, numbers)
+
+
+async def bulkdata(request: web.Request) -> web.StreamResponse:
+    person, instances = await _chosen(request)
+    instance = instances[0]
+    tag = request.match_info["tag"].upper()
+    await _audit(request, person, instances, "dicomweb retrieve", f"bulk data {tag}")
+    if tag == PIXEL_DATA and instance.frames:
+        return await _send_frames(request, instance, list(range(1, instance.frames + 1)))
+    ds = await asyncio.to_thread(dcmread, instance.path)
+    element = ds.get(int(tag, 16))
+    if element is None or not isinstance(element.value, bytes):
+        raise web.HTTPNotFound(text=f"404: no bulk data {tag} in this instance")
+    body = Multipart("application/octet-stream")
+    data = body.head("application/octet-stream") + element.value + body.end()
+    return web.Response(body=data, headers={"Content-Type": body.content_type})
+
+
+def _rendering(request: web.Request, default_size: int) -> dict[str, Any]:
+    """The options of a rendered image (PS3.18 8.3.5.1.3): window, viewport, quality."""
+    options: dict[str, Any] = {"max_size": default_size, "quality": 85}
+    window = request.query.get("window")
+    if window:
+        parts = window.split(",")
+        try:
+            centre, width = float(parts[0]), float(parts[1])
+        except (IndexError, ValueError):
+            raise web.HTTPBadRequest(text="400: window=centre,width[,linear]") from None
+        if width <= 0 or (len(parts) > 2 and parts[2] not in ("linear", "linear-exact")):
+            raise web.HTTPBadRequest(text="400: window: width > 0, function linear only")
+        options["window"] = Window(centre, width)
+    viewport = request.query.get("viewport")
+    if viewport:
+        parts = viewport.split(",")
+        try:
+            width, height = int(parts[0]), int(parts[1])
+        except (IndexError, ValueError):
+            raise web.HTTPBadRequest(text="400: viewport=width,height") from None
+        if len(parts) > 2 or not (1 <= width <= FULL and 1 <= height <= FULL):
+            raise web.HTTPBadRequest(
+                text=f"400: viewport: width,height from 1 to {FULL}, without a cropped region"
+            )
+        options["max_size"] = min(width, height)
+    quality = request.query.get("quality")
+    if quality:
+        try:
+            options["quality"] = int(quality)
+        except ValueError:
+            raise web.HTTPBadRequest(text="400: quality: 1 to 100") from None
+        if not 1 <= options["quality"] <= 100:
+            raise web.HTTPBadRequest(text="400: quality: 1 to 100")
+    return options
+
+
+async def _render(request: web.Request, instance: Instance, frame: int, size: int) -> web.Response:
+    try:
+        media = choose_rendered(_accept(request))
+    except NotAcceptable as exc:
+        raise web.HTTPNotAcceptable(text=f"406: {exc}") from None
+    if not instance.frames:
+        raise web.HTTPNotFound(text="404: this instance holds no image")
+    options = _rendering(request, size)
+    options["fmt"] = "PNG" if media == "image/png" else "JPEG"
+    body = await asyncio.to_thread(
+        request.config_dict[RENDERER].render, instance.path, frame - 1, **options
+    )
+    return web.Response(body=body, content_type=media)
+
+
+async def rendered(request: web.Request) -> web.Response:
+    person, instances = await _chosen(request)
+    instance = instances[0]
+    numbers = _frame_numbers(request, instance) if "frames" in request.match_info else [1]
+    if len(numbers) != 1:
+        raise web.HTTPBadRequest(text="400: one frame at a time is rendered")
+    await _audit(request, person, instances, "dicomweb retrieve", "rendered")
+    return await _render(request, instance, numbers[0], FULL)
+
+
+async def thumbnail(request: web.Request) -> web.Response:
+    person, instances = await _chosen(request)
+    images = [i for i in instances if i.frames] or instances
+    if "sop" in request.match_info:
+        instance = images[0]
+    else:  # a study or series: the middle image of its first series
+        first = [i for i in images if i.series == images[0].series]
+        instance = first[len(first) // 2]
+    numbers = _frame_numbers(request, instance) if "frames" in request.match_info else []
+    frame = numbers[0] if numbers else max(1, (instance.frames + 1) // 2)
+    await _audit(request, person, [instance], "dicomweb retrieve", "thumbnail")
+    return await _render(request, instance, frame, THUMBNAIL)
+
+
+# ---------------------------------------------------------------------------- the app
+
+
+@web.middleware
+async def cors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """CORS for the origins the operator listed (none by default: same origin only).
+    Cookies are never honoured across origins; a viewer elsewhere sends a token."""
+    origin = request.headers.get("Origin")
+    allowed = origin is not None and origin in request.config_dict[CONFIG].dicomweb_cors_origins
+    if request.method == "OPTIONS":
+        if not allowed:
+            raise web.HTTPForbidden(text=f"403: origin {origin} is not in [dicomweb] cors_origins")
+        return web.Response(
+            status=204,
+            headers={
+                "Access-Control-Allow-Origin": str(origin),
+                "Access-Control-Allow-Methods": "GET, OPTIONS",
+                "Access-Control-Allow-Headers": "Authorization, Accept, Content-Type",
+                "Access-Control-Max-Age": "600",
+                "Vary": "Origin",
+            },
+        )
+    headers = {
+        "Access-Control-Allow-Origin": str(origin),
+        "Access-Control-Expose-Headers": "Content-Type, Content-Location, Warning",
+        "Vary": "Origin",
+    }
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if allowed:
+            exc.headers.update(headers)
+        raise
+    if allowed:
+        response.headers.update(headers)
+    return response
+
+
+def create_dicomweb_app() -> web.Application:
+    app = web.Application(middlewares=[cors])
+    app[INSTANCES] = CaseInstances()
+    uid = "[0-9.]{1,64}"
+    study = f"/studies/{{study:{uid}}}"
+    series = f"{study}/series/{{series:{uid}}}"
+    sop = f"{series}/instances/{{sop:{uid}}}"
+    frame_list = f"{sop}/frames/{{frames:[0-9,]{{1,4000}}}}"
+    add = app.router.add_get
+    add("/studies", _search("study"))
+    add("/series", _search("series"))
+    add("/instances", _search("instance"))
+    add(f"{study}/series", _search("series"))
+    add(f"{study}/instances", _search("instance"))
+    add(f"{series}/instances", _search("instance"))
+    for level in (study, series, sop):
+        add(level, retrieve)
+        add(f"{level}/metadata", metadata)
+        add(f"{level}/thumbnail", thumbnail)
+    add(f"{sop}/rendered", rendered)
+    add(frame_list, frames)
+    add(f"{frame_list}/rendered", rendered)
+    add(f"{frame_list}/thumbnail", thumbnail)
+    add(f"{sop}/bulkdata/{{tag:[0-9A-Fa-f]{{8}}}}", bulkdata)
+    return app

@@ -1,0 +1,213 @@
+"""A case's images for the reader's own workstation: a zip with a DICOMDIR (PS3.10 media
+for OsiriX/Horos, Weasis, RadiAnt), or a C-STORE to a DICOM node (pynetdicom).
+
+The files are the case's de-identified instances as this node holds them. The DICOMDIR's
+records need a few values that de-identification may have emptied (PS3.3 F.5: Patient
+ID, Study Date, Time and ID, Series and Instance Number); the exported copies get
+stand-ins for those, invented as dcmmkdir's +I does, and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import socket
+import tempfile
+import threading
+import warnings
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom import Dataset, dcmread
+from pydicom.fileset import FileSet
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+STORE_OK = {0x0000, 0xB000, 0xB006, 0xB007}  # success, and the warnings of PS3.4 B.2.3
+
+
+class ExportError(Exception):
+    """What stopped an export, said so that the reader can act on it."""
+
+
+def _stand_ins(ds: Dataset, case_tag: str, series_number: int, instance_number: int) -> bool:
+    """Fill the values the DICOMDIR's records need; True if any was missing."""
+    changed = False
+
+    def fill(keyword: str, value: object) -> None:
+        nonlocal changed
+        if not str(ds.get(keyword, "") or "").strip():
+            setattr(ds, keyword, value)
+            changed = True
+
+    fill("PatientID", f"TSF-{case_tag}")
+    dates = (ds.get(k) for k in ("SeriesDate", "AcquisitionDate", "ContentDate"))
+    fill("StudyDate", next((str(d) for d in dates if d), "19000101"))
+    fill("StudyTime", "000000")
+    fill("StudyID", "1")
+    fill("Modality", "OT")
+    fill("SeriesNumber", series_number)
+    fill("InstanceNumber", instance_number)
+    return changed
+
+
+def build_zip(files: list[Path], out: Path, *, case_tag: str) -> int:
+    """Write ``out``: the files in a PS3.10 file-set (DICOMDIR at the top, files in
+    PT*/ST*/SE*/IM*), zipped without compression (the images are compressed already).
+    Returns the number of instances; ExportError if there is none."""
+    series_numbers: dict[str, int] = {}
+    in_series: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="export-", dir=out.parent) as work:
+        staged = Path(work) / "staged"
+        staged.mkdir()
+        fs = FileSet()
+        fs.ID = "TSF" + case_tag[:13].upper()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for n, path in enumerate(files):
+                ds = dcmread(path)
+                series = str(ds.get("SeriesInstanceUID", ""))
+                number = series_numbers.setdefault(series, len(series_numbers) + 1)
+                in_series[series] = in_series.get(series, 0) + 1
+                if _stand_ins(ds, case_tag, number, in_series[series]):
+                    copy = staged / f"{n:06d}.dcm"
+                    ds.save_as(copy, enforce_file_format=True)
+                    fs.add(copy)
+                else:
+                    fs.add(path)
+        if not len(fs):
+            raise ExportError("this case holds no DICOM image to export")
+        root = Path(work) / "fileset"
+        fs.write(root)
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
+            for item in sorted(root.rglob("*")):
+                if item.is_file():
+                    archive.write(item, item.relative_to(root).as_posix())
+        return len(files)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A DICOM node a person sends to (their workstation, their PACS)."""
+
+    label: str
+    ae_title: str
+    host: str
+    port: int
+    calling_ae: str
+
+
+def check_destination(label: str, ae_title: str, host: str, port: str, calling: str) -> str:
+    """The problem with a destination typed in a form ("" if none): AE titles of 1 to 16
+    ASCII characters without backslash (PS3.5 6.2), a host name or address, a port."""
+    for name, value in (("AE title", ae_title), ("calling AE title", calling)):
+        text = value.strip()
+        if not text or len(text) > 16 or not text.isascii() or "\\" in text:
+            return f"{name} {value!r}: 1 to 16 ASCII characters, without backslash"
+    if not label.strip() or len(label) > 60:
+        return "name: 1 to 60 characters"
+    if not host.strip() or len(host) > 253 or any(c.isspace() for c in host):
+        return f"host {host!r}: a host name or an IP address"
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        return f"port {port!r}: a number from 1 to 65535"
+    return ""
+
+
+def allowed(host: str, port: int, networks: tuple[str, ...]) -> None:
+    """ExportError unless every address of ``host`` is in ``networks`` (empty: any)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ExportError(f"{host}: cannot resolve this name ({exc.strerror})") from None
+    if not networks:
+        return
+    nets = [ipaddress.ip_network(n, strict=False) for n in networks]
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not any(address in net for net in nets):
+            raise ExportError(
+                f"{host} ({address}) is outside the networks this node sends to "
+                "([dicom] send_networks): ask the node's administrator"
+            )
+
+
+@dataclass
+class Progress:
+    total: int
+    sent: int = 0
+    failed: int = 0
+    error: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def c_store(files: list[Path], to: Destination, progress: Progress) -> None:
+    """Send ``files`` in one association (PS3.4 B.2): each in its stored transfer
+    syntax when the destination accepts it, else decompressed to Explicit (or Implicit)
+    VR Little Endian. ExportError if the association fails or any instance is refused."""
+    from pynetdicom import AE
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        headers = [(p, dcmread(p, stop_before_pixels=True)) for p in files]
+    ae = AE(ae_title=to.calling_ae.strip())
+    contexts = sorted(
+        {(str(h.SOPClassUID), str(h.file_meta.TransferSyntaxUID)) for _, h in headers}
+    )
+    by_class: dict[str, list[str]] = {}
+    for sop_class, syntax in contexts:
+        by_class.setdefault(sop_class, []).append(syntax)
+    for sop_class, syntaxes in by_class.items():
+        ae.add_requested_context(
+            sop_class,
+            list(dict.fromkeys([*syntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian])),
+        )
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    assoc = ae.associate(to.host, to.port, ae_title=to.ae_title.strip())
+    if not assoc.is_established:
+        raise ExportError(
+            f"{to.ae_title} at {to.host}:{to.port} did not accept the association "
+            "(is the workstation listening, and does it know this AE title?)"
+        )
+    try:
+        for path, header in headers:
+            accepted = {
+                str(c.transfer_syntax[0])
+                for c in assoc.accepted_contexts
+                if c.abstract_syntax == header.SOPClassUID
+            }
+            if not accepted:
+                raise ExportError(
+                    f"{to.ae_title} accepts no transfer syntax for {header.SOPClassUID.name}"
+                )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = dcmread(path)
+                if (
+                    str(ds.file_meta.TransferSyntaxUID) not in accepted
+                    and ds.file_meta.TransferSyntaxUID.is_compressed
+                ):
+                    ds.decompress(generate_instance_uid=False)
+            status = assoc.send_c_store(ds)
+            code = int(getattr(status, "Status", -1)) if status else -1
+            with progress.lock:
+                if code in STORE_OK:
+                    progress.sent += 1
+                else:
+                    progress.failed += 1
+        if progress.failed:
+            raise ExportError(f"{to.ae_title} refused {progress.failed} of {progress.total} images")
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+def remove(path: Path) -> None:
+    """Delete an export once sent (a file or a folder)."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+OnDone = Callable[[Progress], None]
