@@ -79,7 +79,10 @@ def build_zip(files: list[Path], out: Path, *, case_tag: str) -> int:
         if not len(fs):
             raise ExportError("this case holds no DICOM image to export")
         root = Path(work) / "fileset"
-        fs.write(root)
+        try:
+            fs.write(root)
+        finally:
+            fs._stage["t"].cleanup()  # pydicom's staging folder, else left until collected
         with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
             for item in sorted(root.rglob("*")):
                 if item.is_file():

@@ -485,6 +485,141 @@ MESSAGES: dict[str, dict[str, str]] = {
     "modality_PT": {"fr": "TEP", "en": "PET"},
     "modality_OT": {"fr": "autre", "en": "other"},
     "modality_XC": {"fr": "photo", "en": "photo"},
+    "my_tools": {"fr": "Mes outils", "en": "My tools"},
+    "tools_help": {
+        "fr": "Lisez les cas dans votre propre visionneuse (OHIF, Weasis) ou sur votre "
+        "station de travail (OsiriX, Horos, RadiAnt), avec les mêmes droits que sur ce site : "
+        "seulement les cas qui vous sont adressés, à vous ou à votre groupe. Chaque accès est "
+        "inscrit au journal d'audit.",
+        "en": "Read cases in your own viewer (OHIF, Weasis) or on your workstation (OsiriX, "
+        "Horos, RadiAnt), with the same rights as on this site: only the cases sent to you or "
+        "to your group. Every access is written to the audit log.",
+    },
+    "dicomweb_title": {"fr": "Votre visionneuse (DICOMweb)", "en": "Your viewer (DICOMweb)"},
+    "dicomweb_help": {
+        "fr": "Ce nœud parle DICOMweb (QIDO-RS, WADO-RS). Donnez à votre visionneuse cette "
+        "adresse et un jeton personnel ; le jeton remplace votre mot de passe, ne le "
+        "partagez pas, et révoquez-le si vous le perdez.",
+        "en": "This node speaks DICOMweb (QIDO-RS, WADO-RS). Give your viewer this address "
+        "and a personal token; the token stands for your password: do not share it, and "
+        "revoke it if you lose it.",
+    },
+    "dicomweb_url": {"fr": "Adresse DICOMweb", "en": "DICOMweb address"},
+    "token_made": {
+        "fr": "Votre nouveau jeton. Copiez-le maintenant : il ne sera plus jamais affiché.",
+        "en": "Your new token. Copy it now: it will never be shown again.",
+    },
+    "tokens": {"fr": "Vos jetons", "en": "Your tokens"},
+    "token_label": {"fr": "Pour quoi", "en": "What for"},
+    "token_label_example": {
+        "fr": "ex. Weasis, ordinateur du bureau",
+        "en": "e.g. Weasis, office computer",
+    },
+    "token_created": {"fr": "Créé", "en": "Made"},
+    "token_expires": {"fr": "Expire", "en": "Expires"},
+    "token_last_used": {"fr": "Dernier usage", "en": "Last used"},
+    "token_valid": {"fr": "valide", "en": "valid"},
+    "token_expired": {"fr": "expiré", "en": "expired"},
+    "token_revoked": {"fr": "révoqué", "en": "revoked"},
+    "token_days_label": {"fr": "Valable (jours)", "en": "Valid for (days)"},
+    "token_days": {
+        "fr": "Un jeton est valable de 1 à 366 jours.",
+        "en": "A token is valid for 1 to 366 days.",
+    },
+    "new_token": {"fr": "Créer un jeton", "en": "Make a token"},
+    "no_tokens": {"fr": "Aucun jeton pour l'instant.", "en": "No token yet."},
+    "never": {"fr": "jamais", "en": "never"},
+    "revoke": {"fr": "Révoquer", "en": "Revoke"},
+    "ohif_help": {
+        "fr": "Dans la configuration d'OHIF (app-config.js), ajoutez cette source de données "
+        "à dataSources et remplacez TOKEN par votre jeton. OHIF l'envoie en authentification "
+        "Basic (votre identifiant, le jeton comme mot de passe).",
+        "en": "In OHIF's configuration (app-config.js), add this data source to dataSources "
+        "and put your token in place of TOKEN. OHIF sends it as Basic authentication (your "
+        "username, the token as the password).",
+    },
+    "cors_origins": {
+        "fr": "Une visionneuse servie ailleurs doit avoir son origine autorisée par "
+        "l'administrateur du nœud ; autorisées : {origins}.",
+        "en": "A viewer served elsewhere needs its origin allowed by the node's "
+        "administrator; allowed: {origins}.",
+    },
+    "cors_none": {
+        "fr": "Une visionneuse servie depuis une autre adresse (un autre site web) doit être "
+        "autorisée par l'administrateur du nœud ([dicomweb] cors_origins). Weasis et les "
+        "stations de travail n'en ont pas besoin.",
+        "en": "A viewer served from another address (another web site) must be allowed by "
+        "the node's administrator ([dicomweb] cors_origins). Weasis and workstations do not "
+        "need it.",
+    },
+    "weasis_1": {
+        "fr": "Dans Weasis : Fichier › Préférences › Nœud DICOM, ajoutez un nœud de type DICOMweb.",
+        "en": "In Weasis: File › Preferences › DICOM node, add a node of type DICOMweb.",
+    },
+    "weasis_2": {
+        "fr": "Adresse : {url} (la même pour la recherche et la récupération).",
+        "en": "Address: {url} (the same for search and retrieval).",
+    },
+    "weasis_3": {
+        "fr": "En-tête HTTP : Authorization, valeur « Bearer » suivi d'une espace et de "
+        "votre jeton ; ou l'authentification Basic avec votre identifiant et le jeton comme "
+        "mot de passe.",
+        "en": 'HTTP header: Authorization, value "Bearer", a space and your token; or Basic '
+        "authentication with your username and the token as the password.",
+    },
+    "workstation_help": {
+        "fr": "Depuis la page d'un cas : téléchargez l'étude (zip avec DICOMDIR, à ouvrir "
+        "comme un CD), ou envoyez-la par DICOM (C-STORE) à votre station, déclarée ci-dessous.",
+        "en": "From a case's page: download the study (a zip with a DICOMDIR, opened as a "
+        "CD would be), or send it by DICOM (C-STORE) to your workstation, declared below.",
+    },
+    "destinations": {"fr": "Vos stations DICOM", "en": "Your DICOM workstations"},
+    "destinations_help": {
+        "fr": "Le nœud envoie depuis le titre AE appelant indiqué (par défaut {ae}) : "
+        "déclarez-le dans votre station comme nœud autorisé à envoyer.",
+        "en": "The node sends from the calling AE title given (by default {ae}): declare it "
+        "in your workstation as a node allowed to send.",
+    },
+    "destination_label": {"fr": "Nom", "en": "Name"},
+    "destination_example": {"fr": "ex. Horos du bureau", "en": "e.g. office Horos"},
+    "ae_title": {"fr": "Titre AE de la station", "en": "Workstation's AE title"},
+    "host": {"fr": "Adresse (nom ou IP)", "en": "Address (name or IP)"},
+    "host_port": {"fr": "Adresse", "en": "Address"},
+    "port": {"fr": "Port", "en": "Port"},
+    "calling_ae": {"fr": "Titre AE appelant (ce nœud)", "en": "Calling AE title (this node)"},
+    "add_destination": {"fr": "Ajouter la station", "en": "Add the workstation"},
+    "no_destinations": {"fr": "Aucune station déclarée.", "en": "No workstation yet."},
+    "destination_invalid": {"fr": "Station refusée : {problem}", "en": "Not added: {problem}"},
+    "delete": {"fr": "Supprimer", "en": "Delete"},
+    "sends": {"fr": "Envois DICOM", "en": "DICOM sendings"},
+    "started": {"fr": "Commencé", "en": "Started"},
+    "image_count": {"fr": "Images", "en": "Images"},
+    "send_sending": {"fr": "en cours", "en": "sending"},
+    "send_done": {"fr": "terminé", "en": "done"},
+    "send_failed": {"fr": "échec", "en": "failed"},
+    "send_interrupted": {
+        "fr": "interrompu par un redémarrage du nœud : renvoyez-le",
+        "en": "interrupted by a restart of the node: send it again",
+    },
+    "sends_reload": {
+        "fr": "Rechargez la page pour suivre l'envoi.",
+        "en": "Reload the page to follow the sending.",
+    },
+    "no_sends": {"fr": "Aucun envoi pour l'instant.", "en": "Nothing sent yet."},
+    "nothing_to_export": {
+        "fr": "Ce cas ne contient pas (ou plus) d'images DICOM.",
+        "en": "This case holds no DICOM image (or no longer does).",
+    },
+    "export_zip": {
+        "fr": "Télécharger pour ma station (zip avec DICOMDIR)",
+        "en": "Download for my workstation (zip with DICOMDIR)",
+    },
+    "send_to": {"fr": "Envoyer à", "en": "Send to"},
+    "send_button": {"fr": "Envoyer (DICOM)", "en": "Send (DICOM)"},
+    "declare_workstation": {
+        "fr": "Déclarer une station DICOM",
+        "en": "Declare a DICOM workstation",
+    },
 }
 
 

@@ -78,6 +78,7 @@ def create_web_app() -> web.Application:
     from tsfnode.webcoord import add_routes as add_coordinator_routes
     from tsfnode.webnew import add_routes as add_new_case_routes
     from tsfnode.webpairs import add_routes as add_pair_routes
+    from tsfnode.webtools import add_routes as add_tool_routes
     from tsfnode.webviewer import add_routes as add_viewer_routes
 
     app = web.Application()
@@ -93,5 +94,6 @@ def create_web_app() -> web.Application:
     add_admin_routes(app)
     add_pair_routes(app)
     add_viewer_routes(app)
+    add_tool_routes(app)
     app.router.add_static("/static", _STATIC_DIR)
     return app

@@ -33,6 +33,7 @@ from tsfnode.websession import (
     sign_in,
     sign_out,
 )
+from tsfnode.webtools import destinations_of
 from tsfnode.webviewer import warm
 
 PEOPLE = ("sender", "reader", "coordinator")
@@ -228,6 +229,7 @@ async def case_page(
         timeline=await _timeline(request, found, lang),
         templates=all_templates(found["form"]["answer_language"]),
         sent=request.query.get("sent") == "1",
+        destinations=await destinations_of(request, session.account_id),
     )
     page.set_status(status)
     return page

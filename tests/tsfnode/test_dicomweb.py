@@ -12,12 +12,16 @@ import email.parser
 import email.policy
 import io
 import json
+import re
 import shutil
+import socket
 import sqlite3
+import subprocess
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +37,7 @@ from requests.exceptions import HTTPError
 
 from tests.cluster import wait_for
 from tests.nodes import tsfnode
-from tests.people import PairedNet, Person
+from tests.people import Browser, PairedNet, Person
 from tests.studies import ct_series
 
 pytestmark = pytest.mark.slow
@@ -419,3 +423,190 @@ def test_every_retrieval_is_in_the_audit_log(net: DicomwebNet) -> None:
     ]
     assert {"dicomweb search", "dicomweb retrieve"} <= {e["action"] for e in mine}
     assert tsfnode("audit", "verify", net.cluster.dirs[1]).returncode == 0
+
+
+def raw(browser: Browser, path: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with browser.opener.open(browser.base + path, timeout=60) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+
+def test_the_reader_makes_a_token_on_her_tools_page_and_revokes_it(net: DicomwebNet) -> None:
+    marie = Browser(net.cluster.url(1))
+    marie.sign_in("marie")
+    status, _, page = marie.get("/web/tools?lang=en")
+    assert status == 200
+    assert f"{net.url}" in page  # the exact address, for Weasis and OHIF
+    assert "Weasis" in page
+    assert "OHIF" in page
+    status, _, page = marie.post("/web/tools/tokens", {"label": "Weasis au bureau", "days": "30"})
+    assert status == 200
+    (token,) = re.findall(r"<code class=\"id\">(tsf_[A-Za-z0-9_-]+)</code>", page)
+    assert f'"auth": "marie:{token}"' in page  # the OHIF data source, ready to paste
+    client = net.client(token)
+    assert len(client.search_for_studies()) == 2
+    status, _, page = marie.get("/web/tools")
+    assert token not in page  # shown once only
+    row = re.search(r"Weasis au bureau.*?name=\"token\" value=\"(\d+)\"", page, re.DOTALL)
+    assert row is not None
+    marie.post("/web/tools/tokens/revoke", {"token": row.group(1)})
+    with pytest.raises(HTTPError) as refused:
+        client.search_for_studies()
+    assert refused.value.response.status_code == 401
+    assert "révoqué" in marie.get("/web/tools?lang=fr")[2]
+    status, _, page = marie.post("/web/tools/tokens", {"label": "x", "days": "0"})
+    assert status == 400
+    assert "1 à 366 jours" in page
+    # a viewer served by the node itself needs no token: the session's cookie is enough
+    status, headers, body = raw(marie, "/dicomweb/studies")
+    assert (status, headers["Content-Type"]) == (200, JSON)
+    assert len(json.loads(body)) == 2
+
+
+def test_a_case_downloads_as_a_zip_with_a_dicomdir(net: DicomwebNet, tmp_path: Path) -> None:
+    marie = Browser(net.cluster.url(1))
+    marie.sign_in("marie")
+    status, _, page = marie.get(f"/web/cases/{net.ct_case}?lang=en")
+    assert f"/web/cases/{net.ct_case}/export.zip" in page
+    status, headers, body = raw(marie, f"/web/cases/{net.ct_case}/export.zip")
+    assert (status, headers["Content-Type"]) == (200, "application/zip")
+    assert "attachment" in headers["Content-Disposition"]
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        archive.extractall(tmp_path)
+    dicomdir = tmp_path / "DICOMDIR"
+    records = read(dicomdir).DirectoryRecordSequence
+    kinds = [r.DirectoryRecordType for r in records]
+    assert kinds == ["PATIENT", "STUDY", "SERIES"] + ["IMAGE"] * SLICES
+    stored = {read(p).SOPInstanceUID: read(p) for p in net.stored(net.ct_case)}
+    files = []
+    for record in records[3:]:
+        parts = list(record.ReferencedFileID)
+        assert all(len(part) <= 8 and part.isupper() for part in parts)  # ISO 9660 names
+        files.append(tmp_path.joinpath(*parts))
+        exported = read(files[-1])
+        assert exported.SOPInstanceUID == record.ReferencedSOPInstanceUIDInFile
+        original = stored[exported.SOPInstanceUID]
+        assert np.array_equal(exported.pixel_array, original.pixel_array)
+        assert exported.PatientName == original.PatientName
+    assert len(set(files)) == SLICES
+    dumped = subprocess.run(["dcmdump", str(dicomdir)], capture_output=True, text=True)
+    assert dumped.returncode == 0, dumped.stderr
+    assert "DirectoryRecordSequence" in dumped.stdout
+    assert dumped.stdout.count("IMAGE") >= SLICES
+    dumped = subprocess.run(["dcmdump", str(files[0])], capture_output=True, text=True)
+    assert dumped.returncode == 0, dumped.stderr
+    assert "PixelData" in dumped.stdout
+    assert not list((net.cluster.dirs[1] / "exports").iterdir())  # no copy kept
+    # someone else cannot download it
+    leo = Person(net.cluster, 1, "leo", "reader", "Dr Léo Sans-Groupe")
+    other = Browser(net.cluster.url(1))
+    other.sign_in(leo.username)
+    assert raw(other, f"/web/cases/{net.ct_case}/export.zip")[0] == 404
+    entries = tsfnode("audit", "export", net.cluster.dirs[1]).stdout
+    assert any(
+        json.loads(e)["action"] == "export zip" and json.loads(e)["case_id"] == net.ct_case
+        for e in entries.splitlines()
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def storescp(tmp_path: Path) -> Iterator[Callable[..., tuple[int, Path]]]:
+    """dcmtk's storescp on loopback (its options: ``extra``): (port, its folder)."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*extra: str) -> tuple[int, Path]:
+        port = free_port()
+        out = tmp_path / f"storescp-{port}"
+        out.mkdir()
+        process = subprocess.Popen(
+            ["storescp", "--aetitle", "HOROS", "--output-directory", str(out), *extra, str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        started.append(process)
+        wait_for("storescp listening", lambda: _listening(port), timeout=20)
+        return port, out
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(10)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _send(browser: Browser, case: str, label: str) -> None:
+    browser.get(f"/web/cases/{case}?lang=en")
+    found = re.search(rf'<option value="(\d+)">{re.escape(label)} ', browser.page)
+    assert found is not None, "the destination is offered on the case page"
+    status, url, _ = browser.post(f"/web/cases/{case}/send", {"destination": found.group(1)})
+    assert status == 200
+    assert "/web/tools" in url
+
+
+def _add(browser: Browser, label: str, port: int, ae: str = "HOROS") -> tuple[int, str]:
+    browser.get("/web/tools?lang=en")
+    fields = {"label": label, "ae_title": ae, "host": "127.0.0.1", "port": str(port)}
+    status, _, page = browser.post("/web/tools/destinations", {**fields, "calling_ae": "TSFNODE"})
+    return status, page
+
+
+def _sending_state(browser: Browser, label: str) -> str:
+    browser.get("/web/tools?lang=en")
+    row = re.search(rf'<tr class="send-(\w+)"[^>]*>(?:(?!</tr>).)*{re.escape(label)}', browser.page)
+    return row.group(1) if row else ""
+
+
+def test_a_case_is_sent_by_c_store_to_the_readers_workstation(
+    net: DicomwebNet, storescp: Callable[..., tuple[int, Path]]
+) -> None:
+    marie = Browser(net.cluster.url(1))
+    marie.sign_in("marie")
+    stored = {read(p).SOPInstanceUID: read(p) for p in net.stored(net.ct_case)}
+    # a workstation that takes only uncompressed images (storescp's default)
+    port, out = storescp()
+    status, page = _add(marie, "Horos (uncompressed)", port)
+    assert status == 200, page
+    _send(marie, net.ct_case, "Horos (uncompressed)")
+    wait_for("the sending done", lambda: _sending_state(marie, "Horos (uncompressed)") == "done")
+    received = [read(p) for p in sorted(out.iterdir())]
+    assert {d.SOPInstanceUID for d in received} == set(stored)
+    for ds in received:
+        assert not ds.file_meta.TransferSyntaxUID.is_compressed
+        assert np.array_equal(ds.pixel_array, stored[ds.SOPInstanceUID].pixel_array)
+    # one that accepts JPEG-LS gets the stored codestream as it is
+    port, out = storescp("+xa")
+    _add(marie, "Horos (all)", port)
+    _send(marie, net.mr_case, "Horos (all)")
+    wait_for("the second sending done", lambda: _sending_state(marie, "Horos (all)") == "done")
+    ((received_path,),) = [list(out.iterdir())]
+    (mr_path,) = net.stored(net.mr_case)
+    assert read(received_path).file_meta.TransferSyntaxUID == JPEGLSLossless
+    assert read(received_path).PixelData == read(mr_path).PixelData
+    assert "6/6" in marie.get("/web/tools")[2]
+
+
+def test_a_sending_that_cannot_be_made_says_why(net: DicomwebNet) -> None:
+    marie = Browser(net.cluster.url(1))
+    marie.sign_in("marie")
+    status, page = _add(marie, "Trop long", 11112, ae="A-TITLE-FAR-TOO-LONG")
+    assert status == 400
+    assert "AE title" in page
+    assert "16" in page
+    status, _ = _add(marie, "Nobody listens", free_port())
+    assert status == 200
+    _send(marie, net.ct_case, "Nobody listens")
+    wait_for("the failure shown", lambda: _sending_state(marie, "Nobody listens") == "failed")
+    assert "did not accept the association" in marie.page
