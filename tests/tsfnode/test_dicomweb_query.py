@@ -1,0 +1,113 @@
+"""QIDO-RS matching and WADO-RS media negotiation, on the DICOM JSON that pydicom makes
+of real files (pydicom's own test files)."""
+
+from __future__ import annotations
+
+import pytest
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
+
+from tsfnode.dicomweb.media import (
+    NotAcceptable,
+    choose_frame_syntax,
+    choose_instance_syntax,
+    choose_rendered,
+    parse_accept,
+)
+from tsfnode.dicomweb.query import QueryError, matches, parse, returned, select
+
+
+@pytest.fixture(scope="module")
+def ct() -> dict[str, object]:
+    ds = dcmread(get_testdata_file("CT_small.dcm"), stop_before_pixels=True)
+    return ds.to_json_dict()
+
+
+def test_single_value_wildcard_list_and_range_matching(ct: dict[str, object]) -> None:
+    name = "CompressedSamples^CT1"  # CT_small's patient name
+    assert matches(ct, "00100010", name)
+    assert matches(ct, "00100010", name.lower())  # names ignore case
+    assert matches(ct, "00100010", "compressed*")
+    assert matches(ct, "00100010", "Compressed?amples^CT1")
+    assert not matches(ct, "00100010", "Compressed")  # a prefix is not a match
+    assert matches(ct, "00080060", "CT")
+    assert not matches(ct, "00080060", "ct")  # code strings are case-sensitive
+    assert matches(ct, "00080060", "MR,CT")  # a list: any
+    study_date = "20040119"
+    assert matches(ct, "00080020", study_date)
+    assert matches(ct, "00080020", "20040101-20041231")
+    assert matches(ct, "00080020", "-20040119")
+    assert matches(ct, "00080020", "20040119-")
+    assert not matches(ct, "00080020", "20040120-")
+    assert matches(ct, "00200013", "1")  # numbers compare as numbers
+    assert matches(ct, "00200013", "1.0")
+    assert matches(ct, "00100010", "")  # universal
+    assert not matches(ct, "00081030", "anything")  # absent: no match
+
+
+def test_the_query_is_parsed_or_refused_with_the_key_named() -> None:
+    keys = [("PatientName", "x*"), ("00080060", "CT"), ("limit", "5"), ("offset", "2")]
+    query = parse([*keys, ("includefield", "SliceThickness,00280030")])
+    assert query.matches == {"00100010": "x*", "00080060": "CT"}
+    assert (query.limit, query.offset) == (5, 2)
+    assert query.include == frozenset({"00180050", "00280030"})
+    assert parse([("includefield", "all")]).include is None
+    for bad, named in (
+        (("PatientNme", "x"), "PatientNme"),
+        (("limit", "-1"), "limit"),
+        (("limit", "ten"), "limit"),
+        (("fuzzymatching", "maybe"), "fuzzymatching"),
+        (("00081110.00081150", "1.2"), "sequences"),
+    ):
+        with pytest.raises(QueryError, match=named):
+            parse([bad])
+
+
+def test_results_hold_the_level_attributes_and_what_was_asked(ct: dict[str, object]) -> None:
+    query = parse([("PatientID", ""), ("includefield", "SliceThickness")])
+    shown = returned(ct, "instance", query)
+    assert {"00080018", "00100020", "00180050"} <= set(shown)
+    assert "00100010" not in shown  # not an instance-level attribute, not asked for
+    everything = returned(ct, "instance", parse([("includefield", "all")]))
+    assert "00100010" in everything
+    records = [{"00200013": {"vr": "IS", "Value": [n]}} for n in range(10)]
+    page = select(parse([("limit", "3"), ("offset", "4")]), records, lambda r: r)
+    assert [r["00200013"]["Value"][0] for r in page] == [4, 5, 6]
+
+
+def test_instances_come_as_stored_only_when_asked() -> None:
+    stored = JPEGLSLossless
+    any_syntax = parse_accept('multipart/related; type="application/dicom"; transfer-syntax=*')
+    assert choose_instance_syntax(any_syntax, stored) == stored
+    default = parse_accept('multipart/related; type="application/dicom"')
+    assert choose_instance_syntax(default, stored) == ExplicitVRLittleEndian
+    assert choose_instance_syntax(parse_accept(None), stored) == ExplicitVRLittleEndian
+    jp2 = parse_accept(
+        'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.90'
+    )
+    with pytest.raises(NotAcceptable, match=stored):
+        choose_instance_syntax(jp2, stored)
+
+
+def test_frames_in_their_stored_form_or_uncompressed() -> None:
+    stored = JPEGLSLossless
+    assert choose_frame_syntax(parse_accept("*/*"), stored) == (
+        "application/octet-stream",
+        ExplicitVRLittleEndian,
+    )
+    jls = parse_accept(f'multipart/related; type="image/x-jls"; transfer-syntax={stored}')
+    assert choose_frame_syntax(jls, stored) == ("image/jls", stored)
+    ohif = parse_accept("multipart/related; type=application/octet-stream; transfer-syntax=*")
+    assert choose_frame_syntax(ohif, stored) == ("image/jls", stored)
+    preferred = parse_accept(
+        'multipart/related; type="image/jp2"; q=0.9, '
+        'multipart/related; type="application/octet-stream"; q=0.5'
+    )
+    assert choose_frame_syntax(preferred, stored)[0] == "application/octet-stream"
+    with pytest.raises(NotAcceptable, match="image/jls"):
+        choose_frame_syntax(parse_accept('multipart/related; type="image/jp2"'), stored)
+    assert choose_rendered(parse_accept("image/png, image/jpeg;q=0.5")) == "image/png"
+    assert choose_rendered(parse_accept(None)) == "image/jpeg"
+    with pytest.raises(NotAcceptable):
+        choose_rendered(parse_accept("image/gif"))
