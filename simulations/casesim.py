@@ -1,10 +1,14 @@
 """Cases over a modelled network, in virtual time, with the node's own engines: the case
 state machine of ``protocol/cases.py`` decides each step, and ``protocol/transfer.py``'s
 ``Upload`` (window, acknowledgements, failures) and ``Backoff`` move every bundle, chunk
-by chunk, over links with the bandwidth, latency, power cuts and regional cuts of the
-scenario. Only the links are modelled: a chunk takes its size over the slower of the
+by chunk, over links with the bandwidth, latency, loss, power cuts and regional cuts of
+the scenario. Only the links are modelled: a chunk takes its size over the slower of the
 sender's uplink and the receiver's downlink (each shared by all that node's transfers),
-plus the latency between their regions, and fails when either end is down or cut off.
+plus the latency between their regions (and a node's own, e.g. a satellite hop); it is
+lost with either end's loss rate (noticed a round trip later, then sent again), and
+fails when either end is down or cut off. A relay holds mail up to its quota; a deposit
+beyond it waits. Readers sign reports only when they read (their days and hours); a
+group that assigns has its coordinator give each case to the least loaded member.
 """
 
 from __future__ import annotations
@@ -78,6 +82,9 @@ class Outcome:
     backlog: list[tuple[float, int, int]] = field(default_factory=list)  # day, in transit, unread
     link_bytes: dict[str, tuple[int, int]] = field(default_factory=dict)
     chunk_failures: int = 0
+    chunks_lost: int = 0
+    relay_full_waits: int = 0
+    relay_peak: dict[str, int] = field(default_factory=dict)  # most bytes held at once
 
 
 class CaseWorld:
@@ -100,6 +107,9 @@ class CaseWorld:
             for n in scenario.nodes
         }
         self.relay = {n.name: n.relay for n in scenario.nodes if n.nat}
+        self.node = {n.name: n for n in scenario.nodes}
+        self.held = {n.name: 0 for n in scenario.nodes}  # bytes held as a relay
+        self.loss_rng = random.Random(f"{self.seed}/loss")
         self.cut = [
             (set(c.nodes), int(c.start_day * DAY), int((c.start_day + c.days) * DAY))
             for c in scenario.cuts
@@ -151,11 +161,32 @@ class CaseWorld:
         relay = self.relay.get(target)
         if relay and relay != source:
             self.relayed += 1
-            self._transfer(
-                source, relay, size, lambda _at: self._transfer(relay, target, size, on_done)
-            )
+            self._deposit(source, relay, target, size, on_done)
         else:
             self._transfer(source, target, size, on_done)
+
+    def _deposit(self, source: str, relay: str, target: str, size: int, on_done: Any) -> None:
+        """Mail for ``target`` left at ``relay``, when its quota has room (else the
+        sender tries again an hour later); the relay deletes it once delivered."""
+        quota = self.node[relay].relay_quota_mb * 1_000_000
+        if self.held[relay] + size > quota:
+            self.outcome.relay_full_waits += 1
+            self.loop.at(
+                self.loop.now + HOUR,
+                functools.partial(self._deposit, source, relay, target, size, on_done),
+            )
+            return
+        self.held[relay] += size
+        peak = self.outcome.relay_peak
+        peak[relay] = max(peak.get(relay, 0), self.held[relay])
+
+        def forwarded(at: int) -> None:
+            self.held[relay] -= size
+            on_done(at)
+
+        self._transfer(
+            source, relay, size, lambda _at: self._transfer(relay, target, size, forwarded)
+        )
 
     def _transfer(self, source: str, target: str, size: int, on_done: Any) -> None:
         layout = Layout(size, choose_chunk_size(size))
@@ -168,7 +199,7 @@ class CaseWorld:
             self._retry(t)
             return
         up, down = self.links[t.source], self.links[t.target]
-        latency = self.scenario.latency(self.region[t.source], self.region[t.target])
+        latency = self.latency(t.source, t.target)
         for index in t.upload.next_sends(now):
             nbytes = t.upload.manifest.ciphertext_chunk_size(index)
             start = max(now, up.up_free, down.down_free)
@@ -177,10 +208,27 @@ class CaseWorld:
             arrive = functools.partial(self._arrived, t, index, nbytes, t.generation)
             self.loop.at(start + took + latency, arrive)
 
+    def latency(self, a: str, b: str) -> int:
+        """One way, between two nodes: their regions', and their own."""
+        extra = self.node[a].extra_latency_ms + self.node[b].extra_latency_ms
+        return self.scenario.latency(self.region[a], self.region[b]) + extra
+
+    def _lost(self, t: Transfer) -> bool:
+        kept = (1 - self.node[t.source].loss) * (1 - self.node[t.target].loss)
+        return kept < 1 and self.loss_rng.random() >= kept
+
     def _arrived(self, t: Transfer, index: int, nbytes: int, generation: int) -> None:
         now = self.loop.now
         if generation != t.generation or index not in t.upload.in_flight:
             return  # sent before a cut: sent again since
+        if self._lost(t):  # no answer: the sender gives up on it a round trip later
+            self.outcome.chunks_lost += 1
+            self.links[t.source].sent += nbytes
+            self.loop.at(
+                now + 2 * self.latency(t.source, t.target),
+                functools.partial(self._timed_out, t, index, generation),
+            )
+            return
         if not self.reachable(t.source, t.target, now):
             self.outcome.chunk_failures += 1
             t.upload.on_failure(index, "cut")
@@ -195,6 +243,12 @@ class CaseWorld:
             t.on_done(now)
         elif len(t.upload.in_flight) < t.upload.window:
             self._pump(t)
+
+    def _timed_out(self, t: Transfer, index: int, generation: int) -> None:
+        if generation != t.generation or index not in t.upload.in_flight:
+            return
+        t.upload.on_failure(index, "lost")
+        self._pump(t)
 
     def _retry(self, t: Transfer) -> None:
         t.upload.reset_in_flight()
@@ -240,12 +294,19 @@ class CaseWorld:
         case, _ = machine.apply(case, "send", by=b"", roles=frozenset({Role.NODE}), now=now)
         self.cases[case_id] = case
         kind, size = self._study()
-        reader = self._reader_for(sender)
+        group = self.scenario.group(sender.group) if not sender.pair else None
+        assigned = group is not None and group.routing == "assign"
+        if group is not None and assigned:  # the images go to the coordinator's node
+            reader = self.readers[group.coordinator]
+        else:
+            reader = self._reader_for(sender)
         self.meta[case_id] = {
             "kind": kind.kind,
             "size": size,
             "sender_node": sender.node,
             "reader": reader.name,
+            "assign": assigned,
+            "pair": f"{sender.node} -> {sender.pair or 'group ' + sender.group}",
         }
         self.send(sender.node, reader.node, size, lambda at, c=case_id: self._delivered(c, at))
 
@@ -262,7 +323,51 @@ class CaseWorld:
         node = frozenset({Role.NODE})
         case, _ = machine.apply(case, "deliver", by=b"", roles=node, now=now)
         self.cases[case_id] = case
-        self._read(case_id, self.readers[self.meta[case_id]["reader"]], now)
+        coordinator = self.readers[self.meta[case_id]["reader"]]
+        if self.meta[case_id]["assign"]:
+            group = self.scenario.group(coordinator.group)
+            hours = self.random.uniform(*group.assign_hours)
+            when = available_from(coordinator, now + int(hours * HOUR))
+            self.loop.at(when, functools.partial(self._assign, case_id, coordinator))
+            return
+        self._read(case_id, coordinator, now)
+
+    def _assign(self, case_id: bytes, coordinator: ReaderSpec) -> None:
+        """The coordinator gives the case to the member with the fewest cases open, then
+        the fewest given this week, then by name; the images follow if that member reads
+        on another node."""
+        now = self.loop.now
+        case = self.cases[case_id]
+        if case.state is not State.DELIVERED:
+            return
+        open_cases: dict[bytes, int] = {}
+        for c in self.cases.values():
+            if c.state is State.ASSIGNED and c.reader is not None:
+                open_cases[c.reader] = open_cases.get(c.reader, 0) + 1
+        week: dict[str, int] = {}
+        for m in self.meta.values():
+            if m.get("assigned", -1) > now - 7 * DAY:
+                week[m["reader"]] = week.get(m["reader"], 0) + 1
+        members = [r for r in self.scenario.readers if r.group == coordinator.group]
+        chosen = min(
+            members,
+            key=lambda r: (open_cases.get(r.name.encode(), 0), week.get(r.name, 0), r.name),
+        )
+        case, _ = machine.assign_to(
+            case,
+            chosen.name.encode(),
+            by=coordinator.name.encode(),
+            roles=frozenset({Role.COORDINATOR}),
+            now=now,
+        )
+        self.cases[case_id] = case
+        self.meta[case_id]["assigned"] = now
+        self.meta[case_id]["reader"] = chosen.name
+        if chosen.node == coordinator.node:
+            self._read(case_id, chosen, now)
+        else:
+            size, sender_node = self.meta[case_id]["size"], self.meta[case_id]["sender_node"]
+            self.send(sender_node, chosen.node, size, lambda at: self._read(case_id, chosen, at))
 
     def _read(self, case_id: bytes, reader: ReaderSpec, now: int) -> None:
         """``reader`` takes the case (a pair's is theirs at delivery, or once they accept
@@ -271,7 +376,8 @@ class CaseWorld:
         case = self.cases[case_id]
         if case.state is State.DELIVERED and case.needs_acceptance and case.reader is None:
             hours = self.random.uniform(*ACCEPT_HOURS)  # the reader answers the question
-            self.loop.at(now + int(hours * HOUR), functools.partial(self._accept, case_id, reader))
+            when = available_from(reader, now + int(hours * HOUR))
+            self.loop.at(when, functools.partial(self._accept, case_id, reader))
             return
         if case.state is State.DELIVERED:
             case, _ = machine.apply(
@@ -280,7 +386,8 @@ class CaseWorld:
         self.cases[case_id] = case
         self.meta[case_id]["reader"] = reader.name
         hours = self.random.uniform(*reader.reading_hours)
-        self.loop.at(now + int(hours * HOUR), functools.partial(self._report, case_id, reader))
+        when = available_from(reader, now + int(hours * HOUR))  # signed when they read
+        self.loop.at(when, functools.partial(self._report, case_id, reader))
         if case.due_ms is not None:
             self.loop.at(case.due_ms + 1, functools.partial(self._due, case_id, reader))
 
@@ -370,10 +477,14 @@ class CaseWorld:
                     "size": meta["size"],
                     "sender_node": meta["sender_node"],
                     "reader": meta["reader"],
+                    "pair": meta["pair"],
                     "state": case.state.value,
                     "submitted_ms": case.submitted_ms,
                     "transit_ms": _minus(case.delivered_ms, case.submitted_ms),
                     "turnaround_ms": _minus(case.report_back_ms, case.submitted_ms),
+                    "delivered_ms": case.delivered_ms,
+                    "assigned_ms": meta.get("assigned"),
+                    "reported_ms": case.reported_ms,
                     "overdue": case.reported_ms is not None
                     and case.due_ms is not None
                     and case.reported_ms > case.due_ms,
@@ -385,6 +496,22 @@ class CaseWorld:
             n: (link.sent, link.received) for n, link in sorted(self.links.items())
         }
         return self.outcome
+
+
+def available_from(reader: ReaderSpec, t: int) -> int:
+    """The first moment from ``t`` when ``reader`` reads (their days and hours, UTC; day
+    0 is a Monday)."""
+    if len(reader.days) == 7 and reader.hours == (0.0, 24.0):
+        return t
+    for k in range(8):
+        day = t // DAY + k
+        if day % 7 not in reader.days:
+            continue
+        start = day * DAY + int(reader.hours[0] * HOUR)
+        end = day * DAY + int(reader.hours[1] * HOUR)
+        if t < end:
+            return max(t, start)
+    raise AssertionError("a reader reads on at least one day")  # the scenario checks it
 
 
 def _merged(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:

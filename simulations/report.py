@@ -52,6 +52,9 @@ def summary(scenario: Scenario, seed: int, outcome: Outcome) -> dict[str, Any]:
         "turnaround_hours": _quantiles(turnaround),
         "transit_hours_by_study": {k: _quantiles(v) for k, v in sorted(by_kind.items())},
         "chunk_failures": outcome.chunk_failures,
+        "chunks_lost": outcome.chunks_lost,
+        "relay_full_waits": outcome.relay_full_waits,
+        "pairs": _pairs(cases),
         "link_mb": {
             n: {"sent": round(s / 1e6, 1), "received": round(r / 1e6, 1)}
             for n, (s, r) in outcome.link_bytes.items()
@@ -62,6 +65,24 @@ def summary(scenario: Scenario, seed: int, outcome: Outcome) -> dict[str, Any]:
             "unread": max((b[2] for b in outcome.backlog), default=0),
         },
     }
+
+
+def _pairs(cases: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per pair (a sender's node and their reader, or group): cases, those sent beyond
+    the weekly quota, those read after their due time."""
+    out: dict[str, dict[str, int]] = {}
+    for c in cases:
+        row = out.setdefault(c["pair"], {"cases": 0, "over_quota": 0, "overdue": 0})
+        row["cases"] += 1
+        row["over_quota"] += int(c["over_quota"])
+        row["overdue"] += int(c["overdue"])
+    return dict(sorted(out.items()))
+
+
+def _troubled(facts: dict[str, Any]) -> list[tuple[str, dict[str, int]]]:
+    """The pairs with cases over quota or overdue, most first (at most 15)."""
+    rows = [(k, v) for k, v in facts["pairs"].items() if v["over_quota"] or v["overdue"]]
+    return sorted(rows, key=lambda kv: (-(kv[1]["over_quota"] + kv[1]["overdue"]), kv[0]))[:15]
 
 
 def markdown(scenario: Scenario, facts: dict[str, Any], plots: list[str]) -> str:
@@ -92,10 +113,13 @@ def markdown(scenario: Scenario, facts: dict[str, Any], plots: list[str]) -> str
             for kind, q in facts["transit_hours_by_study"].items()
         ),
         "",
+        *_pair_lines(facts),
         *_directory_lines(facts),
         "## Links",
         "",
-        f"- Chunks lost to cuts and power failures, and sent again: {facts['chunk_failures']}.",
+        f"- Chunks lost to cuts and power failures, and sent again: {facts['chunk_failures']}; "
+        f"lost on the line (loss) and sent again: {facts['chunks_lost']}.",
+        f"- Deposits that waited for room at a full relay: {facts['relay_full_waits']}.",
         f"- Most cases waiting at once: {facts['backlog_max']['in_transit']} on their way, "
         f"{facts['backlog_max']['unread']} waiting for a reader.",
         "",
@@ -112,6 +136,20 @@ def markdown(scenario: Scenario, facts: dict[str, Any], plots: list[str]) -> str
             "",
         ]
     return "\n".join(lines)
+
+
+def _pair_lines(facts: dict[str, Any]) -> list[str]:
+    troubled = _troubled(facts)
+    if not troubled:
+        return ["No pair went beyond its weekly quota, and no case was read late.", ""]
+    return [
+        "## Pairs over quota or overdue",
+        "",
+        "| pair | cases | over quota | read late |",
+        "|---|---|---|---|",
+        *(f"| {k} | {v['cases']} | {v['over_quota']} | {v['overdue']} |" for k, v in troubled),
+        "",
+    ]
 
 
 def _directory_lines(facts: dict[str, Any]) -> list[str]:
@@ -134,8 +172,9 @@ def _directory_lines(facts: dict[str, Any]) -> list[str]:
 
 def plots(outcome: Outcome, out: Path, directory: Spread | None = None) -> list[str]:
     """turnaround.png (transit and turnaround distributions), backlog.png, links.png
-    (the busiest nodes' traffic) and directory.png (the share of nodes holding a change
-    of the directory over time)."""
+    (the busiest nodes' traffic), pairs.png (the pairs with cases over quota or read
+    late, when there are) and directory.png (the share of nodes holding a change of the
+    directory over time)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -185,6 +224,18 @@ def plots(outcome: Outcome, out: Path, directory: Spread | None = None) -> list[
             axes.set_title("Link use, the busiest nodes", loc="left")
             axes.legend(frameon=False)
             save(figure, "links.png")
+        troubled = _troubled({"pairs": _pairs(outcome.cases)})
+        if troubled:
+            figure, axes = plt.subplots(figsize=(6, 0.6 + 0.25 * len(troubled)))
+            labels = [name for name, _ in reversed(troubled)]
+            over = [v["over_quota"] for _, v in reversed(troubled)]
+            axes.barh(labels, over, label="over the weekly quota")
+            axes.barh(labels, [v["overdue"] for _, v in reversed(troubled)], left=over,
+                      label="read after the due time")  # fmt: skip
+            axes.set_xlabel("cases")
+            axes.set_title("Pairs over quota or overdue", loc="left")
+            axes.legend(frameon=False)
+            save(figure, "pairs.png")
         if directory is not None and directory.points:
             figure, axes = plt.subplots(figsize=(6, 3))
             axes.step(

@@ -5,12 +5,22 @@
     [[nodes]]             name, region, up_kbit, down_kbit, count (name "X-{i}" if > 1),
                           power_cuts_per_month, power_cut_hours = [min, max],
                           leaves_per_year, away_days = [min, max] (churn),
-                          nat = true with relay = "a node" (mail waits there)
+                          nat = true with relay = "a node" (mail waits there),
+                          loss = 0.01 (share of chunks lost on its link),
+                          extra_latency_ms (one way: a satellite link adds 250),
+                          relay_quota_mb (what it holds for others as a relay)
     [[senders]]           node, cases_per_week, pair (a reader's name) or group, count,
                           weekly_quota (the pair's; beyond it the reader must accept)
-    [[readers]]           name, node, group, reading_hours = [min, max], count
+    [[readers]]           name, node, group, reading_hours = [min, max], count,
+                          days = ["mon", "wed", "sat"], hours = [18, 23] (UTC): when
+                          they read (a report is signed only then; default: any time)
+    [[groups]]            name, routing = "claim" (a member takes it; the default) or
+                          "assign" (the coordinator, a reader of the group, gives it
+                          to the least loaded member), coordinator, assign_hours
     [[studies]]           kind, weight, mb = [min, max]   (size as sent, compressed)
     [[cuts]]              region (or nodes = [...]), start_day, days: cut from the rest
+
+Day 0 starts on a Monday at 00:00 UTC.
     directory_day = 25    when a change of the directory (a revocation) is made; default:
                           a day into the first cut, else mid-run
 
@@ -41,6 +51,9 @@ class NodeSpec:
     away_days: tuple[float, float] = (7.0, 60.0)  # ...for this long, then comes back
     nat: bool = False  # unreachable from outside: mail for it waits at its relay
     relay: str = ""
+    loss: float = 0.0  # share of chunks lost on this node's link
+    extra_latency_ms: int = 0  # one way, on top of its region's (satellite: 250)
+    relay_quota_mb: int = 2048  # what it holds for the nodes it relays for
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,16 @@ class ReaderSpec:
     node: str
     group: str
     reading_hours: tuple[float, float] = (12.0, 72.0)
+    days: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)  # when they read: Monday is 0...
+    hours: tuple[float, float] = (0.0, 24.0)  # ...between these hours (UTC)
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    name: str
+    routing: str = "claim"  # a member claims it, or "assign": the coordinator gives it
+    coordinator: str = ""  # a reader of the group
+    assign_hours: tuple[float, float] = (1.0, 24.0)
 
 
 @dataclass(frozen=True)
@@ -85,11 +108,15 @@ class Scenario:
     readers: tuple[ReaderSpec, ...]
     studies: tuple[StudySpec, ...]
     cuts: tuple[CutSpec, ...] = field(default=())
+    groups: tuple[GroupSpec, ...] = field(default=())
     delay_hours: int = 72
     directory_day: float | None = None  # when a change of the directory is made
 
     def latency(self, a: str, b: str) -> int:
         return self.latency_ms.get((a, b), self.latency_ms.get((b, a), 100))
+
+    def group(self, name: str) -> GroupSpec:
+        return next((g for g in self.groups if g.name == name), GroupSpec(name))
 
 
 def _get(table: dict[str, Any], key: str, kind: type, where: str, default: Any = ...) -> Any:
@@ -119,6 +146,23 @@ def _pair(
     return float(value[0]), float(value[1])
 
 
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _days(table: dict[str, Any], where: str) -> tuple[int, ...]:
+    value = table.get("days", list(DAYS))
+    if not (isinstance(value, list) and value and all(v in DAYS for v in value)):
+        raise ScenarioError(f'{where}: \'days\' must be a list such as ["mon", "sat"]')
+    return tuple(sorted({DAYS.index(v) for v in value}))
+
+
+def _hours(table: dict[str, Any], where: str) -> tuple[float, float]:
+    start, end = _pair(table, "hours", where, (0.0, 24.0))
+    if not 0 <= start < end <= 24:
+        raise ScenarioError(f"{where}: 'hours' must be [start, end] within 0 to 24")
+    return start, end
+
+
 def load_scenario(path: Path) -> Scenario:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -145,7 +189,14 @@ def parse_scenario(data: dict[str, Any], where: str = "scenario") -> Scenario:
             away_days=_pair(t, "away_days", at, (7.0, 60.0)),
             nat=_get(t, "nat", bool, at, False),
             relay=_get(t, "relay", str, at, ""),
+            loss=_get(t, "loss", float, at, 0.0),
+            extra_latency_ms=_get(t, "extra_latency_ms", int, at, 0),
+            relay_quota_mb=_get(t, "relay_quota_mb", int, at, 2048),
         )
+        if not 0.0 <= spec["loss"] <= 0.5:
+            raise ScenarioError(f"{at}: 'loss' must be from 0 to 0.5 (a share of chunks)")
+        if spec["extra_latency_ms"] < 0 or spec["relay_quota_mb"] < 0:
+            raise ScenarioError(f"{at}: 'extra_latency_ms' and 'relay_quota_mb' must be >= 0")
         if spec["nat"] and not spec["relay"]:
             raise ScenarioError(f"{at}: a node behind NAT needs a 'relay' (a node's name)")
         if spec["up_kbit"] <= 0 or spec["down_kbit"] <= 0:
@@ -179,10 +230,30 @@ def parse_scenario(data: dict[str, Any], where: str = "scenario") -> Scenario:
                     node=here,
                     group=_get(t, "group", str, at, ""),
                     reading_hours=_pair(t, "reading_hours", at, (12.0, 72.0)),
+                    days=_days(t, at),
+                    hours=_hours(t, at),
                 )
             )
     reader_names = {r.name for r in readers}
     groups = {r.group for r in readers if r.group}
+    group_specs = []
+    for i, t in enumerate(data.get("groups", [])):
+        at = f"{where}: groups[{i}]"
+        gspec = GroupSpec(
+            name=_get(t, "name", str, at),
+            routing=_get(t, "routing", str, at, "claim"),
+            coordinator=_get(t, "coordinator", str, at, ""),
+            assign_hours=_pair(t, "assign_hours", at, (1.0, 24.0)),
+        )
+        if gspec.name not in groups:
+            raise ScenarioError(f"{at}: group '{gspec.name}' has no reader")
+        if gspec.routing not in ("claim", "assign"):
+            raise ScenarioError(f'{at}: \'routing\' must be "claim" or "assign"')
+        if gspec.routing == "assign" and not any(
+            r.name == gspec.coordinator and r.group == gspec.name for r in readers
+        ):
+            raise ScenarioError(f"{at}: 'coordinator' must be a reader of the group")
+        group_specs.append(gspec)
     senders = []
     for i, t in enumerate(data.get("senders", [])):
         at = f"{where}: senders[{i}]"
@@ -248,6 +319,7 @@ def parse_scenario(data: dict[str, Any], where: str = "scenario") -> Scenario:
         readers=tuple(readers),
         studies=tuple(studies),
         cuts=tuple(cuts),
+        groups=tuple(group_specs),
         delay_hours=_get(data, "delay_hours", int, where, 72),
         directory_day=_get(data, "directory_day", float, where, None),
     )

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from simulations.casesim import DAY, CaseWorld
+from protocol.bundle import choose_chunk_size
+from simulations.casesim import DAY, CaseWorld, Layout
 from simulations.directorysim import spread
 from simulations.report import write
 from simulations.scenario import ScenarioError, load_scenario, parse_scenario
@@ -107,6 +108,13 @@ def test_the_same_seed_gives_the_same_bytes_and_another_seed_other_cases(tmp_pat
         ({"senders": [{"node": "H-0", "cases_per_week": 1.0, "pair": "Zoé"}]}, "pair 'Zoé'"),
         ({"cuts": [{"region": "mars", "start_day": 1, "days": 1}]}, "region 'mars'"),
         ({"studies": []}, "no [[studies]]"),
+        ({"nodes": [{**SMALL["nodes"][0], "loss": 0.9}]}, "'loss' must be from 0 to 0.5"),
+        ({"readers": [{**SMALL["readers"][0], "days": ["funday"]}]}, "'days' must be a list"),
+        ({"readers": [{**SMALL["readers"][0], "hours": [20, 25]}]}, "'hours'"),
+        (
+            {"groups": [{"name": "g", "routing": "assign", "coordinator": "Zoé"}]},
+            "'coordinator' must be a reader of the group",
+        ),
     ],
 )
 def test_a_wrong_scenario_names_what_is_wrong(change: dict, named: str) -> None:
@@ -231,3 +239,101 @@ def test_beyond_the_pairs_weekly_quota_the_reader_accepts_before_reading() -> No
         week = [t for t in week if t > case["submitted_ms"] - 7 * DAY]
         assert case["over_quota"] == (len(week) >= 1)
         week.append(case["submitted_ms"])
+
+
+def test_chunks_lost_on_the_line_are_sent_again_and_cost_time() -> None:
+    lossy = {**SMALL, "days": 30}
+    lossy["nodes"] = [SMALL["nodes"][0], {**SMALL["nodes"][1], "loss": 0.05}]
+    world, cases = run(lossy)
+    _, clean = run({**SMALL, "days": 30})
+    sent = sum(Layout(c["size"], choose_chunk_size(c["size"])).chunk_count for c in cases)
+    assert 0.03 * sent < world.outcome.chunks_lost < 0.08 * sent  # about 5% of the chunks
+    finished = [c for c in cases if c["submitted_ms"] < 25 * DAY]
+    assert all(c["state"] == "report_delivered" for c in finished)
+    slower = sum(c["transit_ms"] for c in finished)
+    assert slower > sum(c["transit_ms"] for c in clean if c["submitted_ms"] < 25 * DAY)
+
+
+def test_a_satellite_hop_adds_its_latency_to_every_chunk() -> None:
+    data = {**SMALL}
+    data["nodes"] = [SMALL["nodes"][0], {**SMALL["nodes"][1], "extra_latency_ms": 300}]
+    world, cases = run(data)
+    assert world.latency("H-0", "Erasme") == 120 + 300
+    assert all(c["transit_ms"] >= 420 for c in cases if c["transit_ms"] is not None)
+
+
+def test_a_full_relay_makes_deposits_wait_and_never_holds_beyond_its_quota() -> None:
+    data = {
+        **SMALL,
+        "days": 30,
+        "nodes": [
+            {**SMALL["nodes"][0], "relay_quota_mb": 100},
+            SMALL["nodes"][1],
+            {"name": "Home", "region": "europe", "up_kbit": 2000, "down_kbit": 2000,
+             "nat": True, "relay": "Erasme"},
+        ],
+        "readers": [{"name": "Anne", "node": "Home", "group": "g", "reading_hours": [2, 24]}],
+        "senders": [{"node": "H-{i}", "count": 4, "cases_per_week": 5.0, "group": "g"}],
+        "studies": [{"kind": "CT", "weight": 1, "mb": [40, 60]}],
+    }  # fmt: skip
+    world, cases = run(data)
+    assert world.outcome.relay_full_waits > 0
+    assert 0 < world.outcome.relay_peak["Erasme"] <= 100_000_000
+    finished = [c for c in cases if c["submitted_ms"] < 20 * DAY]
+    assert all(c["state"] == "report_delivered" for c in finished)
+
+
+def test_readers_sign_only_when_they_read() -> None:
+    data = {**SMALL, "days": 40, "delay_hours": 24 * 7}
+    data["readers"] = [{**r, "days": ["sat", "sun"], "hours": [18, 23]} for r in SMALL["readers"]]
+    _, cases = run(data)
+    reported = [c["reported_ms"] for c in cases if c["reported_ms"] is not None]
+    assert len(reported) > 20
+    for at in reported:
+        assert (at // DAY) % 7 in (5, 6)  # day 0 is a Monday
+        assert 18 * 3_600_000 <= at % DAY < 23 * 3_600_000
+
+
+def test_a_coordinator_assigns_each_case_to_the_least_loaded_reader() -> None:
+    data = {
+        **SMALL,
+        "days": 30,
+        "readers": [
+            *SMALL["readers"],
+            {"name": "Paul", "node": "Erasme", "group": "g", "reading_hours": [2, 24]},
+        ],
+        "groups": [
+            {"name": "g", "routing": "assign", "coordinator": "Anne", "assign_hours": [2, 6]}
+        ],
+        "senders": [{"node": "H-{i}", "count": 4, "cases_per_week": 4.0, "group": "g"}],
+    }
+    _, cases = run(data)
+    finished = [c for c in cases if c["submitted_ms"] < 25 * DAY]
+    assert all(c["state"] == "report_delivered" for c in finished)
+    for case in finished:
+        waited = case["assigned_ms"] - case["delivered_ms"]
+        assert 2 * 3_600_000 <= waited <= 6 * 3_600_000 + 1
+    counts = {
+        name: sum(c["reader"] == name for c in finished) for name in ("Anne", "Marie", "Paul")
+    }
+    assert min(counts.values()) >= len(finished) // 3 - 3  # shared out, not one reader's
+
+
+def test_the_report_shows_the_pairs_over_quota_or_read_late(tmp_path: Path) -> None:
+    data = {
+        **SMALL,
+        "days": 30,
+        "senders": [
+            {"node": "H-0", "cases_per_week": 4.0, "pair": "Marie", "weekly_quota": 1},
+            {"node": "H-1", "cases_per_week": 1.0, "pair": "Anne"},
+        ],
+    }
+    world = CaseWorld(parse_scenario(data))
+    facts = write(world.scenario, world.seed, world.run(), tmp_path)
+    marie = facts["pairs"]["H-0 -> Marie"]
+    assert marie["over_quota"] > 0
+    assert facts["pairs"]["H-1 -> Anne"]["over_quota"] == 0
+    assert (tmp_path / "pairs.png").stat().st_size > 1000
+    report = (tmp_path / "report.md").read_text()
+    assert "## Pairs over quota or overdue" in report
+    assert f"| H-0 -> Marie | {marie['cases']} | {marie['over_quota']} |" in report
