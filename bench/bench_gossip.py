@@ -4,7 +4,11 @@ Serf's convergence simulator uses, for the same fanout and loss."""
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import subprocess
+import sys
+import time
 
 from bench.result import Result
 from protocol.directory import make_record
@@ -90,4 +94,95 @@ def gossip_convergence(*, quick: bool = False) -> Result:
     )
 
 
-BENCHMARKS = {"gossip_convergence": gossip_convergence}
+def _spread_run(n: int, loss: float, config: GossipConfig) -> dict[str, float]:
+    """A gossip-only network of ``n`` nodes: wall time to set it up, and the rounds until
+    99.99% of them hold a record published at one (checked every 1/20 of a round)."""
+    began = time.perf_counter()
+    anchor = Identity(hashlib.sha256(b"bench anchor").digest())
+    nodes = [Identity(hashlib.sha256(f"bench node {i}".encode()).digest()) for i in range(n)]
+    base = admitted_directory("bench", anchor, nodes, now=START, ttl=30 * DAY)
+    net = GossipNetwork([x.public.key for x in nodes], base, start=START, loss=loss, config=config)
+    net.loop.run_until(START + 2 * config.interval_ms)  # steady state
+    made = time.perf_counter()
+    first = net.gossip[nodes[0].public.key].directory
+    first.add(_new_record(nodes[0], net.loop.now), net.loop.now)
+    target, published = first.root(), net.loop.now
+    needed = math.ceil(TARGET * n)
+    step = config.interval_ms // 20
+    while net.holders(lambda d: d.root() == target) < needed:
+        if net.loop.now > published + 100 * config.interval_ms:
+            raise AssertionError(f"no convergence of {n} nodes within 100 rounds")
+        net.loop.run_until(net.loop.now + step)
+    return {
+        "rounds": (net.loop.now - published) / config.interval_ms,
+        "setup_s": made - began,
+        "spread_s": time.perf_counter() - made,
+        "wall_s": time.perf_counter() - began,
+    }
+
+
+def _new_record(signer: Identity, now: int) -> bytes:
+    return make_record(
+        "node",
+        {"name": "Nouveau", "institution": "", "country": "NE", "addresses": [],
+         "relays": [], "capabilities": [], "capacity": 5},
+        signer=signer, network="bench", version=START + 10 * DAY, now=now, ttl=DAY,
+    )  # fmt: skip
+
+
+_CHILD = """
+import json, resource, sys
+from bench.bench_gossip import _spread_run
+from protocol.gossip import GossipConfig
+out = _spread_run(int(sys.argv[1]), float(sys.argv[2]), GossipConfig())
+out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))
+"""
+
+
+def _in_child(n: int, loss: float) -> dict[str, float]:
+    """``_spread_run`` in a fresh interpreter, for its own peak memory."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(n), str(loss)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=True,
+    )
+    result: dict[str, float] = json.loads(done.stdout)
+    return result
+
+
+def gossip_10000_nodes(*, quick: bool = False) -> Result:
+    """A gossip-only run of 10,000 nodes (quick: 1,000) to 99.99% convergence, beside
+    the same run at a tenth of the size: wall time and peak memory, and how the time
+    grows with the network (nodes share their directory's state until it differs: see
+    ``Directory.copy``)."""
+    n = 1000 if quick else 10_000
+    loss = 0.1
+    small = _in_child(n // 10, loss)
+    large = _in_child(n, loss)
+    config = GossipConfig()
+    return Result(
+        name="gossip_10000_nodes",
+        value=large["wall_s"],
+        unit=f"s of wall time, {n} nodes to 99.99% of them holding a new record "
+        f"({large['rounds']:.2f} rounds of {config.interval_ms} ms, fanout {config.fanout}, "
+        f"10% loss; peak {large['peak_rss_mb']:.0f} MiB)",
+        baseline=f"10 x the same run with {n // 10} nodes (linear growth)",
+        baseline_value=10 * small["wall_s"],
+        higher_is_better=False,
+        target="report wall time and memory",
+        extra={
+            "peak_rss_mib": large["peak_rss_mb"],
+            "peak_rss_mib_at_a_tenth": small["peak_rss_mb"],
+            "rounds": large["rounds"],
+            "model_rounds": model_rounds(n, config.fanout, loss),
+            "setup_s": large["setup_s"],
+            "spread_s": large["spread_s"],
+            "wall_s_at_a_tenth": small["wall_s"],
+        },
+    )
+
+
+BENCHMARKS = {"gossip_convergence": gossip_convergence, "gossip_10000_nodes": gossip_10000_nodes}

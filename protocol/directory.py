@@ -155,6 +155,11 @@ class View:
     def is_admitted(self, node: bytes) -> bool:
         return node in self.admitted
 
+    @functools.cached_property
+    def admitted_in_order(self) -> list[bytes]:
+        """The admitted nodes, sorted (computed once per view)."""
+        return sorted(self.admitted)
+
     def role_of(self, person: bytes) -> str | None:
         member = self.members.get(person)
         return None if member is None else str(member.body["role"])
@@ -234,53 +239,77 @@ def compute_view(records: Iterable[Document], network: Network, now: int) -> Vie
     return view
 
 
+@dataclass(eq=False)
+class _State:
+    """A directory's records and what is computed from them, kept until they change."""
+
+    records: dict[RecordKey, Document]
+    view: View | None = None
+    view_since: int = 0
+    view_until: int = 0  # the view holds until the first record expires
+    digest: dict[bytes, tuple[int, bytes]] | None = None
+    root: bytes | None = None
+    encoded: bytes | None = None
+    soonest: int | None = None  # the earliest expiry, while records are unchanged
+    successors: dict[bytes, _State] = field(default_factory=dict)  # by the record added
+    missing: dict[tuple[int, int], tuple[Any, list[bytes]]] = field(default_factory=dict)
+
+    def clone(self) -> _State:
+        return _State(dict(self.records))
+
+    def forget(self) -> None:
+        self.view = self.digest = self.root = self.encoded = self.soonest = None
+        self.successors = {}
+        self.missing = {}
+
+
 class Directory:
     """The records a node holds, with the rules for taking new ones in."""
 
     def __init__(self, network: Network, *, max_records: int = 200_000) -> None:
         self.network = network
         self.max_records = max_records
-        self._records: dict[RecordKey, Document] = {}
-        self._view: View | None = None
-        self._view_since = 0
-        self._view_until = 0  # the view holds until the first record expires
-        self._digest: dict[bytes, tuple[int, bytes]] | None = None
-        self._root: bytes | None = None
-        self._encoded: bytes | None = None
-        self._soonest: int | None = None  # the earliest expiry, while records are unchanged
+        self._s = _State({})
+        self._shared = False  # True: the state may be another directory's too (copy())
         self.ignored: Counter[str] = Counter()
         """Why records were turned away: forged, malformed, other_network, expired,
         future, revoked, unknown_signer, not_entitled, bad_countersignature, full."""
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._s.records)
 
     def __iter__(self) -> Iterator[Document]:
-        return iter(self._records.values())
+        return iter(self._s.records.values())
 
     def copy(self) -> Directory:
-        """A directory holding the same records (shared: documents are immutable), for
-        simulations that start many nodes from one state."""
+        """A directory holding the same records, for simulations that start many nodes
+        from one state. The two share their state (and what is computed from it) until
+        one of them changes: then it takes a state of its own, or the one another
+        directory reached from the same state by taking in the same record (so 10,000
+        simulated nodes that all took in one new record hold two states, not 10,000)."""
         twin = Directory(self.network, max_records=self.max_records)
-        twin._records = dict(self._records)
+        twin._s = self._s
+        twin._shared = self._shared = True
         return twin
 
+    def _own(self) -> None:
+        """Before changing the records: a state of this directory's own."""
+        if self._shared:
+            self._s = self._s.clone()
+            self._shared = False
+
     def _changed(self) -> None:
-        self._view = None
-        self._digest = None
-        self._encoded = None
-        self._root = None
-        self._soonest = None
+        self._s.forget()
 
     def view(self, now: int) -> View:
         """What is in force at ``now``; recomputed only when a record was added or
         removed, or when ``now`` passes the first expiry."""
-        if self._view is None or now >= self._view_until or now < self._view_since:
-            self._view = compute_view(self._records.values(), self.network, now)
-            self._view_since = now
-            live = [d.body["expires"] for d in self._records.values() if d.body["expires"] > now]
-            self._view_until = min(live, default=2**63)
-        return self._view
+        if self._s.view is None or now >= self._s.view_until or now < self._s.view_since:
+            self._s.view = compute_view(self._s.records.values(), self.network, now)
+            self._s.view_since = now
+            live = [d.body["expires"] for d in self._s.records.values() if d.body["expires"] > now]
+            self._s.view_until = min(live, default=2**63)
+        return self._s.view
 
     # --- taking records in -----------------------------------------------------------
 
@@ -332,12 +361,21 @@ class Directory:
                 return self._ignore(reason)
             return f"ignored:{reason}"
         key = record_key(doc)
-        held = self._records.get(key)
+        held = self._s.records.get(key)
         if held is not None and _order(held) >= _order(doc):
             return "stale"
-        if held is None and len(self._records) >= self.max_records:
+        if held is None and len(self._s.records) >= self.max_records:
             return self._ignore("full")
-        self._records[key] = doc
+        if self._shared and doc.kind != "revocation":
+            reached = self._s.successors.get(doc.digest)
+            if reached is None:
+                reached = self._s.clone()
+                reached.records[key] = doc
+                self._s.successors[doc.digest] = reached
+            self._s = reached  # shared: another directory may reach it the same way
+            return "added"
+        self._own()
+        self._s.records[key] = doc
         self._changed()
         if doc.kind == "revocation":
             self._drop_revoked(now)
@@ -430,25 +468,29 @@ class Directory:
         revoked = self.view(now).revoked
         doomed = [
             key
-            for key, doc in self._records.items()
+            for key, doc in self._s.records.items()
             if doc.signer.key in revoked and doc.kind != "revocation"
         ]
-        for key in doomed:
-            del self._records[key]
         if doomed:
+            self._own()
+            for key in doomed:
+                del self._s.records[key]
             self._changed()
 
     def prune(self, now: int) -> int:
         """Drop expired records; returns how many (at once when none can have expired:
         the soonest expiry is remembered until the records change)."""
-        if self._soonest is None:
-            self._soonest = min((d.body["expires"] for d in self._records.values()), default=None)
-        if self._soonest is None or now < self._soonest:
+        if self._s.soonest is None:
+            self._s.soonest = min(
+                (d.body["expires"] for d in self._s.records.values()), default=None
+            )
+        if self._s.soonest is None or now < self._s.soonest:
             return 0
-        doomed = [k for k, d in self._records.items() if d.body["expires"] <= now]
-        for key in doomed:
-            del self._records[key]
+        doomed = [k for k, d in self._s.records.items() if d.body["expires"] <= now]
         if doomed:
+            self._own()
+            for key in doomed:
+                del self._s.records[key]
             self._changed()
         return len(doomed)
 
@@ -457,34 +499,46 @@ class Directory:
     def digest(self) -> dict[bytes, tuple[int, bytes]]:
         """Per record key (its 8-byte hash): the version held and the first 4 bytes of the
         record's digest (do not modify the returned dict)."""
-        if self._digest is None:
-            self._digest = {
+        if self._s.digest is None:
+            self._s.digest = {
                 key_hash(key): (int(doc.body["version"]), doc.digest[:4])
-                for key, doc in self._records.items()
+                for key, doc in self._s.records.items()
             }
-        return self._digest
+        return self._s.digest
 
     def encoded_digest(self) -> bytes:
         """``encode_digest(self.digest())``, kept until the records change."""
-        if self._encoded is None:
-            self._encoded = encode_digest(self.digest())
-        return self._encoded
+        if self._s.encoded is None:
+            self._s.encoded = encode_digest(self.digest())
+        return self._s.encoded
 
     def root(self) -> bytes:
         """One hash of the digest: equal roots mean the same records."""
-        if self._root is None:
-            self._root = digest(self.encoded_digest())
-        return self._root
+        if self._s.root is None:
+            self._s.root = digest(self.encoded_digest())
+        return self._s.root
 
     def missing_for(self, theirs: dict[bytes, tuple[int, bytes]], budget: int) -> list[bytes]:
         """The records that would win over what ``theirs`` holds for their keys (or whose
         keys it lacks), in at most ``budget`` bytes (at least one record, however large):
         certificates first, then by version, so that what vouches for a record comes no
-        later than the record."""
+        later than the record. Remembered with the state for the same ``theirs`` object
+        (a simulation's nodes share states and the digests decoded from them)."""
+        memo = self._s.missing
+        found = memo.get((id(theirs), budget))
+        if found is not None and found[0] is theirs:
+            return found[1]
+        chosen = self._missing_for(theirs, budget)
+        if len(memo) >= 64:
+            memo.clear()
+        memo[(id(theirs), budget)] = (theirs, chosen)
+        return chosen
+
+    def _missing_for(self, theirs: dict[bytes, tuple[int, bytes]], budget: int) -> list[bytes]:
         mine = self.digest()
         wanted = [
             doc
-            for key, doc in self._records.items()
+            for key, doc in self._s.records.items()
             if mine[kh := key_hash(key)] > theirs.get(kh, (0, b""))
         ]
         wanted.sort(key=lambda d: (KIND_RANK[d.kind], int(d.body["version"])))
@@ -512,7 +566,10 @@ def encode_digest(entries: dict[bytes, tuple[int, bytes]]) -> bytes:
     return b"".join(DIGEST_ENTRY.pack(k, v, d) for k, (v, d) in sorted(entries.items()))
 
 
+@functools.lru_cache(maxsize=64)
 def decode_digest(data: bytes) -> dict[bytes, tuple[int, bytes]]:
+    """The entries of an encoded digest (remembered for the same bytes: in a simulation
+    many nodes send the very digest of a state they share; do not modify the result)."""
     if len(data) % DIGEST_ENTRY.size:
         raise MalformedError("a digest is a whole number of 20-byte entries")
     entries = {k: (v, d) for k, v, d in DIGEST_ENTRY.iter_unpack(data)}

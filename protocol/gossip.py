@@ -70,25 +70,25 @@ class GossipEngine:
         self._rng = rng
         self._next = now + jitter(rng, self.config.interval_ms, 0.5)
         self.stats: Counter[str] = Counter()
-        self._peers: tuple[object, list[bytes]] = (None, [])
 
     def get_timer(self) -> int:
         """When ``handle_timer`` wants to run next (ms)."""
         return self._next
 
     def peers(self, now: int) -> list[bytes]:
-        """The admitted nodes but this one, in order (kept while the view is the same)."""
-        view = self.directory.view(now)
-        if self._peers[0] is not view:
-            self._peers = (view, sorted(n for n in view.admitted if n != self.me))
-        return self._peers[1]
+        """The admitted nodes but this one, in order."""
+        return [n for n in self.directory.view(now).admitted_in_order if n != self.me]
 
     def handle_timer(self, now: int) -> list[Outgoing]:
         if now < self._next:
             return []
         self._next = now + jitter(self._rng, self.config.interval_ms)
         self.directory.prune(now)
-        chosen = sample(self._rng, self.peers(now), self.config.fanout)
+        # ``fanout`` others, uniformly: one more drawn in case this node is among them
+        # (the admitted list is the view's, shared, not copied per node)
+        fanout = self.config.fanout
+        admitted = self.directory.view(now).admitted_in_order
+        chosen = [n for n in sample(self._rng, admitted, fanout + 1) if n != self.me][:fanout]
         root = self.directory.root()
         self.stats["rounds"] += 1
         return [Outgoing(peer, "gossip_syn", {"root": root}) for peer in chosen]

@@ -29,7 +29,7 @@ from aiohttp.helpers import ChainMapProxy
 
 from tsfnode.accounts import create_token
 from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, STORE
-from tsfnode.dicomweb.service import TOKEN_PURPOSE
+from tsfnode.dicomweb.service import TOKEN_PURPOSE, base_url
 from tsfnode.errors import NodeError
 from tsfnode.export import (
     Destination,
@@ -60,7 +60,7 @@ SHOWN_SENDS = 20
 
 
 def dicomweb_url(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}/dicomweb"
+    return base_url(request)
 
 
 async def _tokens(request: web.Request, account_id: int) -> list[dict[str, Any]]:

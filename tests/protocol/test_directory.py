@@ -282,3 +282,31 @@ def test_a_reader_publishes_a_teaching_case_and_a_sender_cannot() -> None:
     by_sender = world.sign("teaching_case", teaching_fields(b"u" * 16), world.sender)
     assert directory.add(by_sender, NOW) == "ignored:not_entitled"
     assert set(directory.view(NOW).teaching) == {b"t" * 16}
+
+
+def test_copies_share_their_state_until_they_differ_and_never_see_each_others_changes() -> None:
+    world = World()
+    base = loaded(world.everything(), world)
+    copies = [base.copy() for _ in range(3)]
+    erasme = world.node("erasme")
+    update = world.node_record(erasme, "Erasme v2")
+    assert copies[0].add(update, NOW) == "added"
+    assert copies[1].add(update, NOW) == "added"
+    # the first two took in the same record: the same records, and the same state object
+    assert copies[0].root() == copies[1].root() != copies[2].root() == base.root()
+    assert copies[0]._s is copies[1]._s  # one state for both (the point: memory)
+    assert copies[2].view(NOW).nodes[erasme.public.key].body["name"] != "Erasme v2"
+    assert copies[0].view(NOW).nodes[erasme.public.key].body["name"] == "Erasme v2"
+    # a change made by one alone (a revocation, a prune) is its own
+    copies[1].add(world.revocation(world.group, world.anchor), NOW)
+    assert copies[1].view(NOW).members == {}
+    assert copies[0].view(NOW).members != {}
+    assert copies[1].prune(NOW + 31 * DAY) > 0
+    assert len(copies[0]) == len(world.everything())
+    assert len(base) == len(world.everything())
+    assert copies[2].prune(NOW) == 0
+    # a directory nobody copied changes in place, as a node's does
+    alone = loaded(world.everything(), world)
+    state = alone._s
+    alone.add(update, NOW)
+    assert alone._s is state
