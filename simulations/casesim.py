@@ -316,7 +316,10 @@ class CaseWorld:
         members = sorted(
             (r for r in self.scenario.readers if r.group == sender.group), key=lambda r: r.name
         )
-        return self.random.choice(members)
+        # the first to claim it: a member who reads soonest (among equals, any of them)
+        now = self.loop.now
+        soonest = min(available_from(r, now) for r in members)
+        return self.random.choice([r for r in members if available_from(r, now) == soonest])
 
     def _delivered(self, case_id: bytes, now: int) -> None:
         case = self.cases[case_id]

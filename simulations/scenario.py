@@ -14,7 +14,8 @@
     [[readers]]           name, node, group, reading_hours = [min, max], count,
                           days = ["mon", "wed", "sat"], hours = [18, 23] (UTC): when
                           they read (a report is signed only then; default: any time)
-    [[groups]]            name, routing = "claim" (a member takes it; the default) or
+    [[groups]]            name, routing = "claim" (a member takes it: the first who
+                          reads; the default), "pool" (a community: the same), or
                           "assign" (the coordinator, a reader of the group, gives it
                           to the least loaded member), coordinator, assign_hours
     [[studies]]           kind, weight, mb = [min, max]   (size as sent, compressed)
@@ -247,8 +248,8 @@ def parse_scenario(data: dict[str, Any], where: str = "scenario") -> Scenario:
         )
         if gspec.name not in groups:
             raise ScenarioError(f"{at}: group '{gspec.name}' has no reader")
-        if gspec.routing not in ("claim", "assign"):
-            raise ScenarioError(f'{at}: \'routing\' must be "claim" or "assign"')
+        if gspec.routing not in ("claim", "pool", "assign"):
+            raise ScenarioError(f"{at}: 'routing' must be claim, pool or assign")
         if gspec.routing == "assign" and not any(
             r.name == gspec.coordinator and r.group == gspec.name for r in readers
         ):

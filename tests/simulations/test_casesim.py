@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from protocol.bundle import choose_chunk_size
-from simulations.casesim import DAY, CaseWorld, Layout
+from simulations.casesim import DAY, CaseWorld, Layout, available_from
 from simulations.directorysim import spread
 from simulations.report import write
 from simulations.scenario import ScenarioError, load_scenario, parse_scenario
@@ -337,3 +337,24 @@ def test_the_report_shows_the_pairs_over_quota_or_read_late(tmp_path: Path) -> N
     report = (tmp_path / "report.md").read_text()
     assert "## Pairs over quota or overdue" in report
     assert f"| H-0 -> Marie | {marie['cases']} | {marie['over_quota']} |" in report
+
+
+def test_in_a_pool_the_member_who_reads_soonest_takes_the_case() -> None:
+    data = {
+        **SMALL,
+        "days": 20,
+        "delay_hours": 24 * 7,
+        "readers": [
+            {"name": "Day", "node": "Erasme", "group": "g", "hours": [8, 12]},
+            {"name": "Night", "node": "Erasme", "group": "g", "hours": [20, 23]},
+        ],
+        "groups": [{"name": "g", "routing": "pool"}],
+        "senders": [{"node": "H-{i}", "count": 4, "cases_per_week": 3.0, "group": "g"}],
+    }
+    world, cases = run(data)
+    specs = {r.name: r for r in world.scenario.readers}
+    assert {c["reader"] for c in cases} == {"Day", "Night"}
+    for case in cases:
+        at = case["submitted_ms"]
+        first = min(specs.values(), key=lambda r: available_from(r, at))
+        assert case["reader"] == first.name
