@@ -498,6 +498,9 @@ def test_a_case_downloads_as_a_zip_with_a_dicomdir(net: DicomwebNet, tmp_path: P
         assert np.array_equal(exported.pixel_array, original.pixel_array)
         assert exported.PatientName == original.PatientName
     assert len(set(files)) == SLICES
+    checked = subprocess.run(["dciodvfy", str(dicomdir)], capture_output=True, text=True)
+    assert "BasicDirectory" in checked.stdout + checked.stderr  # dicom3tools knows it
+    assert "Error" not in checked.stdout + checked.stderr
     dumped = subprocess.run(["dcmdump", str(dicomdir)], capture_output=True, text=True)
     assert dumped.returncode == 0, dumped.stderr
     assert "DirectoryRecordSequence" in dumped.stdout
