@@ -131,11 +131,13 @@ def _new_record(signer: Identity, now: int) -> bytes:
 
 
 _CHILD = """
-import json, resource, sys
+import json, sys
 from bench.bench_gossip import _spread_run
 from protocol.gossip import GossipConfig
 out = _spread_run(int(sys.argv[1]), float(sys.argv[2]), GossipConfig())
-out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not getrusage's maxrss (which keeps the forking parent's peak across exec)
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+out["peak_rss_mb"] = int(hwm.split()[1]) / 1024
 print(json.dumps(out))
 """
 
