@@ -166,7 +166,7 @@ async def tools_page(
         url=url,
         tokens=tokens,
         new_token=new_token,
-        ohif=json.dumps(ohif, indent=2),
+        ohif=json.dumps(ohif, indent=2, ensure_ascii=False),
         origins=config.dicomweb_cors_origins,
         destinations=await destinations_of(request, session.account_id),
         sends=sends,
