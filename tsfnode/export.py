@@ -10,13 +10,11 @@ stand-ins for those, invented as dcmmkdir's +I does, and nothing else changes.
 from __future__ import annotations
 
 import ipaddress
-import shutil
 import socket
 import tempfile
 import threading
 import warnings
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,14 +201,3 @@ def c_store(files: list[Path], to: Destination, progress: Progress) -> None:
     finally:
         if assoc.is_established:
             assoc.release()
-
-
-def remove(path: Path) -> None:
-    """Delete an export once sent (a file or a folder)."""
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-OnDone = Callable[[Progress], None]

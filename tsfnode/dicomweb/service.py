@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import io
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -282,8 +283,6 @@ def _as_syntax(instance: Instance, syntax: str) -> bytes:
     """The instance's file, as stored or converted to ``syntax`` (Explicit VR LE)."""
     if syntax == instance.syntax:
         return instance.path.read_bytes()
-    import io
-
     ds = dcmread(instance.path)
     if instance.compressed:
         ds.decompress(generate_instance_uid=False)
