@@ -64,11 +64,13 @@ def build_zip(files: list[Path], out: Path, *, case_tag: str) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for n, path in enumerate(files):
-                ds = dcmread(path)
-                series = str(ds.get("SeriesInstanceUID", ""))
+                header = dcmread(path, stop_before_pixels=True)
+                series = str(header.get("SeriesInstanceUID", ""))
                 number = series_numbers.setdefault(series, len(series_numbers) + 1)
                 in_series[series] = in_series.get(series, 0) + 1
-                if _stand_ins(ds, case_tag, number, in_series[series]):
+                if _stand_ins(header, case_tag, number, in_series[series]):
+                    ds = dcmread(path)  # the whole file, only for a copy that changes
+                    _stand_ins(ds, case_tag, number, in_series[series])
                     copy = staged / f"{n:06d}.dcm"
                     ds.save_as(copy, enforce_file_format=True)
                     fs.add(copy)

@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from aiohttp import web
@@ -43,8 +43,8 @@ from tsfnode.viewer import (
 )
 from tsfnode.websession import require
 
-SERIES = web.AppKey("viewer_series", dict)
 SERIES_TTL_S = 60.0
+V = TypeVar("V", bound=Sized)
 WARM_AT_MOST = 10
 PEOPLE = ("sender", "reader", "coordinator")
 
@@ -179,19 +179,39 @@ def _order(ds: Any) -> float:
     return position if position is not None else 0.0
 
 
+class Listings(Generic[V]):
+    """Listings of cases made in the background: one at a time per case (others wait for
+    it), kept ``ttl_s``; an empty one is not kept (images still arriving: look again)."""
+
+    def __init__(self, ttl_s: float = SERIES_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self._held: dict[bytes, tuple[float, asyncio.Future[V]]] = {}
+
+    def __contains__(self, case_id: bytes) -> bool:
+        return case_id in self._held
+
+    async def get(self, case_id: bytes, make: Callable[[], Awaitable[V]]) -> V:
+        found = self._held.get(case_id)
+        if found is None or (found[1].done() and time.monotonic() - found[0] > self.ttl_s):
+            found = self._held[case_id] = (time.monotonic(), asyncio.ensure_future(make()))
+        listing = await asyncio.shield(found[1])
+        if not listing and self._held.get(case_id) is found:
+            del self._held[case_id]
+        return listing
+
+
+SERIES = web.AppKey("viewer_series", Listings[list[dict[str, Any]]])
+
+
 async def series_of(app: ChainMapProxy, case_id: bytes) -> list[dict[str, Any]]:
-    """The case's series (one listing at a time per case; others wait for it)."""
-    running = app[SERIES]
-    found = running.get(case_id)
-    if found is None or (found[1].done() and time.monotonic() - found[0] > SERIES_TTL_S):
+    """The case's series."""
+
+    async def make() -> list[dict[str, Any]]:
         folders = await image_folders(app, case_id)
         kept = app[NODE_DIR].root / "viewer" / f"{case_id.hex()}.json"
-        task = asyncio.ensure_future(asyncio.to_thread(listed_series, folders, kept))
-        found = running[case_id] = (time.monotonic(), task)
-    listing: list[dict[str, Any]] = await asyncio.shield(found[1])
-    if not listing and running.get(case_id) is found:
-        del running[case_id]  # nothing yet (images still arriving): look again next time
-    return listing
+        return await asyncio.to_thread(listed_series, folders, kept)
+
+    return await app[SERIES].get(case_id, make)
 
 
 def warm(app: ChainMapProxy, case_ids: list[bytes]) -> None:
@@ -287,7 +307,7 @@ async def frame_attributes(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app[SERIES] = {}
+    app[SERIES] = Listings()
     app.router.add_get("/cases/{id:[0-9a-f]{32}}/viewer", page)
     app.router.add_get("/cases/{id:[0-9a-f]{32}}/series", series)
     app.router.add_get("/cases/{id:[0-9a-f]{32}}/frames/{s:[0-9]+}/{f:[0-9]+}.jpg", frame)

@@ -4,13 +4,13 @@ Each instance is listed once from its header (no pixel data read): its UIDs, fra
 stored transfer syntax, and its attributes in the DICOM JSON model (PS3.18 F.2), with
 large binary values replaced by a BulkDataURI. The listing is kept on disk beside the
 viewer's (DIR/dicomweb/CASE.json) until the case's images change, and in memory for a
-minute, so that a viewer asking for 500 frames does not read 500 headers each time.
+minute (``webviewer.Listings``), so that a viewer asking for 500 frames does not read
+500 headers each time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,10 @@ from pydicom.uid import UID
 
 from tsfnode.appkeys import NODE_DIR
 from tsfnode.viewer import frame_count, read_header
-from tsfnode.webviewer import image_folders, kept_listing
+from tsfnode.webviewer import Listings, image_folders, kept_listing
 
 BULK = "tsf-bulk:"  # in a kept listing; the URL of each request replaces it
 BULK_THRESHOLD = 1024  # bytes: binary values above this are BulkDataURIs
-TTL_S = 60.0
 PIXEL_DATA = "7FE00010"
 AVAILABLE_SYNTAX = "00083002"  # Available Transfer Syntax UID (PS3.3 C.12.1)
 
@@ -86,29 +85,27 @@ def list_instances(folders: list[Path]) -> list[dict[str, Any]]:
     return out
 
 
-class CaseInstances:
-    """The instances of each case, listed in a worker thread, one listing at a time per
-    case, kept for ``TTL_S`` in memory."""
+@dataclass(frozen=True)
+class Catalogue:
+    """A case's instances, and the same by study (a retrieval names one)."""
 
-    def __init__(self) -> None:
-        self._held: dict[bytes, tuple[float, asyncio.Future[list[Instance]]]] = {}
+    instances: list[Instance]
+    by_study: dict[str, list[Instance]]
 
-    async def of(self, app: ChainMapProxy, case_id: bytes) -> list[Instance]:
-        found = self._held.get(case_id)
-        if found is None or (found[1].done() and time.monotonic() - found[0] > TTL_S):
-            found = (time.monotonic(), asyncio.ensure_future(self._list(app, case_id)))
-            self._held[case_id] = found
-        instances = await asyncio.shield(found[1])
-        if not instances and self._held.get(case_id) is found:
-            del self._held[case_id]  # images still arriving: look again next time
-        return instances
+    def __len__(self) -> int:
+        return len(self.instances)
 
-    @staticmethod
-    async def _list(app: ChainMapProxy, case_id: bytes) -> list[Instance]:
+
+async def catalogue_of(
+    app: ChainMapProxy, listings: Listings[Catalogue], case_id: bytes
+) -> Catalogue:
+    """The case's catalogue, listed in a worker thread, kept a minute (``Listings``)."""
+
+    async def make() -> Catalogue:
         folders = await image_folders(app, case_id)
         kept = app[NODE_DIR].root / "dicomweb" / f"{case_id.hex()}.json"
         listed = await asyncio.to_thread(kept_listing, folders, kept, list_instances)
-        return [
+        instances = [
             Instance(
                 case_id=case_id,
                 path=Path(i["path"]),
@@ -122,3 +119,9 @@ class CaseInstances:
             )
             for i in listed
         ]
+        by_study: dict[str, list[Instance]] = {}
+        for instance in instances:
+            by_study.setdefault(instance.study, []).append(instance)
+        return Catalogue(instances, by_study)
+
+    return await listings.get(case_id, make)

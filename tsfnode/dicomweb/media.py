@@ -133,20 +133,21 @@ def choose_rendered(ranges: list[MediaRange]) -> str:
 
 
 class Multipart:
-    """A multipart/related body, written part by part (PS3.18 8.7.1.2)."""
+    """A multipart/related body, written part by part (PS3.18 8.7.1.2): ``head`` before
+    each part's bytes, ``end`` after the last."""
 
     def __init__(self, part_type: str) -> None:
         self.boundary = secrets.token_hex(16)
         self.content_type = f'multipart/related; type="{part_type}"; boundary={self.boundary}'
+        self._parts = 0
 
     def head(self, content_type: str, location: str = "") -> bytes:
         lines = [f"--{self.boundary}", f"Content-Type: {content_type}"]
         if location:
             lines.append(f"Content-Location: {location}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-    def between(self) -> bytes:
-        return b"\r\n"
+        before = "\r\n" if self._parts else ""  # the line break ending the previous part
+        self._parts += 1
+        return (before + "\r\n".join(lines) + "\r\n\r\n").encode()
 
     def end(self) -> bytes:
         return f"\r\n--{self.boundary}--\r\n".encode()

@@ -22,7 +22,7 @@ import base64
 import binascii
 import io
 import json
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from tsfnode.accounts import check_token
 from tsfnode.appkeys import CASES, CONFIG, RENDERER, STORE
-from tsfnode.dicomweb.index import BULK, PIXEL_DATA, CaseInstances, Instance
+from tsfnode.dicomweb.index import BULK, PIXEL_DATA, Catalogue, Instance, catalogue_of
 from tsfnode.dicomweb.media import (
     Multipart,
     NotAcceptable,
@@ -48,8 +48,9 @@ from tsfnode.dicomweb.query import Query, QueryError, parse, returned, select
 from tsfnode.peering import now_ms
 from tsfnode.viewer import FULL, Window
 from tsfnode.websession import session_of
+from tsfnode.webviewer import Listings
 
-INSTANCES = web.AppKey("dicomweb_instances", CaseInstances)
+CATALOGUES = web.AppKey("dicomweb_catalogues", Listings[Catalogue])
 TOKEN_PURPOSE = "dicomweb"  # noqa: S105 - the purpose of a token, not a secret
 DICOM_JSON = "application/dicom+json"
 THUMBNAIL = 128
@@ -102,13 +103,17 @@ async def person_of(request: web.Request) -> Person:
     return Person(account_id, bytes(row[0]))
 
 
-async def _visible(request: web.Request, person: Person) -> list[Instance]:
-    """The instances of every case the person may see (each SOP instance once)."""
+async def _visible(
+    request: web.Request, person: Person, study: str | None = None
+) -> list[Instance]:
+    """The instances of every case the person may see, or of ``study`` in them (each
+    SOP instance once)."""
     cases = request.config_dict[CASES]
     seen: set[str] = set()
     out = []
     for row in await cases.visible(person.key, now_ms()):
-        for instance in await request.app[INSTANCES].of(request.config_dict, bytes(row["case_id"])):
+        found = await catalogue_of(request.config_dict, request.app[CATALOGUES], row["case_id"])
+        for instance in found.instances if study is None else found.by_study.get(study, []):
             if instance.sop not in seen:
                 seen.add(instance.sop)
                 out.append(instance)
@@ -123,10 +128,6 @@ async def _audit(
         await audit.append(
             actor=person.key, case_id=case_id, action=action, detail=what, now=now_ms()
         )
-
-
-def _base(request: web.Request) -> str:
-    return base_url(request)
 
 
 def base_url(request: web.Request) -> str:
@@ -147,7 +148,7 @@ def base_url(request: web.Request) -> str:
 
 
 def _url(request: web.Request, *parts: str) -> str:
-    return "/".join((_base(request), *parts))
+    return "/".join((base_url(request), *parts))
 
 
 # ---------------------------------------------------------------------------- QIDO-RS
@@ -178,10 +179,7 @@ def _records(request: web.Request, instances: list[Instance], level: str) -> lis
         record = dict(first.meta)
         record["00080056"] = _element("CS", "ONLINE")
         if level == "study":
-            modalities = sorted(
-                {str(m.meta.get("00080060", {}).get("Value", [""])[0]) for m in members} - {""}
-            )
-            record["00080061"] = _element("CS", *modalities)
+            record["00080061"] = _element("CS", *_modalities(members))
             record["00201206"] = _element("IS", len({m.series for m in members}))
             record["00201208"] = _element("IS", len(members))
             record["00081190"] = _element("UR", _url(request, "studies", first.study))
@@ -194,7 +192,7 @@ def _records(request: web.Request, instances: list[Instance], level: str) -> lis
             where = ("studies", first.study, "series", first.series, "instances", first.sop)
             record["00081190"] = _element("UR", _url(request, *where))
         out.append((record, members))
-    out.sort(key=lambda r: _order(r[0], level))
+    out.sort(key=lambda r: _order(r[0], level), reverse=level == "study")
     return out
 
 
@@ -210,9 +208,11 @@ def _order(record: Mapping[str, Any], level: str) -> tuple[Any, ...]:
         except (TypeError, ValueError):
             return 0.0
 
-    if level == "study":
-        when = f"{_first(record, '00080020')}{_first(record, '00080030')}"
-        return (tuple(-ord(c) for c in when), _first(record, "0020000D"))
+    if level == "study":  # sorted newest first by the caller
+        return (
+            f"{_first(record, '00080020')}{_first(record, '00080030')}",
+            _first(record, "0020000D"),
+        )
     if level == "series":
         return (number("00200011"), _first(record, "0020000E"))
     return (number("00200013"), _first(record, "00080018"))
@@ -229,11 +229,8 @@ def _search(level: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         query = _query(request)
         person = await person_of(request)
-        instances = await _visible(request, person)
-        study = request.match_info.get("study")
+        instances = await _visible(request, person, request.match_info.get("study"))
         series = request.match_info.get("series")
-        if study:
-            instances = [i for i in instances if i.study == study]
         if series:
             instances = [i for i in instances if i.series == series]
         found = select(query, _records(request, instances, level), lambda r: r[0])
@@ -263,15 +260,13 @@ async def _chosen(request: web.Request) -> tuple[Person, list[Instance]]:
     sop = request.match_info.get("sop")
     found = [
         i
-        for i in await _visible(request, person)
-        if i.study == study
-        and (series is None or i.series == series)
-        and (sop is None or i.sop == sop)
+        for i in await _visible(request, person, study)
+        if (series is None or i.series == series) and (sop is None or i.sop == sop)
     ]
     if not found:
         what = "instance" if sop else "series" if series else "study"
         raise web.HTTPNotFound(text=f"404: no {what} {sop or series or study} here for you")
-    found.sort(key=lambda i: (i.series, _order(dict(i.meta), "instance")))
+    found.sort(key=lambda i: (i.series, _order(i.meta, "instance")))
     return person, found
 
 
@@ -300,16 +295,26 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
     except NotAcceptable as exc:
         raise web.HTTPNotAcceptable(text=f"406: {exc}") from None
     await _audit(request, person, instances, "dicomweb retrieve", f"{len(instances)} instances")
-    body = Multipart("application/dicom")
+
+    async def parts() -> AsyncIterator[tuple[str, str, bytes]]:
+        for instance, syntax in zip(instances, syntaxes, strict=True):
+            where = ("studies", instance.study, "series", instance.series, "instances")
+            location = _url(request, *where, instance.sop)
+            data = await asyncio.to_thread(_as_syntax, instance, syntax)
+            yield f"application/dicom; transfer-syntax={syntax}", location, data
+
+    return await _stream(request, Multipart("application/dicom"), parts())
+
+
+async def _stream(
+    request: web.Request, body: Multipart, parts: AsyncIterator[tuple[str, str, bytes]]
+) -> web.StreamResponse:
+    """A multipart/related response, each part (content type, location, bytes) written
+    as it comes."""
     response = web.StreamResponse(headers={"Content-Type": body.content_type})
     await response.prepare(request)
-    for n, (instance, syntax) in enumerate(zip(instances, syntaxes, strict=True)):
-        data = await asyncio.to_thread(_as_syntax, instance, syntax)
-        location = _url(
-            request, "studies", instance.study, "series", instance.series, "instances", instance.sop
-        )
-        head = body.head(f"application/dicom; transfer-syntax={syntax}", location)
-        await response.write((body.between() if n else b"") + head)
+    async for content_type, location, data in parts:
+        await response.write(body.head(content_type, location))
         await response.write(data)
     await response.write(body.end())
     await response.write_eof()
@@ -371,15 +376,12 @@ async def _send_frames(
     except NotAcceptable as exc:
         raise web.HTTPNotAcceptable(text=f"406: {exc}") from None
     frames = await asyncio.to_thread(frames_of, instance, numbers, syntax)
-    body = Multipart(media)
-    response = web.StreamResponse(headers={"Content-Type": body.content_type})
-    await response.prepare(request)
-    for n, frame in enumerate(frames):
-        head = body.head(f"{media}; transfer-syntax={syntax}")
-        await response.write((body.between() if n else b"") + head + frame)
-    await response.write(body.end())
-    await response.write_eof()
-    return response
+
+    async def parts() -> AsyncIterator[tuple[str, str, bytes]]:
+        for frame in frames:
+            yield f"{media}; transfer-syntax={syntax}", "", frame
+
+    return await _stream(request, Multipart(media), parts())
 
 
 async def frames(request: web.Request) -> web.StreamResponse:
@@ -523,7 +525,7 @@ async def cors(
 
 def create_dicomweb_app() -> web.Application:
     app = web.Application(middlewares=[cors])
-    app[INSTANCES] = CaseInstances()
+    app[CATALOGUES] = Listings()
     uid = "[0-9.]{1,64}"
     study = f"/studies/{{study:{uid}}}"
     series = f"{study}/series/{{series:{uid}}}"
