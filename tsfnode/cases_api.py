@@ -19,7 +19,7 @@ GET  /api/v1/teaching                      the network's teaching library
 GET  /api/v1/notifications
 GET  /api/v1/pairs; POST /api/v1/pairs     {with, weekly_quota, reading_delay_hours}
 POST /api/v1/pairs/{id}/accept|suspend|end
-GET  /api/v1/metrics[?format=csv][&since_ms=]   this node's figures
+GET  /api/v1/metrics[?format=csv][&since_ms=][&until_ms=]   this node's figures
 GET  /api/v1/metrics/network                  every node's signed figures, and sums
 GET  /metrics                                  Prometheus text (operators)
 """
@@ -293,11 +293,21 @@ async def metrics(request: web.Request) -> web.Response:
     from tsfnode.metrics import as_csv, local_figures
 
     await person_of(request)
-    try:
-        since = int(request.query.get("since_ms", "0"))
-    except ValueError:
-        return web.json_response({"error": "since_ms: a time in ms"}, status=400)
-    mine = await local_figures(request.config_dict[CASES], now_ms(), since)
+    bounds: dict[str, int | None] = {"since_ms": 0, "until_ms": None}
+    for name in bounds:
+        raw = request.query.get(name)
+        if raw is None:
+            continue
+        try:
+            bounds[name] = int(raw)
+        except ValueError:
+            return web.json_response(
+                {"error": f"{name}: a time in ms since 1970, not {raw[:40]!r}"}, status=400
+            )
+    since, until = bounds["since_ms"] or 0, bounds["until_ms"]
+    if until is not None and until <= since:
+        return web.json_response({"error": "until_ms must come after since_ms"}, status=400)
+    mine = await local_figures(request.config_dict[CASES], now_ms(), since, until)
     if request.query.get("format") == "csv":
         return web.Response(text=as_csv(mine), content_type="text/csv", charset="utf-8")
     return web.json_response(mine)

@@ -16,6 +16,7 @@ import csv
 import io
 import statistics
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
@@ -93,31 +94,49 @@ def figures(rows: Iterable[dict[str, Any]], now: int) -> dict[str, Any]:
     return out
 
 
-async def case_rows(service: CaseService, since: int = 0) -> list[dict[str, Any]]:
+async def case_rows(
+    service: CaseService, since: int = 0, until: int | None = None
+) -> list[dict[str, Any]]:
+    """The cases submitted in [since, until) (all of them by default)."""
     from tsfnode.casework import fetch_dicts
 
     return await fetch_dicts(
-        service.db, "SELECT * FROM cases WHERE COALESCE(submitted_ms, updated_ms) >= ?", (since,)
+        service.db,
+        "SELECT * FROM cases WHERE COALESCE(submitted_ms, updated_ms) >= ?"
+        " AND COALESCE(submitted_ms, updated_ms) < ?",
+        (since, (1 << 62) if until is None else until),
     )
 
 
-async def local_figures(service: CaseService, now: int, since: int = 0) -> dict[str, Any]:
-    """This node's figures, in total and per pair and per group (the group or community
-    a case was routed to; a pair's cases under the pair)."""
-    rows = await case_rows(service, since)
-    by: dict[str, dict[str, list[dict[str, Any]]]] = {"pair": {}, "group": {}}
+def week_of(ms: int) -> str:
+    """The ISO week a time falls in, as ``2026-W48`` (UTC)."""
+    year, week, _ = datetime.fromtimestamp(ms / 1000, UTC).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+async def local_figures(
+    service: CaseService, now: int, since: int = 0, until: int | None = None
+) -> dict[str, Any]:
+    """This node's figures for the cases submitted in [since, until): in total, per pair
+    and per group (the group or community a case was routed to; a pair's cases under the
+    pair), and per ISO week of submission. Durations and overdue cases are as of now."""
+    rows = await case_rows(service, since, until)
+    by: dict[str, dict[str, list[dict[str, Any]]]] = {"pair": {}, "group": {}, "week": {}}
     for row in rows:
         if row["pair_id"] is not None:
             by["pair"].setdefault(bytes(row["pair_id"]).hex(), []).append(row)
         else:
             by["group"].setdefault(bytes(row["target"]).hex(), []).append(row)
+        submitted = row["submitted_ms"] if row["submitted_ms"] is not None else row["updated_ms"]
+        by["week"].setdefault(week_of(submitted), []).append(row)
     return {
         "node": service.me.hex(),
         "since_ms": since,
-        "until_ms": now,
+        "until_ms": now if until is None else min(until, now),
         "total": figures(rows, now),
         "pairs": {k: figures(v, now) for k, v in sorted(by["pair"].items())},
         "groups": {k: figures(v, now) for k, v in sorted(by["group"].items())},
+        "weeks": {k: figures(v, now) for k, v in sorted(by["week"].items())},
     }
 
 
@@ -210,6 +229,7 @@ def as_csv(mine: dict[str, Any]) -> str:
     lines = [("node", mine["node"], mine["total"])]
     lines += [("pair", k, v) for k, v in mine["pairs"].items()]
     lines += [("group", k, v) for k, v in mine["groups"].items()]
+    lines += [("week", k, v) for k, v in mine["weeks"].items()]
     for scope, key, values in lines:
         writer.writerow(
             [scope, key, *("" if values[c] is None else values[c] for c in CSV_COLUMNS[2:])]

@@ -39,6 +39,7 @@ from tests.cluster import Cluster, add_records, wait_for
 from tests.nodes import tsfnode
 from tests.people import FORM, PASSWORD, REPORT, Browser, Person, Records, call, pair_up
 from tests.tsfnode.intake.conftest import PYDICOM_FILES
+from tsfnode.metrics import week_of
 
 pytestmark = pytest.mark.slow
 
@@ -236,6 +237,22 @@ def test_a_pairs_case_goes_the_whole_way_and_is_measured_on_both_sides(net: Case
     assert csv_status == 200
     assert csv_text.splitlines()[0].startswith("scope,key,sent")
     assert any(line.startswith(f"pair,{pair_id},1,") for line in csv_text.splitlines())
+    # Per period: the ISO week of submission, and any window of time asked for.
+    week = week_of(koffi.case(case_id)["submitted_ms"])
+    assert sent["weeks"][week]["reports_back"] >= 1
+    assert any(line.startswith(f"week,{week},") for line in csv_text.splitlines())
+    submitted = koffi.case(case_id)["submitted_ms"]
+    before = koffi.ok(f"/metrics?until_ms={submitted}")
+    assert pair_id not in before["pairs"]
+    assert before["total"]["sent"] == sent["total"]["sent"] - 1
+    assert koffi.ok(f"/metrics?since_ms={submitted}")["pairs"][pair_id]["sent"] == 1
+    for query, reason in (
+        ("since_ms=yesterday", "since_ms: a time in ms since 1970, not 'yesterday'"),
+        (f"since_ms={submitted}&until_ms={submitted}", "until_ms must come after since_ms"),
+    ):
+        status, refused = koffi.api(f"/metrics?{query}")
+        assert status == 400
+        assert refused["error"] == reason
 
     def network_sees_both() -> bool:
         nodes = {n["node"]: n for n in net.awa.ok("/metrics/network")["nodes"]}
