@@ -8,7 +8,8 @@ manifest and written; after a crash, the chunks written since the last save of t
 set are found again by checking their bytes against the manifest (``held_on_disk``);
 a hole or a torn write never matches.
 
-Called from worker threads only (blocking file I/O).
+Blocking file I/O: the node calls it through DiskCalls (on the event loop while the
+disk answers fast) or from a worker thread.
 """
 
 from __future__ import annotations
@@ -16,73 +17,107 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from protocol.bundle import Manifest
 from protocol.documents import digest, hasher
 from protocol.transfer import ChunkSet
 
-IOV_MAX = 1024  # buffers in one pwritev (Linux)
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """A chunk as it arrived: its pieces (not joined), size and digest."""
-
-    pieces: tuple[bytes | memoryview, ...]
-    size: int
-    digest: bytes
-
-    @classmethod
-    def of(cls, data: bytes) -> Received:
-        return cls((data,), len(data), digest(data))
-
 
 class BodyTooLong(ValueError):
     pass
 
 
-class ChunkSplitter:
-    """A request body of consecutive chunks of ``sizes`` bytes, cut into chunks as it
-    arrives and each hashed on the way, without copying (the pieces are kept as views).
-    ``chunks``: the chunks received whole so far."""
+class DiskFull(OSError):
+    """A write that did not fit on the disk."""
 
-    def __init__(self, sizes: list[int]) -> None:
-        self._sizes = sizes
-        self.chunks: list[Received] = []
-        self._pieces: list[memoryview] = []
+    def __init__(self) -> None:
+        super().__init__(errno.ENOSPC, "no space left on device")
+
+
+class RunWriter:
+    """A run of consecutive chunks ``first`` to ``last`` of one bundle (a request body),
+    written to the bundle's file as its bytes arrive and hashed on the way; each chunk is
+    checked against the manifest once whole.
+
+    Written as they arrive, not gathered and written once the run is whole: the bytes are
+    then still in the processor's cache. Gathering 2 MiB runs and writing each in one
+    ``pwritev`` moved a 512 MiB bundle over loopback at about 60 % of the speed of
+    writing each piece as it comes (bench transfer_loopback_throughput).
+
+    Only the chunks in ``mine`` are written (the caller's: not held yet, and nobody else
+    writing them); the bytes of the others are passed over. A chunk counts
+    (``verified``) once all its bytes are written and match the manifest. Bytes that do
+    not match never count: a later good copy overwrites them, and after a crash
+    ``held_on_disk`` checks every chunk by its hash. ``feed`` raises BodyTooLong,
+    ProtocolError (the first bad chunk: the chunks before it stay verified) or DiskFull.
+    """
+
+    def __init__(
+        self, files: ChunkFiles, manifest: Manifest, first: int, last: int, mine: set[int]
+    ) -> None:
+        if not 0 <= first <= last < manifest.chunk_count:
+            raise ValueError(f"chunks {first}-{last} are not in the bundle")
+        self._files = files
+        self._manifest = manifest
+        self._full = manifest.ciphertext_chunk_size(0)
+        self._last = last
+        self.length = sum(manifest.ciphertext_chunk_size(i) for i in range(first, last + 1))
+        self._mine = mine
+        self._fd: int | None = None
+        self.index = first  # the chunk the next byte belongs to
+        self._size = manifest.ciphertext_chunk_size(first)
+        self._pos = 0  # bytes of chunk ``index`` arrived so far
         self._hasher = hasher()
-        self._need = sizes[0] if sizes else 0
+        self.verified: list[int] = []
 
     @property
     def complete(self) -> bool:
-        return len(self.chunks) == len(self._sizes)
+        return self.index > self._last
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         while view:
             if self.complete:
-                raise BodyTooLong(f"the body is longer than {sum(self._sizes)} bytes")
-            piece = view[: self._need]
+                raise BodyTooLong(f"the body is longer than {self.length} bytes")
+            piece = view[: self._size - self._pos]
             view = view[len(piece) :]
-            self._pieces.append(piece)
-            self._hasher.update(piece)
-            self._need -= len(piece)
-            if not self._need:
-                size = self._sizes[len(self.chunks)]
-                self.chunks.append(Received(tuple(self._pieces), size, self._hasher.digest()))
-                self._pieces, self._hasher = [], hasher()
+            mine = self.index in self._mine
+            if mine:
+                self._hasher.update(piece)
+                self._write(piece, self.index * self._full + self._pos)
+            self._pos += len(piece)
+            if self._pos == self._size:
+                if mine:
+                    digest = self._hasher.digest()
+                    self._hasher = hasher()
+                    self._manifest.verify_chunk_digest(self.index, self._size, digest)
+                    self.verified.append(self.index)
+                self.index += 1
+                self._pos = 0
                 if not self.complete:
-                    self._need = self._sizes[len(self.chunks)]
+                    self._size = self._manifest.ciphertext_chunk_size(self.index)
 
+    def _write(self, piece: memoryview, offset: int) -> None:
+        try:
+            if self._fd is None:
+                self._files.root.mkdir(parents=True, exist_ok=True)
+                path = self._files.path_of(self._manifest.bundle_id)
+                self._fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            while piece:
+                wrote = os.pwrite(self._fd, piece, offset)
+                if not wrote:
+                    raise DiskFull
+                piece, offset = piece[wrote:], offset + wrote
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull from None
+            raise
 
-class DiskFull(OSError):
-    """A write that did not fit: ``written`` chunks of the run went to disk whole."""
-
-    def __init__(self, written: int) -> None:
-        super().__init__(errno.ENOSPC, "no space left on device")
-        self.written = written
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class ChunkFiles:
@@ -91,36 +126,6 @@ class ChunkFiles:
 
     def path_of(self, bundle_id: bytes) -> Path:
         return self.root / bundle_id.hex()
-
-    def write(self, manifest: Manifest, first: int, chunks: list[Received]) -> None:
-        """Write consecutive chunks from ``first`` (already checked by the caller), their
-        pieces gathered by ``pwritev``. Raises DiskFull, saying how many went to disk
-        whole, when the disk fills up on the way (other OSErrors: nothing of this run
-        counts as written)."""
-        if not chunks:
-            return
-        full = manifest.ciphertext_chunk_size(0)
-        pieces = [p for c in chunks for p in c.pieces]
-        total = sum(c.size for c in chunks)
-        done = 0
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path_of(manifest.bundle_id), os.O_WRONLY | os.O_CREAT, 0o600)
-            try:
-                for at in range(0, len(pieces), IOV_MAX):
-                    batch = pieces[at : at + IOV_MAX]
-                    wrote = os.pwritev(fd, batch, first * full + done)
-                    done += wrote
-                    if wrote < sum(len(p) for p in batch):
-                        break  # a short write: the disk is full
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFull(done // full) from None
-            raise
-        if done < total:
-            raise DiskFull(done // full)
 
     def read(self, manifest: Manifest, first: int, last: int) -> list[bytes]:
         """Chunks ``first`` to ``last`` as stored; a chunk beyond the end of the file comes

@@ -23,7 +23,6 @@ from protocol.errors import ProtocolError
 from protocol.transfer import decode_mail_poll
 from tsfnode.appkeys import TRANSFERS
 from tsfnode.bodies import read_body
-from tsfnode.chunkfiles import BodyTooLong, ChunkSplitter
 from tsfnode.peering import now_ms
 from tsfnode.transfers import TransferRefused, TransferService
 
@@ -73,30 +72,22 @@ async def have(request: web.Request) -> web.Response:
 
 async def put_chunks(request: web.Request) -> web.Response:
     """One chunk (``.../chunks/7``) or a run of consecutive ones (``.../chunks/7-22``),
-    their bytes one after the other, cut and hashed as they arrive; each is checked
-    against the manifest and written. If the body stops short (a cut link), the chunks
-    that arrived whole are kept: the sender learns it from its next offer."""
+    their bytes one after the other, written and hashed as they arrive; each is checked
+    against the manifest. If the body stops short (a cut link), the chunks that arrived
+    whole are kept: the sender learns it from its next offer. 409 if another request
+    was writing some of them at the same time: the sender sends those again."""
     bundle_id = _bundle_id(request)
     first, last = _run(request)
-    service = _service(request)
     try:
-        sizes = await service.chunk_sizes(bundle_id, first, last)
-        if request.content_length is not None and request.content_length != sum(sizes):
-            raise TransferRefused(400, f"the body must be {sum(sizes)} bytes")
-        body = ChunkSplitter(sizes)
-        try:
-            async for piece in request.content.iter_any():
-                body.feed(piece)
-        except BodyTooLong as exc:
-            raise TransferRefused(400, str(exc)) from None
-        except Exception:
-            await service.put_chunks(bundle_id, first, body.chunks)
-            raise
-        await service.put_chunks(bundle_id, first, body.chunks)
-        if not body.complete:
-            raise TransferRefused(400, f"the body ends inside chunk {first + len(body.chunks)}")
+        busy = await _service(request).receive_run(
+            bundle_id, first, last, request.content.iter_any(), request.content_length
+        )
     except TransferRefused as exc:
         return _refused(exc)
+    if busy:
+        return web.Response(
+            status=409, text=f"chunk {busy[0]} was being received from another request"
+        )
     return web.Response(status=204)
 
 

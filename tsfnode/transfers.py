@@ -31,7 +31,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,7 @@ from protocol.transfer import (
     next_route,
 )
 from tsfnode.blobs import BlobStore
-from tsfnode.chunkfiles import ChunkFiles, DiskFull, Received
+from tsfnode.chunkfiles import BodyTooLong, ChunkFiles, DiskFull, RunWriter
 from tsfnode.config import NodeConfig
 from tsfnode.directory_service import DirectoryService
 from tsfnode.diskcalls import DiskCalls
@@ -75,6 +75,7 @@ MAX_ACTIVE_PULLS = 2
 PROGRESS_SAVE_MS = 500
 RESUME_AFTER_CUT_MS = 500
 MAX_RUN = 32  # chunks in one PUT, on fast links
+BUSY_WAIT_S = 0.2  # before sending again chunks the destination was receiving
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
 
 
@@ -97,6 +98,11 @@ class ChunkLost(Exception):
 
 class AttemptFailed(Exception):
     """One delivery attempt failed; the delivery is tried again later."""
+
+
+class ChunksBusy(Exception):
+    """The destination was receiving some chunks of a run from another request (one cut
+    a moment ago): the run is sent again, the attempt goes on."""
 
 
 @dataclass
@@ -159,6 +165,7 @@ class TransferService:
         self._windows: dict[tuple[bytes, bytes], int] = {}
         self._pulls: set[bytes] = set()
         self._finalising: set[bytes] = set()
+        self._writing: dict[bytes, set[int]] = {}  # chunks being written, per bundle
         self._tasks: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._wake = asyncio.Event()
@@ -466,7 +473,8 @@ class TransferService:
                             upload.on_ack(index, now_ms())
                         else:
                             upload.on_failure(index, str(error))
-                    failure = failure or error
+                    if not isinstance(error, ChunksBusy):
+                        failure = failure or error
                 if failure is not None:
                     raise failure
                 now = now_ms()
@@ -490,23 +498,30 @@ class TransferService:
         )
 
     async def _put_run(self, address: str, manifest: Manifest, run: list[int]) -> None:
-        """PUT consecutive chunks in one request (one chunk on slow links)."""
+        """PUT consecutive chunks in one request (one chunk on slow links), each read from
+        its file as the request goes: never gathered into one buffer first (a copy of
+        every byte sent, and a cold one; bench transfer_loopback_throughput)."""
         assert self._session is not None  # noqa: S101 - started
+        sizes = [manifest.ciphertext_chunk_size(i) for i in run]
 
-        data = await self.disk.run(
-            self.blobs.get_run,
-            [manifest.chunk_hash(i) for i in run],
-            [manifest.ciphertext_chunk_size(i) for i in run],
-        )
-        await self._throttle(len(data))
+        async def body() -> AsyncIterator[bytes]:
+            for index, size in zip(run, sizes, strict=True):
+                data = await self.disk.run(self.blobs.get_sized, manifest.chunk_hash(index), size)
+                await self._throttle(size)
+                yield data
+
         where = str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}"
         url = f"{address}/peer/v1/bundles/{manifest.bundle_id.hex()}/chunks/{where}"
-        async with self._session.put(url, data=data) as response:
+        headers = {"Content-Length": str(sum(sizes)), "Content-Type": "application/octet-stream"}
+        async with self._session.put(url, data=body(), headers=headers) as response:
             if response.status == 204:
                 return
             text = (await response.text())[:200]
             if response.status == 507:
                 raise AttemptFailed(f"the recipient's disk is full ({text})")
+            if response.status == 409:
+                await asyncio.sleep(BUSY_WAIT_S)
+                raise ChunksBusy(text)
             raise AttemptFailed(f"chunks {where} refused (HTTP {response.status}: {text})")
 
     async def _throttle(self, nbytes: int) -> None:
@@ -671,74 +686,59 @@ class TransferService:
         await self.db.commit()
         self._manifests[manifest.bundle_id] = manifest
 
-    async def chunk_sizes(self, bundle_id: bytes, first: int, last: int) -> list[int]:
-        """The sizes of chunks ``first`` to ``last`` of a bundle offered here."""
-        manifest = await self.manifest_of(bundle_id)
-        if manifest is None:
-            raise TransferRefused(404, "no such bundle here: offer its manifest first")
-        if last >= manifest.chunk_count:
-            raise TransferRefused(400, f"the bundle has {manifest.chunk_count} chunks")
-        return [manifest.ciphertext_chunk_size(i) for i in range(first, last + 1)]
+    async def receive_run(
+        self,
+        bundle_id: bytes,
+        first: int,
+        last: int,
+        body: AsyncIterable[bytes],
+        length: int | None = None,
+    ) -> list[int]:
+        """Chunks ``first`` to ``last`` of a bundle offered here, their bytes one after
+        the other in ``body`` (``length`` bytes if known), written as they arrive and each
+        checked against the manifest (chunkfiles.RunWriter), then counted as held. If the
+        body stops short (a cut link), the chunks that arrived whole are kept.
 
-    async def put_chunks(self, bundle_id: bytes, first: int, chunks: list[Received]) -> None:
-        """Chunks ``first``, ``first + 1``... pushed here: each checked against the
-        manifest, written (one call of self.disk), then counted as held."""
+        Returns the chunks of the run that another request was writing at the same time,
+        not written by this one (the caller may ask for them again)."""
         manifest = await self.manifest_of(bundle_id)
         have = await self.have_of(bundle_id)
         if manifest is None or have is None:
             raise TransferRefused(404, "no such bundle here: offer its manifest first")
-        indexes = list(range(first, first + len(chunks)))
-        written: list[int] = []
+        if last >= manifest.chunk_count:
+            raise TransferRefused(400, f"the bundle has {manifest.chunk_count} chunks")
+        busy = self._writing.get(bundle_id, set())
+        wanted = [i for i in range(first, last + 1) if i not in have]
+        mine = {i for i in wanted if i not in busy}
+        writer = RunWriter(self.chunks, manifest, first, last, mine)
+        if length is not None and length != writer.length:
+            raise TransferRefused(400, f"the body must be {writer.length} bytes")
+        busy = self._writing.setdefault(bundle_id, busy)
+        busy |= mine
+        full = False
         try:
-            await self.disk.run(self._check_and_write, manifest, have, indexes, chunks, written)
+            async for piece in body:
+                await self.disk.run(writer.feed, piece)
+        except BodyTooLong as exc:
+            raise TransferRefused(400, str(exc)) from None
         except ProtocolError as exc:
-            await self._held(manifest, have, written)
             raise TransferRefused(422, str(exc)) from None
         except DiskFull:
-            await self._held(manifest, have, written)
+            full = True
+        finally:
+            writer.close()
+            busy -= mine
+            if not busy:
+                self._writing.pop(bundle_id, None)
+            await self._held(manifest, have, writer.verified)
+        if full:
             await self._save_have()
             await self._set_bundle(manifest.bundle_id, last_error="disk full: paused")
             log("disk full: transfer paused", bundle=manifest.bundle_id.hex()[:8])
-            raise TransferRefused(507, "disk full on the receiving node") from None
-        except OSError:
-            await self._held(manifest, have, written)
-            raise
-        await self._held(manifest, have, written)
-
-    def _check_and_write(
-        self,
-        manifest: Manifest,
-        have: ChunkSet,
-        indexes: list[int],
-        chunks: list[Received],
-        written: list[int],
-    ) -> None:
-        """Verify and write the chunks not yet held (through ``self.disk``), listing in
-        ``written`` those written. A bad chunk or a full disk stops there: the chunks
-        before it are kept. Not fsynced: opening checks every chunk, and one lost in a
-        power cut is fetched again (see _finalise)."""
-        run: list[int] = []
-        bad: ProtocolError | None = None
-        for index, chunk in zip(indexes, chunks, strict=True):
-            if index in have:
-                continue
-            try:
-                manifest.verify_chunk_digest(index, chunk.size, chunk.digest)
-            except ProtocolError as exc:
-                bad = exc
-                break
-            run.append(index)
-        # consecutive runs of new chunks, each in one write
-        for span in _runs(run, len(indexes)):
-            at = span[0] - indexes[0]
-            try:
-                self.chunks.write(manifest, span[0], chunks[at : at + len(span)])
-            except DiskFull as full:
-                written.extend(span[: full.written])
-                raise
-            written.extend(span)
-        if bad is not None:
-            raise bad
+            raise TransferRefused(507, "disk full on the receiving node")
+        if not writer.complete:
+            raise TransferRefused(400, f"the body ends inside chunk {writer.index}")
+        return sorted(set(wanted) - mine)
 
     async def _held(self, manifest: Manifest, have: ChunkSet, indexes: list[int]) -> None:
         # Acknowledged once the files are written: the set is saved at the next tick,
@@ -1070,7 +1070,7 @@ class TransferService:
                         continue
                     data = task.result()
                     if download.on_chunk(source, index, data, now_ms()):
-                        await self.put_chunks(bundle_id, index, [Received.of(data)])
+                        await self.receive_run(bundle_id, index, index, _once(data))
                 for blame in download.blamed[blamed:]:
                     await self._blame(bytes.fromhex(blame.source), bundle_id, blame)
                 blamed = len(download.blamed)
@@ -1226,6 +1226,10 @@ def _runs(indexes: list[int], longest: int) -> list[list[int]]:
         else:
             runs.append([i])
     return runs
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 def _forget(held: set[Any], key: Any, _task: asyncio.Task[Any]) -> None:

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from protocol.bundle import BundleSealer, Manifest, encode_plaintext_header
+from protocol.errors import ProtocolError
 from protocol.identity import Identity
 from protocol.transfer import ChunkSet
 from tests.mounts import small_tmpfs
 from tsfnode.blobs import BlobStore
-from tsfnode.chunkfiles import BodyTooLong, ChunkFiles, ChunkSplitter, DiskFull, Received
+from tsfnode.chunkfiles import BodyTooLong, ChunkFiles, DiskFull, RunWriter
 from tsfnode.diskcalls import DiskCalls
 
 CHUNK = 64 * 1024
@@ -35,38 +36,88 @@ def sealed(size: int) -> tuple[Manifest, list[bytes]]:
     return Manifest.decode(raw), chunks + rest
 
 
-def got(chunks: list[bytes]) -> list[Received]:
-    return [Received.of(c) for c in chunks]
-
-
-def test_a_body_is_cut_into_chunks_hashed_on_the_way_whatever_its_pieces() -> None:
-    manifest, chunks = sealed(5 * CHUNK + 777)
+def write(
+    files: ChunkFiles,
+    manifest: Manifest,
+    first: int,
+    chunks: list[bytes],
+    piece: int = 100_000,
+    mine: set[int] | None = None,
+) -> RunWriter:
+    """Chunks ``first``... as one request body arriving in pieces of ``piece`` bytes."""
+    last = first + len(chunks) - 1
+    writer = RunWriter(
+        files, manifest, first, last, set(range(first, last + 1)) if mine is None else mine
+    )
     body = b"".join(chunks)
-    sizes = [manifest.ciphertext_chunk_size(i) for i in range(manifest.chunk_count)]
-    for piece in (1000, CHUNK + 16, 3 * CHUNK, len(body)):
-        splitter = ChunkSplitter(sizes)
+    try:
         for at in range(0, len(body), piece):
-            splitter.feed(body[at : at + piece])
-        assert splitter.complete
-        for i, chunk in enumerate(splitter.chunks):
-            assert b"".join(chunk.pieces) == chunks[i]
-            manifest.verify_chunk_digest(i, chunk.size, chunk.digest)
-    short = ChunkSplitter(sizes)
-    short.feed(body[: 2 * len(chunks[0]) + 5])  # ends inside the third chunk
+            writer.feed(body[at : at + piece])
+    finally:
+        writer.close()
+    return writer
+
+
+def test_a_body_is_written_as_it_arrives_and_each_chunk_checked_whatever_its_pieces(
+    tmp_path: Path,
+) -> None:
+    manifest, chunks = sealed(5 * CHUNK + 777)
+    n = manifest.chunk_count
+    for piece in (1000, CHUNK + 16, 3 * CHUNK, len(b"".join(chunks))):
+        files = ChunkFiles(tmp_path / f"chunks-{piece}")
+        writer = write(files, manifest, 0, chunks, piece)
+        assert writer.complete
+        assert writer.verified == list(range(n))
+        assert files.read(manifest, 0, n - 1) == chunks
+    # A body that stops inside the third chunk: the first two count, the third does not.
+    files = ChunkFiles(tmp_path / "short")
+    short = RunWriter(files, manifest, 0, n - 1, set(range(n)))
+    short.feed(b"".join(chunks)[: 2 * len(chunks[0]) + 5])
+    short.close()
     assert not short.complete
-    assert [b"".join(c.pieces) for c in short.chunks] == chunks[:2]
-    with pytest.raises(BodyTooLong, match="longer than"):
-        ChunkSplitter(sizes[:2]).feed(body[: 2 * len(chunks[0]) + 1])
+    assert (short.index, short.verified) == (2, [0, 1])
+    assert files.held_on_disk(manifest, ChunkSet(n)) == [0, 1]
+    two = RunWriter(files, manifest, 0, 1, {0, 1})
+    with pytest.raises(BodyTooLong, match=f"longer than {len(chunks[0]) * 2} bytes"):
+        two.feed(b"".join(chunks[:2]) + b"x")
+    two.close()
+    with pytest.raises(ValueError, match="not in the bundle"):
+        RunWriter(files, manifest, n - 1, n, set())
+
+
+def test_a_bad_chunk_stops_the_body_and_never_counts(tmp_path: Path) -> None:
+    manifest, chunks = sealed(6 * CHUNK)
+    files = ChunkFiles(tmp_path / "chunks")
+    bad = [*chunks[:3], bytes(len(chunks[3])), *chunks[4:]]
+    writer = RunWriter(files, manifest, 0, manifest.chunk_count - 1, set(range(6)))
+    with pytest.raises(ProtocolError, match="chunk 3"):
+        writer.feed(b"".join(bad))
+    writer.close()
+    assert writer.verified == [0, 1, 2]
+    assert files.held_on_disk(manifest, ChunkSet(manifest.chunk_count)) == [0, 1, 2]
+
+
+def test_chunks_not_the_writers_are_passed_over(tmp_path: Path) -> None:
+    """Chunks held already, or being written by another request, are not written again:
+    even a wrong copy of them in the body changes nothing on disk."""
+    manifest, chunks = sealed(6 * CHUNK)
+    files = ChunkFiles(tmp_path / "chunks")
+    write(files, manifest, 0, chunks[:6])
+    other = [bytes(len(c)) if i in (1, 4) else c for i, c in enumerate(chunks[:6])]
+    writer = write(files, manifest, 0, other, mine={0, 2, 3, 5})
+    assert writer.complete
+    assert writer.verified == [0, 2, 3, 5]
+    assert files.read(manifest, 0, 5) == chunks[:6]
 
 
 def test_chunks_written_out_of_order_read_back_whole(tmp_path: Path) -> None:
     manifest, chunks = sealed(10 * CHUNK + 1000)
     files = ChunkFiles(tmp_path / "chunks")
     n = manifest.chunk_count
-    files.write(manifest, n - 1, got(chunks[-1:]))  # the short last chunk first
-    files.write(manifest, 3, got(chunks[3:7]))
-    files.write(manifest, 0, got(chunks[0:3]))
-    files.write(manifest, 7, got(chunks[7 : n - 1]))
+    write(files, manifest, n - 1, chunks[-1:])  # the short last chunk first
+    write(files, manifest, 3, chunks[3:7])
+    write(files, manifest, 0, chunks[0:3])
+    write(files, manifest, 7, chunks[7 : n - 1])
     assert files.read(manifest, 0, n - 1) == chunks
     assert list(files.chunks(manifest, batch=4)) == chunks
     assert files.path_of(manifest.bundle_id).stat().st_size == manifest.ciphertext_size
@@ -77,9 +128,9 @@ def test_chunks_written_out_of_order_read_back_whole(tmp_path: Path) -> None:
 def test_after_a_crash_only_whole_matching_chunks_count_as_held(tmp_path: Path) -> None:
     manifest, chunks = sealed(12 * CHUNK)
     files = ChunkFiles(tmp_path / "chunks")
-    files.write(manifest, 2, got(chunks[2:4]))
-    files.write(manifest, 6, got(chunks[6:7]))
-    files.write(manifest, 9, got(chunks[9:10]))
+    write(files, manifest, 2, chunks[2:4])
+    write(files, manifest, 6, chunks[6:7])
+    write(files, manifest, 9, chunks[9:10])
     path = files.path_of(manifest.bundle_id)
     full = manifest.ciphertext_chunk_size(0)
     with open(path, "r+b") as f:  # a torn write: chunk 9 half there
@@ -98,20 +149,21 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         yield where
 
 
-def test_a_full_disk_says_how_many_chunks_fitted(tiny_disk: Path) -> None:
+def test_a_full_disk_stops_the_body_and_what_fitted_counts(tiny_disk: Path) -> None:
     manifest, chunks = sealed(10 * CHUNK)
     files = ChunkFiles(tiny_disk)
+    writer = RunWriter(files, manifest, 0, 7, set(range(8)))
     with pytest.raises(DiskFull) as caught:
-        files.write(manifest, 0, got(chunks[:8]))
-    fitted = caught.value.written
-    assert 0 < fitted < 8
+        writer.feed(b"".join(chunks[:8]))
+    writer.close()
     assert caught.value.strerror == "no space left on device"
-    # what it says fitted is there, whole
+    fitted = len(writer.verified)
+    assert 0 < fitted < 8
+    # what counted is there, whole
     held = files.held_on_disk(manifest, ChunkSet(manifest.chunk_count))
     assert held[:fitted] == list(range(fitted))
-    with pytest.raises(DiskFull) as again:
-        files.write(manifest, 8, got(chunks[8:10]))
-    assert again.value.written == 0
+    with pytest.raises(DiskFull):
+        write(files, manifest, 8, chunks[8:10])
 
 
 async def test_disk_calls_run_on_the_loop_until_one_is_slow() -> None:
@@ -129,12 +181,12 @@ async def test_disk_calls_run_on_the_loop_until_one_is_slow() -> None:
         await disk.run(divmod, 1, 0)
 
 
-def test_the_sender_reads_a_run_of_its_chunks_and_refuses_a_damaged_one(tmp_path: Path) -> None:
+def test_the_sender_reads_its_chunks_and_refuses_a_damaged_one(tmp_path: Path) -> None:
     _, chunks = sealed(4 * CHUNK)
     blobs = BlobStore(tmp_path / "blobs")
     names = [blobs.put(c) for c in chunks]
     sizes = [len(c) for c in chunks]
-    assert blobs.get_run(names[1:4], sizes[1:4]) == b"".join(chunks[1:4])
+    assert [blobs.get_sized(n, z) for n, z in zip(names, sizes, strict=True)] == chunks
     blobs.path_of(names[2]).write_bytes(chunks[2][:-1])  # cut short on disk
     with pytest.raises(OSError, match=f"blob {names[2].hex()[:16]} is {sizes[2] - 1} bytes"):
-        blobs.get_run(names[1:4], sizes[1:4])
+        blobs.get_sized(names[2], sizes[2])

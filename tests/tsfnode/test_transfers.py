@@ -590,15 +590,35 @@ def test_a_relay_refuses_mail_for_nodes_it_does_not_serve_and_beyond_its_quota(
             400,
             f"the body is longer than {len(chunks[1]) + len(chunks[2])} bytes",
         )
-        forged = bytearray(chunks[1])
+        assert held() == [0, 1, 2]  # whole and checked before the excess byte came
+        forged = bytearray(chunks[3])
         forged[7] ^= 1
-        assert put(f"{at}/chunks/1", bytes(forged)) == (
+        assert put(f"{at}/chunks/3-4", [bytes(forged), chunks[4]]) == (
             422,
-            "chunk 1 does not match the manifest",
+            "chunk 3 does not match the manifest",
         )
-        assert held() == [0]
-        assert put(f"{at}/chunks/1", chunks[1]) == (204, "")
+        assert held() == [0, 1, 2]
+        assert put(f"{at}/chunks/3", chunks[3]) == (204, "")
         assert put(f"{at}/chunks/{manifest.chunk_count}", b"x")[0] == 400
-        assert held() == [0, 1]
+        assert held() == [0, 1, 2, 3]
+        # Chunk 4 half sent by one request: another that brings it too does not write
+        # it (a wrong copy could overwrite the right one) and says so; the first ends.
+        parts = urllib.parse.urlsplit(f"{at}/chunks/4")
+        slow = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+        try:
+            slow.putrequest("PUT", parts.path)
+            slow.putheader("Content-Length", str(len(chunks[4])))
+            slow.endheaders()
+            slow.send(chunks[4][:1000])
+            assert put(f"{at}/chunks/4", chunks[4]) == (
+                409,
+                "chunk 4 was being received from another request",
+            )
+            slow.send(chunks[4][1000:])
+            response = slow.getresponse()
+            assert (response.status, response.read()) == (204, b"")
+        finally:
+            slow.close()
+        assert held() == [0, 1, 2, 3, 4]
     finally:
         c.close()
