@@ -49,9 +49,9 @@ def _cluster(tmp: Path, *, direct: bool) -> Cluster:
     return c
 
 
-def _seal(sender: Path, recipient: str, size: int) -> Manifest:
-    """Seal ``size`` random bytes for ``recipient`` into the sender's outbox (the
-    running node picks it up)."""
+def _seal(sender: Path, recipient: str, size: int, *, queue: bool = True) -> Manifest:
+    """Seal ``size`` random bytes for ``recipient`` into the sender's blob store and
+    (``queue``) its outbox: the running node picks it up."""
     identity = read_key(sender / "node.key")
     blobs = BlobStore(sender / "blobs")
     sealer = BundleSealer(
@@ -71,19 +71,30 @@ def _seal(sender: Path, recipient: str, size: int) -> Manifest:
     for chunk in rest:
         blobs.put(chunk)
     manifest = Manifest.decode(raw)
+    if queue:
+        _queue(sender, manifest)
+    return manifest
+
+
+def _queue(sender: Path, manifest: Manifest) -> None:
+    """Put a sealed bundle in the sender's outbox, nothing left to write back."""
+    identity = read_key(sender / "node.key")
+    os.sync()  # what was written before (sealing, a raw PUT) must not slow the transfer
 
     async def queue() -> None:
         store = await Store.open(sender / "node.db")
         try:
             await queue_bundle(
-                store.db, manifest, sender=identity.public.key, study_uid="", now=now
+                store.db,
+                manifest,
+                sender=identity.public.key,
+                study_uid="",
+                now=int(time.time() * 1000),
             )
         finally:
             await store.close()
 
-    os.sync()  # the writes of sealing must not slow the transfer timed next (writeback)
     asyncio.run(queue())
-    return manifest
 
 
 def _seal_and_queue(sender: Path, recipient: str, size: int) -> str:
@@ -207,38 +218,51 @@ def _in_memory(size: int) -> Iterator[bytes]:
 
 
 def loopback_throughput(*, quick: bool = False) -> Result:
-    """Nine rounds (quick: one), each timing the two nodes, then the raw PUT from the
-    sender's chunk files, then the raw PUT from memory, back to back.
+    """Nine rounds (quick: one), each timing the two nodes and the raw PUT from the
+    sender's chunk files back to back, then the raw PUT from memory.
 
     The node's time is the sending node's own record, from the start of the delivery to
     the last chunk acknowledged. The baseline streams the same bytes from where the
     sender keeps them (its chunk files) in one raw PUT; the same PUT from memory, which
-    reads nothing, is reported beside it. Medians, not bests: this shared machine
-    switches between a fast and a slow state within seconds (the same raw PUT measured
-    300 and 1,100 MiB/s a few seconds apart), so a best compares whichever side was
-    lucky. The bests are printed too."""
+    reads nothing, is reported beside it. The node goes first in even rounds and second
+    in odd ones: on this machine the second of two back-to-back transfers tends to be
+    faster, and always putting one side second would favour it. Medians, not bests:
+    this shared machine switches between a fast and a slow state within seconds (the
+    same raw PUT measured 300 and 1,100 MiB/s a few seconds apart), so a best compares
+    whichever side was lucky. The bests are printed too, and the medians of each order."""
     size = (16 if quick else 512) * MiB
+    rounds = 1 if quick else 9
     times: dict[str, list[float]] = {"node": [], "delivered": [], "raw": [], "memory": []}
-    for _ in range(1 if quick else 9):
+    for n in range(rounds):
+        node_first = n % 2 == 0
         with tempfile.TemporaryDirectory(prefix="bench-transfer-") as folder:
             tmp = Path(folder)
             c = _cluster(tmp, direct=True)
             try:
-                manifest = _seal(c.dirs[0], c.ids[1], size)
-                bundle = manifest.bundle_id.hex()
-                pushed, delivered = _node_times(c, bundle, timeout=600)
+                manifest = _seal(c.dirs[0], c.ids[1], size, queue=node_first)
+                stored = functools.partial(_stored_chunks, BlobStore(c.dirs[0] / "blobs"), manifest)
+                if not node_first:
+                    times["raw"].append(_raw_put(tmp, stored))
+                    _queue(c.dirs[0], manifest)
+                pushed, delivered = _node_times(c, manifest.bundle_id.hex(), timeout=600)
                 times["node"].append(pushed)
                 times["delivered"].append(delivered)
             finally:
                 c.close()
-            blobs = BlobStore(c.dirs[0] / "blobs")
-            stored = functools.partial(_stored_chunks, blobs, manifest)
-            times["raw"].append(_raw_put(tmp, stored))
+            if node_first:
+                times["raw"].append(_raw_put(tmp, stored))
             in_memory = functools.partial(_in_memory, manifest.ciphertext_size)
             times["memory"].append(_raw_put(tmp, in_memory))
     mb = manifest.ciphertext_size / MiB
     median = {k: mb / statistics.median(v) for k, v in times.items()}
     best = {k: mb / min(v) for k, v in times.items()}
+    by_order = {
+        order: statistics.median(
+            times["raw"][i] / times["node"][i] for i in range(rounds) if i % 2 == parity
+        )
+        for order, parity in (("node_first", 0), ("raw_first", 1))
+        if rounds > parity
+    }
     return Result(
         name="transfer_loopback_throughput",
         value=median["node"],
@@ -254,6 +278,7 @@ def loopback_throughput(*, quick: bool = False) -> Result:
             "best_node_mib_s": best["node"],
             "best_raw_put_mib_s": best["raw"],
             "ratio_of_bests": best["node"] / best["raw"],
+            **{f"median_round_ratio_{order}": r for order, r in by_order.items()},
             "until_the_receipt_mib_s": median["delivered"],
         },
     )
