@@ -225,8 +225,9 @@ def loopback_throughput(*, quick: bool = False) -> Result:
     the last chunk acknowledged. The baseline streams the same bytes from where the
     sender keeps them (its chunk files) in one raw PUT; the same PUT from memory, which
     reads nothing, is reported beside it. The node goes first in even rounds and second
-    in odd ones: on this machine the second of two back-to-back transfers tends to be
-    faster, and always putting one side second would favour it. Medians, not bests:
+    in odd ones: on this machine the order of two back-to-back transfers changes their
+    figures (the medians of each order are printed), and one fixed order would favour
+    one side. Medians, not bests:
     this shared machine switches between a fast and a slow state within seconds (the
     same raw PUT measured 300 and 1,100 MiB/s a few seconds apart), so a best compares
     whichever side was lucky. The bests are printed too, and the medians of each order."""
