@@ -41,9 +41,10 @@ class RunWriter:
     checked against the manifest once whole.
 
     Written as they arrive, not gathered and written once the run is whole: the bytes are
-    then still in the processor's cache. Gathering 2 MiB runs and writing each in one
-    ``pwritev`` moved a 512 MiB bundle over loopback at about 60 % of the speed of
-    writing each piece as it comes (bench transfer_loopback_throughput).
+    then still in the processor's cache. Gathering 2 MiB and writing it in one
+    ``pwritev`` moved 512 MiB over loopback at about two thirds of the speed of writing
+    each piece as it comes, and the receiver's time in the write calls fell from about
+    1 s to 0.3 s per 512 MiB (measured beside bench transfer_loopback_throughput).
 
     Only the chunks in ``mine`` are written (the caller's: not held yet, and nobody else
     writing them); the bytes of the others are passed over. A chunk counts
