@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,8 +51,13 @@ class RunWriter:
     writing them); the bytes of the others are passed over. A chunk counts
     (``verified``) once all its bytes are written and match the manifest. Bytes that do
     not match never count: a later good copy overwrites them, and after a crash
-    ``held_on_disk`` checks every chunk by its hash. ``feed`` raises BodyTooLong,
+    ``held_on_disk`` checks every chunk by its hash. Not fsynced: opening checks every
+    chunk, and one lost in a power cut is fetched again. ``feed`` raises BodyTooLong,
     ProtocolError (the first bad chunk: the chunks before it stay verified) or DiskFull.
+
+    ``feed`` may run in a worker thread (DiskCalls on a slow disk) that goes on after
+    its caller was cancelled: ``close`` waits for it, so the file is never closed under
+    a write (a number reused by another open file would take the rest of its bytes).
     """
 
     def __init__(
@@ -70,6 +76,7 @@ class RunWriter:
         self._size = manifest.ciphertext_chunk_size(first)
         self._pos = 0  # bytes of chunk ``index`` arrived so far
         self._hasher = hasher()
+        self._lock = threading.Lock()
         self.verified: list[int] = []
 
     @property
@@ -77,7 +84,10 @@ class RunWriter:
         return self.index > self._last
 
     def feed(self, data: bytes | memoryview) -> None:
-        view = memoryview(data)
+        with self._lock:
+            self._feed(memoryview(data))
+
+    def _feed(self, view: memoryview) -> None:
         while view:
             if self.complete:
                 raise BodyTooLong(f"the body is longer than {self.length} bytes")
@@ -116,9 +126,10 @@ class RunWriter:
             raise
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 class ChunkFiles:

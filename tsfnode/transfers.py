@@ -707,14 +707,13 @@ class TransferService:
             raise TransferRefused(404, "no such bundle here: offer its manifest first")
         if last >= manifest.chunk_count:
             raise TransferRefused(400, f"the bundle has {manifest.chunk_count} chunks")
-        busy = self._writing.get(bundle_id, set())
         wanted = [i for i in range(first, last + 1) if i not in have]
+        busy = self._writing.get(bundle_id, set())
         mine = {i for i in wanted if i not in busy}
         writer = RunWriter(self.chunks, manifest, first, last, mine)
         if length is not None and length != writer.length:
             raise TransferRefused(400, f"the body must be {writer.length} bytes")
-        busy = self._writing.setdefault(bundle_id, busy)
-        busy |= mine
+        self._writing[bundle_id] = busy | mine  # given back in the finally below
         full = False
         try:
             async for piece in body:
@@ -727,9 +726,9 @@ class TransferService:
             full = True
         finally:
             writer.close()
-            busy -= mine
-            if not busy:
-                self._writing.pop(bundle_id, None)
+            left = self._writing.pop(bundle_id) - mine
+            if left:
+                self._writing[bundle_id] = left
             await self._held(manifest, have, writer.verified)
         if full:
             await self._save_have()

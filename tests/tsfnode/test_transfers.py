@@ -622,3 +622,71 @@ def test_a_relay_refuses_mail_for_nodes_it_does_not_serve_and_beyond_its_quota(
         assert held() == [0, 1, 2, 3, 4]
     finally:
         c.close()
+
+
+def test_chunks_another_request_is_bringing_are_sent_again_in_the_same_attempt(
+    pair: Cluster,
+) -> None:
+    """The reader is receiving chunk 0 from a request left half-way (as after a cut):
+    the sender's own copy of it is refused with 409, sent again, and the delivery goes
+    through in its first attempt once the other request ends."""
+    sender, reader = pair.dirs
+    pair.start()
+    wait_for(
+        "the sender knows the reader's address",
+        lambda: len(get_json(f"{pair.url(0)}/api/v1/directory?kind=node")) == 2,
+    )
+    raw, chunks = _sealed_from(sender, pair.ids[1], 300_000)
+    manifest = Manifest.decode(raw)
+    blobs = BlobStore(sender / "blobs")
+    for chunk in chunks:
+        blobs.put(chunk)
+    bundle = manifest.bundle_id.hex()
+    at = f"{pair.url(1)}/peer/v1/bundles/{bundle}"
+    assert post(f"{pair.url(1)}/peer/v1/bundles", raw)[0] == 200
+    parts = urllib.parse.urlsplit(f"{at}/chunks/0")
+    slow = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    try:
+        slow.putrequest("PUT", parts.path)
+        slow.putheader("Content-Length", str(len(chunks[0])))
+        slow.endheaders()
+        slow.send(chunks[0][:1000])
+
+        async def queue() -> None:
+            store = await Store.open(sender / "node.db")
+            try:
+                await queue_bundle(
+                    store.db,
+                    manifest,
+                    sender=read_key(sender / "node.key").public.key,
+                    study_uid="",
+                    now=int(time.time() * 1000),
+                )
+            finally:
+                await store.close()
+
+        asyncio.run(queue())
+        log = reader.parent / f"{reader.name}.log"
+
+        def refused_twice() -> bool:
+            lines = [json.loads(line) for line in log.read_text().splitlines()]
+            return 2 <= sum(
+                1
+                for r in lines
+                if r.get("event") == "http request"
+                and r["path"] == f"/peer/v1/bundles/{bundle}/chunks/0"
+                and r["status"] == 409
+            )
+
+        wait_for("the sender's chunk 0 is refused, and sent again", refused_twice)
+        (out,) = [t for t in transfers(pair.url(0)) if t["bundle_id"] == bundle]
+        assert out["state"] != "delivered"  # it waits for chunk 0
+        assert out["attempts"] <= 1  # without failing the attempt
+        slow.send(chunks[0][1000:])
+        response = slow.getresponse()
+        assert (response.status, response.read()) == (204, b"")
+    finally:
+        slow.close()
+    wait_for("delivered", lambda: state_of(pair.url(0), bundle, "out") == "delivered", timeout=60)
+    (out,) = [t for t in transfers(pair.url(0)) if t["bundle_id"] == bundle]
+    assert out["attempts"] == 1
