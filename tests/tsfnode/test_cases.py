@@ -238,10 +238,10 @@ def test_a_pairs_case_goes_the_whole_way_and_is_measured_on_both_sides(net: Case
     assert csv_text.splitlines()[0].startswith("scope,key,sent")
     assert any(line.startswith(f"pair,{pair_id},1,") for line in csv_text.splitlines())
     # Per period: the ISO week of submission, and any window of time asked for.
-    week = week_of(koffi.case(case_id)["submitted_ms"])
+    submitted = koffi.case(case_id)["submitted_ms"]
+    week = week_of(submitted)
     assert sent["weeks"][week]["reports_back"] >= 1
     assert any(line.startswith(f"week,{week},") for line in csv_text.splitlines())
-    submitted = koffi.case(case_id)["submitted_ms"]
     before = koffi.ok(f"/metrics?until_ms={submitted}")
     assert pair_id not in before["pairs"]
     assert before["total"]["sent"] == sent["total"]["sent"] - 1
