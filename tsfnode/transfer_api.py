@@ -29,6 +29,7 @@ from tsfnode.transfers import TransferRefused, TransferService
 MAX_MANIFEST = 40 * 1024 * 1024
 MAX_RECEIPT = 4096
 MAX_RUN = 64
+RECV_SIZE = 1 << 20  # bytes asked of the socket at a time, on connections that carry chunks
 _BUNDLE = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -78,6 +79,7 @@ async def put_chunks(request: web.Request) -> web.Response:
     was writing some of them at the same time: the sender sends those again."""
     bundle_id = _bundle_id(request)
     first, last = _run(request)
+    _read_in_large_pieces(request)
     try:
         busy = await _service(request).receive_run(
             bundle_id, first, last, request.content.iter_any(), request.content_length
@@ -89,6 +91,19 @@ async def put_chunks(request: web.Request) -> web.Response:
             status=409, text=f"chunk {busy[0]} was being received from another request"
         )
     return web.Response(status=204)
+
+
+def _read_in_large_pieces(request: web.Request) -> None:
+    """Let the connection take up to RECV_SIZE bytes from the socket at a time, not
+    asyncio's 256 KiB: a 128 KiB chunk then mostly arrives in one piece, is hashed in one
+    call and written in one, and the loop turns a quarter as often. The receiving
+    node's CPU time for 512 MiB fell by a fifth (0.65 s to 0.52 s, median of 8, beside
+    bench transfer_loopback_throughput), the receiver being what limits a loopback
+    transfer. ``max_size`` is the attribute asyncio's socket transport reads; another
+    transport (uvloop) has none and is left as it is."""
+    transport = request.transport
+    if transport is not None and getattr(transport, "max_size", RECV_SIZE) < RECV_SIZE:
+        setattr(transport, "max_size", RECV_SIZE)  # noqa: B010 - not in Transport's type
 
 
 def _run(request: web.Request) -> tuple[int, int]:
