@@ -325,7 +325,13 @@ class Directory:
 
     def add_many(self, raws: Iterable[bytes], now: int) -> Counter[str]:
         """Take in a batch whatever its order: records whose signer is vouched for by a
-        later record of the same batch are retried until nothing more is accepted."""
+        later record of the same batch are retried until nothing more is accepted.
+
+        Each pass judges its records against the view as it stood when the pass began,
+        computed once, not after every record (which made a batch quadratic: 24 s for
+        10,000 nodes). Revocations come before the kinds they can undo (KIND_RANK): once
+        a pass has taken some in, the records they revoke are dropped and the view is
+        computed again before the next record of another kind."""
         outcome: Counter[str] = Counter()
         pending: list[Document] = []
         for raw in raws:
@@ -336,13 +342,21 @@ class Directory:
                 outcome[self._ignore("forged" if forged else "malformed")] += 1
         pending.sort(key=lambda d: KIND_RANK.get(d.kind, 99))
         while pending:
+            view = self.view(now)
             retry: list[Document] = []
+            revoked = False
             for doc in pending:
-                result = self._add_document(doc, now, count=False)
+                if revoked and doc.kind != "revocation":
+                    self._drop_revoked(now)
+                    view, revoked = self.view(now), False
+                result = self._add_document(doc, now, count=False, view=view)
                 if result in ("ignored:unknown_signer", "ignored:not_entitled"):
                     retry.append(doc)
                 else:
                     outcome[result] += 1
+                    revoked |= result == "added" and doc.kind == "revocation"
+            if revoked:
+                self._drop_revoked(now)
             if len(retry) == len(pending):
                 for doc in retry:
                     outcome[self._add_document(doc, now)] += 1
@@ -354,8 +368,12 @@ class Directory:
         self.ignored[reason] += 1
         return f"ignored:{reason}"
 
-    def _add_document(self, doc: Document, now: int, *, count: bool = True) -> str:
-        reason = self._refusal(doc, now)
+    def _add_document(
+        self, doc: Document, now: int, *, count: bool = True, view: View | None = None
+    ) -> str:
+        """Take in one decoded record. With ``view`` (a pass of ``add_many``), it is
+        judged against that view, and a revocation's effect waits for the caller."""
+        reason = self._refusal(doc, now, view)
         if reason is not None:
             if count:
                 return self._ignore(reason)
@@ -377,12 +395,13 @@ class Directory:
         self._own()
         self._s.records[key] = doc
         self._changed()
-        if doc.kind == "revocation":
+        if doc.kind == "revocation" and view is None:
             self._drop_revoked(now)
         return "added"
 
-    def _refusal(self, doc: Document, now: int) -> str | None:
-        """Why ``doc`` cannot be taken in now, or None."""
+    def _refusal(self, doc: Document, now: int, view: View | None = None) -> str | None:
+        """Why ``doc`` cannot be taken in now (judged against ``view``, by default the
+        current one), or None."""
         body = doc.body
         if doc.kind not in RECORD_KINDS:
             return "malformed"
@@ -392,7 +411,8 @@ class Directory:
             return "expired"
         if body["created"] > now + CLOCK_SKEW_MS:
             return "future"
-        view = self.view(now)
+        if view is None:
+            view = self.view(now)
         signer = doc.signer.key
         if signer in view.revoked:
             return "revoked"
