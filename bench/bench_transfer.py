@@ -29,8 +29,8 @@ from tests.cluster import Cluster, wait_for
 from tests.nodes import get_json
 from tsfnode.blobs import BlobStore
 from tsfnode.keyfile import read_key
+from tsfnode.outbox import queue_bundle
 from tsfnode.store import Store
-from tsfnode.transfers import queue_bundle
 
 MiB = 1024 * 1024
 PIECE = 4 * MiB

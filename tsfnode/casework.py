@@ -45,10 +45,11 @@ from tsfnode.directory_service import DirectoryService
 from tsfnode.errors import NodeError
 from tsfnode.logs import log
 from tsfnode.nodedir import NodeDir
+from tsfnode.outbox import queue_bundle
 from tsfnode.peering import now_ms
 from tsfnode.sealing import DOCUMENTS_FILE, seal_documents, seal_study
 from tsfnode.store import Store
-from tsfnode.transfers import TransferService, queue_bundle
+from tsfnode.transfers import TransferService
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS

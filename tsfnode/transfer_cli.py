@@ -19,8 +19,9 @@ from tsfnode.errors import NodeError
 from tsfnode.intake.review import ReviewBook
 from tsfnode.keyfile import read_key
 from tsfnode.nodedir import NodeDir
+from tsfnode.outbox import queue_bundle
 from tsfnode.store import Store
-from tsfnode.transfers import Progress, list_progress, queue_bundle
+from tsfnode.transfer_progress import Progress, list_progress
 
 DONE_STATES = ("delivered", "failed", "complete", "expired")
 

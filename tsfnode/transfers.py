@@ -2,24 +2,25 @@
 
 Store-and-forward, in the manner of mail (brief, section 5):
 
-* **Outbox.** A sealed bundle gets one delivery per recipient node. A delivery is tried
-  directly, then through each relay the recipient lists in its directory record, with
-  exponential backoff and jitter between attempts. An attempt offers the manifest (the
-  target answers with the chunks it holds), then pushes the missing chunks, ``window``
-  requests in flight, under the node's uplink cap. The signed receipt of the recipient
-  ends the delivery; its time is the transit time.
-* **Inbox.** Chunks pushed here are checked against the signed manifest, written
-  (fsynced) and only then acknowledged, so an acknowledged chunk is never asked for
-  again. Bundles waiting at a relay are found by polling it, and pulled from every
-  source that holds them (relays, the sender); a source that serves a bad chunk is
-  blamed in the ``blame`` table and the chunk is fetched elsewhere. A complete bundle is
-  opened (every chunk's AEAD tag checked) into ``DIR/received/BUNDLE/`` and a receipt
-  signed by this node is kept for the sender and posted to the relays.
+* **Outbox** (``outbox.py``). A sealed bundle gets one delivery per recipient node, tried
+  directly, then through the recipient's relays, with backoff and jitter, until the
+  recipient's signed receipt comes back. This service runs it.
+* **Inbox.** Chunks pushed here are written as they arrive and checked against the
+  signed manifest; a request is acknowledged only when each of its chunks is whole and
+  matches, so an acknowledged chunk is not sent again (unless a power cut took it before
+  it reached the disk: it is then found missing by its hash, and asked for again; see
+  ``chunkfiles.RunWriter``). Bundles waiting at a relay are found by polling it, and
+  pulled from every source that holds them (relays, the sender); a source that serves a
+  bad chunk is blamed in the ``blame`` table and the chunk is fetched elsewhere. A
+  complete bundle is opened (every chunk's AEAD tag checked) into
+  ``DIR/received/BUNDLE/`` and a receipt signed by this node is kept for the sender and
+  posted to the relays.
 * **Relay.** Ciphertext held for the nodes that list this one as their relay, within a
   quota, deleted on the recipient's receipt or when the bundle expires.
 
-Everything is in the database (tables ``bundles``, ``deliveries``, ``blame``) and the
-blob store (chunks by their BLAKE3 name), so a node killed at any point resumes.
+Everything is in the database (tables ``bundles``, ``deliveries``, ``blame``) and on disk
+(the chunks sealed here in the blob store by their BLAKE3 name; those received or relayed
+in one file per bundle, ``chunkfiles.py``), so a node killed at any point resumes.
 """
 
 from __future__ import annotations
@@ -30,9 +31,7 @@ import functools
 import json
 import os
 import shutil
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +49,9 @@ from protocol.documents import decode_document, digest, encode_document
 from protocol.errors import ProtocolError
 from protocol.identity import Identity, PublicIdentity
 from protocol.transfer import (
-    Backoff,
     ChunkSet,
     Download,
-    RateLimit,
-    Route,
-    Upload,
     encode_mail_poll,
-    next_route,
 )
 from tsfnode.blobs import BlobStore
 from tsfnode.chunkfiles import BodyTooLong, ChunkFiles, DiskFull, RunWriter
@@ -66,16 +60,13 @@ from tsfnode.directory_service import DirectoryService
 from tsfnode.diskcalls import DiskCalls
 from tsfnode.logs import log
 from tsfnode.nodedir import NodeDir
+from tsfnode.outbox import AttemptFailed, Outbox, Uplink, discard_when_done, receipt_ok, short
 from tsfnode.peering import now_ms
 from tsfnode.store import Store
+from tsfnode.transfer_progress import Progress, list_progress
 
 SCAN_MS = 500
-MAX_ACTIVE_DELIVERIES = 2
 MAX_ACTIVE_PULLS = 2
-PROGRESS_SAVE_MS = 500
-RESUME_AFTER_CUT_MS = 500
-MAX_RUN = 32  # chunks in one PUT, on fast links
-BUSY_WAIT_S = 0.2  # before sending again chunks the destination was receiving
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
 
 
@@ -94,44 +85,6 @@ class ChunkLost(Exception):
     def __init__(self, index: int) -> None:
         super().__init__(f"chunk {index} is missing or damaged on disk")
         self.index = index
-
-
-class AttemptFailed(Exception):
-    """One delivery attempt failed; the delivery is tried again later."""
-
-
-class ChunksBusy(Exception):
-    """The destination was receiving some chunks of a run from another request (one cut
-    a moment ago): the run is sent again, the attempt goes on."""
-
-
-@dataclass
-class Progress:
-    """A transfer as the CLI and the local API show it."""
-
-    bundle_id: str
-    direction: str  # out (a delivery of ours), in (a bundle for us), relay
-    peer: str
-    route: str
-    state: str
-    size: int
-    bytes_done: int
-    rate: float
-    eta_s: float | None
-    attempts: int
-    last_error: str
-    priority: int
-    created_ms: int
-    started_ms: int | None  # the last attempt began (out)
-    deposited_ms: int | None  # every chunk acknowledged by the target (out)
-    done_ms: int | None  # receipt received (out), bundle complete (in, relay)
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-def short(node: bytes) -> str:
-    return PublicIdentity(node).short
 
 
 class TransferService:
@@ -155,14 +108,21 @@ class TransferService:
         self.chunks = ChunkFiles(node_dir.chunks)  # the inbox's and the relay's
         self.disk = DiskCalls()  # reads and writes of chunk runs
         self.directory = directory
-        self.backoff = Backoff(base_ms=config.transfer_retry_base_ms, cap_ms=3_600_000)
-        self.rate = RateLimit(0)
+        self.uplink = Uplink(config)
+        self.outbox = Outbox(
+            config=config,
+            db=self.db,
+            blobs=blobs,
+            disk=self.disk,
+            directory=directory,
+            uplink=self.uplink,
+            manifest_of=self.manifest_of,
+            spawn=self._spawn,
+            delivered=self._delivered,
+        )
         self._have: dict[bytes, ChunkSet] = {}
         self._dirty: set[bytes] = set()
         self._manifests: dict[bytes, Manifest] = {}
-        self._deliveries: set[tuple[bytes, bytes]] = set()
-        # the first window of a delivery's next attempt, when not the configured one
-        self._windows: dict[tuple[bytes, bytes], int] = {}
         self._pulls: set[bytes] = set()
         self._finalising: set[bytes] = set()
         self._writing: dict[bytes, set[int]] = {}  # chunks being written, per bundle
@@ -182,6 +142,7 @@ class TransferService:
         local = self.config.http_source_address
         connector = aiohttp.TCPConnector(limit=32, local_addr=(local, 0) if local else None)
         self._session = aiohttp.ClientSession(connector=connector, timeout=REQUEST_TIMEOUT)
+        self.outbox.session = self._session
         await self.db.execute(
             "UPDATE deliveries SET state = 'pending' WHERE state = 'sending'"
         )  # a delivery cut by a stop or a crash is tried again
@@ -237,21 +198,13 @@ class TransferService:
 
     async def _tick(self, now: int) -> None:
         await self._save_have()
-        self._update_rate()
-        await self._start_due_deliveries(now)
+        self.uplink.update()
+        await self.outbox.start_due(now)
         if now - self._last_poll >= self.config.transfer_poll_interval_ms:
             self._last_poll = now
             self._spawn(self._poll_relays())
             await self._expire(now)
         await self._start_pulls()
-
-    def _update_rate(self) -> None:
-        start, end = (int(h) for h in self.config.transfer_day_hours.split("-"))
-        day = start <= time.localtime().tm_hour < end
-        kbit = self.config.transfer_upload_kbit_s
-        if day and self.config.transfer_day_upload_kbit_s:
-            kbit = self.config.transfer_day_upload_kbit_s
-        self.rate.set_rate(kbit * 1000 // 8)
 
     # --- bundles held here -------------------------------------------------------------
 
@@ -307,319 +260,6 @@ class TransferService:
             held = self._have.get(bundle_id)
             if held is not None:
                 await self._set_bundle(bundle_id, have=held.to_bytes(), last_error="")
-
-    # --- outbox: deliveries ------------------------------------------------------------
-
-    async def _start_due_deliveries(self, now: int) -> None:
-        free = MAX_ACTIVE_DELIVERIES - len(self._deliveries)
-        if free <= 0:
-            return
-        cursor = await self.db.execute(
-            "SELECT d.bundle_id, d.recipient FROM deliveries d JOIN bundles b USING (bundle_id)"
-            " WHERE d.state IN ('pending', 'deposited') AND d.next_attempt_ms <= ?"
-            " ORDER BY b.priority DESC, b.created_ms LIMIT ?",
-            (now, free + len(self._deliveries)),
-        )
-        for bundle_id, recipient in await cursor.fetchall():
-            key = (bytes(bundle_id), bytes(recipient))
-            if key in self._deliveries or len(self._deliveries) >= MAX_ACTIVE_DELIVERIES:
-                continue
-            self._deliveries.add(key)
-            task = self._spawn(self._deliver(*key))
-            task.add_done_callback(functools.partial(_forget, self._deliveries, key))
-
-    async def _delivery(self, bundle_id: bytes, recipient: bytes) -> dict[str, Any]:
-        cursor = await self.db.execute(
-            "SELECT state, attempts, route, target, failures FROM deliveries"
-            " WHERE bundle_id = ? AND recipient = ?",
-            (bundle_id, recipient),
-        )
-        row = await cursor.fetchone()
-        assert row is not None  # noqa: S101 - chosen from the table a moment ago
-        return {
-            "state": row[0],
-            "attempts": row[1],
-            "route": row[2],
-            "target": row[3],
-            "failures": row[4],
-        }
-
-    async def _deliver(self, bundle_id: bytes, recipient: bytes) -> None:
-        manifest = await self.manifest_of(bundle_id)
-        assert manifest is not None  # noqa: S101 - the delivery refers to it
-        delivery = await self._delivery(bundle_id, recipient)
-        now = now_ms()
-        if now >= manifest.expires:
-            await self._set_delivery(
-                bundle_id, recipient, state="failed", last_error="the bundle expired undelivered"
-            )
-            return
-        if delivery["state"] == "deposited":
-            await self._check_receipt(manifest, recipient, delivery)
-            return
-        attempt = next_route(
-            delivery["failures"],
-            [r.hex() for r in self.directory.relays_of(recipient, now)],
-            recipient.hex(),
-        )
-        target = bytes.fromhex(attempt.target)
-        await self._set_delivery(
-            bundle_id,
-            recipient,
-            state="sending",
-            route=attempt.route.value,
-            target=target,
-            started_ms=now,
-        )
-        attempts = delivery["attempts"] + 1
-        window = self._windows.get((bundle_id, recipient), self.config.transfer_window)
-        started: list[Upload] = []
-        try:
-            address = self.directory.address_of(target, now)
-            if address is None:
-                raise AttemptFailed(f"no address known for {short(target)}")
-            upload = await self._push(manifest, address, recipient, window, started)
-        except (TimeoutError, AttemptFailed, aiohttp.ClientError, OSError) as exc:
-            reason = str(exc) or type(exc).__name__
-            if started and started[0].progressed:
-                # The link works but broke: go on at once, same way, no backoff.
-                failures, wait = 0, RESUME_AFTER_CUT_MS
-            else:
-                failures = delivery["failures"] + 1
-                wait = self.backoff.delay(failures - 1, os.urandom)
-                # Nothing crossed: perhaps not even one window can cross between two
-                # cuts of this link (chunks side by side share it). Fewer next time.
-                self._windows[(bundle_id, recipient)] = max(1, window // 2)
-            await self._set_delivery(
-                bundle_id,
-                recipient,
-                state="pending",
-                attempts=attempts,
-                failures=failures,
-                next_attempt_ms=now_ms() + wait,
-                last_error=reason[:300],
-            )
-            log(
-                "delivery attempt failed",
-                bundle=bundle_id.hex()[:8],
-                to=short(recipient),
-                route=attempt.route.value,
-                attempts=attempts,
-                retry_in_ms=wait,
-                error=reason[:200],
-            )
-            return
-        self._windows.pop((bundle_id, recipient), None)
-        deposited = now_ms()
-        await self._set_delivery(
-            bundle_id,
-            recipient,
-            state="deposited",
-            attempts=attempts,
-            failures=0,
-            next_attempt_ms=deposited,
-            deposited_ms=deposited,
-            acked=upload.acked.to_bytes(),
-            bytes_done=upload.bytes_done,
-            last_error="",
-        )
-        await self._check_receipt(
-            manifest, recipient, await self._delivery(bundle_id, recipient), wait=True
-        )
-
-    async def _post(self, url: str, data: bytes) -> tuple[int, bytes]:
-        assert self._session is not None  # noqa: S101 - started
-        async with self._session.post(url, data=data) as response:
-            return response.status, await response.read()
-
-    async def _push(
-        self,
-        manifest: Manifest,
-        address: str,
-        recipient: bytes,
-        window: int,
-        started: list[Upload],
-    ) -> Upload:
-        """Offer the bundle to ``address`` and send it the chunks it lacks (the upload is
-        put in ``started`` as soon as it exists, for the caller to see its progress)."""
-        bundle_hex = manifest.bundle_id.hex()
-        status, body = await self._post(f"{address}/peer/v1/bundles", manifest.raw)
-        if status != 200:
-            raise AttemptFailed(f"the bundle was refused (HTTP {status}: {body[:200]!r})")
-        try:
-            have = ChunkSet(manifest.chunk_count, body)
-        except ProtocolError as exc:
-            raise AttemptFailed(f"the offer's answer is not a chunk set: {exc}") from None
-        upload = Upload(manifest, window=window)
-        upload.set_have(have)
-        started.append(upload)
-        in_flight: dict[asyncio.Task[None], list[int]] = {}
-        last_save = 0
-        try:
-            while not upload.done:
-                batch = max(1, min(MAX_RUN, upload.window // 4))
-                for run in _runs(upload.next_sends(now_ms()), batch):
-                    task = asyncio.create_task(self._put_run(address, manifest, run))
-                    in_flight[task] = run
-                if not in_flight:
-                    break
-                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                failure: BaseException | None = None
-                for task in done:
-                    run = in_flight.pop(task)
-                    error = task.exception()
-                    for index in run:
-                        if error is None:
-                            upload.on_ack(index, now_ms())
-                        else:
-                            upload.on_failure(index, str(error))
-                    if not isinstance(error, ChunksBusy):
-                        failure = failure or error
-                if failure is not None:
-                    raise failure
-                now = now_ms()
-                if now - last_save >= PROGRESS_SAVE_MS:
-                    last_save = now
-                    await self._save_progress(manifest.bundle_id, recipient, upload)
-        finally:
-            for task in in_flight:
-                task.cancel()
-            await self._save_progress(manifest.bundle_id, recipient, upload)
-        log("bundle pushed", bundle=bundle_hex[:8], to=address, chunks=manifest.chunk_count)
-        return upload
-
-    async def _save_progress(self, bundle_id: bytes, recipient: bytes, upload: Upload) -> None:
-        await self._set_delivery(
-            bundle_id,
-            recipient,
-            acked=upload.acked.to_bytes(),
-            bytes_done=upload.bytes_done,
-            rate=upload.goodput.bytes_per_s or 0.0,
-        )
-
-    async def _put_run(self, address: str, manifest: Manifest, run: list[int]) -> None:
-        """PUT consecutive chunks in one request (one chunk on slow links), each read from
-        its file as the request goes: never gathered into one buffer first (a copy of
-        every byte sent, and a cold one; bench transfer_loopback_throughput)."""
-        assert self._session is not None  # noqa: S101 - started
-        sizes = [manifest.ciphertext_chunk_size(i) for i in run]
-
-        async def body() -> AsyncIterator[bytes]:
-            for index, size in zip(run, sizes, strict=True):
-                data = await self.disk.run(self.blobs.get_sized, manifest.chunk_hash(index), size)
-                await self._throttle(size)
-                yield data
-
-        where = str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}"
-        url = f"{address}/peer/v1/bundles/{manifest.bundle_id.hex()}/chunks/{where}"
-        headers = {"Content-Length": str(sum(sizes)), "Content-Type": "application/octet-stream"}
-        async with self._session.put(url, data=body(), headers=headers) as response:
-            if response.status == 204:
-                return
-            text = (await response.text())[:200]
-            if response.status == 507:
-                raise AttemptFailed(f"the recipient's disk is full ({text})")
-            if response.status == 409:
-                await asyncio.sleep(BUSY_WAIT_S)
-                raise ChunksBusy(text)
-            raise AttemptFailed(f"chunks {where} refused (HTTP {response.status}: {text})")
-
-    async def _throttle(self, nbytes: int) -> None:
-        delay = self.rate.delay(nbytes, now_ms())
-        if delay:
-            await asyncio.sleep(delay / 1000)
-
-    async def _check_receipt(
-        self, manifest: Manifest, recipient: bytes, delivery: dict[str, Any], wait: bool = False
-    ) -> None:
-        """Ask the target of a completed push for the recipient's receipt."""
-        assert self._session is not None  # noqa: S101 - started
-        target = bytes(delivery["target"])
-        address = self.directory.address_of(target, now_ms())
-        receipt = None
-        tries = 20 if wait and delivery["route"] == Route.DIRECT.value else 1
-        for n in range(tries):
-            if address is None:
-                break
-            url = f"{address}/peer/v1/bundles/{manifest.bundle_id.hex()}/receipt"
-            try:
-                async with self._session.get(url) as response:
-                    if response.status == 200:
-                        receipt = await response.read()
-                        break
-                    if response.status == 410:  # it will never open: say why, stop
-                        reason = (await response.text())[:300]
-                        await self._set_delivery(
-                            manifest.bundle_id, recipient, state="failed", last_error=reason
-                        )
-                        log("delivery failed", bundle=manifest.bundle_id.hex()[:8], why=reason)
-                        return
-            except (TimeoutError, aiohttp.ClientError, OSError):
-                pass
-            if n + 1 < tries:
-                await asyncio.sleep(min(2.0, 0.1 * 2**n))
-        if receipt is not None and self._receipt_ok(receipt, manifest, recipient):
-            now = now_ms()
-            await self._set_delivery(
-                manifest.bundle_id,
-                recipient,
-                state="delivered",
-                delivered_ms=now,
-                receipt=receipt,
-                last_error="",
-            )
-            log(
-                "bundle delivered",
-                bundle=manifest.bundle_id.hex()[:8],
-                to=short(recipient),
-                route=delivery["route"],
-                transit_ms=now - manifest.document.body["created"],
-            )
-            if self.on_delivered is not None:
-                await self.on_delivered(manifest.bundle_id, recipient, now)
-            return
-        direct = delivery["route"] == Route.DIRECT.value
-        if direct and address is not None and not await self._target_holds_all(address, manifest):
-            # The recipient lost chunks it had acknowledged (a power cut): send them.
-            await self._set_delivery(
-                manifest.bundle_id, recipient, state="pending", next_attempt_ms=now_ms()
-            )
-            return
-        await self._set_delivery(
-            manifest.bundle_id,
-            recipient,
-            next_attempt_ms=now_ms() + (2_000 if direct else self.config.transfer_poll_interval_ms),
-        )
-
-    async def _target_holds_all(self, address: str, manifest: Manifest) -> bool:
-        assert self._session is not None  # noqa: S101 - started
-        url = f"{address}/peer/v1/bundles/{manifest.bundle_id.hex()}/have"
-        try:
-            async with self._session.get(url) as response:
-                if response.status != 200:
-                    return response.status != 404
-                return ChunkSet(manifest.chunk_count, await response.read()).complete
-        except (TimeoutError, aiohttp.ClientError, OSError, ProtocolError):
-            return True  # unreachable now: ask again later
-
-    def _receipt_ok(self, data: bytes, manifest: Manifest, recipient: bytes) -> bool:
-        try:
-            doc = decode_document(data, expect="receipt")
-        except ProtocolError:
-            return False
-        return (
-            doc.signer.key == recipient
-            and bytes(doc.body["bundle_id"]) == manifest.bundle_id
-            and bytes(doc.body["manifest"]) == digest(manifest.raw)
-        )
-
-    async def _set_delivery(self, bundle_id: bytes, recipient: bytes, **fields: Any) -> None:
-        names = ", ".join(f"{k} = ?" for k in fields)
-        await self.db.execute(
-            f"UPDATE deliveries SET {names} WHERE bundle_id = ? AND recipient = ?",  # noqa: S608
-            (*fields.values(), bundle_id, recipient),
-        )
-        await self.db.commit()
 
     # --- receiving: offers and chunks (peer API) ---------------------------------------
 
@@ -766,7 +406,9 @@ class TransferService:
         if row["role"] == "inbox" and manifest.bundle_id not in self._finalising:
             self._finalising.add(manifest.bundle_id)
             task = self._spawn(self._finalise(manifest))
-            task.add_done_callback(functools.partial(_forget, self._finalising, manifest.bundle_id))
+            task.add_done_callback(
+                functools.partial(discard_when_done, self._finalising, manifest.bundle_id)
+            )
         elif row["role"] == "relay":
             log("relay holds a bundle", bundle=manifest.bundle_id.hex()[:8])
 
@@ -788,7 +430,7 @@ class TransferService:
             (data,) = await self.disk.run(self.chunks.read, manifest, index, index)
             if len(data) != manifest.ciphertext_chunk_size(index):
                 raise TransferRefused(404, "this node does not hold that chunk")
-        await self._throttle(len(data))
+        await self.uplink.throttle(len(data))
         return data
 
     async def receipt_of(self, bundle_id: bytes) -> bytes | None:
@@ -816,7 +458,7 @@ class TransferService:
             doc = decode_document(data, expect="receipt")
         except ProtocolError as exc:
             raise TransferRefused(400, f"bad receipt: {exc}") from None
-        if doc.signer.key not in recipients or not self._receipt_ok(data, manifest, doc.signer.key):
+        if doc.signer.key not in recipients or not receipt_ok(data, manifest, doc.signer.key):
             raise TransferRefused(403, "the receipt is not from a recipient of this bundle")
         await self._set_bundle(bundle_id, state="delivered", receipt=data, completed_ms=now_ms())
         await self._drop_chunks(manifest, keep_have=True)  # a re-offer sends nothing
@@ -1021,7 +663,7 @@ class TransferService:
                 continue
             self._pulls.add(key)
             task = self._spawn(self._pull(key))
-            task.add_done_callback(functools.partial(_forget, self._pulls, key))
+            task.add_done_callback(functools.partial(discard_when_done, self._pulls, key))
 
     async def _pull(self, bundle_id: bytes) -> None:
         """Fetch the missing chunks from every source; give up (for now) when none answers."""
@@ -1115,124 +757,13 @@ class TransferService:
     async def progress(self) -> list[Progress]:
         return await list_progress(self.db)
 
-
-async def list_progress(db: Any) -> list[Progress]:
-    """Every transfer: deliveries of bundles sealed here, bundles received or relayed."""
-    out: list[Progress] = []
-    cursor = await db.execute(
-        "SELECT d.bundle_id, d.recipient, d.state, d.route, d.target, d.attempts,"
-        " d.last_error, d.bytes_done, d.rate, b.size, b.priority, b.created_ms,"
-        " d.delivered_ms, d.started_ms, d.deposited_ms"
-        " FROM deliveries d JOIN bundles b USING (bundle_id)"
-        " ORDER BY b.created_ms DESC"
-    )
-    for row in await cursor.fetchall():
-        size, done, rate = row[9], row[7], row[8]
-        out.append(
-            Progress(
-                bundle_id=bytes(row[0]).hex(),
-                direction="out",
-                peer=PublicIdentity(bytes(row[1])).text,
-                route=row[3] or "",
-                state=row[2],
-                size=size,
-                bytes_done=done,
-                rate=rate,
-                eta_s=(size - done) / rate if rate and row[2] == "sending" else None,
-                attempts=row[5],
-                last_error=row[6],
-                priority=row[10],
-                created_ms=row[11],
-                started_ms=row[13],
-                deposited_ms=row[14],
-                done_ms=row[12],
-            )
-        )
-    cursor = await db.execute(
-        "SELECT bundle_id, role, sender, state, chunk_count, have, size, priority,"
-        " created_ms, completed_ms, last_error, sources FROM bundles"
-        " WHERE role IN ('inbox', 'relay') ORDER BY created_ms DESC"
-    )
-    for row in await cursor.fetchall():
-        have = ChunkSet(row[4], bytes(row[5]))
-        size = row[6]
-        done = size if have.complete else int(size * len(have) / row[4])
-        out.append(
-            Progress(
-                bundle_id=bytes(row[0]).hex(),
-                direction="in" if row[1] == "inbox" else "relay",
-                peer=PublicIdentity(bytes(row[2])).text,
-                route="relay" if json.loads(row[11]) else "direct",
-                state=row[3],
-                size=size,
-                bytes_done=done,
-                rate=0.0,
-                eta_s=None,
-                attempts=0,
-                last_error=row[10],
-                priority=row[7],
-                created_ms=row[8],
-                started_ms=None,
-                deposited_ms=None,
-                done_ms=row[9],
-            )
-        )
-    return out
-
-
-async def queue_bundle(
-    db: Any, manifest: Manifest, *, sender: bytes, study_uid: str, now: int
-) -> None:
-    """Put a bundle sealed here (its chunks in the blob store) in the outbox: one
-    delivery per recipient, due now. The running node picks it up within a second."""
-    count = manifest.chunk_count
-    await db.execute(
-        "INSERT INTO bundles (bundle_id, role, manifest, sender, priority, chunk_count,"
-        " size, have, state, created_ms, expires_ms, study_uid)"
-        " VALUES (?, 'outbox', ?, ?, ?, ?, ?, ?, 'sealed', ?, ?, ?)",
-        (
-            manifest.bundle_id,
-            manifest.raw,
-            sender,
-            manifest.priority,
-            count,
-            manifest.ciphertext_size,
-            ChunkSet.full(count).to_bytes(),
-            now,
-            manifest.expires,
-            study_uid,
-        ),
-    )
-    await db.executemany(
-        "INSERT INTO deliveries (bundle_id, recipient, state, next_attempt_ms, acked)"
-        " VALUES (?, ?, 'pending', ?, ?)",
-        [(manifest.bundle_id, r.key, now, ChunkSet(count).to_bytes()) for r in manifest.recipients],
-    )
-    await db.commit()
-    log(
-        "bundle queued",
-        bundle=manifest.bundle_id.hex()[:8],
-        recipients=len(manifest.recipients),
-    )
-
-
-def _runs(indexes: list[int], longest: int) -> list[list[int]]:
-    """Consecutive indexes grouped into runs of at most ``longest``."""
-    runs: list[list[int]] = []
-    for i in indexes:
-        if runs and runs[-1][-1] == i - 1 and len(runs[-1]) < longest:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    return runs
+    async def _delivered(self, bundle_id: bytes, recipient: bytes, now: int) -> None:
+        if self.on_delivered is not None:
+            await self.on_delivered(bundle_id, recipient, now)
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
-
-
-def _forget(held: set[Any], key: Any, _task: asyncio.Task[Any]) -> None:
-    held.discard(key)
 
 
 def _jsonable(value: Any) -> Any:

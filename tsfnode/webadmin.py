@@ -18,7 +18,7 @@ from tsfnode.appkeys import CASES, CONFIG, DIRECTORY, IDENTITY, NODE_DIR, PEERIN
 from tsfnode.audit_log import read_entries, verify_log
 from tsfnode.metrics import network_figures
 from tsfnode.peering import now_ms
-from tsfnode.transfers import list_progress
+from tsfnode.transfer_progress import list_progress
 from tsfnode.websession import require
 
 SHOWN = 200  # rows of a list shown at most (the page stays light)

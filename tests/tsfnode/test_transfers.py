@@ -37,9 +37,9 @@ from tsfnode.blobs import BlobStore
 from tsfnode.intake.compress import encode_for_transport
 from tsfnode.intake.review import ReviewBook
 from tsfnode.keyfile import read_key
+from tsfnode.outbox import queue_bundle
 from tsfnode.sealing import seal_study
 from tsfnode.store import Store
-from tsfnode.transfers import queue_bundle
 
 pytestmark = pytest.mark.slow
 RADIOGRAPH = pydicom_data_folder() / "RG1_UNCR.dcm"  # 7 MB, many chunks
