@@ -104,10 +104,16 @@ class Outbox:
         self._spawn = spawn
         self._delivered = delivered  # a receipt came back
         self.backoff = Backoff(base_ms=config.transfer_retry_base_ms, cap_ms=3_600_000)
-        self.session: aiohttp.ClientSession | None = None  # set by the service at start
+        self.session: aiohttp.ClientSession | None = None  # the service's, from start()
         self._deliveries: set[tuple[bytes, bytes]] = set()
         # the first window of a delivery's next attempt, when not the configured one
         self._windows: dict[tuple[bytes, bytes], int] = {}
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        """Send through ``session``; a delivery cut by a stop or a crash is tried again."""
+        self.session = session
+        await self.db.execute("UPDATE deliveries SET state = 'pending' WHERE state = 'sending'")
+        await self.db.commit()
 
     async def start_due(self, now: int) -> None:
         """Start the deliveries that are due, most urgent first, up to

@@ -142,11 +142,7 @@ class TransferService:
         local = self.config.http_source_address
         connector = aiohttp.TCPConnector(limit=32, local_addr=(local, 0) if local else None)
         self._session = aiohttp.ClientSession(connector=connector, timeout=REQUEST_TIMEOUT)
-        self.outbox.session = self._session
-        await self.db.execute(
-            "UPDATE deliveries SET state = 'pending' WHERE state = 'sending'"
-        )  # a delivery cut by a stop or a crash is tried again
-        await self.db.commit()
+        await self.outbox.start(self._session)
         self._running = True
         self._spawn(self._run())
 
