@@ -27,10 +27,10 @@ from protocol.bundle import BundleSealer, Manifest, choose_chunk_size, encode_pl
 from protocol.identity import PublicIdentity
 from tests.cluster import Cluster, wait_for
 from tests.nodes import get_json
-from tsfnode.blobs import BlobStore
 from tsfnode.keyfile import read_key
-from tsfnode.outbox import queue_bundle
 from tsfnode.store import Store
+from tsfnode.store.blobs import BlobStore
+from tsfnode.transfers.outbox import queue_bundle
 
 MiB = 1024 * 1024
 PIECE = 4 * MiB

@@ -27,7 +27,7 @@ from tests.cluster import wait_for
 from tests.people import Browser, PairedNet
 from tests.proxy import LoopThread, Proxy
 from tests.studies import CT, ct_series
-from tsfnode.viewer import PRESETS, Renderer, Window
+from tsfnode.images.render import PRESETS, Renderer, Window
 
 LINK = 250_000  # bytes per second: 2 Mbit/s
 

@@ -1,3 +1,3 @@
-from tsfnode.cli import main
+from tsfnode.cli.main import main
 
 raise SystemExit(main())

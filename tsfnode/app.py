@@ -23,6 +23,8 @@ from aiohttp import web
 
 from bootstrap.network import NetworkFileError, load_network
 from protocol.identity import Identity
+from tsfnode.api.app import create_api_app
+from tsfnode.api.cases import prometheus
 from tsfnode.appkeys import (
     BLOBS,
     CASES,
@@ -36,22 +38,20 @@ from tsfnode.appkeys import (
     STORE,
     TRANSFERS,
 )
-from tsfnode.blobs import BlobStore
-from tsfnode.cases_api import prometheus
-from tsfnode.casework import CaseService
+from tsfnode.cases.service import CaseService
 from tsfnode.config import NodeConfig
 from tsfnode.dicomweb.service import create_dicomweb_app
-from tsfnode.directory_service import DirectoryService
 from tsfnode.errors import NodeError
-from tsfnode.local_api import create_api_app
+from tsfnode.images.render import Renderer
 from tsfnode.logs import log
+from tsfnode.network.directory import DirectoryService
+from tsfnode.network.peering import Peering, now_ms
 from tsfnode.nodedir import NodeDir
-from tsfnode.peer_api import create_peer_app
-from tsfnode.peering import Peering, now_ms
+from tsfnode.peer.app import create_peer_app
 from tsfnode.store import Store
-from tsfnode.transfers import TransferService
-from tsfnode.viewer import Renderer
-from tsfnode.web import create_web_app
+from tsfnode.store.blobs import BlobStore
+from tsfnode.transfers.service import TransferService
+from tsfnode.web.app import create_web_app
 
 MAX_REQUEST = 17 * 1024 * 1024  # the largest body an endpoint takes (speed test upload)
 

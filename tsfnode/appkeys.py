@@ -5,15 +5,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from protocol.identity import Identity
-from tsfnode.blobs import BlobStore
-from tsfnode.casework import CaseService
+from tsfnode.cases.service import CaseService
 from tsfnode.config import NodeConfig
-from tsfnode.directory_service import DirectoryService
+from tsfnode.images.render import Renderer
+from tsfnode.network.directory import DirectoryService
+from tsfnode.network.peering import Peering
 from tsfnode.nodedir import NodeDir
-from tsfnode.peering import Peering
 from tsfnode.store import Store
-from tsfnode.transfers import TransferService
-from tsfnode.viewer import Renderer
+from tsfnode.store.blobs import BlobStore
+from tsfnode.transfers.service import TransferService
 
 CONFIG = web.AppKey("config", NodeConfig)
 NODE_DIR = web.AppKey("node_dir", NodeDir)

@@ -31,3 +31,14 @@ async def read_json_object(request: web.Request, limit: int = 256 * 1024) -> dic
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text="the body must be a JSON object")
     return body
+
+
+def rectangles(value: object) -> list[tuple[int, int, int, int]]:
+    out: list[tuple[int, int, int, int]] = []
+    for r in value if isinstance(value, list) else [None]:
+        if not (isinstance(r, list) and len(r) == 4 and all(type(v) is int for v in r)):
+            raise web.HTTPBadRequest(text="'mask' is a list of [x, y, width, height] in pixels")
+        out.append((r[0], r[1], r[2], r[3]))
+    if not out:
+        raise web.HTTPBadRequest(text="'mask' is a list of [x, y, width, height] in pixels")
+    return out

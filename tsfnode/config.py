@@ -18,6 +18,7 @@ from typing import Any
 import tomli_w
 
 from tsfnode.errors import NodeError
+from tsfnode.intake.profile import parse_safe_private
 
 DEFAULT_PORT = 8470
 
@@ -47,8 +48,6 @@ def _ae_title(value: str) -> str | None:
 
 
 def _private_list(value: list[str]) -> str | None:
-    from tsfnode.intake.profile import parse_safe_private
-
     if not all(isinstance(v, str) for v in value):
         return 'must be a list of texts such as ["GEMS_ACQU_01:1B"]'
     try:

@@ -20,3 +20,20 @@ def node_info(app: web.Application | ChainMapProxy) -> dict[str, object]:
         "version": __version__,
         "protocol": PROTOCOL_VERSION,
     }
+
+
+def dicomweb_base_url(request: web.Request) -> str:
+    """This service's URL as the client reached it: through a reverse proxy, as it says
+    (X-Forwarded-Proto and -Host; the URL goes back only to the one who asked). Some
+    clients (dicomweb-client) send a Host header without the port: the port the
+    connection came in on is added then."""
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
+    forwarded = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+    if proto in ("http", "https") or forwarded:
+        return f"{proto or request.scheme}://{forwarded or request.host}/dicomweb"
+    host = request.host
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    default = {"http": 80, "https": 443}.get(request.scheme)
+    if not host.endswith("]") and ":" not in host and sockname and sockname[1] != default:
+        host = f"{host}:{sockname[1]}"
+    return f"{request.scheme}://{host}/dicomweb"

@@ -27,8 +27,8 @@ from tsfnode.config import NodeConfig, load_config
 from tsfnode.errors import NodeError
 from tsfnode.keyfile import read_key, write_key
 from tsfnode.logs import AccessLogger, log, setup_logging
+from tsfnode.network.peering import now_ms
 from tsfnode.nodedir import NodeDir
-from tsfnode.peering import now_ms
 from tsfnode.store import SCHEMA_VERSION, Store
 
 SHUTDOWN_TIMEOUT_S = 10.0  # requests in progress may finish

@@ -39,7 +39,7 @@ from tests.cluster import Cluster, add_records, wait_for
 from tests.nodes import tsfnode
 from tests.people import FORM, PASSWORD, REPORT, Browser, Person, Records, call, pair_up
 from tests.tsfnode.intake.conftest import PYDICOM_FILES
-from tsfnode.metrics import week_of
+from tsfnode.cases.metrics import week_of
 
 pytestmark = pytest.mark.slow
 

@@ -17,9 +17,9 @@ from protocol.errors import ProtocolError
 from protocol.identity import Identity
 from protocol.transfer import ChunkSet
 from tests.mounts import small_tmpfs
-from tsfnode.blobs import BlobStore
-from tsfnode.chunkfiles import BodyTooLong, ChunkFiles, DiskFull, RunWriter
-from tsfnode.diskcalls import DiskCalls
+from tsfnode.store.blobs import BlobStore
+from tsfnode.transfers.chunkfiles import BodyTooLong, ChunkFiles, DiskFull, RunWriter
+from tsfnode.transfers.diskcalls import DiskCalls
 
 CHUNK = 64 * 1024
 

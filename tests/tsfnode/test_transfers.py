@@ -33,13 +33,13 @@ from tests.cluster import Cluster, configure, wait_for
 from tests.mounts import small_tmpfs
 from tests.nodes import get_json, tsfnode
 from tests.tsfnode.intake.conftest import PYDICOM_FILES, pydicom_data_folder
-from tsfnode.blobs import BlobStore
 from tsfnode.intake.compress import encode_for_transport
 from tsfnode.intake.review import ReviewBook
 from tsfnode.keyfile import read_key
-from tsfnode.outbox import queue_bundle
-from tsfnode.sealing import seal_study
 from tsfnode.store import Store
+from tsfnode.store.blobs import BlobStore
+from tsfnode.transfers.outbox import queue_bundle
+from tsfnode.transfers.sealing import seal_study
 
 pytestmark = pytest.mark.slow
 RADIOGRAPH = pydicom_data_folder() / "RG1_UNCR.dcm"  # 7 MB, many chunks

@@ -20,7 +20,7 @@ from pydicom.pixels.processing import (
 )
 
 from tests.tsfnode.intake.conftest import PYDICOM_FILES, pydicom_data_folder
-from tsfnode.viewer import (
+from tsfnode.images.render import (
     Renderer,
     Window,
     decode,

@@ -19,9 +19,9 @@ from aiohttp.helpers import ChainMapProxy
 from pydicom.dataelem import DataElement
 from pydicom.uid import UID
 
-from tsfnode.appkeys import NODE_DIR
-from tsfnode.viewer import frame_count, read_header
-from tsfnode.webviewer import Listings, image_folders, kept_listing
+from tsfnode.appkeys import CASES, NODE_DIR
+from tsfnode.cases.images import Listings, image_folders, kept_listing
+from tsfnode.images.render import frame_count, read_header
 
 BULK = "tsf-bulk:"  # in a kept listing; the URL of each request replaces it
 BULK_THRESHOLD = 1024  # bytes: binary values above this are BulkDataURIs
@@ -102,7 +102,7 @@ async def catalogue_of(
     """The case's catalogue, listed in a worker thread, kept a minute (``Listings``)."""
 
     async def make() -> Catalogue:
-        folders = await image_folders(app, case_id)
+        folders = await image_folders(app[CASES], case_id)
         kept = app[NODE_DIR].root / "dicomweb" / f"{case_id.hex()}.json"
         listed = await asyncio.to_thread(kept_listing, folders, kept, list_instances)
         instances = [

@@ -33,8 +33,10 @@ from pydicom.encaps import generate_frames
 from pydicom.pixels.utils import pixel_array
 from pydicom.uid import ExplicitVRLittleEndian
 
-from tsfnode.accounts import check_token
 from tsfnode.appkeys import CASES, CONFIG, RENDERER, STORE
+from tsfnode.auth.accounts import DICOMWEB_TOKEN, check_token
+from tsfnode.auth.sessions import session_of
+from tsfnode.cases.images import Listings
 from tsfnode.dicomweb.index import BULK, PIXEL_DATA, Catalogue, Instance, catalogue_of
 from tsfnode.dicomweb.media import (
     Multipart,
@@ -45,13 +47,11 @@ from tsfnode.dicomweb.media import (
     parse_accept,
 )
 from tsfnode.dicomweb.query import Query, QueryError, parse, returned, select
-from tsfnode.peering import now_ms
-from tsfnode.viewer import FULL, Window
-from tsfnode.websession import session_of
-from tsfnode.webviewer import Listings
+from tsfnode.images.render import FULL, Window
+from tsfnode.info import dicomweb_base_url
+from tsfnode.network.peering import now_ms
 
 CATALOGUES = web.AppKey("dicomweb_catalogues", Listings[Catalogue])
-TOKEN_PURPOSE = "dicomweb"  # noqa: S105 - the purpose of a token, not a secret
 DICOM_JSON = "application/dicom+json"
 THUMBNAIL = 128
 CHALLENGE = 'Bearer realm="tsfnode DICOMweb", Basic realm="tsfnode DICOMweb"'
@@ -87,7 +87,7 @@ async def person_of(request: web.Request) -> Person:
     now = now_ms()
     if header:
         token = _token_of(header)
-        found = await check_token(store, token, purpose=TOKEN_PURPOSE, now=now)
+        found = await check_token(store, token, purpose=DICOMWEB_TOKEN, now=now)
         if found is None:
             raise _unauthorized("this token is unknown, expired or revoked")
         account_id = found[0]
@@ -130,25 +130,8 @@ async def _audit(
         )
 
 
-def base_url(request: web.Request) -> str:
-    """This service's URL as the client reached it: through a reverse proxy, as it says
-    (X-Forwarded-Proto and -Host; the URL goes back only to the one who asked). Some
-    clients (dicomweb-client) send a Host header without the port: the port the
-    connection came in on is added then."""
-    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
-    forwarded = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
-    if proto in ("http", "https") or forwarded:
-        return f"{proto or request.scheme}://{forwarded or request.host}/dicomweb"
-    host = request.host
-    sockname = request.transport.get_extra_info("sockname") if request.transport else None
-    default = {"http": 80, "https": 443}.get(request.scheme)
-    if not host.endswith("]") and ":" not in host and sockname and sockname[1] != default:
-        host = f"{host}:{sockname[1]}"
-    return f"{request.scheme}://{host}/dicomweb"
-
-
 def _url(request: web.Request, *parts: str) -> str:
-    return "/".join((base_url(request), *parts))
+    return "/".join((dicomweb_base_url(request), *parts))
 
 
 # ---------------------------------------------------------------------------- QIDO-RS

@@ -21,11 +21,14 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, generate_uid
 
+from tsfnode.config import load_config
+from tsfnode.errors import NodeError
 from tsfnode.intake.anonymize import Anonymizer, Patient, Result
 from tsfnode.intake.photos import NotAnImage, photo_to_dicom
 from tsfnode.intake.profile import Profile, load_profile
 from tsfnode.intake.pseudonyms import PseudonymMap
 from tsfnode.intake.review import ReviewBook
+from tsfnode.nodedir import NodeDir
 
 MAX_FILE = 4 * 1024**3  # one DICOM file or zip member
 MAX_ZIP_TOTAL = 32 * 1024**3
@@ -382,3 +385,18 @@ def _check_image(ds: Dataset, size: int) -> str | None:
         if len(ds.PixelData) < expected:
             return f"truncated pixel data ({len(ds.PixelData)} of {expected} bytes)"
     return None
+
+
+def importer_for(directory: Path, *, trust_deidentified: bool = False) -> Importer:
+    """The importer of a node directory, with the profile its config asks for."""
+    node = NodeDir(directory)
+    if not node.config.exists():
+        raise NodeError(f"{directory} is not a node directory: create one with 'tsfnode init'")
+    config = load_config(node.config)
+    profile = load_profile(safe_private=config.intake_keep_private)
+    return Importer(
+        node.intake,
+        PseudonymMap(node.pseudonyms),
+        profile,
+        trust_deidentified=trust_deidentified,
+    )

@@ -113,7 +113,7 @@ class DicomListener:
 
 
 def start_listener(node_dir: Path, *, ae_title: str, host: str, port: int) -> DicomListener:
-    from tsfnode.intake.cli import importer_for
+    from tsfnode.intake.importer import importer_for
 
     listener = DicomListener(importer_for(node_dir), ae_title=ae_title, host=host, port=port)
     listener.start()

@@ -15,7 +15,7 @@ from tests.nodes import RunningNode, tsfnode
 from tests.tsfnode.intake.conftest import PYDICOM_FILES
 from tests.tsfnode.intake.test_send import sender_token
 from tsfnode.errors import NodeError
-from tsfnode.intake.cli import importer_for
+from tsfnode.intake.importer import importer_for
 from tsfnode.intake.review import CONFIRMED, MASKED, PENDING, NotReviewed, ReviewBook
 
 US_RGB = PYDICOM_FILES / "examples_rgb_color.dcm"  # ultrasound, 240 x 320, RGB

@@ -1,0 +1,105 @@
+"""The local JSON API (``/api/``): this node's own people and tools.
+
+Sign-in and roles arrive with the web application (issue 8); until then this API is
+meant for the node's host (the default listening address is 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict
+
+import aiohttp
+from aiohttp import web
+
+from protocol.documents import split_documents
+from protocol.errors import RemoteProtocolError
+from tsfnode.api.cases import add_routes as add_case_routes
+from tsfnode.api.studies import add_routes as add_study_routes
+from tsfnode.api.transfers import add_routes as add_transfer_routes
+from tsfnode.api.uploads import add_routes as add_upload_routes
+from tsfnode.appkeys import DIRECTORY, PEERING, STARTED_MS, STORE
+from tsfnode.bodies import read_body
+from tsfnode.info import node_info
+from tsfnode.network.nearest import rank
+from tsfnode.network.peering import now_ms
+
+MAX_RECORDS_UPLOAD = 4 * 1024 * 1024
+
+
+async def node(request: web.Request) -> web.Response:
+    info = node_info(request.config_dict)
+    directory = request.config_dict[DIRECTORY]
+    info["started_ms"] = request.config_dict[STARTED_MS]
+    info["schema_version"] = await request.config_dict[STORE].schema_version()
+    info["admitted"] = directory.view(now_ms()).is_admitted(directory.identity.public.key)
+    info["directory_records"] = len(directory.directory)
+    info["directory_ignored"] = dict(directory.directory.ignored)
+    return web.json_response(info)
+
+
+async def peers(request: web.Request) -> web.Response:
+    peering = request.config_dict[PEERING]
+    listed = peering.peers(now_ms())
+    counts = Counter(p["status"] for p in listed)
+    return web.json_response({"peers": listed, "counts": counts, "stats": peering.stats})
+
+
+async def directory(request: web.Request) -> web.Response:
+    q = request.query
+    kind = q.get("kind") or None
+    if kind not in (None, "node", "member", "group"):
+        raise web.HTTPBadRequest(text="kind must be node, member or group")
+    entries = request.config_dict[DIRECTORY].search(
+        now_ms(),
+        kind=kind,
+        role=q.get("role") or None,
+        subspeciality=q.get("subspeciality") or None,
+        language=q.get("language") or None,
+        country=q.get("country") or None,
+    )
+    return web.json_response([asdict(e) for e in entries])
+
+
+async def add_records(request: web.Request) -> web.Response:
+    data = await read_body(request, MAX_RECORDS_UPLOAD)
+    try:
+        records = split_documents(data)
+    except RemoteProtocolError as exc:
+        raise web.HTTPBadRequest(text=f"not a records file: {exc}") from None
+    outcome = await request.config_dict[DIRECTORY].add(records, now_ms())
+    peering = request.config_dict.get(PEERING)
+    if peering is not None:
+        await peering.directory.publish_self(peering.config, peering.addresses, now_ms())
+    return web.json_response(outcome)
+
+
+async def nearest(request: web.Request) -> web.Response:
+    try:
+        size = int(float(request.query.get("size_mb", "15")) * 1024 * 1024)
+        probe = int(request.query.get("probe_kib", "256")) * 1024
+    except ValueError:
+        raise web.HTTPBadRequest(text="size_mb and probe_kib must be numbers") from None
+    directory_service = request.config_dict[DIRECTORY]
+    me = directory_service.identity.public.key
+    view = directory_service.view(now_ms())
+    urls = [
+        r.body["addresses"][0] for n, r in view.nodes.items() if n != me and r.body["addresses"]
+    ]
+    async with aiohttp.ClientSession() as session:
+        ranked = await rank(urls, size=size, probe_bytes=probe, session=session)
+    return web.json_response([m.as_dict(size) for m in ranked])
+
+
+def create_api_app() -> web.Application:
+    app = web.Application()
+    app.router.add_get("/v1/node", node)
+    app.router.add_get("/v1/peers", peers)
+    app.router.add_get("/v1/directory", directory)
+    app.router.add_post("/v1/directory/records", add_records)
+    app.router.add_get("/v1/nearest", nearest)
+    add_upload_routes(app)
+    add_study_routes(app)
+    add_transfer_routes(app)
+    add_case_routes(app)
+    return app

@@ -1,0 +1,361 @@
+"""Cases, pairs and figures on the local API (a bearer token of the person's account).
+
+POST /api/v1/cases                         {study_uid, routing, target, form, over_quota?,
+                                            reading_delay_hours?}     (a sender)
+GET  /api/v1/cases                         the cases this person may see
+GET  /api/v1/cases/{id}                    one case: form, documents, the real patient
+                                            (on the sender's node, for the sender only)
+POST /api/v1/cases/{id}/claim|release|accept|decline|cancel|close
+POST /api/v1/cases/{id}/assign             {reader}                  (a coordinator)
+POST /api/v1/cases/{id}/report             {findings, impression, recommendations,
+                                            image_quality, quality_reason, language}
+POST /api/v1/cases/{id}/messages           {text}
+POST /api/v1/cases/{id}/images             {study_uid}   (the sender adds images)
+POST /api/v1/cases/{id}/evaluation         {relevant, useful, changed_management,
+                                            teaching_consent?, comment}
+GET  /api/v1/groups[?subspeciality=]       groups that could read a case, and their load
+POST /api/v1/cases/{id}/teaching           {title}  (the reader, with the sender's consent)
+GET  /api/v1/teaching                      the network's teaching library
+GET  /api/v1/notifications
+GET  /api/v1/pairs; POST /api/v1/pairs     {with, weekly_quota, reading_delay_hours}
+POST /api/v1/pairs/{id}/accept|suspend|end
+GET  /api/v1/metrics[?format=csv][&since_ms=][&until_ms=]   this node's figures
+GET  /api/v1/metrics/network                  every node's signed figures, and sums
+GET  /metrics                                  Prometheus text (operators)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from protocol.errors import ProtocolError
+from protocol.identity import Identity, PublicIdentity
+from tsfnode.appkeys import CASES, NODE_DIR, STORE
+from tsfnode.auth.accounts import check_token, person_of_account
+from tsfnode.bodies import read_json_object
+from tsfnode.cases import pairs as pairs_module
+from tsfnode.cases.metrics import (
+    as_csv,
+    group_suggestions,
+    local_figures,
+    network_figures,
+    prometheus_text,
+)
+from tsfnode.cases.pairs import listed, propose
+from tsfnode.cases.service import summary
+from tsfnode.cases.teaching import library, publish
+from tsfnode.errors import CaseError, NodeError
+from tsfnode.network.peering import now_ms
+
+MAX_JSON = 256 * 1024
+
+
+async def person_of(request: web.Request) -> tuple[str, str, Identity]:
+    """(username, role, person key) of the bearer token's account."""
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    found = await check_token(request.config_dict[STORE], token, purpose="send", now=now_ms())
+    if found is None:
+        raise web.HTTPUnauthorized(
+            text="a valid token is needed (tsfnode account token)",
+            headers={"WWW-Authenticate": 'Bearer realm="tsfnode"'},
+        )
+    _, username, role = found
+    try:
+        person = await person_of_account(
+            request.config_dict[STORE], request.config_dict[NODE_DIR].people, username
+        )
+    except NodeError as exc:
+        raise web.HTTPForbidden(text=str(exc)) from None
+    return username, role, person
+
+
+async def _json(request: web.Request) -> dict[str, Any]:
+    return await read_json_object(request, MAX_JSON)
+
+
+def _case_id(request: web.Request) -> bytes:
+    try:
+        case_id = bytes.fromhex(request.match_info["id"])
+    except ValueError:
+        case_id = b""
+    if len(case_id) != 16:
+        raise web.HTTPNotFound(text="no such case on this node")
+    return case_id
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def answering(handler: Handler) -> Handler:
+    """The handler, with what cannot be done about a case answered as
+    ``{"error": reason}`` and its status; a study that cannot be sealed (not reviewed,
+    not in the intake) is a 409."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except CaseError as exc:
+            return web.json_response({"error": str(exc)}, status=exc.status)
+        except NodeError as exc:
+            return web.json_response({"error": str(exc)}, status=409)
+
+    return wrapped
+
+
+async def submit(request: web.Request) -> web.Response:
+    _, _, person = await person_of(request)
+    body = await _json(request)
+    form = body.get("form")
+    if not isinstance(form, dict):
+        return web.json_response({"error": "form: the clinical form is missing"}, status=400)
+    delay = body.get("reading_delay_hours")
+    if delay is not None and (not isinstance(delay, int) or not 1 <= delay <= 1440):
+        return web.json_response({"error": "reading_delay_hours: 1 to 1440"}, status=400)
+    result = await request.config_dict[CASES].submit(
+        person,
+        study_uid=str(body.get("study_uid", "")),
+        routing=str(body.get("routing", "")),
+        target=str(body.get("target", "")),
+        form=form,
+        over_quota=bool(body.get("over_quota", False)),
+        reading_delay_hours=delay,
+        now=now_ms(),
+    )
+    return web.json_response(result, status=201)
+
+
+async def listing(request: web.Request) -> web.Response:
+    _, _, person = await person_of(request)
+    rows = await request.config_dict[CASES].visible(person.public.key, now_ms())
+    return web.json_response([summary(r) for r in rows])
+
+
+async def detail(request: web.Request) -> web.Response:
+    _, _, person = await person_of(request)
+    found = await request.config_dict[CASES].detail(_case_id(request), person.public.key, now_ms())
+    return web.json_response(found)
+
+
+async def act(request: web.Request) -> web.Response:
+    _, _, person = await person_of(request)
+    event = request.match_info["event"]
+    reader = None
+    note = ""
+    if request.can_read_body:
+        body = await _json(request)
+        note = str(body.get("note", ""))[:2000]
+        if event == "assign":
+            try:
+                reader = PublicIdentity.from_text(str(body.get("reader", ""))).key
+            except ProtocolError:
+                return web.json_response({"error": "reader: a reader's id"}, status=400)
+    result = await request.config_dict[CASES].act(
+        _case_id(request), person, event, now_ms(), reader=reader, note=note
+    )
+    return web.json_response(result, status=202 if "asked" in result else 200)
+
+
+async def report(request: web.Request) -> web.Response:
+    _, _, person = await person_of(request)
+    body = await _json(request)
+    result = await request.config_dict[CASES].report(_case_id(request), person, body, now_ms())
+    return web.json_response(result, status=201)
+
+
+async def teach(request: web.Request) -> web.Response:
+    _, _, person = await person_of(request)
+    body = await _json(request)
+    result = await publish(
+        request.config_dict[CASES],
+        _case_id(request),
+        person,
+        str(body.get("title", "")),
+        now_ms(),
+    )
+    return web.json_response(result, status=201)
+
+
+async def teaching_library(request: web.Request) -> web.Response:
+    await person_of(request)
+    return web.json_response(library(request.config_dict[CASES], now_ms()))
+
+
+async def add_images(request: web.Request) -> web.Response:
+    _, _, person = await person_of(request)
+    body = await _json(request)
+    result = await request.config_dict[CASES].add_images(
+        _case_id(request), person, str(body.get("study_uid", "")), now_ms()
+    )
+    return web.json_response(result, status=201)
+
+
+async def message(request: web.Request) -> web.Response:
+    _, _, person = await person_of(request)
+    body = await _json(request)
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip():
+        return web.json_response({"error": "text: the message is empty"}, status=400)
+    result = await request.config_dict[CASES].message(_case_id(request), person, text, now_ms())
+    return web.json_response(result, status=201)
+
+
+async def evaluation(request: web.Request) -> web.Response:
+    _, _, person = await person_of(request)
+    body = await _json(request)
+    result = await request.config_dict[CASES].evaluate(_case_id(request), person, body, now_ms())
+    return web.json_response(result, status=201)
+
+
+async def notifications(request: web.Request) -> web.Response:
+    """What happened to this person's cases, and to their groups' (a case offered to
+    the group, escalated): newest first."""
+    _, _, person = await person_of(request)
+    me = person.public.key
+    view = request.config_dict[CASES].view(now_ms())
+    member = view.members.get(me)
+    groups = {g for g, coordinators in view.coordinators.items() if me in coordinators}
+    if member is not None:
+        groups.add(member.body["group"])
+    keys = [me, *sorted(groups)]
+    marks = ", ".join("?" * len(keys))
+    db = request.config_dict[STORE].db
+    cursor = await db.execute(
+        "SELECT case_id, kind, at_ms, person FROM notifications"  # noqa: S608 - marks only
+        f" WHERE person IN ({marks}) OR person IS NULL ORDER BY id DESC LIMIT 200",
+        keys,
+    )
+    listed = [
+        {"case_id": bytes(c).hex(), "kind": k, "at_ms": t, "for": "me" if p == me else "group"}
+        for c, k, t, p in await cursor.fetchall()
+    ]
+    return web.json_response(listed)
+
+
+# --- pairs -------------------------------------------------------------------------------
+
+
+async def pairs_list(request: web.Request) -> web.Response:
+    _, _, person = await person_of(request)
+    return web.json_response(await listed(request.config_dict[CASES], person.public.key, now_ms()))
+
+
+async def pairs_propose(request: web.Request) -> web.Response:
+    _, _, person = await person_of(request)
+    body = await _json(request)
+    quota, delay = body.get("weekly_quota"), body.get("reading_delay_hours")
+    if not isinstance(quota, int) or not isinstance(delay, int):
+        return web.json_response(
+            {"error": "weekly_quota and reading_delay_hours: whole numbers"}, status=400
+        )
+    pair_id = None
+    if body.get("pair_id"):
+        try:
+            pair_id = bytes.fromhex(str(body["pair_id"]))
+        except ValueError:
+            return web.json_response({"error": "pair_id: 32 hex digits"}, status=400)
+    result = await propose(
+        request.config_dict[CASES],
+        person,
+        other=str(body.get("with", "")),
+        weekly_quota=quota,
+        reading_delay_hours=delay,
+        pair_id=pair_id,
+        now=now_ms(),
+    )
+    return web.json_response(result, status=201)
+
+
+async def pairs_change(request: web.Request) -> web.Response:
+    _, _, person = await person_of(request)
+    try:
+        pair_id = bytes.fromhex(request.match_info["id"])
+    except ValueError:
+        return web.json_response({"error": "no such pair"}, status=404)
+    action = request.match_info["action"]
+    service = request.config_dict[CASES]
+    if action == "accept":
+        result = await pairs_module.accept(service, person, pair_id, now_ms())
+    else:
+        status = {"suspend": "suspended", "end": "ended"}[action]
+        result = await pairs_module.change(service, person, pair_id, status, now_ms())
+    return web.json_response(result)
+
+
+# --- figures -----------------------------------------------------------------------------
+
+
+async def metrics(request: web.Request) -> web.Response:
+    await person_of(request)
+    bounds: dict[str, int | None] = {"since_ms": 0, "until_ms": None}
+    for name in bounds:
+        raw = request.query.get(name)
+        if raw is None:
+            continue
+        try:
+            bounds[name] = int(raw)
+        except ValueError:
+            return web.json_response(
+                {"error": f"{name}: a time in ms since 1970, not {raw[:40]!r}"}, status=400
+            )
+    since, until = bounds["since_ms"] or 0, bounds["until_ms"]
+    if until is not None and until <= since:
+        return web.json_response({"error": "until_ms must come after since_ms"}, status=400)
+    mine = await local_figures(request.config_dict[CASES], now_ms(), since, until)
+    if request.query.get("format") == "csv":
+        return web.Response(text=as_csv(mine), content_type="text/csv", charset="utf-8")
+    return web.json_response(mine)
+
+
+async def groups(request: web.Request) -> web.Response:
+    """Groups that could read a case, least loaded first (?subspeciality=...)."""
+    await person_of(request)
+    wanted = request.query.get("subspeciality") or None
+    return web.json_response(group_suggestions(request.config_dict[CASES], now_ms(), wanted))
+
+
+async def network_metrics(request: web.Request) -> web.Response:
+    await person_of(request)
+    return web.json_response(network_figures(request.config_dict[CASES], now_ms()))
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    """For the operator's Prometheus: counts and durations only, no case, no person."""
+    mine = await local_figures(request.app[CASES], now_ms())
+    cursor = await request.app[STORE].db.execute(
+        "SELECT role, state, COUNT(*) FROM bundles GROUP BY role, state"
+    )
+    transfers = {f"{r}:{s}": int(n) for r, s, n in await cursor.fetchall()}
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return web.Response(
+        body=prometheus_text(mine, transfers),
+        headers={"Content-Type": CONTENT_TYPE_LATEST, "X-Content-Type-Options": "nosniff"},
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/cases", answering(submit))
+    app.router.add_get("/v1/cases", answering(listing))
+    app.router.add_get("/v1/cases/{id}", answering(detail))
+    app.router.add_post("/v1/cases/{id}/report", answering(report))
+    app.router.add_post("/v1/cases/{id}/messages", answering(message))
+    app.router.add_post("/v1/cases/{id}/images", answering(add_images))
+    app.router.add_post("/v1/cases/{id}/teaching", answering(teach))
+    app.router.add_get("/v1/teaching", answering(teaching_library))
+    app.router.add_post("/v1/cases/{id}/evaluation", answering(evaluation))
+    app.router.add_post(
+        "/v1/cases/{id}/{event:claim|assign|release|accept|decline|cancel|close}",
+        answering(act),
+    )
+    app.router.add_get("/v1/notifications", answering(notifications))
+    app.router.add_get("/v1/pairs", answering(pairs_list))
+    app.router.add_post("/v1/pairs", answering(pairs_propose))
+    app.router.add_post("/v1/pairs/{id}/{action:accept|suspend|end}", answering(pairs_change))
+    app.router.add_get("/v1/metrics", answering(metrics))
+    app.router.add_get("/v1/metrics/network", answering(network_metrics))
+    app.router.add_get("/v1/groups", answering(groups))

@@ -1,0 +1,82 @@
+"""Resumable uploads from a sender's light client (`tsfnode send`), on the local API.
+
+    POST  /api/v1/uploads            {"size": N}        -> 201 {"id", "offset": 0}
+    GET   /api/v1/uploads/{id}                          -> {"id", "offset", "size"}
+    PATCH /api/v1/uploads/{id}  Upload-Offset: k, bytes -> {"offset"} (409 if k is not it)
+
+When the last byte arrives the node takes the archive into its intake. What arrives was
+de-identified on the sender's computer (same code, the pseudonym map stays there); the
+node checks it says so, and de-identifies anything that does not. Every call needs a
+sender's bearer token (`tsfnode account token`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from tsfnode.appkeys import NODE_DIR, STORE
+from tsfnode.auth.accounts import check_token
+from tsfnode.intake.uploads import UploadFolder, take_in
+from tsfnode.logs import log
+from tsfnode.network.peering import now_ms
+
+
+async def sender_of(request: web.Request) -> tuple[int, str]:
+    header = request.headers.get("Authorization", "")
+    token = header.removeprefix("Bearer ").strip()
+    found = await check_token(request.config_dict[STORE], token, purpose="send", now=now_ms())
+    if found is None or found[2] not in ("sender", "admin"):
+        raise web.HTTPUnauthorized(
+            text="a valid sender token is needed (tsfnode account token)",
+            headers={"WWW-Authenticate": 'Bearer realm="tsfnode"'},
+        )
+    return found[0], found[1]
+
+
+def folder_of(request: web.Request) -> UploadFolder:
+    return UploadFolder(request.config_dict[NODE_DIR].root / "uploads")
+
+
+async def create(request: web.Request) -> web.Response:
+    account, _ = await sender_of(request)
+    try:
+        body = await request.json()
+        size = int(body["size"])
+    except (ValueError, KeyError, TypeError):
+        raise web.HTTPBadRequest(text='send {"size": <bytes>}') from None
+    upload_id = folder_of(request).create(size, account)
+    return web.json_response({"id": upload_id, "offset": 0}, status=201)
+
+
+async def status(request: web.Request) -> web.Response:
+    account, _ = await sender_of(request)
+    part, _meta, info = folder_of(request).owned(request.match_info["id"], account)
+    return web.json_response(
+        {"id": request.match_info["id"], "offset": part.stat().st_size, "size": info["size"]}
+    )
+
+
+async def append(request: web.Request) -> web.Response:
+    account, username = await sender_of(request)
+    uploads = folder_of(request)
+    part, meta, info = uploads.owned(request.match_info["id"], account)
+    offset = await uploads.append(request, part, info)
+    if offset is None:
+        return web.json_response(
+            {"offset": part.stat().st_size, "error": "offset mismatch"}, status=409
+        )
+    if offset < info["size"]:
+        return web.json_response({"offset": offset})
+    report = await asyncio.to_thread(take_in, request.config_dict[NODE_DIR].root, part)
+    part.unlink(missing_ok=True)
+    meta.unlink(missing_ok=True)
+    log("upload received", account=username, files=report["count"])
+    return web.json_response({"offset": offset, "done": True, **report})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/uploads", create)
+    app.router.add_get("/v1/uploads/{id}", status)
+    app.router.add_patch("/v1/uploads/{id}", append)

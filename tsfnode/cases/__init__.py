@@ -1,0 +1,3 @@
+"""Cases between nodes: the case service, who may see a case, pairs, figures, teaching, the
+audit log.
+"""

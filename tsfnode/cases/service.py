@@ -1,0 +1,1172 @@
+"""Cases between nodes: the I/O shell around protocol/cases.py.
+
+A case is kept by the **sender's node** (role ``sender``), which decides its state: it
+applies every request in the order it arrives (so of two claims exactly one wins) and
+tells every node the case was sent to (role ``copy``) what it decided. Everything that
+crosses nodes is a signed document in a sealed bundle, moved by the transfer service
+(durable, resumable, through relays):
+
+- the study's bundle carries the sender's signed ``case_request`` (documents.tsfd) and
+  the images, to the pair's reader's node, or to every node of the group's readers;
+- a copy sends people's requests (``case_event``: claim, assign, release, accept,
+  decline) and the reader's report, addenda and messages to the sender's node;
+- the sender's node sends its decisions (``case_event``: assigned, released, escalated,
+  cancelled, closed), the sender's messages and evaluation, to the copies.
+
+Who may do what is the table of protocol/cases.py; the roles a person holds for a case
+come from the directory (the group's coordinators, its attested members, the pair).
+Every access and transition is written to the audit log (audit_log.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from protocol import cases as machine
+from protocol.bundle import BundleHeader, Manifest
+from protocol.caseform import check_case_form
+from protocol.cases import Case, Effect, Role, Routing, State
+from protocol.directory import View, pair_terms
+from protocol.documents import Document, decode_document, encode_document, split_documents
+from protocol.errors import CaseRefused, MalformedError, ProtocolError
+from protocol.identity import Identity, PublicIdentity
+from protocol.transfer import PRIORITY_DOCUMENT, PRIORITY_ROUTINE, PRIORITY_URGENT
+from tsfnode.cases.audit_log import AuditLog
+from tsfnode.cases.metrics import publish_stats
+from tsfnode.cases.pairs import keep_proposal
+from tsfnode.config import NodeConfig
+from tsfnode.errors import CaseError, NodeError
+from tsfnode.intake.pseudonyms import PseudonymMap
+from tsfnode.logs import log
+from tsfnode.network.directory import DirectoryService
+from tsfnode.network.peering import now_ms
+from tsfnode.nodedir import NodeDir
+from tsfnode.store import Store
+from tsfnode.store.blobs import BlobStore
+from tsfnode.store.cases import case_fields, case_from_row, fetch_dicts, row_with
+from tsfnode.transfers.outbox import queue_bundle
+from tsfnode.transfers.sealing import DOCUMENTS_FILE, seal_documents, seal_study
+from tsfnode.transfers.service import TransferService
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+WEEK_MS = 7 * DAY_MS
+ROUTINGS = {"pair": Routing.PAIR, "group": Routing.GROUP, "community": Routing.COMMUNITY}
+# Requests people send to the sender's node (its decisions are the other case events).
+REQUESTS = ("claim", "assign", "release", "accept", "decline")
+
+
+def _hex(key: bytes | None) -> str | None:
+    return None if key is None else key.hex()
+
+
+def roles_for(case: Case, person: bytes, view: View) -> frozenset[Role]:
+    """The roles ``person`` holds for ``case``, from the directory (the node's own role,
+    NODE, is never a person's: the node passes it itself)."""
+    roles: set[Role] = set()
+    if person == case.sender:
+        roles.add(Role.SENDER)
+    if person == case.reader or (
+        case.routing is Routing.PAIR and person == case.target and case.reader is None
+    ):
+        roles.add(Role.READER)
+    group = case.target
+    if case.routing is Routing.PAIR:  # the pair's reader's group
+        member = view.members.get(case.target)
+        group = member.body["group"] if member is not None else b""
+    if person in view.coordinators.get(group, ()):
+        roles.add(Role.COORDINATOR)
+    member = view.members.get(person)
+    if (
+        member is not None
+        and member.body["group"] == group
+        and member.body["role"] in ("reader", "coordinator")
+    ):
+        roles.add(Role.MEMBER)
+    return frozenset(roles)
+
+
+class CaseService:
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        config: NodeConfig,
+        node_dir: NodeDir,
+        store: Store,
+        blobs: BlobStore,
+        directory: DirectoryService,
+        transfers: TransferService,
+    ) -> None:
+        self.identity = identity
+        self.me = identity.public.key
+        self.config = config
+        self.node_dir = node_dir
+        self.store = store
+        self.db = store.db
+        self.blobs = blobs
+        self.directory = directory
+        self.transfers = transfers
+        self.audit = AuditLog(store)
+        self._lock = asyncio.Lock()  # one decision at a time (claims race here)
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._last_stats = 0
+        transfers.on_opened = self._opened
+        transfers.on_delivered = self._delivered
+
+    # --- life ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                now = now_ms()
+                await self.take_in_received(now)
+                await self.escalate_overdue(now)
+                await self.purge_due(now)
+                if now - self._last_stats >= self.config.cases_stats_interval_ms:
+                    self._last_stats = now
+                    await publish_stats(self, now)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not stop deadlines for good
+                log("case loop error", error=type(exc).__name__, detail=str(exc)[:200])
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.cases_scan_interval_ms / 1000)
+
+    def view(self, now: int) -> View:
+        return self.directory.view(now)
+
+    # --- rows ------------------------------------------------------------------------
+
+    async def row(self, case_id: bytes) -> Any:
+        rows = await fetch_dicts(self.db, "SELECT * FROM cases WHERE case_id = ?", (case_id,))
+        return rows[0] if rows else None
+
+    async def _require(self, case_id: bytes) -> Any:
+        row = await self.row(case_id)
+        if row is None:
+            raise CaseError(404, "no such case on this node")
+        return row
+
+    async def _update(self, case_id: bytes, now: int, **fields: Any) -> None:
+        fields["updated_ms"] = now
+        names = ", ".join(f"{k} = ?" for k in fields)
+        await self.db.execute(
+            f"UPDATE cases SET {names} WHERE case_id = ?",  # noqa: S608 - our own names
+            (*fields.values(), case_id),
+        )
+        await self.db.commit()
+
+    async def _save(self, case: Case, now: int, **extra: Any) -> None:
+        await self._update(case.case_id, now, **case_fields(case), **extra)
+
+    async def _keep_document(self, doc: Document, case_id: bytes, now: int) -> None:
+        await self.db.execute(
+            "INSERT OR IGNORE INTO case_documents (digest, case_id, kind, signer, created_ms,"
+            " received_ms, raw) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (doc.digest, case_id, doc.kind, doc.signer.key, doc.created, now, doc.raw),
+        )
+        await self.db.commit()
+
+    async def documents(self, case_id: bytes, kind: str | None = None) -> list[Document]:
+        query = "SELECT raw FROM case_documents WHERE case_id = ?"
+        args: tuple[Any, ...] = (case_id,)
+        if kind is not None:
+            query += " AND kind = ?"
+            args = (case_id, kind)
+        cursor = await self.db.execute(query + " ORDER BY created_ms, digest", args)
+        return [decode_document(bytes(r[0])) for r in await cursor.fetchall()]
+
+    async def notify(self, person: bytes | None, case_id: bytes, kind: str, now: int) -> None:
+        await self.db.execute(
+            "INSERT INTO notifications (person, case_id, kind, at_ms) VALUES (?, ?, ?, ?)",
+            (person, case_id, kind, now),
+        )
+        await self.db.commit()
+
+    async def _audit(
+        self, actor: bytes, case_id: bytes, action: str, now: int, detail: str = ""
+    ) -> None:
+        await self.audit.append(actor=actor, case_id=case_id, action=action, detail=detail, now=now)
+
+    async def _effects(self, effects: list[Effect], now: int) -> None:
+        for effect in effects:
+            await self.notify(effect.to, effect.case_id, effect.kind, now)
+
+    # --- sending documents -----------------------------------------------------------
+
+    async def _send(
+        self, case_id: bytes, docs: list[bytes], to: list[bytes], purpose: str, now: int
+    ) -> bytes | None:
+        """Seal ``docs`` for the nodes ``to`` (this node left out) and queue them."""
+        header: dict[str, object] = {"type": "documents", "case_id": case_id.hex()}
+        return await self.send_header(case_id, header, to, purpose, now, b"".join(docs))
+
+    async def send_header(
+        self,
+        case_id: bytes,
+        header: dict[str, object],
+        to: list[bytes],
+        purpose: str,
+        now: int,
+        documents: bytes = b"",
+    ) -> bytes | None:
+        recipients = [PublicIdentity(n) for n in dict.fromkeys(to) if n != self.me]
+        if not recipients:
+            return None
+        manifest = await asyncio.to_thread(
+            seal_documents,
+            blobs=self.blobs,
+            sender=self.identity,
+            recipients=recipients,
+            documents=documents,
+            case=header,
+            now=now,
+            priority=PRIORITY_DOCUMENT,
+        )
+        await self.db.execute(
+            "INSERT INTO case_bundles (bundle_id, case_id, purpose) VALUES (?, ?, ?)",
+            (manifest.bundle_id, case_id, purpose),
+        )
+        await queue_bundle(self.db, manifest, sender=self.me, study_uid="", now=now)
+        self.transfers.wake()
+        return manifest.bundle_id
+
+    async def _tell_copies(
+        self, row: Any, event: str, now: int, *, reader: bytes | None = None, note: str = ""
+    ) -> None:
+        """The sender's node tells every node holding the case what it decided."""
+        doc = self._event(row["case_id"], event, self.identity, now, reader=reader, note=note)
+        recipients = [bytes.fromhex(n) for n in json.loads(row["recipients"])]
+        await self._send(bytes(row["case_id"]), [doc], recipients, event, now)
+
+    def _event(
+        self,
+        case_id: bytes,
+        event: str,
+        signer: Identity,
+        now: int,
+        *,
+        reader: bytes | None = None,
+        note: str = "",
+    ) -> bytes:
+        body = {"case_id": case_id, "created": now, "event": event, "reader": reader, "note": note}
+        return encode_document("case_event", body, signer)
+
+    # --- submitting (the sender's node) ----------------------------------------------
+
+    async def week_count(self, pair_id: bytes, now: int) -> int:
+        cursor = await self.db.execute(
+            "SELECT COUNT(*) FROM cases WHERE role = 'sender' AND pair_id = ?"
+            " AND submitted_ms > ? AND state != 'cancelled'",
+            (pair_id, now - WEEK_MS),
+        )
+        row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def submit(
+        self,
+        person: Identity,
+        *,
+        study_uid: str,
+        routing: str,
+        target: str,
+        form: dict[str, Any],
+        over_quota: bool = False,
+        reading_delay_hours: int | None = None,
+        now: int,
+    ) -> dict[str, Any]:
+        """A sender asks for a second opinion on a study of this node's intake."""
+        view = self.view(now)
+        who = person.public.key
+        if view.role_of(who) != "sender":
+            raise CaseError(403, "you are not attested as a sender in the network's directory")
+        if routing not in ROUTINGS:
+            raise CaseError(400, "routing must be pair, group or community")
+        try:
+            form = check_case_form({**form, "study_uid": study_uid})
+        except MalformedError as exc:
+            raise CaseError(400, f"clinical form: {exc}") from None
+        pair_id: bytes | None = None
+        if routing == "pair":
+            try:
+                pair_id = bytes.fromhex(target)
+                record = view.pairs[pair_id]
+            except (ValueError, KeyError):
+                raise CaseError(404, "no such pair in the directory") from None
+            terms = pair_terms(record)
+            if terms["sender"] != who:
+                raise CaseError(403, "you are not the sender of this pair")
+            if terms["status"] != "active":
+                raise CaseError(409, f"the pair is {terms['status']}: no new case can be sent")
+            this_week = await self.week_count(pair_id, now)
+            if this_week >= terms["weekly_quota"] and not over_quota:
+                raise CaseError(
+                    409,
+                    f"the pair's weekly quota is {terms['weekly_quota']} and {this_week} "
+                    "case(s) went this week: send anyway (over_quota) and the reader will "
+                    "be asked to accept it",
+                )
+            target_key = terms["reader"]
+            delay_hours = int(terms["reading_delay_hours"])
+            reader = view.members.get(target_key)
+            if reader is None:
+                raise CaseError(409, "the pair's reader is not attested in the directory")
+            recipients = [reader.body["home_node"]]
+        else:
+            try:
+                target_key = PublicIdentity.from_text(target).key
+            except ProtocolError:
+                raise CaseError(400, "target must be a group's id") from None
+            cert = view.groups.get(target_key)
+            wanted = "community" if routing == "community" else None
+            if cert is None or (wanted and cert.body["kind"] != wanted):
+                raise CaseError(404, f"no such {routing} in the directory")
+            if routing == "group" and cert.body["kind"] == "community":
+                raise CaseError(400, "this group is a community: route the case to it as such")
+            delay_hours = reading_delay_hours or self.config.cases_reading_delay_hours
+            readers = {
+                m.body["home_node"]
+                for m in view.members.values()
+                if m.body["group"] == target_key and m.body["role"] in ("reader", "coordinator")
+            }
+            for coordinator in view.coordinators.get(target_key, ()):
+                member = view.members.get(coordinator)
+                if member is not None:
+                    readers.add(member.body["home_node"])
+            recipients = sorted(n for n in readers if n != self.me)
+            if not recipients:
+                raise CaseError(409, "no reader of this group has a node in the directory yet")
+            over_quota = False
+        case_id = os.urandom(16)
+        request = encode_document(
+            "case_request",
+            {
+                "case_id": case_id,
+                "created": now,
+                "sender_node": self.me,
+                "routing": routing,
+                "target": target_key,
+                "pair_id": pair_id,
+                "reading_delay_hours": delay_hours,
+                "over_quota": bool(over_quota),
+                "part": 0,
+                "form": form,
+            },
+            person,
+        )
+        urgent = form["urgency"] == "urgent"
+        sealed = await self._seal(case_id, study_uid, request, recipients, urgent, now)
+        case = Case(
+            case_id=case_id,
+            sender=who,
+            routing=ROUTINGS[routing],
+            target=target_key,
+            delay_ms=delay_hours * HOUR_MS,
+            needs_acceptance=bool(over_quota),
+        )
+        case, _ = machine.apply(case, "submit", by=who, roles=frozenset({Role.SENDER}), now=now)
+        case, _ = machine.apply(case, "send", by=self.me, roles=frozenset({Role.NODE}), now=now)
+        await self.db.execute(
+            "INSERT INTO cases (case_id, role, state, routing, target, pair_id, sender,"
+            " sender_node, delay_ms, needs_acceptance, urgent, study_uid, recipients, form,"
+            " submitted_ms, updated_ms) VALUES (?, 'sender', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            " ?, ?, ?, ?)",
+            (
+                case_id,
+                case.state.value,
+                routing,
+                target_key,
+                pair_id,
+                who,
+                self.me,
+                case.delay_ms,
+                int(case.needs_acceptance),
+                int(urgent),
+                study_uid,
+                json.dumps([n.hex() for n in recipients]),
+                json.dumps(form, ensure_ascii=False),
+                now,
+                now,
+            ),
+        )
+        await self._keep_document(decode_document(request), case_id, now)
+        await self._queue_images(case_id, sealed, study_uid, now)
+        await self._audit(who, case_id, "submit", now, f"{routing} to {len(recipients)} node(s)")
+        log("case submitted", case=case_id.hex()[:8], routing=routing, nodes=len(recipients))
+        return {
+            "case_id": case_id.hex(),
+            "state": case.state.value,
+            "bundle_id": sealed.bundle_id.hex(),
+            "over_quota": bool(over_quota),
+        }
+
+    async def add_images(
+        self, case_id: bytes, person: Identity, study_uid: str, now: int
+    ) -> dict[str, Any]:
+        """The sender adds images to an open case (e.g. the lateral view a reader asked
+        for): a study of the intake, sealed with the case's request as part n."""
+        async with self._lock:
+            row, case, who, roles = await self._acting(
+                case_id,
+                person,
+                now,
+                kept_as="sender",
+                where="images are added on the sender's node",
+            )
+            _step(case, "add_images", who, roles, now)
+            first = (await self.documents(case_id, "case_request"))[0].body
+            parts = len(await self.bundles(case_id, "images"))
+            request = encode_document(
+                "case_request",
+                {**first, "created": now, "part": parts, "over_quota": False},
+                person,
+            )
+            recipients = [bytes.fromhex(n) for n in json.loads(row["recipients"])]
+            manifest = await self._seal(
+                case_id, study_uid, request, recipients, bool(row["urgent"]), now
+            )
+            await self._keep_document(decode_document(request), case_id, now)
+            await self._queue_images(case_id, manifest, study_uid, now)
+            await self._audit(who, case_id, "add_images", now, f"part {parts}")
+            return {"bundle_id": manifest.bundle_id.hex(), "part": parts}
+
+    async def _seal(
+        self,
+        case_id: bytes,
+        study_uid: str,
+        request: bytes,
+        recipients: list[bytes],
+        urgent: bool,
+        now: int,
+    ) -> Manifest:
+        """Seal a study of the intake with the case's request, for ``recipients``
+        (NodeError if it is not in the intake or not reviewed)."""
+        sealed = await asyncio.to_thread(
+            seal_study,
+            intake=self.node_dir.intake,
+            blobs=self.blobs,
+            scratch=self.node_dir.root / "tmp",
+            sender=self.identity,
+            recipients=[PublicIdentity(n) for n in recipients],
+            study_uid=study_uid,
+            case={"type": "case", "case_id": case_id.hex()},
+            priority=PRIORITY_URGENT if urgent else PRIORITY_ROUTINE,
+            now=now,
+            documents=request,
+        )
+        return sealed.manifest
+
+    async def _queue_images(
+        self, case_id: bytes, manifest: Manifest, study_uid: str, now: int
+    ) -> None:
+        """Record a sealed bundle as the case's images and put it in the outbox."""
+        await self.db.execute(
+            "INSERT INTO case_bundles (bundle_id, case_id, purpose) VALUES (?, ?, 'images')",
+            (manifest.bundle_id, case_id),
+        )
+        await queue_bundle(self.db, manifest, sender=self.me, study_uid=study_uid, now=now)
+        self.transfers.wake()
+
+    # --- bundles in and out (transfer hooks) -----------------------------------------
+
+    async def _delivered(self, bundle_id: bytes, recipient: bytes, now: int) -> None:
+        cursor = await self.db.execute(
+            "SELECT case_id, purpose FROM case_bundles WHERE bundle_id = ?", (bundle_id,)
+        )
+        found = await cursor.fetchone()
+        if found is None:
+            return
+        case_id, purpose = bytes(found[0]), str(found[1])
+        async with self._lock:
+            row = await self.row(case_id)
+            if row is None:
+                return
+            case = case_from_row(row)
+            if purpose == "images" and row["role"] == "sender":
+                if case.state in (State.SUBMITTED, State.IN_TRANSIT):
+                    case, effects = machine.apply(
+                        case, "deliver", by=self.me, roles=frozenset({Role.NODE}), now=now
+                    )
+                    await self._save(case, now)
+                    await self._effects(effects, now)
+                    await self._audit(recipient, case_id, "deliver", now, case.state.value)
+            elif purpose == "report" and row["role"] == "copy":
+                if case.state is State.REPORTED:
+                    case, _ = machine.apply(
+                        case, "deliver_report", by=self.me, roles=frozenset({Role.NODE}), now=now
+                    )
+                    await self._save(case, now)
+                    await self._audit(recipient, case_id, "deliver_report", now)
+
+    async def _opened(self, manifest: Manifest, header: BundleHeader, folder: Path) -> None:
+        self._wake.set()  # take_in_received picks it up (and again after a restart)
+
+    async def take_in_received(self, now: int) -> None:
+        """Bundles opened here that no case has taken in yet (a bundle whose sender is not
+        yet in this node's directory waits for the next scan)."""
+        cursor = await self.db.execute(
+            "SELECT b.bundle_id, b.manifest FROM bundles b LEFT JOIN case_bundles c"
+            " ON c.bundle_id = b.bundle_id WHERE b.role = 'inbox' AND b.state = 'complete'"
+            " AND c.bundle_id IS NULL ORDER BY b.completed_ms"
+        )
+        for bundle_id, raw in await cursor.fetchall():
+            folder = self.transfers.received_folder(bytes(bundle_id))
+            try:
+                case_meta = json.loads((folder / "case.json").read_text("utf-8"))
+                data = (folder / "files" / DOCUMENTS_FILE).read_bytes()
+            except (OSError, ValueError):
+                await self._mark(bytes(bundle_id), b"", "not a case")
+                continue
+            sender_node = Manifest.decode(bytes(raw)).sender.key
+            try:
+                async with self._lock:
+                    outcome = await self._take_bundle(
+                        bytes(bundle_id), case_meta, data, sender_node, now
+                    )
+            except ProtocolError as exc:
+                outcome = f"refused: {exc}"
+            if outcome is not None:
+                log("case bundle taken in", bundle=bytes(bundle_id).hex()[:8], outcome=outcome)
+
+    async def _mark(self, bundle_id: bytes, case_id: bytes, purpose: str) -> None:
+        await self.db.execute(
+            "INSERT OR REPLACE INTO case_bundles (bundle_id, case_id, purpose) VALUES (?, ?, ?)",
+            (bundle_id, case_id, purpose),
+        )
+        await self.db.commit()
+
+    async def _take_bundle(
+        self, bundle_id: bytes, meta: dict[str, Any], data: bytes, sender_node: bytes, now: int
+    ) -> str | None:
+        docs = [decode_document(d) for d in split_documents(data)]
+        kind = meta.get("type")
+        if kind == "case":
+            if not docs or docs[0].kind != "case_request":
+                await self._mark(bundle_id, b"", "refused: no case request")
+                return "refused: no case request"
+            return await self._take_request(bundle_id, docs[0], sender_node, now)
+        if kind == "documents":
+            case_id = bytes.fromhex(str(meta.get("case_id", "")))
+            row = await self.row(case_id)
+            if row is None:
+                # the case's own bundle may still be on its way: wait for it (bounded by
+                # the bundle's expiry, after which the transfer service drops it)
+                return None
+            for doc in docs:
+                await self._take_document(row, doc, sender_node, now)
+                row = await self.row(case_id)
+            await self._mark(bundle_id, case_id, "documents in")
+            return f"{len(docs)} document(s)"
+        if kind == "pair_proposal":
+            try:
+                outcome = await keep_proposal(
+                    self,
+                    bytes.fromhex(str(meta["terms"])),
+                    bytes.fromhex(str(meta["countersignature"])),
+                    bytes.fromhex(str(meta["proposer"])),
+                    now,
+                )
+            except (KeyError, ValueError):
+                outcome = "refused: not a pair proposal"
+            await self._mark(bundle_id, b"", outcome)
+            return outcome
+        await self._mark(bundle_id, b"", "not a case")
+        return None
+
+    async def _take_request(
+        self, bundle_id: bytes, request: Document, sender_node: bytes, now: int
+    ) -> str | None:
+        body = request.body
+        view = self.view(now)
+        if view.role_of(request.signer.key) != "sender":
+            return None  # not (yet) known as a sender here: try again at the next scan
+        if body["sender_node"] != sender_node:
+            await self._mark(bundle_id, body["case_id"], "refused: sealed by another node")
+            return "refused: the request names another sender node"
+        case_id = bytes(body["case_id"])
+        row = await self.row(case_id)
+        if row is not None:  # images added to the case
+            if request.signer.key != bytes(row["sender"]):
+                await self._mark(bundle_id, case_id, "refused: images from another sender")
+                return "refused: images from another sender"
+            await self._mark(bundle_id, case_id, f"images part {body['part']}")
+            await self._keep_document(request, case_id, now)
+            await self.notify(row["reader"], case_id, "images_added", now)
+            await self._audit(request.signer.key, case_id, "add_images", now)
+            return "images added"
+        try:
+            form = check_case_form(body["form"])
+        except MalformedError as exc:
+            await self._mark(bundle_id, case_id, f"refused: {exc}")
+            return f"refused: {exc}"
+        case = Case(
+            case_id=case_id,
+            sender=request.signer.key,
+            routing=ROUTINGS[body["routing"]],
+            target=bytes(body["target"]),
+            delay_ms=int(body["reading_delay_hours"]) * HOUR_MS,
+            state=State.IN_TRANSIT,
+            submitted_ms=int(body["created"]),
+            needs_acceptance=bool(body["over_quota"]),
+        )
+        case, effects = machine.apply(
+            case, "deliver", by=self.me, roles=frozenset({Role.NODE}), now=now
+        )
+        await self._mark(bundle_id, case_id, "images")  # its images known before it shows
+        await self.db.execute(
+            "INSERT INTO cases (case_id, role, state, routing, target, pair_id, sender,"
+            " sender_node, delay_ms, needs_acceptance, urgent, form, recipients, updated_ms)"
+            " VALUES (?, 'copy', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '[]', ?)",
+            (
+                case_id,
+                case.state.value,
+                case.routing.value,
+                case.target,
+                body["pair_id"],
+                case.sender,
+                sender_node,
+                case.delay_ms,
+                int(case.needs_acceptance),
+                int(form["urgency"] == "urgent"),
+                json.dumps(form, ensure_ascii=False),
+                now,
+            ),
+        )
+        await self._save(case, now)
+        await self._keep_document(request, case_id, now)
+        await self._effects(effects, now)
+        await self._audit(sender_node, case_id, "receive", now, case.state.value)
+        return case.state.value
+
+    async def _take_document(self, row: Any, doc: Document, sender_node: bytes, now: int) -> None:
+        case_id = bytes(row["case_id"])
+        if bytes(doc.body["case_id"]) != case_id:
+            log("case document for another case ignored", case=case_id.hex()[:8])
+            return
+        if row["role"] == "sender":
+            await self._at_sender(row, doc, now)
+        else:
+            await self._at_copy(row, doc, sender_node, now)
+
+    async def _at_sender(self, row: Any, doc: Document, now: int) -> None:
+        """A person's request, report, addendum or message reaches the deciding node."""
+        case = case_from_row(row)
+        who = doc.signer.key
+        roles = roles_for(case, who, self.view(now))
+        case_id = case.case_id
+        try:
+            if doc.kind == "case_event" and doc.body["event"] in (*REQUESTS, "cancel", "close"):
+                event = doc.body["event"]
+                if event == "assign":
+                    reader = doc.body["reader"]
+                    if reader is None:
+                        raise CaseRefused("assign names no reader")
+                    member = self.view(now).members.get(reader)
+                    if member is None or member.body["role"] not in ("reader", "coordinator"):
+                        raise CaseRefused("the reader named is not an attested reader")
+                    case, effects = machine.assign_to(case, reader, by=who, roles=roles, now=now)
+                else:
+                    case, effects = machine.apply(case, event, by=who, roles=roles, now=now)
+                await self._save(case, now)
+                await self._keep_document(doc, case_id, now)
+                await self._effects(effects, now)
+                await self._audit(who, case_id, event, now, case.state.value)
+                decided = row_with(row, case)
+                if case.state is State.ASSIGNED:
+                    await self._tell_copies(decided, "assigned", now, reader=case.reader)
+                elif case.state is State.DELIVERED:
+                    await self._tell_copies(decided, "released", now)
+                elif case.state is State.CANCELLED:
+                    note = "declined by the reader" if event == "decline" else ""
+                    await self._tell_copies(decided, "cancelled", now, note=note)
+                elif case.state is State.CLOSED:
+                    await self._tell_copies(decided, "closed", now)
+            elif doc.kind == "report":
+                first = case.state is State.ASSIGNED
+                event = "report" if first else "addendum"
+                case, _ = machine.apply(case, event, by=who, roles=roles, now=doc.created)
+                if first:
+                    case, effects = machine.apply(
+                        case, "deliver_report", by=self.me, roles=frozenset({Role.NODE}), now=now
+                    )
+                    await self._effects(effects, now)
+                await self._save(case, now, image_quality=doc.body["image_quality"])
+                await self._keep_document(doc, case_id, now)
+                await self._audit(who, case_id, event, now, doc.body["image_quality"])
+                if first:  # the group's other nodes: the case is answered
+                    await self._tell_copies(row_with(row, case), "reported", now, reader=who)
+            elif doc.kind == "case_message":
+                machine.apply(case, "message", by=who, roles=roles, now=now)
+                await self._keep_document(doc, case_id, now)
+                await self.notify(case.sender, case_id, "message", now)
+                await self._audit(who, case_id, "message", now)
+            else:
+                raise CaseRefused(f"a {doc.kind} is not for the sender's node")
+        except CaseRefused as exc:
+            await self._audit(who, case_id, f"refused {doc.kind}", now, str(exc)[:300])
+            log("case request refused", case=case_id.hex()[:8], why=str(exc)[:200])
+
+    async def _at_copy(self, row: Any, doc: Document, sender_node: bytes, now: int) -> None:
+        """The deciding node's decisions, the sender's messages and evaluation."""
+        case = case_from_row(row)
+        case_id = case.case_id
+        if sender_node != bytes(row["sender_node"]):
+            log("case document from another node ignored", case=case_id.hex()[:8])
+            return
+        if doc.kind == "case_event" and doc.signer.key == sender_node:
+            event = doc.body["event"]
+            if event == "assigned":
+                case = replace(case, state=State.ASSIGNED, reader=doc.body["reader"])
+                await self.notify(case.reader, case_id, "assigned", now)
+            elif event in ("released", "escalated"):
+                passed = case.passed_over | ({case.reader} if case.reader else set())
+                case = replace(
+                    case,
+                    state=State.DELIVERED,
+                    reader=None,
+                    passed_over=passed if event == "escalated" else case.passed_over,
+                    escalations=case.escalations + (event == "escalated"),
+                    due_ms=now + case.delay_ms if event == "escalated" else case.due_ms,
+                )
+                await self.notify(None, case_id, "offered" if event == "released" else event, now)
+            elif event == "reported":
+                if case.state not in (State.DELIVERED, State.ASSIGNED):
+                    return  # the reader's own node is there already
+                case = replace(case, state=State.REPORT_DELIVERED, reader=doc.body["reader"])
+            elif event == "cancelled":
+                case = replace(case, state=State.CANCELLED, closed_ms=now)
+            elif event == "closed":
+                case = replace(case, state=State.CLOSED, closed_ms=now)
+            else:
+                return
+            await self._save(case, now, claim_sent_by=None)
+            await self._keep_document(doc, case_id, now)
+            await self._audit(sender_node, case_id, event, now, case.state.value)
+        elif doc.kind == "evaluation" and doc.signer.key == case.sender:
+            if case.state is State.REPORTED:  # the report's receipt is not back yet
+                case = replace(case, state=State.REPORT_DELIVERED, report_back_ms=now)
+            try:
+                case, _ = machine.apply(
+                    case, "evaluate", by=case.sender, roles=frozenset({Role.SENDER}), now=now
+                )
+            except CaseRefused as exc:
+                log("evaluation refused", case=case_id.hex()[:8], why=str(exc)[:200])
+                return
+            await self._save(case, now, evaluated_ms=now, useful=int(doc.body["useful"]))
+            await self._keep_document(doc, case_id, now)
+            await self.notify(case.reader, case_id, "evaluated", now)
+            await self._audit(case.sender, case_id, "evaluate", now)
+        elif doc.kind == "case_message" and doc.signer.key == case.sender:
+            await self._keep_document(doc, case_id, now)
+            await self.notify(case.reader, case_id, "message", now)
+            await self._audit(case.sender, case_id, "message", now)
+        else:
+            log("case document ignored", case=case_id.hex()[:8], kind=doc.kind)
+
+    # --- what people do --------------------------------------------------------------
+
+    async def _acting(
+        self, case_id: bytes, person: Identity, now: int, *, kept_as: str = "", where: str = ""
+    ) -> tuple[dict[str, Any], Case, bytes, frozenset[Role]]:
+        """The case's row, the case, the person's key and roles, for a person acting on
+        a case here (409 ``where`` when this node does not keep it as ``kept_as``)."""
+        row = await self._require(case_id)
+        if kept_as and row["role"] != kept_as:
+            raise CaseError(409, where)
+        case = case_from_row(row)
+        who = person.public.key
+        roles = roles_for(case, who, self.view(now))
+        return row, case, who, roles
+
+    async def act(
+        self,
+        case_id: bytes,
+        person: Identity,
+        event: str,
+        now: int,
+        *,
+        reader: bytes | None = None,
+        note: str = "",
+    ) -> dict[str, Any]:
+        """claim, assign, release, accept, decline (asked of the sender's node from a
+        copy; decided at once on the sender's node), cancel and close (the sender)."""
+        async with self._lock:
+            row, case, who, roles = await self._acting(case_id, person, now)
+            if event != "assign":
+                _step(case, event, who, roles, now)
+            elif reader is None:
+                raise CaseError(400, "assign needs the reader's id")
+            else:
+                try:
+                    machine.assign_to(case, reader, by=who, roles=roles, now=now)
+                except CaseRefused as exc:
+                    raise CaseError(409, str(exc)) from None
+            if row["role"] == "copy":
+                if event not in REQUESTS:
+                    raise CaseError(409, f"only the sender's node can {event} this case")
+                doc = self._event(case_id, event, person, now, reader=reader, note=note)
+                await self._send(case_id, [doc], [bytes(row["sender_node"])], event, now)
+                await self._keep_document(decode_document(doc), case_id, now)
+                await self._update(case_id, now, claim_sent_by=who)
+                await self._audit(who, case_id, f"ask {event}", now)
+                return {"state": case.state.value, "asked": event}
+            doc = self._event(case_id, event, person, now, reader=reader, note=note)
+            await self._at_sender(row, decode_document(doc), now)
+            row = await self._require(case_id)
+            return {"state": row["state"]}
+
+    async def report(
+        self, case_id: bytes, person: Identity, fields: dict[str, Any], now: int
+    ) -> dict[str, Any]:
+        """The reader signs a report (or an addendum, once reported) and sends it back."""
+        async with self._lock:
+            row, case, who, roles = await self._acting(
+                case_id,
+                person,
+                now,
+                kept_as="copy",
+                where="reports are written on the reader's node",
+            )
+            first = case.state is State.ASSIGNED
+            previous = await self.documents(case_id, "report")
+            case = _step(case, "report" if first else "addendum", who, roles, now)
+            body = {
+                "case_id": case_id,
+                "bundle_id": await self._images_bundle(case_id),
+                "created": now,
+                "language": str(fields.get("language") or "fr"),
+                "findings": str(fields.get("findings", "")),
+                "impression": str(fields.get("impression", "")),
+                "recommendations": str(fields.get("recommendations", "")),
+                "image_quality": fields.get("image_quality"),
+                "quality_reason": str(fields.get("quality_reason", "")),
+                "supersedes": None if first or not previous else previous[-1].digest,
+            }
+            if not body["findings"] and not body["impression"]:
+                raise CaseError(400, "a report needs findings or an impression")
+            try:
+                raw = encode_document("report", body, person)
+            except ProtocolError as exc:
+                raise CaseError(400, f"report: {exc}") from None
+            purpose = "report" if first else "addendum"
+            await self._send(case_id, [raw], [bytes(row["sender_node"])], purpose, now)
+            await self._keep_document(decode_document(raw), case_id, now)
+            await self._save(case, now, image_quality=body["image_quality"])
+            await self._audit(who, case_id, purpose, now, str(body["image_quality"]))
+            return {"state": case.state.value, "report": decode_document(raw).digest.hex()}
+
+    async def _images_bundle(self, case_id: bytes) -> bytes:
+        cursor = await self.db.execute(
+            "SELECT bundle_id FROM case_bundles WHERE case_id = ? AND purpose = 'images'",
+            (case_id,),
+        )
+        row = await cursor.fetchone()
+        return bytes(16) if row is None else bytes(row[0])
+
+    async def message(
+        self, case_id: bytes, person: Identity, text: str, now: int
+    ) -> dict[str, Any]:
+        async with self._lock:
+            row, case, who, roles = await self._acting(case_id, person, now)
+            _step(case, "message", who, roles, now)
+            try:
+                raw = encode_document(
+                    "case_message",
+                    {
+                        "case_id": case_id,
+                        "message_id": os.urandom(16),
+                        "created": now,
+                        "text": text,
+                        "in_reply_to": None,
+                        "extra": None,
+                    },
+                    person,
+                )
+            except ProtocolError as exc:
+                raise CaseError(400, f"message: {exc}") from None
+            if row["role"] == "sender":
+                to = [bytes.fromhex(n) for n in json.loads(row["recipients"])]
+            else:
+                to = [bytes(row["sender_node"])]
+            await self._send(case_id, [raw], to, "message", now)
+            await self._keep_document(decode_document(raw), case_id, now)
+            await self._audit(who, case_id, "message", now)
+            return {"sent": True}
+
+    async def evaluate(
+        self, case_id: bytes, person: Identity, fields: dict[str, Any], now: int
+    ) -> dict[str, Any]:
+        """The sender rates the opinion; the evaluation goes to the reader's node."""
+        async with self._lock:
+            row, case, who, roles = await self._acting(
+                case_id,
+                person,
+                now,
+                kept_as="sender",
+                where="evaluations are written on the sender's node",
+            )
+            case = _step(case, "evaluate", who, roles, now)
+            (report, *_) = await self.documents(case_id, "report")
+            try:
+                raw = encode_document(
+                    "evaluation",
+                    {
+                        "case_id": case_id,
+                        "report": report.digest,
+                        "created": now,
+                        "relevant": _bool(fields, "relevant"),
+                        "useful": _bool(fields, "useful"),
+                        "changed_management": _bool(fields, "changed_management"),
+                        "teaching_consent": bool(fields.get("teaching_consent", False)),
+                        "comment": str(fields.get("comment", "")),
+                    },
+                    person,
+                )
+            except ProtocolError as exc:
+                raise CaseError(400, f"evaluation: {exc}") from None
+            reader = self.view(now).members.get(case.reader or b"")
+            to = (
+                [reader.body["home_node"]]
+                if reader is not None
+                else [bytes.fromhex(n) for n in json.loads(row["recipients"])]
+            )
+            await self._send(case_id, [raw], to, "evaluation", now)
+            await self._keep_document(decode_document(raw), case_id, now)
+            await self._save(case, now, evaluated_ms=now, useful=int(_bool(fields, "useful")))
+            await self._audit(who, case_id, "evaluate", now)
+            return {"state": case.state.value}
+
+    # --- deadlines and retention -----------------------------------------------------
+
+    async def escalate_overdue(self, now: int) -> int:
+        """The sender's node gives an overdue case back to the group (and says so)."""
+        cursor = await self.db.execute(
+            "SELECT case_id FROM cases WHERE role = 'sender' AND state IN ('delivered',"
+            " 'assigned') AND due_ms IS NOT NULL AND due_ms < ?",
+            (now,),
+        )
+        done = 0
+        for (case_id,) in await cursor.fetchall():
+            async with self._lock:
+                row = await self.row(bytes(case_id))
+                case = case_from_row(row)
+                if not case.overdue(now):
+                    continue
+                late = case.reader
+                case, effects = machine.apply(
+                    case, "escalate", by=self.me, roles=frozenset({Role.NODE}), now=now
+                )
+                await self._save(case, now)
+                await self._effects(effects, now)
+                await self._audit(self.me, case.case_id, "escalate", now, f"#{case.escalations}")
+                if case.routing is Routing.PAIR:
+                    row = await self._offer_to_readers_group(row, now)
+                await self._tell_copies(
+                    row_with(row, case), "escalated", now, reader=late, note="overdue"
+                )
+                log("case escalated", case=case.case_id.hex()[:8], times=case.escalations)
+                done += 1
+        return done
+
+    async def _offer_to_readers_group(self, row: dict[str, Any], now: int) -> dict[str, Any]:
+        """An overdue pair's case goes to the reader's group: the study is sealed again,
+        with the sender's signed request, for the group's nodes that do not hold it (the
+        escalation that follows tells them the case waits for a reader)."""
+        view = self.view(now)
+        reader = view.members.get(bytes(row["target"]))
+        if reader is None:
+            return row
+        group = reader.body["group"]
+        people = [
+            m
+            for m in view.members.values()
+            if m.body["group"] == group and m.body["role"] in ("reader", "coordinator")
+        ]
+        held = json.loads(row["recipients"])
+        new = sorted(
+            {m.body["home_node"] for m in people} - {self.me} - {bytes.fromhex(n) for n in held}
+        )
+        if not new:
+            return row
+        (request, *_) = await self.documents(bytes(row["case_id"]), "case_request")
+        try:
+            manifest = await self._seal(  # late already: sent as urgent
+                bytes(row["case_id"]), str(row["study_uid"]), request.raw, new, True, now
+            )
+        except NodeError as exc:  # the study is no longer in the intake
+            log("escalation not sent to the group", why=str(exc)[:200])
+            return row
+        await self._queue_images(bytes(row["case_id"]), manifest, str(row["study_uid"]), now)
+        recipients = json.dumps([*held, *(n.hex() for n in new)])
+        await self._update(bytes(row["case_id"]), now, recipients=recipients)
+        await self._audit(
+            self.me, bytes(row["case_id"]), "offer to group", now, f"{len(new)} node(s)"
+        )
+        return {**row, "recipients": recipients}
+
+    async def purge_due(self, now: int) -> int:
+        """Images of cases closed (or cancelled) longer ago than the retention delay are
+        deleted, here and in the transfer tables (with the manifests, and so the wrapped
+        bundle keys); reports, evaluations and messages are kept."""
+        keep_ms = self.config.cases_retention_days * DAY_MS
+        cursor = await self.db.execute(
+            "SELECT case_id FROM cases WHERE state IN ('closed', 'cancelled')"
+            " AND COALESCE(closed_ms, updated_ms) + ? <= ?",
+            (keep_ms, now),
+        )
+        done = 0
+        for (case_id,) in await cursor.fetchall():
+            async with self._lock:
+                row = await self.row(bytes(case_id))
+                deleted = await self._delete_images(row)
+                case, _ = machine.apply(
+                    case_from_row(row), "purge", by=self.me, roles=frozenset({Role.NODE}), now=now
+                )
+                await self._save(case, now, purged_ms=now)
+                await self._audit(self.me, case.case_id, "purge", now, f"{deleted} bundle(s)")
+                log("case images purged", case=case.case_id.hex()[:8], bundles=deleted)
+                done += 1
+        return done
+
+    async def _delete_images(self, row: Any) -> int:
+        case_id = bytes(row["case_id"])
+        cursor = await self.db.execute(
+            "SELECT c.bundle_id, b.manifest, b.study_uid FROM case_bundles c JOIN bundles b"
+            " ON b.bundle_id = c.bundle_id WHERE c.case_id = ? AND c.purpose LIKE 'images%'",
+            (case_id,),
+        )
+        found = list(await cursor.fetchall())
+        studies = {str(row["study_uid"])} if row["role"] == "sender" else set()
+        for bundle_id, raw, study_uid in found:
+            manifest = Manifest.decode(bytes(raw))
+            await asyncio.to_thread(self._delete_bundle_files, manifest)
+            await self.db.execute("DELETE FROM deliveries WHERE bundle_id = ?", (bundle_id,))
+            await self.db.execute("DELETE FROM bundles WHERE bundle_id = ?", (bundle_id,))
+            if row["role"] == "sender" and study_uid:
+                studies.add(str(study_uid))
+        for study_uid in sorted(s for s in studies if s):
+            folder = self.node_dir.intake / study_uid
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+        await self.db.commit()
+        return len(found)
+
+    def _delete_bundle_files(self, manifest: Manifest) -> None:
+        for i in range(manifest.chunk_count):
+            self.blobs.delete(manifest.chunk_hash(i))
+        self.transfers.chunks.delete(manifest.bundle_id)
+        shutil.rmtree(self.transfers.received_folder(manifest.bundle_id), ignore_errors=True)
+
+    # --- reading ---------------------------------------------------------------------
+
+    async def visible(self, person: bytes, now: int) -> list[Any]:
+        """The cases of this node a person may see: theirs as sender, those they read,
+        those offered to their group."""
+        view = self.view(now)
+        out = []
+        for row in await fetch_dicts(self.db, "SELECT * FROM cases ORDER BY updated_ms DESC"):
+            case = case_from_row(row)
+            if roles_for(case, person, view):
+                out.append(row)
+        return out
+
+    async def detail(self, case_id: bytes, person: bytes, now: int) -> dict[str, Any]:
+        row = await self._require(case_id)
+        case = case_from_row(row)
+        roles = roles_for(case, person, self.view(now))
+        if not roles:
+            raise CaseError(403, "this case is not yours to see")
+        await self._audit(person, case_id, "view", now)
+        out = summary(row)
+        out["roles"] = sorted(r.value for r in roles)
+        out["form"] = json.loads(row["form"])
+        out["documents"] = [document_json(d) for d in await self.documents(case_id)]
+        if row["role"] == "copy":
+            out["images"] = [
+                str(self.transfers.received_folder(b).relative_to(self.node_dir.root))
+                for b in await self.bundles(case_id, "images")
+            ]
+        if row["role"] == "sender" and Role.SENDER in roles:
+            out["patient"] = await asyncio.to_thread(self._patient, str(row["study_uid"]))
+        return out
+
+    async def bundles(self, case_id: bytes, purpose: str = "images") -> list[bytes]:
+        cursor = await self.db.execute(
+            "SELECT bundle_id FROM case_bundles WHERE case_id = ? AND purpose LIKE ?",
+            (case_id, purpose + "%"),
+        )
+        return [bytes(r[0]) for r in await cursor.fetchall()]
+
+    def _patient(self, study_uid: str) -> dict[str, str] | None:
+        """The real patient of a case, from the encrypted pseudonym map: only on the
+        sender's node, only for the sender, never logged."""
+        return PseudonymMap(self.node_dir.pseudonyms).patient_of_study(study_uid)
+
+
+def _step(case: Case, event: str, who: bytes, roles: frozenset[Role], now: int) -> Case:
+    """The case after a person's ``event``; 409 with the table's reason if refused."""
+    try:
+        return machine.apply(case, event, by=who, roles=roles, now=now)[0]
+    except CaseRefused as exc:
+        raise CaseError(409, str(exc)) from None
+
+
+def _bool(fields: dict[str, Any], name: str) -> bool:
+    value = fields.get(name)
+    if not isinstance(value, bool):
+        raise CaseError(400, f"evaluation: {name} must be true or false")
+    return value
+
+
+def summary(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "case_id": bytes(row["case_id"]).hex(),
+        "kept_as": row["role"],
+        "state": row["state"],
+        "routing": row["routing"],
+        "target": bytes(row["target"]).hex(),
+        "sender": bytes(row["sender"]).hex(),
+        "sender_node": bytes(row["sender_node"]).hex(),
+        "reader": _hex(row["reader"]),
+        "claim_sent_by": _hex(row["claim_sent_by"]),
+        "urgent": bool(row["urgent"]),
+        "needs_acceptance": bool(row["needs_acceptance"]),
+        "submitted_ms": row["submitted_ms"],
+        "delivered_ms": row["delivered_ms"],
+        "due_ms": row["due_ms"],
+        "reported_ms": row["reported_ms"],
+        "report_back_ms": row["report_back_ms"],
+        "evaluated_ms": row["evaluated_ms"],
+        "closed_ms": row["closed_ms"],
+        "purged_ms": row["purged_ms"],
+        "escalations": row["escalations"],
+        "image_quality": row["image_quality"],
+        "useful": None if row["useful"] is None else bool(row["useful"]),
+    }
+
+
+def document_json(doc: Document) -> dict[str, Any]:
+    body = {
+        k: (v.hex() if isinstance(v, bytes) else v)
+        for k, v in doc.body.items()
+        if k not in ("form",)
+    }
+    return {"kind": doc.kind, "signer": doc.signer.key.hex(), "digest": doc.digest.hex(), **body}

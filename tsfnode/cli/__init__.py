@@ -1,0 +1,1 @@
+"""The `tsfnode` command line: each sub-command's parser and its handler."""

@@ -1,0 +1,389 @@
+"""`make demo`: a small local network of real node processes on 127.0.0.1.
+
+Three nodes, as in the network's first years: a reading group at a university hospital
+in Brussels, a sender hospital in Cotonou, and a volunteer community in Dakar. Each is an
+ordinary `tsfnode run` process with its own directory under ``demo-network/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from bootstrap.network import demo_anchor, load_network
+from bootstrap.tools import admit_node, attest_member, create_group
+from protocol.identity import Identity
+from tsfnode.auth.accounts import create_account
+from tsfnode.config import NodeConfig
+from tsfnode.errors import NodeError
+from tsfnode.network.directory import DirectoryService
+from tsfnode.network.peering import now_ms
+from tsfnode.node import init_node
+from tsfnode.nodedir import NodeDir
+from tsfnode.store import Store
+
+DEMO_PASSWORD = "tsf-demo-2026"  # noqa: S105 - printed for the demo, on loopback only
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    username: str
+    display_name: str
+    role: str
+    language: str
+
+
+@dataclass(frozen=True)
+class DemoNode:
+    slug: str
+    name: str
+    country: str
+    kind: str
+    accounts: tuple[DemoAccount, ...]
+
+
+DEMO_NODES = (
+    DemoNode(
+        "erasme",
+        "Hôpital Erasme",
+        "BE",
+        "reading group / groupe de lecture",
+        (
+            DemoAccount("coord.erasme", "Dr Anne Coordinatrice", "coordinator", "fr"),
+            DemoAccount("lecteur.erasme", "Dr Marie Lectrice (pédiatrie)", "reader", "fr"),
+            DemoAccount("admin.erasme", "IT Erasme", "admin", "en"),
+        ),
+    ),
+    DemoNode(
+        "cotonou",
+        "CHU Cotonou",
+        "BJ",
+        "sender / émetteur",
+        (
+            DemoAccount("emetteur.cotonou", "Dr Koffi Émetteur", "sender", "fr"),
+            DemoAccount("admin.cotonou", "Informatique CHU", "admin", "fr"),
+        ),
+    ),
+    DemoNode(
+        "dakar",
+        "Dakar",
+        "SN",
+        "community / communauté",
+        (DemoAccount("benevole.dakar", "Dr Awa Bénévole", "reader", "fr"),),
+    ),
+)
+
+
+def _create_demo_node(directory: Path, node: DemoNode, port: int) -> None:
+    config = NodeConfig(
+        name=node.name,
+        institution=node.name,
+        country=node.country,
+        network="demo",
+        http_port=port,
+        discovery_mdns_interface="127.0.0.1",
+    )
+    identity = init_node(directory, config)
+    asyncio.run(_admit_and_create_accounts(directory, node, identity))
+
+
+async def _admit_and_create_accounts(directory: Path, node: DemoNode, identity: Identity) -> None:
+    """The demo network's anchor (public, demo only) admits the node; then its accounts."""
+    network = load_network("demo")
+    store = await Store.open(NodeDir(directory).database)
+    try:
+        service = DirectoryService(network, identity, store)
+        await service.load(now_ms())
+        cert = admit_node(network, demo_anchor(), identity.public, now=now_ms(), days=3650)
+        await service.add([cert], now_ms())
+        for account in node.accounts:
+            await create_account(
+                store,
+                username=account.username,
+                display_name=account.display_name,
+                role=account.role,
+                password=DEMO_PASSWORD,
+                language=account.language,
+                now=now_ms(),
+                people=NodeDir(directory).people,
+            )
+    finally:
+        await store.close()
+
+
+@dataclass(frozen=True)
+class DemoGroup:
+    slug: str
+    name: str
+    kind: str
+    subspecialities: tuple[str, ...]
+    coordinator: str  # an account, or "" for a coordinator key kept in demo-keys/
+    members: tuple[tuple[str, str], ...]  # (account, role)
+
+
+DEMO_GROUPS = (
+    DemoGroup(
+        "paediatrics",
+        "Radiopédiatrie Erasme",
+        "subspeciality",
+        ("paediatrics",),
+        "coord.erasme",
+        (("coord.erasme", "coordinator"), ("lecteur.erasme", "reader")),
+    ),
+    DemoGroup(
+        "cotonou",
+        "CHU Cotonou",
+        "institutional",
+        (),
+        "",
+        (("emetteur.cotonou", "sender"),),
+    ),
+    DemoGroup(
+        "covid-senegal",
+        "Communauté COVID-19 Sénégal",
+        "community",
+        ("chest",),
+        "benevole.dakar",
+        (("benevole.dakar", "reader"),),
+    ),
+)
+DEMO_PAIR = ("lecteur.erasme", "emetteur.cotonou", 3, 48)  # reader, sender, a week, hours
+
+
+def _demo_people(base: Path) -> list[bytes]:
+    """The demo's groups, its members' attestations and a pair, signed with the demo
+    anchor (public: demo only) and the demo accounts' own person keys."""
+    import os
+
+    from bootstrap.network import NetworkFile
+    from protocol.codec import pack
+    from protocol.directory import countersign, sign_pair
+    from tsfnode.keyfile import read_key, write_key
+
+    network = NetworkFile("demo", (demo_anchor().public,))
+    keys = base / "demo-keys"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    homes: dict[str, tuple[Path, Identity]] = {}
+    for node in DEMO_NODES:
+        root = base / node.slug
+        node_key = read_key(NodeDir(root).key)
+        for account in node.accounts:
+            person_file = NodeDir(root).people / f"{account.username}.key"
+            if person_file.exists():
+                homes[account.username] = (person_file, node_key)
+
+    def person(username: str) -> Identity:
+        return read_key(homes[username][0])
+
+    now = now_ms()
+    records: list[bytes] = []
+    for group in DEMO_GROUPS:
+        group_key = keys / f"{group.slug}.key"
+        if not group_key.exists():
+            write_key(group_key, Identity.generate(os.urandom))
+        if group.coordinator:
+            coordinator = person(group.coordinator)
+        else:
+            coordinator_file = keys / f"{group.slug}-coordinator.key"
+            if not coordinator_file.exists():
+                write_key(coordinator_file, Identity.generate(os.urandom))
+            coordinator = read_key(coordinator_file)
+        records += create_group(
+            network,
+            demo_anchor(),
+            read_key(group_key),
+            name=group.name,
+            kind=group.kind,
+            routing="pool" if group.kind == "community" else "assign",
+            may_admit=False,
+            coordinators=[coordinator.public],
+            subspecialities=group.subspecialities,
+            now=now,
+            days=3650,
+        )
+        for username, role in group.members:
+            records.append(
+                attest_member(
+                    network,
+                    coordinator,
+                    group=read_key(group_key).public,
+                    member=person(username).public,
+                    role=role,
+                    display_name=_display_name(username),
+                    registration="DEMO-0000" if role != "sender" else "",
+                    diploma="DES radiologie (demo)" if role != "sender" else "",
+                    charter_accepted=now,
+                    facility="CHU Cotonou" if role == "sender" else "",
+                    subspecialities=group.subspecialities,
+                    languages=["fr", "en"],
+                    home_node=homes[username][1].public,
+                    weekly_capacity=3,
+                    now=now,
+                    days=3650,
+                )
+            )
+    reader, sender, quota, hours = DEMO_PAIR
+    terms = {
+        "pair_id": bytes(16),
+        "reader": person(reader).public.key,
+        "sender": person(sender).public.key,
+        "weekly_quota": quota,
+        "reading_delay_hours": hours,
+        "status": "active",
+    }
+    terms_bytes = pack(terms)
+    records.append(
+        sign_pair(
+            terms,
+            signer=person(reader),
+            countersignature=countersign(terms_bytes, person(sender)),
+            terms_bytes=terms_bytes,
+            network="demo",
+            version=now,
+            now=now,
+            ttl=3650 * 86_400_000,
+        )
+    )
+    return records
+
+
+def _display_name(username: str) -> str:
+    for node in DEMO_NODES:
+        for account in node.accounts:
+            if account.username == username:
+                return account.display_name
+    return username
+
+
+async def _add_records(directory: Path, records: list[bytes]) -> None:
+    network = load_network("demo")
+    store = await Store.open(NodeDir(directory).database)
+    try:
+        node_key = NodeDir(directory).key
+        from tsfnode.keyfile import read_key
+
+        service = DirectoryService(network, read_key(node_key), store)
+        await service.load(now_ms())
+        await service.add(records, now_ms())
+    finally:
+        await store.close()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _wait_ready(node_dir: NodeDir, process: subprocess.Popen[bytes], deadline: float) -> str:
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise NodeError(f"the node in {node_dir.root} stopped at start: see its node.log")
+        try:
+            info = json.loads(node_dir.run_info.read_text())
+            if info.get("pid") == process.pid and _healthy(info["url"]):
+                return str(info["url"])
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.1)
+    raise NodeError(f"the node in {node_dir.root} did not start within {START_TIMEOUT_S:.0f} s")
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run_demo(base: Path, base_port: int) -> int:
+    base.mkdir(parents=True, exist_ok=True)
+    stop_requested = False
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    processes: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
+    try:
+        created = False
+        for i, node in enumerate(DEMO_NODES):
+            directory = base / node.slug
+            if not NodeDir(directory).exists():
+                _create_demo_node(directory, node, base_port + i if base_port else 0)
+                created = True
+        if created:  # the people of the demo network, in every node's directory
+            records = _demo_people(base)
+            for node in DEMO_NODES:
+                asyncio.run(_add_records(base / node.slug, records))
+        for node in DEMO_NODES:
+            directory = base / node.slug
+            log_file = open(directory / "node.log", "ab")
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "tsfnode", "run", str(directory)],
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            )
+            log_file.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        for node, process in zip(DEMO_NODES, processes, strict=True):
+            urls.append(_wait_ready(NodeDir(base / node.slug), process, deadline))
+    except NodeError as exc:
+        _stop(processes)
+        print(f"tsfnode demo: {exc}", file=sys.stderr)
+        return 2
+
+    print("Demo network running / réseau de démonstration en service:\n")
+    for node, url in zip(DEMO_NODES, urls, strict=True):
+        print(f"  {node.name:<16} {node.kind:<34} {url}/")
+        for account in node.accounts:
+            print(f"      {account.role:<12} {account.username:<18} {account.display_name}")
+    print("\n  Groups / groupes:")
+    for group in DEMO_GROUPS:
+        print(f"      {group.name} ({group.kind})")
+    reader, sender, quota, hours = DEMO_PAIR
+    print(f"  Pair / binôme: {reader} + {sender}, {quota} a week / par semaine, {hours} h")
+    print(f"\n  Demo password for every account / mot de passe: {DEMO_PASSWORD}")
+    print(f"  Node logs / journaux: {base}/<node>/node.log")
+    print("\nCtrl-C stops the network / Ctrl-C arrête le réseau.", flush=True)
+
+    exit_status = 0
+    while not stop_requested:
+        for node, process in zip(DEMO_NODES, processes, strict=True):
+            if process.poll() is not None:
+                print(
+                    f"tsfnode demo: node {node.name} stopped unexpectedly: see its node.log",
+                    file=sys.stderr,
+                )
+                stop_requested = True
+                exit_status = 1
+        time.sleep(0.2)
+    print("\nStopping / arrêt...", flush=True)
+    _stop(processes)
+    print("Demo network stopped / réseau arrêté.", flush=True)
+    return exit_status

@@ -1,0 +1,3 @@
+"""Images already in the node: rendering frames (viewer, DICOMweb) and exporting studies
+(zip, C-STORE).
+"""

@@ -1,0 +1,779 @@
+"""Transfers: the node's outbox, inbox and relay, driving protocol/transfer.py over HTTP.
+
+Store-and-forward, in the manner of mail (brief, section 5):
+
+* **Outbox** (``outbox.py``). A sealed bundle gets one delivery per recipient node, tried
+  directly, then through the recipient's relays, with backoff and jitter, until the
+  recipient's signed receipt comes back. This service runs it.
+* **Inbox.** Chunks pushed here are written as they arrive and checked against the
+  signed manifest; a request is acknowledged only when each of its chunks is whole and
+  matches, so an acknowledged chunk is not sent again (unless a power cut took it before
+  it reached the disk: it is then found missing by its hash, and asked for again; see
+  ``chunkfiles.RunWriter``). Bundles waiting at a relay are found by polling it, and
+  pulled from every source that holds them (relays, the sender); a source that serves a
+  bad chunk is blamed in the ``blame`` table and the chunk is fetched elsewhere. A
+  complete bundle is opened (every chunk's AEAD tag checked) into
+  ``DIR/received/BUNDLE/`` and a receipt signed by this node is kept for the sender and
+  posted to the relays.
+* **Relay.** Ciphertext held for the nodes that list this one as their relay, within a
+  quota, deleted on the recipient's receipt or when the bundle expires.
+
+Everything is in the database (tables ``bundles``, ``deliveries``, ``blame``) and on disk
+(the chunks sealed here in the blob store by their BLAKE3 name; those received or relayed
+in one file per bundle, ``chunkfiles.py``), so a node killed at any point resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import shutil
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from protocol.bundle import (
+    BundleHeader,
+    BundleOpener,
+    BundleReader,
+    FileData,
+    FileEnd,
+    Manifest,
+)
+from protocol.documents import decode_document, digest, encode_document
+from protocol.errors import ProtocolError
+from protocol.identity import Identity, PublicIdentity
+from protocol.transfer import (
+    ChunkSet,
+    Download,
+    encode_mail_poll,
+)
+from tsfnode.config import NodeConfig
+from tsfnode.logs import log
+from tsfnode.network.directory import DirectoryService
+from tsfnode.network.peering import now_ms
+from tsfnode.nodedir import NodeDir
+from tsfnode.store import Store
+from tsfnode.store.blobs import BlobStore
+from tsfnode.transfers.chunkfiles import BodyTooLong, ChunkFiles, DiskFull, RunWriter
+from tsfnode.transfers.diskcalls import DiskCalls
+from tsfnode.transfers.outbox import (
+    AttemptFailed,
+    Outbox,
+    Uplink,
+    discard_when_done,
+    receipt_ok,
+    short,
+)
+from tsfnode.transfers.progress import Progress, list_progress
+
+SCAN_MS = 500
+MAX_ACTIVE_PULLS = 2
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
+
+
+class TransferRefused(Exception):
+    """What a peer request is refused for: an HTTP status and a reason it can read."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class ChunkLost(Exception):
+    """A chunk held (by the database) is missing or damaged on disk."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(f"chunk {index} is missing or damaged on disk")
+        self.index = index
+
+
+class TransferService:
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        config: NodeConfig,
+        node_dir: NodeDir,
+        store: Store,
+        blobs: BlobStore,
+        directory: DirectoryService,
+    ) -> None:
+        self.identity = identity
+        self.me = identity.public.key
+        self.config = config
+        self.node_dir = node_dir
+        self.store = store
+        self.db = store.db
+        self.blobs = blobs  # the outbox's chunks (sealed here)
+        self.chunks = ChunkFiles(node_dir.chunks)  # the inbox's and the relay's
+        self.disk = DiskCalls()  # reads and writes of chunk runs
+        self.directory = directory
+        self.uplink = Uplink(config)
+        self.outbox = Outbox(
+            config=config,
+            db=self.db,
+            blobs=blobs,
+            disk=self.disk,
+            directory=directory,
+            uplink=self.uplink,
+            manifest_of=self.manifest_of,
+            spawn=self._spawn,
+            delivered=self._delivered,
+        )
+        self._have: dict[bytes, ChunkSet] = {}
+        self._dirty: set[bytes] = set()
+        self._manifests: dict[bytes, Manifest] = {}
+        self._pulls: set[bytes] = set()
+        self._finalising: set[bytes] = set()
+        self._writing: dict[bytes, set[int]] = {}  # chunks being written, per bundle
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._wake = asyncio.Event()
+        self._last_poll = 0
+        self._running = False
+        # Set by the case service: a bundle addressed here was opened; a bundle sent from
+        # here was delivered (its receipt came back).
+        self.on_opened: Callable[[Manifest, BundleHeader, Path], Awaitable[None]] | None = None
+        self.on_delivered: Callable[[bytes, bytes, int], Awaitable[None]] | None = None
+
+    # --- life ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        local = self.config.http_source_address
+        connector = aiohttp.TCPConnector(limit=32, local_addr=(local, 0) if local else None)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=REQUEST_TIMEOUT)
+        await self.outbox.start(self._session)
+        self._running = True
+        self._spawn(self._run())
+
+    async def stop(self) -> None:
+        self._running = False
+        self._wake.set()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self._save_have()
+        if self._session is not None:
+            await self._session.close()
+
+    def wake(self) -> None:
+        """Look at the outbox now (a bundle was just queued)."""
+        self._wake.set()
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            log(
+                "transfer task failed",
+                level=40,
+                task=task.get_coro().__qualname__,  # type: ignore[union-attr]
+                error=type(error).__name__,
+                detail=str(error)[:300],
+            )
+
+    async def _run(self) -> None:
+        while self._running:
+            try:
+                await self._tick(now_ms())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not stop the transfers for good
+                log("transfer loop error", error=type(exc).__name__, detail=str(exc)[:200])
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), SCAN_MS / 1000)
+
+    async def _tick(self, now: int) -> None:
+        await self._save_have()
+        self.uplink.update()
+        await self.outbox.start_due(now)
+        if now - self._last_poll >= self.config.transfer_poll_interval_ms:
+            self._last_poll = now
+            self._spawn(self._poll_relays())
+            await self._expire(now)
+        await self._start_pulls()
+
+    # --- bundles held here -------------------------------------------------------------
+
+    async def _bundle_row(self, bundle_id: bytes) -> dict[str, Any] | None:
+        cursor = await self.db.execute(
+            "SELECT role, manifest, state, sources, receipt FROM bundles WHERE bundle_id = ?",
+            (bundle_id,),
+        )
+        row = await cursor.fetchone()
+        if row is None:
+            return None
+        return {
+            "role": row[0],
+            "manifest": row[1],
+            "state": row[2],
+            "sources": json.loads(row[3]),
+            "receipt": row[4],
+        }
+
+    async def manifest_of(self, bundle_id: bytes) -> Manifest | None:
+        found = self._manifests.get(bundle_id)
+        if found is None:
+            row = await self._bundle_row(bundle_id)
+            if row is None:
+                return None
+            found = self._manifests[bundle_id] = Manifest.decode(row["manifest"])
+        return found
+
+    async def have_of(self, bundle_id: bytes) -> ChunkSet | None:
+        held = self._have.get(bundle_id)
+        if held is None:
+            cursor = await self.db.execute(
+                "SELECT chunk_count, have, state, manifest FROM bundles WHERE bundle_id = ?",
+                (bundle_id,),
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return None
+            held = ChunkSet(row[0], row[1])
+            if row[2] in ("receiving", "holding") and not held.complete:
+                # Chunks written since the last save of the set (a crash in between)
+                # are found on disk by their hashes.
+                manifest = Manifest.decode(row[3])
+                for i in await asyncio.to_thread(self.chunks.held_on_disk, manifest, held):
+                    held.add(i)
+            self._have[bundle_id] = held
+        return held
+
+    async def _save_have(self) -> None:
+        """Write the chunk sets changed since the last save (every tick, and at stop)."""
+        dirty, self._dirty = self._dirty, set()
+        for bundle_id in dirty:
+            held = self._have.get(bundle_id)
+            if held is not None:
+                await self._set_bundle(bundle_id, have=held.to_bytes(), last_error="")
+
+    # --- receiving: offers and chunks (peer API) ---------------------------------------
+
+    async def offer(self, data: bytes) -> bytes:
+        """A node offers a bundle (its manifest): for this node, or to hold as a relay."""
+        now = now_ms()
+        try:
+            manifest = Manifest.decode(data, now=now)
+            manifest.check_fresh(now)
+        except ProtocolError as exc:
+            raise TransferRefused(400, f"bad manifest: {exc}") from None
+        view = self.directory.view(now)
+        if not view.is_admitted(manifest.sender.key):
+            raise TransferRefused(403, "the sender is not admitted to this network")
+        held = await self.have_of(manifest.bundle_id)
+        if held is not None:
+            return held.to_bytes()
+        recipients = [r.key for r in manifest.recipients]
+        if self.me in recipients:
+            role = "inbox"
+        elif any(self.me in self.directory.relays_of(r, now) for r in recipients):
+            role = "relay"
+            await self._check_quota(manifest.ciphertext_size)
+        else:
+            raise TransferRefused(403, "this bundle is not addressed to a node this one serves")
+        await self._insert_received(manifest, role, now, sources=[])
+        log("bundle offered", bundle=manifest.bundle_id.hex()[:8], role=role)
+        held = await self.have_of(manifest.bundle_id)
+        assert held is not None  # noqa: S101 - just inserted
+        return held.to_bytes()
+
+    async def _check_quota(self, size: int) -> None:
+        cursor = await self.db.execute(
+            "SELECT coalesce(sum(size), 0) FROM bundles WHERE role = 'relay' AND state = 'holding'"
+        )
+        (used,) = await cursor.fetchone() or (0,)
+        quota = self.config.transfer_relay_quota_mb * 1024 * 1024
+        if used + size > quota:
+            raise TransferRefused(507, "this relay's quota for others' mail is full")
+
+    async def _insert_received(
+        self, manifest: Manifest, role: str, now: int, *, sources: list[str]
+    ) -> None:
+        count = manifest.chunk_count
+        await self.db.execute(
+            "INSERT OR IGNORE INTO bundles (bundle_id, role, manifest, sender, priority,"
+            " chunk_count, size, have, state, created_ms, expires_ms, sources)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                manifest.bundle_id,
+                role,
+                manifest.raw,
+                manifest.sender.key,
+                manifest.priority,
+                count,
+                manifest.ciphertext_size,
+                ChunkSet(count).to_bytes(),
+                "receiving" if role == "inbox" else "holding",
+                now,
+                manifest.expires,
+                json.dumps(sources),
+            ),
+        )
+        await self.db.commit()
+        self._manifests[manifest.bundle_id] = manifest
+
+    async def receive_run(
+        self,
+        bundle_id: bytes,
+        first: int,
+        last: int,
+        body: AsyncIterable[bytes],
+        length: int | None = None,
+    ) -> list[int]:
+        """Chunks ``first`` to ``last`` of a bundle offered here, their bytes one after
+        the other in ``body`` (``length`` bytes if known), written as they arrive and each
+        checked against the manifest (chunkfiles.RunWriter), then counted as held. If the
+        body stops short (a cut link), the chunks that arrived whole are kept.
+
+        Returns the chunks of the run that another request was writing at the same time,
+        not written by this one (the caller may ask for them again)."""
+        manifest = await self.manifest_of(bundle_id)
+        have = await self.have_of(bundle_id)
+        if manifest is None or have is None:
+            raise TransferRefused(404, "no such bundle here: offer its manifest first")
+        if last >= manifest.chunk_count:
+            raise TransferRefused(400, f"the bundle has {manifest.chunk_count} chunks")
+        wanted = [i for i in range(first, last + 1) if i not in have]
+        busy = self._writing.get(bundle_id, set())
+        mine = {i for i in wanted if i not in busy}
+        writer = RunWriter(self.chunks, manifest, first, last, mine)
+        if length is not None and length != writer.length:
+            raise TransferRefused(400, f"the body must be {writer.length} bytes")
+        self._writing[bundle_id] = busy | mine  # given back in the finally below
+        full = False
+        try:
+            async for piece in body:
+                await self.disk.run(writer.feed, piece)
+        except BodyTooLong as exc:
+            raise TransferRefused(400, str(exc)) from None
+        except ProtocolError as exc:
+            raise TransferRefused(422, str(exc)) from None
+        except DiskFull:
+            full = True
+        finally:
+            writer.close()
+            left = self._writing.pop(bundle_id) - mine
+            if left:
+                self._writing[bundle_id] = left
+            await self._held(manifest, have, writer.verified)
+        if full:
+            await self._save_have()
+            await self._set_bundle(manifest.bundle_id, last_error="disk full: paused")
+            log("disk full: transfer paused", bundle=manifest.bundle_id.hex()[:8])
+            raise TransferRefused(507, "disk full on the receiving node")
+        if not writer.complete:
+            raise TransferRefused(400, f"the body ends inside chunk {writer.index}")
+        return sorted(set(wanted) - mine)
+
+    async def _held(self, manifest: Manifest, have: ChunkSet, indexes: list[int]) -> None:
+        # Acknowledged once the files are written: the set is saved at the next tick,
+        # and rebuilt from the blob store after a crash (have_of).
+        completed = False
+        for index in indexes:
+            completed = (have.add(index) and have.complete) or completed
+        if indexes:
+            self._dirty.add(manifest.bundle_id)
+        if completed:  # decided before any await: only one writer completes a bundle
+            await self._save_have()
+            await self._on_complete(manifest)
+
+    async def _set_bundle(self, bundle_id: bytes, **fields: Any) -> None:
+        names = ", ".join(f"{k} = ?" for k in fields)
+        await self.db.execute(
+            f"UPDATE bundles SET {names} WHERE bundle_id = ?",  # noqa: S608
+            (*fields.values(), bundle_id),
+        )
+        await self.db.commit()
+
+    async def _on_complete(self, manifest: Manifest) -> None:
+        row = await self._bundle_row(manifest.bundle_id)
+        if row is None:
+            return
+        if row["role"] == "inbox" and manifest.bundle_id not in self._finalising:
+            self._finalising.add(manifest.bundle_id)
+            task = self._spawn(self._finalise(manifest))
+            task.add_done_callback(
+                functools.partial(discard_when_done, self._finalising, manifest.bundle_id)
+            )
+        elif row["role"] == "relay":
+            log("relay holds a bundle", bundle=manifest.bundle_id.hex()[:8])
+
+    async def get_chunk(self, bundle_id: bytes, index: int) -> bytes:
+        manifest = await self.manifest_of(bundle_id)
+        have = await self.have_of(bundle_id)
+        row = await self._bundle_row(bundle_id)
+        if (
+            manifest is None
+            or have is None
+            or row is None
+            or row["state"] in ("delivered", "expired")
+            or index not in have
+        ):
+            raise TransferRefused(404, "this node does not hold that chunk")
+        if row["role"] == "outbox":
+            data = await asyncio.to_thread(self.blobs.get, manifest.chunk_hash(index))
+        else:
+            (data,) = await self.disk.run(self.chunks.read, manifest, index, index)
+            if len(data) != manifest.ciphertext_chunk_size(index):
+                raise TransferRefused(404, "this node does not hold that chunk")
+        await self.uplink.throttle(len(data))
+        return data
+
+    async def receipt_of(self, bundle_id: bytes) -> bytes | None:
+        row = await self._bundle_row(bundle_id)
+        return None if row is None or row["receipt"] is None else bytes(row["receipt"])
+
+    async def failure_of(self, bundle_id: bytes) -> str | None:
+        """Why a bundle addressed here failed to open (None: it did not fail)."""
+        cursor = await self.db.execute(
+            "SELECT last_error FROM bundles WHERE bundle_id = ? AND role = 'inbox'"
+            " AND state = 'failed'",
+            (bundle_id,),
+        )
+        row = await cursor.fetchone()
+        return None if row is None else f"the recipient could not open the bundle: {row[0]}"
+
+    async def take_receipt(self, bundle_id: bytes, data: bytes) -> None:
+        """The recipient's receipt for a bundle this relay holds: keep it, drop the chunks."""
+        manifest = await self.manifest_of(bundle_id)
+        row = await self._bundle_row(bundle_id)
+        if manifest is None or row is None or row["role"] != "relay":
+            raise TransferRefused(404, "this relay holds no such bundle")
+        recipients = [r.key for r in manifest.recipients]
+        try:
+            doc = decode_document(data, expect="receipt")
+        except ProtocolError as exc:
+            raise TransferRefused(400, f"bad receipt: {exc}") from None
+        if doc.signer.key not in recipients or not receipt_ok(data, manifest, doc.signer.key):
+            raise TransferRefused(403, "the receipt is not from a recipient of this bundle")
+        await self._set_bundle(bundle_id, state="delivered", receipt=data, completed_ms=now_ms())
+        await self._drop_chunks(manifest, keep_have=True)  # a re-offer sends nothing
+        log("relay copy deleted after receipt", bundle=bundle_id.hex()[:8])
+
+    async def _drop_chunks(self, manifest: Manifest, *, keep_have: bool = False) -> None:
+        """Delete the chunks. ``keep_have``: still say they are held (the bundle was
+        delivered: whoever offers it again learns there is nothing left to send)."""
+
+        await asyncio.to_thread(self.chunks.delete, manifest.bundle_id)
+        if keep_have:
+            return
+        empty = ChunkSet(manifest.chunk_count)
+        self._have[manifest.bundle_id] = empty
+        await self._set_bundle(manifest.bundle_id, have=empty.to_bytes())
+
+    async def mail_for(self, node: bytes) -> list[bytes]:
+        """Manifests this relay holds for ``node``, complete or not."""
+        cursor = await self.db.execute(
+            "SELECT manifest FROM bundles WHERE role = 'relay' AND state = 'holding'"
+        )
+        out = []
+        for (raw,) in await cursor.fetchall():
+            manifest = Manifest.decode(raw)
+            if node in [r.key for r in manifest.recipients]:
+                out.append(bytes(raw))
+        return out
+
+    # --- inbox: opening, receipts, pulling from relays ---------------------------------
+
+    def received_folder(self, bundle_id: bytes) -> Path:
+        return self.node_dir.root / "received" / bundle_id.hex()
+
+    async def _finalise(self, manifest: Manifest) -> None:
+        bundle_id = manifest.bundle_id
+        folder = self.received_folder(bundle_id)
+        try:
+            header = await asyncio.to_thread(self._open_into, manifest, folder)
+        except ChunkLost as lost:  # a power cut ate it: fetch it again
+            have = await self.have_of(bundle_id)
+            if have is not None:
+                have.discard(lost.index)
+                await self._set_bundle(bundle_id, have=have.to_bytes())
+            log("chunk lost on disk, fetched again", bundle=bundle_id.hex()[:8], chunk=lost.index)
+            return
+        except (ProtocolError, OSError) as exc:
+            what = f"{type(exc).__name__}: {exc}"
+            await self._set_bundle(bundle_id, state="failed", last_error=what[:300])
+            log("bundle does not open", bundle=bundle_id.hex()[:8], error=type(exc).__name__)
+            return
+        now = now_ms()
+        receipt = encode_document(
+            "receipt",
+            {
+                "bundle_id": bundle_id,
+                "manifest": digest(manifest.raw),
+                "received": now,
+                "created": now,
+            },
+            self.identity,
+        )
+        await self._set_bundle(
+            bundle_id, state="complete", completed_ms=now, receipt=receipt, last_error=""
+        )
+        log("bundle received", bundle=bundle_id.hex()[:8], files=len(header.files))
+        await self._drop_chunks(manifest, keep_have=True)  # opened: the ciphertext is done with
+        self._spawn(self._post_receipt_to_relays(bundle_id))
+        if self.on_opened is not None:
+            await self.on_opened(manifest, header, folder)
+
+    def _open_into(self, manifest: Manifest, folder: Path) -> BundleHeader:
+        """Decrypt every chunk (each tag checked) into ``folder``, atomically."""
+        opener = BundleOpener.for_recipient(manifest, self.identity)
+        reader = BundleReader()
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        handle = None
+        try:
+            for i, ciphertext in enumerate(self.chunks.chunks(manifest)):
+                try:
+                    plaintext = opener.open_chunk(i, ciphertext)
+                except ProtocolError:
+                    if digest(ciphertext) != manifest.chunk_hash(i):
+                        raise ChunkLost(i) from None  # damaged here, not by the sender
+                    raise
+                for event in reader.feed(plaintext):
+                    if isinstance(event, FileData):
+                        if handle is None:
+                            path = tmp / "files" / event.name
+                            path.parent.mkdir(parents=True, exist_ok=True)
+                            handle = open(path, "wb")
+                        handle.write(event.data)
+                    elif isinstance(event, FileEnd):
+                        if handle is None:  # an empty file
+                            path = tmp / "files" / event.name
+                            path.parent.mkdir(parents=True, exist_ok=True)
+                            path.touch()
+                        else:
+                            handle.close()
+                            handle = None
+            header = reader.close()
+        finally:
+            if handle is not None:
+                handle.close()
+        (tmp / "case.json").write_text(
+            json.dumps(_jsonable(header.case), ensure_ascii=False, sort_keys=True), "utf-8"
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+        return header
+
+    async def _post_receipt_to_relays(self, bundle_id: bytes) -> None:
+        row = await self._bundle_row(bundle_id)
+        if row is None or row["receipt"] is None or self._session is None:
+            return
+        for source in row["sources"]:
+            address = self.directory.address_of(bytes.fromhex(source), now_ms())
+            if address is None:
+                continue
+            url = f"{address}/peer/v1/bundles/{bundle_id.hex()}/receipt"
+            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                async with self._session.post(url, data=bytes(row["receipt"])) as response:
+                    if response.status in (200, 204, 404):
+                        continue
+
+    async def _poll_relays(self) -> None:
+        """Ask the relays this node lists for mail; register what they hold for us."""
+        if self._session is None:
+            return
+        now = now_ms()
+        for text in self.config.transfer_relays:
+            relay = PublicIdentity.from_text(text).key
+            address = self.directory.address_of(relay, now)
+            if address is None:
+                continue
+            try:
+                async with self._session.post(
+                    f"{address}/peer/v1/mail", data=encode_mail_poll(self.identity, now)
+                ) as response:
+                    if response.status != 200:
+                        continue
+                    body = await response.read()
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                continue
+            await self._take_mail(relay, body, now)
+        # receipts not yet posted to relays (the relay was down): again
+        cursor = await self.db.execute(
+            "SELECT bundle_id FROM bundles WHERE role = 'inbox' AND state = 'complete'"
+            " AND sources != '[]' AND completed_ms > ?",
+            (now - 7 * 86_400_000,),
+        )
+        for (bundle_id,) in await cursor.fetchall():
+            await self._post_receipt_to_relays(bytes(bundle_id))
+
+    async def _take_mail(self, relay: bytes, body: bytes, now: int) -> None:
+        from protocol.codec import unpack
+
+        try:
+            manifests = unpack(body, max_size=64 * 1024 * 1024)
+        except ProtocolError:
+            return
+        if not isinstance(manifests, list):
+            return
+        for raw in manifests:
+            if not isinstance(raw, bytes):
+                continue
+            try:
+                manifest = Manifest.decode(raw, now=now)
+            except ProtocolError:
+                continue
+            if self.me not in [r.key for r in manifest.recipients]:
+                continue
+            if not self.directory.view(now).is_admitted(manifest.sender.key):
+                continue
+            sources = [relay.hex()]
+            if self.directory.address_of(manifest.sender.key, now) is not None:
+                sources.append(manifest.sender.key.hex())  # fetched from both
+            row = await self._bundle_row(manifest.bundle_id)
+            if row is None:
+                await self._insert_received(manifest, "inbox", now, sources=sources)
+            elif row["role"] == "inbox":
+                merged = sorted(set(row["sources"]) | set(sources))
+                await self._set_bundle(manifest.bundle_id, sources=json.dumps(merged))
+                if row["state"] == "complete":
+                    self._spawn(self._post_receipt_to_relays(manifest.bundle_id))
+
+    async def _start_pulls(self) -> None:
+        cursor = await self.db.execute(
+            "SELECT bundle_id, sources FROM bundles WHERE role = 'inbox' AND state = 'receiving'"
+            " ORDER BY priority DESC, created_ms"
+        )
+        for bundle_id, sources in await cursor.fetchall():
+            key = bytes(bundle_id)
+            have = await self.have_of(key)
+            if have is not None and have.complete and key not in self._finalising:
+                manifest = await self.manifest_of(key)  # complete, not opened: a crash
+                if manifest is not None:
+                    await self._on_complete(manifest)
+                continue
+            if sources == "[]" or key in self._pulls or len(self._pulls) >= MAX_ACTIVE_PULLS:
+                continue
+            self._pulls.add(key)
+            task = self._spawn(self._pull(key))
+            task.add_done_callback(functools.partial(discard_when_done, self._pulls, key))
+
+    async def _pull(self, bundle_id: bytes) -> None:
+        """Fetch the missing chunks from every source; give up (for now) when none answers."""
+        manifest = await self.manifest_of(bundle_id)
+        have = await self.have_of(bundle_id)
+        row = await self._bundle_row(bundle_id)
+        if manifest is None or have is None or row is None or have.complete:
+            if manifest is not None and have is not None and have.complete:
+                await self._on_complete(manifest)
+            return
+        download = Download(manifest, ChunkSet(have.count, have.to_bytes()), rng=os.urandom)
+        now = now_ms()
+        addresses: dict[str, str] = {}
+        for source in row["sources"]:
+            address = self.directory.address_of(bytes.fromhex(source), now)
+            if address is not None:
+                addresses[source] = address
+                download.add_source(source, window=self.config.transfer_window)
+        if not addresses:
+            return
+        in_flight: dict[asyncio.Task[bytes], tuple[str, int]] = {}
+        blamed = 0
+        try:
+            while not download.complete:
+                now = now_ms()
+                for fetch in download.next_fetches(now):
+                    url = (
+                        f"{addresses[fetch.source]}/peer/v1/bundles/{bundle_id.hex()}"
+                        f"/chunks/{fetch.index}"
+                    )
+                    task = asyncio.create_task(self._get(url))
+                    in_flight[task] = (fetch.source, fetch.index)
+                if not in_flight:
+                    timer = download.get_timer()
+                    if timer is None or timer - now > 30_000:
+                        return  # nobody answers now: the inbox loop comes back later
+                    await asyncio.sleep(max(0, timer - now) / 1000)
+                    continue
+                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    source, index = in_flight.pop(task)
+                    exc = task.exception()
+                    if exc is not None:
+                        download.on_failure(source, index, now_ms(), str(exc)[:200])
+                        continue
+                    data = task.result()
+                    if download.on_chunk(source, index, data, now_ms()):
+                        await self.receive_run(bundle_id, index, index, _once(data))
+                for blame in download.blamed[blamed:]:
+                    await self._blame(bytes.fromhex(blame.source), bundle_id, blame)
+                blamed = len(download.blamed)
+        finally:
+            for task in in_flight:
+                task.cancel()
+
+    async def _get(self, url: str) -> bytes:
+        assert self._session is not None  # noqa: S101 - started
+        async with self._session.get(url) as response:
+            if response.status != 200:
+                raise AttemptFailed(f"HTTP {response.status}")
+            return await response.read()
+
+    async def _blame(self, source: bytes, bundle_id: bytes, blame: Any) -> None:
+        await self.db.execute(
+            "INSERT INTO blame (source, bundle_id, chunk, reason, at_ms) VALUES (?, ?, ?, ?, ?)",
+            (source, bundle_id, blame.index, blame.reason, now_ms()),
+        )
+        await self.db.commit()
+        log(
+            "bad chunk from a source",
+            level=30,
+            source=short(source),
+            bundle=bundle_id.hex()[:8],
+            chunk=blame.index,
+        )
+
+    async def _expire(self, now: int) -> None:
+        """Relay copies and unfinished inbox bundles past their expiry are deleted."""
+        cursor = await self.db.execute(
+            "SELECT bundle_id, manifest FROM bundles WHERE role IN ('relay', 'inbox')"
+            " AND state IN ('holding', 'receiving') AND expires_ms <= ?",
+            (now,),
+        )
+        for bundle_id, raw in await cursor.fetchall():
+            await self._drop_chunks(Manifest.decode(raw))
+            await self._set_bundle(bytes(bundle_id), state="expired")
+            log("bundle expired", bundle=bytes(bundle_id).hex()[:8])
+
+    # --- what the CLI and the local API show -------------------------------------------
+
+    async def progress(self) -> list[Progress]:
+        return await list_progress(self.db)
+
+    async def _delivered(self, bundle_id: bytes, recipient: bytes, now: int) -> None:
+        if self.on_delivered is not None:
+            await self.on_delivered(bundle_id, recipient, now)
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value

@@ -1,0 +1,3 @@
+"""The web application (`/web/`): pages, templates and static files; one session gate in
+`app.py`.
+"""

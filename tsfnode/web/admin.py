@@ -1,0 +1,126 @@
+"""The node admin's page in the web application: the node's status, its peers and their
+liveness, the directory, transfers with their progress and rates, what it relays, its
+storage, the network-wide figures, and the audit log (verified on every visit)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from protocol.errors import IntegrityError
+from protocol.identity import PublicIdentity
+from tsfnode import __version__
+from tsfnode.appkeys import CASES, CONFIG, DIRECTORY, IDENTITY, NODE_DIR, PEERING, STARTED_MS, STORE
+from tsfnode.auth.sessions import require
+from tsfnode.cases.audit_log import read_entries, verify_log
+from tsfnode.cases.metrics import network_figures
+from tsfnode.network.peering import now_ms
+from tsfnode.transfers.progress import list_progress
+from tsfnode.web.common import language_of, names_of, render_page, when
+
+SHOWN = 200  # rows of a list shown at most (the page stays light)
+AUDIT_SHOWN = 50
+FOLDERS = ("blobs", "chunks", "intake", "received", "teaching", "uploads")
+
+
+def _size(folder: Path) -> int:
+    if not folder.exists():
+        return 0
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def storage(root: Path, database: Path) -> dict[str, Any]:
+    """Bytes used per folder of the node directory, the database, and the disk's free."""
+    used = {name: _size(root / name) for name in FOLDERS}
+    used["database"] = sum(
+        p.stat().st_size for p in database.parent.glob(database.name + "*") if p.is_file()
+    )
+    disk = shutil.disk_usage(root)
+    return {"used": used, "total_used": sum(used.values()), "free": disk.free, "disk": disk.total}
+
+
+async def admin_page(request: web.Request) -> web.Response:
+    session = await require(request, "admin")
+    lang = language_of(request, session)
+    config = request.config_dict[CONFIG]
+    node_dir = request.config_dict[NODE_DIR]
+    identity = request.config_dict[IDENTITY]
+    now = now_ms()
+    view = request.config_dict[DIRECTORY].view(now)
+    store = request.config_dict[STORE]
+    peers = request.config_dict[PEERING].peers(now)
+    for peer in peers:
+        peer["last_heard"] = when(peer["last_heard_ms"], lang)
+    transfers = [p.as_dict() for p in await list_progress(store.db)][:SHOWN]
+    names = {PublicIdentity(k).text: r.body["name"] for k, r in view.nodes.items()}
+    for t in transfers:
+        t["peer_name"] = names.get(t["peer"], t["peer"][:8])
+        t["percent"] = int(100 * t["bytes_done"] / t["size"]) if t["size"] else 100
+        t["created"] = when(t["created_ms"], lang)
+    relayed = [t for t in transfers if t["direction"] == "relay"]
+    nodes = [
+        {
+            "name": r.body["name"],
+            "country": r.body["country"],
+            "id": PublicIdentity(k).text,
+            "relays": len(r.body.get("relays", ())),
+            "admitted": k in view.admitted,
+        }
+        for k, r in sorted(view.nodes.items(), key=lambda kv: kv[1].body["name"])
+    ][:SHOWN]
+    people = names_of(request)
+    try:
+        audit_count = await verify_log(store)
+        audit_error = None
+    except IntegrityError as exc:
+        audit_count, audit_error = 0, str(exc)
+    entries = (await read_entries(store))[-AUDIT_SHOWN:]
+    audit = [
+        {
+            "seq": e.seq,
+            "when": when(e.at_ms, lang),
+            "actor": people.get(e.actor.hex(), e.actor.hex()[:8] if e.actor else "node"),
+            "case": e.case_id.hex()[:8],
+            "action": e.action,
+            "detail": e.detail,
+        }
+        for e in reversed(entries)
+    ]
+    return render_page(
+        request,
+        "admin.html",
+        session=session,
+        node={
+            "name": config.name,
+            "id": identity.public.text,
+            "version": __version__,
+            "started": when(request.config_dict[STARTED_MS], lang),
+            "admitted": view.is_admitted(identity.public.key),
+            "relay_quota_mb": config.transfer_relay_quota_mb,
+            "upload_kbit_s": config.transfer_upload_kbit_s,
+        },
+        peers=peers,
+        transfers=transfers,
+        relayed=relayed,
+        directory={
+            "nodes": len(view.nodes),
+            "groups": len(view.groups),
+            "members": len(view.members),
+            "pairs": len(view.pairs),
+            "teaching": len(view.teaching),
+        },
+        nodes=nodes,
+        storage=await asyncio.to_thread(storage, node_dir.root, node_dir.database),
+        network=network_figures(request.config_dict[CASES], now),
+        audit=audit,
+        audit_count=audit_count,
+        audit_error=audit_error,
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/admin", admin_page)

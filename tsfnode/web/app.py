@@ -1,0 +1,64 @@
+"""The web application: pages for the people who use this node (jinja2, no framework,
+nothing fetched from outside the node)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jinja2
+from aiohttp import web
+
+from tsfnode import __version__
+from tsfnode.appkeys import CONFIG, DIRECTORY, IDENTITY, PEERING, STARTED_MS
+from tsfnode.network.peering import now_ms
+from tsfnode.web.admin import add_routes as add_admin_routes
+from tsfnode.web.cases import add_routes
+from tsfnode.web.common import TEMPLATES, render
+from tsfnode.web.coordinator import add_routes as add_coordinator_routes
+from tsfnode.web.new_case import add_routes as add_new_case_routes
+from tsfnode.web.pairs import add_routes as add_pair_routes
+from tsfnode.web.tools import add_routes as add_tool_routes
+from tsfnode.web.viewer import add_routes as add_viewer_routes
+
+_TEMPLATE_DIR = Path(__file__).parent / "templates"
+_STATIC_DIR = Path(__file__).parent / "static"
+
+
+async def index(request: web.Request) -> web.Response:
+    config = request.config_dict[CONFIG]
+    started = time.strftime(
+        "%Y-%m-%d %H:%M UTC", time.gmtime(request.config_dict[STARTED_MS] / 1000)
+    )
+    identity = request.config_dict[IDENTITY]
+    now = now_ms()
+    admitted = request.config_dict[DIRECTORY].view(now).is_admitted(identity.public.key)
+    return render(
+        request,
+        "index.html",
+        config=config,
+        node_id=identity.public.text,
+        started=started,
+        version=__version__,
+        admitted=admitted,
+        peers=request.config_dict[PEERING].peers(now),
+    )
+
+
+def create_web_app() -> web.Application:
+    app = web.Application()
+    app[TEMPLATES] = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATE_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    app.router.add_get("/", index)
+    add_routes(app)
+    add_new_case_routes(app)
+    add_coordinator_routes(app)
+    add_admin_routes(app)
+    add_pair_routes(app)
+    add_viewer_routes(app)
+    add_tool_routes(app)
+    app.router.add_static("/static", _STATIC_DIR)
+    return app

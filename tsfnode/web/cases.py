@@ -1,0 +1,288 @@
+"""Web pages for people at work: sign-in, the sender's cases, the reader's worklist, a
+case page with what the person may do there (claim, report, message, evaluate).
+
+Every page checks the role that may use it; every form carries the session's CSRF token.
+What people do goes through the same CaseService as the JSON API.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from tsfnode.appkeys import CASES, STORE
+from tsfnode.auth.sessions import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    SignInRefused,
+    check_csrf,
+    home_of,
+    require,
+    safe_next,
+    set_cookie,
+    sign_in,
+    sign_out,
+)
+from tsfnode.cases.service import summary
+from tsfnode.errors import CaseError
+from tsfnode.network.peering import now_ms
+from tsfnode.web.common import http_error, language_of, names_of, person_of, render_page, when
+from tsfnode.web.report_templates import all_templates
+from tsfnode.web.tools import destinations_of
+from tsfnode.web.viewer import warm
+
+PEOPLE = ("sender", "reader", "coordinator")
+READING = ("delivered", "assigned", "reported")  # the viewer is likely to open next
+
+
+async def login_page(request: web.Request) -> web.Response:
+    token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
+    response = render_page(
+        request,
+        "login.html",
+        csrf=token,
+        next=safe_next(request.query.get("next", "")),
+        error=None,
+        minutes=0,
+        username="",
+    )
+    set_cookie(request, response, LOGIN_COOKIE, token)
+    return response
+
+
+async def login(request: web.Request) -> web.Response:
+    form = await request.post()
+    token = request.cookies.get(LOGIN_COOKIE, "")
+    username = str(form.get("username", "")).strip()
+    target = safe_next(str(form.get("next", "")))
+    if not token or not secrets.compare_digest(str(form.get("csrf", "")), token):
+        error, status, minutes = "form_expired", 403, 0
+    else:
+        try:
+            session_token, signed = await sign_in(
+                request.config_dict[STORE],
+                username,
+                str(form.get("password", "")),
+                source=request.remote or "",
+                now=now_ms(),
+            )
+        except SignInRefused as refused:
+            error, status, minutes = refused.key, refused.status, refused.minutes
+        else:
+            response = web.HTTPSeeOther(target or home_of(signed.role))
+            set_cookie(request, response, SESSION_COOKIE, session_token)
+            raise response
+    fresh = secrets.token_urlsafe(24)
+    page = render_page(
+        request,
+        "login.html",
+        csrf=fresh,
+        next=target,
+        error=error,
+        minutes=minutes,
+        username=username,
+    )
+    page.set_status(status)
+    set_cookie(request, page, LOGIN_COOKIE, fresh)
+    return page
+
+
+async def logout(request: web.Request) -> web.Response:
+    session = await require(request)
+    await check_csrf(request, session)
+    await sign_out(request)
+    response = web.HTTPSeeOther("/web/login")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    raise response
+
+
+async def cases(request: web.Request) -> web.Response:
+    session = await require(request, *PEOPLE)
+    person = await person_of(request, session)
+    now = now_ms()
+    lang = language_of(request, session)
+    service = request.config_dict[CASES]
+    view = service.view(now)
+    names = names_of(request)
+    rows = []
+    for found in await service.visible(person.public.key, now):
+        row = summary(found)
+        form = json.loads(found["form"])
+        row["subject"] = f"{form.get('modality', '')} · {form.get('body_part', '')}"
+        row["sender_name"] = names.get(row["sender"], "")
+        group = view.group_records.get(bytes(found["target"]))
+        row["group"] = ""
+        if group is not None:
+            covers = ", ".join(group.body["subspecialities"])
+            row["group"] = group.body["name"] + (f" ({covers})" if covers else "")
+        elif found["pair_id"] is not None:
+            row["group"] = "pair"
+        rows.append(row)
+    for row in rows:
+        row["overdue"] = row["state"] in ("delivered", "assigned") and (row["due_ms"] or now) < now
+        row["submitted"] = when(row["submitted_ms"], lang)
+        row["due"] = when(row["due_ms"], lang)
+    if session.role == "sender":
+        title = "my_cases"
+    else:  # a worklist: cases to read first (overdue, urgent, nearest due), then the rest
+        title = "worklist"
+        rows.sort(
+            key=lambda r: (
+                r["state"] not in ("delivered", "assigned"),
+                not r["overdue"],
+                not r["urgent"],
+                r["due_ms"] or 2**62,
+            )
+        )
+    warm(request.config_dict, [bytes.fromhex(r["case_id"]) for r in rows if r["state"] in READING])
+    return render_page(request, "cases.html", session=session, rows=rows, title=title)
+
+
+async def case_page(
+    request: web.Request, *, error: str | None = None, status: int = 200
+) -> web.Response:
+    session = await require(request, *PEOPLE)
+    person = await person_of(request, session)
+    try:
+        case_id = bytes.fromhex(request.match_info["id"])
+        found = await request.config_dict[CASES].detail(case_id, person.public.key, now_ms())
+    except ValueError:
+        raise web.HTTPNotFound(text="no such case") from None
+    except CaseError as exc:
+        raise http_error(exc) from None
+    me = person.public.key.hex()
+    lang = language_of(request, session)
+    if found["state"] in READING:
+        warm(request.config_dict, [case_id])
+    found["submitted"] = when(found["submitted_ms"], lang)
+    found["due"] = when(found["due_ms"], lang)
+    names = names_of(request)
+    for doc in found["documents"]:
+        doc["when"] = when(doc.get("created"), lang)
+        doc["author"] = names.get(doc["signer"], doc["signer"][:8])
+    reports = [d for d in found["documents"] if d["kind"] == "report"]
+    messages = [d for d in found["documents"] if d["kind"] == "case_message"]
+    evaluations = [d for d in found["documents"] if d["kind"] == "evaluation"]
+    can = {
+        "claim": found["state"] == "delivered"
+        and "member" in found["roles"]
+        and found["claim_sent_by"] != me,
+        "report": found["kept_as"] == "copy"
+        and found["reader"] == me
+        and found["state"] in ("assigned", "reported", "report_delivered", "evaluated"),
+        "evaluate": found["kept_as"] == "sender"
+        and "sender" in found["roles"]
+        and found["state"] == "report_delivered",
+        "message": found["state"]
+        in ("delivered", "assigned", "reported", "report_delivered", "evaluated"),
+    }
+    page = render_page(
+        request,
+        "case.html",
+        session=session,
+        case=found,
+        reports=reports,
+        messages=messages,
+        can=can,
+        me=me,
+        error=error,
+        evaluations=evaluations,
+        timeline=await _timeline(request, found, lang),
+        templates=all_templates(found["form"]["answer_language"]),
+        sent=request.query.get("sent") == "1",
+        destinations=await destinations_of(request, session.account_id),
+    )
+    page.set_status(status)
+    return page
+
+
+STEPS = (  # the timeline of a case: (step, the time that marks it)
+    ("submitted", "submitted_ms"),
+    ("delivered", "delivered_ms"),
+    ("read", "reported_ms"),
+    ("report_back", "report_back_ms"),
+    ("evaluated", "evaluated_ms"),
+    ("closed", "closed_ms"),
+)
+
+
+async def _timeline(request: web.Request, case: dict[str, Any], lang: str) -> list[dict[str, Any]]:
+    """Each step of the case, done (with its time) or still to come; while the images are
+    on their way, how far they have gone."""
+    steps = [
+        {"step": step, "when": when(case[field], lang), "done": case[field] is not None}
+        for step, field in STEPS
+    ]
+    if case["kept_as"] == "sender" and case["delivered_ms"] is None:
+        cursor = await request.config_dict[STORE].db.execute(
+            "SELECT SUM(d.bytes_done), SUM(b.size), MAX(d.rate), MIN(d.attempts)"
+            " FROM case_bundles c JOIN deliveries d USING (bundle_id)"
+            " JOIN bundles b USING (bundle_id) WHERE c.case_id = ? AND c.purpose = 'images'",
+            (bytes.fromhex(case["case_id"]),),
+        )
+        row = await cursor.fetchone()
+        if row is not None and row[1]:
+            steps.insert(
+                1,
+                {
+                    "step": "in_transit",
+                    "when": "",
+                    "done": False,
+                    "bytes_done": int(row[0] or 0),
+                    "size": int(row[1]),
+                    "rate": float(row[2] or 0),
+                    "percent": int(100 * (row[0] or 0) / row[1]),
+                },
+            )
+    return steps
+
+
+async def show_case(request: web.Request) -> web.Response:
+    return await case_page(request)
+
+
+async def act(request: web.Request) -> web.Response:
+    """The forms of the case page: claim, report, message, evaluation."""
+    session = await require(request, *PEOPLE)
+    form = await check_csrf(request, session)
+    person = await person_of(request, session)
+    service = request.config_dict[CASES]
+    case_id = bytes.fromhex(request.match_info["id"])
+    action = request.match_info["action"]
+    now = now_ms()
+    try:
+        if action == "claim":
+            await service.act(case_id, person, "claim", now)
+        elif action == "report":
+            findings = str(form.get("findings", "")).replace("\r\n", "\n").strip()
+            if findings in {t.strip() for t in all_templates(str(form.get("language"))).values()}:
+                raise CaseError(400, "findings: the template's headings are not filled in")
+            await service.report(case_id, person, {k: str(v) for k, v in form.items()}, now)
+        elif action == "message":
+            text = str(form.get("text", "")).strip()
+            if not text:
+                raise CaseError(400, "the message is empty")
+            await service.message(case_id, person, text, now)
+        elif action == "evaluation":
+            fields = {
+                name: form.get(name) == "yes"
+                for name in ("relevant", "useful", "changed_management", "teaching_consent")
+            }
+            await service.evaluate(
+                case_id, person, {**fields, "comment": str(form.get("comment", ""))}, now
+            )
+    except CaseError as exc:
+        return await case_page(request, error=str(exc), status=exc.status)
+    raise web.HTTPSeeOther(f"/web/cases/{case_id.hex()}")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/login", login_page)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/cases", cases)
+    app.router.add_get("/cases/{id:[0-9a-f]{32}}", show_case)
+    app.router.add_post("/cases/{id:[0-9a-f]{32}}/{action:claim|report|message|evaluation}", act)

@@ -1,0 +1,453 @@
+"""Joining the network and coordinating a group, in the web application.
+
+- ``/web/join`` (public): a radiologist applies to read for a group, or a doctor to send
+  to it; they accept the network's charter and choose their password. Nothing is made
+  until a coordinator of the group, signed in on this node, attests them: then their
+  account and person key are made here and the member record, signed by the
+  coordinator's person key, goes into the directory (gossip carries it). A declined
+  application keeps its reason and nothing else happens.
+- ``/web/coordinator``: the groups this coordinator runs: applications, members and
+  their attestations, pairs, the cases held here (to assign, overdue), and the quality
+  dashboard (turnaround, usefulness, image quality and volume per pair, as charts).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from bootstrap.tools import attest_member
+from protocol.directory import View, pair_terms
+from protocol.errors import LocalProtocolError
+from protocol.identity import Identity, PublicIdentity
+from tsfnode.appkeys import CASES, NODE_DIR, STORE
+from tsfnode.auth.accounts import _USERNAME, create_account, hash_password
+from tsfnode.auth.sessions import LOGIN_COOKIE, check_csrf, require, set_cookie
+from tsfnode.cases.service import summary
+from tsfnode.errors import CaseError, NodeError
+from tsfnode.i18n import translator
+from tsfnode.logs import log
+from tsfnode.network.peering import now_ms
+from tsfnode.store.cases import fetch_dicts
+from tsfnode.web.charts import quality_charts
+from tsfnode.web.common import language_of, names_of, person_of, when
+from tsfnode.web.common import render_page as render
+
+MAX_PENDING_PER_SOURCE = 5  # a public form: at most this many waiting from one address
+ATTESTATION_DAYS = 365
+MEMBER_FIELDS = ("registration", "diploma", "facility", "equipment", "subspecialities")
+
+
+def render_page(request: web.Request, name: str, **context: Any) -> web.Response:
+    return render(request, name, **context)
+
+
+def _groups_here(view: View, coordinators_here: set[bytes]) -> list[dict[str, Any]]:
+    """Groups one of whose coordinators has an account on this node: they can review."""
+    out = []
+    for group, record in sorted(view.group_records.items(), key=lambda g: g[1].body["name"]):
+        if group in view.groups and view.coordinators.get(group, set()) & coordinators_here:
+            out.append(
+                {
+                    "key": PublicIdentity(group).text,
+                    "name": record.body["name"],
+                    "kind": record.body["kind"],
+                    "subspecialities": list(record.body["subspecialities"]),
+                }
+            )
+    return out
+
+
+async def _coordinator_keys(request: web.Request) -> set[bytes]:
+    cursor = await request.config_dict[STORE].db.execute(
+        "SELECT person_key FROM accounts WHERE role = 'coordinator' AND person_key IS NOT NULL"
+    )
+    return {bytes(r[0]) for r in await cursor.fetchall()}
+
+
+# --- joining --------------------------------------------------------------------------
+
+
+async def join_page(
+    request: web.Request,
+    *,
+    error: str | None = None,
+    values: dict[str, str] | None = None,
+    status: int = 200,
+    done: bool = False,
+) -> web.Response:
+    view = request.config_dict[CASES].view(now_ms())
+    token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
+    page = render_page(
+        request,
+        "join.html",
+        groups=_groups_here(view, await _coordinator_keys(request)),
+        csrf=token,
+        error=error,
+        values=values or {},
+        done=done,
+    )
+    page.set_status(status)
+    set_cookie(request, page, LOGIN_COOKIE, token)
+    return page
+
+
+def _application(form: dict[str, str], groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """The application, checked field by field (NodeError names the first wrong one)."""
+    role = form.get("role", "")
+    if role not in ("reader", "sender"):
+        raise NodeError("role: reader or sender")
+    group = form.get("group", "")
+    if group not in {g["key"] for g in groups}:
+        raise NodeError("group: choose one of the groups listed")
+    username = form.get("username", "").strip()
+    if not _USERNAME.match(username):
+        raise NodeError("username: 2-64 lower-case letters, digits, '.', '_' or '-'")
+    name = form.get("display_name", "").strip()
+    if not 2 <= len(name) <= 100:
+        raise NodeError("display_name: your name as colleagues know it (2-100 characters)")
+    if len(form.get("password", "")) < 10:
+        raise NodeError("password: at least 10 characters")
+    if form.get("password") != form.get("password_again"):
+        raise NodeError("password_again: the two passwords differ")
+    if form.get("charter") != "yes":
+        raise NodeError("charter: the charter must be accepted to take part")
+    details: dict[str, Any] = {k: form.get(k, "").strip()[:200] for k in MEMBER_FIELDS}
+    languages = [x for x in form.get("languages", "").replace(",", " ").split() if x][:16]
+    if not languages or not all(2 <= len(x) <= 16 for x in languages):
+        raise NodeError("languages: the languages you read and write, e.g. fr en")
+    details["languages"] = languages
+    if role == "reader":
+        if not (details["registration"] and details["diploma"]):
+            raise NodeError("registration: a reader gives the medical council number and diploma")
+        try:
+            capacity = int(form.get("weekly_capacity", ""))
+        except ValueError:
+            capacity = -1
+        if not 1 <= capacity <= 1000:
+            raise NodeError("weekly_capacity: how many cases a week you can read (1-1000)")
+        details["weekly_capacity"] = capacity
+    else:
+        if not details["facility"]:
+            raise NodeError("facility: the hospital or health centre where you work")
+        details["weekly_capacity"] = 0
+    details["subspecialities"] = [
+        x for x in details["subspecialities"].replace(",", " ").split() if x
+    ][:16]
+    language = form.get("language", "fr")
+    return {
+        "role": role,
+        "group": group,
+        "username": username,
+        "display_name": name,
+        "password": form["password"],
+        "language": language if language in ("fr", "en") else "fr",
+        "details": details,
+    }
+
+
+async def apply(request: web.Request) -> web.Response:
+    form = {k: str(v) for k, v in (await request.post()).items()}
+    token = request.cookies.get(LOGIN_COOKIE, "")
+    values = {k: v for k, v in form.items() if not k.startswith("password") and k != "csrf"}
+    if not token or not secrets.compare_digest(form.get("csrf", ""), token):
+        return await join_page(request, error="form_expired", values=values, status=403)
+    db = request.config_dict[STORE].db
+    view = request.config_dict[CASES].view(now_ms())
+    groups = _groups_here(view, await _coordinator_keys(request))
+    try:
+        found = _application(form, groups)
+        cursor = await db.execute(
+            "SELECT (SELECT COUNT(*) FROM accounts WHERE username = ?),"
+            " (SELECT COUNT(*) FROM applications WHERE username = ? AND state = 'pending'),"
+            " (SELECT COUNT(*) FROM applications WHERE source = ? AND state = 'pending')",
+            (found["username"], found["username"], request.remote or ""),
+        )
+        taken, waiting, from_source = await cursor.fetchone() or (0, 0, 0)
+        if taken or waiting:
+            raise NodeError("username: already taken on this node, choose another")
+        if from_source >= MAX_PENDING_PER_SOURCE:
+            raise NodeError("too many applications are waiting from this address")
+    except NodeError as exc:
+        return await join_page(request, error=str(exc), values=values, status=400)
+    now = now_ms()
+    await db.execute(
+        "INSERT INTO applications (role, group_key, username, display_name, password_hash,"
+        " language, details, charter_ms, source, created_ms) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (
+            found["role"],
+            PublicIdentity.from_text(found["group"]).key,
+            found["username"],
+            found["display_name"],
+            hash_password(found["password"]),
+            found["language"],
+            json.dumps(found["details"], ensure_ascii=False),
+            now,
+            request.remote or "",
+            now,
+        ),
+    )
+    await db.commit()
+    log("application received", role=found["role"])
+    return await join_page(request, done=True)
+
+
+# --- the coordinator's pages ----------------------------------------------------------
+
+
+async def _coordinator(request: web.Request) -> tuple[Any, Identity, list[bytes]]:
+    """The signed-in coordinator, their person key and the groups they coordinate."""
+    session = await require(request, "coordinator")
+    person = await person_of(request, session)
+    view = request.config_dict[CASES].view(now_ms())
+    mine = sorted(g for g, keys in view.coordinators.items() if person.public.key in keys)
+    return session, person, mine
+
+
+async def coordinator_page(request: web.Request) -> web.Response:
+    session, _, mine = await _coordinator(request)
+    service = request.config_dict[CASES]
+    now = now_ms()
+    view = service.view(now)
+    lang = language_of(request, session)
+    names = names_of(request)
+    groups = []
+    for group in mine:
+        record = view.group_records[group]
+        members = [
+            {
+                "name": m.body["display_name"],
+                "role": m.body["role"],
+                "registration": m.body["registration"],
+                "diploma": m.body["diploma"],
+                "facility": m.body["facility"],
+                "subspecialities": ", ".join(m.body["subspecialities"]),
+                "capacity": m.body["weekly_capacity"],
+                "charter": when(m.body["charter_accepted"], lang),
+                "expires": when(m.body["expires"], lang),
+                "node": view.nodes[m.body["home_node"]].body["name"]
+                if m.body["home_node"] in view.nodes
+                else "",
+            }
+            for m in sorted(view.members.values(), key=lambda m: m.body["display_name"])
+            if m.body["group"] == group
+        ]
+        readers = {k for k, m in view.members.items() if m.body["group"] == group}
+        pairs = []
+        for pair_id, doc in sorted(view.pairs.items()):
+            terms = pair_terms(doc)
+            if terms["reader"] in readers:
+                pairs.append(
+                    {
+                        "id": pair_id.hex()[:8],
+                        "reader": names.get(terms["reader"].hex(), "?"),
+                        "sender": names.get(terms["sender"].hex(), "?"),
+                        "quota": terms["weekly_quota"],
+                        "delay": terms["reading_delay_hours"],
+                        "status": terms["status"],
+                        "this_week": await service.week_count(pair_id, now),
+                    }
+                )
+        groups.append(
+            {
+                "key": PublicIdentity(group).text,
+                "name": record.body["name"],
+                "kind": record.body["kind"],
+                "members": members,
+                "pairs": pairs,
+                "readers": [
+                    {"key": k.hex(), "name": names.get(k.hex(), k.hex()[:8])}
+                    for k in sorted(readers)
+                    if view.members[k].body["role"] in ("reader", "coordinator")
+                ],
+            }
+        )
+    applications = await fetch_dicts(
+        service.db,
+        "SELECT id, role, group_key, username, display_name, details, created_ms"
+        " FROM applications WHERE state = 'pending' ORDER BY created_ms",
+    )
+    pending = []
+    for row in applications:
+        if bytes(row["group_key"]) in mine:
+            row["details"] = json.loads(row["details"])
+            row["group"] = view.group_records[bytes(row["group_key"])].body["name"]
+            row["when"] = when(row["created_ms"], lang)
+            pending.append(row)
+    cases = await _group_cases(request, mine, now, lang)
+    return render_page(
+        request,
+        "coordinator.html",
+        session=session,
+        groups=groups,
+        applications=pending,
+        cases=cases,
+        charts=await _charts(request, mine, now, lang),
+        error=request.query.get("error"),
+    )
+
+
+async def _group_cases(
+    request: web.Request, mine: list[bytes], now: int, lang: str
+) -> list[dict[str, Any]]:
+    """The cases held here that were routed to these groups and still wait for a reader,
+    or are overdue; with the group's readers to assign them to."""
+    if not mine:
+        return []
+    names = names_of(request)
+    marks = ",".join("?" * len(mine))
+    rows = await fetch_dicts(
+        request.config_dict[CASES].db,
+        f"SELECT * FROM cases WHERE target IN ({marks}) AND state IN ('delivered', 'assigned')"  # noqa: S608 - placeholders only
+        " ORDER BY due_ms",
+        tuple(mine),
+    )
+    out = []
+    for row in rows:
+        case = summary(row)
+        case["overdue"] = (row["due_ms"] or now) < now
+        case["due"] = when(row["due_ms"], lang)
+        case["reader_name"] = names.get(case["reader"] or "", "")
+        case["group"] = PublicIdentity(bytes(row["target"])).text
+        case["form"] = json.loads(row["form"])
+        out.append(case)
+    return out
+
+
+async def _charts(request: web.Request, mine: list[bytes], now: int, lang: str) -> dict[str, str]:
+    """The quality dashboard of the groups' cases held here, as SVG charts."""
+    import asyncio
+
+    view = request.config_dict[CASES].view(now)
+    readers = {k for k, m in view.members.items() if m.body["group"] in mine}
+    pair_names = {}
+    names = names_of(request)
+    for pair_id, doc in view.pairs.items():
+        terms = pair_terms(doc)
+        if terms["reader"] in readers:
+            reader = names.get(terms["reader"].hex(), "?")
+            pair_names[pair_id] = f"{reader} / {names.get(terms['sender'].hex(), '?')}"
+    rows = await fetch_dicts(request.config_dict[CASES].db, "SELECT * FROM cases")
+    ours = [
+        r
+        for r in rows
+        if bytes(r["target"]) in mine
+        or (r["pair_id"] is not None and bytes(r["pair_id"]) in pair_names)
+    ]
+    return await asyncio.to_thread(quality_charts, ours, pair_names, translator(lang), now)
+
+
+async def decide(request: web.Request) -> web.Response:
+    """Attest or decline an application."""
+    session, person, mine = await _coordinator(request)
+    form = await check_csrf(request, session)
+    db = request.config_dict[STORE].db
+    rows = await fetch_dicts(
+        db,
+        "SELECT * FROM applications WHERE id = ? AND state = 'pending'",
+        (int(request.match_info["id"]),),
+    )
+    if not rows or bytes(rows[0]["group_key"]) not in mine:
+        raise web.HTTPNotFound(text="no such application waiting for you")
+    row = rows[0]
+    now = now_ms()
+    if request.match_info["action"] == "decline":
+        reason = str(form.get("reason", "")).strip()[:500]
+        await db.execute(
+            "UPDATE applications SET state = 'declined', decided_by = ?, decided_ms = ?,"
+            " reason = ? WHERE id = ?",
+            (person.public.key, now, reason, row["id"]),
+        )
+        await db.commit()
+        log("application declined")
+        raise web.HTTPSeeOther("/web/coordinator")
+    try:
+        await _attest(request, person, row, now)
+    except (NodeError, CaseError, LocalProtocolError) as exc:
+        raise web.HTTPSeeOther(f"/web/coordinator?error={str(exc)[:200]}") from None
+    raise web.HTTPSeeOther("/web/coordinator")
+
+
+async def _attest(
+    request: web.Request, coordinator: Identity, row: dict[str, Any], now: int
+) -> None:
+    service = request.config_dict[CASES]
+    node_dir = request.config_dict[NODE_DIR]
+    store = request.config_dict[STORE]
+    details = json.loads(row["details"])
+    member = await create_account(
+        store,
+        username=row["username"],
+        display_name=row["display_name"],
+        role=row["role"],
+        password=secrets.token_urlsafe(16),  # replaced by the applicant's own just below
+        language=row["language"],
+        now=now,
+        people=node_dir.people,
+    )
+    if member is None:  # readers and senders always get a person key
+        raise NodeError("the account was made without a person key")
+    await store.db.execute(
+        "UPDATE accounts SET password_hash = ? WHERE username = ?",
+        (row["password_hash"], row["username"]),
+    )
+    record = attest_member(
+        service.directory.network,
+        coordinator,
+        group=PublicIdentity(bytes(row["group_key"])),
+        member=member,
+        role=row["role"],
+        display_name=row["display_name"],
+        registration=details.get("registration", ""),
+        diploma=details.get("diploma", ""),
+        charter_accepted=int(row["charter_ms"]),
+        facility=details.get("facility", ""),
+        subspecialities=details.get("subspecialities", []),
+        languages=details.get("languages", []),
+        home_node=PublicIdentity(service.me),
+        weekly_capacity=int(details.get("weekly_capacity", 0)),
+        now=now,
+        days=ATTESTATION_DAYS,
+    )
+    outcome = await service.directory.add([record], now)
+    if not outcome["added"]:
+        raise NodeError(f"the directory did not take the attestation ({', '.join(outcome)})")
+    await store.db.execute(
+        "UPDATE applications SET state = 'attested', decided_by = ?, decided_ms = ? WHERE id = ?",
+        (coordinator.public.key, now, row["id"]),
+    )
+    await store.db.commit()
+    await service.audit.append(
+        actor=coordinator.public.key,
+        case_id=b"",
+        action="member attest",
+        detail=member.text,
+        now=now,
+    )
+    log("member attested", role=row["role"])
+
+
+async def assign(request: web.Request) -> web.Response:
+    """The coordinator gives a group's case to one of its readers."""
+    session, person, _mine = await _coordinator(request)
+    form = await check_csrf(request, session)
+    case_id = bytes.fromhex(request.match_info["id"])
+    try:
+        reader = bytes.fromhex(str(form.get("reader", "")))
+        await request.config_dict[CASES].act(case_id, person, "assign", now_ms(), reader=reader)
+    except ValueError:
+        raise web.HTTPBadRequest(text="choose a reader") from None
+    except CaseError as exc:
+        raise web.HTTPSeeOther(f"/web/coordinator?error={str(exc)[:200]}") from None
+    raise web.HTTPSeeOther("/web/coordinator")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/join", join_page)
+    app.router.add_post("/join", apply)
+    app.router.add_get("/coordinator", coordinator_page)
+    app.router.add_post("/coordinator/applications/{id:[0-9]+}/{action:attest|decline}", decide)
+    app.router.add_post("/coordinator/cases/{id:[0-9a-f]{32}}/assign", assign)

@@ -1,0 +1,396 @@
+"""The sender's new case in the web application: files up in the background, the
+anonymisation check, the clinical form, the routing, the estimate, submit.
+
+The browser sends the files as they are (they may name the patient: this is the sender's
+own node, on the hospital's side), in resumable chunks, grouped in a *batch*:
+
+    POST  /web/uploads            {"name", "size", "batch"?}  -> {"id", "offset", "batch"}
+    GET   /web/uploads/{id}                                   -> {"offset", "size"}
+    PATCH /web/uploads/{id}   Upload-Offset: k, bytes         -> {"offset"} (409: ask again)
+    POST  /web/batches/{batch}/import                         -> the studies found
+
+A cut connection, a closed tab or a restarted node loses nothing: the client asks where
+each upload stands and sends the rest. The import de-identifies the files into the intake
+(the pseudonym map stays here) and deletes them. Images that may show identity are then
+checked in the page (confirmed, or masked with rectangles) before the case can go.
+Every JSON call carries the session's CSRF token in ``X-CSRF-Token``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import io
+import json
+import re
+import shutil
+import statistics
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from protocol.caseform import MODALITIES
+from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, STORE
+from tsfnode.auth.sessions import Session, check_csrf, require
+from tsfnode.bodies import read_json_object, rectangles
+from tsfnode.cases.metrics import group_suggestions
+from tsfnode.cases.pairs import listed
+from tsfnode.errors import CaseError, NodeError
+from tsfnode.intake.importer import importer_for
+from tsfnode.intake.review import ReviewBook
+from tsfnode.intake.uploads import UploadFolder
+from tsfnode.logs import log
+from tsfnode.network.peering import now_ms
+from tsfnode.web.common import person_of, render_page
+
+_BATCH = re.compile(r"^[0-9a-f]{32}$")
+PREVIEW_PIXELS = 768  # the longest side of an image shown for the anonymisation check
+FORM_FIELDS = (
+    "urgency",
+    "age_years",
+    "age_months",
+    "sex",
+    "clinical_history",
+    "question",
+    "modality",
+    "body_part",
+    "prior_imaging",
+    "preliminary_reading",
+    "answer_language",
+)
+
+
+def _web_uploads(request: web.Request) -> UploadFolder:
+    return UploadFolder(request.config_dict[NODE_DIR].root / "uploads" / "web")
+
+
+def _batch_folder(request: web.Request, batch: str) -> Path:
+    if not _BATCH.match(batch):
+        raise web.HTTPNotFound(text="no such batch")
+    return request.config_dict[NODE_DIR].root / "uploads" / "web" / "batches" / batch
+
+
+async def _sender(request: web.Request, *, write: bool) -> Session:
+    session = await require(request, "sender")
+    if write and not hmac.compare_digest(request.headers.get("X-CSRF-Token", ""), session.csrf):
+        raise web.HTTPForbidden(text="403: the page has expired; reload it")
+    return session
+
+
+def _batch_info(folder: Path) -> dict[str, Any]:
+    try:
+        info: dict[str, Any] = json.loads((folder / "batch.json").read_text())
+    except FileNotFoundError:
+        raise web.HTTPNotFound(text="no such batch") from None
+    return info
+
+
+def _owned_batch(request: web.Request, batch: str, account: int) -> tuple[Path, dict[str, Any]]:
+    folder = _batch_folder(request, batch)
+    info = _batch_info(folder)
+    if info["account"] != account:
+        raise web.HTTPNotFound(text="no such batch")
+    return folder, info
+
+
+# --- uploads ------------------------------------------------------------------------
+
+
+async def upload_create(request: web.Request) -> web.Response:
+    session = await _sender(request, write=True)
+    body = await read_json_object(request)
+    name, size, batch = body.get("name"), body.get("size"), body.get("batch")
+    if not isinstance(name, str) or not isinstance(size, int) or isinstance(size, bool):
+        raise web.HTTPBadRequest(text='send {"name": <file name>, "size": <bytes>}')
+    if batch is None:
+        batch = UploadFolder.new_id()
+        folder = _batch_folder(request, batch)
+        folder.mkdir(mode=0o700, parents=True)
+        (folder / "batch.json").write_text(
+            json.dumps({"account": session.account_id, "created_ms": now_ms()})
+        )
+    elif not isinstance(batch, str):
+        raise web.HTTPBadRequest(text="batch: the id given by the first upload")
+    else:
+        folder, _ = _owned_batch(request, batch, session.account_id)
+        if (folder / "result.json").exists():
+            raise web.HTTPConflict(text="this batch has been imported: start a new case")
+    safe = Path(name.replace("\\", "/")).name[-120:] or "file"
+    upload_id = _web_uploads(request).create(size, session.account_id, batch=batch, name=safe)
+    return web.json_response({"id": upload_id, "offset": 0, "batch": batch}, status=201)
+
+
+async def upload_status(request: web.Request) -> web.Response:
+    session = await _sender(request, write=False)
+    part, _, info = _web_uploads(request).owned(request.match_info["id"], session.account_id)
+    return web.json_response({"offset": part.stat().st_size, "size": info["size"]})
+
+
+async def upload_append(request: web.Request) -> web.Response:
+    session = await _sender(request, write=True)
+    uploads = _web_uploads(request)
+    part, meta, info = uploads.owned(request.match_info["id"], session.account_id)
+    offset = await uploads.append(request, part, info)
+    if offset is None:
+        return web.json_response({"offset": part.stat().st_size}, status=409)
+    if offset == info["size"]:
+        files = _batch_folder(request, info["batch"]) / "files"
+        files.mkdir(mode=0o700, exist_ok=True)
+        part.rename(files / f"{request.match_info['id']}-{info['name']}")
+        meta.unlink()
+    return web.json_response({"offset": offset, "done": offset == info["size"]})
+
+
+async def batch_import(request: web.Request) -> web.Response:
+    """Take the batch's files into the intake (de-identified), then delete them."""
+    session = await _sender(request, write=True)
+    folder, _ = _owned_batch(request, request.match_info["batch"], session.account_id)
+    book = ReviewBook(request.config_dict[NODE_DIR].intake)
+    if not (folder / "result.json").exists():
+        waiting = [
+            m
+            for m in _web_uploads(request).root.glob("*.json")
+            if json.loads(m.read_text()).get("batch") == request.match_info["batch"]
+        ]
+        if waiting:
+            raise web.HTTPConflict(text=f"{len(waiting)} file(s) of this case are still uploading")
+        root = request.config_dict[NODE_DIR].root
+        result = await asyncio.to_thread(_import, root, folder)
+        (folder / "result.json").write_text(json.dumps(result))
+        log("web upload imported", account=session.username, files=len(result["taken"]))
+    result = json.loads((folder / "result.json").read_text())
+    studies = await asyncio.to_thread(lambda: [_study(book, u) for u in result["studies"]])
+    return web.json_response({"studies": studies, "rejected": result["rejected"]})
+
+
+def _import(root: Path, folder: Path) -> dict[str, Any]:
+    files = sorted((folder / "files").glob("*")) if (folder / "files").exists() else []
+    try:
+        report = importer_for(root).run(files)
+    finally:
+        shutil.rmtree(folder / "files", ignore_errors=True)  # identifiable: gone once taken
+    return {
+        "taken": [r.sop_uid for r in report.taken],
+        "studies": sorted(report.studies),
+        "rejected": [
+            {"name": r.name.split("!")[-1].split("/")[-1].split("-", 1)[-1], "reason": r.reason}
+            for r in report.rejected
+        ],
+    }
+
+
+def _study(book: ReviewBook, uid: str) -> dict[str, Any]:
+    """What the page shows of a study in the intake: counts, size, modality, the images
+    to check (with their size in pixels, for the mask tool)."""
+    from pydicom import dcmread
+
+    folder = book.study_folder(uid)
+    files = [f for s in folder.iterdir() if s.is_dir() for f in s.glob("*.dcm")]
+    modality = ""
+    if files:
+        modality = str(dcmread(files[0], stop_before_pixels=True).get("Modality", ""))
+    flags = []
+    for flag in book.flags(uid):
+        ds = dcmread(folder / flag.series_uid / f"{flag.sop_uid}.dcm", stop_before_pixels=True)
+        flags.append({**flag.as_dict(), "rows": int(ds.Rows), "columns": int(ds.Columns)})
+    return {
+        **book.summary(uid).as_dict(),
+        "modality": modality,
+        "bytes": sum(f.stat().st_size for f in files),
+        "flags": flags,
+    }
+
+
+async def _own_study(request: web.Request, session: Session) -> str:
+    """The study of the URL, if it came from one of this sender's batches."""
+    uid = request.match_info["uid"]
+    root = request.config_dict[NODE_DIR].root / "uploads" / "web" / "batches"
+    for result in root.glob("*/result.json"):
+        if uid in json.loads(result.read_text())["studies"]:
+            if _batch_info(result.parent)["account"] == session.account_id:
+                return uid
+    raise web.HTTPNotFound(text="no such study among your uploads")
+
+
+async def preview(request: web.Request) -> web.Response:
+    """An image of the intake as PNG, at most PREVIEW_PIXELS on its longest side."""
+    session = await _sender(request, write=False)
+    uid = await _own_study(request, session)
+    sop = request.match_info["sop"]
+    book = ReviewBook(request.config_dict[NODE_DIR].intake)
+    flag = next((f for f in book.flags(uid) if f.sop_uid == sop), None)
+    if flag is None:
+        raise web.HTTPNotFound(text="no such image to check")
+    path = book.study_folder(uid) / flag.series_uid / f"{sop}.dcm"
+    png = await asyncio.to_thread(_png, path)
+    return web.Response(body=png, content_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+def _png(path: Path) -> bytes:
+    import numpy as np
+    from PIL import Image
+    from pydicom import dcmread
+
+    ds = dcmread(path)
+    pixels = ds.pixel_array
+    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+        pixels = pixels[0]
+    if pixels.ndim == 2:
+        low, high = float(pixels.min()), float(pixels.max())
+        scaled = (pixels.astype(np.float32) - low) * (255.0 / max(high - low, 1.0))
+        if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
+            scaled = 255.0 - scaled
+        image = Image.fromarray(scaled.astype(np.uint8), mode="L")
+    else:
+        image = Image.fromarray(pixels.astype(np.uint8)).convert("RGB")
+    image.thumbnail((PREVIEW_PIXELS, PREVIEW_PIXELS))
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+async def review(request: web.Request) -> web.Response:
+    """Confirm an image shows no identity, or mask rectangles of it (pixels of the image)."""
+    session = await _sender(request, write=True)
+    uid = await _own_study(request, session)
+    body = await read_json_object(request)
+    book = ReviewBook(request.config_dict[NODE_DIR].intake)
+    image = body.get("image")
+    if not isinstance(image, str):
+        raise web.HTTPBadRequest(text="'image': the SOP Instance UID of the image")
+    try:
+        if body.get("mask"):
+            boxes = rectangles(body.get("mask"))
+            await asyncio.to_thread(book.mask, uid, image, boxes, now_ms=now_ms())
+            log("review: regions masked", account=session.username, regions=len(boxes))
+        else:
+            await asyncio.to_thread(book.confirm, uid, [image], now_ms=now_ms())
+            log("review: images confirmed", account=session.username, images=1)
+    except NodeError as exc:
+        raise web.HTTPUnprocessableEntity(text=str(exc)) from None
+    return web.json_response(await asyncio.to_thread(_study, book, uid))
+
+
+# --- the page and the submission ----------------------------------------------------
+
+
+async def measured_rate(request: web.Request) -> dict[str, Any]:
+    """The uplink speed to expect, in bytes/s: the median of the last sendings' goodput,
+    capped by the operator's limit; None when nothing has been sent yet and no cap set."""
+    cursor = await request.config_dict[STORE].db.execute(
+        "SELECT rate FROM deliveries WHERE rate > 0 ORDER BY started_ms DESC LIMIT 20"
+    )
+    rates = [float(r[0]) for r in await cursor.fetchall()]
+    cap_kbit = request.config_dict[CONFIG].transfer_upload_kbit_s
+    measured = statistics.median(rates) if rates else None
+    rate = measured
+    if cap_kbit:
+        rate = min(measured or float("inf"), cap_kbit * 125.0)
+    return {"rate": rate, "measured": measured is not None, "samples": len(rates)}
+
+
+async def routes_for(request: web.Request, person: Any) -> dict[str, Any]:
+    """The pairs this sender may send to, then groups and communities (least loaded first)."""
+    service = request.config_dict[CASES]
+    now = now_ms()
+    view = service.view(now)
+    pairs = []
+    for pair in (await listed(service, person.public.key, now))["pairs"]:
+        if pair["status"] != "active" or pair["sender"] != person.public.key.hex():
+            continue
+        reader = view.members.get(bytes.fromhex(pair["reader"]))
+        pair["reader_name"] = reader.body["display_name"] if reader else pair["reader"][:8]
+        pairs.append(pair)
+    suggestions = group_suggestions(service, now)
+    return {
+        "pairs": pairs,
+        "groups": [g for g in suggestions if g["routing"] == "group"],
+        "communities": [g for g in suggestions if g["routing"] == "community"],
+    }
+
+
+async def new_page(
+    request: web.Request,
+    *,
+    error: str | None = None,
+    values: dict[str, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    session = await require(request, "sender")
+    person = await person_of(request, session)
+    page = render_page(
+        request,
+        "new_case.html",
+        session=session,
+        routes=await routes_for(request, person),
+        speed=await measured_rate(request),
+        error=error,
+        values=values or {},
+        modalities=MODALITIES,
+    )
+    page.set_status(status)
+    return page
+
+
+def form_values(form: dict[str, Any]) -> dict[str, Any]:
+    """The clinical form from the posted fields (numbers as numbers, blanks as None)."""
+    out: dict[str, Any] = {}
+    for name in FORM_FIELDS:
+        value = str(form.get(name, "")).strip()
+        if name in ("age_years", "age_months"):
+            if not value:
+                out[name] = None if name == "age_months" else value
+                continue
+            try:
+                out[name] = int(value)
+            except ValueError:
+                raise CaseError(400, f"clinical form: {name} must be a whole number") from None
+        else:
+            out[name] = value
+    return out
+
+
+async def submit(request: web.Request) -> web.Response:
+    session = await require(request, "sender")
+    posted = await check_csrf(request, session)
+    values = {k: str(v) for k, v in posted.items() if k != "csrf"}
+    person = await person_of(request, session)
+    try:
+        batch = str(posted.get("batch", ""))
+        folder, _ = _owned_batch(request, batch, session.account_id)
+        study = str(posted.get("study_uid", ""))
+        result = json.loads((folder / "result.json").read_text())
+        if study not in result["studies"]:
+            raise CaseError(400, "choose one of the studies found in your files")
+        routing, _, target = str(posted.get("route", "")).partition(":")
+        made = await request.config_dict[CASES].submit(
+            person,
+            study_uid=study,
+            routing=routing,
+            target=target,
+            form=form_values(posted),
+            over_quota=posted.get("over_quota") == "yes",
+            now=now_ms(),
+        )
+    except (web.HTTPNotFound, FileNotFoundError):
+        return await new_page(
+            request, error="upload_first", values=values, status=400
+        )  # no files yet
+    except (CaseError, NodeError) as exc:
+        status = exc.status if isinstance(exc, CaseError) else 409
+        return await new_page(request, error=str(exc), values=values, status=status)
+    await asyncio.to_thread(shutil.rmtree, folder, True)
+    log("web case submitted", account=session.username)
+    raise web.HTTPSeeOther(f"/web/cases/{made['case_id']}?sent=1")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/new", new_page)
+    app.router.add_post("/new", submit)
+    app.router.add_post("/uploads", upload_create)
+    app.router.add_get("/uploads/{id}", upload_status)
+    app.router.add_patch("/uploads/{id}", upload_append)
+    app.router.add_post("/batches/{batch}/import", batch_import)
+    app.router.add_get("/studies/{uid}/images/{sop}.png", preview)
+    app.router.add_post("/studies/{uid}/review", review)

@@ -1,0 +1,107 @@
+"""A person's pairs in the web application: the pairs they are in (suspend or end them),
+the proposals waiting for them (accept), and a proposal to a colleague: a reader to a
+sender or a sender to a reader, with the weekly quota and the reading delay. The same
+`pairs.py` as the JSON API: either party proposes, the other accepts, and both have
+signed the record that gossip carries."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from protocol.identity import PublicIdentity
+from tsfnode.appkeys import CASES
+from tsfnode.auth.sessions import check_csrf, require
+from tsfnode.cases import pairs
+from tsfnode.errors import CaseError
+from tsfnode.network.peering import now_ms
+from tsfnode.web.common import names_of, person_of, render_page
+
+PARTIES = ("sender", "reader", "coordinator")
+
+
+async def pairs_page(
+    request: web.Request, *, error: str | None = None, status: int = 200
+) -> web.Response:
+    session = await require(request, *PARTIES)
+    person = await person_of(request, session)
+    service = request.config_dict[CASES]
+    now = now_ms()
+    view = service.view(now)
+    names = names_of(request)
+    mine = await pairs.listed(service, person.public.key, now)
+    me = person.public.key.hex()
+    for pair in mine["pairs"]:
+        other = pair["sender"] if pair["reader"] == me else pair["reader"]
+        pair["other"] = names.get(other, other[:8])
+    for proposal in mine["proposals"]:
+        proposal["other"] = names.get(proposal["proposer"], proposal["proposer"][:8])
+    wanted = (
+        ("reader", "coordinator") if view.role_of(person.public.key) == "sender" else ("sender",)
+    )
+    colleagues = sorted(
+        (
+            {"id": PublicIdentity(key).text, "name": m.body["display_name"],
+             "where": m.body["facility"] or ", ".join(m.body["subspecialities"])}
+            for key, m in view.members.items()
+            if m.body["role"] in wanted and key != person.public.key
+        ),
+        key=lambda c: c["name"],
+    )  # fmt: skip
+    page = render_page(
+        request,
+        "pairs.html",
+        session=session,
+        pairs=mine["pairs"],
+        proposals=mine["proposals"],
+        colleagues=colleagues,
+        error=error,
+    )
+    page.set_status(status)
+    return page
+
+
+async def show(request: web.Request) -> web.Response:
+    return await pairs_page(request)
+
+
+async def act(request: web.Request) -> web.Response:
+    session = await require(request, *PARTIES)
+    form = await check_csrf(request, session)
+    person = await person_of(request, session)
+    service = request.config_dict[CASES]
+    now = now_ms()
+    action = request.match_info["action"]
+    try:
+        if action == "propose":
+            try:
+                quota = int(str(form.get("weekly_quota", "")))
+                delay = int(str(form.get("reading_delay_hours", "")))
+            except ValueError:
+                raise CaseError(400, "weekly quota and reading delay: whole numbers") from None
+            await pairs.propose(
+                service,
+                person,
+                other=str(form.get("with", "")),
+                weekly_quota=quota,
+                reading_delay_hours=delay,
+                pair_id=None,
+                now=now,
+            )
+        else:
+            try:
+                pair_id = bytes.fromhex(str(form.get("pair", "")))
+            except ValueError:
+                raise CaseError(404, "no such pair") from None
+            if action == "accept":
+                await pairs.accept(service, person, pair_id, now)
+            else:
+                status = {"suspend": "suspended", "end": "ended"}[action]
+                await pairs.change(service, person, pair_id, status, now)
+    except CaseError as exc:
+        return await pairs_page(request, error=str(exc), status=exc.status)
+    raise web.HTTPSeeOther("/web/pairs")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/pairs", show)
+    app.router.add_post("/pairs/{action:propose|accept|suspend|end}", act)

@@ -1,0 +1,174 @@
+"""The viewer in the web application, for the cases a person may see.
+
+    GET /web/cases/{id}/viewer                      the page (static/viewer.js)
+    GET /web/cases/{id}/series                      series, frames, presets, markers
+    GET /web/cases/{id}/frames/{s}/{f}.jpg?c=&w=&invert=&size=&q=
+                                                    frame f of series s, windowed, JPEG
+    GET /web/cases/{id}/frames/{s}/{f}/attributes   the frame's (anonymised) attributes
+
+The images are the case's own: on a reader's node the bundles received for it, on the
+sender's node the de-identified study in the intake. Rendering runs in worker threads
+(`viewer.Renderer`), one frame decoded once; the page asks for a small image first and
+the full one after, at the window it shows, and prefetches ahead of the scrolling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+from aiohttp.helpers import ChainMapProxy
+
+from tsfnode.appkeys import CASES, NODE_DIR, RENDERER, STORE
+from tsfnode.auth.sessions import require
+from tsfnode.cases.images import Listings, image_folders, int_of, listed_series
+from tsfnode.cases.service import roles_for
+from tsfnode.images.render import (
+    FULL,
+    Window,
+    attributes,
+)
+from tsfnode.network.peering import now_ms
+from tsfnode.store.cases import case_from_row
+from tsfnode.web.common import render_page
+
+WARM_AT_MOST = 10
+PEOPLE = ("sender", "reader", "coordinator")
+
+
+async def _may_see(request: web.Request) -> tuple[bytes, bytes]:
+    """The case id of the URL and the person's key, if the signed-in person may see the
+    case (404 if not)."""
+    session = await require(request, *PEOPLE)
+    try:
+        case_id = bytes.fromhex(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound(text="no such case") from None
+    cursor = await request.config_dict[STORE].db.execute(
+        "SELECT person_key FROM accounts WHERE id = ?", (session.account_id,)
+    )
+    found = await cursor.fetchone()
+    row = await request.config_dict[CASES].row(case_id)
+    if found is None or found[0] is None or row is None:
+        raise web.HTTPNotFound(text="no such case")
+    view = request.config_dict[CASES].view(now_ms())
+    if not roles_for(case_from_row(row), bytes(found[0]), view):
+        raise web.HTTPNotFound(text="no such case")
+    return case_id, bytes(found[0])
+
+
+SERIES = web.AppKey("viewer_series", Listings[list[dict[str, Any]]])
+
+
+async def series_of(app: ChainMapProxy, case_id: bytes) -> list[dict[str, Any]]:
+    """The case's series."""
+
+    async def make() -> list[dict[str, Any]]:
+        folders = await image_folders(app[CASES], case_id)
+        kept = app[NODE_DIR].root / "viewer" / f"{case_id.hex()}.json"
+        return await asyncio.to_thread(listed_series, folders, kept)
+
+    return await app[SERIES].get(case_id, make)
+
+
+def warm(app: ChainMapProxy, case_ids: list[bytes]) -> None:
+    """List these cases' series in the background (the worklist and the case page call
+    this, so that the viewer opens at once)."""
+    for case_id in case_ids[:WARM_AT_MOST]:
+        if case_id not in app[SERIES]:
+            task = asyncio.ensure_future(series_of(app, case_id))
+            task.add_done_callback(lambda t: t.exception())  # a failure shows in the viewer
+
+
+async def _series(request: web.Request, case_id: bytes) -> list[dict[str, Any]]:
+    return await series_of(request.config_dict, case_id)
+
+
+def _public(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the page gets: no paths of this node's disk."""
+    return [{**s, "frames": [{"position": f["position"]} for f in s["frames"]]} for s in series]
+
+
+async def page(request: web.Request) -> web.Response:
+    session = await require(request, *PEOPLE)
+    case_id, person = await _may_see(request)
+    warm(request.config_dict, [case_id])  # listed while the page and its script travel
+    await request.config_dict[CASES].audit.append(
+        actor=person, case_id=case_id, action="view images", detail="", now=now_ms()
+    )
+    return render_page(request, "viewer.html", session=session, case_id=case_id.hex())
+
+
+async def series(request: web.Request) -> web.Response:
+    case_id, _ = await _may_see(request)
+    return web.json_response(_public(await _series(request, case_id)))
+
+
+def _frame(request: web.Request, listed: list[dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return listed[int(request.match_info["s"])]["frames"][int(request.match_info["f"])]  # type: ignore[no-any-return]
+    except (IndexError, ValueError):
+        raise web.HTTPNotFound(text="no such frame") from None
+
+
+def _number(request: web.Request, name: str, low: float, high: float) -> float | None:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"{name}: a number") from None
+    if not (low <= number <= high) or np.isnan(number):
+        raise web.HTTPBadRequest(text=f"{name}: between {low} and {high}")
+    return number
+
+
+async def frame(request: web.Request) -> web.Response:
+    case_id, _ = await _may_see(request)
+    found = _frame(request, await _series(request, case_id))
+    centre = _number(request, "c", -1e7, 1e7)
+    width = _number(request, "w", 1, 1e7)
+    size = int(_number(request, "size", 16, FULL) or FULL)
+    quality = int(_number(request, "q", 20, 95) or 85)
+    window = Window(centre, width) if centre is not None and width is not None else None
+    renderer = request.config_dict[RENDERER]
+    body, used = await asyncio.to_thread(
+        renderer.render_with_window,
+        Path(found["file"]),
+        found["index"],
+        window=window,
+        invert=request.query.get("invert") == "1",
+        max_size=size,
+        quality=quality,
+    )
+    headers = {"Cache-Control": "private, max-age=3600"}
+    if used is not None:  # the window of these pixels: the page re-maps them while dragging
+        headers["X-Window"] = f"{used.centre:.3f},{used.width:.3f}"
+    return web.Response(body=body, content_type="image/jpeg", headers=headers)
+
+
+async def frame_attributes(request: web.Request) -> web.Response:
+    case_id, _ = await _may_see(request)
+    found = _frame(request, await _series(request, case_id))
+    ds = request.config_dict[RENDERER].header(Path(found["file"]))
+    return web.json_response(
+        {
+            "attributes": attributes(ds),
+            "position": found["position"],
+            "instance": int_of(ds, "InstanceNumber"),
+        }
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app[SERIES] = Listings()
+    app.router.add_get("/cases/{id:[0-9a-f]{32}}/viewer", page)
+    app.router.add_get("/cases/{id:[0-9a-f]{32}}/series", series)
+    app.router.add_get("/cases/{id:[0-9a-f]{32}}/frames/{s:[0-9]+}/{f:[0-9]+}.jpg", frame)
+    app.router.add_get(
+        "/cases/{id:[0-9a-f]{32}}/frames/{s:[0-9]+}/{f:[0-9]+}/attributes", frame_attributes
+    )
