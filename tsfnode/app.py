@@ -16,7 +16,6 @@ started by node.py once the node listens, since it announces the address it list
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -39,13 +38,14 @@ from tsfnode.appkeys import (
     TRANSFERS,
 )
 from tsfnode.cases.service import CaseService
+from tsfnode.clock import CLOCK, Clock
 from tsfnode.config import NodeConfig
 from tsfnode.dicomweb.service import create_dicomweb_app
 from tsfnode.errors import NodeError
 from tsfnode.images.render import Renderer
 from tsfnode.logs import log
 from tsfnode.network.directory import DirectoryService
-from tsfnode.network.peering import Peering, now_ms
+from tsfnode.network.peering import Peering
 from tsfnode.nodedir import NodeDir
 from tsfnode.peer.app import create_peer_app
 from tsfnode.store import Store
@@ -85,7 +85,7 @@ async def _peering_ctx(app: web.Application) -> AsyncIterator[None]:
     except NetworkFileError as exc:
         raise NodeError(f"[node] network in {app[NODE_DIR].config}: {exc}") from None
     directory = DirectoryService(network, app[IDENTITY], app[STORE])
-    await directory.load(now_ms())
+    await directory.load(app[CLOCK].now_ms())
     app[DIRECTORY] = directory
     peering = Peering(
         identity=app[IDENTITY],
@@ -93,6 +93,7 @@ async def _peering_ctx(app: web.Application) -> AsyncIterator[None]:
         directory=directory,
         store=app[STORE],
         seeds=network.seeds,
+        clock=app[CLOCK],
     )
     app[PEERING] = peering
     try:
@@ -110,6 +111,7 @@ async def _transfers_ctx(app: web.Application) -> AsyncIterator[None]:
         store=app[STORE],
         blobs=app[BLOBS],
         directory=app[DIRECTORY],
+        clock=app[CLOCK],
     )
     app[TRANSFERS] = service
     await service.start()
@@ -130,6 +132,7 @@ async def _cases_ctx(app: web.Application) -> AsyncIterator[None]:
         blobs=app[BLOBS],
         directory=app[DIRECTORY],
         transfers=app[TRANSFERS],
+        clock=app[CLOCK],
     )
     app[CASES] = service
     await service.start()
@@ -174,13 +177,17 @@ async def root(request: web.Request) -> web.Response:
     raise web.HTTPFound("/web/")
 
 
-def create_app(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> web.Application:
+def create_app(
+    node_dir: NodeDir, config: NodeConfig, identity: Identity, clock: Clock | None = None
+) -> web.Application:
+    """The node's application; ``clock`` is the system's unless a test gives its own."""
     app = web.Application(client_max_size=MAX_REQUEST)
     app[NODE_DIR] = node_dir
     app[CONFIG] = config
     app[IDENTITY] = identity
     app[BLOBS] = BlobStore(node_dir.blobs)
-    app[STARTED_MS] = int(time.time() * 1000)
+    app[CLOCK] = Clock() if clock is None else clock
+    app[STARTED_MS] = app[CLOCK].now_ms()
     app[RENDERER] = Renderer()
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_peering_ctx)

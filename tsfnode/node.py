@@ -23,11 +23,11 @@ from aiohttp import web
 from protocol.identity import Identity
 from tsfnode.app import create_app
 from tsfnode.appkeys import PEERING
+from tsfnode.clock import Clock
 from tsfnode.config import NodeConfig, load_config
 from tsfnode.errors import NodeError
 from tsfnode.keyfile import read_key, write_key
 from tsfnode.logs import AccessLogger, log, setup_logging
-from tsfnode.network.peering import now_ms
 from tsfnode.nodedir import NodeDir
 from tsfnode.store import SCHEMA_VERSION, Store
 
@@ -67,7 +67,7 @@ async def _init_database(node_dir: NodeDir, identity: Identity) -> None:
     store = await Store.open(node_dir.database, create=True)
     try:
         await store.set_meta("node_id", identity.public.text)
-        await store.set_meta("created_ms", str(now_ms()))
+        await store.set_meta("created_ms", str(Clock().now_ms()))
     finally:
         await store.close()
 

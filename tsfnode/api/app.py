@@ -20,9 +20,9 @@ from tsfnode.api.transfers import add_routes as add_transfer_routes
 from tsfnode.api.uploads import add_routes as add_upload_routes
 from tsfnode.appkeys import DIRECTORY, PEERING, STARTED_MS, STORE
 from tsfnode.bodies import read_body
+from tsfnode.clock import request_now
 from tsfnode.info import node_info
 from tsfnode.network.nearest import rank
-from tsfnode.network.peering import now_ms
 
 MAX_RECORDS_UPLOAD = 4 * 1024 * 1024
 
@@ -32,7 +32,9 @@ async def node(request: web.Request) -> web.Response:
     directory = request.config_dict[DIRECTORY]
     info["started_ms"] = request.config_dict[STARTED_MS]
     info["schema_version"] = await request.config_dict[STORE].schema_version()
-    info["admitted"] = directory.view(now_ms()).is_admitted(directory.identity.public.key)
+    info["admitted"] = directory.view(request_now(request)).is_admitted(
+        directory.identity.public.key
+    )
     info["directory_records"] = len(directory.directory)
     info["directory_ignored"] = dict(directory.directory.ignored)
     return web.json_response(info)
@@ -40,7 +42,7 @@ async def node(request: web.Request) -> web.Response:
 
 async def peers(request: web.Request) -> web.Response:
     peering = request.config_dict[PEERING]
-    listed = peering.peers(now_ms())
+    listed = peering.peers(request_now(request))
     counts = Counter(p["status"] for p in listed)
     return web.json_response({"peers": listed, "counts": counts, "stats": peering.stats})
 
@@ -51,7 +53,7 @@ async def directory(request: web.Request) -> web.Response:
     if kind not in (None, "node", "member", "group"):
         raise web.HTTPBadRequest(text="kind must be node, member or group")
     entries = request.config_dict[DIRECTORY].search(
-        now_ms(),
+        request_now(request),
         kind=kind,
         role=q.get("role") or None,
         subspeciality=q.get("subspeciality") or None,
@@ -67,10 +69,12 @@ async def add_records(request: web.Request) -> web.Response:
         records = split_documents(data)
     except RemoteProtocolError as exc:
         raise web.HTTPBadRequest(text=f"not a records file: {exc}") from None
-    outcome = await request.config_dict[DIRECTORY].add(records, now_ms())
+    outcome = await request.config_dict[DIRECTORY].add(records, request_now(request))
     peering = request.config_dict.get(PEERING)
     if peering is not None:
-        await peering.directory.publish_self(peering.config, peering.addresses, now_ms())
+        await peering.directory.publish_self(
+            peering.config, peering.addresses, request_now(request)
+        )
     return web.json_response(outcome)
 
 
@@ -82,7 +86,7 @@ async def nearest(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="size_mb and probe_kib must be numbers") from None
     directory_service = request.config_dict[DIRECTORY]
     me = directory_service.identity.public.key
-    view = directory_service.view(now_ms())
+    view = directory_service.view(request_now(request))
     urls = [
         r.body["addresses"][0] for n, r in view.nodes.items() if n != me and r.body["addresses"]
     ]

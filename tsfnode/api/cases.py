@@ -48,8 +48,8 @@ from tsfnode.cases.metrics import (
 from tsfnode.cases.pairs import listed, propose
 from tsfnode.cases.service import summary
 from tsfnode.cases.teaching import library, publish
+from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
-from tsfnode.network.peering import now_ms
 
 MAX_JSON = 256 * 1024
 
@@ -57,7 +57,9 @@ MAX_JSON = 256 * 1024
 async def person_of(request: web.Request) -> tuple[str, str, Identity]:
     """(username, role, person key) of the bearer token's account."""
     token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    found = await check_token(request.config_dict[STORE], token, purpose="send", now=now_ms())
+    found = await check_token(
+        request.config_dict[STORE], token, purpose="send", now=request_now(request)
+    )
     if found is None:
         raise web.HTTPUnauthorized(
             text="a valid token is needed (tsfnode account token)",
@@ -124,20 +126,22 @@ async def submit(request: web.Request) -> web.Response:
         form=form,
         over_quota=bool(body.get("over_quota", False)),
         reading_delay_hours=delay,
-        now=now_ms(),
+        now=request_now(request),
     )
     return web.json_response(result, status=201)
 
 
 async def listing(request: web.Request) -> web.Response:
     _, _, person = await person_of(request)
-    rows = await request.config_dict[CASES].visible(person.public.key, now_ms())
+    rows = await request.config_dict[CASES].visible(person.public.key, request_now(request))
     return web.json_response([summary(r) for r in rows])
 
 
 async def detail(request: web.Request) -> web.Response:
     _, _, person = await person_of(request)
-    found = await request.config_dict[CASES].detail(_case_id(request), person.public.key, now_ms())
+    found = await request.config_dict[CASES].detail(
+        _case_id(request), person.public.key, request_now(request)
+    )
     return web.json_response(found)
 
 
@@ -155,7 +159,7 @@ async def act(request: web.Request) -> web.Response:
             except ProtocolError:
                 return web.json_response({"error": "reader: a reader's id"}, status=400)
     result = await request.config_dict[CASES].act(
-        _case_id(request), person, event, now_ms(), reader=reader, note=note
+        _case_id(request), person, event, request_now(request), reader=reader, note=note
     )
     return web.json_response(result, status=202 if "asked" in result else 200)
 
@@ -163,7 +167,9 @@ async def act(request: web.Request) -> web.Response:
 async def report(request: web.Request) -> web.Response:
     _, _, person = await person_of(request)
     body = await _json(request)
-    result = await request.config_dict[CASES].report(_case_id(request), person, body, now_ms())
+    result = await request.config_dict[CASES].report(
+        _case_id(request), person, body, request_now(request)
+    )
     return web.json_response(result, status=201)
 
 
@@ -175,21 +181,21 @@ async def teach(request: web.Request) -> web.Response:
         _case_id(request),
         person,
         str(body.get("title", "")),
-        now_ms(),
+        request_now(request),
     )
     return web.json_response(result, status=201)
 
 
 async def teaching_library(request: web.Request) -> web.Response:
     await person_of(request)
-    return web.json_response(library(request.config_dict[CASES], now_ms()))
+    return web.json_response(library(request.config_dict[CASES], request_now(request)))
 
 
 async def add_images(request: web.Request) -> web.Response:
     _, _, person = await person_of(request)
     body = await _json(request)
     result = await request.config_dict[CASES].add_images(
-        _case_id(request), person, str(body.get("study_uid", "")), now_ms()
+        _case_id(request), person, str(body.get("study_uid", "")), request_now(request)
     )
     return web.json_response(result, status=201)
 
@@ -200,14 +206,18 @@ async def message(request: web.Request) -> web.Response:
     text = body.get("text")
     if not isinstance(text, str) or not text.strip():
         return web.json_response({"error": "text: the message is empty"}, status=400)
-    result = await request.config_dict[CASES].message(_case_id(request), person, text, now_ms())
+    result = await request.config_dict[CASES].message(
+        _case_id(request), person, text, request_now(request)
+    )
     return web.json_response(result, status=201)
 
 
 async def evaluation(request: web.Request) -> web.Response:
     _, _, person = await person_of(request)
     body = await _json(request)
-    result = await request.config_dict[CASES].evaluate(_case_id(request), person, body, now_ms())
+    result = await request.config_dict[CASES].evaluate(
+        _case_id(request), person, body, request_now(request)
+    )
     return web.json_response(result, status=201)
 
 
@@ -216,7 +226,7 @@ async def notifications(request: web.Request) -> web.Response:
     the group, escalated): newest first."""
     _, _, person = await person_of(request)
     me = person.public.key
-    view = request.config_dict[CASES].view(now_ms())
+    view = request.config_dict[CASES].view(request_now(request))
     member = view.members.get(me)
     groups = {g for g, coordinators in view.coordinators.items() if me in coordinators}
     if member is not None:
@@ -241,7 +251,9 @@ async def notifications(request: web.Request) -> web.Response:
 
 async def pairs_list(request: web.Request) -> web.Response:
     _, _, person = await person_of(request)
-    return web.json_response(await listed(request.config_dict[CASES], person.public.key, now_ms()))
+    return web.json_response(
+        await listed(request.config_dict[CASES], person.public.key, request_now(request))
+    )
 
 
 async def pairs_propose(request: web.Request) -> web.Response:
@@ -265,7 +277,7 @@ async def pairs_propose(request: web.Request) -> web.Response:
         weekly_quota=quota,
         reading_delay_hours=delay,
         pair_id=pair_id,
-        now=now_ms(),
+        now=request_now(request),
     )
     return web.json_response(result, status=201)
 
@@ -279,10 +291,10 @@ async def pairs_change(request: web.Request) -> web.Response:
     action = request.match_info["action"]
     service = request.config_dict[CASES]
     if action == "accept":
-        result = await pairs_module.accept(service, person, pair_id, now_ms())
+        result = await pairs_module.accept(service, person, pair_id, request_now(request))
     else:
         status = {"suspend": "suspended", "end": "ended"}[action]
-        result = await pairs_module.change(service, person, pair_id, status, now_ms())
+        result = await pairs_module.change(service, person, pair_id, status, request_now(request))
     return web.json_response(result)
 
 
@@ -305,7 +317,7 @@ async def metrics(request: web.Request) -> web.Response:
     since, until = bounds["since_ms"] or 0, bounds["until_ms"]
     if until is not None and until <= since:
         return web.json_response({"error": "until_ms must come after since_ms"}, status=400)
-    mine = await local_figures(request.config_dict[CASES], now_ms(), since, until)
+    mine = await local_figures(request.config_dict[CASES], request_now(request), since, until)
     if request.query.get("format") == "csv":
         return web.Response(text=as_csv(mine), content_type="text/csv", charset="utf-8")
     return web.json_response(mine)
@@ -315,17 +327,19 @@ async def groups(request: web.Request) -> web.Response:
     """Groups that could read a case, least loaded first (?subspeciality=...)."""
     await person_of(request)
     wanted = request.query.get("subspeciality") or None
-    return web.json_response(group_suggestions(request.config_dict[CASES], now_ms(), wanted))
+    return web.json_response(
+        group_suggestions(request.config_dict[CASES], request_now(request), wanted)
+    )
 
 
 async def network_metrics(request: web.Request) -> web.Response:
     await person_of(request)
-    return web.json_response(network_figures(request.config_dict[CASES], now_ms()))
+    return web.json_response(network_figures(request.config_dict[CASES], request_now(request)))
 
 
 async def prometheus(request: web.Request) -> web.Response:
     """For the operator's Prometheus: counts and durations only, no case, no person."""
-    mine = await local_figures(request.app[CASES], now_ms())
+    mine = await local_figures(request.app[CASES], request_now(request))
     cursor = await request.app[STORE].db.execute(
         "SELECT role, state, COUNT(*) FROM bundles GROUP BY role, state"
     )

@@ -16,10 +16,10 @@ from aiohttp import web
 from tsfnode.api.uploads import sender_of
 from tsfnode.appkeys import NODE_DIR
 from tsfnode.bodies import read_json_object, rectangles
+from tsfnode.clock import request_now
 from tsfnode.errors import NodeError
 from tsfnode.intake.review import ReviewBook
 from tsfnode.logs import log
-from tsfnode.network.peering import now_ms
 
 
 def _book(request: web.Request) -> ReviewBook:
@@ -54,7 +54,7 @@ async def review(request: web.Request) -> web.Response:
     uid = request.match_info["uid"]
     book = _book(request)
     body = await read_json_object(request)
-    now = now_ms()
+    now = request_now(request)
     try:
         if "mask" in body:
             boxes = rectangles(body.get("mask"))

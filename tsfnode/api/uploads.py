@@ -18,15 +18,17 @@ from aiohttp import web
 
 from tsfnode.appkeys import NODE_DIR, STORE
 from tsfnode.auth.accounts import check_token
+from tsfnode.clock import request_now
 from tsfnode.intake.uploads import UploadFolder, take_in
 from tsfnode.logs import log
-from tsfnode.network.peering import now_ms
 
 
 async def sender_of(request: web.Request) -> tuple[int, str]:
     header = request.headers.get("Authorization", "")
     token = header.removeprefix("Bearer ").strip()
-    found = await check_token(request.config_dict[STORE], token, purpose="send", now=now_ms())
+    found = await check_token(
+        request.config_dict[STORE], token, purpose="send", now=request_now(request)
+    )
     if found is None or found[2] not in ("sender", "admin"):
         raise web.HTTPUnauthorized(
             text="a valid sender token is needed (tsfnode account token)",

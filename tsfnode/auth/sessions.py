@@ -20,7 +20,7 @@ from aiohttp import web
 from protocol.documents import digest
 from tsfnode.appkeys import STORE
 from tsfnode.auth.accounts import check_password
-from tsfnode.network.peering import now_ms
+from tsfnode.clock import request_now
 from tsfnode.store import Store
 
 SESSION_COOKIE = "tsf_session"
@@ -104,7 +104,7 @@ async def session_of(request: web.Request) -> Session | None:
         "SELECT a.id, a.username, a.display_name, a.role, a.language, s.csrf"
         " FROM web_sessions s JOIN accounts a ON a.id = s.account_id"
         " WHERE s.token_hash = ? AND s.expires_ms > ?",
-        (_hash(token), now_ms()),
+        (_hash(token), request_now(request)),
     )
     row = await cursor.fetchone()
     if row is None:

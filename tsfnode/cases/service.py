@@ -41,12 +41,12 @@ from protocol.transfer import PRIORITY_DOCUMENT, PRIORITY_ROUTINE, PRIORITY_URGE
 from tsfnode.cases.audit_log import AuditLog
 from tsfnode.cases.metrics import publish_stats
 from tsfnode.cases.pairs import keep_proposal
+from tsfnode.clock import Clock
 from tsfnode.config import NodeConfig
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.intake.pseudonyms import PseudonymMap
 from tsfnode.logs import log
 from tsfnode.network.directory import DirectoryService
-from tsfnode.network.peering import now_ms
 from tsfnode.nodedir import NodeDir
 from tsfnode.store import Store
 from tsfnode.store.blobs import BlobStore
@@ -104,7 +104,9 @@ class CaseService:
         blobs: BlobStore,
         directory: DirectoryService,
         transfers: TransferService,
+        clock: Clock,
     ) -> None:
+        self.clock = clock
         self.identity = identity
         self.me = identity.public.key
         self.config = config
@@ -136,7 +138,7 @@ class CaseService:
     async def _run(self) -> None:
         while True:
             try:
-                now = now_ms()
+                now = self.clock.now_ms()
                 await self.take_in_received(now)
                 await self.escalate_overdue(now)
                 await self.purge_due(now)

@@ -10,7 +10,6 @@ import datetime as dt
 import json
 import secrets
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,6 +22,7 @@ from bootstrap.network import NetworkFile, NetworkFileError, load_network
 from protocol.documents import split_documents
 from protocol.errors import ProtocolError
 from protocol.identity import Identity, PublicIdentity
+from tsfnode.clock import Clock
 from tsfnode.errors import NodeError
 from tsfnode.keyfile import read_key
 from tsfnode.node import read_run_info
@@ -30,7 +30,7 @@ from tsfnode.nodedir import NodeDir
 
 
 def _now() -> int:
-    return int(time.time() * 1000)
+    return Clock().now_ms()
 
 
 def _network(name: str) -> NetworkFile:

@@ -22,10 +22,10 @@ from bootstrap.network import demo_anchor, load_network
 from bootstrap.tools import admit_node, attest_member, create_group
 from protocol.identity import Identity
 from tsfnode.auth.accounts import create_account
+from tsfnode.clock import Clock
 from tsfnode.config import NodeConfig
 from tsfnode.errors import NodeError
 from tsfnode.network.directory import DirectoryService
-from tsfnode.network.peering import now_ms
 from tsfnode.node import init_node
 from tsfnode.nodedir import NodeDir
 from tsfnode.store import Store
@@ -103,9 +103,9 @@ async def _admit_and_create_accounts(directory: Path, node: DemoNode, identity: 
     store = await Store.open(NodeDir(directory).database)
     try:
         service = DirectoryService(network, identity, store)
-        await service.load(now_ms())
-        cert = admit_node(network, demo_anchor(), identity.public, now=now_ms(), days=3650)
-        await service.add([cert], now_ms())
+        await service.load(Clock().now_ms())
+        cert = admit_node(network, demo_anchor(), identity.public, now=Clock().now_ms(), days=3650)
+        await service.add([cert], Clock().now_ms())
         for account in node.accounts:
             await create_account(
                 store,
@@ -114,7 +114,7 @@ async def _admit_and_create_accounts(directory: Path, node: DemoNode, identity: 
                 role=account.role,
                 password=DEMO_PASSWORD,
                 language=account.language,
-                now=now_ms(),
+                now=Clock().now_ms(),
                 people=NodeDir(directory).people,
             )
     finally:
@@ -185,7 +185,7 @@ def _demo_people(base: Path) -> list[bytes]:
     def person(username: str) -> Identity:
         return read_key(homes[username][0])
 
-    now = now_ms()
+    now = Clock().now_ms()
     records: list[bytes] = []
     for group in DEMO_GROUPS:
         group_key = keys / f"{group.slug}.key"
@@ -273,8 +273,8 @@ async def _add_records(directory: Path, records: list[bytes]) -> None:
         from tsfnode.keyfile import read_key
 
         service = DirectoryService(network, read_key(node_key), store)
-        await service.load(now_ms())
-        await service.add(records, now_ms())
+        await service.load(Clock().now_ms())
+        await service.add(records, Clock().now_ms())
     finally:
         await store.close()
 

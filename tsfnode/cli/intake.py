@@ -8,6 +8,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from tsfnode.clock import Clock
 from tsfnode.errors import NodeError
 from tsfnode.intake.importer import ImportReport, importer_for
 from tsfnode.intake.review import ReviewBook
@@ -71,11 +72,10 @@ def studies_command(args: argparse.Namespace) -> int:
 
 
 def review_command(args: argparse.Namespace) -> int:
-    import time
 
     book = ReviewBook(NodeDir(args.node).intake)
     study = book.find(args.study)
-    now_ms = int(time.time() * 1000)
+    now_ms = Clock().now_ms()
     if args.mask and not args.image:
         raise NodeError("--mask needs --image SOP: the image whose regions to black out")
     if args.mask:

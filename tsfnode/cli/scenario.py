@@ -23,6 +23,7 @@ import tomli_w
 
 from bootstrap.network import NetworkFileError, load_network
 from protocol.directory import Directory, pair_terms
+from tsfnode.clock import Clock
 from tsfnode.config import load_config
 from tsfnode.errors import NodeError
 from tsfnode.nodedir import NodeDir
@@ -56,12 +57,12 @@ async def _read(directory: Path) -> tuple[Any, Directory, list[Any], list[Any], 
     store = await Store.open(node_dir.database, readonly=True)
     try:
         held = Directory(network.network)
-        held.add_many(await store.load_records(), int(time.time() * 1000))
+        held.add_many(await store.load_records(), Clock().now_ms())
         cursor = await store.db.execute(
             "SELECT rate FROM deliveries WHERE rate > 0 ORDER BY started_ms DESC LIMIT 20"
         )
         rates = [float(r[0]) for r in await cursor.fetchall()]
-        since = int(time.time() * 1000) - 4 * WEEK_MS
+        since = Clock().now_ms() - 4 * WEEK_MS
         cursor = await store.db.execute(
             "SELECT sender, COUNT(*) FROM cases WHERE role = 'sender' AND submitted_ms >= ?"
             " GROUP BY sender",
@@ -167,7 +168,7 @@ HEADER = """# Exported by `tsfnode scenario` from {node}: run it with
 
 def export(args: argparse.Namespace) -> int:
     config, held, rates, sent, me = asyncio.run(_read(args.directory))
-    scenario = build(config, held, rates, sent, me, int(time.time() * 1000))
+    scenario = build(config, held, rates, sent, me, Clock().now_ms())
     if not scenario["senders"] or not scenario["readers"]:
         raise NodeError(
             "the directory holds no sender or no reader yet: nothing to simulate "

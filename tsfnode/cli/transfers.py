@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from protocol.identity import PublicIdentity
 from protocol.transfer import PRIORITY_ROUTINE, PRIORITY_URGENT
+from tsfnode.clock import Clock
 from tsfnode.errors import NodeError
 from tsfnode.intake.review import ReviewBook
 from tsfnode.keyfile import read_key
@@ -27,7 +28,7 @@ DONE_STATES = ("delivered", "failed", "complete", "expired")
 
 
 def _now() -> int:
-    return int(time.time() * 1000)
+    return Clock().now_ms()
 
 
 def _recipients(texts: list[str]) -> list[PublicIdentity]:

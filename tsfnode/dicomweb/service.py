@@ -37,6 +37,7 @@ from tsfnode.appkeys import CASES, CONFIG, RENDERER, STORE
 from tsfnode.auth.accounts import DICOMWEB_TOKEN, check_token
 from tsfnode.auth.sessions import session_of
 from tsfnode.cases.images import Listings
+from tsfnode.clock import request_now
 from tsfnode.dicomweb.index import BULK, PIXEL_DATA, Catalogue, Instance, catalogue_of
 from tsfnode.dicomweb.media import (
     Multipart,
@@ -49,7 +50,6 @@ from tsfnode.dicomweb.media import (
 from tsfnode.dicomweb.query import Query, QueryError, parse, returned, select
 from tsfnode.images.render import FULL, Window
 from tsfnode.info import dicomweb_base_url
-from tsfnode.network.peering import now_ms
 
 CATALOGUES = web.AppKey("dicomweb_catalogues", Listings[Catalogue])
 DICOM_JSON = "application/dicom+json"
@@ -84,7 +84,7 @@ async def person_of(request: web.Request) -> Person:
     """The person calling: by token, else by web session; 401 or 403 otherwise."""
     store = request.config_dict[STORE]
     header = request.headers.get("Authorization", "")
-    now = now_ms()
+    now = request_now(request)
     if header:
         token = _token_of(header)
         found = await check_token(store, token, purpose=DICOMWEB_TOKEN, now=now)
@@ -111,7 +111,7 @@ async def _visible(
     cases = request.config_dict[CASES]
     seen: set[str] = set()
     out = []
-    for row in await cases.visible(person.key, now_ms()):
+    for row in await cases.visible(person.key, request_now(request)):
         found = await catalogue_of(request.config_dict, request.app[CATALOGUES], row["case_id"])
         for instance in found.instances if study is None else found.by_study.get(study, []):
             if instance.sop not in seen:
@@ -126,7 +126,7 @@ async def _audit(
     audit = request.config_dict[CASES].audit
     for case_id in dict.fromkeys(i.case_id for i in instances):
         await audit.append(
-            actor=person.key, case_id=case_id, action=action, detail=what, now=now_ms()
+            actor=person.key, case_id=case_id, action=action, detail=what, now=request_now(request)
         )
 
 

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import secrets
 import socket
-import time
 from collections import Counter
 from typing import Any
 
@@ -26,6 +25,7 @@ from protocol.gossip import GOSSIP_KINDS, GossipConfig, GossipEngine, Outgoing
 from protocol.identity import Identity, PublicIdentity
 from protocol.liveness import LIVENESS_KINDS, Liveness, LivenessConfig
 from protocol.replay import ReplayWindow
+from tsfnode.clock import Clock
 from tsfnode.config import NodeConfig
 from tsfnode.logs import log
 from tsfnode.network.directory import DirectoryService
@@ -39,10 +39,6 @@ SEED_RETRY_MS = 30_000
 REINTRODUCE_MS = 10_000
 PUBLISH_CHECK_MS = 60_000
 REPLAY_SAVE_MS = 60_000
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class PeerRefused(Exception):
@@ -63,8 +59,10 @@ class Peering:
         directory: DirectoryService,
         store: Store,
         seeds: tuple[str, ...],
+        clock: Clock,
     ) -> None:
-        now = now_ms()
+        self.clock = clock
+        now = clock.now_ms()
         self.identity = identity
         self.me = identity.public.key
         self.config = config
@@ -121,7 +119,7 @@ class Peering:
             local_addr=(local, 0) if local else None, limit_per_host=4, family=socket.AF_INET
         )
         self._session = aiohttp.ClientSession(connector=connector)
-        await self.directory.publish_self(self.config, addresses, now_ms())
+        await self.directory.publish_self(self.config, addresses, self.clock.now_ms())
         self._task = asyncio.create_task(self._run(), name="peering")
         if self.config.discovery_mdns:
             self._discovery = Discovery(self, interface=self.config.discovery_mdns_interface)
@@ -146,12 +144,12 @@ class Peering:
     async def _run(self) -> None:
         while True:
             try:
-                await self._tick(now_ms())
+                await self._tick(self.clock.now_ms())
             except asyncio.CancelledError:
                 raise
             except Exception:  # one bad tick must not stop the node's gossip
                 log("peering tick failed", level=logging.ERROR, exc_info=True)
-            now = now_ms()
+            now = self.clock.now_ms()
             deadline = min(self.gossip.get_timer(), self.liveness.get_timer(), now + 1000)
             self._wake.clear()
             try:
@@ -185,7 +183,7 @@ class Peering:
     # --- sending ---------------------------------------------------------------------
 
     async def _send(self, message: Outgoing) -> None:
-        now = now_ms()
+        now = self.clock.now_ms()
         address = self.directory.address_of(message.peer, now)
         if address is None or self._session is None:
             self.stats["no_address"] += 1
@@ -229,14 +227,14 @@ class Peering:
 
     async def _take_reply(self, peer: bytes, data: bytes) -> None:
         try:
-            envelope = self._verify(data, now_ms())
+            envelope = self._verify(data, self.clock.now_ms())
         except PeerRefused as exc:
             self.stats[f"bad_reply_{exc.reason}"] += 1
             return
         if envelope.sender.key != peer:
             self.stats["bad_reply_sender"] += 1
             return
-        for message in self._dispatch(envelope, now_ms()):
+        for message in self._dispatch(envelope, self.clock.now_ms()):
             self._spawn(self._send(message))
 
     # --- receiving -------------------------------------------------------------------
@@ -272,7 +270,7 @@ class Peering:
     async def handle_envelope(self, data: bytes) -> bytes | None:
         """An envelope POSTed by a peer; returns the reply envelope, if any. Raises
         PeerRefused with the HTTP status to answer."""
-        now = now_ms()
+        now = self.clock.now_ms()
         envelope = self._verify(data, now)
         self.stats[f"received_{envelope.kind}"] += 1
         reply: bytes | None = None
@@ -292,7 +290,7 @@ class Peering:
 
     async def handle_introduction(self, data: bytes) -> bytes:
         """Records shown by a node we meet; answers with this node's own."""
-        now = now_ms()
+        now = self.clock.now_ms()
         try:
             records = split_documents(data)
         except RemoteProtocolError as exc:
@@ -307,7 +305,7 @@ class Peering:
         """Show ourselves to the node at ``url`` and take in what it shows back."""
         if self._session is None:
             return False
-        mine = b"".join(self.directory.introduction(now_ms()))
+        mine = b"".join(self.directory.introduction(self.clock.now_ms()))
         try:
             async with self._session.post(
                 f"{url.rstrip('/')}/peer/v1/introduce",
@@ -323,7 +321,7 @@ class Peering:
             self.stats["introduce_unreachable"] += 1
             return False
         try:
-            outcome = await self.directory.add(split_documents(theirs), now_ms())
+            outcome = await self.directory.add(split_documents(theirs), self.clock.now_ms())
         except RemoteProtocolError:
             self.stats["introduce_bad_answer"] += 1
             return False

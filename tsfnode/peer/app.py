@@ -9,9 +9,10 @@ from aiohttp import web
 
 from tsfnode.appkeys import DIRECTORY, NODE_DIR, PEERING
 from tsfnode.bodies import read_body
+from tsfnode.clock import request_now
 from tsfnode.info import node_info
 from tsfnode.network.nearest import MAX_SPEEDTEST_BYTES, filler
-from tsfnode.network.peering import MAX_ENVELOPE, MAX_INTRODUCTION, PeerRefused, now_ms
+from tsfnode.network.peering import MAX_ENVELOPE, MAX_INTRODUCTION, PeerRefused
 from tsfnode.peer.transfers import add_peer_routes as add_transfer_routes
 
 
@@ -81,7 +82,7 @@ async def speedtest_upload(request: web.Request) -> web.Response:
 async def nodes(request: web.Request) -> web.Response:
     """The admitted nodes and their addresses (public within the network): candidates
     for `tsfnode nearest --via`."""
-    view = request.config_dict[DIRECTORY].view(now_ms())
+    view = request.config_dict[DIRECTORY].view(request_now(request))
     listed = [
         {"name": r.body["name"], "country": r.body["country"], "addresses": r.body["addresses"]}
         for r in view.nodes.values()

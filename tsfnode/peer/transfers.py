@@ -23,7 +23,7 @@ from protocol.errors import ProtocolError
 from protocol.transfer import decode_mail_poll
 from tsfnode.appkeys import TRANSFERS
 from tsfnode.bodies import read_body
-from tsfnode.network.peering import now_ms
+from tsfnode.clock import request_now
 from tsfnode.transfers.service import TransferRefused, TransferService
 
 MAX_MANIFEST = 40 * 1024 * 1024
@@ -150,7 +150,7 @@ async def post_receipt(request: web.Request) -> web.Response:
 async def mail(request: web.Request) -> web.Response:
     data = await read_body(request, 256)
     try:
-        node = decode_mail_poll(data, now_ms())
+        node = decode_mail_poll(data, request_now(request))
     except ProtocolError as exc:
         raise web.HTTPForbidden(text=f"mail poll refused: {exc}") from None
     manifests = await _service(request).mail_for(node.key)

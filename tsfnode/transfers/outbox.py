@@ -25,10 +25,10 @@ from protocol.documents import decode_document, digest
 from protocol.errors import ProtocolError
 from protocol.identity import PublicIdentity
 from protocol.transfer import Backoff, ChunkSet, RateLimit, Route, Upload, next_route
+from tsfnode.clock import Clock
 from tsfnode.config import NodeConfig
 from tsfnode.logs import log
 from tsfnode.network.directory import DirectoryService
-from tsfnode.network.peering import now_ms
 from tsfnode.store.blobs import BlobStore
 from tsfnode.transfers.diskcalls import DiskCalls
 
@@ -58,21 +58,22 @@ class Uplink:
     within ``day_hours`` (local time). Chunks pushed and chunks served to a node pulling
     them both wait for it."""
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, clock: Clock) -> None:
         self.config = config
+        self.clock = clock
         self.rate = RateLimit(0)
 
     def update(self) -> None:
         """Take the rate of the hour (called every tick)."""
         start, end = (int(h) for h in self.config.transfer_day_hours.split("-"))
-        day = start <= time.localtime().tm_hour < end
+        day = start <= time.localtime(self.clock.now_ms() / 1000).tm_hour < end
         kbit = self.config.transfer_upload_kbit_s
         if day and self.config.transfer_day_upload_kbit_s:
             kbit = self.config.transfer_day_upload_kbit_s
         self.rate.set_rate(kbit * 1000 // 8)
 
     async def throttle(self, nbytes: int) -> None:
-        delay = self.rate.delay(nbytes, now_ms())
+        delay = self.rate.delay(nbytes, self.clock.now_ms())
         if delay:
             await asyncio.sleep(delay / 1000)
 
@@ -90,6 +91,7 @@ class Outbox:
         disk: DiskCalls,
         directory: DirectoryService,
         uplink: Uplink,
+        clock: Clock,
         manifest_of: Callable[[bytes], Awaitable[Manifest | None]],
         spawn: Callable[[Any], asyncio.Task[Any]],
         delivered: Callable[[bytes, bytes, int], Awaitable[None]],
@@ -100,6 +102,7 @@ class Outbox:
         self.disk = disk
         self.directory = directory
         self.uplink = uplink
+        self.clock = clock
         self._manifest_of = manifest_of
         self._spawn = spawn
         self._delivered = delivered  # a receipt came back
@@ -155,7 +158,7 @@ class Outbox:
         manifest = await self._manifest_of(bundle_id)
         assert manifest is not None  # noqa: S101 - the delivery refers to it
         delivery = await self._delivery(bundle_id, recipient)
-        now = now_ms()
+        now = self.clock.now_ms()
         if now >= manifest.expires:
             await self._set_delivery(
                 bundle_id, recipient, state="failed", last_error="the bundle expired undelivered"
@@ -203,7 +206,7 @@ class Outbox:
                 state="pending",
                 attempts=attempts,
                 failures=failures,
-                next_attempt_ms=now_ms() + wait,
+                next_attempt_ms=self.clock.now_ms() + wait,
                 last_error=reason[:300],
             )
             log(
@@ -217,7 +220,7 @@ class Outbox:
             )
             return
         self._windows.pop((bundle_id, recipient), None)
-        deposited = now_ms()
+        deposited = self.clock.now_ms()
         await self._set_delivery(
             bundle_id,
             recipient,
@@ -265,7 +268,7 @@ class Outbox:
         try:
             while not upload.done:
                 batch = max(1, min(MAX_RUN, upload.window // 4))
-                for run in _runs(upload.next_sends(now_ms()), batch):
+                for run in _runs(upload.next_sends(self.clock.now_ms()), batch):
                     task = asyncio.create_task(self._put_run(address, manifest, run))
                     in_flight[task] = run
                 if not in_flight:
@@ -277,14 +280,14 @@ class Outbox:
                     error = task.exception()
                     for index in run:
                         if error is None:
-                            upload.on_ack(index, now_ms())
+                            upload.on_ack(index, self.clock.now_ms())
                         else:
                             upload.on_failure(index, str(error))
                     if not isinstance(error, ChunksBusy):
                         failure = failure or error
                 if failure is not None:
                     raise failure
-                now = now_ms()
+                now = self.clock.now_ms()
                 if now - last_save >= PROGRESS_SAVE_MS:
                     last_save = now
                     await self._save_progress(manifest.bundle_id, recipient, upload)
@@ -337,7 +340,7 @@ class Outbox:
         """Ask the target of a completed push for the recipient's receipt."""
         assert self.session is not None  # noqa: S101 - started
         target = bytes(delivery["target"])
-        address = self.directory.address_of(target, now_ms())
+        address = self.directory.address_of(target, self.clock.now_ms())
         receipt = None
         tries = 20 if wait and delivery["route"] == Route.DIRECT.value else 1
         for n in range(tries):
@@ -361,7 +364,7 @@ class Outbox:
             if n + 1 < tries:
                 await asyncio.sleep(min(2.0, 0.1 * 2**n))
         if receipt is not None and receipt_ok(receipt, manifest, recipient):
-            now = now_ms()
+            now = self.clock.now_ms()
             await self._set_delivery(
                 manifest.bundle_id,
                 recipient,
@@ -383,13 +386,14 @@ class Outbox:
         if direct and address is not None and not await self._target_holds_all(address, manifest):
             # The recipient lost chunks it had acknowledged (a power cut): send them.
             await self._set_delivery(
-                manifest.bundle_id, recipient, state="pending", next_attempt_ms=now_ms()
+                manifest.bundle_id, recipient, state="pending", next_attempt_ms=self.clock.now_ms()
             )
             return
         await self._set_delivery(
             manifest.bundle_id,
             recipient,
-            next_attempt_ms=now_ms() + (2_000 if direct else self.config.transfer_poll_interval_ms),
+            next_attempt_ms=self.clock.now_ms()
+            + (2_000 if direct else self.config.transfer_poll_interval_ms),
         )
 
     async def _target_holds_all(self, address: str, manifest: Manifest) -> bool:

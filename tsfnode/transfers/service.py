@@ -53,10 +53,10 @@ from protocol.transfer import (
     Download,
     encode_mail_poll,
 )
+from tsfnode.clock import Clock
 from tsfnode.config import NodeConfig
 from tsfnode.logs import log
 from tsfnode.network.directory import DirectoryService
-from tsfnode.network.peering import now_ms
 from tsfnode.nodedir import NodeDir
 from tsfnode.store import Store
 from tsfnode.store.blobs import BlobStore
@@ -104,7 +104,9 @@ class TransferService:
         store: Store,
         blobs: BlobStore,
         directory: DirectoryService,
+        clock: Clock,
     ) -> None:
+        self.clock = clock
         self.identity = identity
         self.me = identity.public.key
         self.config = config
@@ -115,7 +117,7 @@ class TransferService:
         self.chunks = ChunkFiles(node_dir.chunks)  # the inbox's and the relay's
         self.disk = DiskCalls()  # reads and writes of chunk runs
         self.directory = directory
-        self.uplink = Uplink(config)
+        self.uplink = Uplink(config, clock)
         self.outbox = Outbox(
             config=config,
             db=self.db,
@@ -123,6 +125,7 @@ class TransferService:
             disk=self.disk,
             directory=directory,
             uplink=self.uplink,
+            clock=clock,
             manifest_of=self.manifest_of,
             spawn=self._spawn,
             delivered=self._delivered,
@@ -190,7 +193,7 @@ class TransferService:
     async def _run(self) -> None:
         while self._running:
             try:
-                await self._tick(now_ms())
+                await self._tick(self.clock.now_ms())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must not stop the transfers for good
@@ -268,7 +271,7 @@ class TransferService:
 
     async def offer(self, data: bytes) -> bytes:
         """A node offers a bundle (its manifest): for this node, or to hold as a relay."""
-        now = now_ms()
+        now = self.clock.now_ms()
         try:
             manifest = Manifest.decode(data, now=now)
             manifest.check_fresh(now)
@@ -463,7 +466,9 @@ class TransferService:
             raise TransferRefused(400, f"bad receipt: {exc}") from None
         if doc.signer.key not in recipients or not receipt_ok(data, manifest, doc.signer.key):
             raise TransferRefused(403, "the receipt is not from a recipient of this bundle")
-        await self._set_bundle(bundle_id, state="delivered", receipt=data, completed_ms=now_ms())
+        await self._set_bundle(
+            bundle_id, state="delivered", receipt=data, completed_ms=self.clock.now_ms()
+        )
         await self._drop_chunks(manifest, keep_have=True)  # a re-offer sends nothing
         log("relay copy deleted after receipt", bundle=bundle_id.hex()[:8])
 
@@ -512,7 +517,7 @@ class TransferService:
             await self._set_bundle(bundle_id, state="failed", last_error=what[:300])
             log("bundle does not open", bundle=bundle_id.hex()[:8], error=type(exc).__name__)
             return
-        now = now_ms()
+        now = self.clock.now_ms()
         receipt = encode_document(
             "receipt",
             {
@@ -579,7 +584,7 @@ class TransferService:
         if row is None or row["receipt"] is None or self._session is None:
             return
         for source in row["sources"]:
-            address = self.directory.address_of(bytes.fromhex(source), now_ms())
+            address = self.directory.address_of(bytes.fromhex(source), self.clock.now_ms())
             if address is None:
                 continue
             url = f"{address}/peer/v1/bundles/{bundle_id.hex()}/receipt"
@@ -592,7 +597,7 @@ class TransferService:
         """Ask the relays this node lists for mail; register what they hold for us."""
         if self._session is None:
             return
-        now = now_ms()
+        now = self.clock.now_ms()
         for text in self.config.transfer_relays:
             relay = PublicIdentity.from_text(text).key
             address = self.directory.address_of(relay, now)
@@ -678,7 +683,7 @@ class TransferService:
                 await self._on_complete(manifest)
             return
         download = Download(manifest, ChunkSet(have.count, have.to_bytes()), rng=os.urandom)
-        now = now_ms()
+        now = self.clock.now_ms()
         addresses: dict[str, str] = {}
         for source in row["sources"]:
             address = self.directory.address_of(bytes.fromhex(source), now)
@@ -691,7 +696,7 @@ class TransferService:
         blamed = 0
         try:
             while not download.complete:
-                now = now_ms()
+                now = self.clock.now_ms()
                 for fetch in download.next_fetches(now):
                     url = (
                         f"{addresses[fetch.source]}/peer/v1/bundles/{bundle_id.hex()}"
@@ -710,10 +715,10 @@ class TransferService:
                     source, index = in_flight.pop(task)
                     exc = task.exception()
                     if exc is not None:
-                        download.on_failure(source, index, now_ms(), str(exc)[:200])
+                        download.on_failure(source, index, self.clock.now_ms(), str(exc)[:200])
                         continue
                     data = task.result()
-                    if download.on_chunk(source, index, data, now_ms()):
+                    if download.on_chunk(source, index, data, self.clock.now_ms()):
                         await self.receive_run(bundle_id, index, index, _once(data))
                 for blame in download.blamed[blamed:]:
                     await self._blame(bytes.fromhex(blame.source), bundle_id, blame)
@@ -732,7 +737,7 @@ class TransferService:
     async def _blame(self, source: bytes, bundle_id: bytes, blame: Any) -> None:
         await self.db.execute(
             "INSERT INTO blame (source, bundle_id, chunk, reason, at_ms) VALUES (?, ?, ?, ?, ?)",
-            (source, bundle_id, blame.index, blame.reason, now_ms()),
+            (source, bundle_id, blame.index, blame.reason, self.clock.now_ms()),
         )
         await self.db.commit()
         log(

@@ -18,7 +18,7 @@ from tsfnode.appkeys import CASES, CONFIG, DIRECTORY, IDENTITY, NODE_DIR, PEERIN
 from tsfnode.auth.sessions import require
 from tsfnode.cases.audit_log import read_entries, verify_log
 from tsfnode.cases.metrics import network_figures
-from tsfnode.network.peering import now_ms
+from tsfnode.clock import request_now
 from tsfnode.transfers.progress import list_progress
 from tsfnode.web.common import language_of, names_of, render_page, when
 
@@ -49,7 +49,7 @@ async def admin_page(request: web.Request) -> web.Response:
     config = request.config_dict[CONFIG]
     node_dir = request.config_dict[NODE_DIR]
     identity = request.config_dict[IDENTITY]
-    now = now_ms()
+    now = request_now(request)
     view = request.config_dict[DIRECTORY].view(now)
     store = request.config_dict[STORE]
     peers = request.config_dict[PEERING].peers(now)

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from tsfnode import __version__
 from tsfnode.appkeys import CONFIG, DIRECTORY, IDENTITY, PEERING, STARTED_MS
-from tsfnode.network.peering import now_ms
+from tsfnode.clock import request_now
 from tsfnode.web.admin import add_routes as add_admin_routes
 from tsfnode.web.cases import add_routes
 from tsfnode.web.common import TEMPLATES, render
@@ -31,7 +31,7 @@ async def index(request: web.Request) -> web.Response:
         "%Y-%m-%d %H:%M UTC", time.gmtime(request.config_dict[STARTED_MS] / 1000)
     )
     identity = request.config_dict[IDENTITY]
-    now = now_ms()
+    now = request_now(request)
     admitted = request.config_dict[DIRECTORY].view(now).is_admitted(identity.public.key)
     return render(
         request,

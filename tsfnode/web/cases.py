@@ -27,8 +27,8 @@ from tsfnode.auth.sessions import (
     sign_out,
 )
 from tsfnode.cases.service import summary
+from tsfnode.clock import request_now
 from tsfnode.errors import CaseError
-from tsfnode.network.peering import now_ms
 from tsfnode.web.common import http_error, language_of, names_of, person_of, render_page, when
 from tsfnode.web.report_templates import all_templates
 from tsfnode.web.tools import destinations_of
@@ -67,7 +67,7 @@ async def login(request: web.Request) -> web.Response:
                 username,
                 str(form.get("password", "")),
                 source=request.remote or "",
-                now=now_ms(),
+                now=request_now(request),
             )
         except SignInRefused as refused:
             error, status, minutes = refused.key, refused.status, refused.minutes
@@ -102,7 +102,7 @@ async def logout(request: web.Request) -> web.Response:
 async def cases(request: web.Request) -> web.Response:
     session = await require(request, *PEOPLE)
     person = await person_of(request, session)
-    now = now_ms()
+    now = request_now(request)
     lang = language_of(request, session)
     service = request.config_dict[CASES]
     view = service.view(now)
@@ -148,7 +148,9 @@ async def case_page(
     person = await person_of(request, session)
     try:
         case_id = bytes.fromhex(request.match_info["id"])
-        found = await request.config_dict[CASES].detail(case_id, person.public.key, now_ms())
+        found = await request.config_dict[CASES].detail(
+            case_id, person.public.key, request_now(request)
+        )
     except ValueError:
         raise web.HTTPNotFound(text="no such case") from None
     except CaseError as exc:
@@ -252,7 +254,7 @@ async def act(request: web.Request) -> web.Response:
     service = request.config_dict[CASES]
     case_id = bytes.fromhex(request.match_info["id"])
     action = request.match_info["action"]
-    now = now_ms()
+    now = request_now(request)
     try:
         if action == "claim":
             await service.act(case_id, person, "claim", now)

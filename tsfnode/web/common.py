@@ -13,9 +13,9 @@ from aiohttp import web
 from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, STORE
 from tsfnode.auth.accounts import person_of_account
 from tsfnode.auth.sessions import Session
+from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import LANGUAGES, choose_language, format_number, translator
-from tsfnode.network.peering import now_ms
 
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 
@@ -85,7 +85,7 @@ async def person_of(request: web.Request, session: Session) -> Any:
 
 def names_of(request: web.Request) -> dict[str, str]:
     """Display names of the people in the directory, by their key in hex."""
-    view = request.config_dict[CASES].view(now_ms())
+    view = request.config_dict[CASES].view(request_now(request))
     return {key.hex(): m.body["display_name"] for key, m in view.members.items()}
 
 

@@ -27,10 +27,10 @@ from tsfnode.appkeys import CASES, NODE_DIR, STORE
 from tsfnode.auth.accounts import _USERNAME, create_account, hash_password
 from tsfnode.auth.sessions import LOGIN_COOKIE, check_csrf, require, set_cookie
 from tsfnode.cases.service import summary
+from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import translator
 from tsfnode.logs import log
-from tsfnode.network.peering import now_ms
 from tsfnode.store.cases import fetch_dicts
 from tsfnode.web.charts import quality_charts
 from tsfnode.web.common import language_of, names_of, person_of, when
@@ -79,7 +79,7 @@ async def join_page(
     status: int = 200,
     done: bool = False,
 ) -> web.Response:
-    view = request.config_dict[CASES].view(now_ms())
+    view = request.config_dict[CASES].view(request_now(request))
     token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
     page = render_page(
         request,
@@ -156,7 +156,7 @@ async def apply(request: web.Request) -> web.Response:
     if not token or not secrets.compare_digest(form.get("csrf", ""), token):
         return await join_page(request, error="form_expired", values=values, status=403)
     db = request.config_dict[STORE].db
-    view = request.config_dict[CASES].view(now_ms())
+    view = request.config_dict[CASES].view(request_now(request))
     groups = _groups_here(view, await _coordinator_keys(request))
     try:
         found = _application(form, groups)
@@ -173,7 +173,7 @@ async def apply(request: web.Request) -> web.Response:
             raise NodeError("too many applications are waiting from this address")
     except NodeError as exc:
         return await join_page(request, error=str(exc), values=values, status=400)
-    now = now_ms()
+    now = request_now(request)
     await db.execute(
         "INSERT INTO applications (role, group_key, username, display_name, password_hash,"
         " language, details, charter_ms, source, created_ms) VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -202,7 +202,7 @@ async def _coordinator(request: web.Request) -> tuple[Any, Identity, list[bytes]
     """The signed-in coordinator, their person key and the groups they coordinate."""
     session = await require(request, "coordinator")
     person = await person_of(request, session)
-    view = request.config_dict[CASES].view(now_ms())
+    view = request.config_dict[CASES].view(request_now(request))
     mine = sorted(g for g, keys in view.coordinators.items() if person.public.key in keys)
     return session, person, mine
 
@@ -210,7 +210,7 @@ async def _coordinator(request: web.Request) -> tuple[Any, Identity, list[bytes]
 async def coordinator_page(request: web.Request) -> web.Response:
     session, _, mine = await _coordinator(request)
     service = request.config_dict[CASES]
-    now = now_ms()
+    now = request_now(request)
     view = service.view(now)
     lang = language_of(request, session)
     names = names_of(request)
@@ -353,7 +353,7 @@ async def decide(request: web.Request) -> web.Response:
     if not rows or bytes(rows[0]["group_key"]) not in mine:
         raise web.HTTPNotFound(text="no such application waiting for you")
     row = rows[0]
-    now = now_ms()
+    now = request_now(request)
     if request.match_info["action"] == "decline":
         reason = str(form.get("reason", "")).strip()[:500]
         await db.execute(
@@ -437,7 +437,9 @@ async def assign(request: web.Request) -> web.Response:
     case_id = bytes.fromhex(request.match_info["id"])
     try:
         reader = bytes.fromhex(str(form.get("reader", "")))
-        await request.config_dict[CASES].act(case_id, person, "assign", now_ms(), reader=reader)
+        await request.config_dict[CASES].act(
+            case_id, person, "assign", request_now(request), reader=reader
+        )
     except ValueError:
         raise web.HTTPBadRequest(text="choose a reader") from None
     except CaseError as exc:

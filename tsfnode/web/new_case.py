@@ -36,12 +36,12 @@ from tsfnode.auth.sessions import Session, check_csrf, require
 from tsfnode.bodies import read_json_object, rectangles
 from tsfnode.cases.metrics import group_suggestions
 from tsfnode.cases.pairs import listed
+from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.intake.importer import importer_for
 from tsfnode.intake.review import ReviewBook
 from tsfnode.intake.uploads import UploadFolder
 from tsfnode.logs import log
-from tsfnode.network.peering import now_ms
 from tsfnode.web.common import person_of, render_page
 
 _BATCH = re.compile(r"^[0-9a-f]{32}$")
@@ -108,7 +108,7 @@ async def upload_create(request: web.Request) -> web.Response:
         folder = _batch_folder(request, batch)
         folder.mkdir(mode=0o700, parents=True)
         (folder / "batch.json").write_text(
-            json.dumps({"account": session.account_id, "created_ms": now_ms()})
+            json.dumps({"account": session.account_id, "created_ms": request_now(request)})
         )
     elif not isinstance(batch, str):
         raise web.HTTPBadRequest(text="batch: the id given by the first upload")
@@ -262,10 +262,10 @@ async def review(request: web.Request) -> web.Response:
     try:
         if body.get("mask"):
             boxes = rectangles(body.get("mask"))
-            await asyncio.to_thread(book.mask, uid, image, boxes, now_ms=now_ms())
+            await asyncio.to_thread(book.mask, uid, image, boxes, now_ms=request_now(request))
             log("review: regions masked", account=session.username, regions=len(boxes))
         else:
-            await asyncio.to_thread(book.confirm, uid, [image], now_ms=now_ms())
+            await asyncio.to_thread(book.confirm, uid, [image], now_ms=request_now(request))
             log("review: images confirmed", account=session.username, images=1)
     except NodeError as exc:
         raise web.HTTPUnprocessableEntity(text=str(exc)) from None
@@ -293,7 +293,7 @@ async def measured_rate(request: web.Request) -> dict[str, Any]:
 async def routes_for(request: web.Request, person: Any) -> dict[str, Any]:
     """The pairs this sender may send to, then groups and communities (least loaded first)."""
     service = request.config_dict[CASES]
-    now = now_ms()
+    now = request_now(request)
     view = service.view(now)
     pairs = []
     for pair in (await listed(service, person.public.key, now))["pairs"]:
@@ -371,7 +371,7 @@ async def submit(request: web.Request) -> web.Response:
             target=target,
             form=form_values(posted),
             over_quota=posted.get("over_quota") == "yes",
-            now=now_ms(),
+            now=request_now(request),
         )
     except (web.HTTPNotFound, FileNotFoundError):
         return await new_page(

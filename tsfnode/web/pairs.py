@@ -12,8 +12,8 @@ from protocol.identity import PublicIdentity
 from tsfnode.appkeys import CASES
 from tsfnode.auth.sessions import check_csrf, require
 from tsfnode.cases import pairs
+from tsfnode.clock import request_now
 from tsfnode.errors import CaseError
-from tsfnode.network.peering import now_ms
 from tsfnode.web.common import names_of, person_of, render_page
 
 PARTIES = ("sender", "reader", "coordinator")
@@ -25,7 +25,7 @@ async def pairs_page(
     session = await require(request, *PARTIES)
     person = await person_of(request, session)
     service = request.config_dict[CASES]
-    now = now_ms()
+    now = request_now(request)
     view = service.view(now)
     names = names_of(request)
     mine = await pairs.listed(service, person.public.key, now)
@@ -69,7 +69,7 @@ async def act(request: web.Request) -> web.Response:
     form = await check_csrf(request, session)
     person = await person_of(request, session)
     service = request.config_dict[CASES]
-    now = now_ms()
+    now = request_now(request)
     action = request.match_info["action"]
     try:
         if action == "propose":

@@ -31,6 +31,7 @@ from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, STORE
 from tsfnode.auth.accounts import DICOMWEB_TOKEN, create_token
 from tsfnode.auth.sessions import Session, check_csrf, require
 from tsfnode.cases.images import image_folders
+from tsfnode.clock import CLOCK, request_now
 from tsfnode.errors import NodeError
 from tsfnode.i18n import translator
 from tsfnode.images.export import (
@@ -43,7 +44,6 @@ from tsfnode.images.export import (
     check_destination,
 )
 from tsfnode.info import dicomweb_base_url
-from tsfnode.network.peering import now_ms
 from tsfnode.web.common import language_of, render_page, when
 from tsfnode.web.viewer import _may_see
 
@@ -72,7 +72,7 @@ async def _tokens(request: web.Request, account_id: int) -> list[dict[str, Any]]
         " WHERE account_id = ? AND purpose = ? ORDER BY created_ms DESC",
         (account_id, DICOMWEB_TOKEN),
     )
-    now = now_ms()
+    now = request_now(request)
     return [
         {
             "id": r[0],
@@ -197,7 +197,7 @@ async def new_token(request: web.Request) -> web.Response:
             username=session.username,
             purpose=DICOMWEB_TOKEN,
             days=days,
-            now=now_ms(),
+            now=request_now(request),
             label=label,
         )
     except (ValueError, NodeError):
@@ -270,7 +270,11 @@ async def export_zip(request: web.Request) -> web.StreamResponse:
         await asyncio.to_thread(out.unlink, missing_ok=True)
         raise web.HTTPNotFound(text=_t(request, session, "nothing_to_export")) from None
     await request.config_dict[CASES].audit.append(
-        actor=person, case_id=case_id, action="export zip", detail=f"{count} images", now=now_ms()
+        actor=person,
+        case_id=case_id,
+        action="export zip",
+        detail=f"{count} images",
+        now=request_now(request),
     )
     with archive:
         response = web.StreamResponse(
@@ -310,7 +314,7 @@ async def send(request: web.Request) -> web.Response:
     cursor = await db.execute(
         "INSERT INTO dicom_sends (account_id, case_id, destination_id, started_ms, total)"
         " VALUES (?, ?, ?, ?, ?)",
-        (session.account_id, case_id, chosen["id"], now_ms(), len(files)),
+        (session.account_id, case_id, chosen["id"], request_now(request), len(files)),
     )
     send_id = int(cursor.lastrowid or 0)
     await db.commit()
@@ -318,7 +322,7 @@ async def send(request: web.Request) -> web.Response:
     request.app[SENDING].progress[send_id] = progress
     detail = f"{len(files)} images to {to.ae_title}@{to.host}:{to.port}"
     await request.config_dict[CASES].audit.append(
-        actor=person, case_id=case_id, action="dicom send", detail=detail, now=now_ms()
+        actor=person, case_id=case_id, action="dicom send", detail=detail, now=request_now(request)
     )
     task = asyncio.ensure_future(_run_send(request.config_dict, send_id, files, to, progress))
     request.app[SENDING].tasks.add(task)
@@ -344,7 +348,7 @@ async def _run_send(
     db = app[STORE].db
     await db.execute(
         "UPDATE dicom_sends SET state = ?, error = ?, sent = ?, done_ms = ? WHERE id = ?",
-        (state, error, progress.sent, now_ms(), send_id),
+        (state, error, progress.sent, app[CLOCK].now_ms(), send_id),
     )
     await db.commit()
     app[SENDING].progress.pop(send_id, None)

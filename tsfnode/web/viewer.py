@@ -26,12 +26,12 @@ from tsfnode.appkeys import CASES, NODE_DIR, RENDERER, STORE
 from tsfnode.auth.sessions import require
 from tsfnode.cases.images import Listings, image_folders, int_of, listed_series
 from tsfnode.cases.service import roles_for
+from tsfnode.clock import request_now
 from tsfnode.images.render import (
     FULL,
     Window,
     attributes,
 )
-from tsfnode.network.peering import now_ms
 from tsfnode.store.cases import case_from_row
 from tsfnode.web.common import render_page
 
@@ -54,7 +54,7 @@ async def _may_see(request: web.Request) -> tuple[bytes, bytes]:
     row = await request.config_dict[CASES].row(case_id)
     if found is None or found[0] is None or row is None:
         raise web.HTTPNotFound(text="no such case")
-    view = request.config_dict[CASES].view(now_ms())
+    view = request.config_dict[CASES].view(request_now(request))
     if not roles_for(case_from_row(row), bytes(found[0]), view):
         raise web.HTTPNotFound(text="no such case")
     return case_id, bytes(found[0])
@@ -97,7 +97,7 @@ async def page(request: web.Request) -> web.Response:
     case_id, person = await _may_see(request)
     warm(request.config_dict, [case_id])  # listed while the page and its script travel
     await request.config_dict[CASES].audit.append(
-        actor=person, case_id=case_id, action="view images", detail="", now=now_ms()
+        actor=person, case_id=case_id, action="view images", detail="", now=request_now(request)
     )
     return render_page(request, "viewer.html", session=session, case_id=case_id.hex())
 
