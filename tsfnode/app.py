@@ -37,6 +37,7 @@ from tsfnode.appkeys import (
     STORE,
     TRANSFERS,
 )
+from tsfnode.auth.gate import Gate
 from tsfnode.cases.service import CaseService
 from tsfnode.clock import CLOCK, Clock
 from tsfnode.config import NodeConfig
@@ -197,6 +198,7 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", root)
     app.router.add_get("/metrics", prometheus)
+    Gate.of(public=[healthz, root, prometheus]).install(app)  # the sub-apps have their own
     for prefix, sub in (
         ("/peer/", create_peer_app()),
         ("/api/", create_api_app()),

@@ -17,8 +17,11 @@ from protocol.errors import RemoteProtocolError
 from tsfnode.api.cases import add_routes as add_case_routes
 from tsfnode.api.studies import add_routes as add_study_routes
 from tsfnode.api.transfers import add_routes as add_transfer_routes
+from tsfnode.api.transfers import transfers
 from tsfnode.api.uploads import add_routes as add_upload_routes
 from tsfnode.appkeys import DIRECTORY, PEERING, STARTED_MS, STORE
+from tsfnode.auth.gate import Gate
+from tsfnode.auth.sessions import token_holder
 from tsfnode.bodies import read_body
 from tsfnode.clock import request_now
 from tsfnode.info import node_info
@@ -96,6 +99,9 @@ async def nearest(request: web.Request) -> web.Response:
 
 
 def create_api_app() -> web.Application:
+    """The local JSON API. Its gate: a person's bearer token for everything but what a
+    node says about itself (public) and the operator's views and tools (this machine only:
+    the CLI and the node's admin)."""
     app = web.Application()
     app.router.add_get("/v1/node", node)
     app.router.add_get("/v1/peers", peers)
@@ -106,4 +112,9 @@ def create_api_app() -> web.Application:
     add_study_routes(app)
     add_transfer_routes(app)
     add_case_routes(app)
+    Gate.of(
+        public=[node],
+        local=[peers, directory, add_records, nearest, transfers],
+        authenticate=token_holder,
+    ).install(app)
     return app

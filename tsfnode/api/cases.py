@@ -35,7 +35,9 @@ from aiohttp import web
 from protocol.errors import ProtocolError
 from protocol.identity import Identity, PublicIdentity
 from tsfnode.appkeys import CASES, NODE_DIR, STORE
-from tsfnode.auth.accounts import check_token, person_of_account
+from tsfnode.auth.accounts import person_of_account
+from tsfnode.auth.gate import PRINCIPAL
+from tsfnode.auth.sessions import TokenHolder
 from tsfnode.bodies import read_json_object
 from tsfnode.cases import pairs as pairs_module
 from tsfnode.cases.metrics import (
@@ -55,17 +57,11 @@ MAX_JSON = 256 * 1024
 
 
 async def person_of(request: web.Request) -> tuple[str, str, Identity]:
-    """(username, role, person key) of the bearer token's account."""
-    token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    found = await check_token(
-        request.config_dict[STORE], token, purpose="send", now=request_now(request)
-    )
-    if found is None:
-        raise web.HTTPUnauthorized(
-            text="a valid token is needed (tsfnode account token)",
-            headers={"WWW-Authenticate": 'Bearer realm="tsfnode"'},
-        )
-    _, username, role = found
+    """(username, role, person key) of the bearer token's account (the API's gate
+    checked the token: ``token_holder``)."""
+    holder = request[PRINCIPAL]
+    assert isinstance(holder, TokenHolder)  # noqa: S101 - the gate put it there
+    username, role = holder.username, holder.role
     try:
         person = await person_of_account(
             request.config_dict[STORE], request.config_dict[NODE_DIR].people, username

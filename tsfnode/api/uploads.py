@@ -16,25 +16,23 @@ import asyncio
 
 from aiohttp import web
 
-from tsfnode.appkeys import NODE_DIR, STORE
-from tsfnode.auth.accounts import check_token
-from tsfnode.clock import request_now
+from tsfnode.appkeys import NODE_DIR
+from tsfnode.auth.gate import PRINCIPAL
+from tsfnode.auth.sessions import TokenHolder
 from tsfnode.intake.uploads import UploadFolder, take_in
 from tsfnode.logs import log
 
 
 async def sender_of(request: web.Request) -> tuple[int, str]:
-    header = request.headers.get("Authorization", "")
-    token = header.removeprefix("Bearer ").strip()
-    found = await check_token(
-        request.config_dict[STORE], token, purpose="send", now=request_now(request)
-    )
-    if found is None or found[2] not in ("sender", "admin"):
-        raise web.HTTPUnauthorized(
-            text="a valid sender token is needed (tsfnode account token)",
-            headers={"WWW-Authenticate": 'Bearer realm="tsfnode"'},
+    """(account id, username) of a sender's (or the node admin's) bearer token; the API's
+    gate checked the token (``token_holder``)."""
+    holder = request[PRINCIPAL]
+    assert isinstance(holder, TokenHolder)  # noqa: S101 - the gate put it there
+    if holder.role not in ("sender", "admin"):
+        raise web.HTTPForbidden(
+            text="403: uploads and studies are for senders / réservé aux émetteurs"
         )
-    return found[0], found[1]
+    return holder.account_id, holder.username
 
 
 def folder_of(request: web.Request) -> UploadFolder:

@@ -19,7 +19,8 @@ from aiohttp import web
 
 from protocol.documents import digest
 from tsfnode.appkeys import STORE
-from tsfnode.auth.accounts import check_password
+from tsfnode.auth.accounts import check_password, check_token
+from tsfnode.auth.gate import PRINCIPAL
 from tsfnode.clock import request_now
 from tsfnode.store import Store
 
@@ -97,6 +98,10 @@ async def sign_in(
 
 
 async def session_of(request: web.Request) -> Session | None:
+    """The request's web session, if signed in (the gate's answer when it asked first)."""
+    found = request.get(PRINCIPAL)
+    if isinstance(found, Session):
+        return found
     token = request.cookies.get(SESSION_COOKIE, "")
     if not token:
         return None
@@ -132,13 +137,44 @@ def set_cookie(request: web.Request, response: web.StreamResponse, name: str, va
     )
 
 
-async def require(request: web.Request, *roles: str) -> Session:
-    """The signed-in person, if their role is one of ``roles``: else to the sign-in page
-    (signed out) or 403 (signed in with another role)."""
+async def signed_in(request: web.Request) -> Session:
+    """The web gate's test: the signed-in person, else to the sign-in page (and back)."""
     session = await session_of(request)
     if session is None:
         target = quote(request.path_qs, safe="/?=&")
         raise web.HTTPSeeOther(f"/web/login?next={target}")
+    return session
+
+
+@dataclass(frozen=True)
+class TokenHolder:
+    """The account behind a bearer token of the local API."""
+
+    account_id: int
+    username: str
+    role: str
+
+
+async def token_holder(request: web.Request) -> TokenHolder:
+    """The local API's gate: a valid bearer token of an account (``tsfnode account
+    token``), else 401."""
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    found = await check_token(
+        request.config_dict[STORE], token, purpose="send", now=request_now(request)
+    )
+    if found is None:
+        raise web.HTTPUnauthorized(
+            text="401: a valid token is needed (tsfnode account token)"
+            " / un jeton valide est nécessaire",
+            headers={"WWW-Authenticate": 'Bearer realm="tsfnode"'},
+        )
+    return TokenHolder(*found)
+
+
+async def require(request: web.Request, *roles: str) -> Session:
+    """The signed-in person, if their role is one of ``roles``: else to the sign-in page
+    (signed out) or 403 (signed in with another role)."""
+    session = await signed_in(request)
     if roles and session.role not in roles:
         raise web.HTTPForbidden(text="403: this page is not for your role / pas pour votre rôle")
     return session

@@ -35,6 +35,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from tsfnode.appkeys import CASES, CONFIG, RENDERER, STORE
 from tsfnode.auth.accounts import DICOMWEB_TOKEN, check_token
+from tsfnode.auth.gate import PRINCIPAL, Gate
 from tsfnode.auth.sessions import session_of
 from tsfnode.cases.images import Listings
 from tsfnode.clock import request_now
@@ -81,7 +82,14 @@ def _token_of(header: str) -> str:
 
 
 async def person_of(request: web.Request) -> Person:
-    """The person calling: by token, else by web session; 401 or 403 otherwise."""
+    """The person calling (the gate asked first: ``caller``)."""
+    found = request.get(PRINCIPAL)
+    return found if isinstance(found, Person) else await caller(request)
+
+
+async def caller(request: web.Request) -> Person:
+    """DICOMweb's gate: the person calling, by token, else by web session; 401 or 403
+    otherwise."""
     store = request.config_dict[STORE]
     header = request.headers.get("Authorization", "")
     now = request_now(request)
@@ -530,4 +538,5 @@ def create_dicomweb_app() -> web.Application:
     add(f"{frame_list}/rendered", rendered)
     add(f"{frame_list}/thumbnail", thumbnail)
     add(f"{sop}/bulkdata/{{tag:[0-9A-Fa-f]{{8}}}}", bulkdata)
+    Gate.of(authenticate=caller).install(app)
     return app

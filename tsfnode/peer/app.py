@@ -8,11 +8,13 @@ import asyncio
 from aiohttp import web
 
 from tsfnode.appkeys import DIRECTORY, NODE_DIR, PEERING
+from tsfnode.auth.gate import Gate
 from tsfnode.bodies import read_body
 from tsfnode.clock import request_now
 from tsfnode.info import node_info
 from tsfnode.network.nearest import MAX_SPEEDTEST_BYTES, filler
 from tsfnode.network.peering import MAX_ENVELOPE, MAX_INTRODUCTION, PeerRefused
+from tsfnode.peer.transfers import SIGNED_TRANSFER_ROUTES
 from tsfnode.peer.transfers import add_peer_routes as add_transfer_routes
 
 
@@ -100,4 +102,8 @@ def create_peer_app() -> web.Application:
     app.router.add_get("/v1/nodes", nodes)
     app.router.add_get("/v1/teaching/{id}", teaching_images)
     add_transfer_routes(app)
+    Gate.of(
+        public=[hello, speedtest_download, speedtest_upload, nodes, teaching_images],
+        signed=[envelope, introduce, *SIGNED_TRANSFER_ROUTES],
+    ).install(app)
     return app

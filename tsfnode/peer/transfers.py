@@ -157,6 +157,12 @@ async def mail(request: web.Request) -> web.Response:
     return web.Response(body=pack(manifests), content_type="application/octet-stream")
 
 
+# Each of these checks what it is given against a signature before it parses it: the
+# offer's manifest (signed by the sender node), each chunk against the manifest's hashes,
+# the receipt (signed by the recipient), the mail poll (signed by the polling node).
+SIGNED_TRANSFER_ROUTES = (offer, have, put_chunks, get_chunk, get_receipt, post_receipt, mail)
+
+
 def add_peer_routes(app: web.Application) -> None:
     app.router.add_post("/v1/bundles", offer)
     app.router.add_get("/v1/bundles/{id}/have", have)

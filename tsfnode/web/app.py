@@ -11,11 +11,14 @@ from aiohttp import web
 
 from tsfnode import __version__
 from tsfnode.appkeys import CONFIG, DIRECTORY, IDENTITY, PEERING, STARTED_MS
+from tsfnode.auth.gate import Gate
+from tsfnode.auth.sessions import signed_in
 from tsfnode.clock import request_now
 from tsfnode.web.admin import add_routes as add_admin_routes
-from tsfnode.web.cases import add_routes
+from tsfnode.web.cases import add_routes, login, login_page, logout
 from tsfnode.web.common import TEMPLATES, render
 from tsfnode.web.coordinator import add_routes as add_coordinator_routes
+from tsfnode.web.coordinator import apply, join_page
 from tsfnode.web.new_case import add_routes as add_new_case_routes
 from tsfnode.web.pairs import add_routes as add_pair_routes
 from tsfnode.web.tools import add_routes as add_tool_routes
@@ -61,4 +64,7 @@ def create_web_app() -> web.Application:
     add_viewer_routes(app)
     add_tool_routes(app)
     app.router.add_static("/static", _STATIC_DIR)
+    Gate.of(
+        public=[index, login_page, login, logout, join_page, apply], authenticate=signed_in
+    ).install(app)
     return app
