@@ -30,6 +30,7 @@ from tsfnode.config import NodeConfig
 from tsfnode.logs import log
 from tsfnode.network.directory import DirectoryService
 from tsfnode.store.blobs import BlobStore
+from tsfnode.store.transfers import Delivery, TransferStore
 from tsfnode.transfers.diskcalls import DiskCalls
 
 MAX_ACTIVE_DELIVERIES = 2
@@ -103,6 +104,7 @@ class Outbox:
         self.directory = directory
         self.uplink = uplink
         self.clock = clock
+        self.rows = TransferStore(db)
         self._manifest_of = manifest_of
         self._spawn = spawn
         self._delivered = delivered  # a receipt came back
@@ -115,8 +117,7 @@ class Outbox:
     async def start(self, session: aiohttp.ClientSession) -> None:
         """Send through ``session``; a delivery cut by a stop or a crash is tried again."""
         self.session = session
-        await self.db.execute("UPDATE deliveries SET state = 'pending' WHERE state = 'sending'")
-        await self.db.commit()
+        await self.rows.reset_sending()
 
     async def start_due(self, now: int) -> None:
         """Start the deliveries that are due, most urgent first, up to
@@ -124,35 +125,17 @@ class Outbox:
         free = MAX_ACTIVE_DELIVERIES - len(self._deliveries)
         if free <= 0:
             return
-        cursor = await self.db.execute(
-            "SELECT d.bundle_id, d.recipient FROM deliveries d JOIN bundles b USING (bundle_id)"
-            " WHERE d.state IN ('pending', 'deposited') AND d.next_attempt_ms <= ?"
-            " ORDER BY b.priority DESC, b.created_ms LIMIT ?",
-            (now, free + len(self._deliveries)),
-        )
-        for bundle_id, recipient in await cursor.fetchall():
-            key = (bytes(bundle_id), bytes(recipient))
+        for key in await self.rows.due_deliveries(now, free + len(self._deliveries)):
             if key in self._deliveries or len(self._deliveries) >= MAX_ACTIVE_DELIVERIES:
                 continue
             self._deliveries.add(key)
             task = self._spawn(self._deliver(*key))
             task.add_done_callback(functools.partial(discard_when_done, self._deliveries, key))
 
-    async def _delivery(self, bundle_id: bytes, recipient: bytes) -> dict[str, Any]:
-        cursor = await self.db.execute(
-            "SELECT state, attempts, route, target, failures FROM deliveries"
-            " WHERE bundle_id = ? AND recipient = ?",
-            (bundle_id, recipient),
-        )
-        row = await cursor.fetchone()
-        assert row is not None  # noqa: S101 - chosen from the table a moment ago
-        return {
-            "state": row[0],
-            "attempts": row[1],
-            "route": row[2],
-            "target": row[3],
-            "failures": row[4],
-        }
+    async def _delivery(self, bundle_id: bytes, recipient: bytes) -> Delivery:
+        found = await self.rows.delivery(bundle_id, recipient)
+        assert found is not None  # noqa: S101 - chosen from the table a moment ago
+        return found
 
     async def _deliver(self, bundle_id: bytes, recipient: bytes) -> None:
         manifest = await self._manifest_of(bundle_id)
@@ -164,11 +147,11 @@ class Outbox:
                 bundle_id, recipient, state="failed", last_error="the bundle expired undelivered"
             )
             return
-        if delivery["state"] == "deposited":
+        if delivery.state == "deposited":
             await self._check_receipt(manifest, recipient, delivery)
             return
         attempt = next_route(
-            delivery["failures"],
+            delivery.failures,
             [r.hex() for r in self.directory.relays_of(recipient, now)],
             recipient.hex(),
         )
@@ -181,7 +164,7 @@ class Outbox:
             target=target,
             started_ms=now,
         )
-        attempts = delivery["attempts"] + 1
+        attempts = delivery.attempts + 1
         window = self._windows.get((bundle_id, recipient), self.config.transfer_window)
         started: list[Upload] = []
         try:
@@ -195,7 +178,7 @@ class Outbox:
                 # The link works but broke: go on at once, same way, no backoff.
                 failures, wait = 0, RESUME_AFTER_CUT_MS
             else:
-                failures = delivery["failures"] + 1
+                failures = delivery.failures + 1
                 wait = self.backoff.delay(failures - 1, os.urandom)
                 # Nothing crossed: perhaps not even one window can cross between two
                 # cuts of this link (chunks side by side share it). Fewer next time.
@@ -335,14 +318,15 @@ class Outbox:
             raise AttemptFailed(f"chunks {where} refused (HTTP {response.status}: {text})")
 
     async def _check_receipt(
-        self, manifest: Manifest, recipient: bytes, delivery: dict[str, Any], wait: bool = False
+        self, manifest: Manifest, recipient: bytes, delivery: Delivery, wait: bool = False
     ) -> None:
         """Ask the target of a completed push for the recipient's receipt."""
         assert self.session is not None  # noqa: S101 - started
-        target = bytes(delivery["target"])
+        assert delivery.target is not None  # noqa: S101 - set when the attempt began
+        target = delivery.target
         address = self.directory.address_of(target, self.clock.now_ms())
         receipt = None
-        tries = 20 if wait and delivery["route"] == Route.DIRECT.value else 1
+        tries = 20 if wait and delivery.route == Route.DIRECT.value else 1
         for n in range(tries):
             if address is None:
                 break
@@ -377,12 +361,12 @@ class Outbox:
                 "bundle delivered",
                 bundle=manifest.bundle_id.hex()[:8],
                 to=short(recipient),
-                route=delivery["route"],
+                route=delivery.route,
                 transit_ms=now - manifest.document.body["created"],
             )
             await self._delivered(manifest.bundle_id, recipient, now)
             return
-        direct = delivery["route"] == Route.DIRECT.value
+        direct = delivery.route == Route.DIRECT.value
         if direct and address is not None and not await self._target_holds_all(address, manifest):
             # The recipient lost chunks it had acknowledged (a power cut): send them.
             await self._set_delivery(
@@ -408,12 +392,7 @@ class Outbox:
             return True  # unreachable now: ask again later
 
     async def _set_delivery(self, bundle_id: bytes, recipient: bytes, **fields: Any) -> None:
-        names = ", ".join(f"{k} = ?" for k in fields)
-        await self.db.execute(
-            f"UPDATE deliveries SET {names} WHERE bundle_id = ? AND recipient = ?",  # noqa: S608
-            (*fields.values(), bundle_id, recipient),
-        )
-        await self.db.commit()
+        await self.rows.update_delivery(bundle_id, recipient, **fields)
 
 
 def receipt_ok(data: bytes, manifest: Manifest, recipient: bytes) -> bool:
@@ -434,30 +413,7 @@ async def queue_bundle(
 ) -> None:
     """Put a bundle sealed here (its chunks in the blob store) in the outbox: one
     delivery per recipient, due now. The running node picks it up within a second."""
-    count = manifest.chunk_count
-    await db.execute(
-        "INSERT INTO bundles (bundle_id, role, manifest, sender, priority, chunk_count,"
-        " size, have, state, created_ms, expires_ms, study_uid)"
-        " VALUES (?, 'outbox', ?, ?, ?, ?, ?, ?, 'sealed', ?, ?, ?)",
-        (
-            manifest.bundle_id,
-            manifest.raw,
-            sender,
-            manifest.priority,
-            count,
-            manifest.ciphertext_size,
-            ChunkSet.full(count).to_bytes(),
-            now,
-            manifest.expires,
-            study_uid,
-        ),
-    )
-    await db.executemany(
-        "INSERT INTO deliveries (bundle_id, recipient, state, next_attempt_ms, acked)"
-        " VALUES (?, ?, 'pending', ?, ?)",
-        [(manifest.bundle_id, r.key, now, ChunkSet(count).to_bytes()) for r in manifest.recipients],
-    )
-    await db.commit()
+    await TransferStore(db).insert_sealed(manifest, sender=sender, study_uid=study_uid, now=now)
     log(
         "bundle queued",
         bundle=manifest.bundle_id.hex()[:8],

@@ -4,12 +4,11 @@ database (so the CLI can show them with the node stopped)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from protocol.identity import PublicIdentity
-from protocol.transfer import ChunkSet
+from tsfnode.store.transfers import TransferStore
 
 
 @dataclass
@@ -39,63 +38,50 @@ class Progress:
 
 async def list_progress(db: Any) -> list[Progress]:
     """Every transfer: deliveries of bundles sealed here, bundles received or relayed."""
+    rows = TransferStore(db)
     out: list[Progress] = []
-    cursor = await db.execute(
-        "SELECT d.bundle_id, d.recipient, d.state, d.route, d.target, d.attempts,"
-        " d.last_error, d.bytes_done, d.rate, b.size, b.priority, b.created_ms,"
-        " d.delivered_ms, d.started_ms, d.deposited_ms"
-        " FROM deliveries d JOIN bundles b USING (bundle_id)"
-        " ORDER BY b.created_ms DESC"
-    )
-    for row in await cursor.fetchall():
-        size, done, rate = row[9], row[7], row[8]
+    for d in await rows.outgoing():
         out.append(
             Progress(
-                bundle_id=bytes(row[0]).hex(),
+                bundle_id=d.bundle_id.hex(),
                 direction="out",
-                peer=PublicIdentity(bytes(row[1])).text,
-                route=row[3] or "",
-                state=row[2],
-                size=size,
-                bytes_done=done,
-                rate=rate,
-                eta_s=(size - done) / rate if rate and row[2] == "sending" else None,
-                attempts=row[5],
-                last_error=row[6],
-                priority=row[10],
-                created_ms=row[11],
-                started_ms=row[13],
-                deposited_ms=row[14],
-                done_ms=row[12],
+                peer=PublicIdentity(d.recipient).text,
+                route=d.route or "",
+                state=d.state,
+                size=d.size,
+                bytes_done=d.bytes_done,
+                rate=d.rate,
+                eta_s=(d.size - d.bytes_done) / d.rate if d.rate and d.state == "sending" else None,
+                attempts=d.attempts,
+                last_error=d.last_error,
+                priority=d.priority,
+                created_ms=d.created_ms,
+                started_ms=d.started_ms,
+                deposited_ms=d.deposited_ms,
+                done_ms=d.delivered_ms,
             )
         )
-    cursor = await db.execute(
-        "SELECT bundle_id, role, sender, state, chunk_count, have, size, priority,"
-        " created_ms, completed_ms, last_error, sources FROM bundles"
-        " WHERE role IN ('inbox', 'relay') ORDER BY created_ms DESC"
-    )
-    for row in await cursor.fetchall():
-        have = ChunkSet(row[4], bytes(row[5]))
-        size = row[6]
-        done = size if have.complete else int(size * len(have) / row[4])
+    for b in await rows.incoming():
+        count = b.held.count
+        done = b.size if b.held.complete else int(b.size * len(b.held) / count)
         out.append(
             Progress(
-                bundle_id=bytes(row[0]).hex(),
-                direction="in" if row[1] == "inbox" else "relay",
-                peer=PublicIdentity(bytes(row[2])).text,
-                route="relay" if json.loads(row[11]) else "direct",
-                state=row[3],
-                size=size,
+                bundle_id=b.bundle_id.hex(),
+                direction="in" if b.role == "inbox" else "relay",
+                peer=PublicIdentity(b.sender).text,
+                route="relay" if b.through_relay else "direct",
+                state=b.state,
+                size=b.size,
                 bytes_done=done,
                 rate=0.0,
                 eta_s=None,
                 attempts=0,
-                last_error=row[10],
-                priority=row[7],
-                created_ms=row[8],
+                last_error=b.last_error,
+                priority=b.priority,
+                created_ms=b.created_ms,
                 started_ms=None,
                 deposited_ms=None,
-                done_ms=row[9],
+                done_ms=b.completed_ms,
             )
         )
     return out

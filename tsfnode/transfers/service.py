@@ -60,6 +60,7 @@ from tsfnode.network.directory import DirectoryService
 from tsfnode.nodedir import NodeDir
 from tsfnode.store import Store
 from tsfnode.store.blobs import BlobStore
+from tsfnode.store.transfers import Bundle, TransferStore
 from tsfnode.transfers.chunkfiles import BodyTooLong, ChunkFiles, DiskFull, RunWriter
 from tsfnode.transfers.diskcalls import DiskCalls
 from tsfnode.transfers.outbox import (
@@ -113,6 +114,7 @@ class TransferService:
         self.node_dir = node_dir
         self.store = store
         self.db = store.db
+        self.rows = TransferStore(store.db)
         self.blobs = blobs  # the outbox's chunks (sealed here)
         self.chunks = ChunkFiles(node_dir.chunks)  # the inbox's and the relay's
         self.disk = DiskCalls()  # reads and writes of chunk runs
@@ -214,21 +216,8 @@ class TransferService:
 
     # --- bundles held here -------------------------------------------------------------
 
-    async def _bundle_row(self, bundle_id: bytes) -> dict[str, Any] | None:
-        cursor = await self.db.execute(
-            "SELECT role, manifest, state, sources, receipt FROM bundles WHERE bundle_id = ?",
-            (bundle_id,),
-        )
-        row = await cursor.fetchone()
-        if row is None:
-            return None
-        return {
-            "role": row[0],
-            "manifest": row[1],
-            "state": row[2],
-            "sources": json.loads(row[3]),
-            "receipt": row[4],
-        }
+    async def _bundle_row(self, bundle_id: bytes) -> Bundle | None:
+        return await self.rows.bundle(bundle_id)
 
     async def manifest_of(self, bundle_id: bytes) -> Manifest | None:
         found = self._manifests.get(bundle_id)
@@ -236,24 +225,20 @@ class TransferService:
             row = await self._bundle_row(bundle_id)
             if row is None:
                 return None
-            found = self._manifests[bundle_id] = Manifest.decode(row["manifest"])
+            found = self._manifests[bundle_id] = Manifest.decode(row.manifest)
         return found
 
     async def have_of(self, bundle_id: bytes) -> ChunkSet | None:
         held = self._have.get(bundle_id)
         if held is None:
-            cursor = await self.db.execute(
-                "SELECT chunk_count, have, state, manifest FROM bundles WHERE bundle_id = ?",
-                (bundle_id,),
-            )
-            row = await cursor.fetchone()
-            if row is None:
+            saved = await self.rows.held_chunks(bundle_id)
+            if saved is None:
                 return None
-            held = ChunkSet(row[0], row[1])
-            if row[2] in ("receiving", "holding") and not held.complete:
+            held = ChunkSet(saved.chunk_count, saved.have)
+            if saved.state in ("receiving", "holding") and not held.complete:
                 # Chunks written since the last save of the set (a crash in between)
                 # are found on disk by their hashes.
-                manifest = Manifest.decode(row[3])
+                manifest = Manifest.decode(saved.manifest)
                 for i in await asyncio.to_thread(self.chunks.held_on_disk, manifest, held):
                     held.add(i)
             self._have[bundle_id] = held
@@ -298,10 +283,7 @@ class TransferService:
         return held.to_bytes()
 
     async def _check_quota(self, size: int) -> None:
-        cursor = await self.db.execute(
-            "SELECT coalesce(sum(size), 0) FROM bundles WHERE role = 'relay' AND state = 'holding'"
-        )
-        (used,) = await cursor.fetchone() or (0,)
+        used = await self.rows.relay_bytes_held()
         quota = self.config.transfer_relay_quota_mb * 1024 * 1024
         if used + size > quota:
             raise TransferRefused(507, "this relay's quota for others' mail is full")
@@ -309,27 +291,7 @@ class TransferService:
     async def _insert_received(
         self, manifest: Manifest, role: str, now: int, *, sources: list[str]
     ) -> None:
-        count = manifest.chunk_count
-        await self.db.execute(
-            "INSERT OR IGNORE INTO bundles (bundle_id, role, manifest, sender, priority,"
-            " chunk_count, size, have, state, created_ms, expires_ms, sources)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                manifest.bundle_id,
-                role,
-                manifest.raw,
-                manifest.sender.key,
-                manifest.priority,
-                count,
-                manifest.ciphertext_size,
-                ChunkSet(count).to_bytes(),
-                "receiving" if role == "inbox" else "holding",
-                now,
-                manifest.expires,
-                json.dumps(sources),
-            ),
-        )
-        await self.db.commit()
+        await self.rows.insert_received(manifest, role, now, sources=sources)
         self._manifests[manifest.bundle_id] = manifest
 
     async def receive_run(
@@ -398,24 +360,19 @@ class TransferService:
             await self._on_complete(manifest)
 
     async def _set_bundle(self, bundle_id: bytes, **fields: Any) -> None:
-        names = ", ".join(f"{k} = ?" for k in fields)
-        await self.db.execute(
-            f"UPDATE bundles SET {names} WHERE bundle_id = ?",  # noqa: S608
-            (*fields.values(), bundle_id),
-        )
-        await self.db.commit()
+        await self.rows.update_bundle(bundle_id, **fields)
 
     async def _on_complete(self, manifest: Manifest) -> None:
         row = await self._bundle_row(manifest.bundle_id)
         if row is None:
             return
-        if row["role"] == "inbox" and manifest.bundle_id not in self._finalising:
+        if row.role == "inbox" and manifest.bundle_id not in self._finalising:
             self._finalising.add(manifest.bundle_id)
             task = self._spawn(self._finalise(manifest))
             task.add_done_callback(
                 functools.partial(discard_when_done, self._finalising, manifest.bundle_id)
             )
-        elif row["role"] == "relay":
+        elif row.role == "relay":
             log("relay holds a bundle", bundle=manifest.bundle_id.hex()[:8])
 
     async def get_chunk(self, bundle_id: bytes, index: int) -> bytes:
@@ -426,11 +383,11 @@ class TransferService:
             manifest is None
             or have is None
             or row is None
-            or row["state"] in ("delivered", "expired")
+            or row.state in ("delivered", "expired")
             or index not in have
         ):
             raise TransferRefused(404, "this node does not hold that chunk")
-        if row["role"] == "outbox":
+        if row.role == "outbox":
             data = await asyncio.to_thread(self.blobs.get, manifest.chunk_hash(index))
         else:
             (data,) = await self.disk.run(self.chunks.read, manifest, index, index)
@@ -441,23 +398,18 @@ class TransferService:
 
     async def receipt_of(self, bundle_id: bytes) -> bytes | None:
         row = await self._bundle_row(bundle_id)
-        return None if row is None or row["receipt"] is None else bytes(row["receipt"])
+        return None if row is None else row.receipt
 
     async def failure_of(self, bundle_id: bytes) -> str | None:
         """Why a bundle addressed here failed to open (None: it did not fail)."""
-        cursor = await self.db.execute(
-            "SELECT last_error FROM bundles WHERE bundle_id = ? AND role = 'inbox'"
-            " AND state = 'failed'",
-            (bundle_id,),
-        )
-        row = await cursor.fetchone()
-        return None if row is None else f"the recipient could not open the bundle: {row[0]}"
+        reason = await self.rows.failure_of(bundle_id)
+        return None if reason is None else f"the recipient could not open the bundle: {reason}"
 
     async def take_receipt(self, bundle_id: bytes, data: bytes) -> None:
         """The recipient's receipt for a bundle this relay holds: keep it, drop the chunks."""
         manifest = await self.manifest_of(bundle_id)
         row = await self._bundle_row(bundle_id)
-        if manifest is None or row is None or row["role"] != "relay":
+        if manifest is None or row is None or row.role != "relay":
             raise TransferRefused(404, "this relay holds no such bundle")
         recipients = [r.key for r in manifest.recipients]
         try:
@@ -485,11 +437,8 @@ class TransferService:
 
     async def mail_for(self, node: bytes) -> list[bytes]:
         """Manifests this relay holds for ``node``, complete or not."""
-        cursor = await self.db.execute(
-            "SELECT manifest FROM bundles WHERE role = 'relay' AND state = 'holding'"
-        )
         out = []
-        for (raw,) in await cursor.fetchall():
+        for raw in await self.rows.relay_manifests():
             manifest = Manifest.decode(raw)
             if node in [r.key for r in manifest.recipients]:
                 out.append(bytes(raw))
@@ -581,15 +530,15 @@ class TransferService:
 
     async def _post_receipt_to_relays(self, bundle_id: bytes) -> None:
         row = await self._bundle_row(bundle_id)
-        if row is None or row["receipt"] is None or self._session is None:
+        if row is None or row.receipt is None or self._session is None:
             return
-        for source in row["sources"]:
+        for source in row.sources:
             address = self.directory.address_of(bytes.fromhex(source), self.clock.now_ms())
             if address is None:
                 continue
             url = f"{address}/peer/v1/bundles/{bundle_id.hex()}/receipt"
             with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, OSError):
-                async with self._session.post(url, data=bytes(row["receipt"])) as response:
+                async with self._session.post(url, data=bytes(row.receipt)) as response:
                     if response.status in (200, 204, 404):
                         continue
 
@@ -614,13 +563,8 @@ class TransferService:
                 continue
             await self._take_mail(relay, body, now)
         # receipts not yet posted to relays (the relay was down): again
-        cursor = await self.db.execute(
-            "SELECT bundle_id FROM bundles WHERE role = 'inbox' AND state = 'complete'"
-            " AND sources != '[]' AND completed_ms > ?",
-            (now - 7 * 86_400_000,),
-        )
-        for (bundle_id,) in await cursor.fetchall():
-            await self._post_receipt_to_relays(bytes(bundle_id))
+        for bundle_id in await self.rows.receipts_to_post(now - 7 * 86_400_000):
+            await self._post_receipt_to_relays(bundle_id)
 
     async def _take_mail(self, relay: bytes, body: bytes, now: int) -> None:
         from protocol.codec import unpack
@@ -648,26 +592,21 @@ class TransferService:
             row = await self._bundle_row(manifest.bundle_id)
             if row is None:
                 await self._insert_received(manifest, "inbox", now, sources=sources)
-            elif row["role"] == "inbox":
-                merged = sorted(set(row["sources"]) | set(sources))
+            elif row.role == "inbox":
+                merged = sorted(set(row.sources) | set(sources))
                 await self._set_bundle(manifest.bundle_id, sources=json.dumps(merged))
-                if row["state"] == "complete":
+                if row.state == "complete":
                     self._spawn(self._post_receipt_to_relays(manifest.bundle_id))
 
     async def _start_pulls(self) -> None:
-        cursor = await self.db.execute(
-            "SELECT bundle_id, sources FROM bundles WHERE role = 'inbox' AND state = 'receiving'"
-            " ORDER BY priority DESC, created_ms"
-        )
-        for bundle_id, sources in await cursor.fetchall():
-            key = bytes(bundle_id)
+        for key, has_source in await self.rows.receiving():
             have = await self.have_of(key)
             if have is not None and have.complete and key not in self._finalising:
                 manifest = await self.manifest_of(key)  # complete, not opened: a crash
                 if manifest is not None:
                     await self._on_complete(manifest)
                 continue
-            if sources == "[]" or key in self._pulls or len(self._pulls) >= MAX_ACTIVE_PULLS:
+            if not has_source or key in self._pulls or len(self._pulls) >= MAX_ACTIVE_PULLS:
                 continue
             self._pulls.add(key)
             task = self._spawn(self._pull(key))
@@ -685,7 +624,7 @@ class TransferService:
         download = Download(manifest, ChunkSet(have.count, have.to_bytes()), rng=os.urandom)
         now = self.clock.now_ms()
         addresses: dict[str, str] = {}
-        for source in row["sources"]:
+        for source in row.sources:
             address = self.directory.address_of(bytes.fromhex(source), now)
             if address is not None:
                 addresses[source] = address
@@ -735,11 +674,7 @@ class TransferService:
             return await response.read()
 
     async def _blame(self, source: bytes, bundle_id: bytes, blame: Any) -> None:
-        await self.db.execute(
-            "INSERT INTO blame (source, bundle_id, chunk, reason, at_ms) VALUES (?, ?, ?, ?, ?)",
-            (source, bundle_id, blame.index, blame.reason, self.clock.now_ms()),
-        )
-        await self.db.commit()
+        await self.rows.blame(source, bundle_id, blame.index, blame.reason, self.clock.now_ms())
         log(
             "bad chunk from a source",
             level=30,
@@ -750,15 +685,10 @@ class TransferService:
 
     async def _expire(self, now: int) -> None:
         """Relay copies and unfinished inbox bundles past their expiry are deleted."""
-        cursor = await self.db.execute(
-            "SELECT bundle_id, manifest FROM bundles WHERE role IN ('relay', 'inbox')"
-            " AND state IN ('holding', 'receiving') AND expires_ms <= ?",
-            (now,),
-        )
-        for bundle_id, raw in await cursor.fetchall():
+        for bundle_id, raw in await self.rows.expired(now):
             await self._drop_chunks(Manifest.decode(raw))
-            await self._set_bundle(bytes(bundle_id), state="expired")
-            log("bundle expired", bundle=bytes(bundle_id).hex()[:8])
+            await self._set_bundle(bundle_id, state="expired")
+            log("bundle expired", bundle=bundle_id.hex()[:8])
 
     # --- what the CLI and the local API show -------------------------------------------
 
