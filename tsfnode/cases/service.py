@@ -331,14 +331,15 @@ class CaseService:
         note: str = "",
         seq: int | None = None,
     ) -> bytes:
-        body = {
+        body: dict[str, Any] = {
             "case_id": case_id,
             "created": now,
             "event": event,
             "reader": reader,
             "note": note,
-            "seq": seq,
         }
+        if seq is not None:  # a decision of this node (people's requests have none)
+            body["seq"] = seq
         return encode_document("case_event", body, signer)
 
     # --- submitting (the sender's node) ----------------------------------------------
