@@ -22,6 +22,15 @@ sender, the case's reader, the routing group's coordinator, a member of the rout
 or community, or the node itself for what it observes). The caller says which roles the
 actor holds for this case (``roles``): who is a coordinator or a member comes from the
 directory, which the caller reads.
+
+A copy of the case (on a node it was sent to) follows the sender's node's decisions
+(``assigned``, ``released``, ``escalated``, ``reported``, ``cancelled``, ``closed``) with
+the second table, ``DECISIONS``, and ``follow``: nothing else changes a copy's state.
+Decisions are numbered by the sender's node (``Case.decisions``); a copy takes the state
+of the newest decision it has, so decisions that arrive out of order (bundles do) leave
+every copy as the sender's node left the case. ``protocol/coordinator.py`` decides when
+each event happens (routing, the weekly quota, due dates, escalation) and what the driver
+must do about it.
 """
 
 from __future__ import annotations
@@ -123,6 +132,8 @@ class Case:
     escalations: int = 0
     needs_acceptance: bool = False  # sent beyond the pair's weekly quota
     passed_over: frozenset[bytes] = field(default_factory=frozenset)  # readers escalated from
+    # the number of decisions the sender's node announced (at a copy: the newest followed)
+    decisions: int = 0
 
     def __post_init__(self) -> None:
         if self.delay_ms <= 0:
@@ -137,11 +148,12 @@ class Case:
 
 
 @dataclass(frozen=True)
-class Effect:
-    """Something the driver must do after a transition (tell someone, offer the case)."""
+class Notify:
+    """A notification the driver leaves for a person (or, ``to`` a group's key, for its
+    people; ``to`` None: for everyone on the node) after a transition."""
 
     kind: str  # notify_coordinator, offer_to_members, notify_reader, notify_sender,
-    # ask_acceptance
+    # ask_acceptance; at a copy: assigned, offered, escalated, evaluated
     case_id: bytes
     to: bytes | None = None
 
@@ -173,7 +185,7 @@ def _permitted(case: Case, event: str, roles: frozenset[Role]) -> Transition:
 
 def apply(
     case: Case, event: str, *, by: bytes, roles: frozenset[Role], now: int
-) -> tuple[Case, list[Effect]]:
+) -> tuple[Case, list[Notify]]:
     """The case after ``event`` done by ``by`` (who holds ``roles`` for this case), and
     what the driver must do next. Raises CaseRefused (with the reason) when the table
     does not allow it; the case is then unchanged."""
@@ -182,7 +194,7 @@ def apply(
     transition = _permitted(case, event, roles)
     if event == "claim" and by in case.passed_over:
         raise CaseRefused("this case was taken from you when it was overdue")
-    effects: list[Effect] = []
+    effects: list[Notify] = []
     changes: dict[str, object] = {}
     if transition.target is not None:
         changes["state"] = transition.target
@@ -192,12 +204,12 @@ def apply(
         changes["delivered_ms"] = now
         changes["due_ms"] = now + case.delay_ms
         if case.routing is Routing.PAIR and case.needs_acceptance:
-            effects.append(Effect("ask_acceptance", case.case_id, case.target))
+            effects.append(Notify("ask_acceptance", case.case_id, case.target))
         elif case.routing is Routing.PAIR:
             changes.update(state=State.ASSIGNED, reader=case.target)
-            effects.append(Effect("notify_reader", case.case_id, case.target))
+            effects.append(Notify("notify_reader", case.case_id, case.target))
         else:
-            effects.append(Effect("offer_to_members", case.case_id, case.target))
+            effects.append(Notify("offer_to_members", case.case_id, case.target))
     elif event == "claim":
         changes["reader"] = by
     elif event in ("accept", "decline"):
@@ -206,10 +218,10 @@ def apply(
         if event == "accept":
             changes["reader"] = by
         else:
-            effects.append(Effect("notify_sender", case.case_id, case.sender))
+            effects.append(Notify("notify_sender", case.case_id, case.sender))
     elif event == "release":
         changes["reader"] = None
-        effects.append(Effect("offer_to_members", case.case_id, case.target))
+        effects.append(Notify("offer_to_members", case.case_id, case.target))
     elif event == "escalate":
         if not case.overdue(now):
             raise CaseRefused("the case is not overdue")
@@ -219,13 +231,13 @@ def apply(
             passed_over=case.passed_over | ({case.reader} if case.reader else set()),
             due_ms=now + case.delay_ms,
         )
-        effects.append(Effect("notify_coordinator", case.case_id, case.target))
-        effects.append(Effect("offer_to_members", case.case_id, case.target))
+        effects.append(Notify("notify_coordinator", case.case_id, case.target))
+        effects.append(Notify("offer_to_members", case.case_id, case.target))
     elif event == "report":
         changes["reported_ms"] = now
     elif event == "deliver_report":
         changes["report_back_ms"] = now
-        effects.append(Effect("notify_sender", case.case_id, case.sender))
+        effects.append(Notify("notify_sender", case.case_id, case.sender))
     elif event == "close":
         changes["closed_ms"] = now
     return replace(case, **changes), effects  # type: ignore[arg-type]
@@ -233,8 +245,95 @@ def apply(
 
 def assign_to(
     case: Case, reader: bytes, *, by: bytes, roles: frozenset[Role], now: int
-) -> tuple[Case, list[Effect]]:
+) -> tuple[Case, list[Notify]]:
     """The coordinator (or the node, by a rule) gives the case to ``reader``."""
     _permitted(case, "assign", roles)
     assigned = replace(case, state=State.ASSIGNED, reader=reader)
-    return assigned, [Effect("notify_reader", case.case_id, reader)]
+    return assigned, [Notify("notify_reader", case.case_id, reader)]
+
+
+# --- copies: the sender's node's decisions, followed --------------------------------
+
+_AT_COPY = {S.DELIVERED, S.ASSIGNED, S.REPORTED, S.REPORT_DELIVERED}
+# What each decision of the sender's node does to a copy. A copy may be REPORTED or
+# REPORT_DELIVERED by its own reader's report that the sender's node then refused (the
+# case was taken from that reader first): the sender's decision still holds. A decision
+# that finds the copy in no source state changes nothing (the copy is there already:
+# ``reported`` at the reader's own copy, which learns it from the report's receipt).
+DECISIONS: tuple[Transition, ...] = (
+    _t("assigned", _AT_COPY, S.ASSIGNED, R.NODE),
+    _t("released", _AT_COPY, S.DELIVERED, R.NODE),
+    _t("escalated", _AT_COPY, S.DELIVERED, R.NODE),
+    _t("reported", {S.DELIVERED, S.ASSIGNED}, S.REPORT_DELIVERED, R.NODE),
+    _t("cancelled", _AT_COPY, S.CANCELLED, R.NODE),
+    _t("closed", {*_AT_COPY, S.EVALUATED}, S.CLOSED, R.NODE),
+)
+BY_DECISION: dict[str, Transition] = {t.event: t for t in DECISIONS}
+# The decision the sender's node announces after each request it grants.
+DECISION_AFTER: dict[str, str] = {
+    "claim": "assigned",
+    "assign": "assigned",
+    "accept": "assigned",
+    "release": "released",
+    "decline": "cancelled",
+    "cancel": "cancelled",
+    "close": "closed",
+    "escalate": "escalated",
+    "deliver_report": "reported",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decided:
+    """A decision of the case's sender's node, as a copy receives it (a ``case_event``
+    signed by that node): ``seq`` its number (None from a node that did not number its
+    decisions: followed in the order received), ``at`` when it was decided (ms)."""
+
+    event: str
+    seq: int | None
+    at: int
+    reader: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.event not in BY_DECISION:
+            raise LocalProtocolError(f"{self.event!r} is not a decision of the sender's node")
+        if self.seq is not None and self.seq < 1:
+            raise LocalProtocolError("decisions are numbered from 1")
+
+
+def follow(case: Case, decision: Decided, *, now: int) -> tuple[Case, list[Notify], bool]:
+    """The copy after ``decision``, its notifications, and whether the decision moved it.
+
+    A decision older than the newest one followed (``seq`` not above ``case.decisions``)
+    moves nothing; neither does one the table has no row for from the copy's state. An
+    escalation always counts, new or old (the reader it passed over, the count, the due
+    date it set), so any order of arrival leaves the copy as the sender's node left it.
+    The driver gives each decision once (a bundle is taken in once)."""
+    transition = BY_DECISION[decision.event]
+    changes: dict[str, object] = {}
+    if decision.event == "escalated":
+        late = {decision.reader} if decision.reader is not None else set()
+        changes.update(
+            passed_over=case.passed_over | late,
+            escalations=case.escalations + 1,
+            due_ms=max(case.due_ms or 0, decision.at + case.delay_ms),
+        )
+    newest = decision.seq is None or decision.seq > case.decisions
+    if decision.seq is not None and newest:
+        changes["decisions"] = decision.seq
+    moves = newest and case.state in transition.sources
+    notes: list[Notify] = []
+    if moves:
+        changes["state"] = transition.target  # every decision names its state
+        if decision.event == "assigned":
+            changes["reader"] = decision.reader
+            notes.append(Notify("assigned", case.case_id, decision.reader))
+        elif decision.event in ("released", "escalated"):
+            changes["reader"] = None
+            kind = "offered" if decision.event == "released" else "escalated"
+            notes.append(Notify(kind, case.case_id, None))
+        elif decision.event == "reported":
+            changes["reader"] = decision.reader
+        else:  # cancelled, closed
+            changes["closed_ms"] = now
+    return replace(case, **changes), notes, moves  # type: ignore[arg-type]

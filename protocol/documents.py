@@ -227,13 +227,14 @@ DOCUMENT_KINDS: tuple[DocumentKind, ...] = (
                 "event": Str(choices=CASE_EVENTS),
                 "reader": Optional(_ID),
                 "note": Str(max=2000),
+                "seq": Optional(Int(1, 2**31 - 1)),
             }
         ),
         doc="A step of a case's workflow. People ask (`claim`, `assign` with `reader`, "
         "`release`, `accept` or `decline` a case beyond the quota, `cancel`, `close`); "
         "the sender's node, which keeps the case's state, decides and tells every node "
         "that holds the case (`assigned`, `released`, `reported`, `escalated`, `cancelled`, "
-        "`closed`).",
+        "`closed`), its decisions numbered by `seq` from 1.",
     ),
 )
 

@@ -1,14 +1,22 @@
 """Cases over a modelled network, in virtual time, with the node's own engines: the case
-state machine of ``protocol/cases.py`` decides each step, and ``protocol/transfer.py``'s
-``Upload`` (window, acknowledgements, failures) and ``Backoff`` move every bundle, chunk
-by chunk, over links with the bandwidth, latency, loss, power cuts and regional cuts of
-the scenario. Only the links are modelled: a chunk takes its size over the slower of the
-sender's uplink and the receiver's downlink (each shared by all that node's transfers),
-plus the latency between their regions (and a node's own, e.g. a satellite hop); it is
-lost with either end's loss rate (noticed a round trip later, then sent again), and
-fails when either end is down or cut off. A relay holds mail up to its quota; a deposit
-beyond it waits. Readers sign reports only when they read (their days and hours); a
-group that assigns has its coordinator give each case to the least loaded member.
+coordinator of ``protocol/coordinator.py`` routes each case, counts the pair's weekly
+quota, sets due dates and escalates overdue cases at their deadline (as the sender's
+node does), the state machine of ``protocol/cases.py`` decides each step, and
+``protocol/transfer.py``'s ``Upload`` (window, acknowledgements, failures) and
+``Backoff`` move every bundle, chunk by chunk, over links with the bandwidth, latency,
+loss, power cuts and regional cuts of the scenario. Only the links are modelled: a
+chunk takes its size over the slower of the sender's uplink and the receiver's downlink
+(each shared by all that node's transfers), plus the latency between their regions (and
+a node's own, e.g. a satellite hop); it is lost with either end's loss rate (noticed a
+round trip later, then sent again), and fails when either end is down or cut off. A
+relay holds mail up to its quota; a deposit beyond it waits. Readers sign reports only
+when they read (their days and hours); a group that assigns has its coordinator give
+each case to the least loaded member.
+
+What people do is modelled here (who claims first, when a coordinator assigns, when a
+reader reads or accepts), and one thing the node does is simplified: a study goes only
+to the node where it will be read (the node seals a group's case for every node of the
+group's readers, and an overdue pair's case for every node of the reader's group).
 """
 
 from __future__ import annotations
@@ -24,10 +32,20 @@ from typing import Any
 from protocol import cases as machine
 from protocol.bundle import choose_chunk_size
 from protocol.cases import Case, Role, Routing, State
+from protocol.coordinator import (
+    Coordinator,
+    GroupRoute,
+    PairRoute,
+    Route,
+    counts_toward_quota,
+    deadline,
+    week_count,
+)
+from protocol.errors import CaseRefused
 from protocol.transfer import Backoff, Upload
 from simulations.clock import EventLoop
 from simulations.network import seeded_rng
-from simulations.scenario import ReaderSpec, Scenario, StudySpec
+from simulations.scenario import ReaderSpec, Scenario, SenderSpec, StudySpec
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -120,7 +138,10 @@ class CaseWorld:
         self.backoff = Backoff(base_ms=5_000, cap_ms=HOUR)
         self.outcome = Outcome()
         self.relayed = 0
-        self._sent: dict[int, list[int]] = {}  # per sender, this week's cases (the quota)
+        self._coordinators: dict[str, Coordinator] = {}  # per sender's node
+        self._routes = [self._route(s, k) for k, s in enumerate(scenario.senders)]
+        self._pair_cases: dict[int, list[bytes]] = {}  # per sender, this week's (the quota)
+        self._timers: dict[bytes, int] = {}  # per case, the deadline a tick waits for
 
     # --- the model of the links ---------------------------------------------------------
 
@@ -258,7 +279,7 @@ class CaseWorld:
             self.loop.now + self.backoff.delay(t.attempts, self.rng), lambda: self._pump(t)
         )
 
-    # --- cases, with the node's state machine ----------------------------------------
+    # --- cases, with the node's coordinator and state machine ---------------------------
 
     def _study(self) -> tuple[StudySpec, int]:
         mix = self.scenario.studies
@@ -277,22 +298,104 @@ class CaseWorld:
         for day in range(int(self.scenario.days) + 1):
             self.loop.at(day * DAY, self._sample)
 
-    def _submit(self, sender: Any, k: int) -> None:
+    def _coordinator(self, node: str) -> Coordinator:
+        """The coordinator of a sender's node (which decides that node's cases)."""
+        found = self._coordinators.get(node)
+        if found is None:
+            found = Coordinator(node=node.encode(), default_delay_hours=self.scenario.delay_hours)
+            self._coordinators[node] = found
+        return found
+
+    def _route(self, sender: SenderSpec, k: int) -> Route:
+        """What the directory says of a sender's pair or group, from the scenario."""
+        if sender.pair:
+            reader = self.readers[sender.pair]
+            return PairRoute(
+                pair_id=f"pair/{k}".encode(),
+                sender=f"sender/{k}".encode(),
+                reader=reader.name.encode(),
+                weekly_quota=sender.weekly_quota or None,  # 0 in a scenario: no quota
+                delay_hours=self.scenario.delay_hours,
+                status="active",
+                reader_node=reader.node.encode(),
+                group=reader.group.encode(),
+                group_nodes=self._reading_nodes(reader.group),
+            )
+        return GroupRoute(
+            group=sender.group.encode(), community=False, nodes=self._reading_nodes(sender.group)
+        )
+
+    def _reading_nodes(self, group: str) -> tuple[bytes, ...]:
+        return tuple(sorted({r.node.encode() for r in self.scenario.readers if r.group == group}))
+
+    def _keep(self, case_id: bytes, case: Case) -> None:
+        """The case after a step; its next deadline gets a tick (as the node's loop
+        sleeps until its next deadline)."""
+        self.cases[case_id] = case
+        when = deadline(case)
+        if when is not None and self._timers.get(case_id) != when:
+            self._timers[case_id] = when
+            self.loop.at(when, functools.partial(self._tick, case_id))
+
+    def _decide(self, case_id: bytes, event: str, by: str, role: Role, **kwargs: Any) -> bool:
+        """A person's request, decided by the case's sender's node; False if refused
+        (someone else has the case)."""
+        meta = self.meta[case_id]
+        try:
+            step = self._coordinator(meta["sender_node"]).decide(
+                self.cases[case_id],
+                event,
+                by=by.encode(),
+                roles=frozenset({role}),
+                now=self.loop.now,
+                **kwargs,
+            )
+        except CaseRefused:
+            return False
+        self._keep(case_id, step.case)
+        return True
+
+    def _when_at(self, case_id: bytes, node: str, then: Any) -> None:
+        """``then(at)`` once the case's study is at ``node``: now if it is there; when it
+        arrives if it is on its way; else it is sent there first."""
+        meta = self.meta[case_id]
+        if node in meta["arrived"]:
+            then(self.loop.now)
+            return
+        waiting = meta["waiting"].setdefault(node, [])
+        waiting.append(then)
+        if node in meta["holders"]:
+            return
+        meta["holders"].add(node)
+
+        def arrived(at: int) -> None:
+            meta["arrived"].add(node)
+            for action in meta["waiting"].pop(node, []):
+                action(at)
+
+        self.send(meta["sender_node"], node, meta["size"], arrived)
+
+    def _submit(self, sender: SenderSpec, k: int) -> None:
+        """The sender's node routes the case (the pair's quota counted as the node
+        counts it). The simulator sends the study only to the node of the reader who
+        will read it, one of the nodes the coordinator seals it for: the node seals a
+        group's case for every node where a reader of the group reads."""
         now = self.loop.now
         case_id = hashlib.sha256(f"{self.seed}/{len(self.cases)}".encode()).digest()[:16]
-        me = f"sender/{k}".encode()
+        route = self._routes[k]
+        pairs = self._pair_cases.setdefault(k, [])
+        pairs[:] = [c for c in pairs if counts_toward_quota(self.cases[c], now)]
+        step = self._coordinator(sender.node).submit(
+            case_id=case_id,
+            sender=f"sender/{k}".encode(),
+            route=route,
+            this_week=week_count((self.cases[c] for c in pairs), now),
+            over_quota=True,  # a simulated sender always sends; the reader accepts
+            delay_hours=self.scenario.delay_hours,
+            now=now,
+        )
         if sender.pair:
-            routing, target, delay = Routing.PAIR, sender.pair.encode(), self.scenario.delay_hours
-        else:
-            routing, target, delay = Routing.GROUP, sender.group.encode(), self.scenario.delay_hours
-        week = self._sent.setdefault(k, [])
-        week[:] = [t for t in week if t > now - 7 * DAY]
-        over = bool(sender.pair and sender.weekly_quota and len(week) >= sender.weekly_quota)
-        week.append(now)
-        case = Case(case_id, me, routing, target, delay * HOUR, needs_acceptance=over)
-        case, _ = machine.apply(case, "submit", by=me, roles=frozenset({Role.SENDER}), now=now)
-        case, _ = machine.apply(case, "send", by=b"", roles=frozenset({Role.NODE}), now=now)
-        self.cases[case_id] = case
+            pairs.append(case_id)
         kind, size = self._study()
         group = self.scenario.group(sender.group) if not sender.pair else None
         assigned = group is not None and group.routing == "assign"
@@ -304,11 +407,16 @@ class CaseWorld:
             "kind": kind.kind,
             "size": size,
             "sender_node": sender.node,
+            "route": route,
             "reader": reader.name,
             "assign": assigned,
             "pair": f"{sender.node} -> {sender.pair or 'group ' + sender.group}",
+            "holders": set(),  # nodes the study was sent to
+            "arrived": set(),  # nodes it reached
+            "waiting": {},  # node -> what waits for the study there
         }
-        self.send(sender.node, reader.node, size, lambda at, c=case_id: self._delivered(c, at))
+        self._keep(case_id, step.case)
+        self._when_at(case_id, reader.node, lambda at: self._delivered(case_id, reader.node, at))
 
     def _reader_for(self, sender: Any) -> ReaderSpec:
         if sender.pair:
@@ -321,19 +429,19 @@ class CaseWorld:
         soonest = min(available_from(r, now) for r in members)
         return self.random.choice([r for r in members if available_from(r, now) == soonest])
 
-    def _delivered(self, case_id: bytes, now: int) -> None:
-        case = self.cases[case_id]
-        node = frozenset({Role.NODE})
-        case, _ = machine.apply(case, "deliver", by=b"", roles=node, now=now)
-        self.cases[case_id] = case
-        coordinator = self.readers[self.meta[case_id]["reader"]]
-        if self.meta[case_id]["assign"]:
-            group = self.scenario.group(coordinator.group)
+    def _delivered(self, case_id: bytes, node: str, now: int) -> None:
+        meta = self.meta[case_id]
+        coordinator = self._coordinator(meta["sender_node"])
+        step = coordinator.delivered(self.cases[case_id], by=node.encode(), now=now)
+        self._keep(case_id, step.case)
+        first = self.readers[meta["reader"]]
+        if meta["assign"]:
+            group = self.scenario.group(first.group)
             hours = self.random.uniform(*group.assign_hours)
-            when = available_from(coordinator, now + int(hours * HOUR))
-            self.loop.at(when, functools.partial(self._assign, case_id, coordinator))
+            when = available_from(first, now + int(hours * HOUR))
+            self.loop.at(when, functools.partial(self._assign, case_id, first))
             return
-        self._read(case_id, coordinator, now)
+        self._read(case_id, first, now)
 
     def _assign(self, case_id: bytes, coordinator: ReaderSpec) -> None:
         """The coordinator gives the case to the member with the fewest cases open, then
@@ -356,84 +464,67 @@ class CaseWorld:
             members,
             key=lambda r: (open_cases.get(r.name.encode(), 0), week.get(r.name, 0), r.name),
         )
-        case, _ = machine.assign_to(
-            case,
-            chosen.name.encode(),
-            by=coordinator.name.encode(),
-            roles=frozenset({Role.COORDINATOR}),
-            now=now,
-        )
-        self.cases[case_id] = case
+        if not self._decide(
+            case_id, "assign", coordinator.name, Role.COORDINATOR, reader=chosen.name.encode()
+        ):
+            return
         self.meta[case_id]["assigned"] = now
         self.meta[case_id]["reader"] = chosen.name
-        if chosen.node == coordinator.node:
-            self._read(case_id, chosen, now)
-        else:
-            size, sender_node = self.meta[case_id]["size"], self.meta[case_id]["sender_node"]
-            self.send(sender_node, chosen.node, size, lambda at: self._read(case_id, chosen, at))
+        self._when_at(case_id, chosen.node, lambda at: self._read(case_id, chosen, at))
 
     def _read(self, case_id: bytes, reader: ReaderSpec, now: int) -> None:
         """``reader`` takes the case (a pair's is theirs at delivery, or once they accept
-        it beyond the week's quota; a group's they claim), reads it in their time, and the
-        node checks it at its due time."""
+        it beyond the week's quota; a group's they claim), and reads it in their time."""
         case = self.cases[case_id]
-        if case.state is State.DELIVERED and case.needs_acceptance and case.reader is None:
+        asked = case.routing is Routing.PAIR and case.target == reader.name.encode()
+        if case.state is State.DELIVERED and case.needs_acceptance and asked:
             hours = self.random.uniform(*ACCEPT_HOURS)  # the reader answers the question
             when = available_from(reader, now + int(hours * HOUR))
             self.loop.at(when, functools.partial(self._accept, case_id, reader))
             return
-        if case.state is State.DELIVERED:
-            case, _ = machine.apply(
-                case, "claim", by=reader.name.encode(), roles=frozenset({Role.MEMBER}), now=now
-            )
-        self.cases[case_id] = case
+        if case.state is State.DELIVERED and not self._decide(
+            case_id, "claim", reader.name, Role.MEMBER
+        ):
+            return  # someone else took it first
         self.meta[case_id]["reader"] = reader.name
         hours = self.random.uniform(*reader.reading_hours)
         when = available_from(reader, now + int(hours * HOUR))  # signed when they read
         self.loop.at(when, functools.partial(self._report, case_id, reader))
-        if case.due_ms is not None:
-            self.loop.at(case.due_ms + 1, functools.partial(self._due, case_id, reader))
 
     def _accept(self, case_id: bytes, reader: ReaderSpec) -> None:
+        if self._decide(case_id, "accept", reader.name, Role.READER):
+            self._read(case_id, reader, self.loop.now)
+
+    def _tick(self, case_id: bytes) -> None:
+        """The sender's node's deadline for the case: the coordinator escalates it if it
+        is still unread; another reader of the group takes it (the late one cannot, by
+        the table's rule), on their node (the study is sent there if it is not)."""
         now = self.loop.now
-        case, _ = machine.apply(
+        self._timers.pop(case_id, None)
+        meta = self.meta[case_id]
+        step = self._coordinator(meta["sender_node"]).tick(
             self.cases[case_id],
-            "accept",
-            by=reader.name.encode(),
-            roles=frozenset({Role.READER}),
+            meta["route"],
+            holders=[n.encode() for n in meta["holders"]],
             now=now,
         )
-        self.cases[case_id] = case
-        self._read(case_id, reader, now)
-
-    def _due(self, case_id: bytes, reader: ReaderSpec) -> None:
-        """Still unread at its due time: the node escalates it, and another reader of the
-        group takes it (the late one cannot, by the table's rule); the images go to that
-        reader's node if it is another."""
-        now = self.loop.now
-        case = self.cases[case_id]
-        if case.reader != reader.name.encode() or not case.overdue(now):
-            return
-        case, _ = machine.apply(case, "escalate", by=b"", roles=frozenset({Role.NODE}), now=now)
-        self.cases[case_id] = case
-        self.meta[case_id]["escalations"] = self.meta[case_id].get("escalations", 0) + 1
+        self._keep(case_id, step.case)
+        if not step.effects:
+            return  # not overdue (reported, or given a later due date)
+        route = meta["route"]
+        group = (route.group or b"") if isinstance(route, PairRoute) else route.group
         others = sorted(
             (
                 r
                 for r in self.scenario.readers
-                if r.group == reader.group and r.name.encode() not in case.passed_over
+                if r.group.encode() == group and r.name.encode() not in step.case.passed_over
             ),
             key=lambda r: r.name,
         )
         if not others:
-            return  # nobody else in the group: it waits in the pool
+            return  # nobody else in the group: it waits in the pool (and escalates again)
         chosen = self.random.choice(others)
-        if chosen.node == reader.node:
-            self._read(case_id, chosen, now)
-        else:
-            size = self.meta[case_id]["size"]
-            sender_node = self.meta[case_id]["sender_node"]
-            self.send(sender_node, chosen.node, size, lambda at: self._read(case_id, chosen, at))
+        self._when_at(case_id, chosen.node, lambda at: self._read(case_id, chosen, at))
 
     def _report(self, case_id: bytes, reader: ReaderSpec) -> None:
         now = self.loop.now
@@ -443,7 +534,7 @@ class CaseWorld:
         case, _ = machine.apply(
             case, "report", by=reader.name.encode(), roles=frozenset({Role.READER}), now=now
         )
-        self.cases[case_id] = case
+        self._keep(case_id, case)
         sender_node = self.meta[case_id]["sender_node"]
         self.send(reader.node, sender_node, REPORT_BYTES, lambda at: self._report_back(case_id, at))
 
@@ -452,7 +543,7 @@ class CaseWorld:
         case, _ = machine.apply(
             case, "deliver_report", by=b"", roles=frozenset({Role.NODE}), now=now
         )
-        self.cases[case_id] = case
+        self._keep(case_id, case)
 
     def _sample(self) -> None:
         now = self.loop.now

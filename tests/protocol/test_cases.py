@@ -11,7 +11,7 @@ from protocol.cases import (
     BY_EVENT,
     TRANSITIONS,
     Case,
-    Effect,
+    Notify,
     Role,
     Routing,
     State,
@@ -75,7 +75,7 @@ def test_a_groups_case_waits_for_the_coordinator_who_assigns_it() -> None:
         case, READER, by=COORDINATOR, roles=frozenset({Role.COORDINATOR}), now=NOW
     )
     assert (case.state, case.reader) == (State.ASSIGNED, READER)
-    assert effects == [Effect("notify_reader", case.case_id, READER)]
+    assert effects == [Notify("notify_reader", case.case_id, READER)]
     assert finish(case, READER).state is State.PURGED
 
 
@@ -85,7 +85,7 @@ def test_a_community_case_goes_to_the_first_claim_and_the_second_is_told_it_is_t
     )
     case, effects = apply(sent, "deliver", by=SENDER, roles=frozenset({Role.NODE}), now=NOW)
     assert (case.state, case.reader) == (State.DELIVERED, None)
-    assert effects == [Effect("offer_to_members", case.case_id, GROUP)]
+    assert effects == [Notify("offer_to_members", case.case_id, GROUP)]
     # Two volunteers claim at once; the case's node applies the claims in the order they
     # arrive: exactly one wins, the other learns who has it.
     first = step(case, "claim", OTHER, Role.MEMBER)
@@ -102,12 +102,12 @@ def test_beyond_the_quota_the_pairs_reader_accepts_or_declines() -> None:
     case = step(over, "submit", SENDER, Role.SENDER)
     case, effects = apply(case, "deliver", by=SENDER, roles=frozenset({Role.NODE}), now=NOW)
     assert (case.state, case.reader) == (State.DELIVERED, None)
-    assert effects == [Effect("ask_acceptance", case.case_id, READER)]
+    assert effects == [Notify("ask_acceptance", case.case_id, READER)]
     accepted = step(case, "accept", READER, Role.READER)
     assert (accepted.state, accepted.reader) == (State.ASSIGNED, READER)
     declined, effects = apply(case, "decline", by=READER, roles=frozenset({Role.READER}), now=NOW)
     assert declined.state is State.CANCELLED
-    assert effects == [Effect("notify_sender", case.case_id, SENDER)]
+    assert effects == [Notify("notify_sender", case.case_id, SENDER)]
     with pytest.raises(CaseRefused, match="only the reader may accept"):
         step(case, "accept", OTHER, Role.MEMBER)
     within = delivered(Routing.GROUP)  # nothing to accept within the quota
@@ -175,7 +175,7 @@ def test_every_event_in_every_state_follows_the_table(state: State, event: str) 
     if event in ("accept", "decline"):  # only a pair's case sent beyond its quota
         case = replace(case, routing=Routing.PAIR, target=READER, needs_acceptance=True)
 
-    def do(roles: frozenset[Role]) -> tuple[Case, list[Effect]]:
+    def do(roles: frozenset[Role]) -> tuple[Case, list[Notify]]:
         if event == "assign":
             return assign_to(case, OTHER, by=COORDINATOR, roles=roles, now=NOW)
         return apply(case, event, by=OTHER, roles=roles, now=NOW)

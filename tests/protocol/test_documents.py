@@ -81,7 +81,14 @@ SAMPLES: dict[str, tuple[Any, dict[str, Any]]] = {
     ),
     "case_event": (
         READER,
-        {"case_id": CASE, "created": NOW, "event": "claim", "reader": None, "note": ""},
+        {
+            "case_id": CASE,
+            "created": NOW,
+            "event": "claim",
+            "reader": None,
+            "note": "",
+            "seq": None,
+        },
     ),
     "receipt": (
         NODE,

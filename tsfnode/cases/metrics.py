@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from protocol.directory import make_record
 from protocol.identity import PublicIdentity
 from tsfnode.logs import log
-from tsfnode.store.cases import fetch_dicts
+from tsfnode.store.cases import case_from_row, fetch_dicts
 
 if TYPE_CHECKING:
     from tsfnode.cases.service import CaseService
@@ -79,11 +79,7 @@ def figures(rows: Iterable[dict[str, Any]], now: int) -> dict[str, Any]:
                 if row["delivered_ms"] is not None:
                     reading.append(row["reported_ms"] - row["delivered_ms"])
         counts["escalations"] += int(row["escalations"])
-        if (
-            row["state"] in ("delivered", "assigned")
-            and row["due_ms"] is not None
-            and now > row["due_ms"]
-        ):
+        if case_from_row(row).overdue(now):
             counts["overdue_now"] += 1
     out: dict[str, Any] = dict(counts)
     out["transit_ms"] = _median(transit)

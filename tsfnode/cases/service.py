@@ -15,7 +15,10 @@ crosses nodes is a signed document in a sealed bundle, moved by the transfer ser
 
 Who may do what is the table of protocol/cases.py; the roles a person holds for a case
 come from the directory (the group's coordinators, its attested members, the pair).
-Every access and transition is written to the audit log (audit_log.py).
+Routing, the weekly quota, due dates, escalation and how a copy follows the decisions
+are decided by protocol/coordinator.py: this service gives it the case, the directory's
+route and the time, and carries out the effects it returns (``_carry_out``). Every
+access and transition is written to the audit log (audit_log.py).
 """
 
 from __future__ import annotations
@@ -25,15 +28,31 @@ import contextlib
 import json
 import os
 import shutil
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from protocol import cases as machine
 from protocol.bundle import BundleHeader, Manifest
 from protocol.caseform import check_case_form
-from protocol.cases import Case, Effect, Role, Routing, State
-from protocol.directory import View, pair_terms
+from protocol.cases import BY_DECISION, Case, Decided, Notify, Role, Routing, State
+from protocol.coordinator import (
+    HOUR_MS,
+    REQUESTS,
+    Audit,
+    Coordinator,
+    Route,
+    Seal,
+    Step,
+    Tell,
+    deadline,
+    group_route,
+    next_deadline,
+    pair_route,
+    quota_since,
+    route_of,
+    week_count,
+)
+from protocol.directory import View
 from protocol.documents import Document, decode_document, encode_document, split_documents
 from protocol.errors import CaseRefused, MalformedError, ProtocolError
 from protocol.identity import Identity, PublicIdentity
@@ -55,12 +74,10 @@ from tsfnode.transfers.outbox import queue_bundle
 from tsfnode.transfers.sealing import DOCUMENTS_FILE, seal_documents, seal_study
 from tsfnode.transfers.service import TransferService
 
-HOUR_MS = 3_600_000
-DAY_MS = 24 * HOUR_MS
-WEEK_MS = 7 * DAY_MS
+DAY_MS = 24 * 3_600_000
 ROUTINGS = {"pair": Routing.PAIR, "group": Routing.GROUP, "community": Routing.COMMUNITY}
-# Requests people send to the sender's node (its decisions are the other case events).
-REQUESTS = ("claim", "assign", "release", "accept", "decline")
+# Requests a copy sends to the sender's node (cancel and close are the sender's, there).
+ASKED_FROM_COPY = ("claim", "assign", "release", "accept", "decline")
 
 
 def _hex(key: bytes | None) -> str | None:
@@ -117,6 +134,9 @@ class CaseService:
         self.directory = directory
         self.transfers = transfers
         self.audit = AuditLog(store)
+        self.coordinator = Coordinator(
+            node=self.me, default_delay_hours=config.cases_reading_delay_hours
+        )
         self._lock = asyncio.Lock()  # one decision at a time (claims race here)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -151,7 +171,27 @@ class CaseService:
                 log("case loop error", error=type(exc).__name__, detail=str(exc)[:200])
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.config.cases_scan_interval_ms / 1000)
+                await asyncio.wait_for(self._wake.wait(), await self._sleep_s())
+
+    async def _sleep_s(self) -> float:
+        """Until the next scan, or sooner the next deadline of a case kept here."""
+        sleep_ms = self.config.cases_scan_interval_ms
+        try:
+            cases = [case_from_row(r) for r in await self._open_cases()]
+        except Exception as exc:  # the loop must go on
+            log("case loop error", error=type(exc).__name__, detail=str(exc)[:200])
+            cases = []
+        deadline = next_deadline(cases)
+        if deadline is not None:
+            sleep_ms = min(sleep_ms, max(0, deadline - self.clock.now_ms()))
+        return sleep_ms / 1000
+
+    async def _open_cases(self) -> list[dict[str, Any]]:
+        """The cases this node decides that wait for a reader or are being read."""
+        return await fetch_dicts(
+            self.db,
+            "SELECT * FROM cases WHERE role = 'sender' AND state IN ('delivered', 'assigned')",
+        )
 
     def view(self, now: int) -> View:
         return self.directory.view(now)
@@ -209,9 +249,23 @@ class CaseService:
     ) -> None:
         await self.audit.append(actor=actor, case_id=case_id, action=action, detail=detail, now=now)
 
-    async def _effects(self, effects: list[Effect], now: int) -> None:
-        for effect in effects:
-            await self.notify(effect.to, effect.case_id, effect.kind, now)
+    async def _carry_out(
+        self, row: dict[str, Any], step: Step, now: int, **extra: Any
+    ) -> dict[str, Any]:
+        """Save the case a step of the coordinator left (with ``extra`` columns), then do
+        what it says, in order; the row as it is then."""
+        row = row_with(row, step.case)
+        await self._save(step.case, now, **extra)
+        for effect in step.effects:
+            if isinstance(effect, Notify):
+                await self.notify(effect.to, effect.case_id, effect.kind, now)
+            elif isinstance(effect, Audit):
+                await self._audit(effect.actor, effect.case_id, effect.action, now, effect.detail)
+            elif isinstance(effect, Tell):
+                await self._tell_copies(row, effect, now)
+            elif isinstance(effect, Seal):
+                row = await self._offer(row, effect, now)
+        return row
 
     # --- sending documents -----------------------------------------------------------
 
@@ -252,13 +306,19 @@ class CaseService:
         self.transfers.wake()
         return manifest.bundle_id
 
-    async def _tell_copies(
-        self, row: Any, event: str, now: int, *, reader: bytes | None = None, note: str = ""
-    ) -> None:
+    async def _tell_copies(self, row: dict[str, Any], tell: Tell, now: int) -> None:
         """The sender's node tells every node holding the case what it decided."""
-        doc = self._event(row["case_id"], event, self.identity, now, reader=reader, note=note)
+        doc = self._event(
+            tell.case_id,
+            tell.event,
+            self.identity,
+            now,
+            reader=tell.reader,
+            note=tell.note,
+            seq=tell.seq,
+        )
         recipients = [bytes.fromhex(n) for n in json.loads(row["recipients"])]
-        await self._send(bytes(row["case_id"]), [doc], recipients, event, now)
+        await self._send(tell.case_id, [doc], recipients, tell.event, now)
 
     def _event(
         self,
@@ -269,20 +329,29 @@ class CaseService:
         *,
         reader: bytes | None = None,
         note: str = "",
+        seq: int | None = None,
     ) -> bytes:
-        body = {"case_id": case_id, "created": now, "event": event, "reader": reader, "note": note}
+        body: dict[str, Any] = {
+            "case_id": case_id,
+            "created": now,
+            "event": event,
+            "reader": reader,
+            "note": note,
+        }
+        if seq is not None:  # a decision of this node (people's requests have none)
+            body["seq"] = seq
         return encode_document("case_event", body, signer)
 
     # --- submitting (the sender's node) ----------------------------------------------
 
     async def week_count(self, pair_id: bytes, now: int) -> int:
-        cursor = await self.db.execute(
-            "SELECT COUNT(*) FROM cases WHERE role = 'sender' AND pair_id = ?"
-            " AND submitted_ms > ? AND state != 'cancelled'",
-            (pair_id, now - WEEK_MS),
+        """The pair's cases that count toward its weekly quota (the coordinator's rule)."""
+        rows = await fetch_dicts(
+            self.db,
+            "SELECT * FROM cases WHERE role = 'sender' AND pair_id = ? AND submitted_ms > ?",
+            (pair_id, quota_since(now)),
         )
-        row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        return week_count(map(case_from_row, rows), now)
 
     async def submit(
         self,
@@ -308,57 +377,47 @@ class CaseService:
         except MalformedError as exc:
             raise CaseError(400, f"clinical form: {exc}") from None
         pair_id: bytes | None = None
+        route: Route | None
+        this_week = 0
         if routing == "pair":
             try:
                 pair_id = bytes.fromhex(target)
-                record = view.pairs[pair_id]
-            except (ValueError, KeyError):
+            except ValueError:
                 raise CaseError(404, "no such pair in the directory") from None
-            terms = pair_terms(record)
-            if terms["sender"] != who:
+            route = pair_route(view, pair_id)
+            if route is None:
+                raise CaseError(404, "no such pair in the directory")
+            if route.sender != who:
                 raise CaseError(403, "you are not the sender of this pair")
-            if terms["status"] != "active":
-                raise CaseError(409, f"the pair is {terms['status']}: no new case can be sent")
             this_week = await self.week_count(pair_id, now)
-            if this_week >= terms["weekly_quota"] and not over_quota:
-                raise CaseError(
-                    409,
-                    f"the pair's weekly quota is {terms['weekly_quota']} and {this_week} "
-                    "case(s) went this week: send anyway (over_quota) and the reader will "
-                    "be asked to accept it",
-                )
-            target_key = terms["reader"]
-            delay_hours = int(terms["reading_delay_hours"])
-            reader = view.members.get(target_key)
-            if reader is None:
-                raise CaseError(409, "the pair's reader is not attested in the directory")
-            recipients = [reader.body["home_node"]]
         else:
             try:
                 target_key = PublicIdentity.from_text(target).key
             except ProtocolError:
                 raise CaseError(400, "target must be a group's id") from None
-            cert = view.groups.get(target_key)
-            wanted = "community" if routing == "community" else None
-            if cert is None or (wanted and cert.body["kind"] != wanted):
+            route = group_route(view, target_key)
+            if route is None or (routing == "community" and not route.community):
                 raise CaseError(404, f"no such {routing} in the directory")
-            if routing == "group" and cert.body["kind"] == "community":
+            if routing == "group" and route.community:
                 raise CaseError(400, "this group is a community: route the case to it as such")
-            delay_hours = reading_delay_hours or self.config.cases_reading_delay_hours
-            readers = {
-                m.body["home_node"]
-                for m in view.members.values()
-                if m.body["group"] == target_key and m.body["role"] in ("reader", "coordinator")
-            }
-            for coordinator in view.coordinators.get(target_key, ()):
-                member = view.members.get(coordinator)
-                if member is not None:
-                    readers.add(member.body["home_node"])
-            recipients = sorted(n for n in readers if n != self.me)
-            if not recipients:
-                raise CaseError(409, "no reader of this group has a node in the directory yet")
-            over_quota = False
         case_id = os.urandom(16)
+        urgent = form["urgency"] == "urgent"
+        try:
+            step = self.coordinator.submit(
+                case_id=case_id,
+                sender=who,
+                route=route,
+                this_week=this_week,
+                over_quota=over_quota,
+                delay_hours=reading_delay_hours,
+                urgent=urgent,
+                now=now,
+            )
+        except CaseRefused as exc:
+            raise CaseError(409, str(exc)) from None
+        case = step.case
+        (seal,) = [e for e in step.effects if isinstance(e, Seal)]
+        recipients = list(seal.nodes)
         request = encode_document(
             "case_request",
             {
@@ -366,27 +425,16 @@ class CaseService:
                 "created": now,
                 "sender_node": self.me,
                 "routing": routing,
-                "target": target_key,
+                "target": case.target,
                 "pair_id": pair_id,
-                "reading_delay_hours": delay_hours,
-                "over_quota": bool(over_quota),
+                "reading_delay_hours": case.delay_ms // HOUR_MS,
+                "over_quota": case.needs_acceptance,
                 "part": 0,
                 "form": form,
             },
             person,
         )
-        urgent = form["urgency"] == "urgent"
-        sealed = await self._seal(case_id, study_uid, request, recipients, urgent, now)
-        case = Case(
-            case_id=case_id,
-            sender=who,
-            routing=ROUTINGS[routing],
-            target=target_key,
-            delay_ms=delay_hours * HOUR_MS,
-            needs_acceptance=bool(over_quota),
-        )
-        case, _ = machine.apply(case, "submit", by=who, roles=frozenset({Role.SENDER}), now=now)
-        case, _ = machine.apply(case, "send", by=self.me, roles=frozenset({Role.NODE}), now=now)
+        sealed = await self._seal(case_id, study_uid, request, recipients, seal.urgent, now)
         await self.db.execute(
             "INSERT INTO cases (case_id, role, state, routing, target, pair_id, sender,"
             " sender_node, delay_ms, needs_acceptance, urgent, study_uid, recipients, form,"
@@ -396,7 +444,7 @@ class CaseService:
                 case_id,
                 case.state.value,
                 routing,
-                target_key,
+                case.target,
                 pair_id,
                 who,
                 self.me,
@@ -412,13 +460,14 @@ class CaseService:
         )
         await self._keep_document(decode_document(request), case_id, now)
         await self._queue_images(case_id, sealed, study_uid, now)
-        await self._audit(who, case_id, "submit", now, f"{routing} to {len(recipients)} node(s)")
+        rest = tuple(e for e in step.effects if e is not seal)
+        await self._carry_out(await self._require(case_id), Step(case, rest), now)
         log("case submitted", case=case_id.hex()[:8], routing=routing, nodes=len(recipients))
         return {
             "case_id": case_id.hex(),
             "state": case.state.value,
             "bundle_id": sealed.bundle_id.hex(),
-            "over_quota": bool(over_quota),
+            "over_quota": case.needs_acceptance,
         }
 
     async def add_images(
@@ -504,13 +553,10 @@ class CaseService:
                 return
             case = case_from_row(row)
             if purpose == "images" and row["role"] == "sender":
-                if case.state in (State.SUBMITTED, State.IN_TRANSIT):
-                    case, effects = machine.apply(
-                        case, "deliver", by=self.me, roles=frozenset({Role.NODE}), now=now
-                    )
-                    await self._save(case, now)
-                    await self._effects(effects, now)
-                    await self._audit(recipient, case_id, "deliver", now, case.state.value)
+                step = self.coordinator.delivered(case, by=recipient, now=now)
+                if step.effects:
+                    await self._carry_out(row, step, now)
+                    self._wake.set()  # a new due date: the loop sleeps until it
             elif purpose == "report" and row["role"] == "copy":
                 if case.state is State.REPORTED:
                     case, _ = machine.apply(
@@ -620,19 +666,18 @@ class CaseService:
         except MalformedError as exc:
             await self._mark(bundle_id, case_id, f"refused: {exc}")
             return f"refused: {exc}"
-        case = Case(
+        step = self.coordinator.receive(
             case_id=case_id,
             sender=request.signer.key,
+            sender_node=sender_node,
             routing=ROUTINGS[body["routing"]],
             target=bytes(body["target"]),
-            delay_ms=int(body["reading_delay_hours"]) * HOUR_MS,
-            state=State.IN_TRANSIT,
+            delay_hours=int(body["reading_delay_hours"]),
+            over_quota=bool(body["over_quota"]),
             submitted_ms=int(body["created"]),
-            needs_acceptance=bool(body["over_quota"]),
+            now=now,
         )
-        case, effects = machine.apply(
-            case, "deliver", by=self.me, roles=frozenset({Role.NODE}), now=now
-        )
+        case = step.case
         await self._mark(bundle_id, case_id, "images")  # its images known before it shows
         await self.db.execute(
             "INSERT INTO cases (case_id, role, state, routing, target, pair_id, sender,"
@@ -653,10 +698,8 @@ class CaseService:
                 now,
             ),
         )
-        await self._save(case, now)
         await self._keep_document(request, case_id, now)
-        await self._effects(effects, now)
-        await self._audit(sender_node, case_id, "receive", now, case.state.value)
+        await self._carry_out(await self._require(case_id), step, now)
         return case.state.value
 
     async def _take_document(self, row: Any, doc: Document, sender_node: bytes, now: int) -> None:
@@ -676,46 +719,29 @@ class CaseService:
         roles = roles_for(case, who, self.view(now))
         case_id = case.case_id
         try:
-            if doc.kind == "case_event" and doc.body["event"] in (*REQUESTS, "cancel", "close"):
+            if doc.kind == "case_event" and doc.body["event"] in REQUESTS:
                 event = doc.body["event"]
-                if event == "assign":
-                    reader = doc.body["reader"]
-                    if reader is None:
-                        raise CaseRefused("assign names no reader")
+                reader = doc.body["reader"]
+                if event == "assign" and reader is not None:
                     member = self.view(now).members.get(reader)
                     if member is None or member.body["role"] not in ("reader", "coordinator"):
                         raise CaseRefused("the reader named is not an attested reader")
-                    case, effects = machine.assign_to(case, reader, by=who, roles=roles, now=now)
-                else:
-                    case, effects = machine.apply(case, event, by=who, roles=roles, now=now)
-                await self._save(case, now)
+                step = self.coordinator.decide(
+                    case, event, by=who, roles=roles, reader=reader, now=now
+                )
                 await self._keep_document(doc, case_id, now)
-                await self._effects(effects, now)
-                await self._audit(who, case_id, event, now, case.state.value)
-                decided = row_with(row, case)
-                if case.state is State.ASSIGNED:
-                    await self._tell_copies(decided, "assigned", now, reader=case.reader)
-                elif case.state is State.DELIVERED:
-                    await self._tell_copies(decided, "released", now)
-                elif case.state is State.CANCELLED:
-                    note = "declined by the reader" if event == "decline" else ""
-                    await self._tell_copies(decided, "cancelled", now, note=note)
-                elif case.state is State.CLOSED:
-                    await self._tell_copies(decided, "closed", now)
+                await self._carry_out(row, step, now)
             elif doc.kind == "report":
-                first = case.state is State.ASSIGNED
-                event = "report" if first else "addendum"
-                case, _ = machine.apply(case, event, by=who, roles=roles, now=doc.created)
-                if first:
-                    case, effects = machine.apply(
-                        case, "deliver_report", by=self.me, roles=frozenset({Role.NODE}), now=now
-                    )
-                    await self._effects(effects, now)
-                await self._save(case, now, image_quality=doc.body["image_quality"])
+                step = self.coordinator.reported(
+                    case,
+                    by=who,
+                    roles=roles,
+                    signed_at=doc.created,
+                    detail=str(doc.body["image_quality"]),
+                    now=now,
+                )
                 await self._keep_document(doc, case_id, now)
-                await self._audit(who, case_id, event, now, doc.body["image_quality"])
-                if first:  # the group's other nodes: the case is answered
-                    await self._tell_copies(row_with(row, case), "reported", now, reader=who)
+                await self._carry_out(row, step, now, image_quality=doc.body["image_quality"])
             elif doc.kind == "case_message":
                 machine.apply(case, "message", by=who, roles=roles, now=now)
                 await self._keep_document(doc, case_id, now)
@@ -728,55 +754,31 @@ class CaseService:
             log("case request refused", case=case_id.hex()[:8], why=str(exc)[:200])
 
     async def _at_copy(self, row: Any, doc: Document, sender_node: bytes, now: int) -> None:
-        """The deciding node's decisions, the sender's messages and evaluation."""
+        """The deciding node's decisions (followed through the table, in any order), the
+        sender's messages and evaluation."""
         case = case_from_row(row)
         case_id = case.case_id
         if sender_node != bytes(row["sender_node"]):
             log("case document from another node ignored", case=case_id.hex()[:8])
             return
-        if doc.kind == "case_event" and doc.signer.key == sender_node:
-            event = doc.body["event"]
-            if event == "assigned":
-                case = replace(case, state=State.ASSIGNED, reader=doc.body["reader"])
-                await self.notify(case.reader, case_id, "assigned", now)
-            elif event in ("released", "escalated"):
-                passed = case.passed_over | ({case.reader} if case.reader else set())
-                case = replace(
-                    case,
-                    state=State.DELIVERED,
-                    reader=None,
-                    passed_over=passed if event == "escalated" else case.passed_over,
-                    escalations=case.escalations + (event == "escalated"),
-                    due_ms=now + case.delay_ms if event == "escalated" else case.due_ms,
-                )
-                await self.notify(None, case_id, "offered" if event == "released" else event, now)
-            elif event == "reported":
-                if case.state not in (State.DELIVERED, State.ASSIGNED):
-                    return  # the reader's own node is there already
-                case = replace(case, state=State.REPORT_DELIVERED, reader=doc.body["reader"])
-            elif event == "cancelled":
-                case = replace(case, state=State.CANCELLED, closed_ms=now)
-            elif event == "closed":
-                case = replace(case, state=State.CLOSED, closed_ms=now)
-            else:
-                return
-            await self._save(case, now, claim_sent_by=None)
+        if (
+            doc.kind == "case_event"
+            and doc.signer.key == sender_node
+            and doc.body["event"] in BY_DECISION
+        ):
+            decision = Decided(
+                event=doc.body["event"],
+                seq=doc.body["seq"],
+                at=doc.created,
+                reader=doc.body["reader"],
+            )
+            step = self.coordinator.follow(case, decision, by=sender_node, now=now)
             await self._keep_document(doc, case_id, now)
-            await self._audit(sender_node, case_id, event, now, case.state.value)
+            await self._carry_out(row, step, now, claim_sent_by=None)
         elif doc.kind == "evaluation" and doc.signer.key == case.sender:
-            if case.state is State.REPORTED:  # the report's receipt is not back yet
-                case = replace(case, state=State.REPORT_DELIVERED, report_back_ms=now)
-            try:
-                case, _ = machine.apply(
-                    case, "evaluate", by=case.sender, roles=frozenset({Role.SENDER}), now=now
-                )
-            except CaseRefused as exc:
-                log("evaluation refused", case=case_id.hex()[:8], why=str(exc)[:200])
-                return
-            await self._save(case, now, evaluated_ms=now, useful=int(doc.body["useful"]))
+            step = self.coordinator.evaluated(case, now=now)
             await self._keep_document(doc, case_id, now)
-            await self.notify(case.reader, case_id, "evaluated", now)
-            await self._audit(case.sender, case_id, "evaluate", now)
+            await self._carry_out(row, step, now, evaluated_ms=now, useful=int(doc.body["useful"]))
         elif doc.kind == "case_message" and doc.signer.key == case.sender:
             await self._keep_document(doc, case_id, now)
             await self.notify(case.reader, case_id, "message", now)
@@ -823,7 +825,7 @@ class CaseService:
                 except CaseRefused as exc:
                     raise CaseError(409, str(exc)) from None
             if row["role"] == "copy":
-                if event not in REQUESTS:
+                if event not in ASKED_FROM_COPY:
                     raise CaseError(409, f"only the sender's node can {event} this case")
                 doc = self._event(case_id, event, person, now, reader=reader, note=note)
                 await self._send(case_id, [doc], [bytes(row["sender_node"])], event, now)
@@ -960,69 +962,46 @@ class CaseService:
     # --- deadlines and retention -----------------------------------------------------
 
     async def escalate_overdue(self, now: int) -> int:
-        """The sender's node gives an overdue case back to the group (and says so)."""
-        cursor = await self.db.execute(
-            "SELECT case_id FROM cases WHERE role = 'sender' AND state IN ('delivered',"
-            " 'assigned') AND due_ms IS NOT NULL AND due_ms < ?",
-            (now,),
-        )
+        """The coordinator's deadlines for the cases this node decides: an overdue case
+        goes back to the group (and the copies are told). How many were escalated."""
         done = 0
-        for (case_id,) in await cursor.fetchall():
+        for found in await self._open_cases():
+            due = deadline(case_from_row(found))
+            if due is None or due > now:
+                continue
+            case_id = bytes(found["case_id"])
             async with self._lock:
-                row = await self.row(bytes(case_id))
+                row = await self.row(case_id)
                 case = case_from_row(row)
-                if not case.overdue(now):
+                pair_id = None if row["pair_id"] is None else bytes(row["pair_id"])
+                holders = [bytes.fromhex(n) for n in json.loads(row["recipients"])]
+                step = self.coordinator.tick(
+                    case, route_of(self.view(now), case, pair_id), holders=holders, now=now
+                )
+                if not step.effects:
                     continue
-                late = case.reader
-                case, effects = machine.apply(
-                    case, "escalate", by=self.me, roles=frozenset({Role.NODE}), now=now
-                )
-                await self._save(case, now)
-                await self._effects(effects, now)
-                await self._audit(self.me, case.case_id, "escalate", now, f"#{case.escalations}")
-                if case.routing is Routing.PAIR:
-                    row = await self._offer_to_readers_group(row, now)
-                await self._tell_copies(
-                    row_with(row, case), "escalated", now, reader=late, note="overdue"
-                )
-                log("case escalated", case=case.case_id.hex()[:8], times=case.escalations)
+                await self._carry_out(row, step, now)
+                log("case escalated", case=case_id.hex()[:8], times=step.case.escalations)
                 done += 1
         return done
 
-    async def _offer_to_readers_group(self, row: dict[str, Any], now: int) -> dict[str, Any]:
+    async def _offer(self, row: dict[str, Any], seal: Seal, now: int) -> dict[str, Any]:
         """An overdue pair's case goes to the reader's group: the study is sealed again,
         with the sender's signed request, for the group's nodes that do not hold it (the
-        escalation that follows tells them the case waits for a reader)."""
-        view = self.view(now)
-        reader = view.members.get(bytes(row["target"]))
-        if reader is None:
-            return row
-        group = reader.body["group"]
-        people = [
-            m
-            for m in view.members.values()
-            if m.body["group"] == group and m.body["role"] in ("reader", "coordinator")
-        ]
-        held = json.loads(row["recipients"])
-        new = sorted(
-            {m.body["home_node"] for m in people} - {self.me} - {bytes.fromhex(n) for n in held}
-        )
-        if not new:
-            return row
-        (request, *_) = await self.documents(bytes(row["case_id"]), "case_request")
+        escalation told next says the case waits for a reader). The row, with them."""
+        case_id = bytes(row["case_id"])
+        (request, *_) = await self.documents(case_id, "case_request")
         try:
-            manifest = await self._seal(  # late already: sent as urgent
-                bytes(row["case_id"]), str(row["study_uid"]), request.raw, new, True, now
+            manifest = await self._seal(
+                case_id, str(row["study_uid"]), request.raw, list(seal.nodes), seal.urgent, now
             )
         except NodeError as exc:  # the study is no longer in the intake
             log("escalation not sent to the group", why=str(exc)[:200])
             return row
-        await self._queue_images(bytes(row["case_id"]), manifest, str(row["study_uid"]), now)
-        recipients = json.dumps([*held, *(n.hex() for n in new)])
-        await self._update(bytes(row["case_id"]), now, recipients=recipients)
-        await self._audit(
-            self.me, bytes(row["case_id"]), "offer to group", now, f"{len(new)} node(s)"
-        )
+        await self._queue_images(case_id, manifest, str(row["study_uid"]), now)
+        recipients = json.dumps([*json.loads(row["recipients"]), *(n.hex() for n in seal.nodes)])
+        await self._update(case_id, now, recipients=recipients)
+        await self._audit(self.me, case_id, seal.reason, now, f"{len(seal.nodes)} node(s)")
         return {**row, "recipients": recipients}
 
     async def purge_due(self, now: int) -> int:

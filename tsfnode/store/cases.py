@@ -40,6 +40,7 @@ def case_from_row(row: Any) -> Case:
         escalations=int(row["escalations"]),
         needs_acceptance=bool(row["needs_acceptance"]),
         passed_over=_keys(bytes(row["passed_over"])),
+        decisions=int(row["decisions"]),
     )
 
 
@@ -56,6 +57,7 @@ def case_fields(case: Case) -> dict[str, Any]:
         "escalations": case.escalations,
         "needs_acceptance": int(case.needs_acceptance),
         "passed_over": b"".join(sorted(case.passed_over)),
+        "decisions": case.decisions,
     }
 
 

@@ -252,6 +252,12 @@ MIGRATIONS: tuple[str, ...] = (
         error          TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 10: the decisions the sender's node announced about a case, numbered (a copy: the
+    # number of the newest it followed), so that copies follow them in any order of
+    # arrival (protocol/cases.py DECISIONS)
+    """
+    ALTER TABLE cases ADD COLUMN decisions INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

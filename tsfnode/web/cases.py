@@ -29,6 +29,7 @@ from tsfnode.auth.sessions import (
 from tsfnode.cases.service import summary
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError
+from tsfnode.store.cases import case_from_row
 from tsfnode.web.common import http_error, language_of, names_of, person_of, render_page, when
 from tsfnode.web.report_templates import all_templates
 from tsfnode.web.tools import destinations_of
@@ -110,6 +111,7 @@ async def cases(request: web.Request) -> web.Response:
     rows = []
     for found in await service.visible(person.public.key, now):
         row = summary(found)
+        row["overdue"] = case_from_row(found).overdue(now)
         form = json.loads(found["form"])
         row["subject"] = f"{form.get('modality', '')} · {form.get('body_part', '')}"
         row["sender_name"] = names.get(row["sender"], "")
@@ -122,7 +124,6 @@ async def cases(request: web.Request) -> web.Response:
             row["group"] = "pair"
         rows.append(row)
     for row in rows:
-        row["overdue"] = row["state"] in ("delivered", "assigned") and (row["due_ms"] or now) < now
         row["submitted"] = when(row["submitted_ms"], lang)
         row["due"] = when(row["due_ms"], lang)
     if session.role == "sender":

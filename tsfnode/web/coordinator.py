@@ -31,7 +31,7 @@ from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import translator
 from tsfnode.logs import log
-from tsfnode.store.cases import fetch_dicts
+from tsfnode.store.cases import case_from_row, fetch_dicts
 from tsfnode.web.charts import quality_charts
 from tsfnode.web.common import language_of, names_of, person_of, when
 from tsfnode.web.common import render_page as render
@@ -308,7 +308,7 @@ async def _group_cases(
     out = []
     for row in rows:
         case = summary(row)
-        case["overdue"] = (row["due_ms"] or now) < now
+        case["overdue"] = case_from_row(row).overdue(now)
         case["due"] = when(row["due_ms"], lang)
         case["reader_name"] = names.get(case["reader"] or "", "")
         case["group"] = PublicIdentity(bytes(row["target"])).text
