@@ -3,7 +3,6 @@ nothing fetched from outside the node)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import jinja2
@@ -12,9 +11,10 @@ from aiohttp import web
 from tsfnode import __version__
 from tsfnode.appkeys import CONFIG, DIRECTORY, IDENTITY, PEERING, STARTED_MS
 from tsfnode.clock import request_now
+from tsfnode.i18n import choose_language
 from tsfnode.web.admin import add_routes as add_admin_routes
 from tsfnode.web.cases import add_routes
-from tsfnode.web.common import TEMPLATES, render
+from tsfnode.web.common import TEMPLATES, render, when
 from tsfnode.web.coordinator import add_routes as add_coordinator_routes
 from tsfnode.web.new_case import add_routes as add_new_case_routes
 from tsfnode.web.pairs import add_routes as add_pair_routes
@@ -27,9 +27,7 @@ _STATIC_DIR = Path(__file__).parent / "static"
 
 async def index(request: web.Request) -> web.Response:
     config = request.config_dict[CONFIG]
-    started = time.strftime(
-        "%Y-%m-%d %H:%M UTC", time.gmtime(request.config_dict[STARTED_MS] / 1000)
-    )
+    started = when(request.config_dict[STARTED_MS], choose_language(request))
     identity = request.config_dict[IDENTITY]
     now = request_now(request)
     admitted = request.config_dict[DIRECTORY].view(now).is_admitted(identity.public.key)

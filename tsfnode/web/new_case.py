@@ -38,6 +38,7 @@ from tsfnode.cases.metrics import group_suggestions
 from tsfnode.cases.pairs import listed
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
+from tsfnode.i18n import N_
 from tsfnode.intake.importer import importer_for
 from tsfnode.intake.review import ReviewBook
 from tsfnode.intake.uploads import UploadFolder
@@ -313,7 +314,7 @@ async def routes_for(request: web.Request, person: Any) -> dict[str, Any]:
 async def new_page(
     request: web.Request,
     *,
-    error: str | None = None,
+    error: str | NodeError | None = None,
     values: dict[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
@@ -345,7 +346,11 @@ def form_values(form: dict[str, Any]) -> dict[str, Any]:
             try:
                 out[name] = int(value)
             except ValueError:
-                raise CaseError(400, f"clinical form: {name} must be a whole number") from None
+                raise CaseError(
+                    400,
+                    f"clinical form: {name} must be a whole number",
+                    key=N_("form_whole_number"),
+                ) from None
         else:
             out[name] = value
     return out
@@ -362,7 +367,11 @@ async def submit(request: web.Request) -> web.Response:
         study = str(posted.get("study_uid", ""))
         result = json.loads((folder / "result.json").read_text())
         if study not in result["studies"]:
-            raise CaseError(400, "choose one of the studies found in your files")
+            raise CaseError(
+                400,
+                "choose one of the studies found in your files",
+                key=N_("choose_study"),
+            )
         routing, _, target = str(posted.get("route", "")).partition(":")
         made = await request.config_dict[CASES].submit(
             person,
@@ -375,11 +384,11 @@ async def submit(request: web.Request) -> web.Response:
         )
     except (web.HTTPNotFound, FileNotFoundError):
         return await new_page(
-            request, error="upload_first", values=values, status=400
+            request, error=N_("upload_first"), values=values, status=400
         )  # no files yet
     except (CaseError, NodeError) as exc:
         status = exc.status if isinstance(exc, CaseError) else 409
-        return await new_page(request, error=str(exc), values=values, status=status)
+        return await new_page(request, error=exc, values=values, status=status)
     await asyncio.to_thread(shutil.rmtree, folder, True)
     log("web case submitted", account=session.username)
     raise web.HTTPSeeOther(f"/web/cases/{made['case_id']}?sent=1")
