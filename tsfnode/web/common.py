@@ -90,7 +90,8 @@ async def person_of(request: web.Request, session: Session) -> Any:
             request.config_dict[STORE], request.config_dict[NODE_DIR].people, session.username
         )
     except NodeError as exc:
-        raise web.HTTPForbidden(text=str(exc)) from None
+        language = choose_language(request, session.language)
+        raise web.HTTPForbidden(text=say(exc, language)) from None
 
 
 def names_of(request: web.Request) -> dict[str, str]:
@@ -109,6 +110,9 @@ def http_error(request: web.Request, exc: CaseError) -> web.HTTPException:
     return kinds.get(exc.status, web.HTTPConflict)(text=say(exc, choose_language(request)))
 
 
-def refusal(request: web.Request, kind: type[web.HTTPException], key: str) -> web.HTTPException:
-    """An HTTP refusal whose text is the catalogue's ``key``, in the person's language."""
-    return kind(text=texts(choose_language(request))(key))
+def refusal(
+    request: web.Request, kind: type[web.HTTPException], key: str, person: str | None = None
+) -> web.HTTPException:
+    """An HTTP refusal whose text is the catalogue's ``key``, in the person's language
+    (``person``: the signed-in person's own, when known)."""
+    return kind(text=texts(choose_language(request, person))(key))

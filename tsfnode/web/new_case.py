@@ -38,12 +38,12 @@ from tsfnode.cases.metrics import group_suggestions
 from tsfnode.cases.pairs import listed
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
-from tsfnode.i18n import N_
+from tsfnode.i18n import N_, choose_language, texts
 from tsfnode.intake.importer import importer_for
 from tsfnode.intake.review import ReviewBook
 from tsfnode.intake.uploads import UploadFolder
 from tsfnode.logs import log
-from tsfnode.web.common import person_of, render_page
+from tsfnode.web.common import person_of, refusal, render_page
 
 _BATCH = re.compile(r"^[0-9a-f]{32}$")
 PREVIEW_PIXELS = 768  # the longest side of an image shown for the anonymisation check
@@ -75,7 +75,7 @@ def _batch_folder(request: web.Request, batch: str) -> Path:
 async def _sender(request: web.Request, *, write: bool) -> Session:
     session = await require(request, "sender")
     if write and not hmac.compare_digest(request.headers.get("X-CSRF-Token", ""), session.csrf):
-        raise web.HTTPForbidden(text="403: the page has expired; reload it")
+        raise refusal(request, web.HTTPForbidden, N_("form_expired"), session.language)
     return session
 
 
@@ -116,7 +116,7 @@ async def upload_create(request: web.Request) -> web.Response:
     else:
         folder, _ = _owned_batch(request, batch, session.account_id)
         if (folder / "result.json").exists():
-            raise web.HTTPConflict(text="this batch has been imported: start a new case")
+            raise refusal(request, web.HTTPConflict, N_("batch_imported"), session.language)
     safe = Path(name.replace("\\", "/")).name[-120:] or "file"
     upload_id = _web_uploads(request).create(size, session.account_id, batch=batch, name=safe)
     return web.json_response({"id": upload_id, "offset": 0, "batch": batch}, status=201)
@@ -155,7 +155,8 @@ async def batch_import(request: web.Request) -> web.Response:
             if json.loads(m.read_text()).get("batch") == request.match_info["batch"]
         ]
         if waiting:
-            raise web.HTTPConflict(text=f"{len(waiting)} file(s) of this case are still uploading")
+            words = texts(choose_language(request, session.language))
+            raise web.HTTPConflict(text=words.plural("files_uploading", len(waiting)))
         root = request.config_dict[NODE_DIR].root
         result = await asyncio.to_thread(_import, root, folder)
         (folder / "result.json").write_text(json.dumps(result))
