@@ -11,7 +11,7 @@ from aiohttp import web
 from tsfnode import __version__
 from tsfnode.appkeys import CONFIG, DIRECTORY, IDENTITY, PEERING, STARTED_MS
 from tsfnode.clock import request_now
-from tsfnode.i18n import choose_language
+from tsfnode.i18n import LANGUAGES, choose_language, translator
 from tsfnode.web.admin import add_routes as add_admin_routes
 from tsfnode.web.cases import add_routes
 from tsfnode.web.common import TEMPLATES, render, when
@@ -44,6 +44,8 @@ async def index(request: web.Request) -> web.Response:
 
 
 def create_web_app() -> web.Application:
+    for lang in LANGUAGES:  # read the catalogues now: one that does not parse stops the start
+        translator(lang)
     app = web.Application()
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_TEMPLATE_DIR),
