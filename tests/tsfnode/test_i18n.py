@@ -236,6 +236,13 @@ def test_plural_forms_follow_each_language() -> None:
     assert (
         en.plural("relayed_help", 3, quota="50") == "3 bundles held for other nodes; quota 50 MB."
     )
+    # For a page's JavaScript, which knows the count: each form by its CLDR category.
+    assert fr.plural_forms("count_nodes") == {
+        "one": "{count} nœud",
+        "many": "{count} nœuds",
+        "other": "{count} nœuds",
+    }
+    assert en.plural_forms("count_nodes") == {"one": "{count} node", "other": "{count} nodes"}
 
 
 def test_numbers_and_times_as_each_language_writes_them() -> None:

@@ -6,8 +6,9 @@ language when first asked for (``babel.messages.pofile``, compiled in memory: no
 step). Message ids are keys (``case_sent``), not English sentences: templates say
 ``{{ t.case_sent }}`` or ``{{ t["case_sent"] }}``, and ``{{ plural("audit_intact",
 count) }}`` where a count is shown (Babel's plural rules: French has three forms, English
-two). Each entry's ``#.`` comment gives the English text, for translators.
-``{name}`` fields in a text are filled by ``str.format``: keep them as they are.
+two); ``plural_forms("key")`` gives a page's JavaScript every form by CLDR category, to
+choose with ``Intl.PluralRules``. Each entry's ``#.`` comment gives the English text,
+for translators. ``{name}`` fields in a text are filled by ``str.format``: keep them as they are.
 
 To add a string:
   1. use its key: ``t.my_key`` / ``plural("my_key", n)`` in a template; in code
@@ -40,6 +41,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from aiohttp import web
+from babel import Locale
 from babel.dates import format_date, format_time, get_datetime_format
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
@@ -106,6 +108,15 @@ class Texts:
         language writes numbers)."""
         text = self._translations.ngettext(key, key, count)
         return text.format(count=self.number(count), **values)
+
+    def plural_forms(self, key: str) -> dict[str, str]:
+        """Each form of ``key``'s text by its CLDR plural category (one, many, other...),
+        for a page's JavaScript to choose with ``Intl.PluralRules``."""
+        locale = Locale.parse(self.lang)
+        forms: dict[str, str] = {}
+        for n in (0, 1, 2, 3, 5, 11, 21, 101, 1_000_000):  # one of each category, or more
+            forms.setdefault(str(locale.plural_form(n)), self._translations.ngettext(key, key, n))
+        return forms
 
     def number(self, value: float, digits: int = 0) -> str:
         """1 234,5 in French, 1,234.5 in English (``digits`` after the decimal sign)."""

@@ -7,9 +7,10 @@ catalogues, which ``tests/tsfnode/test_i18n.py`` asks.
     python -m tsfnode.i18n.extract --init pt  # a new language's catalogue, from the pot
     python -m tsfnode.i18n.extract --check    # the problems listed; exit status 1 if any
 
-In templates a key is ``t.key``, ``t["key"]``, ``t.get("key", ...)`` or
-``plural("key", n)``; ``t["state_" ~ case.state]`` uses every key of a family, whose
-values are listed in ``FAMILIES``; ``t[name]`` with a key held in a variable is found
+In templates a key is ``t.key``, ``t["key"]``, ``t.get("key", ...)``, ``plural("key",
+n)`` or ``plural_forms("key")`` (every form, for JavaScript to choose by the count);
+``t["state_" ~ case.state]`` uses every key of a family, whose values are listed in
+``FAMILIES``; ``t[name]`` with a key held in a variable is found
 where the code marks it, ``N_("key")``. In code a key is ``_("key")``, ``N_("key")`` or
 ``.plural("key", n)``.
 """
@@ -92,6 +93,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "XC",
     ),
 }
+PLURALS = ("plural", "plural_forms")  # in templates: plural("key", n), plural_forms("key")
 CODE_KEYWORDS = {"_": None, "N_": None, "gettext": None, "plural": None}
 
 Found = tuple[int, str, tuple[str, ...], list[str]]
@@ -129,7 +131,7 @@ def templates(
     getters = set()
     for call in tree.find_all(nodes.Call):
         callee = call.node
-        if isinstance(callee, nodes.Name) and callee.name == "plural" and call.args:
+        if isinstance(callee, nodes.Name) and callee.name in PLURALS and call.args:
             key = _const(call.args[0])
             if key is not None:
                 yield call.lineno, "ngettext", (key, key), []

@@ -35,6 +35,7 @@ def render(
     html = template.render(
         t=translator(lang),
         plural=words.plural,
+        plural_forms=words.plural_forms,
         num=words.number,
         say=lambda error: say(error, lang),
         lang=lang,
