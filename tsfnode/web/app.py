@@ -11,10 +11,9 @@ from aiohttp import web
 from tsfnode import __version__
 from tsfnode.appkeys import CONFIG, DIRECTORY, IDENTITY, PEERING, STARTED_MS
 from tsfnode.clock import request_now
-from tsfnode.i18n import LANGUAGES, choose_language, translator
 from tsfnode.web.admin import add_routes as add_admin_routes
 from tsfnode.web.cases import add_routes
-from tsfnode.web.common import TEMPLATES, render, when
+from tsfnode.web.common import TEMPLATES, render
 from tsfnode.web.coordinator import add_routes as add_coordinator_routes
 from tsfnode.web.new_case import add_routes as add_new_case_routes
 from tsfnode.web.pairs import add_routes as add_pair_routes
@@ -27,7 +26,6 @@ _STATIC_DIR = Path(__file__).parent / "static"
 
 async def index(request: web.Request) -> web.Response:
     config = request.config_dict[CONFIG]
-    started = when(request.config_dict[STARTED_MS], choose_language(request))
     identity = request.config_dict[IDENTITY]
     now = request_now(request)
     admitted = request.config_dict[DIRECTORY].view(now).is_admitted(identity.public.key)
@@ -36,7 +34,7 @@ async def index(request: web.Request) -> web.Response:
         "index.html",
         config=config,
         node_id=identity.public.text,
-        started=started,
+        started_ms=request.config_dict[STARTED_MS],
         version=__version__,
         admitted=admitted,
         peers=request.config_dict[PEERING].peers(now),
@@ -44,8 +42,6 @@ async def index(request: web.Request) -> web.Response:
 
 
 def create_web_app() -> web.Application:
-    for lang in LANGUAGES:  # read the catalogues now: one that does not parse stops the start
-        translator(lang)
     app = web.Application()
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_TEMPLATE_DIR),

@@ -20,6 +20,16 @@ from tsfnode.i18n import LANGUAGES, choose_language, texts, translator
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 
 
+def read_catalogues() -> None:
+    """Every language's catalogue, read now: one that does not parse stops the node's
+    start (this module is loaded when the web application is made), not a page later."""
+    for lang in LANGUAGES:
+        translator(lang)
+
+
+read_catalogues()
+
+
 def render(
     request: web.Request,
     name: str,
@@ -36,6 +46,7 @@ def render(
         t=translator(lang),
         plural=words.plural,
         plural_forms=words.plural_forms,
+        when=words.time,
         num=words.number,
         say=lambda error: say(error, lang),
         lang=lang,
