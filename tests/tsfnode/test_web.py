@@ -147,7 +147,7 @@ def test_a_case_goes_from_the_senders_browser_to_the_readers_and_back(
     koffi.set_input_files("#pick-files", [str(net.ct), str(net.photo)])
     fill_form(koffi)  # while the files go up
     koffi.wait_for_selector("#studies input[name=study_uid] >> nth=1")
-    assert "2 fichier(s) reçu(s)" in koffi.inner_text("#progress-text")
+    assert "2 fichiers reçus" in koffi.inner_text("#progress-text")  # a plural form
     studies = koffi.locator("#studies input[name=study_uid]")
     assert studies.count() == 2
     # The photo's label may name the patient: a rectangle is drawn over it and blacked out.
@@ -203,7 +203,7 @@ def test_a_case_goes_from_the_senders_browser_to_the_readers_and_back(
     assert "Technique" in template
     marie.fill("#impression", "Pneumopathie lobaire inférieure droite.")
     marie.click("#report-form button[type=submit]")  # the headings alone are not a report
-    assert "template" in marie.inner_text(".error")
+    assert "modèle" in marie.inner_text(".error")  # in the page's language (French)
     marie.fill("#findings", template.replace("Technique :", "Technique : sans injection"))
     marie.fill("#impression", "Pneumopathie lobaire inférieure droite.")
     marie.screenshot(path=str(net.shots / "report-editor-en.png"), full_page=True)
@@ -291,7 +291,7 @@ def test_an_upload_cut_halfway_resumes_in_a_new_tab_without_sending_a_chunk_twic
     assert resumed[-1] < net.large.stat().st_size <= resumed[-1] + CHUNK
     label = page.inner_text("#studies label")
     assert " CR " in label
-    assert "1 image(s)" in label
+    assert "1 image, 1 série," in label  # each count with its own plural form
     page.context.close()
 
 

@@ -22,6 +22,7 @@ from tsfnode.appkeys import STORE
 from tsfnode.auth.accounts import check_password, check_token
 from tsfnode.auth.gate import PRINCIPAL
 from tsfnode.clock import request_now
+from tsfnode.i18n import N_
 from tsfnode.store import Store
 
 SESSION_COOKIE = "tsf_session"
@@ -71,7 +72,7 @@ async def sign_in(
     if by_name >= MAX_FAILURES_PER_NAME or by_source >= MAX_FAILURES_PER_SOURCE:
         first = min(t for t in (first_by_name, first_by_source) if t is not None)
         minutes = max(1, -(-(first + WINDOW_MS - now) // 60_000))
-        raise SignInRefused(429, "too_many_attempts", minutes)
+        raise SignInRefused(429, N_("too_many_attempts"), minutes)
     cursor = await db.execute(
         "SELECT id, display_name, role, password_hash, language FROM accounts WHERE username = ?",
         (username,),
@@ -84,7 +85,7 @@ async def sign_in(
         )
         await db.execute("DELETE FROM login_failures WHERE at_ms < ?", (now - WINDOW_MS,))
         await db.commit()
-        raise SignInRefused(401, "wrong_credentials")
+        raise SignInRefused(401, N_("wrong_credentials"))
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(24)
     await db.execute(

@@ -3,7 +3,6 @@ nothing fetched from outside the node)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import jinja2
@@ -30,9 +29,6 @@ _STATIC_DIR = Path(__file__).parent / "static"
 
 async def index(request: web.Request) -> web.Response:
     config = request.config_dict[CONFIG]
-    started = time.strftime(
-        "%Y-%m-%d %H:%M UTC", time.gmtime(request.config_dict[STARTED_MS] / 1000)
-    )
     identity = request.config_dict[IDENTITY]
     now = request_now(request)
     admitted = request.config_dict[DIRECTORY].view(now).is_admitted(identity.public.key)
@@ -41,7 +37,7 @@ async def index(request: web.Request) -> web.Response:
         "index.html",
         config=config,
         node_id=identity.public.text,
-        started=started,
+        started_ms=request.config_dict[STARTED_MS],
         version=__version__,
         admitted=admitted,
         peers=request.config_dict[PEERING].peers(now),

@@ -28,9 +28,18 @@ from tsfnode.auth.sessions import (
 )
 from tsfnode.cases.service import summary
 from tsfnode.clock import request_now
-from tsfnode.errors import CaseError
+from tsfnode.errors import CaseError, NodeError
+from tsfnode.i18n import N_
 from tsfnode.store.cases import case_from_row
-from tsfnode.web.common import http_error, language_of, names_of, person_of, render_page, when
+from tsfnode.web.common import (
+    http_error,
+    language_of,
+    names_of,
+    person_of,
+    refusal,
+    render_page,
+    when,
+)
 from tsfnode.web.report_templates import all_templates
 from tsfnode.web.tools import destinations_of
 from tsfnode.web.viewer import warm
@@ -60,7 +69,7 @@ async def login(request: web.Request) -> web.Response:
     username = str(form.get("username", "")).strip()
     target = safe_next(str(form.get("next", "")))
     if not token or not secrets.compare_digest(str(form.get("csrf", "")), token):
-        error, status, minutes = "form_expired", 403, 0
+        error, status, minutes = N_("form_expired"), 403, 0
     else:
         try:
             session_token, signed = await sign_in(
@@ -127,9 +136,9 @@ async def cases(request: web.Request) -> web.Response:
         row["submitted"] = when(row["submitted_ms"], lang)
         row["due"] = when(row["due_ms"], lang)
     if session.role == "sender":
-        title = "my_cases"
+        title = N_("my_cases")
     else:  # a worklist: cases to read first (overdue, urgent, nearest due), then the rest
-        title = "worklist"
+        title = N_("worklist")
         rows.sort(
             key=lambda r: (
                 r["state"] not in ("delivered", "assigned"),
@@ -143,7 +152,7 @@ async def cases(request: web.Request) -> web.Response:
 
 
 async def case_page(
-    request: web.Request, *, error: str | None = None, status: int = 200
+    request: web.Request, *, error: NodeError | None = None, status: int = 200
 ) -> web.Response:
     session = await require(request, *PEOPLE)
     person = await person_of(request, session)
@@ -153,9 +162,9 @@ async def case_page(
             case_id, person.public.key, request_now(request)
         )
     except ValueError:
-        raise web.HTTPNotFound(text="no such case") from None
+        raise refusal(request, web.HTTPNotFound, N_("no_such_case")) from None
     except CaseError as exc:
-        raise http_error(exc) from None
+        raise http_error(request, exc) from None
     me = person.public.key.hex()
     lang = language_of(request, session)
     if found["state"] in READING:
@@ -262,12 +271,16 @@ async def act(request: web.Request) -> web.Response:
         elif action == "report":
             findings = str(form.get("findings", "")).replace("\r\n", "\n").strip()
             if findings in {t.strip() for t in all_templates(str(form.get("language"))).values()}:
-                raise CaseError(400, "findings: the template's headings are not filled in")
+                raise CaseError(
+                    400,
+                    "findings: the template's headings are not filled in",
+                    key=N_("report_unfilled"),
+                )
             await service.report(case_id, person, {k: str(v) for k, v in form.items()}, now)
         elif action == "message":
             text = str(form.get("text", "")).strip()
             if not text:
-                raise CaseError(400, "the message is empty")
+                raise CaseError(400, "the message is empty", key=N_("message_empty"))
             await service.message(case_id, person, text, now)
         elif action == "evaluation":
             fields = {
@@ -278,7 +291,7 @@ async def act(request: web.Request) -> web.Response:
                 case_id, person, {**fields, "comment": str(form.get("comment", ""))}, now
             )
     except CaseError as exc:
-        return await case_page(request, error=str(exc), status=exc.status)
+        return await case_page(request, error=exc, status=exc.status)
     raise web.HTTPSeeOther(f"/web/cases/{case_id.hex()}")
 
 

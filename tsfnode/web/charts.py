@@ -16,6 +16,8 @@ matplotlib.use("Agg")  # no display: files only
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
+from tsfnode.i18n import Texts
+
 WEEK_MS = 7 * 86_400_000
 WEEKS = 8
 COLOURS = ("#12456b", "#c99400", "#1d6b2f", "#a11d1d")
@@ -38,24 +40,24 @@ def _svg(figure: Any) -> str:
 
 
 def _by(
-    rows: Iterable[dict[str, Any]], pair_names: dict[bytes, str], t: dict[str, str]
+    rows: Iterable[dict[str, Any]], pair_names: dict[bytes, str], _: Texts
 ) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         pair = row["pair_id"]
-        key = pair_names.get(bytes(pair), "?") if pair is not None else t["group_cases"]
+        key = pair_names.get(bytes(pair), "?") if pair is not None else _("group_cases")
         out.setdefault(key, []).append(row)
     return dict(sorted(out.items()))
 
 
 def quality_charts(
-    rows: list[dict[str, Any]], pair_names: dict[bytes, str], t: dict[str, str], now: int
+    rows: list[dict[str, Any]], pair_names: dict[bytes, str], _: Texts, now: int
 ) -> dict[str, str]:
     """Four charts (SVG text) of the cases ``rows``, per pair (and the group's own cases):
     median turnaround in hours, share judged useful, image quality, and volume per week."""
     if not rows:
         return {}
-    groups = _by(rows, pair_names, t)
+    groups = _by(rows, pair_names, _)
     labels = list(groups)
     charts: dict[str, str] = {}
     with plt.rc_context(STYLE):  # type: ignore[arg-type]  # keys typed as literals
@@ -70,21 +72,21 @@ def quality_charts(
             )
             for v in groups.values()
         ]
-        charts["turnaround"] = _bars(labels, turnaround, t["chart_turnaround"], "h")
+        charts["turnaround"] = _bars(labels, turnaround, _("chart_turnaround"), "h", _)
         useful = []
         for v in groups.values():
             judged = [r for r in v if r["useful"] is not None]
             useful.append(
                 100 * sum(int(r["useful"]) for r in judged) / len(judged) if judged else 0
             )
-        charts["useful"] = _bars(labels, useful, t["chart_useful"], "%", limit=100)
+        charts["useful"] = _bars(labels, useful, _("chart_useful"), "%", _, limit=100)
         figure, axes = plt.subplots(figsize=(5.6, 0.5 + 0.35 * len(labels)))
         adequate = [sum(r["image_quality"] == "adequate" for r in v) for v in groups.values()]
         inadequate = [sum(r["image_quality"] == "inadequate" for r in v) for v in groups.values()]
-        axes.barh(labels, adequate, color=COLOURS[2], label=t["adequate"])
-        axes.barh(labels, inadequate, left=adequate, color=COLOURS[3], label=t["inadequate"])
+        axes.barh(labels, adequate, color=COLOURS[2], label=_("adequate"))
+        axes.barh(labels, inadequate, left=adequate, color=COLOURS[3], label=_("inadequate"))
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_title(t["chart_quality"], loc="left")
+        axes.set_title(_("chart_quality"), loc="left")
         axes.legend(frameon=False, fontsize=8)
         charts["quality"] = _svg(figure)
         figure, axes = plt.subplots(figsize=(5.6, 2.4))
@@ -99,19 +101,24 @@ def quality_charts(
             axes.plot(weeks, counts, marker="o", color=COLOURS[i % len(COLOURS)], label=label)
         axes.set_xticks(weeks)
         axes.yaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_xlabel(t["chart_weeks"])
-        axes.set_title(t["chart_volume"], loc="left")
+        axes.set_xlabel(_("chart_weeks"))
+        axes.set_title(_("chart_volume"), loc="left")
         axes.legend(frameon=False, fontsize=8)
         charts["volume"] = _svg(figure)
     return charts
 
 
 def _bars(
-    labels: list[str], values: list[float], title: str, unit: str, limit: float | None = None
+    labels: list[str],
+    values: list[float],
+    title: str,
+    unit: str,
+    _: Texts,
+    limit: float | None = None,
 ) -> str:
     figure, axes = plt.subplots(figsize=(5.6, 0.5 + 0.35 * len(labels)))
     bars = axes.barh(labels, values, color=COLOURS[0])
-    axes.bar_label(bars, labels=[f"{v:.0f} {unit}" for v in values], padding=3, fontsize=8)
+    axes.bar_label(bars, labels=[f"{_.number(v)} {unit}" for v in values], padding=3, fontsize=8)
     if limit is not None:
         axes.set_xlim(0, limit * 1.15)
     axes.set_title(title, loc="left")

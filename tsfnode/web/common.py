@@ -1,10 +1,10 @@
 """What every page of the web application shares: rendering a template in the person's
 language with the page's security headers, the signed-in person's key, names from the
-directory, times as each language writes them, a case refusal as an HTTP answer."""
+directory, times as each language writes them, a refusal in the person's language (as a
+page's message or as an HTTP answer)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import jinja2
@@ -15,9 +15,19 @@ from tsfnode.auth.accounts import person_of_account
 from tsfnode.auth.sessions import Session
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
-from tsfnode.i18n import LANGUAGES, choose_language, format_number, translator
+from tsfnode.i18n import LANGUAGES, choose_language, texts, translator
 
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
+
+
+def read_catalogues() -> None:
+    """Every language's catalogue, read now: one that does not parse stops the node's
+    start (this module is loaded when the web application is made), not a page later."""
+    for lang in LANGUAGES:
+        translator(lang)
+
+
+read_catalogues()
 
 
 def render(
@@ -31,11 +41,16 @@ def render(
     lang = choose_language(request, person_language)
     template = request.app[TEMPLATES].get_template(name)
     context.setdefault("session", None)
+    words = texts(lang)
     html = template.render(
         t=translator(lang),
+        plural=words.plural,
+        plural_forms=words.plural_forms,
+        when=words.time,
+        num=words.number,
+        say=lambda error: say(error, lang),
         lang=lang,
         languages=LANGUAGES,
-        num=lambda value, digits=0: format_number(value, lang, digits),
         **context,
     )
     response = web.Response(text=html, content_type="text/html", status=status)
@@ -60,14 +75,21 @@ def render_page(request: web.Request, name: str, **context: Any) -> web.Response
     return render(request, name, person_language=language, **context)
 
 
-DATE_FORMATS = {"fr": "%d/%m/%Y %H:%M UTC", "en": "%d %b %Y, %H:%M UTC"}
-
-
-def when(ms: int | None, lang: str = "en") -> str:
+def when(ms: int | None, lang: str) -> str:
     """A time as people of ``lang`` write it (UTC, said so)."""
-    if ms is None:
-        return ""
-    return time.strftime(DATE_FORMATS.get(lang, DATE_FORMATS["en"]), time.gmtime(ms / 1000))
+    return texts(lang).time(ms)
+
+
+def say(error: str | NodeError, lang: str) -> str:
+    """What a person reads of a refusal: a catalogue key's text; a NodeError's own
+    catalogue text when it names one; else the node's reason, which is in English,
+    after a lead-in in their language that says so."""
+    _ = texts(lang)
+    if isinstance(error, str):
+        return _(error)
+    if error.key is not None:
+        return _(error.key, **error.values)
+    return _("refused", detail=str(error))
 
 
 def language_of(request: web.Request, session: Session) -> str:
@@ -80,7 +102,8 @@ async def person_of(request: web.Request, session: Session) -> Any:
             request.config_dict[STORE], request.config_dict[NODE_DIR].people, session.username
         )
     except NodeError as exc:
-        raise web.HTTPForbidden(text=str(exc)) from None
+        language = choose_language(request, session.language)
+        raise web.HTTPForbidden(text=say(exc, language)) from None
 
 
 def names_of(request: web.Request) -> dict[str, str]:
@@ -89,10 +112,19 @@ def names_of(request: web.Request) -> dict[str, str]:
     return {key.hex(): m.body["display_name"] for key, m in view.members.items()}
 
 
-def http_error(exc: CaseError) -> web.HTTPException:
+def http_error(request: web.Request, exc: CaseError) -> web.HTTPException:
+    """A case refusal as an HTTP answer, its text in the person's language."""
     kinds: dict[int, type[web.HTTPException]] = {
         400: web.HTTPBadRequest,
         403: web.HTTPForbidden,
         404: web.HTTPNotFound,
     }
-    return kinds.get(exc.status, web.HTTPConflict)(text=str(exc))
+    return kinds.get(exc.status, web.HTTPConflict)(text=say(exc, choose_language(request)))
+
+
+def refusal(
+    request: web.Request, kind: type[web.HTTPException], key: str, person: str | None = None
+) -> web.HTTPException:
+    """An HTTP refusal whose text is the catalogue's ``key``, in the person's language
+    (``person``: the signed-in person's own, when known)."""
+    return kind(text=texts(choose_language(request, person))(key))

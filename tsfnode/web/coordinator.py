@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import secrets
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -29,11 +30,11 @@ from tsfnode.auth.sessions import LOGIN_COOKIE, check_csrf, require, set_cookie
 from tsfnode.cases.service import summary
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
-from tsfnode.i18n import translator
+from tsfnode.i18n import N_, texts, translator
 from tsfnode.logs import log
 from tsfnode.store.cases import case_from_row, fetch_dicts
 from tsfnode.web.charts import quality_charts
-from tsfnode.web.common import language_of, names_of, person_of, when
+from tsfnode.web.common import language_of, names_of, person_of, refusal, when
 from tsfnode.web.common import render_page as render
 
 MAX_PENDING_PER_SOURCE = 5  # a public form: at most this many waiting from one address
@@ -74,7 +75,7 @@ async def _coordinator_keys(request: web.Request) -> set[bytes]:
 async def join_page(
     request: web.Request,
     *,
-    error: str | None = None,
+    error: str | NodeError | None = None,
     values: dict[str, str] | None = None,
     status: int = 200,
     done: bool = False,
@@ -99,40 +100,62 @@ def _application(form: dict[str, str], groups: list[dict[str, Any]]) -> dict[str
     """The application, checked field by field (NodeError names the first wrong one)."""
     role = form.get("role", "")
     if role not in ("reader", "sender"):
-        raise NodeError("role: reader or sender")
+        raise NodeError("role: reader or sender", key=N_("join_error_role"))
     group = form.get("group", "")
     if group not in {g["key"] for g in groups}:
-        raise NodeError("group: choose one of the groups listed")
+        raise NodeError("group: choose one of the groups listed", key=N_("join_error_group"))
     username = form.get("username", "").strip()
     if not _USERNAME.match(username):
-        raise NodeError("username: 2-64 lower-case letters, digits, '.', '_' or '-'")
+        raise NodeError(
+            "username: 2-64 lower-case letters, digits, '.', '_' or '-'",
+            key=N_("join_error_username"),
+        )
     name = form.get("display_name", "").strip()
     if not 2 <= len(name) <= 100:
-        raise NodeError("display_name: your name as colleagues know it (2-100 characters)")
+        raise NodeError(
+            "display_name: your name as colleagues know it (2-100 characters)",
+            key=N_("join_error_display_name"),
+        )
     if len(form.get("password", "")) < 10:
-        raise NodeError("password: at least 10 characters")
+        raise NodeError("password: at least 10 characters", key=N_("join_error_password"))
     if form.get("password") != form.get("password_again"):
-        raise NodeError("password_again: the two passwords differ")
+        raise NodeError(
+            "password_again: the two passwords differ", key=N_("join_error_password_again")
+        )
     if form.get("charter") != "yes":
-        raise NodeError("charter: the charter must be accepted to take part")
+        raise NodeError(
+            "charter: the charter must be accepted to take part", key=N_("join_error_charter")
+        )
     details: dict[str, Any] = {k: form.get(k, "").strip()[:200] for k in MEMBER_FIELDS}
     languages = [x for x in form.get("languages", "").replace(",", " ").split() if x][:16]
     if not languages or not all(2 <= len(x) <= 16 for x in languages):
-        raise NodeError("languages: the languages you read and write, e.g. fr en")
+        raise NodeError(
+            "languages: the languages you read and write, e.g. fr en",
+            key=N_("join_error_languages"),
+        )
     details["languages"] = languages
     if role == "reader":
         if not (details["registration"] and details["diploma"]):
-            raise NodeError("registration: a reader gives the medical council number and diploma")
+            raise NodeError(
+                "registration: a reader gives the medical council number and diploma",
+                key=N_("join_error_registration"),
+            )
         try:
             capacity = int(form.get("weekly_capacity", ""))
         except ValueError:
             capacity = -1
         if not 1 <= capacity <= 1000:
-            raise NodeError("weekly_capacity: how many cases a week you can read (1-1000)")
+            raise NodeError(
+                "weekly_capacity: how many cases a week you can read (1-1000)",
+                key=N_("join_error_capacity"),
+            )
         details["weekly_capacity"] = capacity
     else:
         if not details["facility"]:
-            raise NodeError("facility: the hospital or health centre where you work")
+            raise NodeError(
+                "facility: the hospital or health centre where you work",
+                key=N_("join_error_facility"),
+            )
         details["weekly_capacity"] = 0
     details["subspecialities"] = [
         x for x in details["subspecialities"].replace(",", " ").split() if x
@@ -154,7 +177,7 @@ async def apply(request: web.Request) -> web.Response:
     token = request.cookies.get(LOGIN_COOKIE, "")
     values = {k: v for k, v in form.items() if not k.startswith("password") and k != "csrf"}
     if not token or not secrets.compare_digest(form.get("csrf", ""), token):
-        return await join_page(request, error="form_expired", values=values, status=403)
+        return await join_page(request, error=N_("form_expired"), values=values, status=403)
     db = request.config_dict[STORE].db
     view = request.config_dict[CASES].view(request_now(request))
     groups = _groups_here(view, await _coordinator_keys(request))
@@ -168,11 +191,15 @@ async def apply(request: web.Request) -> web.Response:
         )
         taken, waiting, from_source = await cursor.fetchone() or (0, 0, 0)
         if taken or waiting:
-            raise NodeError("username: already taken on this node, choose another")
+            raise NodeError(
+                "username: already taken on this node, choose another", key=N_("join_error_taken")
+            )
         if from_source >= MAX_PENDING_PER_SOURCE:
-            raise NodeError("too many applications are waiting from this address")
+            raise NodeError(
+                "too many applications are waiting from this address", key=N_("join_error_too_many")
+            )
     except NodeError as exc:
-        return await join_page(request, error=str(exc), values=values, status=400)
+        return await join_page(request, error=exc, values=values, status=400)
     now = request_now(request)
     await db.execute(
         "INSERT INTO applications (role, group_key, username, display_name, password_hash,"
@@ -226,8 +253,8 @@ async def coordinator_page(request: web.Request) -> web.Response:
                 "facility": m.body["facility"],
                 "subspecialities": ", ".join(m.body["subspecialities"]),
                 "capacity": m.body["weekly_capacity"],
-                "charter": when(m.body["charter_accepted"], lang),
-                "expires": when(m.body["expires"], lang),
+                "charter": texts(lang).date(m.body["charter_accepted"]),
+                "expires": texts(lang).date(m.body["expires"]),
                 "node": view.nodes[m.body["home_node"]].body["name"]
                 if m.body["home_node"] in view.nodes
                 else "",
@@ -286,7 +313,7 @@ async def coordinator_page(request: web.Request) -> web.Response:
         applications=pending,
         cases=cases,
         charts=await _charts(request, mine, now, lang),
-        error=request.query.get("error"),
+        error=_shown(request.query.get("error"), lang),
     )
 
 
@@ -337,7 +364,7 @@ async def _charts(request: web.Request, mine: list[bytes], now: int, lang: str) 
         if bytes(r["target"]) in mine
         or (r["pair_id"] is not None and bytes(r["pair_id"]) in pair_names)
     ]
-    return await asyncio.to_thread(quality_charts, ours, pair_names, translator(lang), now)
+    return await asyncio.to_thread(quality_charts, ours, pair_names, texts(lang), now)
 
 
 async def decide(request: web.Request) -> web.Response:
@@ -351,7 +378,7 @@ async def decide(request: web.Request) -> web.Response:
         (int(request.match_info["id"]),),
     )
     if not rows or bytes(rows[0]["group_key"]) not in mine:
-        raise web.HTTPNotFound(text="no such application waiting for you")
+        raise refusal(request, web.HTTPNotFound, N_("no_such_application"))
     row = rows[0]
     now = request_now(request)
     if request.match_info["action"] == "decline":
@@ -367,7 +394,7 @@ async def decide(request: web.Request) -> web.Response:
     try:
         await _attest(request, person, row, now)
     except (NodeError, CaseError, LocalProtocolError) as exc:
-        raise web.HTTPSeeOther(f"/web/coordinator?error={str(exc)[:200]}") from None
+        raise _back_with(exc) from None
     raise web.HTTPSeeOther("/web/coordinator")
 
 
@@ -441,10 +468,24 @@ async def assign(request: web.Request) -> web.Response:
             case_id, person, "assign", request_now(request), reader=reader
         )
     except ValueError:
-        raise web.HTTPBadRequest(text="choose a reader") from None
+        raise refusal(request, web.HTTPBadRequest, N_("choose_reader")) from None
     except CaseError as exc:
-        raise web.HTTPSeeOther(f"/web/coordinator?error={str(exc)[:200]}") from None
+        raise _back_with(exc) from None
     raise web.HTTPSeeOther("/web/coordinator")
+
+
+def _back_with(exc: Exception) -> web.HTTPSeeOther:
+    """Back to the page, which shows the refusal: its catalogue key, or the node's words."""
+    key = exc.key if isinstance(exc, NodeError) else None
+    return web.HTTPSeeOther(f"/web/coordinator?error={quote(key or str(exc)[:200])}")
+
+
+def _shown(error: str | None, lang: str) -> str | NodeError | None:
+    """A refusal given back to the page: a catalogue key as it is, other words as a
+    refusal of the node (said to be in English)."""
+    if not error:
+        return None
+    return error if error in translator(lang) else NodeError(error)
 
 
 def add_routes(app: web.Application) -> None:

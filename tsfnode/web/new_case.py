@@ -38,11 +38,12 @@ from tsfnode.cases.metrics import group_suggestions
 from tsfnode.cases.pairs import listed
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
+from tsfnode.i18n import N_, choose_language, texts
 from tsfnode.intake.importer import importer_for
 from tsfnode.intake.review import ReviewBook
 from tsfnode.intake.uploads import UploadFolder
 from tsfnode.logs import log
-from tsfnode.web.common import person_of, render_page
+from tsfnode.web.common import person_of, refusal, render_page
 
 _BATCH = re.compile(r"^[0-9a-f]{32}$")
 PREVIEW_PIXELS = 768  # the longest side of an image shown for the anonymisation check
@@ -74,7 +75,7 @@ def _batch_folder(request: web.Request, batch: str) -> Path:
 async def _sender(request: web.Request, *, write: bool) -> Session:
     session = await require(request, "sender")
     if write and not hmac.compare_digest(request.headers.get("X-CSRF-Token", ""), session.csrf):
-        raise web.HTTPForbidden(text="403: the page has expired; reload it")
+        raise refusal(request, web.HTTPForbidden, N_("form_expired"), session.language)
     return session
 
 
@@ -115,7 +116,7 @@ async def upload_create(request: web.Request) -> web.Response:
     else:
         folder, _ = _owned_batch(request, batch, session.account_id)
         if (folder / "result.json").exists():
-            raise web.HTTPConflict(text="this batch has been imported: start a new case")
+            raise refusal(request, web.HTTPConflict, N_("batch_imported"), session.language)
     safe = Path(name.replace("\\", "/")).name[-120:] or "file"
     upload_id = _web_uploads(request).create(size, session.account_id, batch=batch, name=safe)
     return web.json_response({"id": upload_id, "offset": 0, "batch": batch}, status=201)
@@ -154,7 +155,8 @@ async def batch_import(request: web.Request) -> web.Response:
             if json.loads(m.read_text()).get("batch") == request.match_info["batch"]
         ]
         if waiting:
-            raise web.HTTPConflict(text=f"{len(waiting)} file(s) of this case are still uploading")
+            words = texts(choose_language(request, session.language))
+            raise web.HTTPConflict(text=words.plural("files_uploading", len(waiting)))
         root = request.config_dict[NODE_DIR].root
         result = await asyncio.to_thread(_import, root, folder)
         (folder / "result.json").write_text(json.dumps(result))
@@ -313,7 +315,7 @@ async def routes_for(request: web.Request, person: Any) -> dict[str, Any]:
 async def new_page(
     request: web.Request,
     *,
-    error: str | None = None,
+    error: str | NodeError | None = None,
     values: dict[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
@@ -345,7 +347,11 @@ def form_values(form: dict[str, Any]) -> dict[str, Any]:
             try:
                 out[name] = int(value)
             except ValueError:
-                raise CaseError(400, f"clinical form: {name} must be a whole number") from None
+                raise CaseError(
+                    400,
+                    f"clinical form: {name} must be a whole number",
+                    key=N_("form_whole_number"),
+                ) from None
         else:
             out[name] = value
     return out
@@ -362,7 +368,11 @@ async def submit(request: web.Request) -> web.Response:
         study = str(posted.get("study_uid", ""))
         result = json.loads((folder / "result.json").read_text())
         if study not in result["studies"]:
-            raise CaseError(400, "choose one of the studies found in your files")
+            raise CaseError(
+                400,
+                "choose one of the studies found in your files",
+                key=N_("choose_study"),
+            )
         routing, _, target = str(posted.get("route", "")).partition(":")
         made = await request.config_dict[CASES].submit(
             person,
@@ -375,11 +385,11 @@ async def submit(request: web.Request) -> web.Response:
         )
     except (web.HTTPNotFound, FileNotFoundError):
         return await new_page(
-            request, error="upload_first", values=values, status=400
+            request, error=N_("upload_first"), values=values, status=400
         )  # no files yet
     except (CaseError, NodeError) as exc:
         status = exc.status if isinstance(exc, CaseError) else 409
-        return await new_page(request, error=str(exc), values=values, status=status)
+        return await new_page(request, error=exc, values=values, status=status)
     await asyncio.to_thread(shutil.rmtree, folder, True)
     log("web case submitted", account=session.username)
     raise web.HTTPSeeOther(f"/web/cases/{made['case_id']}?sent=1")

@@ -13,14 +13,15 @@ from tsfnode.appkeys import CASES
 from tsfnode.auth.sessions import check_csrf, require
 from tsfnode.cases import pairs
 from tsfnode.clock import request_now
-from tsfnode.errors import CaseError
+from tsfnode.errors import CaseError, NodeError
+from tsfnode.i18n import N_
 from tsfnode.web.common import names_of, person_of, render_page
 
 PARTIES = ("sender", "reader", "coordinator")
 
 
 async def pairs_page(
-    request: web.Request, *, error: str | None = None, status: int = 200
+    request: web.Request, *, error: NodeError | None = None, status: int = 200
 ) -> web.Response:
     session = await require(request, *PARTIES)
     person = await person_of(request, session)
@@ -77,7 +78,11 @@ async def act(request: web.Request) -> web.Response:
                 quota = int(str(form.get("weekly_quota", "")))
                 delay = int(str(form.get("reading_delay_hours", "")))
             except ValueError:
-                raise CaseError(400, "weekly quota and reading delay: whole numbers") from None
+                raise CaseError(
+                    400,
+                    "weekly quota and reading delay: whole numbers",
+                    key=N_("pair_whole_numbers"),
+                ) from None
             await pairs.propose(
                 service,
                 person,
@@ -91,14 +96,14 @@ async def act(request: web.Request) -> web.Response:
             try:
                 pair_id = bytes.fromhex(str(form.get("pair", "")))
             except ValueError:
-                raise CaseError(404, "no such pair") from None
+                raise CaseError(404, "no such pair", key=N_("no_such_pair")) from None
             if action == "accept":
                 await pairs.accept(service, person, pair_id, now)
             else:
                 status = {"suspend": "suspended", "end": "ended"}[action]
                 await pairs.change(service, person, pair_id, status, now)
     except CaseError as exc:
-        return await pairs_page(request, error=str(exc), status=exc.status)
+        return await pairs_page(request, error=exc, status=exc.status)
     raise web.HTTPSeeOther("/web/pairs")
 
 

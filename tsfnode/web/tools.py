@@ -29,11 +29,11 @@ from aiohttp.helpers import ChainMapProxy
 
 from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, STORE
 from tsfnode.auth.accounts import DICOMWEB_TOKEN, create_token
-from tsfnode.auth.sessions import Session, check_csrf, require
+from tsfnode.auth.sessions import check_csrf, require
 from tsfnode.cases.images import image_folders
 from tsfnode.clock import CLOCK, request_now
 from tsfnode.errors import NodeError
-from tsfnode.i18n import translator
+from tsfnode.i18n import N_, texts
 from tsfnode.images.export import (
     Destination,
     ExportError,
@@ -130,7 +130,7 @@ async def _sends(request: web.Request, account_id: int) -> list[dict[str, Any]]:
 async def tools_page(
     request: web.Request,
     *,
-    error: str | None = None,
+    error: str | NodeError | None = None,
     new_token: str | None = None,
     status: int = 200,
 ) -> web.Response:
@@ -182,10 +182,6 @@ async def show(request: web.Request) -> web.Response:
     return await tools_page(request)
 
 
-def _t(request: web.Request, session: Session, key: str) -> str:
-    return translator(language_of(request, session))[key]
-
-
 async def new_token(request: web.Request) -> web.Response:
     session = await require(request, *PEOPLE)
     form = await check_csrf(request, session)
@@ -201,7 +197,7 @@ async def new_token(request: web.Request) -> web.Response:
             label=label,
         )
     except (ValueError, NodeError):
-        return await tools_page(request, error=_t(request, session, "token_days"), status=400)
+        return await tools_page(request, error=N_("token_days"), status=400)
     return await tools_page(request, new_token=token)
 
 
@@ -223,8 +219,8 @@ async def add_destination(request: web.Request) -> web.Response:
     fields = [form.get(k, "") for k in ("label", "ae_title", "host", "port", "calling_ae")]
     problem = check_destination(*fields)
     if problem:
-        message = _t(request, session, "destination_invalid").format(problem=problem)
-        return await tools_page(request, error=message, status=400)
+        refused = NodeError(problem, key=N_("destination_invalid"), values={"problem": problem})
+        return await tools_page(request, error=refused, status=400)
     db = request.config_dict[STORE].db
     await db.execute(
         "INSERT INTO dicom_destinations (account_id, label, ae_title, host, port, calling_ae)"
@@ -268,7 +264,8 @@ async def export_zip(request: web.Request) -> web.StreamResponse:
         archive = await asyncio.to_thread(_open_unlinked, out)
     except ExportError:
         await asyncio.to_thread(out.unlink, missing_ok=True)
-        raise web.HTTPNotFound(text=_t(request, session, "nothing_to_export")) from None
+        _ = texts(language_of(request, session))
+        raise web.HTTPNotFound(text=_("nothing_to_export")) from None
     await request.config_dict[CASES].audit.append(
         actor=person,
         case_id=case_id,

@@ -27,13 +27,14 @@ from tsfnode.auth.sessions import require
 from tsfnode.cases.images import Listings, image_folders, int_of, listed_series
 from tsfnode.cases.service import roles_for
 from tsfnode.clock import request_now
+from tsfnode.i18n import N_
 from tsfnode.images.render import (
     FULL,
     Window,
     attributes,
 )
 from tsfnode.store.cases import case_from_row
-from tsfnode.web.common import render_page
+from tsfnode.web.common import refusal, render_page
 
 WARM_AT_MOST = 10
 PEOPLE = ("sender", "reader", "coordinator")
@@ -46,17 +47,17 @@ async def _may_see(request: web.Request) -> tuple[bytes, bytes]:
     try:
         case_id = bytes.fromhex(request.match_info["id"])
     except ValueError:
-        raise web.HTTPNotFound(text="no such case") from None
+        raise refusal(request, web.HTTPNotFound, N_("no_such_case")) from None
     cursor = await request.config_dict[STORE].db.execute(
         "SELECT person_key FROM accounts WHERE id = ?", (session.account_id,)
     )
     found = await cursor.fetchone()
     row = await request.config_dict[CASES].row(case_id)
     if found is None or found[0] is None or row is None:
-        raise web.HTTPNotFound(text="no such case")
+        raise refusal(request, web.HTTPNotFound, N_("no_such_case"))
     view = request.config_dict[CASES].view(request_now(request))
     if not roles_for(case_from_row(row), bytes(found[0]), view):
-        raise web.HTTPNotFound(text="no such case")
+        raise refusal(request, web.HTTPNotFound, N_("no_such_case"))
     return case_id, bytes(found[0])
 
 

@@ -21,6 +21,11 @@
   const lang = document.documentElement.lang;
   const number = (n, digits = 0) => n.toLocaleString(lang, { maximumFractionDigits: digits });
   const megabytes = (n) => number(n / 1e6, 1);
+  // A text with a count: its form for that count in the page's language (the forms come
+  // by plural category from the node's catalogue), the count written as the language does.
+  const rules = new Intl.PluralRules(lang);
+  const counted = (forms, count, values = {}) =>
+    fmt(forms[rules.select(count)] ?? forms.other, { ...values, count: number(count) });
 
   async function call(method, url, body, type, extra = {}) {
     const headers = { "X-CSRF-Token": csrf, ...extra };
@@ -92,8 +97,8 @@
     const done = files.reduce((a, f) => a + (f.done ? f.size : f.offset), 0);
     $("progress").max = size || 1;
     $("progress").value = done;
-    $("progress-text").textContent = fmt(done === size ? T.uploaded : T.uploading, {
-      done: megabytes(done), size: megabytes(size), files: files.length,
+    $("progress-text").textContent = counted(done === size ? T.uploaded : T.uploading, files.length, {
+      done: megabytes(done), size: megabytes(size),
     });
     estimate(size);
   }
@@ -156,8 +161,8 @@
       const radio = el("input", { type: "radio", name: "study_uid", value: s.study_uid, required: true });
       radio.checked = i === 0;
       radio.addEventListener("change", ready);
-      label.append(radio, ` ${T.study} ${s.modality} · ` + fmt(T.images_count, {
-        instances: s.instances, series: s.series, size: megabytes(s.bytes) }));
+      label.append(radio, ` ${T.study} ${s.modality} · ${counted(T.images_count, s.instances)}, ` +
+        `${counted(T.series_count, s.series)}, ${megabytes(s.bytes)} ${T.mb}`);
       box.append(label);
       if (s.flags.length) box.append(el("p", { className: "notice" }, T.to_check));
       for (const flag of s.flags) box.append(flagBox(s, flag));
