@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 LANGUAGES = ("fr", "en")
@@ -66,8 +68,6 @@ MESSAGES: dict[str, dict[str, str]] = {
     "urgent": {"fr": "urgent", "en": "urgent"},
     "question": {"fr": "Question clinique", "en": "Clinical question"},
     "history": {"fr": "Histoire clinique", "en": "Clinical history"},
-    "age_sex": {"fr": "Âge, sexe", "en": "Age, sex"},
-    "years": {"fr": "ans", "en": "years"},
     "modality": {"fr": "Modalité", "en": "Modality"},
     "patient": {"fr": "Patient (visible ici seulement)", "en": "Patient (shown here only)"},
     "report": {"fr": "Compte rendu", "en": "Report"},
@@ -197,8 +197,28 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "urgency": {"fr": "Urgence", "en": "Urgency"},
     "routine": {"fr": "habituelle", "en": "routine"},
-    "age_years": {"fr": "Âge (années)", "en": "Age (years)"},
-    "age_months": {"fr": "Mois (enfant de moins de 2 ans)", "en": "Months (child under 2)"},
+    "age": {"fr": "Âge", "en": "Age"},
+    "age_help": {
+        "fr": "En années ; pour un enfant de moins de deux ans, en mois, semaines ou jours.",
+        "en": "In years; for a child under two, in months, weeks or days.",
+    },
+    "age_unit": {"fr": "Unité de l'âge", "en": "Unit of the age"},
+    "age_invalid": {
+        "fr": "Âge en {unit} : un nombre entier de 0 à {max}.",
+        "en": "Age in {unit}: a whole number from 0 to {max}.",
+    },
+    "unit_years": {"fr": "ans", "en": "years"},
+    "unit_months": {"fr": "mois", "en": "months"},
+    "unit_weeks": {"fr": "semaines", "en": "weeks"},
+    "unit_days": {"fr": "jours", "en": "days"},
+    "count_years_one": {"fr": "{n} an", "en": "{n} year"},
+    "count_years_other": {"fr": "{n} ans", "en": "{n} years"},
+    "count_months_one": {"fr": "{n} mois", "en": "{n} month"},
+    "count_months_other": {"fr": "{n} mois", "en": "{n} months"},
+    "count_weeks_one": {"fr": "{n} semaine", "en": "{n} week"},
+    "count_weeks_other": {"fr": "{n} semaines", "en": "{n} weeks"},
+    "count_days_one": {"fr": "{n} jour", "en": "{n} day"},
+    "count_days_other": {"fr": "{n} jours", "en": "{n} days"},
     "sex": {"fr": "Sexe", "en": "Sex"},
     "sex_F": {"fr": "féminin", "en": "female"},
     "sex_M": {"fr": "masculin", "en": "male"},
@@ -207,6 +227,19 @@ MESSAGES: dict[str, dict[str, str]] = {
     "prior_imaging": {"fr": "Imagerie antérieure", "en": "Prior imaging"},
     "preliminary_reading": {"fr": "Votre propre lecture", "en": "Your own reading"},
     "answer_language": {"fr": "Langue de la réponse", "en": "Language of the answer"},
+    "prior_imaging_help": {
+        "fr": "Examens déjà faits pour ce problème : quand, ce qu'ils montraient.",
+        "en": "Imaging already done for this problem: when, and what it showed.",
+    },
+    "preliminary_reading_help": {
+        "fr": "Ce que vous voyez sur les images, avant l'avis du lecteur.",
+        "en": "What you see on the images, before the reader's opinion.",
+    },
+    "senders_reading": {"fr": "Lecture de l'émetteur", "en": "The sender's reading"},
+    "language_fr": {"fr": "français", "en": "French"},
+    "language_en": {"fr": "anglais", "en": "English"},
+    "clinical_data": {"fr": "Données cliniques", "en": "Clinical data"},
+    "not_given": {"fr": "non renseigné", "en": "not given"},
     "who_reads": {"fr": "Qui lit ce cas", "en": "Who reads this case"},
     "my_pairs": {"fr": "Mes binômes", "en": "My pairs"},
     "delay_hours": {"fr": "réponse sous {hours} h", "en": "answer within {hours} h"},
@@ -646,6 +679,20 @@ def choose_language(request: web.Request, person: str | None = None) -> str:
 
 def translator(lang: str) -> dict[str, str]:
     return {key: texts[lang] for key, texts in MESSAGES.items()}
+
+
+PLURAL_RULES: dict[
+    str, Callable[[int], str]
+] = {  # CLDR's plural categories: in French 0 and 1 are singular
+    "fr": lambda n: "one" if n in (0, 1) else "other",
+    "en": lambda n: "one" if n == 1 else "other",
+}
+
+
+def plural(key: str, n: int, lang: str) -> str:
+    """The message ``key`` for the count ``n`` as ``lang`` says it: ``key_one`` or
+    ``key_other``, with ``{n}`` filled in (3 semaines, 1 week)."""
+    return MESSAGES[f"{key}_{PLURAL_RULES[lang](n)}"][lang].format(n=n)
 
 
 def format_number(value: float, lang: str, digits: int = 0) -> str:

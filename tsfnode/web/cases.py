@@ -29,6 +29,7 @@ from tsfnode.auth.sessions import (
 from tsfnode.cases.service import summary
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError
+from tsfnode.web.caseform import shown_form
 from tsfnode.web.common import http_error, language_of, names_of, person_of, render_page, when
 from tsfnode.web.report_templates import all_templates
 from tsfnode.web.tools import destinations_of
@@ -192,6 +193,7 @@ async def case_page(
         me=me,
         error=error,
         evaluations=evaluations,
+        clinical=shown_form(found["form"], lang),
         timeline=await _timeline(request, found, lang),
         templates=all_templates(found["form"]["answer_language"]),
         sent=request.query.get("sent") == "1",

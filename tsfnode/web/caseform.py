@@ -1,0 +1,87 @@
+"""The clinical form in the web application, asked and shown from its one schema
+(``protocol.caseform.FIELDS``): the form page's answers made into the form that is
+signed, and a case's form as the reader reads it, in French or English.
+
+The templates iterate over what this module gives them: ``new_case.html`` over
+``FIELDS`` (with ``AGE_UNITS``), ``case.html`` and ``viewer.html`` over ``shown_form``
+(through ``_clinical.html``). No template names a field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.caseform import AGE_UNITS_BY_NAME, FIELDS, Age, AgeUnit, FormField, Kind, age_of
+from protocol.errors import MalformedError
+from tsfnode.i18n import MESSAGES, plural
+
+
+class AgeRefused(Exception):
+    """The age typed on the form page is not a whole number within its unit."""
+
+    def __init__(self, unit: AgeUnit) -> None:
+        super().__init__(f"age in {unit.name}: a whole number from 0 to {unit.max}")
+        self.unit = unit
+
+    def message(self, lang: str) -> str:
+        unit = MESSAGES[f"unit_{self.unit.name}"][lang]
+        return MESSAGES["age_invalid"][lang].format(unit=unit, max=self.unit.max)
+
+
+@dataclass(frozen=True)
+class ShownField:
+    """One field of a case's form as a person reads it: its label and its value in the
+    page's language (``""`` when the sender left it empty)."""
+
+    name: str
+    kind: str
+    label: str
+    text: str
+
+
+def age_text(age: Age, lang: str) -> str:
+    """An age as people write it: 6 mois, 3 weeks, 45 ans, 1 day."""
+    return plural(f"count_{age.unit}", age.value, lang)
+
+
+def _shown_value(field: FormField, form: Mapping[str, Any], lang: str) -> str:
+    if field.kind is Kind.AGE:
+        return age_text(age_of(dict(form)), lang)
+    value = str(form.get(field.name) or "")
+    if field.kind is Kind.CHOICE and value:
+        name = MESSAGES.get(field.choice_key(value), {}).get(lang, value)
+        return f"{value} · {name}" if field.coded else name
+    return value
+
+
+def shown_form(form: Mapping[str, Any], lang: str) -> list[ShownField]:
+    """Every field the sender filled in, in the schema's order, as the reader reads it."""
+    return [
+        ShownField(f.name, f.kind.value, MESSAGES[f.shown][lang], _shown_value(f, form, lang))
+        for f in FIELDS
+    ]
+
+
+def answered_form(posted: Mapping[str, Any]) -> dict[str, Any]:
+    """The clinical form from the form page's answers (text trimmed; the age from its
+    number and unit), to be checked by ``check_case_form``; ``AgeRefused`` if the age
+    is not a whole number within its unit."""
+    form: dict[str, Any] = {}
+    for field in FIELDS:
+        if field.kind is Kind.AGE:
+            form.update(_answered_age(posted))
+        else:
+            form[field.name] = str(posted.get(field.name, "")).strip()
+    return form
+
+
+def _answered_age(posted: Mapping[str, Any]) -> dict[str, int]:
+    unit = AGE_UNITS_BY_NAME.get(str(posted.get("age_unit", "years")))
+    if unit is None:
+        unit = AGE_UNITS_BY_NAME["years"]
+    try:
+        return Age(int(str(posted.get("age", "")).strip()), unit.name).as_form()
+    except (ValueError, MalformedError):
+        raise AgeRefused(unit) from None
