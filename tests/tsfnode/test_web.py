@@ -205,8 +205,8 @@ def test_a_case_goes_from_the_senders_browser_to_the_readers_and_back(
     marie.wait_for_selector("#report-form")
     assert FORM["question"] in marie.inner_text("main")
     assert marie.locator("#patient").count() == 0  # never at the reader's node
-    # Every field Koffi typed reaches Marie, the baby's age in months.
-    assert marie.inner_text("#form-age") == "6 months"
+    # Every field Koffi typed reaches Marie, the baby's age in months (her account: French).
+    assert marie.inner_text("#form-age") == "6 mois"
     assert marie.inner_text("#form-prior_imaging") == PRIOR_IMAGING
     assert marie.inner_text("#form-preliminary_reading") == FORM["preliminary_reading"]
     marie.select_option("#template", "CT")  # a template per modality fills the report

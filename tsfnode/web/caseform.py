@@ -2,9 +2,9 @@
 (``protocol.caseform.FIELDS``): the form page's answers made into the form that is
 signed, and a case's form as the reader reads it, in French or English.
 
-The templates iterate over what this module gives them: ``new_case.html`` over
-``FIELDS`` (with ``AGE_UNITS``), ``case.html`` and ``viewer.html`` over ``shown_form``
-(through ``_clinical.html``). No template names a field.
+The templates iterate over the schema: ``new_case.html`` over ``FIELDS`` (the age with
+its field's units), ``case.html`` and ``viewer.html`` over ``shown_form`` (through
+``_clinical.html``). No template lists the fields.
 """
 
 from __future__ import annotations

@@ -318,7 +318,6 @@ async def new_page(
         error=error,
         values={**defaults, "age_unit": AGE_UNITS[0].name, **(values or {})},
         fields=FIELDS,
-        age_units=AGE_UNITS,
     )
     page.set_status(status)
     return page
