@@ -126,13 +126,20 @@ def reload_until(page: Any, selector: str, what: str, timeout: float = 90) -> No
     raise AssertionError(f"timed out waiting for: {what}")
 
 
+PRIOR_IMAGING = "Radiographie du 3 mars : opacité basale droite."
+
+
 def fill_form(page: Any) -> None:
-    page.fill("#age_years", str(FORM["age_years"]))
+    """A 6-month-old's form, every field filled in."""
+    page.fill("#age", "6")
+    page.select_option("#age_unit", "months")
     page.check(f"input[name=sex][value={FORM['sex']}]")
     page.select_option("#modality", FORM["modality"])
     page.fill("#body_part", FORM["body_part"])
     page.fill("#question", FORM["question"])
     page.fill("#clinical_history", FORM["clinical_history"])
+    page.fill("#prior_imaging", PRIOR_IMAGING)
+    page.fill("#preliminary_reading", FORM["preliminary_reading"])
 
 
 def test_a_case_goes_from_the_senders_browser_to_the_readers_and_back(
@@ -198,6 +205,10 @@ def test_a_case_goes_from_the_senders_browser_to_the_readers_and_back(
     marie.wait_for_selector("#report-form")
     assert FORM["question"] in marie.inner_text("main")
     assert marie.locator("#patient").count() == 0  # never at the reader's node
+    # Every field Koffi typed reaches Marie, the baby's age in months (her account: French).
+    assert marie.inner_text("#form-age") == "6 mois"
+    assert marie.inner_text("#form-prior_imaging") == PRIOR_IMAGING
+    assert marie.inner_text("#form-preliminary_reading") == FORM["preliminary_reading"]
     marie.select_option("#template", "CT")  # a template per modality fills the report
     template = marie.input_value("#findings")
     assert "Technique" in template
@@ -557,6 +568,10 @@ def test_the_reader_reads_a_ct_in_the_viewer(net: WebNet, chromium: Any) -> None
     page.goto(page.url + "?lang=en")  # Marie's account says French: English here
     page.wait_for_selector("#thumbs .thumb")
     assert "CT" in page.inner_text("#thumbs"), errors
+    clinical = page.inner_text("#clinical")  # the form beside the images
+    assert FORM["question"] in clinical
+    assert FORM["preliminary_reading"] in clinical
+    assert page.inner_text("#form-age") == "4 years"
     page.wait_for_timeout(3000)
     assert not errors, errors
     wait_text(page, "tr", "Image 1/12")

@@ -1,10 +1,13 @@
 """Cases, pairs and figures on the local API (a bearer token of the person's account).
 
 POST /api/v1/cases                         {study_uid, routing, target, form, over_quota?,
-                                            reading_delay_hours?}     (a sender)
+                                            reading_delay_hours?}     (a sender; form: the
+                                            keys of protocol/caseform.py's CASE_FORM)
 GET  /api/v1/cases                         the cases this person may see
-GET  /api/v1/cases/{id}                    one case: form, documents, the real patient
-                                            (on the sender's node, for the sender only)
+GET  /api/v1/cases/{id}                    one case: form (every key of CASE_FORM, null if
+                                            unused), age {value, unit} as the sender gave
+                                            it, documents, the real patient (on the
+                                            sender's node, for the sender only)
 POST /api/v1/cases/{id}/claim|release|accept|decline|cancel|close
 POST /api/v1/cases/{id}/assign             {reader}                  (a coordinator)
 POST /api/v1/cases/{id}/report             {findings, impression, recommendations,

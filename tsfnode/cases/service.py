@@ -33,7 +33,7 @@ from typing import Any
 
 from protocol import cases as machine
 from protocol.bundle import BundleHeader, Manifest
-from protocol.caseform import check_case_form
+from protocol.caseform import CASE_FORM, age_of, check_case_form
 from protocol.cases import BY_DECISION, Case, Decided, Notify, Role, Routing, State
 from protocol.coordinator import (
     HOUR_MS,
@@ -1078,7 +1078,10 @@ class CaseService:
         await self._audit(person, case_id, "view", now)
         out = summary(row)
         out["roles"] = sorted(r.value for r in roles)
-        out["form"] = json.loads(row["form"])
+        form = json.loads(row["form"])
+        out["form"] = {key: form.get(key) for key in CASE_FORM.fields}  # every key, null if unused
+        age = age_of(form)
+        out["age"] = {"value": age.value, "unit": age.unit}  # as the sender gave it
         out["documents"] = [document_json(d) for d in await self.documents(case_id)]
         if row["role"] == "copy":
             out["images"] = [

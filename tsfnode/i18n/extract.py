@@ -33,6 +33,7 @@ from babel.messages.plurals import get_plural
 from babel.messages.pofile import read_po, write_po
 from jinja2 import nodes
 
+from protocol.caseform import AGE_UNITS, FIELDS
 from protocol.cases import State
 from protocol.documents import GROUP_KINDS
 from tsfnode import __version__
@@ -78,6 +79,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "pair_": ("active", "suspended", "ended"),  # a pair's status
     "token_": ("valid", "expired", "revoked"),  # a DICOMweb token's state (web.tools)
     "send_": ("sending", "done", "failed"),  # a C-STORE sending's state (web.tools)
+    "unit_": tuple(u.name for u in AGE_UNITS),  # an age's unit (protocol.caseform)
     "modality_": (  # tsfnode.web.new_case.MODALITIES
         "CR",
         "DX",
@@ -172,6 +174,22 @@ def python(
             yield lineno, "gettext", (key,), comments
 
 
+def schema_keys() -> Iterator[tuple[str, bool]]:
+    """(key, whether plural) of the words the clinical form's one schema names
+    (``protocol.caseform.FIELDS``: labels, help, choices, ages and their units), which
+    the pages look up by the schema's values."""
+    for field in FIELDS:
+        yield field.label, False
+        yield field.shown, False
+        if field.help:
+            yield field.help, False
+        for choice in field.choices:
+            yield field.choice_key(choice), False
+        for unit in field.units:
+            yield f"unit_{unit.name}", False
+            yield f"count_{unit.name}", True
+
+
 def read_catalogue(path: Path, lang: str | None = None) -> Catalog:
     with path.open("rb") as f:
         return read_po(f, locale=lang, domain=DOMAIN)
@@ -194,6 +212,8 @@ def extracted(root: Path = ROOT) -> Catalog:
         root, method_map, options_map
     ):
         out.add(message, None, [(filename, lineno)], context=context)
+    for key, plural in schema_keys():
+        out.add((key, key) if plural else key, None, [("protocol/caseform.py", 0)])
     source = catalogue_path(SOURCE_LANGUAGE, root / "tsfnode" / "locale")
     if source.exists():
         english = read_catalogue(source, SOURCE_LANGUAGE)

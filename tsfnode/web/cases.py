@@ -31,6 +31,7 @@ from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import N_
 from tsfnode.store.cases import case_from_row
+from tsfnode.web.caseform import shown_form
 from tsfnode.web.common import (
     http_error,
     language_of,
@@ -202,6 +203,7 @@ async def case_page(
         me=me,
         error=error,
         evaluations=evaluations,
+        clinical=shown_form(found["form"], lang),
         timeline=await _timeline(request, found, lang),
         templates=all_templates(found["form"]["answer_language"]),
         sent=request.query.get("sent") == "1",

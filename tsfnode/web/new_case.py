@@ -30,7 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-from protocol.caseform import MODALITIES
+from protocol.caseform import AGE_UNITS, FIELDS
 from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, STORE
 from tsfnode.auth.sessions import Session, check_csrf, require
 from tsfnode.bodies import read_json_object, rectangles
@@ -43,23 +43,11 @@ from tsfnode.intake.importer import importer_for
 from tsfnode.intake.review import ReviewBook
 from tsfnode.intake.uploads import UploadFolder
 from tsfnode.logs import log
-from tsfnode.web.common import person_of, refusal, render_page
+from tsfnode.web.caseform import AgeRefused, answered_form
+from tsfnode.web.common import language_of, person_of, refusal, render_page
 
 _BATCH = re.compile(r"^[0-9a-f]{32}$")
 PREVIEW_PIXELS = 768  # the longest side of an image shown for the anonymisation check
-FORM_FIELDS = (
-    "urgency",
-    "age_years",
-    "age_months",
-    "sex",
-    "clinical_history",
-    "question",
-    "modality",
-    "body_part",
-    "prior_imaging",
-    "preliminary_reading",
-    "answer_language",
-)
 
 
 def _web_uploads(request: web.Request) -> UploadFolder:
@@ -321,6 +309,8 @@ async def new_page(
 ) -> web.Response:
     session = await require(request, "sender")
     person = await person_of(request, session)
+    defaults = {f.name: f.default for f in FIELDS if f.default is not None}
+    defaults["answer_language"] = language_of(request, session)
     page = render_page(
         request,
         "new_case.html",
@@ -328,33 +318,11 @@ async def new_page(
         routes=await routes_for(request, person),
         speed=await measured_rate(request),
         error=error,
-        values=values or {},
-        modalities=MODALITIES,
+        values={**defaults, "age_unit": AGE_UNITS[0].name, **(values or {})},
+        fields=FIELDS,
     )
     page.set_status(status)
     return page
-
-
-def form_values(form: dict[str, Any]) -> dict[str, Any]:
-    """The clinical form from the posted fields (numbers as numbers, blanks as None)."""
-    out: dict[str, Any] = {}
-    for name in FORM_FIELDS:
-        value = str(form.get(name, "")).strip()
-        if name in ("age_years", "age_months"):
-            if not value:
-                out[name] = None if name == "age_months" else value
-                continue
-            try:
-                out[name] = int(value)
-            except ValueError:
-                raise CaseError(
-                    400,
-                    f"clinical form: {name} must be a whole number",
-                    key=N_("form_whole_number"),
-                ) from None
-        else:
-            out[name] = value
-    return out
 
 
 async def submit(request: web.Request) -> web.Response:
@@ -379,7 +347,7 @@ async def submit(request: web.Request) -> web.Response:
             study_uid=study,
             routing=routing,
             target=target,
-            form=form_values(posted),
+            form=answered_form(posted),
             over_quota=posted.get("over_quota") == "yes",
             now=request_now(request),
         )
@@ -387,6 +355,9 @@ async def submit(request: web.Request) -> web.Response:
         return await new_page(
             request, error=N_("upload_first"), values=values, status=400
         )  # no files yet
+    except AgeRefused as exc:
+        error = exc.message(language_of(request, session))
+        return await new_page(request, error=error, values=values, status=400)
     except (CaseError, NodeError) as exc:
         status = exc.status if isinstance(exc, CaseError) else 409
         return await new_page(request, error=exc, values=values, status=status)

@@ -15,6 +15,7 @@ the full one after, at the window it shows, and prefetches ahead of the scrollin
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ from tsfnode.images.render import (
     attributes,
 )
 from tsfnode.store.cases import case_from_row
-from tsfnode.web.common import refusal, render_page
+from tsfnode.web.caseform import shown_form
+from tsfnode.web.common import language_of, refusal, render_page
 
 WARM_AT_MOST = 10
 PEOPLE = ("sender", "reader", "coordinator")
@@ -94,13 +96,18 @@ def _public(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def page(request: web.Request) -> web.Response:
+    """The viewer, with the case's clinical form beside the images."""
     session = await require(request, *PEOPLE)
     case_id, person = await _may_see(request)
     warm(request.config_dict, [case_id])  # listed while the page and its script travel
     await request.config_dict[CASES].audit.append(
         actor=person, case_id=case_id, action="view images", detail="", now=request_now(request)
     )
-    return render_page(request, "viewer.html", session=session, case_id=case_id.hex())
+    row = await request.config_dict[CASES].row(case_id)
+    clinical = shown_form(json.loads(row["form"]), language_of(request, session))
+    return render_page(
+        request, "viewer.html", session=session, case_id=case_id.hex(), clinical=clinical
+    )
 
 
 async def series(request: web.Request) -> web.Response:

@@ -268,8 +268,13 @@
     if (!field || name === "csrf" || name === "batch" || name === "study_uid") continue;
     if (field instanceof RadioNodeList) {
       for (const r of field) if (r.value === value) r.checked = true;
-    } else if (!field.value) field.value = value;
+    } else if (!field.value || field instanceof HTMLSelectElement) field.value = value;
   }
+  // The age's highest value follows its unit (130 years, 23 months, 52 weeks, 90 days).
+  const ageUnit = form.elements.age_unit;
+  const ageMax = () => { form.elements.age.max = ageUnit.selectedOptions[0].dataset.max; };
+  ageUnit.addEventListener("change", ageMax);
+  ageMax();
   form.addEventListener("input", () => {
     const out = {};
     for (const [k, v] of new FormData(form)) if (k !== "csrf" && typeof v === "string") out[k] = v;
