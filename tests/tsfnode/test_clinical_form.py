@@ -22,14 +22,14 @@ from aiohttp.test_utils import TestClient
 
 from bootstrap.network import demo_anchor, load_network
 from bootstrap.tools import admit_node, attest_member, create_group
-from protocol.caseform import AGE_UNITS, CASE_FORM, FIELDS, Age, Kind
+from protocol.caseform import AGE_UNITS, CASE_FORM, FIELDS, Age
 from protocol.identity import Identity
 from tests.tsfnode.intake.conftest import PYDICOM_FILES
 from tsfnode.app import create_app
 from tsfnode.auth.accounts import create_account, create_token
 from tsfnode.clock import ManualClock
 from tsfnode.config import NodeConfig
-from tsfnode.i18n import LANGUAGES, MESSAGES
+from tsfnode.i18n import LANGUAGES, texts, translator
 from tsfnode.network.directory import DirectoryService
 from tsfnode.node import init_node
 from tsfnode.nodedir import NodeDir
@@ -61,12 +61,19 @@ def test_every_field_has_its_words_in_both_languages() -> None:
     for field in FIELDS:
         keys = [field.label, field.shown, *([field.help] if field.help else [])]
         keys += [field.choice_key(c) for c in field.choices]
-        if field.kind is Kind.AGE:
-            keys += [f"unit_{u.name}" for u in field.units]
-            keys += [f"count_{u.name}_{form}" for u in field.units for form in ("one", "other")]
+        keys += [f"unit_{u.name}" for u in field.units]
         for key in keys:
-            assert set(MESSAGES[key]) == set(LANGUAGES), (field.name, key)
-            assert all(MESSAGES[key][lang].strip() for lang in LANGUAGES), (field.name, key)
+            for lang in LANGUAGES:
+                assert translator(lang).get(key, "").strip(), (field.name, key, lang)
+        for unit in field.units:  # a count of each unit, in each language's plural forms
+            for lang in LANGUAGES:
+                one, many = (
+                    texts(lang).plural(f"count_{unit.name}", 1),
+                    texts(lang).plural(f"count_{unit.name}", 7),
+                )
+                assert one.startswith("1 "), (unit.name, lang)
+                assert many.startswith("7 "), (unit.name, lang)
+                assert not one.startswith("count_"), (unit.name, lang)
 
 
 @pytest.mark.parametrize(
@@ -288,7 +295,7 @@ async def test_the_form_page_asks_every_field_of_the_schema(node: Node, lang: st
     await _sign_in(node.client, lang)
     page = await (await node.client.get("/web/new")).text()
     text = html.unescape(page)
-    words = {key: texts[lang] for key, texts in MESSAGES.items()}
+    words = translator(lang)
     asked = set(re.findall(r'<(?:input|select|textarea)[^>]* name="(\w+)"', page))
     for field in FIELDS:
         assert field.name in asked, field.name

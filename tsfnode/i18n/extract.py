@@ -212,7 +212,7 @@ def extracted(root: Path = ROOT) -> Catalog:
         root, method_map, options_map
     ):
         out.add(message, None, [(filename, lineno)], context=context)
-    for key, plural in schema_keys():
+    for key, plural in schema_keys() if (root / "protocol" / "caseform.py").exists() else ():
         out.add((key, key) if plural else key, None, [("protocol/caseform.py", 0)])
     source = catalogue_path(SOURCE_LANGUAGE, root / "tsfnode" / "locale")
     if source.exists():
