@@ -1,7 +1,8 @@
 """Cases, pairs and figures on the local API (a bearer token of the person's account).
 
 POST /api/v1/cases                         {study_uid, routing, target, form, over_quota?,
-                                            reading_delay_hours?}     (a sender)
+                                            reading_delay_hours?}     (a sender, on a
+                                            study they may use: intake/owners.py)
 GET  /api/v1/cases                         the cases this person may see
 GET  /api/v1/cases/{id}                    one case: form, documents, the real patient
                                             (on the sender's node, for the sender only)
@@ -56,6 +57,12 @@ MAX_JSON = 256 * 1024
 
 async def person_of(request: web.Request) -> tuple[str, str, Identity]:
     """(username, role, person key) of the bearer token's account."""
+    _, username, role, person = await caller_of(request)
+    return username, role, person
+
+
+async def caller_of(request: web.Request) -> tuple[int, str, str, Identity]:
+    """(account id, username, role, person key) of the bearer token's account."""
     token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     found = await check_token(
         request.config_dict[STORE], token, purpose="send", now=request_now(request)
@@ -65,14 +72,14 @@ async def person_of(request: web.Request) -> tuple[str, str, Identity]:
             text="a valid token is needed (tsfnode account token)",
             headers={"WWW-Authenticate": 'Bearer realm="tsfnode"'},
         )
-    _, username, role = found
+    account, username, role = found
     try:
         person = await person_of_account(
             request.config_dict[STORE], request.config_dict[NODE_DIR].people, username
         )
     except NodeError as exc:
         raise web.HTTPForbidden(text=str(exc)) from None
-    return username, role, person
+    return account, username, role, person
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
@@ -110,7 +117,7 @@ def answering(handler: Handler) -> Handler:
 
 
 async def submit(request: web.Request) -> web.Response:
-    _, _, person = await person_of(request)
+    account, _, _, person = await caller_of(request)
     body = await _json(request)
     form = body.get("form")
     if not isinstance(form, dict):
@@ -120,6 +127,7 @@ async def submit(request: web.Request) -> web.Response:
         return web.json_response({"error": "reading_delay_hours: 1 to 1440"}, status=400)
     result = await request.config_dict[CASES].submit(
         person,
+        account=account,
         study_uid=str(body.get("study_uid", "")),
         routing=str(body.get("routing", "")),
         target=str(body.get("target", "")),
@@ -192,10 +200,14 @@ async def teaching_library(request: web.Request) -> web.Response:
 
 
 async def add_images(request: web.Request) -> web.Response:
-    _, _, person = await person_of(request)
+    account, _, _, person = await caller_of(request)
     body = await _json(request)
     result = await request.config_dict[CASES].add_images(
-        _case_id(request), person, str(body.get("study_uid", "")), request_now(request)
+        _case_id(request),
+        person,
+        str(body.get("study_uid", "")),
+        request_now(request),
+        account=account,
     )
     return web.json_response(result, status=201)
 

@@ -44,6 +44,7 @@ from tsfnode.cases.pairs import keep_proposal
 from tsfnode.clock import Clock
 from tsfnode.config import NodeConfig
 from tsfnode.errors import CaseError, NodeError
+from tsfnode.intake.owners import NoSuchStudy, StudyOwners
 from tsfnode.intake.pseudonyms import PseudonymMap
 from tsfnode.logs import log
 from tsfnode.network.directory import DirectoryService
@@ -288,6 +289,7 @@ class CaseService:
         self,
         person: Identity,
         *,
+        account: int,
         study_uid: str,
         routing: str,
         target: str,
@@ -296,7 +298,8 @@ class CaseService:
         reading_delay_hours: int | None = None,
         now: int,
     ) -> dict[str, Any]:
-        """A sender asks for a second opinion on a study of this node's intake."""
+        """A sender asks for a second opinion on a study of this node's intake that their
+        account may use (intake/owners.py)."""
         view = self.view(now)
         who = person.public.key
         if view.role_of(who) != "sender":
@@ -376,6 +379,7 @@ class CaseService:
             person,
         )
         urgent = form["urgency"] == "urgent"
+        await self._own_study(study_uid, account)
         sealed = await self._seal(case_id, study_uid, request, recipients, urgent, now)
         case = Case(
             case_id=case_id,
@@ -422,10 +426,11 @@ class CaseService:
         }
 
     async def add_images(
-        self, case_id: bytes, person: Identity, study_uid: str, now: int
+        self, case_id: bytes, person: Identity, study_uid: str, now: int, *, account: int
     ) -> dict[str, Any]:
         """The sender adds images to an open case (e.g. the lateral view a reader asked
-        for): a study of the intake, sealed with the case's request as part n."""
+        for): a study of the intake their account may use, sealed with the case's
+        request as part n."""
         async with self._lock:
             row, case, who, roles = await self._acting(
                 case_id,
@@ -435,6 +440,7 @@ class CaseService:
                 where="images are added on the sender's node",
             )
             _step(case, "add_images", who, roles, now)
+            await self._own_study(study_uid, account)
             first = (await self.documents(case_id, "case_request"))[0].body
             parts = len(await self.bundles(case_id, "images"))
             request = encode_document(
@@ -450,6 +456,15 @@ class CaseService:
             await self._queue_images(case_id, manifest, study_uid, now)
             await self._audit(who, case_id, "add_images", now, f"part {parts}")
             return {"bundle_id": manifest.bundle_id.hex(), "part": parts}
+
+    async def _own_study(self, study_uid: str, account: int) -> None:
+        """404 unless ``account`` may use the study (intake/owners.py): a study of
+        another sender is answered as one that is not there."""
+        owners = StudyOwners(self.node_dir.intake)
+        try:
+            await asyncio.to_thread(owners.require, study_uid, account)
+        except NoSuchStudy as exc:
+            raise CaseError(404, str(exc)) from None
 
     async def _seal(
         self,
