@@ -3,7 +3,8 @@
 POST /api/v1/cases                         {study_uid, routing, target, form, over_quota?,
                                             reading_delay_hours?}     (a sender, on a
                                             study they may use: intake/owners.py)
-GET  /api/v1/cases                         the cases this person may see
+GET  /api/v1/cases                         the cases this person may see (cases/policy.py;
+                                            any other case answers 404, as no such case)
 GET  /api/v1/cases/{id}                    one case: form, documents, the real patient
                                             (on the sender's node, for the sender only)
 POST /api/v1/cases/{id}/claim|release|accept|decline|cancel|close
@@ -235,7 +236,7 @@ async def evaluation(request: web.Request) -> web.Response:
 
 async def notifications(request: web.Request) -> web.Response:
     """What happened to this person's cases, and to their groups' (a case offered to
-    the group, escalated): newest first."""
+    the group, escalated): newest first; of the group's, only cases they may see."""
     _, _, person = await person_of(request)
     me = person.public.key
     view = request.config_dict[CASES].view(request_now(request))
@@ -251,10 +252,26 @@ async def notifications(request: web.Request) -> web.Response:
         f" WHERE person IN ({marks}) OR person IS NULL ORDER BY id DESC LIMIT 200",
         keys,
     )
-    listed = [
-        {"case_id": bytes(c).hex(), "kind": k, "at_ms": t, "for": "me" if p == me else "group"}
-        for c, k, t, p in await cursor.fetchall()
-    ]
+    service = request.config_dict[CASES]
+    shown: dict[bytes, bool] = {}  # a group's notification: only of a case this person sees
+    listed = []
+    for c, k, t, p in await cursor.fetchall():
+        case_id = bytes(c)
+        if p != me and case_id not in shown:
+            try:
+                await service.seen(case_id, me, request_now(request))
+                shown[case_id] = True
+            except CaseError:
+                shown[case_id] = False
+        if p == me or shown[case_id]:
+            listed.append(
+                {
+                    "case_id": case_id.hex(),
+                    "kind": k,
+                    "at_ms": t,
+                    "for": "me" if p == me else "group",
+                }
+            )
     return web.json_response(listed)
 
 

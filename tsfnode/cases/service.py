@@ -13,8 +13,10 @@ crosses nodes is a signed document in a sealed bundle, moved by the transfer ser
 - the sender's node sends its decisions (``case_event``: assigned, released, escalated,
   cancelled, closed), the sender's messages and evaluation, to the copies.
 
-Who may do what is the table of protocol/cases.py; the roles a person holds for a case
-come from the directory (the group's coordinators, its attested members, the pair).
+Who may do what is the table of protocol/cases.py; the roles a person holds for a case,
+and who may see it, are decided by policy.py from the directory (the pair, the group's
+coordinators, its attested members). A case a person may not see is answered as one that
+does not exist (``seen``: 404 "no such case on this node").
 Every access and transition is written to the audit log (audit_log.py).
 """
 
@@ -38,6 +40,7 @@ from protocol.documents import Document, decode_document, encode_document, split
 from protocol.errors import CaseRefused, MalformedError, ProtocolError
 from protocol.identity import Identity, PublicIdentity
 from protocol.transfer import PRIORITY_DOCUMENT, PRIORITY_ROUTINE, PRIORITY_URGENT
+from tsfnode.cases import policy
 from tsfnode.cases.audit_log import AuditLog
 from tsfnode.cases.metrics import publish_stats
 from tsfnode.cases.pairs import keep_proposal
@@ -62,36 +65,11 @@ WEEK_MS = 7 * DAY_MS
 ROUTINGS = {"pair": Routing.PAIR, "group": Routing.GROUP, "community": Routing.COMMUNITY}
 # Requests people send to the sender's node (its decisions are the other case events).
 REQUESTS = ("claim", "assign", "release", "accept", "decline")
+NO_SUCH_CASE = "no such case on this node"  # also the answer for a case not yours to see
 
 
 def _hex(key: bytes | None) -> str | None:
     return None if key is None else key.hex()
-
-
-def roles_for(case: Case, person: bytes, view: View) -> frozenset[Role]:
-    """The roles ``person`` holds for ``case``, from the directory (the node's own role,
-    NODE, is never a person's: the node passes it itself)."""
-    roles: set[Role] = set()
-    if person == case.sender:
-        roles.add(Role.SENDER)
-    if person == case.reader or (
-        case.routing is Routing.PAIR and person == case.target and case.reader is None
-    ):
-        roles.add(Role.READER)
-    group = case.target
-    if case.routing is Routing.PAIR:  # the pair's reader's group
-        member = view.members.get(case.target)
-        group = member.body["group"] if member is not None else b""
-    if person in view.coordinators.get(group, ()):
-        roles.add(Role.COORDINATOR)
-    member = view.members.get(person)
-    if (
-        member is not None
-        and member.body["group"] == group
-        and member.body["role"] in ("reader", "coordinator")
-    ):
-        roles.add(Role.MEMBER)
-    return frozenset(roles)
 
 
 class CaseService:
@@ -166,8 +144,16 @@ class CaseService:
     async def _require(self, case_id: bytes) -> Any:
         row = await self.row(case_id)
         if row is None:
-            raise CaseError(404, "no such case on this node")
+            raise CaseError(404, NO_SUCH_CASE)
         return row
+
+    async def seen(self, case_id: bytes, person: bytes, now: int) -> dict[str, Any]:
+        """The case's row, if ``person`` may see the case (policy.py); otherwise the
+        answer for a case that does not exist, so that whether it exists is not told."""
+        row = await self.row(case_id)
+        if row is None or not policy.may_see(case_from_row(row), person, self.view(now)):
+            raise CaseError(404, NO_SUCH_CASE)
+        return dict(row)
 
     async def _update(self, case_id: bytes, now: int, **fields: Any) -> None:
         fields["updated_ms"] = now
@@ -688,7 +674,7 @@ class CaseService:
         """A person's request, report, addendum or message reaches the deciding node."""
         case = case_from_row(row)
         who = doc.signer.key
-        roles = roles_for(case, who, self.view(now))
+        roles = policy.roles(case, who, self.view(now))
         case_id = case.case_id
         try:
             if doc.kind == "case_event" and doc.body["event"] in (*REQUESTS, "cancel", "close"):
@@ -805,14 +791,14 @@ class CaseService:
         self, case_id: bytes, person: Identity, now: int, *, kept_as: str = "", where: str = ""
     ) -> tuple[dict[str, Any], Case, bytes, frozenset[Role]]:
         """The case's row, the case, the person's key and roles, for a person acting on
-        a case here (409 ``where`` when this node does not keep it as ``kept_as``)."""
-        row = await self._require(case_id)
+        a case here: 404 if they may not see it, 409 ``where`` when this node does not
+        keep it as ``kept_as``."""
+        who = person.public.key
+        row = await self.seen(case_id, who, now)
         if kept_as and row["role"] != kept_as:
             raise CaseError(409, where)
         case = case_from_row(row)
-        who = person.public.key
-        roles = roles_for(case, who, self.view(now))
-        return row, case, who, roles
+        return row, case, who, policy.roles(case, who, self.view(now))
 
     async def act(
         self,
@@ -1095,22 +1081,13 @@ class CaseService:
     # --- reading ---------------------------------------------------------------------
 
     async def visible(self, person: bytes, now: int) -> list[Any]:
-        """The cases of this node a person may see: theirs as sender, those they read,
-        those offered to their group."""
-        view = self.view(now)
-        out = []
-        for row in await fetch_dicts(self.db, "SELECT * FROM cases ORDER BY updated_ms DESC"):
-            case = case_from_row(row)
-            if roles_for(case, person, view):
-                out.append(row)
-        return out
+        """The cases of this node a person may see (policy.py), last changed first."""
+        rows = await fetch_dicts(self.db, "SELECT * FROM cases ORDER BY updated_ms DESC")
+        return policy.visible(rows, person, self.view(now), case_from_row)
 
     async def detail(self, case_id: bytes, person: bytes, now: int) -> dict[str, Any]:
-        row = await self._require(case_id)
-        case = case_from_row(row)
-        roles = roles_for(case, person, self.view(now))
-        if not roles:
-            raise CaseError(403, "this case is not yours to see")
+        row = await self.seen(case_id, person, now)
+        roles = policy.roles(case_from_row(row), person, self.view(now))
         await self._audit(person, case_id, "view", now)
         out = summary(row)
         out["roles"] = sorted(r.value for r in roles)

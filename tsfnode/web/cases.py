@@ -26,7 +26,7 @@ from tsfnode.auth.sessions import (
     sign_in,
     sign_out,
 )
-from tsfnode.cases.service import summary
+from tsfnode.cases.service import NO_SUCH_CASE, summary
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError
 from tsfnode.web.common import http_error, language_of, names_of, person_of, render_page, when
@@ -152,7 +152,7 @@ async def case_page(
             case_id, person.public.key, request_now(request)
         )
     except ValueError:
-        raise web.HTTPNotFound(text="no such case") from None
+        raise web.HTTPNotFound(text=NO_SUCH_CASE) from None
     except CaseError as exc:
         raise http_error(exc) from None
     me = person.public.key.hex()

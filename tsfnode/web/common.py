@@ -1,6 +1,7 @@
 """What every page of the web application shares: rendering a template in the person's
 language with the page's security headers, the signed-in person's key, names from the
-directory, times as each language writes them, a case refusal as an HTTP answer."""
+directory, times as each language writes them, a case refusal as an HTTP answer, the
+case of a URL if the person may see it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from aiohttp import web
 from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, STORE
 from tsfnode.auth.accounts import person_of_account
 from tsfnode.auth.sessions import Session
+from tsfnode.cases.service import NO_SUCH_CASE
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import LANGUAGES, choose_language, format_number, translator
@@ -96,3 +98,25 @@ def http_error(exc: CaseError) -> web.HTTPException:
         404: web.HTTPNotFound,
     }
     return kinds.get(exc.status, web.HTTPConflict)(text=str(exc))
+
+
+async def seen_case(request: web.Request, session: Session) -> tuple[bytes, bytes, dict[str, Any]]:
+    """(case id, person key, the case's row) of the case the URL names, if the signed-in
+    person may see it (cases/policy.py decides). Otherwise 404 "no such case on this
+    node", the answer for a case that does not exist: whether it does is not told."""
+    try:
+        case_id = bytes.fromhex(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound(text=NO_SUCH_CASE) from None
+    cursor = await request.config_dict[STORE].db.execute(
+        "SELECT person_key FROM accounts WHERE id = ?", (session.account_id,)
+    )
+    found = await cursor.fetchone()
+    if found is None or found[0] is None:  # an account that is nobody (the admin's)
+        raise web.HTTPNotFound(text=NO_SUCH_CASE)
+    person = bytes(found[0])
+    try:
+        row = await request.config_dict[CASES].seen(case_id, person, request_now(request))
+    except CaseError as exc:
+        raise http_error(exc) from None
+    return case_id, person, row
