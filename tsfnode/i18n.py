@@ -234,6 +234,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "fr": "Envoyez d'abord les images du cas.",
         "en": "Send the case's images first.",
     },
+    "study_not_yours": {
+        "fr": "Ces images sont déjà sur ce nœud, importées par un autre compte : vous ne "
+        "pouvez pas les envoyer. Voyez l'administrateur du nœud.",
+        "en": "These images are already on this node, imported by another account: you "
+        "cannot send them. See the node's administrator.",
+    },
     "case_sent": {
         "fr": "Cas envoyé. Les images partent en arrière-plan ; vous pouvez fermer cette page.",
         "en": "Case sent. The images go in the background; you may close this page.",

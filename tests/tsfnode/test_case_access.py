@@ -84,6 +84,11 @@ class Cotonou:
 
     async def upload(self, who: str, source: Path) -> str:
         """``source`` sent with the web application's uploader and imported: its study."""
+        _, (study,) = await self.upload_batch(who, source)
+        return study
+
+    async def upload_batch(self, who: str, source: Path) -> tuple[str, list[str]]:
+        """``source`` sent with the uploader and imported: the batch, the studies shown."""
         data = await asyncio.to_thread(source.read_bytes)
         status, made = await self.web(
             who, "POST", "/web/uploads", csrf=True, json={"name": source.name, "size": len(data)}
@@ -103,8 +108,7 @@ class Cotonou:
             who, "POST", f"/web/batches/{upload['batch']}/import", csrf=True
         )
         assert status == 200, found
-        (study,) = json.loads(found)["studies"]
-        return str(study["study_uid"])
+        return upload["batch"], [str(s["study_uid"]) for s in json.loads(found)["studies"]]
 
 
 def _erasme() -> Identity:
@@ -290,11 +294,25 @@ async def test_a_second_sender_finds_none_of_the_first_senders_studies(cotonou: 
         "ines", "POST", f"/cases/{made['case_id']}/images", {"study_uid": koffis}
     )
     assert status == 404, refused
-    # Nor in her browser.
+    # Nor in her browser; and the same images uploaded again by her land in Koffi's
+    # study, which stays his: not shown to her, not sent by her.
     status, _ = await node.web(
         "ines", "POST", f"/web/studies/{koffis}/review", csrf=True, json={"image": "1.2"}
     )
     assert status == 404
+    batch, shown = await node.upload_batch("ines", CT)
+    assert shown == []
+    form = {k: "" if v is None else str(v) for k, v in FORM.items()}
+    posted = {
+        **form,
+        "csrf": node.sessions["ines"][1],
+        "batch": batch,
+        "study_uid": koffis,
+        "route": f"group:{node.paediatrics}",
+    }
+    status, page = await node.web("ines", "POST", "/web/new", data=posted)
+    assert status == 404
+    assert "importées par un autre compte" in page.decode()
     # Koffi sends his; the real patient is shown to him, on this node only.
     status, made = await node.api("koffi", "POST", "/cases", {**group, "study_uid": koffis})
     assert status == 201, made

@@ -371,6 +371,10 @@ async def submit(request: web.Request) -> web.Response:
         result = json.loads((folder / "result.json").read_text())
         if study not in result["studies"]:
             raise CaseError(400, "choose one of the studies found in your files")
+        owners = StudyOwners(request.config_dict[NODE_DIR].intake)
+        if not await asyncio.to_thread(owners.may_use, study, session.account_id):
+            # its images were already on this node, brought by another account first
+            return await new_page(request, error="study_not_yours", values=values, status=404)
         routing, _, target = str(posted.get("route", "")).partition(":")
         made = await request.config_dict[CASES].submit(
             person,
