@@ -431,8 +431,19 @@ def test_a_pairs_case_is_not_seen_by_another_reader_of_the_group_on_the_readers_
     status, _, page = browser.get("/web/cases")
     assert status == 200
     assert case_id not in page
+    # DICOMweb: the group's own cases are hers (she may claim them), not the pair's study.
+    (images,) = net.marie.case(case_id)["images"]
+    first = next((net.cluster.dirs[1] / images / "files").rglob("*.dcm"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = str(pydicom.dcmread(first, stop_before_pixels=True).StudyInstanceUID)
+    anne = Browser(erasme)
+    anne.sign_in("anne")
+    assert study in anne.get("/dicomweb/studies")[2]
     status, _, found = browser.get("/dicomweb/studies")
-    assert (status, json.loads(found)) == (200, [])
+    assert status == 200
+    assert study not in found
+    assert browser.get(f"/dicomweb/studies/{study}/metadata")[0] == 404
 
 
 def test_a_community_case_goes_to_exactly_one_of_two_readers_who_claim_at_once(
