@@ -189,12 +189,12 @@ def test_a_pairs_case_goes_the_whole_way_and_is_measured_on_both_sides(net: Case
     received = list((net.cluster.dirs[1] / images / "files").rglob("*.dcm"))
     assert received, "the images are on the reader's node"
     wait_for("the delivery is recorded", lambda: net.state(koffi, case_id) == "assigned")
-    # A reader other than the pair's cannot report on it.
+    # A reader other than the pair's cannot report on it, nor even find it.
     status, refused = net.awa.api(f"/cases/{case_id}/report", "POST", REPORT)
     assert status == 404  # the case is not even on Awa's node
     status, refused = net.fatou.api(f"/cases/{case_id}/report", "POST", REPORT)
-    assert status == 409
-    assert "only the reader may report" in refused["error"]
+    assert status == 404  # on Fatou's, it is not hers to see: as if it were not there
+    assert refused["error"] == "no such case on this node"
     marie.ok(f"/cases/{case_id}/report", "POST", REPORT)
     wait_for("the report is back", lambda: net.state(koffi, case_id) == "report_delivered")
     at_sender = koffi.case(case_id)
@@ -402,6 +402,51 @@ def test_a_groups_case_is_assigned_by_the_coordinator_and_read_on_another_node(
     assert group["evaluated"] >= 1
 
 
+def test_a_pairs_case_is_not_seen_by_another_reader_of_the_group_on_the_readers_node(
+    net: CaseNet,
+) -> None:
+    """Issue 22 item 3, as it was found: at Erasme, a paediatric reader attested minutes
+    earlier opens the pair's case of Marie and Koffi (clinical data, report, images).
+    (After the group's case: she would change the group's figures it checks.)"""
+    (case,) = [c for c in net.marie.ok("/cases") if c["routing"] == "pair"]
+    case_id, erasme = case["case_id"], net.cluster.url(1)
+    zoe = Person(net.cluster, 1, "zoe", "reader", "Dr Zoé Lectrice")
+    records = Records(net.base / "zoe", net.cluster)
+    (net.base / "zoe").mkdir()
+    records.attest(net.anne.key, net.paediatrics, zoe, "reader")
+    request = urllib.request.Request(
+        f"{erasme}/api/v1/directory/records", data=records.write().read_bytes(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert json.loads(response.read())["added"] == 1
+    assert any(m["name"] == "zoe" for m in call(f"{erasme}/api/v1/directory?kind=member", "")[1])
+    # Anne, the group's coordinator, sees it; Zoé finds it nowhere, as a wrong id.
+    assert net.anne.ok(f"/cases/{case_id}")["form"]["question"] == FORM["question"]
+    assert case_id not in json.dumps(zoe.ok("/cases"))
+    assert zoe.api(f"/cases/{case_id}") == (404, {"error": "no such case on this node"})
+    browser = Browser(erasme)
+    browser.sign_in("zoe")
+    for path in ("", "/series", "/frames/0/0.jpg", "/export.zip"):
+        status, _, page = browser.get(f"/web/cases/{case_id}{path}")
+        assert (status, page) == (404, "no such case on this node"), path
+    status, _, page = browser.get("/web/cases")
+    assert status == 200
+    assert case_id not in page
+    # DICOMweb: the group's own cases are hers (she may claim them), not the pair's study.
+    (images,) = net.marie.case(case_id)["images"]
+    first = next((net.cluster.dirs[1] / images / "files").rglob("*.dcm"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = str(pydicom.dcmread(first, stop_before_pixels=True).StudyInstanceUID)
+    anne = Browser(erasme)
+    anne.sign_in("anne")
+    assert study in anne.get("/dicomweb/studies")[2]
+    status, _, found = browser.get("/dicomweb/studies")
+    assert status == 200
+    assert study not in found
+    assert browser.get(f"/dicomweb/studies/{study}/metadata")[0] == 404
+
+
 def test_a_community_case_goes_to_exactly_one_of_two_readers_who_claim_at_once(
     net: CaseNet,
 ) -> None:
@@ -479,7 +524,7 @@ def test_bad_requests_are_refused_with_the_reason_and_nothing_is_sent(net: CaseN
         ({"study_uid": study, "routing": "community", "target": net.paediatrics, "form": FORM},
          404, "no such community"),
         ({"study_uid": "2.25.1", "routing": "group", "target": net.paediatrics, "form": FORM},
-         409, "2.25.1"),
+         404, "no study 2.25.1 of yours in this node's intake"),
     ):  # fmt: skip
         got, answer = koffi.api("/cases", "POST", body)
         assert got == status, answer

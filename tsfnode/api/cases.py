@@ -1,9 +1,11 @@
 """Cases, pairs and figures on the local API (a bearer token of the person's account).
 
 POST /api/v1/cases                         {study_uid, routing, target, form, over_quota?,
-                                            reading_delay_hours?}     (a sender; form: the
-                                            keys of protocol/caseform.py's CASE_FORM)
-GET  /api/v1/cases                         the cases this person may see
+                                            reading_delay_hours?}     (a sender, on a
+                                            study they may use: intake/owners.py; form:
+                                            the keys of protocol/caseform.py's CASE_FORM)
+GET  /api/v1/cases                         the cases this person may see (cases/policy.py;
+                                            any other case answers 404, as no such case)
 GET  /api/v1/cases/{id}                    one case: form (every key of CASE_FORM, null if
                                             unused), age {value, unit} as the sender gave
                                             it, documents, the real patient (on the
@@ -60,18 +62,24 @@ MAX_JSON = 256 * 1024
 
 
 async def person_of(request: web.Request) -> tuple[str, str, Identity]:
-    """(username, role, person key) of the bearer token's account (the API's gate
-    checked the token: ``token_holder``)."""
+    """(username, role, person key) of the bearer token's account."""
+    _, username, role, person = await caller_of(request)
+    return username, role, person
+
+
+async def caller_of(request: web.Request) -> tuple[int, str, str, Identity]:
+    """(account id, username, role, person key) of the bearer token's account (the
+    API's gate checked the token: ``token_holder``)."""
     holder = request[PRINCIPAL]
     assert isinstance(holder, TokenHolder)  # noqa: S101 - the gate put it there
-    username, role = holder.username, holder.role
+    account, username, role = holder.account_id, holder.username, holder.role
     try:
         person = await person_of_account(
             request.config_dict[STORE], request.config_dict[NODE_DIR].people, username
         )
     except NodeError as exc:
         raise web.HTTPForbidden(text=str(exc)) from None
-    return username, role, person
+    return account, username, role, person
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
@@ -109,7 +117,7 @@ def answering(handler: Handler) -> Handler:
 
 
 async def submit(request: web.Request) -> web.Response:
-    _, _, person = await person_of(request)
+    account, _, _, person = await caller_of(request)
     body = await _json(request)
     form = body.get("form")
     if not isinstance(form, dict):
@@ -119,6 +127,7 @@ async def submit(request: web.Request) -> web.Response:
         return web.json_response({"error": "reading_delay_hours: 1 to 1440"}, status=400)
     result = await request.config_dict[CASES].submit(
         person,
+        account=account,
         study_uid=str(body.get("study_uid", "")),
         routing=str(body.get("routing", "")),
         target=str(body.get("target", "")),
@@ -191,10 +200,14 @@ async def teaching_library(request: web.Request) -> web.Response:
 
 
 async def add_images(request: web.Request) -> web.Response:
-    _, _, person = await person_of(request)
+    account, _, _, person = await caller_of(request)
     body = await _json(request)
     result = await request.config_dict[CASES].add_images(
-        _case_id(request), person, str(body.get("study_uid", "")), request_now(request)
+        _case_id(request),
+        person,
+        str(body.get("study_uid", "")),
+        request_now(request),
+        account=account,
     )
     return web.json_response(result, status=201)
 
@@ -222,7 +235,7 @@ async def evaluation(request: web.Request) -> web.Response:
 
 async def notifications(request: web.Request) -> web.Response:
     """What happened to this person's cases, and to their groups' (a case offered to
-    the group, escalated): newest first."""
+    the group, escalated): newest first; of the group's, only cases they may see."""
     _, _, person = await person_of(request)
     me = person.public.key
     view = request.config_dict[CASES].view(request_now(request))
@@ -238,10 +251,26 @@ async def notifications(request: web.Request) -> web.Response:
         f" WHERE person IN ({marks}) OR person IS NULL ORDER BY id DESC LIMIT 200",
         keys,
     )
-    listed = [
-        {"case_id": bytes(c).hex(), "kind": k, "at_ms": t, "for": "me" if p == me else "group"}
-        for c, k, t, p in await cursor.fetchall()
-    ]
+    service = request.config_dict[CASES]
+    shown: dict[bytes, bool] = {}  # a group's notification: only of a case this person sees
+    listed = []
+    for c, k, t, p in await cursor.fetchall():
+        case_id = bytes(c)
+        if p != me and case_id not in shown:
+            try:
+                await service.seen(case_id, me, request_now(request))
+                shown[case_id] = True
+            except CaseError:
+                shown[case_id] = False
+        if p == me or shown[case_id]:
+            listed.append(
+                {
+                    "case_id": case_id.hex(),
+                    "kind": k,
+                    "at_ms": t,
+                    "for": "me" if p == me else "group",
+                }
+            )
     return web.json_response(listed)
 
 

@@ -4,6 +4,9 @@ GET  /api/v1/studies                    -> [{study_uid, series, instances, pendi
 GET  /api/v1/studies/{uid}              -> {summary, flags: [{sop_uid, reasons, state}]}
 POST /api/v1/studies/{uid}/review       {"confirm": [SOP...] | "all"}
                                         or {"image": SOP, "mask": [[x, y, w, h], ...]}
+
+Only the studies the caller may use (intake/owners.py: their own uploads, and the node's
+own inputs): any other answers 404, as a study that is not there.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from tsfnode.appkeys import NODE_DIR
 from tsfnode.bodies import read_json_object, rectangles
 from tsfnode.clock import request_now
 from tsfnode.errors import NodeError
+from tsfnode.intake.owners import NoSuchStudy, StudyOwners
 from tsfnode.intake.review import ReviewBook
 from tsfnode.logs import log
 
@@ -26,11 +30,24 @@ def _book(request: web.Request) -> ReviewBook:
     return ReviewBook(request.config_dict[NODE_DIR].intake)
 
 
+def _owners(request: web.Request) -> StudyOwners:
+    return StudyOwners(request.config_dict[NODE_DIR].intake)
+
+
+async def own_study(request: web.Request, account: int, uid: str) -> str:
+    """``uid`` if ``account`` may use the study (owners.py); NoSuchStudy otherwise."""
+    return await asyncio.to_thread(_owners(request).require, uid, account)
+
+
 async def studies(request: web.Request) -> web.Response:
-    await sender_of(request)
-    book = _book(request)
-    listed = await asyncio.to_thread(lambda: [book.summary(u).as_dict() for u in book.studies()])
-    return web.json_response(listed)
+    account, _ = await sender_of(request)
+    book, owners = _book(request), _owners(request)
+
+    def listed() -> list[dict[str, Any]]:
+        mine = owners.studies_of(book.studies(), account)
+        return [book.summary(u).as_dict() for u in mine]
+
+    return web.json_response(await asyncio.to_thread(listed))
 
 
 def _study(book: ReviewBook, uid: str) -> dict[str, Any]:
@@ -41,17 +58,21 @@ def _study(book: ReviewBook, uid: str) -> dict[str, Any]:
 
 
 async def study(request: web.Request) -> web.Response:
-    await sender_of(request)
+    account, _ = await sender_of(request)
     try:
-        found = await asyncio.to_thread(_study, _book(request), request.match_info["uid"])
+        uid = await own_study(request, account, request.match_info["uid"])
+        found = await asyncio.to_thread(_study, _book(request), uid)
     except NodeError as exc:
         raise web.HTTPNotFound(text=str(exc)) from None
     return web.json_response(found)
 
 
 async def review(request: web.Request) -> web.Response:
-    _, username = await sender_of(request)
-    uid = request.match_info["uid"]
+    account, username = await sender_of(request)
+    try:
+        uid = await own_study(request, account, request.match_info["uid"])
+    except NoSuchStudy as exc:
+        raise web.HTTPNotFound(text=str(exc)) from None
     book = _book(request)
     body = await read_json_object(request)
     now = request_now(request)

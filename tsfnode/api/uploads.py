@@ -7,7 +7,8 @@
 When the last byte arrives the node takes the archive into its intake. What arrives was
 de-identified on the sender's computer (same code, the pseudonym map stays there); the
 node checks it says so, and de-identifies anything that does not. Every call needs a
-sender's bearer token (`tsfnode account token`).
+sender's bearer token (`tsfnode account token`); the studies an upload brings are its
+sender's alone (intake/owners.py).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ async def append(request: web.Request) -> web.Response:
         )
     if offset < info["size"]:
         return web.json_response({"offset": offset})
-    report = await asyncio.to_thread(take_in, request.config_dict[NODE_DIR].root, part)
+    report = await asyncio.to_thread(take_in, request.config_dict[NODE_DIR].root, part, account)
     part.unlink(missing_ok=True)
     meta.unlink(missing_ok=True)
     log("upload received", account=username, files=report["count"])

@@ -13,8 +13,10 @@ crosses nodes is a signed document in a sealed bundle, moved by the transfer ser
 - the sender's node sends its decisions (``case_event``: assigned, released, escalated,
   cancelled, closed), the sender's messages and evaluation, to the copies.
 
-Who may do what is the table of protocol/cases.py; the roles a person holds for a case
-come from the directory (the group's coordinators, its attested members, the pair).
+Who may do what is the table of protocol/cases.py; the roles a person holds for a case,
+and who may see it, are decided by policy.py from the directory (the pair, the group's
+coordinators, its attested members). A case a person may not see is answered as one that
+does not exist (``seen``: 404 "no such case on this node").
 Routing, the weekly quota, due dates, escalation and how a copy follows the decisions
 are decided by protocol/coordinator.py: this service gives it the case, the directory's
 route and the time, and carries out the effects it returns (``_carry_out``). Every
@@ -57,12 +59,15 @@ from protocol.documents import Document, decode_document, encode_document, split
 from protocol.errors import CaseRefused, MalformedError, ProtocolError
 from protocol.identity import Identity, PublicIdentity
 from protocol.transfer import PRIORITY_DOCUMENT, PRIORITY_ROUTINE, PRIORITY_URGENT
+from tsfnode.cases import policy
 from tsfnode.cases.audit_log import AuditLog
 from tsfnode.cases.metrics import publish_stats
 from tsfnode.cases.pairs import keep_proposal
 from tsfnode.clock import Clock
 from tsfnode.config import NodeConfig
 from tsfnode.errors import CaseError, NodeError
+from tsfnode.i18n import N_
+from tsfnode.intake.owners import NoSuchStudy, StudyOwners
 from tsfnode.intake.pseudonyms import PseudonymMap
 from tsfnode.logs import log
 from tsfnode.network.directory import DirectoryService
@@ -78,36 +83,11 @@ DAY_MS = 24 * 3_600_000
 ROUTINGS = {"pair": Routing.PAIR, "group": Routing.GROUP, "community": Routing.COMMUNITY}
 # Requests a copy sends to the sender's node (cancel and close are the sender's, there).
 ASKED_FROM_COPY = ("claim", "assign", "release", "accept", "decline")
+NO_SUCH_CASE = "no such case on this node"  # also the answer for a case not yours to see
 
 
 def _hex(key: bytes | None) -> str | None:
     return None if key is None else key.hex()
-
-
-def roles_for(case: Case, person: bytes, view: View) -> frozenset[Role]:
-    """The roles ``person`` holds for ``case``, from the directory (the node's own role,
-    NODE, is never a person's: the node passes it itself)."""
-    roles: set[Role] = set()
-    if person == case.sender:
-        roles.add(Role.SENDER)
-    if person == case.reader or (
-        case.routing is Routing.PAIR and person == case.target and case.reader is None
-    ):
-        roles.add(Role.READER)
-    group = case.target
-    if case.routing is Routing.PAIR:  # the pair's reader's group
-        member = view.members.get(case.target)
-        group = member.body["group"] if member is not None else b""
-    if person in view.coordinators.get(group, ()):
-        roles.add(Role.COORDINATOR)
-    member = view.members.get(person)
-    if (
-        member is not None
-        and member.body["group"] == group
-        and member.body["role"] in ("reader", "coordinator")
-    ):
-        roles.add(Role.MEMBER)
-    return frozenset(roles)
 
 
 class CaseService:
@@ -205,8 +185,16 @@ class CaseService:
     async def _require(self, case_id: bytes) -> Any:
         row = await self.row(case_id)
         if row is None:
-            raise CaseError(404, "no such case on this node")
+            raise CaseError(404, NO_SUCH_CASE, key=N_("no_such_case"))
         return row
+
+    async def seen(self, case_id: bytes, person: bytes, now: int) -> dict[str, Any]:
+        """The case's row, if ``person`` may see the case (policy.py); otherwise the
+        answer for a case that does not exist, so that whether it exists is not told."""
+        row = await self.row(case_id)
+        if row is None or not policy.may_see(case_from_row(row), person, self.view(now)):
+            raise CaseError(404, NO_SUCH_CASE, key=N_("no_such_case"))
+        return dict(row)
 
     async def _update(self, case_id: bytes, now: int, **fields: Any) -> None:
         fields["updated_ms"] = now
@@ -357,6 +345,7 @@ class CaseService:
         self,
         person: Identity,
         *,
+        account: int,
         study_uid: str,
         routing: str,
         target: str,
@@ -365,7 +354,8 @@ class CaseService:
         reading_delay_hours: int | None = None,
         now: int,
     ) -> dict[str, Any]:
-        """A sender asks for a second opinion on a study of this node's intake."""
+        """A sender asks for a second opinion on a study of this node's intake that their
+        account may use (intake/owners.py)."""
         view = self.view(now)
         who = person.public.key
         if view.role_of(who) != "sender":
@@ -434,6 +424,7 @@ class CaseService:
             },
             person,
         )
+        await self._own_study(study_uid, account)
         sealed = await self._seal(case_id, study_uid, request, recipients, seal.urgent, now)
         await self.db.execute(
             "INSERT INTO cases (case_id, role, state, routing, target, pair_id, sender,"
@@ -471,10 +462,11 @@ class CaseService:
         }
 
     async def add_images(
-        self, case_id: bytes, person: Identity, study_uid: str, now: int
+        self, case_id: bytes, person: Identity, study_uid: str, now: int, *, account: int
     ) -> dict[str, Any]:
         """The sender adds images to an open case (e.g. the lateral view a reader asked
-        for): a study of the intake, sealed with the case's request as part n."""
+        for): a study of the intake their account may use, sealed with the case's
+        request as part n."""
         async with self._lock:
             row, case, who, roles = await self._acting(
                 case_id,
@@ -484,6 +476,7 @@ class CaseService:
                 where="images are added on the sender's node",
             )
             _step(case, "add_images", who, roles, now)
+            await self._own_study(study_uid, account)
             first = (await self.documents(case_id, "case_request"))[0].body
             parts = len(await self.bundles(case_id, "images"))
             request = encode_document(
@@ -499,6 +492,15 @@ class CaseService:
             await self._queue_images(case_id, manifest, study_uid, now)
             await self._audit(who, case_id, "add_images", now, f"part {parts}")
             return {"bundle_id": manifest.bundle_id.hex(), "part": parts}
+
+    async def _own_study(self, study_uid: str, account: int) -> None:
+        """404 unless ``account`` may use the study (intake/owners.py): a study of
+        another sender is answered as one that is not there."""
+        owners = StudyOwners(self.node_dir.intake)
+        try:
+            await asyncio.to_thread(owners.require, study_uid, account)
+        except NoSuchStudy as exc:
+            raise CaseError(404, str(exc)) from None
 
     async def _seal(
         self,
@@ -716,7 +718,7 @@ class CaseService:
         """A person's request, report, addendum or message reaches the deciding node."""
         case = case_from_row(row)
         who = doc.signer.key
-        roles = roles_for(case, who, self.view(now))
+        roles = policy.roles(case, who, self.view(now))
         case_id = case.case_id
         try:
             if doc.kind == "case_event" and doc.body["event"] in REQUESTS:
@@ -792,14 +794,14 @@ class CaseService:
         self, case_id: bytes, person: Identity, now: int, *, kept_as: str = "", where: str = ""
     ) -> tuple[dict[str, Any], Case, bytes, frozenset[Role]]:
         """The case's row, the case, the person's key and roles, for a person acting on
-        a case here (409 ``where`` when this node does not keep it as ``kept_as``)."""
-        row = await self._require(case_id)
+        a case here: 404 if they may not see it, 409 ``where`` when this node does not
+        keep it as ``kept_as``."""
+        who = person.public.key
+        row = await self.seen(case_id, who, now)
         if kept_as and row["role"] != kept_as:
             raise CaseError(409, where)
         case = case_from_row(row)
-        who = person.public.key
-        roles = roles_for(case, who, self.view(now))
-        return row, case, who, roles
+        return row, case, who, policy.roles(case, who, self.view(now))
 
     async def act(
         self,
@@ -1059,22 +1061,13 @@ class CaseService:
     # --- reading ---------------------------------------------------------------------
 
     async def visible(self, person: bytes, now: int) -> list[Any]:
-        """The cases of this node a person may see: theirs as sender, those they read,
-        those offered to their group."""
-        view = self.view(now)
-        out = []
-        for row in await fetch_dicts(self.db, "SELECT * FROM cases ORDER BY updated_ms DESC"):
-            case = case_from_row(row)
-            if roles_for(case, person, view):
-                out.append(row)
-        return out
+        """The cases of this node a person may see (policy.py), last changed first."""
+        rows = await fetch_dicts(self.db, "SELECT * FROM cases ORDER BY updated_ms DESC")
+        return policy.visible(rows, person, self.view(now), case_from_row)
 
     async def detail(self, case_id: bytes, person: bytes, now: int) -> dict[str, Any]:
-        row = await self._require(case_id)
-        case = case_from_row(row)
-        roles = roles_for(case, person, self.view(now))
-        if not roles:
-            raise CaseError(403, "this case is not yours to see")
+        row = await self.seen(case_id, person, now)
+        roles = policy.roles(case_from_row(row), person, self.view(now))
         await self._audit(person, case_id, "view", now)
         out = summary(row)
         out["roles"] = sorted(r.value for r in roles)

@@ -70,9 +70,7 @@ async def publish(
 ) -> dict[str, Any]:
     if not 1 <= len(title.strip()) <= 200:
         raise CaseError(400, "title: 1 to 200 characters")
-    row = await service.row(case_id)
-    if row is None:
-        raise CaseError(404, "no such case on this node")
+    row = await service.seen(case_id, person.public.key, now)
     case = case_from_row(row)
     if row["role"] != "copy" or case.reader != person.public.key:
         raise CaseError(403, "only the reader of the case publishes it, from the reader's node")

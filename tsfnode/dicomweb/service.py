@@ -9,9 +9,9 @@
 
 A person is known by the web session's cookie (a viewer served by this node) or by a
 DICOMweb token (``Authorization: Bearer tsf_...``, or Basic with the token as the
-password), and sees the studies of the cases they may see in the web application (theirs
-as sender, those routed to them or to their group). Other studies do not exist for them:
-404, as for a wrong UID. Every search and retrieval is written to the audit log, per
+password), and sees the studies of the cases they may see in the web application
+(``CaseService.visible``, decided by cases/policy.py). Other studies do not exist for
+them: 404, as for a wrong UID. Every search and retrieval is written to the audit log, per
 case. Cross-origin calls are answered only for the origins in [dicomweb] cors_origins.
 """
 

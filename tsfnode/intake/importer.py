@@ -24,6 +24,7 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, generate_ui
 from tsfnode.config import load_config
 from tsfnode.errors import NodeError
 from tsfnode.intake.anonymize import Anonymizer, Patient, Result
+from tsfnode.intake.owners import StudyOwners
 from tsfnode.intake.photos import NotAnImage, photo_to_dicom
 from tsfnode.intake.profile import Profile, load_profile
 from tsfnode.intake.pseudonyms import PseudonymMap
@@ -112,10 +113,15 @@ class Importer:
         profile: Profile | None = None,
         *,
         trust_deidentified: bool = False,
+        owner: int | None = None,
     ) -> None:
         """``trust_deidentified``: instances that say tsfnode de-identified them (on the
-        sender's computer, with its own pseudonym map) are stored as they are."""
+        sender's computer, with its own pseudonym map) are stored as they are.
+        ``owner``: the account whose upload this is, owner of the studies it brings
+        (None: the node's own inputs, the listener and the operator's import; owners.py)."""
         self.intake = intake
+        self.owners = StudyOwners(intake)
+        self.owner = owner
         self.pseudonyms = pseudonyms
         self.anonymizer = Anonymizer(
             profile or load_profile(), secret=pseudonyms.secret, patient_of=pseudonyms.patient_of
@@ -265,6 +271,8 @@ class Importer:
         report.taken.append(result)
 
     def _write(self, ds: Dataset, result: Result) -> None:
+        if not (self.intake / result.study_uid).is_dir():
+            self.owners.make(result.study_uid, self.owner)  # a new study: whose it is
         folder = self.intake / result.study_uid / result.series_uid
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{result.sop_uid}.dcm"
@@ -387,8 +395,11 @@ def _check_image(ds: Dataset, size: int) -> str | None:
     return None
 
 
-def importer_for(directory: Path, *, trust_deidentified: bool = False) -> Importer:
-    """The importer of a node directory, with the profile its config asks for."""
+def importer_for(
+    directory: Path, *, trust_deidentified: bool = False, owner: int | None = None
+) -> Importer:
+    """The importer of a node directory, with the profile its config asks for; the
+    studies it makes are ``owner``'s (an account's id; None: the node's)."""
     node = NodeDir(directory)
     if not node.config.exists():
         raise NodeError(f"{directory} is not a node directory: create one with 'tsfnode init'")
@@ -399,4 +410,5 @@ def importer_for(directory: Path, *, trust_deidentified: bool = False) -> Import
         PseudonymMap(node.pseudonyms),
         profile,
         trust_deidentified=trust_deidentified,
+        owner=owner,
     )

@@ -80,11 +80,12 @@ class UploadFolder:
         return offset + len(data)
 
 
-def take_in(node_root: Path, part: Path) -> dict[str, object]:
+def take_in(node_root: Path, part: Path, account: int) -> dict[str, object]:
+    """The finished upload into the intake: the studies it makes are ``account``'s."""
     archive = part.with_suffix(".zip")
     part.rename(archive)
     try:
-        report = importer_for(node_root, trust_deidentified=True).run([archive])
+        report = importer_for(node_root, trust_deidentified=True, owner=account).run([archive])
     finally:
         archive.unlink(missing_ok=True)
     return {

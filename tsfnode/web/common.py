@@ -1,7 +1,7 @@
 """What every page of the web application shares: rendering a template in the person's
 language with the page's security headers, the signed-in person's key, names from the
 directory, times as each language writes them, a refusal in the person's language (as a
-page's message or as an HTTP answer)."""
+page's message or as an HTTP answer), the case of a URL if the person may see it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tsfnode.auth.accounts import person_of_account
 from tsfnode.auth.sessions import Session
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
-from tsfnode.i18n import LANGUAGES, choose_language, texts, translator
+from tsfnode.i18n import LANGUAGES, N_, choose_language, texts, translator
 
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 
@@ -128,3 +128,25 @@ def refusal(
     """An HTTP refusal whose text is the catalogue's ``key``, in the person's language
     (``person``: the signed-in person's own, when known)."""
     return kind(text=texts(choose_language(request, person))(key))
+
+
+async def seen_case(request: web.Request, session: Session) -> tuple[bytes, bytes, dict[str, Any]]:
+    """(case id, person key, the case's row) of the case the URL names, if the signed-in
+    person may see it (cases/policy.py decides). Otherwise 404 "no such case", the answer
+    for a case that does not exist: whether it does is not told."""
+    try:
+        case_id = bytes.fromhex(request.match_info["id"])
+    except ValueError:
+        raise refusal(request, web.HTTPNotFound, N_("no_such_case"), session.language) from None
+    cursor = await request.config_dict[STORE].db.execute(
+        "SELECT person_key FROM accounts WHERE id = ?", (session.account_id,)
+    )
+    found = await cursor.fetchone()
+    if found is None or found[0] is None:  # an account that is nobody (the admin's)
+        raise refusal(request, web.HTTPNotFound, N_("no_such_case"), session.language)
+    person = bytes(found[0])
+    try:
+        row = await request.config_dict[CASES].seen(case_id, person, request_now(request))
+    except CaseError as exc:
+        raise http_error(request, exc) from None
+    return case_id, person, row

@@ -40,6 +40,7 @@ from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import N_, choose_language, texts
 from tsfnode.intake.importer import importer_for
+from tsfnode.intake.owners import NoSuchStudy, StudyOwners
 from tsfnode.intake.review import ReviewBook
 from tsfnode.intake.uploads import UploadFolder
 from tsfnode.logs import log
@@ -146,18 +147,24 @@ async def batch_import(request: web.Request) -> web.Response:
             words = texts(choose_language(request, session.language))
             raise web.HTTPConflict(text=words.plural("files_uploading", len(waiting)))
         root = request.config_dict[NODE_DIR].root
-        result = await asyncio.to_thread(_import, root, folder)
+        result = await asyncio.to_thread(_import, root, folder, session.account_id)
         (folder / "result.json").write_text(json.dumps(result))
         log("web upload imported", account=session.username, files=len(result["taken"]))
     result = json.loads((folder / "result.json").read_text())
-    studies = await asyncio.to_thread(lambda: [_study(book, u) for u in result["studies"]])
+    owners = StudyOwners(request.config_dict[NODE_DIR].intake)
+
+    def shown() -> list[dict[str, Any]]:  # of the studies found, those this sender owns
+        mine = owners.studies_of(result["studies"], session.account_id)
+        return [_study(book, u) for u in mine]
+
+    studies = await asyncio.to_thread(shown)
     return web.json_response({"studies": studies, "rejected": result["rejected"]})
 
 
-def _import(root: Path, folder: Path) -> dict[str, Any]:
+def _import(root: Path, folder: Path, account: int) -> dict[str, Any]:
     files = sorted((folder / "files").glob("*")) if (folder / "files").exists() else []
     try:
-        report = importer_for(root).run(files)
+        report = importer_for(root, owner=account).run(files)
     finally:
         shutil.rmtree(folder / "files", ignore_errors=True)  # identifiable: gone once taken
     return {
@@ -193,14 +200,15 @@ def _study(book: ReviewBook, uid: str) -> dict[str, Any]:
 
 
 async def _own_study(request: web.Request, session: Session) -> str:
-    """The study of the URL, if it came from one of this sender's batches."""
-    uid = request.match_info["uid"]
-    root = request.config_dict[NODE_DIR].root / "uploads" / "web" / "batches"
-    for result in root.glob("*/result.json"):
-        if uid in json.loads(result.read_text())["studies"]:
-            if _batch_info(result.parent)["account"] == session.account_id:
-                return uid
-    raise web.HTTPNotFound(text="no such study among your uploads")
+    """The study of the URL, if this sender may use it (intake/owners.py); 404 as for
+    a study that is not there."""
+    owners = StudyOwners(request.config_dict[NODE_DIR].intake)
+    try:
+        return await asyncio.to_thread(
+            owners.require, request.match_info["uid"], session.account_id
+        )
+    except NoSuchStudy as exc:
+        raise web.HTTPNotFound(text=str(exc)) from None
 
 
 async def preview(request: web.Request) -> web.Response:
@@ -341,9 +349,14 @@ async def submit(request: web.Request) -> web.Response:
                 "choose one of the studies found in your files",
                 key=N_("choose_study"),
             )
+        owners = StudyOwners(request.config_dict[NODE_DIR].intake)
+        if not await asyncio.to_thread(owners.may_use, study, session.account_id):
+            # its images were already on this node, brought by another account first
+            return await new_page(request, error=N_("study_not_yours"), values=values, status=404)
         routing, _, target = str(posted.get("route", "")).partition(":")
         made = await request.config_dict[CASES].submit(
             person,
+            account=session.account_id,
             study_uid=study,
             routing=routing,
             target=target,

@@ -29,7 +29,7 @@ from aiohttp.helpers import ChainMapProxy
 
 from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, STORE
 from tsfnode.auth.accounts import DICOMWEB_TOKEN, create_token
-from tsfnode.auth.sessions import check_csrf, require
+from tsfnode.auth.sessions import Session, check_csrf, require
 from tsfnode.cases.images import image_folders
 from tsfnode.clock import CLOCK, request_now
 from tsfnode.errors import NodeError
@@ -44,8 +44,7 @@ from tsfnode.images.export import (
     check_destination,
 )
 from tsfnode.info import dicomweb_base_url
-from tsfnode.web.common import language_of, render_page, when
-from tsfnode.web.viewer import _may_see
+from tsfnode.web.common import language_of, render_page, seen_case, when
 
 PEOPLE = ("sender", "reader", "coordinator")
 
@@ -243,9 +242,10 @@ async def delete_destination(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/web/tools#destinations")
 
 
-async def _case_files(request: web.Request) -> tuple[bytes, bytes, list[Path]]:
-    """(case id, person key, the case's DICOM files) if the person may see the case."""
-    case_id, person = await _may_see(request)
+async def _case_files(request: web.Request, session: Session) -> tuple[bytes, bytes, list[Path]]:
+    """(case id, person key, the case's DICOM files) if the person may see the case
+    (404 if not, as for no such case)."""
+    case_id, person, _ = await seen_case(request, session)
     folders = await image_folders(request.config_dict[CASES], case_id)
     files = sorted(p for f in folders if f.exists() for p in f.rglob("*.dcm"))
     return case_id, person, files
@@ -253,7 +253,7 @@ async def _case_files(request: web.Request) -> tuple[bytes, bytes, list[Path]]:
 
 async def export_zip(request: web.Request) -> web.StreamResponse:
     session = await require(request, *PEOPLE)
-    case_id, person, files = await _case_files(request)
+    case_id, person, files = await _case_files(request, session)
     exports = request.config_dict[NODE_DIR].root / "exports"
     exports.mkdir(mode=0o700, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix="case-", suffix=".zip", dir=exports)
@@ -299,7 +299,7 @@ def _open_unlinked(path: Path) -> BinaryIO:
 async def send(request: web.Request) -> web.Response:
     session = await require(request, *PEOPLE)
     form = await check_csrf(request, session)
-    case_id, person, files = await _case_files(request)
+    case_id, person, files = await _case_files(request, session)
     mine = {str(d["id"]): d for d in await destinations_of(request, session.account_id)}
     chosen = mine.get(str(form.get("destination", "")))
     if chosen is None:

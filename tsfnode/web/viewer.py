@@ -23,20 +23,17 @@ import numpy as np
 from aiohttp import web
 from aiohttp.helpers import ChainMapProxy
 
-from tsfnode.appkeys import CASES, NODE_DIR, RENDERER, STORE
+from tsfnode.appkeys import CASES, NODE_DIR, RENDERER
 from tsfnode.auth.sessions import require
 from tsfnode.cases.images import Listings, image_folders, int_of, listed_series
-from tsfnode.cases.service import roles_for
 from tsfnode.clock import request_now
-from tsfnode.i18n import N_
 from tsfnode.images.render import (
     FULL,
     Window,
     attributes,
 )
-from tsfnode.store.cases import case_from_row
 from tsfnode.web.caseform import shown_form
-from tsfnode.web.common import language_of, refusal, render_page
+from tsfnode.web.common import language_of, render_page, seen_case
 
 WARM_AT_MOST = 10
 PEOPLE = ("sender", "reader", "coordinator")
@@ -44,23 +41,10 @@ PEOPLE = ("sender", "reader", "coordinator")
 
 async def _may_see(request: web.Request) -> tuple[bytes, bytes]:
     """The case id of the URL and the person's key, if the signed-in person may see the
-    case (404 if not)."""
+    case (404 if not, as for no such case)."""
     session = await require(request, *PEOPLE)
-    try:
-        case_id = bytes.fromhex(request.match_info["id"])
-    except ValueError:
-        raise refusal(request, web.HTTPNotFound, N_("no_such_case")) from None
-    cursor = await request.config_dict[STORE].db.execute(
-        "SELECT person_key FROM accounts WHERE id = ?", (session.account_id,)
-    )
-    found = await cursor.fetchone()
-    row = await request.config_dict[CASES].row(case_id)
-    if found is None or found[0] is None or row is None:
-        raise refusal(request, web.HTTPNotFound, N_("no_such_case"))
-    view = request.config_dict[CASES].view(request_now(request))
-    if not roles_for(case_from_row(row), bytes(found[0]), view):
-        raise refusal(request, web.HTTPNotFound, N_("no_such_case"))
-    return case_id, bytes(found[0])
+    case_id, person, _ = await seen_case(request, session)
+    return case_id, person
 
 
 SERIES = web.AppKey("viewer_series", Listings[list[dict[str, Any]]])
