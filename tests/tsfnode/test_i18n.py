@@ -169,7 +169,6 @@ KNOWN_BYPASSES = {
     "new_case.py: HTTPNotFound(text='no such batch')",
     'new_case.py: HTTPBadRequest(text=\'send {"name": <file name>, "size": <bytes>}\')',
     "new_case.py: HTTPBadRequest(text='batch: the id given by the first upload')",
-    "new_case.py: HTTPNotFound(text='no such study among your uploads')",
     "new_case.py: HTTPNotFound(text='no such image to check')",
     "new_case.py: HTTPBadRequest(text=\"'image': the SOP Instance UID of the image\")",
     "new_case.py: HTTPUnprocessableEntity(text=str(exc))",

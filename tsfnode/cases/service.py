@@ -150,8 +150,9 @@ class CaseService:
             except Exception as exc:  # a bug must not stop deadlines for good
                 log("case loop error", error=type(exc).__name__, detail=str(exc)[:200])
             self._wake.clear()
+            sleep_s = await self._sleep_s()  # first: a stop here leaves no coroutine behind
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), await self._sleep_s())
+                await asyncio.wait_for(self._wake.wait(), sleep_s)
 
     async def _sleep_s(self) -> float:
         """Until the next scan, or sooner the next deadline of a case kept here."""

@@ -207,8 +207,8 @@ async def _own_study(request: web.Request, session: Session) -> str:
         return await asyncio.to_thread(
             owners.require, request.match_info["uid"], session.account_id
         )
-    except NoSuchStudy as exc:
-        raise web.HTTPNotFound(text=str(exc)) from None
+    except NoSuchStudy:
+        raise refusal(request, web.HTTPNotFound, N_("no_such_study"), session.language) from None
 
 
 async def preview(request: web.Request) -> web.Response:
