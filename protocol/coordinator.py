@@ -296,16 +296,11 @@ class Coordinator:
             routing = Routing.COMMUNITY if route.community else Routing.GROUP
             target, beyond = route.group, False
             delay = delay_hours or self.default_delay_hours
-        case = Case(
-            case_id=case_id,
-            sender=sender,
-            routing=routing,
-            target=target,
-            delay_ms=delay * HOUR_MS,
-            needs_acceptance=beyond,
+        case = _sent(
+            Case(case_id, sender, routing, target, delay * HOUR_MS, needs_acceptance=beyond),
+            sender_node=self.node,
+            now=now,
         )
-        case, _ = apply(case, "submit", by=sender, roles=SENDER, now=now)
-        case, _ = apply(case, "send", by=self.node, roles=NODE, now=now)
         return Step(
             case,
             (
@@ -423,16 +418,13 @@ class Coordinator:
     ) -> Step:
         """A copy of a case, from the sender's signed request that came with its study:
         delivered here (a pair's case is its reader's; a group's waits for a reader)."""
-        case = Case(
-            case_id=case_id,
-            sender=sender,
-            routing=routing,
-            target=target,
-            delay_ms=delay_hours * HOUR_MS,
-            needs_acceptance=over_quota,
+        case = _sent(
+            Case(
+                case_id, sender, routing, target, delay_hours * HOUR_MS, needs_acceptance=over_quota
+            ),
+            sender_node=sender_node,
+            now=submitted_ms,
         )
-        case, _ = apply(case, "submit", by=sender, roles=SENDER, now=submitted_ms)
-        case, _ = apply(case, "send", by=sender_node, roles=NODE, now=submitted_ms)
         case, notes = apply(case, "deliver", by=self.node, roles=NODE, now=now)
         audit = Audit(case_id=case_id, actor=sender_node, action="receive", detail=case.state.value)
         return Step(case, (*notes, audit))
@@ -461,3 +453,10 @@ class Coordinator:
             Audit(case_id=case.case_id, actor=case.sender, action="evaluate", detail=detail),
         )
         return Step(case, effects)
+
+
+def _sent(case: Case, *, sender_node: bytes, now: int) -> Case:
+    """A new case submitted by its sender and sent by the sender's node at ``now``."""
+    case, _ = apply(case, "submit", by=case.sender, roles=SENDER, now=now)
+    case, _ = apply(case, "send", by=sender_node, roles=NODE, now=now)
+    return case

@@ -51,6 +51,7 @@ from tsfnode.nodedir import NodeDir
 from tsfnode.peer.app import create_peer_app
 from tsfnode.store import Store
 from tsfnode.store.blobs import BlobStore
+from tsfnode.transfers.context import NodeContext
 from tsfnode.transfers.service import TransferService
 from tsfnode.web.app import create_web_app
 
@@ -104,8 +105,10 @@ async def _peering_ctx(app: web.Application) -> AsyncIterator[None]:
         log("peering stopped")
 
 
-async def _transfers_ctx(app: web.Application) -> AsyncIterator[None]:
-    service = TransferService(
+async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Transfers (outbox, inbox, relay), then cases on top of them (deadlines, retention,
+    figures), sharing one ``NodeContext``; stopped in the reverse order."""
+    context = NodeContext(
         identity=app[IDENTITY],
         config=app[CONFIG],
         node_dir=app[NODE_DIR],
@@ -114,33 +117,18 @@ async def _transfers_ctx(app: web.Application) -> AsyncIterator[None]:
         directory=app[DIRECTORY],
         clock=app[CLOCK],
     )
-    app[TRANSFERS] = service
-    await service.start()
+    transfers = app[TRANSFERS] = TransferService(context)
+    await transfers.start()
     try:
-        yield
+        cases = app[CASES] = CaseService(context, transfers)
+        await cases.start()
+        try:
+            yield
+        finally:
+            await cases.stop()
     finally:
-        await service.stop()
+        await transfers.stop()
         log("transfers stopped")
-
-
-async def _cases_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Cases: deadlines, retention, figures (casework.py), on top of transfers."""
-    service = CaseService(
-        identity=app[IDENTITY],
-        config=app[CONFIG],
-        node_dir=app[NODE_DIR],
-        store=app[STORE],
-        blobs=app[BLOBS],
-        directory=app[DIRECTORY],
-        transfers=app[TRANSFERS],
-        clock=app[CLOCK],
-    )
-    app[CASES] = service
-    await service.start()
-    try:
-        yield
-    finally:
-        await service.stop()
 
 
 async def _dicom_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -192,8 +180,7 @@ def create_app(
     app[RENDERER] = Renderer()
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_peering_ctx)
-    app.cleanup_ctx.append(_transfers_ctx)
-    app.cleanup_ctx.append(_cases_ctx)
+    app.cleanup_ctx.append(_services_ctx)
     app.cleanup_ctx.append(_dicom_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", root)

@@ -181,6 +181,13 @@ async def require(request: web.Request, *roles: str) -> Session:
     return session
 
 
+async def posted_form(request: web.Request, *roles: str) -> tuple[Session, dict[str, Any]]:
+    """The signed-in person (``require``) and the form they posted, if it carries their
+    session's CSRF token (``check_csrf``)."""
+    session = await require(request, *roles)
+    return session, await check_csrf(request, session)
+
+
 async def check_csrf(request: web.Request, session: Session) -> dict[str, Any]:
     """The posted form, if it carries the session's CSRF token (else 403)."""
     form = dict(await request.post())

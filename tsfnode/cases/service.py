@@ -63,18 +63,13 @@ from tsfnode.cases import policy
 from tsfnode.cases.audit_log import AuditLog
 from tsfnode.cases.metrics import publish_stats
 from tsfnode.cases.pairs import keep_proposal
-from tsfnode.clock import Clock
-from tsfnode.config import NodeConfig
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import N_
 from tsfnode.intake.owners import NoSuchStudy, StudyOwners
 from tsfnode.intake.pseudonyms import PseudonymMap
 from tsfnode.logs import log
-from tsfnode.network.directory import DirectoryService
-from tsfnode.nodedir import NodeDir
-from tsfnode.store import Store
-from tsfnode.store.blobs import BlobStore
 from tsfnode.store.cases import case_fields, case_from_row, fetch_dicts, row_with
+from tsfnode.transfers.context import NodeContext
 from tsfnode.transfers.outbox import queue_bundle
 from tsfnode.transfers.sealing import DOCUMENTS_FILE, seal_documents, seal_study
 from tsfnode.transfers.service import TransferService
@@ -91,19 +86,11 @@ def _hex(key: bytes | None) -> str | None:
 
 
 class CaseService:
-    def __init__(
-        self,
-        *,
-        identity: Identity,
-        config: NodeConfig,
-        node_dir: NodeDir,
-        store: Store,
-        blobs: BlobStore,
-        directory: DirectoryService,
-        transfers: TransferService,
-        clock: Clock,
-    ) -> None:
-        self.clock = clock
+    def __init__(self, context: NodeContext, transfers: TransferService) -> None:
+        identity, config, node_dir = context.identity, context.config, context.node_dir
+        store, blobs, directory = context.store, context.blobs, context.directory
+        self.context = context
+        self.clock = context.clock
         self.identity = identity
         self.me = identity.public.key
         self.config = config
@@ -870,16 +857,21 @@ class CaseService:
             }
             if not body["findings"] and not body["impression"]:
                 raise CaseError(400, "a report needs findings or an impression")
-            try:
-                raw = encode_document("report", body, person)
-            except ProtocolError as exc:
-                raise CaseError(400, f"report: {exc}") from None
+            raw = _signed("report", body, person)
             purpose = "report" if first else "addendum"
-            await self._send(case_id, [raw], [bytes(row["sender_node"])], purpose, now)
-            await self._keep_document(decode_document(raw), case_id, now)
+            doc = await self._send_kept(case_id, raw, [bytes(row["sender_node"])], purpose, now)
             await self._save(case, now, image_quality=body["image_quality"])
             await self._audit(who, case_id, purpose, now, str(body["image_quality"]))
-            return {"state": case.state.value, "report": decode_document(raw).digest.hex()}
+            return {"state": case.state.value, "report": doc.digest.hex()}
+
+    async def _send_kept(
+        self, case_id: bytes, raw: bytes, to: list[bytes], purpose: str, now: int
+    ) -> Document:
+        """Send a document signed here to the nodes ``to``, and keep it with the case."""
+        await self._send(case_id, [raw], to, purpose, now)
+        doc = decode_document(raw)
+        await self._keep_document(doc, case_id, now)
+        return doc
 
     async def _images_bundle(self, case_id: bytes) -> bytes:
         cursor = await self.db.execute(
@@ -895,27 +887,23 @@ class CaseService:
         async with self._lock:
             row, case, who, roles = await self._acting(case_id, person, now)
             _step(case, "message", who, roles, now)
-            try:
-                raw = encode_document(
-                    "case_message",
-                    {
-                        "case_id": case_id,
-                        "message_id": os.urandom(16),
-                        "created": now,
-                        "text": text,
-                        "in_reply_to": None,
-                        "extra": None,
-                    },
-                    person,
-                )
-            except ProtocolError as exc:
-                raise CaseError(400, f"message: {exc}") from None
+            raw = _signed(
+                "case_message",
+                {
+                    "case_id": case_id,
+                    "message_id": os.urandom(16),
+                    "created": now,
+                    "text": text,
+                    "in_reply_to": None,
+                    "extra": None,
+                },
+                person,
+            )
             if row["role"] == "sender":
                 to = [bytes.fromhex(n) for n in json.loads(row["recipients"])]
             else:
                 to = [bytes(row["sender_node"])]
-            await self._send(case_id, [raw], to, "message", now)
-            await self._keep_document(decode_document(raw), case_id, now)
+            await self._send_kept(case_id, raw, to, "message", now)
             await self._audit(who, case_id, "message", now)
             return {"sent": True}
 
@@ -933,31 +921,27 @@ class CaseService:
             )
             case = _step(case, "evaluate", who, roles, now)
             (report, *_) = await self.documents(case_id, "report")
-            try:
-                raw = encode_document(
-                    "evaluation",
-                    {
-                        "case_id": case_id,
-                        "report": report.digest,
-                        "created": now,
-                        "relevant": _bool(fields, "relevant"),
-                        "useful": _bool(fields, "useful"),
-                        "changed_management": _bool(fields, "changed_management"),
-                        "teaching_consent": bool(fields.get("teaching_consent", False)),
-                        "comment": str(fields.get("comment", "")),
-                    },
-                    person,
-                )
-            except ProtocolError as exc:
-                raise CaseError(400, f"evaluation: {exc}") from None
+            raw = _signed(
+                "evaluation",
+                {
+                    "case_id": case_id,
+                    "report": report.digest,
+                    "created": now,
+                    "relevant": _bool(fields, "relevant"),
+                    "useful": _bool(fields, "useful"),
+                    "changed_management": _bool(fields, "changed_management"),
+                    "teaching_consent": bool(fields.get("teaching_consent", False)),
+                    "comment": str(fields.get("comment", "")),
+                },
+                person,
+            )
             reader = self.view(now).members.get(case.reader or b"")
             to = (
                 [reader.body["home_node"]]
                 if reader is not None
                 else [bytes.fromhex(n) for n in json.loads(row["recipients"])]
             )
-            await self._send(case_id, [raw], to, "evaluation", now)
-            await self._keep_document(decode_document(raw), case_id, now)
+            await self._send_kept(case_id, raw, to, "evaluation", now)
             await self._save(case, now, evaluated_ms=now, useful=int(_bool(fields, "useful")))
             await self._audit(who, case_id, "evaluate", now)
             return {"state": case.state.value}
@@ -1148,3 +1132,11 @@ def document_json(doc: Document) -> dict[str, Any]:
         if k not in ("form",)
     }
     return {"kind": doc.kind, "signer": doc.signer.key.hex(), "digest": doc.digest.hex(), **body}
+
+
+def _signed(kind: str, body: dict[str, Any], person: Identity) -> bytes:
+    """A person's document of ``kind``, signed; a body the schema refuses is a 400."""
+    try:
+        return encode_document(kind, body, person)
+    except ProtocolError as exc:
+        raise CaseError(400, f"{kind.replace('case_', '')}: {exc}") from None

@@ -47,21 +47,16 @@ from protocol.bundle import (
 )
 from protocol.documents import decode_document, digest, encode_document
 from protocol.errors import ProtocolError
-from protocol.identity import Identity, PublicIdentity
+from protocol.identity import PublicIdentity
 from protocol.transfer import (
     ChunkSet,
     Download,
     encode_mail_poll,
 )
-from tsfnode.clock import Clock
-from tsfnode.config import NodeConfig
 from tsfnode.logs import log
-from tsfnode.network.directory import DirectoryService
-from tsfnode.nodedir import NodeDir
-from tsfnode.store import Store
-from tsfnode.store.blobs import BlobStore
 from tsfnode.store.transfers import Bundle, TransferStore
 from tsfnode.transfers.chunkfiles import BodyTooLong, ChunkFiles, DiskFull, RunWriter
+from tsfnode.transfers.context import NodeContext
 from tsfnode.transfers.diskcalls import DiskCalls
 from tsfnode.transfers.outbox import (
     AttemptFailed,
@@ -96,17 +91,15 @@ class ChunkLost(Exception):
 
 
 class TransferService:
-    def __init__(
-        self,
-        *,
-        identity: Identity,
-        config: NodeConfig,
-        node_dir: NodeDir,
-        store: Store,
-        blobs: BlobStore,
-        directory: DirectoryService,
-        clock: Clock,
-    ) -> None:
+    def __init__(self, context: NodeContext) -> None:
+        identity, config, node_dir = context.identity, context.config, context.node_dir
+        store, blobs, directory, clock = (
+            context.store,
+            context.blobs,
+            context.directory,
+            context.clock,
+        )
+        self.context = context
         self.clock = clock
         self.identity = identity
         self.me = identity.public.key

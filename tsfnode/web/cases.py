@@ -20,6 +20,7 @@ from tsfnode.auth.sessions import (
     SignInRefused,
     check_csrf,
     home_of,
+    posted_form,
     require,
     safe_next,
     set_cookie,
@@ -260,8 +261,7 @@ async def show_case(request: web.Request) -> web.Response:
 
 async def act(request: web.Request) -> web.Response:
     """The forms of the case page: claim, report, message, evaluation."""
-    session = await require(request, *PEOPLE)
-    form = await check_csrf(request, session)
+    session, form = await posted_form(request, *PEOPLE)
     person = await person_of(request, session)
     service = request.config_dict[CASES]
     case_id = bytes.fromhex(request.match_info["id"])

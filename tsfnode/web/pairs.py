@@ -10,7 +10,7 @@ from aiohttp import web
 
 from protocol.identity import PublicIdentity
 from tsfnode.appkeys import CASES
-from tsfnode.auth.sessions import check_csrf, require
+from tsfnode.auth.sessions import posted_form, require
 from tsfnode.cases import pairs
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
@@ -66,8 +66,7 @@ async def show(request: web.Request) -> web.Response:
 
 
 async def act(request: web.Request) -> web.Response:
-    session = await require(request, *PARTIES)
-    form = await check_csrf(request, session)
+    session, form = await posted_form(request, *PARTIES)
     person = await person_of(request, session)
     service = request.config_dict[CASES]
     now = request_now(request)

@@ -29,7 +29,7 @@ from aiohttp.helpers import ChainMapProxy
 
 from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, STORE
 from tsfnode.auth.accounts import DICOMWEB_TOKEN, create_token
-from tsfnode.auth.sessions import Session, check_csrf, require
+from tsfnode.auth.sessions import Session, check_csrf, posted_form, require
 from tsfnode.cases.images import image_folders
 from tsfnode.clock import CLOCK, request_now
 from tsfnode.errors import NodeError
@@ -182,8 +182,7 @@ async def show(request: web.Request) -> web.Response:
 
 
 async def new_token(request: web.Request) -> web.Response:
-    session = await require(request, *PEOPLE)
-    form = await check_csrf(request, session)
+    session, form = await posted_form(request, *PEOPLE)
     label = str(form.get("label", "")).strip()[:60]
     try:
         days = int(str(form.get("days", "90")))
@@ -201,8 +200,7 @@ async def new_token(request: web.Request) -> web.Response:
 
 
 async def revoke_token(request: web.Request) -> web.Response:
-    session = await require(request, *PEOPLE)
-    form = await check_csrf(request, session)
+    session, form = await posted_form(request, *PEOPLE)
     db = request.config_dict[STORE].db
     await db.execute(
         "UPDATE api_tokens SET revoked = 1 WHERE rowid = ? AND account_id = ? AND purpose = ?",
@@ -231,8 +229,7 @@ async def add_destination(request: web.Request) -> web.Response:
 
 
 async def delete_destination(request: web.Request) -> web.Response:
-    session = await require(request, *PEOPLE)
-    form = await check_csrf(request, session)
+    session, form = await posted_form(request, *PEOPLE)
     db = request.config_dict[STORE].db
     await db.execute(
         "DELETE FROM dicom_destinations WHERE id = ? AND account_id = ?",
@@ -297,8 +294,7 @@ def _open_unlinked(path: Path) -> BinaryIO:
 
 
 async def send(request: web.Request) -> web.Response:
-    session = await require(request, *PEOPLE)
-    form = await check_csrf(request, session)
+    session, form = await posted_form(request, *PEOPLE)
     case_id, person, files = await _case_files(request, session)
     mine = {str(d["id"]): d for d in await destinations_of(request, session.account_id)}
     chosen = mine.get(str(form.get("destination", "")))
