@@ -3,10 +3,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 
 from bootstrap.keys import write_key
 from bootstrap.network import demo_anchor
-from tests.nodes import tsfnode
+from tests.harness.inprocess import LocalNode, start_local_node
+from tests.harness.nodes import tsfnode
 
 
 @pytest.fixture
@@ -26,3 +28,35 @@ def anchor_key(tmp_path: Path) -> Path:
     path = tmp_path / "demo-anchor.key"
     write_key(path, demo_anchor())
     return path
+
+
+@pytest.fixture
+async def local_node(tmp_path: Path, aiohttp_client: AiohttpClient) -> LocalNode:
+    """A node's application in this process (tests.harness.inprocess), its clock held
+    still at START_MS until the test moves it."""
+    return await start_local_node(tmp_path / "cotonou", aiohttp_client)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With pytest-xdist (``--dist loadgroup``), the tests that share a module- or
+    session-wide fixture (a network of real nodes, the intake of every real file) run in
+    one worker, so that it is built once; every other test goes where there is room."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        shared = sorted(
+            (definition.scope != "session", definition.baseid, name)
+            for name, definitions in info.name2fixturedefs.items()
+            for definition in definitions[-1:]
+            if definition.scope in ("module", "session") and _costly(definition.baseid, name)
+        )
+        if shared:
+            _, baseid, name = shared[0]
+            item.add_marker(pytest.mark.xdist_group(f"{baseid or 'tests'}::{name}"))
+
+
+def _costly(baseid: str, name: str) -> bool:
+    """A fixture of this project's tests (not of a plugin: event loops and the like)."""
+    return baseid.startswith("tests")

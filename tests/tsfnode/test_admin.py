@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from tests.nodes import RunningNode, get_json, tsfnode
+from tests.harness.nodes import RunningNode, get_json, tsfnode
 
 
 def test_network_create_writes_a_network_and_an_offline_anchor_key(tmp_path: Path) -> None:

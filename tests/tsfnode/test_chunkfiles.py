@@ -16,7 +16,7 @@ from protocol.bundle import BundleSealer, Manifest, encode_plaintext_header
 from protocol.errors import ProtocolError
 from protocol.identity import Identity
 from protocol.transfer import ChunkSet
-from tests.mounts import small_tmpfs
+from tests.harness.mounts import small_tmpfs
 from tsfnode.store.blobs import BlobStore
 from tsfnode.transfers.chunkfiles import BodyTooLong, ChunkFiles, DiskFull, RunWriter
 from tsfnode.transfers.diskcalls import DiskCalls

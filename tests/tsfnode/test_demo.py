@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.nodes import get_json
+from tests.harness.nodes import get_json
 
 DEMO_NAMES = ("Hôpital Erasme", "CHU Cotonou", "Dakar")
 

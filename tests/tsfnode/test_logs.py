@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.nodes import RunningNode, get
+from tests.harness.nodes import RunningNode, get
 
 PATIENT = "DUPONT^MARIE"
 

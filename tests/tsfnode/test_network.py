@@ -16,16 +16,16 @@ import pytest
 from protocol.directory import make_record
 from protocol.envelope import encode_envelope
 from protocol.identity import Identity
-from tests.cluster import (
+from tests.harness.cluster import (
     FAST,
     Cluster,
     add_records,
     configure,
     directory_names,
     node_id,
-    wait_for,
 )
-from tests.nodes import RunningNode, get_json, tsfnode
+from tests.harness.nodes import RunningNode, get_json, tsfnode
+from tests.harness.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 N = 8

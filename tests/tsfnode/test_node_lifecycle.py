@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from protocol.identity import PublicIdentity
-from tests.nodes import RunningNode, get_json, tsfnode
+from tests.harness.nodes import RunningNode, get_json, tsfnode
 from tsfnode.store import SCHEMA_VERSION
 
 

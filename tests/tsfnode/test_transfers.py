@@ -29,10 +29,11 @@ from protocol.bundle import Manifest
 from protocol.documents import decode_document
 from protocol.identity import PublicIdentity
 from protocol.transfer import PRIORITY_URGENT, ChunkSet, RateLimit
-from tests.cluster import Cluster, configure, wait_for
-from tests.mounts import small_tmpfs
-from tests.nodes import get_json, tsfnode
-from tests.tsfnode.intake.conftest import PYDICOM_FILES, pydicom_data_folder
+from tests.harness.cluster import Cluster, configure
+from tests.harness.data import PYDICOM_FILES, pydicom_data_folder
+from tests.harness.mounts import small_tmpfs
+from tests.harness.nodes import get_json, tsfnode
+from tests.harness.waiting import wait_for
 from tsfnode.intake.compress import encode_for_transport
 from tsfnode.intake.review import ReviewBook
 from tsfnode.keyfile import read_key

@@ -29,11 +29,11 @@ import pydicom
 import pytest
 from PIL import Image
 
-from tests.cluster import wait_for
-from tests.nodes import tsfnode
-from tests.people import FORM, PASSWORD, Browser, PairedNet, call
-from tests.studies import ct_series
-from tests.tsfnode.intake.conftest import PYDICOM_FILES, pydicom_data_folder
+from tests.harness.data import PYDICOM_FILES, pydicom_data_folder
+from tests.harness.nodes import tsfnode
+from tests.harness.people import FORM, PASSWORD, Browser, PairedNet, call
+from tests.harness.studies import ct_series
+from tests.harness.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

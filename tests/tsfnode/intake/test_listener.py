@@ -10,8 +10,9 @@ from pathlib import Path
 import pydicom
 import tomli_w
 
-from tests.nodes import RunningNode
-from tests.tsfnode.intake.conftest import PYDICOM_FILES, require_tool
+from tests.harness.data import PYDICOM_FILES
+from tests.harness.nodes import RunningNode
+from tests.tsfnode.intake.conftest import require_tool
 
 CT = PYDICOM_FILES / "CT_small.dcm"
 JPEG_LS = PYDICOM_FILES / "MR_small_jpeg_ls_lossless.dcm"

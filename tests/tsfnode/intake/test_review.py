@@ -11,8 +11,8 @@ import numpy
 import pydicom
 import pytest
 
-from tests.nodes import RunningNode, tsfnode
-from tests.tsfnode.intake.conftest import PYDICOM_FILES
+from tests.harness.data import PYDICOM_FILES
+from tests.harness.nodes import RunningNode, tsfnode
 from tests.tsfnode.intake.test_send import sender_token
 from tsfnode.errors import NodeError
 from tsfnode.intake.importer import importer_for

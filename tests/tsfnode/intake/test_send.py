@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pydicom
 
-from tests.nodes import RunningNode, tsfnode
-from tests.proxy import LoopThread, Proxy
-from tests.tsfnode.intake.conftest import PYDICOM_FILES, pydicom_data_folder
+from tests.harness.data import PYDICOM_FILES, pydicom_data_folder
+from tests.harness.nodes import RunningNode, tsfnode
+from tests.harness.proxy import LoopThread, Proxy
 
 CT = PYDICOM_FILES / "CT_small.dcm"
 BIG = pydicom_data_folder() / "US1_UNCR.dcm"  # about 900 KB: several chunks

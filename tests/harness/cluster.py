@@ -4,31 +4,21 @@ anchor. Used by the network and transfer tests."""
 
 from __future__ import annotations
 
-import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
 from bootstrap.network import NetworkFile, demo_anchor
-from tests.nodes import RunningNode, get_json, tsfnode
-from tests.proxy import LoopThread, Proxy
+from tests.harness.nodes import RunningNode, get_json, tsfnode
+from tests.harness.proxy import LoopThread, Proxy
 
 FAST = {
     "gossip": {"interval_ms": 300, "fanout": 2, "budget_kib": 64},
     "liveness": {"probe_interval_ms": 400, "probe_timeout_ms": 200},
 }
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for: {what}")
 
 
 def configure(directory: Path, **sections: dict[str, Any]) -> None:
