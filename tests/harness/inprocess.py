@@ -16,16 +16,19 @@ made in the node's store by the same functions the CLI calls (``create_account``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
+import io
 import json
+import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from protocol.identity import Identity, PublicIdentity
 from tsfnode.app import create_app
@@ -33,6 +36,7 @@ from tsfnode.appkeys import STORE
 from tsfnode.auth.accounts import DICOMWEB_TOKEN, create_account, create_token
 from tsfnode.clock import ManualClock
 from tsfnode.config import NodeConfig
+from tsfnode.logs import AccessLogger, JsonFormatter
 from tsfnode.node import init_node
 from tsfnode.nodedir import NodeDir
 from tsfnode.store import Store
@@ -185,6 +189,26 @@ class LocalNode:
         return opened
 
 
+@contextlib.contextmanager
+def node_log() -> Iterator[io.StringIO]:
+    """What a node in this process logs, as ``tsfnode run`` writes it (JSON lines, info
+    and above, pydicom's records dropped); the loggers are put back afterwards."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    root, pydicom_log = logging.getLogger(), logging.getLogger("pydicom")
+    saved = root.level, pydicom_log.propagate
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    pydicom_log.propagate = False
+    try:
+        yield out
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        pydicom_log.propagate = saved[1]
+
+
 async def start_local_node(
     root: Path,
     make_client: MakeClient,
@@ -199,5 +223,9 @@ async def start_local_node(
     identity = await asyncio.to_thread(init_node, root, settings)
     clock = ManualClock(start_ms)
     app = create_app(NodeDir(root), settings, identity, clock=clock)
-    client = await make_client(app)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(
+        access_log_class=AccessLogger, access_log=logging.getLogger("tsfnode.http")
+    )  # the node's own access log, as `tsfnode run` has it
+    client = await make_client(server)
     return LocalNode(root, settings, identity, clock, app, client, make_client)
