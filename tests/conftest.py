@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -7,19 +8,31 @@ from pytest_aiohttp import AiohttpClient
 
 from bootstrap.keys import write_key
 from bootstrap.network import demo_anchor
+from tests.harness.cluster import configure
 from tests.harness.inprocess import LocalNode, start_local_node
+from tests.harness.lan import alone_on_the_lan
 from tests.harness.nodes import tsfnode
 
 
 @pytest.fixture
 def node_dir(tmp_path: Path) -> Path:
-    """A freshly initialised node that listens on a free port of 127.0.0.1."""
+    """A freshly initialised node that listens on a free port of 127.0.0.1 and does not
+    announce itself by mDNS (a test of the LAN turns it on, on 127.0.0.1 only, and holds
+    tests.harness.lan's lock)."""
     directory = tmp_path / "erasme"
     result = tsfnode(
         "init", directory, "--name", "Hôpital Erasme", "--country", "BE", "--port", "0"
     )
     assert result.returncode == 0, result.stderr
+    configure(directory, discovery={"mdns": False})
     return directory
+
+
+@pytest.fixture
+def lan() -> Iterator[None]:
+    """This test alone, on this machine, announces and browses by mDNS."""
+    with alone_on_the_lan():
+        yield
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ anchor. Used by the network and transfer tests."""
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,10 +155,12 @@ class Cluster:
         return (i for i, n in enumerate(self.nodes) if n is not None)
 
     def partition(self, left: list[int], right: list[int]) -> None:
+        """Each side's proxies refuse the other side, and have cut its open connections,
+        when this returns."""
         for a, b in ((left, right), (right, left)):
             sources = {self.hosts[j] for j in b}
             for i in a:
-                self.loop.call(self.proxies[i].block, sources)
+                self.loop.run(_on_loop(self.proxies[i].block, sources))
 
     def new_group(self, tmp_path: Path, name: str, coordinator: str) -> Path:
         """Sign a group certificate and record with `tsfnode group create`."""
@@ -186,7 +188,7 @@ class Cluster:
 
     def heal(self) -> None:
         for proxy in self.proxies:
-            self.loop.call(proxy.unblock)
+            self.loop.run(_on_loop(proxy.unblock))
 
     def close(self) -> None:
         if self._closed:
@@ -204,3 +206,8 @@ class Cluster:
         self.loop.close()
         if errors:
             raise errors[0]
+
+
+async def _on_loop(fn: Callable[..., None], *args: Any) -> None:
+    """Call ``fn`` on the proxies' loop (LoopThread.run waits for it to be done)."""
+    fn(*args)

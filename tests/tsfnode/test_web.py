@@ -117,13 +117,13 @@ def signed_in(browser: Any, base: str, username: str, lang: str, path: str) -> A
 
 
 def reload_until(page: Any, selector: str, what: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def shown() -> bool:
         if page.locator(selector).count():
-            return
-        time.sleep(0.5)
+            return True
         page.reload()
-    raise AssertionError(f"timed out waiting for: {what}")
+        return False
+
+    wait_for(what, shown, timeout=timeout)
 
 
 def fill_form(page: Any) -> None:
