@@ -132,7 +132,10 @@ class Cluster:
             return int(s.getsockname()[1])
 
     def start(self) -> None:
-        self.nodes = [RunningNode(d) for d in self.dirs]
+        """Every node, started side by side; returns once each answers."""
+        self.nodes = [RunningNode(d, wait=False) for d in self.dirs]
+        for node in self.nodes:
+            node.wait_ready(starting=len(self.nodes))
 
     def start_node(self, i: int) -> None:
         while len(self.nodes) <= i:

@@ -137,9 +137,13 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str,
 
 
 class RunningNode:
-    """`tsfnode run DIR` in a child process; ``url`` once it answers /healthz."""
+    """`tsfnode run DIR` in a child process; ``url`` once it answers /healthz.
 
-    def __init__(self, directory: Path) -> None:
+    ``wait=False`` returns as soon as the process is started, so that several nodes
+    start side by side; ``wait_ready()`` then waits for each (``starting`` is how many
+    start at once: each gets START_TIMEOUT_S more, as they share the machine)."""
+
+    def __init__(self, directory: Path, *, wait: bool = True) -> None:
         self.directory = directory
         self.log_path = directory.parent / f"{directory.name}.log"
         self._log = open(self.log_path, "ab")
@@ -149,10 +153,20 @@ class RunningNode:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-        self.url = self._wait_ready()
+        self.url = ""
+        if wait:
+            self.wait_ready()
 
-    def _wait_ready(self) -> str:
-        deadline = time.monotonic() + START_TIMEOUT_S
+    def wait_ready(self, starting: int = 1) -> str:
+        try:
+            self.url = self._wait_ready(START_TIMEOUT_S * max(1, starting))
+        except BaseException:
+            self.stop(signal.SIGKILL)
+            raise
+        return self.url
+
+    def _wait_ready(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"node exited at start:\n{self.logs()}")
@@ -164,8 +178,7 @@ class RunningNode:
             except (OSError, ValueError, KeyError):
                 pass
             time.sleep(0.05)
-        self.process.kill()
-        raise AssertionError(f"node did not answer within {START_TIMEOUT_S} s:\n{self.logs()}")
+        raise AssertionError(f"node did not answer within {timeout:g} s:\n{self.logs()}")
 
     def logs(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
