@@ -50,26 +50,12 @@ async def local_node(tmp_path: Path, aiohttp_client: AiohttpClient) -> LocalNode
     return await start_local_node(tmp_path / "cotonou", aiohttp_client)
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With pytest-xdist (``--dist loadgroup``), the tests that share a module- or
-    session-wide fixture (a network of real nodes, the intake of every real file) run in
-    one worker, so that it is built once; every other test goes where there is room."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is None:
-            continue
-        shared = sorted(
-            (definition.scope != "session", definition.baseid, name)
-            for name, definitions in info.name2fixturedefs.items()
-            for definition in definitions[-1:]
-            if definition.scope in ("module", "session") and _costly(definition.baseid, name)
-        )
-        if shared:
-            _, baseid, name = shared[0]
-            item.add_marker(pytest.mark.xdist_group(f"{baseid or 'tests'}::{name}"))
+    """The files of the slow lane first, each file's tests kept together and in order.
 
-
-def _costly(baseid: str, name: str) -> bool:
-    """A fixture of this project's tests (not of a plugin: event loops and the like)."""
-    return baseid.startswith("tests")
+    With pytest-xdist (``--dist loadfile --no-loadscope-reorder``) a file is one unit of
+    work, so that what its tests share (a network of nodes built once per module) is built
+    once, and units go to the workers in this order: the long files start first and the
+    short ones fill the gaps at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: the order within
