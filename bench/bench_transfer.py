@@ -25,8 +25,9 @@ from bootstrap.keys import write_key
 from bootstrap.network import demo_anchor
 from protocol.bundle import BundleSealer, Manifest, choose_chunk_size, encode_plaintext_header
 from protocol.identity import PublicIdentity
-from tests.cluster import Cluster, wait_for
-from tests.nodes import get_json
+from tests.harness.cluster import Cluster
+from tests.harness.nodes import get_json
+from tests.harness.waiting import wait_for
 from tsfnode.keyfile import read_key
 from tsfnode.store import Store
 from tsfnode.store.blobs import BlobStore

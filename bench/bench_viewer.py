@@ -23,10 +23,10 @@ from aiohttp import web
 from PIL import Image
 
 from bench.result import Result
-from tests.cluster import wait_for
-from tests.people import Browser, PairedNet
-from tests.proxy import LoopThread, Proxy
-from tests.studies import CT, ct_series
+from tests.harness.people import Browser, PairedNet
+from tests.harness.proxy import LoopThread, Proxy
+from tests.harness.studies import CT, ct_series
+from tests.harness.waiting import wait_for
 from tsfnode.images.render import PRESETS, Renderer, Window
 
 LINK = 250_000  # bytes per second: 2 Mbit/s

@@ -6,7 +6,7 @@ import base64
 import shutil
 from pathlib import Path
 
-from tests.nodes import tsfnode
+from tests.harness.nodes import tsfnode
 
 PASSWORD = "correct horse battery"
 

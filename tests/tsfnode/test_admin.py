@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import stat
 import tomllib
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 import tomli_w
 
-from tests.nodes import RunningNode, get_json, tsfnode
+from tests.harness.inprocess import LocalNode
+from tests.harness.nodes import RunningNode, tsfnode
 
 
 def test_network_create_writes_a_network_and_an_offline_anchor_key(tmp_path: Path) -> None:
@@ -88,19 +88,21 @@ def test_a_file_that_is_not_records_is_refused(node_dir: Path, tmp_path: Path) -
     assert "photo.jpg is not a records file" in result.stderr
 
 
-def test_nearest_measures_and_ranks_nodes(node_dir: Path) -> None:
-    with RunningNode(node_dir) as node:
-        result = tsfnode(
-            "nearest", node.url, "http://127.0.0.1:9", "--size-mb", "15", "--probe-kib", "64"
-        )
-        assert result.returncode == 0, result.stderr
-        lines = result.stdout.splitlines()
-        assert re.match(rf"\s+\d+\.\d s  {re.escape(node.url)}  RTT \d+ ms", lines[1])
-        assert lines[2].strip().startswith("unreachable  http://127.0.0.1:9")
-        ranked = get_json(f"{node.url}/api/v1/nearest?size_mb=1&probe_kib=64")
-        assert ranked == []  # no other node in its directory yet
+async def test_nearest_measures_and_ranks_nodes(local_node: LocalNode) -> None:
+    url = str(local_node.client.make_url("")).rstrip("/")
+    result = await asyncio.to_thread(  # the command measures the node this loop serves
+        tsfnode, "nearest", url, "http://127.0.0.1:9", "--size-mb", "15", "--probe-kib", "64"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert re.match(rf"\s+\d+\.\d s  {re.escape(url)}  RTT \d+ ms", lines[1])
+    assert lines[2].strip().startswith("unreachable  http://127.0.0.1:9")
+    ranked = await local_node.client.get("/api/v1/nearest?size_mb=1&probe_kib=64")
+    assert await ranked.json() == []  # no other node in its directory yet
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("lan")
 def test_a_workstation_finds_the_hospital_node_on_the_lan(node_dir: Path) -> None:
     path = node_dir / "config.toml"
     config = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -113,13 +115,11 @@ def test_a_workstation_finds_the_hospital_node_on_the_lan(node_dir: Path) -> Non
     assert node.url in result.stdout
 
 
-def test_speed_test_endpoint_bounds(node_dir: Path) -> None:
-    with RunningNode(node_dir) as node:
-        with urllib.request.urlopen(f"{node.url}/peer/v1/speedtest?bytes=1000", timeout=5) as r:
-            assert len(r.read()) == 1000
-        for bad in ("bytes=-1", "bytes=999999999", "bytes=many"):
-            with pytest.raises(urllib.error.HTTPError, match="400"):
-                urllib.request.urlopen(f"{node.url}/peer/v1/speedtest?{bad}", timeout=5)
-        request = urllib.request.Request(f"{node.url}/peer/v1/speedtest", data=bytes(5000))
-        with urllib.request.urlopen(request, timeout=5) as r:
-            assert r.read() == b'{"bytes": 5000}'
+async def test_speed_test_endpoint_bounds(local_node: LocalNode) -> None:
+    client = local_node.client
+    sent = await client.get("/peer/v1/speedtest?bytes=1000")
+    assert len(await sent.read()) == 1000
+    for bad in ("bytes=-1", "bytes=999999999", "bytes=many"):
+        assert (await client.get(f"/peer/v1/speedtest?{bad}")).status == 400
+    taken = await client.post("/peer/v1/speedtest", data=bytes(5000))
+    assert await taken.read() == b'{"bytes": 5000}'

@@ -1,4 +1,7 @@
-"""Each operator mistake gives one clear line, exit status 2, and changes nothing."""
+"""Each operator mistake gives one clear line, exit status 2, and changes nothing.
+
+`tsfnode run` is refused here in this process (the CLI's ``main``, whose status the
+process exits with); one refusal is checked in a real process too."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.nodes import RunningNode, tsfnode
+from tests.harness.nodes import tsfnode, tsfnode_here, tsfnode_process
 
 
 def files_of(directory: Path) -> dict[str, bytes]:
@@ -20,9 +23,10 @@ def files_of(directory: Path) -> dict[str, bytes]:
     }
 
 
-def assert_refused(directory: Path, *words: str) -> None:
+def assert_refused(directory: Path, *words: str, process: bool = False) -> None:
     before = files_of(directory)
-    result = tsfnode("run", directory, timeout=30)
+    run = tsfnode_process if process else tsfnode_here
+    result = run("run", str(directory))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
@@ -35,6 +39,11 @@ def assert_refused(directory: Path, *words: str) -> None:
 def test_missing_config(tmp_path: Path) -> None:
     tmp_path.joinpath("empty").mkdir()
     assert_refused(tmp_path / "empty", "config.toml is missing", "tsfnode init")
+
+
+def test_a_refused_node_process_exits_with_status_2_and_one_line(node_dir: Path) -> None:
+    (node_dir / "node.key").unlink()
+    assert_refused(node_dir, "node.key is missing", "backup", process=True)
 
 
 @pytest.mark.parametrize(
@@ -71,8 +80,7 @@ def test_corrupt_key_file(node_dir: Path) -> None:
 
 def test_key_of_another_node(node_dir: Path, tmp_path: Path) -> None:
     assert tsfnode("init", tmp_path / "other", "--name", "Other", "--port", "0").returncode == 0
-    with RunningNode(node_dir):
-        pass  # the database now records this node's id
+    # The database records its node's id from `init` on.
     (node_dir / "node.key").write_bytes((tmp_path / "other" / "node.key").read_bytes())
     assert_refused(node_dir, "does not belong to this node's database")
 

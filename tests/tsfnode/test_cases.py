@@ -35,10 +35,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bootstrap.keys import write_key
 from bootstrap.network import demo_anchor
-from tests.cluster import Cluster, add_records, wait_for
-from tests.nodes import tsfnode
-from tests.people import FORM, PASSWORD, REPORT, Browser, Person, Records, call, pair_up
-from tests.tsfnode.intake.conftest import PYDICOM_FILES
+from tests.harness.cluster import Cluster, add_records
+from tests.harness.data import PYDICOM_FILES
+from tests.harness.nodes import tsfnode
+from tests.harness.people import FORM, PASSWORD, REPORT, Browser, Person, Records, call, pair_up
+from tests.harness.waiting import wait_for
 from tsfnode.cases.metrics import week_of
 from tsfnode.i18n import texts
 

@@ -3,7 +3,6 @@ after a crash by their hashes, a full disk reported with what fitted."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import time
@@ -16,7 +15,8 @@ from protocol.bundle import BundleSealer, Manifest, encode_plaintext_header
 from protocol.errors import ProtocolError
 from protocol.identity import Identity
 from protocol.transfer import ChunkSet
-from tests.mounts import small_tmpfs
+from tests.harness.mounts import small_tmpfs
+from tests.harness.waiting import wait_until
 from tsfnode.store.blobs import BlobStore
 from tsfnode.transfers.chunkfiles import BodyTooLong, ChunkFiles, DiskFull, RunWriter
 from tsfnode.transfers.diskcalls import DiskCalls
@@ -175,8 +175,11 @@ async def test_disk_calls_run_on_the_loop_until_one_is_slow() -> None:
     assert await disk.run(threading.get_ident) != loop_thread
     with pytest.raises(ZeroDivisionError):  # errors come through either way
         await disk.run(divmod, 1, 0)
-    await asyncio.sleep(0.35)
-    assert await disk.run(threading.get_ident) == loop_thread
+
+    async def back_on_the_loop() -> bool:
+        return await disk.run(threading.get_ident) == loop_thread
+
+    await wait_until("calls come back to the loop after THREADS_FOR_S", back_on_the_loop)
     with pytest.raises(ZeroDivisionError):
         await disk.run(divmod, 1, 0)
 

@@ -11,7 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from tests.nodes import get_json
+import pytest
+
+from tests.harness.nodes import get_json
+from tests.harness.waiting import wait_for
 
 DEMO_NAMES = ("Hôpital Erasme", "CHU Cotonou", "Dakar")
 
@@ -34,6 +37,8 @@ def read_until(process: subprocess.Popen[bytes], marker: str, timeout: float) ->
     return out.decode()
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("lan")  # its nodes find each other by mDNS on 127.0.0.1
 def test_demo_serves_every_node_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "tsfnode", "demo", "--dir", str(tmp_path), "--base-port", "0"],
@@ -65,15 +70,15 @@ def test_demo_serves_every_node_and_stops_on_ctrl_c(tmp_path: Path) -> None:
                 "coordinator", "reader", "reader", "sender"
             ]  # fmt: skip
         assert "Pair / binôme: lecteur.erasme + emetteur.cotonou" in out
+
         # The demo network's nodes are admitted and find each other (mDNS on 127.0.0.1),
         # then see each other alive.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            views = [get_json(url + "/api/v1/peers")["counts"] for url in urls.values()]
-            if all(v.get("alive") == 2 for v in views):
-                break
-            time.sleep(0.5)
-        assert all(v.get("alive") == 2 for v in views), views
+        def views() -> list[dict[str, int]]:
+            return [get_json(url + "/api/v1/peers")["counts"] for url in urls.values()]
+
+        wait_for(
+            "each node sees the two others alive", lambda: all(v.get("alive") == 2 for v in views())
+        )
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
         assert "stopped" in read_until(process, "stopped", timeout=5)

@@ -1,7 +1,7 @@
 """DICOMweb on real nodes, called by a real client (dicomweb-client, from PyPI): Marie
 reads Koffi's CT and MR with her own viewer, as far as the access rules let her.
 
-The network is tests.people.PairedNet: Koffi sends at Cotonou (node 0); Marie reads
+The network is tests.harness.people.PairedNet: Koffi sends at Cotonou (node 0); Marie reads
 and Anne coordinates the paediatric group at Erasme (node 1). Two cases reach Marie: a
 CT series of six real slices and a real multi-frame MR (both JPEG-LS lossless after the
 sender's intake, as every study travels)."""
@@ -35,10 +35,10 @@ from pydicom.encaps import generate_frames
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
 from requests.exceptions import HTTPError
 
-from tests.cluster import wait_for
-from tests.nodes import tsfnode
-from tests.people import Browser, PairedNet, Person
-from tests.studies import ct_series
+from tests.harness.nodes import tsfnode
+from tests.harness.people import Browser, PairedNet, Person
+from tests.harness.studies import ct_series
+from tests.harness.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 QUICK = {

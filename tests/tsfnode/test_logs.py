@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
-from pathlib import Path
 
-import pytest
-
-from tests.nodes import RunningNode, get
+from tests.harness.inprocess import LocalNode, node_log
 
 PATIENT = "DUPONT^MARIE"
 
 
-def test_access_log_is_json_without_query_strings(node_dir: Path) -> None:
-    with RunningNode(node_dir) as node:
-        get(f"{node.url}/api/v1/node?PatientName={PATIENT}&PatientBirthDate=19800101")
-        with pytest.raises(urllib.error.HTTPError, match="404"):
-            urllib.request.urlopen(f"{node.url}/nothing-here?q={PATIENT}", timeout=5)
-    logs = node.logs()
+async def test_access_log_is_json_without_query_strings(local_node: LocalNode) -> None:
+    client = local_node.client
+    with node_log() as log:
+        ok = await client.get(f"/api/v1/node?PatientName={PATIENT}&PatientBirthDate=19800101")
+        assert ok.status == 200
+        missing = await client.get(f"/nothing-here?q={PATIENT}")
+        assert missing.status == 404
+    logs = log.getvalue()
     assert PATIENT not in logs
     assert "19800101" not in logs
     records = [json.loads(line) for line in logs.splitlines()]

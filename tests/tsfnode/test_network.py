@@ -16,16 +16,16 @@ import pytest
 from protocol.directory import make_record
 from protocol.envelope import encode_envelope
 from protocol.identity import Identity
-from tests.cluster import (
+from tests.harness.cluster import (
     FAST,
     Cluster,
     add_records,
     configure,
     directory_names,
     node_id,
-    wait_for,
 )
-from tests.nodes import RunningNode, get_json, tsfnode
+from tests.harness.nodes import RunningNode, get_json, tsfnode
+from tests.harness.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 N = 8
@@ -65,7 +65,6 @@ def test_eight_nodes_converge_partition_heal_revoke_and_detect_failure(
     # Partition into two halves: news on each side stays on that side, until healed.
     left, right = list(range(N // 2)), list(range(N // 2, N))
     cluster.partition(left, right)
-    time.sleep(1)
     for origin, name in ((0, "Left group"), (N - 1, "Right group")):
         records = cluster.new_group(tmp_path, name, coordinator_id)
         add_records(cluster.dirs[origin], records)
@@ -76,7 +75,12 @@ def test_eight_nodes_converge_partition_heal_revoke_and_detect_failure(
             and all("Right group" in directory_names(cluster.url(i), "group") for i in right)
         ),
     )
-    time.sleep(3)  # many gossip rounds: nothing crosses the partition
+    # Many gossip rounds later, nothing crossed the partition.
+    gossiped = [gossip_sent(cluster.url(i)) for i in range(N)]
+    wait_for(
+        "every node gossips ten more times",
+        lambda: all(gossip_sent(cluster.url(i)) >= gossiped[i] + 10 for i in range(N)),
+    )
     assert all("Right group" not in directory_names(cluster.url(i), "group") for i in left)
     assert all("Left group" not in directory_names(cluster.url(i), "group") for i in right)
     cluster.heal()
@@ -137,10 +141,16 @@ def test_eight_nodes_converge_partition_heal_revoke_and_detect_failure(
     assert "down" in tsfnode("peers", cluster.dirs[0]).stdout
 
 
+def gossip_sent(url: str) -> int:
+    """How many gossip exchanges the node at ``url`` began and got an answer to."""
+    return int(get_json(f"{url}/api/v1/peers")["stats"].get("sent_gossip_syn", 0))
+
+
 def node_id_of_key(path: Path) -> str:
     return tsfnode("key", "show", path).stdout.strip()
 
 
+@pytest.mark.usefixtures("lan")
 def test_two_nodes_discover_each_other_by_mdns_on_loopback(
     tmp_path: Path, anchor_key: Path
 ) -> None:

@@ -1,4 +1,5 @@
-"""init / run / restart / status / graceful shutdown of real node processes."""
+"""init / run / restart / status / graceful shutdown of real node processes (the slow
+lane); `init` and the JSON API in this process."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from protocol.identity import PublicIdentity
-from tests.nodes import RunningNode, get_json, tsfnode
+from tests.harness.inprocess import LocalNode
+from tests.harness.nodes import RunningNode, get_json, tsfnode
 from tsfnode.store import SCHEMA_VERSION
 
 
@@ -28,6 +30,7 @@ def test_init_creates_config_key_database_and_blob_store(node_dir: Path) -> None
     assert (node_dir / "blobs").is_dir()
 
 
+@pytest.mark.slow
 def test_init_prints_the_id_that_the_running_node_reports(tmp_path: Path) -> None:
     result = tsfnode("init", tmp_path / "n", "--name", "CHU Cotonou", "--port", "0")
     assert result.returncode == 0
@@ -56,6 +59,7 @@ def test_init_force_replaces_the_node_and_keeps_the_old_one_aside(node_dir: Path
     assert (aside / "node.db").exists()
 
 
+@pytest.mark.slow
 def test_identity_survives_restart(node_dir: Path) -> None:
     with RunningNode(node_dir) as node:
         first = get_json(node.url + "/peer/v1/hello")
@@ -65,6 +69,7 @@ def test_identity_survives_restart(node_dir: Path) -> None:
     assert second["name"] == "Hôpital Erasme"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_graceful_shutdown_on_signal(node_dir: Path, signum: int) -> None:
     node = RunningNode(node_dir)
@@ -78,6 +83,7 @@ def test_graceful_shutdown_on_signal(node_dir: Path, signum: int) -> None:
         pass
 
 
+@pytest.mark.slow
 def test_a_node_directory_is_served_only_once(node_dir: Path) -> None:
     with RunningNode(node_dir) as node:
         result = tsfnode("run", node_dir)
@@ -85,6 +91,7 @@ def test_a_node_directory_is_served_only_once(node_dir: Path) -> None:
         assert f"already being served (pid {node.process.pid})" in result.stderr
 
 
+@pytest.mark.slow
 def test_status_prints_id_addresses_and_database_state(node_dir: Path) -> None:
     stopped = tsfnode("status", node_dir)
     assert stopped.returncode == 0, stopped.stderr
@@ -98,9 +105,9 @@ def test_status_prints_id_addresses_and_database_state(node_dir: Path) -> None:
     assert "Node:      Hôpital Erasme (BE)" in running.stdout
 
 
-def test_json_api_reports_node_and_schema(node_dir: Path) -> None:
-    with RunningNode(node_dir) as node:
-        info = get_json(node.url + "/api/v1/node")
-    assert info["name"] == "Hôpital Erasme"
+async def test_json_api_reports_node_and_schema(local_node: LocalNode) -> None:
+    info = await (await local_node.client.get("/api/v1/node")).json()
+    assert info["name"] == "CHU Cotonou"
+    assert info["id"] == local_node.identity.public.text
     assert info["schema_version"] == SCHEMA_VERSION
     assert info["protocol"] == 1

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from protocol.bundle import BundleSealer
 from protocol.documents import encode_document
-from tests.nodes import tsfnode
+from tests.harness.nodes import tsfnode
 from tests.protocol.helpers import NOW, FixedRng, identity
 
 READER = identity("reader")

@@ -19,7 +19,7 @@ from pydicom.pixels.processing import (
     apply_windowing,
 )
 
-from tests.tsfnode.intake.conftest import PYDICOM_FILES, pydicom_data_folder
+from tests.harness.data import PYDICOM_FILES, pydicom_data_folder
 from tsfnode.images.render import (
     Renderer,
     Window,

@@ -29,11 +29,11 @@ import pydicom
 import pytest
 from PIL import Image
 
-from tests.cluster import wait_for
-from tests.nodes import tsfnode
-from tests.people import FORM, PASSWORD, Browser, PairedNet, call
-from tests.studies import ct_series
-from tests.tsfnode.intake.conftest import PYDICOM_FILES, pydicom_data_folder
+from tests.harness.data import PYDICOM_FILES, pydicom_data_folder
+from tests.harness.nodes import tsfnode
+from tests.harness.people import FORM, PASSWORD, Browser, PairedNet, call
+from tests.harness.studies import ct_series
+from tests.harness.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -117,13 +117,13 @@ def signed_in(browser: Any, base: str, username: str, lang: str, path: str) -> A
 
 
 def reload_until(page: Any, selector: str, what: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def shown() -> bool:
         if page.locator(selector).count():
-            return
-        time.sleep(0.5)
+            return True
         page.reload()
-    raise AssertionError(f"timed out waiting for: {what}")
+        return False
+
+    wait_for(what, shown, timeout=timeout)
 
 
 PRIOR_IMAGING = "Radiographie du 3 mars : opacité basale droite."

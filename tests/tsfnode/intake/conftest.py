@@ -1,5 +1,5 @@
-"""Real DICOM files nobody here wrote: those shipped with pydicom, pydicom-data and
-deid-data, read from their installed folders (never downloaded)."""
+"""Intake tests: every real DICOM file of pydicom, pydicom-data and deid-data imported
+once per session (tests.harness.data says where they are)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,11 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import deid_data
-import pydicom
 import pytest
 
+from tests.harness.data import DEID_FILES, PYDICOM_FILES, pydicom_data_folder
 from tsfnode.intake.importer import Importer, ImportReport, _read_dicom
 from tsfnode.intake.pseudonyms import PseudonymMap
-
-PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
-DEID_FILES = Path(deid_data.__file__).parent / "data"
-
-
-def pydicom_data_folder() -> Path:
-    import data_store  # the module of the pydicom-data package
-
-    return Path(data_store.__file__).parent / "data"
-
 
 SOURCES = [PYDICOM_FILES, pydicom_data_folder(), DEID_FILES]
 

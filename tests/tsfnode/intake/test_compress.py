@@ -9,7 +9,8 @@ import numpy
 import pydicom
 import pytest
 
-from tests.tsfnode.intake.conftest import PYDICOM_FILES, Imported, pydicom_data_folder
+from tests.harness.data import PYDICOM_FILES, pydicom_data_folder
+from tests.tsfnode.intake.conftest import Imported
 from tsfnode.intake.compress import compress_lossless, compress_lossy
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

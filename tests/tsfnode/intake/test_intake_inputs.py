@@ -14,7 +14,8 @@ import pydicom
 import pytest
 from PIL import Image
 
-from tests.tsfnode.intake.conftest import PYDICOM_FILES, pydicom_data_folder, require_tool
+from tests.harness.data import PYDICOM_FILES, pydicom_data_folder
+from tests.tsfnode.intake.conftest import require_tool
 from tsfnode.intake.importer import Importer, ImportReport
 from tsfnode.intake.pseudonyms import PseudonymMap
 
@@ -145,7 +146,7 @@ def test_burned_in_images_are_flagged(tmp_path: Path, name: str) -> None:
 
 
 def test_import_command_reports_what_it_took_and_refused(node_dir: Path, tmp_path: Path) -> None:
-    from tests.nodes import tsfnode
+    from tests.harness.nodes import tsfnode
 
     folder = tmp_path / "cd"
     folder.mkdir()

@@ -3,17 +3,15 @@ them; masks black out the pixels in the stored file; the node's API and CLI do b
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from pathlib import Path
 
 import numpy
 import pydicom
 import pytest
 
-from tests.nodes import RunningNode, tsfnode
-from tests.tsfnode.intake.conftest import PYDICOM_FILES
-from tests.tsfnode.intake.test_send import sender_token
+from tests.harness.data import PYDICOM_FILES
+from tests.harness.inprocess import LocalNode
+from tests.harness.nodes import tsfnode
 from tsfnode.errors import NodeError
 from tsfnode.intake.importer import importer_for
 from tsfnode.intake.review import CONFIRMED, MASKED, PENDING, NotReviewed, ReviewBook
@@ -112,52 +110,36 @@ def test_cli_lists_studies_and_reviews_them(node_dir: Path) -> None:
     assert "may be sent" in done.stdout
 
 
-def _call(url: str, token: str, body: dict[str, object] | None = None) -> tuple[int, object]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        url,
-        data=data,
-        headers={"Authorization": f"Bearer {token}"},
-        method="POST" if data else "GET",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-def test_local_api_reviews_with_a_sender_token(node_dir: Path) -> None:
-    token = sender_token(node_dir)
-    _, found = _import(node_dir, US_RGB)
+async def test_local_api_reviews_with_a_sender_token(local_node: LocalNode) -> None:
+    koffi = await local_node.account("koffi", "sender")
+    _, found = _import(local_node.root, US_RGB)
     us = _study_of(found, "US")
-    with RunningNode(node_dir) as node:
-        status, _ = _call(f"{node.url}/api/v1/studies", "tsf_not_a_token")
-        assert status == 401
-        status, listed = _call(f"{node.url}/api/v1/studies", token)
-        assert status == 200
-        assert listed == [
-            {
-                "study_uid": us,
-                "series": 1,
-                "instances": 1,
-                "pending": 1,
-                "confirmed": 0,
-                "masked": 0,
-                "sendable": False,
-            }
-        ]
-        status, study = _call(f"{node.url}/api/v1/studies/{us}", token)
-        sop = study["flags"][0]["sop_uid"]  # type: ignore[index]
-        status, text = _call(f"{node.url}/api/v1/studies/{us}/review", token, {"mask": [[0, 0]]})
-        assert status == 400
-        assert "[x, y, width, height]" in str(text)
-        status, study = _call(
-            f"{node.url}/api/v1/studies/{us}/review", token, {"image": sop, "mask": [[0, 0, 50, 8]]}
-        )
-        assert status == 200, study
-        assert study["summary"]["sendable"] is True  # type: ignore[index]
-        assert study["flags"][0]["state"] == MASKED  # type: ignore[index]
+    status, _ = await local_node.call("/api/v1/studies", "tsf_not_a_token")
+    assert status == 401
+    status, listed = await koffi.api("/studies")
+    assert status == 200
+    assert listed == [
+        {
+            "study_uid": us,
+            "series": 1,
+            "instances": 1,
+            "pending": 1,
+            "confirmed": 0,
+            "masked": 0,
+            "sendable": False,
+        }
+    ]
+    study = await koffi.ok(f"/studies/{us}")
+    sop = study["flags"][0]["sop_uid"]
+    status, text = await koffi.api(f"/studies/{us}/review", "POST", {"mask": [[0, 0]]})
+    assert status == 400
+    assert "[x, y, width, height]" in str(text)
+    status, study = await koffi.api(
+        f"/studies/{us}/review", "POST", {"image": sop, "mask": [[0, 0, 50, 8]]}
+    )
+    assert status == 200, study
+    assert study["summary"]["sendable"] is True
+    assert study["flags"][0]["state"] == MASKED
 
 
 def test_configured_safe_private_attributes_are_kept_and_no_others(node_dir: Path) -> None:

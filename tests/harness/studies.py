@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 from pydicom.uid import generate_uid
 
-from tests.tsfnode.intake.conftest import pydicom_data_folder
+from tests.harness.data import pydicom_data_folder
 
 CT = pydicom_data_folder() / "693_UNCI.dcm"  # a real 512x512 CT slice (pydicom-data)
 

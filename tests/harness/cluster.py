@@ -4,7 +4,6 @@ anchor. Used by the network and transfer tests."""
 
 from __future__ import annotations
 
-import time
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,22 +12,13 @@ from typing import Any
 import tomli_w
 
 from bootstrap.network import NetworkFile, demo_anchor
-from tests.nodes import RunningNode, get_json, tsfnode
-from tests.proxy import LoopThread, Proxy
+from tests.harness.nodes import RunningNode, get_json, tsfnode
+from tests.harness.proxy import LoopThread, Proxy
 
 FAST = {
     "gossip": {"interval_ms": 300, "fanout": 2, "budget_kib": 64},
     "liveness": {"probe_interval_ms": 400, "probe_timeout_ms": 200},
 }
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for: {what}")
 
 
 def configure(directory: Path, **sections: dict[str, Any]) -> None:
@@ -142,7 +132,10 @@ class Cluster:
             return int(s.getsockname()[1])
 
     def start(self) -> None:
-        self.nodes = [RunningNode(d) for d in self.dirs]
+        """Every node, started side by side; returns once each answers."""
+        self.nodes = [RunningNode(d, wait=False) for d in self.dirs]
+        for node in self.nodes:
+            node.wait_ready(starting=len(self.nodes))
 
     def start_node(self, i: int) -> None:
         while len(self.nodes) <= i:
@@ -165,10 +158,12 @@ class Cluster:
         return (i for i, n in enumerate(self.nodes) if n is not None)
 
     def partition(self, left: list[int], right: list[int]) -> None:
+        """Each side's proxies refuse the other side, and have cut its open connections,
+        when this returns."""
         for a, b in ((left, right), (right, left)):
             sources = {self.hosts[j] for j in b}
             for i in a:
-                self.loop.call(self.proxies[i].block, sources)
+                self.loop.run(_on_loop(self.proxies[i].block, sources))
 
     def new_group(self, tmp_path: Path, name: str, coordinator: str) -> Path:
         """Sign a group certificate and record with `tsfnode group create`."""
@@ -196,7 +191,7 @@ class Cluster:
 
     def heal(self) -> None:
         for proxy in self.proxies:
-            self.loop.call(proxy.unblock)
+            self.loop.run(_on_loop(proxy.unblock))
 
     def close(self) -> None:
         if self._closed:
@@ -214,3 +209,8 @@ class Cluster:
         self.loop.close()
         if errors:
             raise errors[0]
+
+
+async def _on_loop(fn: Callable[..., None], *args: Any) -> None:
+    """Call ``fn`` on the proxies' loop (LoopThread.run waits for it to be done)."""
+    fn(*args)

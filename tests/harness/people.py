@@ -14,8 +14,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.cluster import Cluster
-from tests.nodes import tsfnode
+from bootstrap.keys import write_key
+from bootstrap.network import demo_anchor
+from tests.harness.cluster import Cluster, add_records
+from tests.harness.nodes import tsfnode
+from tests.harness.waiting import wait_for
 
 PASSWORD = "correct horse battery"
 
@@ -136,8 +139,6 @@ class Records:
 
 def pair_up(reader: Person, sender: Person, *, quota: int, hours: int) -> str:
     """The reader proposes a pair, the sender accepts: in force at both nodes."""
-    from tests.cluster import wait_for
-
     terms = {"with": sender.id, "weekly_quota": quota, "reading_delay_hours": hours}
     pair = str(reader.ok("/pairs", "POST", terms)["pair_id"])
     wait_for(
@@ -165,10 +166,6 @@ class PairedNet:
     of it; Marie and Koffi in a pair (5 cases a week, 48 h), signed by both."""
 
     def __init__(self, base: Path, **sections: Any) -> None:
-        from bootstrap.keys import write_key
-        from bootstrap.network import demo_anchor
-        from tests.cluster import add_records, wait_for
-
         anchor_key = base / "anchor.key"
         write_key(anchor_key, demo_anchor())
         self.base = base
