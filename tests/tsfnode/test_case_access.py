@@ -28,8 +28,8 @@ from bootstrap.tools import attest_member, create_group
 from protocol.codec import pack
 from protocol.directory import countersign, sign_pair
 from protocol.identity import Identity, PublicIdentity
-from tests.people import FORM, PASSWORD
-from tests.studies import CT
+from tests.harness.people import FORM, PASSWORD
+from tests.harness.studies import CT
 from tests.tsfnode.intake.conftest import PYDICOM_FILES
 from tsfnode.app import create_app
 from tsfnode.appkeys import DIRECTORY, STORE

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.studies import CT
+from tests.harness.studies import CT
 from tests.tsfnode.intake.conftest import PYDICOM_FILES
 from tsfnode.config import NodeConfig
 from tsfnode.intake.importer import importer_for
