@@ -336,6 +336,9 @@ async def test_every_field_typed_reaches_the_case_page_the_viewer_and_the_api(
     english = await (await node.client.get(f"/web/cases/{case_id[1]}?lang=en")).text()
     assert _clinical(english)["age"] == "6 months"
     assert "The sender's reading" in _text(english)
+    title = re.search(r"<title>(.*?)</title>", english, re.S)
+    assert title is not None
+    assert title[1] == f"Case {case_id[1][:8]} · tsf"  # the tab's name, nothing else
     viewer = await (await node.client.get(f"/web/cases/{case_id[1]}/viewer?lang=en")).text()
     in_panel = _clinical(viewer)
     assert list(in_panel) == [f.name for f in FIELDS]
