@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,20 @@ async def test_peer_and_api_sub_apps_expose_the_same_identity(client: Client) ->
     node = await (await client.get("/api/v1/node")).json()
     health = await (await client.get("/healthz")).json()
     assert hello["id"] == node["id"] == health["id"]
+
+
+async def test_changing_language_keeps_where_the_sign_in_leads(client: Client) -> None:
+    # Signed out, a viewer's address leads to the sign-in page; choosing English there
+    # must not lose where the person was going.
+    asked = await client.get("/web/cases/" + "0" * 32 + "/viewer", allow_redirects=False)
+    login = asked.headers["Location"]
+    page = await (await client.get(login)).text()
+    (link,) = re.findall(r'<a href="([^"]+)" hreflang="en"', page)
+    assert link == "?next=%2Fweb%2Fcases%2F" + "0" * 32 + "%2Fviewer&amp;lang=en"
+
+
+async def test_the_whole_address_comes_back_after_signing_in(client: Client) -> None:
+    asked = await client.get("/web/cases?x=1&y=2", allow_redirects=False)
+    assert asked.headers["Location"].endswith("x%3D1%26y%3D2")  # "&" not cut off
+    page = await (await client.get(asked.headers["Location"])).text()
+    assert 'name="next" value="/web/cases?x=1&amp;y=2"' in page

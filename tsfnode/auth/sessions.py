@@ -142,7 +142,7 @@ async def signed_in(request: web.Request) -> Session:
     """The web gate's test: the signed-in person, else to the sign-in page (and back)."""
     session = await session_of(request)
     if session is None:
-        target = quote(request.path_qs, safe="/?=&")
+        target = quote(request.path_qs, safe="/")
         raise web.HTTPSeeOther(f"/web/login?next={target}")
     return session
 

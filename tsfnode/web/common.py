@@ -6,6 +6,7 @@ page's message or as an HTTP answer), the case of a URL if the person may see it
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
@@ -30,6 +31,13 @@ def read_catalogues() -> None:
 read_catalogues()
 
 
+def in_language(request: web.Request, code: str) -> str:
+    """This page's address in language ``code``: the rest of its query (where to go
+    after signing in, a case...) kept."""
+    kept = [(k, v) for k, v in request.query.items() if k != "lang"]
+    return "?" + urlencode([*kept, ("lang", code)])
+
+
 def render(
     request: web.Request,
     name: str,
@@ -51,6 +59,7 @@ def render(
         say=lambda error: say(error, lang),
         lang=lang,
         languages=LANGUAGES,
+        in_language=lambda code: in_language(request, code),
         **context,
     )
     response = web.Response(text=html, content_type="text/html", status=status)
