@@ -35,6 +35,9 @@ from tsfnode.images.render import (
 DATA = pydicom_data_folder()
 
 
+DEFLATE = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian
+
+
 def dataset(path: Path) -> pydicom.Dataset:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -150,7 +153,10 @@ def decodable() -> Iterator[Path]:
                     continue
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    pydicom.pixels.utils.pixel_array(path, index=0)
+                    if syntax == DEFLATE:  # its stream is inflated whole to reach the pixels
+                        pydicom.dcmread(path).pixel_array  # noqa: B018 - decodes, or raises
+                    else:
+                        pydicom.pixels.utils.pixel_array(path, index=0)
             except Exception:  # noqa: S112 - pydicom cannot decode it either
                 continue
             yield path
@@ -172,6 +178,7 @@ def test_every_compressed_file_pydicom_decodes_is_rendered_to_a_jpeg_of_its_size
         assert abs(image.size[0] - columns * scale) <= 1, path.name
         assert abs(image.size[1] - rows * scale) <= 1, path.name
     assert len(syntaxes) >= 6
+    assert DEFLATE in syntaxes  # a masked photo of a film is stored so
     assert is_lossy(read_header(DATA / "RG1_J2KI.dcm"))
     assert not is_lossy(read_header(DATA / "RG1_J2KR.dcm"))
 
@@ -185,3 +192,14 @@ def test_orientation_position_and_spacing_of_a_ct_slice() -> None:
     assert found is not None
     assert found["source"] == "PixelSpacing"
     assert found["row"] == pytest.approx(float(ds.PixelSpacing[0]))
+
+
+def test_a_deflate_stored_image_is_decoded_as_pydicom_decodes_it() -> None:
+    """Issue 22 item 1 / 23 item 4: a Deflated Explicit VR Little Endian file (how a
+    masked film photo is stored) answered 500: no Pixel Data where the file was read."""
+    path = PYDICOM_FILES / "image_dfl.dcm"
+    ds = dataset(path)
+    assert str(ds.file_meta.TransferSyntaxUID) == DEFLATE
+    values = decode(path, 0)
+    assert values.mono is not None
+    assert np.array_equal(values.mono, apply_modality_lut(ds.pixel_array, ds).astype(np.float32))

@@ -23,7 +23,13 @@ from PIL import Image
 from pydicom import Dataset, dcmread
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
 from pydicom.pixels.utils import pixel_array
-from pydicom.uid import JPEG2000, JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLSNearLossless
+from pydicom.uid import (
+    JPEG2000,
+    DeflatedExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLSNearLossless,
+)
 
 LOSSY_SYNTAXES = {JPEGBaseline8Bit, JPEGExtended12Bit, JPEG2000, JPEGLSNearLossless}
 FULL = 4096  # the largest side ever sent
@@ -78,7 +84,7 @@ def decode(path: Path, index: int, ds: Dataset | None = None) -> Values:
         warnings.simplefilter("ignore")
         ds = ds if ds is not None else read_header(path)
         photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
-        arr = pixel_array(str(path), index=index)
+        arr = pixel_array(_source(path, ds), index=index)
         if photometric == "PALETTE COLOR":
             rgb = apply_color_lut(arr, ds)
             if rgb.dtype != np.uint8:
@@ -89,6 +95,15 @@ def decode(path: Path, index: int, ds: Dataset | None = None) -> Values:
             return Values(None, rgb, photometric)
         mono = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
         return Values(mono, None, photometric, float(mono.min()), float(mono.max()))
+
+
+def _source(path: Path, ds: Dataset) -> str | Dataset:
+    """Where ``decode`` reads the pixels: the file itself (only the frame asked for is
+    read), except for a Deflated Explicit VR Little Endian file (a masked photo of a
+    film is stored so), whose whole stream must be inflated to reach its Pixel Data."""
+    if str(ds.file_meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian:
+        return dcmread(path)
+    return str(path)
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
