@@ -39,6 +39,7 @@ def test_every_benchmark_prints_one_json_line_with_its_baseline() -> None:
         assert line["ratio"] == pytest.approx(expected, rel=0.002)
 
 
+@pytest.mark.slow
 def test_unknown_benchmark_is_named() -> None:
     result = run("no_such_bench")
     assert result.returncode == 2

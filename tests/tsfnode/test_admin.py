@@ -111,7 +111,9 @@ def test_a_workstation_finds_the_hospital_node_on_the_lan(node_dir: Path) -> Non
     with RunningNode(node_dir) as node:
         result = tsfnode("nearest", "--lan", "--mdns-interface", "127.0.0.1", "--probe-kib", "64")
     assert result.returncode == 0, result.stderr
-    assert "Found on the LAN / trouvés sur le réseau local: 1" in result.stdout
+    found = re.search(r"Found on the LAN / trouvés sur le réseau local: (\d+)", result.stdout)
+    assert found is not None, result.stdout
+    assert int(found.group(1)) >= 1  # others' nodes may announce on 127.0.0.1 too
     assert node.url in result.stdout
 
 

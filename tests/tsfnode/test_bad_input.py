@@ -41,6 +41,7 @@ def test_missing_config(tmp_path: Path) -> None:
     assert_refused(tmp_path / "empty", "config.toml is missing", "tsfnode init")
 
 
+@pytest.mark.slow
 def test_a_refused_node_process_exits_with_status_2_and_one_line(node_dir: Path) -> None:
     (node_dir / "node.key").unlink()
     assert_refused(node_dir, "node.key is missing", "backup", process=True)

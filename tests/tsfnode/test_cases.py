@@ -661,6 +661,9 @@ def test_an_overdue_pairs_case_is_offered_to_the_readers_group_on_its_other_node
     body = {"study_uid": net.study(), "routing": "pair", "target": pair["pair_id"], "form": FORM}
     case_id = koffi.ok("/cases", "POST", body)["case_id"]
     wait_for("Marie has it", lambda: net.state(marie, case_id) == "assigned")
+    # Before its deadline is moved: a delivery still in flight at the stop would record
+    # the assignment after the restart, with a new deadline.
+    wait_for("Cotonou knows it", lambda: net.state(koffi, case_id) == "assigned")
     assert net.state(awa, case_id) is None  # only Marie's node holds it
     net.cluster.stop_node(0)
     with sqlite3.connect(net.cluster.dirs[0] / "node.db") as db:

@@ -73,11 +73,15 @@ def test_demo_serves_every_node_and_stops_on_ctrl_c(tmp_path: Path) -> None:
 
         # The demo network's nodes are admitted and find each other (mDNS on 127.0.0.1),
         # then see each other alive.
-        def views() -> list[dict[str, int]]:
-            return [get_json(url + "/api/v1/peers")["counts"] for url in urls.values()]
+        def sees_the_others_alive(url: str) -> bool:
+            alive = {
+                p["id"] for p in get_json(url + "/api/v1/peers")["peers"] if p["status"] == "alive"
+            }
+            return pids - {get_json(url + "/api/v1/node")["id"]} <= alive
 
         wait_for(
-            "each node sees the two others alive", lambda: all(v.get("alive") == 2 for v in views())
+            "each node sees the two others alive",
+            lambda: all(sees_the_others_alive(url) for url in urls.values()),
         )
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0

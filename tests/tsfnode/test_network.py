@@ -151,20 +151,28 @@ def node_id_of_key(path: Path) -> str:
 
 
 @pytest.mark.usefixtures("lan")
-def test_two_nodes_discover_each_other_by_mdns_on_loopback(
-    tmp_path: Path, anchor_key: Path
-) -> None:
+def test_two_nodes_discover_each_other_by_mdns_on_loopback(tmp_path: Path) -> None:
+    # A network of their own: nodes of other networks announcing on 127.0.0.1 (another
+    # run's demo) are found too, but never admitted.
+    network, key = tmp_path / "lan.toml", tmp_path / "lan-anchor.key"
+    made = tsfnode(
+        "network", "create", f"lan-{secrets.token_hex(4)}", "--anchor-key", key, "--out", network
+    )
+    assert made.returncode == 0, made.stderr
     dirs = [tmp_path / "a", tmp_path / "b"]
     for i, directory in enumerate(dirs):
         assert tsfnode("init", directory, "--name", f"LAN {i}", "--port", "0").returncode == 0
-        configure(directory, discovery={"mdns": True, "mdns_interface": "127.0.0.1"}, **FAST)
-        cert = tmp_path / f"cert{i}.tsfd"
-        assert (
-            tsfnode(
-                "admit", node_id(directory), "--network", "demo", "--key", anchor_key, "--out", cert
-            ).returncode
-            == 0
+        configure(
+            directory,
+            node={"network": str(network)},
+            discovery={"mdns": True, "mdns_interface": "127.0.0.1"},
+            **FAST,
         )
+        cert = tmp_path / f"cert{i}.tsfd"
+        admitted = tsfnode(
+            "admit", node_id(directory), "--network", network, "--key", key, "--out", cert
+        )
+        assert admitted.returncode == 0, admitted.stderr
         add_records(directory, cert)
     with RunningNode(dirs[0]) as a, RunningNode(dirs[1]) as b:
         wait_for(
