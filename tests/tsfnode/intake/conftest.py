@@ -3,7 +3,9 @@ once per session (tests.harness.data says where they are)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pickle
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -43,10 +45,40 @@ def require_tool(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def imported(tmp_path_factory: pytest.TempPathFactory) -> Imported:
-    root = tmp_path_factory.mktemp("intake")
-    importer = Importer(root / "intake", PseudonymMap(root / "keys"))
-    report = importer.run(SOURCES)
+def imported(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Imported:
+    """Every real file imported once for the run. Under pytest-xdist the workers share
+    it: the first to come imports, the others wait for it and read it (pytest-xdist's
+    recipe for a session fixture made once)."""
+    if worker_id == "master":  # no workers
+        return _import_every_file(tmp_path_factory.mktemp("intake"))
+    shared = tmp_path_factory.getbasetemp().parent  # this run's folder, the workers'
+    root = shared / "intake-of-every-real-file"
+    lock = os.open(shared / "intake-of-every-real-file.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # bounded by the per-test timeout
+        saved = root / "report.pickle"
+        if saved.exists():
+            report = pickle.loads(saved.read_bytes())  # noqa: S301 - written by this run
+            return _pairs_of(root, _importer(root), report)
+        root.mkdir()
+        made = _import_every_file(root)
+        saved.write_bytes(pickle.dumps(made.report))
+        return made
+    finally:
+        os.close(lock)  # closing the file releases the lock
+
+
+def _importer(root: Path) -> Importer:
+    return Importer(root / "intake", PseudonymMap(root / "keys"))
+
+
+def _import_every_file(root: Path) -> Imported:
+    importer = _importer(root)
+    return _pairs_of(root, importer, importer.run(SOURCES))
+
+
+def _pairs_of(root: Path, importer: Importer, report: ImportReport) -> Imported:
+    """Each source file beside what the import made of it."""
     outputs = {p.stem: p for p in (root / "intake").rglob("*.dcm")}
     # Some files hold the same instance (one image in several transfer syntaxes): the
     # last one imported is the one on disk, as for an instance sent twice.
