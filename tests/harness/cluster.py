@@ -135,10 +135,11 @@ class Cluster:
         """Node 0, the network's seed, then the others side by side; returns once each
         answers. (A node that finds its seed not listening yet introduces itself again
         only after SEED_RETRY_MS, 30 s: the seed answers first.)"""
-        self.nodes = [RunningNode(self.dirs[0])]
-        self.nodes += [RunningNode(d, wait=False) for d in self.dirs[1:]]
-        for node in self.nodes[1:]:
-            node.wait_ready(starting=len(self.nodes) - 1)
+        seed = RunningNode(self.dirs[0])
+        others = [RunningNode(d, wait=False) for d in self.dirs[1:]]
+        self.nodes = [seed, *others]
+        for node in others:
+            node.wait_ready(starting=len(others))
 
     def start_node(self, i: int) -> None:
         while len(self.nodes) <= i:

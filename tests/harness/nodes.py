@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.request
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +81,13 @@ def tsfnode_here(*argv: str, input_text: str | None = None) -> subprocess.Comple
     )
 
 
-def _main_off_the_loop(argv: list[str]) -> Any:
+def _main_off_the_loop(argv: Sequence[str]) -> Any:
     """``main(argv)``'s exit status; in a thread of its own when this thread runs an
     event loop (an async test), since commands run their own (``asyncio.run``)."""
 
     def run() -> Any:
         try:
-            return main(argv)
+            return main(list(argv))
         except SystemExit as exc:  # argparse: --help, --version, a usage error
             return exc.code
 

@@ -543,10 +543,7 @@ class CaseService:
                 return
             case = case_from_row(row)
             if purpose == "images" and row["role"] == "sender":
-                step = self.coordinator.delivered(case, by=recipient, now=now)
-                if step.effects:
-                    await self._carry_out(row, step, now)
-                    self._wake.set()  # a new due date: the loop sleeps until it
+                await self._record_delivery(row, recipient, now)
             elif purpose == "report" and row["role"] == "copy":
                 if case.state is State.REPORTED:
                     case, _ = machine.apply(
@@ -554,6 +551,15 @@ class CaseService:
                     )
                     await self._save(case, now)
                     await self._audit(recipient, case_id, "deliver_report", now)
+
+    async def _record_delivery(self, row: Any, by: bytes, now: int) -> Any:
+        """The study reached ``by``'s node: the first time, the case is delivered and its
+        due date starts (the caller holds the lock). The case's row, as it is now."""
+        step = self.coordinator.delivered(case_from_row(row), by=by, now=now)
+        if step.effects:
+            await self._carry_out(row, step, now)
+            self._wake.set()  # a new due date: the loop sleeps until it
+        return await self.row(bytes(row["case_id"]))
 
     async def _opened(self, manifest: Manifest, header: BundleHeader, folder: Path) -> None:
         self._wake.set()  # take_in_received picks it up (and again after a restart)
@@ -698,6 +704,13 @@ class CaseService:
             log("case document for another case ignored", case=case_id.hex()[:8])
             return
         if row["role"] == "sender":
+            if row["state"] in (State.SUBMITTED.value, State.IN_TRANSIT.value) and (
+                sender_node.hex() in json.loads(row["recipients"])
+            ):
+                # A request from a node the study was sent to: the study reached it, even
+                # if its receipt is still on the way (an accept was refused as "in
+                # transit" and never sent again).
+                row = await self._record_delivery(row, sender_node, now)
             await self._at_sender(row, doc, now)
         else:
             await self._at_copy(row, doc, sender_node, now)
