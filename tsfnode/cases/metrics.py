@@ -19,8 +19,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
-
 from protocol.directory import make_record
 from protocol.identity import PublicIdentity
 from tsfnode.logs import log
@@ -234,6 +232,9 @@ def as_csv(mine: dict[str, Any]) -> str:
 
 def prometheus_text(mine: dict[str, Any], transfers: dict[str, int]) -> bytes:
     """The node's figures in Prometheus' text format (a registry per scrape)."""
+    # prometheus_client is loaded by the first scrape, not at the node's start
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
     registry = CollectorRegistry()
     total = mine["total"]
     for key in COUNTS:

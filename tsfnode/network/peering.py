@@ -29,7 +29,6 @@ from tsfnode.clock import Clock
 from tsfnode.config import NodeConfig
 from tsfnode.logs import log
 from tsfnode.network.directory import DirectoryService
-from tsfnode.network.discovery import Discovery
 from tsfnode.store import Store
 
 MAX_ENVELOPE = 5 * 1024 * 1024
@@ -122,6 +121,10 @@ class Peering:
         await self.directory.publish_self(self.config, addresses, self.clock.now_ms())
         self._task = asyncio.create_task(self._run(), name="peering")
         if self.config.discovery_mdns:
+            # zeroconf is loaded only by a node that announces itself (not a cycle:
+            # discovery.py sees Peering for its types only)
+            from tsfnode.network.discovery import Discovery
+
             self._discovery = Discovery(self, interface=self.config.discovery_mdns_interface)
             await self._discovery.start()
 

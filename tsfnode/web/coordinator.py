@@ -33,7 +33,6 @@ from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import N_, texts, translator
 from tsfnode.logs import log
 from tsfnode.store.cases import case_from_row, fetch_dicts
-from tsfnode.web.charts import quality_charts
 from tsfnode.web.common import language_of, names_of, person_of, refusal, when
 from tsfnode.web.common import render_page as render
 
@@ -364,6 +363,9 @@ async def _charts(request: web.Request, mine: list[bytes], now: int, lang: str) 
         if bytes(r["target"]) in mine
         or (r["pair_id"] is not None and bytes(r["pair_id"]) in pair_names)
     ]
+    # matplotlib (tens of MiB) is loaded by the first chart drawn, not at the node's start
+    from tsfnode.web.charts import quality_charts
+
     return await asyncio.to_thread(quality_charts, ours, pair_names, texts(lang), now)
 
 
