@@ -57,6 +57,7 @@ from tsfnode.cases.service import summary
 from tsfnode.cases.teaching import library, publish
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
+from tsfnode.store.transfers import TransferStore
 
 MAX_JSON = 256 * 1024
 
@@ -244,18 +245,11 @@ async def notifications(request: web.Request) -> web.Response:
     if member is not None:
         groups.add(member.body["group"])
     keys = [me, *sorted(groups)]
-    marks = ", ".join("?" * len(keys))
-    db = request.config_dict[STORE].db
-    cursor = await db.execute(
-        "SELECT case_id, kind, at_ms, person FROM notifications"  # noqa: S608 - marks only
-        f" WHERE person IN ({marks}) OR person IS NULL ORDER BY id DESC LIMIT 200",
-        keys,
-    )
     service = request.config_dict[CASES]
     shown: dict[bytes, bool] = {}  # a group's notification: only of a case this person sees
     listed = []
-    for c, k, t, p in await cursor.fetchall():
-        case_id = bytes(c)
+    for found in await service.rows.notifications(keys, limit=200):
+        case_id, p = found.case_id, found.person
         if p != me and case_id not in shown:
             try:
                 await service.seen(case_id, me, request_now(request))
@@ -266,8 +260,8 @@ async def notifications(request: web.Request) -> web.Response:
             listed.append(
                 {
                     "case_id": case_id.hex(),
-                    "kind": k,
-                    "at_ms": t,
+                    "kind": found.kind,
+                    "at_ms": found.at_ms,
                     "for": "me" if p == me else "group",
                 }
             )
@@ -368,10 +362,7 @@ async def network_metrics(request: web.Request) -> web.Response:
 async def prometheus(request: web.Request) -> web.Response:
     """For the operator's Prometheus: counts and durations only, no case, no person."""
     mine = await local_figures(request.app[CASES], request_now(request))
-    cursor = await request.app[STORE].db.execute(
-        "SELECT role, state, COUNT(*) FROM bundles GROUP BY role, state"
-    )
-    transfers = {f"{r}:{s}": int(n) for r, s, n in await cursor.fetchall()}
+    transfers = await TransferStore(request.app[STORE].db).counts()
     from prometheus_client import CONTENT_TYPE_LATEST
 
     return web.Response(

@@ -17,20 +17,7 @@ from typing import Any
 from protocol.audit import AuditEntry, chain_next, verify_chain
 from protocol.errors import IntegrityError
 from tsfnode.store import Store
-
-HEAD = "audit_head"
-
-
-def _entry(row: Any) -> AuditEntry:
-    return AuditEntry(
-        seq=int(row[0]),
-        at_ms=int(row[1]),
-        actor=bytes(row[2]),
-        case_id=bytes(row[3]),
-        action=str(row[4]),
-        detail=str(row[5]),
-        prev=bytes(row[6]),
-    )
+from tsfnode.store.audit import AuditStore
 
 
 class AuditLog:
@@ -38,61 +25,48 @@ class AuditLog:
     while the node is stopped)."""
 
     def __init__(self, store: Store) -> None:
-        self.store = store
+        self.rows = AuditStore(store.db)
         self._lock = asyncio.Lock()
         self._head: AuditEntry | None = None
         self._loaded = False
 
-    async def _last(self) -> AuditEntry | None:
-        cursor = await self.store.db.execute(
-            "SELECT seq, at_ms, actor, case_id, action, detail, prev FROM audit_log"
-            " ORDER BY seq DESC LIMIT 1"
-        )
-        row = await cursor.fetchone()
-        return None if row is None else _entry(row)
-
     async def append(
-        self, *, actor: bytes, case_id: bytes, action: str, detail: str, now: int
+        self,
+        *,
+        actor: bytes,
+        case_id: bytes,
+        action: str,
+        detail: str,
+        now: int,
+        commit: bool = True,
     ) -> AuditEntry:
-        """Write one entry (and commit, with the new head)."""
+        """Write one entry with the new head; committed, unless ``commit`` is False
+        (the entry is then part of the caller's decision, which commits it)."""
         async with self._lock:
             if not self._loaded:
-                self._head, self._loaded = await self._last(), True
+                self._head, self._loaded = await self.rows.last(), True
             entry = chain_next(
                 self._head, at_ms=now, actor=actor, case_id=case_id, action=action, detail=detail
             )
-            await self.store.db.execute(
-                "INSERT INTO audit_log (seq, at_ms, actor, case_id, action, detail, prev)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry.seq,
-                    entry.at_ms,
-                    entry.actor,
-                    entry.case_id,
-                    entry.action,
-                    entry.detail,
-                    entry.prev,
-                ),
-            )
-            await self.store.set_meta(HEAD, entry.digest.hex())  # commits both
+            await self.rows.append(entry)
+            if commit:
+                await self.rows.commit()
             self._head = entry
             return entry
 
 
 async def read_entries(store: Store) -> list[AuditEntry]:
-    cursor = await store.db.execute(
-        "SELECT seq, at_ms, actor, case_id, action, detail, prev FROM audit_log ORDER BY seq"
-    )
-    return [_entry(row) for row in await cursor.fetchall()]
+    return await AuditStore(store.db).entries()
 
 
 async def verify_log(store: Store) -> int:
     """How many entries the chain holds; IntegrityError names the first broken one."""
-    head = await store.get_meta(HEAD)
-    entries = await read_entries(store)
+    rows = AuditStore(store.db)
+    head = await rows.head()
+    entries = await rows.entries()
     if head is None and entries:
         raise IntegrityError("the audit log has entries but the node's record of its head is gone")
-    return verify_chain(entries, bytes.fromhex(head) if head else None)
+    return verify_chain(entries, head)
 
 
 def as_json(entry: AuditEntry) -> dict[str, Any]:

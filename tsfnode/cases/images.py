@@ -32,8 +32,8 @@ async def image_folders(service: CaseService, case_id: bytes) -> list[Path]:
     the sender's node, the bundles received for it elsewhere."""
     row = await service.row(case_id)
     node_dir = service.node_dir
-    if row["role"] == "sender":
-        return [node_dir.intake / str(row["study_uid"])]
+    if row is not None and row.role == "sender":
+        return [node_dir.intake / row.study_uid]
     return [node_dir.root / "received" / b.hex() for b in await service.bundles(case_id, "images")]
 
 

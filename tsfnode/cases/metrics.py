@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from protocol.directory import make_record
 from protocol.identity import PublicIdentity
 from tsfnode.logs import log
-from tsfnode.store.cases import case_from_row, fetch_dicts
+from tsfnode.store.cases import CaseRow
 
 if TYPE_CHECKING:
     from tsfnode.cases.service import CaseService
@@ -50,34 +50,34 @@ def _median(values: list[int]) -> int | None:
     return int(statistics.median(values)) if values else None
 
 
-def figures(rows: Iterable[dict[str, Any]], now: int) -> dict[str, Any]:
-    """The figures of some cases (rows of the ``cases`` table)."""
+def figures(rows: Iterable[CaseRow], now: int) -> dict[str, Any]:
+    """The figures of some cases."""
     counts = dict.fromkeys(COUNTS, 0)
     transit: list[int] = []
     reading: list[int] = []
     turnaround: list[int] = []
     for row in rows:
-        mine = row["role"] == "sender"
-        if mine:
+        case = row.case
+        if row.role == "sender":
             counts["sent"] += 1
-            if row["delivered_ms"] is not None and row["submitted_ms"] is not None:
-                transit.append(row["delivered_ms"] - row["submitted_ms"])
-            if row["report_back_ms"] is not None:
+            if case.delivered_ms is not None and case.submitted_ms is not None:
+                transit.append(case.delivered_ms - case.submitted_ms)
+            if case.report_back_ms is not None:
                 counts["reports_back"] += 1
-                turnaround.append(row["report_back_ms"] - row["submitted_ms"])
-            if row["useful"] is not None:
+                turnaround.append(case.report_back_ms - (case.submitted_ms or 0))
+            if row.useful is not None:
                 counts["evaluated"] += 1
-                counts["useful"] += int(row["useful"])
-            if row["image_quality"] in ("adequate", "inadequate"):
-                counts[f"quality_{row['image_quality']}"] += 1
+                counts["useful"] += int(row.useful)
+            if row.image_quality in ("adequate", "inadequate"):
+                counts[f"quality_{row.image_quality}"] += 1
         else:
             counts["received"] += 1
-            if row["state"] in READ_STATES and row["reported_ms"] is not None:
+            if case.state.value in READ_STATES and case.reported_ms is not None:
                 counts["read"] += 1
-                if row["delivered_ms"] is not None:
-                    reading.append(row["reported_ms"] - row["delivered_ms"])
-        counts["escalations"] += int(row["escalations"])
-        if case_from_row(row).overdue(now):
+                if case.delivered_ms is not None:
+                    reading.append(case.reported_ms - case.delivered_ms)
+        counts["escalations"] += case.escalations
+        if case.overdue(now):
             counts["overdue_now"] += 1
     out: dict[str, Any] = dict(counts)
     out["transit_ms"] = _median(transit)
@@ -91,14 +91,9 @@ def figures(rows: Iterable[dict[str, Any]], now: int) -> dict[str, Any]:
 
 async def case_rows(
     service: CaseService, since: int = 0, until: int | None = None
-) -> list[dict[str, Any]]:
+) -> list[CaseRow]:
     """The cases submitted in [since, until) (all of them by default)."""
-    return await fetch_dicts(
-        service.db,
-        "SELECT * FROM cases WHERE COALESCE(submitted_ms, updated_ms) >= ?"
-        " AND COALESCE(submitted_ms, updated_ms) < ?",
-        (since, (1 << 62) if until is None else until),
-    )
+    return await service.rows.submitted_between(since, until)
 
 
 def week_of(ms: int) -> str:
@@ -114,13 +109,15 @@ async def local_figures(
     and per group (the group or community a case was routed to; a pair's cases under the
     pair), and per ISO week of submission. Durations and overdue cases are as of now."""
     rows = await case_rows(service, since, until)
-    by: dict[str, dict[str, list[dict[str, Any]]]] = {"pair": {}, "group": {}, "week": {}}
+    by: dict[str, dict[str, list[CaseRow]]] = {"pair": {}, "group": {}, "week": {}}
     for row in rows:
-        if row["pair_id"] is not None:
-            by["pair"].setdefault(bytes(row["pair_id"]).hex(), []).append(row)
+        if row.pair_id is not None:
+            by["pair"].setdefault(row.pair_id.hex(), []).append(row)
         else:
-            by["group"].setdefault(bytes(row["target"]).hex(), []).append(row)
-        submitted = row["submitted_ms"] if row["submitted_ms"] is not None else row["updated_ms"]
+            by["group"].setdefault(row.case.target.hex(), []).append(row)
+        submitted = row.case.submitted_ms
+        if submitted is None:
+            submitted = row.updated_ms
         by["week"].setdefault(week_of(submitted), []).append(row)
     return {
         "node": service.me.hex(),
@@ -147,11 +144,11 @@ def _counters(total: dict[str, Any], open_by_group: dict[bytes, int]) -> dict[st
     return counters
 
 
-def open_by_group(rows: Iterable[dict[str, Any]]) -> dict[bytes, int]:
+def open_by_group(rows: Iterable[CaseRow]) -> dict[bytes, int]:
     out: dict[bytes, int] = {}
     for row in rows:
-        if row["role"] == "sender" and row["pair_id"] is None and row["state"] in OPEN_STATES:
-            group = bytes(row["target"])
+        if row.role == "sender" and row.pair_id is None and row.case.state.value in OPEN_STATES:
+            group = row.case.target
             out[group] = out.get(group, 0) + 1
     return out
 

@@ -21,6 +21,7 @@ from protocol.errors import MalformedError, ProtocolError
 from protocol.identity import Identity, PublicIdentity
 from tsfnode.errors import CaseError
 from tsfnode.logs import log
+from tsfnode.store.pairs import PairProposal, PairStore
 
 if TYPE_CHECKING:
     from tsfnode.cases.service import CaseService
@@ -123,14 +124,15 @@ async def propose(
         )
     await service.audit.append(
         actor=me, case_id=b"", action="pair propose", detail=new_id.hex(), now=now
-    )
+    )  # commits the proposal (kept here, or its bundle queued) with the entry
     return {"pair_id": new_id.hex(), "status": "proposed"}
 
 
 async def keep_proposal(
     service: CaseService, terms_bytes: bytes, signature: bytes, proposer: bytes, now: int
 ) -> str:
-    """A proposal reached the other party's node: check it, keep it for their answer."""
+    """A proposal reached the other party's node: check it, keep it for their answer
+    (not committed: part of the caller's decision)."""
     try:
         terms = PAIR_TERMS.check(_unpack(terms_bytes), "terms")
         PublicIdentity(proposer).verify(PAIR_TERMS_TAG, terms_bytes, signature)
@@ -138,13 +140,9 @@ async def keep_proposal(
         return f"refused: {exc}"
     if proposer not in (terms["reader"], terms["sender"]):
         return "refused: the proposer is not a party"
-    await service.db.execute(
-        "INSERT OR REPLACE INTO pair_proposals (pair_id, terms, countersignature, proposer,"
-        " received_ms) VALUES (?, ?, ?, ?, ?)",
-        (terms["pair_id"], terms_bytes, signature, proposer, now),
-    )
-    await service.db.commit()
     other = terms["reader"] if proposer == terms["sender"] else terms["sender"]
+    rows = PairStore(service.db)
+    await rows.keep(PairProposal(terms["pair_id"], terms_bytes, signature, proposer, now))
     await service.notify(other, terms["pair_id"], "pair_proposal", now)
     return "pair proposal kept"
 
@@ -158,24 +156,20 @@ def _unpack(data: bytes) -> Any:
 async def accept(
     service: CaseService, person: Identity, pair_id: bytes, now: int
 ) -> dict[str, Any]:
-    cursor = await service.db.execute(
-        "SELECT terms, countersignature, proposer FROM pair_proposals WHERE pair_id = ?",
-        (pair_id,),
-    )
-    row = await cursor.fetchone()
-    if row is None:
+    rows = PairStore(service.db)
+    proposal = await rows.proposal(pair_id)
+    if proposal is None:
         raise CaseError(404, "no proposal of this pair is waiting here")
-    terms_bytes, signature = bytes(row[0]), bytes(row[1])
+    terms_bytes, signature = proposal.terms, proposal.countersignature
     terms = PAIR_TERMS.check(_unpack(terms_bytes), "terms")
     me = person.public.key
-    if me not in (terms["reader"], terms["sender"]) or me == bytes(row[2]):
+    if me not in (terms["reader"], terms["sender"]) or me == proposal.proposer:
         raise CaseError(403, "only the other party of the pair may accept it")
     await _publish(service, terms, terms_bytes, person, signature, now)
-    await service.db.execute("DELETE FROM pair_proposals WHERE pair_id = ?", (pair_id,))
-    await service.db.commit()
+    await rows.forget(pair_id)
     await service.audit.append(
         actor=me, case_id=b"", action="pair accept", detail=pair_id.hex(), now=now
-    )
+    )  # commits both
     log("pair agreed", pair=pair_id.hex()[:8])
     return {"pair_id": pair_id.hex(), "status": "active"}
 
@@ -219,15 +213,14 @@ async def listed(service: CaseService, person: bytes, now: int) -> dict[str, Any
                     "this_week": await service.week_count(pair_id, now),
                 }
             )
-    cursor = await service.db.execute("SELECT pair_id, terms, proposer FROM pair_proposals")
     proposals = []
-    for pair_id, terms_bytes, proposer in await cursor.fetchall():
-        terms = PAIR_TERMS.check(_unpack(bytes(terms_bytes)), "terms")
-        if person in (terms["reader"], terms["sender"]) and person != bytes(proposer):
+    for proposal in await PairStore(service.db).proposals():
+        terms = PAIR_TERMS.check(_unpack(proposal.terms), "terms")
+        if person in (terms["reader"], terms["sender"]) and person != proposal.proposer:
             proposals.append(
                 {
-                    "pair_id": bytes(pair_id).hex(),
-                    "proposer": bytes(proposer).hex(),
+                    "pair_id": proposal.pair_id.hex(),
+                    "proposer": proposal.proposer.hex(),
                     "weekly_quota": terms["weekly_quota"],
                     "reading_delay_hours": terms["reading_delay_hours"],
                 }

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +70,8 @@ from tsfnode.i18n import N_
 from tsfnode.intake.owners import NoSuchStudy, StudyOwners
 from tsfnode.intake.pseudonyms import PseudonymMap
 from tsfnode.logs import log
-from tsfnode.store.cases import case_fields, case_from_row, fetch_dicts, row_with
+from tsfnode.store.cases import CaseRow, CaseStore
+from tsfnode.store.transfers import TransferStore
 from tsfnode.transfers.context import NodeContext
 from tsfnode.transfers.outbox import queue_bundle
 from tsfnode.transfers.sealing import DOCUMENTS_FILE, seal_documents, seal_study
@@ -97,6 +100,7 @@ class CaseService:
         self.node_dir = node_dir
         self.store = store
         self.db = store.db
+        self.rows = CaseStore(store.db)
         self.blobs = blobs
         self.directory = directory
         self.transfers = transfers
@@ -141,11 +145,21 @@ class CaseService:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), sleep_s)
 
+    @contextlib.asynccontextmanager
+    async def _decision(self) -> AsyncIterator[None]:
+        """One decision at a time; its writes committed once, at its end (also when it
+        stops half-way, as each write was before: nothing is rolled back)."""
+        async with self._lock:
+            try:
+                yield
+            finally:
+                await self.rows.commit()
+
     async def _sleep_s(self) -> float:
         """Until the next scan, or sooner the next deadline of a case kept here."""
         sleep_ms = self.config.cases_scan_interval_ms
         try:
-            cases = [case_from_row(r) for r in await self._open_cases()]
+            cases = [r.case for r in await self.rows.open_decided()]
         except Exception as exc:  # the loop must go on
             log("case loop error", error=type(exc).__name__, detail=str(exc)[:200])
             cases = []
@@ -154,83 +168,53 @@ class CaseService:
             sleep_ms = min(sleep_ms, max(0, deadline - self.clock.now_ms()))
         return sleep_ms / 1000
 
-    async def _open_cases(self) -> list[dict[str, Any]]:
-        """The cases this node decides that wait for a reader or are being read."""
-        return await fetch_dicts(
-            self.db,
-            "SELECT * FROM cases WHERE role = 'sender' AND state IN ('delivered', 'assigned')",
-        )
-
     def view(self, now: int) -> View:
         return self.directory.view(now)
 
     # --- rows ------------------------------------------------------------------------
 
-    async def row(self, case_id: bytes) -> Any:
-        rows = await fetch_dicts(self.db, "SELECT * FROM cases WHERE case_id = ?", (case_id,))
-        return rows[0] if rows else None
+    async def row(self, case_id: bytes) -> CaseRow | None:
+        return await self.rows.case(case_id)
 
-    async def _require(self, case_id: bytes) -> Any:
+    async def _require(self, case_id: bytes) -> CaseRow:
         row = await self.row(case_id)
         if row is None:
             raise CaseError(404, NO_SUCH_CASE, key=N_("no_such_case"))
         return row
 
-    async def seen(self, case_id: bytes, person: bytes, now: int) -> dict[str, Any]:
+    async def seen(self, case_id: bytes, person: bytes, now: int) -> CaseRow:
         """The case's row, if ``person`` may see the case (policy.py); otherwise the
         answer for a case that does not exist, so that whether it exists is not told."""
         row = await self.row(case_id)
-        if row is None or not policy.may_see(case_from_row(row), person, self.view(now)):
+        if row is None or not policy.may_see(row.case, person, self.view(now)):
             raise CaseError(404, NO_SUCH_CASE, key=N_("no_such_case"))
-        return dict(row)
+        return row
 
-    async def _update(self, case_id: bytes, now: int, **fields: Any) -> None:
-        fields["updated_ms"] = now
-        names = ", ".join(f"{k} = ?" for k in fields)
-        await self.db.execute(
-            f"UPDATE cases SET {names} WHERE case_id = ?",  # noqa: S608 - our own names
-            (*fields.values(), case_id),
-        )
-        await self.db.commit()
+    # The writes below are part of a decision (``_decision``), which commits them.
 
     async def _save(self, case: Case, now: int, **extra: Any) -> None:
-        await self._update(case.case_id, now, **case_fields(case), **extra)
+        await self.rows.save(case, now, **extra)
 
     async def _keep_document(self, doc: Document, case_id: bytes, now: int) -> None:
-        await self.db.execute(
-            "INSERT OR IGNORE INTO case_documents (digest, case_id, kind, signer, created_ms,"
-            " received_ms, raw) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (doc.digest, case_id, doc.kind, doc.signer.key, doc.created, now, doc.raw),
-        )
-        await self.db.commit()
+        await self.rows.keep_document(doc, case_id, now)
 
     async def documents(self, case_id: bytes, kind: str | None = None) -> list[Document]:
-        query = "SELECT raw FROM case_documents WHERE case_id = ?"
-        args: tuple[Any, ...] = (case_id,)
-        if kind is not None:
-            query += " AND kind = ?"
-            args = (case_id, kind)
-        cursor = await self.db.execute(query + " ORDER BY created_ms, digest", args)
-        return [decode_document(bytes(r[0])) for r in await cursor.fetchall()]
+        return await self.rows.documents(case_id, kind)
 
     async def notify(self, person: bytes | None, case_id: bytes, kind: str, now: int) -> None:
-        await self.db.execute(
-            "INSERT INTO notifications (person, case_id, kind, at_ms) VALUES (?, ?, ?, ?)",
-            (person, case_id, kind, now),
-        )
-        await self.db.commit()
+        await self.rows.notify(person, case_id, kind, now)
 
     async def _audit(
         self, actor: bytes, case_id: bytes, action: str, now: int, detail: str = ""
     ) -> None:
-        await self.audit.append(actor=actor, case_id=case_id, action=action, detail=detail, now=now)
+        await self.audit.append(
+            actor=actor, case_id=case_id, action=action, detail=detail, now=now, commit=False
+        )
 
-    async def _carry_out(
-        self, row: dict[str, Any], step: Step, now: int, **extra: Any
-    ) -> dict[str, Any]:
+    async def _carry_out(self, row: CaseRow, step: Step, now: int, **extra: Any) -> CaseRow:
         """Save the case a step of the coordinator left (with ``extra`` columns), then do
         what it says, in order; the row as it is then."""
-        row = row_with(row, step.case)
+        row = dataclasses.replace(row, case=step.case)
         await self._save(step.case, now, **extra)
         for effect in step.effects:
             if isinstance(effect, Notify):
@@ -274,15 +258,12 @@ class CaseService:
             now=now,
             priority=PRIORITY_DOCUMENT,
         )
-        await self.db.execute(
-            "INSERT INTO case_bundles (bundle_id, case_id, purpose) VALUES (?, ?, ?)",
-            (manifest.bundle_id, case_id, purpose),
-        )
-        await queue_bundle(self.db, manifest, sender=self.me, study_uid="", now=now)
+        await self.rows.add_bundle(manifest.bundle_id, case_id, purpose)
+        await queue_bundle(self.db, manifest, sender=self.me, study_uid="", now=now, commit=False)
         self.transfers.wake()
         return manifest.bundle_id
 
-    async def _tell_copies(self, row: dict[str, Any], tell: Tell, now: int) -> None:
+    async def _tell_copies(self, row: CaseRow, tell: Tell, now: int) -> None:
         """The sender's node tells every node holding the case what it decided."""
         doc = self._event(
             tell.case_id,
@@ -293,8 +274,7 @@ class CaseService:
             note=tell.note,
             seq=tell.seq,
         )
-        recipients = [bytes.fromhex(n) for n in json.loads(row["recipients"])]
-        await self._send(tell.case_id, [doc], recipients, tell.event, now)
+        await self._send(tell.case_id, [doc], list(row.recipients), tell.event, now)
 
     def _event(
         self,
@@ -322,12 +302,8 @@ class CaseService:
 
     async def week_count(self, pair_id: bytes, now: int) -> int:
         """The pair's cases that count toward its weekly quota (the coordinator's rule)."""
-        rows = await fetch_dicts(
-            self.db,
-            "SELECT * FROM cases WHERE role = 'sender' AND pair_id = ? AND submitted_ms > ?",
-            (pair_id, quota_since(now)),
-        )
-        return week_count(map(case_from_row, rows), now)
+        rows = await self.rows.pair_cases_since(pair_id, quota_since(now))
+        return week_count((r.case for r in rows), now)
 
     async def submit(
         self,
@@ -414,33 +390,23 @@ class CaseService:
         )
         await self._own_study(study_uid, account)
         sealed = await self._seal(case_id, study_uid, request, recipients, seal.urgent, now)
-        await self.db.execute(
-            "INSERT INTO cases (case_id, role, state, routing, target, pair_id, sender,"
-            " sender_node, delay_ms, needs_acceptance, urgent, study_uid, recipients, form,"
-            " submitted_ms, updated_ms) VALUES (?, 'sender', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " ?, ?, ?, ?)",
-            (
-                case_id,
-                case.state.value,
-                routing,
-                case.target,
-                pair_id,
-                who,
-                self.me,
-                case.delay_ms,
-                int(case.needs_acceptance),
-                int(urgent),
-                study_uid,
-                json.dumps([n.hex() for n in recipients]),
-                json.dumps(form, ensure_ascii=False),
-                now,
-                now,
-            ),
+        row = CaseRow(
+            case=case,
+            role="sender",
+            pair_id=pair_id,
+            sender_node=self.me,
+            urgent=urgent,
+            study_uid=study_uid,
+            recipients=tuple(recipients),
+            form_json=json.dumps(form, ensure_ascii=False),
+            updated_ms=now,
         )
-        await self._keep_document(decode_document(request), case_id, now)
-        await self._queue_images(case_id, sealed, study_uid, now)
-        rest = tuple(e for e in step.effects if e is not seal)
-        await self._carry_out(await self._require(case_id), Step(case, rest), now)
+        async with self._decision():  # the case, its request, its images, what follows
+            await self.rows.insert(row)
+            await self._keep_document(decode_document(request), case_id, now)
+            await self._queue_images(case_id, sealed, study_uid, now)
+            rest = tuple(e for e in step.effects if e is not seal)
+            await self._carry_out(row, Step(case, rest), now)
         log("case submitted", case=case_id.hex()[:8], routing=routing, nodes=len(recipients))
         return {
             "case_id": case_id.hex(),
@@ -455,7 +421,7 @@ class CaseService:
         """The sender adds images to an open case (e.g. the lateral view a reader asked
         for): a study of the intake their account may use, sealed with the case's
         request as part n."""
-        async with self._lock:
+        async with self._decision():
             row, case, who, roles = await self._acting(
                 case_id,
                 person,
@@ -472,9 +438,8 @@ class CaseService:
                 {**first, "created": now, "part": parts, "over_quota": False},
                 person,
             )
-            recipients = [bytes.fromhex(n) for n in json.loads(row["recipients"])]
             manifest = await self._seal(
-                case_id, study_uid, request, recipients, bool(row["urgent"]), now
+                case_id, study_uid, request, list(row.recipients), row.urgent, now
             )
             await self._keep_document(decode_document(request), case_id, now)
             await self._queue_images(case_id, manifest, study_uid, now)
@@ -520,31 +485,27 @@ class CaseService:
         self, case_id: bytes, manifest: Manifest, study_uid: str, now: int
     ) -> None:
         """Record a sealed bundle as the case's images and put it in the outbox."""
-        await self.db.execute(
-            "INSERT INTO case_bundles (bundle_id, case_id, purpose) VALUES (?, ?, 'images')",
-            (manifest.bundle_id, case_id),
+        await self.rows.add_bundle(manifest.bundle_id, case_id, "images")
+        await queue_bundle(
+            self.db, manifest, sender=self.me, study_uid=study_uid, now=now, commit=False
         )
-        await queue_bundle(self.db, manifest, sender=self.me, study_uid=study_uid, now=now)
         self.transfers.wake()
 
     # --- bundles in and out (transfer hooks) -----------------------------------------
 
     async def _delivered(self, bundle_id: bytes, recipient: bytes, now: int) -> None:
-        cursor = await self.db.execute(
-            "SELECT case_id, purpose FROM case_bundles WHERE bundle_id = ?", (bundle_id,)
-        )
-        found = await cursor.fetchone()
+        found = await self.rows.bundle(bundle_id)
         if found is None:
             return
-        case_id, purpose = bytes(found[0]), str(found[1])
-        async with self._lock:
+        case_id, purpose = found.case_id, found.purpose
+        async with self._decision():
             row = await self.row(case_id)
             if row is None:
                 return
-            case = case_from_row(row)
-            if purpose == "images" and row["role"] == "sender":
+            case = row.case
+            if purpose == "images" and row.role == "sender":
                 await self._record_delivery(row, recipient, now)
-            elif purpose == "report" and row["role"] == "copy":
+            elif purpose == "report" and row.role == "copy":
                 if case.state is State.REPORTED:
                     case, _ = machine.apply(
                         case, "deliver_report", by=self.me, roles=frozenset({Role.NODE}), now=now
@@ -552,14 +513,14 @@ class CaseService:
                     await self._save(case, now)
                     await self._audit(recipient, case_id, "deliver_report", now)
 
-    async def _record_delivery(self, row: Any, by: bytes, now: int) -> Any:
+    async def _record_delivery(self, row: CaseRow, by: bytes, now: int) -> CaseRow:
         """The study reached ``by``'s node: the first time, the case is delivered and its
         due date starts (the caller holds the lock). The case's row, as it is now."""
-        step = self.coordinator.delivered(case_from_row(row), by=by, now=now)
+        step = self.coordinator.delivered(row.case, by=by, now=now)
         if step.effects:
             await self._carry_out(row, step, now)
             self._wake.set()  # a new due date: the loop sleeps until it
-        return await self.row(bytes(row["case_id"]))
+        return await self._require(row.case_id)
 
     async def _opened(self, manifest: Manifest, header: BundleHeader, folder: Path) -> None:
         self._wake.set()  # take_in_received picks it up (and again after a restart)
@@ -567,36 +528,27 @@ class CaseService:
     async def take_in_received(self, now: int) -> None:
         """Bundles opened here that no case has taken in yet (a bundle whose sender is not
         yet in this node's directory waits for the next scan)."""
-        cursor = await self.db.execute(
-            "SELECT b.bundle_id, b.manifest FROM bundles b LEFT JOIN case_bundles c"
-            " ON c.bundle_id = b.bundle_id WHERE b.role = 'inbox' AND b.state = 'complete'"
-            " AND c.bundle_id IS NULL ORDER BY b.completed_ms"
-        )
-        for bundle_id, raw in await cursor.fetchall():
-            folder = self.transfers.received_folder(bytes(bundle_id))
+        for received in await self.rows.received_not_taken():
+            bundle_id = received.bundle_id
+            folder = self.transfers.received_folder(bundle_id)
             try:
                 case_meta = json.loads((folder / "case.json").read_text("utf-8"))
                 data = (folder / "files" / DOCUMENTS_FILE).read_bytes()
             except (OSError, ValueError):
-                await self._mark(bytes(bundle_id), b"", "not a case")
+                async with self._decision():
+                    await self._mark(bundle_id, b"", "not a case")
                 continue
-            sender_node = Manifest.decode(bytes(raw)).sender.key
+            sender_node = Manifest.decode(received.manifest).sender.key
             try:
-                async with self._lock:
-                    outcome = await self._take_bundle(
-                        bytes(bundle_id), case_meta, data, sender_node, now
-                    )
+                async with self._decision():
+                    outcome = await self._take_bundle(bundle_id, case_meta, data, sender_node, now)
             except ProtocolError as exc:
                 outcome = f"refused: {exc}"
             if outcome is not None:
-                log("case bundle taken in", bundle=bytes(bundle_id).hex()[:8], outcome=outcome)
+                log("case bundle taken in", bundle=bundle_id.hex()[:8], outcome=outcome)
 
     async def _mark(self, bundle_id: bytes, case_id: bytes, purpose: str) -> None:
-        await self.db.execute(
-            "INSERT OR REPLACE INTO case_bundles (bundle_id, case_id, purpose) VALUES (?, ?, ?)",
-            (bundle_id, case_id, purpose),
-        )
-        await self.db.commit()
+        await self.rows.mark(bundle_id, case_id, purpose)
 
     async def _take_bundle(
         self, bundle_id: bytes, meta: dict[str, Any], data: bytes, sender_node: bytes, now: int
@@ -617,7 +569,7 @@ class CaseService:
                 return None
             for doc in docs:
                 await self._take_document(row, doc, sender_node, now)
-                row = await self.row(case_id)
+                row = await self._require(case_id)
             await self._mark(bundle_id, case_id, "documents in")
             return f"{len(docs)} document(s)"
         if kind == "pair_proposal":
@@ -649,12 +601,12 @@ class CaseService:
         case_id = bytes(body["case_id"])
         row = await self.row(case_id)
         if row is not None:  # images added to the case
-            if request.signer.key != bytes(row["sender"]):
+            if request.signer.key != row.case.sender:
                 await self._mark(bundle_id, case_id, "refused: images from another sender")
                 return "refused: images from another sender"
             await self._mark(bundle_id, case_id, f"images part {body['part']}")
             await self._keep_document(request, case_id, now)
-            await self.notify(row["reader"], case_id, "images_added", now)
+            await self.notify(row.case.reader, case_id, "images_added", now)
             await self._audit(request.signer.key, case_id, "add_images", now)
             return "images added"
         try:
@@ -675,37 +627,32 @@ class CaseService:
         )
         case = step.case
         await self._mark(bundle_id, case_id, "images")  # its images known before it shows
-        await self.db.execute(
-            "INSERT INTO cases (case_id, role, state, routing, target, pair_id, sender,"
-            " sender_node, delay_ms, needs_acceptance, urgent, form, recipients, updated_ms)"
-            " VALUES (?, 'copy', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '[]', ?)",
-            (
-                case_id,
-                case.state.value,
-                case.routing.value,
-                case.target,
-                body["pair_id"],
-                case.sender,
-                sender_node,
-                case.delay_ms,
-                int(case.needs_acceptance),
-                int(form["urgency"] == "urgent"),
-                json.dumps(form, ensure_ascii=False),
-                now,
-            ),
+        row = CaseRow(
+            case=case,
+            role="copy",
+            pair_id=None if body["pair_id"] is None else bytes(body["pair_id"]),
+            sender_node=sender_node,
+            urgent=form["urgency"] == "urgent",
+            study_uid="",
+            recipients=(),
+            form_json=json.dumps(form, ensure_ascii=False),
+            updated_ms=now,
         )
+        await self.rows.insert(row)
         await self._keep_document(request, case_id, now)
-        await self._carry_out(await self._require(case_id), step, now)
+        await self._carry_out(row, step, now)
         return case.state.value
 
-    async def _take_document(self, row: Any, doc: Document, sender_node: bytes, now: int) -> None:
-        case_id = bytes(row["case_id"])
+    async def _take_document(
+        self, row: CaseRow, doc: Document, sender_node: bytes, now: int
+    ) -> None:
+        case_id = row.case_id
         if bytes(doc.body["case_id"]) != case_id:
             log("case document for another case ignored", case=case_id.hex()[:8])
             return
-        if row["role"] == "sender":
-            if row["state"] in (State.SUBMITTED.value, State.IN_TRANSIT.value) and (
-                sender_node.hex() in json.loads(row["recipients"])
+        if row.role == "sender":
+            if row.case.state in (State.SUBMITTED, State.IN_TRANSIT) and (
+                sender_node in row.recipients
             ):
                 # A request from a node the study was sent to: the study reached it, even
                 # if its receipt is still on the way (an accept was refused as "in
@@ -715,9 +662,9 @@ class CaseService:
         else:
             await self._at_copy(row, doc, sender_node, now)
 
-    async def _at_sender(self, row: Any, doc: Document, now: int) -> None:
+    async def _at_sender(self, row: CaseRow, doc: Document, now: int) -> None:
         """A person's request, report, addendum or message reaches the deciding node."""
-        case = case_from_row(row)
+        case = row.case
         who = doc.signer.key
         roles = policy.roles(case, who, self.view(now))
         case_id = case.case_id
@@ -756,12 +703,12 @@ class CaseService:
             await self._audit(who, case_id, f"refused {doc.kind}", now, str(exc)[:300])
             log("case request refused", case=case_id.hex()[:8], why=str(exc)[:200])
 
-    async def _at_copy(self, row: Any, doc: Document, sender_node: bytes, now: int) -> None:
+    async def _at_copy(self, row: CaseRow, doc: Document, sender_node: bytes, now: int) -> None:
         """The deciding node's decisions (followed through the table, in any order), the
         sender's messages and evaluation."""
-        case = case_from_row(row)
+        case = row.case
         case_id = case.case_id
-        if sender_node != bytes(row["sender_node"]):
+        if sender_node != row.sender_node:
             log("case document from another node ignored", case=case_id.hex()[:8])
             return
         if (
@@ -793,16 +740,15 @@ class CaseService:
 
     async def _acting(
         self, case_id: bytes, person: Identity, now: int, *, kept_as: str = "", where: str = ""
-    ) -> tuple[dict[str, Any], Case, bytes, frozenset[Role]]:
+    ) -> tuple[CaseRow, Case, bytes, frozenset[Role]]:
         """The case's row, the case, the person's key and roles, for a person acting on
         a case here: 404 if they may not see it, 409 ``where`` when this node does not
         keep it as ``kept_as``."""
         who = person.public.key
         row = await self.seen(case_id, who, now)
-        if kept_as and row["role"] != kept_as:
+        if kept_as and row.role != kept_as:
             raise CaseError(409, where)
-        case = case_from_row(row)
-        return row, case, who, policy.roles(case, who, self.view(now))
+        return row, row.case, who, policy.roles(row.case, who, self.view(now))
 
     async def act(
         self,
@@ -816,7 +762,7 @@ class CaseService:
     ) -> dict[str, Any]:
         """claim, assign, release, accept, decline (asked of the sender's node from a
         copy; decided at once on the sender's node), cancel and close (the sender)."""
-        async with self._lock:
+        async with self._decision():
             row, case, who, roles = await self._acting(case_id, person, now)
             if event != "assign":
                 _step(case, event, who, roles, now)
@@ -827,25 +773,25 @@ class CaseService:
                     machine.assign_to(case, reader, by=who, roles=roles, now=now)
                 except CaseRefused as exc:
                     raise CaseError(409, str(exc)) from None
-            if row["role"] == "copy":
+            if row.role == "copy":
                 if event not in ASKED_FROM_COPY:
                     raise CaseError(409, f"only the sender's node can {event} this case")
                 doc = self._event(case_id, event, person, now, reader=reader, note=note)
-                await self._send(case_id, [doc], [bytes(row["sender_node"])], event, now)
+                await self._send(case_id, [doc], [row.sender_node], event, now)
                 await self._keep_document(decode_document(doc), case_id, now)
-                await self._update(case_id, now, claim_sent_by=who)
+                await self.rows.update(case_id, now, claim_sent_by=who)
                 await self._audit(who, case_id, f"ask {event}", now)
                 return {"state": case.state.value, "asked": event}
             doc = self._event(case_id, event, person, now, reader=reader, note=note)
             await self._at_sender(row, decode_document(doc), now)
             row = await self._require(case_id)
-            return {"state": row["state"]}
+            return {"state": row.case.state.value}
 
     async def report(
         self, case_id: bytes, person: Identity, fields: dict[str, Any], now: int
     ) -> dict[str, Any]:
         """The reader signs a report (or an addendum, once reported) and sends it back."""
-        async with self._lock:
+        async with self._decision():
             row, case, who, roles = await self._acting(
                 case_id,
                 person,
@@ -872,7 +818,7 @@ class CaseService:
                 raise CaseError(400, "a report needs findings or an impression")
             raw = _signed("report", body, person)
             purpose = "report" if first else "addendum"
-            doc = await self._send_kept(case_id, raw, [bytes(row["sender_node"])], purpose, now)
+            doc = await self._send_kept(case_id, raw, [row.sender_node], purpose, now)
             await self._save(case, now, image_quality=body["image_quality"])
             await self._audit(who, case_id, purpose, now, str(body["image_quality"]))
             return {"state": case.state.value, "report": doc.digest.hex()}
@@ -887,17 +833,13 @@ class CaseService:
         return doc
 
     async def _images_bundle(self, case_id: bytes) -> bytes:
-        cursor = await self.db.execute(
-            "SELECT bundle_id FROM case_bundles WHERE case_id = ? AND purpose = 'images'",
-            (case_id,),
-        )
-        row = await cursor.fetchone()
-        return bytes(16) if row is None else bytes(row[0])
+        found = await self.rows.first_images(case_id)
+        return bytes(16) if found is None else found
 
     async def message(
         self, case_id: bytes, person: Identity, text: str, now: int
     ) -> dict[str, Any]:
-        async with self._lock:
+        async with self._decision():
             row, case, who, roles = await self._acting(case_id, person, now)
             _step(case, "message", who, roles, now)
             raw = _signed(
@@ -912,10 +854,7 @@ class CaseService:
                 },
                 person,
             )
-            if row["role"] == "sender":
-                to = [bytes.fromhex(n) for n in json.loads(row["recipients"])]
-            else:
-                to = [bytes(row["sender_node"])]
+            to = list(row.recipients) if row.role == "sender" else [row.sender_node]
             await self._send_kept(case_id, raw, to, "message", now)
             await self._audit(who, case_id, "message", now)
             return {"sent": True}
@@ -924,7 +863,7 @@ class CaseService:
         self, case_id: bytes, person: Identity, fields: dict[str, Any], now: int
     ) -> dict[str, Any]:
         """The sender rates the opinion; the evaluation goes to the reader's node."""
-        async with self._lock:
+        async with self._decision():
             row, case, who, roles = await self._acting(
                 case_id,
                 person,
@@ -949,11 +888,7 @@ class CaseService:
                 person,
             )
             reader = self.view(now).members.get(case.reader or b"")
-            to = (
-                [reader.body["home_node"]]
-                if reader is not None
-                else [bytes.fromhex(n) for n in json.loads(row["recipients"])]
-            )
+            to = [reader.body["home_node"]] if reader is not None else list(row.recipients)
             await self._send_kept(case_id, raw, to, "evaluation", now)
             await self._save(case, now, evaluated_ms=now, useful=int(_bool(fields, "useful")))
             await self._audit(who, case_id, "evaluate", now)
@@ -965,18 +900,19 @@ class CaseService:
         """The coordinator's deadlines for the cases this node decides: an overdue case
         goes back to the group (and the copies are told). How many were escalated."""
         done = 0
-        for found in await self._open_cases():
-            due = deadline(case_from_row(found))
+        for found in await self.rows.open_decided():
+            due = deadline(found.case)
             if due is None or due > now:
                 continue
-            case_id = bytes(found["case_id"])
-            async with self._lock:
-                row = await self.row(case_id)
-                case = case_from_row(row)
-                pair_id = None if row["pair_id"] is None else bytes(row["pair_id"])
-                holders = [bytes.fromhex(n) for n in json.loads(row["recipients"])]
+            case_id = found.case_id
+            async with self._decision():
+                row = await self._require(case_id)
+                case = row.case
                 step = self.coordinator.tick(
-                    case, route_of(self.view(now), case, pair_id), holders=holders, now=now
+                    case,
+                    route_of(self.view(now), case, row.pair_id),
+                    holders=list(row.recipients),
+                    now=now,
                 )
                 if not step.effects:
                     continue
@@ -985,42 +921,37 @@ class CaseService:
                 done += 1
         return done
 
-    async def _offer(self, row: dict[str, Any], seal: Seal, now: int) -> dict[str, Any]:
+    async def _offer(self, row: CaseRow, seal: Seal, now: int) -> CaseRow:
         """An overdue pair's case goes to the reader's group: the study is sealed again,
         with the sender's signed request, for the group's nodes that do not hold it (the
         escalation told next says the case waits for a reader). The row, with them."""
-        case_id = bytes(row["case_id"])
+        case_id = row.case_id
         (request, *_) = await self.documents(case_id, "case_request")
         try:
             manifest = await self._seal(
-                case_id, str(row["study_uid"]), request.raw, list(seal.nodes), seal.urgent, now
+                case_id, row.study_uid, request.raw, list(seal.nodes), seal.urgent, now
             )
         except NodeError as exc:  # the study is no longer in the intake
             log("escalation not sent to the group", why=str(exc)[:200])
             return row
-        await self._queue_images(case_id, manifest, str(row["study_uid"]), now)
-        recipients = json.dumps([*json.loads(row["recipients"]), *(n.hex() for n in seal.nodes)])
-        await self._update(case_id, now, recipients=recipients)
+        await self._queue_images(case_id, manifest, row.study_uid, now)
+        recipients = (*row.recipients, *seal.nodes)
+        await self.rows.update(case_id, now, recipients=recipients)
         await self._audit(self.me, case_id, seal.reason, now, f"{len(seal.nodes)} node(s)")
-        return {**row, "recipients": recipients}
+        return dataclasses.replace(row, recipients=recipients)
 
     async def purge_due(self, now: int) -> int:
         """Images of cases closed (or cancelled) longer ago than the retention delay are
         deleted, here and in the transfer tables (with the manifests, and so the wrapped
         bundle keys); reports, evaluations and messages are kept."""
         keep_ms = self.config.cases_retention_days * DAY_MS
-        cursor = await self.db.execute(
-            "SELECT case_id FROM cases WHERE state IN ('closed', 'cancelled')"
-            " AND COALESCE(closed_ms, updated_ms) + ? <= ?",
-            (keep_ms, now),
-        )
         done = 0
-        for (case_id,) in await cursor.fetchall():
-            async with self._lock:
-                row = await self.row(bytes(case_id))
+        for case_id in await self.rows.closed_before(now - keep_ms):
+            async with self._decision():
+                row = await self._require(case_id)
                 deleted = await self._delete_images(row)
                 case, _ = machine.apply(
-                    case_from_row(row), "purge", by=self.me, roles=frozenset({Role.NODE}), now=now
+                    row.case, "purge", by=self.me, roles=frozenset({Role.NODE}), now=now
                 )
                 await self._save(case, now, purged_ms=now)
                 await self._audit(self.me, case.case_id, "purge", now, f"{deleted} bundle(s)")
@@ -1028,26 +959,19 @@ class CaseService:
                 done += 1
         return done
 
-    async def _delete_images(self, row: Any) -> int:
-        case_id = bytes(row["case_id"])
-        cursor = await self.db.execute(
-            "SELECT c.bundle_id, b.manifest, b.study_uid FROM case_bundles c JOIN bundles b"
-            " ON b.bundle_id = c.bundle_id WHERE c.case_id = ? AND c.purpose LIKE 'images%'",
-            (case_id,),
-        )
-        found = list(await cursor.fetchall())
-        studies = {str(row["study_uid"])} if row["role"] == "sender" else set()
-        for bundle_id, raw, study_uid in found:
-            manifest = Manifest.decode(bytes(raw))
+    async def _delete_images(self, row: CaseRow) -> int:
+        found = await self.rows.images_held(row.case_id)
+        studies = {row.study_uid} if row.role == "sender" else set()
+        transfers = TransferStore(self.db)
+        for held in found:
+            manifest = Manifest.decode(held.manifest)
             await asyncio.to_thread(self._delete_bundle_files, manifest)
-            await self.db.execute("DELETE FROM deliveries WHERE bundle_id = ?", (bundle_id,))
-            await self.db.execute("DELETE FROM bundles WHERE bundle_id = ?", (bundle_id,))
-            if row["role"] == "sender" and study_uid:
-                studies.add(str(study_uid))
+            await transfers.forget(held.bundle_id)
+            if row.role == "sender" and held.study_uid:
+                studies.add(held.study_uid)
         for study_uid in sorted(s for s in studies if s):
             folder = self.node_dir.intake / study_uid
             await asyncio.to_thread(shutil.rmtree, folder, True)
-        await self.db.commit()
         return len(found)
 
     def _delete_bundle_files(self, manifest: Manifest) -> None:
@@ -1058,37 +982,33 @@ class CaseService:
 
     # --- reading ---------------------------------------------------------------------
 
-    async def visible(self, person: bytes, now: int) -> list[Any]:
+    async def visible(self, person: bytes, now: int) -> list[CaseRow]:
         """The cases of this node a person may see (policy.py), last changed first."""
-        rows = await fetch_dicts(self.db, "SELECT * FROM cases ORDER BY updated_ms DESC")
-        return policy.visible(rows, person, self.view(now), case_from_row)
+        rows = await self.rows.every_case()
+        return policy.visible(rows, person, self.view(now), lambda r: r.case)
 
     async def detail(self, case_id: bytes, person: bytes, now: int) -> dict[str, Any]:
         row = await self.seen(case_id, person, now)
-        roles = policy.roles(case_from_row(row), person, self.view(now))
-        await self._audit(person, case_id, "view", now)
+        roles = policy.roles(row.case, person, self.view(now))
+        await self.audit.append(actor=person, case_id=case_id, action="view", detail="", now=now)
         out = summary(row)
         out["roles"] = sorted(r.value for r in roles)
-        form = json.loads(row["form"])
+        form = row.form
         out["form"] = {key: form.get(key) for key in CASE_FORM.fields}  # every key, null if unused
         age = age_of(form)
         out["age"] = {"value": age.value, "unit": age.unit}  # as the sender gave it
         out["documents"] = [document_json(d) for d in await self.documents(case_id)]
-        if row["role"] == "copy":
+        if row.role == "copy":
             out["images"] = [
                 str(self.transfers.received_folder(b).relative_to(self.node_dir.root))
                 for b in await self.bundles(case_id, "images")
             ]
-        if row["role"] == "sender" and Role.SENDER in roles:
-            out["patient"] = await asyncio.to_thread(self._patient, str(row["study_uid"]))
+        if row.role == "sender" and Role.SENDER in roles:
+            out["patient"] = await asyncio.to_thread(self._patient, row.study_uid)
         return out
 
     async def bundles(self, case_id: bytes, purpose: str = "images") -> list[bytes]:
-        cursor = await self.db.execute(
-            "SELECT bundle_id FROM case_bundles WHERE case_id = ? AND purpose LIKE ?",
-            (case_id, purpose + "%"),
-        )
-        return [bytes(r[0]) for r in await cursor.fetchall()]
+        return await self.rows.bundles(case_id, purpose)
 
     def _patient(self, study_uid: str) -> dict[str, str] | None:
         """The real patient of a case, from the encrypted pseudonym map: only on the
@@ -1111,30 +1031,31 @@ def _bool(fields: dict[str, Any], name: str) -> bool:
     return value
 
 
-def summary(row: dict[str, Any]) -> dict[str, Any]:
+def summary(row: CaseRow) -> dict[str, Any]:
+    case = row.case
     return {
-        "case_id": bytes(row["case_id"]).hex(),
-        "kept_as": row["role"],
-        "state": row["state"],
-        "routing": row["routing"],
-        "target": bytes(row["target"]).hex(),
-        "sender": bytes(row["sender"]).hex(),
-        "sender_node": bytes(row["sender_node"]).hex(),
-        "reader": _hex(row["reader"]),
-        "claim_sent_by": _hex(row["claim_sent_by"]),
-        "urgent": bool(row["urgent"]),
-        "needs_acceptance": bool(row["needs_acceptance"]),
-        "submitted_ms": row["submitted_ms"],
-        "delivered_ms": row["delivered_ms"],
-        "due_ms": row["due_ms"],
-        "reported_ms": row["reported_ms"],
-        "report_back_ms": row["report_back_ms"],
-        "evaluated_ms": row["evaluated_ms"],
-        "closed_ms": row["closed_ms"],
-        "purged_ms": row["purged_ms"],
-        "escalations": row["escalations"],
-        "image_quality": row["image_quality"],
-        "useful": None if row["useful"] is None else bool(row["useful"]),
+        "case_id": case.case_id.hex(),
+        "kept_as": row.role,
+        "state": case.state.value,
+        "routing": case.routing.value,
+        "target": case.target.hex(),
+        "sender": case.sender.hex(),
+        "sender_node": row.sender_node.hex(),
+        "reader": _hex(case.reader),
+        "claim_sent_by": _hex(row.claim_sent_by),
+        "urgent": row.urgent,
+        "needs_acceptance": case.needs_acceptance,
+        "submitted_ms": case.submitted_ms,
+        "delivered_ms": case.delivered_ms,
+        "due_ms": case.due_ms,
+        "reported_ms": case.reported_ms,
+        "report_back_ms": case.report_back_ms,
+        "evaluated_ms": row.evaluated_ms,
+        "closed_ms": case.closed_ms,
+        "purged_ms": row.purged_ms,
+        "escalations": case.escalations,
+        "image_quality": row.image_quality,
+        "useful": row.useful,
     }
 
 

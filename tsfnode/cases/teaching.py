@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import os
 import warnings
 import zipfile
@@ -24,7 +23,6 @@ from protocol.cases import State
 from protocol.directory import make_record
 from protocol.identity import Identity, PublicIdentity
 from tsfnode.errors import CaseError
-from tsfnode.store.cases import case_from_row
 
 if TYPE_CHECKING:
     from tsfnode.cases.service import CaseService
@@ -71,8 +69,8 @@ async def publish(
     if not 1 <= len(title.strip()) <= 200:
         raise CaseError(400, "title: 1 to 200 characters")
     row = await service.seen(case_id, person.public.key, now)
-    case = case_from_row(row)
-    if row["role"] != "copy" or case.reader != person.public.key:
+    case = row.case
+    if row.role != "copy" or case.reader != person.public.key:
         raise CaseError(403, "only the reader of the case publishes it, from the reader's node")
     if case.state not in (State.EVALUATED, State.CLOSED):
         state = case.state.value
@@ -88,7 +86,7 @@ async def publish(
     if not reports:
         raise CaseError(409, "the case has no report of yours")
     report = reports[-1]
-    form = json.loads(row["form"])
+    form = row.form
     teaching_id = os.urandom(16)
     folders = [service.transfers.received_folder(b) for b in await service.bundles(case_id)]
     target = service.node_dir.root / "teaching" / f"{teaching_id.hex()}.zip"

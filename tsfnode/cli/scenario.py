@@ -28,6 +28,8 @@ from tsfnode.config import load_config
 from tsfnode.errors import NodeError
 from tsfnode.nodedir import NodeDir
 from tsfnode.store import Store
+from tsfnode.store.cases import CaseStore
+from tsfnode.store.transfers import TransferStore
 
 DEFAULT_KBIT = (512, 2048)  # up, down: a district hospital's shared line
 DEFAULT_LATENCY_MS = 150
@@ -42,7 +44,9 @@ STUDIES = [
 WEEK_MS = 7 * 86_400_000
 
 
-async def _read(directory: Path) -> tuple[Any, Directory, list[Any], list[Any], bytes]:
+async def _read(
+    directory: Path,
+) -> tuple[Any, Directory, list[float], dict[bytes, int], bytes]:
     node_dir = NodeDir(directory)
     if not node_dir.exists():
         raise NodeError(f"{directory} is not a node directory (tsfnode init)")
@@ -58,24 +62,21 @@ async def _read(directory: Path) -> tuple[Any, Directory, list[Any], list[Any], 
     try:
         held = Directory(network.network)
         held.add_many(await store.load_records(), Clock().now_ms())
-        cursor = await store.db.execute(
-            "SELECT rate FROM deliveries WHERE rate > 0 ORDER BY started_ms DESC LIMIT 20"
-        )
-        rates = [float(r[0]) for r in await cursor.fetchall()]
+        rates = await TransferStore(store.db).recent_rates(20)
         since = Clock().now_ms() - 4 * WEEK_MS
-        cursor = await store.db.execute(
-            "SELECT sender, COUNT(*) FROM cases WHERE role = 'sender' AND submitted_ms >= ?"
-            " GROUP BY sender",
-            (since,),
-        )
-        sent = list(await cursor.fetchall())
+        sent = await CaseStore(store.db).sent_by_sender_since(since)
     finally:
         await store.close()
     return config, held, rates, sent, me
 
 
 def build(
-    config: Any, held: Directory, rates: list[float], sent: list[Any], me: bytes, now: int
+    config: Any,
+    held: Directory,
+    rates: list[float],
+    sent: dict[bytes, int],
+    me: bytes,
+    now: int,
 ) -> dict[str, Any]:
     view = held.view(now)
     names: dict[bytes, str] = {}
@@ -117,7 +118,6 @@ def build(
         terms = pair_terms(record)
         if terms["status"] == "active" and terms["reader"] in reader_names:
             pair_of[terms["sender"]] = reader_names[terms["reader"]]
-    counts = {bytes(s): n for s, n in sent}
     busiest = max(
         {r["group"] for r in readers},
         key=lambda g: sum(r["group"] == g for r in readers),
@@ -130,9 +130,7 @@ def build(
             continue
         entry: dict[str, Any] = {
             "node": names[body["home_node"]],
-            "cases_per_week": round(counts[key] / 4, 2)
-            if key in counts
-            else DEFAULT_CASES_PER_WEEK,
+            "cases_per_week": round(sent[key] / 4, 2) if key in sent else DEFAULT_CASES_PER_WEEK,
         }
         if key in pair_of:
             entry["pair"] = pair_of[key]

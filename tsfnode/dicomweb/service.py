@@ -120,7 +120,7 @@ async def _visible(
     seen: set[str] = set()
     out = []
     for row in await cases.visible(person.key, request_now(request)):
-        found = await catalogue_of(request.config_dict, request.app[CATALOGUES], row["case_id"])
+        found = await catalogue_of(request.config_dict, request.app[CATALOGUES], row.case_id)
         for instance in found.instances if study is None else found.by_study.get(study, []):
             if instance.sop not in seen:
                 seen.add(instance.sop)

@@ -2,7 +2,8 @@
 outbox, the inbox, the relay and the progress views make, and nothing else.
 
 Rows come out as frozen dataclasses; each change is committed as it is made (one
-decision, one transaction).
+decision, one transaction), except a bundle sealed or deleted for a case, which is part
+of the case service's decision (``commit=False``, ``forget``).
 """
 
 from __future__ import annotations
@@ -181,9 +182,10 @@ class TransferStore:
         await self.db.commit()
 
     async def insert_sealed(
-        self, manifest: Manifest, *, sender: bytes, study_uid: str, now: int
+        self, manifest: Manifest, *, sender: bytes, study_uid: str, now: int, commit: bool = True
     ) -> None:
-        """A bundle sealed here, with one delivery per recipient, due now."""
+        """A bundle sealed here, with one delivery per recipient, due now (committed
+        unless ``commit`` is False: then part of the caller's decision)."""
         count = manifest.chunk_count
         await self.db.execute(
             "INSERT INTO bundles (bundle_id, role, manifest, sender, priority, chunk_count,"
@@ -210,7 +212,21 @@ class TransferStore:
                 for r in manifest.recipients
             ],
         )
-        await self.db.commit()
+        if commit:
+            await self.db.commit()
+
+    async def forget(self, bundle_id: bytes) -> None:
+        """A bundle and its deliveries are deleted from the tables (its images purged);
+        not committed: part of the caller's decision."""
+        await self.db.execute("DELETE FROM deliveries WHERE bundle_id = ?", (bundle_id,))
+        await self.db.execute("DELETE FROM bundles WHERE bundle_id = ?", (bundle_id,))
+
+    async def counts(self) -> dict[str, int]:
+        """Bundles held here by ``role:state``."""
+        cursor = await self.db.execute(
+            "SELECT role, state, COUNT(*) FROM bundles GROUP BY role, state"
+        )
+        return {f"{r}:{s}": int(n) for r, s, n in await cursor.fetchall()}
 
     async def relay_bytes_held(self) -> int:
         cursor = await self.db.execute(
@@ -310,6 +326,14 @@ class TransferStore:
             (*fields.values(), bundle_id, recipient),
         )
         await self.db.commit()
+
+    async def recent_rates(self, limit: int = 20) -> list[float]:
+        """The goodput (bytes/s) of the last deliveries that measured one, newest first."""
+        cursor = await self.db.execute(
+            "SELECT rate FROM deliveries WHERE rate > 0 ORDER BY started_ms DESC LIMIT ?",
+            (limit,),
+        )
+        return [float(r[0]) for r in await cursor.fetchall()]
 
     # --- what the progress views show ------------------------------------------------
 

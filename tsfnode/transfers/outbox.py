@@ -409,11 +409,14 @@ def receipt_ok(data: bytes, manifest: Manifest, recipient: bytes) -> bool:
 
 
 async def queue_bundle(
-    db: Any, manifest: Manifest, *, sender: bytes, study_uid: str, now: int
+    db: Any, manifest: Manifest, *, sender: bytes, study_uid: str, now: int, commit: bool = True
 ) -> None:
     """Put a bundle sealed here (its chunks in the blob store) in the outbox: one
-    delivery per recipient, due now. The running node picks it up within a second."""
-    await TransferStore(db).insert_sealed(manifest, sender=sender, study_uid=study_uid, now=now)
+    delivery per recipient, due now (committed unless ``commit`` is False: the caller's
+    decision commits it). The running node picks it up within a second."""
+    await TransferStore(db).insert_sealed(
+        manifest, sender=sender, study_uid=study_uid, now=now, commit=commit
+    )
     log(
         "bundle queued",
         bundle=manifest.bundle_id.hex()[:8],

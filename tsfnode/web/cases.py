@@ -7,7 +7,6 @@ What people do goes through the same CaseService as the JSON API.
 
 from __future__ import annotations
 
-import json
 import secrets
 from typing import Any
 
@@ -31,7 +30,6 @@ from tsfnode.cases.service import summary
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import N_
-from tsfnode.store.cases import case_from_row
 from tsfnode.web.caseform import shown_form
 from tsfnode.web.common import (
     http_error,
@@ -122,16 +120,16 @@ async def cases(request: web.Request) -> web.Response:
     rows = []
     for found in await service.visible(person.public.key, now):
         row = summary(found)
-        row["overdue"] = case_from_row(found).overdue(now)
-        form = json.loads(found["form"])
+        row["overdue"] = found.case.overdue(now)
+        form = found.form
         row["subject"] = f"{form.get('modality', '')} · {form.get('body_part', '')}"
         row["sender_name"] = names.get(row["sender"], "")
-        group = view.group_records.get(bytes(found["target"]))
+        group = view.group_records.get(found.case.target)
         row["group"] = ""
         if group is not None:
             covers = ", ".join(group.body["subspecialities"])
             row["group"] = group.body["name"] + (f" ({covers})" if covers else "")
-        elif found["pair_id"] is not None:
+        elif found.pair_id is not None:
             row["group"] = "pair"
         rows.append(row)
     for row in rows:
@@ -232,24 +230,19 @@ async def _timeline(request: web.Request, case: dict[str, Any], lang: str) -> li
         for step, field in STEPS
     ]
     if case["kept_as"] == "sender" and case["delivered_ms"] is None:
-        cursor = await request.config_dict[STORE].db.execute(
-            "SELECT SUM(d.bytes_done), SUM(b.size), MAX(d.rate), MIN(d.attempts)"
-            " FROM case_bundles c JOIN deliveries d USING (bundle_id)"
-            " JOIN bundles b USING (bundle_id) WHERE c.case_id = ? AND c.purpose = 'images'",
-            (bytes.fromhex(case["case_id"]),),
-        )
-        row = await cursor.fetchone()
-        if row is not None and row[1]:
+        rows = request.config_dict[CASES].rows
+        progress = await rows.images_progress(bytes.fromhex(case["case_id"]))
+        if progress is not None:
             steps.insert(
                 1,
                 {
                     "step": "in_transit",
                     "when": "",
                     "done": False,
-                    "bytes_done": int(row[0] or 0),
-                    "size": int(row[1]),
-                    "rate": float(row[2] or 0),
-                    "percent": int(100 * (row[0] or 0) / row[1]),
+                    "bytes_done": progress.bytes_done,
+                    "size": progress.size,
+                    "rate": progress.rate,
+                    "percent": int(100 * progress.bytes_done / progress.size),
                 },
             )
     return steps

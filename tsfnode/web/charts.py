@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
 from tsfnode.i18n import Texts
+from tsfnode.store.cases import CaseRow
 
 WEEK_MS = 7 * 86_400_000
 WEEKS = 8
@@ -40,18 +41,18 @@ def _svg(figure: Any) -> str:
 
 
 def _by(
-    rows: Iterable[dict[str, Any]], pair_names: dict[bytes, str], _: Texts
-) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
+    rows: Iterable[CaseRow], pair_names: dict[bytes, str], _: Texts
+) -> dict[str, list[CaseRow]]:
+    out: dict[str, list[CaseRow]] = {}
     for row in rows:
-        pair = row["pair_id"]
-        key = pair_names.get(bytes(pair), "?") if pair is not None else _("group_cases")
+        pair = row.pair_id
+        key = pair_names.get(pair, "?") if pair is not None else _("group_cases")
         out.setdefault(key, []).append(row)
     return dict(sorted(out.items()))
 
 
 def quality_charts(
-    rows: list[dict[str, Any]], pair_names: dict[bytes, str], _: Texts, now: int
+    rows: list[CaseRow], pair_names: dict[bytes, str], _: Texts, now: int
 ) -> dict[str, str]:
     """Four charts (SVG text) of the cases ``rows``, per pair (and the group's own cases):
     median turnaround in hours, share judged useful, image quality, and volume per week."""
@@ -64,9 +65,9 @@ def quality_charts(
         turnaround = [
             statistics.median(
                 [
-                    (r["report_back_ms"] - r["submitted_ms"]) / 3_600_000
+                    (r.case.report_back_ms - r.case.submitted_ms) / 3_600_000
                     for r in v
-                    if r["report_back_ms"] and r["submitted_ms"]
+                    if r.case.report_back_ms and r.case.submitted_ms
                 ]
                 or [0]
             )
@@ -75,14 +76,12 @@ def quality_charts(
         charts["turnaround"] = _bars(labels, turnaround, _("chart_turnaround"), "h", _)
         useful = []
         for v in groups.values():
-            judged = [r for r in v if r["useful"] is not None]
-            useful.append(
-                100 * sum(int(r["useful"]) for r in judged) / len(judged) if judged else 0
-            )
+            judged = [r for r in v if r.useful is not None]
+            useful.append(100 * sum(bool(r.useful) for r in judged) / len(judged) if judged else 0)
         charts["useful"] = _bars(labels, useful, _("chart_useful"), "%", _, limit=100)
         figure, axes = plt.subplots(figsize=(5.6, 0.5 + 0.35 * len(labels)))
-        adequate = [sum(r["image_quality"] == "adequate" for r in v) for v in groups.values()]
-        inadequate = [sum(r["image_quality"] == "inadequate" for r in v) for v in groups.values()]
+        adequate = [sum(r.image_quality == "adequate" for r in v) for v in groups.values()]
+        inadequate = [sum(r.image_quality == "inadequate" for r in v) for v in groups.values()]
         axes.barh(labels, adequate, color=COLOURS[2], label=_("adequate"))
         axes.barh(labels, inadequate, left=adequate, color=COLOURS[3], label=_("inadequate"))
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -95,7 +94,7 @@ def quality_charts(
         for i, (label, v) in enumerate(groups.items()):
             counts = [0] * WEEKS
             for r in v:
-                when = r["submitted_ms"] or r["delivered_ms"] or r["updated_ms"]
+                when = r.case.submitted_ms or r.case.delivered_ms or r.updated_ms
                 if when and when >= start:
                     counts[min(WEEKS - 1, int((when - start) // WEEK_MS))] += 1
             axes.plot(weeks, counts, marker="o", color=COLOURS[i % len(COLOURS)], label=label)

@@ -17,6 +17,7 @@ from tsfnode.auth.sessions import Session
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import LANGUAGES, N_, choose_language, texts, translator
+from tsfnode.store.cases import CaseRow
 
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 
@@ -139,7 +140,7 @@ def refusal(
     return kind(text=texts(choose_language(request, person))(key))
 
 
-async def seen_case(request: web.Request, session: Session) -> tuple[bytes, bytes, dict[str, Any]]:
+async def seen_case(request: web.Request, session: Session) -> tuple[bytes, bytes, CaseRow]:
     """(case id, person key, the case's row) of the case the URL names, if the signed-in
     person may see it (cases/policy.py decides). Otherwise 404 "no such case", the answer
     for a case that does not exist: whether it does is not told."""

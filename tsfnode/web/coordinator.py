@@ -32,7 +32,7 @@ from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import N_, texts, translator
 from tsfnode.logs import log
-from tsfnode.store.cases import case_from_row, fetch_dicts
+from tsfnode.store.cases import fetch_dicts
 from tsfnode.web.common import language_of, names_of, person_of, refusal, when
 from tsfnode.web.common import render_page as render
 
@@ -324,21 +324,15 @@ async def _group_cases(
     if not mine:
         return []
     names = names_of(request)
-    marks = ",".join("?" * len(mine))
-    rows = await fetch_dicts(
-        request.config_dict[CASES].db,
-        f"SELECT * FROM cases WHERE target IN ({marks}) AND state IN ('delivered', 'assigned')"  # noqa: S608 - placeholders only
-        " ORDER BY due_ms",
-        tuple(mine),
-    )
+    rows = await request.config_dict[CASES].rows.waiting_in_groups(mine)
     out = []
     for row in rows:
         case = summary(row)
-        case["overdue"] = case_from_row(row).overdue(now)
-        case["due"] = when(row["due_ms"], lang)
+        case["overdue"] = row.case.overdue(now)
+        case["due"] = when(row.case.due_ms, lang)
         case["reader_name"] = names.get(case["reader"] or "", "")
-        case["group"] = PublicIdentity(bytes(row["target"])).text
-        case["form"] = json.loads(row["form"])
+        case["group"] = PublicIdentity(row.case.target).text
+        case["form"] = row.form
         out.append(case)
     return out
 
@@ -356,12 +350,11 @@ async def _charts(request: web.Request, mine: list[bytes], now: int, lang: str) 
         if terms["reader"] in readers:
             reader = names.get(terms["reader"].hex(), "?")
             pair_names[pair_id] = f"{reader} / {names.get(terms['sender'].hex(), '?')}"
-    rows = await fetch_dicts(request.config_dict[CASES].db, "SELECT * FROM cases")
+    rows = await request.config_dict[CASES].rows.every_case()
     ours = [
         r
         for r in rows
-        if bytes(r["target"]) in mine
-        or (r["pair_id"] is not None and bytes(r["pair_id"]) in pair_names)
+        if r.case.target in mine or (r.pair_id is not None and r.pair_id in pair_names)
     ]
     # matplotlib (tens of MiB) is loaded by the first chart drawn, not at the node's start
     from tsfnode.web.charts import quality_charts

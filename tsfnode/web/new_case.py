@@ -44,6 +44,7 @@ from tsfnode.intake.owners import NoSuchStudy, StudyOwners
 from tsfnode.intake.review import ReviewBook
 from tsfnode.intake.uploads import UploadFolder
 from tsfnode.logs import log
+from tsfnode.store.transfers import TransferStore
 from tsfnode.web.caseform import AgeRefused, answered_form
 from tsfnode.web.common import language_of, person_of, refusal, render_page
 
@@ -276,10 +277,7 @@ async def review(request: web.Request) -> web.Response:
 async def measured_rate(request: web.Request) -> dict[str, Any]:
     """The uplink speed to expect, in bytes/s: the median of the last sendings' goodput,
     capped by the operator's limit; None when nothing has been sent yet and no cap set."""
-    cursor = await request.config_dict[STORE].db.execute(
-        "SELECT rate FROM deliveries WHERE rate > 0 ORDER BY started_ms DESC LIMIT 20"
-    )
-    rates = [float(r[0]) for r in await cursor.fetchall()]
+    rates = await TransferStore(request.config_dict[STORE].db).recent_rates(20)
     cap_kbit = request.config_dict[CONFIG].transfer_upload_kbit_s
     measured = statistics.median(rates) if rates else None
     rate = measured

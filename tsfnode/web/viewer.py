@@ -15,7 +15,6 @@ the full one after, at the window it shows, and prefetches ahead of the scrollin
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +81,12 @@ def _public(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def page(request: web.Request) -> web.Response:
     """The viewer, with the case's clinical form beside the images."""
     session = await require(request, *PEOPLE)
-    case_id, person = await _may_see(request)
+    case_id, person, row = await seen_case(request, session)
     warm(request.config_dict, [case_id])  # listed while the page and its script travel
     await request.config_dict[CASES].audit.append(
         actor=person, case_id=case_id, action="view images", detail="", now=request_now(request)
     )
-    row = await request.config_dict[CASES].row(case_id)
-    clinical = shown_form(json.loads(row["form"]), language_of(request, session))
+    clinical = shown_form(row.form, language_of(request, session))
     return render_page(
         request, "viewer.html", session=session, case_id=case_id.hex(), clinical=clinical
     )
