@@ -32,7 +32,7 @@ from tests.harness.people import FORM, PASSWORD
 from tests.harness.studies import CT
 from tests.tsfnode.intake.conftest import PYDICOM_FILES
 from tsfnode.app import create_app
-from tsfnode.appkeys import DIRECTORY, STORE
+from tsfnode.appkeys import CASES, DIRECTORY, STORE
 from tsfnode.auth.accounts import create_account, create_token, person_of_account
 from tsfnode.auth.sessions import SESSION_COOKIE, sign_in
 from tsfnode.clock import CLOCK
@@ -329,3 +329,39 @@ async def test_a_study_the_node_took_in_itself_is_every_senders(cotonou: Cotonou
         status, listed = await node.api(who, "GET", "/studies")
         assert status == 200
         assert [s["study_uid"] for s in listed] == [study]
+
+
+async def test_a_submission_is_written_in_one_commit(
+    cotonou: Cotonou, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The case, its signed request, its images' bundle and deliveries, the
+    notifications and the audit entries of a submission: one decision, one commit."""
+    node = cotonou
+    app = node.client.server.app
+    service, db = app[CASES], app[STORE].db
+    study = await asyncio.to_thread(_node_input, node.node_dir, CT)
+    inside: list[asyncio.Task[Any] | None] = []  # the task in submit, while it is
+    commits = 0
+    real_submit, real_commit = service.submit, db.commit
+
+    async def submit(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        inside.append(asyncio.current_task())
+        try:
+            return await real_submit(*args, **kwargs)
+        finally:
+            inside.clear()
+
+    async def commit() -> None:
+        nonlocal commits
+        commits += asyncio.current_task() in inside  # not the transfer service's
+        await real_commit()
+
+    monkeypatch.setattr(service, "submit", submit)
+    monkeypatch.setattr(db, "commit", commit)
+    body = {"study_uid": study, "routing": "pair", "target": node.pair, "form": FORM}
+    status, made = await node.api("koffi", "POST", "/cases", body)
+    assert status == 201, made
+    assert commits == 1
+    status, found = await node.api("koffi", "GET", f"/cases/{made['case_id']}")
+    assert status == 200, found
+    assert [d["kind"] for d in found["documents"]] == ["case_request"]
