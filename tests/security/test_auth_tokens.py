@@ -69,6 +69,8 @@ async def test_an_address_trying_tokens_waits_longer_each_time(node: LocalNode) 
     attacker = await node.client_from(ATTACKER)
     for _ in range(2 * FREE_FAILURES):  # calls without a token are no attempts
         assert (await call(attacker, API))[0] == 401
+        assert (await call(attacker, API, "Bearer "))[0] == 401
+        assert (await call(attacker, DICOMWEB, "Bearer"))[0] == 401
     for n in range(FREE_FAILURES):
         assert (await call(attacker, API, f"Bearer {GUESS}{n}"))[0] == 401
     # Now even a valid token from this address waits, and is told how long.

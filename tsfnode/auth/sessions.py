@@ -67,10 +67,6 @@ def wait_key(wait_ms: int) -> str:
     return N_("too_many_attempts_seconds") if wait_ms < 60_000 else N_("too_many_attempts")
 
 
-def _hash(token: str) -> bytes:
-    return token_hash(token)
-
-
 def attempts_key(username: str) -> str:
     """What sign-in failures are counted under: the name, or one key for every name
     that cannot be an account's (so that a typed name never grows the table)."""
@@ -98,7 +94,7 @@ async def sign_in(
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(24)
     await accounts.open_session(
-        token_hash=_hash(token),
+        token_hash=token_hash(token),
         account_id=account.id,
         csrf=csrf,
         now=now,
@@ -120,14 +116,14 @@ async def session_of(request: web.Request) -> Session | None:
     if not token:
         return None
     return await AccountStore(request.config_dict[STORE].db).session(
-        _hash(token), request_now(request)
+        token_hash(token), request_now(request)
     )
 
 
 async def sign_out(request: web.Request) -> None:
     token = request.cookies.get(SESSION_COOKIE, "")
     if token:
-        await AccountStore(request.config_dict[STORE].db).close_session(_hash(token))
+        await AccountStore(request.config_dict[STORE].db).close_session(token_hash(token))
 
 
 def set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str) -> None:
@@ -153,8 +149,11 @@ async def signed_in(request: web.Request) -> Session:
 
 async def bearer_holder(request: web.Request, token: str, *, purpose: str) -> TokenHolder | None:
     """The account behind a bearer token presented for ``purpose``, or None (logged, with
-    a fingerprint of the token and the address, and counted against the address). While
-    the address must wait after failures, 429 without looking at the token."""
+    a fingerprint of the token and the address, and counted against the address; an
+    empty token is no attempt). While the address must wait after failures, 429 without
+    looking at the token."""
+    if not token:
+        return None
     store = request.config_dict[STORE]
     accounts = AccountStore(store.db)
     source = request.remote or ""
@@ -186,7 +185,8 @@ async def token_holder(request: web.Request) -> TokenHolder:
     header = request.headers.get("Authorization", "")
     found = None
     if header:
-        token = header.removeprefix("Bearer ").strip()
+        scheme, _, rest = header.strip().partition(" ")
+        token = rest.strip() if scheme.lower() == "bearer" else header.strip()
         found = await bearer_holder(request, token, purpose="send")
     if found is None:
         raise web.HTTPUnauthorized(
