@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -179,9 +180,19 @@ class LocalNode:
             except ValueError:
                 return response.status, text
 
-    async def browser(self, username: str | None = None) -> WebBrowser:
-        """A new browser (its own cookies), signed in as ``username`` if given."""
-        opened = WebBrowser(await self.make_client(self.client.server))
+    async def client_from(self, address: str) -> Client:
+        """A new client whose connections come from ``address`` (any of 127.0.0.0/8):
+        to the node, a caller elsewhere."""
+        connector = aiohttp.TCPConnector(local_addr=(address, 0))
+        return await self.make_client(self.client.server, connector=connector)
+
+    async def browser(self, username: str | None = None, address: str = "") -> WebBrowser:
+        """A new browser (its own cookies), signed in as ``username`` if given; from
+        ``address`` if given (else 127.0.0.1)."""
+        client = await (
+            self.client_from(address) if address else self.make_client(self.client.server)
+        )
+        opened = WebBrowser(client)
         if username is not None:
             status, url, _ = await opened.sign_in(username)
             assert status == 200, (username, status, url)

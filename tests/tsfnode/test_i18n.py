@@ -179,7 +179,6 @@ KNOWN_BYPASSES = {
 # These are the node's own failures, or its words given back to the page: shown after a
 # lead-in in the person's language that says they are in English (the "refused" text).
 KNOWN_BYPASSES |= {
-    "coordinator.py: NodeError('the account was made without a person key')",
     'coordinator.py: NodeError(f"the directory did not take the attestation'
     " ({', '.join(outcome)})\")",
     "coordinator.py: NodeError(error)",

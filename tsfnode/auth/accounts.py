@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import re
+import secrets
 from pathlib import Path
 
 import nacl.exceptions
@@ -13,6 +16,7 @@ from protocol.identity import Identity, PublicIdentity
 from tsfnode.errors import NodeError
 from tsfnode.keyfile import read_key, write_key
 from tsfnode.store import Store
+from tsfnode.store.accounts import AccountStore, TokenOwner, UsernameTaken
 
 ROLES = ("sender", "reader", "coordinator", "admin")
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
@@ -26,10 +30,20 @@ def hash_password(password: str) -> str:
 
 
 def check_password(encoded: str, password: str) -> bool:
+    """Whether ``password`` matches the argon2id hash ``encoded``: slow on purpose (about
+    0.1 s of work), so call it off the event loop (``asyncio.to_thread``)."""
     try:
         return bool(nacl.pwhash.verify(encoded.encode("ascii"), password.encode()))
     except nacl.exceptions.InvalidkeyError:
         return False
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """A hash of a random password nobody knows, made with the same limits as every
+    account's: checked when a sign-in names no account, so that an unknown name costs
+    the same work, and the same time, as a known one."""
+    return hash_password(secrets.token_urlsafe(24))
 
 
 async def create_account(
@@ -56,32 +70,38 @@ async def create_account(
         raise NodeError("password: use at least 10 characters")
     if language not in ("fr", "en"):
         raise NodeError("language: fr or en")
+    accounts = AccountStore(store.db)
+    if await accounts.account(username) is not None:
+        raise _taken(username)
     person: Identity | None = None
     if people is not None and role != "admin":
-        path = people / f"{username}.key"
-        person = read_key(path) if path.exists() else Identity.generate(os.urandom)
+        person = person_key_for(people, username)
     try:
-        await store.db.execute(
-            "INSERT INTO accounts (username, display_name, role, password_hash, language, "
-            "created_ms, person_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                username,
-                display_name,
-                role,
-                hash_password(password),
-                language,
-                now,
-                None if person is None else person.public.key,
-            ),
+        await accounts.add_account(
+            username=username,
+            display_name=display_name,
+            role=role,
+            password_hash=await asyncio.to_thread(hash_password, password),
+            language=language,
+            now=now,
+            person_key=None if person is None else person.public.key,
         )
-    except Exception as exc:
-        if "UNIQUE" in str(exc):
-            raise NodeError(f"an account named {username!r} already exists on this node") from None
-        raise
-    if person is not None and people is not None:
-        _keep_person_key(people / f"{username}.key", person)
-    await store.db.commit()
+    except UsernameTaken:
+        raise _taken(username) from None
     return None if person is None else person.public
+
+
+def _taken(username: str) -> NodeError:
+    return NodeError(f"an account named {username!r} already exists on this node")
+
+
+def person_key_for(people: Path, username: str) -> Identity:
+    """The person key kept for ``username`` in ``people/`` (made now if there is none),
+    sealed with the node's key."""
+    path = people / f"{username}.key"
+    person = read_key(path) if path.exists() else Identity.generate(os.urandom)
+    _keep_person_key(path, person)
+    return person
 
 
 def _keep_person_key(path: Path, person: Identity) -> None:
@@ -96,15 +116,12 @@ def _keep_person_key(path: Path, person: Identity) -> None:
 
 async def person_of_account(store: Store, people: Path, username: str) -> Identity:
     """The person key of an account (NodeError if it has none)."""
-    cursor = await store.db.execute(
-        "SELECT person_key FROM accounts WHERE username = ?", (username,)
-    )
-    row = await cursor.fetchone()
-    if row is None or row[0] is None:
+    account = await AccountStore(store.db).account(username)
+    if account is None or account.person_key is None:
         raise NodeError(f"the account {username!r} has no person key (an admin account?)")
     path = people / f"{username}.key"
     person = read_key(path)
-    if person.public.key != bytes(row[0]):
+    if person.public.key != account.person_key:
         raise NodeError(f"{path} is not the key of account {username!r}")
     _keep_person_key(path, person)
     return person
@@ -113,7 +130,9 @@ async def person_of_account(store: Store, people: Path, username: str) -> Identi
 TOKEN_PREFIX = "tsf_"  # noqa: S105 - a prefix, not a secret
 
 
-def _token_hash(token: str) -> bytes:
+def token_hash(token: str) -> bytes:
+    """What is kept of a token: its BLAKE3 hash (a prefix in hex is its fingerprint in
+    the log)."""
     from protocol.documents import digest
 
     return digest(token.encode())
@@ -126,42 +145,27 @@ async def create_token(
     import base64
     import secrets
 
-    cursor = await store.db.execute("SELECT id FROM accounts WHERE username = ?", (username,))
-    row = await cursor.fetchone()
-    if row is None:
+    accounts = AccountStore(store.db)
+    account = await accounts.account(username)
+    if account is None:
         raise NodeError(f"no account named {username!r} on this node")
     if not 1 <= days <= 366:
         raise NodeError("a token lasts 1 to 366 days")
     token = TOKEN_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
-    await store.db.execute(
-        "INSERT INTO api_tokens (token_hash, account_id, purpose, created_ms, expires_ms, label)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (_token_hash(token), row[0], purpose, now, now + days * 86_400_000, label),
+    await accounts.add_token(
+        token_hash=token_hash(token),
+        account_id=account.id,
+        purpose=purpose,
+        now=now,
+        expires_ms=now + days * 86_400_000,
+        label=label,
     )
-    await store.db.commit()
     return token
 
 
-async def check_token(
-    store: Store, token: str, *, purpose: str, now: int
-) -> tuple[int, str, str] | None:
-    """(account id, username, role) of a valid, unexpired, unrevoked token, else None.
-    A valid token's last use is recorded (its owner sees it in the list of tokens)."""
+async def check_token(store: Store, token: str, *, purpose: str, now: int) -> TokenOwner | None:
+    """The owner of a valid, unexpired, unrevoked token, else None. A valid token's
+    last use is recorded (its owner sees it in the list of tokens)."""
     if not token.startswith(TOKEN_PREFIX):
         return None
-    hashed = _token_hash(token)
-    cursor = await store.db.execute(
-        "SELECT a.id, a.username, a.role, t.last_used_ms FROM api_tokens t"
-        " JOIN accounts a ON a.id = t.account_id"
-        " WHERE t.token_hash = ? AND t.purpose = ? AND t.revoked = 0 AND t.expires_ms > ?",
-        (hashed, purpose, now),
-    )
-    row = await cursor.fetchone()
-    if row is None:
-        return None
-    if row[3] is None or now - int(row[3]) > 60_000:  # at most one write a minute
-        await store.db.execute(
-            "UPDATE api_tokens SET last_used_ms = ? WHERE token_hash = ?", (now, hashed)
-        )
-        await store.db.commit()
-    return (int(row[0]), str(row[1]), str(row[2]))
+    return await AccountStore(store.db).use_token(token_hash(token), purpose=purpose, now=now)

@@ -1,101 +1,110 @@
-"""Sign-in to the web application: sessions, CSRF tokens, throttling, roles.
+"""Sign-in to the web application: sessions, CSRF tokens, throttling, roles; the
+bearer tokens of the local API and DICOMweb.
 
 A session is a random token in an HttpOnly, SameSite=Lax cookie (Secure when the page
 came over TLS); the node keeps only its BLAKE3 hash, with the session's CSRF token, which
-every form carries and every POST must match. Sign-in checks the argon2id hash; after 5
-failures for a username, or 20 from one address, within 15 minutes, sign-in is refused
-for the rest of that time (the same answer whether the name exists or not).
+every form carries and every POST must match. Sign-in checks the argon2id hash, in a
+worker thread, and a hash nobody knows when the name is no account's (the same work,
+the same answer). Failures make the next attempt of the same name from the same address
+wait, longer each time (``throttle.py``); failed bearer tokens make their address wait
+the same way, and each is logged with a fingerprint of the token, never the token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 import secrets
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
 
-from protocol.documents import digest
 from tsfnode.appkeys import STORE
-from tsfnode.auth.accounts import check_password, check_token
+from tsfnode.auth.accounts import _USERNAME, check_password, check_token, dummy_hash, token_hash
 from tsfnode.auth.gate import PRINCIPAL
+from tsfnode.auth.throttle import since, wait_left
 from tsfnode.clock import request_now
-from tsfnode.i18n import N_
+from tsfnode.i18n import N_, choose_language, texts
+from tsfnode.logs import log
 from tsfnode.store import Store
+from tsfnode.store.accounts import AccountStore, TokenOwner, WebSession
 
 SESSION_COOKIE = "tsf_session"
 LOGIN_COOKIE = "tsf_login"  # the sign-in form's own CSRF token (double submit)
 SESSION_MS = 12 * 3_600_000
-WINDOW_MS = 15 * 60_000
-MAX_FAILURES_PER_NAME = 5
-MAX_FAILURES_PER_SOURCE = 20
 
+# The throttle's key for bearer tokens (per address, whatever the token), and for
+# names that cannot be an account's: neither can be a username ('#' is not allowed).
+TOKEN_ATTEMPTS = "#token"  # noqa: S105 - a key of the throttle, not a secret
+NO_SUCH_NAME = "#invalid"
 
-@dataclass(frozen=True)
-class Session:
-    account_id: int
-    username: str
-    display_name: str
-    role: str
-    language: str
-    csrf: str
+Session = WebSession  # the signed-in person, as the pages know them
+TokenHolder = TokenOwner  # the account behind a bearer token, as the API knows it
 
 
 class SignInRefused(Exception):
-    def __init__(self, status: int, key: str, minutes: int = 0) -> None:
+    """A sign-in refused: ``key`` says why (in the catalogues); ``wait_ms`` how long
+    before the next attempt may come, when it must wait."""
+
+    def __init__(self, status: int, key: str, wait_ms: int = 0) -> None:
         super().__init__(key)
-        self.status, self.key, self.minutes = status, key, minutes
+        self.status, self.key, self.wait_ms = status, key, wait_ms
+
+    @property
+    def seconds(self) -> int:
+        return -(-self.wait_ms // 1000)
+
+    @property
+    def minutes(self) -> int:
+        return -(-self.wait_ms // 60_000)
 
 
-def _hash(token: str) -> bytes:
-    return digest(token.encode())
+def wait_key(wait_ms: int) -> str:
+    """The catalogue key that says how long to wait: in seconds under a minute, else in
+    minutes (both texts take ``seconds`` and ``minutes``)."""
+    return N_("too_many_attempts_seconds") if wait_ms < 60_000 else N_("too_many_attempts")
+
+
+def attempts_key(username: str) -> str:
+    """What sign-in failures are counted under: the name, or one key for every name
+    that cannot be an account's (so that a typed name never grows the table)."""
+    return username if _USERNAME.match(username) else NO_SUCH_NAME
 
 
 async def sign_in(
     store: Store, username: str, password: str, *, source: str, now: int
 ) -> tuple[str, Session]:
-    """A new session for a right password; SignInRefused otherwise (or when throttled)."""
-    db = store.db
-    since = now - WINDOW_MS
-    cursor = await db.execute(
-        "SELECT COUNT(*), MIN(at_ms) FROM login_failures WHERE username = ? AND at_ms > ?",
-        (username, since),
-    )
-    by_name, first_by_name = await cursor.fetchone() or (0, None)
-    cursor = await db.execute(
-        "SELECT COUNT(*), MIN(at_ms) FROM login_failures WHERE source = ? AND at_ms > ?",
-        (source, since),
-    )
-    by_source, first_by_source = await cursor.fetchone() or (0, None)
-    if by_name >= MAX_FAILURES_PER_NAME or by_source >= MAX_FAILURES_PER_SOURCE:
-        first = min(t for t in (first_by_name, first_by_source) if t is not None)
-        minutes = max(1, -(-(first + WINDOW_MS - now) // 60_000))
-        raise SignInRefused(429, N_("too_many_attempts"), minutes)
-    cursor = await db.execute(
-        "SELECT id, display_name, role, password_hash, language FROM accounts WHERE username = ?",
-        (username,),
-    )
-    row = await cursor.fetchone()
-    if row is None or not check_password(str(row[3]), password):
-        await db.execute(
-            "INSERT INTO login_failures (username, source, at_ms) VALUES (?, ?, ?)",
-            (username, source, now),
-        )
-        await db.execute("DELETE FROM login_failures WHERE at_ms < ?", (now - WINDOW_MS,))
-        await db.commit()
+    """A new session for a right password; SignInRefused otherwise, or while this name
+    must wait after failures from this address."""
+    accounts = AccountStore(store.db)
+    key = attempts_key(username)
+    wait = wait_left(await accounts.failures(key, source, since(now)), now)
+    if wait:
+        raise SignInRefused(429, wait_key(wait), wait)
+    found = await accounts.credentials(username) if key == username else None
+    # An unknown name checks a hash too: the same argon2 work, in a worker thread.
+    encoded = found.password_hash if found is not None else await asyncio.to_thread(dummy_hash)
+    right = await asyncio.to_thread(check_password, encoded, password)
+    if found is None or not right:
+        await accounts.add_failure(key, source, now=now, forget_before=since(now))
         raise SignInRefused(401, N_("wrong_credentials"))
+    account = found.account
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(24)
-    await db.execute(
-        "INSERT INTO web_sessions (token_hash, account_id, csrf, created_ms, expires_ms)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (_hash(token), row[0], csrf, now, now + SESSION_MS),
+    await accounts.open_session(
+        token_hash=token_hash(token),
+        account_id=account.id,
+        csrf=csrf,
+        now=now,
+        expires_ms=now + SESSION_MS,
+        attempts=(key, source),
     )
-    await db.execute("DELETE FROM web_sessions WHERE expires_ms < ?", (now,))
-    await db.commit()
-    return token, Session(int(row[0]), username, str(row[1]), str(row[2]), str(row[4]), csrf)
+    session = Session(
+        account.id, account.username, account.display_name, account.role, account.language, csrf
+    )
+    return token, session
 
 
 async def session_of(request: web.Request) -> Session | None:
@@ -106,24 +115,15 @@ async def session_of(request: web.Request) -> Session | None:
     token = request.cookies.get(SESSION_COOKIE, "")
     if not token:
         return None
-    cursor = await request.config_dict[STORE].db.execute(
-        "SELECT a.id, a.username, a.display_name, a.role, a.language, s.csrf"
-        " FROM web_sessions s JOIN accounts a ON a.id = s.account_id"
-        " WHERE s.token_hash = ? AND s.expires_ms > ?",
-        (_hash(token), request_now(request)),
+    return await AccountStore(request.config_dict[STORE].db).session(
+        token_hash(token), request_now(request)
     )
-    row = await cursor.fetchone()
-    if row is None:
-        return None
-    return Session(int(row[0]), str(row[1]), str(row[2]), str(row[3]), str(row[4]), str(row[5]))
 
 
 async def sign_out(request: web.Request) -> None:
     token = request.cookies.get(SESSION_COOKIE, "")
     if token:
-        db = request.config_dict[STORE].db
-        await db.execute("DELETE FROM web_sessions WHERE token_hash = ?", (_hash(token),))
-        await db.commit()
+        await AccountStore(request.config_dict[STORE].db).close_session(token_hash(token))
 
 
 def set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str) -> None:
@@ -147,29 +147,54 @@ async def signed_in(request: web.Request) -> Session:
     return session
 
 
-@dataclass(frozen=True)
-class TokenHolder:
-    """The account behind a bearer token of the local API."""
-
-    account_id: int
-    username: str
-    role: str
+async def bearer_holder(request: web.Request, token: str, *, purpose: str) -> TokenHolder | None:
+    """The account behind a bearer token presented for ``purpose``, or None (logged, with
+    a fingerprint of the token and the address, and counted against the address; an
+    empty token is no attempt). While the address must wait after failures, 429 without
+    looking at the token."""
+    if not token:
+        return None
+    store = request.config_dict[STORE]
+    accounts = AccountStore(store.db)
+    source = request.remote or ""
+    now = request_now(request)
+    wait = wait_left(await accounts.failures(TOKEN_ATTEMPTS, source, since(now)), now)
+    if wait:
+        seconds = -(-wait // 1000)
+        words = texts(choose_language(request))
+        raise web.HTTPTooManyRequests(
+            text=words(wait_key(wait), seconds=seconds, minutes=-(-wait // 60_000)),
+            headers={"Retry-After": str(seconds)},
+        )
+    found = await check_token(store, token, purpose=purpose, now=now)
+    if found is None:
+        await accounts.add_failure(TOKEN_ATTEMPTS, source, now=now, forget_before=since(now))
+        log(
+            "token refused",
+            level=logging.WARNING,
+            purpose=purpose,
+            fingerprint=token_hash(token)[:4].hex(),
+            address=source,
+        )
+    return found
 
 
 async def token_holder(request: web.Request) -> TokenHolder:
     """The local API's gate: a valid bearer token of an account (``tsfnode account
-    token``), else 401."""
-    token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    found = await check_token(
-        request.config_dict[STORE], token, purpose="send", now=request_now(request)
-    )
+    token``), else 401 (429 while the address must wait after failed tokens)."""
+    header = request.headers.get("Authorization", "")
+    found = None
+    if header:
+        scheme, _, rest = header.strip().partition(" ")
+        token = rest.strip() if scheme.lower() == "bearer" else header.strip()
+        found = await bearer_holder(request, token, purpose="send")
     if found is None:
         raise web.HTTPUnauthorized(
             text="401: a valid token is needed (tsfnode account token)"
             " / un jeton valide est nécessaire",
             headers={"WWW-Authenticate": 'Bearer realm="tsfnode"'},
         )
-    return TokenHolder(*found)
+    return found
 
 
 async def require(request: web.Request, *roles: str) -> Session:

@@ -34,9 +34,9 @@ from pydicom.pixels.utils import pixel_array
 from pydicom.uid import ExplicitVRLittleEndian
 
 from tsfnode.appkeys import CASES, CONFIG, RENDERER, STORE
-from tsfnode.auth.accounts import DICOMWEB_TOKEN, check_token
+from tsfnode.auth.accounts import DICOMWEB_TOKEN
 from tsfnode.auth.gate import PRINCIPAL, Gate
-from tsfnode.auth.sessions import session_of
+from tsfnode.auth.sessions import bearer_holder, session_of
 from tsfnode.cases.images import Listings
 from tsfnode.clock import request_now
 from tsfnode.dicomweb.index import BULK, PIXEL_DATA, Catalogue, Instance, catalogue_of
@@ -51,6 +51,7 @@ from tsfnode.dicomweb.media import (
 from tsfnode.dicomweb.query import Query, QueryError, parse, returned, select
 from tsfnode.images.render import FULL, Window
 from tsfnode.info import dicomweb_base_url
+from tsfnode.store.accounts import AccountStore
 
 CATALOGUES = web.AppKey("dicomweb_catalogues", Listings[Catalogue])
 DICOM_JSON = "application/dicom+json"
@@ -90,25 +91,22 @@ async def person_of(request: web.Request) -> Person:
 async def caller(request: web.Request) -> Person:
     """DICOMweb's gate: the person calling, by token, else by web session; 401 or 403
     otherwise."""
-    store = request.config_dict[STORE]
     header = request.headers.get("Authorization", "")
-    now = request_now(request)
     if header:
         token = _token_of(header)
-        found = await check_token(store, token, purpose=DICOMWEB_TOKEN, now=now)
+        found = await bearer_holder(request, token, purpose=DICOMWEB_TOKEN)
         if found is None:
             raise _unauthorized("this token is unknown, expired or revoked")
-        account_id = found[0]
+        account_id = found.account_id
     else:
         session = await session_of(request)
         if session is None:
             raise _unauthorized("sign in to the web application, or send a DICOMweb token")
         account_id = session.account_id
-    cursor = await store.db.execute("SELECT person_key FROM accounts WHERE id = ?", (account_id,))
-    row = await cursor.fetchone()
-    if row is None or row[0] is None:
+    account = await AccountStore(request.config_dict[STORE].db).account_by_id(account_id)
+    if account is None or account.person_key is None:
         raise web.HTTPForbidden(text="403: DICOMweb is for readers, coordinators and senders")
-    return Person(account_id, bytes(row[0]))
+    return Person(account_id, account.person_key)
 
 
 async def _visible(

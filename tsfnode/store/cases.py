@@ -203,14 +203,6 @@ def _column(name: str, value: Any) -> Any:
     return value
 
 
-async def fetch_dicts(db: Any, query: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    """Rows as dicts by column name: only for the applications' queries of
-    web/coordinator.py, until the accounts repository change moves them (then this goes)."""
-    cursor = await db.execute(query, args)
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, values, strict=True)) for values in await cursor.fetchall()]
-
-
 class CaseStore:
     """The cases' queries over the node's database connection (``Store.db``)."""
 

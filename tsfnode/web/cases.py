@@ -57,6 +57,7 @@ async def login_page(request: web.Request) -> web.Response:
         next=safe_next(request.query.get("next", "")),
         error=None,
         minutes=0,
+        seconds=0,
         username="",
     )
     set_cookie(request, response, LOGIN_COOKIE, token)
@@ -69,7 +70,7 @@ async def login(request: web.Request) -> web.Response:
     username = str(form.get("username", "")).strip()
     target = safe_next(str(form.get("next", "")))
     if not token or not secrets.compare_digest(str(form.get("csrf", "")), token):
-        error, status, minutes = N_("form_expired"), 403, 0
+        error, status, minutes, seconds = N_("form_expired"), 403, 0, 0
     else:
         try:
             session_token, signed = await sign_in(
@@ -80,7 +81,8 @@ async def login(request: web.Request) -> web.Response:
                 now=request_now(request),
             )
         except SignInRefused as refused:
-            error, status, minutes = refused.key, refused.status, refused.minutes
+            error, status = refused.key, refused.status
+            minutes, seconds = refused.minutes, refused.seconds
         else:
             response = web.HTTPSeeOther(target or home_of(signed.role))
             set_cookie(request, response, SESSION_COOKIE, session_token)
@@ -93,6 +95,7 @@ async def login(request: web.Request) -> web.Response:
         next=target,
         error=error,
         minutes=minutes,
+        seconds=seconds,
         username=username,
     )
     page.set_status(status)

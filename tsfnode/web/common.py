@@ -17,6 +17,7 @@ from tsfnode.auth.sessions import Session
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import LANGUAGES, N_, choose_language, texts, translator
+from tsfnode.store.accounts import AccountStore
 from tsfnode.store.cases import CaseRow
 
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
@@ -148,13 +149,10 @@ async def seen_case(request: web.Request, session: Session) -> tuple[bytes, byte
         case_id = bytes.fromhex(request.match_info["id"])
     except ValueError:
         raise refusal(request, web.HTTPNotFound, N_("no_such_case"), session.language) from None
-    cursor = await request.config_dict[STORE].db.execute(
-        "SELECT person_key FROM accounts WHERE id = ?", (session.account_id,)
-    )
-    found = await cursor.fetchone()
-    if found is None or found[0] is None:  # an account that is nobody (the admin's)
+    account = await AccountStore(request.config_dict[STORE].db).account_by_id(session.account_id)
+    if account is None or account.person_key is None:  # an account that is nobody (the admin's)
         raise refusal(request, web.HTTPNotFound, N_("no_such_case"), session.language)
-    person = bytes(found[0])
+    person = account.person_key
     try:
         row = await request.config_dict[CASES].seen(case_id, person, request_now(request))
     except CaseError as exc:

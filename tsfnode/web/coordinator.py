@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from typing import Any
@@ -25,14 +26,14 @@ from protocol.directory import View, pair_terms
 from protocol.errors import LocalProtocolError
 from protocol.identity import Identity, PublicIdentity
 from tsfnode.appkeys import CASES, NODE_DIR, STORE
-from tsfnode.auth.accounts import _USERNAME, create_account, hash_password
+from tsfnode.auth.accounts import _USERNAME, hash_password, person_key_for
 from tsfnode.auth.sessions import LOGIN_COOKIE, check_csrf, require, set_cookie
 from tsfnode.cases.service import summary
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import N_, texts, translator
 from tsfnode.logs import log
-from tsfnode.store.cases import fetch_dicts
+from tsfnode.store.accounts import AccountStore, Application, UsernameTaken
 from tsfnode.web.common import language_of, names_of, person_of, refusal, when
 from tsfnode.web.common import render_page as render
 
@@ -62,10 +63,11 @@ def _groups_here(view: View, coordinators_here: set[bytes]) -> list[dict[str, An
 
 
 async def _coordinator_keys(request: web.Request) -> set[bytes]:
-    cursor = await request.config_dict[STORE].db.execute(
-        "SELECT person_key FROM accounts WHERE role = 'coordinator' AND person_key IS NOT NULL"
-    )
-    return {bytes(r[0]) for r in await cursor.fetchall()}
+    return set(await _accounts(request).coordinator_keys())
+
+
+def _accounts(request: web.Request) -> AccountStore:
+    return AccountStore(request.config_dict[STORE].db)
 
 
 # --- joining --------------------------------------------------------------------------
@@ -177,46 +179,33 @@ async def apply(request: web.Request) -> web.Response:
     values = {k: v for k, v in form.items() if not k.startswith("password") and k != "csrf"}
     if not token or not secrets.compare_digest(form.get("csrf", ""), token):
         return await join_page(request, error=N_("form_expired"), values=values, status=403)
-    db = request.config_dict[STORE].db
+    accounts = _accounts(request)
     view = request.config_dict[CASES].view(request_now(request))
     groups = _groups_here(view, await _coordinator_keys(request))
     try:
         found = _application(form, groups)
-        cursor = await db.execute(
-            "SELECT (SELECT COUNT(*) FROM accounts WHERE username = ?),"
-            " (SELECT COUNT(*) FROM applications WHERE username = ? AND state = 'pending'),"
-            " (SELECT COUNT(*) FROM applications WHERE source = ? AND state = 'pending')",
-            (found["username"], found["username"], request.remote or ""),
-        )
-        taken, waiting, from_source = await cursor.fetchone() or (0, 0, 0)
-        if taken or waiting:
+        counts = await accounts.join_counts(found["username"], request.remote or "")
+        if counts.account_exists or counts.pending_for_name:
             raise NodeError(
                 "username: already taken on this node, choose another", key=N_("join_error_taken")
             )
-        if from_source >= MAX_PENDING_PER_SOURCE:
+        if counts.pending_from_source >= MAX_PENDING_PER_SOURCE:
             raise NodeError(
                 "too many applications are waiting from this address", key=N_("join_error_too_many")
             )
     except NodeError as exc:
         return await join_page(request, error=exc, values=values, status=400)
-    now = request_now(request)
-    await db.execute(
-        "INSERT INTO applications (role, group_key, username, display_name, password_hash,"
-        " language, details, charter_ms, source, created_ms) VALUES (?,?,?,?,?,?,?,?,?,?)",
-        (
-            found["role"],
-            PublicIdentity.from_text(found["group"]).key,
-            found["username"],
-            found["display_name"],
-            hash_password(found["password"]),
-            found["language"],
-            json.dumps(found["details"], ensure_ascii=False),
-            now,
-            request.remote or "",
-            now,
-        ),
+    await accounts.add_application(
+        role=found["role"],
+        group_key=PublicIdentity.from_text(found["group"]).key,
+        username=found["username"],
+        display_name=found["display_name"],
+        password_hash=await asyncio.to_thread(hash_password, found["password"]),
+        language=found["language"],
+        details=json.dumps(found["details"], ensure_ascii=False),
+        source=request.remote or "",
+        now=request_now(request),
     )
-    await db.commit()
     log("application received", role=found["role"])
     return await join_page(request, done=True)
 
@@ -291,18 +280,19 @@ async def coordinator_page(request: web.Request) -> web.Response:
                 ],
             }
         )
-    applications = await fetch_dicts(
-        service.db,
-        "SELECT id, role, group_key, username, display_name, details, created_ms"
-        " FROM applications WHERE state = 'pending' ORDER BY created_ms",
-    )
-    pending = []
-    for row in applications:
-        if bytes(row["group_key"]) in mine:
-            row["details"] = json.loads(row["details"])
-            row["group"] = view.group_records[bytes(row["group_key"])].body["name"]
-            row["when"] = when(row["created_ms"], lang)
-            pending.append(row)
+    pending = [
+        {
+            "id": application.id,
+            "role": application.role,
+            "username": application.username,
+            "display_name": application.display_name,
+            "details": json.loads(application.details),
+            "group": view.group_records[application.group_key].body["name"],
+            "when": when(application.created_ms, lang),
+        }
+        for application in await _accounts(request).pending_applications()
+        if application.group_key in mine
+    ]
     cases = await _group_cases(request, mine, now, lang)
     return render_page(
         request,
@@ -366,66 +356,50 @@ async def decide(request: web.Request) -> web.Response:
     """Attest or decline an application."""
     session, person, mine = await _coordinator(request)
     form = await check_csrf(request, session)
-    db = request.config_dict[STORE].db
-    rows = await fetch_dicts(
-        db,
-        "SELECT * FROM applications WHERE id = ? AND state = 'pending'",
-        (int(request.match_info["id"]),),
-    )
-    if not rows or bytes(rows[0]["group_key"]) not in mine:
+    accounts = _accounts(request)
+    found = await accounts.pending_applications(int(request.match_info["id"]))
+    if not found or found[0].group_key not in mine:
         raise refusal(request, web.HTTPNotFound, N_("no_such_application"))
-    row = rows[0]
+    application = found[0]
     now = request_now(request)
     if request.match_info["action"] == "decline":
         reason = str(form.get("reason", "")).strip()[:500]
-        await db.execute(
-            "UPDATE applications SET state = 'declined', decided_by = ?, decided_ms = ?,"
-            " reason = ? WHERE id = ?",
-            (person.public.key, now, reason, row["id"]),
+        await accounts.decline_application(
+            application.id, by=person.public.key, now=now, reason=reason
         )
-        await db.commit()
         log("application declined")
         raise web.HTTPSeeOther("/web/coordinator")
     try:
-        await _attest(request, person, row, now)
+        await _attest(request, person, application, now)
     except (NodeError, CaseError, LocalProtocolError) as exc:
         raise _back_with(exc) from None
     raise web.HTTPSeeOther("/web/coordinator")
 
 
 async def _attest(
-    request: web.Request, coordinator: Identity, row: dict[str, Any], now: int
+    request: web.Request, coordinator: Identity, application: Application, now: int
 ) -> None:
+    """The coordinator's attestation into the directory, then, in one transaction, the
+    applicant's account (with the password they chose) and the application attested.
+    Nothing is written if the directory does not take the attestation."""
     service = request.config_dict[CASES]
-    node_dir = request.config_dict[NODE_DIR]
-    store = request.config_dict[STORE]
-    details = json.loads(row["details"])
-    member = await create_account(
-        store,
-        username=row["username"],
-        display_name=row["display_name"],
-        role=row["role"],
-        password=secrets.token_urlsafe(16),  # replaced by the applicant's own just below
-        language=row["language"],
-        now=now,
-        people=node_dir.people,
-    )
-    if member is None:  # readers and senders always get a person key
-        raise NodeError("the account was made without a person key")
-    await store.db.execute(
-        "UPDATE accounts SET password_hash = ? WHERE username = ?",
-        (row["password_hash"], row["username"]),
+    accounts = _accounts(request)
+    if await accounts.account(application.username) is not None:
+        raise _taken(application.username)
+    details = json.loads(application.details)
+    person = await asyncio.to_thread(
+        person_key_for, request.config_dict[NODE_DIR].people, application.username
     )
     record = attest_member(
         service.directory.network,
         coordinator,
-        group=PublicIdentity(bytes(row["group_key"])),
-        member=member,
-        role=row["role"],
-        display_name=row["display_name"],
+        group=PublicIdentity(application.group_key),
+        member=person.public,
+        role=application.role,
+        display_name=application.display_name,
         registration=details.get("registration", ""),
         diploma=details.get("diploma", ""),
-        charter_accepted=int(row["charter_ms"]),
+        charter_accepted=application.charter_ms,
         facility=details.get("facility", ""),
         subspecialities=details.get("subspecialities", []),
         languages=details.get("languages", []),
@@ -437,19 +411,27 @@ async def _attest(
     outcome = await service.directory.add([record], now)
     if not outcome["added"]:
         raise NodeError(f"the directory did not take the attestation ({', '.join(outcome)})")
-    await store.db.execute(
-        "UPDATE applications SET state = 'attested', decided_by = ?, decided_ms = ? WHERE id = ?",
-        (coordinator.public.key, now, row["id"]),
-    )
-    await store.db.commit()
+    try:
+        await accounts.attest_application(
+            application, by=coordinator.public.key, now=now, person_key=person.public.key
+        )
+    except UsernameTaken:
+        raise _taken(application.username) from None
     await service.audit.append(
         actor=coordinator.public.key,
         case_id=b"",
         action="member attest",
-        detail=member.text,
+        detail=person.public.text,
         now=now,
     )
-    log("member attested", role=row["role"])
+    log("member attested", role=application.role)
+
+
+def _taken(username: str) -> NodeError:
+    return NodeError(
+        f"an account named {username!r} already exists on this node",
+        key=N_("attest_error_taken"),
+    )
 
 
 async def assign(request: web.Request) -> web.Response:

@@ -44,6 +44,8 @@ from tsfnode.images.export import (
     check_destination,
 )
 from tsfnode.info import dicomweb_base_url
+from tsfnode.store.accounts import AccountStore
+from tsfnode.store.destinations import DestinationStore, DicomDestination
 from tsfnode.web.common import language_of, render_page, seen_case, when
 
 PEOPLE = ("sender", "reader", "coordinator")
@@ -66,58 +68,50 @@ def dicomweb_url(request: web.Request) -> str:
 
 
 async def _tokens(request: web.Request, account_id: int) -> list[dict[str, Any]]:
-    cursor = await request.config_dict[STORE].db.execute(
-        "SELECT rowid, label, created_ms, expires_ms, last_used_ms, revoked FROM api_tokens"
-        " WHERE account_id = ? AND purpose = ? ORDER BY created_ms DESC",
-        (account_id, DICOMWEB_TOKEN),
-    )
+    tokens = await AccountStore(request.config_dict[STORE].db).tokens_of(account_id, DICOMWEB_TOKEN)
     now = request_now(request)
     return [
         {
-            "id": r[0],
-            "label": r[1],
-            "created_ms": r[2],
-            "expires_ms": r[3],
-            "last_used_ms": r[4],
-            "state": "revoked" if r[5] else "expired" if r[3] <= now else "valid",
+            "id": token.id,
+            "label": token.label,
+            "created_ms": token.created_ms,
+            "expires_ms": token.expires_ms,
+            "last_used_ms": token.last_used_ms,
+            "state": "revoked"
+            if token.revoked
+            else "expired"
+            if token.expires_ms <= now
+            else "valid",
         }
-        for r in await cursor.fetchall()
+        for token in tokens
     ]
 
 
-async def destinations_of(request: web.Request, account_id: int) -> list[dict[str, Any]]:
-    cursor = await request.config_dict[STORE].db.execute(
-        "SELECT id, label, ae_title, host, port, calling_ae FROM dicom_destinations"
-        " WHERE account_id = ? ORDER BY label",
-        (account_id,),
-    )
-    keys = ("id", "label", "ae_title", "host", "port", "calling_ae")
-    return [dict(zip(keys, r, strict=True)) for r in await cursor.fetchall()]
+def _destinations(app: web.Application | ChainMapProxy) -> DestinationStore:
+    return DestinationStore(app[STORE].db)
+
+
+async def destinations_of(request: web.Request, account_id: int) -> list[DicomDestination]:
+    return await _destinations(request.config_dict).destinations_of(account_id)
 
 
 async def _sends(request: web.Request, account_id: int) -> list[dict[str, Any]]:
-    cursor = await request.config_dict[STORE].db.execute(
-        "SELECT s.id, s.case_id, d.label, s.started_ms, s.done_ms, s.total, s.sent, s.state,"
-        " s.error FROM dicom_sends s LEFT JOIN dicom_destinations d ON d.id = s.destination_id"
-        " WHERE s.account_id = ? ORDER BY s.id DESC LIMIT ?",
-        (account_id, SHOWN_SENDS),
-    )
     running = request.app[SENDING].progress
     out = []
-    for r in await cursor.fetchall():
+    for sending in await _destinations(request.config_dict).sends_of(account_id, SHOWN_SENDS):
         send = {
-            "id": r[0],
-            "case": bytes(r[1]).hex(),
-            "destination": r[2] or "?",
-            "started_ms": r[3],
-            "done_ms": r[4],
-            "total": r[5],
-            "sent": r[6],
-            "state": r[7],
-            "error": r[8],
+            "id": sending.id,
+            "case": sending.case_id.hex(),
+            "destination": sending.destination or "?",
+            "started_ms": sending.started_ms,
+            "done_ms": sending.done_ms,
+            "total": sending.total,
+            "sent": sending.sent,
+            "state": sending.state,
+            "error": sending.error,
         }
         if send["state"] == "sending":
-            progress = running.get(send["id"])
+            progress = running.get(sending.id)
             if progress is None:  # the node restarted while it ran
                 send["state"], send["error"] = "failed", "interrupted"
             else:
@@ -201,12 +195,11 @@ async def new_token(request: web.Request) -> web.Response:
 
 async def revoke_token(request: web.Request) -> web.Response:
     session, form = await posted_form(request, *PEOPLE)
-    db = request.config_dict[STORE].db
-    await db.execute(
-        "UPDATE api_tokens SET revoked = 1 WHERE rowid = ? AND account_id = ? AND purpose = ?",
-        (str(form.get("token", "")), session.account_id, DICOMWEB_TOKEN),
-    )
-    await db.commit()
+    token_id = _number(form.get("token"))
+    if token_id is not None:
+        await AccountStore(request.config_dict[STORE].db).revoke_token(
+            token_id, account_id=session.account_id, purpose=DICOMWEB_TOKEN
+        )
     raise web.HTTPSeeOther("/web/tools#tokens")
 
 
@@ -218,25 +211,33 @@ async def add_destination(request: web.Request) -> web.Response:
     if problem:
         refused = NodeError(problem, key=N_("destination_invalid"), values={"problem": problem})
         return await tools_page(request, error=refused, status=400)
-    db = request.config_dict[STORE].db
-    await db.execute(
-        "INSERT INTO dicom_destinations (account_id, label, ae_title, host, port, calling_ae)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (session.account_id, fields[0], fields[1], fields[2], int(fields[3]), fields[4]),
+    await _destinations(request.config_dict).add_destination(
+        session.account_id,
+        label=fields[0],
+        ae_title=fields[1],
+        host=fields[2],
+        port=int(fields[3]),
+        calling_ae=fields[4],
     )
-    await db.commit()
     raise web.HTTPSeeOther("/web/tools#destinations")
 
 
 async def delete_destination(request: web.Request) -> web.Response:
     session, form = await posted_form(request, *PEOPLE)
-    db = request.config_dict[STORE].db
-    await db.execute(
-        "DELETE FROM dicom_destinations WHERE id = ? AND account_id = ?",
-        (str(form.get("destination", "")), session.account_id),
-    )
-    await db.commit()
+    destination_id = _number(form.get("destination"))
+    if destination_id is not None:
+        await _destinations(request.config_dict).delete_destination(
+            destination_id, account_id=session.account_id
+        )
     raise web.HTTPSeeOther("/web/tools#destinations")
+
+
+def _number(value: object) -> int | None:
+    """A row's id from a form ('' or anything else: None, and nothing is done)."""
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
 
 
 async def _case_files(request: web.Request, session: Session) -> tuple[bytes, bytes, list[Path]]:
@@ -296,21 +297,18 @@ def _open_unlinked(path: Path) -> BinaryIO:
 async def send(request: web.Request) -> web.Response:
     session, form = await posted_form(request, *PEOPLE)
     case_id, person, files = await _case_files(request, session)
-    mine = {str(d["id"]): d for d in await destinations_of(request, session.account_id)}
+    mine = {str(d.id): d for d in await destinations_of(request, session.account_id)}
     chosen = mine.get(str(form.get("destination", "")))
     if chosen is None:
         raise web.HTTPSeeOther("/web/tools#destinations")
-    to = Destination(
-        chosen["label"], chosen["ae_title"], chosen["host"], chosen["port"], chosen["calling_ae"]
+    to = Destination(chosen.label, chosen.ae_title, chosen.host, chosen.port, chosen.calling_ae)
+    send_id = await _destinations(request.config_dict).start_send(
+        session.account_id,
+        case_id=case_id,
+        destination_id=chosen.id,
+        now=request_now(request),
+        total=len(files),
     )
-    db = request.config_dict[STORE].db
-    cursor = await db.execute(
-        "INSERT INTO dicom_sends (account_id, case_id, destination_id, started_ms, total)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (session.account_id, case_id, chosen["id"], request_now(request), len(files)),
-    )
-    send_id = int(cursor.lastrowid or 0)
-    await db.commit()
     progress = Progress(total=len(files))
     request.app[SENDING].progress[send_id] = progress
     detail = f"{len(files)} images to {to.ae_title}@{to.host}:{to.port}"
@@ -338,12 +336,9 @@ async def _run_send(
         state, error = "failed", str(exc)
     except Exception as exc:
         state, error = "failed", f"{type(exc).__name__}: {exc}"
-    db = app[STORE].db
-    await db.execute(
-        "UPDATE dicom_sends SET state = ?, error = ?, sent = ?, done_ms = ? WHERE id = ?",
-        (state, error, progress.sent, app[CLOCK].now_ms(), send_id),
+    await _destinations(app).finish_send(
+        send_id, state=state, error=error, sent=progress.sent, now=app[CLOCK].now_ms()
     )
-    await db.commit()
     app[SENDING].progress.pop(send_id, None)
 
 

@@ -1,6 +1,6 @@
-"""Signing in to the web application, in process, time moved by the node's clock: the
-throttle after failures and its end, a session's twelve hours, the CSRF token of forms,
-and pages refused to visitors and to other roles."""
+"""Signing in to the web application, in process, time moved by the node's clock: a
+session's twelve hours, the CSRF token of forms, and pages refused to visitors and to
+other roles. (The wait after failed sign-ins: tests/security/test_auth_sign_in.py.)"""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from tests.harness.inprocess import LocalNode, WebBrowser
-from tsfnode.auth.sessions import MAX_FAILURES_PER_NAME, SESSION_MS, WINDOW_MS
+from tests.harness.inprocess import LocalNode
+from tsfnode.auth.sessions import SESSION_MS
 
 PAGES = {  # who may open each page of one node: the others are refused
     "/web/cases": ("koffi", "marie", "anne"),
@@ -27,32 +27,6 @@ async def node(local_node: LocalNode) -> LocalNode:
     for username, role in ROLES.items():
         await local_node.account(username, role)
     return local_node
-
-
-async def fail(browser: WebBrowser, username: str) -> int:
-    await browser.get("/web/login?lang=en")
-    status, _, _ = await browser.post("/web/login", {"username": username, "password": "nope"})
-    return status
-
-
-async def test_after_five_failures_sign_in_waits_fifteen_minutes_then_opens(
-    node: LocalNode,
-) -> None:
-    browser = await node.browser()
-    for _ in range(MAX_FAILURES_PER_NAME):
-        assert await fail(browser, "marie") == 401
-    status, _, page = await browser.sign_in("marie")  # even the right password, for now
-    assert status == 429
-    assert "15 min" in page
-    node.clock.advance(10 * 60_000)
-    status, _, page = await browser.sign_in("marie")
-    assert status == 429
-    assert "5 min" in page  # the wait shown follows the clock
-    status, url, _ = await (await node.browser()).sign_in("anne")  # others are not locked
-    assert (status, url) == (200, "/web/coordinator")
-    node.clock.advance(WINDOW_MS - 10 * 60_000)  # fifteen minutes after the first failure
-    status, url, _ = await browser.sign_in("marie")
-    assert (status, url) == (200, "/web/cases")
 
 
 async def test_a_session_lasts_twelve_hours(node: LocalNode) -> None:
