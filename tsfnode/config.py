@@ -7,6 +7,7 @@ Every setting is declared once in ``SETTINGS`` (section, key, type, default, che
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import ipaddress
 import tomllib
@@ -87,6 +88,16 @@ def _networks(value: list[str]) -> str | None:
     return None
 
 
+def _backup_key(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        ok = len(base64.b64decode(value, validate=True)) == 32
+    except ValueError:
+        ok = False
+    return None if ok else "must be the public key `tsfnode backup-key` wrote (base64)"
+
+
 def _hours(value: str) -> str | None:
     try:
         start, end = (int(h) for h in value.split("-"))
@@ -149,6 +160,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cases", "reading_delay_hours", int, 72, _range(1, 1440), "groups' default delay"),
     Setting("cases", "scan_interval_ms", int, 10_000, _range(100, 3_600_000), "deadlines"),
     Setting("cases", "stats_interval_ms", int, 3_600_000, _range(1000, 86_400_000)),
+    Setting("backup", "folder", str, "", comment="scheduled backups go here; empty: none"),
+    Setting("backup", "to_key", str, "", _backup_key, "operator's public key (backup-key)"),
+    Setting("backup", "every_hours", int, 24, _range(1, 24 * 30)),
+    Setting("backup", "keep", int, 7, _range(1, 1000), "backups kept in the folder"),
     Setting(
         "log",
         "level",
@@ -200,6 +215,10 @@ class NodeConfig:
     cases_reading_delay_hours: int = 72
     cases_scan_interval_ms: int = 10_000
     cases_stats_interval_ms: int = 3_600_000
+    backup_folder: str = ""
+    backup_to_key: str = ""
+    backup_every_hours: int = 24
+    backup_keep: int = 7
     log_level: str = "info"
 
     def replace(self, **changes: Any) -> NodeConfig:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import errno
 import fcntl
 import json
@@ -19,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from nacl.public import PublicKey
 
 from protocol.identity import Identity
+from tsfnode import systemd
 from tsfnode.app import create_app
 from tsfnode.appkeys import PEERING
 from tsfnode.clock import Clock
@@ -230,8 +233,17 @@ async def _serve(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> N
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         log("node started", url=url, node=identity.public.short, name=config.name)
+        systemd.notify(f"READY=1\nSTATUS=serving on {url}")
+        chores = [
+            asyncio.create_task(_watchdog(), name="watchdog"),
+            asyncio.create_task(_scheduled_backups(node_dir, config), name="backups"),
+        ]
         await stop.wait()
         log("node stopping")
+        systemd.notify("STOPPING=1")
+        for chore in chores:
+            chore.cancel()
+        await asyncio.gather(*chores, return_exceptions=True)
     finally:
         node_dir.run_info.unlink(missing_ok=True)
         try:
@@ -239,3 +251,49 @@ async def _serve(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> N
         except TimeoutError:  # the database stays consistent (WAL); say so and go
             log("node stop took too long; exiting anyway", level=logging.WARNING)
     log("node stopped")
+
+
+async def _watchdog() -> None:
+    """Tell systemd the event loop still turns, at half its watchdog timeout."""
+    interval = systemd.watchdog_interval_s()
+    if interval is None:
+        return
+    while True:
+        systemd.notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+async def _scheduled_backups(node_dir: NodeDir, config: NodeConfig) -> None:
+    """Every ``[backup] every_hours``, an archive sealed to ``[backup] to_key`` in
+    ``[backup] folder``, keeping the ``keep`` newest; the first soon after start if the
+    newest is older than the period. A failure is logged and tried again next period."""
+    if not config.backup_folder or not config.backup_to_key:
+        return
+    from tsfnode.store import backup
+
+    folder = Path(config.backup_folder)
+    if not folder.is_absolute():
+        folder = node_dir.root / folder
+    period_ms = config.backup_every_hours * 3_600_000
+    recipient = PublicKey(base64.b64decode(config.backup_to_key))
+    while True:
+        now = Clock().now_ms()
+        existing = backup.backups_in(folder) if folder.is_dir() else []
+        last_ms = int(existing[-1].stat().st_mtime * 1000) if existing else 0
+        wait_ms = max(0, last_ms + period_ms - now)
+        await asyncio.sleep(wait_ms / 1000)
+        now = Clock().now_ms()
+        out = folder / backup.scheduled_name(now)
+        try:
+            count = await asyncio.to_thread(
+                backup.write_backup,
+                node_dir.root,
+                out,
+                backup.Sealing(recipient=recipient),
+                now_ms=now,
+            )
+            removed = backup.prune(folder, config.backup_keep)
+            log("backup written", files=count, bytes=out.stat().st_size, pruned=len(removed))
+        except Exception as exc:  # logged, tried again next period
+            log("backup failed", level=logging.WARNING, error=type(exc).__name__)
+            await asyncio.sleep(min(period_ms, 3_600_000) / 1000)
