@@ -129,6 +129,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("http", "port", int, DEFAULT_PORT, _range(0, 65535)),
     Setting("http", "public_url", str, "", comment="how other nodes reach this one"),
     Setting("http", "source_address", str, "", _ip_or_empty, "local address for outgoing"),
+    Setting("http", "tls_cert", str, "", comment="certificate chain (PEM): serve HTTPS"),
+    Setting("http", "tls_key", str, "", comment="its private key (PEM); reloaded on SIGHUP"),
+    Setting("http", "trusted_proxies", list, [], _networks, "reverse proxies' addresses"),
     Setting("gossip", "interval_ms", int, 30_000, _range(100, 3_600_000)),
     Setting("gossip", "fanout", int, 2, _range(1, 16)),
     Setting("gossip", "budget_kib", int, 64, _range(4, 4096)),
@@ -191,6 +194,9 @@ class NodeConfig:
     http_port: int = DEFAULT_PORT
     http_public_url: str = ""
     http_source_address: str = ""
+    http_tls_cert: str = ""
+    http_tls_key: str = ""
+    http_trusted_proxies: tuple[str, ...] = ()
     gossip_interval_ms: int = 30_000
     gossip_fanout: int = 2
     gossip_budget_kib: int = 64
@@ -296,11 +302,14 @@ def load_config(path: Path) -> NodeConfig:
     if "name" not in values:
         raise NodeError(f"{where}: [node] name is missing or empty")
     values["name"] = values["name"].strip()
+    if bool(values.get("http_tls_cert")) != bool(values.get("http_tls_key")):
+        raise NodeError(f"{where}: [http] tls_cert and tls_key go together: give both or neither")
     for key in (
         "intake_keep_private",
         "transfer_relays",
         "dicom_send_networks",
         "dicomweb_cors_origins",
+        "http_trusted_proxies",
     ):
         if key in values:
             values[key] = tuple(values[key])

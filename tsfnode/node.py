@@ -14,6 +14,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,10 +221,12 @@ async def _serve(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> N
         sock.close()
         await runner.cleanup()  # close what the contexts opened before the failure
         raise
+    tls = _tls_context(node_dir, config)
     try:
-        await web.SockSite(runner, sock).start()
+        await web.SockSite(runner, sock, ssl_context=tls).start()
         host, port = sock.getsockname()[:2]
-        url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        scheme = "https" if tls else "http"
+        url = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
         await app[PEERING].start([config.http_public_url or url])
         node_dir.run_info.write_text(
             json.dumps({"pid": os.getpid(), "url": url, "id": identity.public.text})
@@ -232,6 +235,7 @@ async def _serve(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> N
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, _reload_tls, tls, node_dir, config)
         log("node started", url=url, node=identity.public.short, name=config.name)
         systemd.notify(f"READY=1\nSTATUS=serving on {url}")
         chores = [
@@ -297,3 +301,47 @@ async def _scheduled_backups(node_dir: NodeDir, config: NodeConfig) -> None:
         except Exception as exc:  # logged, tried again next period
             log("backup failed", level=logging.WARNING, error=type(exc).__name__)
             await asyncio.sleep(min(period_ms, 3_600_000) / 1000)
+
+
+def _tls_paths(node_dir: NodeDir, config: NodeConfig) -> tuple[Path, Path]:
+    cert, key = Path(config.http_tls_cert), Path(config.http_tls_key)
+    return (
+        cert if cert.is_absolute() else node_dir.root / cert,
+        key if key.is_absolute() else node_dir.root / key,
+    )
+
+
+def _tls_context(node_dir: NodeDir, config: NodeConfig) -> ssl.SSLContext | None:
+    """HTTPS from ``[http] tls_cert`` and ``tls_key`` (TLS 1.2 at least), or None."""
+    if not config.http_tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    _load_chain(context, *_tls_paths(node_dir, config))
+    return context
+
+
+def _load_chain(context: ssl.SSLContext, cert: Path, key: Path) -> None:
+    try:
+        context.load_cert_chain(cert, key)
+    except FileNotFoundError as exc:
+        raise NodeError(f"[http] TLS file {exc.filename} is missing") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise NodeError(
+            f"[http] tls_cert {cert} and tls_key {key} cannot be used together ({exc})"
+        ) from None
+
+
+def _reload_tls(context: ssl.SSLContext | None, node_dir: NodeDir, config: NodeConfig) -> None:
+    """SIGHUP (systemctl reload): the renewed certificate for the connections that come
+    next; if it cannot be read, the one in use is kept and the log says why. Without
+    TLS there is nothing to reload (and the node keeps running)."""
+    if context is None:
+        log("reload asked: nothing to reload (no [http] tls_cert)")
+        return
+    try:
+        _load_chain(context, *_tls_paths(node_dir, config))
+    except NodeError as exc:
+        log("certificate not reloaded", level=logging.WARNING, reason=str(exc))
+        return
+    log("certificate reloaded")

@@ -42,6 +42,7 @@ def unit_text(directory: Path, *, user: str, executable: str, name: str = "") ->
         "Type=notify",
         "NotifyAccess=main",
         f"ExecStart={executable} run {directory}",
+        "ExecReload=/bin/kill -HUP $MAINPID",
         f"User={user}",
         f"Group={user}",
         "UMask=0077",
