@@ -59,11 +59,14 @@ def init_node(directory: Path, config: NodeConfig, *, force: bool = False) -> Id
             if side.exists():
                 shutil.move(side, aside / side.name)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)  # a folder the operator made (0755) is the node's alone now
     identity = Identity.generate(secrets.token_bytes)
     node_dir.config.write_text(config.to_toml(), encoding="utf-8")
     write_key(node_dir.key, identity)
     node_dir.blobs.mkdir(mode=0o700, exist_ok=True)
     asyncio.run(_init_database(node_dir, identity))
+    for path in (node_dir.config, node_dir.database):
+        path.chmod(0o600)
     return identity
 
 
@@ -159,6 +162,7 @@ def run_node(directory: Path) -> None:
     if not node_dir.database.exists():
         raise NodeError(f"{node_dir.database} is missing: restore it from a backup")
     setup_logging(config.log_level)
+    os.umask(0o077)  # whatever the node writes (database, logs, studies) is its user's alone
     lock = _Lock(node_dir)
     try:
         asyncio.run(_serve(node_dir, config, identity))
