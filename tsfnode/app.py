@@ -16,9 +16,12 @@ started by node.py once the node listens, since it announces the address it list
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import re
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from bootstrap.network import NetworkFileError, load_network
 from protocol.identity import Identity
@@ -44,6 +47,7 @@ from tsfnode.config import NodeConfig
 from tsfnode.dicomweb.service import create_dicomweb_app
 from tsfnode.errors import NodeError
 from tsfnode.images.render import Renderer
+from tsfnode.info import FORWARDED
 from tsfnode.logs import log
 from tsfnode.network.directory import DirectoryService
 from tsfnode.network.peering import Peering
@@ -166,6 +170,70 @@ async def root(request: web.Request) -> web.Response:
     raise web.HTTPFound("/web/")
 
 
+HSTS = "max-age=31536000"
+HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+FORWARDED_HTTPS = "tsfnode.forwarded_https"  # the client reached the trusted proxy by TLS
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", list[IPNetwork])
+
+
+def _client_behind(request: web.Request, trusted: list[IPNetwork]) -> str | None:
+    """The client's address that trusted proxies report (X-Forwarded-For read from the
+    right, skipping the proxies themselves), or None."""
+    hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")]
+    for hop in reversed([h for h in hops if h]):
+        try:
+            address = ipaddress.ip_address(hop)
+        except ValueError:
+            return None
+        if not any(address in net for net in trusted):
+            return str(address)
+    return None
+
+
+@web.middleware
+async def _behind_proxy(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Behind a reverse proxy named in ``[http] trusted_proxies``, the request as the
+    client made it: its scheme (X-Forwarded-Proto), host (X-Forwarded-Host) and address
+    (X-Forwarded-For). From anyone else these headers mean nothing: a client cannot make
+    itself look secure, local or elsewhere."""
+    trusted = request.app[TRUSTED_PROXIES]
+    if not trusted or request.remote is None:
+        return await handler(request)
+    try:
+        peer = ipaddress.ip_address(request.remote)
+    except ValueError:
+        return await handler(request)
+    if not any(peer in net for net in trusted):
+        return await handler(request)
+    changes: dict[str, str] = {}
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    if proto in ("http", "https"):
+        changes["scheme"] = proto
+    host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+    if host and HOST.fullmatch(host):
+        changes["host"] = host
+    client = _client_behind(request, trusted)
+    if client is not None:
+        changes["remote"] = client
+    if not changes:
+        return await handler(request)
+    forwarded = request.clone(
+        scheme=changes.get("scheme", request.scheme),
+        host=changes.get("host", request.host),
+        remote=changes.get("remote", request.remote),
+    )
+    forwarded[FORWARDED] = True
+    request[FORWARDED_HTTPS] = forwarded[FORWARDED_HTTPS] = forwarded.secure
+    return await handler(forwarded)
+
+
+async def _strict_transport(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """HSTS on every answer given over TLS (the node's own, or a trusted proxy's)."""
+    if request.secure or request.get(FORWARDED_HTTPS):
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
+
+
 def create_app(
     node_dir: NodeDir, config: NodeConfig, identity: Identity, clock: Clock | None = None
 ) -> web.Application:
@@ -173,11 +241,16 @@ def create_app(
     app = web.Application(client_max_size=MAX_REQUEST)
     app[NODE_DIR] = node_dir
     app[CONFIG] = config
+    app[TRUSTED_PROXIES] = [
+        ipaddress.ip_network(n, strict=False) for n in config.http_trusted_proxies
+    ]
     app[IDENTITY] = identity
     app[BLOBS] = BlobStore(node_dir.blobs)
     app[CLOCK] = Clock() if clock is None else clock
     app[STARTED_MS] = app[CLOCK].now_ms()
     app[RENDERER] = Renderer()
+    app.middlewares.append(_behind_proxy)
+    app.on_response_prepare.append(_strict_transport)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_peering_ctx)
     app.cleanup_ctx.append(_services_ctx)

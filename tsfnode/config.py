@@ -7,6 +7,7 @@ Every setting is declared once in ``SETTINGS`` (section, key, type, default, che
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import ipaddress
 import tomllib
@@ -87,6 +88,16 @@ def _networks(value: list[str]) -> str | None:
     return None
 
 
+def _backup_key(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        ok = len(base64.b64decode(value, validate=True)) == 32
+    except ValueError:
+        ok = False
+    return None if ok else "must be the public key `tsfnode backup-key` wrote (base64)"
+
+
 def _hours(value: str) -> str | None:
     try:
         start, end = (int(h) for h in value.split("-"))
@@ -118,6 +129,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("http", "port", int, DEFAULT_PORT, _range(0, 65535)),
     Setting("http", "public_url", str, "", comment="how other nodes reach this one"),
     Setting("http", "source_address", str, "", _ip_or_empty, "local address for outgoing"),
+    Setting("http", "tls_cert", str, "", comment="certificate chain (PEM): serve HTTPS"),
+    Setting("http", "tls_key", str, "", comment="its private key (PEM); reloaded on SIGHUP"),
+    Setting("http", "trusted_proxies", list, [], _networks, "reverse proxies' addresses"),
     Setting("gossip", "interval_ms", int, 30_000, _range(100, 3_600_000)),
     Setting("gossip", "fanout", int, 2, _range(1, 16)),
     Setting("gossip", "budget_kib", int, 64, _range(4, 4096)),
@@ -149,6 +163,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cases", "reading_delay_hours", int, 72, _range(1, 1440), "groups' default delay"),
     Setting("cases", "scan_interval_ms", int, 10_000, _range(100, 3_600_000), "deadlines"),
     Setting("cases", "stats_interval_ms", int, 3_600_000, _range(1000, 86_400_000)),
+    Setting("backup", "folder", str, "", comment="scheduled backups go here; empty: none"),
+    Setting("backup", "to_key", str, "", _backup_key, "operator's public key (backup-key)"),
+    Setting("backup", "every_hours", int, 24, _range(1, 24 * 30)),
+    Setting("backup", "keep", int, 7, _range(1, 1000), "backups kept in the folder"),
     Setting(
         "log",
         "level",
@@ -176,6 +194,9 @@ class NodeConfig:
     http_port: int = DEFAULT_PORT
     http_public_url: str = ""
     http_source_address: str = ""
+    http_tls_cert: str = ""
+    http_tls_key: str = ""
+    http_trusted_proxies: tuple[str, ...] = ()
     gossip_interval_ms: int = 30_000
     gossip_fanout: int = 2
     gossip_budget_kib: int = 64
@@ -200,6 +221,10 @@ class NodeConfig:
     cases_reading_delay_hours: int = 72
     cases_scan_interval_ms: int = 10_000
     cases_stats_interval_ms: int = 3_600_000
+    backup_folder: str = ""
+    backup_to_key: str = ""
+    backup_every_hours: int = 24
+    backup_keep: int = 7
     log_level: str = "info"
 
     def replace(self, **changes: Any) -> NodeConfig:
@@ -277,11 +302,14 @@ def load_config(path: Path) -> NodeConfig:
     if "name" not in values:
         raise NodeError(f"{where}: [node] name is missing or empty")
     values["name"] = values["name"].strip()
+    if bool(values.get("http_tls_cert")) != bool(values.get("http_tls_key")):
+        raise NodeError(f"{where}: [http] tls_cert and tls_key go together: give both or neither")
     for key in (
         "intake_keep_private",
         "transfer_relays",
         "dicom_send_networks",
         "dicomweb_cors_origins",
+        "http_trusted_proxies",
     ):
         if key in values:
             values[key] = tuple(values[key])

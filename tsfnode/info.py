@@ -22,18 +22,24 @@ def node_info(app: web.Application | ChainMapProxy) -> dict[str, object]:
     }
 
 
+FORWARDED = "tsfnode.forwarded"  # set on a request a trusted proxy forwarded (tsfnode.app)
+
+
 def dicomweb_base_url(request: web.Request) -> str:
-    """This service's URL as the client reached it: through a reverse proxy, as it says
-    (X-Forwarded-Proto and -Host; the URL goes back only to the one who asked). Some
-    clients (dicomweb-client) send a Host header without the port: the port the
-    connection came in on is added then."""
-    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
-    forwarded = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
-    if proto in ("http", "https") or forwarded:
-        return f"{proto or request.scheme}://{forwarded or request.host}/dicomweb"
+    """This service's URL as the client reached it (behind a trusted reverse proxy, the
+    proxy's scheme and host: tsfnode.app's ``_behind_proxy``). Some clients
+    (dicomweb-client) send a Host header without the port: the port the connection came
+    in on is added then, unless a trusted proxy gave the host."""
     host = request.host
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     default = {"http": 80, "https": 443}.get(request.scheme)
-    if not host.endswith("]") and ":" not in host and sockname and sockname[1] != default:
+    proxied = bool(request.get(FORWARDED))
+    if (
+        not proxied
+        and not host.endswith("]")
+        and ":" not in host
+        and sockname
+        and sockname[1] != default
+    ):
         host = f"{host}:{sockname[1]}"
     return f"{request.scheme}://{host}/dicomweb"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import errno
 import fcntl
 import json
@@ -13,14 +14,17 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from nacl.public import PublicKey
 
 from protocol.identity import Identity
+from tsfnode import systemd
 from tsfnode.app import create_app
 from tsfnode.appkeys import PEERING
 from tsfnode.clock import Clock
@@ -55,11 +59,14 @@ def init_node(directory: Path, config: NodeConfig, *, force: bool = False) -> Id
             if side.exists():
                 shutil.move(side, aside / side.name)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)  # a folder the operator made (0755) is the node's alone now
     identity = Identity.generate(secrets.token_bytes)
     node_dir.config.write_text(config.to_toml(), encoding="utf-8")
     write_key(node_dir.key, identity)
     node_dir.blobs.mkdir(mode=0o700, exist_ok=True)
     asyncio.run(_init_database(node_dir, identity))
+    for path in (node_dir.config, node_dir.database):
+        path.chmod(0o600)
     return identity
 
 
@@ -155,6 +162,7 @@ def run_node(directory: Path) -> None:
     if not node_dir.database.exists():
         raise NodeError(f"{node_dir.database} is missing: restore it from a backup")
     setup_logging(config.log_level)
+    os.umask(0o077)  # whatever the node writes (database, logs, studies) is its user's alone
     lock = _Lock(node_dir)
     try:
         asyncio.run(_serve(node_dir, config, identity))
@@ -217,10 +225,12 @@ async def _serve(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> N
         sock.close()
         await runner.cleanup()  # close what the contexts opened before the failure
         raise
+    tls = _tls_context(node_dir, config)
     try:
-        await web.SockSite(runner, sock).start()
+        await web.SockSite(runner, sock, ssl_context=tls).start()
         host, port = sock.getsockname()[:2]
-        url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        scheme = "https" if tls else "http"
+        url = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
         await app[PEERING].start([config.http_public_url or url])
         node_dir.run_info.write_text(
             json.dumps({"pid": os.getpid(), "url": url, "id": identity.public.text})
@@ -229,9 +239,19 @@ async def _serve(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> N
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, _reload_tls, tls, node_dir, config)
         log("node started", url=url, node=identity.public.short, name=config.name)
+        systemd.notify(f"READY=1\nSTATUS=serving on {url}")
+        chores = [
+            asyncio.create_task(_watchdog(), name="watchdog"),
+            asyncio.create_task(_scheduled_backups(node_dir, config), name="backups"),
+        ]
         await stop.wait()
         log("node stopping")
+        systemd.notify("STOPPING=1")
+        for chore in chores:
+            chore.cancel()
+        await asyncio.gather(*chores, return_exceptions=True)
     finally:
         node_dir.run_info.unlink(missing_ok=True)
         try:
@@ -239,3 +259,93 @@ async def _serve(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> N
         except TimeoutError:  # the database stays consistent (WAL); say so and go
             log("node stop took too long; exiting anyway", level=logging.WARNING)
     log("node stopped")
+
+
+async def _watchdog() -> None:
+    """Tell systemd the event loop still turns, at half its watchdog timeout."""
+    interval = systemd.watchdog_interval_s()
+    if interval is None:
+        return
+    while True:
+        systemd.notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+async def _scheduled_backups(node_dir: NodeDir, config: NodeConfig) -> None:
+    """Every ``[backup] every_hours``, an archive sealed to ``[backup] to_key`` in
+    ``[backup] folder``, keeping the ``keep`` newest; the first soon after start if the
+    newest is older than the period. A failure is logged and tried again next period."""
+    if not config.backup_folder or not config.backup_to_key:
+        return
+    from tsfnode.store import backup
+
+    folder = Path(config.backup_folder)
+    if not folder.is_absolute():
+        folder = node_dir.root / folder
+    period_ms = config.backup_every_hours * 3_600_000
+    recipient = PublicKey(base64.b64decode(config.backup_to_key))
+    while True:
+        now = Clock().now_ms()
+        existing = backup.backups_in(folder) if folder.is_dir() else []
+        last_ms = int(existing[-1].stat().st_mtime * 1000) if existing else 0
+        wait_ms = max(0, last_ms + period_ms - now)
+        await asyncio.sleep(wait_ms / 1000)
+        now = Clock().now_ms()
+        out = folder / backup.scheduled_name(now)
+        try:
+            count = await asyncio.to_thread(
+                backup.write_backup,
+                node_dir.root,
+                out,
+                backup.Sealing(recipient=recipient),
+                now_ms=now,
+            )
+            removed = backup.prune(folder, config.backup_keep)
+            log("backup written", files=count, bytes=out.stat().st_size, pruned=len(removed))
+        except Exception as exc:  # logged, tried again next period
+            log("backup failed", level=logging.WARNING, error=type(exc).__name__)
+            await asyncio.sleep(min(period_ms, 3_600_000) / 1000)
+
+
+def _tls_paths(node_dir: NodeDir, config: NodeConfig) -> tuple[Path, Path]:
+    cert, key = Path(config.http_tls_cert), Path(config.http_tls_key)
+    return (
+        cert if cert.is_absolute() else node_dir.root / cert,
+        key if key.is_absolute() else node_dir.root / key,
+    )
+
+
+def _tls_context(node_dir: NodeDir, config: NodeConfig) -> ssl.SSLContext | None:
+    """HTTPS from ``[http] tls_cert`` and ``tls_key`` (TLS 1.2 at least), or None."""
+    if not config.http_tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    _load_chain(context, *_tls_paths(node_dir, config))
+    return context
+
+
+def _load_chain(context: ssl.SSLContext, cert: Path, key: Path) -> None:
+    try:
+        context.load_cert_chain(cert, key)
+    except FileNotFoundError as exc:
+        raise NodeError(f"[http] TLS file {exc.filename} is missing") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise NodeError(
+            f"[http] tls_cert {cert} and tls_key {key} cannot be used together ({exc})"
+        ) from None
+
+
+def _reload_tls(context: ssl.SSLContext | None, node_dir: NodeDir, config: NodeConfig) -> None:
+    """SIGHUP (systemctl reload): the renewed certificate for the connections that come
+    next; if it cannot be read, the one in use is kept and the log says why. Without
+    TLS there is nothing to reload (and the node keeps running)."""
+    if context is None:
+        log("reload asked: nothing to reload (no [http] tls_cert)")
+        return
+    try:
+        _load_chain(context, *_tls_paths(node_dir, config))
+    except NodeError as exc:
+        log("certificate not reloaded", level=logging.WARNING, reason=str(exc))
+        return
+    log("certificate reloaded")

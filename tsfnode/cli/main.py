@@ -39,8 +39,11 @@ def _parser() -> argparse.ArgumentParser:
 
     from tsfnode.cli.admin import add_parsers
     from tsfnode.cli.audit import add_parsers as add_audit_parsers
+    from tsfnode.cli.backup import add_parsers as add_backup_parsers
+    from tsfnode.cli.doctor import add_parser as add_doctor_parser
     from tsfnode.cli.intake import add_parser as add_import_parser
     from tsfnode.cli.scenario import add_parser as add_scenario_parser
+    from tsfnode.cli.service import add_parsers as add_service_parsers
     from tsfnode.cli.transfers import add_parsers as add_transfer_parsers
 
     add_parsers(sub)
@@ -48,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     add_transfer_parsers(sub)
     add_audit_parsers(sub)
     add_scenario_parser(sub)
+    add_backup_parsers(sub)
+    add_service_parsers(sub)
+    add_doctor_parser(sub)
 
     p = sub.add_parser("demo", help="start a small local network on 127.0.0.1")
     p.add_argument("--dir", type=Path, default=Path("demo-network"), help="where the nodes live")
