@@ -28,7 +28,6 @@ from tests.security.upload_helpers import (
 )
 from tsfnode.intake.owners import StudyOwners
 from tsfnode.intake.review import ReviewBook
-from tsfnode.intake.uids import is_uid
 
 
 def sender_token(node_dir: Path, username: str) -> str:
@@ -97,7 +96,6 @@ def test_a_uid_that_climbs_out_of_the_intake_names_no_path(node_dir: Path) -> No
     assert intake_files(node_dir) == []
     # Nothing that reads the intake by a UID from outside takes ".." for one either.
     for climber in ("..", "../received", "1..2", "01.2"):
-        assert not is_uid(climber)
         assert StudyOwners(node_dir / "intake").owner(climber) is None
         with pytest.raises(Exception, match="not a Study Instance UID"):
             ReviewBook(node_dir / "intake").study_folder(climber)
