@@ -10,16 +10,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.harness.inprocess import MakeClient, start_local_node
+from tests.harness.inprocess import LocalNode, MakeClient, start_local_node
 from tests.security.upload_helpers import CT, api_upload, web_batch, web_sender, zipped
 from tsfnode.config import NodeConfig
 
 
 async def test_an_upload_with_more_files_than_the_cap_is_refused_whole(
-    tmp_path: Path, aiohttp_client: MakeClient
+    local_node: LocalNode, tmp_path: Path, aiohttp_client: MakeClient
 ) -> None:
+    # A node as made by default: 5,001 one-byte members are refused whole, none read.
+    sender = await local_node.account("koffi", "sender")
+    flood = zipped({f"m{i}": b"x" for i in range(5001)}, stored=True)
+    status, answer = await api_upload(local_node, sender.token, flood)
+    assert status == 200, answer
+    assert [r["key"] for r in answer["rejected"]] == ["intake_too_many_files"]
+    assert "5001 fichiers" in answer["rejected"][0]["reason"]
     assert NodeConfig(name="x").intake_max_files == 5000
-    node = await start_local_node(tmp_path / "cotonou", aiohttp_client, intake_max_files=40)
+
+    # The cap is a setting ([intake] max_files); the same rule on the web uploader.
+    node = await start_local_node(tmp_path / "dakar", aiohttp_client, intake_max_files=40)
     koffi = await node.account("koffi", "sender")
 
     many = zipped({f"m{i}.dcm": b"x" for i in range(41)})
