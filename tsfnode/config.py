@@ -143,7 +143,7 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         5000,
         _range(1, 1_000_000),
-        "files in one upload or import (a CT CD holds 1,500-3,000)",
+        "files in one upload (a CT CD holds 1,500-3,000); the operator's import: any",
     ),
     Setting("transfer", "relays", list, [], _node_ids, "nodes that hold mail for this one"),
     Setting("transfer", "relay_quota_mb", int, 2048, _range(0, 10_000_000), "0: not a relay"),

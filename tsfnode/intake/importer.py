@@ -160,18 +160,21 @@ class Importer:
         profile: Profile | None = None,
         *,
         owner: int | None = None,
-        max_files: int = MAX_FILES,
+        max_files: int | None = MAX_FILES,
     ) -> None:
         """``owner``: the account whose upload this is, owner of the studies it brings
         (None: the node's own inputs, the listener and the operator's import; owners.py);
         its UIDs are its own (``uid_context``). ``max_files``: the most inputs (files
-        and archive members) one run takes; beyond it they are refused, named."""
+        and archive members) one run takes; beyond it they are refused, named (None:
+        no bound, for the operator's own import)."""
         self.intake = intake
         self.owners = StudyOwners(intake)
         self.owner = owner
-        self.max_files = max_files
+        self.max_files = max_files if max_files is not None else 2**62
         self._files = 0
-        self._made: set[Path] = set()  # the files this run wrote: the only ones it may replace
+        # The files the current run() wrote: the only ones it may replace (None between
+        # runs: the listener's take() of one instance replaces nothing).
+        self._made: set[Path] | None = None
         self.pseudonyms = pseudonyms
         self.anonymizer = Anonymizer(
             profile or load_profile(),
@@ -377,13 +380,14 @@ class Importer:
             try:
                 os.link(tmp, target)  # made only if nothing is there: never replaces
             except FileExistsError:
-                if target in self._made:
+                if self._made is not None and target in self._made:
                     os.replace(tmp, target)  # made by this run (a CD's copy in two syntaxes)
                 elif tmp.read_bytes() != target.read_bytes():
                     return N_("intake_instance_exists")
                 else:
                     return None  # the very same instance, taken before
-            self._made.add(target)
+            if self._made is not None:
+                self._made.add(target)
         finally:
             tmp.unlink(missing_ok=True)
         if result.burned_in:
@@ -393,12 +397,14 @@ class Importer:
     def run(self, paths: list[Path], progress: Callable[[int], None] | None = None) -> ImportReport:
         """Import ``paths``; ``progress`` is called with the bytes of each input done."""
         report = ImportReport()
+        self._files, self._made = 0, set()
         try:
             for source in self.sources(paths, report):
                 self.take(source, report)
                 if progress is not None:
                     progress(source.size)
         finally:
+            self._made = None
             self.pseudonyms.save()
         return report
 
@@ -501,7 +507,8 @@ def _check_image(ds: Dataset, size: int) -> Problem | None:
 
 def importer_for(directory: Path, *, owner: int | None = None) -> Importer:
     """The importer of a node directory, with the profile and the limits its config asks
-    for; the studies it makes are ``owner``'s (an account's id; None: the node's)."""
+    for; the studies it makes are ``owner``'s (an account's id; None: the node's, whose
+    operator's import is not bounded in files: ``[intake] max_files`` is for uploads)."""
     node = NodeDir(directory)
     if not node.config.exists():
         raise NodeError(f"{directory} is not a node directory: create one with 'tsfnode init'")
@@ -512,5 +519,5 @@ def importer_for(directory: Path, *, owner: int | None = None) -> Importer:
         PseudonymMap(node.pseudonyms),
         profile,
         owner=owner,
-        max_files=config.intake_max_files,
+        max_files=config.intake_max_files if owner is not None else None,
     )
