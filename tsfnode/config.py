@@ -151,6 +151,14 @@ SETTINGS: tuple[Setting, ...] = (
         _private_list,
         "private attributes known to be safe (PS3.15 E.3.10), kept: CREATOR:ee",
     ),
+    Setting(
+        "intake",
+        "max_files",
+        int,
+        5000,
+        _range(1, 1_000_000),
+        "files in one upload (a CT CD holds 1,500-3,000); the operator's import: any",
+    ),
     Setting("transfer", "relays", list, [], _node_ids, "nodes that hold mail for this one"),
     Setting("transfer", "relay_quota_mb", int, 2048, _range(0, 10_000_000), "0: not a relay"),
     Setting("transfer", "upload_kbit_s", int, 0, _range(0, 10_000_000), "uplink cap; 0: none"),
@@ -209,6 +217,7 @@ class NodeConfig:
     dicom_send_networks: tuple[str, ...] = ()
     dicomweb_cors_origins: tuple[str, ...] = ()
     intake_keep_private: tuple[str, ...] = ()
+    intake_max_files: int = 5000
     transfer_relays: tuple[str, ...] = ()
     transfer_relay_quota_mb: int = 2048
     transfer_upload_kbit_s: int = 0

@@ -294,14 +294,15 @@ async def test_a_second_sender_finds_none_of_the_first_senders_studies(cotonou: 
         "ines", "POST", f"/cases/{made['case_id']}/images", {"study_uid": koffis}
     )
     assert status == 404, refused
-    # Nor in her browser; and the same images uploaded again by her land in Koffi's
-    # study, which stays his: not shown to her, not sent by her.
+    # Nor in her browser; and the same images uploaded again by her make a study of
+    # her own (her uploads' UIDs are hers: issue 21): Koffi's stays his, not sent by her.
     status, _ = await node.web(
         "ines", "POST", f"/web/studies/{koffis}/review", csrf=True, json={"image": "1.2"}
     )
     assert status == 404
     batch, shown = await node.upload_batch("ines", CT)
-    assert shown == []
+    assert len(shown) == 1
+    assert koffis not in shown
     form = {k: "" if v is None else str(v) for k, v in FORM.items()}
     posted = {
         **form,
@@ -311,8 +312,8 @@ async def test_a_second_sender_finds_none_of_the_first_senders_studies(cotonou: 
         "route": f"group:{node.paediatrics}",
     }
     status, page = await node.web("ines", "POST", "/web/new", data=posted)
-    assert status == 404
-    assert "importées par un autre compte" in page.decode()
+    assert status == 400  # Koffi's study is not among those her files made
+    assert "trouvées dans vos fichiers" in page.decode()
     # Koffi sends his; the real patient is shown to him, on this node only.
     status, made = await node.api("koffi", "POST", "/cases", {**group, "study_uid": koffis})
     assert status == 201, made

@@ -167,7 +167,6 @@ def test_templates_show_no_words_of_their_own() -> None:
 # the page and the node disagree (a batch or image id the node does not know):
 KNOWN_BYPASSES = {
     "new_case.py: HTTPNotFound(text='no such batch')",
-    'new_case.py: HTTPBadRequest(text=\'send {"name": <file name>, "size": <bytes>}\')',
     "new_case.py: HTTPBadRequest(text='batch: the id given by the first upload')",
     "new_case.py: HTTPNotFound(text='no such image to check')",
     "new_case.py: HTTPBadRequest(text=\"'image': the SOP Instance UID of the image\")",

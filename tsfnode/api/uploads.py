@@ -2,13 +2,17 @@
 
     POST  /api/v1/uploads            {"size": N}        -> 201 {"id", "offset": 0}
     GET   /api/v1/uploads/{id}                          -> {"id", "offset", "size"}
-    PATCH /api/v1/uploads/{id}  Upload-Offset: k, bytes -> {"offset"} (409 if k is not it)
+    PATCH /api/v1/uploads/{id}  Upload-Offset: k, bytes -> {"offset"} (409 if k is not it,
+                                                           or while another PATCH writes)
 
-When the last byte arrives the node takes the archive into its intake. What arrives was
-de-identified on the sender's computer (same code, the pseudonym map stays there); the
-node checks it says so, and de-identifies anything that does not. Every call needs a
-sender's bearer token (`tsfnode account token`); the studies an upload brings are its
-sender's alone (intake/owners.py).
+When the last byte arrives the node takes the archive into its intake and de-identifies
+everything in it, whatever the files say of themselves (the light client de-identified
+them on the sender's computer already, with its own pseudonym map: doing it again here
+is harmless, and the node's pseudonym map then names the light client's pseudonym). An
+archive whose import failed for an unforeseen reason stays whole: a PATCH at its end
+(empty body) asks for the import again. Every call needs a sender's bearer token
+(`tsfnode account token`); the studies an upload brings are its sender's alone
+(intake/owners.py). Refusals are in the caller's language (Accept-Language).
 """
 
 from __future__ import annotations
@@ -20,7 +24,16 @@ from aiohttp import web
 from tsfnode.appkeys import NODE_DIR
 from tsfnode.auth.gate import PRINCIPAL
 from tsfnode.auth.sessions import TokenHolder
-from tsfnode.intake.uploads import UploadFolder, take_in
+from tsfnode.bodies import read_body
+from tsfnode.i18n import choose_language
+from tsfnode.intake.uploads import (
+    MAX_REQUEST,
+    UploadFolder,
+    UploadRefused,
+    parse_new_upload,
+    report_json,
+    take_in,
+)
 from tsfnode.logs import log
 
 
@@ -40,14 +53,20 @@ def folder_of(request: web.Request) -> UploadFolder:
     return UploadFolder(request.config_dict[NODE_DIR].root / "uploads")
 
 
+def refused(request: web.Request, exc: UploadRefused, **extra: object) -> web.Response:
+    return web.json_response(
+        {"error": exc.key, "message": exc.say(choose_language(request)), **extra},
+        status=exc.status,
+    )
+
+
 async def create(request: web.Request) -> web.Response:
     account, _ = await sender_of(request)
     try:
-        body = await request.json()
-        size = int(body["size"])
-    except (ValueError, KeyError, TypeError):
-        raise web.HTTPBadRequest(text='send {"size": <bytes>}') from None
-    upload_id = folder_of(request).create(size, account)
+        body = parse_new_upload(await read_body(request, MAX_REQUEST), with_name=False)
+        upload_id = folder_of(request).create(body["size"], account)
+    except UploadRefused as exc:
+        return refused(request, exc)
     return web.json_response({"id": upload_id, "offset": 0}, status=201)
 
 
@@ -63,18 +82,24 @@ async def append(request: web.Request) -> web.Response:
     account, username = await sender_of(request)
     uploads = folder_of(request)
     part, meta, info = uploads.owned(request.match_info["id"], account)
-    offset = await uploads.append(request, part, info)
-    if offset is None:
-        return web.json_response(
-            {"offset": part.stat().st_size, "error": "offset mismatch"}, status=409
-        )
-    if offset < info["size"]:
-        return web.json_response({"offset": offset})
-    report = await asyncio.to_thread(take_in, request.config_dict[NODE_DIR].root, part, account)
-    part.unlink(missing_ok=True)
-    meta.unlink(missing_ok=True)
-    log("upload received", account=username, files=report["count"])
-    return web.json_response({"offset": offset, "done": True, **report})
+    try:
+        with uploads.writing(part):
+            offset = await uploads.append(request, part, info)
+            if offset is None:
+                return web.json_response(
+                    {"offset": part.stat().st_size, "error": "offset mismatch"}, status=409
+                )
+            if offset < info["size"]:
+                return web.json_response({"offset": offset})
+            root = request.config_dict[NODE_DIR].root
+            report = await asyncio.to_thread(take_in, root, part, account)
+            part.unlink(missing_ok=True)
+            meta.unlink(missing_ok=True)
+    except UploadRefused as exc:
+        return refused(request, exc, offset=part.stat().st_size)
+    log("upload received", account=username, files=len(report.taken))
+    answer = report_json(report, choose_language(request))
+    return web.json_response({"offset": offset, "done": True, **answer})
 
 
 def add_routes(app: web.Application) -> None:

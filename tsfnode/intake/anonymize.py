@@ -123,11 +123,17 @@ class Anonymizer:
         *,
         secret: bytes,
         patient_of: Callable[[Dataset], Patient],
+        uid_context: str = "",
     ) -> None:
         """``secret`` keys the UID mapping; ``patient_of`` gives the pseudonym and date
-        shift of the patient of a dataset (from the pseudonym map)."""
+        shift of the patient of a dataset (from the pseudonym map). ``uid_context``
+        separates the UIDs of one source from another's (an account's uploads from
+        another account's and from the node's own inputs): the same original UID gives
+        a different new UID in each, so one can never name, and so never reach, a study
+        or an instance of another. Empty: the node's own inputs (as before contexts)."""
         self.profile = profile
         self._secret = secret
+        self._uid_prefix = f"{uid_context}\x00".encode() if uid_context else b""
         self._patient_of = patient_of
         codes = []
         for value, meaning in profile.codes:
@@ -142,7 +148,8 @@ class Anonymizer:
         self._actions: dict[int, Any] = {}
 
     def new_uid(self, uid: str) -> str:
-        digest = hmac.new(self._secret, uid.strip().encode(), hashlib.sha256).digest()
+        message = self._uid_prefix + uid.strip().encode()
+        digest = hmac.new(self._secret, message, hashlib.sha256).digest()
         return f"2.25.{int.from_bytes(digest[:16], 'big')}"
 
     def anonymize(self, ds: FileDataset | Dataset) -> Result:

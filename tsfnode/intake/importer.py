@@ -1,17 +1,29 @@
 """Getting studies in: files, folders, zip archives, DICOMDIR media, photos of films.
 
 Each input is either taken (de-identified and written under the intake folder, named
-only by its new UIDs) or rejected with a reason that names it; a bad file never stops
-the rest of the import. Nothing is written outside the intake folder.
+only by its new UIDs) or rejected with a reason that names it (a catalogue key, said in
+French or English); a bad file, or a damaged member of an archive, never stops the rest
+of the import. Nothing is written outside the intake folder.
+
+Everything that comes in is de-identified here, whatever it says of itself (a file that
+claims to be de-identified already is de-identified again: harmless, its pseudonymous
+UIDs become this node's, consistently). The folders and files of the intake are named
+only by UIDs the node made (``2.25.`` and a keyed hash, separated per uploading account:
+anonymize.py ``uid_context``); a Study, Series or SOP Instance UID that is not a valid
+DICOM UID is refused before anything is done with it; an import never replaces a file:
+an instance already there stays as it is, and a study another account owns is never
+written to.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import secrets
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -23,12 +35,14 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, generate_ui
 
 from tsfnode.config import load_config
 from tsfnode.errors import NodeError
+from tsfnode.i18n import N_, texts
 from tsfnode.intake.anonymize import Anonymizer, Patient, Result
-from tsfnode.intake.owners import StudyOwners
+from tsfnode.intake.owners import Owner, StudyOwners
 from tsfnode.intake.photos import NotAnImage, photo_to_dicom
 from tsfnode.intake.profile import Profile, load_profile
 from tsfnode.intake.pseudonyms import PseudonymMap
 from tsfnode.intake.review import ReviewBook
+from tsfnode.intake.uids import DICOM_ROOT, is_node_made, is_uid
 from tsfnode.nodedir import NodeDir
 
 MAX_FILE = 4 * 1024**3  # one DICOM file or zip member
@@ -36,6 +50,27 @@ MAX_ZIP_TOTAL = 32 * 1024**3
 MAX_ZIP_RATIO = 200  # uncompressed / compressed, for members over 10 MB
 MAX_DIMENSION = 65535
 MAX_FRAMES = 20000
+# Files in one import (an upload, a web batch, an archive): a CT or MR CD holds 1,500 to
+# 3,000; the cap bounds the work one upload can ask for (config: [intake] max_files).
+MAX_FILES = 5000
+# Study, Series and SOP Instance UID: they name the intake's folders and files (as the
+# node's new UIDs), so they must be UIDs before anything is done with them.
+PATH_UIDS = (
+    (0x0020000D, "StudyInstanceUID"),
+    (0x0020000E, "SeriesInstanceUID"),
+    (0x00080018, "SOPInstanceUID"),
+)
+# What reading a damaged zip member raises: bad CRC, a header that does not match the
+# central directory, a lying size, an unknown compression or an encrypted member.
+ZIP_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+)
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 # Storage SOP classes whose instances always carry pixel data (PS3.4 B.5): CR, CT, MR,
@@ -77,8 +112,19 @@ IMAGE_STORAGE_CLASSES = frozenset(
 
 @dataclass(frozen=True)
 class Rejected:
+    """An input not taken: its name (never logged) and why, as a catalogue key (with
+    ``values`` for its ``{fields}``): ``reason`` in English, ``say(lang)`` in any."""
+
     name: str
-    reason: str
+    key: str
+    values: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def reason(self) -> str:
+        return self.say("en")
+
+    def say(self, lang: str) -> str:
+        return texts(lang)(self.key, **self.values)
 
 
 @dataclass
@@ -103,6 +149,7 @@ class Source:
     name: str
     size: int
     read: Callable[[], bytes]
+    member: bool = False  # a member of a zip archive
 
 
 class Importer:
@@ -112,21 +159,29 @@ class Importer:
         pseudonyms: PseudonymMap,
         profile: Profile | None = None,
         *,
-        trust_deidentified: bool = False,
         owner: int | None = None,
+        max_files: int | None = MAX_FILES,
     ) -> None:
-        """``trust_deidentified``: instances that say tsfnode de-identified them (on the
-        sender's computer, with its own pseudonym map) are stored as they are.
-        ``owner``: the account whose upload this is, owner of the studies it brings
-        (None: the node's own inputs, the listener and the operator's import; owners.py)."""
+        """``owner``: the account whose upload this is, owner of the studies it brings
+        (None: the node's own inputs, the listener and the operator's import; owners.py);
+        its UIDs are its own (``uid_context``). ``max_files``: the most inputs (files
+        and archive members) one run takes; beyond it they are refused, named (None:
+        no bound, for the operator's own import)."""
         self.intake = intake
         self.owners = StudyOwners(intake)
         self.owner = owner
+        self.max_files = max_files if max_files is not None else 2**62
+        self._files = 0
+        # The files the current run() wrote: the only ones it may replace (None between
+        # runs: the listener's take() of one instance replaces nothing).
+        self._made: set[Path] | None = None
         self.pseudonyms = pseudonyms
         self.anonymizer = Anonymizer(
-            profile or load_profile(), secret=pseudonyms.secret, patient_of=pseudonyms.patient_of
+            profile or load_profile(),
+            secret=pseudonyms.secret,
+            patient_of=pseudonyms.patient_of,
+            uid_context="" if owner is None else f"account:{owner}",
         )
-        self.trust_deidentified = trust_deidentified
         self.review = ReviewBook(intake)
         self._photo_batch: tuple[Patient, str, str] | None = None
         self._photo_count = 0
@@ -142,43 +197,60 @@ class Importer:
             elif path.exists():
                 yield from self._file_sources(path, report)
             else:
-                report.rejected.append(Rejected(str(path), "no such file or folder"))
+                report.rejected.append(Rejected(str(path), N_("intake_no_such_file")))
 
     def _file_sources(self, path: Path, report: ImportReport) -> Iterator[Source]:
         if path.suffix.lower() == ".zip" or _looks_like_zip(path):
             yield from self._zip_sources(path, report)
             return
+        if self._files >= self.max_files:
+            report.rejected.append(
+                Rejected(
+                    str(path),
+                    N_("intake_too_many_files"),
+                    {"count": self._files + 1, "limit": self.max_files},
+                )
+            )
+            return
+        self._files += 1
         size = path.stat().st_size
         yield Source(str(path), size, path.read_bytes)
 
     def _zip_sources(self, path: Path, report: ImportReport) -> Iterator[Source]:
         try:
             archive = zipfile.ZipFile(path)
-        except zipfile.BadZipFile:
-            report.rejected.append(Rejected(str(path), "damaged zip archive"))
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            report.rejected.append(Rejected(str(path), N_("intake_zip_damaged")))
             return
         total = 0
-        with archive:
-            for info in archive.infolist():
-                if info.is_dir():
-                    continue
+        with archive:  # open for the whole walk: each member is read from it, once
+            members = [info for info in archive.infolist() if not info.is_dir()]
+            if self._files + len(members) > self.max_files:
+                report.rejected.append(
+                    Rejected(
+                        str(path),
+                        N_("intake_too_many_files"),
+                        {"count": len(members), "limit": self.max_files},
+                    )
+                )
+                return
+            self._files += len(members)
+            for info in members:
                 name = f"{path}!{info.filename}"
                 pure = PurePosixPath(info.filename.replace("\\", "/"))
                 if pure.is_absolute() or ".." in pure.parts:
-                    report.rejected.append(Rejected(name, "path leaves the archive (refused)"))
+                    report.rejected.append(Rejected(name, N_("intake_zip_path")))
                     continue
                 total += info.file_size
                 if info.file_size > MAX_FILE or total > MAX_ZIP_TOTAL:
-                    report.rejected.append(Rejected(name, "too large once unpacked (refused)"))
+                    report.rejected.append(Rejected(name, N_("intake_too_large")))
                     continue
                 if info.file_size > 10 * 1024**2 and info.file_size > MAX_ZIP_RATIO * max(
                     info.compress_size, 1
                 ):
-                    report.rejected.append(
-                        Rejected(name, "compressed too well to be real data (zip bomb?)")
-                    )
+                    report.rejected.append(Rejected(name, N_("intake_zip_bomb")))
                     continue
-                yield Source(name, info.file_size, _member_reader(path, info.filename))
+                yield Source(name, info.file_size, _member_reader(archive, info), member=True)
 
     # --- one input -------------------------------------------------------------------
 
@@ -191,23 +263,31 @@ class Importer:
 
     def _take(self, source: Source, report: ImportReport) -> None:
         if source.size == 0:
-            report.rejected.append(Rejected(source.name, "empty file"))
+            report.rejected.append(Rejected(source.name, N_("intake_empty")))
             return
-        data = source.read()
+        try:
+            data = source.read()
+        except ZIP_READ_ERRORS as exc:
+            key = N_("intake_zip_member_damaged") if source.member else N_("intake_unreadable")
+            report.rejected.append(Rejected(source.name, key, {"error": type(exc).__name__}))
+            return
+        if not data:
+            report.rejected.append(Rejected(source.name, N_("intake_empty")))
+            return
         try:
             ds = _read_dicom(data)
         except TruncatedFile:
-            report.rejected.append(Rejected(source.name, "truncated file (ends too early)"))
+            report.rejected.append(Rejected(source.name, N_("intake_truncated_file")))
             return
         except InvalidDicomError:
             if source.name.lower().endswith(PHOTO_SUFFIXES) or _image_magic(data):
                 self._take_photo(source.name, data, report)
             else:
-                report.rejected.append(Rejected(source.name, "not a DICOM file or a photo"))
+                report.rejected.append(Rejected(source.name, N_("intake_not_dicom")))
             return
         except Exception as exc:  # pydicom raises many types on damaged files
             report.rejected.append(
-                Rejected(source.name, f"damaged DICOM file ({type(exc).__name__})")
+                Rejected(source.name, N_("intake_damaged_dicom"), {"error": type(exc).__name__})
             )
             return
         if (
@@ -218,24 +298,28 @@ class Importer:
             report.skipped.append(source.name)  # the index of a CD: its files come too
             return
         try:
-            problem = _check_image(ds, len(data))
-        except (ValueError, TypeError) as exc:
-            problem = f"invalid image attributes ({type(exc).__name__})"
+            problem = _check_uids(ds) or _check_image(ds, len(data))
+        except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
+            problem = (N_("intake_bad_attributes"), {"error": type(exc).__name__})
         if problem:
-            report.rejected.append(Rejected(source.name, problem))
+            report.rejected.append(Rejected(source.name, problem[0], problem[1]))
             return
         try:
-            if self.trust_deidentified and _deidentified_by_tsfnode(ds):
-                result = _as_is(ds)
-            else:
-                result = self.anonymizer.anonymize(ds)
-        except (ValueError, TypeError, AttributeError, KeyError) as exc:
-            report.rejected.append(Rejected(source.name, f"cannot be de-identified: {exc}"))
+            result = self.anonymizer.anonymize(ds)
+        except Exception as exc:  # a damaged value met while decoding it; never logged
+            report.rejected.append(
+                Rejected(source.name, N_("intake_not_deidentified"), {"error": type(exc).__name__})
+            )
             return
         try:
-            self._write(ds, result)
-        except (ValueError, TypeError, AttributeError, OSError) as exc:
-            report.rejected.append(Rejected(source.name, f"cannot be written: {exc}"))
+            written = self._write(ds, result)
+        except (ValueError, TypeError, AttributeError, KeyError, OverflowError, OSError) as exc:
+            report.rejected.append(
+                Rejected(source.name, N_("intake_not_written"), {"error": type(exc).__name__})
+            )
+            return
+        if written is not None:
+            report.rejected.append(Rejected(source.name, written))
             return
         self.pseudonyms.record_study(result.study_uid, result.original_study_uid, result.patient)
         report.taken.append(result)
@@ -243,7 +327,7 @@ class Importer:
     def _take_photo(self, name: str, data: bytes, report: ImportReport) -> None:
         if self._photo_batch is None:
             patient = self.pseudonyms.new_patient("photos")
-            self._photo_batch = (patient, generate_uid(), generate_uid())
+            self._photo_batch = (patient, generate_uid(prefix=None), generate_uid(prefix=None))
         patient, study, series = self._photo_batch
         self._photo_count += 1
         try:
@@ -256,7 +340,7 @@ class Importer:
             )
         except NotAnImage as exc:
             self._photo_count -= 1
-            report.rejected.append(Rejected(name, str(exc)))
+            report.rejected.append(Rejected(name, exc.key, exc.values))
             return
         result = Result(
             original_study_uid="",
@@ -266,58 +350,63 @@ class Importer:
             patient=patient,
             burned_in=["photo of a film: its label may show the patient's name"],
         )
+        written = self._write(ds, result)
+        if written is not None:
+            report.rejected.append(Rejected(name, written))
+            return
         self.pseudonyms.record_study(study, "", patient)
-        self._write(ds, result)
         report.taken.append(result)
 
-    def _write(self, ds: Dataset, result: Result) -> None:
-        if not (self.intake / result.study_uid).is_dir():
-            self.owners.make(result.study_uid, self.owner)  # a new study: whose it is
+    def _write(self, ds: Dataset, result: Result) -> str | None:
+        """Write the de-identified instance at ``intake/STUDY/SERIES/SOP.dcm``, named by
+        the UIDs the node made; None, or the catalogue key of why it was not written.
+        A study another owner holds is not written to; a file already there is never
+        replaced unless this run made it (the same bytes again count as taken: an
+        import run twice)."""
+        uids = (result.study_uid, result.series_uid, result.sop_uid)
+        if not all(is_node_made(uid) for uid in uids):
+            raise ValueError("the new UIDs are not the node's")  # never: anonymize.py made them
+        self.owners.make(result.study_uid, self.owner)  # a new study: whose it is
+        if self.owners.owner(result.study_uid) != Owner(self.owner):
+            return N_("intake_study_not_yours")
         folder = self.intake / result.study_uid / result.series_uid
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(exist_ok=True)
         target = folder / f"{result.sop_uid}.dcm"
-        tmp = target.with_suffix(".tmp")
+        tmp = folder / f".{result.sop_uid}.{secrets.token_hex(8)}.tmp"
         if ds.file_meta.TransferSyntaxUID == ExplicitVRBigEndian:
             _to_little_endian(ds)
         try:
             ds.save_as(tmp, enforce_file_format=True)
-        except BaseException:
+            try:
+                os.link(tmp, target)  # made only if nothing is there: never replaces
+            except FileExistsError:
+                if self._made is not None and target in self._made:
+                    os.replace(tmp, target)  # made by this run (a CD's copy in two syntaxes)
+                elif tmp.read_bytes() != target.read_bytes():
+                    return N_("intake_instance_exists")
+                else:
+                    return None  # the very same instance, taken before
+            if self._made is not None:
+                self._made.add(target)
+        finally:
             tmp.unlink(missing_ok=True)
-            raise
-        os.replace(tmp, target)
         if result.burned_in:
             self.review.flag(result.study_uid, result.series_uid, result.sop_uid, result.burned_in)
+        return None
 
     def run(self, paths: list[Path], progress: Callable[[int], None] | None = None) -> ImportReport:
         """Import ``paths``; ``progress`` is called with the bytes of each input done."""
         report = ImportReport()
+        self._files, self._made = 0, set()
         try:
             for source in self.sources(paths, report):
                 self.take(source, report)
                 if progress is not None:
                     progress(source.size)
         finally:
+            self._made = None
             self.pseudonyms.save()
         return report
-
-
-def _deidentified_by_tsfnode(ds: Dataset) -> bool:
-    return ds.get("PatientIdentityRemoved") == "YES" and str(
-        ds.get("DeidentificationMethod", "")
-    ).startswith("tsfnode:")
-
-
-def _as_is(ds: Dataset) -> Result:
-    from tsfnode.intake.burnedin import burned_in_reasons
-
-    return Result(
-        original_study_uid="",
-        study_uid=str(ds.StudyInstanceUID),
-        series_uid=str(ds.get("SeriesInstanceUID", "")),
-        sop_uid=str(ds.SOPInstanceUID),
-        patient=Patient(str(ds.get("PatientID", "")), 0),
-        burned_in=burned_in_reasons(ds),
-    )
 
 
 def _to_little_endian(ds: Dataset) -> None:
@@ -334,9 +423,12 @@ def _to_little_endian(ds: Dataset) -> None:
     ds.set_original_encoding(False, True)
 
 
-def _member_reader(path: Path, member: str) -> Callable[[], bytes]:
+def _member_reader(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> Callable[[], bytes]:
+    """Reads ``member`` from the open ``archive`` (opening the archive again for each
+    member parsed its whole central directory each time: 3,000 members took a minute)."""
+
     def read() -> bytes:
-        with zipfile.ZipFile(path) as archive, archive.open(member) as f:
+        with archive.open(member) as f:
             return f.read(MAX_FILE + 1)[:MAX_FILE]
 
     return read
@@ -371,19 +463,37 @@ def _read_dicom(data: bytes) -> Dataset:
     return ds
 
 
-def _check_image(ds: Dataset, size: int) -> str | None:
-    """A reason to refuse an image whose dimensions or pixel data make no sense."""
+Problem = tuple[str, dict[str, object]]  # a catalogue key and its values
+
+
+def _check_uids(ds: Dataset) -> Problem | None:
+    """A reason to refuse an instance whose Study, Series or SOP Instance UID is missing
+    or is not a DICOM UID (PS3.5 §9.1), or is one of DICOM's own (kept as they are by
+    de-identification: they would name the same folder for everyone)."""
     if "SOPInstanceUID" not in ds or "StudyInstanceUID" not in ds:
-        return "not an image or document of a study (no SOP Instance or Study UID)"
+        return N_("intake_not_an_instance"), {}
+    for tag, keyword in PATH_UIDS:
+        element = ds.get(tag)
+        value = "" if element is None else element.value
+        if isinstance(value, bytes):
+            value = value.decode("ascii", "replace")
+        text = value.strip("\x00 ") if isinstance(value, str) else None
+        if not text or not is_uid(text) or text.startswith(DICOM_ROOT):
+            return N_("intake_invalid_uid"), {"attribute": keyword}
+    return None
+
+
+def _check_image(ds: Dataset, size: int) -> Problem | None:
+    """A reason to refuse an image whose dimensions or pixel data make no sense."""
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         image_class = str(ds.get("SOPClassUID", "")) in IMAGE_STORAGE_CLASSES
         if image_class or ("Rows" in ds and "Columns" in ds):
-            return "an image without pixel data (cut short, or a header only)"
+            return N_("intake_no_pixels"), {}
         return None
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if not (0 < rows <= MAX_DIMENSION and 0 < cols <= MAX_DIMENSION and 0 < frames <= MAX_FRAMES):
-        return f"absurd image dimensions ({rows} x {cols}, {frames} frames)"
+        return N_("intake_absurd_dimensions"), {"rows": rows, "columns": cols, "frames": frames}
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     compressed = bool(syntax is not None and syntax.is_compressed)
     if not compressed:
@@ -391,15 +501,14 @@ def _check_image(ds: Dataset, size: int) -> str | None:
         samples = int(ds.get("SamplesPerPixel", 1) or 1)
         expected = rows * cols * frames * samples * bits // 8
         if len(ds.PixelData) < expected:
-            return f"truncated pixel data ({len(ds.PixelData)} of {expected} bytes)"
+            return N_("intake_truncated_pixels"), {"size": len(ds.PixelData), "expected": expected}
     return None
 
 
-def importer_for(
-    directory: Path, *, trust_deidentified: bool = False, owner: int | None = None
-) -> Importer:
-    """The importer of a node directory, with the profile its config asks for; the
-    studies it makes are ``owner``'s (an account's id; None: the node's)."""
+def importer_for(directory: Path, *, owner: int | None = None) -> Importer:
+    """The importer of a node directory, with the profile and the limits its config asks
+    for; the studies it makes are ``owner``'s (an account's id; None: the node's, whose
+    operator's import is not bounded in files: ``[intake] max_files`` is for uploads)."""
     node = NodeDir(directory)
     if not node.config.exists():
         raise NodeError(f"{directory} is not a node directory: create one with 'tsfnode init'")
@@ -409,6 +518,6 @@ def importer_for(
         node.intake,
         PseudonymMap(node.pseudonyms),
         profile,
-        trust_deidentified=trust_deidentified,
         owner=owner,
+        max_files=config.intake_max_files if owner is not None else None,
     )

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from tsfnode.errors import NodeError
+from tsfnode.intake.uids import is_uid
 
 OWNER_FILE = "owner.json"
-_UID = re.compile(r"^[0-9.]{1,64}$")
 
 
 class NoSuchStudy(NodeError):
@@ -65,7 +64,7 @@ class StudyOwners:
 
     def owner(self, study_uid: str) -> Owner | None:
         """Who owns the study; None if it is not there or has no owner recorded."""
-        if not _UID.match(study_uid):
+        if not is_uid(study_uid):
             return None
         try:
             data = json.loads((self.intake / study_uid / OWNER_FILE).read_text("utf-8"))

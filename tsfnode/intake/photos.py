@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
+from tsfnode.i18n import N_
 from tsfnode.intake.anonymize import Patient
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -24,7 +25,13 @@ EXIF_ORIENTATION = 0x0112
 
 
 class NotAnImage(ValueError):
-    """The file is not a JPEG or PNG image we can read."""
+    """The file is not a JPEG or PNG image we can read: ``key`` (with ``values``) names
+    the catalogue text that says why."""
+
+    def __init__(self, reason: str, key: str, **values: object) -> None:
+        super().__init__(reason)
+        self.key = key
+        self.values = values
 
 
 def photo_to_dicom(
@@ -41,12 +48,21 @@ def photo_to_dicom(
         image = Image.open(io.BytesIO(data))
         image.size  # noqa: B018 - reading the header is what checks it
     except (UnidentifiedImageError, OSError) as exc:
-        raise NotAnImage("not a JPEG or PNG image") from exc
+        raise NotAnImage("not a JPEG or PNG image", N_("intake_not_a_photo")) from exc
     if image.format not in ("JPEG", "PNG"):
-        raise NotAnImage(f"{image.format} images are not taken; send JPEG or PNG")
+        raise NotAnImage(
+            f"{image.format} images are not taken; send JPEG or PNG",
+            N_("intake_photo_format"),
+            format=str(image.format),
+        )
     width, height = image.size
     if width * height > MAX_PIXELS or width < 1 or height < 1:
-        raise NotAnImage(f"absurd image size {width} x {height}")
+        raise NotAnImage(
+            f"absurd image size {width} x {height}",
+            N_("intake_photo_size"),
+            width=width,
+            height=height,
+        )
     lossy_source = image.format == "JPEG"
     orientation = image.getexif().get(EXIF_ORIENTATION, 1)
     wrap = (
@@ -60,7 +76,7 @@ def photo_to_dicom(
     now = now or dt.datetime.now(dt.UTC)
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.SOPClassUID = SECONDARY_CAPTURE
-    ds.SOPInstanceUID = generate_uid()
+    ds.SOPInstanceUID = generate_uid(prefix=None)  # 2.25 and a random number: node-made
     ds.StudyInstanceUID = study_uid
     ds.SeriesInstanceUID = series_uid
     ds.PatientName = f"TSF^{patient.pseudonym}"

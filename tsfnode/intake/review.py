@@ -17,7 +17,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from tsfnode.errors import NodeError
+from tsfnode.intake.uids import is_uid
 
 PENDING, CONFIRMED, MASKED = "pending", "confirmed", "masked"
-_UID = re.compile(r"^[0-9.]{1,64}$")
 
 
 class NotReviewed(NodeError):
@@ -80,7 +79,7 @@ class ReviewBook:
     # --- reading -----------------------------------------------------------------------
 
     def study_folder(self, study_uid: str) -> Path:
-        if not _UID.match(study_uid):
+        if not is_uid(study_uid):
             raise NodeError(f"{study_uid!r} is not a Study Instance UID")
         folder = self.intake / study_uid
         if not folder.is_dir():
@@ -98,7 +97,7 @@ class ReviewBook:
     def studies(self) -> list[str]:
         if not self.intake.is_dir():
             return []
-        return sorted(p.name for p in self.intake.iterdir() if p.is_dir() and _UID.match(p.name))
+        return sorted(p.name for p in self.intake.iterdir() if p.is_dir() and is_uid(p.name))
 
     def flags(self, study_uid: str) -> list[Flag]:
         data = self._load(self.study_folder(study_uid))

@@ -10,7 +10,10 @@ own node, on the hospital's side), in resumable chunks, grouped in a *batch*:
     POST  /web/batches/{batch}/import                         -> the studies found
 
 A cut connection, a closed tab or a restarted node loses nothing: the client asks where
-each upload stands and sends the rest. The import de-identifies the files into the intake
+each upload stands and sends the rest. A file's name is only shown (a whole upload is
+kept as ``files/ID`` and its name in ``names/ID``, ids the node made); a batch holds at
+most ``[intake] max_files`` files; a damaged file or archive member is named in the
+import's answer while the rest is taken. The import de-identifies the files into the intake
 (the pseudonym map stays here) and deletes them. Images that may show identity are then
 checked in the page (confirmed, or masked with rectangles) before the case can go.
 Every JSON call carries the session's CSRF token in ``X-CSRF-Token``.
@@ -33,7 +36,7 @@ from aiohttp import web
 from protocol.caseform import AGE_UNITS, FIELDS
 from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, STORE
 from tsfnode.auth.sessions import Session, check_csrf, require
-from tsfnode.bodies import read_json_object, rectangles
+from tsfnode.bodies import read_body, read_json_object, rectangles
 from tsfnode.cases.metrics import group_suggestions
 from tsfnode.cases.pairs import listed
 from tsfnode.clock import request_now
@@ -42,13 +45,16 @@ from tsfnode.i18n import N_, choose_language, texts
 from tsfnode.intake.importer import importer_for
 from tsfnode.intake.owners import NoSuchStudy, StudyOwners
 from tsfnode.intake.review import ReviewBook
-from tsfnode.intake.uploads import UploadFolder
+from tsfnode.intake.uploads import MAX_REQUEST, UploadFolder, UploadRefused, parse_new_upload
 from tsfnode.logs import log
 from tsfnode.store.transfers import TransferStore
 from tsfnode.web.caseform import AgeRefused, answered_form
 from tsfnode.web.common import language_of, person_of, refusal, render_page
 
 _BATCH = re.compile(r"^[0-9a-f]{32}$")
+# The suffixes a whole upload keeps on the node's disk (the importer also knows a zip,
+# JPEG or PNG by its first bytes); the rest of a name is never part of a path.
+KEPT_SUFFIXES = (".zip", ".dcm", ".jpg", ".jpeg", ".png")
 PREVIEW_PIXELS = 768  # the longest side of an image shown for the anonymisation check
 
 
@@ -88,27 +94,37 @@ def _owned_batch(request: web.Request, batch: str, account: int) -> tuple[Path, 
 # --- uploads ------------------------------------------------------------------------
 
 
+def _refused(request: web.Request, session: Session, exc: UploadRefused) -> web.Response:
+    text = exc.say(language_of(request, session))
+    return web.Response(status=exc.status, text=text, content_type="text/plain")
+
+
 async def upload_create(request: web.Request) -> web.Response:
     session = await _sender(request, write=True)
-    body = await read_json_object(request)
-    name, size, batch = body.get("name"), body.get("size"), body.get("batch")
-    if not isinstance(name, str) or not isinstance(size, int) or isinstance(size, bool):
-        raise web.HTTPBadRequest(text='send {"name": <file name>, "size": <bytes>}')
+    try:
+        body = parse_new_upload(await read_body(request, MAX_REQUEST), with_name=True)
+    except UploadRefused as exc:
+        return _refused(request, session, exc)
+    name, size, batch = body["name"], body["size"], body.get("batch")
+    limit = request.config_dict[CONFIG].intake_max_files
     if batch is None:
         batch = UploadFolder.new_id()
         folder = _batch_folder(request, batch)
         folder.mkdir(mode=0o700, parents=True)
-        (folder / "batch.json").write_text(
-            json.dumps({"account": session.account_id, "created_ms": request_now(request)})
-        )
+        info = {"account": session.account_id, "created_ms": request_now(request), "files": 0}
     elif not isinstance(batch, str):
         raise web.HTTPBadRequest(text="batch: the id given by the first upload")
     else:
-        folder, _ = _owned_batch(request, batch, session.account_id)
+        folder, info = _owned_batch(request, batch, session.account_id)
         if (folder / "result.json").exists():
             raise refusal(request, web.HTTPConflict, N_("batch_imported"), session.language)
-    safe = Path(name.replace("\\", "/")).name[-120:] or "file"
-    upload_id = _web_uploads(request).create(size, session.account_id, batch=batch, name=safe)
+    # Counted when made (no await from the read to the write: one request at a time).
+    if int(info.get("files", 0)) >= limit:
+        full = UploadRefused(400, N_("intake_batch_full"), limit=limit)
+        return _refused(request, session, full)
+    upload_id = _web_uploads(request).create(size, session.account_id, batch=batch, name=name)
+    info["files"] = int(info.get("files", 0)) + 1
+    (folder / "batch.json").write_text(json.dumps(info))
     return web.json_response({"id": upload_id, "offset": 0, "batch": batch}, status=201)
 
 
@@ -121,15 +137,27 @@ async def upload_status(request: web.Request) -> web.Response:
 async def upload_append(request: web.Request) -> web.Response:
     session = await _sender(request, write=True)
     uploads = _web_uploads(request)
-    part, meta, info = uploads.owned(request.match_info["id"], session.account_id)
-    offset = await uploads.append(request, part, info)
-    if offset is None:
-        return web.json_response({"offset": part.stat().st_size}, status=409)
-    if offset == info["size"]:
-        files = _batch_folder(request, info["batch"]) / "files"
-        files.mkdir(mode=0o700, exist_ok=True)
-        part.rename(files / f"{request.match_info['id']}-{info['name']}")
-        meta.unlink()
+    upload_id = request.match_info["id"]
+    part, meta, info = uploads.owned(upload_id, session.account_id)
+    try:
+        with uploads.writing(part):
+            offset = await uploads.append(request, part, info)
+            if offset is None:
+                return web.json_response({"offset": part.stat().st_size}, status=409)
+            if offset == info["size"]:
+                batch = _batch_folder(request, info["batch"])
+                for sub in ("files", "names"):
+                    (batch / sub).mkdir(mode=0o700, exist_ok=True)
+                (batch / "names" / upload_id).write_text(str(info["name"]), "utf-8")
+                suffix = Path(str(info["name"])).suffix.lower()
+                kept = suffix if suffix in KEPT_SUFFIXES else ""
+                part.rename(batch / "files" / f"{upload_id}{kept}")
+                meta.unlink()
+    except UploadRefused as exc:
+        return web.json_response(
+            {"offset": part.stat().st_size, "error": exc.say(language_of(request, session))},
+            status=exc.status,
+        )
     return web.json_response({"offset": offset, "done": offset == info["size"]})
 
 
@@ -152,6 +180,13 @@ async def batch_import(request: web.Request) -> web.Response:
         (folder / "result.json").write_text(json.dumps(result))
         log("web upload imported", account=session.username, files=len(result["taken"]))
     result = json.loads((folder / "result.json").read_text())
+    lang = language_of(request, session)
+    rejected = [
+        {"name": r["name"], "reason": texts(lang)(r["key"], **r["values"])}
+        if "key" in r
+        else r  # imported by an older version: its reason in English
+        for r in result["rejected"]
+    ]
     owners = StudyOwners(request.config_dict[NODE_DIR].intake)
 
     def shown() -> list[dict[str, Any]]:  # of the studies found, those this sender owns
@@ -159,23 +194,38 @@ async def batch_import(request: web.Request) -> web.Response:
         return [_study(book, u) for u in mine]
 
     studies = await asyncio.to_thread(shown)
-    return web.json_response({"studies": studies, "rejected": result["rejected"]})
+    return web.json_response({"studies": studies, "rejected": rejected})
 
 
 def _import(root: Path, folder: Path, account: int) -> dict[str, Any]:
+    """The batch's files into the intake; each refused one with its catalogue key (said
+    in the page's language when shown), named as the sender named it."""
     files = sorted((folder / "files").glob("*")) if (folder / "files").exists() else []
     try:
         report = importer_for(root, owner=account).run(files)
+        rejected = [
+            {"name": _shown(folder, r.name), "key": r.key, "values": dict(r.values)}
+            for r in report.rejected
+        ]
     finally:
-        shutil.rmtree(folder / "files", ignore_errors=True)  # identifiable: gone once taken
+        for sub in ("files", "names"):  # identifiable: gone once taken
+            shutil.rmtree(folder / sub, ignore_errors=True)
     return {
         "taken": [r.sop_uid for r in report.taken],
         "studies": sorted(report.studies),
-        "rejected": [
-            {"name": r.name.split("!")[-1].split("/")[-1].split("-", 1)[-1], "reason": r.reason}
-            for r in report.rejected
-        ],
+        "rejected": rejected,
     }
+
+
+def _shown(folder: Path, name: str) -> str:
+    """A refused input as the sender named it: their file's name, and the member's
+    path when it is in an archive."""
+    path, _, member = name.partition("!")
+    try:
+        given = (folder / "names" / Path(path).stem).read_text("utf-8")
+    except (OSError, ValueError):
+        given = "?"
+    return f"{given}: {member}" if member else given
 
 
 def _study(book: ReviewBook, uid: str) -> dict[str, Any]:

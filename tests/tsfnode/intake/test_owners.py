@@ -44,14 +44,17 @@ def test_an_upload_is_its_uploaders_and_the_nodes_own_input_every_senders(
 
 
 def test_the_owner_is_whoever_made_the_study_and_never_changes(node_dir: Path) -> None:
-    """The same study brought again by another account adds nothing to who owns it."""
+    """The same study brought again by another account becomes a study of its own (its
+    UIDs are that account's: issue 21) and adds nothing to who owns the first."""
     owners = StudyOwners(NodeDir(node_dir).intake)
     (first,) = _studies(node_dir, CT, KOFFI)
     (again,) = _studies(node_dir, CT, INES)
-    assert again == first
-    assert owners.owner(first) == Owner(KOFFI)
+    (nodes,) = _studies(node_dir, CT, None)
+    assert len({first, again, nodes}) == 3
+    assert (owners.owner(first), owners.owner(again)) == (Owner(KOFFI), Owner(INES))
     assert not owners.make(first, INES)
     assert not owners.may_use(first, INES)
+    assert _studies(node_dir, CT, KOFFI) == [first]  # his again: the same study
 
 
 @pytest.mark.parametrize(
