@@ -191,14 +191,9 @@ class Peering:
         if address is None or self._session is None:
             self.stats["no_address"] += 1
             return
-        data = encode_envelope(
-            kind=message.kind,
-            sender=self.identity,
-            recipient=PublicIdentity(message.peer),
-            body=message.body,
-            now=now,
-            rng=secrets.token_bytes,
-        )
+        data = self._encode(message, PublicIdentity(message.peer), now)
+        if data is None:
+            return
         timeout = (
             self.config.liveness_probe_timeout_ms / 1000
             if message.kind in LIVENESS_KINDS
@@ -220,6 +215,23 @@ class Peering:
                         self._introduce_once(message.peer, address, now)
         except (aiohttp.ClientError, TimeoutError, OSError):
             self.stats["unreachable"] += 1
+
+    def _encode(self, message: Outgoing, recipient: PublicIdentity, now: int) -> bytes | None:
+        """The envelope of an engine's message; None (counted, logged) if it cannot be
+        encoded, so that no bad value a peer fed the engines ends a task in an error."""
+        try:
+            return encode_envelope(
+                kind=message.kind,
+                sender=self.identity,
+                recipient=recipient,
+                body=message.body,
+                now=now,
+                rng=secrets.token_bytes,
+            )
+        except ProtocolError as exc:
+            self.stats[f"unencodable_{message.kind}"] += 1
+            log("message not sent: cannot encode", kind=message.kind, error=type(exc).__name__)
+            return None
 
     def _introduce_once(self, peer: bytes, address: str, now: int) -> None:
         """A peer that refuses us may not know us yet (it learnt of us through others
@@ -279,14 +291,7 @@ class Peering:
         reply: bytes | None = None
         for message in self._dispatch(envelope, now):
             if reply is None and message.peer == envelope.sender.key:
-                reply = encode_envelope(
-                    kind=message.kind,
-                    sender=self.identity,
-                    recipient=envelope.sender,
-                    body=message.body,
-                    now=now,
-                    rng=secrets.token_bytes,
-                )
+                reply = self._encode(message, envelope.sender, now)
             else:
                 self._spawn(self._send(message))
         return reply
