@@ -48,10 +48,14 @@ from protocol.bundle import (
 from protocol.documents import decode_document, digest, encode_document
 from protocol.errors import ProtocolError
 from protocol.identity import PublicIdentity
+from protocol.replay import ReplayWindow
 from protocol.transfer import (
+    MAIL_POLL_SKEW_MS,
     ChunkSet,
     Download,
+    decode_mail_poll,
     encode_mail_poll,
+    mail_poll_time,
 )
 from tsfnode.logs import log
 from tsfnode.store.transfers import Bundle, TransferStore
@@ -69,6 +73,7 @@ from tsfnode.transfers.outbox import (
 from tsfnode.transfers.progress import Progress, list_progress
 
 SCAN_MS = 500
+MAX_MAIL_POLLS = 65_536  # polls remembered at once (admitted nodes' only)
 MAX_ACTIVE_PULLS = 2
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
 
@@ -135,6 +140,9 @@ class TransferService:
         self._session: aiohttp.ClientSession | None = None
         self._wake = asyncio.Event()
         self._last_poll = 0
+        # Mail polls answered within their 5-minute window, by (node, time): a replay is
+        # refused. Only admitted nodes' polls are remembered; not kept across a restart.
+        self._mail_polls = ReplayWindow(max_skew=MAIL_POLL_SKEW_MS, max_entries=MAX_MAIL_POLLS)
         self._running = False
         # Set by the case service: a bundle addressed here was opened; a bundle sent from
         # here was delivered (its receipt came back).
@@ -427,6 +435,21 @@ class TransferService:
         empty = ChunkSet(manifest.chunk_count)
         self._have[manifest.bundle_id] = empty
         await self._set_bundle(manifest.bundle_id, have=empty.to_bytes())
+
+    async def mail_poll(self, data: bytes, now: int) -> list[bytes]:
+        """A signed mail poll: the manifests held here for the admitted node that made it,
+        once (a replayed poll is refused within its window: `_mail_polls`)."""
+        try:
+            node = decode_mail_poll(data, now)
+        except ProtocolError as exc:
+            raise TransferRefused(403, f"mail poll refused: {exc}") from None
+        if not self.directory.view(now).is_admitted(node.key):
+            raise TransferRefused(403, "mail poll refused: not a node of this network")
+        try:
+            self._mail_polls.check(node.key, data[32:40], mail_poll_time(data), now)
+        except ProtocolError as exc:
+            raise TransferRefused(403, f"mail poll refused: {exc}") from None
+        return await self.mail_for(node.key)
 
     async def mail_for(self, node: bytes) -> list[bytes]:
         """Manifests this relay holds for ``node``, complete or not."""
