@@ -97,6 +97,7 @@ def test_phantom_offers_neither_fill_a_relay_nor_outlive_their_sender(
         )
         assert not (c.dirs[1] / "chunks" / Manifest.decode(first[0]).bundle_id.hex()).exists()
         honest = [r for r in _relay_rows(c.dirs[1]) if r[1] != mine]
-        assert [r[2] for r in honest] == ["holding", "holding"]
+        assert len(honest) == 2
+        assert all(r[2] in ("holding", "delivered") for r in honest)  # the reader may pull
     finally:
         c.close()

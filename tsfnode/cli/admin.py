@@ -302,8 +302,11 @@ def peers(args: argparse.Namespace) -> int:
         f"{counts.get('down', 0)} down"
     )
     for p in answer["peers"]:
+        twins = p.get("same_name_as") or []
+        same = f"  SAME NAME AS / MÊME NOM QUE {', '.join(twins)}" if twins else ""
         print(
-            f"  {p['status']:<8} {p['name']:<28} {p['country']:<3} {p['id'][:15]}  {p['address']}"
+            f"  {p['status']:<8} {p['name']:<28} {p['country']:<3} {p['id'][:15]}"
+            f"  {p['address']}{same}"
         )
     return 0
 

@@ -28,7 +28,7 @@ from protocol.replay import ReplayWindow
 from tsfnode.clock import Clock
 from tsfnode.config import NodeConfig
 from tsfnode.logs import log
-from tsfnode.network.directory import DirectoryService
+from tsfnode.network.directory import DirectoryService, same_names
 from tsfnode.store import Store
 
 MAX_ENVELOPE = 5 * 1024 * 1024
@@ -342,6 +342,7 @@ class Peering:
     def peers(self, now: int) -> list[dict[str, Any]]:
         view = self.directory.view(now)
         states = self.liveness.status()
+        twins = same_names(view)
         out = []
         for node in sorted(view.admitted):
             if node == self.me:
@@ -354,7 +355,9 @@ class Peering:
             out.append(
                 {
                     "id": PublicIdentity(node).text,
+                    "fingerprint": PublicIdentity(node).short,
                     "name": record.body["name"] if record else "",
+                    "same_name_as": [PublicIdentity(t).short for t in twins.get(node, [])],
                     "country": record.body["country"] if record else "",
                     "address": record.body["addresses"][0]
                     if record and record.body["addresses"]

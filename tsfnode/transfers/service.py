@@ -363,24 +363,26 @@ class TransferService:
             raise TransferRefused(404, "no such bundle here: offer its manifest first")
         if last >= manifest.chunk_count:
             raise TransferRefused(400, f"the bundle has {manifest.chunk_count} chunks")
+        row = await self._bundle_row(bundle_id)
+        relayed = row is not None and row.role == "relay"
+        if relayed and (row is None or row.state != "holding"):
+            raise TransferRefused(404, "no such bundle here: offer its manifest first")
+        # No await from here to the registration of the chunks this request writes.
         wanted = [i for i in range(first, last + 1) if i not in have]
         busy = self._writing.get(bundle_id, set())
         mine = {i for i in wanted if i not in busy}
         writer = RunWriter(self.chunks, manifest, first, last, mine)
         if length is not None and length != writer.length:
             raise TransferRefused(400, f"the body must be {writer.length} bytes")
-        row = await self._bundle_row(bundle_id)
-        relayed = row is not None and row.role == "relay"
-        coming = 0
-        if relayed:
-            if row is None or row.state != "holding":
-                raise TransferRefused(404, "no such bundle here: offer its manifest first")
-            coming = sum(manifest.ciphertext_chunk_size(i) for i in mine)
-            await self._check_relay_room(manifest.sender.key, coming)
-            self._relay_coming[manifest.sender.key] += coming  # until written, below
         self._writing[bundle_id] = busy | mine  # given back in the finally below
+        coming = 0
+        if relayed:  # counted against the quota until written (given back below)
+            coming = sum(manifest.ciphertext_chunk_size(i) for i in mine)
+            self._relay_coming[manifest.sender.key] += coming
         full = False
         try:
+            if relayed:
+                await self._check_relay_room(manifest.sender.key, 0)
             async for piece in body:
                 await self.disk.run(writer.feed, piece)
         except BodyTooLong as exc:
