@@ -96,3 +96,24 @@ async def test_a_rumour_beyond_any_incarnation_is_refused_and_marks_nobody_down(
     assert liveness.incarnation == 1
     assert await _rumour(local_node, monkeypatch, mallory, bamako.public.key, "suspect", 0) == 200
     assert liveness.peers[bamako.public.key].status == SUSPECT
+
+
+async def test_a_digest_that_does_not_decode_is_a_400_not_a_500(
+    local_node: LocalNode, admitted: tuple[Identity, Identity]
+) -> None:
+    """Found by test_peer_decoders: the engines refuse a signed gossip_digest whose
+    digest does not decode; the node answered that with a 500."""
+    mallory, _ = admitted
+    data = encode_envelope(
+        kind="gossip_digest",
+        sender=mallory,
+        recipient=local_node.identity.public,
+        body={"root": bytes(32), "digest": b"\x01not a digest"},
+        now=local_node.clock.now_ms(),
+        rng=secrets.token_bytes,
+    )
+    answer = await local_node.client.post(
+        "/peer/v1/envelope", data=data, headers={"Content-Type": "application/octet-stream"}
+    )
+    assert answer.status == 400
+    assert await answer.text() == "MalformedError"

@@ -249,7 +249,12 @@ class Peering:
         if envelope.sender.key != peer:
             self.stats["bad_reply_sender"] += 1
             return
-        for message in self._dispatch(envelope, self.clock.now_ms()):
+        try:
+            answers = self._dispatch(envelope, self.clock.now_ms())
+        except PeerRefused as exc:
+            self.stats[f"bad_reply_{exc.reason}"] += 1
+            return
+        for message in answers:
             self._spawn(self._send(message))
 
     # --- receiving -------------------------------------------------------------------
@@ -270,15 +275,21 @@ class Peering:
             raise PeerRefused(400, type(exc).__name__) from None
 
     def _dispatch(self, envelope: Envelope, now: int) -> list[Outgoing]:
+        """The engines' answer to a verified envelope; PeerRefused(400) if what it
+        carries is bad beyond its schema (a digest that does not decode...)."""
         peer, kind, body = envelope.sender.key, envelope.kind, envelope.body
-        if kind in GOSSIP_KINDS:
-            out = self.gossip.receive(peer, kind, body, now)
-            self._wake.set()
-            return out
-        if kind in LIVENESS_KINDS:
-            out = self.liveness.receive(peer, kind, body, now)
-            self._wake.set()
-            return out
+        try:
+            if kind in GOSSIP_KINDS:
+                out = self.gossip.receive(peer, kind, body, now)
+                self._wake.set()
+                return out
+            if kind in LIVENESS_KINDS:
+                out = self.liveness.receive(peer, kind, body, now)
+                self._wake.set()
+                return out
+        except RemoteProtocolError as exc:
+            self.stats[f"bad_{kind}"] += 1
+            raise PeerRefused(400, type(exc).__name__) from None
         self.stats[f"unhandled_{kind}"] += 1
         return []
 
