@@ -1,7 +1,7 @@
 """Issue 21, item 4: ``GET /api/v1/nearest?probe_kib=N`` built the probe whole in memory
 (one request took a node from 197 MB to 950 MB; 1e9 gave MemoryError), and absurd sizes
 answered 500. Now the probe is bounded and streamed both ways, bad values are clear 400s,
-one measurement runs at a time, and the route is the operator's (this machine only)."""
+one measurement runs at a time, and it needs a person's token."""
 
 from __future__ import annotations
 
@@ -29,9 +29,17 @@ from tsfnode.network.nearest import MAX_PROBE_KIB, MAX_SPEEDTEST_BYTES, measure
     ],
 )
 async def test_absurd_sizes_are_clear_400s(local_node: LocalNode, query: str, named: str) -> None:
-    answer = await local_node.client.get(f"/api/v1/nearest?{query}")
-    assert answer.status == 400
-    assert named in await answer.text()
+    koffi = await local_node.account("koffi", "sender")
+    status, text = await koffi.api(f"/nearest?{query}")
+    assert status == 400
+    assert named in text
+
+
+async def test_nearest_needs_an_account(local_node: LocalNode) -> None:
+    """Even from the node's machine (a reverse proxy there makes every caller look
+    local): a measurement costs the node, so it is asked by a person with a token."""
+    answer = await local_node.client.get("/api/v1/nearest?probe_kib=16")
+    assert answer.status == 401
 
 
 async def test_a_measurement_holds_a_block_not_the_probe(local_node: LocalNode) -> None:

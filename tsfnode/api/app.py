@@ -83,9 +83,10 @@ async def add_records(request: web.Request) -> web.Response:
 
 
 async def nearest(request: web.Request) -> web.Response:
-    """The nodes of the directory ranked by measured time to send a study: one
-    measurement at a time on this node (429 while one runs), each probe streamed and
-    bounded (`network/nearest.py`)."""
+    """The nodes of the directory ranked by measured time to send a study, for a person
+    with an account (a token: a sender choosing a node, the operator); one measurement
+    at a time on this node (429 while one runs), each probe streamed and bounded
+    (`network/nearest.py`)."""
     try:
         size = study_bytes_of(request.query.get("size_mb", "15"))
         probe = probe_bytes_of(request.query.get("probe_kib", "256"))
@@ -111,9 +112,10 @@ async def _nearest(request: web.Request, size: int, probe: int) -> web.Response:
 
 
 def create_api_app() -> web.Application:
-    """The local JSON API. Its gate: a person's bearer token for everything but what a
-    node says about itself (public) and the operator's views and tools (this machine only:
-    the CLI and the node's admin)."""
+    """The local JSON API. Its gate: a person's bearer token for everything (nearest
+    included: it makes the node measure others) but what a node says about itself
+    (public) and the operator's views and tools (this machine only: the CLI and the
+    node's admin)."""
     app = web.Application()
     app[NEAREST_BUSY] = asyncio.Lock()
     app.router.add_get("/v1/node", node)
@@ -127,7 +129,7 @@ def create_api_app() -> web.Application:
     add_case_routes(app)
     Gate.of(
         public=[node],
-        local=[peers, directory, add_records, nearest, transfers],
+        local=[peers, directory, add_records, transfers],
         authenticate=token_holder,
     ).install(app)
     return app
