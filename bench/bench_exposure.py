@@ -21,6 +21,7 @@ import aiohttp
 
 from bench.bench_transfer import _cluster, _peak_rss_mb
 from bench.result import Result
+from tests.harness.people import Person
 from tsfnode.network.nearest import MAX_PROBE_KIB, MAX_SPEEDTEST_BYTES
 
 CONNECTIONS = 200
@@ -44,7 +45,7 @@ async def _hold(host: str, port: int, head: bytes, until: float) -> None:
             writer.close()
 
 
-async def _hammer(session: aiohttp.ClientSession, base: str, until: float) -> int:
+async def _hammer(session: aiohttp.ClientSession, base: str, token: str, until: float) -> int:
     """Speed tests (down and up) and nearest, again and again; the requests made."""
     made = 0
     upload = bytes(1024 * 1024)
@@ -58,7 +59,9 @@ async def _hammer(session: aiohttp.ClientSession, base: str, until: float) -> in
             async with session.post(f"{base}/peer/v1/speedtest", data=upload) as r:
                 await r.read()
             async with session.get(
-                f"{base}/api/v1/nearest", params={"probe_kib": str(MAX_PROBE_KIB)}
+                f"{base}/api/v1/nearest",
+                params={"probe_kib": str(MAX_PROBE_KIB)},
+                headers={"Authorization": f"Bearer {token}"},
             ) as r:
                 await r.read()
         made += 3
@@ -79,7 +82,7 @@ async def _healthz(session: aiohttp.ClientSession, base: str, until: float) -> l
 
 
 async def _load(
-    base: str, host: str, port: int, seconds: float, connections: int
+    base: str, token: str, host: str, port: int, seconds: float, connections: int
 ) -> tuple[list[float], list[float], int]:
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -95,7 +98,9 @@ async def _load(
             asyncio.ensure_future(_hold(host, port, heads[i % 3], until))
             for i in range(connections)
         ]
-        hammers = [asyncio.ensure_future(_hammer(session, base, until)) for _ in range(HAMMERS)]
+        hammers = [
+            asyncio.ensure_future(_hammer(session, base, token, until)) for _ in range(HAMMERS)
+        ]
         during = await _healthz(session, base, until)
         made = sum(await asyncio.gather(*hammers))
         await asyncio.gather(*held)
@@ -112,8 +117,11 @@ def exposed_node_under_load(*, quick: bool = False) -> list[Result]:
             assert node is not None
             base = c.url(0)
             host, port = base.removeprefix("http://").rsplit(":", 1)
+            token = Person(c, 0, "koffi", "sender", "Koffi").token  # nearest needs one
             idle = _peak_rss_mb(node.process.pid)
-            rest, during, made = asyncio.run(_load(base, host, int(port), seconds, connections))
+            rest, during, made = asyncio.run(
+                _load(base, token, host, int(port), seconds, connections)
+            )
             peak = _peak_rss_mb(node.process.pid)
         finally:
             c.close()
