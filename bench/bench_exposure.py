@@ -128,7 +128,7 @@ def exposed_node_under_load(*, quick: bool = False) -> list[Result]:
     worst = max(during) if during else 0.0
     return [
         Result(
-            name="exposure_peak_memory",
+            name="exposure_under_load_vs_rest_peak_memory",
             value=peak,
             unit=f"MiB peak RSS of a node under {connections} slow connections and "
             f"{made} speed-test and nearest requests in {seconds:.0f} s",
@@ -138,7 +138,7 @@ def exposed_node_under_load(*, quick: bool = False) -> list[Result]:
             target="value < 300 MiB",
         ),
         Result(
-            name="exposure_healthz_latency",
+            name="exposure_under_load_vs_rest_healthz_latency",
             value=worst,
             unit="s, slowest /healthz answer during the load",
             baseline="median /healthz answer at rest (s)",
