@@ -8,6 +8,7 @@ import sys
 from bench import (
     bench_bundle,
     bench_envelope,
+    bench_exposure,
     bench_gossip,
     bench_intake,
     bench_simulations,
@@ -22,6 +23,7 @@ MODULES = (
     bench_gossip,
     bench_intake,
     bench_transfer,
+    bench_exposure,
     bench_viewer,
     bench_simulations,
 )

@@ -13,8 +13,14 @@ from protocol.codec import Bytes, Int, List, Optional, Schema, Str, Tuple
 KiB = 1024
 MiB = 1024 * KiB
 
-# Membership updates carried on pings and pongs (protocol/liveness.py).
-UPDATES = List(Tuple((Bytes(32, 32), Str(choices=("alive", "suspect", "down")), Int())), 16)
+# Membership updates carried on pings and pongs (protocol/liveness.py): (node, status,
+# incarnation). Incarnations stay far below what msgpack can carry, so a refutation
+# (incarnation + 1) can always be encoded.
+MAX_INCARNATION = 2**32 - 1
+UPDATES = List(
+    Tuple((Bytes(32, 32), Str(choices=("alive", "suspect", "down")), Int(0, MAX_INCARNATION))),
+    16,
+)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,6 +15,13 @@ nodes independently confirm the suspicion; a probed peer we suspect is told so a
 
 Down nodes are still probed, less often, since hospitals lose power for hours and come
 back: any answer makes them alive again.
+
+Only a node raises its own incarnation, one step per refutation, so a rumour carrying
+an incarnation far beyond what its subject has said is a lie: a rumour about a peer more
+than ``INCARNATION_SLACK`` above the incarnation held for it (unless the peer says it
+itself), or about this node more than that above its own, is ignored and counted
+(``stats["implausible_incarnation"]``). Without this, one admitted node could mark any
+other down at an incarnation its refutation could not exceed (SPEC.md section 8.4).
 """
 
 from __future__ import annotations
@@ -26,11 +33,13 @@ from typing import Any
 
 from protocol.errors import LocalProtocolError
 from protocol.gossip import Outgoing
+from protocol.kinds import MAX_INCARNATION
 from protocol.sampling import Rng, randbelow, sample
 
 ALIVE, SUSPECT, DOWN = "alive", "suspect", "down"
 MAX_UPDATES = 16
 LIVENESS_KINDS = ("ping", "pong", "ping_req", "ping_ack")
+INCARNATION_SLACK = 16
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -233,7 +242,7 @@ class Liveness:
         if peer is not None and peer.status != ALIVE:
             # A direct or relayed answer: it is up. Its own refutation will carry a higher
             # incarnation; until then, make it alive locally at its current incarnation.
-            self._set(node, ALIVE, peer.incarnation + 1, now)
+            self._set(node, ALIVE, min(peer.incarnation + 1, MAX_INCARNATION), now)
 
     # --- state changes and dissemination ---------------------------------------------
 
@@ -270,8 +279,11 @@ class Liveness:
     def _merge(self, updates: list[Any], source: bytes, now: int) -> None:
         for node, status, incarnation in updates:
             if node == self.me:
+                if incarnation > self.incarnation + INCARNATION_SLACK:
+                    self.stats["implausible_incarnation"] += 1
+                    continue
                 if status in (SUSPECT, DOWN) and incarnation >= self.incarnation:
-                    self.incarnation = incarnation + 1
+                    self.incarnation = min(incarnation + 1, MAX_INCARNATION)
                     self.stats["refuted"] += 1
                     self._updates[self.me] = [
                         ALIVE,
@@ -281,6 +293,9 @@ class Liveness:
                 continue
             peer = self.peers.get(node)
             if peer is None:
+                continue
+            if node != source and incarnation > peer.incarnation + INCARNATION_SLACK:
+                self.stats["implausible_incarnation"] += 1
                 continue
             if status == ALIVE:
                 if incarnation > peer.incarnation:

@@ -484,6 +484,15 @@ def encode_mail_poll(identity: Identity, now: int) -> bytes:
     return body + identity.sign(MAIL_POLL_TAG, body)
 
 
+def mail_poll_time(data: bytes) -> int:
+    """When a mail poll says it was made (ms); call after ``decode_mail_poll``. A relay
+    remembers (node, time) of the polls it answered within the skew window
+    (``replay.ReplayWindow``), so a poll is answered once and a replay refused."""
+    if len(data) != MAIL_POLL_SIZE:
+        raise MalformedError(f"a mail poll is {MAIL_POLL_SIZE} bytes")
+    return int.from_bytes(data[32:40], "big")
+
+
 def decode_mail_poll(data: bytes, now: int) -> PublicIdentity:
     """The node asking for its mail; BadSignatureError, ExpiredError or MalformedError."""
     if len(data) != MAIL_POLL_SIZE:

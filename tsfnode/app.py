@@ -11,6 +11,11 @@ Resources, opened in order and closed in reverse: the database (Store), then the
 directory and peering (gossip, liveness, discovery), then transfers (outbox, inbox,
 relay), then cases (deadlines, retention, figures), then the DICOM listener. Peering is
 started by node.py once the node listens, since it announces the address it listens on.
+
+Slow clients: a request body must keep coming at ``BODY_MIN_RATE`` bytes/s at least,
+judged over ``BODY_WINDOW_S`` while the node is reading it (``slow_bodies``), else the
+connection is closed; idle connections and request heads are bounded by the server's
+keep-alive timeout (node.py ``SERVER_SETTINGS``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import asyncio
 import ipaddress
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -162,6 +168,45 @@ async def _dicom_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(listener.stop)
 
 
+BODY_CHECK_S = 5.0
+BODY_WINDOW_S = 30.0
+BODY_MIN_RATE = 512  # bytes/s: a 56 kbit/s line gives 7,000; a trickle, a few
+
+
+async def _watch_body(request: web.Request) -> None:
+    """Close the connection of a request whose body comes slower than BODY_MIN_RATE over
+    BODY_WINDOW_S. Time while the node is not reading (its buffer is full: the handler
+    is busy) is not counted against the client."""
+    content, transport = request.content, request.transport
+    waited, since = 0.0, content.total_bytes
+    while not content.is_eof():
+        await asyncio.sleep(BODY_CHECK_S)
+        if transport is None or transport.is_closing():
+            return
+        if not transport.is_reading():
+            waited, since = 0.0, content.total_bytes
+            continue
+        waited += BODY_CHECK_S
+        if waited >= BODY_WINDOW_S:
+            if content.total_bytes - since < BODY_MIN_RATE * waited:
+                log("request body too slow: connection closed", method=request.method)
+                transport.close()
+                return
+            waited, since = 0.0, content.total_bytes
+
+
+@web.middleware
+async def slow_bodies(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every request with a body, on every sub-application, is watched by _watch_body."""
+    if not request.can_read_body:
+        return await handler(request)  # type: ignore[no-any-return]
+    watchdog = asyncio.create_task(_watch_body(request))
+    try:
+        return await handler(request)  # type: ignore[no-any-return]
+    finally:
+        watchdog.cancel()
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "id": request.app[IDENTITY].public.text})
 
@@ -238,7 +283,7 @@ def create_app(
     node_dir: NodeDir, config: NodeConfig, identity: Identity, clock: Clock | None = None
 ) -> web.Application:
     """The node's application; ``clock`` is the system's unless a test gives its own."""
-    app = web.Application(client_max_size=MAX_REQUEST)
+    app = web.Application(client_max_size=MAX_REQUEST, middlewares=[slow_bodies])
     app[NODE_DIR] = node_dir
     app[CONFIG] = config
     app[TRUSTED_PROXIES] = [

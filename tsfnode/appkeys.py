@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from protocol.identity import Identity
@@ -9,6 +11,7 @@ from tsfnode.cases.service import CaseService
 from tsfnode.config import NodeConfig
 from tsfnode.images.render import Renderer
 from tsfnode.network.directory import DirectoryService
+from tsfnode.network.nearest import SpeedTests
 from tsfnode.network.peering import Peering
 from tsfnode.nodedir import NodeDir
 from tsfnode.store import Store
@@ -25,4 +28,6 @@ DIRECTORY = web.AppKey("directory", DirectoryService)
 PEERING = web.AppKey("peering", Peering)
 TRANSFERS = web.AppKey("transfers", TransferService)
 CASES = web.AppKey("cases", CaseService)
+NEAREST_BUSY = web.AppKey("nearest_busy", asyncio.Lock)  # on /api/: one measurement at a time
+SPEED_TESTS = web.AppKey("speed_tests", SpeedTests)  # on /peer/: the tests served at once
 RENDERER = web.AppKey("renderer", Renderer)  # decoded frames, shared by the viewer and DICOMweb

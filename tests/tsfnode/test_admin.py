@@ -97,8 +97,9 @@ async def test_nearest_measures_and_ranks_nodes(local_node: LocalNode) -> None:
     lines = result.stdout.splitlines()
     assert re.match(rf"\s+\d+\.\d s  {re.escape(url)}  RTT \d+ ms", lines[1])
     assert lines[2].strip().startswith("unreachable  http://127.0.0.1:9")
-    ranked = await local_node.client.get("/api/v1/nearest?size_mb=1&probe_kib=64")
-    assert await ranked.json() == []  # no other node in its directory yet
+    koffi = await local_node.account("koffi", "sender")
+    status, ranked = await koffi.api("/nearest?size_mb=1&probe_kib=64")
+    assert (status, ranked) == (200, [])  # no other node in its directory yet
 
 
 @pytest.mark.slow

@@ -31,7 +31,6 @@ API_LOCAL = {
     ("GET", "/api/v1/peers"),
     ("GET", "/api/v1/directory"),
     ("POST", "/api/v1/directory/records"),
-    ("GET", "/api/v1/nearest"),
     ("GET", "/api/v1/transfers"),
 }
 

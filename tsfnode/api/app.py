@@ -6,6 +6,7 @@ meant for the node's host (the default listening address is 127.0.0.1).
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import asdict
 
@@ -19,13 +20,13 @@ from tsfnode.api.studies import add_routes as add_study_routes
 from tsfnode.api.transfers import add_routes as add_transfer_routes
 from tsfnode.api.transfers import transfers
 from tsfnode.api.uploads import add_routes as add_upload_routes
-from tsfnode.appkeys import DIRECTORY, PEERING, STARTED_MS, STORE
+from tsfnode.appkeys import DIRECTORY, NEAREST_BUSY, PEERING, STARTED_MS, STORE
 from tsfnode.auth.gate import Gate
 from tsfnode.auth.sessions import token_holder
 from tsfnode.bodies import read_body
 from tsfnode.clock import request_now
 from tsfnode.info import node_info
-from tsfnode.network.nearest import rank
+from tsfnode.network.nearest import probe_bytes_of, rank, study_bytes_of
 
 MAX_RECORDS_UPLOAD = 4 * 1024 * 1024
 
@@ -82,11 +83,23 @@ async def add_records(request: web.Request) -> web.Response:
 
 
 async def nearest(request: web.Request) -> web.Response:
+    """The nodes of the directory ranked by measured time to send a study, for a person
+    with an account (a token: a sender choosing a node, the operator); one measurement
+    at a time on this node (429 while one runs), each probe streamed and bounded
+    (`network/nearest.py`)."""
     try:
-        size = int(float(request.query.get("size_mb", "15")) * 1024 * 1024)
-        probe = int(request.query.get("probe_kib", "256")) * 1024
-    except ValueError:
-        raise web.HTTPBadRequest(text="size_mb and probe_kib must be numbers") from None
+        size = study_bytes_of(request.query.get("size_mb", "15"))
+        probe = probe_bytes_of(request.query.get("probe_kib", "256"))
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    busy = request.app[NEAREST_BUSY]
+    if busy.locked():
+        raise web.HTTPTooManyRequests(text="a measurement is already running: try again later")
+    async with busy:
+        return await _nearest(request, size, probe)
+
+
+async def _nearest(request: web.Request, size: int, probe: int) -> web.Response:
     directory_service = request.config_dict[DIRECTORY]
     me = directory_service.identity.public.key
     view = directory_service.view(request_now(request))
@@ -99,10 +112,12 @@ async def nearest(request: web.Request) -> web.Response:
 
 
 def create_api_app() -> web.Application:
-    """The local JSON API. Its gate: a person's bearer token for everything but what a
-    node says about itself (public) and the operator's views and tools (this machine only:
-    the CLI and the node's admin)."""
+    """The local JSON API. Its gate: a person's bearer token for everything (nearest
+    included: it makes the node measure others) but what a node says about itself
+    (public) and the operator's views and tools (this machine only: the CLI and the
+    node's admin)."""
     app = web.Application()
+    app[NEAREST_BUSY] = asyncio.Lock()
     app.router.add_get("/v1/node", node)
     app.router.add_get("/v1/peers", peers)
     app.router.add_get("/v1/directory", directory)
@@ -114,7 +129,7 @@ def create_api_app() -> web.Application:
     add_case_routes(app)
     Gate.of(
         public=[node],
-        local=[peers, directory, add_records, nearest, transfers],
+        local=[peers, directory, add_records, transfers],
         authenticate=token_holder,
     ).install(app)
     return app

@@ -323,6 +323,9 @@ async def pairs_change(request: web.Request) -> web.Response:
 # --- figures -----------------------------------------------------------------------------
 
 
+MAX_TIME_MS = 2**53  # about 285,000 years after 1970
+
+
 async def metrics(request: web.Request) -> web.Response:
     await person_of(request)
     bounds: dict[str, int | None] = {"since_ms": 0, "until_ms": None}
@@ -331,11 +334,14 @@ async def metrics(request: web.Request) -> web.Response:
         if raw is None:
             continue
         try:
-            bounds[name] = int(raw)
+            value = int(raw) if len(raw) <= 20 else -1
         except ValueError:
+            value = -1
+        if not 0 <= value <= MAX_TIME_MS:  # beyond, SQLite's integers overflow (was a 500)
             return web.json_response(
                 {"error": f"{name}: a time in ms since 1970, not {raw[:40]!r}"}, status=400
             )
+        bounds[name] = value
     since, until = bounds["since_ms"] or 0, bounds["until_ms"]
     if until is not None and until <= since:
         return web.json_response({"error": "until_ms must come after since_ms"}, status=400)

@@ -302,14 +302,17 @@ def peers(args: argparse.Namespace) -> int:
         f"{counts.get('down', 0)} down"
     )
     for p in answer["peers"]:
+        twins = p.get("same_name_as") or []
+        same = f"  SAME NAME AS / MÊME NOM QUE {', '.join(twins)}" if twins else ""
         print(
-            f"  {p['status']:<8} {p['name']:<28} {p['country']:<3} {p['id'][:15]}  {p['address']}"
+            f"  {p['status']:<8} {p['name']:<28} {p['country']:<3} {p['id'][:15]}"
+            f"  {p['address']}{same}"
         )
     return 0
 
 
 def nearest(args: argparse.Namespace) -> int:
-    from tsfnode.network.nearest import run_rank
+    from tsfnode.network.nearest import probe_bytes_of, run_rank, study_bytes_of
 
     urls = list(args.urls)
     if args.lan:
@@ -328,8 +331,12 @@ def nearest(args: argparse.Namespace) -> int:
         raise NodeError(
             "no candidate: give node URLs, --via URL of a node of the network, or --lan"
         )
-    size = int(args.size_mb * 1024 * 1024)
-    ranked = run_rank(urls, size=size, probe_bytes=args.probe_kib * 1024)
+    try:
+        size = study_bytes_of(str(args.size_mb))
+        probe = probe_bytes_of(str(args.probe_kib))
+    except ValueError as exc:
+        raise NodeError(f"--{str(exc).replace('_', '-')}") from None
+    ranked = run_rank(urls, size=size, probe_bytes=probe)
     print(f"Sending {args.size_mb:g} MB / envoi de {args.size_mb:g} Mo:")
     for m in ranked:
         seconds = m.send_seconds(size)

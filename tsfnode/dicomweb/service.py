@@ -324,12 +324,21 @@ async def metadata(request: web.Request) -> web.Response:
     return web.Response(body=body.encode(), content_type=DICOM_JSON)
 
 
+MAX_FRAMES_PER_REQUEST = 256
+
+
 def _frame_numbers(request: web.Request, instance: Instance) -> list[int]:
     text = request.match_info.get("frames", "")
     try:
-        numbers = [int(n) for n in text.split(",")]
+        # Each frame once, in the order first asked (1,1,1,... made 125 MiB of one URL).
+        numbers = list(dict.fromkeys(int(n) for n in text.split(",")))
     except ValueError:
         raise web.HTTPBadRequest(text=f"400: frames {text!r}: numbers such as 1,2,3") from None
+    if len(numbers) > MAX_FRAMES_PER_REQUEST:
+        raise web.HTTPBadRequest(
+            text=f"400: at most {MAX_FRAMES_PER_REQUEST} frames per request"
+            " (the whole instance: its bulk data)"
+        )
     bad = [n for n in numbers if not 1 <= n <= instance.frames]
     if bad:
         raise web.HTTPNotFound(

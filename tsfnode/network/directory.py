@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +29,26 @@ class Entry:
     id: str
     name: str
     details: dict[str, Any]
+
+
+def name_key(name: str) -> str:
+    """What people read of a name: case, accents' encodings and spacing aside."""
+    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+
+
+def same_names(view: View) -> dict[bytes, list[bytes]]:
+    """The nodes of ``view`` that call themselves by a name another node uses too, each
+    with the others (a name is a claim; only the key, whose short fingerprint is shown
+    beside every name, tells them apart)."""
+    by_name: dict[str, list[bytes]] = {}
+    for node, record in sorted(view.nodes.items()):
+        by_name.setdefault(name_key(record.body["name"]), []).append(node)
+    return {
+        node: [other for other in nodes if other != node]
+        for nodes in by_name.values()
+        if len(nodes) > 1
+        for node in nodes
+    }
 
 
 class DirectoryService:
@@ -159,6 +180,7 @@ class DirectoryService:
         view = self.view(now)
         entries: list[Entry] = []
         if kind in (None, "node"):
+            twins = same_names(view)
             for node, rec in view.nodes.items():
                 b = rec.body
                 if country and b["country"].upper() != country.upper():
@@ -174,6 +196,8 @@ class DirectoryService:
                             "country": b["country"],
                             "addresses": b["addresses"],
                             "institution": b["institution"],
+                            "fingerprint": PublicIdentity(node).short,
+                            "same_name_as": [PublicIdentity(t).short for t in twins.get(node, [])],
                         },
                     )
                 )

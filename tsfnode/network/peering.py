@@ -28,7 +28,7 @@ from protocol.replay import ReplayWindow
 from tsfnode.clock import Clock
 from tsfnode.config import NodeConfig
 from tsfnode.logs import log
-from tsfnode.network.directory import DirectoryService
+from tsfnode.network.directory import DirectoryService, same_names
 from tsfnode.store import Store
 
 MAX_ENVELOPE = 5 * 1024 * 1024
@@ -191,14 +191,9 @@ class Peering:
         if address is None or self._session is None:
             self.stats["no_address"] += 1
             return
-        data = encode_envelope(
-            kind=message.kind,
-            sender=self.identity,
-            recipient=PublicIdentity(message.peer),
-            body=message.body,
-            now=now,
-            rng=secrets.token_bytes,
-        )
+        data = self._encode(message, PublicIdentity(message.peer), now)
+        if data is None:
+            return
         timeout = (
             self.config.liveness_probe_timeout_ms / 1000
             if message.kind in LIVENESS_KINDS
@@ -221,6 +216,23 @@ class Peering:
         except (aiohttp.ClientError, TimeoutError, OSError):
             self.stats["unreachable"] += 1
 
+    def _encode(self, message: Outgoing, recipient: PublicIdentity, now: int) -> bytes | None:
+        """The envelope of an engine's message; None (counted, logged) if it cannot be
+        encoded, so that no bad value a peer fed the engines ends a task in an error."""
+        try:
+            return encode_envelope(
+                kind=message.kind,
+                sender=self.identity,
+                recipient=recipient,
+                body=message.body,
+                now=now,
+                rng=secrets.token_bytes,
+            )
+        except ProtocolError as exc:
+            self.stats[f"unencodable_{message.kind}"] += 1
+            log("message not sent: cannot encode", kind=message.kind, error=type(exc).__name__)
+            return None
+
     def _introduce_once(self, peer: bytes, address: str, now: int) -> None:
         """A peer that refuses us may not know us yet (it learnt of us through others
         than us, or we of it): show ourselves, at most once per REINTRODUCE_MS."""
@@ -237,7 +249,12 @@ class Peering:
         if envelope.sender.key != peer:
             self.stats["bad_reply_sender"] += 1
             return
-        for message in self._dispatch(envelope, self.clock.now_ms()):
+        try:
+            answers = self._dispatch(envelope, self.clock.now_ms())
+        except PeerRefused as exc:
+            self.stats[f"bad_reply_{exc.reason}"] += 1
+            return
+        for message in answers:
             self._spawn(self._send(message))
 
     # --- receiving -------------------------------------------------------------------
@@ -258,15 +275,21 @@ class Peering:
             raise PeerRefused(400, type(exc).__name__) from None
 
     def _dispatch(self, envelope: Envelope, now: int) -> list[Outgoing]:
+        """The engines' answer to a verified envelope; PeerRefused(400) if what it
+        carries is bad beyond its schema (a digest that does not decode...)."""
         peer, kind, body = envelope.sender.key, envelope.kind, envelope.body
-        if kind in GOSSIP_KINDS:
-            out = self.gossip.receive(peer, kind, body, now)
-            self._wake.set()
-            return out
-        if kind in LIVENESS_KINDS:
-            out = self.liveness.receive(peer, kind, body, now)
-            self._wake.set()
-            return out
+        try:
+            if kind in GOSSIP_KINDS:
+                out = self.gossip.receive(peer, kind, body, now)
+                self._wake.set()
+                return out
+            if kind in LIVENESS_KINDS:
+                out = self.liveness.receive(peer, kind, body, now)
+                self._wake.set()
+                return out
+        except RemoteProtocolError as exc:
+            self.stats[f"bad_{kind}"] += 1
+            raise PeerRefused(400, type(exc).__name__) from None
         self.stats[f"unhandled_{kind}"] += 1
         return []
 
@@ -279,14 +302,7 @@ class Peering:
         reply: bytes | None = None
         for message in self._dispatch(envelope, now):
             if reply is None and message.peer == envelope.sender.key:
-                reply = encode_envelope(
-                    kind=message.kind,
-                    sender=self.identity,
-                    recipient=envelope.sender,
-                    body=message.body,
-                    now=now,
-                    rng=secrets.token_bytes,
-                )
+                reply = self._encode(message, envelope.sender, now)
             else:
                 self._spawn(self._send(message))
         return reply
@@ -337,6 +353,7 @@ class Peering:
     def peers(self, now: int) -> list[dict[str, Any]]:
         view = self.directory.view(now)
         states = self.liveness.status()
+        twins = same_names(view)
         out = []
         for node in sorted(view.admitted):
             if node == self.me:
@@ -349,7 +366,9 @@ class Peering:
             out.append(
                 {
                     "id": PublicIdentity(node).text,
+                    "fingerprint": PublicIdentity(node).short,
                     "name": record.body["name"] if record else "",
+                    "same_name_as": [PublicIdentity(t).short for t in twins.get(node, [])],
                     "country": record.body["country"] if record else "",
                     "address": record.body["addresses"][0]
                     if record and record.body["addresses"]

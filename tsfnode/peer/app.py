@@ -7,12 +7,17 @@ import asyncio
 
 from aiohttp import web
 
-from tsfnode.appkeys import DIRECTORY, NODE_DIR, PEERING
+from tsfnode.appkeys import DIRECTORY, NODE_DIR, PEERING, SPEED_TESTS
 from tsfnode.auth.gate import Gate
 from tsfnode.bodies import read_body
 from tsfnode.clock import request_now
 from tsfnode.info import node_info
-from tsfnode.network.nearest import MAX_SPEEDTEST_BYTES, filler
+from tsfnode.network.nearest import (
+    MAX_SPEEDTEST_BYTES,
+    SPEEDTEST_DEADLINE_S,
+    SpeedTests,
+    filler_blocks,
+)
 from tsfnode.network.peering import MAX_ENVELOPE, MAX_INTRODUCTION, PeerRefused
 from tsfnode.peer.transfers import SIGNED_TRANSFER_ROUTES
 from tsfnode.peer.transfers import add_peer_routes as add_transfer_routes
@@ -62,22 +67,64 @@ async def introduce(request: web.Request) -> web.Response:
     return web.Response(body=answer, content_type="application/octet-stream")
 
 
-async def speedtest_download(request: web.Request) -> web.Response:
+def _speed_test_slot(request: web.Request) -> str:
+    """Take one of the speed tests the node serves at once for this caller (429 beyond:
+    `SpeedTests`); the caller gives it back."""
+    peer = request.remote or ""
+    if not request.app[SPEED_TESTS].take(peer):
+        raise web.HTTPTooManyRequests(
+            text="too many speed tests at once: try again in a minute",
+            headers={"Retry-After": "60"},
+        )
+    return peer
+
+
+async def speedtest_download(request: web.Request) -> web.StreamResponse:
+    """``bytes`` of incompressible filler, streamed 64 KiB at a time: a caller that
+    does not read holds one block of the node's memory, for at most the deadline."""
     try:
         size = int(request.query.get("bytes", "262144"))
     except ValueError:
         raise web.HTTPBadRequest(text="bytes must be an integer") from None
     if not 0 <= size <= MAX_SPEEDTEST_BYTES:
         raise web.HTTPBadRequest(text=f"bytes must be between 0 and {MAX_SPEEDTEST_BYTES}")
-    return web.Response(body=filler(size), content_type="application/octet-stream")
+    peer = _speed_test_slot(request)
+    try:
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = size
+        await response.prepare(request)
+        try:
+            async with asyncio.timeout(SPEEDTEST_DEADLINE_S):
+                for block in filler_blocks(size):
+                    await response.write(block)
+        except TimeoutError:
+            if request.transport is not None:
+                request.transport.abort()  # past the deadline: the caller is not reading
+            return response
+        await response.write_eof()
+        return response
+    finally:
+        request.app[SPEED_TESTS].give_back(peer)
 
 
 async def speedtest_upload(request: web.Request) -> web.Response:
+    """Reads and counts what it is sent, 64 KiB at a time, within the deadline."""
+    peer = _speed_test_slot(request)
     received = 0
-    while chunk := await request.content.read(65536):
-        received += len(chunk)
-        if received > MAX_SPEEDTEST_BYTES:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_SPEEDTEST_BYTES, actual_size=received)
+    try:
+        async with asyncio.timeout(SPEEDTEST_DEADLINE_S):
+            while chunk := await request.content.read(65536):
+                received += len(chunk)
+                if received > MAX_SPEEDTEST_BYTES:
+                    raise web.HTTPRequestEntityTooLarge(
+                        max_size=MAX_SPEEDTEST_BYTES, actual_size=received
+                    )
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text=f"a speed test takes at most {SPEEDTEST_DEADLINE_S:.0f} s"
+        ) from None
+    finally:
+        request.app[SPEED_TESTS].give_back(peer)
     return web.json_response({"bytes": received})
 
 
@@ -94,6 +141,7 @@ async def nodes(request: web.Request) -> web.Response:
 
 def create_peer_app() -> web.Application:
     app = web.Application()
+    app[SPEED_TESTS] = SpeedTests()
     app.router.add_get("/v1/hello", hello)
     app.router.add_post("/v1/envelope", envelope)
     app.router.add_post("/v1/introduce", introduce)

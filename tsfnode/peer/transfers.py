@@ -19,8 +19,6 @@ import re
 from aiohttp import web
 
 from protocol.codec import pack
-from protocol.errors import ProtocolError
-from protocol.transfer import decode_mail_poll
 from tsfnode.appkeys import TRANSFERS
 from tsfnode.bodies import read_body
 from tsfnode.clock import request_now
@@ -150,10 +148,9 @@ async def post_receipt(request: web.Request) -> web.Response:
 async def mail(request: web.Request) -> web.Response:
     data = await read_body(request, 256)
     try:
-        node = decode_mail_poll(data, request_now(request))
-    except ProtocolError as exc:
-        raise web.HTTPForbidden(text=f"mail poll refused: {exc}") from None
-    manifests = await _service(request).mail_for(node.key)
+        manifests = await _service(request).mail_poll(data, request_now(request))
+    except TransferRefused as exc:
+        return _refused(exc)
     return web.Response(body=pack(manifests), content_type="application/octet-stream")
 
 

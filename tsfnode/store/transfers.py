@@ -53,6 +53,20 @@ class Bundle:
 
 
 @dataclass(frozen=True)
+class RelayHolding:
+    """A bundle this relay holds for another node (``state = 'holding'``): what it costs
+    the relay's quota is the manifest and the chunks actually on disk."""
+
+    bundle_id: bytes
+    sender: bytes
+    chunk_count: int
+    size: int  # ciphertext bytes of the whole bundle
+    have: bytes  # the chunk set as last saved
+    manifest_size: int
+    expires_ms: int
+
+
+@dataclass(frozen=True)
 class HeldChunks:
     """What the chunk set saved for a bundle says, with what is needed to check it."""
 
@@ -155,7 +169,13 @@ class TransferStore:
         await self.db.commit()
 
     async def insert_received(
-        self, manifest: Manifest, role: str, now: int, *, sources: list[str]
+        self,
+        manifest: Manifest,
+        role: str,
+        now: int,
+        *,
+        sources: list[str],
+        expires_ms: int | None = None,
     ) -> None:
         """A bundle offered to this node (``inbox``) or to hold as a relay (``relay``);
         nothing happens if it is already held."""
@@ -175,7 +195,7 @@ class TransferStore:
                 ChunkSet(count).to_bytes(),
                 "receiving" if role == "inbox" else "holding",
                 now,
-                manifest.expires,
+                manifest.expires if expires_ms is None else expires_ms,
                 json.dumps(sources),
             ),
         )
@@ -228,12 +248,25 @@ class TransferStore:
         )
         return {f"{r}:{s}": int(n) for r, s, n in await cursor.fetchall()}
 
-    async def relay_bytes_held(self) -> int:
+    async def relay_holdings(self) -> list[RelayHolding]:
+        """The bundles this relay holds for others, each with what it costs."""
         cursor = await self.db.execute(
-            "SELECT coalesce(sum(size), 0) FROM bundles WHERE role = 'relay' AND state = 'holding'"
+            "SELECT bundle_id, sender, chunk_count, size, have, length(manifest), expires_ms"
+            " FROM bundles WHERE role = 'relay' AND state = 'holding'"
         )
-        (used,) = await cursor.fetchone() or (0,)
-        return int(used)
+        return [
+            RelayHolding(bytes(b), bytes(s), int(n), int(z), bytes(h), int(m), int(e))
+            for b, s, n, z, h, m, e in await cursor.fetchall()
+        ]
+
+    async def revive_relay_copy(self, bundle_id: bytes, have: bytes, expires_ms: int) -> None:
+        """A relay copy that expired is offered again: held anew, with nothing yet."""
+        await self.db.execute(
+            "UPDATE bundles SET state = 'holding', have = ?, expires_ms = ?, last_error = ''"
+            " WHERE bundle_id = ? AND role = 'relay' AND state = 'expired'",
+            (have, expires_ms, bundle_id),
+        )
+        await self.db.commit()
 
     async def relay_manifests(self) -> list[bytes]:
         """The manifests of the bundles this relay holds for others."""

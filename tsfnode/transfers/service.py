@@ -31,6 +31,7 @@ import functools
 import json
 import os
 import shutil
+from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,14 @@ from protocol.bundle import (
 from protocol.documents import decode_document, digest, encode_document
 from protocol.errors import ProtocolError
 from protocol.identity import PublicIdentity
+from protocol.replay import ReplayWindow
 from protocol.transfer import (
+    MAIL_POLL_SKEW_MS,
     ChunkSet,
     Download,
+    decode_mail_poll,
     encode_mail_poll,
+    mail_poll_time,
 )
 from tsfnode.logs import log
 from tsfnode.store.transfers import Bundle, TransferStore
@@ -69,6 +74,14 @@ from tsfnode.transfers.outbox import (
 from tsfnode.transfers.progress import Progress, list_progress
 
 SCAN_MS = 500
+MAX_MAIL_POLLS = 65_536  # polls remembered at once (admitted nodes' only)
+# The relay's quota is spent by what it holds (manifests, and chunks on disk), not by
+# what offers announce; no sender holds more than a share of it; an offer that brings
+# nothing goes soon, a copy that stops growing later, and none is held beyond six weeks.
+RELAY_SENDER_SHARE = 4  # a sender may hold a quarter of the relay's quota at most
+RELAY_OFFER_MS = 10 * 60_000  # an offer with no chunk yet expires after 10 minutes
+RELAY_STALL_MS = 2 * 86_400_000  # a copy that receives nothing for 2 days expires
+RELAY_MAX_HOLD_MS = 42 * 86_400_000  # the longest a relay holds a copy (a cable cut: 5 weeks)
 MAX_ACTIVE_PULLS = 2
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
 
@@ -131,10 +144,14 @@ class TransferService:
         self._pulls: set[bytes] = set()
         self._finalising: set[bytes] = set()
         self._writing: dict[bytes, set[int]] = {}  # chunks being written, per bundle
+        self._relay_coming: Counter[bytes] = Counter()  # relay bytes being written, per sender
         self._tasks: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._wake = asyncio.Event()
         self._last_poll = 0
+        # Mail polls answered within their 5-minute window, by (node, time): a replay is
+        # refused. Only admitted nodes' polls are remembered; not kept across a restart.
+        self._mail_polls = ReplayWindow(max_skew=MAIL_POLL_SKEW_MS, max_entries=MAX_MAIL_POLLS)
         self._running = False
         # Set by the case service: a bundle addressed here was opened; a bundle sent from
         # here was delivered (its receipt came back).
@@ -260,31 +277,69 @@ class TransferService:
             raise TransferRefused(403, "the sender is not admitted to this network")
         held = await self.have_of(manifest.bundle_id)
         if held is not None:
-            return held.to_bytes()
+            row = await self._bundle_row(manifest.bundle_id)
+            if row is None or row.role != "relay" or row.state != "expired":
+                return held.to_bytes()
         recipients = [r.key for r in manifest.recipients]
+        expires: int | None = None
         if self.me in recipients:
             role = "inbox"
         elif any(self.me in self.directory.relays_of(r, now) for r in recipients):
             role = "relay"
-            await self._check_quota(manifest.ciphertext_size)
+            await self._check_relay_room(
+                manifest.sender.key, len(manifest.raw), whole=manifest.ciphertext_size
+            )
+            expires = min(manifest.expires, now + RELAY_OFFER_MS)
+            if held is not None:  # expired here, offered again: held anew
+                empty = ChunkSet(manifest.chunk_count)
+                await self.rows.revive_relay_copy(manifest.bundle_id, empty.to_bytes(), expires)
+                self._have[manifest.bundle_id] = empty
+                return empty.to_bytes()
         else:
             raise TransferRefused(403, "this bundle is not addressed to a node this one serves")
-        await self._insert_received(manifest, role, now, sources=[])
+        await self._insert_received(manifest, role, now, sources=[], expires_ms=expires)
         log("bundle offered", bundle=manifest.bundle_id.hex()[:8], role=role)
         held = await self.have_of(manifest.bundle_id)
         assert held is not None  # noqa: S101 - just inserted
         return held.to_bytes()
 
-    async def _check_quota(self, size: int) -> None:
-        used = await self.rows.relay_bytes_held()
+    async def _relay_held(self) -> Counter[bytes]:
+        """Bytes this relay holds for others, per sender: each copy's manifest and the
+        chunks it has on disk, with the chunks being written now."""
+        held: Counter[bytes] = Counter(self._relay_coming)
+        for h in await self.rows.relay_holdings():
+            have = self._have.get(h.bundle_id) or ChunkSet(h.chunk_count, h.have)
+            chunk = -(-h.size // max(1, h.chunk_count))
+            held[h.sender] += h.manifest_size + min(h.size, len(have) * chunk)
+        return held
+
+    async def _check_relay_room(self, sender: bytes, size: int, *, whole: int = 0) -> None:
+        """507 unless ``size`` more bytes from ``sender`` fit in the relay's quota and in
+        the sender's share of it; ``whole``: the bundle's size, which must fit alone."""
         quota = self.config.transfer_relay_quota_mb * 1024 * 1024
-        if used + size > quota:
+        share = quota // RELAY_SENDER_SHARE
+        if size + whole > quota:
             raise TransferRefused(507, "this relay's quota for others' mail is full")
+        if size + whole > share:
+            raise TransferRefused(
+                507, "this bundle is larger than one sender's share of this relay's quota"
+            )
+        held = await self._relay_held()
+        if held.total() + size > quota:
+            raise TransferRefused(507, "this relay's quota for others' mail is full")
+        if held[sender] + size > share:
+            raise TransferRefused(507, "this sender's share of this relay's quota is full")
 
     async def _insert_received(
-        self, manifest: Manifest, role: str, now: int, *, sources: list[str]
+        self,
+        manifest: Manifest,
+        role: str,
+        now: int,
+        *,
+        sources: list[str],
+        expires_ms: int | None = None,
     ) -> None:
-        await self.rows.insert_received(manifest, role, now, sources=sources)
+        await self.rows.insert_received(manifest, role, now, sources=sources, expires_ms=expires_ms)
         self._manifests[manifest.bundle_id] = manifest
 
     async def receive_run(
@@ -308,6 +363,11 @@ class TransferService:
             raise TransferRefused(404, "no such bundle here: offer its manifest first")
         if last >= manifest.chunk_count:
             raise TransferRefused(400, f"the bundle has {manifest.chunk_count} chunks")
+        row = await self._bundle_row(bundle_id)
+        relayed = row is not None and row.role == "relay"
+        if relayed and (row is None or row.state != "holding"):
+            raise TransferRefused(404, "no such bundle here: offer its manifest first")
+        # No await from here to the registration of the chunks this request writes.
         wanted = [i for i in range(first, last + 1) if i not in have]
         busy = self._writing.get(bundle_id, set())
         mine = {i for i in wanted if i not in busy}
@@ -315,8 +375,14 @@ class TransferService:
         if length is not None and length != writer.length:
             raise TransferRefused(400, f"the body must be {writer.length} bytes")
         self._writing[bundle_id] = busy | mine  # given back in the finally below
+        coming = 0
+        if relayed:  # counted against the quota until written (given back below)
+            coming = sum(manifest.ciphertext_chunk_size(i) for i in mine)
+            self._relay_coming[manifest.sender.key] += coming
         full = False
         try:
+            if relayed:
+                await self._check_relay_room(manifest.sender.key, 0)
             async for piece in body:
                 await self.disk.run(writer.feed, piece)
         except BodyTooLong as exc:
@@ -330,7 +396,15 @@ class TransferService:
             left = self._writing.pop(bundle_id) - mine
             if left:
                 self._writing[bundle_id] = left
+            if relayed:
+                self._relay_coming[manifest.sender.key] -= coming
+                self._relay_coming += Counter()  # drop senders at zero
             await self._held(manifest, have, writer.verified)
+            if relayed and writer.verified:
+                # Progress: the copy may wait longer now (six weeks once whole).
+                hold = RELAY_MAX_HOLD_MS if have.complete else RELAY_STALL_MS
+                expires = min(manifest.expires, self.clock.now_ms() + hold)
+                await self._set_bundle(bundle_id, expires_ms=expires)
         if full:
             await self._save_have()
             await self._set_bundle(manifest.bundle_id, last_error="disk full: paused")
@@ -427,6 +501,21 @@ class TransferService:
         empty = ChunkSet(manifest.chunk_count)
         self._have[manifest.bundle_id] = empty
         await self._set_bundle(manifest.bundle_id, have=empty.to_bytes())
+
+    async def mail_poll(self, data: bytes, now: int) -> list[bytes]:
+        """A signed mail poll: the manifests held here for the admitted node that made it,
+        once (a replayed poll is refused within its window: `_mail_polls`)."""
+        try:
+            node = decode_mail_poll(data, now)
+        except ProtocolError as exc:
+            raise TransferRefused(403, f"mail poll refused: {exc}") from None
+        if not self.directory.view(now).is_admitted(node.key):
+            raise TransferRefused(403, "mail poll refused: not a node of this network")
+        try:
+            self._mail_polls.check(node.key, data[32:40], mail_poll_time(data), now)
+        except ProtocolError as exc:
+            raise TransferRefused(403, f"mail poll refused: {exc}") from None
+        return await self.mail_for(node.key)
 
     async def mail_for(self, node: bytes) -> list[bytes]:
         """Manifests this relay holds for ``node``, complete or not."""
@@ -677,11 +766,21 @@ class TransferService:
         )
 
     async def _expire(self, now: int) -> None:
-        """Relay copies and unfinished inbox bundles past their expiry are deleted."""
+        """Relay copies and unfinished inbox bundles past their expiry are deleted, and
+        relay copies from a sender no longer admitted (revoked): what it held is free."""
         for bundle_id, raw in await self.rows.expired(now):
             await self._drop_chunks(Manifest.decode(raw))
             await self._set_bundle(bundle_id, state="expired")
             log("bundle expired", bundle=bundle_id.hex()[:8])
+        view = self.directory.view(now)
+        for held in await self.rows.relay_holdings():
+            if view.is_admitted(held.sender):
+                continue
+            manifest = await self.manifest_of(held.bundle_id)
+            if manifest is not None:
+                await self._drop_chunks(manifest)
+            await self._set_bundle(held.bundle_id, state="expired")
+            log("relay copy dropped: its sender is not admitted", bundle=held.bundle_id.hex()[:8])
 
     # --- what the CLI and the local API show -------------------------------------------
 
