@@ -75,10 +75,43 @@ IMAGE_STORAGE_CLASSES = frozenset(
 )
 
 
+# Encapsulated documents (PS3.3 A.45: PDF, CDA, STL, OBJ, MTL): free content that may
+# name the patient anywhere in it, which de-identification cannot find; refused.
+ENCAPSULATED_DOCUMENT_CLASSES = frozenset(
+    "1.2.840.10008.5.1.4.1.1.104." + n for n in ("1", "2", "3", "4", "5")
+)
+DOCUMENT_REFUSED = (
+    "an encapsulated document (PDF, CDA...): its text may identify the patient and cannot"
+    " be de-identified (refused)"
+)
+# Transfer syntaxes that lose information (JPEG baseline and extended, JPEG-LS near
+# lossless, JPEG 2000, HTJ2K).
+LOSSY_SYNTAXES = frozenset(
+    {
+        "1.2.840.10008.1.2.4.50",
+        "1.2.840.10008.1.2.4.51",
+        "1.2.840.10008.1.2.4.81",
+        "1.2.840.10008.1.2.4.91",
+        "1.2.840.10008.1.2.4.203",
+    }
+)
+
+
 @dataclass(frozen=True)
 class Rejected:
     name: str
     reason: str
+    document: bool = False  # an encapsulated document, refused by rule
+
+
+@dataclass(frozen=True)
+class Repeated:
+    """An instance whose SOP Instance UID the intake holds already: never replaced
+    silently. ``kept``: "first" (the copy held stays; the new one is dropped) or
+    "lossless" (the copy held was lossy, the new one is not: the new one replaces it)."""
+
+    name: str
+    kept: str
 
 
 @dataclass
@@ -86,6 +119,7 @@ class ImportReport:
     taken: list[Result] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # DICOMDIR indexes and the like
+    repeated: list[Repeated] = field(default_factory=list)
 
     @property
     def studies(self) -> dict[str, dict[str, int]]:
@@ -217,6 +251,9 @@ class Importer:
         ):
             report.skipped.append(source.name)  # the index of a CD: its files come too
             return
+        if str(ds.get("SOPClassUID", "")) in ENCAPSULATED_DOCUMENT_CLASSES:
+            report.rejected.append(Rejected(source.name, DOCUMENT_REFUSED, document=True))
+            return
         try:
             problem = _check_image(ds, len(data))
         except (ValueError, TypeError) as exc:
@@ -233,10 +270,14 @@ class Importer:
             report.rejected.append(Rejected(source.name, f"cannot be de-identified: {exc}"))
             return
         try:
-            self._write(ds, result)
+            kept = self._write(ds, result)
         except (ValueError, TypeError, AttributeError, OSError) as exc:
             report.rejected.append(Rejected(source.name, f"cannot be written: {exc}"))
             return
+        if kept:
+            report.repeated.append(Repeated(source.name, kept))
+            if kept == "first":
+                return
         self.pseudonyms.record_study(result.study_uid, result.original_study_uid, result.patient)
         report.taken.append(result)
 
@@ -270,12 +311,19 @@ class Importer:
         self._write(ds, result)
         report.taken.append(result)
 
-    def _write(self, ds: Dataset, result: Result) -> None:
+    def _write(self, ds: Dataset, result: Result) -> str:
+        """Write the instance; "" if new, else what a repeated SOP Instance UID kept
+        ("first": nothing written; "lossless": a lossy copy replaced)."""
         if not (self.intake / result.study_uid).is_dir():
             self.owners.make(result.study_uid, self.owner)  # a new study: whose it is
         folder = self.intake / result.study_uid / result.series_uid
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{result.sop_uid}.dcm"
+        kept = ""
+        if target.exists():
+            if _lossy(ds) or not _lossy(dcmread(target, stop_before_pixels=True)):
+                return "first"
+            kept = "lossless"
         tmp = target.with_suffix(".tmp")
         if ds.file_meta.TransferSyntaxUID == ExplicitVRBigEndian:
             _to_little_endian(ds)
@@ -287,6 +335,7 @@ class Importer:
         os.replace(tmp, target)
         if result.burned_in:
             self.review.flag(result.study_uid, result.series_uid, result.sop_uid, result.burned_in)
+        return kept
 
     def run(self, paths: list[Path], progress: Callable[[int], None] | None = None) -> ImportReport:
         """Import ``paths``; ``progress`` is called with the bytes of each input done."""
@@ -299,6 +348,13 @@ class Importer:
         finally:
             self.pseudonyms.save()
         return report
+
+
+def _lossy(ds: Dataset) -> bool:
+    """Whether an instance has been through lossy compression (PS3.3 C.7.6.1.1.5), or is
+    stored in a lossy transfer syntax."""
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ""))
+    return str(ds.get("LossyImageCompression", "")).strip() == "01" or syntax in LOSSY_SYNTAXES
 
 
 def _deidentified_by_tsfnode(ds: Dataset) -> bool:
