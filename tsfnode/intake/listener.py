@@ -188,7 +188,9 @@ class DicomListener:
         calling, address = self._caller(event)
         if not self._allowed(event):
             reason = "calling AE title not in [dicom] calling_ae_titles"
-        elif str(event.assoc.requestor.primitive.called_ae_title).strip() != self.ae_title:
+        elif str(getattr(event.assoc.requestor.primitive, "called_ae_title", "")).strip() != (
+            self.ae_title
+        ):
             reason = f"called AE title is not this node's ({self.ae_title})"
         else:
             reason = "too many associations at once ([dicom] max_associations)"

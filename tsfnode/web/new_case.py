@@ -158,7 +158,15 @@ async def batch_import(request: web.Request) -> web.Response:
         return [_study(book, u) for u in mine]
 
     studies = await asyncio.to_thread(shown)
-    return web.json_response({"studies": studies, "rejected": result["rejected"]})
+    _ = texts(language_of(request, session))
+    rejected = [  # the refusals decided by rule in the person's language (importer.py)
+        {**r, "reason": _("intake_document_refused")} if r.get("document") else r
+        for r in result["rejected"]
+    ]
+    rejected += [
+        {"name": name, "reason": _("intake_repeated_first")} for name in result.get("repeated", [])
+    ]
+    return web.json_response({"studies": studies, "rejected": rejected})
 
 
 def _import(root: Path, folder: Path, account: int) -> dict[str, Any]:
@@ -171,10 +179,16 @@ def _import(root: Path, folder: Path, account: int) -> dict[str, Any]:
         "taken": [r.sop_uid for r in report.taken],
         "studies": sorted(report.studies),
         "rejected": [
-            {"name": r.name.split("!")[-1].split("/")[-1].split("-", 1)[-1], "reason": r.reason}
+            {"name": _shown_name(r.name), "reason": r.reason, "document": r.document}
             for r in report.rejected
         ],
+        # instances the intake held already: the first copy was kept
+        "repeated": [_shown_name(r.name) for r in report.repeated if r.kept == "first"],
     }
+
+
+def _shown_name(name: str) -> str:
+    return name.split("!")[-1].split("/")[-1].split("-", 1)[-1]
 
 
 def _study(book: ReviewBook, uid: str) -> dict[str, Any]:
