@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 
 from aiohttp import web
 from aiohttp.helpers import ChainMapProxy
+from pydicom.uid import UID
 
 from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, STORE
 from tsfnode.auth.accounts import DICOMWEB_TOKEN, create_token
@@ -116,6 +117,12 @@ async def _sends(request: web.Request, account_id: int) -> list[dict[str, Any]]:
             "state": r[7],
             "error": r[8],
         }
+        send["failures"] = []
+        if str(send["error"]).startswith("{"):  # per image (images/export.py FileResult)
+            recorded = json.loads(send["error"])
+            send["error"], send["failures"] = "", recorded.get("files", [])
+            for failure in send["failures"]:
+                failure["kind"] = UID(str(failure.get("class", ""))).name
         if send["state"] == "sending":
             progress = running.get(send["id"])
             if progress is None:  # the node restarted while it ran
@@ -336,6 +343,8 @@ async def _run_send(
         await asyncio.to_thread(c_store, files, to, progress)
     except ExportError as exc:
         state, error = "failed", str(exc)
+        if progress.failures:  # each image that did not arrive, named on the page
+            error = json.dumps({"files": [f.as_json() for f in progress.failures]})
     except Exception as exc:
         state, error = "failed", f"{type(exc).__name__}: {exc}"
     db = app[STORE].db
