@@ -112,6 +112,7 @@ class Repeated:
 
     name: str
     kept: str
+    study_uid: str = ""  # the study (new UID) the instance belongs to
 
 
 @dataclass
@@ -275,7 +276,7 @@ class Importer:
             report.rejected.append(Rejected(source.name, f"cannot be written: {exc}"))
             return
         if kept:
-            report.repeated.append(Repeated(source.name, kept))
+            report.repeated.append(Repeated(source.name, kept, result.study_uid))
             if kept == "first":
                 return
         self.pseudonyms.record_study(result.study_uid, result.original_study_uid, result.patient)

@@ -177,7 +177,8 @@ def _import(root: Path, folder: Path, account: int) -> dict[str, Any]:
         shutil.rmtree(folder / "files", ignore_errors=True)  # identifiable: gone once taken
     return {
         "taken": [r.sop_uid for r in report.taken],
-        "studies": sorted(report.studies),
+        # with the studies of instances held already: found in the files all the same
+        "studies": sorted({*report.studies, *(r.study_uid for r in report.repeated)}),
         "rejected": [
             {"name": _shown_name(r.name), "reason": r.reason, "document": r.document}
             for r in report.rejected
