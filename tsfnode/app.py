@@ -150,13 +150,7 @@ async def _dicom_ctx(app: web.Application) -> AsyncIterator[None]:
     from tsfnode.intake.listener import start_listener
 
     try:
-        listener = await asyncio.to_thread(
-            start_listener,
-            app[NODE_DIR].root,
-            ae_title=config.dicom_ae_title,
-            host=config.http_host,
-            port=config.dicom_port,
-        )
+        listener = await asyncio.to_thread(start_listener, app[NODE_DIR].root, config)
     except OSError as exc:
         raise NodeError(
             f"cannot listen for DICOM on {config.http_host}:{config.dicom_port} "

@@ -98,6 +98,16 @@ def _backup_key(value: str) -> str | None:
     return None if ok else "must be the public key `tsfnode backup-key` wrote (base64)"
 
 
+def _calling_aes(value: list[str]) -> str | None:
+    for v in value:
+        title, at, host = str(v).partition("@")
+        if not title.strip() or len(title) > 16 or not title.isascii() or "\\" in title:
+            return f'has {v!r}: "AE_TITLE" or "AE_TITLE@address" (1 to 16 ASCII characters)'
+        if at and (not host or _ip_or_empty(host) is not None):
+            return f'has {v!r}: after @, an IP address such as "192.168.1.20"'
+    return None
+
+
 def _hours(value: str) -> str | None:
     try:
         start, end = (int(h) for h in value.split("-"))
@@ -142,6 +152,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dicom", "ae_title", str, "TSFNODE", _ae_title),
     Setting("dicom", "port", int, 0, _range(0, 65535), "C-STORE listener; 0: off"),
     Setting("dicom", "send_networks", list, [], _networks, "where readers may send; empty: any"),
+    Setting("dicom", "calling_ae_titles", list, [], _calling_aes, "who may send; empty: any"),
+    Setting("dicom", "max_associations", int, 32, _range(1, 1000)),
+    Setting("dicom", "artim_timeout_s", int, 10, _range(1, 3600), "association setup, release"),
+    Setting("dicom", "dimse_timeout_s", int, 60, _range(1, 3600)),
+    Setting("dicom", "network_timeout_s", int, 60, _range(1, 3600), "idle connection closed"),
     Setting("dicomweb", "cors_origins", list, [], _origins, "viewers served elsewhere"),
     Setting(
         "intake",
@@ -215,6 +230,11 @@ class NodeConfig:
     dicom_ae_title: str = "TSFNODE"
     dicom_port: int = 0
     dicom_send_networks: tuple[str, ...] = ()
+    dicom_calling_ae_titles: tuple[str, ...] = ()
+    dicom_max_associations: int = 32
+    dicom_artim_timeout_s: int = 10
+    dicom_dimse_timeout_s: int = 60
+    dicom_network_timeout_s: int = 60
     dicomweb_cors_origins: tuple[str, ...] = ()
     intake_keep_private: tuple[str, ...] = ()
     intake_max_files: int = 5000
@@ -257,7 +277,9 @@ class NodeConfig:
             "# behind NAT); upload_kbit_s caps the uplink (day_upload_kbit_s during\n"
             "# day_hours, local time); relay_quota_mb: room for others' mail, 0: none.\n"
             "# [dicom] send_networks: where readers may send studies by C-STORE, as\n"
-            '# networks such as "192.168.0.0/16"; empty: anywhere.\n'
+            '# networks such as "192.168.0.0/16"; empty: anywhere. calling_ae_titles: the\n'
+            '# modalities and PACS that may send to the listener, "AE" or "AE@address";\n'
+            "# empty: any. The timeouts close connections that say nothing or no DICOM.\n"
             "# [dicomweb] cors_origins: viewers served from another origin that may call\n"
             "# this node's DICOMweb, such as https://viewer.example.org.\n\n"
         )
@@ -317,6 +339,7 @@ def load_config(path: Path) -> NodeConfig:
         "intake_keep_private",
         "transfer_relays",
         "dicom_send_networks",
+        "dicom_calling_ae_titles",
         "dicomweb_cors_origins",
         "http_trusted_proxies",
     ):

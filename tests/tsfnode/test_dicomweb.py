@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import html
 import io
 import json
 import re
@@ -620,3 +621,179 @@ def test_a_sending_that_cannot_be_made_says_why(net: DicomwebNet) -> None:
     _send(marie, net.ct_case, "Nobody listens")
     wait_for("the failure shown", lambda: _sending_state(marie, "Nobody listens") == "failed")
     assert "did not accept the association" in marie.page
+
+
+def test_a_per_image_failure_of_a_sending_is_named_in_french_and_english(
+    net: DicomwebNet,
+) -> None:
+    from pynetdicom import AE, evt
+
+    stored = read(net.stored(net.mr_case)[0])
+    workstation = AE(ae_title="PACS")
+    workstation.add_supported_context(stored.SOPClassUID, [ExplicitVRLittleEndian])
+    server = workstation.start_server(
+        ("127.0.0.1", 0),
+        block=False,
+        evt_handlers=[(evt.EVT_C_STORE, lambda event: 0xA700)],  # out of resources
+    )
+    try:
+        marie = Browser(net.cluster.url(1))
+        marie.sign_in("marie")
+        status, page = _add(marie, "PACS plein", int(server.server_address[1]), ae="PACS")
+        assert status == 200, page
+        _send(marie, net.mr_case, "PACS plein")
+        wait_for("the failure shown", lambda: _sending_state(marie, "PACS plein") == "failed")
+    finally:
+        server.shutdown()
+    english = failures_shown(marie.get("/web/tools?lang=en")[2])
+    assert "1 image of 1 did not arrive" in english
+    kind = stored.SOPClassUID.name  # Enhanced MR Image Storage
+    assert f"image 1 ({kind}): refused by the workstation (status 0xA700)" in english
+    french = failures_shown(marie.get("/web/tools?lang=fr")[2])
+    assert "1 image sur 1 n'est pas arrivée" in french
+    assert f"image 1 ({kind}) : refusée par la station (statut 0xA700)" in french
+
+
+def failures_shown(page: str) -> str:
+    """The row of the tools page's newest failed sending, as text."""
+    row = re.search(r'<tr class="send-failed".*?</tr>', page, re.DOTALL)
+    assert row is not None, page[-2000:]
+    return html.unescape(re.sub(r"<[^>]+>", " ", row.group(0)))
+
+
+VIEWER = "https://viewer.example.org"
+
+
+def test_every_dicomweb_answer_names_the_allowed_origin(net: DicomwebNet) -> None:
+    """OHIF served from another origin reads every answer: searches, streamed
+    retrievals (studies, series, instances, frames, bulk data), metadata, rendered
+    images, thumbnails, errors and preflights all carry Access-Control-Allow-Origin."""
+    first = read(net.stored(net.ct_case)[0])
+    study, series, sop = first.StudyInstanceUID, first.SeriesInstanceUID, first.SOPInstanceUID
+    instance = f"studies/{study}/series/{series}/instances/{sop}"
+    dicom = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+    frames = 'multipart/related; type="application/octet-stream"'
+    routes = {
+        "studies": JSON,
+        "series": JSON,
+        "instances": JSON,
+        f"studies/{study}/series": JSON,
+        f"studies/{study}/series/{series}/instances": JSON,
+        f"studies/{study}": dicom,
+        f"studies/{study}/series/{series}": dicom,
+        instance: dicom,
+        f"studies/{study}/metadata": JSON,
+        f"{instance}/metadata": JSON,
+        f"{instance}/frames/1": frames,
+        f"{instance}/bulkdata/7FE00010": frames,
+        f"{instance}/rendered": "image/jpeg",
+        f"{instance}/frames/1/rendered": "image/png",
+        f"studies/{study}/thumbnail": "image/jpeg",
+        f"{instance}/thumbnail": "image/jpeg",
+    }
+    for route, accept in routes.items():
+        headers = {"Authorization": f"Bearer {net.marie_token}", "Accept": accept}
+        status, answered, _ = get(f"{net.url}/{route}", {**headers, "Origin": VIEWER})
+        assert status == 200, route
+        assert answered.get("Access-Control-Allow-Origin") == VIEWER, route
+        assert "Content-Type" in answered["Access-Control-Expose-Headers"], route
+        status, answered, _ = get(
+            f"{net.url}/{route}", {**headers, "Origin": "https://evil.example.com"}
+        )
+        assert status == 200, route
+        assert "Access-Control-Allow-Origin" not in answered, route
+    # errors too: the viewer can read why
+    for url, headers, expected in (
+        (f"{net.url}/{instance}/frames/99", {"Authorization": f"Bearer {net.marie_token}"}, 404),
+        (f"{net.url}/studies", {}, 401),
+        (
+            f"{net.url}/{instance}",
+            {"Authorization": f"Bearer {net.marie_token}", "Accept": "image/gif"},
+            406,
+        ),
+    ):
+        status, answered, _ = get(url, {**headers, "Origin": VIEWER})
+        assert status == expected, url
+        assert answered.get("Access-Control-Allow-Origin") == VIEWER, url
+    preflight = urllib.request.Request(
+        f"{net.url}/{instance}/frames/1",
+        method="OPTIONS",
+        headers={"Origin": VIEWER, "Access-Control-Request-Method": "GET"},
+    )
+    with urllib.request.urlopen(preflight, timeout=30) as response:
+        assert response.status == 204
+        assert response.headers["Access-Control-Allow-Origin"] == VIEWER
+
+
+def test_searches_answer_at_the_level_asked_as_the_standard_says(net: DicomwebNet) -> None:
+    client = net.client(net.marie_token)
+    auth = {"Authorization": f"Bearer {net.marie_token}"}
+    # a study's answer is the study's, not one of its instances'
+    for study in client.search_for_studies(fields=["all"]):
+        assert "00080060" not in study  # Modality: a series' attribute
+        assert "00080018" not in study  # SOP Instance UID
+        assert "0020000E" not in study  # Series Instance UID
+        assert value(study, "ModalitiesInStudy") in ("CT", "MR")
+    # across studies, series and instances carry their study's attributes
+    ct_file = read(net.stored(net.ct_case)[0])
+    for found in (client.search_for_series(), client.search_for_instances()):
+        assert len(found) >= 2
+        for record in found:
+            assert value(record, "StudyInstanceUID")
+            assert {"00080020", "00100010", "00100020"} <= set(record)  # date, patient
+        ct = [r for r in found if value(r, "StudyInstanceUID") == ct_file.StudyInstanceUID]
+        assert value(ct[0], "StudyDate") == (ct_file.StudyDate or None)
+        assert value(ct[0], "PatientID") == ct_file.PatientID
+        assert value(ct[0], "Modality") == "CT"
+    # within a study, a series does not repeat the study
+    (series,) = client.search_for_series(study_instance_uid=ct_file.StudyInstanceUID)
+    assert "00100010" not in series
+    # * alone matches everything, empty values too (PS3.4 C.2.2.2.4)
+    assert str(ct_file.get("ReferringPhysicianName", "")) == ""  # emptied by the intake
+    everything = client.search_for_studies(search_filters={"ReferringPhysicianName": "*"})
+    assert len(everything) == 2
+    assert len(client.search_for_series(search_filters={"SeriesDescription": "*"})) >= 2
+    # a media type the node cannot answer in: 406, not JSON
+    for accept in (
+        "application/xml",
+        "text/html",
+        'multipart/related; type="application/dicom+xml"',
+    ):
+        status, _, body = get(f"{net.url}/studies", {**auth, "Accept": accept})
+        assert status == 406, accept
+        assert b"application/dicom+json" in body
+    status, headers, _ = get(f"{net.url}/studies", {**auth, "Accept": "application/json"})
+    assert (status, headers["Content-Type"]) == (200, "application/json")
+    # a value that is not a date: 400, naming the key and what it should be
+    status, _, body = get(f"{net.url}/studies?StudyDate=notadate", auth)
+    assert status == 400
+    assert b"StudyDate" in body
+    assert b"YYYYMMDD" in body
+    status, _, _ = get(f"{net.url}/studies?StudyDate=20240101-20241231", auth)
+    assert status == 200
+
+
+def test_a_study_of_ct_and_mr_is_found_by_either_modality(net: DicomwebNet, tmp_path: Path) -> None:
+    """(Last in the module: it adds a third study to Marie's.)"""
+    folder = tmp_path / "ct_and_mr"
+    folder.mkdir()
+    slices = ct_series(folder, 2)
+    ct = read(slices[0])
+    mr = read(Path(get_testdata_file("MR_small.dcm")))
+    mr.StudyInstanceUID = ct.StudyInstanceUID
+    mr.PatientName, mr.PatientID = ct.PatientName, ct.PatientID
+    mr.save_as(folder / "mr.dcm", enforce_file_format=True)
+    case = net.submit(folder, {"routing": "pair", "target": net.pair})
+    wait_for("the case at Marie's node", lambda: net.marie.state(case) == "assigned")
+    client = net.client(net.marie_token)
+    (mixed,) = [
+        s for s in client.search_for_studies() if value(s, "NumberOfStudyRelatedSeries") == 2
+    ]
+    uid = value(mixed, "StudyInstanceUID")
+    assert value(mixed, "ModalitiesInStudy") == ["CT", "MR"]
+    for modality in ("CT", "MR", "MR,US"):
+        found = client.search_for_studies(search_filters={"Modality": modality})
+        assert uid in [value(s, "StudyInstanceUID") for s in found], modality
+    assert client.search_for_studies(search_filters={"Modality": "US"}) == []
+    assert [value(s, "StudyInstanceUID") for s in client.search_for_studies(
+        search_filters={"ModalitiesInStudy": "MR"})].count(uid) == 1  # fmt: skip

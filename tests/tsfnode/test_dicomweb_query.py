@@ -13,9 +13,18 @@ from tsfnode.dicomweb.media import (
     choose_frame_syntax,
     choose_instance_syntax,
     choose_rendered,
+    choose_search_media,
     parse_accept,
 )
-from tsfnode.dicomweb.query import QueryError, matches, parse, returned, select
+from tsfnode.dicomweb.query import (
+    QueryError,
+    at_level,
+    level_record,
+    matches,
+    parse,
+    returned,
+    select,
+)
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +120,61 @@ def test_frames_in_their_stored_form_or_uncompressed() -> None:
     assert choose_rendered(parse_accept(None)) == "image/jpeg"
     with pytest.raises(NotAcceptable):
         choose_rendered(parse_accept("image/gif"))
+
+
+def test_a_lone_star_matches_everything_even_an_empty_value(ct: dict[str, object]) -> None:
+    empty = {**ct, "00080090": {"vr": "PN"}}  # Referring Physician's Name, emptied
+    assert matches(empty, "00080090", "*")
+    assert matches({}, "00080090", "*")  # absent too (PS3.4 C.2.2.2.4)
+    assert not matches(empty, "00080090", "A*")
+
+
+def test_dates_and_times_are_checked_before_searching() -> None:
+    for good in ("20240101", "20240101-", "-20241231", "20240101-20241231", "*", ""):
+        parse([("StudyDate", good)])
+    for bad in ("notadate", "2024", "-", "2024-01-01"):
+        with pytest.raises(QueryError, match=r"StudyDate.*YYYYMMDD"):
+            parse([("StudyDate", bad)])
+    parse([("StudyTime", "1030-1130")])
+    with pytest.raises(QueryError, match="StudyTime"):
+        parse([("StudyTime", "10h30")])
+
+
+def test_each_level_answers_with_its_own_attributes(ct: dict[str, object]) -> None:
+    study = level_record(ct, "study", "")
+    assert "00100010" in study  # Patient's Name
+    assert "00080060" not in study  # Modality: the series'
+    assert "00080018" not in study  # SOP Instance UID: the instance's
+    across = level_record(ct, "series", "")
+    assert {"00100010", "00080020", "00080060", "0020000E"} <= set(across)
+    assert "00080018" not in across
+    within = level_record(ct, "series", "study")
+    assert "00100010" not in within
+    assert "0020000D" in within
+    instance = level_record(ct, "instance", "series")
+    assert "00100010" not in instance
+    assert "00080060" not in instance
+    assert {"0020000D", "0020000E", "00080018"} <= set(instance)
+    defaults = returned(level_record(ct, "instance", ""), "instance", parse([]), "")
+    assert {"00100010", "00080020", "00080060", "00080018"} <= set(defaults)
+
+
+def test_modality_at_study_level_is_matched_against_modalities_in_study() -> None:
+    query = at_level(parse([("Modality", "CT")]), "study")
+    assert query.matches == {"00080061": "CT"}
+    record = {"00080061": {"vr": "CS", "Value": ["CT", "MR"]}}
+    assert select(query, [record], lambda r: r) == [record]
+    assert at_level(parse([("Modality", "CT")]), "series").matches == {"00080060": "CT"}
+
+
+def test_searches_are_answered_in_json_or_refused() -> None:
+    assert choose_search_media(parse_accept(None)) == "application/dicom+json"
+    assert choose_search_media(parse_accept("text/html, */*;q=0.8")) == "application/dicom+json"
+    assert choose_search_media(parse_accept("application/json")) == "application/json"
+    for refused in (
+        "application/xml",
+        "text/html",
+        'multipart/related; type="application/dicom+xml"',
+    ):
+        with pytest.raises(NotAcceptable):
+            choose_search_media(parse_accept(refused))

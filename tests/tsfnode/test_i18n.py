@@ -26,6 +26,7 @@ from tsfnode.clock import ManualClock
 from tsfnode.config import NodeConfig
 from tsfnode.i18n import LANGUAGES, texts, translator
 from tsfnode.i18n.extract import FAMILIES, POT, ROOT, extracted, problems, update
+from tsfnode.images.export import FAILURES
 from tsfnode.node import init_node
 from tsfnode.nodedir import NodeDir
 from tsfnode.web.admin import FOLDERS
@@ -135,6 +136,7 @@ def test_families_list_the_values_the_node_shows() -> None:
     assert set(FAMILIES["step_"]) == {step for step, _ in STEPS} | {"in_transit"}
     assert set(FAMILIES["folder_"]) == {*FOLDERS, "database"}
     assert set(FAMILIES["modality_"]) == set(MODALITIES)
+    assert set(FAMILIES["send_file_"]) == set(FAILURES)
 
 
 # Words a template may show as they are: names, units, keys of the keyboard.

@@ -32,6 +32,9 @@ def print_report(report: ImportReport) -> None:
         )
     for rejected in report.rejected:
         print(f"  refused: {rejected.name}: {rejected.reason}")
+    for repeated in report.repeated:
+        kept = "the copy held was kept" if repeated.kept == "first" else "it replaced a lossy copy"
+        print(f"  already held / déjà reçue: {repeated.name}: {kept}")
 
 
 def import_command(args: argparse.Namespace) -> int:
@@ -45,7 +48,7 @@ def import_command(args: argparse.Namespace) -> int:
     with tqdm(total=total, unit="B", unit_scale=True, desc="import", disable=args.quiet) as bar:
         report = importer.run(list(args.paths), progress=bar.update)
     print_report(report)
-    return 0 if report.taken or not report.rejected else 1
+    return 0 if report.taken or report.repeated or not report.rejected else 1
 
 
 def _rectangle(text: str) -> tuple[int, int, int, int]:

@@ -123,6 +123,23 @@ def choose_frame_syntax(ranges: list[MediaRange], stored: str) -> tuple[str, str
     raise NotAcceptable("frames are sent as multipart/related; type=" + " or ".join(can))
 
 
+SEARCH_TYPES = ("application/dicom+json", "application/json")
+
+
+def choose_search_media(ranges: list[MediaRange]) -> str:
+    """The media type of a search's answer (PS3.18 8.7.5, 10.6.3): DICOM JSON (the
+    default), or application/json when that alone is asked for. The XML form
+    (multipart/related; type="application/dicom+xml") is not offered."""
+    for r in ranges:
+        for offered in SEARCH_TYPES:
+            if not r.multipart and _fits(r.type, offered):
+                return offered
+    raise NotAcceptable(
+        "search results are sent as application/dicom+json (or application/json);"
+        " DICOM XML is not offered"
+    )
+
+
 def choose_rendered(ranges: list[MediaRange]) -> str:
     """image/jpeg (the default) or image/png, for rendered images and thumbnails."""
     for r in ranges:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 T = TypeVar("T")
 MAX_RESULTS = 1000
@@ -30,6 +30,47 @@ INSTANCE = (
     " 00280008 00280010 00280011 00280100 00083002"
 ).split()
 DEFAULTS = {"study": STUDY, "series": SERIES, "instance": INSTANCE}
+
+
+def _tags(keywords: str) -> frozenset[str]:
+    return frozenset(f"{tag_for_keyword(k):08X}" for k in keywords.split())
+
+
+# What is an attribute of the study, and what of the series (PS3.4 C.6.2.1, Study Root:
+# the Patient and Study IEs' modules, then the General Series module). The rest of an
+# instance's attributes are the instance's. A study's answer is never made of one of
+# its instances (its Modality, its SOP Instance UID).
+COMMON = _tags("SpecificCharacterSet TimezoneOffsetFromUTC")
+STUDY_ATTRIBUTES = COMMON | _tags(
+    # Patient module (PS3.3 C.7.1.1)
+    "PatientName PatientID IssuerOfPatientID TypeOfPatientID PatientBirthDate PatientBirthTime"
+    " PatientSex QualityControlSubject PatientSpeciesDescription PatientBreedDescription"
+    " ResponsiblePerson ResponsibleOrganization OtherPatientIDsSequence OtherPatientNames"
+    " EthnicGroup PatientComments PatientIdentityRemoved DeidentificationMethod"
+    " DeidentificationMethodCodeSequence ReferencedPatientSequence"
+    # Patient Study module (C.7.2.2)
+    " AdmittingDiagnosesDescription PatientAge PatientSize PatientWeight Occupation"
+    " AdditionalPatientHistory PatientSexNeutered MedicalAlerts Allergies SmokingStatus"
+    " PregnancyStatus LastMenstrualDate"
+    # General Study module (C.7.2.1)
+    " StudyInstanceUID StudyDate StudyTime ReferringPhysicianName"
+    " ReferringPhysicianIdentificationSequence ConsultingPhysicianName StudyID AccessionNumber"
+    " IssuerOfAccessionNumberSequence StudyDescription PhysiciansOfRecord"
+    " NameOfPhysiciansReadingStudy RequestingServiceCodeSequence ReferencedStudySequence"
+    " ProcedureCodeSequence ReasonForPerformedProcedureCodeSequence"
+)
+SERIES_ATTRIBUTES = COMMON | _tags(
+    # General Series module (PS3.3 C.7.3.1)
+    "StudyInstanceUID Modality SeriesInstanceUID SeriesNumber Laterality SeriesDate SeriesTime"
+    " PerformingPhysicianName ProtocolName SeriesDescription SeriesDescriptionCodeSequence"
+    " OperatorsName ReferencedPerformedProcedureStepSequence RelatedSeriesSequence"
+    " BodyPartExamined PatientPosition SmallestPixelValueInSeries LargestPixelValueInSeries"
+    " RequestAttributesSequence PerformedProcedureStepID PerformedProcedureStepStartDate"
+    " PerformedProcedureStepStartTime PerformedProcedureStepDescription"
+    " PerformedProtocolCodeSequence CommentsOnThePerformedProcedureStep"
+    " AnatomicalOrientationType"
+)
+MODALITY, MODALITIES_IN_STUDY = "00080060", "00080061"
 
 
 class QueryError(ValueError):
@@ -67,6 +108,32 @@ def _count(name: str, value: str, low: int, high: int) -> int:
     return number
 
 
+_DATE = r"\d{8}"
+_TIME = r"\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?"
+_DATETIME = r"\d{4}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?)?)?)?(?:[+-]\d{4})?"
+FORMATS = {
+    "DA": (_DATE, "a date YYYYMMDD, or a range such as 20240101-20241231"),
+    "TM": (_TIME, "a time HHMMSS (minutes and seconds optional), or a range HHMM-HHMM"),
+    "DT": (_DATETIME, "a date and time YYYYMMDDHHMMSS (shorter allowed), or a range"),
+}
+
+
+def _check_value(name: str, tag: str, value: str) -> None:
+    """QueryError unless a date, time or date-time key holds one (or a range of them,
+    or a list), or universal matching (empty or ``*``)."""
+    try:
+        vr = dictionary_VR(int(tag, 16))
+    except KeyError:
+        return  # a private or unknown tag: matched as text
+    if vr not in FORMATS or value in ("", "*"):
+        return
+    pattern, expected = FORMATS[vr]
+    one_or_range = rf"{pattern}|(?:{pattern})?-(?:{pattern})?"
+    for item in value.split(","):
+        if item == "-" or not re.fullmatch(one_or_range, item):
+            raise QueryError(f"{name}={value!r}: {expected}")
+
+
 def parse(items: Iterable[tuple[str, str]]) -> Query:
     """The query of ``items`` (the URL's key=value pairs, repeated keys allowed)."""
     matches: dict[str, str] = {}
@@ -88,7 +155,9 @@ def parse(items: Iterable[tuple[str, str]]) -> Query:
                 elif include is not None:
                     include.add(tag_of(part))
         else:
-            matches[tag_of(name)] = value
+            tag = tag_of(name)
+            _check_value(name, tag, value)
+            matches[tag] = value
     return Query(matches, None if include is None else frozenset(include), limit, offset, fuzzy)
 
 
@@ -131,10 +200,11 @@ def _one(vr: str, value: str, wanted: str) -> bool:
 
 
 def matches(record: Mapping[str, Any], tag: str, wanted: str) -> bool:
-    """Whether ``record`` matches ``tag=wanted``: universal (empty), single value, list of
-    values (comma-separated: any), wildcard (* and ?; names ignore case), and range for
-    dates and times (``from-to``, either side open) (PS3.4 C.2.2.2)."""
-    if wanted == "":
+    """Whether ``record`` matches ``tag=wanted``: universal (empty, or ``*`` alone, which
+    matches an empty or absent value too: PS3.4 C.2.2.2.4), single value, list of values
+    (comma-separated: any), wildcard (* and ?; names ignore case), and range for dates and
+    times (``from-to``, either side open) (PS3.4 C.2.2.2)."""
+    if wanted in ("", "*"):
         return True
     element = record.get(tag)
     if not element:
@@ -145,6 +215,41 @@ def matches(record: Mapping[str, Any], tag: str, wanted: str) -> bool:
     return any(_one(vr, v, w) for v in values for w in candidates)
 
 
+def at_level(query: Query, level: str) -> Query:
+    """The query as a study's record answers it: Modality is matched against the
+    study's Modalities in Study (PS3.18 10.6.1.2.3: a study holding CT and MR matches
+    ``Modality=CT``)."""
+    if level != "study" or MODALITY not in query.matches:
+        return query
+    keys = dict(query.matches)
+    wanted = keys.pop(MODALITY)
+    keys[MODALITIES_IN_STUDY] = wanted
+    return Query(keys, query.include, query.limit, query.offset, query.fuzzy)
+
+
+def level_record(meta: Mapping[str, Any], level: str, within: str) -> dict[str, Any]:
+    """An instance's attributes that describe its ``level`` (study, series or instance),
+    with those of the levels above it that the URL does not name already (``within``:
+    "" for /series or /instances, "study" for a study's, "series" for a series')
+    (PS3.18 10.6.3.3: a search across studies gives each result's study attributes)."""
+    if level == "study":
+        return {t: e for t, e in meta.items() if t in STUDY_ATTRIBUTES}
+    keep_study = within == ""
+    if level == "series":
+        return {
+            t: e
+            for t, e in meta.items()
+            if t in SERIES_ATTRIBUTES or (keep_study and t in STUDY_ATTRIBUTES)
+        }
+    drop: set[str] = set()
+    if within:
+        drop |= STUDY_ATTRIBUTES
+    if within == "series":
+        drop |= SERIES_ATTRIBUTES
+    drop -= _tags("StudyInstanceUID SeriesInstanceUID SpecificCharacterSet")
+    return {t: e for t, e in meta.items() if t not in drop}
+
+
 def select(query: Query, items: Sequence[T], record: Callable[[T], Mapping[str, Any]]) -> list[T]:
     """The items whose record matches every key of ``query``, after ``offset``, at most
     ``limit``."""
@@ -152,15 +257,24 @@ def select(query: Query, items: Sequence[T], record: Callable[[T], Mapping[str, 
     return found[query.offset : query.offset + query.limit]
 
 
-def returned(record: Mapping[str, Any], level: str, query: Query) -> dict[str, Any]:
-    """What a result shows: the level's attributes, the query's keys, and includefield
-    (all: every attribute held, without bulk data)."""
+def returned(
+    record: Mapping[str, Any], level: str, query: Query, within: str = "study"
+) -> dict[str, Any]:
+    """What a result shows: the level's attributes, and those of the levels above it the
+    URL does not name (``within``, as for ``level_record``; PS3.18 Tables 10.6.3-3 to -5),
+    the query's keys, and includefield (all: every attribute of the record, without bulk
+    data)."""
     if query.include is None:
         tags: Iterable[str] = (
             t for t, e in record.items() if "BulkDataURI" not in e and "InlineBinary" not in e
         )
     else:
-        tags = {*DEFAULTS[level], *query.matches, *query.include}
+        defaults = set(DEFAULTS[level])
+        if level != "study" and within == "":
+            defaults |= set(STUDY)
+        if level == "instance" and within != "series":
+            defaults |= set(SERIES)
+        tags = {*defaults, *query.matches, *query.include}
     return {t: record[t] for t in sorted(tags) if t in record}
 
 

@@ -12,7 +12,8 @@ DICOMweb token (``Authorization: Bearer tsf_...``, or Basic with the token as th
 password), and sees the studies of the cases they may see in the web application
 (``CaseService.visible``, decided by cases/policy.py). Other studies do not exist for
 them: 404, as for a wrong UID. Every search and retrieval is written to the audit log, per
-case. Cross-origin calls are answered only for the origins in [dicomweb] cors_origins.
+case. Cross-origin calls are answered only for the origins in [dicomweb] cors_origins, on
+every answer (``cors_headers``, as its headers are sent: streamed ones too).
 """
 
 from __future__ import annotations
@@ -46,9 +47,18 @@ from tsfnode.dicomweb.media import (
     choose_frame_syntax,
     choose_instance_syntax,
     choose_rendered,
+    choose_search_media,
     parse_accept,
 )
-from tsfnode.dicomweb.query import Query, QueryError, parse, returned, select
+from tsfnode.dicomweb.query import (
+    Query,
+    QueryError,
+    at_level,
+    level_record,
+    parse,
+    returned,
+    select,
+)
 from tsfnode.images.render import FULL, Window
 from tsfnode.info import dicomweb_base_url
 from tsfnode.store.accounts import AccountStore
@@ -155,8 +165,11 @@ def _modalities(instances: list[Instance]) -> list[str]:
     return sorted(found - {""})
 
 
-def _records(request: web.Request, instances: list[Instance], level: str) -> list[Record]:
-    """One DICOM JSON record per study, series or instance, with the attributes the
+def _records(
+    request: web.Request, instances: list[Instance], level: str, within: str
+) -> list[Record]:
+    """One DICOM JSON record per study, series or instance: the attributes of its level
+    (and of the levels above that the URL does not name, ``within``), with those the
     standard derives (counts, modalities, the URL to retrieve it)."""
     groups: dict[tuple[str, ...], list[Instance]] = {}
     for i in instances:
@@ -165,7 +178,7 @@ def _records(request: web.Request, instances: list[Instance], level: str) -> lis
     out = []
     for members in groups.values():
         first = members[0]
-        record = dict(first.meta)
+        record = level_record(first.meta, level, within)
         record["00080056"] = _element("CS", "ONLINE")
         if level == "study":
             record["00080061"] = _element("CS", *_modalities(members))
@@ -216,24 +229,28 @@ def _query(request: web.Request) -> Query:
 
 def _search(level: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
-        query = _query(request)
+        try:
+            media = choose_search_media(_accept(request))
+        except NotAcceptable as exc:
+            raise web.HTTPNotAcceptable(text=f"406: {exc}") from None
+        query = at_level(_query(request), level)
         person = await person_of(request)
         instances = await _visible(request, person, request.match_info.get("study"))
         series = request.match_info.get("series")
         if series:
             instances = [i for i in instances if i.series == series]
-        found = select(query, _records(request, instances, level), lambda r: r[0])
+        within = "series" if series else "study" if "study" in request.match_info else ""
+        records = _records(request, instances, level, within)
+        found = select(query, records, lambda r: r[0])
         searched = (i for _, members in found for i in members)
         await _audit(request, person, searched, "dicomweb search", level)
-        body = [returned(record, level, query) for record, _ in found]
+        body = [returned(record, level, query, within) for record, _ in found]
         headers = {}
         if query.fuzzy:
             headers["Warning"] = (
                 '299 tsfnode "fuzzymatching is not supported: names were matched literally"'
             )
-        return web.Response(
-            body=json.dumps(body).encode(), content_type=DICOM_JSON, headers=headers
-        )
+        return web.Response(body=json.dumps(body).encode(), content_type=media, headers=headers)
 
     return handler
 
@@ -484,45 +501,52 @@ async def thumbnail(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------------- the app
 
 
+EXPOSED = "Content-Type, Content-Location, Warning"
+
+
+def _allowed_origin(request: web.Request) -> str | None:
+    origin = request.headers.get("Origin")
+    if origin is not None and origin in request.config_dict[CONFIG].dicomweb_cors_origins:
+        return origin
+    return None
+
+
 @web.middleware
-async def cors(
+async def preflight(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """CORS for the origins the operator listed (none by default: same origin only).
-    Cookies are never honoured across origins; a viewer elsewhere sends a token."""
-    origin = request.headers.get("Origin")
-    allowed = origin is not None and origin in request.config_dict[CONFIG].dicomweb_cors_origins
-    if request.method == "OPTIONS":
-        if not allowed:
-            raise web.HTTPForbidden(text=f"403: origin {origin} is not in [dicomweb] cors_origins")
-        return web.Response(
-            status=204,
-            headers={
-                "Access-Control-Allow-Origin": str(origin),
-                "Access-Control-Allow-Methods": "GET, OPTIONS",
-                "Access-Control-Allow-Headers": "Authorization, Accept, Content-Type",
-                "Access-Control-Max-Age": "600",
-                "Vary": "Origin",
-            },
-        )
-    headers = {
-        "Access-Control-Allow-Origin": str(origin),
-        "Access-Control-Expose-Headers": "Content-Type, Content-Location, Warning",
-        "Vary": "Origin",
-    }
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        if allowed:
-            exc.headers.update(headers)
-        raise
-    if allowed:
-        response.headers.update(headers)
-    return response
+    """CORS preflight for the origins the operator listed (none by default: same origin
+    only). Cookies are never honoured across origins; a viewer elsewhere sends a token."""
+    if request.method != "OPTIONS":
+        return await handler(request)
+    origin = _allowed_origin(request)
+    if origin is None:
+        origin_text = request.headers.get("Origin")
+        raise web.HTTPForbidden(text=f"403: origin {origin_text} is not in [dicomweb] cors_origins")
+    return web.Response(
+        status=204,
+        headers={
+            "Access-Control-Allow-Methods": "GET, OPTIONS",
+            "Access-Control-Allow-Headers": "Authorization, Accept, Content-Type",
+            "Access-Control-Max-Age": "600",
+        },
+    )
+
+
+async def cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer of DICOMweb (searches, streamed retrievals, errors, preflights) gets
+    its CORS headers here, as its headers are sent: an allowed origin is named, any other
+    gets none."""
+    response.headers["Vary"] = "Origin"
+    origin = _allowed_origin(request)
+    if origin is not None:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = EXPOSED
 
 
 def create_dicomweb_app() -> web.Application:
-    app = web.Application(middlewares=[cors])
+    app = web.Application(middlewares=[preflight])
+    app.on_response_prepare.append(cors_headers)
     app[CATALOGUES] = Listings()
     uid = "[0-9.]{1,64}"
     study = f"/studies/{{study:{uid}}}"

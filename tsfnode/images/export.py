@@ -15,8 +15,10 @@ import tempfile
 import threading
 import warnings
 import zipfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydicom import Dataset, dcmread
 from pydicom.fileset import FileSet
@@ -135,71 +137,174 @@ def allowed(host: str, port: int, networks: tuple[str, ...]) -> None:
             )
 
 
+MAX_CONTEXTS = 128  # presentation contexts in one association (PS3.8 9.3.2.2: ids 1 to 255)
+NATIVE: tuple[str, ...] = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+SENT = ("sent", "decompressed")  # the outcomes of an image that arrived
+FAILURES = ("refused", "no_context", "not_decoded", "error", "not_sent")  # of one that did not
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What became of one image of a sending: ``number`` (1-based, in the order sent),
+    its SOP class, ``outcome`` (one of SENT, or one of FAILURES: "refused": a failure
+    status, "no_context": the workstation takes this class in no syntax, "not_decoded": it needed
+    decompressing and could not be, "error": it could not be sent, "not_sent": the
+    association ended first) and ``detail`` (the status, syntax or error's name)."""
+
+    number: int
+    sop_class: str
+    outcome: str
+    detail: str = ""
+
+    def as_json(self) -> dict[str, object]:
+        return {"n": self.number, "class": self.sop_class, "outcome": self.outcome,
+                "detail": self.detail}  # fmt: skip
+
+
 @dataclass
 class Progress:
     total: int
     sent: int = 0
     failed: int = 0
     error: str = ""
+    results: list[FileResult] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, result: FileResult) -> None:
+        with self.lock:
+            self.results.append(result)
+            if result.outcome in SENT:
+                self.sent += 1
+            else:
+                self.failed += 1
+
+    @property
+    def failures(self) -> list[FileResult]:
+        with self.lock:
+            return [r for r in self.results if r.outcome not in SENT]
+
+
+Context = tuple[str, tuple[str, ...]]  # (SOP class, transfer syntaxes)
+
+
+def plan_contexts(stored: Iterable[tuple[str, str]]) -> list[list[Context]]:
+    """The presentation contexts to propose for images stored as (SOP class, transfer
+    syntax), one list per association: for each class, one context per stored syntax
+    that is not uncompressed little endian (each alone, so that the workstation accepts
+    or refuses each), then one with Explicit and Implicit VR Little Endian, the fallback
+    every image can be decompressed to. At most MAX_CONTEXTS per association, a class's
+    contexts never split."""
+    syntaxes: dict[str, list[str]] = {}
+    for sop_class, syntax in stored:
+        found = syntaxes.setdefault(sop_class, [])
+        if syntax not in found and syntax not in NATIVE:
+            found.append(syntax)
+    plans: list[list[Context]] = [[]]
+    for sop_class in sorted(syntaxes):
+        contexts: list[Context] = [(sop_class, (s,)) for s in sorted(syntaxes[sop_class])]
+        contexts.append((sop_class, NATIVE))
+        contexts = contexts[-MAX_CONTEXTS:]  # never more than 127 syntaxes of one class
+        if len(plans[-1]) + len(contexts) > MAX_CONTEXTS:
+            plans.append([])
+        plans[-1].extend(contexts)
+    return [plan for plan in plans if plan]
+
+
+def _prepared(path: Path, accepted: set[str]) -> tuple[Dataset, str]:
+    """The image as it can go in a context accepted for its class: its stored syntax,
+    else decompressed to Explicit (or Implicit) VR Little Endian. (dataset, outcome)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = dcmread(path)
+        stored = ds.file_meta.TransferSyntaxUID
+        if str(stored) in accepted:
+            return ds, "sent"
+        target = (
+            ExplicitVRLittleEndian if ExplicitVRLittleEndian in accepted else ImplicitVRLittleEndian
+        )
+        if stored.is_compressed:
+            ds.decompress(generate_instance_uid=False)
+        ds.file_meta.TransferSyntaxUID = target
+        return ds, "decompressed" if stored.is_compressed else "sent"
 
 
 def c_store(files: list[Path], to: Destination, progress: Progress) -> None:
-    """Send ``files`` in one association (PS3.4 B.2): each in its stored transfer
-    syntax when the destination accepts it, else decompressed to Explicit (or Implicit)
-    VR Little Endian. ExportError if the association fails or any instance is refused."""
+    """Send ``files`` (PS3.4 B.2), in as few associations as the 128 presentation
+    contexts allow (``plan_contexts``): each image in its stored transfer syntax when
+    the destination accepts it, else decompressed to Explicit (or Implicit) VR Little
+    Endian. An image that cannot go is recorded with its reason (``progress.results``)
+    and the others still go. ExportError if the first association fails, or at the end
+    if any image did not arrive."""
     from pynetdicom import AE
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         headers = [(p, dcmread(p, stop_before_pixels=True)) for p in files]
-    ae = AE(ae_title=to.calling_ae.strip())
-    contexts = sorted(
-        {(str(h.SOPClassUID), str(h.file_meta.TransferSyntaxUID)) for _, h in headers}
-    )
-    by_class: dict[str, list[str]] = {}
-    for sop_class, syntax in contexts:
-        by_class.setdefault(sop_class, []).append(syntax)
-    for sop_class, syntaxes in by_class.items():
-        ae.add_requested_context(
-            sop_class,
-            list(dict.fromkeys([*syntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian])),
-        )
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
-    assoc = ae.associate(to.host, to.port, ae_title=to.ae_title.strip())
-    if not assoc.is_established:
-        raise ExportError(
-            f"{to.ae_title} at {to.host}:{to.port} did not accept the association "
-            "(is the workstation listening, and does it know this AE title?)"
-        )
-    try:
-        for path, header in headers:
-            accepted = {
-                str(c.transfer_syntax[0])
-                for c in assoc.accepted_contexts
-                if c.abstract_syntax == header.SOPClassUID
-            }
-            if not accepted:
+    numbered = {p: n for n, p in enumerate(files, 1)}
+    stored = [(str(h.SOPClassUID), str(h.file_meta.TransferSyntaxUID)) for _, h in headers]
+    for number, plan in enumerate(plan_contexts(stored)):
+        classes = {sop_class for sop_class, _ in plan}
+        batch = [(p, h) for p, h in headers if str(h.SOPClassUID) in classes]
+        ae = AE(ae_title=to.calling_ae.strip())
+        for sop_class, syntaxes in plan:
+            ae.add_requested_context(sop_class, list(syntaxes))
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+        assoc = ae.associate(to.host, to.port, ae_title=to.ae_title.strip())
+        if not assoc.is_established:
+            if number == 0:
                 raise ExportError(
-                    f"{to.ae_title} accepts no transfer syntax for {header.SOPClassUID.name}"
+                    f"{to.ae_title} at {to.host}:{to.port} did not accept the association "
+                    "(is the workstation listening, and does it know this AE title?)"
                 )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ds = dcmread(path)
-                if (
-                    str(ds.file_meta.TransferSyntaxUID) not in accepted
-                    and ds.file_meta.TransferSyntaxUID.is_compressed
-                ):
-                    ds.decompress(generate_instance_uid=False)
+            for path, header in batch:
+                progress.record(
+                    FileResult(numbered[path], str(header.SOPClassUID), "not_sent", "rejected")
+                )
+            continue
+        try:
+            _send_batch(assoc, batch, numbered, progress)
+        finally:
+            if assoc.is_established:
+                assoc.release()
+    failures = progress.failures
+    if failures:
+        raise ExportError(f"{to.ae_title} did not take {len(failures)} of {progress.total} images")
+
+
+def _send_batch(
+    assoc: Any, batch: Sequence[tuple[Path, Dataset]], numbered: dict[Path, int], progress: Progress
+) -> None:
+    for path, header in batch:
+        sop_class = str(header.SOPClassUID)
+
+        def done(outcome: str, detail: str = "", path: Path = path, cls: str = sop_class) -> None:
+            progress.record(FileResult(numbered[path], cls, outcome, detail))
+
+        if not assoc.is_established:
+            done("not_sent", "association ended")
+            continue
+        accepted = {
+            str(c.transfer_syntax[0])
+            for c in assoc.accepted_contexts
+            if c.abstract_syntax == sop_class
+        }
+        if not accepted:
+            done("no_context")
+            continue
+        try:
+            ds, outcome = _prepared(path, accepted)
+        except Exception as exc:  # no decoder for this syntax, damaged codestream
+            done("not_decoded", f"{header.file_meta.TransferSyntaxUID.name}: {type(exc).__name__}")
+            continue
+        try:
             status = assoc.send_c_store(ds)
-            code = int(getattr(status, "Status", -1)) if status else -1
-            with progress.lock:
-                if code in STORE_OK:
-                    progress.sent += 1
-                else:
-                    progress.failed += 1
-        if progress.failed:
-            raise ExportError(f"{to.ae_title} refused {progress.failed} of {progress.total} images")
-    finally:
-        if assoc.is_established:
-            assoc.release()
+        except Exception as exc:  # pynetdicom: no context for this data set, encoding
+            done("error", type(exc).__name__)
+            continue
+        code = int(getattr(status, "Status", -1)) if status else -1
+        if code in STORE_OK:
+            done(outcome)
+        elif code == -1:
+            done("not_sent", "no answer")
+        else:
+            done("refused", f"0x{code:04X}")

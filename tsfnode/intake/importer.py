@@ -110,6 +110,24 @@ IMAGE_STORAGE_CLASSES = frozenset(
 )
 
 
+# Encapsulated documents (PS3.3 A.45: PDF, CDA, STL, OBJ, MTL): free content that may
+# name the patient anywhere in it, which de-identification cannot find; refused.
+ENCAPSULATED_DOCUMENT_CLASSES = frozenset(
+    "1.2.840.10008.5.1.4.1.1.104." + n for n in ("1", "2", "3", "4", "5")
+)
+# Transfer syntaxes that lose information (JPEG baseline and extended, JPEG-LS near
+# lossless, JPEG 2000, HTJ2K).
+LOSSY_SYNTAXES = frozenset(
+    {
+        "1.2.840.10008.1.2.4.50",
+        "1.2.840.10008.1.2.4.51",
+        "1.2.840.10008.1.2.4.81",
+        "1.2.840.10008.1.2.4.91",
+        "1.2.840.10008.1.2.4.203",
+    }
+)
+
+
 @dataclass(frozen=True)
 class Rejected:
     """An input not taken: its name (never logged) and why, as a catalogue key (with
@@ -126,12 +144,26 @@ class Rejected:
     def say(self, lang: str) -> str:
         return texts(lang)(self.key, **self.values)
 
+    document: bool = False  # an encapsulated document, refused by rule
+
+
+@dataclass(frozen=True)
+class Repeated:
+    """An instance whose SOP Instance UID the intake holds already: never replaced
+    silently. ``kept``: "first" (the copy held stays; the new one is dropped) or
+    "lossless" (the copy held was lossy, the new one is not: the new one replaces it)."""
+
+    name: str
+    kept: str
+    study_uid: str = ""  # the study (new UID) the instance belongs to
+
 
 @dataclass
 class ImportReport:
     taken: list[Result] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # DICOMDIR indexes and the like
+    repeated: list[Repeated] = field(default_factory=list)
 
     @property
     def studies(self) -> dict[str, dict[str, int]]:
@@ -297,6 +329,11 @@ class Importer:
         ):
             report.skipped.append(source.name)  # the index of a CD: its files come too
             return
+        if str(ds.get("SOPClassUID", "")) in ENCAPSULATED_DOCUMENT_CLASSES:
+            report.rejected.append(
+                Rejected(source.name, N_("intake_document_refused"), document=True)
+            )
+            return
         try:
             problem = _check_uids(ds) or _check_image(ds, len(data))
         except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
@@ -312,15 +349,19 @@ class Importer:
             )
             return
         try:
-            written = self._write(ds, result)
+            not_written, kept = self._write(ds, result)
         except (ValueError, TypeError, AttributeError, KeyError, OverflowError, OSError) as exc:
             report.rejected.append(
                 Rejected(source.name, N_("intake_not_written"), {"error": type(exc).__name__})
             )
             return
-        if written is not None:
-            report.rejected.append(Rejected(source.name, written))
+        if not_written is not None:
+            report.rejected.append(Rejected(source.name, not_written))
             return
+        if kept:
+            report.repeated.append(Repeated(source.name, kept, result.study_uid))
+            if kept == "first":
+                return
         self.pseudonyms.record_study(result.study_uid, result.original_study_uid, result.patient)
         report.taken.append(result)
 
@@ -350,29 +391,36 @@ class Importer:
             patient=patient,
             burned_in=["photo of a film: its label may show the patient's name"],
         )
-        written = self._write(ds, result)
-        if written is not None:
-            report.rejected.append(Rejected(name, written))
+        problem, kept = self._write(ds, result)
+        if problem is not None:
+            report.rejected.append(Rejected(name, problem))
             return
+        if kept:
+            report.repeated.append(Repeated(name, kept, study))
+            if kept == "first":
+                return
         self.pseudonyms.record_study(study, "", patient)
         report.taken.append(result)
 
-    def _write(self, ds: Dataset, result: Result) -> str | None:
+    def _write(self, ds: Dataset, result: Result) -> tuple[str | None, str]:
         """Write the de-identified instance at ``intake/STUDY/SERIES/SOP.dcm``, named by
-        the UIDs the node made; None, or the catalogue key of why it was not written.
-        A study another owner holds is not written to; a file already there is never
-        replaced unless this run made it (the same bytes again count as taken: an
-        import run twice)."""
+        the UIDs the node made. Returns (why it was not written, as a catalogue key, or
+        None; what a repeated SOP Instance UID kept: "" when new, "first" when the copy
+        held stays and nothing is written, "lossless" when a lossy copy held was
+        replaced by a lossless one). A study another owner holds is not written to; a
+        file already there is replaced only if this run made it, or by a lossless copy
+        of a lossy one in the owner's own study."""
         uids = (result.study_uid, result.series_uid, result.sop_uid)
         if not all(is_node_made(uid) for uid in uids):
             raise ValueError("the new UIDs are not the node's")  # never: anonymize.py made them
         self.owners.make(result.study_uid, self.owner)  # a new study: whose it is
         if self.owners.owner(result.study_uid) != Owner(self.owner):
-            return N_("intake_study_not_yours")
+            return N_("intake_study_not_yours"), ""
         folder = self.intake / result.study_uid / result.series_uid
         folder.mkdir(exist_ok=True)
         target = folder / f"{result.sop_uid}.dcm"
         tmp = folder / f".{result.sop_uid}.{secrets.token_hex(8)}.tmp"
+        kept = ""
         if ds.file_meta.TransferSyntaxUID == ExplicitVRBigEndian:
             _to_little_endian(ds)
         try:
@@ -382,17 +430,18 @@ class Importer:
             except FileExistsError:
                 if self._made is not None and target in self._made:
                     os.replace(tmp, target)  # made by this run (a CD's copy in two syntaxes)
-                elif tmp.read_bytes() != target.read_bytes():
-                    return N_("intake_instance_exists")
+                elif not _lossy(ds) and _lossy(dcmread(target, stop_before_pixels=True)):
+                    os.replace(tmp, target)  # a lossless copy of a lossy one held
+                    kept = "lossless"
                 else:
-                    return None  # the very same instance, taken before
+                    return None, "first"  # held already: the first copy stays
             if self._made is not None:
                 self._made.add(target)
         finally:
             tmp.unlink(missing_ok=True)
         if result.burned_in:
             self.review.flag(result.study_uid, result.series_uid, result.sop_uid, result.burned_in)
-        return None
+        return None, kept
 
     def run(self, paths: list[Path], progress: Callable[[int], None] | None = None) -> ImportReport:
         """Import ``paths``; ``progress`` is called with the bytes of each input done."""
@@ -407,6 +456,13 @@ class Importer:
             self._made = None
             self.pseudonyms.save()
         return report
+
+
+def _lossy(ds: Dataset) -> bool:
+    """Whether an instance has been through lossy compression (PS3.3 C.7.6.1.1.5), or is
+    stored in a lossy transfer syntax."""
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ""))
+    return str(ds.get("LossyImageCompression", "")).strip() == "01" or syntax in LOSSY_SYNTAXES
 
 
 def _to_little_endian(ds: Dataset) -> None:

@@ -1,14 +1,23 @@
 """The DICOM listener: a hospital's modality or PACS sends studies to the node by C-STORE
 (pynetdicom). C-ECHO answers too. Compressed transfer syntaxes are accepted first, so
 nothing is decompressed on the way in; each instance goes through the same intake (and
-de-identification) as an import, and a refused one gets a failure status."""
+de-identification) as an import, and a refused one gets a failure status.
+
+Decided here (docs/THREAT_MODEL.md, Intake): an encapsulated document (PDF...) is refused
+with 0122H and a comment, as its free text may identify the patient; an instance whose
+SOP Instance UID is held already never replaces it silently: the first copy is kept (a
+lossless copy replaces a lossy one), answered with a warning (B000H) and a comment; the
+calling AE titles (and addresses) may be restricted; connections that say nothing, or no
+DICOM, are closed after the ARTIM timeout."""
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydicom import Dataset
 from pydicom.uid import (
     JPEG2000,
     DeflatedExplicitVRLittleEndian,
@@ -27,6 +36,7 @@ from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from tsfnode.config import NodeConfig
 from tsfnode.intake.importer import Importer, ImportReport, Source
 from tsfnode.logs import log
 
@@ -46,14 +56,74 @@ ACCEPTED_SYNTAXES = [
     ExplicitVRBigEndian,
 ]
 STATUS_SUCCESS = 0x0000
+STATUS_WARNING = 0xB000  # a warning status (PS3.4 B.2.3): stored, with a comment
+STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122  # PS3.7 C.4.2
+STATUS_NOT_AUTHORIZED = 0x0124
 STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_OUT_OF_RESOURCES = 0xA700
+# The Error Comment (0000,0902) of each answer that is not plain success (LO: 64 chars),
+# which dcmtk's storescu and most modalities show.
+COMMENTS = {
+    "document": "Encapsulated document refused: it may identify the patient",
+    "first": "Duplicate SOP Instance UID: the first copy was kept",
+    "lossless": "Duplicate SOP Instance UID: a lossy copy was replaced",
+    "not allowed": "This calling AE title or address may not send here",
+}
+
+
+@dataclass(frozen=True)
+class ListenerSettings:
+    """What the operator sets in [dicom]: who may call (``calling``: "AE" or
+    "AE@address"; empty: anyone), how many associations at once, and the timeouts (s)
+    after which a connection that says nothing, or no DICOM, is closed: ARTIM (PS3.8
+    9.1.5: from connection to A-ASSOCIATE-RQ, and on release or abort), DIMSE (a
+    message's wait), network (an idle association)."""
+
+    ae_title: str = "TSFNODE"
+    calling: tuple[str, ...] = ()
+    max_associations: int = 32
+    artim_timeout_s: float = 10
+    dimse_timeout_s: float = 60
+    network_timeout_s: float = 60
+
+    @classmethod
+    def of(cls, config: NodeConfig) -> ListenerSettings:
+        return cls(
+            ae_title=config.dicom_ae_title,
+            calling=config.dicom_calling_ae_titles,
+            max_associations=config.dicom_max_associations,
+            artim_timeout_s=config.dicom_artim_timeout_s,
+            dimse_timeout_s=config.dicom_dimse_timeout_s,
+            network_timeout_s=config.dicom_network_timeout_s,
+        )
+
+    def may_call(self, ae_title: str, address: str) -> bool:
+        """Whether ``ae_title`` calling from ``address`` is on the allow-list."""
+        if not self.calling:
+            return True
+        for entry in self.calling:
+            title, at, host = entry.partition("@")
+            if title.strip() == ae_title.strip() and (not at or host == address):
+                return True
+        return False
+
+
+def _answer(status: int, comment: str = "") -> Dataset | int:
+    if not comment:
+        return status
+    ds = Dataset()
+    ds.Status = status
+    ds.ErrorComment = comment
+    return ds
 
 
 class DicomListener:
-    def __init__(self, importer: Importer, *, ae_title: str, host: str, port: int) -> None:
+    def __init__(
+        self, importer: Importer, *, host: str, port: int, settings: ListenerSettings
+    ) -> None:
         self.importer = importer
-        self.ae_title = ae_title
+        self.settings = settings
+        self.ae_title = settings.ae_title
         self.host = host
         self.port = port
         self._lock = threading.Lock()
@@ -63,15 +133,26 @@ class DicomListener:
 
     def start(self) -> int:
         """Start listening (in pynetdicom's threads); returns the port bound."""
+        settings = self.settings
         ae = AE(ae_title=self.ae_title)
         for context in AllStoragePresentationContexts:
             if context.abstract_syntax is not None:
                 ae.add_supported_context(context.abstract_syntax, ACCEPTED_SYNTAXES)
         ae.add_supported_context(Verification, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         ae.require_called_aet = True
+        if settings.calling:  # titles not listed are rejected in the negotiation
+            ae.require_calling_aet = sorted({c.partition("@")[0] for c in settings.calling})
+        ae.maximum_associations = settings.max_associations
+        # ARTIM: a connection that sends nothing, or bytes that are not DICOM (a port
+        # scan, an HTTP health check), is closed after it instead of holding a place.
+        ae.acse_timeout = settings.artim_timeout_s
+        ae.dimse_timeout = settings.dimse_timeout_s
+        ae.network_timeout = settings.network_timeout_s
         handlers: list[Any] = [
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_REJECTED, self._on_rejected),
         ]
         self._server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
         self.port = int(self._server.server_address[1])
@@ -83,11 +164,46 @@ class DicomListener:
             self._server.shutdown()
             self._server = None
 
-    def _on_echo(self, event: Any) -> int:
-        return STATUS_SUCCESS
+    def _caller(self, event: Any) -> tuple[str, str]:
+        requestor = event.assoc.requestor
+        return str(requestor.ae_title).strip(), str(requestor.address)
 
-    def _on_store(self, event: Any) -> int:
+    def _allowed(self, event: Any) -> bool:
+        return self.settings.may_call(*self._caller(event))
+
+    def _on_accepted(self, event: Any) -> None:
+        """An association whose AE title is listed, but for another address: aborted."""
+        if not self._allowed(event):
+            calling, address = self._caller(event)
+            log(
+                "dicom association refused",
+                calling_ae=calling,
+                address=address,
+                reason="this AE title may call only from another address ([dicom] "
+                "calling_ae_titles)",
+            )
+            event.assoc.abort()
+
+    def _on_rejected(self, event: Any) -> None:
+        calling, address = self._caller(event)
+        if not self._allowed(event):
+            reason = "calling AE title not in [dicom] calling_ae_titles"
+        elif str(getattr(event.assoc.requestor.primitive, "called_ae_title", "")).strip() != (
+            self.ae_title
+        ):
+            reason = f"called AE title is not this node's ({self.ae_title})"
+        else:
+            reason = "too many associations at once ([dicom] max_associations)"
+        log("dicom association refused", calling_ae=calling, address=address, reason=reason)
+
+    def _on_echo(self, event: Any) -> int:
+        return STATUS_SUCCESS if self._allowed(event) else STATUS_NOT_AUTHORIZED
+
+    def _on_store(self, event: Any) -> Dataset | int:
         calling = event.assoc.requestor.ae_title
+        if not self._allowed(event):
+            self.refused += 1
+            return _answer(STATUS_NOT_AUTHORIZED, COMMENTS["not allowed"])
         try:
             data = bytes(event.encoded_dataset(include_meta=True))
         except Exception:  # a data set pynetdicom cannot encode back: refuse it
@@ -104,17 +220,32 @@ class DicomListener:
                 return STATUS_OUT_OF_RESOURCES
         if report.rejected:
             self.refused += 1
-            reason = report.rejected[0].reason.split(":")[0].split(" (")[0]
+            rejected = report.rejected[0]
+            reason = rejected.reason.split(":")[0].split(" (")[0]
             log("c-store refused", calling_ae=calling, reason=reason)  # no value in it
+            if rejected.document:
+                return _answer(STATUS_SOP_CLASS_NOT_SUPPORTED, COMMENTS["document"])
             return STATUS_CANNOT_UNDERSTAND
+        if report.repeated:
+            kept = report.repeated[0].kept
+            log("c-store repeated instance", calling_ae=calling, kept=kept)
+            if kept == "first":
+                return _answer(STATUS_WARNING, COMMENTS["first"])
         self.received += 1
         log("c-store received", calling_ae=calling, burned_in=bool(report.taken[0].burned_in))
+        if report.repeated:
+            return _answer(STATUS_WARNING, COMMENTS["lossless"])
         return STATUS_SUCCESS
 
 
-def start_listener(node_dir: Path, *, ae_title: str, host: str, port: int) -> DicomListener:
+def start_listener(node_dir: Path, config: NodeConfig) -> DicomListener:
     from tsfnode.intake.importer import importer_for
 
-    listener = DicomListener(importer_for(node_dir), ae_title=ae_title, host=host, port=port)
+    listener = DicomListener(
+        importer_for(node_dir),
+        host=config.http_host,
+        port=config.dicom_port,
+        settings=ListenerSettings.of(config),
+    )
     listener.start()
     return listener

@@ -194,6 +194,10 @@ async def batch_import(request: web.Request) -> web.Response:
         return [_study(book, u) for u in mine]
 
     studies = await asyncio.to_thread(shown)
+    rejected += [
+        {"name": name, "reason": texts(lang)(N_("intake_repeated_first"))}
+        for name in result.get("repeated", [])
+    ]
     return web.json_response({"studies": studies, "rejected": rejected})
 
 
@@ -207,13 +211,16 @@ def _import(root: Path, folder: Path, account: int) -> dict[str, Any]:
             {"name": _shown(folder, r.name), "key": r.key, "values": dict(r.values)}
             for r in report.rejected
         ]
+        repeated = [_shown(folder, r.name) for r in report.repeated if r.kept == "first"]
     finally:
         for sub in ("files", "names"):  # identifiable: gone once taken
             shutil.rmtree(folder / sub, ignore_errors=True)
     return {
         "taken": [r.sop_uid for r in report.taken],
-        "studies": sorted(report.studies),
+        "studies": sorted({*report.studies, *(r.study_uid for r in report.repeated)}),
         "rejected": rejected,
+        # instances the intake held already: the first copy was kept
+        "repeated": repeated,
     }
 
 

@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 
 from aiohttp import web
 from aiohttp.helpers import ChainMapProxy
+from pydicom.uid import UID
 
 from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, STORE
 from tsfnode.auth.accounts import DICOMWEB_TOKEN, create_token
@@ -110,6 +111,13 @@ async def _sends(request: web.Request, account_id: int) -> list[dict[str, Any]]:
             "state": sending.state,
             "error": sending.error,
         }
+        failures: list[dict[str, Any]] = []
+        if sending.error.startswith("{"):  # per image (images/export.py FileResult)
+            failures = json.loads(sending.error).get("files", [])
+            send["error"] = ""
+            for failure in failures:
+                failure["kind"] = UID(str(failure.get("class", ""))).name
+        send["failures"] = failures
         if send["state"] == "sending":
             progress = running.get(sending.id)
             if progress is None:  # the node restarted while it ran
@@ -334,6 +342,8 @@ async def _run_send(
         await asyncio.to_thread(c_store, files, to, progress)
     except ExportError as exc:
         state, error = "failed", str(exc)
+        if progress.failures:  # each image that did not arrive, named on the page
+            error = json.dumps({"files": [f.as_json() for f in progress.failures]})
     except Exception as exc:
         state, error = "failed", f"{type(exc).__name__}: {exc}"
     await _destinations(app).finish_send(

@@ -81,10 +81,12 @@ def _pairs_of(root: Path, importer: Importer, report: ImportReport) -> Imported:
     """Each source file beside what the import made of it."""
     outputs = {p.stem: p for p in (root / "intake").rglob("*.dcm")}
     # Some files hold the same instance (one image in several transfer syntaxes): the
-    # last one imported is the one on disk, as for an instance sent twice.
+    # first one imported is the one on disk, as for an instance sent twice, unless a
+    # later lossless copy replaced a lossy one (ImportReport.repeated says which).
     pairs: dict[str, Pair] = {}
     scratch = ImportReport()
     refused = {r.name for r in report.rejected}
+    refused |= {r.name for r in report.repeated if r.kept == "first"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for source in importer.sources(SOURCES, scratch):

@@ -72,7 +72,9 @@ def without_pixels(data: bytes) -> bytes:
 
 def test_real_files_are_taken_or_refused_with_a_reason(imported: Imported) -> None:
     report = imported.report
-    assert len(report.taken) >= 150
+    assert len(report.taken) >= 100
+    # files that hold an instance already taken (pydicom's MR_small in many syntaxes)
+    assert len(report.taken) + len(report.repeated) >= 150
     assert len(imported.pairs) >= 100
     for rejected in report.rejected:
         assert rejected.reason

@@ -4,6 +4,7 @@ the node in this process."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 from pathlib import Path
@@ -83,3 +84,179 @@ async def test_a_refused_instance_gets_a_failure_status(
     store = await dcmtk("storescu", "-aec", "TSF_ERASME", "127.0.0.1", port, bad)
     assert store.returncode != 0  # storescu reports the failure status it got
     assert received(node.root) == []
+
+
+def minimal_pdf(text: str) -> bytes:
+    """A one-page PDF showing ``text`` (written by hand: no PDF library needed)."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for n, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % n + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
+async def test_an_encapsulated_pdf_is_refused_with_its_reason(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(minimal_pdf("Report for DUPONT Jean, born 1961"))
+    document = tmp_path / "report.dcm"
+    made = await dcmtk("pdf2dcm", "+pn", "DUPONT^Jean", "+pi", "12345", pdf, document)
+    assert made.returncode == 0, made.stderr
+    with node_log() as log:
+        node, port = await listening_node(tmp_path, aiohttp_client)
+        store = await dcmtk("storescu", "-d", "-aec", "TSF_ERASME", "127.0.0.1", port, document)
+    assert store.returncode != 0  # a failure status, not Success with an empty document
+    assert "0x0122" in store.stderr  # Refused: SOP Class not supported
+    assert "may identify the patient" in store.stderr  # the Error Comment, shown by dcmtk
+    assert received(node.root) == []
+    logs = log.getvalue()
+    assert '"c-store refused"' in logs
+    assert "an encapsulated document" in logs
+    assert "DUPONT" not in logs
+
+
+async def test_a_repeated_instance_never_replaces_the_first_silently(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    lossy = pydicom.dcmread(CT)
+    lossy.LossyImageCompression = "01"  # the same instance, once lossy-compressed
+    lossy_path = tmp_path / "lossy.dcm"
+    lossy.save_as(lossy_path)
+    with node_log() as log:
+        node, port = await listening_node(tmp_path, aiohttp_client)
+        first = await dcmtk("storescu", "-d", "-aec", "TSF_ERASME", "127.0.0.1", port, lossy_path)
+        assert first.returncode == 0, first.stderr
+        (stored,) = sorted((node.root / "intake").rglob("*.dcm"))
+        held = stored.read_bytes()
+        again = await dcmtk("storescu", "-d", "-aec", "TSF_ERASME", "127.0.0.1", port, lossy_path)
+        assert again.returncode == 0, again.stderr  # a warning status
+        assert "first copy was kept" in again.stderr
+        assert stored.read_bytes() == held  # the copy held is untouched
+        lossless = await dcmtk("storescu", "-d", "-aec", "TSF_ERASME", "127.0.0.1", port, CT)
+        assert lossless.returncode == 0, lossless.stderr
+        assert "lossy copy was replaced" in lossless.stderr
+        lossy_again = await dcmtk(
+            "storescu", "-d", "-aec", "TSF_ERASME", "127.0.0.1", port, lossy_path
+        )
+        assert "first copy was kept" in lossy_again.stderr
+    (only,) = received(node.root)
+    assert only.get("LossyImageCompression") != "01"  # the lossless copy is the one kept
+    logs = log.getvalue()
+    assert logs.count('"c-store repeated instance"') == 3
+    assert '"kept": "lossless"' in logs
+
+
+def open_garbage(port: int, count: int) -> list[socket.socket]:
+    """``count`` connections to the listener: half say an HTTP request, half nothing."""
+    opened = []
+    for n in range(count):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if n % 2 == 0:
+            s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        opened.append(s)
+    return opened
+
+
+def closed_by_peer(s: socket.socket, deadline: float) -> bool:
+    """Whether the node closed ``s`` before ``deadline`` (monotonic), reading what it
+    says (an A-ABORT) until then."""
+    import time
+
+    while time.monotonic() < deadline:
+        s.settimeout(max(0.1, min(1.0, deadline - time.monotonic())))
+        try:
+            if s.recv(4096) == b"":
+                return True
+        except TimeoutError:
+            continue
+        except OSError:  # reset by the node: closed too
+            return True
+    return False
+
+
+async def test_connections_without_dicom_do_not_block_modalities(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    import time
+
+    port = free_port()
+    node = await start_local_node(
+        tmp_path / "erasme",
+        aiohttp_client,
+        dicom_ae_title="TSF_ERASME",
+        dicom_port=port,
+        dicom_artim_timeout_s=2,
+        dicom_network_timeout_s=5,
+    )
+    garbage = open_garbage(port, 20)  # a port scan, HTTP health checks
+    try:
+        echo = await dcmtk("echoscu", "-aec", "TSF_ERASME", "127.0.0.1", port)
+        assert echo.returncode == 0, echo.stderr
+        store = await dcmtk("storescu", "-aec", "TSF_ERASME", "127.0.0.1", port, CT)
+        assert store.returncode == 0, store.stderr
+        deadline = time.monotonic() + 60  # generous: the node closes them after 2 s
+        still_open = [
+            n
+            for n, s in enumerate(garbage)
+            if not await asyncio.to_thread(closed_by_peer, s, deadline)
+        ]
+        assert still_open == []
+    finally:
+        for s in garbage:
+            s.close()
+    assert len(received(node.root)) == 1
+
+
+async def test_only_the_listed_calling_ae_titles_may_send(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    port = free_port()
+    with node_log() as log:
+        node = await start_local_node(
+            tmp_path / "erasme",
+            aiohttp_client,
+            dicom_ae_title="TSF_ERASME",
+            dicom_port=port,
+            dicom_calling_ae_titles=("CT_SCANNER", "PACS@192.0.2.10"),
+        )
+        allowed = await dcmtk(
+            "storescu", "-aet", "CT_SCANNER", "-aec", "TSF_ERASME", "127.0.0.1", port, CT
+        )
+        assert allowed.returncode == 0, allowed.stderr
+        stranger = await dcmtk(
+            "storescu", "-aet", "INTRUDER", "-aec", "TSF_ERASME", "127.0.0.1", port, JPEG_LS
+        )
+        assert stranger.returncode != 0
+        assert "Calling AE Title Not Recognized" in stranger.stderr
+        elsewhere = await dcmtk(  # PACS may call, but from its own address only
+            "storescu", "-aet", "PACS", "-aec", "TSF_ERASME", "127.0.0.1", port, JPEG_LS
+        )
+        assert elsewhere.returncode != 0
+    assert len(received(node.root)) == 1
+    refusals = [
+        json.loads(line)
+        for line in log.getvalue().splitlines()
+        if '"dicom association refused"' in line
+    ]
+    assert {(r["calling_ae"], r["reason"].split(" ")[0]) for r in refusals} == {
+        ("INTRUDER", "calling"),
+        ("PACS", "this"),
+    }
