@@ -54,7 +54,8 @@ def test_the_owner_is_whoever_made_the_study_and_never_changes(node_dir: Path) -
     assert (owners.owner(first), owners.owner(again)) == (Owner(KOFFI), Owner(INES))
     assert not owners.make(first, INES)
     assert not owners.may_use(first, INES)
-    assert _studies(node_dir, CT, KOFFI) == [first]  # his again: the same study
+    again_his = importer_for(node_dir, owner=KOFFI).run([CT])  # his again: the same study,
+    assert [(r.kept, r.study_uid) for r in again_his.repeated] == [("first", first)]  # held
 
 
 @pytest.mark.parametrize(
