@@ -174,6 +174,7 @@ def test_charts_name_their_units_and_say_when_there_is_no_data(
     assert "0 h" not in turnaround
     assert no_data in turnaround  # the pair with no report back
     assert "min" in turnaround  # the axis says its unit
+    assert not any(word in text for text in turnaround for word in ("hours", "heures"))
     useful = labels_of(quick["useful"])
     assert useful.count(no_data) == 2  # not "0 %"
     assert "0 %" not in useful
