@@ -24,6 +24,7 @@ import asyncio
 import ipaddress
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -64,6 +65,7 @@ from tsfnode.store.blobs import BlobStore
 from tsfnode.transfers.context import NodeContext
 from tsfnode.transfers.service import TransferService
 from tsfnode.web.app import create_web_app
+from tsfnode.web.refusals import refusal_pages
 
 MAX_REQUEST = 17 * 1024 * 1024  # the largest body an endpoint takes (speed test upload)
 
@@ -273,6 +275,14 @@ async def _strict_transport(request: web.BaseRequest, response: web.StreamRespon
         response.headers.setdefault("Strict-Transport-Security", HSTS)
 
 
+FAVICON = Path(__file__).parent / "web" / "static" / "favicon.svg"
+
+
+async def favicon(request: web.Request) -> web.FileResponse:
+    """The node's icon where browsers look for it first (the pages also name it)."""
+    return web.FileResponse(FAVICON, headers={"Content-Type": "image/svg+xml"})
+
+
 def create_app(
     node_dir: NodeDir, config: NodeConfig, identity: Identity, clock: Clock | None = None
 ) -> web.Application:
@@ -297,7 +307,9 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", root)
     app.router.add_get("/metrics", prometheus)
-    Gate.of(public=[healthz, root, prometheus]).install(app)  # the sub-apps have their own
+    app.router.add_get("/favicon.ico", favicon)
+    Gate.of(public=[healthz, root, prometheus, favicon]).install(app)  # sub-apps: their own
+    app.middlewares.append(refusal_pages)  # 403 and 404 pages, here and in every sub-app
     for prefix, sub in (
         ("/peer/", create_peer_app()),
         ("/api/", create_api_app()),

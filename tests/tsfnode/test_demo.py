@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import selectors
@@ -13,8 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from bootstrap.network import demo_anchor, load_network
 from tests.harness.nodes import get_json
 from tests.harness.waiting import wait_for
+from tsfnode.cli.demo import create_demo_network
+from tsfnode.clock import Clock
+from tsfnode.config import load_config
+from tsfnode.keyfile import read_key
+from tsfnode.network.directory import DirectoryService
+from tsfnode.nodedir import NodeDir
+from tsfnode.store import Store
 
 DEMO_NAMES = ("Hôpital Erasme", "CHU Cotonou", "Dakar")
 
@@ -95,3 +104,52 @@ def test_demo_serves_every_node_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         for pipe in (process.stdout, process.stderr):
             if pipe:
                 pipe.close()
+
+
+async def directory_of(base: Path, slug: str) -> tuple[DirectoryService, Store]:
+    node = NodeDir(base / slug)
+    config = load_config(node.config)
+    network = load_network(config.network, base=node.root)
+    store = await Store.open(node.database)
+    service = DirectoryService(network, read_key(node.key), store)
+    await service.load(Clock().now_ms())
+    return service, store
+
+
+def ids(base: Path, *slugs: str) -> set[bytes]:
+    return {read_key(NodeDir(base / slug).key).public.key for slug in slugs}
+
+
+async def test_two_demo_networks_on_one_host_stay_apart(tmp_path: Path) -> None:
+    """Two demo folders on one machine (their nodes meet by mDNS on 127.0.0.1): each has
+    its own anchor and pair; the records of the other, all taken in as gossip would bring
+    them, admit none of its nodes and replace nothing."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    for base in (first, second):
+        await asyncio.to_thread(create_demo_network, base, 0)
+    anchors = [load_network(str(b / "network.toml")).anchors for b in (first, second)]
+    assert anchors[0] != anchors[1]
+    assert demo_anchor().public not in anchors[0] + anchors[1]  # not the public anchor
+    now = Clock().now_ms()
+    for mine, theirs in ((first, second), (second, first)):
+        service, store = await directory_of(mine, "erasme")
+        sibling, sibling_store = await directory_of(mine, "cotonou")
+        other, other_store = await directory_of(theirs, "cotonou")
+        try:
+            (pair_id,) = service.view(now).pairs
+            pair = service.view(now).pairs[pair_id].raw
+            # Its own demo's node, met on the LAN, is admitted...
+            await service.add([d.raw for d in sibling.directory], now)
+            assert set(service.view(now).admitted) == ids(mine, "erasme", "cotonou")
+            # ... the other demo's, with everything it holds, is not.
+            outcome = await service.add([d.raw for d in other.directory], now)
+            assert "added" not in outcome, outcome  # every record of the other refused
+            after = service.view(now)
+            assert set(after.admitted) == ids(mine, "erasme", "cotonou")
+            assert not set(after.admitted) & ids(theirs, "erasme", "cotonou", "dakar")
+            assert set(after.pairs) == {pair_id}  # its own pair, unchanged
+            assert after.pairs[pair_id].raw == pair
+            assert len(after.members) == 4
+        finally:
+            for opened in (store, sibling_store, other_store):
+                await opened.close()

@@ -15,6 +15,7 @@ every page in French and English, refused to those it is not for.
 from __future__ import annotations
 
 import io
+import math
 import re
 import shutil
 import time
@@ -306,6 +307,65 @@ def test_an_upload_cut_halfway_resumes_in_a_new_tab_without_sending_a_chunk_twic
     page.context.close()
 
 
+RECORD_PROGRESS = """() => {
+  window.shown = [];
+  const note = () => window.shown.push({
+    text: document.getElementById("progress-text").textContent,
+    left: document.getElementById("time-left").textContent,
+    max: document.getElementById("progress").max,
+    value: document.getElementById("progress").value,
+  });
+  const watch = new MutationObserver(note);
+  const what = { childList: true, characterData: true, subtree: true };
+  for (const id of ["progress-text", "time-left"]) watch.observe(document.getElementById(id), what);
+}"""
+UPLINK_BYTES_S = 1_000_000  # 8 Mbit/s, the upload throttled by Chromium (CDP)
+
+
+def test_the_upload_shows_the_whole_selection_from_the_first_update_on_a_slow_link(
+    net: WebNet, chromium: Any
+) -> None:
+    base = net.cluster.url(0)
+    page = signed_in(chromium, base, "koffi", "fr", "/web/new")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {
+            "offline": False,
+            "latency": 100,
+            "downloadThroughput": 4 * UPLINK_BYTES_S,
+            "uploadThroughput": UPLINK_BYTES_S,
+        },
+    )
+    page.evaluate(RECORD_PROGRESS)
+    chosen = [net.large, net.ct, net.photo]  # the large file first: the others wait for it
+    total = sum(f.stat().st_size for f in chosen)
+    page.set_input_files("#pick-files", [str(f) for f in chosen])
+    page.wait_for_selector("#studies input[name=study_uid]", timeout=120_000)
+    shown = page.evaluate("window.shown")
+    uploading = [s for s in shown if "envoyés" in s["text"]]  # Koffi reads French
+    assert len(uploading) > 3, shown
+    whole = f"{total / 1e6:.1f} Mo".replace(".", ",")  # 7,4 Mo: the selection, in French
+    # From the first update: the whole selection, never the files started so far.
+    assert all(s["max"] == total for s in uploading), uploading[:3]
+    assert uploading[0]["text"] == f"0,0 / {whole} envoyés (3 fichiers)", uploading[0]
+    assert all(s["text"].endswith(f" / {whole} envoyés (3 fichiers)") for s in uploading)
+    values = [s["value"] for s in uploading]
+    assert values == sorted(values)
+    assert values[0] < total / 10
+    # The rate and the time left are this upload's own, over the throttled line.
+    lefts = [s["left"] for s in shown if s["left"]]
+    assert lefts, shown
+    found = re.findall(r"([\d\u202f\xa0]+) kbit/s", " ".join(lefts))
+    rates = [float(re.sub(r"\D", "", m)) for m in found]
+    assert rates, lefts
+    assert max(rates) <= UPLINK_BYTES_S * 8 / 1000 * 1.2, lefts  # never more than the line
+    assert re.search(r"environ \d+ (s|min) restantes", lefts[0]), lefts
+    page.screenshot(path=str(net.shots / "upload-progress-fr.png"), full_page=True)
+    page.context.close()
+
+
 def page_again(context: Any, base: str) -> Any:
     page = context.new_page()
     page.goto(f"{base}/web/new")
@@ -548,6 +608,52 @@ def wait_text(page: Any, corner: str, wanted: str) -> str:
             return text
         page.wait_for_timeout(100)
     raise AssertionError(f"{corner}: {wanted!r} not in {overlay(page, corner)!r}")
+
+
+def shown_angle(page: Any) -> float:
+    text = page.inner_text("#measure")
+    assert text.endswith("°"), text
+    return float(text.rstrip("°").replace(",", "."))  # French: 128,5°
+
+
+def test_the_angle_tool_measures_with_three_clicks(net: WebNet, chromium: Any) -> None:
+    folder = net.base / "ct-angle"
+    folder.mkdir()
+    slices = ct_series(folder, 3)
+    pairs = net.koffi.ok("/pairs")["pairs"]
+    pair = next(p["pair_id"] for p in pairs if p["status"] == "active")
+    case = net.submit(folder, {"routing": "pair", "target": pair})
+    # The sender's own viewer, on his node: the images are in its intake.
+    page = signed_in(chromium, net.cluster.url(0), "koffi", "fr", f"/web/cases/{case}/viewer")
+    page.wait_for_selector("#thumbs .thumb")
+    wait_text(page, "tr", "Image 1/3")  # "Image" in French too
+    box = box_of(page)
+    ds = pydicom.dcmread(slices[0], stop_before_pixels=True)
+    row_mm, column_mm = (float(v) for v in ds.PixelSpacing)
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    arm, vertex, other = (cx - 120, cy + 30), (cx, cy), (cx + 50, cy - 110)
+
+    def expected() -> float:
+        u = ((arm[0] - vertex[0]) * column_mm, (arm[1] - vertex[1]) * row_mm)
+        w = ((other[0] - vertex[0]) * column_mm, (other[1] - vertex[1]) * row_mm)
+        cos = (u[0] * w[0] + u[1] * w[1]) / (math.hypot(*u) * math.hypot(*w))
+        return math.degrees(math.acos(cos))  # the fitted scale is the same on both axes
+
+    page.keyboard.press("a")
+    for x, y in (arm, vertex, other):  # three clicks: an arm's end, the vertex, the other
+        page.mouse.click(x, y)
+    assert shown_angle(page) == pytest.approx(expected(), abs=0.2)
+    page.screenshot(path=str(net.shots / "viewer-angle-fr.png"))
+    # Pressed, dragged to the vertex, released, then a click: the same angle.
+    page.keyboard.press("r")
+    page.keyboard.press("a")
+    page.mouse.move(*arm)
+    page.mouse.down()
+    page.mouse.move(*vertex, steps=5)
+    page.mouse.up()
+    page.mouse.click(*other)
+    assert shown_angle(page) == pytest.approx(expected(), abs=0.2)
+    page.context.close()
 
 
 def test_the_reader_reads_a_ct_in_the_viewer(net: WebNet, chromium: Any) -> None:

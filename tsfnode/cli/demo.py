@@ -3,12 +3,19 @@
 Three nodes, as in the network's first years: a reading group at a university hospital
 in Brussels, a sender hospital in Cotonou, and a volunteer community in Dakar. Each is an
 ordinary `tsfnode run` process with its own directory under ``demo-network/``.
+
+Each demo folder is a network of its own: its trust anchor is made when the folder is
+made (``demo-keys/anchor.key``, its network file ``network.toml`` beside the nodes), and
+its pair has a random id. Two demos on one host (or a demo and the test suite, which use
+the public demo anchor of ``bootstrap/networks/demo.toml``) meet by mDNS on 127.0.0.1 but
+admit none of each other's nodes and records.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -18,13 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from bootstrap.network import demo_anchor, load_network
+from bootstrap.network import NetworkFile, demo_anchor, load_network
 from bootstrap.tools import admit_node, attest_member, create_group
 from protocol.identity import Identity
 from tsfnode.auth.accounts import create_account
 from tsfnode.clock import Clock
 from tsfnode.config import NodeConfig
 from tsfnode.errors import NodeError
+from tsfnode.keyfile import read_key, write_key
 from tsfnode.network.directory import DirectoryService
 from tsfnode.node import init_node
 from tsfnode.nodedir import NodeDir
@@ -84,12 +92,46 @@ DEMO_NODES = (
 )
 
 
+NETWORK_FILE = "network.toml"  # the demo folder's own network, beside its nodes' folders
+ANCHOR_FILE = "anchor.key"  # in demo-keys/
+
+
+def _anchor_of(base: Path) -> Identity:
+    """The demo folder's anchor (the public one for a folder of an older version)."""
+    path = base / "demo-keys" / ANCHOR_FILE
+    return read_key(path) if path.exists() else demo_anchor()
+
+
+def _network_of(base: Path) -> NetworkFile:
+    path = base / NETWORK_FILE
+    return load_network(str(path.resolve()) if path.exists() else "demo")
+
+
+def _network_setting(base: Path) -> str:
+    """What a node's config says of its network, from the node's own folder."""
+    return f"../{NETWORK_FILE}" if (base / NETWORK_FILE).exists() else "demo"
+
+
+def _make_network(base: Path) -> None:
+    """This demo folder's own network: a new anchor key and its network file."""
+    keys = base / "demo-keys"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    anchor = Identity.generate(os.urandom)
+    write_key(keys / ANCHOR_FILE, anchor)
+    network = NetworkFile(
+        "demo",
+        (anchor.public,),
+        description=f"Local demo network of {base.resolve()} (127.0.0.1); never for real patients",
+    )
+    (base / NETWORK_FILE).write_text(network.to_toml(), encoding="utf-8")
+
+
 def _create_demo_node(directory: Path, node: DemoNode, port: int) -> None:
     config = NodeConfig(
         name=node.name,
         institution=node.name,
         country=node.country,
-        network="demo",
+        network=_network_setting(directory.parent),
         http_port=port,
         discovery_mdns_interface="127.0.0.1",
     )
@@ -98,13 +140,16 @@ def _create_demo_node(directory: Path, node: DemoNode, port: int) -> None:
 
 
 async def _admit_and_create_accounts(directory: Path, node: DemoNode, identity: Identity) -> None:
-    """The demo network's anchor (public, demo only) admits the node; then its accounts."""
-    network = load_network("demo")
+    """The demo folder's anchor admits the node; then its accounts."""
+    base = directory.parent
+    network = _network_of(base)
     store = await Store.open(NodeDir(directory).database)
     try:
         service = DirectoryService(network, identity, store)
         await service.load(Clock().now_ms())
-        cert = admit_node(network, demo_anchor(), identity.public, now=Clock().now_ms(), days=3650)
+        cert = admit_node(
+            network, _anchor_of(base), identity.public, now=Clock().now_ms(), days=3650
+        )
         await service.add([cert], Clock().now_ms())
         for account in node.accounts:
             await create_account(
@@ -161,16 +206,13 @@ DEMO_PAIR = ("lecteur.erasme", "emetteur.cotonou", 3, 48)  # reader, sender, a w
 
 
 def _demo_people(base: Path) -> list[bytes]:
-    """The demo's groups, its members' attestations and a pair, signed with the demo
-    anchor (public: demo only) and the demo accounts' own person keys."""
-    import os
-
-    from bootstrap.network import NetworkFile
+    """The demo's groups, its members' attestations and a pair (with a random id), signed
+    with the demo folder's anchor and the demo accounts' own person keys."""
     from protocol.codec import pack
     from protocol.directory import countersign, sign_pair
-    from tsfnode.keyfile import read_key, write_key
 
-    network = NetworkFile("demo", (demo_anchor().public,))
+    network = _network_of(base)
+    anchor = _anchor_of(base)
     keys = base / "demo-keys"
     keys.mkdir(mode=0o700, exist_ok=True)
     homes: dict[str, tuple[Path, Identity]] = {}
@@ -200,7 +242,7 @@ def _demo_people(base: Path) -> list[bytes]:
             coordinator = read_key(coordinator_file)
         records += create_group(
             network,
-            demo_anchor(),
+            anchor,
             read_key(group_key),
             name=group.name,
             kind=group.kind,
@@ -234,7 +276,7 @@ def _demo_people(base: Path) -> list[bytes]:
             )
     reader, sender, quota, hours = DEMO_PAIR
     terms = {
-        "pair_id": bytes(16),
+        "pair_id": os.urandom(16),  # a pair of its own: another demo's never replaces it
         "reader": person(reader).public.key,
         "sender": person(sender).public.key,
         "weekly_quota": quota,
@@ -266,12 +308,10 @@ def _display_name(username: str) -> str:
 
 
 async def _add_records(directory: Path, records: list[bytes]) -> None:
-    network = load_network("demo")
+    network = _network_of(directory.parent)
     store = await Store.open(NodeDir(directory).database)
     try:
         node_key = NodeDir(directory).key
-        from tsfnode.keyfile import read_key
-
         service = DirectoryService(network, read_key(node_key), store)
         await service.load(Clock().now_ms())
         await service.add(records, Clock().now_ms())
@@ -314,6 +354,26 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
+def create_demo_network(base: Path, base_port: int) -> None:
+    """The demo's folder, made once: its own network (anchor and network file), then its
+    nodes, then its people in every node's directory. A folder made by an older version
+    (the public demo anchor, no network file) is kept as it is."""
+    base.mkdir(parents=True, exist_ok=True)
+    fresh = not any(NodeDir(base / node.slug).exists() for node in DEMO_NODES)
+    if fresh and not (base / NETWORK_FILE).exists():
+        _make_network(base)
+    created = False
+    for i, node in enumerate(DEMO_NODES):
+        directory = base / node.slug
+        if not NodeDir(directory).exists():
+            _create_demo_node(directory, node, base_port + i if base_port else 0)
+            created = True
+    if created:  # the people of the demo network, in every node's directory
+        records = _demo_people(base)
+        for node in DEMO_NODES:
+            asyncio.run(_add_records(base / node.slug, records))
+
+
 def run_demo(base: Path, base_port: int) -> int:
     base.mkdir(parents=True, exist_ok=True)
     stop_requested = False
@@ -328,16 +388,7 @@ def run_demo(base: Path, base_port: int) -> int:
     processes: list[subprocess.Popen[bytes]] = []
     urls: list[str] = []
     try:
-        created = False
-        for i, node in enumerate(DEMO_NODES):
-            directory = base / node.slug
-            if not NodeDir(directory).exists():
-                _create_demo_node(directory, node, base_port + i if base_port else 0)
-                created = True
-        if created:  # the people of the demo network, in every node's directory
-            records = _demo_people(base)
-            for node in DEMO_NODES:
-                asyncio.run(_add_records(base / node.slug, records))
+        create_demo_network(base, base_port)
         for node in DEMO_NODES:
             directory = base / node.slug
             log_file = open(directory / "node.log", "ab")

@@ -36,6 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import io
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -90,6 +91,9 @@ def translator(lang: str) -> Mapping[str, str]:
     return MappingProxyType({k: translations.gettext(k) for k in keys})
 
 
+_UNITS = ((1e9, N_("gb"), 1), (1e6, N_("mb"), 1))  # then ko, whole
+
+
 class Texts:
     """The words, numbers and times of one language, for code: ``_ = texts(lang)``, then
     ``_("key", name=value)``, ``_.plural("key", count)``, ``_.number(x, 1)``, ``_.time(ms)``."""
@@ -122,6 +126,22 @@ class Texts:
         """1 234,5 in French, 1,234.5 in English (``digits`` after the decimal sign)."""
         pattern = "#,##0" + ("." + "0" * digits if digits > 0 else "")
         return format_decimal(value, format=pattern, locale=self.locale)
+
+    def size(self, n_bytes: float) -> str:
+        """A size in the unit its magnitude calls for: 12 ko, 7,4 Mo, 1,2 Go (12 kB, 7.4
+        MB, 1.2 GB); a small file that is not empty is never "0 Mo" (at least 1 ko)."""
+        for scale, key, digits in _UNITS:
+            if n_bytes >= scale:
+                return f"{self.number(n_bytes / scale, digits)} {self(key)}"
+        return f"{self.number(math.ceil(n_bytes / 1e3))} {self(N_('kb'))}"
+
+    def sizes(self, done: float, total: float) -> str:
+        """What is done of a total, both in the total's unit: 0,0 / 11,1 Mo."""
+        whole = self.size(total)
+        for scale, _key, digits in _UNITS:
+            if total >= scale:
+                return f"{self.number(done / scale, digits)} / {whole}"
+        return f"{self.number(math.ceil(done / 1e3))} / {whole}"
 
     def time(self, ms: int | None) -> str:
         """A moment, in UTC and said so: 5 mars 2025, 14:03 UTC; 5 Mar 2025, 14:03 UTC."""

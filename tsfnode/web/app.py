@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jinja2
 from aiohttp import web
 
 from tsfnode import __version__
 from tsfnode.appkeys import CONFIG, DIRECTORY, IDENTITY, PEERING, STARTED_MS
 from tsfnode.auth.gate import Gate
-from tsfnode.auth.sessions import signed_in
+from tsfnode.auth.sessions import home_of, session_of, signed_in
 from tsfnode.clock import request_now
 from tsfnode.web.admin import add_routes as add_admin_routes
 from tsfnode.web.cases import add_routes, login, login_page, logout
-from tsfnode.web.common import TEMPLATES, render
+from tsfnode.web.common import TEMPLATES, environment, render
 from tsfnode.web.coordinator import add_routes as add_coordinator_routes
 from tsfnode.web.coordinator import apply, join_page
 from tsfnode.web.new_case import add_routes as add_new_case_routes
@@ -23,7 +22,6 @@ from tsfnode.web.pairs import add_routes as add_pair_routes
 from tsfnode.web.tools import add_routes as add_tool_routes
 from tsfnode.web.viewer import add_routes as add_viewer_routes
 
-_TEMPLATE_DIR = Path(__file__).parent / "templates"
 _STATIC_DIR = Path(__file__).parent / "static"
 
 
@@ -32,9 +30,13 @@ async def index(request: web.Request) -> web.Response:
     identity = request.config_dict[IDENTITY]
     now = request_now(request)
     admitted = request.config_dict[DIRECTORY].view(now).is_admitted(identity.public.key)
+    session = await session_of(request)  # public: signed in or not, it shows the way in
     return render(
         request,
         "index.html",
+        person_language=session.language if session else None,
+        session=session,
+        home=home_of(session.role) if session else None,
         config=config,
         node_id=identity.public.text,
         started_ms=request.config_dict[STARTED_MS],
@@ -46,11 +48,7 @@ async def index(request: web.Request) -> web.Response:
 
 def create_web_app() -> web.Application:
     app = web.Application()
-    app[TEMPLATES] = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(_TEMPLATE_DIR),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
+    app[TEMPLATES] = environment()
     app.router.add_get("/", index)
     add_routes(app)
     add_new_case_routes(app)

@@ -55,29 +55,37 @@ def quality_charts(
     rows: list[CaseRow], pair_names: dict[bytes, str], _: Texts, now: int
 ) -> dict[str, str]:
     """Four charts (SVG text) of the cases ``rows``, per pair (and the group's own cases):
-    median turnaround in hours, share judged useful, image quality, and volume per week."""
+    median turnaround (in minutes or hours by its magnitude), share judged useful, image
+    quality, and volume per week; "no data" where a pair has nothing to measure."""
     if not rows:
         return {}
     groups = _by(rows, pair_names, _)
     labels = list(groups)
     charts: dict[str, str] = {}
     with plt.rc_context(STYLE):  # type: ignore[arg-type]  # keys typed as literals
-        turnaround = [
-            statistics.median(
-                [
-                    (r.case.report_back_ms - r.case.submitted_ms) / 3_600_000
-                    for r in v
-                    if r.case.report_back_ms and r.case.submitted_ms
-                ]
-                or [0]
-            )
-            for v in groups.values()
-        ]
-        charts["turnaround"] = _bars(labels, turnaround, _("chart_turnaround"), "h", _)
-        useful = []
+        turnaround: list[float | None] = []
+        for v in groups.values():
+            took = [
+                r.case.report_back_ms - r.case.submitted_ms
+                for r in v
+                if r.case.report_back_ms and r.case.submitted_ms
+            ]
+            turnaround.append(statistics.median(took) if took else None)
+        scale, unit = duration_unit(turnaround, _)
+        charts["turnaround"] = _bars(
+            labels,
+            [None if t is None else t / scale for t in turnaround],
+            _("chart_turnaround"),
+            unit,
+            _,
+            digits=0 if scale == MINUTE_MS else 1,
+        )
+        useful: list[float | None] = []
         for v in groups.values():
             judged = [r for r in v if r.useful is not None]
-            useful.append(100 * sum(bool(r.useful) for r in judged) / len(judged) if judged else 0)
+            useful.append(
+                100 * sum(bool(r.useful) for r in judged) / len(judged) if judged else None
+            )
         charts["useful"] = _bars(labels, useful, _("chart_useful"), "%", _, limit=100)
         figure, axes = plt.subplots(figsize=(5.6, 0.5 + 0.35 * len(labels)))
         adequate = [sum(r.image_quality == "adequate" for r in v) for v in groups.values()]
@@ -107,18 +115,36 @@ def quality_charts(
     return charts
 
 
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+
+
+def duration_unit(values: Iterable[float | None], _: Texts) -> tuple[int, str]:
+    """The unit durations (ms) are shown in, by their magnitude: minutes while the
+    longest is under two hours (nine minutes is "9 min", not "0 h"), else hours."""
+    longest = max((v for v in values if v is not None), default=0.0)
+    return (MINUTE_MS, _("unit_minutes")) if longest < 2 * HOUR_MS else (HOUR_MS, _("unit_hours"))
+
+
 def _bars(
     labels: list[str],
-    values: list[float],
+    values: list[float | None],
     title: str,
     unit: str,
     _: Texts,
     limit: float | None = None,
+    digits: int = 0,
 ) -> str:
+    """Horizontal bars, each labelled with its value and unit, or "no data" where there
+    is nothing to measure (never a bar of 0)."""
     figure, axes = plt.subplots(figsize=(5.6, 0.5 + 0.35 * len(labels)))
-    bars = axes.barh(labels, values, color=COLOURS[0])
-    axes.bar_label(bars, labels=[f"{_.number(v)} {unit}" for v in values], padding=3, fontsize=8)
+    bars = axes.barh(labels, [v or 0 for v in values], color=COLOURS[0])
+    shown = [_("no_data") if v is None else f"{_.number(v, digits)} {unit}" for v in values]
+    axes.bar_label(bars, labels=shown, padding=3, fontsize=8)
     if limit is not None:
         axes.set_xlim(0, limit * 1.15)
+    elif not any(values):
+        axes.set_xlim(0, 1)
+    axes.set_xlabel(unit)
     axes.set_title(title, loc="left")
     return _svg(figure)

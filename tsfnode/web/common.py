@@ -5,6 +5,8 @@ page's message or as an HTTP answer), the case of a URL if the person may see it
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,6 +23,18 @@ from tsfnode.store.accounts import AccountStore
 from tsfnode.store.cases import CaseRow
 
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    """The web application's templates (also the refusal pages' outside it: a 404 at
+    the root)."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
 
 
 def read_catalogues() -> None:
@@ -49,7 +63,7 @@ def render(
     **context: object,
 ) -> web.Response:
     lang = choose_language(request, person_language)
-    template = request.app[TEMPLATES].get_template(name)
+    template = request.app.get(TEMPLATES, environment()).get_template(name)
     context.setdefault("session", None)
     words = texts(lang)
     html = template.render(
@@ -58,6 +72,8 @@ def render(
         plural_forms=words.plural_forms,
         when=words.time,
         num=words.number,
+        size=words.size,
+        sizes=words.sizes,
         say=lambda error: say(error, lang),
         lang=lang,
         languages=LANGUAGES,

@@ -14,13 +14,23 @@
   let state = JSON.parse(localStorage.getItem(UPLOAD_KEY) || "null") || { batch: null, files: {} };
   let studies = [];
   let busy = false;
+  // What the person chose, whole from the first second (files not started included), and
+  // the bytes the node confirmed since this upload began, for a true rate and time left.
+  let selection = null; // { keys, bytes, count }
+  let measure = null; // { startedAt, startedDone }
   const save = () => localStorage.setItem(UPLOAD_KEY, JSON.stringify(state));
   const fingerprint = (f) => `${f.webkitRelativePath || f.name}|${f.size}|${f.lastModified}`;
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const fmt = (s, values) => s.replace(/\{(\w+)\}/g, (_, k) => values[k]);
   const lang = document.documentElement.lang;
   const number = (n, digits = 0) => n.toLocaleString(lang, { maximumFractionDigits: digits });
-  const megabytes = (n) => number(n / 1e6, 1);
+  const fixed = (n, digits) =>
+    n.toLocaleString(lang, { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  // A size in the unit its magnitude calls for (ko, Mo, Go): a small file is never "0 Mo".
+  const UNITS = [[1e9, T.gb, 1], [1e6, T.mb, 1], [1e3, T.kb, 0]];
+  const unitOf = (n) => UNITS.find(([scale]) => n >= scale) || UNITS[UNITS.length - 1];
+  const inUnit = (n, [scale, , digits]) => fixed(digits ? n / scale : Math.ceil(n / scale), digits);
+  const size = (n) => `${inUnit(n, unitOf(n))} ${unitOf(n)[1]}`;
   // A text with a count: its form for that count in the page's language (the forms come
   // by plural category from the node's catalogue), the count written as the language does.
   const rules = new Intl.PluralRules(lang);
@@ -91,16 +101,46 @@
     }
   }
 
+  // Bytes the node holds of a file of the selection (0 for one not started yet).
+  const sent = (key) => {
+    const f = state.files[key];
+    return f ? (f.done ? f.size : f.offset) : 0;
+  };
+
   function progress() {
-    const files = Object.values(state.files);
-    const size = files.reduce((a, f) => a + f.size, 0);
-    const done = files.reduce((a, f) => a + (f.done ? f.size : f.offset), 0);
-    $("progress").max = size || 1;
+    let total, done, count;
+    if (selection) {
+      ({ bytes: total, count } = selection);
+      done = selection.keys.reduce((a, key) => a + sent(key), 0);
+    } else { // back on the page, before the files are chosen again: what was started
+      const files = Object.values(state.files);
+      total = files.reduce((a, f) => a + f.size, 0);
+      done = files.reduce((a, f) => a + (f.done ? f.size : f.offset), 0);
+      count = files.length;
+    }
+    $("progress").max = total || 1;
     $("progress").value = done;
-    $("progress-text").textContent = counted(done === size ? T.uploaded : T.uploading, files.length, {
-      done: megabytes(done), size: megabytes(size),
+    $("progress-text").textContent = counted(done === total ? T.uploaded : T.uploading, count, {
+      done: inUnit(done, unitOf(total)), size: size(total), // 0,0 / 11,1 Mo: the total's unit
     });
-    estimate(size);
+    timeLeft(done, total);
+    estimate(total);
+  }
+
+  // The rate this upload has had (bytes the node confirmed, over the time since it
+  // began) and the time left for the rest of the selection at that rate.
+  function timeLeft(done, total) {
+    const box = $("time-left");
+    if (!measure || done >= total) { box.textContent = ""; return; }
+    const seconds = (performance.now() - measure.startedAt) / 1000;
+    const bytes = done - measure.startedDone;
+    if (seconds < 1 || bytes <= 0) { box.textContent = ""; return; }
+    const rate = bytes / seconds;
+    const minutes = (total - done) / rate / 60;
+    box.textContent = fmt(minutes < 1 ? T.left_seconds : T.left_minutes, {
+      kbits: number((rate * 8) / 1000),
+      left: number(minutes < 1 ? Math.max(1, Math.round(minutes * 60)) : Math.round(minutes)),
+    });
   }
 
   function estimate(bytes) {
@@ -112,7 +152,7 @@
     }
     const minutes = Math.max(1, Math.round(bytes / rate / 60));
     $("estimate").textContent = fmt(T.estimate, {
-      minutes: number(minutes), size: megabytes(bytes), kbits: number((rate * 8) / 1000),
+      minutes: number(minutes), size: size(bytes), kbits: number((rate * 8) / 1000),
     });
   }
 
@@ -129,6 +169,9 @@
       }
       // Entries without an id have not been started: start() makes them.
       for (const [key, e] of Object.entries(state.files)) if (!e.id) delete state.files[key];
+      const keys = wanted.map(fingerprint);
+      selection = { keys, bytes: wanted.reduce((a, f) => a + f.size, 0), count: wanted.length };
+      measure = { startedAt: performance.now(), startedDone: keys.reduce((a, key) => a + sent(key), 0) };
       progress();
       for (const f of wanted) await send(f);
       await importBatch();
@@ -162,7 +205,7 @@
       radio.checked = i === 0;
       radio.addEventListener("change", ready);
       label.append(radio, ` ${T.study} ${s.modality} · ${counted(T.images_count, s.instances)}, ` +
-        `${counted(T.series_count, s.series)}, ${megabytes(s.bytes)} ${T.mb}`);
+        `${counted(T.series_count, s.series)}, ${size(s.bytes)}`);
       box.append(label);
       if (s.flags.length) box.append(el("p", { className: "notice" }, T.to_check));
       for (const flag of s.flags) box.append(flagBox(s, flag));

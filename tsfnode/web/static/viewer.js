@@ -200,15 +200,27 @@
       if (!this.series) return;
       this.canvas.setPointerCapture(e.pointerId);
       this.drag = { x: e.clientX, y: e.clientY, window: this.window && [...this.window], zoom: this.zoom, pan: [...this.pan], frame: this.frame };
-      const p = this.at(e);
-      if (this.tool === "length") this.partial = { kind: "length", points: [p, p] };
-      if (this.tool === "angle") {
-        if (!this.partial) this.partial = { kind: "angle", points: [p, p] };
-        else this.partial.points.push(p);
-      }
+      if (this.tool === "length" || this.tool === "angle") this.placePoint(this.at(e));
+    }
+    // A measure is made of points placed one by one, each by a click or by the end of a
+    // drag; the point after the last placed follows the pointer until it is placed.
+    // Length: 2 points; angle: 3, the vertex in the middle.
+    placePoint(p) {
+      const m = this.partial;
+      if (!m) { this.partial = { kind: this.tool, points: [p, p], placed: 1 }; return; }
+      if (m.placed >= m.points.length) return; // all placed: the pointer goes up next
+      m.points[m.points.length - 1] = p;
+      m.placed += 1;
+      if (m.placed < needed(m)) m.points.push(p);
     }
     move(e) {
       const d = this.drag;
+      const m = this.partial;
+      if (!d && m && m.placed < m.points.length) { // between clicks: the next point follows
+        m.points[m.points.length - 1] = this.at(e);
+        this.draw();
+        return;
+      }
       if (!d) return;
       const dx = e.clientX - d.x, dy = e.clientY - d.y;
       if (this.tool === "window" && d.window && !this.series.colour) {
@@ -220,7 +232,7 @@
       else if (this.partial) this.partial.points[this.partial.points.length - 1] = this.at(e);
       this.draw();
     }
-    up() {
+    up(e) {
       const d = this.drag;
       this.drag = null;
       if (!d) return;
@@ -228,7 +240,12 @@
         this.preview = false;
         this.show(this.frame); // the node renders the frame at the new window
       }
-      if (this.partial && (this.partial.kind === "length" || this.partial.points.length === 3)) {
+      const m = this.partial;
+      // The end of a drag places the point that followed it; a click placed it already.
+      if (m && m.placed < m.points.length && Math.hypot(e.clientX - d.x, e.clientY - d.y) > 3) {
+        this.placePoint(this.at(e));
+      }
+      if (m && m.placed === needed(m)) {
         this.marks.push(this.partial);
         this.partial = null;
         announce(this);
@@ -242,17 +259,20 @@
     }
   }
 
+  const needed = (m) => (m.kind === "length" ? 2 : 3); // points of a finished measure
+
   function measure(s, m) {
     const sp = s.spacing;
     const len = (a, b) => sp ? Math.hypot((b[0] - a[0]) * sp.column, (b[1] - a[1]) * sp.row) : Math.hypot(b[0] - a[0], b[1] - a[1]);
     if (m.kind === "length") return `${num(len(...m.points))} ${sp ? "mm" : "px"}`;
     if (m.points.length < 3) return "";
+    if (m.points.some((p, i) => i > 0 && p[0] === m.points[i - 1][0] && p[1] === m.points[i - 1][1])) return "";
     const [a, v, b] = m.points;
     const u = [a[0] - v[0], a[1] - v[1]], w = [b[0] - v[0], b[1] - v[1]];
     const sx = sp ? sp.column : 1, sy = sp ? sp.row : 1;
     const dot = u[0] * w[0] * sx * sx + u[1] * w[1] * sy * sy;
     const angle = Math.acos(dot / (Math.hypot(u[0] * sx, u[1] * sy) * Math.hypot(w[0] * sx, w[1] * sy)));
-    return `${num((angle * 180) / Math.PI)}°`;
+    return Number.isFinite(angle) ? `${num((angle * 180) / Math.PI)}°` : "";
   }
 
   function announce(vp) {
