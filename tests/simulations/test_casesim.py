@@ -241,9 +241,9 @@ def test_beyond_the_pairs_weekly_quota_the_reader_accepts_before_reading() -> No
         week.append(case["submitted_ms"])
 
 
-def test_chunks_lost_on_the_line_are_sent_again_and_cost_time() -> None:
+def test_chunk_requests_that_fail_are_sent_again_and_cost_time() -> None:
     lossy = {**SMALL, "days": 30}
-    lossy["nodes"] = [SMALL["nodes"][0], {**SMALL["nodes"][1], "loss": 0.05}]
+    lossy["nodes"] = [SMALL["nodes"][0], {**SMALL["nodes"][1], "chunk_loss": 0.05}]
     world, cases = run(lossy)
     _, clean = run({**SMALL, "days": 30})
     sent = sum(Layout(c["size"], choose_chunk_size(c["size"])).chunk_count for c in cases)
@@ -342,7 +342,7 @@ def test_the_report_shows_the_pairs_over_quota_or_read_late(tmp_path: Path) -> N
     assert facts["pairs"]["H-1 -> Anne"]["over_quota"] == 0
     assert (tmp_path / "pairs.png").stat().st_size > 1000
     report = (tmp_path / "report.md").read_text()
-    assert "## Pairs over quota or overdue" in report
+    assert "## Pairs over quota or late" in report
     assert f"| H-0 -> Marie | {marie['cases']} | {marie['over_quota']} |" in report
 
 
