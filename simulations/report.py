@@ -254,9 +254,11 @@ def shade(axes: Any, scenario: Scenario, *, hours: bool = False) -> None:
 
 
 def titled(axes: Any, title: str, scenario: Scenario, seeds: str) -> None:
-    """What the plot shows (left) and of which run (right): the scenario and seed(s)."""
-    axes.set_title(title, loc="left")
-    axes.set_title(f"{scenario.name}, {seeds}", loc="right", fontsize=7, color="0.3")
+    """What the plot shows, and under it of which run: the scenario and seed(s)."""
+    axes.set_title(title, loc="left", pad=14)
+    axes.text(
+        0, 1.01, f"{scenario.name}, {seeds}", transform=axes.transAxes, fontsize=7, color="0.3"
+    )
 
 
 def cdf(values: list[float]) -> tuple[list[float], list[float]]:
