@@ -178,7 +178,7 @@ def markdown(scenario: Scenario, facts: dict[str, Any], plots: list[str]) -> str
         "## Links",
         "",
         f"- Chunks lost to cuts and power failures, and sent again: {facts['chunk_failures']}; "
-        f"lost on the line (loss) and sent again: {facts['chunks_lost']}.",
+        f"chunk requests that failed (chunk_loss) and were sent again: {facts['chunks_lost']}.",
         f"- Deposits that waited for room at a full relay: {facts['relay_full_waits']}; "
         f"left at a later relay because the first was down: {facts['relay_fallbacks']}.",
         f"- Most cases waiting at once: {facts['backlog_max']['in_transit']} on their way, "
