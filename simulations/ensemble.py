@@ -22,7 +22,7 @@ import itertools
 import json
 import os
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,7 +216,7 @@ class Ensemble:
         return rows
 
 
-def grid(sets: list[tuple[str, list[Any]]]) -> list[tuple[tuple[str, Any], ...]]:
+def grid(sets: Sequence[tuple[str, list[Any]]]) -> list[tuple[tuple[str, Any], ...]]:
     """Every combination of the values of ``sets`` (one empty point without sets)."""
     keys = [k for k, _ in sets]
     return [
@@ -232,7 +232,7 @@ def run_ensemble(
     data: dict[str, Any],
     where: str,
     seeds: list[int],
-    sets: list[tuple[str, list[Any]]] = (),  # type: ignore[assignment]
+    sets: Sequence[tuple[str, list[Any]]] = (),
     *,
     window: Window | None = None,
     cases: bool = False,
@@ -241,7 +241,6 @@ def run_ensemble(
 ) -> Ensemble:
     """Every point of the grid of ``sets`` with every seed, over ``jobs`` worker
     processes (1: in this process)."""
-    sets = list(sets)
     scenario = parse_scenario(data, where)
     work = [Job(data, where, point, seed, window, cases) for point in grid(sets) for seed in seeds]
     for point in grid(sets):  # a wrong key or value is told before anything runs
@@ -259,7 +258,7 @@ def run_ensemble(
                 results.append(result)
                 if progress is not None:
                     progress(1)
-    return Ensemble(scenario, seeds, sets, window, results)
+    return Ensemble(scenario, seeds, list(sets), window, results)
 
 
 # --- what an ensemble writes -----------------------------------------------------------
@@ -322,7 +321,7 @@ def write_ensemble(ensemble: Ensemble, out: Path, cases_csv: Path | None = None)
     facts = {
         "scenario": ensemble.scenario.name,
         "seeds": ensemble.seeds,
-        "sets": {k: v for k, v in ensemble.sets},
+        "sets": dict(ensemble.sets),
         "window": None if ensemble.window is None else ensemble.window.text,
         "interval": "95% percentile bootstrap of the mean over seeds",
         "points": ensemble.table(),
