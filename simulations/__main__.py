@@ -1,15 +1,18 @@
-"""python -m simulations run SCENARIO [--seed N] [--out DIR]"""
+"""python -m simulations run SCENARIO [--seed N | --seeds 1-20] [--set KEY=V1,V2 ...]
+[--window day20-day30] [--cases-csv FILE] [--jobs N] [--out DIR]"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
 from pathlib import Path
 
 from simulations.casesim import CaseWorld
 from simulations.directorysim import change_day, spread
-from simulations.report import write
-from simulations.scenario import ScenarioError, load_scenario
+from simulations.ensemble import parse_seeds, parse_set, run_ensemble, write_ensemble
+from simulations.report import Window, write
+from simulations.scenario import ScenarioError, parse_scenario
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 
@@ -20,6 +23,20 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run a scenario: summary.json, report.md, plots")
     run.add_argument("scenario", help="a TOML file, or the name of one in simulations/scenarios")
     run.add_argument("--seed", type=int, default=None, help="default: the scenario's")
+    run.add_argument(
+        "--seeds", default=None, help="an ensemble: 1-20 or 1,4,9 (mean and 95%% interval)"
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a sweep: readers.count=1,2,5 sets count in every [[readers]] (links = nodes); "
+        "several --set make a grid",
+    )
+    run.add_argument("--window", default=None, help="figures for the cases sent day20-day30")
+    run.add_argument("--cases-csv", type=Path, default=None, help="every case, one row each")
+    run.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     run.add_argument("--out", type=Path, default=None, help="default: sim-out/NAME")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -27,23 +44,67 @@ def main(argv: list[str] | None = None) -> int:
     if not path.exists() and (SCENARIOS / f"{args.scenario}.toml").exists():
         path = SCENARIOS / f"{args.scenario}.toml"
     try:
-        scenario = load_scenario(path)
+        if not path.exists():
+            raise ScenarioError(f"{path}: no such scenario file")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ScenarioError(f"{path}: not valid TOML ({exc})") from None
+        scenario = parse_scenario(data, str(path))
+        window = Window.parse(args.window) if args.window else None
+        if args.seed is not None and args.seeds:
+            raise ScenarioError("say --seed or --seeds, not both")
+        if args.jobs is not None and args.jobs < 1:
+            raise ScenarioError("--jobs must be at least 1")
+        seeds = parse_seeds(args.seeds) if args.seeds else None
+        sets = [parse_set(s) for s in args.set]
     except ScenarioError as exc:
         print(f"simulations: {exc}", file=sys.stderr)
         return 2
-    world = CaseWorld(scenario, args.seed)
     out = args.out or Path("sim-out") / path.stem
     from tqdm import tqdm
 
+    if seeds is not None or sets:
+        seeds = seeds or [scenario.seed]
+        total = len(seeds) * max(1, _grid_size(sets))
+        with tqdm(total=total, unit="run", disable=args.quiet, desc=scenario.name) as bar:
+            try:
+                ensemble = run_ensemble(
+                    data,
+                    str(path),
+                    seeds,
+                    sets,
+                    window=window,
+                    cases=args.cases_csv is not None,
+                    jobs=args.jobs,
+                    progress=bar.update,
+                )
+            except ScenarioError as exc:
+                print(f"simulations: {exc}", file=sys.stderr)
+                return 2
+        print(write_ensemble(ensemble, out, args.cases_csv))
+        print(f"written to {out}/ (report.md, summary.json, table.csv)")
+        return 0
+    world = CaseWorld(scenario, args.seed)
     with tqdm(total=int(scenario.days), unit="day", disable=args.quiet, desc=scenario.name) as bar:
         outcome = world.run(progress=bar.update)
     directory = spread(scenario, world, publish_day=change_day(scenario))
-    facts = write(scenario, world.seed, outcome, out, directory)
+    facts = write(
+        scenario, world.seed, outcome, out, directory, window=window, cases_csv=args.cases_csv
+    )
     print(
-        f"{facts['cases']} cases, {facts['reports_back']} reports back; transit median "
-        f"{facts['transit_hours']['median']} h; written to {out}/ (report.md, summary.json)"
+        f"{facts['cases']} cases, {facts['reports_back']} reports back, {facts['late']} late; "
+        f"transit median {facts['transit_hours']['median']} h, reading delay median "
+        f"{facts['reading_delay_hours']['median']} h; written to {out}/ (report.md, summary.json)"
     )
     return 0
+
+
+def _grid_size(sets: list[tuple[str, list[object]]]) -> int:
+    size = 1
+    for _, values in sets:
+        size *= len(values)
+    return size
 
 
 if __name__ == "__main__":

@@ -7,11 +7,17 @@ node does), the state machine of ``protocol/cases.py`` decides each step, and
 loss, power cuts and regional cuts of the scenario. Only the links are modelled: a
 chunk takes its size over the slower of the sender's uplink and the receiver's downlink
 (each shared by all that node's transfers), plus the latency between their regions (and
-a node's own, e.g. a satellite hop); it is lost with either end's loss rate (noticed a
-round trip later, then sent again), and fails when either end is down or cut off. A
-relay holds mail up to its quota; a deposit beyond it waits. Readers sign reports only
-when they read (their days and hours); a group that assigns has its coordinator give
-each case to the least loaded member.
+a node's own, e.g. a satellite hop). Packet loss lowers the rate as it lowers TCP's
+(Mathis et al. 1997: at most MSS / (RTT * sqrt(2p/3)), capped by the line and by the
+node's daytime upload cap); a chunk request fails with either end's chunk loss rate
+(noticed a round trip later, then sent again), and when either end is down (power cut,
+churn, a ``node_down`` event) or cut off. A relay holds mail up to its quota; a deposit
+beyond it waits; a node behind NAT lists several relays and mail goes to the first one
+up. Readers sign reports only when they read (their days and hours); a group that
+assigns has its coordinator give each case to the least loaded member. A reader with a
+capacity reads in sessions, at most so many cases a session, oldest first: their own
+cases (their pair's, those assigned to them), then their group's pool; the delay grows
+with the load.
 
 What people do is modelled here (who claims first, when a coordinator assigns, when a
 reader reads or accepts), and one thing the node does is simplified: a study goes only
@@ -50,6 +56,7 @@ from simulations.scenario import ReaderSpec, Scenario, SenderSpec, StudySpec
 HOUR = 3_600_000
 DAY = 24 * HOUR
 TAG = 16  # each chunk's authentication tag
+MSS = 1460  # bytes of a TCP segment (Ethernet MTU less IP and TCP headers)
 REPORT_BYTES = 24 * 1024  # a report and its signatures, sealed
 ACCEPT_HOURS = (1.0, 24.0)  # a reader asked to take a case beyond the pair's quota
 
@@ -103,6 +110,8 @@ class Outcome:
     chunks_lost: int = 0
     relay_full_waits: int = 0
     relay_peak: dict[str, int] = field(default_factory=dict)  # most bytes held at once
+    relay_fallbacks: int = 0  # mail left at a later relay because the first was down
+    end_ms: int = 0
 
 
 class CaseWorld:
@@ -121,10 +130,15 @@ class CaseWorld:
                     n.name, "power", n.power_cuts_per_month / (30 * DAY), n.power_cut_hours, HOUR
                 )
                 + self._outages(n.name, "away", n.leaves_per_year / (365 * DAY), n.away_days, DAY)
+                + [
+                    (int(e.start_day * DAY), int(e.end_day * DAY))
+                    for e in scenario.node_down
+                    if e.node == n.name
+                ]
             )
             for n in scenario.nodes
         }
-        self.relay = {n.name: n.relay for n in scenario.nodes if n.nat}
+        self.relays = {n.name: n.relays for n in scenario.nodes if n.nat}
         self.node = {n.name: n for n in scenario.nodes}
         self.held = {n.name: 0 for n in scenario.nodes}  # bytes held as a relay
         self.loss_rng = random.Random(f"{self.seed}/loss")
@@ -142,6 +156,9 @@ class CaseWorld:
         self._routes = [self._route(s, k) for k, s in enumerate(scenario.senders)]
         self._pair_cases: dict[int, list[bytes]] = {}  # per sender, this week's (the quota)
         self._timers: dict[bytes, int] = {}  # per case, the deadline a tick waits for
+        self.queue: dict[str, list[bytes]] = {}  # a reader with a capacity: their cases
+        self.pool: dict[str, list[bytes]] = {}  # a group's cases waiting for such a reader
+        self._rates: dict[tuple[str, str], float] = {}  # bytes/s TCP keeps between two nodes
 
     # --- the model of the links ---------------------------------------------------------
 
@@ -178,13 +195,25 @@ class CaseWorld:
 
     def send(self, source: str, target: str, size: int, on_done: Any) -> None:
         """A bundle from ``source`` to ``target``: directly, or, to a node behind NAT,
-        deposited at its relay, from which it pulls it."""
-        relay = self.relay.get(target)
-        if relay and relay != source:
+        deposited at the first of its relays that is up (the first listed if none is),
+        from which it pulls it."""
+        relay = self.relay_for(source, target, self.loop.now)
+        if relay:
             self.relayed += 1
             self._deposit(source, relay, target, size, on_done)
         else:
             self._transfer(source, target, size, on_done)
+
+    def relay_for(self, source: str, target: str, now: int) -> str:
+        """The relay mail from ``source`` to ``target`` is left at ("": sent directly)."""
+        listed = self.relays.get(target, ())
+        if not listed or source in listed:
+            return ""  # no relay, or the source is one of them: it holds the mail itself
+        for k, relay in enumerate(listed):
+            if not self.is_down(relay, now):
+                self.outcome.relay_fallbacks += int(k > 0)
+                return relay
+        return listed[0]
 
     def _deposit(self, source: str, relay: str, target: str, size: int, on_done: Any) -> None:
         """Mail for ``target`` left at ``relay``, when its quota has room (else the
@@ -224,10 +253,28 @@ class CaseWorld:
         for index in t.upload.next_sends(now):
             nbytes = t.upload.manifest.ciphertext_chunk_size(index)
             start = max(now, up.up_free, down.down_free)
-            took = math.ceil(nbytes / min(up.up_bps, down.down_bps) * 1000)
+            took = math.ceil(nbytes / self.rate(t.source, t.target, start) * 1000)
             up.up_free = down.down_free = start + took
             arrive = functools.partial(self._arrived, t, index, nbytes, t.generation)
             self.loop.at(start + took + latency, arrive)
+
+    def rate(self, source: str, target: str, at: int) -> float:
+        """Bytes per second from ``source`` to ``target`` at ``at``: the slower line, the
+        source's daytime upload cap, and TCP's rate under the two lines' packet loss."""
+        key = (source, target)
+        found = self._rates.get(key)
+        if found is None:
+            found = min(self.links[source].up_bps, self.links[target].down_bps)
+            kept = (1 - self.node[source].loss) * (1 - self.node[target].loss)
+            rtt_s = 2 * self.latency(source, target) / 1000
+            found = min(found, mathis_rate(1 - kept, rtt_s))
+            self._rates[key] = found
+        spec = self.node[source]
+        if spec.day_up_kbit:
+            hour = (at % DAY) / HOUR
+            if spec.day_hours[0] <= hour < spec.day_hours[1]:
+                return min(found, spec.day_up_kbit * 125.0)
+        return found
 
     def latency(self, a: str, b: str) -> int:
         """One way, between two nodes: their regions', and their own."""
@@ -235,7 +282,7 @@ class CaseWorld:
         return self.scenario.latency(self.region[a], self.region[b]) + extra
 
     def _lost(self, t: Transfer) -> bool:
-        kept = (1 - self.node[t.source].loss) * (1 - self.node[t.target].loss)
+        kept = (1 - self.node[t.source].chunk_loss) * (1 - self.node[t.target].chunk_loss)
         return kept < 1 and self.loss_rng.random() >= kept
 
     def _arrived(self, t: Transfer, index: int, nbytes: int, generation: int) -> None:
@@ -297,6 +344,9 @@ class CaseWorld:
                 self.loop.at(int(t), functools.partial(self._submit, sender, k))
         for day in range(int(self.scenario.days) + 1):
             self.loop.at(day * DAY, self._sample)
+        for reader in self.scenario.readers:
+            if reader.has_capacity:
+                self._next_session(reader, 0, 0)
 
     def _coordinator(self, node: str) -> Coordinator:
         """The coordinator of a sender's node (which decides that node's cases)."""
@@ -441,6 +491,9 @@ class CaseWorld:
             when = available_from(first, now + int(hours * HOUR))
             self.loop.at(when, functools.partial(self._assign, case_id, first))
             return
+        if first.has_capacity and step.case.routing is not Routing.PAIR:
+            self._to_pool(case_id, first.group)  # the first to open it in a session
+            return
         self._read(case_id, first, now)
 
     def _assign(self, case_id: bytes, coordinator: ReaderSpec) -> None:
@@ -487,6 +540,9 @@ class CaseWorld:
         ):
             return  # someone else took it first
         self.meta[case_id]["reader"] = reader.name
+        if reader.has_capacity:  # in their queue, read in a session
+            self.queue.setdefault(reader.name, []).append(case_id)
+            return
         hours = self.random.uniform(*reader.reading_hours)
         when = available_from(reader, now + int(hours * HOUR))  # signed when they read
         self.loop.at(when, functools.partial(self._report, case_id, reader))
@@ -524,7 +580,74 @@ class CaseWorld:
         if not others:
             return  # nobody else in the group: it waits in the pool (and escalates again)
         chosen = self.random.choice(others)
+        if chosen.has_capacity:  # back in the group's pool, for the next session
+            self._to_pool(case_id, chosen.group)
+            return
         self._when_at(case_id, chosen.node, lambda at: self._read(case_id, chosen, at))
+
+    # --- readers with a capacity: sessions and queues -----------------------------------
+
+    def _to_pool(self, case_id: bytes, group: str) -> None:
+        pool = self.pool.setdefault(group, [])
+        if case_id not in pool:
+            pool.append(case_id)
+
+    def _next_session(self, reader: ReaderSpec, n: int, after: int) -> None:
+        """Session ``n`` of ``reader``: sessions spread evenly over the week (one a
+        reading day unless the scenario says), from a phase of their own, each moved to
+        when they read and never before the previous one has ended."""
+        per_week = reader.sessions_per_week or len(reader.days)
+        interval = 7 * DAY / per_week
+        phase = random.Random(f"{self.seed}/sessions/{reader.name}").uniform(0, interval)
+        when = available_from(reader, max(after, int(phase + n * interval)))
+        if when < self.end:
+            self.loop.at(when, functools.partial(self._session, reader, n))
+
+    def _session(self, reader: ReaderSpec, n: int) -> None:
+        """``reader`` reads at most ``cases_per_session`` cases: first their own, oldest
+        first, then the oldest of their group's pool (each claimed, as the node asks),
+        one after another, ``minutes_per_case`` each; the rest wait."""
+        now = self.loop.now
+        me = reader.name.encode()
+        taken: list[bytes] = []
+        mine = []
+        for case_id in self.queue.get(reader.name, []):
+            case = self.cases[case_id]
+            if case.state is not State.ASSIGNED or case.reader != me:
+                continue  # taken from them when overdue
+            if len(taken) < reader.cases_per_session:
+                taken.append(case_id)
+            else:
+                mine.append(case_id)
+        self.queue[reader.name] = mine
+        pool = self.pool.get(reader.group, [])
+        pool.sort(key=lambda c: (self.cases[c].delivered_ms or 0, c))
+        left = []
+        for case_id in pool:
+            if self.cases[case_id].state is not State.DELIVERED:
+                continue  # someone took it
+            if len(taken) < reader.cases_per_session and self._decide(
+                case_id, "claim", reader.name, Role.MEMBER
+            ):
+                self.meta[case_id]["reader"] = reader.name
+                taken.append(case_id)
+            else:
+                left.append(case_id)
+        if reader.group:
+            self.pool[reader.group] = left
+        step = int(reader.minutes_per_case * 60_000)
+        for k, case_id in enumerate(taken):
+            self._when_at(
+                case_id,
+                reader.node,
+                functools.partial(self._read_by, case_id, reader, now + (k + 1) * step),
+            )
+        self._next_session(reader, n + 1, now + len(taken) * step + 1)
+
+    def _read_by(self, case_id: bytes, reader: ReaderSpec, slot: int, at: int) -> None:
+        """The report of a case read in a session, signed at its slot (or once its study
+        is on the reader's node, if it was not yet)."""
+        self.loop.at(max(slot, at), functools.partial(self._report, case_id, reader))
 
     def _report(self, case_id: bytes, reader: ReaderSpec) -> None:
         now = self.loop.now
@@ -534,6 +657,7 @@ class CaseWorld:
         case, _ = machine.apply(
             case, "report", by=reader.name.encode(), roles=frozenset({Role.READER}), now=now
         )
+        self.meta[case_id]["read_by"] = reader.name
         self._keep(case_id, case)
         sender_node = self.meta[case_id]["sender_node"]
         self.send(reader.node, sender_node, REPORT_BYTES, lambda at: self._report_back(case_id, at))
@@ -563,14 +687,17 @@ class CaseWorld:
             self.loop.run_until(min(self.end, day * DAY))
             if progress is not None:
                 progress(1)
+        self.outcome.end_ms = self.end
         for case_id, case in sorted(self.cases.items()):
             meta = self.meta[case_id]
             self.outcome.cases.append(
                 {
+                    "case_id": case_id.hex(),
                     "kind": meta["kind"],
                     "size": meta["size"],
                     "sender_node": meta["sender_node"],
                     "reader": meta["reader"],
+                    "read_by": meta.get("read_by", ""),
                     "pair": meta["pair"],
                     "state": case.state.value,
                     "submitted_ms": case.submitted_ms,
@@ -579,9 +706,9 @@ class CaseWorld:
                     "delivered_ms": case.delivered_ms,
                     "assigned_ms": meta.get("assigned"),
                     "reported_ms": case.reported_ms,
-                    "overdue": case.reported_ms is not None
-                    and case.due_ms is not None
-                    and case.reported_ms > case.due_ms,
+                    "report_back_ms": case.report_back_ms,
+                    "reading_ms": _minus(case.reported_ms, case.delivered_ms),
+                    "late": is_late(case, self.end),
                     "escalations": case.escalations,
                     "over_quota": case.needs_acceptance,
                 }
@@ -590,6 +717,26 @@ class CaseWorld:
             n: (link.sent, link.received) for n, link in sorted(self.links.items())
         }
         return self.outcome
+
+
+def is_late(case: Case, end: int) -> bool:
+    """Read after its due time, escalated (taken from a late reader, or left unread in a
+    pool past its due time), or still unread past its due time when the run ends."""
+    if case.escalations:
+        return True
+    if case.due_ms is None:
+        return False
+    read = case.reported_ms if case.reported_ms is not None else end
+    return read > case.due_ms
+
+
+def mathis_rate(loss: float, rtt_s: float) -> float:
+    """The most bytes per second one TCP flow keeps at packet loss ``loss`` over a round
+    trip of ``rtt_s`` (Mathis, Semke, Mahdavi, Ott 1997: MSS / (RTT * sqrt(2p/3)));
+    unbounded without loss."""
+    if loss <= 0 or rtt_s <= 0:
+        return math.inf
+    return MSS / (rtt_s * math.sqrt(2 * loss / 3))
 
 
 def available_from(reader: ReaderSpec, t: int) -> int:

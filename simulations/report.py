@@ -1,16 +1,19 @@
-"""What a run gives an operator: a JSON summary, a Markdown report and PNG plots (the
-same seed gives the same bytes)."""
+"""What a run gives an operator: a JSON summary, a Markdown report, PNG plots and, on
+request, a CSV of every case (the same seed gives the same bytes). Figures can be taken
+for a window: the cases sent in it."""
 
 from __future__ import annotations
 
+import csv
 import json
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simulations.casesim import HOUR, Outcome
+from simulations.casesim import DAY, HOUR, Outcome
 from simulations.directorysim import Spread
-from simulations.scenario import Scenario
+from simulations.scenario import Scenario, ScenarioError, parse_day
 
 PNG_META = {"Software": None}  # no version string: the same bytes for the same run
 
@@ -27,8 +30,51 @@ def _quantiles(values: list[float]) -> dict[str, float | None]:
     }
 
 
-def summary(scenario: Scenario, seed: int, outcome: Outcome) -> dict[str, Any]:
-    cases = outcome.cases
+@dataclass(frozen=True)
+class Window:
+    """Days [start, end) of the run: figures are taken over the cases sent in it."""
+
+    start_day: float
+    end_day: float
+
+    @classmethod
+    def parse(cls, text: str) -> Window:
+        """``day20-day30``."""
+        first, sep, last = text.partition("-")
+        if not sep:
+            raise ScenarioError(f"--window: {text!r} must be such as day20-day30")
+        start, end = parse_day(first, "--window", "from"), parse_day(last, "--window", "to")
+        if end <= start:
+            raise ScenarioError(f"--window: {text!r} must end after it starts")
+        return cls(start, end)
+
+    def holds(self, case: dict[str, Any]) -> bool:
+        submitted: int = case["submitted_ms"]
+        return self.start_day * DAY <= submitted < self.end_day * DAY
+
+    @property
+    def text(self) -> str:
+        return f"day{self.start_day:g}-day{self.end_day:g}"
+
+
+def in_window(cases: list[dict[str, Any]], window: Window | None) -> list[dict[str, Any]]:
+    return cases if window is None else [c for c in cases if window.holds(c)]
+
+
+def waited_to_read_hours(cases: list[dict[str, Any]], end_ms: int) -> list[float]:
+    """Hours from delivery to the report being signed, for every delivered case; a case
+    still unread at the end counts with what it had waited by then (a lower bound)."""
+    return [
+        ((c["reported_ms"] if c["reported_ms"] is not None else end_ms) - c["delivered_ms"]) / HOUR
+        for c in cases
+        if c["delivered_ms"] is not None
+    ]
+
+
+def summary(
+    scenario: Scenario, seed: int, outcome: Outcome, window: Window | None = None
+) -> dict[str, Any]:
+    cases = in_window(outcome.cases, window)
     transit = [c["transit_ms"] / HOUR for c in cases if c["transit_ms"] is not None]
     turnaround = [c["turnaround_ms"] / HOUR for c in cases if c["turnaround_ms"] is not None]
     by_kind: dict[str, list[float]] = {}
@@ -44,16 +90,23 @@ def summary(scenario: Scenario, seed: int, outcome: Outcome) -> dict[str, Any]:
         "readers": len(scenario.readers),
         "cases": len(cases),
         "delivered": len(transit),
+        "window": None if window is None else window.text,
         "reports_back": len(turnaround),
-        "overdue": sum(1 for c in cases if c["overdue"]),
+        "read": sum(1 for c in cases if c["reported_ms"] is not None),
+        "unread": sum(
+            1 for c in cases if c["delivered_ms"] is not None and c["reported_ms"] is None
+        ),
+        "late": sum(1 for c in cases if c["late"]),
         "escalated": sum(1 for c in cases if c["escalations"]),
         "over_quota": sum(1 for c in cases if c["over_quota"]),
         "transit_hours": _quantiles(transit),
         "turnaround_hours": _quantiles(turnaround),
+        "reading_delay_hours": _quantiles(waited_to_read_hours(cases, outcome.end_ms)),
         "transit_hours_by_study": {k: _quantiles(v) for k, v in sorted(by_kind.items())},
         "chunk_failures": outcome.chunk_failures,
         "chunks_lost": outcome.chunks_lost,
         "relay_full_waits": outcome.relay_full_waits,
+        "relay_fallbacks": outcome.relay_fallbacks,
         "pairs": _pairs(cases),
         "link_mb": {
             n: {"sent": round(s / 1e6, 1), "received": round(r / 1e6, 1)}
@@ -69,20 +122,21 @@ def summary(scenario: Scenario, seed: int, outcome: Outcome) -> dict[str, Any]:
 
 def _pairs(cases: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     """Per pair (a sender's node and their reader, or group): cases, those sent beyond
-    the weekly quota, those read after their due time."""
+    the weekly quota, those late (read after their due time, or escalated, or unread
+    past it at the end)."""
     out: dict[str, dict[str, int]] = {}
     for c in cases:
-        row = out.setdefault(c["pair"], {"cases": 0, "over_quota": 0, "overdue": 0})
+        row = out.setdefault(c["pair"], {"cases": 0, "over_quota": 0, "late": 0})
         row["cases"] += 1
         row["over_quota"] += int(c["over_quota"])
-        row["overdue"] += int(c["overdue"])
+        row["late"] += int(c["late"])
     return dict(sorted(out.items()))
 
 
 def _troubled(facts: dict[str, Any]) -> list[tuple[str, dict[str, int]]]:
-    """The pairs with cases over quota or overdue, most first (at most 15)."""
-    rows = [(k, v) for k, v in facts["pairs"].items() if v["over_quota"] or v["overdue"]]
-    return sorted(rows, key=lambda kv: (-(kv[1]["over_quota"] + kv[1]["overdue"]), kv[0]))[:15]
+    """The pairs with cases over quota or late, most first (at most 15)."""
+    rows = [(k, v) for k, v in facts["pairs"].items() if v["over_quota"] or v["late"]]
+    return sorted(rows, key=lambda kv: (-(kv[1]["over_quota"] + kv[1]["late"]), kv[0]))[:15]
 
 
 def markdown(scenario: Scenario, facts: dict[str, Any], plots: list[str]) -> str:
@@ -95,15 +149,21 @@ def markdown(scenario: Scenario, facts: dict[str, Any], plots: list[str]) -> str
         f"# Simulation: {scenario.name}",
         "",
         f"{facts['nodes']} nodes, {facts['senders']} senders, {facts['readers']} readers, "
-        f"{scenario.days:g} days, seed {facts['seed']}.",
+        f"{scenario.days:g} days, seed {facts['seed']}."
+        + (f" Figures for the cases sent {facts['window']}." if facts.get("window") else ""),
         "",
         "## Cases",
         "",
-        f"- {facts['cases']} cases sent; {facts['delivered']} delivered; "
-        f"{facts['reports_back']} reports back; {facts['escalated']} taken from a late reader "
-        f"and given to another; {facts['overdue']} read after their due time; "
-        f"{facts['over_quota']} sent beyond their pair's weekly quota (the reader accepted).",
+        f"- {facts['cases']} cases sent; {facts['delivered']} delivered; {facts['read']} read, "
+        f"{facts['unread']} delivered and still unread at the end; "
+        f"{facts['reports_back']} reports back.",
+        f"- {facts['late']} late (read after their due time, escalated, or unread past it "
+        f"at the end), of which {facts['escalated']} escalated (taken from a late reader, or "
+        f"left unread in the pool past the due time); {facts['over_quota']} sent beyond "
+        "their pair's weekly quota (the reader accepted).",
         f"- Transit (sent to delivered): {hours(facts['transit_hours'])}.",
+        f"- Reading delay (delivered to read; unread cases count what they waited): "
+        f"{hours(facts['reading_delay_hours'])}.",
         f"- Turnaround (sent to report back): {hours(facts['turnaround_hours'])}.",
         "",
         "| study | transit, median (h) | 90% within (h) |",
@@ -118,36 +178,34 @@ def markdown(scenario: Scenario, facts: dict[str, Any], plots: list[str]) -> str
         "## Links",
         "",
         f"- Chunks lost to cuts and power failures, and sent again: {facts['chunk_failures']}; "
-        f"lost on the line (loss) and sent again: {facts['chunks_lost']}.",
-        f"- Deposits that waited for room at a full relay: {facts['relay_full_waits']}.",
+        f"chunk requests that failed (chunk_loss) and were sent again: {facts['chunks_lost']}.",
+        f"- Deposits that waited for room at a full relay: {facts['relay_full_waits']}; "
+        f"left at a later relay because the first was down: {facts['relay_fallbacks']}.",
         f"- Most cases waiting at once: {facts['backlog_max']['in_transit']} on their way, "
         f"{facts['backlog_max']['unread']} waiting for a reader.",
         "",
         *(f"![{p}]({p})" for p in plots),
         "",
     ]
-    if scenario.cuts:
-        lines[4:4] = [
-            "Cuts: "
-            + "; ".join(
-                f"{len(c.nodes)} nodes cut off from day {c.start_day:g} for {c.days:g} days"
-                for c in scenario.cuts
-            ),
-            "",
-        ]
+    troubles = [
+        f"{len(c.nodes)} nodes cut off from day {c.start_day:g} for {c.days:g} days"
+        for c in scenario.cuts
+    ] + [f"{e.node} down from day {e.start_day:g} to day {e.end_day:g}" for e in scenario.node_down]
+    if troubles:
+        lines[4:4] = ["Cuts and nodes down: " + "; ".join(troubles) + ".", ""]
     return "\n".join(lines)
 
 
 def _pair_lines(facts: dict[str, Any]) -> list[str]:
     troubled = _troubled(facts)
     if not troubled:
-        return ["No pair went beyond its weekly quota, and no case was read late.", ""]
+        return ["No pair went beyond its weekly quota, and no case was late.", ""]
     return [
-        "## Pairs over quota or overdue",
+        "## Pairs over quota or late",
         "",
-        "| pair | cases | over quota | read late |",
+        "| pair | cases | over quota | late |",
         "|---|---|---|---|",
-        *(f"| {k} | {v['cases']} | {v['over_quota']} | {v['overdue']} |" for k, v in troubled),
+        *(f"| {k} | {v['cases']} | {v['over_quota']} | {v['late']} |" for k, v in troubled),
         "",
     ]
 
@@ -170,43 +228,96 @@ def _directory_lines(facts: dict[str, Any]) -> list[str]:
     ]
 
 
-def plots(outcome: Outcome, out: Path, directory: Spread | None = None) -> list[str]:
-    """turnaround.png (transit and turnaround distributions), backlog.png, links.png
-    (the busiest nodes' traffic), pairs.png (the pairs with cases over quota or read
-    late, when there are) and directory.png (the share of nodes holding a change of the
-    directory over time)."""
+def seeds_text(seeds: list[int]) -> str:
+    """``seed 7``, ``seeds 1-20`` or ``seeds 1, 4, 9``."""
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    if seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"seeds {seeds[0]}-{seeds[-1]}"
+    return "seeds " + ", ".join(map(str, seeds))
+
+
+def troubles(scenario: Scenario) -> list[tuple[float, float, str]]:
+    """(first day, last day, what) of every cut and node down, to shade on plots."""
+    return [
+        (c.start_day, c.start_day + c.days, f"cut ({len(c.nodes)} nodes)") for c in scenario.cuts
+    ] + [(e.start_day, e.end_day, f"{e.node} down") for e in scenario.node_down]
+
+
+def shade(axes: Any, scenario: Scenario, *, hours: bool = False) -> None:
+    """The cuts and nodes down as grey bands on a time axis (days, or hours)."""
+    scale = 24 if hours else 1
+    for k, (start, end, what) in enumerate(troubles(scenario)):
+        axes.axvspan(
+            start * scale, end * scale, color="0.85", zorder=0, label=what if k < 4 else None
+        )
+
+
+def titled(axes: Any, title: str, scenario: Scenario, seeds: str) -> None:
+    """What the plot shows, and under it of which run: the scenario and seed(s)."""
+    axes.set_title(title, loc="left", pad=14)
+    axes.text(
+        0, 1.01, f"{scenario.name}, {seeds}", transform=axes.transAxes, fontsize=7, color="0.3"
+    )
+
+
+def cdf(values: list[float]) -> tuple[list[float], list[float]]:
+    """The empirical CDF as points (x sorted, share of values up to x)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    return ordered, [(k + 1) / n for k in range(n)]
+
+
+def plots(
+    scenario: Scenario,
+    seed: int,
+    outcome: Outcome,
+    out: Path,
+    directory: Spread | None = None,
+    window: Window | None = None,
+) -> list[str]:
+    """turnaround.png (CDFs of transit, reading delay and turnaround), backlog.png (cuts
+    and nodes down shaded), links.png (the busiest nodes' traffic), pairs.png (the pairs
+    with cases over quota or late, when there are) and directory.png (the share of nodes
+    holding a change of the directory over time); each names the scenario and the seed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names: list[str] = []
+    seeds = seeds_text([seed]) + (f", cases sent {window.text}" if window else "")
 
     def save(figure: Any, name: str) -> None:
         figure.savefig(out / name, dpi=100, bbox_inches="tight", metadata=PNG_META)
         plt.close(figure)
         names.append(name)
 
-    transit = [c["transit_ms"] / HOUR for c in outcome.cases if c["transit_ms"] is not None]
-    turnaround = [
-        c["turnaround_ms"] / HOUR for c in outcome.cases if c["turnaround_ms"] is not None
-    ]
+    cases = in_window(outcome.cases, window)
+    series = {
+        "transit": [c["transit_ms"] / HOUR for c in cases if c["transit_ms"] is not None],
+        "reading delay": waited_to_read_hours(cases, outcome.end_ms),
+        "turnaround": [c["turnaround_ms"] / HOUR for c in cases if c["turnaround_ms"] is not None],
+    }
     with plt.rc_context({"font.size": 9}):
         figure, axes = plt.subplots(figsize=(6, 3))
-        if transit or turnaround:
-            axes.hist([transit, turnaround], bins=30, label=["transit", "turnaround"])
+        for label, values in series.items():
+            if values:
+                axes.step(*cdf(values), where="post", label=label)
+        if any(series.values()):
             axes.legend(frameon=False)
         axes.set_xlabel("hours")
-        axes.set_ylabel("cases")
-        axes.set_title("Transit and turnaround", loc="left")
+        axes.set_ylabel("share of cases")
+        titled(axes, "Transit, reading delay and turnaround (CDF)", scenario, seeds)
         save(figure, "turnaround.png")
         figure, axes = plt.subplots(figsize=(6, 3))
+        shade(axes, scenario)
         days = [b[0] for b in outcome.backlog]
         axes.plot(days, [b[1] for b in outcome.backlog], label="on their way")
         axes.plot(days, [b[2] for b in outcome.backlog], label="waiting for a reader")
         axes.set_xlabel("day")
         axes.set_ylabel("cases")
-        axes.set_title("Backlog", loc="left")
+        titled(axes, "Backlog", scenario, seeds_text([seed]))
         axes.legend(frameon=False)
         save(figure, "backlog.png")
         busiest = sorted(outcome.link_bytes.items(), key=lambda kv: -(kv[1][0] + kv[1][1]))[:15]
@@ -221,19 +332,19 @@ def plots(outcome: Outcome, out: Path, directory: Spread | None = None) -> list[
                 label="received",
             )
             axes.set_xlabel("MB")
-            axes.set_title("Link use, the busiest nodes", loc="left")
+            titled(axes, "Link use, the busiest nodes", scenario, seeds_text([seed]))
             axes.legend(frameon=False)
             save(figure, "links.png")
-        troubled = _troubled({"pairs": _pairs(outcome.cases)})
+        troubled = _troubled({"pairs": _pairs(cases)})
         if troubled:
             figure, axes = plt.subplots(figsize=(6, 0.6 + 0.25 * len(troubled)))
             labels = [name for name, _ in reversed(troubled)]
             over = [v["over_quota"] for _, v in reversed(troubled)]
             axes.barh(labels, over, label="over the weekly quota")
-            axes.barh(labels, [v["overdue"] for _, v in reversed(troubled)], left=over,
-                      label="read after the due time")  # fmt: skip
+            axes.barh(labels, [v["late"] for _, v in reversed(troubled)], left=over,
+                      label="late (after the due time, or escalated)")  # fmt: skip
             axes.set_xlabel("cases")
-            axes.set_title("Pairs over quota or overdue", loc="left")
+            titled(axes, "Pairs over quota or late", scenario, seeds)
             axes.legend(frameon=False)
             save(figure, "pairs.png")
         if directory is not None and directory.points:
@@ -245,21 +356,71 @@ def plots(outcome: Outcome, out: Path, directory: Spread | None = None) -> list[
             )
             axes.set_xlabel("hours after the change")
             axes.set_ylabel("% of nodes holding it")
-            axes.set_title("A change of the directory spreading", loc="left")
+            titled(axes, "A change of the directory spreading", scenario, seeds_text([seed]))
             save(figure, "directory.png")
     return names
 
 
+CASE_COLUMNS = (
+    "case_id", "sender", "reader", "kind", "submitted_h", "delivered_h", "read_h",
+    "reported_back_h", "escalations", "late", "state",
+)  # fmt: skip
+
+
+def case_rows(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The per-case CSV's rows: the reader who signed the report (empty: unread), times
+    in hours from the start of the run (day 0, Monday 00:00 UTC), empty when it did not
+    happen within the run; late as the summary counts it (1 or 0)."""
+
+    def at(ms: int | None) -> str:
+        return "" if ms is None else f"{ms / HOUR:.3f}"
+
+    return [
+        {
+            "case_id": c["case_id"],
+            "sender": c["sender_node"],
+            "reader": c["read_by"],
+            "kind": c["kind"],
+            "submitted_h": at(c["submitted_ms"]),
+            "delivered_h": at(c["delivered_ms"]),
+            "read_h": at(c["reported_ms"]),
+            "reported_back_h": at(c["report_back_ms"]),
+            "escalations": c["escalations"],
+            "late": int(c["late"]),
+            "state": c["state"],
+        }
+        for c in cases
+    ]
+
+
+def write_cases_csv(path: Path, rows: list[dict[str, Any]], extra: tuple[str, ...] = ()) -> None:
+    """``rows`` (``case_rows``, with the ``extra`` columns first: seed, swept values)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=[*extra, *CASE_COLUMNS], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def write(
-    scenario: Scenario, seed: int, outcome: Outcome, out: Path, directory: Spread | None = None
+    scenario: Scenario,
+    seed: int,
+    outcome: Outcome,
+    out: Path,
+    directory: Spread | None = None,
+    *,
+    window: Window | None = None,
+    cases_csv: Path | None = None,
 ) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
-    facts = summary(scenario, seed, outcome)
+    facts = summary(scenario, seed, outcome, window)
     if directory is not None:
         facts["directory_change_hours_to"] = {
             k: None if v is None else round(v / 3600, 2) for k, v in directory.seconds_to.items()
         }
     (out / "summary.json").write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n")
-    names = plots(outcome, out, directory)
+    names = plots(scenario, seed, outcome, out, directory, window)
     (out / "report.md").write_text(markdown(scenario, facts, names))
+    if cases_csv is not None:
+        write_cases_csv(cases_csv, case_rows(in_window(outcome.cases, window)))
     return facts

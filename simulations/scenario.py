@@ -5,21 +5,33 @@
     [[nodes]]             name, region, up_kbit, down_kbit, count (name "X-{i}" if > 1),
                           power_cuts_per_month, power_cut_hours = [min, max],
                           leaves_per_year, away_days = [min, max] (churn),
-                          nat = true with relay = "a node" (mail waits there),
-                          loss = 0.01 (share of chunks lost on its link),
+                          nat = true with relay = "a node" (mail waits there), or
+                          relays = ["A", "B"] (in order: when A is down, B is used),
+                          loss = 0.01 (packets lost on its line: TCP's throughput falls
+                          as Mathis et al. model it), chunk_loss = 0.001 (share of
+                          chunk requests that fail and are sent again),
+                          day_up_kbit = 128 with day_hours = [7, 19] (UTC): the upload
+                          cap that keeps the hospital's line usable by day,
                           extra_latency_ms (one way: a satellite link adds 250),
                           relay_quota_mb (what it holds for others as a relay)
     [[senders]]           node, cases_per_week, pair (a reader's name) or group, count,
                           weekly_quota (the pair's; beyond it the reader must accept)
     [[readers]]           name, node, group, reading_hours = [min, max], count,
                           days = ["mon", "wed", "sat"], hours = [18, 23] (UTC): when
-                          they read (a report is signed only then; default: any time)
+                          they read (a report is signed only then; default: any time);
+                          with a capacity, cases_per_session = 8, sessions_per_week = 3,
+                          minutes_per_case = 20: they read in sessions (on their days
+                          and hours), at most that many cases each, oldest first, and
+                          cases wait in their queue (or their group's pool); without
+                          one, each case takes a draw of reading_hours whatever the load
     [[groups]]            name, routing = "claim" (a member takes it: the first who
                           reads; the default), "pool" (a community: the same), or
                           "assign" (the coordinator, a reader of the group, gives it
                           to the least loaded member), coordinator, assign_hours
     [[studies]]           kind, weight, mb = [min, max]   (size as sent, compressed)
     [[cuts]]              region (or nodes = [...]), start_day, days: cut from the rest
+    [[events]]            kind = "node_down", node, from = "day20", to = "day23": the
+                          node is off (no transfer to or from it, nor through it)
 
 Day 0 starts on a Monday at 00:00 UTC.
     directory_day = 25    when a change of the directory (a revocation) is made; default:
@@ -50,11 +62,19 @@ class NodeSpec:
     power_cut_hours: tuple[float, float] = (1.0, 8.0)
     leaves_per_year: float = 0.0  # churn: the node goes away (broken, unpaid, moved)...
     away_days: tuple[float, float] = (7.0, 60.0)  # ...for this long, then comes back
-    nat: bool = False  # unreachable from outside: mail for it waits at its relay
-    relay: str = ""
-    loss: float = 0.0  # share of chunks lost on this node's link
+    nat: bool = False  # unreachable from outside: mail for it waits at a relay...
+    relays: tuple[str, ...] = ()  # ...the first of these that is up
+    loss: float = 0.0  # share of packets lost on this node's line (TCP slows down)
+    chunk_loss: float = 0.0  # share of chunk requests that fail (sent again)
     extra_latency_ms: int = 0  # one way, on top of its region's (satellite: 250)
     relay_quota_mb: int = 2048  # what it holds for the nodes it relays for
+    day_up_kbit: int = 0  # the uplink cap by day (0: none)...
+    day_hours: tuple[float, float] = (7.0, 19.0)  # ...between these hours (UTC)
+
+    @property
+    def relay(self) -> str:
+        """The first relay listed (the one used while it is up)."""
+        return self.relays[0] if self.relays else ""
 
 
 @dataclass(frozen=True)
@@ -74,6 +94,13 @@ class ReaderSpec:
     reading_hours: tuple[float, float] = (12.0, 72.0)
     days: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)  # when they read: Monday is 0...
     hours: tuple[float, float] = (0.0, 24.0)  # ...between these hours (UTC)
+    cases_per_session: int = 0  # a capacity: at most this many cases a session (0: none)
+    sessions_per_week: float = 0.0  # default: one a reading day
+    minutes_per_case: float = 20.0
+
+    @property
+    def has_capacity(self) -> bool:
+        return self.cases_per_session > 0
 
 
 @dataclass(frozen=True)
@@ -99,6 +126,15 @@ class CutSpec:
 
 
 @dataclass(frozen=True)
+class NodeDown:
+    """A node off from ``start_day`` to ``end_day`` (a scenario's ``node_down`` event)."""
+
+    node: str
+    start_day: float
+    end_day: float
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     days: float
@@ -112,6 +148,7 @@ class Scenario:
     groups: tuple[GroupSpec, ...] = field(default=())
     delay_hours: int = 72
     directory_day: float | None = None  # when a change of the directory is made
+    node_down: tuple[NodeDown, ...] = field(default=())
 
     def latency(self, a: str, b: str) -> int:
         return self.latency_ms.get((a, b), self.latency_ms.get((b, a), 100))
@@ -157,11 +194,80 @@ def _days(table: dict[str, Any], where: str) -> tuple[int, ...]:
     return tuple(sorted({DAYS.index(v) for v in value}))
 
 
-def _hours(table: dict[str, Any], where: str) -> tuple[float, float]:
-    start, end = _pair(table, "hours", where, (0.0, 24.0))
+def _hours(
+    table: dict[str, Any],
+    where: str,
+    key: str = "hours",
+    default: tuple[float, float] = (0.0, 24.0),
+) -> tuple[float, float]:
+    start, end = _pair(table, key, where, default)
     if not 0 <= start < end <= 24:
-        raise ScenarioError(f"{where}: 'hours' must be [start, end] within 0 to 24")
+        raise ScenarioError(f"{where}: '{key}' must be [start, end] within 0 to 24")
     return start, end
+
+
+def _relays(table: dict[str, Any], where: str) -> tuple[str, ...]:
+    """``relay = "A"`` or ``relays = ["A", "B"]`` (in the order they are tried)."""
+    if "relay" in table and "relays" in table:
+        raise ScenarioError(f"{where}: say 'relay' or 'relays', not both")
+    if "relays" in table:
+        value = table["relays"]
+        if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+            raise ScenarioError(f'{where}: \'relays\' must be a list such as ["A", "B"]')
+        if len(set(value)) != len(value):
+            raise ScenarioError(f"{where}: 'relays' lists a node twice")
+        return tuple(value)
+    relay = _get(table, "relay", str, where, "")
+    return (relay,) if relay else ()
+
+
+def _capacity(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """A reader's capacity: cases per session, sessions per week, minutes per case."""
+    out = {
+        "cases_per_session": _get(table, "cases_per_session", int, where, 0),
+        "sessions_per_week": _get(table, "sessions_per_week", float, where, 0.0),
+        "minutes_per_case": _get(table, "minutes_per_case", float, where, 20.0),
+    }
+    if out["cases_per_session"] < 0 or out["sessions_per_week"] < 0:
+        raise ScenarioError(f"{where}: 'cases_per_session' and 'sessions_per_week' must be >= 0")
+    if out["minutes_per_case"] <= 0:
+        raise ScenarioError(f"{where}: 'minutes_per_case' must be positive")
+    if out["sessions_per_week"] and not out["cases_per_session"]:
+        raise ScenarioError(f"{where}: 'sessions_per_week' needs 'cases_per_session'")
+    return out
+
+
+def parse_day(value: Any, where: str, key: str) -> float:
+    """``"day20"`` (or ``"day20.5"``, or a number of days) as days from the start."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if isinstance(value, str) and value.startswith("day"):
+        try:
+            day = float(value[3:])
+        except ValueError:
+            day = -1.0
+        if day >= 0:
+            return day
+    raise ScenarioError(f"{where}: '{key}' must be a day such as \"day20\", not {value!r}")
+
+
+def _events(data: dict[str, Any], where: str, known: set[str]) -> tuple[NodeDown, ...]:
+    out = []
+    for i, t in enumerate(data.get("events", [])):
+        at = f"{where}: events[{i}]"
+        kind = _get(t, "kind", str, at)
+        if kind != "node_down":
+            raise ScenarioError(f"{at}: 'kind' must be \"node_down\", not {kind!r}")
+        node = _get(t, "node", str, at)
+        if node not in known:
+            raise ScenarioError(f"{at}: node '{node}' is not among the [[nodes]]")
+        if "from" not in t or "to" not in t:
+            raise ScenarioError(f"{at}: 'from' and 'to' are needed (\"day20\", \"day23\")")
+        start, end = parse_day(t["from"], at, "from"), parse_day(t["to"], at, "to")
+        if end <= start:
+            raise ScenarioError(f"{at}: 'to' must come after 'from'")
+        out.append(NodeDown(node, start, end))
+    return tuple(out)
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -189,16 +295,23 @@ def parse_scenario(data: dict[str, Any], where: str = "scenario") -> Scenario:
             leaves_per_year=_get(t, "leaves_per_year", float, at, 0.0),
             away_days=_pair(t, "away_days", at, (7.0, 60.0)),
             nat=_get(t, "nat", bool, at, False),
-            relay=_get(t, "relay", str, at, ""),
+            relays=_relays(t, at),
             loss=_get(t, "loss", float, at, 0.0),
+            chunk_loss=_get(t, "chunk_loss", float, at, 0.0),
             extra_latency_ms=_get(t, "extra_latency_ms", int, at, 0),
             relay_quota_mb=_get(t, "relay_quota_mb", int, at, 2048),
+            day_up_kbit=_get(t, "day_up_kbit", int, at, 0),
+            day_hours=_hours(t, at, "day_hours", (7.0, 19.0)),
         )
         if not 0.0 <= spec["loss"] <= 0.5:
-            raise ScenarioError(f"{at}: 'loss' must be from 0 to 0.5 (a share of chunks)")
+            raise ScenarioError(f"{at}: 'loss' must be from 0 to 0.5 (a share of packets)")
+        if not 0.0 <= spec["chunk_loss"] <= 0.5:
+            raise ScenarioError(f"{at}: 'chunk_loss' must be from 0 to 0.5 (a share of chunks)")
+        if spec["day_up_kbit"] < 0:
+            raise ScenarioError(f"{at}: 'day_up_kbit' must be >= 0")
         if spec["extra_latency_ms"] < 0 or spec["relay_quota_mb"] < 0:
             raise ScenarioError(f"{at}: 'extra_latency_ms' and 'relay_quota_mb' must be >= 0")
-        if spec["nat"] and not spec["relay"]:
+        if spec["nat"] and not spec["relays"]:
             raise ScenarioError(f"{at}: a node behind NAT needs a 'relay' (a node's name)")
         if spec["up_kbit"] <= 0 or spec["down_kbit"] <= 0:
             raise ScenarioError(f"{at}: up_kbit and down_kbit must be positive")
@@ -212,8 +325,11 @@ def parse_scenario(data: dict[str, Any], where: str = "scenario") -> Scenario:
     if len(known) != len(nodes):
         raise ScenarioError(f"{where}: two nodes have the same name")
     for n in nodes:
-        if n.relay and (n.relay not in known or n.relay == n.name):
-            raise ScenarioError(f"{where}: node '{n.name}': relay '{n.relay}' is not another node")
+        for relay in n.relays:
+            if relay not in known or relay == n.name:
+                raise ScenarioError(
+                    f"{where}: node '{n.name}': relay '{relay}' is not another node"
+                )
     readers = []
     for i, t in enumerate(data.get("readers", [])):
         at = f"{where}: readers[{i}]"
@@ -233,6 +349,7 @@ def parse_scenario(data: dict[str, Any], where: str = "scenario") -> Scenario:
                     reading_hours=_pair(t, "reading_hours", at, (12.0, 72.0)),
                     days=_days(t, at),
                     hours=_hours(t, at),
+                    **_capacity(t, at),
                 )
             )
     reader_names = {r.name for r in readers}
@@ -323,4 +440,5 @@ def parse_scenario(data: dict[str, Any], where: str = "scenario") -> Scenario:
         groups=tuple(group_specs),
         delay_hours=_get(data, "delay_hours", int, where, 72),
         directory_day=_get(data, "directory_day", float, where, None),
+        node_down=_events(data, where, known),
     )

@@ -70,7 +70,8 @@ FILE_SECONDS = {
     "tests/tsfnode/test_dicomweb.py": 20,
     "tests/tsfnode/intake/test_send.py": 20,
     "tests/tsfnode/test_viewer_render.py": 12,
-    "tests/simulations/test_casesim.py": 11,
+    "tests/simulations/test_casesim.py": 25,
+    "tests/simulations/test_ensemble.py": 15,
     "tests/tsfnode/test_admin.py": 11,
 }
 UNLISTED_SLOW_SECONDS = 10
