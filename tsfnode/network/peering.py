@@ -237,7 +237,12 @@ class Peering:
         if envelope.sender.key != peer:
             self.stats["bad_reply_sender"] += 1
             return
-        for message in self._dispatch(envelope, self.clock.now_ms()):
+        try:
+            messages = self._dispatch(envelope, self.clock.now_ms())
+        except PeerRefused as exc:
+            self.stats[f"bad_reply_{exc.reason}"] += 1
+            return
+        for message in messages:
             self._spawn(self._send(message))
 
     # --- receiving -------------------------------------------------------------------
@@ -260,7 +265,11 @@ class Peering:
     def _dispatch(self, envelope: Envelope, now: int) -> list[Outgoing]:
         peer, kind, body = envelope.sender.key, envelope.kind, envelope.body
         if kind in GOSSIP_KINDS:
-            out = self.gossip.receive(peer, kind, body, now)
+            try:
+                out = self.gossip.receive(peer, kind, body, now)
+            except RemoteProtocolError as exc:  # a range or digest breaking SPEC §8.3
+                self.stats[f"bad_{kind}"] += 1
+                raise PeerRefused(400, type(exc).__name__) from None
             self._wake.set()
             return out
         if kind in LIVENESS_KINDS:
