@@ -58,6 +58,7 @@ MODES = (SKIP, FINGERPRINT, IDLIST)
 
 BRANCH = 16  # sub-ranges of a range whose fingerprints differ
 IDLIST_MAX = 32  # a range holding at most this many entries is listed, not split
+OPENING_MAX = 64  # ranges of the first message of an exchange
 MAX_RANGES = 1024  # ranges in one message
 MAX_IDS = 2048  # entries listed in one message, all its lists together
 MAX_WANT = MAX_IDS  # key hashes asked for in one message
@@ -133,22 +134,26 @@ class RangeIndex:
             :FINGERPRINT_SIZE
         ]
 
-    def split(self, lo: int, hi: int, upper: bytes) -> list[Range]:
-        """Entries [lo, hi), which end before ``upper``: one list if few, else ``BRANCH``
+    def split(self, lo: int, hi: int, upper: bytes, parts: int = BRANCH) -> list[Range]:
+        """Entries [lo, hi), which end before ``upper``: one list if few, else ``parts``
         fingerprinted sub-ranges of (nearly) equal counts."""
         count = hi - lo
         if count <= IDLIST_MAX:
             return [Range(upper, IDLIST, b"".join(self.entries[lo:hi]))]
         out = []
-        for k in range(BRANCH):
-            a, b = lo + count * k // BRANCH, lo + count * (k + 1) // BRANCH
-            out.append(Range(self.keys[b] if k < BRANCH - 1 else upper, FINGERPRINT,
+        for k in range(parts):
+            a, b = lo + count * k // parts, lo + count * (k + 1) // parts
+            out.append(Range(self.keys[b] if k < parts - 1 else upper, FINGERPRINT,
                              self.fingerprint(a, b)))  # fmt: skip
         return out
 
     def opening(self) -> list[Range]:
-        """The first message of an exchange: the whole key space, split."""
-        return self.split(0, len(self.keys), END)
+        """The first message of an exchange: the whole key space split in enough ranges
+        (from ``BRANCH`` up to ``OPENING_MAX``) that the next step lists them, if it can:
+        one level, one message and its chance of being lost fewer."""
+        count = len(self.keys)
+        parts = min(OPENING_MAX, max(BRANCH, -(-count // IDLIST_MAX)))
+        return self.split(0, count, END, parts)
 
     def answer(self, ranges: Sequence[Range]) -> Answer:
         """Answer a peer's (parsed, checked) ranges; see the module docstring."""
