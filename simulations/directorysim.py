@@ -177,6 +177,8 @@ class ChangeCost:
     rounds: float
     bytes_per_node: dict[str, float]
     messages: dict[str, int]
+    steady_bytes_per_node_s: float
+    """Before the change, every root the same: what gossip costs a node per second."""
 
 
 def change_cost(
@@ -202,6 +204,9 @@ def change_cost(
     )
     net.loop.run_until(start + 2 * config.interval_ms)  # in step, every root the same
     net.bytes_sent.clear()
+    net.loop.run_until(start + 6 * config.interval_ms)
+    steady = sum(net.bytes_sent.values()) / n / (4 * config.interval_ms / 1000)
+    net.bytes_sent.clear()
     net.messages.clear()
     now = net.loop.now
     change = make_record("node", node_fields("changed"), signer=keys[0], network="sim",
@@ -215,7 +220,7 @@ def change_cost(
             raise RuntimeError(f"no convergence of {n} nodes in {horizon_rounds} rounds")
         net.loop.run_until(net.loop.now + step)
     sent, messages = _sent([net], nodes)
-    return ChangeCost(n, (net.loop.now - now) / config.interval_ms, sent, messages)
+    return ChangeCost(n, (net.loop.now - now) / config.interval_ms, sent, messages, steady)
 
 
 def change_day(scenario: Scenario) -> float:
