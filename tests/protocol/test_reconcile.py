@@ -346,3 +346,17 @@ def test_the_engine_refuses_a_malformed_message_before_taking_anything_in() -> N
     with pytest.raises(MalformedError):
         node.receive(a.public.key, "gossip_ranges", body, NOW)
     assert node.directory.root() == before
+
+
+def test_a_small_budget_truncates_without_gaps_and_the_next_rounds_go_on() -> None:
+    _world, (a, b), base, extra = pool()
+    small = GossipConfig(budget=4096)  # about 10 records a message
+    first, second = engine(a, [*base, *extra]), engine(b, base)
+    first.config = second.config = small
+    target = union_root(held(first), held(second))
+    for _round in range(12):
+        Exchange(first, second).run()
+        if second.directory.root() == target:
+            break
+    assert first.directory.root() == second.directory.root() == target
+    assert _round >= 2  # it took several rounds: each one truncated, none left a gap
