@@ -127,7 +127,10 @@ def spread(
         now=start,
         ttl=365 * DAY,  # outlives any cut of the scenario
     )
-    changed = key_hash(record_key(decode_document(change)))
+    changed_doc = decode_document(change)
+    changed = key_hash(record_key(changed_doc))
+    # every node holds an earlier record of that key: the change is this version of it
+    entry = (int(changed_doc.body["version"]), changed_doc.digest[:4])
     points: list[tuple[float, float]] = []
     directories: dict[bytes, Directory] | None = None
     phase_start = start
@@ -150,7 +153,7 @@ def spread(
         healed_at = _apply_cuts(net, world, keys, phase_start)
 
         def holding(net: GossipNetwork = net) -> int:
-            return net.holders(lambda d: changed in d.digest())
+            return net.holders(lambda d: d.digest().get(changed) == entry)
 
         reachable = _reachable(world, names, phase_start)
         end = phase_start + horizon_rounds * config.interval_ms
