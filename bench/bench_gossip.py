@@ -1,6 +1,9 @@
 """Gossip convergence on 1,000 in-process engines against the epidemic model that
 Serf's convergence simulator uses, for the same fanout and loss; 10,000 nodes against
-linear growth; a 10,000-node directory taken in against its signature checks alone."""
+linear growth; a 10,000-node directory taken in against its signature checks alone; the
+bytes a change of the directory costs each node, reconciled by ranges, against the full
+digest of the engine before (kept as ``GossipConfig(ranges=False)``), and the steady
+state's bandwidth per node from 100 to 10,000 nodes."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from protocol.directory import Directory, Network, make_record
 from protocol.documents import decode_document
 from protocol.gossip import GossipConfig
 from protocol.identity import Identity
+from simulations.directorysim import ChangeCost, change_cost
 from simulations.network import GossipNetwork, LivenessNetwork, admitted_directory
 
 START = 1_800_000_000_000
@@ -228,8 +232,75 @@ def gossip_10000_nodes(*, quick: bool = False) -> Result:
     )
 
 
+CHANGES_PER_HOUR = 1  # network-wide, in the steady state
+
+
+def _steady_kbps(cost: ChangeCost) -> float:
+    """A node's gossip in the steady state, kbit/s: its rounds with every root the same,
+    plus ``CHANGES_PER_HOUR`` changes of the directory each costing it the median."""
+    per_s = cost.steady_bytes_per_node_s + CHANGES_PER_HOUR * cost.bytes_per_node["median"] / 3600
+    return per_s * 8 / 1000
+
+
+def directory_change_cost(*, quick: bool = False) -> list[Result]:
+    """One change of the directory on a gossip-only network of 10,000 nodes (quick:
+    1,000) holding 20,000 records (a certificate and a node record each), at 10% loss,
+    until 99.99% of the nodes hold it: the bytes each node sent (median), by ranges
+    against the full digest of today's engine, same network, same seed, same run. Then
+    the steady state per node at 100 and at 10,000 nodes (quick: 1,000) by ranges."""
+    n, small = (1000, 100) if quick else (10_000, 100)
+    began = time.perf_counter()
+    ranges = change_cost(n, config=GossipConfig())
+    ranges_s = time.perf_counter() - began
+    digest = change_cost(n, config=GossipConfig(ranges=False))
+    digest_s = time.perf_counter() - began - ranges_s
+    ranges_small = change_cost(small, config=GossipConfig())
+    digest_small = change_cost(small, config=GossipConfig(ranges=False))
+    change = Result(
+        name="directory_change_cost_vs_full_digest",
+        value=ranges.bytes_per_node["median"],
+        unit=f"bytes sent per node (median) while one change reached 99.99% of {n} nodes "
+        f"({2 * n} records, 10% loss) by range reconciliation, in {ranges.rounds:.2f} rounds",
+        baseline=f"the same with today's full-digest exchange ({digest.rounds:.2f} rounds)",
+        baseline_value=digest.bytes_per_node["median"],
+        higher_is_better=False,
+        target="ratio <= 0.05 (at most 1/20 of the full digest)",
+        extra={
+            "max_bytes_per_node": ranges.bytes_per_node["max"],
+            "max_bytes_per_node_full_digest": digest.bytes_per_node["max"],
+            "mean_bytes_per_node": ranges.bytes_per_node["mean"],
+            "mean_bytes_per_node_full_digest": digest.bytes_per_node["mean"],
+            "rounds": ranges.rounds,
+            "rounds_full_digest": digest.rounds,
+            "wall_s": ranges_s,
+            "wall_s_full_digest": digest_s,
+        },
+    )
+    steady = Result(
+        name="gossip_steady_state_per_node_flat",
+        value=_steady_kbps(ranges),
+        unit=f"kbit/s per node at {n} nodes: gossip rounds in step, plus "
+        f"{CHANGES_PER_HOUR} change of the directory an hour (its median cost above)",
+        baseline=f"the same at {small} nodes",
+        baseline_value=_steady_kbps(ranges_small),
+        higher_is_better=False,
+        target=f"ratio {n}/{small} <= 1.2",
+        extra={
+            "rounds_only_kbps": ranges.steady_bytes_per_node_s * 8 / 1000,
+            "rounds_only_kbps_at_small": ranges_small.steady_bytes_per_node_s * 8 / 1000,
+            "full_digest_kbps": _steady_kbps(digest),
+            "full_digest_kbps_at_small": _steady_kbps(digest_small),
+            "full_digest_ratio": _steady_kbps(digest) / _steady_kbps(digest_small),
+            "change_median_bytes_at_small": ranges_small.bytes_per_node["median"],
+            "change_median_bytes_at_small_full_digest": digest_small.bytes_per_node["median"],
+        },
+    )
+    return [change, steady]
+
+
 BENCHMARKS = {
     "gossip_convergence": gossip_convergence,
+    "directory_change_cost": directory_change_cost,
     "gossip_10000_nodes": gossip_10000_nodes,
     "directory_load_10000_nodes": directory_load_10000_nodes,
 }

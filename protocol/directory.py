@@ -41,6 +41,7 @@ from protocol.documents import (
 )
 from protocol.errors import LocalProtocolError, MalformedError, ProtocolError
 from protocol.identity import Identity, PublicIdentity
+from protocol.reconcile import RangeIndex
 
 RECORD_KINDS = frozenset(k.name for k in DIRECTORY_KINDS)
 # The order in which records are offered: what vouches for others comes first.
@@ -253,12 +254,15 @@ class _State:
     soonest: int | None = None  # the earliest expiry, while records are unchanged
     successors: dict[bytes, _State] = field(default_factory=dict)  # by the record added
     missing: dict[tuple[int, int], tuple[Any, list[bytes]]] = field(default_factory=dict)
+    ranges: RangeIndex | None = None
+    by_hash: dict[bytes, Document] | None = None
 
     def clone(self) -> _State:
         return _State(dict(self.records))
 
     def forget(self) -> None:
         self.view = self.digest = self.root = self.encoded = self.soonest = None
+        self.ranges = self.by_hash = None
         self.successors = {}
         self.missing = {}
 
@@ -555,6 +559,24 @@ class Directory:
         memo[(id(theirs), budget)] = (theirs, chosen)
         return chosen
 
+    def range_index(self) -> RangeIndex:
+        """The digest's entries sorted, with their fingerprints (reconcile.py), kept
+        until the records change."""
+        if self._s.ranges is None:
+            self._s.ranges = RangeIndex((k, v, d) for k, (v, d) in self.digest().items())
+        return self._s.ranges
+
+    def records_for(self, key_hashes: Iterable[bytes], budget: int) -> list[bytes]:
+        """The records held under these key hashes (those not held are passed over), in
+        at most ``budget`` bytes (at least one record), in the order of ``missing_for``:
+        certificates first, then by version."""
+        if self._s.by_hash is None:
+            self._s.by_hash = {key_hash(k): doc for k, doc in self._s.records.items()}
+        held = self._s.by_hash
+        docs = {held[k].digest: held[k] for k in key_hashes if k in held}
+        ordered = sorted(docs.values(), key=lambda d: (*_offer_order(d), d.digest))
+        return _within(ordered, budget)
+
     def _missing_for(self, theirs: dict[bytes, tuple[int, bytes]], budget: int) -> list[bytes]:
         mine = self.digest()
         wanted = [
@@ -562,16 +584,26 @@ class Directory:
             for key, doc in self._s.records.items()
             if mine[kh := key_hash(key)] > theirs.get(kh, (0, b""))
         ]
-        wanted.sort(key=lambda d: (KIND_RANK[d.kind], int(d.body["version"])))
-        chosen: list[bytes] = []
-        used = 0
-        for doc in wanted:
-            size = len(doc.raw) + 5
-            if chosen and used + size > budget:
-                break
-            chosen.append(doc.raw)
-            used += size
-        return chosen
+        wanted.sort(key=_offer_order)
+        return _within(wanted, budget)
+
+
+def _offer_order(doc: Document) -> tuple[int, int]:
+    """What vouches for a record is offered no later than the record."""
+    return (KIND_RANK[doc.kind], int(doc.body["version"]))
+
+
+def _within(docs: list[Document], budget: int) -> list[bytes]:
+    """The first of ``docs`` that fit in ``budget`` bytes (at least one)."""
+    chosen: list[bytes] = []
+    used = 0
+    for doc in docs:
+        size = len(doc.raw) + 5
+        if chosen and used + size > budget:
+            break
+        chosen.append(doc.raw)
+        used += size
+    return chosen
 
 
 @functools.lru_cache(maxsize=1 << 18)

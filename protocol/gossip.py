@@ -3,9 +3,20 @@
 
 Every ``interval`` the engine picks ``fanout`` random admitted peers and sends each the
 root hash of its digest. A peer with the same root answers nothing: in steady state a
-round costs one small signed message per peer. Otherwise they reconcile push-pull:
+round costs one small signed message per peer. Otherwise they reconcile push-pull, by
+ranges when the node that sent the syn lists ``RANGES_CAPABILITY`` in its node record
+(reconcile.py: the bytes grow with what differs, not with the directory):
 
     A ── gossip_syn {root} ──────────────────────────▶ B   (roots differ)
+    A ◀── gossip_ranges {1, fingerprints of B's ranges} B
+    A ── gossip_ranges {2, A's answer: sub-ranges} ──▶ B   (only where they differ)
+      ...                                                   (log16 of the directory)
+    A ◀── gossip_ranges {k, records A lacks, want} ──── B   (where a range was listed)
+    A ── gossip_ranges {k+1, records B wants} ───────▶ B
+
+and otherwise (a node of an earlier version, or not known to list it yet) with the whole
+digest, as before:
+
     A ◀── gossip_digest {root, digest} ──────────────── B
     A ── gossip_records {records B lacks, digest A} ──▶ B
     A ◀── gossip_records {records A lacks} ──────────── B
@@ -25,6 +36,7 @@ from typing import Any
 
 from protocol.directory import Directory, decode_digest
 from protocol.errors import LocalProtocolError
+from protocol.reconcile import MAX_ROUNDS, parse_ranges, parse_want
 from protocol.sampling import Rng, jitter, sample
 
 
@@ -36,6 +48,10 @@ class GossipConfig:
     interval_ms: int = 30_000
     fanout: int = 2
     budget: int = 64 * 1024
+    ranges: bool = True
+    """Answer a syn from a node that lists ``RANGES_CAPABILITY`` by range-based
+    reconciliation; False: always with the whole digest (the engine of protocol version
+    1 before it, kept as the baseline of the benchmarks)."""
 
     def __post_init__(self) -> None:
         if self.interval_ms < 100 or self.fanout < 1 or self.budget < 4096:
@@ -51,7 +67,10 @@ class Outgoing:
     body: dict[str, Any]
 
 
-GOSSIP_KINDS = ("gossip_syn", "gossip_digest", "gossip_records")
+GOSSIP_KINDS = ("gossip_syn", "gossip_digest", "gossip_records", "gossip_ranges")
+RANGES_CAPABILITY = "gossip-ranges"
+"""Listed in a node record's ``capabilities``: the node takes part in range-based
+reconciliation (``gossip_ranges``, SPEC.md §8.3)."""
 
 
 class GossipEngine:
@@ -105,8 +124,15 @@ class GossipEngine:
             if body["root"] == root:
                 self.stats["in_sync"] += 1
                 return []
+            if self.config.ranges and self.speaks_ranges(peer, now):
+                self.stats["ranges_opened"] += 1
+                opening = [r.to_wire() for r in self.directory.range_index().opening()]
+                body = {"round": 1, "ranges": opening, "want": b"", "records": []}
+                return [Outgoing(peer, "gossip_ranges", body)]
             mine = self.directory.encoded_digest()
             return [Outgoing(peer, "gossip_digest", {"root": root, "digest": mine})]
+        if kind == "gossip_ranges":
+            return self._ranges(peer, body, now)
         if kind == "gossip_digest":
             theirs = decode_digest(body["digest"])
             mine = self.directory.encoded_digest()
@@ -122,3 +148,36 @@ class GossipEngine:
                 return []
             return [Outgoing(peer, "gossip_records", {"records": missing, "digest": None})]
         raise LocalProtocolError(f"not a gossip message: {kind}")
+
+    def speaks_ranges(self, peer: bytes, now: int) -> bool:
+        """Whether ``peer``'s node record lists ``RANGES_CAPABILITY``."""
+        record = self.directory.view(now).nodes.get(peer)
+        return record is not None and RANGES_CAPABILITY in record.body["capabilities"]
+
+    def _ranges(self, peer: bytes, body: dict[str, Any], now: int) -> list[Outgoing]:
+        """One step of a range-based exchange: check the message whole (MalformedError),
+        take its records in, answer its ranges, send the records the peer lacks or
+        wants, and ask for those this node lacks. Nothing is answered once there is
+        nothing left to say, nor past ``MAX_ROUNDS`` messages."""
+        ranges, want = parse_ranges(body["ranges"]), parse_want(body["want"])
+        if body["records"]:
+            outcome = self.directory.add_many(body["records"], now)
+            self.stats.update({f"records_{k}": v for k, v in outcome.items()})
+        step = body["round"]
+        if step >= MAX_ROUNDS:
+            self.stats["ranges_cut"] += 1
+            return []
+        if step == MAX_ROUNDS - 1:  # the last answer: the records asked for, no more
+            ranges = []
+        answer = self.directory.range_index().answer(ranges)
+        records = self.directory.records_for([*want, *answer.push], self.config.budget)
+        if answer.settled and not answer.want and not records:
+            self.stats["ranges_settled"] += 1
+            return []
+        reply = {
+            "round": step + 1,
+            "ranges": [r.to_wire() for r in answer.ranges],
+            "want": b"".join(sorted(answer.want)) if step + 1 < MAX_ROUNDS else b"",
+            "records": records,
+        }
+        return [Outgoing(peer, "gossip_ranges", reply)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocol.codec import Bytes, Int, List, Optional, Schema, Str, Tuple
+from protocol.reconcile import ENTRY_SIZE, KEY_SIZE, MAX_IDS, MAX_RANGES, MAX_ROUNDS, MAX_WANT
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -121,6 +122,25 @@ ENVELOPE_KINDS: tuple[EnvelopeKind, ...] = (
         encrypted=False,
         schema=Schema({"target": Bytes(32, 32), "probe": Bytes(max=64)}),
         doc="`target` answered the probe asked for by ping_req.",
+    ),
+    EnvelopeKind(
+        code=11,
+        name="gossip_ranges",
+        max_payload=4 * MiB,
+        encrypted=True,
+        schema=Schema(
+            {
+                "round": Int(1, MAX_ROUNDS),
+                "ranges": List(
+                    Tuple((Bytes(max=KEY_SIZE), Int(0, 2), Bytes(max=MAX_IDS * ENTRY_SIZE))),
+                    MAX_RANGES,
+                ),
+                "want": Bytes(max=MAX_WANT * KEY_SIZE),
+                "records": List(Bytes(max=512 * KiB), 100_000),
+            }
+        ),
+        doc="Range-based reconciliation of the directory (protocol/reconcile.py): "
+        "fingerprints or lists of ranges of the digest, the key hashes wanted, records.",
     ),
 )
 

@@ -25,6 +25,7 @@ from protocol.codec import pack
 from protocol.documents import digest, encode_document
 from protocol.envelope import encode_envelope
 from protocol.identity import Identity, domain_message
+from protocol.reconcile import ENTRY, RangeIndex
 
 NOW = 1_795_000_000_000
 
@@ -80,6 +81,7 @@ def envelopes() -> list[dict[str, Any]]:
     cases = [
         ("ping", None, {"probe": b"\x01\x02\x03\x04", "updates": []}),
         ("document", recipient, {"document": b"a signed report", "case_id": bytes(range(16))}),
+        ("gossip_ranges", recipient, ranges_body()),
     ]
     for i, (kind, to, body) in enumerate(cases):
         nonce = hashlib.sha256(f"nonce {i}".encode()).digest()[:24]
@@ -181,6 +183,54 @@ def bundles() -> list[dict[str, Any]]:
     ]
 
 
+def range_entries(count: int, changed: tuple[int, ...] = ()) -> list[tuple[bytes, int, bytes]]:
+    """Digest entries (key hash, version, digest prefix) of a made-up directory; those
+    in ``changed`` hold a later version."""
+    out = []
+    for i in range(count):
+        key = hashlib.sha256(f"record key {i}".encode()).digest()[:8]
+        version = NOW + i + (1000 if i in changed else 0)
+        prefix = hashlib.sha256(f"record {i} v{version}".encode()).digest()[:4]
+        out.append((key, version, prefix))
+    return out
+
+
+def ranges_body() -> dict[str, Any]:
+    """The first message of an exchange over 40 entries: 16 fingerprints."""
+    opening = RangeIndex(range_entries(40)).opening()
+    return {"round": 1, "ranges": [r.to_wire() for r in opening], "want": b"", "records": []}
+
+
+def reconciliation() -> list[dict[str, Any]]:
+    """B holds 40 entries; A holds the first 38 (so lacks two), and later versions of
+    entries 5 and 17. B opens (16 fingerprints), A answers."""
+    b_entries = range_entries(40)
+    a_entries = range_entries(38, changed=(5, 17))
+    b, a = RangeIndex(b_entries), RangeIndex(a_entries)
+    opening = b.opening()
+    answer = a.answer(opening)
+    second = b.answer(answer.ranges)
+
+    def wire(ranges: Any) -> list[list[Any]]:
+        return [[r.upper.hex(), r.mode, r.payload.hex()] for r in ranges]
+
+    return [
+        {
+            "entries_b": [ENTRY.pack(*e).hex() for e in b_entries],
+            "entries_a": [ENTRY.pack(*e).hex() for e in a_entries],
+            "fingerprint_b_all": b.fingerprint(0, len(b)).hex(),
+            "fingerprint_empty": b.fingerprint(0, 0).hex(),
+            "opening_b": wire(opening),
+            "answer_a": wire(answer.ranges),
+            "push_a": [k.hex() for k in answer.push],
+            "want_a": [k.hex() for k in answer.want],
+            "answer_b": wire(second.ranges),
+            "push_b": [k.hex() for k in second.push],
+            "want_b": [k.hex() for k in second.want],
+        }
+    ]
+
+
 def vectors() -> dict[str, Any]:
     return {
         "about": "tsf protocol version 1 test vectors; see protocol/SPEC.md",
@@ -190,6 +240,7 @@ def vectors() -> dict[str, Any]:
         "documents": documents(),
         "chunks": chunks(),
         "bundles": bundles(),
+        "reconciliation": reconciliation(),
     }
 
 

@@ -263,7 +263,7 @@ def test_a_full_window_refuses_rather_than_forgets() -> None:
 VALID = [ping(), document()]
 
 
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_decoder_only_raises_documented_errors(data: st.DataObject) -> None:
     choice = data.draw(st.sampled_from(["random", "mutate", "splice"]))

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import blake3
 import msgpack
 import pytest
 
@@ -24,7 +25,7 @@ def h(value: str) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "section", ["identities", "signatures", "envelopes", "documents", "chunks"]
+    "section", ["identities", "signatures", "envelopes", "documents", "chunks", "reconciliation"]
 )
 def test_this_implementation_reproduces_the_vectors(section: str) -> None:
     assert vectors()[section] == STORED[section]
@@ -74,3 +75,44 @@ def test_stored_bundle_opens() -> None:
     opener = BundleOpener.for_recipient(manifest, recipient)
     plain = b"".join(opener.open_chunk(i, h(c)) for i, c in enumerate(vector["chunks"]))
     assert plain == h(vector["plaintext"])
+
+
+def spec_fingerprint(entries: list[bytes]) -> bytes:
+    """SPEC.md §8.3.1's fingerprint, written again from the text (not from reconcile.py)."""
+    total = sum(int.from_bytes(blake3.blake3(e).digest()[:16], "little") for e in entries)
+    data = (total % 2**128).to_bytes(16, "little") + len(entries).to_bytes(8, "big")
+    return blake3.blake3(data).digest()[:16]
+
+
+def test_stored_reconciliation_follows_the_spec() -> None:
+    vector = STORED["reconciliation"][0]
+    b_entries = [h(e) for e in vector["entries_b"]]
+    assert spec_fingerprint(b_entries) == h(vector["fingerprint_b_all"])
+    assert spec_fingerprint([]) == h(vector["fingerprint_empty"])
+    # B's opening: 40 entries split in 16 ranges of 2 or 3, each with its fingerprint
+    opening = vector["opening_b"]
+    assert len(opening) == 16
+    assert opening[-1][0] == ""
+    lower = b""
+    for i, (upper, mode, payload) in enumerate(opening):
+        inside = [e for e in b_entries if e[:8] >= lower and (not upper or e[:8] < h(upper))]
+        assert len(inside) == 40 * (i + 1) // 16 - 40 * i // 16
+        assert mode == 1
+        assert h(payload) == spec_fingerprint(inside)
+        lower = h(upper)
+    # A lists where it differs; B then settles all, pushing what A lacks, wanting A's newer
+    assert all(mode in (0, 2) for _u, mode, _p in vector["answer_a"])
+    assert vector["answer_b"] == []
+    a_keys = {h(e)[:8] for e in vector["entries_a"]}
+    assert {h(k) for k in vector["push_b"]} == {e[:8] for e in b_entries} - a_keys
+    assert len(vector["want_b"]) == 2
+
+
+def test_stored_gossip_ranges_envelope_decodes() -> None:
+    vector = next(v for v in STORED["envelopes"] if v["kind"] == "gossip_ranges")
+    recipient = Identity(h(vector["recipient_seed"]))
+    envelope = decode_envelope(
+        h(vector["envelope"]), recipient=recipient, replay=None, now=vector["timestamp"]
+    )
+    assert envelope.body["round"] == 1
+    assert len(envelope.body["ranges"]) == 16

@@ -11,6 +11,7 @@ from typing import Any
 from bootstrap.network import NetworkFile
 from protocol.directory import Directory, View, make_record
 from protocol.documents import Document
+from protocol.gossip import RANGES_CAPABILITY
 from protocol.identity import Identity, PublicIdentity
 from tsfnode.config import NodeConfig
 from tsfnode.logs import log
@@ -129,7 +130,7 @@ class DirectoryService:
             "country": config.country,
             "addresses": addresses,
             "relays": [PublicIdentity.from_text(r).key for r in config.transfer_relays],
-            "capabilities": ["bundles", "gossip"],
+            "capabilities": ["bundles", "gossip", RANGES_CAPABILITY],
             "capacity": 0,
         }
         held = self.own_record()
