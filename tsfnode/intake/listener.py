@@ -172,7 +172,8 @@ class DicomListener:
         return self.settings.may_call(*self._caller(event))
 
     def _on_accepted(self, event: Any) -> None:
-        """An association whose AE title is listed, but for another address: aborted."""
+        """An association whose AE title is listed, but for another address: logged; its
+        C-STOREs and C-ECHOs are refused (0124H, Refused: Not Authorized)."""
         if not self._allowed(event):
             calling, address = self._caller(event)
             log(
@@ -182,7 +183,6 @@ class DicomListener:
                 reason="this AE title may call only from another address ([dicom] "
                 "calling_ae_titles)",
             )
-            event.assoc.abort()
 
     def _on_rejected(self, event: Any) -> None:
         calling, address = self._caller(event)
