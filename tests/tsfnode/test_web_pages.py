@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from protocol.cases import Case, Routing, State
 from tests.harness.inprocess import START_MS, LocalNode
 from tsfnode.i18n import texts
+from tsfnode.store.cases import CaseRow
 from tsfnode.web.charts import quality_charts
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's (.ci/run installs it)
@@ -136,17 +138,32 @@ async def test_empty_pages_say_what_to_do_next(
     assert '<a class="button" href="/web/pairs">' in page
 
 
-def row(pair: bytes, minutes: float | None, useful: int | None) -> dict[str, object]:
+def row(pair: bytes, minutes: float | None, useful: int | None) -> CaseRow:
     submitted = START_MS - 86_400_000
-    return {
-        "pair_id": pair,
-        "submitted_ms": submitted,
-        "report_back_ms": None if minutes is None else submitted + int(minutes * 60_000),
-        "useful": useful,
-        "image_quality": "adequate",
-        "delivered_ms": submitted,
-        "updated_ms": submitted,
-    }
+    case = Case(
+        case_id=pair + b"case",
+        sender=b"s" * 32,
+        routing=Routing.PAIR,
+        target=b"r" * 32,
+        delay_ms=48 * 3_600_000,
+        state=State.DELIVERED,
+        submitted_ms=submitted,
+        delivered_ms=submitted,
+        report_back_ms=None if minutes is None else submitted + int(minutes * 60_000),
+    )
+    return CaseRow(
+        case=case,
+        role="sender",
+        pair_id=pair,
+        sender_node=b"n" * 32,
+        urgent=False,
+        study_uid="",
+        recipients=(),
+        form_json="{}",
+        image_quality="adequate",
+        useful=None if useful is None else bool(useful),
+        updated_ms=submitted,
+    )
 
 
 def labels_of(svg: str) -> list[str]:
