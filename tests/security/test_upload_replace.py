@@ -65,13 +65,14 @@ async def test_an_upload_never_replaces_another_senders_image(local_node: LocalN
     assert koffis.read_bytes() == before  # the reader will see Koffi's own frame
     assert sorted(p.name for p in koffis.parent.parent.rglob("*.dcm")) == [koffis.name]
 
-    # Koffi himself cannot replace it by a later upload either; the same file again is
-    # harmless (taken, unchanged).
+    # Koffi himself cannot replace it by a later upload either (the first copy is kept,
+    # and he is told so); the same file again is harmless (unchanged).
     status, again = await web_batch(browser, csrf, {"ct.dcm": tampered(dataset(CT))})
     assert status == 200, again
-    assert again["studies"] == []
+    assert [s["study_uid"] for s in again["studies"]] == [study["study_uid"]]
     (refusal,) = again["rejected"]
-    assert "not replaced" in refusal["reason"]
+    assert "already in the study" in refusal["reason"]
+    assert koffis.read_bytes() == before
     status, same = await web_batch(browser, csrf, {"ct.dcm": CT.read_bytes()})
     assert status == 200, same
     assert [s["study_uid"] for s in same["studies"]] == [study["study_uid"]]

@@ -322,14 +322,22 @@ class Importer:
                 Rejected(source.name, N_("intake_damaged_dicom"), {"error": type(exc).__name__})
             )
             return
-        if (
-            str(getattr(ds.get("file_meta", None), "MediaStorageSOPClassUID", ""))
-            == (DICOMDIR_CLASS)
-            or "DirectoryRecordSequence" in ds
-        ):
+        try:  # elements are decoded when first read: a damaged one raises here
+            index = (
+                str(getattr(ds.get("file_meta", None), "MediaStorageSOPClassUID", ""))
+                == DICOMDIR_CLASS
+                or "DirectoryRecordSequence" in ds
+            )
+            sop_class = str(ds.get("SOPClassUID", ""))
+        except Exception as exc:  # pydicom raises many types on damaged values
+            report.rejected.append(
+                Rejected(source.name, N_("intake_damaged_dicom"), {"error": type(exc).__name__})
+            )
+            return
+        if index:
             report.skipped.append(source.name)  # the index of a CD: its files come too
             return
-        if str(ds.get("SOPClassUID", "")) in ENCAPSULATED_DOCUMENT_CLASSES:
+        if sop_class in ENCAPSULATED_DOCUMENT_CLASSES:
             report.rejected.append(
                 Rejected(source.name, N_("intake_document_refused"), document=True)
             )
