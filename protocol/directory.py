@@ -58,6 +58,8 @@ KIND_RANK = {
 }
 CLOCK_SKEW_MS = 5 * 60 * 1000
 PAIR_TERMS_TAG = "pair/terms"
+PAIR_ID_TAG = b"tsf/pair-id\x00"
+PAIR_ALONE = ("suspended", "ended")  # what one party, or the reader's coordinator, may sign
 DIGEST_ENTRY = struct.Struct(">8sQ4s")
 
 RecordKey = tuple[Any, ...]
@@ -88,7 +90,10 @@ def record_key(doc: Document) -> RecordKey:
         case "member":
             return ("member", b["group"], b["member"])
         case "pair":
-            return ("pair", pair_terms(doc)["pair_id"])
+            # The id is derived from the members (checked before a record is stored), and
+            # the members are in the key too: a record of other people is another record.
+            terms = pair_terms(doc)
+            return ("pair", terms["pair_id"], terms["reader"], terms["sender"])
         case "revocation":
             return ("revocation", s, b["target"])
         case "teaching_case":
@@ -108,6 +113,67 @@ def pair_terms(doc: Document) -> dict[str, Any]:
     """The terms of a pair record (already verified when the record was accepted)."""
     terms: dict[str, Any] = PAIR_TERMS.check(unpack(doc.body["terms"], max_size=1024), "terms")
     return terms
+
+
+def derive_pair_id(reader: bytes, sender: bytes, nonce: bytes) -> bytes:
+    """A pair's id, derived, never chosen (SPEC.md §8.1): the first 16 bytes of the BLAKE3
+    digest of the tag ``tsf/pair-id\\0``, the reader's key, the sender's key and the
+    16-byte nonce of the proposal (all of fixed length). Only its two members can make a
+    record whose id is this one, so no record of another pair can name it."""
+    if len(reader) != 32 or len(sender) != 32 or len(nonce) != 16:
+        raise LocalProtocolError("a pair id is derived from two 32-byte keys and a 16-byte nonce")
+    return digest(PAIR_ID_TAG + reader + sender + nonce)[:16]
+
+
+def new_pair_terms(
+    *,
+    reader: bytes,
+    sender: bytes,
+    nonce: bytes,
+    weekly_quota: int,
+    reading_delay_hours: int,
+    status: str = "active",
+) -> dict[str, Any]:
+    """The terms of a new pair, its id derived from its members and ``nonce`` (16 random
+    bytes chosen by the proposer)."""
+    terms = {
+        "pair_id": derive_pair_id(reader, sender, nonce),
+        "nonce": nonce,
+        "reader": reader,
+        "sender": sender,
+        "weekly_quota": weekly_quota,
+        "reading_delay_hours": reading_delay_hours,
+        "status": status,
+    }
+    checked: dict[str, Any] = PAIR_TERMS.check(terms, "terms")
+    return checked
+
+
+def reader_coordinators(view: View, reader: bytes) -> frozenset[bytes]:
+    """The coordinators of the group that attested ``reader`` (who may also suspend or
+    end the reader's pairs)."""
+    member = view.members.get(reader)
+    if member is None:
+        return frozenset()
+    return frozenset(view.coordinators.get(member.body["group"], ()))
+
+
+def pair_signer_refusal(doc: Document, terms: dict[str, Any], view: View) -> str | None:
+    """Why the signer of this pair record may not sign it (given who the members and
+    coordinators are in ``view``), or None: the id must be the derivation of the record's
+    own reader, sender and nonce; an agreement is signed by one of the two, a suspension or
+    an end by one of them or by a coordinator of the reader's group."""
+    reader, sender = terms["reader"], terms["sender"]
+    if reader == sender:
+        return "not_entitled"
+    if terms["pair_id"] != derive_pair_id(reader, sender, terms["nonce"]):
+        return "bad_pair_id"
+    signer = doc.signer.key
+    if signer in (reader, sender):
+        return None
+    if terms["status"] in PAIR_ALONE and signer in reader_coordinators(view, reader):
+        return None
+    return "not_entitled"
 
 
 def sign_pair(
@@ -231,6 +297,7 @@ def compute_view(records: Iterable[Document], network: Network, now: int) -> Vie
             and sender is not None
             and reader.body["role"] in ("reader", "coordinator")
             and sender.body["role"] == "sender"
+            and pair_signer_refusal(rec, terms, view) is None
         ):
             view.pairs[terms["pair_id"]] = rec
     for rec in by_kind["teaching_case"]:
@@ -277,7 +344,8 @@ class Directory:
         self._shared = False  # True: the state may be another directory's too (copy())
         self.ignored: Counter[str] = Counter()
         """Why records were turned away: forged, malformed, other_network, expired,
-        future, revoked, unknown_signer, not_entitled, bad_countersignature, full."""
+        future, revoked, unknown_signer, not_entitled, bad_countersignature, bad_pair_id
+        (a pair id that is not derived from the record's members), full."""
 
     def __len__(self) -> int:
         return len(self._s.records)
@@ -461,19 +529,26 @@ class Directory:
         return "not_entitled" if known else "unknown_signer"
 
     def _pair_refusal(self, doc: Document, view: View) -> str | None:
+        """A pair record is taken in only for its own members: its id derived from them
+        (records made before ids were derived lack the nonce: malformed), signed by one of
+        them and countersigned by the other; either of them alone, or a coordinator of the
+        reader's group, may suspend or end it (the countersignature is then the signer's
+        own). Anyone else's record of the pair is not_entitled."""
         try:
             terms = pair_terms(doc)
         except ProtocolError:
             return "malformed"
-        parties = {terms["reader"], terms["sender"]}
-        signer = doc.signer.key
-        if signer not in parties or len(parties) != 2:
-            return "not_entitled"
-        other = (parties - {signer}).pop()
-        # An agreement needs both; either party alone may suspend or end it (then the
-        # countersignature may be the signer's own).
-        alone = terms["status"] in ("suspended", "ended")
-        for key in (other, signer) if alone else (other,):
+        refusal = pair_signer_refusal(doc, terms, view)
+        if refusal is not None:
+            return refusal
+        reader, sender, signer = terms["reader"], terms["sender"], doc.signer.key
+        alone = terms["status"] in PAIR_ALONE
+        if signer in (reader, sender):
+            other = sender if signer == reader else reader
+            countersigners: tuple[bytes, ...] = (other, signer) if alone else (other,)
+        else:  # the reader's coordinator, suspending or ending the pair
+            countersigners = (signer,)
+        for key in countersigners:
             try:
                 PublicIdentity(key).verify(
                     PAIR_TERMS_TAG, doc.body["terms"], doc.body["countersignature"]
@@ -483,9 +558,9 @@ class Directory:
                 continue
         else:
             return "bad_countersignature"
-        if other in view.revoked:
+        if reader in view.revoked or sender in view.revoked:
             return "revoked"
-        if signer not in view.members or other not in view.members:
+        if reader not in view.members or sender not in view.members:
             return "unknown_signer"
         return None
 

@@ -254,7 +254,8 @@ MEMBER_ROLES = ("reader", "sender", "coordinator")
 
 PAIR_TERMS = Schema(
     {
-        "pair_id": _UID,
+        "pair_id": _UID,  # derived: directory.derive_pair_id(reader, sender, nonce)
+        "nonce": _UID,
         "reader": _ID,
         "sender": _ID,
         "weekly_quota": Int(0, 1000),
@@ -355,10 +356,12 @@ DIRECTORY_KINDS: tuple[DocumentKind, ...] = (
         code=21,
         name="pair",
         max_body=2 * KiB,
-        signer="the reader or the sender of the pair, countersigned by the other",
+        signer="the reader or the sender of the pair, countersigned by the other; to suspend "
+        "or end it, either party alone or a coordinator of the reader's group",
         schema=Schema({**_RECORD, "terms": Bytes(max=1 * KiB), "countersignature": Bytes(64, 64)}),
         doc="A reader and a sender's agreement (binôme); `terms` (msgpack, PAIR_TERMS) is "
-        "countersigned by the other party, tag `pair/terms`.",
+        "countersigned by the other party, tag `pair/terms`; `pair_id` is derived from the "
+        "reader, the sender and `nonce`.",
     ),
     DocumentKind(
         code=22,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol.codec import pack
-from protocol.directory import Network, countersign, make_record, sign_pair
+from protocol.directory import Network, countersign, make_record, new_pair_terms, sign_pair
 from protocol.identity import Identity
 from tests.protocol.helpers import NOW, identity
 
@@ -86,11 +86,17 @@ class World:
             self.group,
         )
 
-    def member(self, person: Identity, role: str, signer: Identity | None = None) -> bytes:
+    def member(
+        self,
+        person: Identity,
+        role: str,
+        signer: Identity | None = None,
+        group: Identity | None = None,
+    ) -> bytes:
         return self.sign(
             "member",
             {
-                "group": self.group.public.key,
+                "group": (group or self.group).public.key,
                 "member": person.public.key,
                 "role": role,
                 "display_name": f"Dr {role}",
@@ -112,15 +118,22 @@ class World:
         countersigner: Identity | None = None,
         status: str = "active",
         signer: Identity | None = None,
+        reader: Identity | None = None,
+        sender: Identity | None = None,
+        pair_id: bytes | None = None,
     ) -> bytes:
-        terms = {
-            "pair_id": bytes(16),
-            "reader": self.reader.public.key,
-            "sender": self.sender.public.key,
-            "weekly_quota": 3,
-            "reading_delay_hours": 48,
-            "status": status,
-        }
+        """A record of the pair of ``reader`` and ``sender`` (by default the world's);
+        ``pair_id`` replaces the derived id (a chosen one, or another pair's)."""
+        terms = new_pair_terms(
+            reader=(reader or self.reader).public.key,
+            sender=(sender or self.sender).public.key,
+            nonce=bytes(16),
+            weekly_quota=3,
+            reading_delay_hours=48,
+            status=status,
+        )
+        if pair_id is not None:
+            terms["pair_id"] = pair_id
         terms_bytes = pack(terms)
         self.version += 1
         return sign_pair(

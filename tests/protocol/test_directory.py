@@ -8,9 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol import directory as directory_module
+from protocol.codec import pack
 from protocol.directory import (
     Directory,
     compute_view,
+    countersign,
     decode_digest,
     encode_digest,
     pair_terms,
@@ -349,3 +351,119 @@ def test_copies_share_their_state_until_they_differ_and_never_see_each_others_ch
     state = alone._s
     alone.add(update, NOW)
     assert alone._s is state
+
+
+# --- issue 21, vulnerability 3: only a pair's members (and the reader's coordinator) -----
+
+
+def other_group(world: World) -> list[bytes]:
+    """A second certified group, unrelated to the world's pair: its coordinator attests a
+    reader (the intruder) and a sender of its own."""
+    group, coordinator = identity("group-msk"), identity("coordinator-msk")
+    fields = {"group": group.public.key, "name": "MSK", "kind": "subspeciality"}
+    return [
+        world.sign("group_cert", {**fields, "may_admit": False}, world.anchor),
+        world.sign(
+            "group",
+            {
+                "name": "MSK",
+                "kind": "subspeciality",
+                "routing": "assign",
+                "coordinators": [coordinator.public.key],
+                "members": [],
+                "subspecialities": ["msk"],
+            },
+            group,
+        ),
+        world.member(coordinator, "coordinator", signer=coordinator, group=group),
+        world.member(identity("intruder"), "reader", signer=coordinator, group=group),
+        world.member(identity("accomplice"), "sender", signer=coordinator, group=group),
+    ]
+
+
+def test_an_unrelated_attested_reader_cannot_end_someone_elses_pair() -> None:
+    """The attack of issue 21: a reader of another group signs an `ended` record under the
+    id of a pair of two other people. Before ids were derived and the key held the members,
+    naming himself as the reader and the victim's id made his record replace theirs."""
+    world = World()
+    records = world.everything() + other_group(world)
+    directory = loaded(records, world)
+    (victim,) = directory.view(NOW).pairs
+    intruder, accomplice = identity("intruder"), identity("accomplice")
+    assert directory.view(NOW).role_of(intruder.public.key) == "reader"
+    attacks = {
+        # His own name as the reader, the victim's sender, the victim's id.
+        world.pair(
+            reader=intruder,
+            status="ended",
+            signer=intruder,
+            countersigner=intruder,
+            pair_id=victim,
+        ): "bad_pair_id",
+        # The same with an accomplice as the sender, countersigning as a party would.
+        world.pair(
+            reader=intruder,
+            sender=accomplice,
+            status="ended",
+            signer=intruder,
+            countersigner=accomplice,
+            pair_id=victim,
+        ): "bad_pair_id",
+        # The victim's very terms, ended, signed by someone who is not a party.
+        world.pair(status="ended", signer=intruder, countersigner=intruder): "not_entitled",
+        # Nor may the coordinator of another group end it.
+        world.pair(
+            status="ended",
+            signer=identity("coordinator-msk"),
+            countersigner=identity("coordinator-msk"),
+        ): "not_entitled",
+    }
+    for record, reason in attacks.items():
+        assert directory.add(record, NOW) == f"ignored:{reason}"
+    assert directory.ignored == {"bad_pair_id": 2, "not_entitled": 2}
+    assert pair_status(directory) == "active"
+    assert list(directory.view(NOW).pairs) == [victim]
+    # Whatever the order of arrival.
+    assert pair_status(loaded([*attacks, *records], world)) == "active"
+
+
+def test_a_chosen_pair_id_is_refused() -> None:
+    world = World()
+    directory = loaded(world.everything(), world)
+    (held,) = directory.view(NOW).pairs
+    # Both parties sign, but the id is not the derivation of reader, sender and nonce.
+    chosen = world.pair(pair_id=bytes(range(16)))
+    assert directory.add(chosen, NOW) == "ignored:bad_pair_id"
+    assert directory.ignored["bad_pair_id"] == 1
+    assert list(directory.view(NOW).pairs) == [held]
+    # A record of the older format (a chosen id, no nonce) is refused, even signed by both.
+    terms = {k: v for k, v in pair_terms(directory.view(NOW).pairs[held]).items() if k != "nonce"}
+    terms["status"] = "ended"
+    terms_bytes = pack(terms)
+    legacy = world.sign(
+        "pair",
+        {"terms": terms_bytes, "countersignature": countersign(terms_bytes, world.sender)},
+        world.reader,
+    )
+    assert directory.add(legacy, NOW) == "ignored:malformed"
+    assert pair_status(directory) == "active"
+
+
+def test_the_coordinator_of_the_readers_group_may_suspend_or_end_a_pair() -> None:
+    world = World()
+    directory = loaded(world.everything(), world)
+    coordinator = world.coordinator
+    # A coordinator may not agree for the parties.
+    agree = world.pair(signer=coordinator, countersigner=world.sender)
+    assert directory.add(agree, NOW) == "ignored:not_entitled"
+    suspend = world.pair(status="suspended", signer=coordinator, countersigner=coordinator)
+    assert directory.add(suspend, NOW) == "added"
+    assert pair_status(directory) == "suspended"
+    # Its own signature is the countersignature: someone else's is refused.
+    forged = world.pair(status="ended", signer=coordinator, countersigner=identity("forger"))
+    assert directory.add(forged, NOW) == "ignored:bad_countersignature"
+    end = world.pair(status="ended", signer=coordinator, countersigner=coordinator)
+    assert directory.add(end, NOW) == "added"
+    assert pair_status(directory) == "ended"
+    assert directory.add(world.pair(), NOW) == "stale"
+    assert pair_status(loaded([end, world.pair(), *world.everything()], world)) == "ended"

@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestClient
 from bootstrap.network import demo_anchor, load_network
 from bootstrap.tools import attest_member, create_group
 from protocol.codec import pack
-from protocol.directory import countersign, sign_pair
+from protocol.directory import countersign, new_pair_terms, sign_pair
 from protocol.identity import Identity, PublicIdentity
 from tests.harness.people import FORM, PASSWORD
 from tests.harness.studies import CT
@@ -168,15 +168,14 @@ async def cotonou(tmp_path: Path, aiohttp_client: Any) -> Cotonou:
                 languages=["fr"], home_node=home, weekly_capacity=5, now=now,
             )
         )  # fmt: skip
-    pair_id = os.urandom(16)
-    terms = {
-        "pair_id": pair_id,
-        "reader": marie.public.key,
-        "sender": koffi.public.key,
-        "weekly_quota": 5,
-        "reading_delay_hours": 48,
-        "status": "active",
-    }
+    terms = new_pair_terms(
+        reader=marie.public.key,
+        sender=koffi.public.key,
+        nonce=os.urandom(16),
+        weekly_quota=5,
+        reading_delay_hours=48,
+    )
+    pair_id = terms["pair_id"]
     terms_bytes = pack(terms)
     raws.append(
         sign_pair(

@@ -150,9 +150,12 @@ def original_of(study_uid: str) -> pydicom.Dataset:
 
 def make_pair(net: CaseNet, quota: int) -> str:
     """Marie proposes, Koffi accepts: both have signed, gossip carries the pair."""
-    proposal = net.marie.ok(
-        "/pairs", "POST", {"with": net.koffi.id, "weekly_quota": quota, "reading_delay_hours": 48}
-    )
+    terms = {"with": net.koffi.id, "weekly_quota": quota, "reading_delay_hours": 48}
+    # The id is derived from the two people and a nonce: a caller cannot choose it.
+    status, refused = net.marie.api("/pairs", "POST", {**terms, "pair_id": "00" * 16})
+    assert status == 400
+    assert "derived" in refused["error"]
+    proposal = net.marie.ok("/pairs", "POST", terms)
     pair_id = proposal["pair_id"]
     wait_for(
         "the proposal reaches Koffi's node",
@@ -590,8 +593,13 @@ def test_beyond_the_weekly_quota_the_reader_accepts_and_a_suspended_pair_takes_n
     status, refused = koffi.api("/cases", "POST", {**body, "over_quota": True})
     assert status == 409
     assert "the pair is suspended" in refused["error"]
-    # Koffi ends it; once Awa's node knows, nothing changes it any more.
-    assert koffi.ok(f"/pairs/{pair_id}/end", "POST")["status"] == "ended"
+    # Nobody outside the pair ends it: not a reader nor the coordinator of another group.
+    for outsider in (net.fatou, net.ousmane):
+        status, refused = outsider.api(f"/pairs/{pair_id}/end", "POST")
+        assert status == 403, refused
+    # The coordinator of Awa's group ends it (Koffi, the sender, could too); once Awa's
+    # node knows, nothing changes it any more.
+    assert net.anne.ok(f"/pairs/{pair_id}/end", "POST")["status"] == "ended"
     wait_for(
         "the end reaches Dakar",
         lambda: any(

@@ -286,19 +286,16 @@ async def pairs_propose(request: web.Request) -> web.Response:
         return web.json_response(
             {"error": "weekly_quota and reading_delay_hours: whole numbers"}, status=400
         )
-    pair_id = None
-    if body.get("pair_id"):
-        try:
-            pair_id = bytes.fromhex(str(body["pair_id"]))
-        except ValueError:
-            return web.json_response({"error": "pair_id: 32 hex digits"}, status=400)
+    if "pair_id" in body:
+        return web.json_response(
+            {"error": "pair_id: derived from the two people, not chosen"}, status=400
+        )
     result = await propose(
         request.config_dict[CASES],
         person,
         other=str(body.get("with", "")),
         weekly_quota=quota,
         reading_delay_hours=delay,
-        pair_id=pair_id,
         now=request_now(request),
     )
     return web.json_response(result, status=201)

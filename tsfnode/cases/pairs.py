@@ -1,7 +1,9 @@
 """Pairs (binômes): a reader and a sender agree on a weekly number of studies and a
 reading delay. The agreement is in force only when both have signed it (a ``pair``
-directory record signed by one party, countersigned by the other); either party alone may
-suspend or end it (protocol/directory.py).
+directory record signed by one party, countersigned by the other); either party alone, or
+a coordinator of the reader's group, may suspend or end it (protocol/directory.py). A pair's
+id is derived from its reader, its sender and a random nonce (``derive_pair_id``): nobody
+chooses it.
 
 One party proposes: its node signs the terms (the countersignature) and sends them,
 sealed, to the other party's node, where they wait in ``pair_proposals``; when the other
@@ -15,7 +17,15 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from protocol.codec import pack
-from protocol.directory import PAIR_TERMS_TAG, countersign, pair_terms, sign_pair
+from protocol.directory import (
+    PAIR_TERMS_TAG,
+    countersign,
+    derive_pair_id,
+    new_pair_terms,
+    pair_terms,
+    reader_coordinators,
+    sign_pair,
+)
 from protocol.documents import PAIR_TERMS
 from protocol.errors import MalformedError, ProtocolError
 from protocol.identity import Identity, PublicIdentity
@@ -71,9 +81,10 @@ async def propose(
     other: str,
     weekly_quota: int,
     reading_delay_hours: int,
-    pair_id: bytes | None,
     now: int,
 ) -> dict[str, Any]:
+    """Propose a pair to ``other``: the id is derived from the two people and a fresh
+    random nonce (never chosen by the caller)."""
     view = service.view(now)
     me = person.public.key
     try:
@@ -91,19 +102,17 @@ async def propose(
     else:
         found = ", ".join(sorted(map(str, roles)))
         raise CaseError(400, f"a pair is a reader and a sender (here: {found})")
-    new_id = pair_id or os.urandom(16)
-    terms: dict[str, Any] = {
-        "pair_id": new_id,
-        "reader": reader,
-        "sender": sender,
-        "weekly_quota": weekly_quota,
-        "reading_delay_hours": reading_delay_hours,
-        "status": "active",
-    }
     try:
-        PAIR_TERMS.check(terms, "terms")
+        terms = new_pair_terms(
+            reader=reader,
+            sender=sender,
+            nonce=os.urandom(16),
+            weekly_quota=weekly_quota,
+            reading_delay_hours=reading_delay_hours,
+        )
     except MalformedError as exc:
         raise CaseError(400, str(exc)) from None
+    new_id = terms["pair_id"]
     terms_bytes = pack(terms)
     signature = countersign(terms_bytes, person)
     home = view.members[other_key].body["home_node"]
@@ -140,6 +149,8 @@ async def keep_proposal(
         return f"refused: {exc}"
     if proposer not in (terms["reader"], terms["sender"]):
         return "refused: the proposer is not a party"
+    if terms["pair_id"] != derive_pair_id(terms["reader"], terms["sender"], terms["nonce"]):
+        return "refused: the pair id is not derived from its members"
     other = terms["reader"] if proposer == terms["sender"] else terms["sender"]
     rows = PairStore(service.db)
     await rows.keep(PairProposal(terms["pair_id"], terms_bytes, signature, proposer, now))
@@ -177,14 +188,17 @@ async def accept(
 async def change(
     service: CaseService, person: Identity, pair_id: bytes, status: str, now: int
 ) -> dict[str, Any]:
-    """Suspend or end a pair: either party alone."""
-    record = service.view(now).pairs.get(pair_id)
+    """Suspend or end a pair: either party alone, or a coordinator of the reader's group."""
+    view = service.view(now)
+    record = view.pairs.get(pair_id)
     if record is None:
         raise CaseError(404, "no such pair in the directory")
     terms = pair_terms(record)
     me = person.public.key
-    if me not in (terms["reader"], terms["sender"]):
-        raise CaseError(403, "only a party of the pair may change it")
+    if me not in (terms["reader"], terms["sender"]) and me not in reader_coordinators(
+        view, terms["reader"]
+    ):
+        raise CaseError(403, "only a party of the pair or its reader's coordinator may change it")
     if terms["status"] == "ended":
         raise CaseError(409, "the pair has ended")
     new_terms = {**terms, "status": status}

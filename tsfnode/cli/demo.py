@@ -209,7 +209,7 @@ def _demo_people(base: Path) -> list[bytes]:
     """The demo's groups, its members' attestations and a pair (with a random id), signed
     with the demo folder's anchor and the demo accounts' own person keys."""
     from protocol.codec import pack
-    from protocol.directory import countersign, sign_pair
+    from protocol.directory import countersign, new_pair_terms, sign_pair
 
     network = _network_of(base)
     anchor = _anchor_of(base)
@@ -275,14 +275,13 @@ def _demo_people(base: Path) -> list[bytes]:
                 )
             )
     reader, sender, quota, hours = DEMO_PAIR
-    terms = {
-        "pair_id": os.urandom(16),  # a pair of its own: another demo's never replaces it
-        "reader": person(reader).public.key,
-        "sender": person(sender).public.key,
-        "weekly_quota": quota,
-        "reading_delay_hours": hours,
-        "status": "active",
-    }
+    terms = new_pair_terms(
+        reader=person(reader).public.key,
+        sender=person(sender).public.key,
+        nonce=os.urandom(16),  # a pair of its own: another demo's never replaces it
+        weekly_quota=quota,
+        reading_delay_hours=hours,
+    )
     terms_bytes = pack(terms)
     records.append(
         sign_pair(

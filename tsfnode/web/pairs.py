@@ -88,7 +88,6 @@ async def act(request: web.Request) -> web.Response:
                 other=str(form.get("with", "")),
                 weekly_quota=quota,
                 reading_delay_hours=delay,
-                pair_id=None,
                 now=now,
             )
         else:
