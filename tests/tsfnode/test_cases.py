@@ -597,9 +597,17 @@ def test_beyond_the_weekly_quota_the_reader_accepts_and_a_suspended_pair_takes_n
     for outsider in (net.fatou, net.ousmane):
         status, refused = outsider.api(f"/pairs/{pair_id}/end", "POST")
         assert status == 403, refused
-    # The coordinator of Awa's group ends it (Koffi, the sender, could too); once Awa's
-    # node knows, nothing changes it any more.
-    assert net.anne.ok(f"/pairs/{pair_id}/end", "POST")["status"] == "ended"
+    # The coordinator of Awa's group ends it from her page (Koffi, the sender, could too);
+    # once Awa's node knows, nothing changes it any more.
+    anne = Browser(net.cluster.url(1))
+    anne.sign_in("anne")
+    wait_for(
+        "the suspended pair on the coordinator's page at Erasme",
+        lambda: f'name="pair" value="{pair_id}"' in anne.get("/web/coordinator")[2],
+    )
+    status, url, _ = anne.post("/web/pairs/end", {"pair": pair_id, "back": "coordinator"})
+    assert status == 200, anne.page
+    assert url.endswith("/web/coordinator")
     wait_for(
         "the end reaches Dakar",
         lambda: any(

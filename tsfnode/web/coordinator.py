@@ -258,6 +258,7 @@ async def coordinator_page(request: web.Request) -> web.Response:
                 pairs.append(
                     {
                         "id": pair_id.hex()[:8],
+                        "pair_id": pair_id.hex(),  # the coordinator may suspend or end it
                         "reader": names.get(terms["reader"].hex(), "?"),
                         "sender": names.get(terms["sender"].hex(), "?"),
                         "quota": terms["weekly_quota"],

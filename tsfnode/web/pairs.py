@@ -102,7 +102,9 @@ async def act(request: web.Request) -> web.Response:
                 await pairs.change(service, person, pair_id, status, now)
     except CaseError as exc:
         return await pairs_page(request, error=exc, status=exc.status)
-    raise web.HTTPSeeOther("/web/pairs")
+    # A coordinator suspends or ends a pair of the group from the coordinator's page.
+    back = "/web/coordinator" if form.get("back") == "coordinator" else "/web/pairs"
+    raise web.HTTPSeeOther(back)
 
 
 def add_routes(app: web.Application) -> None:
