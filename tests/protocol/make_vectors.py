@@ -22,7 +22,8 @@ from protocol.bundle import (
     encode_plaintext_header,
 )
 from protocol.codec import pack
-from protocol.documents import digest, encode_document
+from protocol.directory import countersign, key_hash, new_pair_terms, record_key, sign_pair
+from protocol.documents import decode_document, digest, encode_document
 from protocol.envelope import encode_envelope
 from protocol.identity import Identity, domain_message
 from protocol.reconcile import ENTRY, RangeIndex
@@ -133,6 +134,45 @@ def documents() -> list[dict[str, Any]]:
     ]
 
 
+def pairs() -> list[dict[str, Any]]:
+    """A pair record (SPEC §8.1): the id derived from the reader, the sender and the nonce,
+    the terms countersigned by the sender, the record signed by the reader, and its merge
+    key's hash (§8.2, §8.3)."""
+    reader, sender = Identity(seed("reader-marie")), Identity(seed("sender-koffi"))
+    nonce = bytes(range(100, 116))
+    terms = new_pair_terms(
+        reader=reader.public.key,
+        sender=sender.public.key,
+        nonce=nonce,
+        weekly_quota=3,
+        reading_delay_hours=48,
+    )
+    terms_bytes = pack(terms)
+    countersignature = countersign(terms_bytes, sender)
+    record = sign_pair(
+        terms,
+        signer=reader,
+        countersignature=countersignature,
+        terms_bytes=terms_bytes,
+        network="vectors",
+        version=NOW,
+        now=NOW,
+        ttl=86_400_000,
+    )
+    return [
+        {
+            "reader_seed": reader.seed.hex(),
+            "sender_seed": sender.seed.hex(),
+            "nonce": nonce.hex(),
+            "pair_id": terms["pair_id"].hex(),
+            "terms_msgpack": terms_bytes.hex(),
+            "countersignature": countersignature.hex(),
+            "record": record.hex(),
+            "key_hash": key_hash(record_key(decode_document(record))).hex(),
+        }
+    ]
+
+
 def chunks() -> list[dict[str, Any]]:
     key = hashlib.sha256(b"bundle key").digest()
     bundle_id = hashlib.sha256(b"bundle id").digest()[:16]
@@ -238,6 +278,7 @@ def vectors() -> dict[str, Any]:
         "signatures": signatures(),
         "envelopes": envelopes(),
         "documents": documents(),
+        "pairs": pairs(),
         "chunks": chunks(),
         "bundles": bundles(),
         "reconciliation": reconciliation(),

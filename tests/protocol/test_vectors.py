@@ -25,7 +25,8 @@ def h(value: str) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "section", ["identities", "signatures", "envelopes", "documents", "chunks", "reconciliation"]
+    "section",
+    ["identities", "signatures", "envelopes", "documents", "pairs", "chunks", "reconciliation"],
 )
 def test_this_implementation_reproduces_the_vectors(section: str) -> None:
     assert vectors()[section] == STORED[section]
@@ -64,6 +65,27 @@ def test_stored_document_verifies() -> None:
     assert doc.signer == Identity(h(vector["signer_seed"])).public
     assert doc.body == msgpack.unpackb(h(vector["body_msgpack"]))
     assert doc.digest == h(vector["digest_blake3"])
+
+
+def test_stored_pair_follows_the_spec() -> None:
+    """The pair id is BLAKE3("tsf/pair-id" 0x00 reader sender nonce)[:16]; the terms carry
+    it and the nonce; the sender countersigned the exact terms bytes (tag pair/terms); the
+    merge key is ("pair", pair_id, reader, sender)."""
+    vector = STORED["pairs"][0]
+    reader = Identity(h(vector["reader_seed"])).public
+    sender = Identity(h(vector["sender_seed"])).public
+    nonce = h(vector["nonce"])
+    derived = blake3.blake3(b"tsf/pair-id\x00" + reader.key + sender.key + nonce).digest()[:16]
+    assert derived == h(vector["pair_id"])
+    terms = msgpack.unpackb(h(vector["terms_msgpack"]))
+    assert (terms["pair_id"], terms["nonce"]) == (derived, nonce)
+    assert (terms["reader"], terms["sender"]) == (reader.key, sender.key)
+    sender.verify("pair/terms", h(vector["terms_msgpack"]), h(vector["countersignature"]))
+    record = decode_document(h(vector["record"]))
+    assert record.signer == reader
+    assert record.body["terms"] == h(vector["terms_msgpack"])
+    key = msgpack.packb(["pair", derived, reader.key, sender.key])
+    assert blake3.blake3(key).digest()[:8] == h(vector["key_hash"])
 
 
 def test_stored_bundle_opens() -> None:
