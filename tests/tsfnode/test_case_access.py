@@ -35,12 +35,14 @@ from tsfnode.app import create_app
 from tsfnode.appkeys import CASES, DIRECTORY, STORE
 from tsfnode.auth.accounts import create_account, create_token, person_of_account
 from tsfnode.auth.sessions import SESSION_COOKIE, sign_in
+from tsfnode.cases.pairs import keep_proposal
 from tsfnode.clock import CLOCK
 from tsfnode.config import NodeConfig
 from tsfnode.intake.importer import importer_for
 from tsfnode.intake.review import ReviewBook
 from tsfnode.node import init_node
 from tsfnode.nodedir import NodeDir
+from tsfnode.store.pairs import PairStore
 
 Client = TestClient[web.Request, web.Application]
 DAY_MS = 86_400_000
@@ -365,3 +367,33 @@ async def test_a_submission_is_written_in_one_commit(
     status, found = await node.api("koffi", "GET", f"/cases/{made['case_id']}")
     assert status == 200, found
     assert [d["kind"] for d in found["documents"]] == ["case_request"]
+
+
+async def test_a_pair_proposal_under_another_pairs_id_is_refused(cotonou: Cotonou) -> None:
+    """Issue 21: ids are derived, so a proposal (sealed to this node by the proposer's)
+    whose id is not its members' derivation, e.g. the id of Marie and Koffi's pair, is
+    refused before it is kept; the same terms under their derived id are kept."""
+    app = cotonou.client.server.app
+    service, store, now = app[CASES], app[STORE], app[CLOCK].now_ms()
+    koffi = await person_of_account(store, cotonou.node_dir.people, "koffi")
+    awa = await person_of_account(store, cotonou.node_dir.people, "awa")
+    assert koffi is not None
+    assert awa is not None
+    terms = new_pair_terms(
+        reader=awa.public.key,
+        sender=koffi.public.key,
+        nonce=os.urandom(16),
+        weekly_quota=2,
+        reading_delay_hours=24,
+    )
+    chosen = pack({**terms, "pair_id": bytes.fromhex(cotonou.pair)})
+    refused = await keep_proposal(
+        service, chosen, countersign(chosen, koffi), koffi.public.key, now
+    )
+    assert refused == "refused: the pair id is not derived from its members"
+    assert await PairStore(store.db).proposals() == []
+    derived = pack(terms)
+    kept = await keep_proposal(service, derived, countersign(derived, koffi), koffi.public.key, now)
+    assert kept == "pair proposal kept"
+    (waiting,) = await PairStore(store.db).proposals()
+    assert waiting.pair_id == terms["pair_id"]
