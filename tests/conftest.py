@@ -8,10 +8,11 @@ from pytest_aiohttp import AiohttpClient
 
 from bootstrap.keys import write_key
 from bootstrap.network import demo_anchor
-from tests.harness.cluster import configure
+from tests.harness.cluster import Cluster, configure, running
 from tests.harness.inprocess import LocalNode, start_local_node
 from tests.harness.lan import alone_on_the_lan
 from tests.harness.nodes import tsfnode
+from tests.harness.pacs import storescp  # noqa: F401  (a fixture, for every test)
 
 
 @pytest.fixture
@@ -33,6 +34,13 @@ def lan() -> Iterator[None]:
     """This test alone, on this machine, announces and browses by mDNS."""
     with alone_on_the_lan():
         yield
+
+
+@pytest.fixture
+def cluster(request: pytest.FixtureRequest, tmp_path: Path, anchor_key: Path) -> Iterator[Cluster]:
+    """A started cluster of as many real nodes as the test module's ``N`` says."""
+    with running(tmp_path, anchor_key, request.module.N) as c:
+        yield c
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import tomli_w
 from bootstrap.network import NetworkFile, demo_anchor
 from tests.harness.nodes import RunningNode, get_json, tsfnode
 from tests.harness.proxy import LoopThread, Proxy
+from tests.harness.waiting import wait_for
 
 FAST = {
     "gossip": {"interval_ms": 300, "fanout": 2, "budget_kib": 64},
@@ -169,6 +171,29 @@ class Cluster:
             for i in a:
                 self.loop.run(_on_loop(self.proxies[i].block, sources))
 
+    def wait_until_everyone_knows_everyone(self) -> None:
+        names = {f"Hôpital {i}" for i in range(len(self.dirs))}
+        wait_for(
+            "every node knows every node",
+            lambda: all(directory_names(self.url(i), "node") == names for i in self.every()),
+        )
+
+    def publish_group(self, at: int, name: str) -> str:
+        """A group made with a coordinator key of its own, its records added at node
+        ``at``, awaited at every node; the coordinator's id."""
+        coordinator = self.tmp / f"coordinator-of-{name}.key"
+        assert tsfnode("key", "new", coordinator).returncode == 0
+        coordinator_id = tsfnode("key", "show", coordinator).stdout.split()[-1]
+        add_records(self.dirs[at], self.new_group(self.tmp, name, coordinator_id))
+        wait_for(
+            f"the group {name} reaches every node",
+            lambda: all(name in directory_names(self.url(i), "group") for i in self.every()),
+        )
+        return coordinator_id
+
+    def every(self) -> range:
+        return range(len(self.dirs))
+
     def new_group(self, tmp_path: Path, name: str, coordinator: str) -> Path:
         """Sign a group certificate and record with `tsfnode group create`."""
         out = tmp_path / f"{name}.tsfd"
@@ -218,3 +243,16 @@ class Cluster:
 async def _on_loop(fn: Callable[..., None], *args: Any) -> None:
     """Call ``fn`` on the proxies' loop (LoopThread.run waits for it to be done)."""
     fn(*args)
+
+
+@contextmanager
+def running(
+    tmp_path: Path, anchor_key: Path, n: int, **sections: dict[str, Any]
+) -> Iterator[Cluster]:
+    """``n`` nodes started as a cluster, every one stopped after (a fixture's body)."""
+    c = Cluster(tmp_path, anchor_key, n, **sections)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.close()

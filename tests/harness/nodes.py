@@ -42,6 +42,18 @@ def tsfnode(
     return tsfnode_here(*argv, input_text=input_text)
 
 
+def sender_token(node_dir: Path, username: str = "emetteur.cotonou") -> str:
+    """A sender account on the node, made with the CLI, and its upload token."""
+    add = tsfnode(
+        "account", "add", node_dir, username, "--role", "sender", "--name", f"Dr {username}",
+        "--password-stdin", input_text="un mot de passe assez long\n",
+    )  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    token = tsfnode("account", "token", node_dir, username)
+    assert token.returncode == 0, token.stderr
+    return token.stdout.strip()
+
+
 def tsfnode_process(
     *args: str | Path, timeout: float = 60, input_text: str | None = None
 ) -> subprocess.CompletedProcess[str]:

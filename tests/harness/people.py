@@ -119,6 +119,14 @@ class Records:
         self.parts.append(out.read_bytes())
         return tsfnode("key", "show", key).stdout.split()[-1]
 
+    def hospital(self) -> tuple[Path, str]:
+        """CHU Cotonou's institutional group, with a coordinator key of its own made
+        here: that key (to attest its senders) and the group's id."""
+        key = self.base / "cotonou-coordinator.key"
+        assert tsfnode("key", "new", key).returncode == 0
+        coordinator = tsfnode("key", "show", key).stdout.split()[-1]
+        return key, self.group("CHU Cotonou", "institutional", coordinator)
+
     def attest(self, key: Path, group: str, who: Person, role: str) -> None:
         out = self.base / f"member-{who.username}.tsfd"
         made = tsfnode(
@@ -174,10 +182,7 @@ class PairedNet:
         self.anne = Person(c, 1, "anne", "coordinator", "Dr Anne Coordinatrice")
         self.marie = Person(c, 1, "marie", "reader", "Dr Marie Lectrice")
         records = Records(base, c)
-        hospital_key = base / "cotonou-coordinator.key"
-        assert tsfnode("key", "new", hospital_key).returncode == 0
-        hospital_coordinator = tsfnode("key", "show", hospital_key).stdout.split()[-1]
-        hospital = records.group("CHU Cotonou", "institutional", hospital_coordinator)
+        hospital_key, hospital = records.hospital()
         self.paediatrics = paediatrics = records.group(
             "Pédiatrie", "subspeciality", self.anne.id, "paediatrics"
         )
@@ -193,6 +198,9 @@ class PairedNet:
         for i in range(2):
             wait_for(f"node {i} knows every person", functools.partial(_is, members, i, 3))
         self.pair = pair_up(self.marie, self.koffi, quota=5, hours=48)
+
+    def close(self) -> None:
+        self.cluster.close()
 
     def submit(self, folder: Path, routing: dict[str, Any]) -> str:
         """The study of ``folder`` imported at Cotonou with the CLI, its flagged images

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness.nodes import RunningNode, tsfnode
+from tests.harness.nodes import RunningNode, sender_token
 from tests.security.upload_helpers import (
     CT,
     MR,
@@ -28,17 +28,6 @@ from tests.security.upload_helpers import (
 )
 from tsfnode.intake.owners import StudyOwners
 from tsfnode.intake.review import ReviewBook
-
-
-def sender_token(node_dir: Path, username: str) -> str:
-    add = tsfnode(
-        "account", "add", node_dir, username, "--role", "sender", "--name", f"Dr {username}",
-        "--password-stdin", input_text="un mot de passe assez long\n",
-    )  # fmt: skip
-    assert add.returncode == 0, add.stderr
-    token = tsfnode("account", "token", node_dir, username)
-    assert token.returncode == 0, token.stderr
-    return token.stdout.strip()
 
 
 def call(url: str, token: str, method: str, data: bytes, **headers: str) -> tuple[int, Any]:

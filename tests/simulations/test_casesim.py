@@ -16,16 +16,13 @@ from simulations.casesim import DAY, CaseWorld, Layout, available_from, mathis_r
 from simulations.directorysim import spread
 from simulations.report import write
 from simulations.scenario import ScenarioError, load_scenario, parse_scenario
+from tests.simulations.worlds import europe_africa, pooled
 
 SMALL = {
     "name": "small",
     "days": 20,
     "seed": 7,
-    "latency_ms": {"europe/africa": 120},
-    "nodes": [
-        {"name": "Erasme", "region": "europe", "up_kbit": 20000, "down_kbit": 20000},
-        {"name": "H-{i}", "count": 4, "region": "africa", "up_kbit": 256, "down_kbit": 1024},
-    ],
+    **europe_africa(4, 256, 1024),
     "readers": [
         {"name": "Anne", "node": "Erasme", "group": "g", "reading_hours": [2, 24]},
         {"name": "Marie", "node": "Erasme", "group": "g", "reading_hours": [2, 24]},
@@ -398,23 +395,9 @@ def test_in_a_pool_the_member_who_reads_soonest_takes_the_case() -> None:
         assert case["reader"] == first.name
 
 
-BUSY = {
-    "name": "busy",
-    "days": 21,
-    "seed": 27,
-    "latency_ms": {"europe/africa": 120},
-    "nodes": [
-        {"name": "Erasme", "region": "europe", "up_kbit": 20000, "down_kbit": 20000},
-        {"name": "H-{i}", "count": 4, "region": "africa", "up_kbit": 1024, "down_kbit": 2048},
-    ],
-    "readers": [
-        {"name": "R-{i}", "count": 10, "node": "Erasme", "group": "g", "hours": [18, 23],
-         "cases_per_session": 8, "sessions_per_week": 3},
-    ],
-    "groups": [{"name": "g", "routing": "pool"}],
-    "senders": [{"node": "H-{i}", "count": 4, "cases_per_week": 50.0, "group": "g"}],
-    "studies": [{"kind": "photo", "weight": 1, "mb": [0.5, 2]}],
-}  # fmt: skip
+BUSY = pooled(
+    "busy", days=21, seed=27, hospitals=4, readers=10, cases_per_week=50.0, cases_per_session=8
+)
 
 
 def _readers(count: int) -> dict:

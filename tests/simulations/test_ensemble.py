@@ -25,24 +25,11 @@ from simulations.ensemble import (
 )
 from simulations.report import Window, summary
 from simulations.scenario import ScenarioError, parse_scenario
+from tests.simulations.worlds import pooled
 
-TINY = {
-    "name": "tiny",
-    "days": 10,
-    "seed": 3,
-    "latency_ms": {"europe/africa": 120},
-    "nodes": [
-        {"name": "Erasme", "region": "europe", "up_kbit": 20000, "down_kbit": 20000},
-        {"name": "H-{i}", "count": 2, "region": "africa", "up_kbit": 1024, "down_kbit": 2048},
-    ],
-    "readers": [
-        {"name": "R-{i}", "count": 2, "node": "Erasme", "group": "g", "hours": [18, 23],
-         "cases_per_session": 4, "sessions_per_week": 3},
-    ],
-    "groups": [{"name": "g", "routing": "pool"}],
-    "senders": [{"node": "H-{i}", "count": 2, "cases_per_week": 10.0, "group": "g"}],
-    "studies": [{"kind": "photo", "weight": 1, "mb": [0.5, 2]}],
-}  # fmt: skip
+TINY = pooled(
+    "tiny", days=10, seed=3, hospitals=2, readers=2, cases_per_week=10.0, cases_per_session=4
+)
 
 
 def test_seeds_and_sweeps_are_read_as_an_operator_writes_them() -> None:

@@ -15,6 +15,7 @@ overdue case escalated, images purged after closing, the audit chain and its tam
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
@@ -77,10 +78,7 @@ class CaseNet:
         self.awa = Person(c, 2, "awa", "reader", "Dr Awa Lectrice")
         self.ousmane = Person(c, 2, "ousmane", "coordinator", "Dr Ousmane Bénévole")
         records = Records(base, c)
-        hospital_coordinator = base / "cotonou-coordinator.key"
-        assert tsfnode("key", "new", hospital_coordinator).returncode == 0
-        coordinator_id = tsfnode("key", "show", hospital_coordinator).stdout.split()[-1]
-        self.hospital = records.group("CHU Cotonou", "institutional", coordinator_id)
+        hospital_coordinator, self.hospital = records.hospital()
         self.paediatrics = records.group("Pédiatrie", "subspeciality", self.anne.id, "paediatrics")
         self.community = records.group("COVID Sénégal", "community", self.ousmane.id, "chest")
         records.attest(hospital_coordinator, self.hospital, self.koffi, "sender")
@@ -115,6 +113,9 @@ class CaseNet:
                 timeout=60,
             )
 
+    def close(self) -> None:
+        self.cluster.close()
+
     def _members(self, i: int) -> list[Any]:
         return call(f"{self.cluster.url(i)}/api/v1/directory?kind=member", "")[1]  # type: ignore[no-any-return]
 
@@ -131,11 +132,8 @@ class CaseNet:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaseNet]:
-    network = CaseNet(tmp_path_factory.mktemp("cases"))
-    try:
+    with contextlib.closing(CaseNet(tmp_path_factory.mktemp("cases"))) as network:
         yield network
-    finally:
-        network.cluster.close()
 
 
 def original_of(study_uid: str) -> pydicom.Dataset:

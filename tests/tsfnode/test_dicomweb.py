@@ -8,6 +8,7 @@ sender's intake, as every study travels)."""
 
 from __future__ import annotations
 
+import contextlib
 import email.parser
 import email.policy
 import html
@@ -15,7 +16,6 @@ import io
 import json
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import urllib.error
@@ -37,6 +37,7 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
 from requests.exceptions import HTTPError
 
 from tests.harness.nodes import tsfnode
+from tests.harness.pacs import free_port
 from tests.harness.people import Browser, PairedNet, Person
 from tests.harness.studies import ct_series
 from tests.harness.waiting import wait_for
@@ -107,11 +108,8 @@ class DicomwebNet(PairedNet):
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DicomwebNet]:
-    network = DicomwebNet(tmp_path_factory.mktemp("dicomweb"))
-    try:
+    with contextlib.closing(DicomwebNet(tmp_path_factory.mktemp("dicomweb"))) as network:
         yield network
-    finally:
-        network.close()
 
 
 def read(path: Path) -> pydicom.Dataset:
@@ -521,41 +519,6 @@ def test_a_case_downloads_as_a_zip_with_a_dicomdir(net: DicomwebNet, tmp_path: P
         json.loads(e)["action"] == "export zip" and json.loads(e)["case_id"] == net.ct_case
         for e in entries.splitlines()
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def storescp(tmp_path: Path) -> Iterator[Callable[..., tuple[int, Path]]]:
-    """dcmtk's storescp on loopback (its options: ``extra``): (port, its folder)."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(*extra: str) -> tuple[int, Path]:
-        port = free_port()
-        out = tmp_path / f"storescp-{port}"
-        out.mkdir()
-        process = subprocess.Popen(
-            ["storescp", "--aetitle", "HOROS", "--output-directory", str(out), *extra, str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        started.append(process)
-        wait_for("storescp listening", lambda: _listening(port), timeout=20)
-        return port, out
-
-    yield start
-    for process in started:
-        process.terminate()
-        process.wait(10)
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _send(browser: Browser, case: str, label: str) -> None:

@@ -8,30 +8,19 @@ import secrets
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from protocol.envelope import encode_envelope
 from protocol.identity import PublicIdentity
-from tests.harness.cluster import Cluster, add_records, directory_names
-from tests.harness.nodes import get_json, tsfnode
+from tests.harness.cluster import Cluster, directory_names
+from tests.harness.nodes import get_json
 from tests.harness.waiting import wait_for
 from tsfnode.keyfile import read_key
 
 pytestmark = pytest.mark.slow
 N = 3
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, anchor_key: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, anchor_key, N)
-    try:
-        c.start()
-        yield c
-    finally:
-        c.close()
 
 
 def stats(url: str) -> dict[str, int]:
@@ -45,26 +34,11 @@ def sent(cluster: Cluster, kind: str) -> int:
 def test_a_record_published_at_one_node_reaches_the_others_by_ranges(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    names = {f"Hôpital {i}" for i in range(N)}
-    wait_for(
-        "every node knows every node",
-        lambda: all(directory_names(cluster.url(i), "node") == names for i in range(N)),
-    )
+    cluster.wait_until_everyone_knows_everyone()
     # each node record lists the capability, so the others answer its syns by ranges
     wait_for("gossip by ranges goes on", lambda: sent(cluster, "gossip_ranges") > 0)
     digests_before = sent(cluster, "gossip_digest")
-
-    coordinator = tmp_path / "coord.key"
-    assert tsfnode("key", "new", coordinator).returncode == 0
-    coordinator_id = tsfnode("key", "show", coordinator).stdout.strip()
-    group = cluster.new_group(tmp_path, "Imagerie de la femme", coordinator_id)
-    add_records(cluster.dirs[1], group)
-    wait_for(
-        "the group reaches every node",
-        lambda: all(
-            directory_names(cluster.url(i), "group") == {"Imagerie de la femme"} for i in range(N)
-        ),
-    )
+    cluster.publish_group(1, "Imagerie de la femme")
     assert sent(cluster, "gossip_digest") == digests_before  # no full digest crossed
     received = sum(stats(cluster.url(i)).get("received_gossip_ranges", 0) for i in range(N))
     assert received > 0

@@ -8,7 +8,6 @@ import secrets
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,36 +30,12 @@ pytestmark = pytest.mark.slow
 N = 8
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, anchor_key: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, anchor_key, N)
-    try:
-        c.start()
-        yield c
-    finally:
-        c.close()
-
-
 def test_eight_nodes_converge_partition_heal_revoke_and_detect_failure(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    names = {f"Hôpital {i}" for i in range(N)}
-    wait_for(
-        "every node knows every node",
-        lambda: all(directory_names(cluster.url(i), "node") == names for i in range(N)),
-    )
+    cluster.wait_until_everyone_knows_everyone()
     # A record published at one node reaches all.
-    coordinator = tmp_path / "coord.key"
-    assert tsfnode("key", "new", coordinator).returncode == 0
-    coordinator_id = node_id_of_key(coordinator)
-    group = cluster.new_group(tmp_path, "Radiopédiatrie", coordinator_id)
-    add_records(cluster.dirs[2], group)
-    wait_for(
-        "the group reaches every node",
-        lambda: all(
-            directory_names(cluster.url(i), "group") == {"Radiopédiatrie"} for i in range(N)
-        ),
-    )
+    coordinator_id = cluster.publish_group(2, "Radiopédiatrie")
 
     # Partition into two halves: news on each side stays on that side, until healed.
     left, right = list(range(N // 2)), list(range(N // 2, N))
@@ -144,10 +119,6 @@ def test_eight_nodes_converge_partition_heal_revoke_and_detect_failure(
 def gossip_sent(url: str) -> int:
     """How many gossip exchanges the node at ``url`` began and got an answer to."""
     return int(get_json(f"{url}/api/v1/peers")["stats"].get("sent_gossip_syn", 0))
-
-
-def node_id_of_key(path: Path) -> str:
-    return tsfnode("key", "show", path).stdout.strip()
 
 
 @pytest.mark.usefixtures("lan")

@@ -14,6 +14,7 @@ every page in French and English, refused to those it is not for.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import re
@@ -82,11 +83,8 @@ def photo_of_film() -> bytes:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebNet]:
-    network = WebNet(tmp_path_factory.mktemp("web"))
-    try:
+    with contextlib.closing(WebNet(tmp_path_factory.mktemp("web"))) as network:
         yield network
-    finally:
-        network.cluster.close()
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,8 @@ workstation that refuses one image, over loopback."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,6 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from tests.harness.waiting import wait_for
 from tsfnode.images.export import (
     MAX_CONTEXTS,
     NATIVE,
@@ -65,40 +62,6 @@ def mixed_study(tmp_path: Path) -> list[Path]:
         ds.save_as(path, enforce_file_format=True)
         out.append(path)
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-@pytest.fixture
-def storescp(tmp_path: Path) -> Iterator[Callable[..., tuple[int, Path]]]:
-    """dcmtk's storescp on a free loopback port, files in its own folder (unique names:
-    ``extra`` are its options)."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(*extra: str) -> tuple[int, Path]:
-        port = free_port()
-        out = tmp_path / f"storescp-{port}"
-        out.mkdir()
-        command = ["storescp", "--aetitle", "HOROS", "-uf", "-od", str(out), *extra, str(port)]
-        started.append(
-            subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        )
-        wait_for("storescp listening", lambda: _listening(port), timeout=20)
-        return port, out
-
-    yield start
-    for process in started:
-        process.terminate()
-        process.wait(10)
 
 
 def horos(port: int) -> Destination:

@@ -14,16 +14,11 @@ from pytest_aiohttp import AiohttpClient
 
 from tests.harness.data import PYDICOM_FILES
 from tests.harness.inprocess import LocalNode, node_log, start_local_node
+from tests.harness.pacs import free_port
 from tests.tsfnode.intake.conftest import require_tool
 
 CT = PYDICOM_FILES / "CT_small.dcm"
 JPEG_LS = PYDICOM_FILES / "MR_small_jpeg_ls_lossless.dcm"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def listening_node(tmp_path: Path, aiohttp_client: AiohttpClient) -> tuple[LocalNode, int]:

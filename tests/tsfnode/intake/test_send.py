@@ -13,23 +13,11 @@ import pytest
 
 from tests.harness.data import PYDICOM_FILES, pydicom_data_folder
 from tests.harness.inprocess import LocalNode, node_log
-from tests.harness.nodes import RunningNode, tsfnode
+from tests.harness.nodes import RunningNode, sender_token, tsfnode
 from tests.harness.proxy import LoopThread, Proxy
 
 CT = PYDICOM_FILES / "CT_small.dcm"
 BIG = pydicom_data_folder() / "US1_UNCR.dcm"  # about 900 KB: several chunks
-
-
-def sender_token(node_dir: Path, username: str = "emetteur.cotonou") -> str:
-    """A sender account on the node, made with the CLI, and its upload token."""
-    add = tsfnode(
-        "account", "add", node_dir, username, "--role", "sender", "--name", f"Dr {username}",
-        "--password-stdin", input_text="un mot de passe assez long\n",
-    )  # fmt: skip
-    assert add.returncode == 0, add.stderr
-    token = tsfnode("account", "token", node_dir, username)
-    assert token.returncode == 0, token.stderr
-    return token.stdout.strip()
 
 
 async def test_send_de_identifies_here_and_uploads(local_node: LocalNode, tmp_path: Path) -> None:
