@@ -28,10 +28,9 @@ from protocol.identity import PublicIdentity
 from tests.harness.cluster import Cluster
 from tests.harness.nodes import get_json
 from tests.harness.waiting import wait_for
+from tsfnode.cli.transfers import queue_in_outbox
 from tsfnode.keyfile import read_key
-from tsfnode.store import Store
 from tsfnode.store.blobs import BlobStore
-from tsfnode.transfers.outbox import queue_bundle
 
 MiB = 1024 * 1024
 PIECE = 4 * MiB
@@ -82,20 +81,8 @@ def _queue(sender: Path, manifest: Manifest) -> None:
     identity = read_key(sender / "node.key")
     os.sync()  # what was written before (sealing, a raw PUT) must not slow the transfer
 
-    async def queue() -> None:
-        store = await Store.open(sender / "node.db")
-        try:
-            await queue_bundle(
-                store.db,
-                manifest,
-                sender=identity.public.key,
-                study_uid="",
-                now=int(time.time() * 1000),
-            )
-        finally:
-            await store.close()
-
-    asyncio.run(queue())
+    now = int(time.time() * 1000)
+    asyncio.run(queue_in_outbox(sender / "node.db", manifest, identity.public.key, "", now))
 
 
 def _seal_and_queue(sender: Path, recipient: str, size: int) -> str:

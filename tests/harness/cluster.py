@@ -246,11 +246,9 @@ async def _on_loop(fn: Callable[..., None], *args: Any) -> None:
 
 
 @contextmanager
-def running(
-    tmp_path: Path, anchor_key: Path, n: int, **sections: dict[str, Any]
-) -> Iterator[Cluster]:
+def running(tmp_path: Path, anchor_key: Path, n: int) -> Iterator[Cluster]:
     """``n`` nodes started as a cluster, every one stopped after (a fixture's body)."""
-    c = Cluster(tmp_path, anchor_key, n, **sections)
+    c = Cluster(tmp_path, anchor_key, n)
     try:
         c.start()
         yield c

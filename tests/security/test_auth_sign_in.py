@@ -24,13 +24,6 @@ ATTACKER, PERSON, HOSPITAL = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 TRIES = 30  # an attacker's attempts, bounded
 
 
-@pytest.fixture
-async def node(local_node: LocalNode) -> LocalNode:
-    await local_node.account("marie", "reader")
-    await local_node.account("koffi", "sender")
-    return local_node
-
-
 async def attempt(
     browser: WebBrowser, username: str, password: str, lang: str = "en"
 ) -> tuple[int, str]:

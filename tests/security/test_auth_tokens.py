@@ -13,8 +13,6 @@ from __future__ import annotations
 import base64
 import json
 
-import pytest
-
 from tests.harness.inprocess import Client, LocalNode, node_log
 from tsfnode.auth.accounts import token_hash
 from tsfnode.auth.throttle import FREE_FAILURES
@@ -33,13 +31,6 @@ async def call(
         headers["Authorization"] = authorization
     async with client.get(path, headers=headers) as response:
         return response.status, response.headers.get("Retry-After", ""), await response.text()
-
-
-@pytest.fixture
-async def node(local_node: LocalNode) -> LocalNode:
-    await local_node.account("koffi", "sender")
-    await local_node.account("marie", "reader")
-    return local_node
 
 
 async def test_a_failed_token_is_logged_with_a_fingerprint_never_the_token(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import stat
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -15,33 +16,23 @@ from tests.harness.inprocess import LocalNode
 from tests.harness.nodes import RunningNode, tsfnode
 
 
+def network_create(tmp_path: Path, out: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`tsfnode network create sahel` with the anchor key tmp_path/anchor.key."""
+    return tsfnode(
+        "network", "create", "sahel", "--anchor-key", tmp_path / "anchor.key",
+        "--out", tmp_path / out, *extra,
+    )  # fmt: skip
+
+
 def test_network_create_writes_a_network_and_an_offline_anchor_key(tmp_path: Path) -> None:
-    result = tsfnode(
-        "network",
-        "create",
-        "sahel",
-        "--anchor-key",
-        tmp_path / "anchor.key",
-        "--out",
-        tmp_path / "sahel.toml",
-        "--seed",
-        "http://127.0.0.1:9",
-    )
+    result = network_create(tmp_path, "sahel.toml", "--seed", "http://127.0.0.1:9")
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE((tmp_path / "anchor.key").stat().st_mode) == 0o600
     anchor_id = tsfnode("key", "show", tmp_path / "anchor.key").stdout.strip()
     shown = tsfnode("network", "show", tmp_path / "sahel.toml").stdout
     assert f"Anchor:   {anchor_id}" in shown
     assert "Seed:     http://127.0.0.1:9" in shown
-    again = tsfnode(
-        "network",
-        "create",
-        "sahel",
-        "--anchor-key",
-        tmp_path / "anchor.key",
-        "--out",
-        tmp_path / "other.toml",
-    )
+    again = network_create(tmp_path, "other.toml")
     assert again.returncode == 2
     assert "never overwritten" in again.stderr
 

@@ -113,6 +113,14 @@ class Cotonou:
         return upload["batch"], [str(s["study_uid"]) for s in json.loads(found)["studies"]]
 
 
+def terms_of(reader: Identity, sender: Identity, *, quota: int, hours: int) -> dict[str, Any]:
+    """A new pair's terms between these two people, its id derived from them."""
+    return new_pair_terms(
+        reader=reader.public.key, sender=sender.public.key, nonce=os.urandom(16),
+        weekly_quota=quota, reading_delay_hours=hours,
+    )  # fmt: skip
+
+
 def _erasme() -> Identity:
     return Identity.generate(os.urandom)
 
@@ -170,13 +178,7 @@ async def cotonou(tmp_path: Path, aiohttp_client: Any) -> Cotonou:
                 languages=["fr"], home_node=home, weekly_capacity=5, now=now,
             )
         )  # fmt: skip
-    terms = new_pair_terms(
-        reader=marie.public.key,
-        sender=koffi.public.key,
-        nonce=os.urandom(16),
-        weekly_quota=5,
-        reading_delay_hours=48,
-    )
+    terms = terms_of(marie, koffi, quota=5, hours=48)
     pair_id = terms["pair_id"]
     terms_bytes = pack(terms)
     raws.append(
@@ -379,13 +381,7 @@ async def test_a_pair_proposal_under_another_pairs_id_is_refused(cotonou: Cotono
     awa = await person_of_account(store, cotonou.node_dir.people, "awa")
     assert koffi is not None
     assert awa is not None
-    terms = new_pair_terms(
-        reader=awa.public.key,
-        sender=koffi.public.key,
-        nonce=os.urandom(16),
-        weekly_quota=2,
-        reading_delay_hours=24,
-    )
+    terms = terms_of(awa, koffi, quota=2, hours=24)
     chosen = pack({**terms, "pair_id": bytes.fromhex(cotonou.pair)})
     refused = await keep_proposal(
         service, chosen, countersign(chosen, koffi), koffi.public.key, now

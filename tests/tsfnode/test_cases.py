@@ -23,7 +23,6 @@ import sqlite3
 import urllib.error
 import urllib.parse
 import urllib.request
-import warnings
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bootstrap.keys import write_key
 from bootstrap.network import demo_anchor
 from tests.harness.cluster import Cluster, add_records
-from tests.harness.data import PYDICOM_FILES
+from tests.harness.data import PYDICOM_FILES, read_dicom
 from tests.harness.nodes import tsfnode
 from tests.harness.people import FORM, PASSWORD, REPORT, Browser, Person, Records, call, pair_up
 from tests.harness.waiting import wait_for
@@ -137,12 +136,10 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaseNet]:
 
 
 def original_of(study_uid: str) -> pydicom.Dataset:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name in SOURCES:
-            ds = pydicom.dcmread(PYDICOM_FILES / name, stop_before_pixels=True)
-            if ds.StudyInstanceUID == study_uid:
-                return ds
+    for name in SOURCES:
+        ds = read_dicom(PYDICOM_FILES / name, stop_before_pixels=True)
+        if ds.StudyInstanceUID == study_uid:
+            return ds
     raise AssertionError(f"no source file has study {study_uid}")
 
 
@@ -439,9 +436,7 @@ def test_a_pairs_case_is_not_seen_by_another_reader_of_the_group_on_the_readers_
     # DICOMweb: the group's own cases are hers (she may claim them), not the pair's study.
     (images,) = net.marie.case(case_id)["images"]
     first = next((net.cluster.dirs[1] / images / "files").rglob("*.dcm"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        study = str(pydicom.dcmread(first, stop_before_pixels=True).StudyInstanceUID)
+    study = str(read_dicom(first, stop_before_pixels=True).StudyInstanceUID)
     anne = Browser(erasme)
     anne.sign_in("anne")
     assert study in anne.get("/dicomweb/studies")[2]

@@ -20,7 +20,6 @@ import sqlite3
 import subprocess
 import urllib.error
 import urllib.request
-import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +35,7 @@ from pydicom.encaps import generate_frames
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
 from requests.exceptions import HTTPError
 
+from tests.harness.data import read_dicom as read
 from tests.harness.nodes import tsfnode
 from tests.harness.pacs import free_port
 from tests.harness.people import Browser, PairedNet, Person
@@ -110,12 +110,6 @@ class DicomwebNet(PairedNet):
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DicomwebNet]:
     with contextlib.closing(DicomwebNet(tmp_path_factory.mktemp("dicomweb"))) as network:
         yield network
-
-
-def read(path: Path) -> pydicom.Dataset:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pydicom.dcmread(path)
 
 
 def value(record: dict[str, Any], keyword: str) -> Any:

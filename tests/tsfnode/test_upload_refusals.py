@@ -4,15 +4,12 @@ already. The node in process, the files uploaded as the page sends them."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import subprocess
 from pathlib import Path
 
 from tests.harness.data import PYDICOM_FILES
 from tests.harness.inprocess import LocalNode, WebBrowser
-from tests.tsfnode.intake.conftest import require_tool
-from tests.tsfnode.intake.test_listener import minimal_pdf
+from tests.tsfnode.intake.conftest import encapsulated_pdf
 
 CT = PYDICOM_FILES / "CT_small.dcm"
 
@@ -48,16 +45,9 @@ async def upload(browser: WebBrowser, paths: list[Path], lang: str) -> dict[str,
 async def test_the_sender_reads_why_a_pdf_or_a_repeated_image_was_not_taken(
     local_node: LocalNode, tmp_path: Path
 ) -> None:
-    pdf = tmp_path / "compte-rendu.pdf"
-    pdf.write_bytes(minimal_pdf("Compte rendu de DUPONT Jean"))
-    document = tmp_path / "compte-rendu.dcm"
-    made = await asyncio.to_thread(
-        subprocess.run,
-        [require_tool("pdf2dcm"), "+pn", "DUPONT^Jean", str(pdf), str(document)],
-        capture_output=True,
-        check=False,
+    document = await encapsulated_pdf(
+        tmp_path, "compte-rendu", "Compte rendu de DUPONT Jean", "+pn", "DUPONT^Jean"
     )
-    assert made.returncode == 0, made.stderr
     await local_node.account("koffi", "sender")
     koffi = await local_node.browser("koffi")
     await koffi.get("/web/new")

@@ -20,6 +20,7 @@ from pydicom.pixels.processing import (
 )
 
 from tests.harness.data import PYDICOM_FILES, pydicom_data_folder
+from tests.harness.data import read_dicom as dataset
 from tsfnode.images.render import (
     Renderer,
     Window,
@@ -36,12 +37,6 @@ DATA = pydicom_data_folder()
 
 
 DEFLATE = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian
-
-
-def dataset(path: Path) -> pydicom.Dataset:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pydicom.dcmread(path)
 
 
 def pydicom_window_8bit(values: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:

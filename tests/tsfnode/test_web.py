@@ -67,6 +67,16 @@ class WebNet(PairedNet):
         self.large = self.files / "RG1_UNCI.dcm"  # 7.2 MB: 28 chunks
         shutil.copy(pydicom_data_folder() / "RG1_UNCI.dcm", self.large)
 
+    def send_ct(self, name: str, slices: int) -> tuple[list[Path], str]:
+        """A CT series of ``slices`` images sent by Koffi to Marie in their pair: its
+        files and the case's id."""
+        folder = self.base / name
+        folder.mkdir()
+        files = ct_series(folder, slices)
+        pairs = self.koffi.ok("/pairs")["pairs"]
+        pair = next(p["pair_id"] for p in pairs if p["status"] == "active")
+        return files, self.submit(folder, {"routing": "pair", "target": pair})
+
 
 def photo_of_film() -> bytes:
     """A real radiograph (pydicom-data's RG1) as a phone would see it on a light box."""
@@ -615,12 +625,7 @@ def shown_angle(page: Any) -> float:
 
 
 def test_the_angle_tool_measures_with_three_clicks(net: WebNet, chromium: Any) -> None:
-    folder = net.base / "ct-angle"
-    folder.mkdir()
-    slices = ct_series(folder, 3)
-    pairs = net.koffi.ok("/pairs")["pairs"]
-    pair = next(p["pair_id"] for p in pairs if p["status"] == "active")
-    case = net.submit(folder, {"routing": "pair", "target": pair})
+    slices, case = net.send_ct("ct-angle", 3)
     # The sender's own viewer, on his node: the images are in its intake.
     page = signed_in(chromium, net.cluster.url(0), "koffi", "fr", f"/web/cases/{case}/viewer")
     page.wait_for_selector("#thumbs .thumb")
@@ -655,12 +660,7 @@ def test_the_angle_tool_measures_with_three_clicks(net: WebNet, chromium: Any) -
 
 
 def test_the_reader_reads_a_ct_in_the_viewer(net: WebNet, chromium: Any) -> None:
-    folder = net.base / "ct-series"
-    folder.mkdir()
-    slices = ct_series(folder, 12)
-    pairs = net.koffi.ok("/pairs")["pairs"]
-    pair = next(p["pair_id"] for p in pairs if p["status"] == "active")
-    case = net.submit(folder, {"routing": "pair", "target": pair})
+    slices, case = net.send_ct("ct-series", 12)
     wait_for("the CT at Marie's node", lambda: net.marie.state(case) == "assigned")
     base = net.cluster.url(1)
     page = signed_in(chromium, base, "marie", "en", "/web/cases")

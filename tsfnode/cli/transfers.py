@@ -12,6 +12,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from protocol.bundle import Manifest
 from protocol.identity import PublicIdentity
 from protocol.transfer import PRIORITY_ROUTINE, PRIORITY_URGENT
 from tsfnode.clock import Clock
@@ -68,13 +69,7 @@ async def _seal(args: argparse.Namespace) -> int:
         now=now,
         rng=os.urandom,
     )
-    store = await Store.open(node.database)
-    try:
-        await queue_bundle(
-            store.db, sealed.manifest, sender=identity.public.key, study_uid=study, now=now
-        )
-    finally:
-        await store.close()
+    await queue_in_outbox(node.database, sealed.manifest, identity.public.key, study, now)
     m = sealed.manifest
     print(
         f"Sealed / scellé: bundle {m.bundle_id.hex()}  {sealed.files} file(s), "
@@ -83,6 +78,18 @@ async def _seal(args: argparse.Namespace) -> int:
     )
     print("In the outbox: the node sends it while it runs (tsfnode transfers DIR)")
     return 0
+
+
+async def queue_in_outbox(
+    database: Path, manifest: Manifest, sender: bytes, study_uid: str, now: int
+) -> None:
+    """Put a bundle sealed by this node in the outbox of its database (the node, running
+    or not, sends it)."""
+    store = await Store.open(database)
+    try:
+        await queue_bundle(store.db, manifest, sender=sender, study_uid=study_uid, now=now)
+    finally:
+        await store.close()
 
 
 def seal_command(args: argparse.Namespace) -> int:

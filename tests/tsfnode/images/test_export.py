@@ -4,7 +4,6 @@ workstation that refuses one image, over loopback."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from tests.harness.data import read_dicom as read
 from tsfnode.images.export import (
     MAX_CONTEXTS,
     NATIVE,
@@ -38,12 +38,6 @@ MIXED = {
     "MR_small.dcm": ExplicitVRLittleEndian,
     "CT_small.dcm": ExplicitVRLittleEndian,
 }
-
-
-def read(path: Path) -> pydicom.Dataset:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pydicom.dcmread(path)
 
 
 @pytest.fixture

@@ -3,10 +3,12 @@ once per session (tests.harness.data says where they are)."""
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import pickle
 import shutil
+import subprocess
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,3 +104,52 @@ def _pairs_of(root: Path, importer: Importer, report: ImportReport) -> Imported:
             if new in outputs:
                 pairs[new] = Pair(source.name, data, outputs[new])
     return Imported(root, importer, report, list(pairs.values()))
+
+
+async def dcmtk(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """A dcmtk client, run off the loop (the node's HTTP side stays served)."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [require_tool(str(args[0])), *map(str, args[1:])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def minimal_pdf(text: str) -> bytes:
+    """A one-page PDF showing ``text`` (written by hand: no PDF library needed)."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for n, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % n + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
+async def encapsulated_pdf(folder: Path, stem: str, text: str, *options: str) -> Path:
+    """A DICOM Encapsulated PDF made by dcmtk's pdf2dcm (with its ``options``) from a PDF
+    showing ``text``: FOLDER/STEM.dcm."""
+    pdf = folder / f"{stem}.pdf"
+    pdf.write_bytes(minimal_pdf(text))
+    document = folder / f"{stem}.dcm"
+    made = await dcmtk("pdf2dcm", *options, pdf, document)
+    assert made.returncode == 0, made.stderr
+    return document

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import subprocess
 from pathlib import Path
 
 import pydicom
@@ -15,7 +14,7 @@ from pytest_aiohttp import AiohttpClient
 from tests.harness.data import PYDICOM_FILES
 from tests.harness.inprocess import LocalNode, node_log, start_local_node
 from tests.harness.pacs import free_port
-from tests.tsfnode.intake.conftest import require_tool
+from tests.tsfnode.intake.conftest import dcmtk, encapsulated_pdf
 
 CT = PYDICOM_FILES / "CT_small.dcm"
 JPEG_LS = PYDICOM_FILES / "MR_small_jpeg_ls_lossless.dcm"
@@ -29,18 +28,6 @@ async def listening_node(tmp_path: Path, aiohttp_client: AiohttpClient) -> tuple
         tmp_path / "erasme", aiohttp_client, dicom_ae_title="TSF_ERASME", dicom_port=port
     )
     return node, port
-
-
-async def dcmtk(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """A dcmtk client, run off the loop (the node's HTTP side stays served)."""
-    return await asyncio.to_thread(
-        subprocess.run,
-        [require_tool(str(args[0])), *map(str, args[1:])],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def received(node_dir: Path) -> list[pydicom.Dataset]:
@@ -81,40 +68,18 @@ async def test_a_refused_instance_gets_a_failure_status(
     assert received(node.root) == []
 
 
-def minimal_pdf(text: str) -> bytes:
-    """A one-page PDF showing ``text`` (written by hand: no PDF library needed)."""
-    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
-        b" /Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for n, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % n + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
-
-
 async def test_an_encapsulated_pdf_is_refused_with_its_reason(
     tmp_path: Path, aiohttp_client: AiohttpClient
 ) -> None:
-    pdf = tmp_path / "report.pdf"
-    pdf.write_bytes(minimal_pdf("Report for DUPONT Jean, born 1961"))
-    document = tmp_path / "report.dcm"
-    made = await dcmtk("pdf2dcm", "+pn", "DUPONT^Jean", "+pi", "12345", pdf, document)
-    assert made.returncode == 0, made.stderr
+    document = await encapsulated_pdf(
+        tmp_path,
+        "report",
+        "Report for DUPONT Jean, born 1961",
+        "+pn",
+        "DUPONT^Jean",
+        "+pi",
+        "12345",
+    )
     with node_log() as log:
         node, port = await listening_node(tmp_path, aiohttp_client)
         store = await dcmtk("storescu", "-d", "-aec", "TSF_ERASME", "127.0.0.1", port, document)

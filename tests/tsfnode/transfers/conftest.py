@@ -4,6 +4,7 @@ tests run on, and what they do and look at."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -25,13 +26,13 @@ from protocol.identity import PublicIdentity
 from tests.harness.cluster import Cluster, configure
 from tests.harness.data import PYDICOM_FILES, pydicom_data_folder
 from tests.harness.nodes import get_json, tsfnode
+from tests.harness.proxy import Proxy
 from tests.harness.waiting import wait_for
+from tsfnode.cli.transfers import queue_in_outbox
 from tsfnode.intake.compress import encode_for_transport
 from tsfnode.intake.review import ReviewBook
 from tsfnode.keyfile import read_key
-from tsfnode.store import Store
 from tsfnode.store.blobs import BlobStore
-from tsfnode.transfers.outbox import queue_bundle
 from tsfnode.transfers.sealing import seal_study
 
 RADIOGRAPH = pydicom_data_folder() / "RG1_UNCR.dcm"  # 7 MB, many chunks
@@ -76,6 +77,43 @@ def seal(directory: Path, study: str, *to: str, urgent: bool = False) -> str:
     result = tsfnode(*args)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout.split("bundle ")[1].split()[0]
+
+
+def sealed_radiograph(pair: Cluster) -> tuple[str, str]:
+    """RADIOGRAPH imported at node 0 and sealed for node 1: (study, bundle)."""
+    study = import_study(pair.dirs[0], RADIOGRAPH)
+    return study, seal(pair.dirs[0], study, pair.ids[1])
+
+
+def paced(pair: Cluster, rate: int, latency_s: float, cut_every_s: float) -> Proxy:
+    """Node 1's proxy (everything it receives) paced at ``rate`` bytes a second,
+    ``latency_s`` late and cut every ``cut_every_s``."""
+    proxy = pair.proxies[1]
+    proxy.rate, proxy.latency_s, proxy.cut_every_s = rate, latency_s, cut_every_s
+    return proxy
+
+
+def delivered(pair: Cluster, bundle: str, what: str, timeout: float = 240) -> dict[str, Any]:
+    """Wait until node 0 says ``bundle`` is delivered: its outbox row."""
+    wait_for(what, lambda: state_of(pair.url(0), bundle, "out") == "delivered", timeout=timeout)
+    (out,) = [t for t in transfers(pair.url(0)) if t["bundle_id"] == bundle]
+    return out
+
+
+@contextlib.contextmanager
+def half_put(url: str, body: bytes, timeout: float) -> Iterator[http.client.HTTPConnection]:
+    """A PUT of ``body`` to ``url`` left after its first 1000 bytes (as after a cut): its
+    connection, to send the rest on; closed after."""
+    parts = urllib.parse.urlsplit(url)
+    slow = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    try:
+        slow.putrequest("PUT", parts.path)
+        slow.putheader("Content-Length", str(len(body)))
+        slow.endheaders()
+        slow.send(body[:1000])
+        yield slow
+    finally:
+        slow.close()
 
 
 def get_bytes(url: str) -> bytes:
@@ -137,31 +175,24 @@ def seal_all(
     sealed: dict[str, str] = {}
 
     async def run() -> None:
-        store = await Store.open(directory / "node.db")
-        try:
-            for study in (studies or book.studies())[:limit]:
-                book.confirm(study, None, now_ms=1)  # the sender looked at every image
-                result = seal_study(
-                    intake=directory / "intake",
-                    blobs=BlobStore(directory / "blobs"),
-                    scratch=directory / "tmp",
-                    sender=identity,
-                    recipients=[recipient],
-                    study_uid=study,
-                    case={"study_uid": study},
-                    priority=priority,
-                    now=int(time.time() * 1000),
-                )
-                await queue_bundle(
-                    store.db,
-                    result.manifest,
-                    sender=identity.public.key,
-                    study_uid=study,
-                    now=int(time.time() * 1000),
-                )
-                sealed[result.manifest.bundle_id.hex()] = study
-        finally:
-            await store.close()
+        for study in (studies or book.studies())[:limit]:
+            book.confirm(study, None, now_ms=1)  # the sender looked at every image
+            result = seal_study(
+                intake=directory / "intake",
+                blobs=BlobStore(directory / "blobs"),
+                scratch=directory / "tmp",
+                sender=identity,
+                recipients=[recipient],
+                study_uid=study,
+                case={"study_uid": study},
+                priority=priority,
+                now=int(time.time() * 1000),
+            )
+            await queue_in_outbox(
+                directory / "node.db", result.manifest, identity.public.key, study,
+                int(time.time() * 1000),
+            )  # fmt: skip
+            sealed[result.manifest.bundle_id.hex()] = study
 
     asyncio.run(run())
     return sealed

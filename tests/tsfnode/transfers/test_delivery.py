@@ -20,12 +20,14 @@ from tests.harness.waiting import wait_for
 from tests.tsfnode.transfers.conftest import (
     RADIOGRAPH,
     blame_rows,
+    delivered,
     expected_files,
     get_bytes,
     import_study,
     met,
     received_files,
     seal,
+    sealed_radiograph,
     state_of,
     transfers,
 )
@@ -35,19 +37,13 @@ pytestmark = pytest.mark.slow
 
 def test_a_study_goes_directly_and_a_signed_receipt_comes_back(pair: Cluster) -> None:
     sender, reader = pair.dirs
-    study = import_study(sender, RADIOGRAPH)
-    bundle = seal(sender, study, pair.ids[1])
+    study, bundle = sealed_radiograph(pair)
     pair.start()
-    wait_for(
-        "the delivery is acknowledged",
-        lambda: state_of(pair.url(0), bundle, "out") == "delivered",
-        timeout=90,
-    )
+    out = delivered(pair, bundle, "the delivery is acknowledged", timeout=90)
     assert state_of(pair.url(1), bundle, "in") == "complete"
     assert received_files(reader, bundle) == expected_files(sender / "intake" / study)
     case = json.loads((reader / "received" / bundle / "case.json").read_text())
     assert case == {"study_uid": study, "urgency": "routine"}
-    (out,) = [t for t in transfers(pair.url(0)) if t["bundle_id"] == bundle]
     assert out["route"] == "direct"
     assert out["bytes_done"] == out["size"]
     assert out["done_ms"] is not None

@@ -15,13 +15,13 @@ from tests.harness.mounts import small_tmpfs
 from tests.harness.nodes import tsfnode
 from tests.harness.waiting import wait_for
 from tests.tsfnode.transfers.conftest import (
-    RADIOGRAPH,
     acknowledged_puts,
+    delivered,
     expected_files,
-    import_study,
+    paced,
     received_files,
-    seal,
     seal_all,
+    sealed_radiograph,
     state_of,
     transfers,
 )
@@ -32,20 +32,11 @@ pytestmark = pytest.mark.slow
 @pytest.mark.timeout(300)  # a link paced in real time: slower when the machine is busy
 def test_a_slow_link_that_breaks_every_few_seconds_still_delivers(pair: Cluster) -> None:
     sender, reader = pair.dirs
-    study = import_study(sender, RADIOGRAPH)
-    bundle = seal(sender, study, pair.ids[1])
-    proxy = pair.proxies[1]  # everything the reader receives goes through it
-    proxy.rate = 400_000  # bytes per second, about 3 Mbit/s
-    proxy.latency_s = 0.05
-    proxy.cut_every_s = 2.0
+    study, bundle = sealed_radiograph(pair)
+    proxy = paced(pair, 400_000, 0.05, 2.0)  # about 3 Mbit/s
     pair.start()
-    wait_for(
-        "the delivery through a breaking link",
-        lambda: state_of(pair.url(0), bundle, "out") == "delivered",
-        timeout=240,
-    )
+    out = delivered(pair, bundle, "the delivery through a breaking link")
     assert proxy.cuts >= 2
-    (out,) = [t for t in transfers(pair.url(0)) if t["bundle_id"] == bundle]
     assert out["attempts"] >= 2  # cut connections ended attempts, the next resumed
     assert received_files(reader, bundle) == expected_files(sender / "intake" / study)
     # A cut can lose the answer to a PUT the reader completed: only such chunks, in
@@ -71,17 +62,9 @@ def test_a_link_cut_before_a_window_of_chunks_can_cross_still_delivers(
     }
     study = min((n, s) for s, n in journey.items() if 300_000 <= n <= 1_000_000)[1]
     (bundle,) = seal_all(sender, pair.ids[1], 1, studies=[study])
-    proxy = pair.proxies[1]
-    proxy.rate = 125_000
-    proxy.latency_s = 0.02
-    proxy.cut_every_s = 2.0
+    paced(pair, 125_000, 0.02, 2.0)  # 1 Mbit/s
     pair.start()
-    wait_for(
-        "the delivery through a link cut every 2 s",
-        lambda: state_of(pair.url(0), bundle, "out") == "delivered",
-        timeout=240,
-    )
-    (out,) = [t for t in transfers(pair.url(0)) if t["bundle_id"] == bundle]
+    out = delivered(pair, bundle, "the delivery through a link cut every 2 s")
     assert out["size"] > 4 * 65536  # more than a first window
     assert out["attempts"] >= 2
     assert received_files(reader, bundle) == expected_files(sender / "intake" / study)
@@ -101,8 +84,7 @@ def test_a_full_disk_pauses_the_transfer_and_it_resumes_when_space_is_back(
     pair: Cluster, small_disk: Path
 ) -> None:
     sender, reader = pair.dirs
-    study = import_study(sender, RADIOGRAPH)
-    bundle = seal(sender, study, pair.ids[1])
+    study, bundle = sealed_radiograph(pair)
     pair.start()
     wait_for(
         "the sender says the recipient's disk is full",

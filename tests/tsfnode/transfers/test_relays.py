@@ -5,12 +5,8 @@ bringing."""
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,6 +22,7 @@ from tests.tsfnode.transfers.conftest import (
     _manifest_from,
     _sealed_from,
     get_bytes,
+    half_put,
     post,
     put,
     seal,
@@ -33,10 +30,9 @@ from tests.tsfnode.transfers.conftest import (
     state_of,
     transfers,
 )
+from tsfnode.cli.transfers import queue_in_outbox
 from tsfnode.keyfile import read_key
-from tsfnode.store import Store
 from tsfnode.store.blobs import BlobStore
-from tsfnode.transfers.outbox import queue_bundle
 
 pytestmark = pytest.mark.slow
 
@@ -159,13 +155,7 @@ def test_a_relay_refuses_mail_for_nodes_it_does_not_serve_and_beyond_its_quota(
         assert held() == [0, 1, 2, 3]
         # Chunk 4 half sent by one request: another that brings it too does not write
         # it (a wrong copy could overwrite the right one) and says so; the first ends.
-        parts = urllib.parse.urlsplit(f"{at}/chunks/4")
-        slow = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
-        try:
-            slow.putrequest("PUT", parts.path)
-            slow.putheader("Content-Length", str(len(chunks[4])))
-            slow.endheaders()
-            slow.send(chunks[4][:1000])
+        with half_put(f"{at}/chunks/4", chunks[4], timeout=10) as slow:
             assert put(f"{at}/chunks/4", chunks[4]) == (
                 409,
                 "chunk 4 was being received from another request",
@@ -173,8 +163,6 @@ def test_a_relay_refuses_mail_for_nodes_it_does_not_serve_and_beyond_its_quota(
             slow.send(chunks[4][1000:])
             response = slow.getresponse()
             assert (response.status, response.read()) == (204, b"")
-        finally:
-            slow.close()
         assert held() == [0, 1, 2, 3, 4]
     finally:
         c.close()
@@ -200,28 +188,10 @@ def test_chunks_another_request_is_bringing_are_sent_again_in_the_same_attempt(
     bundle = manifest.bundle_id.hex()
     at = f"{pair.url(1)}/peer/v1/bundles/{bundle}"
     assert post(f"{pair.url(1)}/peer/v1/bundles", raw)[0] == 200
-    parts = urllib.parse.urlsplit(f"{at}/chunks/0")
-    slow = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
-    try:
-        slow.putrequest("PUT", parts.path)
-        slow.putheader("Content-Length", str(len(chunks[0])))
-        slow.endheaders()
-        slow.send(chunks[0][:1000])
-
-        async def queue() -> None:
-            store = await Store.open(sender / "node.db")
-            try:
-                await queue_bundle(
-                    store.db,
-                    manifest,
-                    sender=read_key(sender / "node.key").public.key,
-                    study_uid="",
-                    now=int(time.time() * 1000),
-                )
-            finally:
-                await store.close()
-
-        asyncio.run(queue())
+    with half_put(f"{at}/chunks/0", chunks[0], timeout=30) as slow:
+        me = read_key(sender / "node.key").public.key
+        now = int(time.time() * 1000)
+        asyncio.run(queue_in_outbox(sender / "node.db", manifest, me, "", now))
         log = reader.parent / f"{reader.name}.log"
 
         def refused_twice() -> bool:
@@ -241,8 +211,6 @@ def test_chunks_another_request_is_bringing_are_sent_again_in_the_same_attempt(
         slow.send(chunks[0][1000:])
         response = slow.getresponse()
         assert (response.status, response.read()) == (204, b"")
-    finally:
-        slow.close()
     wait_for("delivered", lambda: state_of(pair.url(0), bundle, "out") == "delivered", timeout=60)
     (out,) = [t for t in transfers(pair.url(0)) if t["bundle_id"] == bundle]
     assert out["attempts"] == 1
