@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tsfnode.store import Store
-from tsfnode.store.accounts import AccountStore, UsernameTaken
+from tsfnode.store.accounts import AccountStore, NewAccount, UsernameTaken
 from tsfnode.store.destinations import DestinationStore
 
 NOW = 1_767_348_000_000
@@ -27,11 +27,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 async def account(accounts: AccountStore, username: str, role: str = "reader") -> int:
     return await accounts.add_account(
-        username=username,
-        display_name=f"Dr {username}",
-        role=role,
-        password_hash=HASH,
-        language="fr",
+        NewAccount(username, f"Dr {username}", role, HASH, "fr"),
         now=NOW,
         person_key=username.encode().ljust(32, b"\0"),
     )

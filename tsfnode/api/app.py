@@ -27,10 +27,14 @@ from tsfnode.bodies import read_body
 from tsfnode.clock import request_now
 from tsfnode.info import node_info
 from tsfnode.network.nearest import probe_bytes_of, rank, study_bytes_of
+from tsfnode.routes import Routes
+
+ROUTES = Routes()
 
 MAX_RECORDS_UPLOAD = 4 * 1024 * 1024
 
 
+@ROUTES.get("/v1/node")
 async def node(request: web.Request) -> web.Response:
     info = node_info(request.config_dict)
     directory = request.config_dict[DIRECTORY]
@@ -44,6 +48,7 @@ async def node(request: web.Request) -> web.Response:
     return web.json_response(info)
 
 
+@ROUTES.get("/v1/peers")
 async def peers(request: web.Request) -> web.Response:
     peering = request.config_dict[PEERING]
     listed = peering.peers(request_now(request))
@@ -51,6 +56,7 @@ async def peers(request: web.Request) -> web.Response:
     return web.json_response({"peers": listed, "counts": counts, "stats": peering.stats})
 
 
+@ROUTES.get("/v1/directory")
 async def directory(request: web.Request) -> web.Response:
     q = request.query
     kind = q.get("kind") or None
@@ -67,6 +73,7 @@ async def directory(request: web.Request) -> web.Response:
     return web.json_response([asdict(e) for e in entries])
 
 
+@ROUTES.post("/v1/directory/records")
 async def add_records(request: web.Request) -> web.Response:
     data = await read_body(request, MAX_RECORDS_UPLOAD)
     try:
@@ -82,6 +89,7 @@ async def add_records(request: web.Request) -> web.Response:
     return web.json_response(outcome)
 
 
+@ROUTES.get("/v1/nearest")
 async def nearest(request: web.Request) -> web.Response:
     """The nodes of the directory ranked by measured time to send a study, for a person
     with an account (a token: a sender choosing a node, the operator); one measurement
@@ -118,11 +126,7 @@ def create_api_app() -> web.Application:
     node's admin)."""
     app = web.Application()
     app[NEAREST_BUSY] = asyncio.Lock()
-    app.router.add_get("/v1/node", node)
-    app.router.add_get("/v1/peers", peers)
-    app.router.add_get("/v1/directory", directory)
-    app.router.add_post("/v1/directory/records", add_records)
-    app.router.add_get("/v1/nearest", nearest)
+    app.router.add_routes(ROUTES)
     add_upload_routes(app)
     add_study_routes(app)
     add_transfer_routes(app)

@@ -24,6 +24,9 @@ from tsfnode.errors import NodeError
 from tsfnode.intake.owners import NoSuchStudy, StudyOwners
 from tsfnode.intake.review import ReviewBook
 from tsfnode.logs import log
+from tsfnode.routes import Routes
+
+ROUTES = Routes()
 
 
 def _book(request: web.Request) -> ReviewBook:
@@ -39,6 +42,7 @@ async def own_study(request: web.Request, account: int, uid: str) -> str:
     return await asyncio.to_thread(_owners(request).require, uid, account)
 
 
+@ROUTES.get("/v1/studies")
 async def studies(request: web.Request) -> web.Response:
     account, _ = await sender_of(request)
     book, owners = _book(request), _owners(request)
@@ -57,6 +61,7 @@ def _study(book: ReviewBook, uid: str) -> dict[str, Any]:
     }
 
 
+@ROUTES.get("/v1/studies/{uid}")
 async def study(request: web.Request) -> web.Response:
     account, _ = await sender_of(request)
     try:
@@ -67,6 +72,7 @@ async def study(request: web.Request) -> web.Response:
     return web.json_response(found)
 
 
+@ROUTES.post("/v1/studies/{uid}/review")
 async def review(request: web.Request) -> web.Response:
     account, username = await sender_of(request)
     try:
@@ -102,6 +108,4 @@ async def review(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/v1/studies", studies)
-    app.router.add_get("/v1/studies/{uid}", study)
-    app.router.add_post("/v1/studies/{uid}/review", review)
+    app.router.add_routes(ROUTES)

@@ -35,6 +35,9 @@ from tsfnode.intake.uploads import (
     take_in,
 )
 from tsfnode.logs import log
+from tsfnode.routes import Routes
+
+ROUTES = Routes()
 
 
 async def sender_of(request: web.Request) -> tuple[int, str]:
@@ -60,6 +63,7 @@ def refused(request: web.Request, exc: UploadRefused, **extra: object) -> web.Re
     )
 
 
+@ROUTES.post("/v1/uploads")
 async def create(request: web.Request) -> web.Response:
     account, _ = await sender_of(request)
     try:
@@ -70,6 +74,7 @@ async def create(request: web.Request) -> web.Response:
     return web.json_response({"id": upload_id, "offset": 0}, status=201)
 
 
+@ROUTES.get("/v1/uploads/{id}")
 async def status(request: web.Request) -> web.Response:
     account, _ = await sender_of(request)
     part, _meta, info = folder_of(request).owned(request.match_info["id"], account)
@@ -78,6 +83,7 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
+@ROUTES.patch("/v1/uploads/{id}")
 async def append(request: web.Request) -> web.Response:
     account, username = await sender_of(request)
     uploads = folder_of(request)
@@ -103,6 +109,4 @@ async def append(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/uploads", create)
-    app.router.add_get("/v1/uploads/{id}", status)
-    app.router.add_patch("/v1/uploads/{id}", append)
+    app.router.add_routes(ROUTES)

@@ -16,7 +16,7 @@ from protocol.identity import Identity, PublicIdentity
 from tsfnode.errors import NodeError
 from tsfnode.keyfile import read_key, write_key
 from tsfnode.store import Store
-from tsfnode.store.accounts import AccountStore, TokenOwner, UsernameTaken
+from tsfnode.store.accounts import AccountStore, NewAccount, TokenOwner, UsernameTaken
 
 ROLES = ("sender", "reader", "coordinator", "admin")
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
@@ -77,12 +77,9 @@ async def create_account(
     if people is not None and role != "admin":
         person = person_key_for(people, username)
     try:
+        password_hash = await asyncio.to_thread(hash_password, password)
         await accounts.add_account(
-            username=username,
-            display_name=display_name,
-            role=role,
-            password_hash=await asyncio.to_thread(hash_password, password),
-            language=language,
+            NewAccount(username, display_name, role, password_hash, language),
             now=now,
             person_key=None if person is None else person.public.key,
         )

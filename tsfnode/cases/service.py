@@ -72,7 +72,7 @@ from tsfnode.intake.pseudonyms import PseudonymMap
 from tsfnode.logs import log
 from tsfnode.store.cases import CaseRow, CaseStore
 from tsfnode.store.transfers import TransferStore
-from tsfnode.transfers.context import NodeContext
+from tsfnode.transfers.context import NodeContext, NodeService
 from tsfnode.transfers.outbox import queue_bundle
 from tsfnode.transfers.sealing import DOCUMENTS_FILE, seal_documents, seal_study
 from tsfnode.transfers.service import TransferService
@@ -88,25 +88,14 @@ def _hex(key: bytes | None) -> str | None:
     return None if key is None else key.hex()
 
 
-class CaseService:
+class CaseService(NodeService):
     def __init__(self, context: NodeContext, transfers: TransferService) -> None:
-        identity, config, node_dir = context.identity, context.config, context.node_dir
-        store, blobs, directory = context.store, context.blobs, context.directory
-        self.context = context
-        self.clock = context.clock
-        self.identity = identity
-        self.me = identity.public.key
-        self.config = config
-        self.node_dir = node_dir
-        self.store = store
-        self.db = store.db
-        self.rows = CaseStore(store.db)
-        self.blobs = blobs
-        self.directory = directory
+        super().__init__(context)
+        self.rows = CaseStore(self.db)
         self.transfers = transfers
-        self.audit = AuditLog(store)
+        self.audit = AuditLog(self.store)
         self.coordinator = Coordinator(
-            node=self.me, default_delay_hours=config.cases_reading_delay_hours
+            node=self.me, default_delay_hours=self.config.cases_reading_delay_hours
         )
         self._lock = asyncio.Lock()  # one decision at a time (claims race here)
         self._task: asyncio.Task[None] | None = None
@@ -423,11 +412,7 @@ class CaseService:
         request as part n."""
         async with self._decision():
             row, case, who, roles = await self._acting(
-                case_id,
-                person,
-                now,
-                kept_as="sender",
-                where="images are added on the sender's node",
+                case_id, person, now, kept=("sender", "images are added on the sender's node")
             )
             _step(case, "add_images", who, roles, now)
             await self._own_study(study_uid, account)
@@ -739,13 +724,14 @@ class CaseService:
     # --- what people do --------------------------------------------------------------
 
     async def _acting(
-        self, case_id: bytes, person: Identity, now: int, *, kept_as: str = "", where: str = ""
+        self, case_id: bytes, person: Identity, now: int, *, kept: tuple[str, str] = ("", "")
     ) -> tuple[CaseRow, Case, bytes, frozenset[Role]]:
         """The case's row, the case, the person's key and roles, for a person acting on
-        a case here: 404 if they may not see it, 409 ``where`` when this node does not
-        keep it as ``kept_as``."""
+        a case here: 404 if they may not see it; with ``kept`` (a role, a refusal), 409
+        and the refusal when this node does not keep the case in that role."""
         who = person.public.key
         row = await self.seen(case_id, who, now)
+        kept_as, where = kept
         if kept_as and row.role != kept_as:
             raise CaseError(409, where)
         return row, row.case, who, policy.roles(row.case, who, self.view(now))
@@ -793,11 +779,7 @@ class CaseService:
         """The reader signs a report (or an addendum, once reported) and sends it back."""
         async with self._decision():
             row, case, who, roles = await self._acting(
-                case_id,
-                person,
-                now,
-                kept_as="copy",
-                where="reports are written on the reader's node",
+                case_id, person, now, kept=("copy", "reports are written on the reader's node")
             )
             first = case.state is State.ASSIGNED
             previous = await self.documents(case_id, "report")
@@ -868,8 +850,7 @@ class CaseService:
                 case_id,
                 person,
                 now,
-                kept_as="sender",
-                where="evaluations are written on the sender's node",
+                kept=("sender", "evaluations are written on the sender's node"),
             )
             case = _step(case, "evaluate", who, roles, now)
             (report, *_) = await self.documents(case_id, "report")

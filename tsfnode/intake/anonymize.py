@@ -116,6 +116,15 @@ class Result:
     burned_in: list[str] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _Pass:
+    """One dataset's de-identification: whose it is, and what was removed or replaced."""
+
+    patient: Patient
+    removed: int = 0
+    replaced: int = 0
+
+
 class Anonymizer:
     def __init__(
         self,
@@ -159,8 +168,8 @@ class Anonymizer:
         patient = self._patient_of(ds)
         reasons = burned_in_reasons(ds)
         original_study = text_of(ds, 0x0020000D)
-        stats = {"removed": 0, "replaced": 0}
-        self._walk(ds, patient, stats)
+        run = _Pass(patient)
+        self._walk(ds, run)
         if self.profile.safe_private:
             _drop_orphan_creators(ds)
         # Set as elements (VRs known): cheaper than attribute assignment, on every file.
@@ -183,16 +192,14 @@ class Anonymizer:
             series_uid=text_of(ds, 0x0020000E),
             sop_uid=text_of(ds, 0x00080018),
             patient=patient,
-            removed=stats["removed"],
-            replaced=stats["replaced"],
+            removed=run.removed,
+            replaced=run.replaced,
             burned_in=reasons,
         )
 
     # --- the walk --------------------------------------------------------------------
 
-    def _walk(
-        self, ds: Dataset, patient: Patient, stats: dict[str, int], clean: bool = False
-    ) -> None:
+    def _walk(self, ds: Dataset, run: _Pass, clean: bool = False) -> None:
         """Apply the profile to ``ds``. ``clean``: inside a sequence the table replaces
         as a whole (D); its structure is kept for the IOD's sake, and every text in it
         that the table does not list becomes a dummy (codes and enumerations stay)."""
@@ -205,30 +212,30 @@ class Anonymizer:
             group = tag >> 16
             if 0x6000 <= group <= 0x60FF and group % 2 == 0:
                 del elements[tag]  # overlays are graphics that can show identity: removed
-                stats["removed"] += 1
+                run.removed += 1
                 continue
             if group % 2 == 1:  # private
                 if not self.profile.safe_private or not self._safe_private(ds, ds[tag]):
                     del elements[tag]
-                    stats["removed"] += 1
+                    run.removed += 1
                 continue
             if animal and tag in RESPONSIBLE_FOR_ANIMAL:
                 ds[tag].value = ""  # Type 2C for animals: present, empty
-                stats["replaced"] += 1
+                run.replaced += 1
                 continue
             action = self._actions.get(tag, _UNKNOWN)
             if action is _UNKNOWN:
                 action = self._actions[tag] = self.profile.action(tag)
-            if self._fast_text(ds, elements[tag], action, patient, stats):
+            if self._fast_text(ds, elements[tag], action, run):
                 continue
             if action is None:
                 vr = _vr_of(ds, tag)
                 if vr in WATCHED_VRS or (clean and vr in CLEANED_TEXT_VRS):
-                    self._unlisted(ds, ds[tag], patient, stats, clean)
+                    self._unlisted(ds, ds[tag], run, clean)
                 continue
-            if self._replace_without_reading(ds, tag, action, stats):
+            if self._replace_without_reading(ds, tag, action, run):
                 continue
-            self._apply(ds, ds[tag], action, patient, stats, clean)
+            self._apply(ds, ds[tag], action, run, clean)
 
     def _safe_private(self, ds: Dataset, elem: DataElement) -> bool:
         if not self.profile.safe_private or elem.tag.is_private_creator:
@@ -239,62 +246,49 @@ class Anonymizer:
             self.profile.safe_private
         )
 
-    def _unlisted(
-        self,
-        ds: Dataset,
-        elem: DataElement,
-        patient: Patient,
-        stats: dict[str, int],
-        clean: bool = False,
-    ) -> None:
+    def _unlisted(self, ds: Dataset, elem: DataElement, run: _Pass, clean: bool = False) -> None:
         if elem.VR == "SQ":
             for item in elem.value:
-                self._walk(item, patient, stats, clean)
+                self._walk(item, run, clean)
         elif elem.VR == "PN" and elem.value:
             elem.value = _DUMMY["PN"] if clean else ""
-            stats["replaced"] += 1
+            run.replaced += 1
         elif clean and elem.VR in CLEANED_TEXT_VRS and elem.value:
             if (elem.keyword or "") not in CODED_KEYWORDS:
                 elem.value = _DUMMY[elem.VR]
-                stats["replaced"] += 1
+                run.replaced += 1
         elif elem.VR in DATE_VRS and elem.value:
-            self._shift_or_dummy(elem, patient, stats)
+            self._shift_or_dummy(elem, run)
         elif elem.VR == "UI" and elem.value and not _structural_uid(elem):
             self._replace_uids(elem)  # instance UIDs the table does not list yet
-            stats["replaced"] += 1
+            run.replaced += 1
 
     def _apply(
-        self,
-        ds: Dataset,
-        elem: DataElement,
-        action: str,
-        patient: Patient,
-        stats: dict[str, int],
-        clean: bool = False,
+        self, ds: Dataset, elem: DataElement, action: str, run: _Pass, clean: bool = False
     ) -> None:
         vr = elem.VR
         if vr == "SQ":
-            self._apply_sequence(ds, elem, action, patient, stats, clean)
+            self._apply_sequence(ds, elem, action, run, clean)
             return
         if action == "K":
             return
         if self.profile.modified_dates and action != "X":
             if vr in DATE_VRS:
-                self._shift_or_dummy(elem, patient, stats)
+                self._shift_or_dummy(elem, run)
                 return
             if vr == "TM":
                 return  # whole-day shifts leave the time of day as it was (E.3.6)
         if action == "U":
             self._replace_uids(elem)
-            stats["replaced"] += 1
+            run.replaced += 1
             return
         simple = COMPOUND_ACTIONS.get(action, action)
         if simple == "X":
             del ds[elem.tag]
-            stats["removed"] += 1
+            run.removed += 1
         elif simple == "Z":
             elem.value = None
-            stats["replaced"] += 1
+            run.replaced += 1
         elif simple == "D":
             if vr == "UI":
                 self._replace_uids(elem)
@@ -302,15 +296,10 @@ class Anonymizer:
                 elem.value = _DUMMY[vr]
             else:
                 elem.value = b"" if vr in ("OB", "OW", "OD", "OF", "OL", "OV", "UN") else None
-            stats["replaced"] += 1
+            run.replaced += 1
 
     def _fast_text(
-        self,
-        ds: Dataset,
-        raw: DataElement | RawDataElement,
-        action: str | None,
-        patient: Patient,
-        stats: dict[str, int],
+        self, ds: Dataset, raw: DataElement | RawDataElement, action: str | None, run: _Pass
     ) -> bool:
         """UIDs and dates straight from their bytes, for the elements not yet decoded
         (most of them): a new UID or a shifted date without pydicom's conversion."""
@@ -326,20 +315,18 @@ class Anonymizer:
                 return action is None
             new = [_keep_or(self.new_uid, v) for v in values]
             ds._dict[raw.tag] = _element(tag, "UI", new if len(new) > 1 else new[0])
-            stats["replaced"] += 1
+            run.replaced += 1
             return True
         if vr in DATE_VRS and self.profile.modified_dates and action != "X":
-            values = [shift_date(v, vr, patient.shift_days) for v in _split(raw.value)]
+            values = [shift_date(v, vr, run.patient.shift_days) for v in _split(raw.value)]
             ds._dict[raw.tag] = _element(
                 tag, vr, values if len(values) > 1 else (values[0] if values else None)
             )
-            stats["replaced"] += 1
+            run.replaced += 1
             return True
         return False
 
-    def _replace_without_reading(
-        self, ds: Dataset, tag: BaseTag, action: str, stats: dict[str, int]
-    ) -> bool:
+    def _replace_without_reading(self, ds: Dataset, tag: BaseTag, action: str, run: _Pass) -> bool:
         """Remove, empty or dummy an element without decoding what it held (the common
         case, and the costly part of de-identifying many small files)."""
         vr = _vr_of(ds, tag)
@@ -352,7 +339,7 @@ class Anonymizer:
         simple = COMPOUND_ACTIONS.get(action, action)
         if simple == "X":
             del ds._dict[tag]
-            stats["removed"] += 1
+            run.removed += 1
             return True
         if simple == "Z" or (simple == "D" and vr not in _DUMMY):
             empty: Any = b"" if vr in ("OB", "OW", "OD", "OF", "OL", "OV", "UN") else None
@@ -361,31 +348,25 @@ class Anonymizer:
             ds._dict[tag] = _element(tag, vr, _DUMMY[vr])
         else:
             return False
-        stats["replaced"] += 1
+        run.replaced += 1
         return True
 
     def _apply_sequence(
-        self,
-        ds: Dataset,
-        elem: DataElement,
-        action: str,
-        patient: Patient,
-        stats: dict[str, int],
-        clean: bool,
+        self, ds: Dataset, elem: DataElement, action: str, run: _Pass, clean: bool
     ) -> None:
         if action in ("X", "X/Z", "X/Z/D") and not _type2_sequence(ds, int(elem.tag)):
             del ds[elem.tag]  # sequences of Type 3 mostly: removed
-            stats["removed"] += 1
+            run.removed += 1
         elif action in ("X", "X/Z", "X/Z/D"):
             elem.value = Sequence()  # Type 2 in this IOD: present and empty
-            stats["replaced"] += 1
+            run.replaced += 1
         elif action == "Z":
             elem.value = Sequence()  # Type 2: present and empty
-            stats["replaced"] += 1
+            run.replaced += 1
         else:  # K, U, X/Z/U* (remap references), D, Z/D, X/D, C (clean in place)
             cleaning = clean or action in ("D", "Z/D", "X/D", "C")
             for item in elem.value:
-                self._walk(item, patient, stats, cleaning)
+                self._walk(item, run, cleaning)
 
     def _replace_uids(self, elem: DataElement) -> None:
         if elem.VR != "UI" or elem.value in (None, ""):
@@ -395,15 +376,15 @@ class Anonymizer:
         else:
             elem.value = _keep_or(self.new_uid, str(elem.value))
 
-    def _shift_or_dummy(self, elem: DataElement, patient: Patient, stats: dict[str, int]) -> None:
+    def _shift_or_dummy(self, elem: DataElement, run: _Pass) -> None:
         if not self.profile.modified_dates:
             elem.value = _DUMMY[elem.VR]
-            stats["replaced"] += 1
+            run.replaced += 1
             return
         values = elem.value if elem.VM > 1 else [elem.value]
-        shifted = [shift_date(str(v), elem.VR, patient.shift_days) for v in values if v]
+        shifted = [shift_date(str(v), elem.VR, run.patient.shift_days) for v in values if v]
         elem.value = shifted if elem.VM > 1 else (shifted[0] if shifted else None)
-        stats["replaced"] += 1
+        run.replaced += 1
 
     def _new_file_meta(self, ds: Dataset) -> None:
         """PS3.15 E.1.1 (7): the file meta information and preamble describe us now."""

@@ -21,8 +21,12 @@ from tsfnode.network.nearest import (
 from tsfnode.network.peering import MAX_ENVELOPE, MAX_INTRODUCTION, PeerRefused
 from tsfnode.peer.transfers import SIGNED_TRANSFER_ROUTES
 from tsfnode.peer.transfers import add_peer_routes as add_transfer_routes
+from tsfnode.routes import Routes
+
+ROUTES = Routes()
 
 
+@ROUTES.get("/v1/teaching/{id}")
 async def teaching_images(request: web.Request) -> web.StreamResponse:
     """The images of a teaching case published here, as a zip (anonymised)."""
     name = request.match_info["id"]
@@ -43,14 +47,17 @@ async def teaching_images(request: web.Request) -> web.StreamResponse:
     )
 
 
+@ROUTES.get("/v1/hello")
 async def hello(request: web.Request) -> web.Response:
     return web.json_response(node_info(request.config_dict))
 
 
-async def envelope(request: web.Request) -> web.Response:
-    data = await read_body(request, MAX_ENVELOPE)
+async def _exchange(request: web.Request, limit: int, handler: str) -> web.Response:
+    """Read a signed body of at most ``limit`` bytes and hand it to the peering service's
+    ``handler``: its answer (204 when it has none), or the refusal's status and reason."""
+    data = await read_body(request, limit)
     try:
-        reply = await request.config_dict[PEERING].handle_envelope(data)
+        reply = await getattr(request.config_dict[PEERING], handler)(data)
     except PeerRefused as exc:
         return web.Response(status=exc.status, text=exc.reason)
     if reply is None:
@@ -58,13 +65,14 @@ async def envelope(request: web.Request) -> web.Response:
     return web.Response(body=reply, content_type="application/octet-stream")
 
 
+@ROUTES.post("/v1/envelope")
+async def envelope(request: web.Request) -> web.Response:
+    return await _exchange(request, MAX_ENVELOPE, "handle_envelope")
+
+
+@ROUTES.post("/v1/introduce")
 async def introduce(request: web.Request) -> web.Response:
-    data = await read_body(request, MAX_INTRODUCTION)
-    try:
-        answer = await request.config_dict[PEERING].handle_introduction(data)
-    except PeerRefused as exc:
-        return web.Response(status=exc.status, text=exc.reason)
-    return web.Response(body=answer, content_type="application/octet-stream")
+    return await _exchange(request, MAX_INTRODUCTION, "handle_introduction")
 
 
 def _speed_test_slot(request: web.Request) -> str:
@@ -79,6 +87,7 @@ def _speed_test_slot(request: web.Request) -> str:
     return peer
 
 
+@ROUTES.get("/v1/speedtest")
 async def speedtest_download(request: web.Request) -> web.StreamResponse:
     """``bytes`` of incompressible filler, streamed 64 KiB at a time: a caller that
     does not read holds one block of the node's memory, for at most the deadline."""
@@ -107,6 +116,7 @@ async def speedtest_download(request: web.Request) -> web.StreamResponse:
         request.app[SPEED_TESTS].give_back(peer)
 
 
+@ROUTES.post("/v1/speedtest")
 async def speedtest_upload(request: web.Request) -> web.Response:
     """Reads and counts what it is sent, 64 KiB at a time, within the deadline."""
     peer = _speed_test_slot(request)
@@ -128,6 +138,7 @@ async def speedtest_upload(request: web.Request) -> web.Response:
     return web.json_response({"bytes": received})
 
 
+@ROUTES.get("/v1/nodes")
 async def nodes(request: web.Request) -> web.Response:
     """The admitted nodes and their addresses (public within the network): candidates
     for `tsfnode nearest --via`."""
@@ -142,13 +153,7 @@ async def nodes(request: web.Request) -> web.Response:
 def create_peer_app() -> web.Application:
     app = web.Application()
     app[SPEED_TESTS] = SpeedTests()
-    app.router.add_get("/v1/hello", hello)
-    app.router.add_post("/v1/envelope", envelope)
-    app.router.add_post("/v1/introduce", introduce)
-    app.router.add_get("/v1/speedtest", speedtest_download)
-    app.router.add_post("/v1/speedtest", speedtest_upload)
-    app.router.add_get("/v1/nodes", nodes)
-    app.router.add_get("/v1/teaching/{id}", teaching_images)
+    app.router.add_routes(ROUTES)
     add_transfer_routes(app)
     Gate.of(
         public=[hello, speedtest_download, speedtest_upload, nodes, teaching_images],

@@ -22,7 +22,10 @@ from protocol.codec import pack
 from tsfnode.appkeys import TRANSFERS
 from tsfnode.bodies import read_body
 from tsfnode.clock import request_now
+from tsfnode.routes import Routes
 from tsfnode.transfers.service import TransferRefused, TransferService
+
+ROUTES = Routes()
 
 MAX_MANIFEST = 40 * 1024 * 1024
 MAX_RECEIPT = 4096
@@ -53,6 +56,7 @@ def _refused(exc: TransferRefused) -> web.Response:
     return web.Response(status=exc.status, text=exc.reason)
 
 
+@ROUTES.post("/v1/bundles")
 async def offer(request: web.Request) -> web.Response:
     data = await read_body(request, MAX_MANIFEST)
     try:
@@ -62,6 +66,7 @@ async def offer(request: web.Request) -> web.Response:
     return web.Response(body=have, content_type="application/octet-stream")
 
 
+@ROUTES.get("/v1/bundles/{id}/have")
 async def have(request: web.Request) -> web.Response:
     held = await _service(request).have_of(_bundle_id(request))
     if held is None:
@@ -69,6 +74,7 @@ async def have(request: web.Request) -> web.Response:
     return web.Response(body=held.to_bytes(), content_type="application/octet-stream")
 
 
+@ROUTES.put("/v1/bundles/{id}/chunks/{index}")
 async def put_chunks(request: web.Request) -> web.Response:
     """One chunk (``.../chunks/7``) or a run of consecutive ones (``.../chunks/7-22``),
     their bytes one after the other, written and hashed as they arrive; each is checked
@@ -116,6 +122,7 @@ def _run(request: web.Request) -> tuple[int, int]:
     return a, b
 
 
+@ROUTES.get("/v1/bundles/{id}/chunks/{index}")
 async def get_chunk(request: web.Request) -> web.Response:
     try:
         data = await _service(request).get_chunk(_bundle_id(request), _index(request))
@@ -124,6 +131,7 @@ async def get_chunk(request: web.Request) -> web.Response:
     return web.Response(body=data, content_type="application/octet-stream")
 
 
+@ROUTES.get("/v1/bundles/{id}/receipt")
 async def get_receipt(request: web.Request) -> web.Response:
     service = _service(request)
     bundle_id = _bundle_id(request)
@@ -136,6 +144,7 @@ async def get_receipt(request: web.Request) -> web.Response:
     return web.Response(body=receipt, content_type="application/octet-stream")
 
 
+@ROUTES.post("/v1/bundles/{id}/receipt")
 async def post_receipt(request: web.Request) -> web.Response:
     data = await read_body(request, MAX_RECEIPT)
     try:
@@ -145,6 +154,7 @@ async def post_receipt(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@ROUTES.post("/v1/mail")
 async def mail(request: web.Request) -> web.Response:
     data = await read_body(request, 256)
     try:
@@ -161,10 +171,4 @@ SIGNED_TRANSFER_ROUTES = (offer, have, put_chunks, get_chunk, get_receipt, post_
 
 
 def add_peer_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/bundles", offer)
-    app.router.add_get("/v1/bundles/{id}/have", have)
-    app.router.add_put("/v1/bundles/{id}/chunks/{index}", put_chunks)
-    app.router.add_get("/v1/bundles/{id}/chunks/{index}", get_chunk)
-    app.router.add_get("/v1/bundles/{id}/receipt", get_receipt)
-    app.router.add_post("/v1/bundles/{id}/receipt", post_receipt)
-    app.router.add_post("/v1/mail", mail)
+    app.router.add_routes(ROUTES)

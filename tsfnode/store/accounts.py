@@ -120,6 +120,17 @@ class Application:
     created_ms: int
 
 
+@dataclass(frozen=True)
+class NewAccount:
+    """An account as it is made: who it is for, the password already hashed."""
+
+    username: str
+    display_name: str
+    role: str
+    password_hash: str
+    language: str
+
+
 _ACCOUNT = "a.id, a.username, a.display_name, a.role, a.language, a.person_key, a.created_ms"
 
 
@@ -145,17 +156,15 @@ class AccountStore:
     # --- accounts --------------------------------------------------------------------
 
     async def account(self, username: str) -> Account | None:
-        cursor = await self.db.execute(
-            f"SELECT {_ACCOUNT} FROM accounts a WHERE a.username = ?",  # noqa: S608 - constant
-            (username,),
-        )
-        row = await cursor.fetchone()
-        return None if row is None else _account(row)
+        return await self._account_where("a.username = ?", username)
 
     async def account_by_id(self, account_id: int) -> Account | None:
+        return await self._account_where("a.id = ?", account_id)
+
+    async def _account_where(self, condition: str, value: str | int) -> Account | None:
         cursor = await self.db.execute(
-            f"SELECT {_ACCOUNT} FROM accounts a WHERE a.id = ?",  # noqa: S608 - constant
-            (account_id,),
+            f"SELECT {_ACCOUNT} FROM accounts a WHERE {condition}",  # noqa: S608 - constants
+            (value,),
         )
         row = await cursor.fetchone()
         return None if row is None else _account(row)
@@ -168,38 +177,21 @@ class AccountStore:
         row = await cursor.fetchone()
         return None if row is None else Credentials(_account(row), str(row[7]))
 
-    async def add_account(
-        self,
-        *,
-        username: str,
-        display_name: str,
-        role: str,
-        password_hash: str,
-        language: str,
-        now: int,
-        person_key: bytes | None,
-    ) -> int:
+    async def add_account(self, new: NewAccount, *, now: int, person_key: bytes | None) -> int:
         """The new account's id; UsernameTaken if the name is already used."""
         async with transaction(self.db):
-            return await self._insert_account(
-                username, display_name, role, password_hash, language, now, person_key
-            )
+            return await self._insert_account(new, now, person_key)
 
     async def _insert_account(
-        self,
-        username: str,
-        display_name: str,
-        role: str,
-        password_hash: str,
-        language: str,
-        now: int,
-        person_key: bytes | None,
+        self, new: NewAccount | Application, now: int, person_key: bytes | None
     ) -> int:
+        username = new.username
+        values = (username, new.display_name, new.role, new.password_hash, new.language)
         try:
             cursor = await self.db.execute(
                 "INSERT INTO accounts (username, display_name, role, password_hash, language,"
                 " created_ms, person_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (username, display_name, role, password_hash, language, now, person_key),
+                (*values, now, person_key),
             )
         except sqlite3.IntegrityError as exc:
             if "UNIQUE" in str(exc):
@@ -302,15 +294,7 @@ class AccountStore:
         marked attested, together: the new account's id. UsernameTaken if an account of
         that name was made meanwhile (then nothing is changed)."""
         async with transaction(self.db):
-            account_id = await self._insert_account(
-                application.username,
-                application.display_name,
-                application.role,
-                application.password_hash,
-                application.language,
-                now,
-                person_key,
-            )
+            account_id = await self._insert_account(application, now, person_key)
             await self.db.execute(
                 "UPDATE applications SET state = 'attested', decided_by = ?, decided_ms = ?"
                 " WHERE id = ?",

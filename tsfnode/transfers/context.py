@@ -26,3 +26,20 @@ class NodeContext:
     blobs: BlobStore
     directory: DirectoryService
     clock: Clock
+
+
+class NodeService:
+    """A service of the running node: what it keeps of the context, under the same names
+    in each (``me`` is the node's public key, ``db`` the database's connection)."""
+
+    def __init__(self, context: NodeContext) -> None:
+        self.context = context
+        self.clock = context.clock
+        self.identity = context.identity
+        self.me = context.identity.public.key
+        self.config = context.config
+        self.node_dir = context.node_dir
+        self.store = context.store
+        self.db = context.store.db
+        self.blobs = context.blobs  # the outbox's chunks (sealed here)
+        self.directory = context.directory

@@ -61,7 +61,7 @@ from protocol.transfer import (
 from tsfnode.logs import log
 from tsfnode.store.transfers import Bundle, TransferStore
 from tsfnode.transfers.chunkfiles import BodyTooLong, ChunkFiles, DiskFull, RunWriter
-from tsfnode.transfers.context import NodeContext
+from tsfnode.transfers.context import NodeContext, NodeService
 from tsfnode.transfers.diskcalls import DiskCalls
 from tsfnode.transfers.outbox import (
     AttemptFailed,
@@ -103,33 +103,18 @@ class ChunkLost(Exception):
         self.index = index
 
 
-class TransferService:
+class TransferService(NodeService):
     def __init__(self, context: NodeContext) -> None:
-        identity, config, node_dir = context.identity, context.config, context.node_dir
-        store, blobs, directory, clock = (
-            context.store,
-            context.blobs,
-            context.directory,
-            context.clock,
-        )
-        self.context = context
-        self.clock = clock
-        self.identity = identity
-        self.me = identity.public.key
-        self.config = config
-        self.node_dir = node_dir
-        self.store = store
-        self.db = store.db
-        self.rows = TransferStore(store.db)
-        self.blobs = blobs  # the outbox's chunks (sealed here)
-        self.chunks = ChunkFiles(node_dir.chunks)  # the inbox's and the relay's
+        super().__init__(context)
+        config, clock, directory = context.config, context.clock, context.directory
+        self.rows = TransferStore(self.db)
+        self.chunks = ChunkFiles(context.node_dir.chunks)  # the inbox's and the relay's
         self.disk = DiskCalls()  # reads and writes of chunk runs
-        self.directory = directory
         self.uplink = Uplink(config, clock)
         self.outbox = Outbox(
             config=config,
             db=self.db,
-            blobs=blobs,
+            blobs=self.blobs,
             disk=self.disk,
             directory=directory,
             uplink=self.uplink,
@@ -330,16 +315,9 @@ class TransferService:
         if held[sender] + size > share:
             raise TransferRefused(507, "this sender's share of this relay's quota is full")
 
-    async def _insert_received(
-        self,
-        manifest: Manifest,
-        role: str,
-        now: int,
-        *,
-        sources: list[str],
-        expires_ms: int | None = None,
-    ) -> None:
-        await self.rows.insert_received(manifest, role, now, sources=sources, expires_ms=expires_ms)
+    async def _insert_received(self, manifest: Manifest, *held_as: Any, **options: Any) -> None:
+        """``TransferStore.insert_received``, the manifest kept in memory too."""
+        await self.rows.insert_received(manifest, *held_as, **options)
         self._manifests[manifest.bundle_id] = manifest
 
     async def receive_run(

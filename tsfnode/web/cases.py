@@ -30,6 +30,7 @@ from tsfnode.cases.service import summary
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import N_
+from tsfnode.routes import Routes
 from tsfnode.web.caseform import shown_form
 from tsfnode.web.common import (
     http_error,
@@ -44,10 +45,13 @@ from tsfnode.web.report_templates import all_templates
 from tsfnode.web.tools import destinations_of
 from tsfnode.web.viewer import warm
 
+ROUTES = Routes()
+
 PEOPLE = ("sender", "reader", "coordinator")
 READING = ("delivered", "assigned", "reported")  # the viewer is likely to open next
 
 
+@ROUTES.get("/login")
 async def login_page(request: web.Request) -> web.Response:
     token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
     response = render_page(
@@ -64,6 +68,7 @@ async def login_page(request: web.Request) -> web.Response:
     return response
 
 
+@ROUTES.post("/login")
 async def login(request: web.Request) -> web.Response:
     form = await request.post()
     token = request.cookies.get(LOGIN_COOKIE, "")
@@ -103,6 +108,7 @@ async def login(request: web.Request) -> web.Response:
     return page
 
 
+@ROUTES.post("/logout")
 async def logout(request: web.Request) -> web.Response:
     session = await require(request)
     await check_csrf(request, session)
@@ -112,6 +118,7 @@ async def logout(request: web.Request) -> web.Response:
     raise response
 
 
+@ROUTES.get("/cases")
 async def cases(request: web.Request) -> web.Response:
     session = await require(request, *PEOPLE)
     person = await person_of(request, session)
@@ -251,10 +258,12 @@ async def _timeline(request: web.Request, case: dict[str, Any], lang: str) -> li
     return steps
 
 
+@ROUTES.get("/cases/{id:[0-9a-f]{32}}")
 async def show_case(request: web.Request) -> web.Response:
     return await case_page(request)
 
 
+@ROUTES.post("/cases/{id:[0-9a-f]{32}}/{action:claim|report|message|evaluation}")
 async def act(request: web.Request) -> web.Response:
     """The forms of the case page: claim, report, message, evaluation."""
     session, form = await posted_form(request, *PEOPLE)
@@ -294,9 +303,4 @@ async def act(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/login", login_page)
-    app.router.add_post("/login", login)
-    app.router.add_post("/logout", logout)
-    app.router.add_get("/cases", cases)
-    app.router.add_get("/cases/{id:[0-9a-f]{32}}", show_case)
-    app.router.add_post("/cases/{id:[0-9a-f]{32}}/{action:claim|report|message|evaluation}", act)
+    app.router.add_routes(ROUTES)

@@ -33,9 +33,12 @@ from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import N_, texts, translator
 from tsfnode.logs import log
+from tsfnode.routes import Routes
 from tsfnode.store.accounts import AccountStore, Application, UsernameTaken
 from tsfnode.web.common import language_of, names_of, person_of, refusal, when
 from tsfnode.web.common import render_page as render
+
+ROUTES = Routes()
 
 MAX_PENDING_PER_SOURCE = 5  # a public form: at most this many waiting from one address
 ATTESTATION_DAYS = 365
@@ -73,6 +76,7 @@ def _accounts(request: web.Request) -> AccountStore:
 # --- joining --------------------------------------------------------------------------
 
 
+@ROUTES.get("/join")
 async def join_page(
     request: web.Request,
     *,
@@ -173,6 +177,7 @@ def _application(form: dict[str, str], groups: list[dict[str, Any]]) -> dict[str
     }
 
 
+@ROUTES.post("/join")
 async def apply(request: web.Request) -> web.Response:
     form = {k: str(v) for k, v in (await request.post()).items()}
     token = request.cookies.get(LOGIN_COOKIE, "")
@@ -222,6 +227,7 @@ async def _coordinator(request: web.Request) -> tuple[Any, Identity, list[bytes]
     return session, person, mine
 
 
+@ROUTES.get("/coordinator")
 async def coordinator_page(request: web.Request) -> web.Response:
     session, _, mine = await _coordinator(request)
     service = request.config_dict[CASES]
@@ -353,6 +359,7 @@ async def _charts(request: web.Request, mine: list[bytes], now: int, lang: str) 
     return await asyncio.to_thread(quality_charts, ours, pair_names, texts(lang), now)
 
 
+@ROUTES.post("/coordinator/applications/{id:[0-9]+}/{action:attest|decline}")
 async def decide(request: web.Request) -> web.Response:
     """Attest or decline an application."""
     session, person, mine = await _coordinator(request)
@@ -435,6 +442,7 @@ def _taken(username: str) -> NodeError:
     )
 
 
+@ROUTES.post("/coordinator/cases/{id:[0-9a-f]{32}}/assign")
 async def assign(request: web.Request) -> web.Response:
     """The coordinator gives a group's case to one of its readers."""
     session, person, _mine = await _coordinator(request)
@@ -467,8 +475,4 @@ def _shown(error: str | None, lang: str) -> str | NodeError | None:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/join", join_page)
-    app.router.add_post("/join", apply)
-    app.router.add_get("/coordinator", coordinator_page)
-    app.router.add_post("/coordinator/applications/{id:[0-9]+}/{action:attest|decline}", decide)
-    app.router.add_post("/coordinator/cases/{id:[0-9a-f]{32}}/assign", assign)
+    app.router.add_routes(ROUTES)

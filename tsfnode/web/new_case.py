@@ -47,9 +47,12 @@ from tsfnode.intake.owners import NoSuchStudy, StudyOwners
 from tsfnode.intake.review import ReviewBook
 from tsfnode.intake.uploads import MAX_REQUEST, UploadFolder, UploadRefused, parse_new_upload
 from tsfnode.logs import log
+from tsfnode.routes import Routes
 from tsfnode.store.transfers import TransferStore
 from tsfnode.web.caseform import AgeRefused, answered_form
 from tsfnode.web.common import language_of, person_of, refusal, render_page
+
+ROUTES = Routes()
 
 _BATCH = re.compile(r"^[0-9a-f]{32}$")
 # The suffixes a whole upload keeps on the node's disk (the importer also knows a zip,
@@ -99,6 +102,7 @@ def _refused(request: web.Request, session: Session, exc: UploadRefused) -> web.
     return web.Response(status=exc.status, text=text, content_type="text/plain")
 
 
+@ROUTES.post("/uploads")
 async def upload_create(request: web.Request) -> web.Response:
     session = await _sender(request, write=True)
     try:
@@ -128,12 +132,14 @@ async def upload_create(request: web.Request) -> web.Response:
     return web.json_response({"id": upload_id, "offset": 0, "batch": batch}, status=201)
 
 
+@ROUTES.get("/uploads/{id}")
 async def upload_status(request: web.Request) -> web.Response:
     session = await _sender(request, write=False)
     part, _, info = _web_uploads(request).owned(request.match_info["id"], session.account_id)
     return web.json_response({"offset": part.stat().st_size, "size": info["size"]})
 
 
+@ROUTES.patch("/uploads/{id}")
 async def upload_append(request: web.Request) -> web.Response:
     session = await _sender(request, write=True)
     uploads = _web_uploads(request)
@@ -161,6 +167,7 @@ async def upload_append(request: web.Request) -> web.Response:
     return web.json_response({"offset": offset, "done": offset == info["size"]})
 
 
+@ROUTES.post("/batches/{batch}/import")
 async def batch_import(request: web.Request) -> web.Response:
     """Take the batch's files into the intake (de-identified), then delete them."""
     session = await _sender(request, write=True)
@@ -269,6 +276,7 @@ async def _own_study(request: web.Request, session: Session) -> str:
         raise refusal(request, web.HTTPNotFound, N_("no_such_study"), session.language) from None
 
 
+@ROUTES.get("/studies/{uid}/images/{sop}.png")
 async def preview(request: web.Request) -> web.Response:
     """An image of the intake as PNG, at most PREVIEW_PIXELS on its longest side."""
     session = await _sender(request, write=False)
@@ -306,6 +314,7 @@ def _png(path: Path) -> bytes:
     return out.getvalue()
 
 
+@ROUTES.post("/studies/{uid}/review")
 async def review(request: web.Request) -> web.Response:
     """Confirm an image shows no identity, or mask rectangles of it (pixels of the image)."""
     session = await _sender(request, write=True)
@@ -363,6 +372,7 @@ async def routes_for(request: web.Request, person: Any) -> dict[str, Any]:
     }
 
 
+@ROUTES.get("/new")
 async def new_page(
     request: web.Request,
     *,
@@ -388,6 +398,7 @@ async def new_page(
     return page
 
 
+@ROUTES.post("/new")
 async def submit(request: web.Request) -> web.Response:
     session = await require(request, "sender")
     posted = await check_csrf(request, session)
@@ -435,11 +446,4 @@ async def submit(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/new", new_page)
-    app.router.add_post("/new", submit)
-    app.router.add_post("/uploads", upload_create)
-    app.router.add_get("/uploads/{id}", upload_status)
-    app.router.add_patch("/uploads/{id}", upload_append)
-    app.router.add_post("/batches/{batch}/import", batch_import)
-    app.router.add_get("/studies/{uid}/images/{sop}.png", preview)
-    app.router.add_post("/studies/{uid}/review", review)
+    app.router.add_routes(ROUTES)

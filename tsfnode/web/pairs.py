@@ -15,7 +15,10 @@ from tsfnode.cases import pairs
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import N_
+from tsfnode.routes import Routes
 from tsfnode.web.common import names_of, person_of, render_page
+
+ROUTES = Routes()
 
 PARTIES = ("sender", "reader", "coordinator")
 
@@ -61,10 +64,12 @@ async def pairs_page(
     return page
 
 
+@ROUTES.get("/pairs")
 async def show(request: web.Request) -> web.Response:
     return await pairs_page(request)
 
 
+@ROUTES.post("/pairs/{action:propose|accept|suspend|end}")
 async def act(request: web.Request) -> web.Response:
     session, form = await posted_form(request, *PARTIES)
     person = await person_of(request, session)
@@ -108,5 +113,4 @@ async def act(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/pairs", show)
-    app.router.add_post("/pairs/{action:propose|accept|suspend|end}", act)
+    app.router.add_routes(ROUTES)

@@ -45,9 +45,12 @@ from tsfnode.images.export import (
     check_destination,
 )
 from tsfnode.info import dicomweb_base_url
+from tsfnode.routes import Routes
 from tsfnode.store.accounts import AccountStore
 from tsfnode.store.destinations import DestinationStore, DicomDestination
 from tsfnode.web.common import language_of, render_page, seen_case, when
+
+ROUTES = Routes()
 
 PEOPLE = ("sender", "reader", "coordinator")
 
@@ -179,10 +182,12 @@ async def tools_page(
     return page
 
 
+@ROUTES.get("/tools")
 async def show(request: web.Request) -> web.Response:
     return await tools_page(request)
 
 
+@ROUTES.post("/tools/tokens")
 async def new_token(request: web.Request) -> web.Response:
     session, form = await posted_form(request, *PEOPLE)
     label = str(form.get("label", "")).strip()[:60]
@@ -201,6 +206,7 @@ async def new_token(request: web.Request) -> web.Response:
     return await tools_page(request, new_token=token)
 
 
+@ROUTES.post("/tools/tokens/revoke")
 async def revoke_token(request: web.Request) -> web.Response:
     session, form = await posted_form(request, *PEOPLE)
     token_id = _number(form.get("token"))
@@ -211,6 +217,7 @@ async def revoke_token(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/web/tools#tokens")
 
 
+@ROUTES.post("/tools/destinations")
 async def add_destination(request: web.Request) -> web.Response:
     session = await require(request, *PEOPLE)
     form = {k: str(v).strip() for k, v in (await check_csrf(request, session)).items()}
@@ -230,6 +237,7 @@ async def add_destination(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/web/tools#destinations")
 
 
+@ROUTES.post("/tools/destinations/delete")
 async def delete_destination(request: web.Request) -> web.Response:
     session, form = await posted_form(request, *PEOPLE)
     destination_id = _number(form.get("destination"))
@@ -257,6 +265,7 @@ async def _case_files(request: web.Request, session: Session) -> tuple[bytes, by
     return case_id, person, files
 
 
+@ROUTES.get("/cases/{id:[0-9a-f]{32}}/export.zip")
 async def export_zip(request: web.Request) -> web.StreamResponse:
     session = await require(request, *PEOPLE)
     case_id, person, files = await _case_files(request, session)
@@ -302,6 +311,7 @@ def _open_unlinked(path: Path) -> BinaryIO:
     return f
 
 
+@ROUTES.post("/cases/{id:[0-9a-f]{32}}/send")
 async def send(request: web.Request) -> web.Response:
     session, form = await posted_form(request, *PEOPLE)
     case_id, person, files = await _case_files(request, session)
@@ -360,10 +370,4 @@ async def _stop_sends(app: web.Application) -> None:
 def add_routes(app: web.Application) -> None:
     app[SENDING] = Sendings()
     app.on_shutdown.append(_stop_sends)
-    app.router.add_get("/tools", show)
-    app.router.add_post("/tools/tokens", new_token)
-    app.router.add_post("/tools/tokens/revoke", revoke_token)
-    app.router.add_post("/tools/destinations", add_destination)
-    app.router.add_post("/tools/destinations/delete", delete_destination)
-    app.router.add_get("/cases/{id:[0-9a-f]{32}}/export.zip", export_zip)
-    app.router.add_post("/cases/{id:[0-9a-f]{32}}/send", send)
+    app.router.add_routes(ROUTES)

@@ -31,8 +31,11 @@ from tsfnode.images.render import (
     Window,
     attributes,
 )
+from tsfnode.routes import Routes
 from tsfnode.web.caseform import shown_form
 from tsfnode.web.common import language_of, render_page, seen_case
+
+ROUTES = Routes()
 
 WARM_AT_MOST = 10
 PEOPLE = ("sender", "reader", "coordinator")
@@ -78,6 +81,7 @@ def _public(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**s, "frames": [{"position": f["position"]} for f in s["frames"]]} for s in series]
 
 
+@ROUTES.get("/cases/{id:[0-9a-f]{32}}/viewer")
 async def page(request: web.Request) -> web.Response:
     """The viewer, with the case's clinical form beside the images."""
     session = await require(request, *PEOPLE)
@@ -92,6 +96,7 @@ async def page(request: web.Request) -> web.Response:
     )
 
 
+@ROUTES.get("/cases/{id:[0-9a-f]{32}}/series")
 async def series(request: web.Request) -> web.Response:
     case_id, _ = await _may_see(request)
     return web.json_response(_public(await _series(request, case_id)))
@@ -117,6 +122,7 @@ def _number(request: web.Request, name: str, low: float, high: float) -> float |
     return number
 
 
+@ROUTES.get("/cases/{id:[0-9a-f]{32}}/frames/{s:[0-9]+}/{f:[0-9]+}.jpg")
 async def frame(request: web.Request) -> web.Response:
     case_id, _ = await _may_see(request)
     found = _frame(request, await _series(request, case_id))
@@ -156,9 +162,7 @@ async def frame_attributes(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app[SERIES] = Listings()
-    app.router.add_get("/cases/{id:[0-9a-f]{32}}/viewer", page)
-    app.router.add_get("/cases/{id:[0-9a-f]{32}}/series", series)
-    app.router.add_get("/cases/{id:[0-9a-f]{32}}/frames/{s:[0-9]+}/{f:[0-9]+}.jpg", frame)
+    app.router.add_routes(ROUTES)
     app.router.add_get(
         "/cases/{id:[0-9a-f]{32}}/frames/{s:[0-9]+}/{f:[0-9]+}/attributes", frame_attributes
     )
