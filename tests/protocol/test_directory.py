@@ -391,24 +391,14 @@ def test_an_unrelated_attested_reader_cannot_end_someone_elses_pair() -> None:
     (victim,) = directory.view(NOW).pairs
     intruder, accomplice = identity("intruder"), identity("accomplice")
     assert directory.view(NOW).role_of(intruder.public.key) == "reader"
+    ended: dict[str, Any] = {"status": "ended", "signer": intruder, "pair_id": victim}
     attacks = {
         # His own name as the reader, the victim's sender, the victim's id.
-        world.pair(
-            reader=intruder,
-            status="ended",
-            signer=intruder,
-            countersigner=intruder,
-            pair_id=victim,
-        ): "bad_pair_id",
+        world.pair(reader=intruder, countersigner=intruder, **ended): "bad_pair_id",
         # The same with an accomplice as the sender, countersigning as a party would.
-        world.pair(
-            reader=intruder,
-            sender=accomplice,
-            status="ended",
-            signer=intruder,
-            countersigner=accomplice,
-            pair_id=victim,
-        ): "bad_pair_id",
+        world.pair(reader=intruder, sender=accomplice, countersigner=accomplice, **ended): (
+            "bad_pair_id"
+        ),
         # The victim's very terms, ended, signed by someone who is not a party.
         world.pair(status="ended", signer=intruder, countersigner=intruder): "not_entitled",
         # Nor may the coordinator of another group end it.

@@ -38,6 +38,11 @@ SMALL = {
 }
 
 
+def hospitals_that(days: int, **traits: object) -> dict:
+    """SMALL over ``days``, its hospitals with these ``traits`` (power cuts, leaving)."""
+    return {**SMALL, "days": days, "nodes": [SMALL["nodes"][0], {**SMALL["nodes"][1], **traits}]}
+
+
 def run(data: dict, seed: int | None = None) -> tuple[CaseWorld, list[dict]]:
     world = CaseWorld(parse_scenario(data), seed)
     return world, world.run().cases
@@ -69,12 +74,7 @@ def test_a_cut_holds_the_cases_of_the_region_until_it_heals() -> None:
 
 
 def test_power_cuts_make_chunks_go_again_and_every_case_still_arrives() -> None:
-    data = {**SMALL, "days": 30}
-    data["nodes"] = [
-        SMALL["nodes"][0],
-        {**SMALL["nodes"][1], "power_cuts_per_month": 60, "power_cut_hours": [0.2, 2]},
-    ]
-    world, cases = run(data)
+    world, cases = run(hospitals_that(30, power_cuts_per_month=60, power_cut_hours=[0.2, 2]))
     assert world.outcome.chunk_failures > 0
     finished = [c for c in cases if c["submitted_ms"] < 25 * DAY]
     assert all(c["state"] == "report_delivered" for c in finished)
@@ -209,12 +209,7 @@ def test_a_reader_behind_nat_gets_every_case_through_its_relay() -> None:
 
 
 def test_a_node_that_goes_away_sends_its_cases_when_it_comes_back() -> None:
-    data = {**SMALL, "days": 60}
-    data["nodes"] = [
-        SMALL["nodes"][0],
-        {**SMALL["nodes"][1], "leaves_per_year": 20.0, "away_days": [3, 6]},
-    ]
-    world, cases = run(data)
+    world, cases = run(hospitals_that(60, leaves_per_year=20.0, away_days=[3, 6]))
     away = {n: spans for n, spans in world.down.items() if spans}
     assert away  # some hospitals went away for days
     held = 0

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -86,11 +87,17 @@ def test_key_of_another_node(node_dir: Path, tmp_path: Path) -> None:
     assert_refused(node_dir, "does not belong to this node's database")
 
 
-def test_port_in_use(node_dir: Path) -> None:
+@contextmanager
+def port_in_use() -> Iterator[int]:
+    """A loopback port something else listens on, for as long as the block lasts."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
+        yield taken.getsockname()[1]
+
+
+def test_port_in_use(node_dir: Path) -> None:
+    with port_in_use() as port:
         config = (node_dir / "config.toml").read_text(encoding="utf-8")
         # The [http] port comes first in the file; [dicom] port stays 0 (off).
         (node_dir / "config.toml").write_text(config.replace("port = 0", f"port = {port}", 1))
@@ -125,10 +132,7 @@ def test_init_with_a_bad_country_code(tmp_path: Path) -> None:
 
 
 def test_dicom_port_in_use(node_dir: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with port_in_use() as port:
         config = (node_dir / "config.toml").read_text(encoding="utf-8")
         config = config.replace(
             'ae_title = "TSFNODE"\nport = 0', f'ae_title = "TSFNODE"\nport = {port}'

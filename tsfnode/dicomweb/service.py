@@ -423,31 +423,35 @@ async def bulkdata(request: web.Request) -> web.StreamResponse:
     return web.Response(body=data, headers={"Content-Type": body.content_type})
 
 
+def _pair(request: web.Request, name: str, kind: type, usage: str) -> tuple[Any, ...] | None:
+    """A query parameter ``a,b[,...]``: its parts, the first two of type ``kind``; None
+    when it is not given; 400 with ``usage`` when its first two are not of that type."""
+    value = request.query.get(name)
+    if not value:
+        return None
+    parts = value.split(",")
+    try:
+        return (kind(parts[0]), kind(parts[1]), *parts[2:])
+    except (IndexError, ValueError):
+        raise web.HTTPBadRequest(text=f"400: {usage}") from None
+
+
 def _rendering(request: web.Request, default_size: int) -> dict[str, Any]:
     """The options of a rendered image (PS3.18 8.3.5.1.3): window, viewport, quality."""
     options: dict[str, Any] = {"max_size": default_size, "quality": 85}
-    window = request.query.get("window")
-    if window:
-        parts = window.split(",")
-        try:
-            centre, width = float(parts[0]), float(parts[1])
-        except (IndexError, ValueError):
-            raise web.HTTPBadRequest(text="400: window=centre,width[,linear]") from None
-        if width <= 0 or (len(parts) > 2 and parts[2] not in ("linear", "linear-exact")):
+    window = _pair(request, "window", float, "window=centre,width[,linear]")
+    if window is not None:
+        centre, width, *function = window
+        if width <= 0 or function[:1] not in ([], ["linear"], ["linear-exact"]):
             raise web.HTTPBadRequest(text="400: window: width > 0, function linear only")
         options["window"] = Window(centre, width)
-    viewport = request.query.get("viewport")
-    if viewport:
-        parts = viewport.split(",")
-        try:
-            width, height = int(parts[0]), int(parts[1])
-        except (IndexError, ValueError):
-            raise web.HTTPBadRequest(text="400: viewport=width,height") from None
-        if len(parts) > 2 or not (1 <= width <= FULL and 1 <= height <= FULL):
+    viewport = _pair(request, "viewport", int, "viewport=width,height")
+    if viewport is not None:
+        if len(viewport) > 2 or not all(1 <= side <= FULL for side in viewport):
             raise web.HTTPBadRequest(
                 text=f"400: viewport: width,height from 1 to {FULL}, without a cropped region"
             )
-        options["max_size"] = min(width, height)
+        options["max_size"] = min(viewport)
     quality = request.query.get("quality")
     if quality:
         try:

@@ -200,12 +200,7 @@ class Peering:
             else GOSSIP_TIMEOUT_S
         )
         try:
-            async with self._session.post(
-                f"{address}/peer/v1/envelope",
-                data=data,
-                headers={"Content-Type": "application/octet-stream"},
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as response:
+            async with self._post(f"{address}/peer/v1/envelope", data, timeout) as response:
                 self.stats[f"sent_{message.kind}"] += 1
                 if response.status == 200:
                     await self._take_reply(message.peer, await response.read())
@@ -215,6 +210,13 @@ class Peering:
                         self._introduce_once(message.peer, address, now)
         except (aiohttp.ClientError, TimeoutError, OSError):
             self.stats["unreachable"] += 1
+
+    def _post(self, url: str, data: bytes, timeout_s: float) -> Any:
+        """A POST of signed bytes to a peer (``async with`` it for the answer)."""
+        assert self._session is not None  # noqa: S101 - the callers checked
+        octets = {"Content-Type": "application/octet-stream"}
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        return self._session.post(url, data=data, headers=octets, timeout=timeout)
 
     def _encode(self, message: Outgoing, recipient: PublicIdentity, now: int) -> bytes | None:
         """The envelope of an engine's message; None (counted, logged) if it cannot be
@@ -326,12 +328,8 @@ class Peering:
             return False
         mine = b"".join(self.directory.introduction(self.clock.now_ms()))
         try:
-            async with self._session.post(
-                f"{url.rstrip('/')}/peer/v1/introduce",
-                data=mine,
-                headers={"Content-Type": "application/octet-stream"},
-                timeout=aiohttp.ClientTimeout(total=GOSSIP_TIMEOUT_S),
-            ) as response:
+            url = f"{url.rstrip('/')}/peer/v1/introduce"
+            async with self._post(url, mine, GOSSIP_TIMEOUT_S) as response:
                 if response.status != 200:
                     self.stats[f"introduce_refused_{response.status}"] += 1
                     return False

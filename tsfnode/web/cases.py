@@ -102,8 +102,8 @@ async def login(request: web.Request) -> web.Response:
         minutes=minutes,
         seconds=seconds,
         username=username,
+        status=status,
     )
-    page.set_status(status)
     set_cookie(request, page, LOGIN_COOKIE, fresh)
     return page
 
@@ -161,6 +161,7 @@ async def cases(request: web.Request) -> web.Response:
     return render_page(request, "cases.html", session=session, rows=rows, title=title)
 
 
+@ROUTES.get("/cases/{id:[0-9a-f]{32}}")  # the page as it is, or drawn again with an error
 async def case_page(
     request: web.Request, *, error: NodeError | None = None, status: int = 200
 ) -> web.Response:
@@ -201,7 +202,7 @@ async def case_page(
         "message": found["state"]
         in ("delivered", "assigned", "reported", "report_delivered", "evaluated"),
     }
-    page = render_page(
+    return render_page(
         request,
         "case.html",
         session=session,
@@ -217,9 +218,8 @@ async def case_page(
         templates=all_templates(found["form"]["answer_language"]),
         sent=request.query.get("sent") == "1",
         destinations=await destinations_of(request, session.account_id),
+        status=status,
     )
-    page.set_status(status)
-    return page
 
 
 STEPS = (  # the timeline of a case: (step, the time that marks it)
@@ -256,11 +256,6 @@ async def _timeline(request: web.Request, case: dict[str, Any], lang: str) -> li
                 },
             )
     return steps
-
-
-@ROUTES.get("/cases/{id:[0-9a-f]{32}}")
-async def show_case(request: web.Request) -> web.Response:
-    return await case_page(request)
 
 
 @ROUTES.post("/cases/{id:[0-9a-f]{32}}/{action:claim|report|message|evaluation}")

@@ -95,8 +95,8 @@ async def join_page(
         error=error,
         values=values or {},
         done=done,
+        status=status,
     )
-    page.set_status(status)
     set_cookie(request, page, LOGIN_COOKIE, token)
     return page
 

@@ -384,7 +384,7 @@ async def new_page(
     person = await person_of(request, session)
     defaults = {f.name: f.default for f in FIELDS if f.default is not None}
     defaults["answer_language"] = language_of(request, session)
-    page = render_page(
+    return render_page(
         request,
         "new_case.html",
         session=session,
@@ -393,9 +393,8 @@ async def new_page(
         error=error,
         values={**defaults, "age_unit": AGE_UNITS[0].name, **(values or {})},
         fields=FIELDS,
+        status=status,
     )
-    page.set_status(status)
-    return page
 
 
 @ROUTES.post("/new")

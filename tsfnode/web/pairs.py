@@ -23,6 +23,7 @@ ROUTES = Routes()
 PARTIES = ("sender", "reader", "coordinator")
 
 
+@ROUTES.get("/pairs")  # the page as it is, or drawn again with an error
 async def pairs_page(
     request: web.Request, *, error: NodeError | None = None, status: int = 200
 ) -> web.Response:
@@ -51,7 +52,7 @@ async def pairs_page(
         ),
         key=lambda c: c["name"],
     )  # fmt: skip
-    page = render_page(
+    return render_page(
         request,
         "pairs.html",
         session=session,
@@ -59,14 +60,8 @@ async def pairs_page(
         proposals=mine["proposals"],
         colleagues=colleagues,
         error=error,
+        status=status,
     )
-    page.set_status(status)
-    return page
-
-
-@ROUTES.get("/pairs")
-async def show(request: web.Request) -> web.Response:
-    return await pairs_page(request)
 
 
 @ROUTES.post("/pairs/{action:propose|accept|suspend|end}")

@@ -131,6 +131,7 @@ async def _sends(request: web.Request, account_id: int) -> list[dict[str, Any]]:
     return out
 
 
+@ROUTES.get("/tools")  # the page as it is, or drawn again with an error
 async def tools_page(
     request: web.Request,
     *,
@@ -164,7 +165,7 @@ async def tools_page(
             "requestOptions": {"auth": f"{session.username}:{new_token or 'TOKEN'}"},
         },
     }
-    page = render_page(
+    return render_page(
         request,
         "tools.html",
         session=session,
@@ -177,14 +178,8 @@ async def tools_page(
         sends=sends,
         ae_title=config.dicom_ae_title,
         error=error,
+        status=status,
     )
-    page.set_status(status)
-    return page
-
-
-@ROUTES.get("/tools")
-async def show(request: web.Request) -> web.Response:
-    return await tools_page(request)
 
 
 @ROUTES.post("/tools/tokens")

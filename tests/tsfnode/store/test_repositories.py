@@ -88,13 +88,9 @@ def _row(
         study_uid="2.25.1234",
         recipients=(OTHER_NODE.public.key, os.urandom(32)),
         form_json='{"modality": "CR", "body_part": "CHEST", "note": "toux, fièvre"}',
-        evaluated_ms=None,
-        purged_ms=None,
-        claim_sent_by=None,
-        image_quality="adequate",
-        useful=True,
-        updated_ms=updated_ms,
-    )
+        evaluated_ms=None, purged_ms=None, claim_sent_by=None,
+        image_quality="adequate", useful=True, updated_ms=updated_ms,
+    )  # fmt: skip
 
 
 def _manifest(blobs: BlobStore, *, sender: Identity = NODE) -> Manifest:
