@@ -16,6 +16,7 @@ from tsfnode.intake.compress import compress_lossless, compress_lossy
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
+@pytest.mark.timeout(600)  # decodes every real image twice: minutes on a loaded machine
 def test_lossless_round_trips_bit_exact_on_every_real_image(imported: Imported) -> None:
     compressed = 0
     total_before = total_after = 0
