@@ -7,7 +7,7 @@ Two lanes, one harness:
   accounts, tokens and signed-in web sessions made directly in its store. Pages, the
   local API, DICOMweb and casework on one node are tested there, at the speed of logic.
 - real processes (``nodes.py``, ``cluster.py``, ``people.py``): ``tsfnode`` run as an
-  operator runs it, several nodes on distinct 127.0.0.x addresses, each behind a
+  operator runs it, several nodes on distinct 127.x.y.z addresses, each behind a
   userspace proxy (``proxy.py``) that partitions, throttles, delays and cuts; the slow
   lane (``@pytest.mark.slow``), which CI runs too.
 

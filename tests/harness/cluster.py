@@ -4,6 +4,7 @@ anchor. Used by the network and transfer tests."""
 
 from __future__ import annotations
 
+import random
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,6 +42,12 @@ def add_records(directory: Path, records: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def loopback_prefix() -> str:
+    """A random 127.x.y (x from 1: 127.0.0.x is where single nodes and demos listen)."""
+    draw = random.SystemRandom()
+    return f"127.{draw.randint(1, 254)}.{draw.randint(0, 255)}"
+
+
 def directory_names(url: str, kind: str) -> set[str]:
     return {e["name"] for e in get_json(f"{url}/api/v1/directory?kind={kind}")}
 
@@ -53,15 +60,21 @@ class Cluster:
         n: int,
         *,
         direct: tuple[int, ...] = (),
+        prefix: str = "",
         **sections: dict[str, Any],
     ) -> None:
-        """``direct``: nodes that peers reach without their proxy (for throughput)."""
+        """``direct``: nodes that peers reach without their proxy (for throughput).
+        Nodes listen on PREFIX.10, .11..., their proxies on PREFIX.100...; PREFIX is a
+        127.x.y of 127.0.0.0/8 drawn at random, so that clusters of other test runs on
+        this machine (whose nodes also take ephemeral ports on their addresses) do not
+        share addresses with this one."""
         self.tmp = tmp_path
         self.anchor_key = anchor_key
         self._closed = False
         self.loop = LoopThread()
         self.dirs = [tmp_path / f"node{i}" for i in range(n)]
-        self.hosts = [f"127.0.0.{10 + i}" for i in range(n)]
+        prefix = prefix or loopback_prefix()
+        self.hosts = [f"{prefix}.{10 + i}" for i in range(n)]
         self.proxies: list[Proxy] = []
         self.ports: list[int] = []
         self.nodes: list[RunningNode | None] = []
@@ -87,7 +100,7 @@ class Cluster:
             port = self._free_port(self.hosts[i])
             self.ports.append(port)
             configure(directory, http={"port": port})
-            proxy = Proxy(f"127.0.0.{100 + i}", (self.hosts[i], port))
+            proxy = Proxy(f"{prefix}.{100 + i}", (self.hosts[i], port))
             self.loop.run(proxy.start())
             self.proxies.append(proxy)
         network = NetworkFile(

@@ -232,7 +232,7 @@ def test_behind_nginx_cookies_are_secure_and_proxy_headers_count_only_from_the_p
 def test_two_nodes_reach_each_other_over_https(tmp_path: Path, ca: Path) -> None:
     anchor = tmp_path / "anchor.key"
     write_key(anchor, demo_anchor())
-    cluster = Cluster(tmp_path / "net", anchor, 2, direct=(0, 1))
+    cluster = Cluster(tmp_path / "net", anchor, 2, direct=(0, 1), prefix="127.0.0")  # IPS
     try:
         for i, directory in enumerate(cluster.dirs):
             cert, key = make_cert(ca.parent, f"node{i}")
