@@ -473,6 +473,13 @@ class RateLimit:
         return int(-self._tokens * 1000 / self.rate) + 1
 
 
+# --- relays ----------------------------------------------------------------------------
+
+# A node that holds mail for others says so in its node record's capabilities (SPEC.md
+# 7.2): a relay listed by a node without it is never chosen, and refuses offers.
+RELAY_CAPABILITY = "relay"
+
+
 # --- asking a relay for mail ---------------------------------------------------------
 
 MAIL_POLL_TAG = "tsf/1/mail-poll"

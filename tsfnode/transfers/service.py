@@ -156,8 +156,11 @@ class TransferService:
         self._wake = asyncio.Event()
         self._last_poll = 0
         # Mail polls answered within their 5-minute window, by (node, time): a replay is
-        # refused. Only admitted nodes' polls are remembered; not kept across a restart.
+        # refused. Only admitted nodes' polls are remembered, in memory: a poll made
+        # before this process started is refused instead (`mail_poll`), so that none
+        # answered before a restart (or a crash) can be answered again after it.
         self._mail_polls = ReplayWindow(max_skew=MAIL_POLL_SKEW_MS, max_entries=MAX_MAIL_POLLS)
+        self._started_ms = clock.now_ms()
         # Chunk-fetch tokens whose signature was checked: token -> fetching node. A token
         # serves every chunk request of one bundle for a few minutes, so one signature
         # is checked per bundle and source, not one per chunk.
@@ -294,7 +297,10 @@ class TransferService:
         expires: int | None = None
         if self.me in recipients:
             role = "inbox"
-        elif any(self.me in self.directory.relays_of(r, now) for r in recipients):
+        elif listing := [
+            r for r in recipients if self.me in self.directory.relays_listed_by(r, now)
+        ]:
+            self._check_relay_consent(listing)
             role = "relay"
             await self._check_relay_room(
                 manifest.sender.key, len(manifest.raw), whole=manifest.ciphertext_size
@@ -312,6 +318,22 @@ class TransferService:
         held = await self.have_of(manifest.bundle_id)
         assert held is not None  # noqa: S101 - just inserted
         return held.to_bytes()
+
+    def _check_relay_consent(self, listing: list[bytes]) -> None:
+        """403 unless this node's operator consents to hold mail for one of ``listing``
+        (the recipients that list it as their relay): `[relay] enabled`, and among
+        `[relay] nodes` when that is set. A node listed without consent serves nobody."""
+        if not self.config.relay_enabled:
+            raise TransferRefused(
+                403,
+                "this node is not a relay: its operator has not enabled [relay]"
+                " (the recipient lists it without its consent)",
+            )
+        allowed = {PublicIdentity.from_text(n).key for n in self.config.relay_nodes}
+        if allowed and not allowed.intersection(listing):
+            raise TransferRefused(
+                403, "this relay does not hold mail for that recipient ([relay] nodes)"
+            )
 
     async def _relay_held(self) -> Counter[bytes]:
         """Bytes this relay holds for others, per sender: each copy's manifest and the
@@ -554,13 +576,18 @@ class TransferService:
 
     async def mail_poll(self, data: bytes, now: int) -> list[bytes]:
         """A signed mail poll: the manifests held here for the admitted node that made it,
-        once (a replayed poll is refused within its window: `_mail_polls`)."""
+        once (a replayed poll is refused within its window: `_mail_polls`, and a poll
+        made before this process started, which it cannot remember)."""
         try:
             node = decode_mail_poll(data, now)
         except ProtocolError as exc:
             raise TransferRefused(403, f"mail poll refused: {exc}") from None
         if not self.directory.view(now).is_admitted(node.key):
             raise TransferRefused(403, "mail poll refused: not a node of this network")
+        if mail_poll_time(data) < self._started_ms:
+            raise TransferRefused(
+                403, "mail poll refused: made before this relay started (poll again)"
+            )
         try:
             self._mail_polls.check(node.key, data[32:40], mail_poll_time(data), now)
         except ProtocolError as exc:
