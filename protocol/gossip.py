@@ -73,6 +73,49 @@ RANGES_CAPABILITY = "gossip-ranges"
 reconciliation (``gossip_ranges``, SPEC.md §8.3)."""
 
 
+class PeerBudget:
+    """A token bucket per peer, sans-IO: ``allow(peer, now)`` spends one token of the
+    peer's bucket (``burst`` at most, ``refill`` tokens every ``per_ms``), False when it
+    is empty. At most ``max_peers`` buckets are kept: past it, the full ones (peers
+    that asked nothing lately) are forgotten first, then all."""
+
+    def __init__(self, *, burst: int, refill: int, per_ms: int, max_peers: int = 4096) -> None:
+        if burst < 1 or refill < 1 or per_ms < 1:
+            raise LocalProtocolError("a budget has a burst, a refill and a period above 0")
+        self.burst, self.rate, self.max_peers = burst, refill / per_ms, max_peers
+        self._buckets: dict[bytes, tuple[float, int]] = {}  # peer -> (tokens, at)
+
+    def allow(self, peer: bytes, now: int) -> bool:
+        tokens, at = self._buckets.get(peer, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + max(0, now - at) * self.rate)
+        allowed = tokens >= 1
+        if allowed:
+            tokens -= 1
+        if peer not in self._buckets and len(self._buckets) >= self.max_peers:
+            self._forget(now)
+        self._buckets[peer] = (tokens, now)
+        return allowed
+
+    def _forget(self, now: int) -> None:
+        full = [
+            p
+            for p, (tokens, at) in self._buckets.items()
+            if tokens + max(0, now - at) * self.rate >= self.burst
+        ]
+        for p in full:
+            del self._buckets[p]
+        if len(self._buckets) >= self.max_peers:
+            self._buckets.clear()
+
+
+# Range reconciliation a peer may ask of this node (its syns and gossip_ranges
+# messages): four whole exchanges at once, two more every gossip interval. An honest
+# peer opens about one exchange with a given node per interval (fanout 2 among all).
+EXCHANGE_BURST = 4 * MAX_ROUNDS
+EXCHANGE_REFILL = 2 * MAX_ROUNDS
+RATED_KINDS = ("gossip_syn", "gossip_ranges")
+
+
 class GossipEngine:
     def __init__(
         self,
@@ -89,6 +132,9 @@ class GossipEngine:
         self._rng = rng
         self._next = now + jitter(rng, self.config.interval_ms, 0.5)
         self.stats: Counter[str] = Counter()
+        self.budget = PeerBudget(
+            burst=EXCHANGE_BURST, refill=EXCHANGE_REFILL, per_ms=self.config.interval_ms
+        )
 
     def get_timer(self) -> int:
         """When ``handle_timer`` wants to run next (ms)."""
@@ -119,6 +165,9 @@ class GossipEngine:
             self.stats["refused_unadmitted"] += 1
             return []
         self.stats[f"received_{kind}"] += 1
+        if kind in RATED_KINDS and not self.budget.allow(peer, now):
+            self.stats["reconcile_throttled"] += 1  # asked too often: not answered
+            return []
         if kind == "gossip_syn":
             root = self.directory.root()
             if body["root"] == root:

@@ -19,6 +19,8 @@ report their next deadline (``get_timer``) and never read a clock or touch a soc
 * ``RateLimit``: the operator's cap on the node's uplink (a token bucket).
 * ``encode_mail_poll`` / ``decode_mail_poll``: a node proves who it is to the relay
   that holds its mail.
+* ``encode_chunk_fetch`` / ``decode_chunk_fetch``: a node proves to the sender or relay
+  it fetches chunks from that it is a recipient of the bundle (or one of their relays).
 """
 
 from __future__ import annotations
@@ -471,6 +473,13 @@ class RateLimit:
         return int(-self._tokens * 1000 / self.rate) + 1
 
 
+# --- relays ----------------------------------------------------------------------------
+
+# A node that holds mail for others says so in its node record's capabilities (SPEC.md
+# 7.2): a relay listed by a node without it is never chosen, and refuses offers.
+RELAY_CAPABILITY = "relay"
+
+
 # --- asking a relay for mail ---------------------------------------------------------
 
 MAIL_POLL_TAG = "tsf/1/mail-poll"
@@ -502,4 +511,40 @@ def decode_mail_poll(data: bytes, now: int) -> PublicIdentity:
     node.verify(MAIL_POLL_TAG, body, signature)
     if abs(now - int.from_bytes(body[32:40], "big")) > MAIL_POLL_SKEW_MS:
         raise ExpiredError("the mail poll is not from now (clock off by more than 5 min?)")
+    return node
+
+
+# --- asking a node for chunks ----------------------------------------------------------
+
+CHUNK_FETCH_TAG = "tsf/1/chunk-fetch"
+CHUNK_FETCH_SIZE = 32 + 32 + 16 + 8 + 64
+CHUNK_FETCH_SKEW_MS = 5 * 60_000
+CHUNK_FETCH_HEADER = "X-TSF-Fetch"
+
+
+def encode_chunk_fetch(identity: Identity, source: bytes, bundle_id: bytes, now: int) -> bytes:
+    """A fetching node proves which node it is to the node it fetches a bundle's chunks
+    from (``source``: the sender or a relay): fetcher id, source id, bundle id, time,
+    signature over them. One token serves every chunk request of that bundle to that
+    source while its time is within 5 minutes of the source's clock."""
+    if len(source) != 32 or len(bundle_id) != 16:
+        raise LocalProtocolError("a chunk fetch names a 32-byte node and a 16-byte bundle")
+    body = identity.public.key + source + bundle_id + now.to_bytes(8, "big")
+    return body + identity.sign(CHUNK_FETCH_TAG, body)
+
+
+def decode_chunk_fetch(data: bytes, *, source: bytes, bundle_id: bytes, now: int) -> PublicIdentity:
+    """The node asking ``source`` for chunks of ``bundle_id``; BadSignatureError,
+    ExpiredError, or MalformedError (wrong size, another source or another bundle)."""
+    if len(data) != CHUNK_FETCH_SIZE:
+        raise MalformedError(f"a chunk fetch is {CHUNK_FETCH_SIZE} bytes")
+    body, signature = data[:88], data[88:]
+    node = PublicIdentity(body[:32])
+    node.verify(CHUNK_FETCH_TAG, body, signature)
+    if body[32:64] != source:
+        raise MalformedError("the chunk fetch is addressed to another node")
+    if body[64:80] != bundle_id:
+        raise MalformedError("the chunk fetch is for another bundle")
+    if abs(now - int.from_bytes(body[80:88], "big")) > CHUNK_FETCH_SKEW_MS:
+        raise ExpiredError("the chunk fetch is not from now (clock off by more than 5 min?)")
     return node

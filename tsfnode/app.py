@@ -60,6 +60,7 @@ from tsfnode.network.directory import DirectoryService
 from tsfnode.network.peering import Peering
 from tsfnode.nodedir import NodeDir
 from tsfnode.peer.app import create_peer_app
+from tsfnode.peraddress import BUSY_TEXT, PerAddress
 from tsfnode.store import Store
 from tsfnode.store.blobs import BlobStore
 from tsfnode.transfers.context import NodeContext
@@ -214,8 +215,9 @@ async def root(request: web.Request) -> web.Response:
 HSTS = "max-age=31536000"
 HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-FORWARDED_HTTPS = "tsfnode.forwarded_https"  # the client reached the trusted proxy by TLS
+FORWARDED_HTTPS = web.RequestKey("tsfnode.forwarded_https", bool)  # reached the proxy by TLS
 TRUSTED_PROXIES = web.AppKey("trusted_proxies", list[IPNetwork])
+PROXIED_CLIENTS = web.AppKey("proxied_clients", PerAddress)  # requests per forwarded client
 
 
 def _client_behind(request: web.Request, trusted: list[IPNetwork]) -> str | None:
@@ -266,7 +268,19 @@ async def _behind_proxy(request: web.Request, handler: Handler) -> web.StreamRes
     )
     forwarded[FORWARDED] = True
     request[FORWARDED_HTTPS] = forwarded[FORWARDED_HTTPS] = forwarded.secure
-    return await handler(forwarded)
+    if client is None:
+        return await handler(forwarded)
+    # The proxy's connections carry every client's requests: the cap on one address's
+    # connections (node.py) applies here to the requests each client has in progress.
+    places = request.app[PROXIED_CLIENTS]
+    if not places.take(client):
+        raise web.HTTPServiceUnavailable(
+            text=BUSY_TEXT.format(cap=places.cap), headers={"Retry-After": "10"}
+        )
+    try:
+        return await handler(forwarded)
+    finally:
+        places.give(client)
 
 
 async def _strict_transport(request: web.BaseRequest, response: web.StreamResponse) -> None:
@@ -293,6 +307,7 @@ def create_app(
     app[TRUSTED_PROXIES] = [
         ipaddress.ip_network(n, strict=False) for n in config.http_trusted_proxies
     ]
+    app[PROXIED_CLIENTS] = PerAddress(config.http_max_connections_per_address)
     app[IDENTITY] = identity
     app[BLOBS] = BlobStore(node_dir.blobs)
     app[CLOCK] = Clock() if clock is None else clock

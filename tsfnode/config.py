@@ -142,6 +142,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("http", "tls_cert", str, "", comment="certificate chain (PEM): serve HTTPS"),
     Setting("http", "tls_key", str, "", comment="its private key (PEM); reloaded on SIGHUP"),
     Setting("http", "trusted_proxies", list, [], _networks, "reverse proxies' addresses"),
+    Setting(
+        "http",
+        "max_connections_per_address",
+        int,
+        64,
+        _range(0, 100_000),
+        "at once from one client address (a hospital's NAT is one); 0: no cap",
+    ),
     Setting("gossip", "interval_ms", int, 30_000, _range(100, 3_600_000)),
     Setting("gossip", "fanout", int, 2, _range(1, 16)),
     Setting("gossip", "budget_kib", int, 64, _range(4, 4096)),
@@ -154,6 +162,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dicom", "send_networks", list, [], _networks, "where readers may send; empty: any"),
     Setting("dicom", "calling_ae_titles", list, [], _calling_aes, "who may send; empty: any"),
     Setting("dicom", "max_associations", int, 32, _range(1, 1000)),
+    Setting(
+        "dicom",
+        "max_associations_per_address",
+        int,
+        16,
+        _range(0, 1000),
+        "at once from one address; 0: no cap",
+    ),
     Setting("dicom", "artim_timeout_s", int, 10, _range(1, 3600), "association setup, release"),
     Setting("dicom", "dimse_timeout_s", int, 60, _range(1, 3600)),
     Setting("dicom", "network_timeout_s", int, 60, _range(1, 3600), "idle connection closed"),
@@ -176,6 +192,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("transfer", "relays", list, [], _node_ids, "nodes that hold mail for this one"),
     Setting("transfer", "relay_quota_mb", int, 2048, _range(0, 10_000_000), "0: not a relay"),
+    Setting("relay", "enabled", bool, False, comment="hold mail for other nodes (consent)"),
+    Setting("relay", "nodes", list, [], _node_ids, "the nodes it holds mail for; empty: any"),
     Setting("transfer", "upload_kbit_s", int, 0, _range(0, 10_000_000), "uplink cap; 0: none"),
     Setting("transfer", "day_upload_kbit_s", int, 0, _range(0, 10_000_000), "cap by day"),
     Setting("transfer", "day_hours", str, "08-18", _hours, "when the day cap applies"),
@@ -220,6 +238,7 @@ class NodeConfig:
     http_tls_cert: str = ""
     http_tls_key: str = ""
     http_trusted_proxies: tuple[str, ...] = ()
+    http_max_connections_per_address: int = 64
     gossip_interval_ms: int = 30_000
     gossip_fanout: int = 2
     gossip_budget_kib: int = 64
@@ -232,6 +251,7 @@ class NodeConfig:
     dicom_send_networks: tuple[str, ...] = ()
     dicom_calling_ae_titles: tuple[str, ...] = ()
     dicom_max_associations: int = 32
+    dicom_max_associations_per_address: int = 16
     dicom_artim_timeout_s: int = 10
     dicom_dimse_timeout_s: int = 60
     dicom_network_timeout_s: int = 60
@@ -240,6 +260,8 @@ class NodeConfig:
     intake_max_files: int = 5000
     transfer_relays: tuple[str, ...] = ()
     transfer_relay_quota_mb: int = 2048
+    relay_enabled: bool = False
+    relay_nodes: tuple[str, ...] = ()
     transfer_upload_kbit_s: int = 0
     transfer_day_upload_kbit_s: int = 0
     transfer_day_hours: str = "08-18"
@@ -276,6 +298,9 @@ class NodeConfig:
             "# [transfer] relays: ids of nodes that hold mail for this one (when it sits\n"
             "# behind NAT); upload_kbit_s caps the uplink (day_upload_kbit_s during\n"
             "# day_hours, local time); relay_quota_mb: room for others' mail, 0: none.\n"
+            "# [relay] enabled: this node holds mail for other nodes (it says so in its\n"
+            "# directory record; off, offers made to it as a relay are refused); nodes:\n"
+            "# the only nodes it holds mail for, empty: any node of the network.\n"
             "# [dicom] send_networks: where readers may send studies by C-STORE, as\n"
             '# networks such as "192.168.0.0/16"; empty: anywhere. calling_ae_titles: the\n'
             '# modalities and PACS that may send to the listener, "AE" or "AE@address";\n'
@@ -338,6 +363,7 @@ def load_config(path: Path) -> NodeConfig:
     for key in (
         "intake_keep_private",
         "transfer_relays",
+        "relay_nodes",
         "dicom_send_networks",
         "dicom_calling_ae_titles",
         "dicomweb_cors_origins",

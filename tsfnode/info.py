@@ -22,7 +22,7 @@ def node_info(app: web.Application | ChainMapProxy) -> dict[str, object]:
     }
 
 
-FORWARDED = "tsfnode.forwarded"  # set on a request a trusted proxy forwarded (tsfnode.app)
+FORWARDED = web.RequestKey("tsfnode.forwarded", bool)  # a trusted proxy forwarded it (app.py)
 
 
 def dicomweb_base_url(request: web.Request) -> str:

@@ -25,7 +25,7 @@ from nacl.public import PublicKey
 
 from protocol.identity import Identity
 from tsfnode import systemd
-from tsfnode.app import create_app
+from tsfnode.app import TRUSTED_PROXIES, create_app
 from tsfnode.appkeys import PEERING
 from tsfnode.clock import Clock
 from tsfnode.config import NodeConfig, load_config
@@ -33,6 +33,7 @@ from tsfnode.errors import NodeError
 from tsfnode.keyfile import read_key, write_key
 from tsfnode.logs import AccessLogger, log, setup_logging
 from tsfnode.nodedir import NodeDir
+from tsfnode.peraddress import PerAddress, busy_answer, is_trusted
 from tsfnode.store import SCHEMA_VERSION, Store
 
 SHUTDOWN_TIMEOUT_S = 10.0  # requests in progress may finish
@@ -232,6 +233,7 @@ async def _serve(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> N
         sock.close()
         await runner.cleanup()  # close what the contexts opened before the failure
         raise
+    limit_connections(runner, PerAddress(config.http_max_connections_per_address))
     tls = _tls_context(node_dir, config)
     try:
         await web.SockSite(runner, sock, ssl_context=tls).start()
@@ -266,6 +268,46 @@ async def _serve(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> N
         except TimeoutError:  # the database stays consistent (WAL); say so and go
             log("node stop took too long; exiting anyway", level=logging.WARNING)
     log("node stopped")
+
+
+def limit_connections(runner: web.AppRunner, limits: PerAddress) -> None:
+    """At most ``limits.cap`` connections at once from one client address: one more is
+    answered 503 (with Retry-After) and closed before any request is read. Connections
+    from a trusted reverse proxy are not counted here (they carry every client's
+    requests): the application counts the requests it forwards per client (app.py)."""
+    server = runner.server
+    assert server is not None  # noqa: S101 - after setup()
+    trusted = runner.app[TRUSTED_PROXIES]
+    made, lost = server.connection_made, server.connection_lost
+    counted: dict[Any, str] = {}
+
+    def connection_made(handler: Any, transport: Any) -> None:
+        made(handler, transport)
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if peer else ""
+        if not address or is_trusted(address, trusted):
+            return
+        if limits.take(address):
+            counted[handler] = address
+            return
+        transport.write(busy_answer(limits.cap))
+        transport.close()
+        if limits.refused % 1000 == 1:  # a flood logs a line now and then, not each time
+            log(
+                "connections refused: too many from one address",
+                level=logging.WARNING,
+                address=address,
+                refused=limits.refused,
+            )
+
+    def connection_lost(handler: Any, exc: BaseException | None) -> None:
+        address = counted.pop(handler, None)
+        if address is not None:
+            limits.give(address)
+        lost(handler, exc)
+
+    server.connection_made = connection_made  # type: ignore[method-assign]
+    server.connection_lost = connection_lost  # type: ignore[method-assign, assignment]
 
 
 async def _watchdog() -> None:

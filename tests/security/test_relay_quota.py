@@ -47,9 +47,9 @@ def test_phantom_offers_neither_fill_a_relay_nor_outlive_their_sender(
 ) -> None:
     c = Cluster(tmp_path, anchor_key, 4, **QUICK)
     try:
-        configure(c.dirs[1], transfer={"relay_quota_mb": QUOTA_MB})
+        configure(c.dirs[1], transfer={"relay_quota_mb": QUOTA_MB}, relay={"enabled": True})
         configure(c.dirs[2], transfer={"relays": [c.ids[1]]})
-        configure(c.dirs[3], transfer={"relays": [c.ids[1]]})  # without the relay's consent
+        configure(c.dirs[3], transfer={"relays": [c.ids[1]]})  # the relay holds mail for any node
         c.start()
         wait_for(
             "the relay knows every node and whom they list",

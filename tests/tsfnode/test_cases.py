@@ -463,14 +463,16 @@ def test_a_community_case_goes_to_exactly_one_of_two_readers_who_claim_at_once(
     wait_for("the sender's node decided", lambda: net.state(koffi, case_id) == "assigned")
     winner = koffi.case(case_id)["reader"]
     assert winner in (key_hex(fatou.id), key_hex(ousmane.id))
-    for who in (fatou, ousmane):  # both copies say who has it
+    for who in (fatou, ousmane):  # both copies say it is taken
         wait_for(
-            "the copies learn who won",
-            lambda who=who: (
-                who.case(case_id)["reader"] == winner and net.state(who, case_id) == "assigned"
-            ),
+            "the copies learn it was taken",
+            lambda who=who: who.case(case_id)["taken"] and net.state(who, case_id) == "assigned",
         )
     loser = fatou if winner != key_hex(fatou.id) else ousmane
+    # who has it: told to the winner and the community's coordinator (Ousmane), not to
+    # the other reader (issue 21; policy.py)
+    assert (ousmane if loser is fatou else fatou).case(case_id)["reader"] == winner
+    assert loser.case(case_id)["reader"] == (winner if loser is ousmane else None)
     status, refused = loser.api(f"/cases/{case_id}/claim", "POST")
     assert status == 409
     assert "already taken" in refused["error"]

@@ -53,7 +53,8 @@ async def peers(request: web.Request) -> web.Response:
     peering = request.config_dict[PEERING]
     listed = peering.peers(request_now(request))
     counts = Counter(p["status"] for p in listed)
-    return web.json_response({"peers": listed, "counts": counts, "stats": peering.stats})
+    stats = {**peering.stats, **{f"gossip_{k}": v for k, v in peering.gossip.stats.items()}}
+    return web.json_response({"peers": listed, "counts": counts, "stats": stats})
 
 
 @ROUTES.get("/v1/directory")

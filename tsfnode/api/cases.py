@@ -53,7 +53,6 @@ from tsfnode.cases.metrics import (
     prometheus_text,
 )
 from tsfnode.cases.pairs import listed, propose
-from tsfnode.cases.service import summary
 from tsfnode.cases.teaching import library, publish
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
@@ -142,8 +141,8 @@ async def submit(request: web.Request) -> web.Response:
 
 async def listing(request: web.Request) -> web.Response:
     _, _, person = await person_of(request)
-    rows = await request.config_dict[CASES].visible(person.public.key, request_now(request))
-    return web.json_response([summary(r) for r in rows])
+    found = await request.config_dict[CASES].summaries(person.public.key, request_now(request))
+    return web.json_response(found)
 
 
 async def detail(request: web.Request) -> web.Response:

@@ -24,13 +24,18 @@ Who holds which role:
 Who may see a case: whoever holds one of these roles, and the pair's reader for the
 pair's cases (even once taken from them when overdue: they read them before).
 
+Who may know who has a case (the reader's name, the reader's documents): the sender,
+the reader themselves and the coordinators of its group. A member who may see a case
+but is none of these learns only that it is taken (a claim refused between members used
+to name who had it).
+
 Everything here is pure: a case, a person's key, the directory's view in force.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from protocol.cases import Case, Role, Routing
 from protocol.directory import View
@@ -93,3 +98,23 @@ def visible(items: Iterable[T], person: bytes, view: View, case_of: Callable[[T]
     """The items of ``items`` (cases, or rows that ``case_of`` turns into cases) whose
     case ``person`` may see, in their order."""
     return [item for item in items if may_see(case_of(item), person, view)]
+
+
+def may_know_reader(case: Case, person: bytes, view: View) -> bool:
+    """Whether ``person`` may be told who has ``case`` (its reader, who asked to claim
+    it, the documents its reader signed): its sender, its reader, the coordinators of
+    its group. Other members who see the case learn only that it is taken."""
+    return bool(roles(case, person, view) & {Role.SENDER, Role.READER, Role.COORDINATOR})
+
+
+def shown_to(person: bytes, case: Case, fields: dict[str, Any], view: View) -> dict[str, Any]:
+    """A case's summary (``cases.service.summary``) as ``person`` may see it: the reader
+    and a claimant other than the person left out for those who may not know them."""
+    if may_know_reader(case, person, view):
+        return fields
+    out = dict(fields)
+    out["reader"] = None
+    if out.get("claim_sent_by") != person.hex():
+        out["claim_sent_by"] = None
+    out["taken"] = case.reader is not None
+    return out

@@ -751,7 +751,16 @@ class CaseService(NodeService):
         async with self._decision():
             row, case, who, roles = await self._acting(case_id, person, now)
             if event != "assign":
-                _step(case, event, who, roles, now)
+                try:
+                    _step(case, event, who, roles, now)
+                except CaseError as exc:
+                    if (
+                        event == "claim"
+                        and case.reader
+                        and policy.may_know_reader(case, who, self.view(now))
+                    ):  # a coordinator may know who has it; other members only that
+                        raise CaseError(409, f"{exc} (by {case.reader.hex()[:12]})") from None
+                    raise
             elif reader is None:
                 raise CaseError(400, "assign needs the reader's id")
             else:
@@ -968,17 +977,30 @@ class CaseService(NodeService):
         rows = await self.rows.every_case()
         return policy.visible(rows, person, self.view(now), lambda r: r.case)
 
+    async def summaries(self, person: bytes, now: int) -> list[dict[str, Any]]:
+        """The summaries of the cases a person may see, as they may see them (policy.py:
+        who has a case is told only to those who may know it)."""
+        view = self.view(now)
+        return [
+            policy.shown_to(person, row.case, summary(row), view)
+            for row in await self.visible(person, now)
+        ]
+
     async def detail(self, case_id: bytes, person: bytes, now: int) -> dict[str, Any]:
         row = await self.seen(case_id, person, now)
         roles = policy.roles(row.case, person, self.view(now))
         await self.audit.append(actor=person, case_id=case_id, action="view", detail="", now=now)
-        out = summary(row)
+        view = self.view(now)
+        out = policy.shown_to(person, row.case, summary(row), view)
         out["roles"] = sorted(r.value for r in roles)
         form = row.form
         out["form"] = {key: form.get(key) for key in CASE_FORM.fields}  # every key, null if unused
         age = age_of(form)
         out["age"] = {"value": age.value, "unit": age.unit}  # as the sender gave it
-        out["documents"] = [document_json(d) for d in await self.documents(case_id)]
+        documents = await self.documents(case_id)
+        if not policy.may_know_reader(row.case, person, view):  # the sender's and their own
+            documents = [d for d in documents if d.signer.key in (row.case.sender, person)]
+        out["documents"] = [document_json(d) for d in documents]
         if row.role == "copy":
             out["images"] = [
                 str(self.transfers.received_folder(b).relative_to(self.node_dir.root))
@@ -1023,6 +1045,7 @@ def summary(row: CaseRow) -> dict[str, Any]:
         "sender": case.sender.hex(),
         "sender_node": row.sender_node.hex(),
         "reader": _hex(case.reader),
+        "taken": case.reader is not None,
         "claim_sent_by": _hex(row.claim_sent_by),
         "urgent": row.urgent,
         "needs_acceptance": case.needs_acceptance,

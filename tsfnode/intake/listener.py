@@ -39,6 +39,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from tsfnode.config import NodeConfig
 from tsfnode.intake.importer import Importer, ImportReport, Source
 from tsfnode.logs import log
+from tsfnode.peraddress import PerAddress
 
 # Compressed first: the SCU's data arrives as it is stored, at its smallest.
 ACCEPTED_SYNTAXES = [
@@ -82,6 +83,7 @@ class ListenerSettings:
     ae_title: str = "TSFNODE"
     calling: tuple[str, ...] = ()
     max_associations: int = 32
+    max_per_address: int = 16
     artim_timeout_s: float = 10
     dimse_timeout_s: float = 60
     network_timeout_s: float = 60
@@ -92,6 +94,7 @@ class ListenerSettings:
             ae_title=config.dicom_ae_title,
             calling=config.dicom_calling_ae_titles,
             max_associations=config.dicom_max_associations,
+            max_per_address=config.dicom_max_associations_per_address,
             artim_timeout_s=config.dicom_artim_timeout_s,
             dimse_timeout_s=config.dicom_dimse_timeout_s,
             network_timeout_s=config.dicom_network_timeout_s,
@@ -130,6 +133,7 @@ class DicomListener:
         self._server: Any = None
         self.received = 0
         self.refused = 0
+        self.per_address = PerAddress(settings.max_per_address)
 
     def start(self) -> int:
         """Start listening (in pynetdicom's threads); returns the port bound."""
@@ -155,9 +159,48 @@ class DicomListener:
             (evt.EVT_REJECTED, self._on_rejected),
         ]
         self._server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
+        self._limit_per_address(self._server)
         self.port = int(self._server.server_address[1])
         log("dicom listener started", ae_title=self.ae_title, port=self.port)
         return self.port
+
+    def _limit_per_address(self, server: Any) -> None:
+        """At most ``max_per_address`` associations at once from one address (their
+        threads, with the connections accepted whose thread is being made): one more is
+        closed as it is accepted (socketserver's ``verify_request``), logged now and
+        then, so that one host cannot hold every place (``max_associations``) for the
+        ARTIM time over and over."""
+        cap = self.settings.max_per_address
+        if not cap:
+            return
+        starting = PerAddress(0)  # accepted, their association not yet running
+        work = server.process_request_thread
+
+        def verify_request(request: Any, client_address: Any) -> bool:
+            address = str(client_address[0])
+            running = sum(1 for a in server.active_associations if a.requestor.address == address)
+            if running + starting.held(address) < cap:
+                starting.take(address)
+                return True
+            self.per_address.refused += 1
+            if self.per_address.refused % 100 == 1:
+                log(
+                    "dicom association refused",
+                    address=address,
+                    reason="too many connections from this address at once ([dicom]"
+                    " max_associations_per_address)",
+                    refused=self.per_address.refused,
+                )
+            return False
+
+        def process_request_thread(request: Any, client_address: Any) -> None:
+            try:
+                work(request, client_address)  # starts the association's own thread
+            finally:
+                starting.give(str(client_address[0]))
+
+        server.verify_request = verify_request
+        server.process_request_thread = process_request_thread
 
     def stop(self) -> None:
         if self._server is not None:

@@ -13,6 +13,7 @@ from protocol.directory import Directory, View, make_record
 from protocol.documents import Document
 from protocol.gossip import RANGES_CAPABILITY
 from protocol.identity import Identity, PublicIdentity
+from protocol.transfer import RELAY_CAPABILITY
 from tsfnode.config import NodeConfig
 from tsfnode.logs import log
 from tsfnode.store import Store
@@ -108,7 +109,19 @@ class DirectoryService:
         return str(record.body["addresses"][0]).rstrip("/")
 
     def relays_of(self, node: bytes, now: int) -> list[bytes]:
-        """The relays that hold mail for a node, as its record lists them."""
+        """The relays that hold mail for a node: those its record lists whose own record
+        says they consent to relay (the ``relay`` capability, `[relay] enabled`). A
+        node listed without its consent is never chosen."""
+        view = self.view(now)
+        return [
+            relay
+            for relay in self.relays_listed_by(node, now)
+            if (record := view.nodes.get(relay)) is not None
+            and RELAY_CAPABILITY in record.body["capabilities"]
+        ]
+
+    def relays_listed_by(self, node: bytes, now: int) -> list[bytes]:
+        """The relays a node's record lists, whether they consent or not."""
         record = self.view(now).nodes.get(node)
         return [bytes(r) for r in record.body["relays"]] if record is not None else []
 
@@ -130,7 +143,12 @@ class DirectoryService:
             "country": config.country,
             "addresses": addresses,
             "relays": [PublicIdentity.from_text(r).key for r in config.transfer_relays],
-            "capabilities": ["bundles", "gossip", RANGES_CAPABILITY],
+            "capabilities": [
+                "bundles",
+                "gossip",
+                RANGES_CAPABILITY,
+                *([RELAY_CAPABILITY] if config.relay_enabled else []),
+            ],
             "capacity": 0,
         }
         held = self.own_record()
@@ -199,6 +217,7 @@ class DirectoryService:
                             "institution": b["institution"],
                             "fingerprint": PublicIdentity(node).short,
                             "same_name_as": [PublicIdentity(t).short for t in twins.get(node, [])],
+                            "relay": RELAY_CAPABILITY in b["capabilities"],  # consents
                         },
                     )
                 )

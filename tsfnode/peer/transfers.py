@@ -5,7 +5,8 @@ API (``/api/v1/transfers``). The protocol is in SPEC.md section 7.
     GET  /peer/v1/bundles/{id}/have       -> 200 chunk set
     PUT  /peer/v1/bundles/{id}/chunks/{i} ciphertext -> 204 (checked, written)
     PUT  /peer/v1/bundles/{id}/chunks/{i}-{j}  chunks i..j one after the other -> 204
-    GET  /peer/v1/bundles/{id}/chunks/{i} -> 200 ciphertext (relays, senders)
+    GET  /peer/v1/bundles/{id}/chunks/{i} -> 200 ciphertext (relays, senders), to a
+                                          recipient or its relay (X-TSF-Fetch token)
     GET  /peer/v1/bundles/{id}/receipt    -> 200 the recipient's signed receipt, 404 not
                                           yet, 410 the bundle does not open (why)
     POST /peer/v1/bundles/{id}/receipt    receipt -> 204 (a relay drops its copy)
@@ -19,6 +20,7 @@ import re
 from aiohttp import web
 
 from protocol.codec import pack
+from protocol.transfer import CHUNK_FETCH_HEADER
 from tsfnode.appkeys import TRANSFERS
 from tsfnode.bodies import read_body
 from tsfnode.clock import request_now
@@ -124,8 +126,14 @@ def _run(request: web.Request) -> tuple[int, int]:
 
 @ROUTES.get("/v1/bundles/{id}/chunks/{index}")
 async def get_chunk(request: web.Request) -> web.Response:
+    """A chunk, to a recipient of its bundle or a relay of one (a signed token in the
+    ``X-TSF-Fetch`` header, checked before anything is looked up); others are answered
+    as for a bundle not held here."""
+    fetch = request.headers.get(CHUNK_FETCH_HEADER)
     try:
-        data = await _service(request).get_chunk(_bundle_id(request), _index(request))
+        data = await _service(request).get_chunk(
+            _bundle_id(request), _index(request), fetch, request_now(request)
+        )
     except TransferRefused as exc:
         return _refused(exc)
     return web.Response(body=data, content_type="application/octet-stream")
@@ -166,7 +174,8 @@ async def mail(request: web.Request) -> web.Response:
 
 # Each of these checks what it is given against a signature before it parses it: the
 # offer's manifest (signed by the sender node), each chunk against the manifest's hashes,
-# the receipt (signed by the recipient), the mail poll (signed by the polling node).
+# the receipt (signed by the recipient), the mail poll (signed by the polling node), the
+# chunk fetch (signed by the fetching node, a recipient of the bundle or its relay).
 SIGNED_TRANSFER_ROUTES = (offer, have, put_chunks, get_chunk, get_receipt, post_receipt, mail)
 
 

@@ -51,10 +51,14 @@ from protocol.errors import ProtocolError
 from protocol.identity import PublicIdentity
 from protocol.replay import ReplayWindow
 from protocol.transfer import (
+    CHUNK_FETCH_HEADER,
+    CHUNK_FETCH_SKEW_MS,
     MAIL_POLL_SKEW_MS,
     ChunkSet,
     Download,
+    decode_chunk_fetch,
     decode_mail_poll,
+    encode_chunk_fetch,
     encode_mail_poll,
     mail_poll_time,
 )
@@ -83,6 +87,8 @@ RELAY_OFFER_MS = 10 * 60_000  # an offer with no chunk yet expires after 10 minu
 RELAY_STALL_MS = 2 * 86_400_000  # a copy that receives nothing for 2 days expires
 RELAY_MAX_HOLD_MS = 42 * 86_400_000  # the longest a relay holds a copy (a cable cut: 5 weeks)
 MAX_ACTIVE_PULLS = 2
+MAX_FETCH_TOKENS = 4096  # chunk-fetch tokens whose signature was checked, kept at once
+FETCH_TOKEN_RENEW_MS = 2 * 60_000  # a fetcher signs a new token this often (valid 5 min)
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
 
 
@@ -135,8 +141,15 @@ class TransferService(NodeService):
         self._wake = asyncio.Event()
         self._last_poll = 0
         # Mail polls answered within their 5-minute window, by (node, time): a replay is
-        # refused. Only admitted nodes' polls are remembered; not kept across a restart.
+        # refused. Only admitted nodes' polls are remembered, in memory: a poll made
+        # before this process started is refused instead (`mail_poll`), so that none
+        # answered before a restart (or a crash) can be answered again after it.
         self._mail_polls = ReplayWindow(max_skew=MAIL_POLL_SKEW_MS, max_entries=MAX_MAIL_POLLS)
+        self._started_ms = clock.now_ms()
+        # Chunk-fetch tokens whose signature was checked: token -> fetching node. A token
+        # serves every chunk request of one bundle for a few minutes, so one signature
+        # is checked per bundle and source, not one per chunk.
+        self._fetch_tokens: dict[bytes, bytes] = {}
         self._running = False
         # Set by the case service: a bundle addressed here was opened; a bundle sent from
         # here was delivered (its receipt came back).
@@ -269,7 +282,10 @@ class TransferService(NodeService):
         expires: int | None = None
         if self.me in recipients:
             role = "inbox"
-        elif any(self.me in self.directory.relays_of(r, now) for r in recipients):
+        elif listing := [
+            r for r in recipients if self.me in self.directory.relays_listed_by(r, now)
+        ]:
+            self._check_relay_consent(listing)
             role = "relay"
             await self._check_relay_room(
                 manifest.sender.key, len(manifest.raw), whole=manifest.ciphertext_size
@@ -287,6 +303,22 @@ class TransferService(NodeService):
         held = await self.have_of(manifest.bundle_id)
         assert held is not None  # noqa: S101 - just inserted
         return held.to_bytes()
+
+    def _check_relay_consent(self, listing: list[bytes]) -> None:
+        """403 unless this node's operator consents to hold mail for one of ``listing``
+        (the recipients that list it as their relay): `[relay] enabled`, and among
+        `[relay] nodes` when that is set. A node listed without consent serves nobody."""
+        if not self.config.relay_enabled:
+            raise TransferRefused(
+                403,
+                "this node is not a relay: its operator has not enabled [relay]"
+                " (the recipient lists it without its consent)",
+            )
+        allowed = {PublicIdentity.from_text(n).key for n in self.config.relay_nodes}
+        if allowed and not allowed.intersection(listing):
+            raise TransferRefused(
+                403, "this relay does not hold mail for that recipient ([relay] nodes)"
+            )
 
     async def _relay_held(self) -> Counter[bytes]:
         """Bytes this relay holds for others, per sender: each copy's manifest and the
@@ -420,7 +452,12 @@ class TransferService(NodeService):
         elif row.role == "relay":
             log("relay holds a bundle", bundle=manifest.bundle_id.hex()[:8])
 
-    async def get_chunk(self, bundle_id: bytes, index: int) -> bytes:
+    async def get_chunk(self, bundle_id: bytes, index: int, fetch: str | None, now: int) -> bytes:
+        """Chunk ``index`` of a bundle, to a recipient of the bundle or a relay of one of
+        them only (``fetch``: the fetching node's signed token, `_fetcher`). A token
+        that is missing or does not verify is refused (403) before anything is looked
+        up; a node that is neither is answered as for a bundle not held here (404)."""
+        fetcher = self._fetcher(fetch, bundle_id, now)
         manifest = await self.manifest_of(bundle_id)
         have = await self.have_of(bundle_id)
         row = await self._bundle_row(bundle_id)
@@ -430,6 +467,7 @@ class TransferService(NodeService):
             or row is None
             or row.state in ("delivered", "expired")
             or index not in have
+            or not self._may_fetch(fetcher, manifest, now)
         ):
             raise TransferRefused(404, "this node does not hold that chunk")
         if row.role == "outbox":
@@ -440,6 +478,40 @@ class TransferService(NodeService):
                 raise TransferRefused(404, "this node does not hold that chunk")
         await self.uplink.throttle(len(data))
         return data
+
+    def _fetcher(self, fetch: str | None, bundle_id: bytes, now: int) -> bytes:
+        """The node that signed a chunk-fetch token (SPEC.md 7.1) for this node and this
+        bundle, within 5 minutes of ``now``. A token already checked costs a lookup."""
+        refused = f"chunk fetch refused: a chunk request carries the {CHUNK_FETCH_HEADER}"
+        if not fetch:
+            raise TransferRefused(403, f"{refused} header, signed by the fetching node")
+        try:
+            token = bytes.fromhex(fetch)
+        except ValueError:
+            raise TransferRefused(403, f"{refused} header in hexadecimal") from None
+        fetcher = self._fetch_tokens.get(token)
+        if fetcher is not None:
+            made = int.from_bytes(token[80:88], "big")
+            if token[64:80] == bundle_id and abs(now - made) <= CHUNK_FETCH_SKEW_MS:
+                return fetcher
+        try:
+            fetcher = decode_chunk_fetch(token, source=self.me, bundle_id=bundle_id, now=now).key
+        except ProtocolError as exc:
+            raise TransferRefused(403, f"chunk fetch refused: {exc}") from None
+        if len(self._fetch_tokens) >= MAX_FETCH_TOKENS:
+            self._fetch_tokens.clear()  # tokens live 5 minutes; fetchers make new ones
+        self._fetch_tokens[token] = fetcher
+        return fetcher
+
+    def _may_fetch(self, fetcher: bytes, manifest: Manifest, now: int) -> bool:
+        """A recipient of the bundle, or a relay that one of its recipients lists (where
+        the sender deposits it), and admitted to the network."""
+        recipients = [r.key for r in manifest.recipients]
+        if fetcher not in recipients and not any(
+            fetcher in self.directory.relays_of(r, now) for r in recipients
+        ):
+            return False
+        return self.directory.view(now).is_admitted(fetcher)
 
     async def receipt_of(self, bundle_id: bytes) -> bytes | None:
         row = await self._bundle_row(bundle_id)
@@ -482,13 +554,18 @@ class TransferService(NodeService):
 
     async def mail_poll(self, data: bytes, now: int) -> list[bytes]:
         """A signed mail poll: the manifests held here for the admitted node that made it,
-        once (a replayed poll is refused within its window: `_mail_polls`)."""
+        once (a replayed poll is refused within its window: `_mail_polls`, and a poll
+        made before this process started, which it cannot remember)."""
         try:
             node = decode_mail_poll(data, now)
         except ProtocolError as exc:
             raise TransferRefused(403, f"mail poll refused: {exc}") from None
         if not self.directory.view(now).is_admitted(node.key):
             raise TransferRefused(403, "mail poll refused: not a node of this network")
+        if mail_poll_time(data) < self._started_ms:
+            raise TransferRefused(
+                403, "mail poll refused: made before this relay started (poll again)"
+            )
         try:
             self._mail_polls.check(node.key, data[32:40], mail_poll_time(data), now)
         except ProtocolError as exc:
@@ -692,16 +769,18 @@ class TransferService(NodeService):
         if not addresses:
             return
         in_flight: dict[asyncio.Task[bytes], tuple[str, int]] = {}
+        tokens: dict[str, tuple[int, str]] = {}  # source -> (made at, its chunk-fetch token)
         blamed = 0
         try:
             while not download.complete:
                 now = self.clock.now_ms()
                 for fetch in download.next_fetches(now):
+                    token = self._fetch_token(tokens, fetch.source, bundle_id, now)
                     url = (
                         f"{addresses[fetch.source]}/peer/v1/bundles/{bundle_id.hex()}"
                         f"/chunks/{fetch.index}"
                     )
-                    task = asyncio.create_task(self._get(url))
+                    task = asyncio.create_task(self._get(url, {CHUNK_FETCH_HEADER: token}))
                     in_flight[task] = (fetch.source, fetch.index)
                 if not in_flight:
                     timer = download.get_timer()
@@ -726,9 +805,21 @@ class TransferService(NodeService):
             for task in in_flight:
                 task.cancel()
 
-    async def _get(self, url: str) -> bytes:
+    def _fetch_token(
+        self, tokens: dict[str, tuple[int, str]], source: str, bundle_id: bytes, now: int
+    ) -> str:
+        """The chunk-fetch token (SPEC.md 7.1) for ``source``: one per bundle and source,
+        signed again every 2 minutes (the source accepts it for 5)."""
+        made, token = tokens.get(source, (0, ""))
+        if not token or now - made >= FETCH_TOKEN_RENEW_MS:
+            signed = encode_chunk_fetch(self.identity, bytes.fromhex(source), bundle_id, now)
+            made, token = now, signed.hex()
+            tokens[source] = (made, token)
+        return token
+
+    async def _get(self, url: str, headers: dict[str, str]) -> bytes:
         assert self._session is not None  # noqa: S101 - started
-        async with self._session.get(url) as response:
+        async with self._session.get(url, headers=headers) as response:
             if response.status != 200:
                 raise AttemptFailed(f"HTTP {response.status}")
             return await response.read()

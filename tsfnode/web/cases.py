@@ -26,6 +26,7 @@ from tsfnode.auth.sessions import (
     sign_in,
     sign_out,
 )
+from tsfnode.cases.policy import shown_to
 from tsfnode.cases.service import summary
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
@@ -129,7 +130,7 @@ async def cases(request: web.Request) -> web.Response:
     names = names_of(request)
     rows = []
     for found in await service.visible(person.public.key, now):
-        row = summary(found)
+        row = shown_to(person.public.key, found.case, summary(found), view)
         row["overdue"] = found.case.overdue(now)
         form = found.form
         row["subject"] = f"{form.get('modality', '')} · {form.get('body_part', '')}"

@@ -165,7 +165,8 @@ async def test_connections_without_dicom_do_not_block_modalities(
         dicom_port=port,
         dicom_artim_timeout_s=2,
         dicom_network_timeout_s=5,
-    )
+        dicom_max_associations_per_address=0,  # ARTIM alone here; the cap per address:
+    )  # tests/security/test_network_connection_limits.py
     garbage = open_garbage(port, 20)  # a port scan, HTTP health checks
     try:
         echo = await dcmtk("echoscu", "-aec", "TSF_ERASME", "127.0.0.1", port)

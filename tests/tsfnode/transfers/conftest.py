@@ -54,6 +54,7 @@ def pair(tmp_path: Path, anchor_key: Path) -> Iterator[Cluster]:
 def trio(tmp_path: Path, anchor_key: Path) -> Iterator[Cluster]:
     """Node 0 sends, node 1 is the relay that node 2 (the reader) lists for its mail."""
     c = Cluster(tmp_path, anchor_key, 3, **QUICK)
+    configure(c.dirs[1], relay={"enabled": True})  # node 1 consents to hold mail
     configure(c.dirs[2], transfer={"relays": [c.ids[1]]})
     try:
         yield c

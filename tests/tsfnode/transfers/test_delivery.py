@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -14,6 +15,7 @@ import pytest
 from protocol.bundle import Manifest
 from protocol.documents import decode_document
 from protocol.identity import PublicIdentity
+from protocol.transfer import CHUNK_FETCH_HEADER, encode_chunk_fetch
 from tests.harness.cluster import Cluster
 from tests.harness.nodes import tsfnode
 from tests.harness.waiting import wait_for
@@ -31,6 +33,7 @@ from tests.tsfnode.transfers.conftest import (
     state_of,
     transfers,
 )
+from tsfnode.keyfile import read_key
 
 pytestmark = pytest.mark.slow
 
@@ -84,8 +87,20 @@ def test_through_a_relay_when_the_reader_cannot_be_reached(trio: Cluster) -> Non
         "the relay deleted its copy", lambda: state_of(trio.url(1), bundle, "relay") == "delivered"
     )
     assert not [p for p in (relay / "chunks").rglob("*") if p.is_file()]  # copy deleted
+    token = encode_chunk_fetch(  # the reader itself is answered: no longer held
+        read_key(reader / "node.key"),
+        PublicIdentity.from_text(trio.ids[1]).key,
+        bytes.fromhex(bundle),
+        int(time.time() * 1000),
+    )
     with pytest.raises(urllib.error.HTTPError, match="404"):
-        get_bytes(f"{trio.url(1)}/peer/v1/bundles/{bundle}/chunks/0")
+        urllib.request.urlopen(
+            urllib.request.Request(
+                f"{trio.url(1)}/peer/v1/bundles/{bundle}/chunks/0",
+                headers={CHUNK_FETCH_HEADER: token.hex()},
+            ),
+            timeout=10,
+        )
 
 
 def test_a_relay_serving_corrupted_chunks_is_blamed_and_the_sender_serves_them(

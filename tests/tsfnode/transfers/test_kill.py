@@ -34,6 +34,7 @@ def test_kill_9_anywhere_in_20_transfers_loses_and_repeats_nothing(
     c = Cluster(tmp_path, anchor_key, 3, **limited)
     try:
         sender, relay, reader = c.dirs
+        configure(c.dirs[1], relay={"enabled": True})
         configure(reader, transfer={"relays": [c.ids[1]]})
         result = tsfnode("import", pydicom_data_folder(), "--node", sender, "--quiet")
         assert result.returncode == 0, result.stderr

@@ -101,6 +101,7 @@ def test_a_relay_refuses_mail_for_nodes_it_does_not_serve_and_beyond_its_quota(
     c = Cluster(tmp_path, anchor_key, 3, **QUICK)
     try:
         configure(c.dirs[1], transfer={"relay_quota_mb": 2})  # a sender's share: 512 KiB
+        configure(c.dirs[1], relay={"enabled": True})
         configure(c.dirs[2], transfer={"relays": [c.ids[1]]})
         c.start()
         wait_for(
