@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -314,9 +315,30 @@ async def send(request: web.Request) -> web.Response:
     chosen = mine.get(str(form.get("destination", "")))
     if chosen is None:
         raise web.HTTPSeeOther("/web/tools#destinations")
+    send_id = await start_sending(
+        request, session.account_id, case_id, person, chosen, files, action="dicom send"
+    )
+    raise web.HTTPSeeOther(f"/web/tools?sending={send_id}#sends")
+
+
+async def start_sending(
+    request: web.Request,
+    account_id: int,
+    case_id: bytes,
+    person: bytes,
+    chosen: DicomDestination,
+    files: list[Path],
+    *,
+    action: str,
+    what: str = "images",
+    then: Callable[[], None] | None = None,
+) -> int:
+    """Send ``files`` to ``chosen`` by C-STORE in the background, recorded as a sending
+    (shown on the tools page) and in the audit log as ``action``; ``then`` runs once it
+    ends, however it ends. The sending's id."""
     to = Destination(chosen.label, chosen.ae_title, chosen.host, chosen.port, chosen.calling_ae)
     send_id = await _destinations(request.config_dict).start_send(
-        session.account_id,
+        account_id,
         case_id=case_id,
         destination_id=chosen.id,
         now=request_now(request),
@@ -324,14 +346,16 @@ async def send(request: web.Request) -> web.Response:
     )
     progress = Progress(total=len(files))
     request.app[SENDING].progress[send_id] = progress
-    detail = f"{len(files)} images to {to.ae_title}@{to.host}:{to.port}"
+    detail = f"{len(files)} {what} to {to.ae_title}@{to.host}:{to.port}"
     await request.config_dict[CASES].audit.append(
-        actor=person, case_id=case_id, action="dicom send", detail=detail, now=request_now(request)
+        actor=person, case_id=case_id, action=action, detail=detail, now=request_now(request)
     )
     task = asyncio.ensure_future(_run_send(request.config_dict, send_id, files, to, progress))
     request.app[SENDING].tasks.add(task)
     task.add_done_callback(request.app[SENDING].tasks.discard)
-    raise web.HTTPSeeOther(f"/web/tools?sending={send_id}#sends")
+    if then is not None:
+        task.add_done_callback(lambda _: then())
+    return send_id
 
 
 async def _run_send(

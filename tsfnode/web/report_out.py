@@ -1,0 +1,129 @@
+"""The report back into the hospital, from the case page at the sender's node, for the
+case's sender once a report is back (``cases.report_out`` decides who may):
+
+    GET  /web/cases/{id}/report.pdf        the printed report, in the sender's language
+    GET  /web/cases/{id}/report.fhir.json  a FHIR R4 Bundle: Patient, ImagingStudy,
+                                           DiagnosticReport (the PDF inside)
+    POST /web/cases/{id}/report/pacs       an Encapsulated PDF and a Basic Text SR in the
+                                           original study, sent by C-STORE to one of the
+                                           person's DICOM destinations (web.tools)
+
+Each export is in the audit log with the report's verification code (never the patient).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from aiohttp import web
+
+from tsfnode.appkeys import CASES, NODE_DIR
+from tsfnode.auth.sessions import Session, posted_form, require
+from tsfnode.cases.report_out import ReportRefused, report_out
+from tsfnode.clock import request_now
+from tsfnode.errors import CaseError
+from tsfnode.hospital.dicom import basic_text_sr, encapsulated_pdf
+from tsfnode.hospital.fhir import bundle_json
+from tsfnode.hospital.pdf import build_pdf
+from tsfnode.hospital.report import ReportOut
+from tsfnode.i18n import N_
+from tsfnode.web.common import http_error, language_of, seen_case
+from tsfnode.web.tools import destinations_of, start_sending
+
+PEOPLE = ("sender", "reader", "coordinator")
+
+
+async def _report(request: web.Request, session: Session) -> tuple[bytes, bytes, ReportOut]:
+    case_id, person, _ = await seen_case(request, session)
+    try:
+        found = await report_out(
+            request.config_dict[CASES],
+            case_id,
+            person,
+            language_of(request, session),
+            request_now(request),
+        )
+    except CaseError as exc:
+        raise http_error(request, exc) from None
+    return case_id, person, found
+
+
+async def _audit(
+    request: web.Request, person: bytes, case_id: bytes, action: str, detail: str
+) -> None:
+    await request.config_dict[CASES].audit.append(
+        actor=person, case_id=case_id, action=action, detail=detail, now=request_now(request)
+    )
+
+
+async def printed(request: web.Request) -> web.Response:
+    session = await require(request, *PEOPLE)
+    case_id, person, found = await _report(request, session)
+    pdf = await asyncio.to_thread(build_pdf, found)
+    await _audit(request, person, case_id, "report pdf", found.code)
+    return web.Response(
+        body=pdf,
+        content_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="report-{found.code}.pdf"'},
+    )
+
+
+async def fhir(request: web.Request) -> web.Response:
+    session = await require(request, *PEOPLE)
+    case_id, person, found = await _report(request, session)
+    pdf = await asyncio.to_thread(build_pdf, found)
+    bundle = await asyncio.to_thread(bundle_json, found, pdf)
+    await _audit(request, person, case_id, "report fhir", found.code)
+    return web.Response(
+        text=json.dumps(bundle, ensure_ascii=False, indent=1),
+        content_type="application/fhir+json",
+        headers={"Content-Disposition": f'attachment; filename="report-{found.code}.fhir.json"'},
+    )
+
+
+def _write_objects(found: ReportOut, folder: Path) -> list[Path]:
+    pdf = build_pdf(found)
+    files = []
+    for name, ds in (("pdf.dcm", encapsulated_pdf(found, pdf)), ("sr.dcm", basic_text_sr(found))):
+        path = folder / name
+        ds.save_as(path, enforce_file_format=True)
+        files.append(path)
+    return files
+
+
+async def to_pacs(request: web.Request) -> web.Response:
+    session, form = await posted_form(request, *PEOPLE)
+    case_id, person, found = await _report(request, session)
+    mine = {str(d.id): d for d in await destinations_of(request, session.account_id)}
+    chosen = mine.get(str(form.get("destination", "")))
+    if chosen is None:
+        refused = ReportRefused(
+            400, "choose one of your DICOM destinations", key=N_("report_out_no_destination")
+        )
+        raise http_error(request, refused)
+    exports = request.config_dict[NODE_DIR].root / "exports"
+    exports.mkdir(mode=0o700, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="report-", dir=exports))
+    files = await asyncio.to_thread(_write_objects, found, folder)
+    send_id = await start_sending(
+        request,
+        session.account_id,
+        case_id,
+        person,
+        chosen,
+        files,
+        action="report to pacs",
+        what=f"report objects ({found.code})",
+        then=lambda: shutil.rmtree(folder, ignore_errors=True),
+    )
+    raise web.HTTPSeeOther(f"/web/tools?sending={send_id}#sends")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/cases/{id:[0-9a-f]{32}}/report.pdf", printed)
+    app.router.add_get("/cases/{id:[0-9a-f]{32}}/report.fhir.json", fhir)
+    app.router.add_post("/cases/{id:[0-9a-f]{32}}/report/pacs", to_pacs)
