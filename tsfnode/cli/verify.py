@@ -83,8 +83,8 @@ def verify(argument: str, node: Path | None) -> int:
         normal = normalise_code(argument)
         if normal is None:
             raise NodeError(
-                f"{argument!r} is neither a file nor a verification code (16 letters and "
-                "digits in four groups, as ABCD-EFGH-IJKL-MNOP)"
+                f"cannot read {argument}: no such file, nor a verification code (16 letters "
+                "and digits in four groups, as ABCD-EFGH-IJKL-MNOP)"
             )
         code = normal
     if node is None:
