@@ -13,8 +13,7 @@ import json
 import shutil
 import subprocess
 import urllib.request
-import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,10 +23,10 @@ from fhir.resources.R4B.bundle import Bundle
 from pypdf import PdfReader
 
 from protocol.documents import decode_document, encode_document
-from tests.harness.data import PYDICOM_FILES
+from tests.harness.data import PYDICOM_FILES, read_dicom
+from tests.harness.pacs import free_port, listening
 from tests.harness.waiting import wait_for
 from tests.protocol.helpers import NOW, identity
-from tests.tsfnode.images.test_export import _listening, free_port
 from tsfnode.hospital.dicom import BASIC_TEXT_SR, ENCAPSULATED_PDF, basic_text_sr, encapsulated_pdf
 from tsfnode.hospital.fhir import bundle_json
 from tsfnode.hospital.pdf import build_pdf
@@ -45,9 +44,7 @@ FINDINGS = (
 
 
 def read(path: Path) -> pydicom.Dataset:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pydicom.dcmread(path)
+    return read_dicom(path)
 
 
 @pytest.fixture(scope="module")
@@ -235,22 +232,13 @@ def check_received(ds: pydicom.Dataset, original: OriginalStudy) -> None:
 
 
 def test_the_dicom_objects_pass_dciodvfy_and_arrive_at_storescp_in_the_original_study(
-    objects: list[Path], original: OriginalStudy, tmp_path: Path
+    objects: list[Path], original: OriginalStudy, storescp: Callable[..., tuple[int, Path]]
 ) -> None:
     for path in objects:
         assert dciodvfy_errors(path) == [], path.name
-    port = free_port()
-    out = tmp_path / "pacs"
-    out.mkdir()
-    command = ["storescp", "--aetitle", "PACS", "-uf", "-od", str(out), str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for("storescp listening", lambda: _listening(port), timeout=20)
-        progress = Progress(total=2)
-        c_store(objects, Destination("PACS", "PACS", "127.0.0.1", port, "TSFNODE"), progress)
-    finally:
-        process.terminate()
-        process.wait(10)
+    port, out = storescp()
+    progress = Progress(total=2)
+    c_store(objects, Destination("PACS", "HOROS", "127.0.0.1", port, "TSFNODE"), progress)
     received = sorted(out.iterdir())
     assert len(received) == 2
     for path in received:
@@ -290,7 +278,7 @@ def orthanc(tmp_path: Path) -> Iterator[tuple[int, int]]:
         cwd=folder,
     )
     try:
-        wait_for("Orthanc answers", lambda: _listening(http_port) and _listening(dicom_port),
+        wait_for("Orthanc answers", lambda: listening(http_port) and listening(dicom_port),
                  timeout=60)  # fmt: skip
         yield http_port, dicom_port
     finally:

@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import urllib.error
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,11 +22,11 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from pypdf import PdfReader
 
-from tests.harness.data import PYDICOM_FILES
+from tests.harness.data import PYDICOM_FILES, read_dicom
 from tests.harness.nodes import tsfnode
+from tests.harness.pacs import free_port, listening
 from tests.harness.people import REPORT, Browser, PairedNet
 from tests.harness.waiting import wait_for
-from tests.tsfnode.images.test_export import _listening, free_port
 from tests.tsfnode.test_report_export import dciodvfy_errors
 
 pytestmark = pytest.mark.slow
@@ -39,9 +38,7 @@ QUICK = {
 
 
 def read(path: Path) -> pydicom.Dataset:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pydicom.dcmread(path)
+    return read_dicom(path)
 
 
 class Reported:
@@ -66,7 +63,7 @@ class Reported:
         self.storescp = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        wait_for("storescp listening", lambda: _listening(self.pacs_port), timeout=20)
+        wait_for("storescp listening", lambda: listening(self.pacs_port), timeout=20)
 
     def browser(self, node: int, username: str) -> Browser:
         browser = Browser(self.net.cluster.url(node))
@@ -77,7 +74,7 @@ class Reported:
     def close(self) -> None:
         self.storescp.terminate()
         self.storescp.wait(10)
-        self.net.cluster.close()
+        self.net.close()
 
 
 @pytest.fixture(scope="module")
