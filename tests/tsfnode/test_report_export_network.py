@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess
 import urllib.error
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pydicom
@@ -241,3 +241,46 @@ def test_the_reader_can_make_none_of_it_and_her_node_never_sees_the_patient(
     # The positive control: the same search finds them in what the PACS received.
     pacs = b"".join(p.read_bytes() for p in reported.pacs.iterdir())
     assert all(s in pacs for s in secrets)
+
+
+def test_a_sender_who_chose_it_gets_every_report_in_the_pacs_by_itself(
+    reported: Reported, storescp: Callable[..., tuple[int, Path]], tmp_path: Path
+) -> None:
+    port, out = storescp()
+    koffi = reported.browser(0, "koffi")
+    koffi.get("/web/tools")
+    fields = {"label": "PACS automatique", "ae_title": "HOROS", "host": "127.0.0.1",
+              "port": str(port), "calling_ae": "TSFNODE"}  # fmt: skip
+    assert koffi.post("/web/tools/destinations", fields)[0] == 200
+    status, _, page = koffi.get("/web/tools?lang=en")
+    found = re.search(
+        r"<td>PACS automatique</td>.*?name=\"destination\" value=\"(\d+)\"", page, re.S
+    )
+    assert found is not None
+    destination = found.group(1)
+    status, _, page = koffi.post(
+        "/web/tools/destinations/reports", {"destination": destination, "on": "yes"}
+    )
+    assert status == 200
+    assert f'id="reports-auto-{destination}">Stop</button>' in page
+    # A new case (MR_small): its report goes to that PACS with nobody asking.
+    folder = tmp_path / "mr"
+    folder.mkdir()
+    shutil.copy(PYDICOM_FILES / "MR_small.dcm", folder / "MR_small.dcm")
+    source = read(folder / "MR_small.dcm")
+    net = reported.net
+    case = net.submit(folder, {"routing": "pair", "target": net.pair})
+    wait_for("Marie has the case", lambda: net.marie.state(case) == "assigned")
+    net.marie.ok(f"/cases/{case}/report", "POST", REPORT)
+    wait_for("the report is back", lambda: net.koffi.state(case) == "report_delivered")
+    wait_for("the PACS has the report by itself", lambda: len(list(out.iterdir())) == 2)
+    for path in sorted(out.iterdir()):
+        assert dciodvfy_errors(path) == [], path.name
+        ds = read(path)
+        assert ds.StudyInstanceUID == source.StudyInstanceUID
+        assert ds.PatientID == source.PatientID
+    audit = tsfnode("audit", "export", net.cluster.dirs[0])
+    actions = [json.loads(line) for line in audit.stdout.splitlines()]
+    assert any(
+        e["action"] == "report to pacs (automatic)" and e["case_id"] == case for e in actions
+    )

@@ -9,30 +9,38 @@ case's sender once a report is back (``cases.report_out`` decides who may):
                                            person's DICOM destinations (web.tools)
 
 Each export is in the audit log with the report's verification code (never the patient).
+
+A sender may also have every report that comes back sent by itself to a destination
+(the tools page: ``reports_auto``): ``auto_send``, hooked to the case service
+(``CaseService.report_hooks``) by ``install_auto_send``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import shutil
 import tempfile
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.helpers import ChainMapProxy
 
-from tsfnode.appkeys import CASES, NODE_DIR
+from tsfnode.appkeys import CASES, NODE_DIR, STORE
 from tsfnode.auth.sessions import Session, posted_form, require
 from tsfnode.cases.report_out import ReportRefused, report_out
-from tsfnode.clock import request_now
+from tsfnode.clock import CLOCK, request_now
 from tsfnode.errors import CaseError
 from tsfnode.hospital.dicom import basic_text_sr, encapsulated_pdf
 from tsfnode.hospital.fhir import bundle_json
 from tsfnode.hospital.pdf import build_pdf
 from tsfnode.hospital.report import ReportOut
 from tsfnode.i18n import N_
+from tsfnode.logs import log
+from tsfnode.store.destinations import DestinationStore
 from tsfnode.web.common import http_error, language_of, seen_case
-from tsfnode.web.tools import destinations_of, start_sending
+from tsfnode.web.tools import SENDING, Sendings, destinations_of, send_in_background, start_sending
 
 PEOPLE = ("sender", "reader", "coordinator")
 
@@ -121,6 +129,58 @@ async def to_pacs(request: web.Request) -> web.Response:
         then=lambda: shutil.rmtree(folder, ignore_errors=True),
     )
     raise web.HTTPSeeOther(f"/web/tools?sending={send_id}#sends")
+
+
+async def auto_send(app: ChainMapProxy, sendings: Sendings, case_id: bytes) -> None:
+    """A report came back: send it to each destination where its sender sends every
+    report (none chosen: nothing is done). Each sending is recorded as one from the
+    case page; a failure is on the tools page, and the report stays here."""
+    service = app[CASES]
+    row = await service.row(case_id)
+    if row is None or row.role != "sender":
+        return
+    sender = row.case.sender
+    now = app[CLOCK].now_ms()
+    for chosen in await DestinationStore(app[STORE].db).report_destinations(sender):
+        try:
+            found = await report_out(service, case_id, sender, chosen.language, now)
+        except CaseError as exc:  # no original identifiers here: said on the case page
+            log("report not sent by itself", case=case_id.hex()[:8], why=str(exc)[:200])
+            return
+        exports = app[NODE_DIR].root / "exports"
+        exports.mkdir(mode=0o700, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="report-", dir=exports))
+        files = await asyncio.to_thread(_write_objects, found, folder)
+        await send_in_background(
+            app,
+            sendings,
+            chosen.account_id,
+            case_id,
+            sender,
+            chosen.destination,
+            files,
+            action="report to pacs (automatic)",
+            what=f"report objects ({found.code})",
+            then=functools.partial(shutil.rmtree, folder, ignore_errors=True),
+            now=now,
+        )
+
+
+def install_auto_send(root: web.Application, web_app: web.Application) -> None:
+    """Hook ``auto_send`` to the case service once the node has started."""
+
+    async def install(_: web.Application) -> None:
+        config = ChainMapProxy([web_app, root])
+        sendings = web_app[SENDING]
+
+        def hook(case_id: bytes) -> None:
+            task = asyncio.ensure_future(auto_send(config, sendings, case_id))
+            sendings.tasks.add(task)
+            task.add_done_callback(sendings.tasks.discard)
+
+        root[CASES].report_hooks.append(hook)
+
+    root.on_startup.append(install)
 
 
 def add_routes(app: web.Application) -> None:
