@@ -27,6 +27,7 @@ from tests.harness.data import PYDICOM_FILES, read_dicom
 from tests.harness.pacs import free_port, listening
 from tests.harness.waiting import wait_for
 from tests.protocol.helpers import NOW, identity
+from tsfnode.cases.report_out import NOBODY, ReportRefused, require_original
 from tsfnode.hospital.dicom import BASIC_TEXT_SR, ENCAPSULATED_PDF, basic_text_sr, encapsulated_pdf
 from tsfnode.hospital.fhir import bundle_json
 from tsfnode.hospital.pdf import build_pdf
@@ -355,3 +356,18 @@ def test_an_unverified_signer_gives_an_unverified_sr(original: OriginalStudy) ->
     ds = basic_text_sr(report)
     assert ds.VerificationFlag == "UNVERIFIED"
     assert "VerifyingObserverSequence" not in ds
+
+
+def test_photos_of_films_print_without_a_patient_and_go_to_no_pacs(
+    original: OriginalStudy,
+) -> None:
+    """The pseudonym map knows no patient nor original study for photos of films: the
+    report still prints (the sender writes the patient on it), and the PACS and the HIS
+    are refused with the reason."""
+    report = replace(signed_report(original, "en"), original=NOBODY)
+    text, _ = pdf_text(build_pdf(report))
+    assert "Patient —" in text
+    assert "Pneumopathie lobaire inférieure droite." in text
+    with pytest.raises(ReportRefused, match="original identifiers are not on this node"):
+        require_original(report)
+    assert require_original(signed_report(original, "en")).original == original

@@ -270,10 +270,10 @@ def test_a_sender_who_chose_it_gets_every_report_in_the_pacs_by_itself(
     source = read(folder / "MR_small.dcm")
     net = reported.net
     case = net.submit(folder, {"routing": "pair", "target": net.pair})
-    wait_for("Marie has the case", lambda: net.marie.state(case) == "assigned")
+    wait_for("Marie has the case", lambda: net.marie.state(case) == "assigned", timeout=120)
     net.marie.ok(f"/cases/{case}/report", "POST", REPORT)
-    wait_for("the report is back", lambda: net.koffi.state(case) == "report_delivered")
-    wait_for("the PACS has the report by itself", lambda: len(list(out.iterdir())) == 2)
+    wait_for("the report is back", lambda: net.koffi.state(case) == "report_delivered", 120)
+    wait_for("the PACS has the report by itself", lambda: len(list(out.iterdir())) == 2, 120)
     for path in sorted(out.iterdir()):
         assert dciodvfy_errors(path) == [], path.name
         ds = read(path)

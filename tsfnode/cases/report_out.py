@@ -31,11 +31,19 @@ class ReportRefused(CaseError):
     """A report cannot go back into the hospital from here: said why."""
 
 
-def _original(found: dict[str, Any]) -> OriginalStudy:
+NOBODY = OriginalStudy("", "", "", "", "", "", "", "", "", "", ())
+
+
+def _original(found: dict[str, Any] | None) -> OriginalStudy:
+    """The study as the pseudonym map knows it; for photos of films, nobody (the map
+    holds only a placeholder: the sender writes the patient on the printed report)."""
+    if found is None:
+        return NOBODY
     patient, details, instances = found["patient"], found["details"], found["instances"]
+    patient_id = str(patient.get("id", ""))
     return OriginalStudy(
         patient_name=str(patient.get("name", "")),
-        patient_id=str(patient.get("id", "")),
+        patient_id="" if patient_id.startswith("photos:") else patient_id,
         issuer=str(patient.get("issuer", "")),
         birth_date=str(patient.get("birth_date", "")),
         sex=str(details.get("sex", "")),
@@ -52,8 +60,9 @@ async def report_out(
     service: CaseService, case_id: bytes, person: bytes, language: str, now: int
 ) -> ReportOut:
     """The case's latest report as the hospital gets it; 404 if ``person`` may not see
-    the case, ReportRefused if it is not theirs as sender here, has no report yet, or
-    its study's original identifiers are not on this node."""
+    the case, ReportRefused if it is not theirs as sender here or has no report yet.
+    The study as the hospital knows it comes from the pseudonym map (``NOBODY`` for
+    photos of films: see ``require_original``)."""
     row = await service.seen(case_id, person, now)
     view = service.view(now)
     if row.role != "sender" or Role.SENDER not in policy.roles(row.case, person, view):
@@ -68,12 +77,6 @@ async def report_out(
     found = await asyncio.to_thread(
         PseudonymMap(service.node_dir.pseudonyms).study_originals, row.study_uid
     )
-    if found is None or not found["study_uid"]:
-        raise ReportRefused(
-            409,
-            "the study's original identifiers are not on this node (pseudonym map)",
-            key=N_("report_out_no_original"),
-        )
     latest = reports[-1]
     member = view.members.get(latest.signer.key)
     body = member.body if member is not None else {}
@@ -99,6 +102,18 @@ async def report_out(
         verified=member is not None and body.get("role") in READERS,
         addenda=len(reports) - 1,
     )
+
+
+def require_original(report: ReportOut) -> ReportOut:
+    """``report`` if it knows the original study (for the PACS and the HIS, which file
+    it there); ReportRefused if not (photos of films, a study the map does not hold)."""
+    if not report.original.study_uid:
+        raise ReportRefused(
+            409,
+            "the study's original identifiers are not on this node (pseudonym map)",
+            key=N_("report_out_no_original"),
+        )
+    return report
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from aiohttp.helpers import ChainMapProxy
 
 from tsfnode.appkeys import CASES, NODE_DIR, STORE
 from tsfnode.auth.sessions import Session, posted_form, require
-from tsfnode.cases.report_out import ReportRefused, report_out
+from tsfnode.cases.report_out import ReportRefused, report_out, require_original
 from tsfnode.clock import CLOCK, request_now
 from tsfnode.errors import CaseError
 from tsfnode.hospital.dicom import basic_text_sr, encapsulated_pdf
@@ -38,14 +38,20 @@ from tsfnode.hospital.pdf import build_pdf
 from tsfnode.hospital.report import ReportOut
 from tsfnode.i18n import N_
 from tsfnode.logs import log
+from tsfnode.routes import Routes
 from tsfnode.store.destinations import DestinationStore
 from tsfnode.web.common import http_error, language_of, seen_case
 from tsfnode.web.tools import SENDING, Sendings, destinations_of, send_in_background, start_sending
 
 PEOPLE = ("sender", "reader", "coordinator")
+ROUTES = Routes()
 
 
-async def _report(request: web.Request, session: Session) -> tuple[bytes, bytes, ReportOut]:
+async def _report(
+    request: web.Request, session: Session, *, original: bool = False
+) -> tuple[bytes, bytes, ReportOut]:
+    """The case's report for the hospital; ``original``: only if this node knows the
+    study as the hospital does (the PACS and the HIS file it there)."""
     case_id, person, _ = await seen_case(request, session)
     try:
         found = await report_out(
@@ -55,6 +61,8 @@ async def _report(request: web.Request, session: Session) -> tuple[bytes, bytes,
             language_of(request, session),
             request_now(request),
         )
+        if original:
+            require_original(found)
     except CaseError as exc:
         raise http_error(request, exc) from None
     return case_id, person, found
@@ -68,6 +76,7 @@ async def _audit(
     )
 
 
+@ROUTES.get("/cases/{id:[0-9a-f]{32}}/report.pdf")
 async def printed(request: web.Request) -> web.Response:
     session = await require(request, *PEOPLE)
     case_id, person, found = await _report(request, session)
@@ -80,9 +89,10 @@ async def printed(request: web.Request) -> web.Response:
     )
 
 
+@ROUTES.get("/cases/{id:[0-9a-f]{32}}/report.fhir.json")
 async def fhir(request: web.Request) -> web.Response:
     session = await require(request, *PEOPLE)
-    case_id, person, found = await _report(request, session)
+    case_id, person, found = await _report(request, session, original=True)
     pdf = await asyncio.to_thread(build_pdf, found)
     bundle = await asyncio.to_thread(bundle_json, found, pdf)
     await _audit(request, person, case_id, "report fhir", found.code)
@@ -103,9 +113,10 @@ def _write_objects(found: ReportOut, folder: Path) -> list[Path]:
     return files
 
 
+@ROUTES.post("/cases/{id:[0-9a-f]{32}}/report/pacs")
 async def to_pacs(request: web.Request) -> web.Response:
     session, form = await posted_form(request, *PEOPLE)
-    case_id, person, found = await _report(request, session)
+    case_id, person, found = await _report(request, session, original=True)
     mine = {str(d.id): d for d in await destinations_of(request, session.account_id)}
     chosen = mine.get(str(form.get("destination", "")))
     if chosen is None:
@@ -143,7 +154,9 @@ async def auto_send(app: ChainMapProxy, sendings: Sendings, case_id: bytes) -> N
     now = app[CLOCK].now_ms()
     for chosen in await DestinationStore(app[STORE].db).report_destinations(sender):
         try:
-            found = await report_out(service, case_id, sender, chosen.language, now)
+            found = require_original(
+                await report_out(service, case_id, sender, chosen.language, now)
+            )
         except CaseError as exc:  # no original identifiers here: said on the case page
             log("report not sent by itself", case=case_id.hex()[:8], why=str(exc)[:200])
             return
@@ -184,6 +197,4 @@ def install_auto_send(root: web.Application, web_app: web.Application) -> None:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/cases/{id:[0-9a-f]{32}}/report.pdf", printed)
-    app.router.add_get("/cases/{id:[0-9a-f]{32}}/report.fhir.json", fhir)
-    app.router.add_post("/cases/{id:[0-9a-f]{32}}/report/pacs", to_pacs)
+    app.router.add_routes(ROUTES)
