@@ -32,9 +32,6 @@ from tsfnode.auth.sessions import Session, posted_form, require
 from tsfnode.cases.report_out import ReportRefused, report_out, require_original
 from tsfnode.clock import CLOCK, request_now
 from tsfnode.errors import CaseError
-from tsfnode.hospital.dicom import basic_text_sr, encapsulated_pdf
-from tsfnode.hospital.fhir import bundle_json
-from tsfnode.hospital.pdf import build_pdf
 from tsfnode.hospital.report import ReportOut
 from tsfnode.i18n import N_
 from tsfnode.logs import log
@@ -80,7 +77,7 @@ async def _audit(
 async def printed(request: web.Request) -> web.Response:
     session = await require(request, *PEOPLE)
     case_id, person, found = await _report(request, session)
-    pdf = await asyncio.to_thread(build_pdf, found)
+    pdf = await asyncio.to_thread(_pdf, found)
     await _audit(request, person, case_id, "report pdf", found.code)
     return web.Response(
         body=pdf,
@@ -93,8 +90,7 @@ async def printed(request: web.Request) -> web.Response:
 async def fhir(request: web.Request) -> web.Response:
     session = await require(request, *PEOPLE)
     case_id, person, found = await _report(request, session, original=True)
-    pdf = await asyncio.to_thread(build_pdf, found)
-    bundle = await asyncio.to_thread(bundle_json, found, pdf)
+    bundle = await asyncio.to_thread(_fhir, found)
     await _audit(request, person, case_id, "report fhir", found.code)
     return web.Response(
         text=json.dumps(bundle, ensure_ascii=False, indent=1),
@@ -103,8 +99,24 @@ async def fhir(request: web.Request) -> web.Response:
     )
 
 
+def _pdf(found: ReportOut) -> bytes:
+    # fpdf2, fhir.resources and the DICOM builders are imported when first used: they
+    # take seconds to import on a loaded machine, which a node's start need not wait for.
+    from tsfnode.hospital.pdf import build_pdf
+
+    return build_pdf(found)
+
+
+def _fhir(found: ReportOut) -> dict[str, object]:
+    from tsfnode.hospital.fhir import bundle_json
+
+    return bundle_json(found, _pdf(found))
+
+
 def _write_objects(found: ReportOut, folder: Path) -> list[Path]:
-    pdf = build_pdf(found)
+    from tsfnode.hospital.dicom import basic_text_sr, encapsulated_pdf
+
+    pdf = _pdf(found)
     files = []
     for name, ds in (("pdf.dcm", encapsulated_pdf(found, pdf)), ("sr.dcm", basic_text_sr(found))):
         path = folder / name
