@@ -67,6 +67,7 @@ from tsfnode.transfers.context import NodeContext
 from tsfnode.transfers.service import TransferService
 from tsfnode.web.app import create_web_app
 from tsfnode.web.refusals import refusal_pages
+from tsfnode.web.report_out import install_auto_send
 
 MAX_REQUEST = 17 * 1024 * 1024  # the largest body an endpoint takes (speed test upload)
 
@@ -325,11 +326,13 @@ def create_app(
     app.router.add_get("/favicon.ico", favicon)
     Gate.of(public=[healthz, root, prometheus, favicon]).install(app)  # sub-apps: their own
     app.middlewares.append(refusal_pages)  # 403 and 404 pages, here and in every sub-app
+    web_app = create_web_app()
     for prefix, sub in (
         ("/peer/", create_peer_app()),
         ("/api/", create_api_app()),
-        ("/web/", create_web_app()),
+        ("/web/", web_app),
         ("/dicomweb/", create_dicomweb_app()),
     ):
         app.add_subapp(prefix, sub)
+    install_auto_send(app, web_app)  # every report back to the PACS its sender chose
     return app

@@ -31,7 +31,7 @@ import dataclasses
 import json
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,10 @@ class CaseService(NodeService):
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._last_stats = 0
+        # Called with a case's id when a report (or addendum) reaches this, the sender's,
+        # node: each starts what it does in the background (web.report_out: send it to
+        # the destinations its sender chose).
+        self.report_hooks: list[Callable[[bytes], None]] = []
         transfers.on_opened = self._opened
         transfers.on_delivered = self._delivered
 
@@ -677,6 +681,11 @@ class CaseService(NodeService):
                 )
                 await self._keep_document(doc, case_id, now)
                 await self._carry_out(row, step, now, image_quality=doc.body["image_quality"])
+                for hook in self.report_hooks:
+                    try:
+                        hook(case_id)
+                    except Exception as exc:  # the report is kept whatever a hook does
+                        log("report hook error", case=case_id.hex()[:8], error=type(exc).__name__)
             elif doc.kind == "case_message":
                 machine.apply(case, "message", by=who, roles=roles, now=now)
                 await self._keep_document(doc, case_id, now)

@@ -34,8 +34,13 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="print the node's id, addresses and database state")
     p.add_argument("directory", type=Path)
 
-    p = sub.add_parser("verify", help="check a signed document: who signed what, and when")
-    p.add_argument("file", type=Path)
+    p = sub.add_parser(
+        "verify",
+        help="check a signed document (who signed what, and when), or a printed report's "
+        "verification code (or its PDF) against this node's reports",
+    )
+    p.add_argument("file", help="a signed document, a printed report (PDF) or its code")
+    p.add_argument("--node", type=Path, help="the node directory that holds the reports")
 
     from tsfnode.cli.admin import add_parsers
     from tsfnode.cli.audit import add_parsers as add_audit_parsers
@@ -97,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
 
             print(format_status(asyncio.run(node_status(args.directory))))
         elif args.command == "verify":
-            from tsfnode.cli.verify import verify_file
+            from tsfnode.cli.verify import verify
 
-            return verify_file(args.file)
+            return verify(args.file, args.node)
         elif args.command == "demo":
             from tsfnode.cli.demo import run_demo
 

@@ -1,7 +1,14 @@
-"""`tsfnode verify FILE`: say who signed a document, what and when, or why it fails."""
+"""`tsfnode verify FILE`: say who signed a document, what and when, or why it fails.
+
+`tsfnode verify CODE --node DIR` (or a printed report's PDF, whose code is in its
+metadata): whether the node holds the report that verification code names, intact (its
+signature checked again), who signed it and when. Never the clinical text.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import sys
 import time
 from pathlib import Path
@@ -10,6 +17,7 @@ from protocol.bundle import Manifest
 from protocol.documents import decode_document
 from protocol.errors import ProtocolError
 from tsfnode.errors import NodeError
+from tsfnode.hospital.report import normalise_code
 
 # The fields shown per kind: identifiers and ratings, never clinical text.
 _SHOWN = {
@@ -53,4 +61,62 @@ def verify_file(path: Path) -> int:
     if doc.kind == "manifest":
         for node in Manifest(doc).recipients:
             print(f"  recipient   {node.text}")
+    return 0
+
+
+PDF_CODE = re.compile(rb"tsfnode verification code ([A-Z2-7]{4}(?:-[A-Z2-7]{4}){3})")
+
+
+def verify(argument: str, node: Path | None) -> int:
+    """A file (a signed document, or a printed report's PDF) or a verification code."""
+    path = Path(argument)
+    if path.is_file():
+        head = path.read_bytes()[:5]
+        if head != b"%PDF-":
+            return verify_file(path)
+        found = PDF_CODE.search(path.read_bytes())
+        if found is None:
+            print(f"{path}: no tsfnode verification code in this PDF", file=sys.stderr)
+            return 1
+        code = found.group(1).decode()
+    else:
+        normal = normalise_code(argument)
+        if normal is None:
+            raise NodeError(
+                f"cannot read {argument}: no such file, nor a verification code (16 letters "
+                "and digits in four groups, as ABCD-EFGH-IJKL-MNOP)"
+            )
+        code = normal
+    if node is None:
+        raise NodeError("a verification code is checked against a node: add --node DIR")
+    return asyncio.run(_verify_code(code, node))
+
+
+async def _verify_code(code: str, directory: Path) -> int:
+    from tsfnode.cases.report_out import find_by_code
+    from tsfnode.nodedir import NodeDir
+    from tsfnode.store import Store
+    from tsfnode.store.cases import CaseStore
+
+    node_dir = NodeDir(directory)
+    if not node_dir.exists():
+        raise NodeError(f"{directory} is not a node directory (tsfnode init)")
+    store = await Store.open(node_dir.database, readonly=True)
+    try:
+        found = await find_by_code(CaseStore(store.db), code)
+    finally:
+        await store.close()
+    if found is None:
+        print(f"{code}: NO report of this node has this code: it is not a report "
+              "from here, or it was changed", file=sys.stderr)  # fmt: skip
+        return 1
+    if found.document is None:
+        print(f"{code}: the report of case {found.case_id.hex()} does NOT verify: "
+              f"{found.problem}", file=sys.stderr)  # fmt: skip
+        return 1
+    doc = found.document
+    print(f"{code}: valid report signed by {doc.signer.text}")
+    print(f"  signed on   {_when(doc.created)}")
+    print(f"  case_id     {found.case_id.hex()}")
+    print(f"  digest      {doc.digest.hex()}")
     return 0

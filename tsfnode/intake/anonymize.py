@@ -114,6 +114,9 @@ class Result:
     removed: int = 0
     replaced: int = 0
     burned_in: list[str] = field(default_factory=list)
+    # The instance as the hospital knows it, for the pseudonym map only (a report sent
+    # back into the hospital's PACS references these): never logged, never sealed.
+    original: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(slots=True)
@@ -168,6 +171,19 @@ class Anonymizer:
         patient = self._patient_of(ds)
         reasons = burned_in_reasons(ds)
         original_study = text_of(ds, 0x0020000D)
+        original = {
+            name: text_of(ds, tag)
+            for name, tag in (
+                ("series", 0x0020000E),
+                ("sop", 0x00080018),
+                ("sop_class", 0x00080016),
+                ("study_date", 0x00080020),
+                ("study_time", 0x00080030),
+                ("accession", 0x00080050),
+                ("study_id", 0x00200010),
+                ("sex", 0x00100040),
+            )
+        }
         run = _Pass(patient)
         self._walk(ds, run)
         if self.profile.safe_private:
@@ -195,6 +211,7 @@ class Anonymizer:
             removed=run.removed,
             replaced=run.replaced,
             burned_in=reasons,
+            original=original,
         )
 
     # --- the walk --------------------------------------------------------------------

@@ -370,7 +370,9 @@ class Importer:
             report.repeated.append(Repeated(source.name, kept, result.study_uid))
             if kept == "first":
                 return
-        self.pseudonyms.record_study(result.study_uid, result.original_study_uid, result.patient)
+        self.pseudonyms.record_study(
+            result.study_uid, result.original_study_uid, result.patient, result.original
+        )
         report.taken.append(result)
 
     def _take_photo(self, name: str, data: bytes, report: ImportReport) -> None:

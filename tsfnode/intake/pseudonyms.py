@@ -102,8 +102,29 @@ class PseudonymMap:
         fake = {"PatientID": f"photos:{label}:{secrets.token_hex(8)}"}
         return self.patient_of(fake)
 
-    def record_study(self, study_uid: str, original_uid: str, patient: Patient) -> None:
-        self._data["studies"][study_uid] = {"original": original_uid, "patient": patient.pseudonym}
+    def record_study(
+        self,
+        study_uid: str,
+        original_uid: str,
+        patient: Patient,
+        original: dict[str, str] | None = None,
+    ) -> None:
+        """A de-identified study and its original UID; ``original``: one of its
+        instances as the hospital knows it (``anonymize.Result.original``: its series,
+        SOP instance and class, the study's date, time, accession number and ID, the
+        patient's sex), kept so that a report can go back into the hospital's PACS
+        referencing them (``study_originals``)."""
+        study = self._data["studies"].get(study_uid)
+        if study is None or study.get("original") != original_uid:
+            study = {"original": original_uid, "patient": patient.pseudonym}
+            self._data["studies"][study_uid] = study
+        if original and original.get("sop"):
+            instances = study.setdefault("instances", {})
+            instances[original["sop"]] = [original.get("series", ""), original.get("sop_class", "")]
+            details = study.setdefault("details", {})
+            for key in ("study_date", "study_time", "accession", "study_id", "sex"):
+                if original.get(key) and not details.get(key):
+                    details[key] = original[key]
 
     def original_of(self, pseudonym: str) -> dict[str, str] | None:
         """The original identifiers of a pseudonym (to re-link a report)."""
@@ -120,6 +141,22 @@ class PseudonymMap:
             return None
         original = self.original_of(study["patient"]) or {}
         return {**original, "pseudonym": study["patient"], "study_uid": study["original"]}
+
+    def study_originals(self, study_uid: str) -> dict[str, Any] | None:
+        """Everything the hospital knows of a de-identified study, on the sender's node
+        only: the patient's original identifiers, the original Study Instance UID,
+        ``details`` (date, time, accession number, study ID, sex) and ``instances``
+        (original SOP Instance UID -> [original Series Instance UID, SOP Class UID])."""
+        study = self._data["studies"].get(study_uid)
+        if study is None:
+            return None
+        return {
+            "patient": self.original_of(study["patient"]) or {},
+            "pseudonym": study["patient"],
+            "study_uid": study["original"],
+            "details": dict(study.get("details", {})),
+            "instances": {k: list(v) for k, v in study.get("instances", {}).items()},
+        }
 
     def save(self) -> None:
         tmp = self.path.with_suffix(".tmp")

@@ -344,6 +344,18 @@ class CaseStore:
             )
         return [decode_document(bytes(r[0])) for r in await cursor.fetchall()]
 
+    async def signed_documents(self, kind: str) -> list[tuple[bytes, bytes, bytes, bytes]]:
+        """Every document of ``kind`` kept here, as stored and not yet verified: (case
+        id, signer, digest, signed bytes), oldest first."""
+        cursor = await self.db.execute(
+            "SELECT case_id, signer, digest, raw FROM case_documents WHERE kind = ?"
+            " ORDER BY created_ms, digest",
+            (kind,),
+        )
+        return [
+            (bytes(r[0]), bytes(r[1]), bytes(r[2]), bytes(r[3])) for r in await cursor.fetchall()
+        ]
+
     # --- bundles ---------------------------------------------------------------------
 
     async def add_bundle(self, bundle_id: bytes, case_id: bytes, purpose: str) -> None:

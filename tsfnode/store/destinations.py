@@ -7,6 +7,7 @@ transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import aiosqlite
 
@@ -23,6 +24,16 @@ class DicomDestination:
     host: str
     port: int
     calling_ae: str
+    reports_auto: bool = False  # every report back goes here by itself (a sender's choice)
+
+
+@dataclass(frozen=True)
+class ReportDestination:
+    """A destination where its owner sends every report back, with who owns it."""
+
+    account_id: int
+    language: str
+    destination: DicomDestination
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,12 @@ class DicomSend:
     error: str
 
 
+def _destination(r: Any) -> DicomDestination:
+    return DicomDestination(
+        int(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]), str(r[5]), bool(r[6])
+    )
+
+
 class DestinationStore:
     """The queries about people's DICOM destinations and sendings over the node's
     database connection (``Store.db``)."""
@@ -49,12 +66,30 @@ class DestinationStore:
 
     async def destinations_of(self, account_id: int) -> list[DicomDestination]:
         cursor = await self.db.execute(
-            "SELECT id, label, ae_title, host, port, calling_ae FROM dicom_destinations"
-            " WHERE account_id = ? ORDER BY label, id",
+            "SELECT id, label, ae_title, host, port, calling_ae, reports_auto"
+            " FROM dicom_destinations WHERE account_id = ? ORDER BY label, id",
             (account_id,),
         )
+        return [_destination(r) for r in await cursor.fetchall()]
+
+    async def set_reports_auto(self, destination_id: int, *, account_id: int, on: bool) -> None:
+        """Send every report back to one of the account's own destinations, or no longer."""
+        async with transaction(self.db):
+            await self.db.execute(
+                "UPDATE dicom_destinations SET reports_auto = ? WHERE id = ? AND account_id = ?",
+                (int(on), destination_id, account_id),
+            )
+
+    async def report_destinations(self, person_key: bytes) -> list[ReportDestination]:
+        """The destinations where the account of ``person_key`` sends every report back."""
+        cursor = await self.db.execute(
+            "SELECT d.id, d.label, d.ae_title, d.host, d.port, d.calling_ae, d.reports_auto,"
+            " a.id, a.language FROM dicom_destinations d JOIN accounts a ON a.id = d.account_id"
+            " WHERE a.person_key = ? AND d.reports_auto = 1 ORDER BY d.id",
+            (person_key,),
+        )
         return [
-            DicomDestination(int(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]), str(r[5]))
+            ReportDestination(int(r[7]), str(r[8]), _destination(r))
             for r in await cursor.fetchall()
         ]
 

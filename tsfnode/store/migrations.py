@@ -258,6 +258,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE cases ADD COLUMN decisions INTEGER NOT NULL DEFAULT 0;
     """,
+    # 11: a sender's choice to send every report that comes back, automatically, to one
+    # of their DICOM destinations (the hospital's PACS): a flag on the destination
+    """
+    ALTER TABLE dicom_destinations ADD COLUMN reports_auto INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -19,6 +19,7 @@ from tsfnode.web.coordinator import add_routes as add_coordinator_routes
 from tsfnode.web.coordinator import apply, join_page
 from tsfnode.web.new_case import add_routes as add_new_case_routes
 from tsfnode.web.pairs import add_routes as add_pair_routes
+from tsfnode.web.report_out import add_routes as add_report_out_routes
 from tsfnode.web.tools import add_routes as add_tool_routes
 from tsfnode.web.viewer import add_routes as add_viewer_routes
 
@@ -57,6 +58,7 @@ def create_web_app() -> web.Application:
     add_pair_routes(app)
     add_viewer_routes(app)
     add_tool_routes(app)
+    add_report_out_routes(app)
     app.router.add_static("/static", _STATIC_DIR)
     Gate.of(
         public=[index, login_page, login, logout, join_page, apply], authenticate=signed_in

@@ -200,6 +200,7 @@ async def case_page(
         "evaluate": found["kept_as"] == "sender"
         and "sender" in found["roles"]
         and found["state"] == "report_delivered",
+        "report_out": found["kept_as"] == "sender" and "sender" in found["roles"] and bool(reports),
         "message": found["state"]
         in ("delivered", "assigned", "reported", "report_delivered", "evaluated"),
     }

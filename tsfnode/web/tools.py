@@ -8,6 +8,7 @@ with a DICOMDIR, or sent to one of those nodes.
     POST /web/tools/tokens/revoke
     POST /web/tools/destinations                  a DICOM node to send to
     POST /web/tools/destinations/delete
+    POST /web/tools/destinations/reports          every report back sent there, or not
     GET  /web/cases/{id}/export.zip               the case's study, for a workstation
     POST /web/cases/{id}/send                     sent by C-STORE, in the background
 
@@ -20,6 +21,7 @@ import asyncio
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -232,6 +234,18 @@ async def add_destination(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/web/tools#destinations")
 
 
+@ROUTES.post("/tools/destinations/reports")
+async def reports_auto(request: web.Request) -> web.Response:
+    """Send every report that comes back to this destination by itself, or no longer."""
+    session, form = await posted_form(request, *PEOPLE)
+    destination_id = _number(form.get("destination"))
+    if destination_id is not None:
+        await _destinations(request.config_dict).set_reports_auto(
+            destination_id, account_id=session.account_id, on=form.get("on") == "yes"
+        )
+    raise web.HTTPSeeOther("/web/tools#destinations")
+
+
 @ROUTES.post("/tools/destinations/delete")
 async def delete_destination(request: web.Request) -> web.Response:
     session, form = await posted_form(request, *PEOPLE)
@@ -314,28 +328,82 @@ async def send(request: web.Request) -> web.Response:
     chosen = mine.get(str(form.get("destination", "")))
     if chosen is None:
         raise web.HTTPSeeOther("/web/tools#destinations")
-    to = Destination(chosen.label, chosen.ae_title, chosen.host, chosen.port, chosen.calling_ae)
-    send_id = await _destinations(request.config_dict).start_send(
-        session.account_id,
-        case_id=case_id,
-        destination_id=chosen.id,
-        now=request_now(request),
-        total=len(files),
+    send_id = await start_sending(
+        request, session.account_id, case_id, person, chosen, files, action="dicom send"
     )
-    progress = Progress(total=len(files))
-    request.app[SENDING].progress[send_id] = progress
-    detail = f"{len(files)} images to {to.ae_title}@{to.host}:{to.port}"
-    await request.config_dict[CASES].audit.append(
-        actor=person, case_id=case_id, action="dicom send", detail=detail, now=request_now(request)
-    )
-    task = asyncio.ensure_future(_run_send(request.config_dict, send_id, files, to, progress))
-    request.app[SENDING].tasks.add(task)
-    task.add_done_callback(request.app[SENDING].tasks.discard)
     raise web.HTTPSeeOther(f"/web/tools?sending={send_id}#sends")
 
 
+async def start_sending(
+    request: web.Request,
+    account_id: int,
+    case_id: bytes,
+    person: bytes,
+    chosen: DicomDestination,
+    files: list[Path],
+    *,
+    action: str,
+    what: str = "images",
+    then: Callable[[], None] | None = None,
+) -> int:
+    """Send ``files`` to ``chosen`` by C-STORE in the background, recorded as a sending
+    (shown on the tools page) and in the audit log as ``action``; ``then`` runs once it
+    ends, however it ends. The sending's id."""
+    return await send_in_background(
+        request.config_dict,
+        request.app[SENDING],
+        account_id,
+        case_id,
+        person,
+        chosen,
+        files,
+        action=action,
+        what=what,
+        then=then,
+        now=request_now(request),
+    )
+
+
+async def send_in_background(
+    app: ChainMapProxy,
+    sendings: Sendings,
+    account_id: int,
+    case_id: bytes,
+    person: bytes,
+    chosen: DicomDestination,
+    files: list[Path],
+    *,
+    action: str,
+    what: str,
+    then: Callable[[], None] | None,
+    now: int,
+) -> int:
+    """``start_sending`` where there is no request (a report sent by itself)."""
+    to = Destination(chosen.label, chosen.ae_title, chosen.host, chosen.port, chosen.calling_ae)
+    send_id = await _destinations(app).start_send(
+        account_id, case_id=case_id, destination_id=chosen.id, now=now, total=len(files)
+    )
+    progress = Progress(total=len(files))
+    sendings.progress[send_id] = progress
+    detail = f"{len(files)} {what} to {to.ae_title}@{to.host}:{to.port}"
+    await app[CASES].audit.append(
+        actor=person, case_id=case_id, action=action, detail=detail, now=now
+    )
+    task = asyncio.ensure_future(_run_send(app, sendings, send_id, files, to, progress))
+    sendings.tasks.add(task)
+    task.add_done_callback(sendings.tasks.discard)
+    if then is not None:
+        task.add_done_callback(lambda _: then())
+    return send_id
+
+
 async def _run_send(
-    app: ChainMapProxy, send_id: int, files: list[Path], to: Destination, progress: Progress
+    app: ChainMapProxy,
+    sendings: Sendings,
+    send_id: int,
+    files: list[Path],
+    to: Destination,
+    progress: Progress,
 ) -> None:
     """Send, then record the outcome. Cancelled (the node stopping): nothing recorded,
     and the page shows the sending as interrupted."""
@@ -354,7 +422,7 @@ async def _run_send(
     await _destinations(app).finish_send(
         send_id, state=state, error=error, sent=progress.sent, now=app[CLOCK].now_ms()
     )
-    app[SENDING].progress.pop(send_id, None)
+    sendings.progress.pop(send_id, None)
 
 
 async def _stop_sends(app: web.Application) -> None:
