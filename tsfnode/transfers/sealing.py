@@ -18,7 +18,7 @@ import tempfile
 import threading
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +72,7 @@ class TransportPool:
         self._timer: threading.Timer | None = None
         self.started = 0  # how many times worker processes were started
 
-    def encode(self, paths: list[Path]) -> Iterator[bytes]:
+    def encode(self, paths: list[Path]) -> Generator[bytes, None, None]:
         """Each file of ``paths`` encoded for the journey, in order."""
         if self.workers == 1 or len(paths) < PARALLEL_FROM:
             for path in paths:
