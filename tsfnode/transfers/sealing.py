@@ -11,6 +11,7 @@ Memory stays at about two files per core plus one chunk.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import shutil
@@ -20,6 +21,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from protocol.bundle import BundleSealer, Manifest, choose_chunk_size, encode_pl
 from protocol.identity import Identity, PublicIdentity
 from tsfnode.errors import NodeError
 from tsfnode.intake.review import ReviewBook
+from tsfnode.logs import log
 from tsfnode.store.blobs import BlobStore
 
 DAY_MS = 86_400_000
@@ -79,20 +82,24 @@ class TransportPool:
                 yield _transport_bytes(path)
             return
         pool = self._acquire()
+        pending: deque[Future[bytes]] = deque()
+        done = 0
         try:
-            pending: deque[Future[bytes]] = deque()
-            ahead = 2 * self.workers
             queued = iter(paths)
-            for path in queued:
+            for path in itertools.islice(queued, 2 * self.workers):
                 pending.append(pool.submit(_transport_bytes, path))
-                if len(pending) >= ahead:
-                    break
             while pending:
                 data = pending.popleft().result()
                 following = next(queued, None)
                 if following is not None:
                     pending.append(pool.submit(_transport_bytes, following))
+                done += 1
                 yield data
+        except BrokenProcessPool:  # a worker died (killed, out of memory): go on here
+            self._broken(pool)
+            log("transport encoding goes on in one process", error="BrokenProcessPool")
+            for rest in paths[done:]:
+                yield _transport_bytes(rest)
         finally:
             for future in pending:
                 future.cancel()
@@ -110,6 +117,13 @@ class TransportPool:
                 self.started += 1
             self._users += 1
             return self._pool
+
+    def _broken(self, pool: ProcessPoolExecutor) -> None:
+        """Forget a pool whose worker died: the next study starts new workers."""
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def _release(self) -> None:
         with self._lock:
