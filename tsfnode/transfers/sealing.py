@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import queue
 import shutil
 import tempfile
 import threading
@@ -231,13 +232,52 @@ def _seal(
     sealer = BundleSealer(
         sender=sender, recipients=recipients, chunk_size=choose_chunk_size(total), rng=rng
     )
-    for piece in pieces:
-        for chunk in sealer.push(piece):
-            blobs.put(chunk)
-    rest, manifest = sealer.finish(now=now, ttl=BUNDLE_TTL_MS, priority=priority)
-    for chunk in rest:
-        blobs.put(chunk)
+    with ChunkWriter(blobs) as put:
+        for piece in pieces:
+            for chunk in sealer.push(piece):
+                put(chunk)
+        rest, manifest = sealer.finish(now=now, ttl=BUNDLE_TTL_MS, priority=priority)
+        for chunk in rest:
+            put(chunk)
     return Manifest.decode(manifest, now=now)
+
+
+class ChunkWriter:
+    """Writes sealed chunks to the blob store in a thread of its own (each is fsynced,
+    milliseconds of waiting for the disk), so that sealing goes on meanwhile; at most
+    ``AHEAD`` chunks wait. Leaving the ``with`` waits for every chunk to be written, and
+    raises the first error a write met."""
+
+    AHEAD = 8
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self._blobs = blobs
+        self._queue: queue.Queue[bytes | None] = queue.Queue(self.AHEAD)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write, name="seal-chunks", daemon=True)
+
+    def __enter__(self) -> Callable[[bytes], None]:
+        self._thread.start()
+        return self.put
+
+    def put(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(chunk)
+
+    def _write(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._blobs.put(chunk)
+                except BaseException as exc:  # raised in the sealing thread
+                    self._error = exc
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None and exc_info[0] is None:
+            raise self._error
 
 
 def seal_documents(
