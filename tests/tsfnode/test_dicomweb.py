@@ -13,6 +13,7 @@ import email.policy
 import html
 import io
 import json
+import os
 import re
 import shutil
 import socket
@@ -813,3 +814,17 @@ def test_each_study_bundle_is_listed_as_it_is_opened(net: DicomwebNet) -> None:
         assert all((root / folder / r["path"]).is_file() for r in records)
         facts = [i["viewer"] for i in held["instances"] if i["viewer"] is not None]
         assert sum(f["frames"] for f in facts) == (SLICES if case == net.ct_case else 10)
+
+
+def test_the_sender_node_encodes_a_study_on_every_core(net: DicomwebNet) -> None:
+    """Koffi's node (`python -m tsfnode run`) encoded the CT's slices in worker
+    processes, one per core, without falling back to one process (its spawned workers
+    once ran the node's command again, failed, and the encoding went on in one)."""
+    koffis_node = net.cluster.nodes[0]
+    assert koffis_node is not None
+    logged = [json.loads(line) for line in koffis_node.logs().splitlines()]
+    events = [e for e in logged if e["event"].startswith(("study encoded", "transport encoding"))]
+    if (os.cpu_count() or 1) > 1:  # the CT's 6 slices (the MR's one file is encoded alone)
+        (encoded,) = [e for e in events if e["event"] == "study encoded for the journey"]
+        assert (encoded["files"], encoded["processes"]) == (SLICES, os.cpu_count())
+    assert not [e for e in events if e["event"] == "transport encoding goes on in one process"]

@@ -95,6 +95,8 @@ class TransportPool:
                 if following is not None:
                     pending.append(pool.submit(_transport_bytes, following))
                 done += 1
+                if done == len(paths):  # said before the last file: the caller stops there
+                    log("study encoded for the journey", files=done, processes=self.workers)
                 yield data
         except BrokenProcessPool:  # a worker died (killed, out of memory): go on here
             self._broken(pool)
