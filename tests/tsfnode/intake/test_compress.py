@@ -124,6 +124,8 @@ def test_transport_encoding_is_chosen_by_what_the_instance_is_and_encoded_once(
         assert again == ds  # every element, as it was
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # every real file encoded four ways: minutes on a loaded machine
 def test_transport_encoding_is_as_small_as_every_candidate_on_the_real_files(
     imported: Imported,
 ) -> None:
