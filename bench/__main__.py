@@ -11,6 +11,7 @@ from bench import (
     bench_exposure,
     bench_gossip,
     bench_intake,
+    bench_pipeline,
     bench_simulations,
     bench_transfer,
     bench_viewer,
@@ -25,6 +26,7 @@ MODULES = (
     bench_transfer,
     bench_exposure,
     bench_viewer,
+    bench_pipeline,
     bench_simulations,
 )
 

@@ -14,6 +14,7 @@ import email.policy
 import html
 import io
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -754,3 +755,33 @@ def test_a_study_of_ct_and_mr_is_found_by_either_modality(net: DicomwebNet, tmp_
     assert client.search_for_studies(search_filters={"Modality": "US"}) == []
     assert [value(s, "StudyInstanceUID") for s in client.search_for_studies(
         search_filters={"ModalitiesInStudy": "MR"})].count(uid) == 1  # fmt: skip
+
+
+def test_each_study_bundle_is_listed_as_it_is_opened(net: DicomwebNet) -> None:
+    """Marie's node lists each bundle as it opens it (received/BUNDLE/listing.json: the
+    viewer's facts and DICOMweb's records, from one read of each header), so neither
+    reads the headers again; the viewer and DICOMweb keep their own case listings
+    elsewhere (DIR/viewer, DIR/dicomweb), never there."""
+    root = net.cluster.dirs[1]
+    for case, images in ((net.ct_case, SLICES), (net.mr_case, 1)):
+        (folder,) = net.marie.case(case)["images"]
+        held = json.loads((root / folder / "listing.json").read_text())
+        records = [i["dicomweb"] for i in held["instances"] if i["dicomweb"] is not None]
+        assert len(records) == images == len(list((root / folder).rglob("*.dcm")))
+        assert all((root / folder / r["path"]).is_file() for r in records)
+        facts = [i["viewer"] for i in held["instances"] if i["viewer"] is not None]
+        assert sum(f["frames"] for f in facts) == (SLICES if case == net.ct_case else 10)
+
+
+def test_the_sender_node_encodes_a_study_on_every_core(net: DicomwebNet) -> None:
+    """Koffi's node (`python -m tsfnode run`) encoded the CT's slices in worker
+    processes, one per core, without falling back to one process (its spawned workers
+    once ran the node's command again, failed, and the encoding went on in one)."""
+    koffis_node = net.cluster.nodes[0]
+    assert koffis_node is not None
+    logged = [json.loads(line) for line in koffis_node.logs().splitlines()]
+    events = [e for e in logged if e["event"].startswith(("study encoded", "transport encoding"))]
+    if (os.cpu_count() or 1) > 1:  # the CT's 6 slices (the MR's one file is encoded alone)
+        (encoded,) = [e for e in events if e["event"] == "study encoded for the journey"]
+        assert (encoded["files"], encoded["processes"]) == (SLICES, os.cpu_count())
+    assert not [e for e in events if e["event"] == "transport encoding goes on in one process"]

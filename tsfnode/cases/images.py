@@ -11,17 +11,11 @@ from collections.abc import Awaitable, Callable, Sized
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+__all__ = ["Listings", "image_folders", "int_of", "kept_listing", "list_series", "listed_series"]
+
 from tsfnode.cases.service import CaseService
-from tsfnode.images.render import (
-    PRESETS,
-    default_window,
-    frame_count,
-    is_lossy,
-    orientation_markers,
-    read_header,
-    slice_position,
-    spacing,
-)
+from tsfnode.images.listing import int_of, listed
+from tsfnode.images.render import PRESETS
 
 SERIES_TTL_S = 60.0
 V = TypeVar("V", bound=Sized)
@@ -76,65 +70,48 @@ def kept_listing(
 
 def list_series(folders: list[Path]) -> list[dict[str, Any]]:
     """The series of the images in ``folders``: their frames in anatomical order (along
-    the slice normal, else by instance number), presets, and what the overlay shows."""
-    by_series: dict[str, list[tuple[Path, Any]]] = {}
-    for folder in folders:
-        for path in sorted(folder.rglob("*.dcm")) if folder.exists() else []:
-            try:
-                ds = read_header(path)
-            except Exception:  # noqa: S112 - not an image: not shown
-                continue
-            if "Rows" not in ds:
-                continue
-            by_series.setdefault(str(ds.get("SeriesInstanceUID", path.parent.name)), []).append(
-                (path, ds)
-            )
+    the slice normal, else by instance number), presets, and what the overlay shows;
+    from each received bundle's listing, made when it was opened (images/listing.py),
+    else from the headers."""
+    by_series: dict[str, list[dict[str, Any]]] = {}
+    for facts in listed(folders, "viewer"):
+        by_series.setdefault(facts["series"], []).append(facts)
     out = []
-    for uid, files in sorted(by_series.items(), key=lambda s: int_of(s[1][0][1], "SeriesNumber")):
-        files.sort(key=lambda f: (_order(f[1]), int_of(f[1], "InstanceNumber"), f[0].name))
-        first = files[0][1]
+    for uid, files in sorted(by_series.items(), key=lambda s: s[1][0]["series_number"]):
+        files.sort(key=lambda f: (_order(f), f["instance_number"], f["name"]))
+        first = files[0]
         frames = [
-            {"file": str(path), "index": i, "position": slice_position(ds)}
-            for path, ds in files
-            for i in range(frame_count(ds))
+            {"file": f["file"], "index": i, "position": f["position"]}
+            for f in files
+            for i in range(f["frames"])
         ]
-        window = default_window(first)
-        modality = str(first.get("Modality", ""))
         presets = {}
-        if window is not None:
-            presets["image"] = [window.centre, window.width]
-        if modality == "CT":
+        if first["window"] is not None:
+            presets["image"] = list(first["window"])
+        if first["modality"] == "CT":
             presets.update({k: list(v) for k, v in PRESETS.items()})
         out.append(
             {
                 "uid": uid,
-                "description": str(first.get("SeriesDescription", "")),
-                "modality": modality,
-                "rows": int(first.Rows),
-                "columns": int(first.Columns),
+                "description": first["description"],
+                "modality": first["modality"],
+                "rows": first["rows"],
+                "columns": first["columns"],
                 "frames": frames,
                 "presets": presets,
-                "markers": orientation_markers(first),
-                "spacing": spacing(first),
-                "lossy": any(is_lossy(ds) for _, ds in files),
-                "photometric": str(first.get("PhotometricInterpretation", "")),
-                "colour": int(first.get("SamplesPerPixel", 1)) > 1
-                or str(first.get("PhotometricInterpretation", "")) == "PALETTE COLOR",
+                "markers": first["markers"],
+                "spacing": first["spacing"],
+                "lossy": any(f["lossy"] for f in files),
+                "photometric": first["photometric"],
+                "colour": first["colour"],
             }
         )
     return out
 
 
-def int_of(ds: Any, keyword: str) -> int:
-    try:
-        return int(ds.get(keyword) or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _order(ds: Any) -> float:
-    position = slice_position(ds)
-    return position if position is not None else 0.0
+def _order(facts: dict[str, Any]) -> float:
+    position = facts["position"]
+    return float(position) if position is not None else 0.0
 
 
 class Listings(Generic[V]):

@@ -67,6 +67,7 @@ from tsfnode.cases.metrics import publish_stats
 from tsfnode.cases.pairs import keep_proposal
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import N_
+from tsfnode.images.listing import index_bundle
 from tsfnode.intake.owners import NoSuchStudy, StudyOwners
 from tsfnode.intake.pseudonyms import PseudonymMap
 from tsfnode.logs import log
@@ -107,6 +108,7 @@ class CaseService(NodeService):
         self.report_hooks: list[Callable[[bytes], None]] = []
         transfers.on_opened = self._opened
         transfers.on_delivered = self._delivered
+        transfers.index_opened = index_bundle
 
     # --- life ------------------------------------------------------------------------
 

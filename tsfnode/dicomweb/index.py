@@ -16,17 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp.helpers import ChainMapProxy
-from pydicom.dataelem import DataElement
 from pydicom.uid import UID
 
 from tsfnode.appkeys import CASES, NODE_DIR
 from tsfnode.cases.images import Listings, image_folders, kept_listing
-from tsfnode.images.render import frame_count, read_header
-
-BULK = "tsf-bulk:"  # in a kept listing; the URL of each request replaces it
-BULK_THRESHOLD = 1024  # bytes: binary values above this are BulkDataURIs
-PIXEL_DATA = "7FE00010"
-AVAILABLE_SYNTAX = "00083002"  # Available Transfer Syntax UID (PS3.3 C.12.1)
+from tsfnode.images.listing import listed
 
 
 @dataclass(frozen=True)
@@ -46,43 +40,11 @@ class Instance:
         return UID(self.syntax).is_compressed
 
 
-def _bulk(element: DataElement) -> str:
-    return f"{BULK}{element.tag:08X}"
-
-
 def list_instances(folders: list[Path]) -> list[dict[str, Any]]:
     """Every readable DICOM instance in ``folders`` (others are skipped: a folder may
-    hold the case's non-image files)."""
-    out = []
-    for folder in folders:
-        for path in sorted(folder.rglob("*.dcm")) if folder.exists() else []:
-            try:
-                ds = read_header(path)
-                uids = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
-                syntax = str(ds.file_meta.TransferSyntaxUID)
-                meta = ds.to_json_dict(BULK_THRESHOLD, _bulk, suppress_invalid_tags=True)
-            except Exception:  # noqa: S112 - not a DICOM instance: not served
-                continue
-            meta[AVAILABLE_SYNTAX] = {"vr": "UI", "Value": [syntax]}
-            if "Rows" in ds:
-                native_ow = int(ds.get("BitsAllocated", 8)) > 8 and not UID(syntax).is_compressed
-                meta[PIXEL_DATA] = {
-                    "vr": "OW" if native_ow else "OB",
-                    "BulkDataURI": BULK + PIXEL_DATA,
-                }
-            out.append(
-                {
-                    "path": str(path),
-                    "study": str(uids[0]),
-                    "series": str(uids[1]),
-                    "sop": str(uids[2]),
-                    "sop_class": str(ds.get("SOPClassUID", "")),
-                    "frames": frame_count(ds) if "Rows" in ds else 0,
-                    "syntax": syntax,
-                    "meta": meta,
-                }
-            )
-    return out
+    hold the case's non-image files): from each received bundle's listing, made when
+    it was opened (images/listing.py), else from the headers."""
+    return listed(folders, "dicomweb")
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from tsfnode.auth.gate import PRINCIPAL, Gate
 from tsfnode.auth.sessions import bearer_holder, session_of
 from tsfnode.cases.images import Listings
 from tsfnode.clock import request_now
-from tsfnode.dicomweb.index import BULK, PIXEL_DATA, Catalogue, Instance, catalogue_of
+from tsfnode.dicomweb.index import Catalogue, Instance, catalogue_of
 from tsfnode.dicomweb.media import (
     Multipart,
     NotAcceptable,
@@ -59,6 +59,7 @@ from tsfnode.dicomweb.query import (
     returned,
     select,
 )
+from tsfnode.images.listing import BULK, PIXEL_DATA
 from tsfnode.images.render import FULL, Window
 from tsfnode.info import dicomweb_base_url
 from tsfnode.store.accounts import AccountStore

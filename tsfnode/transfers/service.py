@@ -155,6 +155,9 @@ class TransferService(NodeService):
         # here was delivered (its receipt came back).
         self.on_opened: Callable[[Manifest, BundleHeader, Path], Awaitable[None]] | None = None
         self.on_delivered: Callable[[bytes, bytes, int], Awaitable[None]] | None = None
+        # Set by the case service: lists an opened bundle's files (images/listing.py) in
+        # the folder it opens into, before the folder appears, in the opening thread.
+        self.index_opened: Callable[[Path], None] | None = None
 
     # --- life ------------------------------------------------------------------------
 
@@ -658,6 +661,11 @@ class TransferService(NodeService):
         finally:
             if handle is not None:
                 handle.close()
+        if self.index_opened is not None:
+            try:
+                self.index_opened(tmp)  # the viewer's and DICOMweb's listing, made once
+            except Exception as exc:  # listed later from the headers instead
+                log("opened bundle not listed", bundle=folder.name[:8], error=type(exc).__name__)
         (tmp / "case.json").write_text(
             json.dumps(_jsonable(header.case), ensure_ascii=False, sort_keys=True), "utf-8"
         )

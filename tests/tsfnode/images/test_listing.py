@@ -1,0 +1,74 @@
+"""An opened bundle is listed once, as it is opened: the viewer's series and DICOMweb's
+instances then come from its listing.json, without reading a header again."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_testdata_file
+
+from tests.harness.data import PYDICOM_FILES
+from tests.harness.studies import ct_series
+from tsfnode.cases.images import list_series
+from tsfnode.dicomweb.index import list_instances
+from tsfnode.images import listing
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _bundle(folder: Path) -> Path:
+    """A folder as the transfer service opens a bundle into: case.json, files/..."""
+    files = folder / "files"
+    (files / "ct").mkdir(parents=True)
+    ct_series(files / "ct", 5)
+    (files / "mr").mkdir()
+    shutil.copy(str(get_testdata_file("emri_small.dcm", download=False)), files / "mr" / "a.dcm")
+    (files / "sr").mkdir()
+    shutil.copy(PYDICOM_FILES / "test-SR.dcm", files / "sr" / "b.dcm")
+    (files / "documents.tsfd").write_bytes(b"not DICOM")
+    (files / "not-dicom.dcm").write_bytes(b"neither")
+    (folder / "case.json").write_text("{}")
+    return folder
+
+
+def test_a_bundle_listed_at_opening_is_listed_again_without_reading_a_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = _bundle(tmp_path / "received" / "b1.tmp")
+    listing.index_bundle(opened)  # as the transfer service does, before the rename
+    assert (opened / "listing.json").exists()
+    folder = opened.rename(tmp_path / "received" / "b1")
+    same = _bundle(tmp_path / "unlisted")  # the same files, without a listing
+    for path in (same / "files").rglob("*.dcm"):
+        shutil.copy(folder / path.relative_to(same), path)
+    from_headers = (list_series([same]), list_instances([same]))
+    reads = 0
+    read_header = listing.read_header
+
+    def counted(path: Path) -> object:
+        nonlocal reads
+        reads += 1
+        return read_header(path)
+
+    monkeypatch.setattr(listing, "read_header", counted)
+    series, instances = list_series([folder]), list_instances([folder])
+    assert reads == 0
+    assert [s["uid"] for s in series] == [s["uid"] for s in from_headers[0]]
+    assert len(series) == 2  # the CT and the MR; the SR is no image
+    assert sum(len(s["frames"]) for s in series) == 5 + 10
+    for ours, theirs in zip(series, from_headers[0], strict=True):
+        assert [Path(f["file"]).relative_to(folder) for f in ours["frames"]] == [
+            Path(f["file"]).relative_to(same) for f in theirs["frames"]
+        ]
+        assert {k: v for k, v in ours.items() if k != "frames"} == {
+            k: v for k, v in theirs.items() if k != "frames"
+        }
+    assert len(instances) == 5 + 1 + 1  # the SR is an instance DICOMweb serves
+    assert [i["meta"] for i in instances] == [i["meta"] for i in from_headers[1]]
+    assert all(Path(i["path"]).is_relative_to(folder) for i in instances)
+    assert reads == 0
+    listing_of_intake = list_series([same])  # a folder without listing: its headers
+    assert reads == 5 + 1 + 1 + 1  # every .dcm file, the one that is not DICOM too
+    assert listing_of_intake == from_headers[0]

@@ -1,0 +1,166 @@
+"""What the viewer and DICOMweb list of each DICOM instance, read from its header once.
+
+A bundle received here is listed as it is opened (``index_bundle``, called by the
+transfer service on the folder it opens into, before the folder appears): every
+instance's header is read once, and both listings are written to the bundle's
+``listing.json``: the viewer's facts (series, order, frames, window, markers...) and
+DICOMweb's record (UIDs, frames, stored syntax, the DICOM JSON model). The viewer and
+DICOMweb then list a case from these files, without reading a header again; a folder
+without one (the sender's intake, a bundle opened by an earlier version) is listed from
+its headers as before.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+
+from tsfnode.images.render import (
+    default_window,
+    frame_count,
+    is_lossy,
+    orientation_markers,
+    read_header,
+    slice_position,
+    spacing,
+)
+
+LISTING = "listing.json"
+LISTING_VERSION = 1
+BULK = "tsf-bulk:"  # in a kept listing; the URL of each request replaces it
+BULK_THRESHOLD = 1024  # bytes: binary values above this are BulkDataURIs
+PIXEL_DATA = "7FE00010"
+AVAILABLE_SYNTAX = "00083002"  # Available Transfer Syntax UID (PS3.3 C.12.1)
+
+
+def int_of(ds: Any, keyword: str) -> int:
+    try:
+        return int(ds.get(keyword) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _bulk(element: DataElement) -> str:
+    return f"{BULK}{element.tag:08X}"
+
+
+def dicomweb_record(path: Path, ds: Dataset) -> dict[str, Any]:
+    """DICOMweb's record of the instance at ``path`` whose header is ``ds`` (raises on
+    what is not a DICOM instance)."""
+    uids = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    syntax = str(ds.file_meta.TransferSyntaxUID)
+    meta = ds.to_json_dict(BULK_THRESHOLD, _bulk, suppress_invalid_tags=True)
+    meta[AVAILABLE_SYNTAX] = {"vr": "UI", "Value": [syntax]}
+    if "Rows" in ds:
+        native_ow = int(ds.get("BitsAllocated", 8)) > 8 and not UID(syntax).is_compressed
+        meta[PIXEL_DATA] = {"vr": "OW" if native_ow else "OB", "BulkDataURI": BULK + PIXEL_DATA}
+    return {
+        "path": str(path),
+        "study": str(uids[0]),
+        "series": str(uids[1]),
+        "sop": str(uids[2]),
+        "sop_class": str(ds.get("SOPClassUID", "")),
+        "frames": frame_count(ds) if "Rows" in ds else 0,
+        "syntax": syntax,
+        "meta": meta,
+    }
+
+
+def viewer_facts(path: Path, ds: Dataset) -> dict[str, Any] | None:
+    """What the viewer needs of the image at ``path`` (None: not an image)."""
+    if "Rows" not in ds:
+        return None
+    window = default_window(ds)
+    position = slice_position(ds)
+    photometric = str(ds.get("PhotometricInterpretation", ""))
+    return {
+        "file": str(path),
+        "name": path.name,
+        "series": str(ds.get("SeriesInstanceUID", path.parent.name)),
+        "series_number": int_of(ds, "SeriesNumber"),
+        "instance_number": int_of(ds, "InstanceNumber"),
+        "position": position,
+        "frames": frame_count(ds),
+        "description": str(ds.get("SeriesDescription", "")),
+        "modality": str(ds.get("Modality", "")),
+        "rows": int(ds.Rows),
+        "columns": int(ds.Columns),
+        "window": None if window is None else [window.centre, window.width],
+        "markers": orientation_markers(ds),
+        "spacing": spacing(ds),
+        "lossy": is_lossy(ds),
+        "photometric": photometric,
+        "colour": int(ds.get("SamplesPerPixel", 1)) > 1 or photometric == "PALETTE COLOR",
+    }
+
+
+MAKERS = {"dicomweb": dicomweb_record, "viewer": viewer_facts}
+
+
+def describe(path: Path, which: tuple[str, ...] = ("dicomweb", "viewer")) -> dict[str, Any]:
+    """DICOMweb's record and the viewer's facts (those named in ``which``) of the file at
+    ``path``, from one read of its header (None for what each does not list)."""
+    out: dict[str, Any] = dict.fromkeys(which)
+    try:
+        ds = read_header(path)
+    except Exception:  # not DICOM: listed by neither
+        return out
+    for name in which:
+        try:
+            out[name] = MAKERS[name](path, ds)
+        except Exception:  # noqa: S112 - not an instance, or an image, that it lists
+            continue
+    return out
+
+
+def index_bundle(folder: Path) -> None:
+    """List every DICOM file of an opened bundle's ``folder`` into its ``listing.json``
+    (paths relative to the folder, which is renamed into place afterwards)."""
+    instances = []
+    for path in sorted(folder.rglob("*.dcm")):
+        described = describe(path)
+        relative = path.relative_to(folder).as_posix()
+        if described["dicomweb"] is not None:
+            described["dicomweb"]["path"] = relative
+        if described["viewer"] is not None:
+            described["viewer"]["file"] = relative
+        instances.append(described)
+    tmp = folder / (LISTING + ".tmp")
+    tmp.write_text(json.dumps({"version": LISTING_VERSION, "instances": instances}))
+    tmp.replace(folder / LISTING)
+
+
+def bundle_listing(folder: Path) -> list[dict[str, Any]] | None:
+    """The listing written when the bundle in ``folder`` was opened, its paths made
+    whole again; None when there is none (or it cannot be read: then headers are)."""
+    try:
+        held = json.loads((folder / LISTING).read_text())
+        if held.get("version") != LISTING_VERSION:
+            return None
+        instances: list[dict[str, Any]] = held["instances"]
+    except (OSError, ValueError, KeyError, AttributeError):
+        return None
+    for instance in instances:
+        if instance.get("dicomweb") is not None:
+            instance["dicomweb"]["path"] = str(folder / instance["dicomweb"]["path"])
+        if instance.get("viewer") is not None:
+            instance["viewer"]["file"] = str(folder / instance["viewer"]["file"])
+    return instances
+
+
+def listed(folders: list[Path], which: str) -> list[dict[str, Any]]:
+    """``which`` ("dicomweb" or "viewer") of every instance in ``folders``: from each
+    folder's listing when it has one, else from the headers of its files."""
+    out: list[dict[str, Any]] = []
+    for folder in folders:
+        kept = bundle_listing(folder)
+        if kept is None:
+            paths = sorted(folder.rglob("*.dcm")) if folder.exists() else []
+            kept = [describe(p, (which,)) for p in paths]
+        out.extend(i[which] for i in kept if i.get(which) is not None)
+    return out
