@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import os
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from tsfnode.clock import Clock
 from tsfnode.errors import NodeError
 from tsfnode.intake.review import ReviewBook
 from tsfnode.keyfile import read_key
-from tsfnode.nodedir import NodeDir
+from tsfnode.nodedir import NodeDir, read_run_info
 from tsfnode.store import Store
 from tsfnode.store.blobs import BlobStore
 from tsfnode.transfers.outbox import queue_bundle
@@ -75,6 +76,7 @@ async def _seal(args: argparse.Namespace) -> int:
         )
     finally:
         await store.close()
+    await asyncio.to_thread(wake_running_node, node)
     m = sealed.manifest
     print(
         f"Sealed / scellé: bundle {m.bundle_id.hex()}  {sealed.files} file(s), "
@@ -83,6 +85,25 @@ async def _seal(args: argparse.Namespace) -> int:
     )
     print("In the outbox: the node sends it while it runs (tsfnode transfers DIR)")
     return 0
+
+
+def wake_running_node(node: NodeDir) -> bool:
+    """Tell the node running on this directory, if any, to look at its outbox now (a
+    local-only route), rather than at its next tick. False if it could not be told (not
+    running, an earlier version, TLS with a certificate this machine does not trust):
+    the node then finds the bundle at its next tick, within half a second."""
+    info = read_run_info(node)
+    if info is None or not isinstance(info.get("url"), str):
+        return False
+    url = f"{info['url']}/api/v1/transfers/outbox"
+    if not url.startswith(("http://", "https://")):
+        return False
+    request = urllib.request.Request(url, method="POST")  # noqa: S310 - checked above
+    try:
+        with urllib.request.urlopen(request, timeout=2) as answer:  # noqa: S310 - its own URL
+            return bool(answer.status == 204)
+    except (OSError, ValueError):
+        return False
 
 
 def seal_command(args: argparse.Namespace) -> int:
