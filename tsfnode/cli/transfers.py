@@ -22,7 +22,6 @@ from tsfnode.keyfile import read_key
 from tsfnode.nodedir import NodeDir, read_run_info
 from tsfnode.store import Store
 from tsfnode.store.blobs import BlobStore
-from tsfnode.transfers.outbox import queue_bundle
 from tsfnode.transfers.progress import Progress, list_progress
 
 DONE_STATES = ("delivered", "failed", "complete", "expired")
@@ -43,6 +42,7 @@ def _recipients(texts: list[str]) -> list[PublicIdentity]:
 
 
 async def _seal(args: argparse.Namespace) -> int:
+    from tsfnode.transfers.outbox import queue_bundle
     from tsfnode.transfers.sealing import seal_study
 
     node = NodeDir(args.directory)
