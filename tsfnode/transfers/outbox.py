@@ -41,7 +41,9 @@ from tsfnode.store.transfers import Delivery, TransferStore
 from tsfnode.transfers.diskcalls import DiskCalls
 
 MAX_ACTIVE_DELIVERIES = 8
-MAX_ACTIVE_PER_TARGET = 4  # deliveries to one recipient at once
+# Deliveries to one recipient at once: two, as before issue 26, so that an urgent bundle
+# shares the hospital's uplink with one other delivery at most, never with many.
+MAX_ACTIVE_PER_TARGET = 2
 # Asked for on a PUT of chunks: the recipient answers the PUT that completed the bundle
 # with its signed receipt (200, this type) instead of 204 (SPEC.md 7.1).
 RECEIPT_TYPE = "application/vnd.tsf.receipt"
