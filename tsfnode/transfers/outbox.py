@@ -367,7 +367,7 @@ class Outbox:
         async with self.session.put(url, data=body(), headers=headers) as response:
             if response.status == 204:
                 return None
-            if response.status == 200 and response.content_type == RECEIPT_TYPE:
+            if direct and response.status == 200 and response.content_type == RECEIPT_TYPE:
                 receipt = b""
                 async for piece in response.content.iter_chunked(MAX_RECEIPT):
                     receipt += piece
