@@ -184,3 +184,21 @@ async def test_a_bundle_sealed_by_the_cli_starts_at_once_on_the_running_node(
     assert told == [True]
     states = await _delivered(sender, [manifest.bundle_id])
     assert states == {manifest.bundle_id.hex(): "delivered"}
+
+
+@pytest.mark.usefixtures("no_tick")
+async def test_a_recipient_that_does_not_give_the_receipt_on_the_put_is_asked_for_it(
+    tmp_path: Path, aiohttp_client: AiohttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node of an earlier version ignores the Accept header and answers 204: the
+    sender asks for the receipt (GET .../receipt), as it always did."""
+    from tsfnode.peer import transfers as peer_transfers
+
+    monkeypatch.setattr(peer_transfers, "RECEIPT_TYPE", "application/x-not-asked")
+    sender, reader = await _two_nodes(tmp_path, aiohttp_client)
+    manifest = _seal(sender, reader, 200_000)
+    await _queue(sender, manifest)
+    sender.app[TRANSFERS].wake()
+    states = await _delivered(sender, [manifest.bundle_id])
+    assert states == {manifest.bundle_id.hex(): "delivered"}
+    assert sender.app[TRANSFERS].outbox.receipt_polls >= 1
