@@ -7,6 +7,7 @@ import sys
 
 from bench import (
     bench_bundle,
+    bench_delivery,
     bench_envelope,
     bench_exposure,
     bench_gossip,
@@ -24,6 +25,7 @@ MODULES = (
     bench_gossip,
     bench_intake,
     bench_transfer,
+    bench_delivery,
     bench_exposure,
     bench_viewer,
     bench_pipeline,

@@ -8,9 +8,12 @@ simulator moves virtual time for the sans-IO engines.
 
 from __future__ import annotations
 
+import functools
 import time
+from typing import TYPE_CHECKING
 
-from aiohttp import web
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 class Clock:
@@ -37,9 +40,21 @@ class ManualClock(Clock):
         return self._now
 
 
-CLOCK = web.AppKey("clock", Clock)
-
-
 def request_now(request: web.Request) -> int:
     """The time of the node that serves ``request``."""
-    return request.config_dict[CLOCK].now_ms()
+    return request.config_dict[_clock_key()].now_ms()
+
+
+def __getattr__(name: str) -> web.AppKey[Clock]:
+    """``CLOCK``, the clock's app key, made when first asked for: aiohttp is imported
+    by the node, never by a CLI command that only reads the time."""
+    if name == "CLOCK":
+        return _clock_key()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _clock_key() -> web.AppKey[Clock]:
+    from aiohttp import web
+
+    return web.AppKey("clock", Clock)

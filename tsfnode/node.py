@@ -32,7 +32,7 @@ from tsfnode.config import NodeConfig, load_config
 from tsfnode.errors import NodeError
 from tsfnode.keyfile import read_key, write_key
 from tsfnode.logs import AccessLogger, log, setup_logging
-from tsfnode.nodedir import NodeDir
+from tsfnode.nodedir import NodeDir, read_run_info
 from tsfnode.peraddress import PerAddress, busy_answer, is_trusted
 from tsfnode.store import SCHEMA_VERSION, Store
 
@@ -94,16 +94,6 @@ class NodeStatus:
     schema_version: int
     counts: dict[str, int]
     running: dict[str, Any] | None
-
-
-def read_run_info(node_dir: NodeDir) -> dict[str, Any] | None:
-    """What a running node wrote in run.json, if its process is still alive."""
-    try:
-        info = json.loads(node_dir.run_info.read_text())
-        os.kill(int(info["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return info if isinstance(info, dict) else None
 
 
 async def node_status(directory: Path) -> NodeStatus:

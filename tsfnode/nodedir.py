@@ -12,8 +12,11 @@ DIR/node.lock     held (flock) while the node runs, so it runs once
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -64,3 +67,13 @@ class NodeDir:
 
     def exists(self) -> bool:
         return self.config.exists() or self.key.exists() or self.database.exists()
+
+
+def read_run_info(node_dir: NodeDir) -> dict[str, Any] | None:
+    """What a running node wrote in run.json, if its process is still alive."""
+    try:
+        info = json.loads(node_dir.run_info.read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info if isinstance(info, dict) else None

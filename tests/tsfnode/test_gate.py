@@ -32,6 +32,7 @@ API_LOCAL = {
     ("GET", "/api/v1/directory"),
     ("POST", "/api/v1/directory/records"),
     ("GET", "/api/v1/transfers"),
+    ("POST", "/api/v1/transfers/outbox"),  # `tsfnode seal`: look at the outbox now
 }
 
 

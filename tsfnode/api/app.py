@@ -18,7 +18,7 @@ from protocol.errors import RemoteProtocolError
 from tsfnode.api.cases import add_routes as add_case_routes
 from tsfnode.api.studies import add_routes as add_study_routes
 from tsfnode.api.transfers import add_routes as add_transfer_routes
-from tsfnode.api.transfers import transfers
+from tsfnode.api.transfers import transfers, wake_outbox
 from tsfnode.api.uploads import add_routes as add_upload_routes
 from tsfnode.appkeys import DIRECTORY, NEAREST_BUSY, PEERING, STARTED_MS, STORE
 from tsfnode.auth.gate import Gate
@@ -134,7 +134,7 @@ def create_api_app() -> web.Application:
     add_case_routes(app)
     Gate.of(
         public=[node],
-        local=[peers, directory, add_records, transfers],
+        local=[peers, directory, add_records, transfers, wake_outbox],
         authenticate=token_holder,
     ).install(app)
     return app

@@ -25,8 +25,7 @@ from protocol.identity import Identity, PublicIdentity
 from tsfnode.clock import Clock
 from tsfnode.errors import NodeError
 from tsfnode.keyfile import read_key
-from tsfnode.node import read_run_info
-from tsfnode.nodedir import NodeDir
+from tsfnode.nodedir import NodeDir, read_run_info
 
 
 def _now() -> int:

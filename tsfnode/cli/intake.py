@@ -1,18 +1,20 @@
-"""`tsfnode import`: studies into a node's intake, with a progress bar."""
+"""`tsfnode import`: studies into a node's intake, with a progress bar; `studies`,
+`review`, `send`. The importer (pydicom, the codecs) and the sender are imported by the
+commands that use them: `tsfnode studies` reads the review books alone."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any
 
 from tsfnode.clock import Clock
 from tsfnode.errors import NodeError
-from tsfnode.intake.importer import ImportReport, importer_for
 from tsfnode.intake.review import ReviewBook
 from tsfnode.nodedir import NodeDir
+
+if TYPE_CHECKING:
+    from tsfnode.intake.importer import ImportReport
 
 
 def print_report(report: ImportReport) -> None:
@@ -38,6 +40,10 @@ def print_report(report: ImportReport) -> None:
 
 
 def import_command(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from tsfnode.intake.importer import importer_for
+
     importer = importer_for(args.node)
     total = 0
     for path in args.paths:
@@ -122,8 +128,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--mask", nargs="+", type=_rectangle, metavar="X,Y,W,H", help="regions")
     p.set_defaults(handler=review_command)
 
-    from tsfnode.intake.send import send_command
-
     p = sub.add_parser("send", help="de-identify here and upload to a node (no node needed)")
     p.add_argument("paths", type=Path, nargs="+", help="files, folders or zip archives")
     p.add_argument("--node", required=True, help="the node's URL")
@@ -135,4 +139,10 @@ def add_parser(sub: Any) -> None:
         help="where the pseudonym map and the outbox stay (~/.tsfnode-send)",
     )
     p.add_argument("--retries", type=int, default=5, help="tries before giving up (then resume)")
-    p.set_defaults(handler=send_command)
+    p.set_defaults(handler=_send_command)
+
+
+def _send_command(args: argparse.Namespace) -> int:
+    from tsfnode.intake.send import send_command
+
+    return send_command(args)

@@ -3,16 +3,50 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+import importlib
 import sys
 from pathlib import Path
 
 from tsfnode import __version__
-from tsfnode.config import DEFAULT_PORT, NodeConfig
 from tsfnode.errors import NodeError
 
+# The modules that add sub-commands, each with the function that adds them, in the
+# order of `tsfnode --help`; and the module of each of their commands.
+PARSER_MODULES = {
+    "admin": "add_parsers",
+    "intake": "add_parser",
+    "transfers": "add_parsers",
+    "audit": "add_parsers",
+    "scenario": "add_parser",
+    "backup": "add_parsers",
+    "service": "add_parsers",
+    "doctor": "add_parser",
+}
+COMMAND_MODULES = {
+    **dict.fromkeys(
+        ["account", "key", "network", "admit", "group", "member", "revoke", "directory"],
+        "admin",
+    ),
+    **dict.fromkeys(["peers", "nearest"], "admin"),
+    **dict.fromkeys(["import", "studies", "review", "send"], "intake"),
+    **dict.fromkeys(["seal", "transfers"], "transfers"),
+    "audit": "audit",
+    "scenario": "scenario",
+    **dict.fromkeys(["backup", "restore", "backup-key"], "backup"),
+    "service": "service",
+    "doctor": "doctor",
+}
 
-def _parser() -> argparse.ArgumentParser:
+
+def _command(argv: list[str]) -> str | None:
+    """The sub-command named in ``argv`` (its first word that is not an option)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tsfnode", description="A node of the tsf humanitarian teleradiology network."
     )
@@ -25,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--country", default="", help="two-letter country code, e.g. BE")
     p.add_argument("--network", default="demo", help="the network this node joins")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (0: any)")
+    p.add_argument("--port", type=int, help="port to listen on (0: any; 8470 if not given)")
     p.add_argument("--force", action="store_true", help="replace an existing node (kept aside)")
 
     p = sub.add_parser("run", help="serve the node until Ctrl-C or SIGTERM")
@@ -42,23 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="a signed document, a printed report (PDF) or its code")
     p.add_argument("--node", type=Path, help="the node directory that holds the reports")
 
-    from tsfnode.cli.admin import add_parsers
-    from tsfnode.cli.audit import add_parsers as add_audit_parsers
-    from tsfnode.cli.backup import add_parsers as add_backup_parsers
-    from tsfnode.cli.doctor import add_parser as add_doctor_parser
-    from tsfnode.cli.intake import add_parser as add_import_parser
-    from tsfnode.cli.scenario import add_parser as add_scenario_parser
-    from tsfnode.cli.service import add_parsers as add_service_parsers
-    from tsfnode.cli.transfers import add_parsers as add_transfer_parsers
-
-    add_parsers(sub)
-    add_import_parser(sub)
-    add_transfer_parsers(sub)
-    add_audit_parsers(sub)
-    add_scenario_parser(sub)
-    add_backup_parsers(sub)
-    add_service_parsers(sub)
-    add_doctor_parser(sub)
+    # Only the module of the command asked for is imported (all of them for --help or
+    # a command not in the table, so that argparse lists every command): `tsfnode
+    # studies` does not pay for the web application, aiohttp or pydicom.
+    wanted = {COMMAND_MODULES[command]} if command in COMMAND_MODULES else set(PARSER_MODULES)
+    for name in PARSER_MODULES:
+        if name in wanted:
+            module = importlib.import_module(f"tsfnode.cli.{name}")
+            getattr(module, PARSER_MODULES[name])(sub)
 
     p = sub.add_parser("demo", help="start a small local network on 127.0.0.1")
     p.add_argument("--dir", type=Path, default=Path("demo-network"), help="where the nodes live")
@@ -67,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = _parser(_command(words)).parse_args(words)
     try:
         handler = getattr(args, "handler", None)
         if handler is not None:
@@ -75,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "init":
             if args.country and (len(args.country) != 2 or not args.country.isalpha()):
                 raise NodeError("--country must be a two-letter code such as BE or BJ")
-            if not 0 <= args.port <= 65535:
+            from tsfnode.config import DEFAULT_PORT, NodeConfig
+
+            port = DEFAULT_PORT if args.port is None else args.port
+            if not 0 <= port <= 65535:
                 raise NodeError("--port must be between 0 and 65535")
             from tsfnode.node import init_node
 
@@ -84,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 country=args.country.upper(),
                 network=args.network,
                 http_host=args.host,
-                http_port=args.port,
+                http_port=port,
             )
             if not config.name:
                 raise NodeError("--name must not be empty")
@@ -98,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
 
             run_node(args.directory)
         elif args.command == "status":
+            import asyncio
+
             from tsfnode.node import format_status, node_status
 
             print(format_status(asyncio.run(node_status(args.directory))))

@@ -5,6 +5,9 @@ API (``/api/v1/transfers``). The protocol is in SPEC.md section 7.
     GET  /peer/v1/bundles/{id}/have       -> 200 chunk set
     PUT  /peer/v1/bundles/{id}/chunks/{i} ciphertext -> 204 (checked, written)
     PUT  /peer/v1/bundles/{id}/chunks/{i}-{j}  chunks i..j one after the other -> 204
+                                          (with ``Accept: application/vnd.tsf.receipt``:
+                                          200 and the signed receipt, if this PUT
+                                          completed the bundle and it opened)
     GET  /peer/v1/bundles/{id}/chunks/{i} -> 200 ciphertext (relays, senders), to a
                                           recipient or its relay (X-TSF-Fetch token)
     GET  /peer/v1/bundles/{id}/receipt    -> 200 the recipient's signed receipt, 404 not
@@ -25,6 +28,7 @@ from tsfnode.appkeys import TRANSFERS
 from tsfnode.bodies import read_body
 from tsfnode.clock import request_now
 from tsfnode.routes import Routes
+from tsfnode.transfers.outbox import RECEIPT_TYPE
 from tsfnode.transfers.service import TransferRefused, TransferService
 
 ROUTES = Routes()
@@ -96,6 +100,12 @@ async def put_chunks(request: web.Request) -> web.Response:
         return web.Response(
             status=409, text=f"chunk {busy[0]} was being received from another request"
         )
+    if RECEIPT_TYPE in request.headers.get("Accept", ""):
+        # The sender asks for the receipt on this answer: once the bundle is whole and
+        # opened, it comes here, signed, instead of being asked for again and again.
+        receipt = await _service(request).receipt_once_opened(bundle_id)
+        if receipt is not None:
+            return web.Response(body=receipt, content_type=RECEIPT_TYPE)
     return web.Response(status=204)
 
 

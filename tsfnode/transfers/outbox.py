@@ -7,6 +7,13 @@ target answers with the chunks it holds), then pushes the missing chunks, ``wind
 requests in flight, under the node's uplink cap. The signed receipt of the recipient ends
 the delivery; its time is the transit time. ``TransferService`` (transfers.py) runs it
 beside the inbox and the relay.
+
+Driven by events, not by the service's tick: a bundle queued (``TransferService.wake``),
+a delivery that ends and so frees its slot, each start the next due delivery at once
+(``start_due``); the tick only catches what comes due with time (a retry after its
+backoff). The recipient's receipt comes back on the answer to the PUT that completed the
+bundle (``RECEIPT_TYPE``, SPEC.md 7.1); a node of an earlier version answers 204 and the
+receipt is then asked for (``_check_receipt``).
 """
 
 from __future__ import annotations
@@ -33,11 +40,18 @@ from tsfnode.store.blobs import BlobStore
 from tsfnode.store.transfers import Delivery, TransferStore
 from tsfnode.transfers.diskcalls import DiskCalls
 
-MAX_ACTIVE_DELIVERIES = 2
+MAX_ACTIVE_DELIVERIES = 8
+# Deliveries to one recipient at once: two, as before issue 26, so that an urgent bundle
+# shares the hospital's uplink with one other delivery at most, never with many.
+MAX_ACTIVE_PER_TARGET = 2
+# Asked for on a PUT of chunks: the recipient answers the PUT that completed the bundle
+# with its signed receipt (200, this type) instead of 204 (SPEC.md 7.1).
+RECEIPT_TYPE = "application/vnd.tsf.receipt"
 PROGRESS_SAVE_MS = 500
 RESUME_AFTER_CUT_MS = 500
 MAX_RUN = 32  # chunks in one PUT, on fast links
 BUSY_WAIT_S = 0.2  # before sending again chunks the destination was receiving
+MAX_RECEIPT = 4096  # bytes of a receipt read from an answer
 
 
 class AttemptFailed(Exception):
@@ -96,6 +110,7 @@ class Outbox:
         manifest_of: Callable[[bytes], Awaitable[Manifest | None]],
         spawn: Callable[[Any], asyncio.Task[Any]],
         delivered: Callable[[bytes, bytes, int], Awaitable[None]],
+        freed: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
         self.db = db
@@ -108,11 +123,14 @@ class Outbox:
         self._manifest_of = manifest_of
         self._spawn = spawn
         self._delivered = delivered  # a receipt came back
+        self._freed = freed  # a delivery ended: its slot is free (the service looks again)
         self.backoff = Backoff(base_ms=config.transfer_retry_base_ms, cap_ms=3_600_000)
         self.session: aiohttp.ClientSession | None = None  # the service's, from start()
         self._deliveries: set[tuple[bytes, bytes]] = set()
         # the first window of a delivery's next attempt, when not the configured one
         self._windows: dict[tuple[bytes, bytes], int] = {}
+        # receipts asked for after a push (GET .../receipt), for the benchmarks and tests
+        self.receipt_polls = 0
 
     async def start(self, session: aiohttp.ClientSession) -> None:
         """Send through ``session``; a delivery cut by a stop or a crash is tried again."""
@@ -121,16 +139,28 @@ class Outbox:
 
     async def start_due(self, now: int) -> None:
         """Start the deliveries that are due, most urgent first, up to
-        MAX_ACTIVE_DELIVERIES at a time."""
+        MAX_ACTIVE_DELIVERIES at a time (MAX_ACTIVE_PER_TARGET to one recipient). Called
+        at every wake of the service: a bundle queued, a delivery ended, the tick."""
         free = MAX_ACTIVE_DELIVERIES - len(self._deliveries)
         if free <= 0:
             return
-        for key in await self.rows.due_deliveries(now, free + len(self._deliveries)):
-            if key in self._deliveries or len(self._deliveries) >= MAX_ACTIVE_DELIVERIES:
+        per_recipient: dict[bytes, int] = {}
+        for _, recipient in self._deliveries:
+            per_recipient[recipient] = per_recipient.get(recipient, 0) + 1
+        # Enough rows to fill the free slots past those already running and those
+        # waiting for a busy recipient.
+        limit = MAX_ACTIVE_DELIVERIES * (MAX_ACTIVE_PER_TARGET + 1)
+        for key in await self.rows.due_deliveries(now, limit):
+            if len(self._deliveries) >= MAX_ACTIVE_DELIVERIES:
+                break
+            recipient = key[1]
+            if key in self._deliveries or per_recipient.get(recipient, 0) >= MAX_ACTIVE_PER_TARGET:
                 continue
+            per_recipient[recipient] = per_recipient.get(recipient, 0) + 1
             self._deliveries.add(key)
             task = self._spawn(self._deliver(*key))
             task.add_done_callback(functools.partial(discard_when_done, self._deliveries, key))
+            task.add_done_callback(lambda _task: self._freed())
 
     async def _delivery(self, bundle_id: bytes, recipient: bytes) -> Delivery:
         found = await self.rows.delivery(bundle_id, recipient)
@@ -167,11 +197,14 @@ class Outbox:
         attempts = delivery.attempts + 1
         window = self._windows.get((bundle_id, recipient), self.config.transfer_window)
         started: list[Upload] = []
+        receipts: list[bytes] = []
         try:
             address = self.directory.address_of(target, now)
             if address is None:
                 raise AttemptFailed(f"no address known for {short(target)}")
-            upload = await self._push(manifest, address, recipient, window, started)
+            upload = await self._push(
+                manifest, address, recipient, window, started, receipts, direct=target == recipient
+            )
         except (TimeoutError, AttemptFailed, aiohttp.ClientError, OSError) as exc:
             reason = str(exc) or type(exc).__name__
             if started and started[0].progressed:
@@ -204,6 +237,19 @@ class Outbox:
             return
         self._windows.pop((bundle_id, recipient), None)
         deposited = self.clock.now_ms()
+        receipt = next((r for r in receipts if receipt_ok(r, manifest, recipient)), None)
+        if receipt is not None:  # on the answer to the last run: no need to ask for it
+            await self._set_delivery(
+                bundle_id,
+                recipient,
+                attempts=attempts,
+                failures=0,
+                deposited_ms=deposited,
+                acked=upload.acked.to_bytes(),
+                bytes_done=upload.bytes_done,
+            )
+            await self._receipt_came(manifest, recipient, attempt.route.value, receipt)
+            return
         await self._set_delivery(
             bundle_id,
             recipient,
@@ -232,9 +278,13 @@ class Outbox:
         recipient: bytes,
         window: int,
         started: list[Upload],
+        receipts: list[bytes],
+        *,
+        direct: bool,
     ) -> Upload:
         """Offer the bundle to ``address`` and send it the chunks it lacks (the upload is
-        put in ``started`` as soon as it exists, for the caller to see its progress)."""
+        put in ``started`` as soon as it exists, for the caller to see its progress; a
+        receipt that comes back on a PUT's answer in ``receipts``, not yet checked)."""
         bundle_hex = manifest.bundle_id.hex()
         status, body = await self._post(f"{address}/peer/v1/bundles", manifest.raw)
         if status != 200:
@@ -246,13 +296,13 @@ class Outbox:
         upload = Upload(manifest, window=window)
         upload.set_have(have)
         started.append(upload)
-        in_flight: dict[asyncio.Task[None], list[int]] = {}
+        in_flight: dict[asyncio.Task[bytes | None], list[int]] = {}
         last_save = 0
         try:
             while not upload.done:
                 batch = max(1, min(MAX_RUN, upload.window // 4))
                 for run in _runs(upload.next_sends(self.clock.now_ms()), batch):
-                    task = asyncio.create_task(self._put_run(address, manifest, run))
+                    task = asyncio.create_task(self._put_run(address, manifest, run, direct=direct))
                     in_flight[task] = run
                 if not in_flight:
                     break
@@ -261,6 +311,8 @@ class Outbox:
                 for task in done:
                     run = in_flight.pop(task)
                     error = task.exception()
+                    if error is None and (receipt := task.result()) is not None:
+                        receipts.append(receipt)
                     for index in run:
                         if error is None:
                             upload.on_ack(index, self.clock.now_ms())
@@ -290,10 +342,14 @@ class Outbox:
             rate=upload.goodput.bytes_per_s or 0.0,
         )
 
-    async def _put_run(self, address: str, manifest: Manifest, run: list[int]) -> None:
+    async def _put_run(
+        self, address: str, manifest: Manifest, run: list[int], *, direct: bool
+    ) -> bytes | None:
         """PUT consecutive chunks in one request (one chunk on slow links), each read from
         its file as the request goes: never gathered into one buffer first (a copy of
-        every byte sent, and a cold one; bench transfer_loopback_throughput)."""
+        every byte sent, and a cold one; bench transfer_loopback_throughput). To the
+        recipient itself (``direct``) the receipt is asked for: the answer to the run
+        that completes the bundle carries it (returned, not yet checked)."""
         assert self.session is not None  # noqa: S101 - started
         sizes = [manifest.ciphertext_chunk_size(i) for i in run]
 
@@ -306,9 +362,18 @@ class Outbox:
         where = str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}"
         url = f"{address}/peer/v1/bundles/{manifest.bundle_id.hex()}/chunks/{where}"
         headers = {"Content-Length": str(sum(sizes)), "Content-Type": "application/octet-stream"}
+        if direct:
+            headers["Accept"] = RECEIPT_TYPE
         async with self.session.put(url, data=body(), headers=headers) as response:
             if response.status == 204:
-                return
+                return None
+            if direct and response.status == 200 and response.content_type == RECEIPT_TYPE:
+                receipt = b""
+                async for piece in response.content.iter_chunked(MAX_RECEIPT):
+                    receipt += piece
+                    if len(receipt) > MAX_RECEIPT:
+                        return None  # not a receipt: asked for after the push
+                return receipt
             text = (await response.text())[:200]
             if response.status == 507:
                 raise AttemptFailed(f"the recipient's disk is full ({text})")
@@ -331,6 +396,7 @@ class Outbox:
             if address is None:
                 break
             url = f"{address}/peer/v1/bundles/{manifest.bundle_id.hex()}/receipt"
+            self.receipt_polls += 1
             try:
                 async with self.session.get(url) as response:
                     if response.status == 200:
@@ -348,23 +414,7 @@ class Outbox:
             if n + 1 < tries:
                 await asyncio.sleep(min(2.0, 0.1 * 2**n))
         if receipt is not None and receipt_ok(receipt, manifest, recipient):
-            now = self.clock.now_ms()
-            await self._set_delivery(
-                manifest.bundle_id,
-                recipient,
-                state="delivered",
-                delivered_ms=now,
-                receipt=receipt,
-                last_error="",
-            )
-            log(
-                "bundle delivered",
-                bundle=manifest.bundle_id.hex()[:8],
-                to=short(recipient),
-                route=delivery.route,
-                transit_ms=now - manifest.document.body["created"],
-            )
-            await self._delivered(manifest.bundle_id, recipient, now)
+            await self._receipt_came(manifest, recipient, delivery.route, receipt)
             return
         direct = delivery.route == Route.DIRECT.value
         if direct and address is not None and not await self._target_holds_all(address, manifest):
@@ -379,6 +429,28 @@ class Outbox:
             next_attempt_ms=self.clock.now_ms()
             + (2_000 if direct else self.config.transfer_poll_interval_ms),
         )
+
+    async def _receipt_came(
+        self, manifest: Manifest, recipient: bytes, route: str | None, receipt: bytes
+    ) -> None:
+        """``recipient``'s receipt (checked): the delivery is done."""
+        now = self.clock.now_ms()
+        await self._set_delivery(
+            manifest.bundle_id,
+            recipient,
+            state="delivered",
+            delivered_ms=now,
+            receipt=receipt,
+            last_error="",
+        )
+        log(
+            "bundle delivered",
+            bundle=manifest.bundle_id.hex()[:8],
+            to=short(recipient),
+            route=route,
+            transit_ms=now - manifest.document.body["created"],
+        )
+        await self._delivered(manifest.bundle_id, recipient, now)
 
     async def _target_holds_all(self, address: str, manifest: Manifest) -> bool:
         assert self.session is not None  # noqa: S101 - started

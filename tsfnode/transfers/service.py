@@ -89,6 +89,7 @@ RELAY_MAX_HOLD_MS = 42 * 86_400_000  # the longest a relay holds a copy (a cable
 MAX_ACTIVE_PULLS = 2
 MAX_FETCH_TOKENS = 4096  # chunk-fetch tokens whose signature was checked, kept at once
 FETCH_TOKEN_RENEW_MS = 2 * 60_000  # a fetcher signs a new token this often (valid 5 min)
+RECEIPT_WAIT_S = 30  # the longest a PUT's answer waits for the bundle to open
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
 
 
@@ -128,12 +129,13 @@ class TransferService(NodeService):
             manifest_of=self.manifest_of,
             spawn=self._spawn,
             delivered=self._delivered,
+            freed=self.wake,
         )
         self._have: dict[bytes, ChunkSet] = {}
         self._dirty: set[bytes] = set()
         self._manifests: dict[bytes, Manifest] = {}
         self._pulls: set[bytes] = set()
-        self._finalising: set[bytes] = set()
+        self._finalising: dict[bytes, asyncio.Task[Any]] = {}  # bundles being opened
         self._writing: dict[bytes, set[int]] = {}  # chunks being written, per bundle
         self._relay_coming: Counter[bytes] = Counter()  # relay bytes being written, per sender
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -182,7 +184,7 @@ class TransferService(NodeService):
             await self._session.close()
 
     def wake(self) -> None:
-        """Look at the outbox now (a bundle was just queued)."""
+        """Look at the outbox now: a bundle was queued, or a delivery ended."""
         self._wake.set()
 
     def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
@@ -204,14 +206,16 @@ class TransferService(NodeService):
             )
 
     async def _run(self) -> None:
+        """A turn at every wake (a bundle queued, a delivery ended), and every SCAN_MS
+        for what comes due with time (retries, relays' mail, expiry)."""
         while self._running:
+            self._wake.clear()  # before the turn: a wake during it makes another
             try:
                 await self._tick(self.clock.now_ms())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must not stop the transfers for good
                 log("transfer loop error", error=type(exc).__name__, detail=str(exc)[:200])
-            self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), SCAN_MS / 1000)
 
@@ -447,10 +451,9 @@ class TransferService(NodeService):
         if row is None:
             return
         if row.role == "inbox" and manifest.bundle_id not in self._finalising:
-            self._finalising.add(manifest.bundle_id)
-            task = self._spawn(self._finalise(manifest))
+            task = self._finalising[manifest.bundle_id] = self._spawn(self._finalise(manifest))
             task.add_done_callback(
-                functools.partial(discard_when_done, self._finalising, manifest.bundle_id)
+                functools.partial(_pop_when_done, self._finalising, manifest.bundle_id)
             )
         elif row.role == "relay":
             log("relay holds a bundle", bundle=manifest.bundle_id.hex()[:8])
@@ -515,6 +518,24 @@ class TransferService(NodeService):
         ):
             return False
         return self.directory.view(now).is_admitted(fetcher)
+
+    async def receipt_once_opened(self, bundle_id: bytes) -> bytes | None:
+        """This node's receipt for a bundle addressed here, once it is opened, if every
+        chunk is held (the request that completed it, or one after); None if chunks are
+        missing, if it did not open, or if opening takes longer than RECEIPT_WAIT_S
+        (the sender then asks for the receipt, as it does of older nodes)."""
+        have = self._have.get(bundle_id)
+        if have is None or not have.complete:
+            return None
+        opening = self._finalising.get(bundle_id)
+        if opening is not None:
+            await asyncio.wait({opening}, timeout=RECEIPT_WAIT_S)  # never cancels it
+            if not opening.done():
+                return None
+        row = await self._bundle_row(bundle_id)
+        if row is None or row.role != "inbox":
+            return None
+        return row.receipt
 
     async def receipt_of(self, bundle_id: bytes) -> bytes | None:
         row = await self._bundle_row(bundle_id)
@@ -867,6 +888,11 @@ class TransferService(NodeService):
     async def _delivered(self, bundle_id: bytes, recipient: bytes, now: int) -> None:
         if self.on_delivered is not None:
             await self.on_delivered(bundle_id, recipient, now)
+
+
+def _pop_when_done(held: dict[Any, Any], key: Any, _task: asyncio.Task[Any]) -> None:
+    """A task's done-callback (with ``functools.partial``): ``key`` leaves ``held``."""
+    held.pop(key, None)
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

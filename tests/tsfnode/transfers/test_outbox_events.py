@@ -1,0 +1,204 @@
+"""Issue 26: the outbox is driven by events. A bundle queued, a delivery that ends, each
+start the next delivery at once (the service's tick, every SCAN_MS, only catches what
+comes due with time); the recipient's receipt comes back on the answer to the PUT that
+completed the bundle, without being asked for.
+
+Two nodes in this process (``start_local_node``: each its own app, ManualClock and test
+server on 127.0.0.1), admitted to the demo network and listing each other's address. The
+service's tick is put off to an hour, so whatever is delivered was started by an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from pytest_aiohttp import AiohttpClient
+
+from bootstrap.network import demo_anchor, load_network
+from bootstrap.tools import admit_node
+from protocol.bundle import BundleSealer, Manifest, choose_chunk_size, encode_plaintext_header
+from protocol.directory import make_record
+from protocol.identity import Identity
+from tests.harness.inprocess import LocalNode, node_log, start_local_node
+from tsfnode.appkeys import DIRECTORY, TRANSFERS
+from tsfnode.store.blobs import BlobStore
+from tsfnode.transfers import service as transfer_service
+from tsfnode.transfers.outbox import queue_bundle
+
+DAY_MS = 86_400_000
+BOUND_S = 60  # the longest a test waits for deliveries (real time; the tick is an hour)
+
+
+@pytest.fixture
+def no_tick(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The transfer service's periodic tick, every hour: only events start deliveries."""
+    monkeypatch.setattr(transfer_service, "SCAN_MS", 3_600_000)
+
+
+def _node_record(identity: Identity, name: str, address: str, now: int) -> bytes:
+    fields = {
+        "name": name,
+        "institution": "",
+        "country": "BJ",
+        "addresses": [address],
+        "relays": [],
+        "capabilities": ["bundles", "gossip"],
+        "capacity": 0,
+    }
+    return make_record(
+        "node", fields, signer=identity, network="demo", version=now, now=now, ttl=DAY_MS
+    )
+
+
+async def _two_nodes(tmp_path: Path, aiohttp_client: AiohttpClient) -> tuple[LocalNode, LocalNode]:
+    """A sender (Cotonou) and a reader's node (Erasme), each knowing the other."""
+    sender = await start_local_node(tmp_path / "cotonou", aiohttp_client)
+    reader = await start_local_node(tmp_path / "erasme", aiohttp_client, name="Erasme")
+    now = sender.clock.now_ms()
+    network, anchor = load_network("demo"), demo_anchor()
+    records = []
+    for node in (sender, reader):
+        address = str(node.client.make_url("")).rstrip("/")
+        records += [
+            admit_node(network, anchor, node.identity.public, now=now),
+            _node_record(node.identity, node.config.name, address, now),
+        ]
+    for node in (sender, reader):
+        await node.app[DIRECTORY].add(records, now)
+    return sender, reader
+
+
+def _seal(sender: LocalNode, reader: LocalNode, size: int) -> Manifest:
+    """``size`` random bytes sealed by the sender for the reader's node, its chunks in
+    the sender's blob store."""
+    now = sender.clock.now_ms()
+    blobs = BlobStore(sender.node_dir.blobs)
+    sealer = BundleSealer(
+        sender=sender.identity,
+        recipients=[reader.identity.public],
+        chunk_size=choose_chunk_size(size),
+        rng=os.urandom,
+    )
+    chunks = sealer.push(encode_plaintext_header({}, [("a.bin", size)]))
+    chunks += sealer.push(os.urandom(size))
+    rest, raw = sealer.finish(now=now, ttl=DAY_MS)
+    for chunk in chunks + rest:
+        blobs.put(chunk, sync=False)
+    return Manifest.decode(raw, now=now)
+
+
+async def _queue(sender: LocalNode, manifest: Manifest) -> None:
+    await queue_bundle(
+        sender.store.db,
+        manifest,
+        sender=sender.identity.public.key,
+        study_uid="",
+        now=sender.clock.now_ms(),
+    )
+
+
+async def _delivered(sender: LocalNode, bundles: list[bytes]) -> dict[str, str]:
+    """The state of each bundle's delivery, once all are delivered or BOUND_S passed."""
+    wanted = {b.hex() for b in bundles}
+    states: dict[str, str] = {}
+    for _ in range(BOUND_S * 20):
+        listed = await sender.app[TRANSFERS].progress()
+        states = {p.bundle_id: p.state for p in listed if p.bundle_id in wanted}
+        if len(states) == len(wanted) and set(states.values()) == {"delivered"}:
+            break
+        await asyncio.sleep(0.05)
+    return states
+
+
+@pytest.mark.usefixtures("no_tick")
+async def test_a_finished_delivery_starts_the_next_without_a_tick(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    sender, reader = await _two_nodes(tmp_path, aiohttp_client)
+    manifests = [_seal(sender, reader, 20_000 + i) for i in range(12)]
+    for manifest in manifests:
+        await _queue(sender, manifest)
+    sender.app[TRANSFERS].wake()  # what the case service does when it queues
+    states = await _delivered(sender, [m.bundle_id for m in manifests])
+    # 12 bundles, more than the deliveries started at once: those after the first few
+    # started when a slot was freed, with no tick in between.
+    assert set(states.values()) == {"delivered"}, states
+    assert len(states) == 12
+    for i, manifest in enumerate(manifests):
+        received = reader.node_dir.root / "received" / manifest.bundle_id.hex() / "files"
+        assert (received / "a.bin").stat().st_size == 20_000 + i
+
+
+@pytest.mark.usefixtures("no_tick")
+async def test_the_receipt_comes_back_on_the_last_chunks_answer_without_a_poll(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    with node_log() as logged:
+        sender, reader = await _two_nodes(tmp_path, aiohttp_client)
+        manifest = _seal(sender, reader, 3_000_000)  # several chunks, in several runs
+        await _queue(sender, manifest)
+        sender.app[TRANSFERS].wake()
+        states = await _delivered(sender, [manifest.bundle_id])
+    assert states == {manifest.bundle_id.hex(): "delivered"}
+    lines = [json.loads(line) for line in logged.getvalue().splitlines()]
+    asked = [x for x in lines if x.get("path", "").endswith("/receipt")]
+    assert asked == []  # the reader's node was never asked for it
+    assert sender.app[TRANSFERS].outbox.receipt_polls == 0
+    puts = [x for x in lines if x.get("method") == "PUT" and "/chunks/" in x.get("path", "")]
+    assert puts
+    assert {x["status"] for x in puts} <= {200, 204}
+    assert [x["status"] for x in puts].count(200) == 1  # the run that completed it
+    # The receipt kept is the reader's node's, for this manifest.
+    delivered = await reader.app[TRANSFERS].receipt_of(manifest.bundle_id)
+    kept = await sender.store.db.execute(
+        "SELECT receipt FROM deliveries WHERE bundle_id = ?", (manifest.bundle_id,)
+    )
+    assert bytes((await kept.fetchone())[0]) == delivered
+
+
+@pytest.mark.usefixtures("no_tick")
+async def test_a_bundle_sealed_by_the_cli_starts_at_once_on_the_running_node(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    """`tsfnode seal` runs in another process than the node: it tells the running node
+    (run.json's address, a local-only route) to look at its outbox now."""
+    from tsfnode.cli.transfers import wake_running_node
+    from tsfnode.nodedir import NodeDir
+
+    sender, reader = await _two_nodes(tmp_path, aiohttp_client)
+    address = str(sender.client.make_url("")).rstrip("/")
+    node = NodeDir(sender.root)
+    node.run_info.write_text(json.dumps({"pid": os.getpid(), "url": address}))
+    manifest = _seal(sender, reader, 50_000)
+    await _queue(sender, manifest)  # as `tsfnode seal` does, into the node's database
+    told: list[bool] = []
+    # The CLI's own call (blocking, as in `tsfnode seal`), from another thread.
+    thread = threading.Thread(target=lambda: told.append(wake_running_node(node)))
+    thread.start()
+    await asyncio.to_thread(thread.join, 10)
+    assert told == [True]
+    states = await _delivered(sender, [manifest.bundle_id])
+    assert states == {manifest.bundle_id.hex(): "delivered"}
+
+
+@pytest.mark.usefixtures("no_tick")
+async def test_a_recipient_that_does_not_give_the_receipt_on_the_put_is_asked_for_it(
+    tmp_path: Path, aiohttp_client: AiohttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node of an earlier version ignores the Accept header and answers 204: the
+    sender asks for the receipt (GET .../receipt), as it always did."""
+    from tsfnode.peer import transfers as peer_transfers
+
+    monkeypatch.setattr(peer_transfers, "RECEIPT_TYPE", "application/x-not-asked")
+    sender, reader = await _two_nodes(tmp_path, aiohttp_client)
+    manifest = _seal(sender, reader, 200_000)
+    await _queue(sender, manifest)
+    sender.app[TRANSFERS].wake()
+    states = await _delivered(sender, [manifest.bundle_id])
+    assert states == {manifest.bundle_id.hex(): "delivered"}
+    assert sender.app[TRANSFERS].outbox.receipt_polls >= 1
