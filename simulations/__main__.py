@@ -1,20 +1,21 @@
 """python -m simulations run SCENARIO [--seed N | --seeds 1-20] [--set KEY=V1,V2 ...]
-[--window day20-day30] [--cases-csv FILE] [--jobs N] [--out DIR]"""
+[--window day20-day30] [--cases-csv FILE] [--jobs N] [--out DIR]
+[--phase all|cases|directory|liveness]"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
 from pathlib import Path
 
 from simulations.casesim import CaseWorld
 from simulations.directorysim import change_day, spread
 from simulations.ensemble import parse_seeds, parse_set, run_ensemble, write_ensemble
-from simulations.report import Window, write
-from simulations.scenario import ScenarioError, parse_scenario
+from simulations.report import Window, write, write_phase
+from simulations.scenario import ScenarioError, parse_scenario, read_scenario
 
 SCENARIOS = Path(__file__).parent / "scenarios"
+PHASES = ("all", "cases", "directory", "liveness")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     run.add_argument("--out", type=Path, default=None, help="default: sim-out/NAME")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--phase",
+        choices=PHASES,
+        default="all",
+        help="cases (and their links, gossip and liveness bandwidth), directory (a change "
+        "spreading), liveness (gossip and liveness bandwidth only), or all (cases and "
+        "directory)",
+    )
     args = parser.parse_args(argv)
     path = Path(args.scenario)
     if not path.exists() and (SCENARIOS / f"{args.scenario}.toml").exists():
@@ -46,10 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not path.exists():
             raise ScenarioError(f"{path}: no such scenario file")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ScenarioError(f"{path}: not valid TOML ({exc})") from None
+        data = read_scenario(path)
         scenario = parse_scenario(data, str(path))
         window = Window.parse(args.window) if args.window else None
         if args.seed is not None and args.seeds:
@@ -58,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ScenarioError("--jobs must be at least 1")
         seeds = parse_seeds(args.seeds) if args.seeds else None
         sets = [parse_set(s) for s in args.set]
+        if (seeds is not None or sets) and args.phase not in ("all", "cases"):
+            raise ScenarioError(f"--phase {args.phase} runs for one seed (no --seeds, --set)")
     except ScenarioError as exc:
         print(f"simulations: {exc}", file=sys.stderr)
         return 2
@@ -86,9 +94,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"written to {out}/ (report.md, summary.json, table.csv)")
         return 0
     world = CaseWorld(scenario, args.seed)
+    if args.phase in ("directory", "liveness"):
+        directory = None
+        if args.phase == "directory":
+            directory = spread(scenario, world, publish_day=change_day(scenario))
+        facts = write_phase(scenario, world, out, directory)
+        print(f"{args.phase}: written to {out}/ (report.md, summary.json)")
+        return 0
     with tqdm(total=int(scenario.days), unit="day", disable=args.quiet, desc=scenario.name) as bar:
         outcome = world.run(progress=bar.update)
-    directory = spread(scenario, world, publish_day=change_day(scenario))
+    directory = None
+    if args.phase == "all":
+        directory = spread(scenario, world, publish_day=change_day(scenario))
     facts = write(
         scenario, world.seed, outcome, out, directory, window=window, cases_csv=args.cases_csv
     )

@@ -49,6 +49,7 @@ from protocol.coordinator import (
 )
 from protocol.errors import CaseRefused
 from protocol.transfer import Backoff, Upload
+from simulations.bandwidth import background_kbit_s
 from simulations.clock import EventLoop
 from simulations.network import seeded_rng
 from simulations.scenario import ListedCase, ReaderSpec, Scenario, SenderSpec, StudySpec
@@ -113,6 +114,8 @@ class Outcome:
     relay_peak: dict[str, int] = field(default_factory=dict)  # most bytes held at once
     relay_fallbacks: int = 0  # mail left at a later relay because the first was down
     cable_bytes: dict[str, list[int]] = field(default_factory=dict)  # per cable, per day
+    background_kbit_s: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per node: its gossip and liveness traffic, kbit/s over the run (``bandwidth``)."""
     end_ms: int = 0
 
 
@@ -187,6 +190,11 @@ class CaseWorld:
         cuts = self.down[node]
         i = bisect.bisect_right(cuts, (now, 2**62)) - 1
         return i >= 0 and cuts[i][0] <= now < cuts[i][1]
+
+    def up_share(self, node: str) -> float:
+        """The share of the run ``node`` was up."""
+        down = sum(min(end, self.end) - start for start, end in self.down[node] if start < self.end)
+        return 1 - down / self.end if self.end else 1.0
 
     def reachable(self, a: str, b: str, now: int) -> bool:
         if self.is_down(a, now) or self.is_down(b, now):
@@ -767,6 +775,9 @@ class CaseWorld:
         self.outcome.link_bytes = {
             n: (link.sent, link.received) for n, link in sorted(self.links.items())
         }
+        self.outcome.background_kbit_s = background_kbit_s(
+            [n.name for n in self.scenario.nodes], {n: self.up_share(n) for n in self.down}
+        )
         return self.outcome
 
 

@@ -43,6 +43,9 @@
                           (beside the scenario file): day, hour, sender (a node), to (a
                           reader's name for a pair, or "group NAME"), kind, mb
 
+    extends = "pilot_2008.toml"   another scenario (beside it) whose keys and tables it
+                          takes, replacing those it gives itself
+
 Day 0 starts on a Monday at 00:00 UTC.
     directory_day = 25    when a change of the directory (a revocation) is made; default:
                           a day into the first cut, else mid-run
@@ -352,7 +355,7 @@ def _cables(data: dict[str, Any], where: str, nodes: list[NodeSpec]) -> tuple[Ca
             if not wanted or unknown:
                 raise ScenarioError(f"{at}: '{sides[0]}' names regions without a node {unknown}")
             inside = frozenset(n.name for n in nodes if n.region in wanted)
-        degraded = []
+        degraded: list[Degraded] = []
         for k, d in enumerate(_get(t, "degraded", list, at, [])):
             here = f"{at}: degraded[{k}]"
             if not isinstance(d, dict) or "from" not in d or "to" not in d:
@@ -419,14 +422,26 @@ def _case_list(
     return tuple(sorted(out, key=lambda c: c.submitted_ms))
 
 
-def load_scenario(path: Path) -> Scenario:
+def read_scenario(path: Path) -> dict[str, Any]:
+    """The TOML of a scenario file; one that says ``extends = "other.toml"`` (beside
+    it) takes the other's keys and tables, its own replacing them."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ScenarioError(f"{path}: no such scenario file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: not valid TOML ({exc})") from None
-    return parse_scenario(data, str(path), path.parent)
+    if "extends" in data:
+        other = _get(data, "extends", str, str(path))
+        if (path.parent / other).resolve() == path.resolve():
+            raise ScenarioError(f"{path}: 'extends' names the file itself")
+        data = {**read_scenario(path.parent / other), **data}
+        del data["extends"]
+    return data
+
+
+def load_scenario(path: Path) -> Scenario:
+    return parse_scenario(read_scenario(path), str(path), path.parent)
 
 
 def parse_scenario(
