@@ -32,6 +32,7 @@ import functools
 import hashlib
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,7 +165,8 @@ class CaseWorld:
         self.queue: dict[str, list[bytes]] = {}  # a reader with a capacity: their cases
         self.pool: dict[str, list[bytes]] = {}  # a group's cases waiting for such a reader
         self._rates: dict[tuple[str, str], float] = {}  # bytes/s TCP keeps between two nodes
-        self.crossing = [0] * len(scenario.cables)  # transfers in progress over each cable
+        # per cable, the transfers across it now, by (source, target)
+        self.crossing: list[Counter[tuple[str, str]]] = [Counter() for _ in scenario.cables]
         self.outcome.cable_bytes = {c.name: [0] * (int(scenario.days) + 1) for c in scenario.cables}
         self.evaluations = random.Random(f"{self.seed}/evaluations")
 
@@ -257,7 +259,7 @@ class CaseWorld:
             k for k, c in enumerate(self.scenario.cables) if c.crossed_by(source, target)
         )
         for k in cables:
-            self.crossing[k] += 1
+            self.crossing[k][source, target] += 1
         t = Transfer(source, target, Upload(layout), on_done, cables=cables)
         self._pump(t)
 
@@ -299,10 +301,14 @@ class CaseWorld:
 
     def cable_share(self, k: int, at: int) -> float:
         """Bytes per second a transfer gets of cable ``k`` at ``at``: what is left of its
-        capacity on that day (its degradation schedule), shared fairly among the
-        transfers in progress across it."""
+        capacity on that day (its degradation schedule), shared fairly among the flows
+        across it. A node's transfers take its uplink, and a receiver's its downlink,
+        one chunk at a time: at most as many chunks cross the cable at once as there
+        are nodes sending across it, or receiving, whichever is fewer."""
         cable = self.scenario.cables[k]
-        return cable.capacity_kbit * 125.0 * cable.left(at / DAY) / max(1, self.crossing[k])
+        pairs = self.crossing[k]
+        flows = min(len({s for s, _ in pairs}), len({t for _, t in pairs}))
+        return cable.capacity_kbit * 125.0 * cable.left(at / DAY) / max(1, flows)
 
     def latency(self, a: str, b: str) -> int:
         """One way, between two nodes: their regions', and their own."""
@@ -339,7 +345,9 @@ class CaseWorld:
         t.attempts = 0
         if t.upload.done:
             for k in t.cables:
-                self.crossing[k] -= 1
+                self.crossing[k][t.source, t.target] -= 1
+                if not self.crossing[k][t.source, t.target]:
+                    del self.crossing[k][t.source, t.target]
             t.on_done(now)
         elif len(t.upload.in_flight) < t.upload.window:
             self._pump(t)
