@@ -1,6 +1,7 @@
 """python -m simulations run SCENARIO [--seed N | --seeds 1-20] [--set KEY=V1,V2 ...]
 [--window day20-day30] [--cases-csv FILE] [--jobs N] [--out DIR]
-[--phase all|cases|directory|liveness]"""
+[--phase all|cases|directory|liveness]
+python -m simulations compare SCENARIO --metrics FILE [--seeds 1-20] [--jobs N]"""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 from simulations.casesim import CaseWorld
+from simulations.compare import compare, load_metrics, text
 from simulations.directorysim import change_day, spread
 from simulations.ensemble import parse_seeds, parse_set, run_ensemble, write_ensemble
 from simulations.report import Window, write, write_phase
@@ -48,10 +50,17 @@ def main(argv: list[str] | None = None) -> int:
         "spreading), liveness (gossip and liveness bandwidth only), or all (cases and "
         "directory)",
     )
+    cmp = sub.add_parser(
+        "compare", help="the scenario simulated beside the figures a node measured"
+    )
+    cmp.add_argument("scenario", help="a TOML file (tsfnode scenario DIR --out FILE)")
+    cmp.add_argument("--metrics", type=Path, required=True, help="tsfnode scenario --metrics")
+    cmp.add_argument("--seeds", default="1-20", help="default 1-20")
+    cmp.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     args = parser.parse_args(argv)
-    path = Path(args.scenario)
-    if not path.exists() and (SCENARIOS / f"{args.scenario}.toml").exists():
-        path = SCENARIOS / f"{args.scenario}.toml"
+    if args.command == "compare":
+        return _compare(args)
+    path = _scenario_path(args.scenario)
     try:
         if not path.exists():
             raise ScenarioError(f"{path}: no such scenario file")
@@ -115,6 +124,29 @@ def main(argv: list[str] | None = None) -> int:
         f"{facts['reading_delay_hours']['median']} h; written to {out}/ (report.md, summary.json)"
     )
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    path = _scenario_path(args.scenario)
+    try:
+        data = read_scenario(path)
+        parse_scenario(data, str(path))
+        measured = load_metrics(args.metrics)
+        seeds = parse_seeds(args.seeds)
+        ensemble = run_ensemble(data, str(path), seeds, [], jobs=args.jobs)
+    except ScenarioError as exc:
+        print(f"simulations: {exc}", file=sys.stderr)
+        return 2
+    runs = [r["facts"] for r in ensemble.results]
+    print(text(compare(runs, measured), len(seeds)))
+    return 0
+
+
+def _scenario_path(name: str) -> Path:
+    path = Path(name)
+    if not path.exists() and (SCENARIOS / f"{name}.toml").exists():
+        path = SCENARIOS / f"{name}.toml"
+    return path
 
 
 def _grid_size(sets: list[tuple[str, list[object]]]) -> int:
