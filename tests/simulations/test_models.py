@@ -201,3 +201,31 @@ def test_the_cases_phase_alone_writes_no_directory_figures(tmp_path: Path) -> No
     live = run_cli(tmp_path / "live", "pilot_2008_replay", "--phase", "liveness")
     assert live["files"] == ["report.md", "summary.json"]
     assert live["summary"]["background_kbit_s"] == cases["summary"]["background_kbit_s"]
+
+
+def test_compare_says_whether_each_measured_figure_lies_where_the_runs_fall(
+    tmp_path: Path,
+) -> None:
+    from simulations.compare import compare, load_metrics
+
+    runs = [
+        {"transit_hours": {"median": 1.0 + k / 10, "p90": 2.0 + k / 10},
+         "turnaround_hours": {"median": 10.0 + k, "p90": None}}
+        for k in range(20)
+    ]  # fmt: skip
+    metrics = tmp_path / "m.json"
+    metrics.write_text(json.dumps({"transit_hours": {"median": 1.5, "p90": 9.0},
+                                   "turnaround_hours": {"median": 50}}))  # fmt: skip
+    rows = {r["figure"]: r for r in compare(runs, load_metrics(metrics))}
+    assert rows["transit, median (h)"]["inside"] is True
+    assert rows["transit, median (h)"]["runs_low"] >= 1.0
+    assert rows["transit, median (h)"]["runs_high"] <= 2.9
+    assert rows["transit, 90% within (h)"]["inside"] is False
+    assert rows["turnaround, median (h)"]["inside"] is False
+    assert rows["turnaround, 90% within (h)"]["inside"] is None  # neither side has it
+    metrics.write_text(json.dumps({"transit_hours": {"median": "fast"}}))
+    with pytest.raises(ScenarioError, match=r"'transit_hours.median' must be a number"):
+        load_metrics(metrics)
+    metrics.write_text("{}")
+    with pytest.raises(ScenarioError, match="no 'transit_hours' nor 'turnaround_hours'"):
+        load_metrics(metrics)
