@@ -348,6 +348,12 @@ def write_ensemble(ensemble: Ensemble, out: Path, cases_csv: Path | None = None)
         printed,
         "```",
         "",
+        "Reports their sender judged useful (the 2008 pilot: 80%):",
+        "",
+        "```",
+        printed_table(ensemble, ("useful_share",)),
+        "```",
+        "",
         *(f"![{p}]({p})" for p in names),
         "",
     ]
