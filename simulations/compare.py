@@ -36,9 +36,11 @@ COMPARED = (
 def load_metrics(path: Path) -> dict[str, Any]:
     """The measured figures; a missing or wrong one is named."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_text(encoding="utf-8")
     except OSError:
         raise ScenarioError(f"--metrics: cannot read {path}") from None
+    try:
+        data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ScenarioError(f"--metrics: {path} is not JSON ({exc})") from None
     if not isinstance(data, dict):
