@@ -1,20 +1,23 @@
 """python -m simulations run SCENARIO [--seed N | --seeds 1-20] [--set KEY=V1,V2 ...]
-[--window day20-day30] [--cases-csv FILE] [--jobs N] [--out DIR]"""
+[--window day20-day30] [--cases-csv FILE] [--jobs N] [--out DIR]
+[--phase all|cases|directory|liveness]
+python -m simulations compare SCENARIO --metrics FILE [--seeds 1-20] [--jobs N]"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
 from pathlib import Path
 
 from simulations.casesim import CaseWorld
+from simulations.compare import compare, load_metrics, text
 from simulations.directorysim import change_day, spread
 from simulations.ensemble import parse_seeds, parse_set, run_ensemble, write_ensemble
-from simulations.report import Window, write
-from simulations.scenario import ScenarioError, parse_scenario
+from simulations.report import Window, write, write_phase
+from simulations.scenario import ScenarioError, parse_scenario, read_scenario
 
 SCENARIOS = Path(__file__).parent / "scenarios"
+PHASES = ("all", "cases", "directory", "liveness")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,17 +42,29 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     run.add_argument("--out", type=Path, default=None, help="default: sim-out/NAME")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--phase",
+        choices=PHASES,
+        default="all",
+        help="cases (and their links, gossip and liveness bandwidth), directory (a change "
+        "spreading), liveness (gossip and liveness bandwidth only), or all (cases and "
+        "directory)",
+    )
+    cmp = sub.add_parser(
+        "compare", help="the scenario simulated beside the figures a node measured"
+    )
+    cmp.add_argument("scenario", help="a TOML file (tsfnode scenario DIR --out FILE)")
+    cmp.add_argument("--metrics", type=Path, required=True, help="tsfnode scenario --metrics")
+    cmp.add_argument("--seeds", default="1-20", help="default 1-20")
+    cmp.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     args = parser.parse_args(argv)
-    path = Path(args.scenario)
-    if not path.exists() and (SCENARIOS / f"{args.scenario}.toml").exists():
-        path = SCENARIOS / f"{args.scenario}.toml"
+    if args.command == "compare":
+        return _compare(args)
+    path = _scenario_path(args.scenario)
     try:
         if not path.exists():
             raise ScenarioError(f"{path}: no such scenario file")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ScenarioError(f"{path}: not valid TOML ({exc})") from None
+        data = read_scenario(path)
         scenario = parse_scenario(data, str(path))
         window = Window.parse(args.window) if args.window else None
         if args.seed is not None and args.seeds:
@@ -58,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ScenarioError("--jobs must be at least 1")
         seeds = parse_seeds(args.seeds) if args.seeds else None
         sets = [parse_set(s) for s in args.set]
+        if (seeds is not None or sets) and args.phase not in ("all", "cases"):
+            raise ScenarioError(f"--phase {args.phase} runs for one seed (no --seeds, --set)")
     except ScenarioError as exc:
         print(f"simulations: {exc}", file=sys.stderr)
         return 2
@@ -86,9 +103,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"written to {out}/ (report.md, summary.json, table.csv)")
         return 0
     world = CaseWorld(scenario, args.seed)
+    if args.phase in ("directory", "liveness"):
+        directory = None
+        if args.phase == "directory":
+            directory = spread(scenario, world, publish_day=change_day(scenario))
+        facts = write_phase(scenario, world, out, directory)
+        print(f"{args.phase}: written to {out}/ (report.md, summary.json)")
+        return 0
     with tqdm(total=int(scenario.days), unit="day", disable=args.quiet, desc=scenario.name) as bar:
         outcome = world.run(progress=bar.update)
-    directory = spread(scenario, world, publish_day=change_day(scenario))
+    directory = None
+    if args.phase == "all":
+        directory = spread(scenario, world, publish_day=change_day(scenario))
     facts = write(
         scenario, world.seed, outcome, out, directory, window=window, cases_csv=args.cases_csv
     )
@@ -98,6 +124,29 @@ def main(argv: list[str] | None = None) -> int:
         f"{facts['reading_delay_hours']['median']} h; written to {out}/ (report.md, summary.json)"
     )
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    path = _scenario_path(args.scenario)
+    try:
+        data = read_scenario(path)
+        parse_scenario(data, str(path))
+        measured = load_metrics(args.metrics)
+        seeds = parse_seeds(args.seeds)
+        ensemble = run_ensemble(data, str(path), seeds, [], jobs=args.jobs)
+    except ScenarioError as exc:
+        print(f"simulations: {exc}", file=sys.stderr)
+        return 2
+    runs = [r["facts"] for r in ensemble.results]
+    print(text(compare(runs, measured), len(seeds)))
+    return 0
+
+
+def _scenario_path(name: str) -> Path:
+    path = Path(name)
+    if not path.exists() and (SCENARIOS / f"{name}.toml").exists():
+        path = SCENARIOS / f"{name}.toml"
+    return path
 
 
 def _grid_size(sets: list[tuple[str, list[object]]]) -> int:

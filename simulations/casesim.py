@@ -32,6 +32,7 @@ import functools
 import hashlib
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,9 +50,10 @@ from protocol.coordinator import (
 )
 from protocol.errors import CaseRefused
 from protocol.transfer import Backoff, Upload
+from simulations.bandwidth import background_kbit_s
 from simulations.clock import EventLoop
 from simulations.network import seeded_rng
-from simulations.scenario import ReaderSpec, Scenario, SenderSpec, StudySpec
+from simulations.scenario import ListedCase, ReaderSpec, Scenario, SenderSpec, StudySpec
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -97,6 +99,7 @@ class Transfer:
     on_done: Any
     attempts: int = 0
     generation: int = 0  # chunks sent before a cut do not count after it
+    cables: tuple[int, ...] = ()  # the shared links it crosses (indexes in the scenario's)
 
 
 @dataclass
@@ -111,6 +114,9 @@ class Outcome:
     relay_full_waits: int = 0
     relay_peak: dict[str, int] = field(default_factory=dict)  # most bytes held at once
     relay_fallbacks: int = 0  # mail left at a later relay because the first was down
+    cable_bytes: dict[str, list[int]] = field(default_factory=dict)  # per cable, per day
+    background_kbit_s: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per node: its gossip and liveness traffic, kbit/s over the run (``bandwidth``)."""
     end_ms: int = 0
 
 
@@ -159,6 +165,10 @@ class CaseWorld:
         self.queue: dict[str, list[bytes]] = {}  # a reader with a capacity: their cases
         self.pool: dict[str, list[bytes]] = {}  # a group's cases waiting for such a reader
         self._rates: dict[tuple[str, str], float] = {}  # bytes/s TCP keeps between two nodes
+        # per cable, the transfers across it now, by (source, target)
+        self.crossing: list[Counter[tuple[str, str]]] = [Counter() for _ in scenario.cables]
+        self.outcome.cable_bytes = {c.name: [0] * (int(scenario.days) + 1) for c in scenario.cables}
+        self.evaluations = random.Random(f"{self.seed}/evaluations")
 
     # --- the model of the links ---------------------------------------------------------
 
@@ -182,6 +192,11 @@ class CaseWorld:
         cuts = self.down[node]
         i = bisect.bisect_right(cuts, (now, 2**62)) - 1
         return i >= 0 and cuts[i][0] <= now < cuts[i][1]
+
+    def up_share(self, node: str) -> float:
+        """The share of the run ``node`` was up."""
+        down = sum(min(end, self.end) - start for start, end in self.down[node] if start < self.end)
+        return 1 - down / self.end if self.end else 1.0
 
     def reachable(self, a: str, b: str, now: int) -> bool:
         if self.is_down(a, now) or self.is_down(b, now):
@@ -240,7 +255,12 @@ class CaseWorld:
 
     def _transfer(self, source: str, target: str, size: int, on_done: Any) -> None:
         layout = Layout(size, choose_chunk_size(size))
-        t = Transfer(source, target, Upload(layout), on_done)
+        cables = tuple(
+            k for k, c in enumerate(self.scenario.cables) if c.crossed_by(source, target)
+        )
+        for k in cables:
+            self.crossing[k][source, target] += 1
+        t = Transfer(source, target, Upload(layout), on_done, cables=cables)
         self._pump(t)
 
     def _pump(self, t: Transfer) -> None:
@@ -253,7 +273,10 @@ class CaseWorld:
         for index in t.upload.next_sends(now):
             nbytes = t.upload.manifest.ciphertext_chunk_size(index)
             start = max(now, up.up_free, down.down_free)
-            took = math.ceil(nbytes / self.rate(t.source, t.target, start) * 1000)
+            rate = self.rate(t.source, t.target, start)
+            for k in t.cables:
+                rate = min(rate, self.cable_share(k, start))
+            took = math.ceil(nbytes / rate * 1000)
             up.up_free = down.down_free = start + took
             arrive = functools.partial(self._arrived, t, index, nbytes, t.generation)
             self.loop.at(start + took + latency, arrive)
@@ -275,6 +298,17 @@ class CaseWorld:
             if spec.day_hours[0] <= hour < spec.day_hours[1]:
                 return min(found, spec.day_up_kbit * 125.0)
         return found
+
+    def cable_share(self, k: int, at: int) -> float:
+        """Bytes per second a transfer gets of cable ``k`` at ``at``: what is left of its
+        capacity on that day (its degradation schedule), shared fairly among the flows
+        across it. A node's transfers take its uplink, and a receiver's its downlink,
+        one chunk at a time: at most as many chunks cross the cable at once as there
+        are nodes sending across it, or receiving, whichever is fewer."""
+        cable = self.scenario.cables[k]
+        pairs = self.crossing[k]
+        flows = min(len({s for s, _ in pairs}), len({t for _, t in pairs}))
+        return cable.capacity_kbit * 125.0 * cable.left(at / DAY) / max(1, flows)
 
     def latency(self, a: str, b: str) -> int:
         """One way, between two nodes: their regions', and their own."""
@@ -306,8 +340,14 @@ class CaseWorld:
         t.upload.on_ack(index, now)
         self.links[t.source].sent += nbytes
         self.links[t.target].received += nbytes
+        for k in t.cables:
+            self.outcome.cable_bytes[self.scenario.cables[k].name][now // DAY] += nbytes
         t.attempts = 0
         if t.upload.done:
+            for k in t.cables:
+                self.crossing[k][t.source, t.target] -= 1
+                if not self.crossing[k][t.source, t.target]:
+                    del self.crossing[k][t.source, t.target]
             t.on_done(now)
         elif len(t.upload.in_flight) < t.upload.window:
             self._pump(t)
@@ -334,7 +374,16 @@ class CaseWorld:
         return chosen, int(self.random.uniform(*chosen.mb) * 1_000_000)
 
     def start(self) -> None:
+        for listed in self.scenario.case_list or ():
+            if listed.submitted_ms < self.end:
+                sender = self.scenario.senders[listed.sender]
+                self.loop.at(
+                    listed.submitted_ms,
+                    functools.partial(self._submit, sender, listed.sender, listed),
+                )
         for k, sender in enumerate(self.scenario.senders):
+            if self.scenario.case_list is not None:
+                break  # the list replaces random arrivals
             rnd = random.Random(f"{self.seed}/cases/{k}/{sender.node}")
             t = 0.0
             while sender.cases_per_week > 0:
@@ -425,7 +474,7 @@ class CaseWorld:
 
         self.send(meta["sender_node"], node, meta["size"], arrived)
 
-    def _submit(self, sender: SenderSpec, k: int) -> None:
+    def _submit(self, sender: SenderSpec, k: int, listed: ListedCase | None = None) -> None:
         """The sender's node routes the case (the pair's quota counted as the node
         counts it). The simulator sends the study only to the node of the reader who
         will read it, one of the nodes the coordinator seals it for: the node seals a
@@ -446,7 +495,10 @@ class CaseWorld:
         )
         if sender.pair:
             pairs.append(case_id)
-        kind, size = self._study()
+        if listed is None:
+            kind, size = self._study()
+        else:
+            kind, size = StudySpec(listed.kind, 1.0, (0.0, 0.0)), listed.size
         group = self.scenario.group(sender.group) if not sender.pair else None
         assigned = group is not None and group.routing == "assign"
         if group is not None and assigned:  # the images go to the coordinator's node
@@ -668,6 +720,18 @@ class CaseWorld:
             case, "deliver_report", by=b"", roles=frozenset({Role.NODE}), now=now
         )
         self._keep(case_id, case)
+        hours = self.evaluations.uniform(*self.scenario.evaluation_hours)
+        useful = self.evaluations.random() < self.scenario.useful_share
+        self.loop.at(now + int(hours * HOUR), functools.partial(self._evaluate, case_id, useful))
+
+    def _evaluate(self, case_id: bytes, useful: bool) -> None:
+        """The sender's evaluation of the report: useful to them, or not."""
+        case = self.cases[case_id]
+        case, _ = machine.apply(
+            case, "evaluate", by=case.sender, roles=frozenset({Role.SENDER}), now=self.loop.now
+        )
+        self.meta[case_id]["evaluation"] = (self.loop.now, useful)
+        self._keep(case_id, case)
 
     def _sample(self) -> None:
         now = self.loop.now
@@ -690,6 +754,7 @@ class CaseWorld:
         self.outcome.end_ms = self.end
         for case_id, case in sorted(self.cases.items()):
             meta = self.meta[case_id]
+            evaluated_ms, useful = meta.get("evaluation", (None, None))
             self.outcome.cases.append(
                 {
                     "case_id": case_id.hex(),
@@ -711,11 +776,16 @@ class CaseWorld:
                     "late": is_late(case, self.end),
                     "escalations": case.escalations,
                     "over_quota": case.needs_acceptance,
+                    "evaluated_ms": evaluated_ms,
+                    "useful": useful,
                 }
             )
         self.outcome.link_bytes = {
             n: (link.sent, link.received) for n, link in sorted(self.links.items())
         }
+        self.outcome.background_kbit_s = background_kbit_s(
+            [n.name for n in self.scenario.nodes], {n: self.up_share(n) for n in self.down}
+        )
         return self.outcome
 
 

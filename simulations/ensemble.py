@@ -71,6 +71,7 @@ FIGURES: tuple[tuple[str, str, Callable[[dict[str, Any]], float | None]], ...] =
     ("turnaround_p90_h", "turnaround, 90% within (h)", lambda f: f["turnaround_hours"]["p90"]),
     ("chunk_failures", "chunks failed and sent again", lambda f: f["chunk_failures"]),
     ("relay_fallbacks", "mail left at a later relay", lambda f: f["relay_fallbacks"]),
+    ("useful_share", "reports judged useful (share)", lambda f: f["useful_share"]),
 )
 PLOTTED = ("reading_median_h", "turnaround_median_h", "transit_median_h", "late", "unread")
 
@@ -345,6 +346,12 @@ def write_ensemble(ensemble: Ensemble, out: Path, cases_csv: Path | None = None)
         "",
         "```",
         printed,
+        "```",
+        "",
+        "Reports their sender judged useful (the 2008 pilot: 80%):",
+        "",
+        "```",
+        printed_table(ensemble, ("useful_share",)),
         "```",
         "",
         *(f"![{p}]({p})" for p in names),

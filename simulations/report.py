@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simulations.casesim import DAY, HOUR, Outcome
+from simulations.bandwidth import background_kbit_s
+from simulations.casesim import DAY, HOUR, CaseWorld, Outcome
 from simulations.directorysim import Spread
 from simulations.scenario import Scenario, ScenarioError, parse_day
 
@@ -113,11 +114,54 @@ def summary(
             for n, (s, r) in outcome.link_bytes.items()
             if s or r
         },
+        "evaluated": sum(1 for c in cases if c["useful"] is not None),
+        "useful_share": _share([c["useful"] for c in cases if c["useful"] is not None]),
+        "background_kbit_s": _background(outcome.background_kbit_s),
+        "cables": _cables(scenario, outcome),
         "backlog_max": {
             "in_transit": max((b[1] for b in outcome.backlog), default=0),
             "unread": max((b[2] for b in outcome.backlog), default=0),
         },
     }
+
+
+def _share(values: list[bool]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def _background(per_node: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Gossip and liveness, kbit/s a node sends: median and most over the nodes, and
+    each node's when there are at most 50."""
+    if not per_node:
+        return {}
+    totals = [v["gossip"] + v["liveness"] for v in per_node.values()]
+    out: dict[str, Any] = {
+        "gossip_median": round(statistics.median(v["gossip"] for v in per_node.values()), 3),
+        "liveness_median": round(statistics.median(v["liveness"] for v in per_node.values()), 3),
+        "total_median": round(statistics.median(totals), 3),
+        "total_max": round(max(totals), 3),
+    }
+    if len(per_node) <= 50:
+        out["per_node"] = per_node
+    return out
+
+
+def _cables(scenario: Scenario, outcome: Outcome) -> dict[str, dict[str, float]]:
+    """Per cable: its capacity, the most it carried in a day (a share of that day's
+    capacity), and the MB it carried."""
+    out = {}
+    for cable in scenario.cables:
+        per_day = outcome.cable_bytes.get(cable.name, [])
+        use = [
+            b * 8 / 1000 / 86_400 / (cable.capacity_kbit * cable.left(day + 0.5))
+            for day, b in enumerate(per_day)
+        ]
+        out[cable.name] = {
+            "capacity_kbit": cable.capacity_kbit,
+            "peak_day_use": round(max(use, default=0.0), 4),
+            "mb": round(sum(per_day) / 1e6, 1),
+        }
+    return out
 
 
 def _pairs(cases: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -165,6 +209,12 @@ def markdown(scenario: Scenario, facts: dict[str, Any], plots: list[str]) -> str
         f"- Reading delay (delivered to read; unread cases count what they waited): "
         f"{hours(facts['reading_delay_hours'])}.",
         f"- Turnaround (sent to report back): {hours(facts['turnaround_hours'])}.",
+        f"- {facts['evaluated']} reports evaluated by their sender; "
+        + (
+            "none judged yet."
+            if facts["useful_share"] is None
+            else f"{100 * facts['useful_share']:.0f}% judged useful."
+        ),
         "",
         "| study | transit, median (h) | 90% within (h) |",
         "|---|---|---|",
@@ -181,6 +231,12 @@ def markdown(scenario: Scenario, facts: dict[str, Any], plots: list[str]) -> str
         f"chunk requests that failed (chunk_loss) and were sent again: {facts['chunks_lost']}.",
         f"- Deposits that waited for room at a full relay: {facts['relay_full_waits']}; "
         f"left at a later relay because the first was down: {facts['relay_fallbacks']}.",
+        *_background_lines(facts),
+        *(
+            f"- Cable {name}: {c['capacity_kbit']} kbit/s, carried {c['mb']} MB; its busiest "
+            f"day used {100 * c['peak_day_use']:.1f}% of what was left of it."
+            for name, c in facts["cables"].items()
+        ),
         f"- Most cases waiting at once: {facts['backlog_max']['in_transit']} on their way, "
         f"{facts['backlog_max']['unread']} waiting for a reader.",
         "",
@@ -194,6 +250,17 @@ def markdown(scenario: Scenario, facts: dict[str, Any], plots: list[str]) -> str
     if troubles:
         lines[4:4] = ["Cuts and nodes down: " + "; ".join(troubles) + ".", ""]
     return "\n".join(lines)
+
+
+def _background_lines(facts: dict[str, Any]) -> list[str]:
+    bg = facts["background_kbit_s"]
+    if not bg:
+        return []
+    return [
+        f"- Gossip and liveness, what a node sends: median {bg['total_median']} kbit/s "
+        f"(gossip {bg['gossip_median']}, liveness {bg['liveness_median']}), at most "
+        f"{bg['total_max']} kbit/s."
+    ]
 
 
 def _pair_lines(facts: dict[str, Any]) -> list[str]:
@@ -271,7 +338,7 @@ def cdf(values: list[float]) -> tuple[list[float], list[float]]:
 def plots(
     scenario: Scenario,
     seed: int,
-    outcome: Outcome,
+    outcome: Outcome | None,
     out: Path,
     directory: Spread | None = None,
     window: Window | None = None,
@@ -293,72 +360,132 @@ def plots(
         plt.close(figure)
         names.append(name)
 
-    cases = in_window(outcome.cases, window)
-    series = {
-        "transit": [c["transit_ms"] / HOUR for c in cases if c["transit_ms"] is not None],
-        "reading delay": waited_to_read_hours(cases, outcome.end_ms),
-        "turnaround": [c["turnaround_ms"] / HOUR for c in cases if c["turnaround_ms"] is not None],
-    }
     with plt.rc_context({"font.size": 9}):
-        figure, axes = plt.subplots(figsize=(6, 3))
-        for label, values in series.items():
-            if values:
-                axes.step(*cdf(values), where="post", label=label)
-        if any(series.values()):
-            axes.legend(frameon=False)
-        axes.set_xlabel("hours")
-        axes.set_ylabel("share of cases")
-        titled(axes, "Transit, reading delay and turnaround (CDF)", scenario, seeds)
-        save(figure, "turnaround.png")
-        figure, axes = plt.subplots(figsize=(6, 3))
-        shade(axes, scenario)
-        days = [b[0] for b in outcome.backlog]
-        axes.plot(days, [b[1] for b in outcome.backlog], label="on their way")
-        axes.plot(days, [b[2] for b in outcome.backlog], label="waiting for a reader")
-        axes.set_xlabel("day")
-        axes.set_ylabel("cases")
-        titled(axes, "Backlog", scenario, seeds_text([seed]))
-        axes.legend(frameon=False)
-        save(figure, "backlog.png")
-        busiest = sorted(outcome.link_bytes.items(), key=lambda kv: -(kv[1][0] + kv[1][1]))[:15]
-        if busiest:
-            figure, axes = plt.subplots(figsize=(6, 0.6 + 0.25 * len(busiest)))
-            labels = [name for name, _ in reversed(busiest)]
-            axes.barh(labels, [b[1][0] / 1e6 for b in reversed(busiest)], label="sent")
-            axes.barh(
-                labels,
-                [b[1][1] / 1e6 for b in reversed(busiest)],
-                left=[b[1][0] / 1e6 for b in reversed(busiest)],
-                label="received",
-            )
-            axes.set_xlabel("MB")
-            titled(axes, "Link use, the busiest nodes", scenario, seeds_text([seed]))
-            axes.legend(frameon=False)
-            save(figure, "links.png")
-        troubled = _troubled({"pairs": _pairs(cases)})
-        if troubled:
-            figure, axes = plt.subplots(figsize=(6, 0.6 + 0.25 * len(troubled)))
-            labels = [name for name, _ in reversed(troubled)]
-            over = [v["over_quota"] for _, v in reversed(troubled)]
-            axes.barh(labels, over, label="over the weekly quota")
-            axes.barh(labels, [v["late"] for _, v in reversed(troubled)], left=over,
-                      label="late (after the due time, or escalated)")  # fmt: skip
-            axes.set_xlabel("cases")
-            titled(axes, "Pairs over quota or late", scenario, seeds)
-            axes.legend(frameon=False)
-            save(figure, "pairs.png")
-        if directory is not None and directory.points:
+        if outcome is not None:
+            cases = in_window(outcome.cases, window)
+            series = {
+                "transit": [c["transit_ms"] / HOUR for c in cases if c["transit_ms"] is not None],
+                "reading delay": waited_to_read_hours(cases, outcome.end_ms),
+                "turnaround": [
+                    c["turnaround_ms"] / HOUR for c in cases if c["turnaround_ms"] is not None
+                ],
+            }
             figure, axes = plt.subplots(figsize=(6, 3))
-            axes.step(
-                [t / 3600 for t, _ in directory.points],
-                [100 * s for _, s in directory.points],
-                where="post",
-            )
-            axes.set_xlabel("hours after the change")
-            axes.set_ylabel("% of nodes holding it")
-            titled(axes, "A change of the directory spreading", scenario, seeds_text([seed]))
-            save(figure, "directory.png")
+            for label, values in series.items():
+                if values:
+                    axes.step(*cdf(values), where="post", label=label)
+            if any(series.values()):
+                axes.legend(frameon=False)
+            axes.set_xlabel("hours")
+            axes.set_ylabel("share of cases")
+            titled(axes, "Transit, reading delay and turnaround (CDF)", scenario, seeds)
+            save(figure, "turnaround.png")
+            figure, axes = plt.subplots(figsize=(6, 3))
+            shade(axes, scenario)
+            days = [b[0] for b in outcome.backlog]
+            axes.plot(days, [b[1] for b in outcome.backlog], label="on their way")
+            axes.plot(days, [b[2] for b in outcome.backlog], label="waiting for a reader")
+            axes.set_xlabel("day")
+            axes.set_ylabel("cases")
+            titled(axes, "Backlog", scenario, seeds_text([seed]))
+            axes.legend(frameon=False)
+            save(figure, "backlog.png")
+            busiest = sorted(outcome.link_bytes.items(), key=lambda kv: -(kv[1][0] + kv[1][1]))[:15]
+            if busiest:
+                figure, axes = plt.subplots(figsize=(6, 0.6 + 0.25 * len(busiest)))
+                labels = [name for name, _ in reversed(busiest)]
+                axes.barh(labels, [b[1][0] / 1e6 for b in reversed(busiest)], label="sent")
+                axes.barh(
+                    labels,
+                    [b[1][1] / 1e6 for b in reversed(busiest)],
+                    left=[b[1][0] / 1e6 for b in reversed(busiest)],
+                    label="received",
+                )
+                axes.set_xlabel("MB")
+                titled(axes, "Link use, the busiest nodes", scenario, seeds_text([seed]))
+                axes.legend(frameon=False)
+                save(figure, "links.png")
+            troubled = _troubled({"pairs": _pairs(cases)})
+            if troubled:
+                figure, axes = plt.subplots(figsize=(6, 0.6 + 0.25 * len(troubled)))
+                labels = [name for name, _ in reversed(troubled)]
+                over = [v["over_quota"] for _, v in reversed(troubled)]
+                axes.barh(labels, over, label="over the weekly quota")
+                axes.barh(labels, [v["late"] for _, v in reversed(troubled)], left=over,
+                          label="late (after the due time, or escalated)")  # fmt: skip
+                axes.set_xlabel("cases")
+                titled(axes, "Pairs over quota or late", scenario, seeds)
+                axes.legend(frameon=False)
+                save(figure, "pairs.png")
+            if scenario.cables:
+                save(cable_plot(plt, scenario, seed, outcome), "cables.png")
+        if directory is not None and directory.points:
+            save(directory_plot(plt, scenario, seed, directory), "directory.png")
     return names
+
+
+def cable_plot(plt: Any, scenario: Scenario, seed: int, outcome: Outcome) -> Any:
+    """Each cable's use against its capacity, day by day: the mean kbit/s it carried,
+    and what its degradation schedule left of its capacity."""
+    figure, axes = plt.subplots(figsize=(6, 3))
+    shade(axes, scenario)
+    for cable in scenario.cables:
+        per_day = outcome.cable_bytes.get(cable.name, [])
+        days = list(range(len(per_day)))
+        line = axes.plot(
+            days, [b * 8 / 1000 / 86_400 for b in per_day], label=f"{cable.name}, used"
+        )
+        axes.step(
+            days,
+            [cable.capacity_kbit * cable.left(d + 0.5) for d in days],
+            where="post",
+            linestyle="--",
+            color=line[0].get_color(),
+            label=f"{cable.name}, capacity left",
+        )
+    axes.set_yscale("log")
+    axes.set_xlabel("day")
+    axes.set_ylabel("kbit/s (daily mean)")
+    titled(axes, "Cables: use against capacity", scenario, seeds_text([seed]))
+    axes.legend(frameon=False, fontsize=7)
+    return figure
+
+
+def time_unit(seconds: float) -> tuple[float, str]:
+    """The unit a time axis up to ``seconds`` reads best in: (seconds per unit, name)."""
+    if seconds <= 120:
+        return 1.0, "seconds"
+    if seconds <= 2 * 3600:
+        return 60.0, "minutes"
+    if seconds <= 3 * 86_400:
+        return 3600.0, "hours"
+    return 86_400.0, "days"
+
+
+def directory_plot(plt: Any, scenario: Scenario, seed: int, directory: Spread) -> Any:
+    """The share of nodes holding a change over time, on an axis in the unit that fits
+    when 99.99% hold it (or the run's last point), with the 50%, 99% and 99.99% marks."""
+    last = directory.seconds_to.get("99.99%") or directory.points[-1][0]
+    scale, unit = time_unit(last)
+    shown = [(t, s) for t, s in directory.points if t <= 1.1 * last]
+    figure, axes = plt.subplots(figsize=(6, 3))
+    axes.step([t / scale for t, _ in shown], [100 * s for _, s in shown], where="post")
+    for label, at in directory.seconds_to.items():
+        if at is not None:
+            axes.axvline(at / scale, color="0.5", linestyle=":", linewidth=1)
+            axes.annotate(
+                f"{label}: {at / scale:.3g} {unit}",
+                (at / scale, 2 + 30 * list(directory.seconds_to).index(label)),
+                fontsize=7,
+                color="0.3",
+                xytext=(3, 0),
+                textcoords="offset points",
+            )
+    axes.set_xlabel(f"{unit} after the change")
+    axes.set_ylabel("% of nodes holding it")
+    axes.set_ylim(0, 102)
+    titled(axes, "A change of the directory spreading", scenario, seeds_text([seed]))
+    return figure
 
 
 CASE_COLUMNS = (
@@ -402,6 +529,47 @@ def write_cases_csv(path: Path, rows: list[dict[str, Any]], extra: tuple[str, ..
         writer.writerows(rows)
 
 
+def write_phase(
+    scenario: Scenario, world: CaseWorld, out: Path, directory: Spread | None
+) -> dict[str, Any]:
+    """One phase without the cases: the directory's spread (``directory``), or, without
+    it, the gossip and liveness bandwidth of every node (its outages counted, the cases
+    not run). summary.json, report.md and, for the directory, directory.png."""
+    out.mkdir(parents=True, exist_ok=True)
+    facts: dict[str, Any] = {
+        "scenario": scenario.name,
+        "seed": world.seed,
+        "days": scenario.days,
+        "nodes": len(scenario.nodes),
+    }
+    if directory is not None:
+        facts["phase"] = "directory"
+        facts.update(_directory_facts(directory))
+        lines = _directory_lines(facts)
+    else:
+        facts["phase"] = "liveness"
+        facts["background_kbit_s"] = _background(
+            background_kbit_s(
+                [n.name for n in scenario.nodes], {n: world.up_share(n) for n in world.down}
+            )
+        )
+        lines = _background_lines(facts)
+    (out / "summary.json").write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n")
+    names = plots(scenario, world.seed, None, out, directory) if directory is not None else []
+    head = [f"# Simulation: {scenario.name}, {facts['phase']} only", ""]
+    body = [*head, f"{facts['nodes']} nodes, seed {world.seed}.", "", *lines]
+    (out / "report.md").write_text("\n".join([*body, *(f"![{p}]({p})" for p in names), ""]))
+    return facts
+
+
+def _directory_facts(directory: Spread) -> dict[str, Any]:
+    return {
+        "directory_change_hours_to": {
+            k: None if v is None else round(v / 3600, 2) for k, v in directory.seconds_to.items()
+        }
+    }
+
+
 def write(
     scenario: Scenario,
     seed: int,
@@ -415,9 +583,7 @@ def write(
     out.mkdir(parents=True, exist_ok=True)
     facts = summary(scenario, seed, outcome, window)
     if directory is not None:
-        facts["directory_change_hours_to"] = {
-            k: None if v is None else round(v / 3600, 2) for k, v in directory.seconds_to.items()
-        }
+        facts.update(_directory_facts(directory))
     (out / "summary.json").write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n")
     names = plots(scenario, seed, outcome, out, directory, window)
     (out / "report.md").write_text(markdown(scenario, facts, names))

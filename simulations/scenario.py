@@ -32,6 +32,19 @@
     [[cuts]]              region (or nodes = [...]), start_day, days: cut from the rest
     [[events]]            kind = "node_down", node, from = "day20", to = "day23": the
                           node is off (no transfer to or from it, nor through it)
+    [[cables]]            name, capacity_kbit, region or regions = [...] or nodes = [...]
+                          (the side of the cable: traffic between them and the rest
+                          crosses it, each transfer getting a fair share of the cable),
+                          degraded = [{from = "day20", to = "day41", left = 0.3}, ...]
+                          (the share of capacity left: a cut, then partial repair)
+    useful_share = 0.8    the share of reports the sender judges useful (the 2008 pilot);
+    evaluation_hours = [2, 72]  how long after the report is back the sender evaluates
+    case_list = "cases.csv"     a fixed list of cases replayed instead of random arrivals
+                          (beside the scenario file): day, hour, sender (a node), to (a
+                          reader's name for a pair, or "group NAME"), kind, mb
+
+    extends = "pilot_2008.toml"   another scenario (beside it) whose keys and tables it
+                          takes, replacing those it gives itself
 
 Day 0 starts on a Monday at 00:00 UTC.
     directory_day = 25    when a change of the directory (a revocation) is made; default:
@@ -42,6 +55,7 @@ Every error names the file, the table and the key.
 
 from __future__ import annotations
 
+import csv
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +149,43 @@ class NodeDown:
 
 
 @dataclass(frozen=True)
+class Degraded:
+    """A cable with only ``left`` of its capacity from ``start_day`` to ``end_day``."""
+
+    start_day: float
+    end_day: float
+    left: float
+
+
+@dataclass(frozen=True)
+class CableSpec:
+    """A shared link (a submarine cable): the traffic between ``nodes`` and the rest of
+    the network crosses it, and its transfers share its capacity fairly."""
+
+    name: str
+    capacity_kbit: int
+    nodes: frozenset[str]
+    degraded: tuple[Degraded, ...] = ()
+
+    def left(self, day: float) -> float:
+        """The share of the capacity there is on ``day`` (1 outside the schedule)."""
+        return next((d.left for d in self.degraded if d.start_day <= day < d.end_day), 1.0)
+
+    def crossed_by(self, a: str, b: str) -> bool:
+        return (a in self.nodes) != (b in self.nodes)
+
+
+@dataclass(frozen=True)
+class ListedCase:
+    """A case of a fixed list: when, from which sender (an index in ``senders``), what."""
+
+    submitted_ms: int
+    sender: int
+    kind: str
+    size: int
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     days: float
@@ -149,6 +200,10 @@ class Scenario:
     delay_hours: int = 72
     directory_day: float | None = None  # when a change of the directory is made
     node_down: tuple[NodeDown, ...] = field(default=())
+    cables: tuple[CableSpec, ...] = field(default=())
+    useful_share: float = 0.8  # reports the sender judges useful (the 2008 pilot's 80%)
+    evaluation_hours: tuple[float, float] = (2.0, 72.0)  # after the report is back
+    case_list: tuple[ListedCase, ...] | None = None  # replayed instead of random arrivals
 
     def latency(self, a: str, b: str) -> int:
         return self.latency_ms.get((a, b), self.latency_ms.get((b, a), 100))
@@ -270,17 +325,131 @@ def _events(data: dict[str, Any], where: str, known: set[str]) -> tuple[NodeDown
     return tuple(out)
 
 
-def load_scenario(path: Path) -> Scenario:
+def _cables(data: dict[str, Any], where: str, nodes: list[NodeSpec]) -> tuple[CableSpec, ...]:
+    out = []
+    regions = {n.region for n in nodes}
+    known = {n.name for n in nodes}
+    for i, t in enumerate(data.get("cables", [])):
+        at = f"{where}: cables[{i}]"
+        name = _get(t, "name", str, at)
+        capacity = _get(t, "capacity_kbit", int, at)
+        if capacity <= 0:
+            raise ScenarioError(f"{at}: 'capacity_kbit' must be positive")
+        sides = [k for k in ("region", "regions", "nodes") if k in t]
+        if len(sides) != 1:
+            raise ScenarioError(f"{at}: say one of 'region', 'regions' or 'nodes'")
+        if sides[0] == "nodes":
+            listed = _get(t, "nodes", list, at)
+            if not listed or not set(listed) <= known:
+                raise ScenarioError(
+                    f"{at}: 'nodes' names unknown nodes {sorted(set(listed) - known)}"
+                )
+            inside = frozenset(listed)
+        else:
+            wanted = (
+                [_get(t, "region", str, at)]
+                if sides[0] == "region"
+                else _get(t, "regions", list, at)
+            )
+            unknown = sorted(set(wanted) - regions)
+            if not wanted or unknown:
+                raise ScenarioError(f"{at}: '{sides[0]}' names regions without a node {unknown}")
+            inside = frozenset(n.name for n in nodes if n.region in wanted)
+        degraded: list[Degraded] = []
+        for k, d in enumerate(_get(t, "degraded", list, at, [])):
+            here = f"{at}: degraded[{k}]"
+            if not isinstance(d, dict) or "from" not in d or "to" not in d:
+                raise ScenarioError(f"{here}: 'from' and 'to' are needed (\"day20\", \"day41\")")
+            start, end = parse_day(d["from"], here, "from"), parse_day(d["to"], here, "to")
+            left = _get(d, "left", float, here)
+            if end <= start:
+                raise ScenarioError(f"{here}: 'to' must come after 'from'")
+            if not 0 < left <= 1:
+                raise ScenarioError(
+                    f"{here}: 'left' must be a share of capacity, above 0 and at most 1"
+                )
+            if degraded and start < degraded[-1].end_day:
+                raise ScenarioError(f"{here}: periods must be in order and not overlap")
+            degraded.append(Degraded(start, end, left))
+        out.append(CableSpec(name, capacity, inside, tuple(degraded)))
+    return tuple(out)
+
+
+CASE_LIST_COLUMNS = ("day", "hour", "sender", "to", "kind", "mb")
+
+
+def _case_list(
+    data: dict[str, Any], where: str, base: Path | None, senders: list[SenderSpec]
+) -> tuple[ListedCase, ...] | None:
+    """The scenario's ``case_list``: a CSV beside it, one case a row, in time order."""
+    if "case_list" not in data:
+        return None
+    name = _get(data, "case_list", str, where)
+    path = (base or Path()) / name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        raise ScenarioError(f"{where}: 'case_list': cannot read {path}") from None
+    rows = list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+    if not rows:
+        raise ScenarioError(f"{where}: 'case_list' {name} lists no case")
+    missing = [c for c in CASE_LIST_COLUMNS if c not in rows[0]]
+    if missing:
+        raise ScenarioError(f"{where}: 'case_list' {name} lacks the columns {missing}")
+    out = []
+    for line, row in enumerate(rows, start=2):
+        at = f"{where}: case_list {name} row {line}"
+        try:
+            day, hour, mb = float(row["day"]), float(row["hour"]), float(row["mb"])
+        except ValueError:
+            raise ScenarioError(f"{at}: 'day', 'hour' and 'mb' must be numbers") from None
+        if day < 0 or not 0 <= hour < 24 or mb <= 0:
+            raise ScenarioError(f"{at}: 'day' >= 0, 'hour' from 0 to 24, 'mb' > 0")
+        to = row["to"]
+        group = to.removeprefix("group ") if to.startswith("group ") else ""
+        found = [
+            k
+            for k, s in enumerate(senders)
+            if s.node == row["sender"] and (s.group == group if group else s.pair == to)
+        ]
+        if not found:
+            raise ScenarioError(
+                f"{at}: no [[senders]] entry sends from '{row['sender']}' to '{to}'"
+            )
+        out.append(
+            ListedCase(int((day + hour / 24) * 86_400_000), found[0], row["kind"], int(mb * 1e6))
+        )
+    return tuple(sorted(out, key=lambda c: c.submitted_ms))
+
+
+def read_scenario(path: Path) -> dict[str, Any]:
+    """The TOML of a scenario file; one that says ``extends = "other.toml"`` (beside
+    it) takes the other's keys and tables, its own replacing them."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ScenarioError(f"{path}: no such scenario file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: not valid TOML ({exc})") from None
-    return parse_scenario(data, str(path))
+    if "extends" in data:
+        other = _get(data, "extends", str, str(path))
+        if (path.parent / other).resolve() == path.resolve():
+            raise ScenarioError(f"{path}: 'extends' names the file itself")
+        data = {**read_scenario(path.parent / other), **data}
+        del data["extends"]
+    return data
 
 
-def parse_scenario(data: dict[str, Any], where: str = "scenario") -> Scenario:
+def load_scenario(path: Path) -> Scenario:
+    return parse_scenario(read_scenario(path), str(path), path.parent)
+
+
+def parse_scenario(
+    data: dict[str, Any], where: str = "scenario", base: Path | None = None
+) -> Scenario:
+    """The scenario in ``data`` (``where`` names it in errors; ``base`` is the folder
+    its ``case_list`` is read from; default: the folder of ``where``)."""
+    base = Path(where).parent if base is None else base
     nodes: list[NodeSpec] = []
     for i, t in enumerate(data.get("nodes", [])):
         at = f"{where}: nodes[{i}]"
@@ -427,6 +596,9 @@ def parse_scenario(data: dict[str, Any], where: str = "scenario") -> Scenario:
             if not set(cut_nodes) <= known:
                 raise ScenarioError(f"{at}: unknown nodes {sorted(set(cut_nodes) - known)}")
         cuts.append(CutSpec(cut_nodes, _get(t, "start_day", float, at), _get(t, "days", float, at)))
+    useful = _get(data, "useful_share", float, where, 0.8)
+    if not 0 <= useful <= 1:
+        raise ScenarioError(f"{where}: 'useful_share' must be from 0 to 1")
     return Scenario(
         name=_get(data, "name", str, where),
         days=_get(data, "days", float, where),
@@ -441,4 +613,8 @@ def parse_scenario(data: dict[str, Any], where: str = "scenario") -> Scenario:
         delay_hours=_get(data, "delay_hours", int, where, 72),
         directory_day=_get(data, "directory_day", float, where, None),
         node_down=_events(data, where, known),
+        cables=_cables(data, where, nodes),
+        useful_share=useful,
+        evaluation_hours=_pair(data, "evaluation_hours", where, (2.0, 72.0)),
+        case_list=_case_list(data, where, base, senders),
     )

@@ -20,6 +20,7 @@ import io
 import json
 import shutil
 import sqlite3
+import statistics
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -928,7 +929,9 @@ def test_the_audit_chain_verifies_and_any_tampering_is_named(net: CaseNet) -> No
     assert "entries were removed or changed at the end" in cut.stderr
 
 
-def test_a_node_exports_its_view_of_the_network_as_a_scenario_that_runs(net: CaseNet) -> None:
+def test_a_node_exports_its_view_of_the_network_as_a_scenario_that_runs(
+    net: CaseNet, capsys: pytest.CaptureFixture[str]
+) -> None:
     from simulations.casesim import CaseWorld
     from simulations.scenario import load_scenario
 
@@ -945,6 +948,27 @@ def test_a_node_exports_its_view_of_the_network_as_a_scenario_that_runs(net: Cas
     assert koffi.cases_per_week != 0.5  # measured: the cases he sent these weeks
     outcome = CaseWorld(scenario).run()
     assert outcome.cases  # it runs
+    # with what it measured of the cases it sent, to compare the simulation with
+    metrics = net.base / "cotonou-metrics.json"
+    made = tsfnode("scenario", net.cluster.dirs[0], "--out", out, "--metrics", metrics)
+    assert made.returncode == 0, made.stderr
+    figures = json.loads(metrics.read_text())
+    with sqlite3.connect(net.cluster.dirs[0] / "node.db") as db:
+        sent = db.execute(
+            "SELECT submitted_ms, delivered_ms, report_back_ms FROM cases WHERE role = 'sender'"
+        ).fetchall()
+    assert figures["cases"] == len(sent) > 0
+    transit = sorted((d - s) / 3_600_000 for s, d, _ in sent if d is not None)
+    assert figures["delivered"] == len(transit)
+    assert figures["transit_hours"]["median"] == round(statistics.median(transit), 2)
+    assert figures["reports_back"] == sum(1 for *_, r in sent if r is not None)
+    from simulations.__main__ import main as simulations
+
+    assert simulations(["compare", str(out), "--metrics", str(metrics), "--seeds", "1-3",
+                        "--jobs", "1"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "measured inside" in printed
+    assert f"transit, median (h)         {figures['transit_hours']['median']:g}" in printed
     refused = tsfnode("scenario", net.base / "nowhere")
     assert refused.returncode == 2
     assert "not a node directory" in refused.stderr

@@ -7,12 +7,18 @@ records: the uplink goodput of its last deliveries (else its configured cap) and
 its own senders, their cases per week over the last four weeks. What no node measures
 (other nodes' links, latencies between countries, power cuts, the study mix) gets a
 stated default, listed at the top of the file for the operator to correct.
+
+``--metrics FILE`` writes beside it what this node measured of the cases it sent (JSON:
+their transit and turnaround in hours, median and 90th percentile as the simulator
+computes them, and the share of reports judged useful), for ``python -m simulations
+compare SCENARIO --metrics FILE``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import time
@@ -28,7 +34,7 @@ from tsfnode.config import load_config
 from tsfnode.errors import NodeError
 from tsfnode.nodedir import NodeDir
 from tsfnode.store import Store
-from tsfnode.store.cases import CaseStore
+from tsfnode.store.cases import CaseRow, CaseStore
 from tsfnode.store.transfers import TransferStore
 
 DEFAULT_KBIT = (512, 2048)  # up, down: a district hospital's shared line
@@ -68,6 +74,51 @@ async def _read(
     finally:
         await store.close()
     return config, held, rates, sent, me
+
+
+async def _sent_cases(directory: Path) -> list[CaseRow]:
+    """The cases this node sent (it decides them), from its case store."""
+    store = await Store.open(NodeDir(directory).database, readonly=True)
+    try:
+        rows = await CaseStore(store.db).submitted_between(0, None)
+    finally:
+        await store.close()
+    return [r for r in rows if r.role == "sender" and r.case.submitted_ms is not None]
+
+
+def _hours(values: list[int]) -> dict[str, float | None]:
+    """Median and 90th percentile in hours, as the simulator's summary takes them (the
+    90th: the value at index int(0.9 n) of the sorted values)."""
+    ordered = sorted(v / 3_600_000 for v in values)
+    if not ordered:
+        return {"median": None, "p90": None}
+    return {
+        "median": round(statistics.median(ordered), 2),
+        "p90": round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 2),
+    }
+
+
+def measured(rows: list[CaseRow]) -> dict[str, Any]:
+    """Transit (sent to delivered), turnaround (sent to report back) and the share of
+    evaluated reports judged useful, over the cases in ``rows``."""
+    transit, turnaround, useful = [], [], []
+    for row in rows:
+        case = row.case
+        assert case.submitted_ms is not None  # noqa: S101 - _sent_cases keeps those
+        if case.delivered_ms is not None:
+            transit.append(case.delivered_ms - case.submitted_ms)
+        if case.report_back_ms is not None:
+            turnaround.append(case.report_back_ms - case.submitted_ms)
+        if row.useful is not None:
+            useful.append(row.useful)
+    return {
+        "cases": len(rows),
+        "delivered": len(transit),
+        "reports_back": len(turnaround),
+        "transit_hours": _hours(transit),
+        "turnaround_hours": _hours(turnaround),
+        "useful_share": round(sum(useful) / len(useful), 4) if useful else None,
+    }
 
 
 def build(
@@ -185,6 +236,10 @@ def export(args: argparse.Namespace) -> int:
     else:
         args.out.write_text(text, encoding="utf-8")
         print(f"scenario written to {args.out}: {len(scenario['nodes'])} nodes")
+    if args.metrics is not None:
+        figures = measured(asyncio.run(_sent_cases(args.directory)))
+        args.metrics.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+        print(f"measured figures of {figures['cases']} cases written to {args.metrics}")
     return 0
 
 
@@ -192,4 +247,10 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("scenario", help="this node's view of the network, as a simulation scenario")
     p.add_argument("directory", type=Path)
     p.add_argument("--out", type=Path, default=None, help="a TOML file (default: standard output)")
+    p.add_argument(
+        "--metrics",
+        type=Path,
+        default=None,
+        help="also write this node's measured transit and turnaround (JSON) to compare with",
+    )
     p.set_defaults(handler=export)
