@@ -37,6 +37,8 @@ from tsfnode.app import create_app
 from tsfnode.appkeys import CASES, DIRECTORY, MAIL
 from tsfnode.auth.accounts import person_of_account
 from tsfnode.clock import ManualClock
+from tsfnode.config import load_config
+from tsfnode.errors import NodeError
 from tsfnode.intake.importer import importer_for
 from tsfnode.intake.review import ReviewBook
 from tsfnode.mail.service import next_digest
@@ -426,3 +428,55 @@ async def test_due_soon_and_overdue_are_told_to_the_reader_once_each(
     ref = case["case_id"][:8]
     assert soon["Subject"] == f"[tsf · CHU Cotonou] Case {ref} is due within 23 h"
     assert late["Subject"] == f"[tsf · CHU Cotonou] Case {ref} is overdue"
+
+
+async def test_people_set_their_address_and_choice_on_their_own_account_page(
+    tmp_path: Path, aiohttp_client: Any, sink: SmtpSink
+) -> None:
+    place = await start_cotonou(tmp_path / "cotonou", aiohttp_client, sink)
+    awa = await place.node.browser("awa")
+    status, _, page = await awa.get("/web/account")
+    assert status == 200
+    assert "E-mail notices" in page  # Awa's account is in English
+    status, _, page = await awa.post("/web/account", {"email": "awa@", "mode": "digest"})
+    assert status == 400
+    assert "not an e-mail address" in page
+    status, _, page = await awa.post(
+        "/web/account", {"email": "a\r\nBcc: x@y.org", "mode": "digest"}
+    )
+    assert status == 400
+    status, _, page = await awa.post(
+        "/web/account", {"email": " awa@example.org ", "mode": "sometimes"}
+    )
+    assert status == 400
+    contact = await place.mail.contact(place.ids["awa"])
+    assert contact is not None
+    assert (contact.email, contact.mode) == ("", "immediately")  # nothing changed
+    status, _, page = await awa.post(
+        "/web/account", {"email": " awa@example.org ", "mode": "digest"}
+    )
+    assert status == 200
+    assert 'value="awa@example.org"' in page
+    contact = await place.mail.contact(place.ids["awa"])
+    assert contact is not None
+    assert (contact.email, contact.mode) == ("awa@example.org", "digest")
+    koffi = await place.node.browser("koffi")
+    status, _, page = await koffi.get("/web/account")
+    assert "Avis par e-mail" in page  # Koffi's is in French
+    assert "awa@example.org" not in page  # and he never sees hers
+
+
+def test_an_smtp_server_without_tls_must_be_on_this_machine(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    base = '[node]\nname = "CHU Cotonou"\n[smtp]\nfrom_address = "tsf@chu.example"\n'
+    path.write_text(base + 'host = "smtp.example.org"\nsecurity = "none"\n')
+    with pytest.raises(NodeError, match=r"\[smtp\] security = \"none\" only for a server"):
+        load_config(path)
+    path.write_text(base + 'host = "127.0.0.1"\nsecurity = "none"\n')
+    assert load_config(path).smtp_security == "none"
+    path.write_text(base + 'host = "smtp.example.org"\nsecurity = "ssl"\n')
+    with pytest.raises(NodeError, match=r"\[smtp\] security must be"):
+        load_config(path)
+    path.write_text('[node]\nname = "x"\n[smtp]\nhost = "smtp.example.org"\n')
+    with pytest.raises(NodeError, match=r"\[smtp\] from_address is missing"):
+        load_config(path)
