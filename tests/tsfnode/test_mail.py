@@ -480,3 +480,34 @@ def test_an_smtp_server_without_tls_must_be_on_this_machine(tmp_path: Path) -> N
     path.write_text('[node]\nname = "x"\n[smtp]\nhost = "smtp.example.org"\n')
     with pytest.raises(NodeError, match=r"\[smtp\] from_address is missing"):
         load_config(path)
+
+
+async def test_an_application_to_attest_is_emailed_to_the_groups_coordinator(
+    tmp_path: Path, aiohttp_client: Any, sink: SmtpSink
+) -> None:
+    place = await start_cotonou(tmp_path / "cotonou", aiohttp_client, sink)
+    await place.set_email("anne", "anne@example.org", "immediately")
+    visitor = await place.node.browser()
+    status, _, page = await visitor.get("/web/join")
+    assert status == 200
+    fields = {
+        "role": "reader",
+        "group": place.group,
+        "username": "jo.lecteur",
+        "display_name": "Dr Jo Lecteur",
+        "password": "a long password here",
+        "password_again": "a long password here",
+        "charter": "yes",
+        "languages": "fr en",
+        "registration": "ONMB-77",
+        "diploma": "DES radiologie",
+        "weekly_capacity": "3",
+        "language": "fr",
+    }
+    status, _, page = await visitor.post("/web/join", fields)
+    assert status == 200, page
+    (message,) = await place.wait_sent(1)
+    assert message["To"] == "anne@example.org"
+    assert message["Subject"] == "[tsf · CHU Cotonou] Une candidature à attester pour Pédiatrie"
+    assert "ONMB-77" not in raw(message)  # the applicant's details stay on the page
+    assert "Dr Jo Lecteur" not in raw(message)
