@@ -29,7 +29,9 @@ from bootstrap.tools import attest_member, create_group
 from protocol.codec import pack
 from protocol.directory import countersign, new_pair_terms, sign_pair
 from protocol.identity import Identity
+from tests.harness.cluster import configure
 from tests.harness.inprocess import LocalNode, WebBrowser, node_log, start_local_node
+from tests.harness.nodes import tsfnode
 from tests.harness.people import FORM
 from tests.harness.smtp import SmtpSink
 from tests.harness.studies import CT
@@ -511,3 +513,17 @@ async def test_an_application_to_attest_is_emailed_to_the_groups_coordinator(
     assert message["Subject"] == "[tsf · CHU Cotonou] Une candidature à attester pour Pédiatrie"
     assert "ONMB-77" not in raw(message)  # the applicant's details stay on the page
     assert "Dr Jo Lecteur" not in raw(message)
+
+
+def test_doctor_checks_the_mail_server_without_sending(tmp_path: Path, sink: SmtpSink) -> None:
+    node = tmp_path / "parakou"
+    assert tsfnode("init", node, "--name", "CHU Parakou", "--port", "0").returncode == 0
+    smtp = {"host": "127.0.0.1", "port": sink.port, "security": "none"}
+    configure(node, smtp={**smtp, "from_address": "tsf@parakou.example", "timeout_s": 2})
+    checked = tsfnode("doctor", node, "--lang", "en")
+    assert f"✔ Mail server 127.0.0.1:{sink.port}: connected and greeted" in checked.stdout
+    assert sink.received() == []
+    sink.stop()
+    checked = tsfnode("doctor", node, "--lang", "fr")
+    assert f"✘ Serveur de messagerie 127.0.0.1:{sink.port} : cannot reach" in checked.stdout
+    sink.start()
