@@ -40,6 +40,7 @@ from tsfnode.appkeys import (
     CONFIG,
     DIRECTORY,
     IDENTITY,
+    MAIL,
     NODE_DIR,
     PEERING,
     RENDERER,
@@ -56,6 +57,8 @@ from tsfnode.errors import NodeError
 from tsfnode.images.render import Renderer
 from tsfnode.info import FORWARDED
 from tsfnode.logs import log
+from tsfnode.mail.service import MailService
+from tsfnode.mail.smtp import SmtpSettings
 from tsfnode.network.directory import DirectoryService
 from tsfnode.network.peering import Peering
 from tsfnode.nodedir import NodeDir
@@ -63,6 +66,7 @@ from tsfnode.peer.app import create_peer_app
 from tsfnode.peraddress import BUSY_TEXT, PerAddress
 from tsfnode.store import Store
 from tsfnode.store.blobs import BlobStore
+from tsfnode.store.mail import MailStore
 from tsfnode.transfers.context import NodeContext
 from tsfnode.transfers.service import TransferService
 from tsfnode.web.app import create_web_app
@@ -120,8 +124,9 @@ async def _peering_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Transfers (outbox, inbox, relay), then cases on top of them (deadlines, retention,
-    figures), sharing one ``NodeContext``; stopped in the reverse order."""
+    """Transfers (outbox, inbox, relay), the e-mail queue's sender, then cases on top of
+    them (deadlines, retention, figures, notices), sharing one ``NodeContext``; stopped
+    in the reverse order."""
     context = NodeContext(
         identity=app[IDENTITY],
         config=app[CONFIG],
@@ -132,14 +137,18 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         clock=app[CLOCK],
     )
     transfers = app[TRANSFERS] = TransferService(context)
+    settings = SmtpSettings.from_config(app[CONFIG], app[NODE_DIR].root)
+    mail = app[MAIL] = MailService(MailStore(app[STORE].db), app[CONFIG], settings, app[CLOCK])
     await transfers.start()
     try:
-        cases = app[CASES] = CaseService(context, transfers)
+        await mail.start()
+        cases = app[CASES] = CaseService(context, transfers, mail)
         await cases.start()
         try:
             yield
         finally:
             await cases.stop()
+            await mail.stop()
     finally:
         await transfers.stop()
         log("transfers stopped")

@@ -10,6 +10,7 @@ from protocol.identity import Identity
 from tsfnode.cases.service import CaseService
 from tsfnode.config import NodeConfig
 from tsfnode.images.render import Renderer
+from tsfnode.mail.service import MailService
 from tsfnode.network.directory import DirectoryService
 from tsfnode.network.nearest import SpeedTests
 from tsfnode.network.peering import Peering
@@ -28,6 +29,7 @@ DIRECTORY = web.AppKey("directory", DirectoryService)
 PEERING = web.AppKey("peering", Peering)
 TRANSFERS = web.AppKey("transfers", TransferService)
 CASES = web.AppKey("cases", CaseService)
+MAIL = web.AppKey("mail", MailService)  # the e-mail queue's sender
 NEAREST_BUSY = web.AppKey("nearest_busy", asyncio.Lock)  # on /api/: one measurement at a time
 SPEED_TESTS = web.AppKey("speed_tests", SpeedTests)  # on /peer/: the tests served at once
 RENDERER = web.AppKey("renderer", Renderer)  # decoded frames, shared by the viewer and DICOMweb

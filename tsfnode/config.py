@@ -116,6 +116,31 @@ def _hours(value: str) -> str | None:
     return None if 0 <= start < end <= 24 else 'must be two hours such as "08-18"'
 
 
+def _security(value: str) -> str | None:
+    ok = value in ("starttls", "tls", "none")
+    return None if ok else 'must be "starttls", "tls" or "none" (a server on this machine)'
+
+
+EMAIL = r"[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s.]{1,63}"
+
+
+def _address_or_empty(value: str) -> str | None:
+    import re
+
+    if not value or re.fullmatch(EMAIL, value):
+        return None
+    return 'must be an e-mail address such as "tsf@hospital.example"'
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Setting:
     section: str
@@ -204,6 +229,24 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cases", "reading_delay_hours", int, 72, _range(1, 1440), "groups' default delay"),
     Setting("cases", "scan_interval_ms", int, 10_000, _range(100, 3_600_000), "deadlines"),
     Setting("cases", "stats_interval_ms", int, 3_600_000, _range(1000, 86_400_000)),
+    Setting("smtp", "host", str, "", comment="the operator's mail server; empty: no e-mail"),
+    Setting("smtp", "port", int, 587, _range(1, 65535)),
+    Setting("smtp", "security", str, "starttls", _security, "starttls, tls, none (loopback)"),
+    Setting("smtp", "username", str, ""),
+    Setting("smtp", "password", str, "", comment="or password_file (mode 0600)"),
+    Setting("smtp", "password_file", str, ""),
+    Setting("smtp", "from_address", str, "", _address_or_empty, "the sender of notices"),
+    Setting("smtp", "link_url", str, "", comment="the node's web address in e-mails"),
+    Setting("smtp", "timeout_s", int, 30, _range(1, 600)),
+    Setting("notices", "digest_hour", int, 7, _range(0, 23), "daily digests, UTC hour"),
+    Setting("notices", "due_soon_hours", int, 24, _range(1, 720)),
+    Setting("notices", "retry_base_s", int, 60, _range(1, 86_400)),
+    Setting("notices", "retry_cap_s", int, 21_600, _range(1, 604_800)),
+    Setting("notices", "max_attempts", int, 20, _range(1, 1000), "then failed for good"),
+    Setting("notices", "silent_weeks", int, 4, _range(1, 104), "a pair with no case yet"),
+    Setting("notices", "quota_unused_weeks", int, 3, _range(1, 104)),
+    Setting("notices", "escalated", int, 3, _range(1, 100), "a reader's cases escalated..."),
+    Setting("notices", "escalated_of", int, 5, _range(1, 100), "...of their last cases"),
     Setting("backup", "folder", str, "", comment="scheduled backups go here; empty: none"),
     Setting("backup", "to_key", str, "", _backup_key, "operator's public key (backup-key)"),
     Setting("backup", "every_hours", int, 24, _range(1, 24 * 30)),
@@ -272,6 +315,24 @@ class NodeConfig:
     cases_reading_delay_hours: int = 72
     cases_scan_interval_ms: int = 10_000
     cases_stats_interval_ms: int = 3_600_000
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_security: str = "starttls"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_password_file: str = ""
+    smtp_from_address: str = ""
+    smtp_link_url: str = ""
+    smtp_timeout_s: int = 30
+    notices_digest_hour: int = 7
+    notices_due_soon_hours: int = 24
+    notices_retry_base_s: int = 60
+    notices_retry_cap_s: int = 21_600
+    notices_max_attempts: int = 20
+    notices_silent_weeks: int = 4
+    notices_quota_unused_weeks: int = 3
+    notices_escalated: int = 3
+    notices_escalated_of: int = 5
     backup_folder: str = ""
     backup_to_key: str = ""
     backup_every_hours: int = 24
@@ -306,7 +367,12 @@ class NodeConfig:
             '# modalities and PACS that may send to the listener, "AE" or "AE@address";\n'
             "# empty: any. The timeouts close connections that say nothing or no DICOM.\n"
             "# [dicomweb] cors_origins: viewers served from another origin that may call\n"
-            "# this node's DICOMweb, such as https://viewer.example.org.\n\n"
+            "# this node's DICOMweb, such as https://viewer.example.org.\n"
+            "# [smtp] the mail server that sends people's notices (host empty: none);\n"
+            '# security "starttls" (port 587), "tls" (465) or "none" (only on this machine);\n'
+            "# link_url: the node's web address as people reach it, put in every e-mail.\n"
+            "# [notices] digest_hour: when daily digests go (UTC); silent_weeks,\n"
+            "# quota_unused_weeks, escalated of escalated_of: when coordinators are told.\n\n"
         )
         return header + tomli_w.dumps(data)
 
@@ -360,6 +426,13 @@ def load_config(path: Path) -> NodeConfig:
     values["name"] = values["name"].strip()
     if bool(values.get("http_tls_cert")) != bool(values.get("http_tls_key")):
         raise NodeError(f"{where}: [http] tls_cert and tls_key go together: give both or neither")
+    if values.get("smtp_security") == "none" and not _is_loopback(values.get("smtp_host", "")):
+        raise NodeError(
+            f'{where}: [smtp] security = "none" only for a server on this machine'
+            " (127.0.0.1, ::1, localhost): use starttls or tls"
+        )
+    if values.get("smtp_host") and not values.get("smtp_from_address"):
+        raise NodeError(f"{where}: [smtp] from_address is missing (the notices' sender)")
     for key in (
         "intake_keep_private",
         "transfer_relays",

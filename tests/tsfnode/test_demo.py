@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import os
 import re
 import selectors
@@ -10,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -46,6 +49,36 @@ def read_until(process: subprocess.Popen[bytes], marker: str, timeout: float) ->
     return out.decode()
 
 
+def apply_to_join(url: str) -> None:
+    """The public joining form of the node at ``url``, sent as a browser would."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(url + "/web/join", timeout=30) as answer:
+        page = answer.read().decode()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+    group = re.search(r'<option value="([^"]+)" >Radiopédiatrie Erasme', page)
+    assert csrf is not None
+    assert group is not None, page
+    fields = {
+        "csrf": csrf.group(1),
+        "role": "reader",
+        "group": group.group(1),
+        "username": "jo.lecteur",
+        "display_name": "Dr Jo Lecteur",
+        "password": "a long password here",
+        "password_again": "a long password here",
+        "charter": "yes",
+        "languages": "fr en",
+        "registration": "ONMB-77",
+        "diploma": "DES radiologie",
+        "weekly_capacity": "3",
+        "language": "fr",
+    }
+    data = urllib.parse.urlencode(fields).encode()
+    with opener.open(url + "/web/join", data=data, timeout=30) as answer:
+        assert answer.status == 200
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("lan")  # its nodes find each other by mDNS on 127.0.0.1
 def test_demo_serves_every_node_and_stops_on_ctrl_c(tmp_path: Path) -> None:
@@ -79,6 +112,14 @@ def test_demo_serves_every_node_and_stops_on_ctrl_c(tmp_path: Path) -> None:
                 "coordinator", "reader", "reader", "sender"
             ]  # fmt: skip
         assert "Pair / binôme: lecteur.erasme + emetteur.cotonou" in out
+        assert "E-mail notices / avis par e-mail: SMTP sink 127.0.0.1:" in out
+
+        # A notification arrives at the demo's mail sink: someone applies to join the
+        # paediatric group on Erasme's node; its coordinator is told by e-mail.
+        apply_to_join(urls["Hôpital Erasme"])
+        told = read_until(process, "coord.erasme@demo.invalid", timeout=30)
+        assert "✉ coord.erasme@demo.invalid: [tsf · Hôpital Erasme] Une candidature" in told
+        assert list((tmp_path / "mail").glob("*.eml"))
 
         # The demo network's nodes are admitted and find each other (mDNS on 127.0.0.1),
         # then see each other alive.

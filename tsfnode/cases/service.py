@@ -64,6 +64,8 @@ from protocol.transfer import PRIORITY_DOCUMENT, PRIORITY_ROUTINE, PRIORITY_URGE
 from tsfnode.cases import policy
 from tsfnode.cases.audit_log import AuditLog
 from tsfnode.cases.metrics import publish_stats
+from tsfnode.cases.notices import Notices
+from tsfnode.cases.nudges import Nudge
 from tsfnode.cases.pairs import keep_proposal
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import N_
@@ -71,7 +73,9 @@ from tsfnode.images.listing import index_bundle
 from tsfnode.intake.owners import NoSuchStudy, StudyOwners
 from tsfnode.intake.pseudonyms import PseudonymMap
 from tsfnode.logs import log
+from tsfnode.mail.service import MailService
 from tsfnode.store.cases import CaseRow, CaseStore
+from tsfnode.store.mail import MailStore
 from tsfnode.store.transfers import TransferStore
 from tsfnode.transfers.context import NodeContext, NodeService
 from tsfnode.transfers.outbox import queue_bundle
@@ -79,6 +83,7 @@ from tsfnode.transfers.sealing import DOCUMENTS_FILE, seal_documents, seal_study
 from tsfnode.transfers.service import TransferService
 
 DAY_MS = 24 * 3_600_000
+NUDGE_INTERVAL_MS = 3_600_000  # nudges looked for hourly (each e-mailed once a week)
 ROUTINGS = {"pair": Routing.PAIR, "group": Routing.GROUP, "community": Routing.COMMUNITY}
 # Requests a copy sends to the sender's node (cancel and close are the sender's, there).
 ASKED_FROM_COPY = ("claim", "assign", "release", "accept", "decline")
@@ -90,11 +95,15 @@ def _hex(key: bytes | None) -> str | None:
 
 
 class CaseService(NodeService):
-    def __init__(self, context: NodeContext, transfers: TransferService) -> None:
+    def __init__(
+        self, context: NodeContext, transfers: TransferService, mail: MailService | None = None
+    ) -> None:
         super().__init__(context)
         self.rows = CaseStore(self.db)
         self.transfers = transfers
         self.audit = AuditLog(self.store)
+        self.notices = Notices(MailStore(self.db), self.config, mail)
+        self._last_nudges = 0
         self.coordinator = Coordinator(
             node=self.me, default_delay_hours=self.config.cases_reading_delay_hours
         )
@@ -126,11 +135,15 @@ class CaseService(NodeService):
             try:
                 now = self.clock.now_ms()
                 await self.take_in_received(now)
+                await self.notices.deadlines(await self.rows.being_read(), now)
                 await self.escalate_overdue(now)
                 await self.purge_due(now)
                 if now - self._last_stats >= self.config.cases_stats_interval_ms:
                     self._last_stats = now
                     await publish_stats(self, now)
+                if now - self._last_nudges >= NUDGE_INTERVAL_MS:
+                    self._last_nudges = now
+                    await self.send_nudges(now)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must not stop deadlines for good
@@ -197,7 +210,24 @@ class CaseService(NodeService):
         return await self.rows.documents(case_id, kind)
 
     async def notify(self, person: bytes | None, case_id: bytes, kind: str, now: int) -> None:
+        """A notification for a person (or a group's people, or everyone who may see the
+        case): shown when they sign in, and queued as e-mail for those who want it, in
+        the same decision (``cases/notices.py``)."""
         await self.rows.notify(person, case_id, kind, now)
+        row = await self.rows.case(case_id)
+        if row is not None and await self.notices.notification(
+            person, row.case, kind, self.view(now), now
+        ):
+            self.notices.wake()
+
+    async def nudges(self, now: int) -> list[Nudge]:
+        """The nudges in force (``cases/nudges.py``), from the cases held here."""
+        rows = await self.rows.every_case()
+        return self.notices.nudges(self.view(now), rows, self.me, now)
+
+    async def send_nudges(self, now: int) -> int:
+        rows = await self.rows.every_case()
+        return await self.notices.send_nudges(self.view(now), rows, self.me, now)
 
     async def _audit(
         self, actor: bytes, case_id: bytes, action: str, now: int, detail: str = ""

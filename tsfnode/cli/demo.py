@@ -29,14 +29,17 @@ from bootstrap.network import NetworkFile, demo_anchor, load_network
 from bootstrap.tools import admit_node, attest_member, create_group
 from protocol.identity import Identity
 from tsfnode.auth.accounts import create_account
+from tsfnode.cli.mailsink import MailSink
 from tsfnode.clock import Clock
-from tsfnode.config import NodeConfig
+from tsfnode.config import NodeConfig, load_config
 from tsfnode.errors import NodeError
 from tsfnode.keyfile import read_key, write_key
 from tsfnode.network.directory import DirectoryService
 from tsfnode.node import init_node
 from tsfnode.nodedir import NodeDir
 from tsfnode.store import Store
+from tsfnode.store.accounts import AccountStore
+from tsfnode.store.mail import MailStore
 
 DEMO_PASSWORD = "tsf-demo-2026"  # noqa: S105 - printed for the demo, on loopback only
 START_TIMEOUT_S = 30.0
@@ -162,6 +165,11 @@ async def _admit_and_create_accounts(directory: Path, node: DemoNode, identity: 
                 now=Clock().now_ms(),
                 people=NodeDir(directory).people,
             )
+            made = await AccountStore(store.db).account(account.username)
+            if made is not None and account.role != "admin":  # notices to the demo's sink
+                await MailStore(store.db).set_contact(
+                    made.id, f"{account.username}@demo.invalid", "immediately"
+                )
     finally:
         await store.close()
 
@@ -373,9 +381,27 @@ def create_demo_network(base: Path, base_port: int) -> None:
             asyncio.run(_add_records(base / node.slug, records))
 
 
+def _use_sink(directory: Path, slug: str, port: int | None) -> None:
+    """The node's [smtp]: the demo's sink on ``port`` (None: no e-mail)."""
+    path = NodeDir(directory).config
+    config = load_config(path)
+    if port is None:
+        config = config.replace(smtp_host="")
+    else:
+        config = config.replace(
+            smtp_host="127.0.0.1",
+            smtp_port=port,
+            smtp_security="none",
+            smtp_from_address=f"tsf@{slug}.demo.invalid",
+            smtp_timeout_s=5,
+        )
+    path.write_text(config.to_toml(), encoding="utf-8")
+
+
 def run_demo(base: Path, base_port: int) -> int:
     base.mkdir(parents=True, exist_ok=True)
     stop_requested = False
+    sink = MailSink(base / "mail")
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         nonlocal stop_requested
@@ -388,8 +414,10 @@ def run_demo(base: Path, base_port: int) -> int:
     urls: list[str] = []
     try:
         create_demo_network(base, base_port)
+        sink_port = sink.port if sink.start() else None
         for node in DEMO_NODES:
             directory = base / node.slug
+            _use_sink(directory, node.slug, sink_port)
             log_file = open(directory / "node.log", "ab")
             processes.append(
                 subprocess.Popen(
@@ -405,6 +433,7 @@ def run_demo(base: Path, base_port: int) -> int:
             urls.append(_wait_ready(NodeDir(base / node.slug), process, deadline))
     except NodeError as exc:
         _stop(processes)
+        sink.stop()
         print(f"tsfnode demo: {exc}", file=sys.stderr)
         return 2
 
@@ -420,6 +449,13 @@ def run_demo(base: Path, base_port: int) -> int:
     print(f"  Pair / binôme: {reader} + {sender}, {quota} a week / par semaine, {hours} h")
     print(f"\n  Demo password for every account / mot de passe: {DEMO_PASSWORD}")
     print(f"  Node logs / journaux: {base}/<node>/node.log")
+    if sink_port is None:
+        print("  E-mail: off (aiosmtpd is not installed: pip install 'tsfnode[dev]')")
+    else:
+        print(
+            f"  E-mail notices / avis par e-mail: SMTP sink 127.0.0.1:{sink_port},"
+            f" printed here and kept in {base}/mail/"
+        )
     print("\nCtrl-C stops the network / Ctrl-C arrête le réseau.", flush=True)
 
     exit_status = 0
@@ -435,5 +471,6 @@ def run_demo(base: Path, base_port: int) -> int:
         time.sleep(0.2)
     print("\nStopping / arrêt...", flush=True)
     _stop(processes)
+    sink.stop()
     print("Demo network stopped / réseau arrêté.", flush=True)
     return exit_status

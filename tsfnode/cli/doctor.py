@@ -2,7 +2,8 @@
 what to do, in the operator's language (French or English).
 
 Checked: the key files' permissions, free disk space, the TLS certificate's expiry, the
-age of the last scheduled backup, whether the node runs and answers, its peers and
+age of the last scheduled backup, the mail server of [smtp] (connect, EHLO, TLS, sign in;
+nothing sent), whether the node runs and answers, its peers and
 relays as the node sees them, and the clock against its peers' (signed records and
 tokens expire: a clock minutes off makes a node refuse and be refused). Not checked yet:
 whether the node's port is reachable from outside (that needs a peer to connect back).
@@ -152,6 +153,23 @@ def _network(url: str, config: NodeConfig, now: float) -> list[Finding]:
     return found
 
 
+def _mail_server(node: NodeDir, config: NodeConfig) -> Finding | None:
+    """The [smtp] server: connected, greeted (EHLO), secured and signed in; nothing sent."""
+    if not config.smtp_host:
+        return None
+    from tsfnode.mail import smtp
+
+    where = f"{config.smtp_host}:{config.smtp_port}"
+    try:
+        settings = smtp.SmtpSettings.from_config(config, node.root)
+        if settings is None:
+            return None
+        smtp.check(settings)
+    except (smtp.SendError, NodeError) as exc:
+        return Finding(PROBLEM, N_("doctor_mail_problem"), {"server": where, "reason": str(exc)})
+    return Finding(OK, N_("doctor_mail_ok"), {"server": where})
+
+
 def diagnose(directory: Path, now: float | None = None) -> list[Finding]:
     node = NodeDir(directory)
     if not node.exists():
@@ -163,6 +181,9 @@ def diagnose(directory: Path, now: float | None = None) -> list[Finding]:
     if cert is not None:
         findings.append(cert)
     findings.append(_backup(node, config, now))
+    mail = _mail_server(node, config)
+    if mail is not None:
+        findings.append(mail)
     running, url = _running(node)
     findings.append(running)
     if url is not None:

@@ -79,6 +79,8 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "pair_": ("active", "suspended", "ended"),  # a pair's status
     "token_": ("valid", "expired", "revoked"),  # a DICOMweb token's state (web.tools)
     "send_": ("sending", "done", "failed"),  # a C-STORE sending's state (web.tools)
+    "account_mode_": ("immediately", "digest", "never"),  # e-mail (store.mail.MODES)
+    "mail_state_": ("queued", "sent", "failed", "dropped"),  # an e-mail's (web.admin)
     # what became of an image that did not arrive (images.export.FAILURES)
     "send_file_": ("refused", "no_context", "not_decoded", "error", "not_sent"),
     "unit_": tuple(u.name for u in AGE_UNITS),  # an age's unit (protocol.caseform)

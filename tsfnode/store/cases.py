@@ -230,6 +230,13 @@ class CaseStore:
         """The cases this node decides that wait for a reader or are being read."""
         return await self._rows("WHERE role = 'sender' AND state IN ('delivered', 'assigned')")
 
+    async def being_read(self) -> list[CaseRow]:
+        """The cases kept here (decided or copies) that a reader has and has not read:
+        their deadlines are told to the reader (``cases/notices.py``)."""
+        return await self._rows(
+            "WHERE state = 'assigned' AND reader IS NOT NULL AND due_ms IS NOT NULL"
+        )
+
     async def pair_cases_since(self, pair_id: bytes, since: int) -> list[CaseRow]:
         """The cases sent from here for a pair after ``since``."""
         return await self._rows(
@@ -430,6 +437,7 @@ class CaseStore:
     # --- notifications ---------------------------------------------------------------
 
     async def notify(self, person: bytes | None, case_id: bytes, kind: str, now: int) -> None:
+        """A notification (not committed: part of the caller's decision)."""
         await self.db.execute(
             "INSERT INTO notifications (person, case_id, kind, at_ms) VALUES (?, ?, ?, ?)",
             (person, case_id, kind, now),

@@ -263,6 +263,33 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE dicom_destinations ADD COLUMN reports_auto INTEGER NOT NULL DEFAULT 0;
     """,
+    # 12: e-mail. An account's address and how it wants notices (immediately, a daily
+    # digest, never); the queue of e-mails: one row per (notice, account), never two
+    # (a notice is a case's notification, a deadline, an application, a nudge), each
+    # queued, then sent or failed for good, with its attempts and the next one's time.
+    """
+    ALTER TABLE accounts ADD COLUMN email TEXT NOT NULL DEFAULT '';
+    ALTER TABLE accounts ADD COLUMN email_mode TEXT NOT NULL DEFAULT 'immediately'
+        CHECK (email_mode IN ('immediately', 'digest', 'never'));
+    CREATE TABLE mail_queue (
+        id              INTEGER PRIMARY KEY,
+        notice          TEXT NOT NULL,
+        account_id      INTEGER NOT NULL REFERENCES accounts (id),
+        kind            TEXT NOT NULL,
+        case_id         BLOB,
+        figures         TEXT NOT NULL DEFAULT '{}',
+        digest          INTEGER NOT NULL DEFAULT 0,
+        state           TEXT NOT NULL DEFAULT 'queued'
+                        CHECK (state IN ('queued', 'sent', 'failed', 'dropped')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error      TEXT NOT NULL DEFAULT '',
+        created_ms      INTEGER NOT NULL,
+        sent_ms         INTEGER,
+        UNIQUE (notice, account_id)
+    );
+    CREATE INDEX mail_queue_due ON mail_queue (state, next_attempt_ms);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -19,6 +19,7 @@ from tsfnode.auth.sessions import require
 from tsfnode.cases.audit_log import read_entries, verify_log
 from tsfnode.cases.metrics import network_figures
 from tsfnode.clock import request_now
+from tsfnode.store.mail import MailStore
 from tsfnode.transfers.progress import list_progress
 from tsfnode.web.common import language_of, names_of, render_page, when
 
@@ -119,7 +120,31 @@ async def admin_page(request: web.Request) -> web.Response:
         audit=audit,
         audit_count=audit_count,
         audit_error=audit_error,
+        mail=await _mail(request, lang),
     )
+
+
+async def _mail(request: web.Request, lang: str) -> dict[str, Any]:
+    """The e-mail queue for the operator: counts, and the e-mails that failed for good
+    with the server's answer and the address (the operator may see people's addresses)."""
+    queue = MailStore(request.config_dict[STORE].db)
+    config = request.config_dict[CONFIG]
+    failed = [
+        {
+            "kind": row.kind,
+            "to": address,
+            "case": row.case_id.hex()[:8] if row.case_id else "",
+            "error": row.last_error,
+            "attempts": row.attempts,
+            "when": when(row.created_ms, lang),
+        }
+        for row, address in await queue.in_state("failed")
+    ]
+    return {
+        "server": f"{config.smtp_host}:{config.smtp_port}" if config.smtp_host else "",
+        "counts": await queue.counts(),
+        "failed": failed,
+    }
 
 
 def add_routes(app: web.Application) -> None:

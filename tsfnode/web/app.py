@@ -12,6 +12,7 @@ from tsfnode.appkeys import CONFIG, DIRECTORY, IDENTITY, PEERING, STARTED_MS
 from tsfnode.auth.gate import Gate
 from tsfnode.auth.sessions import home_of, session_of, signed_in
 from tsfnode.clock import request_now
+from tsfnode.web.account import add_routes as add_account_routes
 from tsfnode.web.admin import add_routes as add_admin_routes
 from tsfnode.web.cases import add_routes, login, login_page, logout
 from tsfnode.web.common import TEMPLATES, environment, render
@@ -59,6 +60,7 @@ def create_web_app() -> web.Application:
     add_viewer_routes(app)
     add_tool_routes(app)
     add_report_out_routes(app)
+    add_account_routes(app)
     app.router.add_static("/static", _STATIC_DIR)
     Gate.of(
         public=[index, login_page, login, logout, join_page, apply], authenticate=signed_in

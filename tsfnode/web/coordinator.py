@@ -7,8 +7,11 @@
   coordinator's person key, goes into the directory (gossip carries it). A declined
   application keeps its reason and nothing else happens.
 - ``/web/coordinator``: the groups this coordinator runs: applications, members and
-  their attestations, pairs, the cases held here (to assign, overdue), and the quality
-  dashboard (turnaround, usefulness, image quality and volume per pair, as charts).
+  their attestations, pairs, the cases held here (to assign, overdue), the nudges
+  against silent pairs and members (``cases/nudges.py``, with their figures) and the
+  quality dashboard (turnaround, usefulness, image quality and volume per pair, as
+  charts). An application is e-mailed to the group's coordinators here
+  (``cases/notices.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import N_, texts, translator
 from tsfnode.logs import log
+from tsfnode.mail.messages import Notice, title
 from tsfnode.routes import Routes
 from tsfnode.store.accounts import AccountStore, Application, UsernameTaken
 from tsfnode.web.common import language_of, names_of, person_of, refusal, when
@@ -200,9 +204,10 @@ async def apply(request: web.Request) -> web.Response:
             )
     except NodeError as exc:
         return await join_page(request, error=exc, values=values, status=400)
-    await accounts.add_application(
+    group_key = PublicIdentity.from_text(found["group"]).key
+    application_id = await accounts.add_application(
         role=found["role"],
-        group_key=PublicIdentity.from_text(found["group"]).key,
+        group_key=group_key,
         username=found["username"],
         display_name=found["display_name"],
         password_hash=await asyncio.to_thread(hash_password, found["password"]),
@@ -212,6 +217,10 @@ async def apply(request: web.Request) -> web.Response:
         now=request_now(request),
     )
     log("application received", role=found["role"])
+    now = request_now(request)
+    await request.config_dict[CASES].notices.application(
+        application_id, group_key, found["role"], view, now
+    )  # the group's coordinators here are told by e-mail, as they chose
     return await join_page(request, done=True)
 
 
@@ -301,10 +310,20 @@ async def coordinator_page(request: web.Request) -> web.Response:
         if application.group_key in mine
     ]
     cases = await _group_cases(request, mine, now, lang)
+    nudges = [
+        {
+            "kind": nudge.kind,
+            "group": view.group_records[nudge.group].body["name"],
+            "text": title(Notice(nudge.kind, None, nudge.figures), lang),
+        }
+        for nudge in await service.nudges(now)
+        if nudge.group in mine and nudge.group in view.group_records
+    ]
     return render_page(
         request,
         "coordinator.html",
         session=session,
+        nudges=nudges,
         groups=groups,
         applications=pending,
         cases=cases,

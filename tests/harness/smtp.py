@@ -1,0 +1,70 @@
+"""A real SMTP server for tests and its messages: aiosmtpd's ``Controller`` on a free
+port of 127.0.0.1, in its own thread. It can be told to refuse recipients (``answer``,
+such as "550 ..." or "451 ..."), to take its time (``delay_s``, longer than the node's
+timeout), or be stopped and started again on the same port (a server down, then back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import logging
+import socket
+import threading
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class SmtpSink:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.messages: list[EmailMessage] = []
+        self.recipients: list[list[str]] = []
+        self.answer: str | None = None  # refuse every recipient with this answer
+        self.delay_s = 0.0
+        self._controller: Controller | None = None
+        self._lock = threading.Lock()
+
+    # aiosmtpd's handler hooks (run in the controller's thread and loop)
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
+    ) -> str:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.answer:
+            return self.answer
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        with self._lock:
+            self.messages.append(message)
+            self.recipients.append(list(envelope.rcpt_tos))
+        return "250 Message accepted for delivery"
+
+    def start(self) -> None:
+        # aiosmtpd logs every recipient at INFO ("mail.log"): not into the node's log
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def received(self) -> list[EmailMessage]:
+        with self._lock:
+            return list(self.messages)

@@ -1,0 +1,73 @@
+"""A person's own account: the e-mail address their notices go to and how they want
+them (immediately, a daily digest, never). The address is personal data: only the
+person sees it here, and the node's operator (the admin page's failed e-mails).
+
+    GET  /web/account       the page
+    POST /web/account       the address and the choice (CSRF)
+"""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from tsfnode.appkeys import CONFIG, STORE
+from tsfnode.auth.sessions import check_csrf, require
+from tsfnode.config import EMAIL
+from tsfnode.errors import NodeError
+from tsfnode.i18n import N_
+from tsfnode.logs import log
+from tsfnode.store.mail import MODES, MailStore
+from tsfnode.web.common import render_page
+
+PEOPLE = ("sender", "reader", "coordinator")
+
+
+def check_email(value: str) -> str:
+    """An address as typed (trimmed), '' for none; NodeError naming the problem."""
+    value = value.strip()
+    if value and (len(value) > 254 or not re.fullmatch(EMAIL, value)):
+        raise NodeError(
+            "e-mail: not an address such as name@hospital.org", key=N_("account_bad_email")
+        )
+    return value
+
+
+async def account_page(
+    request: web.Request, *, error: NodeError | None = None, saved: bool = False, status: int = 200
+) -> web.Response:
+    session = await require(request, *PEOPLE)
+    contact = await MailStore(request.config_dict[STORE].db).contact(session.account_id)
+    response = render_page(
+        request,
+        "account.html",
+        session=session,
+        contact=contact,
+        modes=MODES,
+        mail_on=bool(request.config_dict[CONFIG].smtp_host),
+        error=error,
+        saved=saved,
+    )
+    response.set_status(status)
+    return response
+
+
+async def save_account(request: web.Request) -> web.Response:
+    session = await require(request, *PEOPLE)
+    form = await check_csrf(request, session)
+    mode = str(form.get("mode", ""))
+    try:
+        email = check_email(str(form.get("email", "")))
+        if mode not in MODES:
+            raise NodeError("mode: choose one of the choices given", key=N_("account_bad_mode"))
+    except NodeError as exc:
+        return await account_page(request, error=exc, status=400)
+    await MailStore(request.config_dict[STORE].db).set_contact(session.account_id, email, mode)
+    log("e-mail choice saved", mode=mode, address=bool(email))
+    return await account_page(request, saved=True)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/account", account_page)
+    app.router.add_post("/account", save_account)
