@@ -217,24 +217,24 @@ def orthanc_pair() -> Iterator[OrthancPair]:
 # --- Syncthing -----------------------------------------------------------------------
 
 _SYNCTHING_CONFIG = """<configuration version="36">
-    <folder id="studies" label="studies" path="{folder}" type="{kind}" rescanIntervalS="0"
+    <folder id="studies" label="studies" path="{me.folder}" type="{kind}" rescanIntervalS="0"
             fsWatcherEnabled="false" fsWatcherDelayS="10" ignorePerms="false" autoNormalize="true">
-        <device id="{me}" introducedBy=""></device>
-        <device id="{peer}" introducedBy=""></device>
+        <device id="{me.device_id}" introducedBy=""></device>
+        <device id="{peer.device_id}" introducedBy=""></device>
         <minDiskFree unit="%">0</minDiskFree>
     </folder>
-    <device id="{me}" name="{name}" compression="metadata">
+    <device id="{me.device_id}" name="{me.name}" compression="metadata">
         <address>dynamic</address>
     </device>
-    <device id="{peer}" name="peer" compression="metadata">
-        <address>tcp://127.0.0.1:{peer_port}</address>
+    <device id="{peer.device_id}" name="peer" compression="metadata">
+        <address>tcp://127.0.0.1:{peer.listen_port}</address>
     </device>
     <gui enabled="true" tls="false">
-        <address>127.0.0.1:{gui_port}</address>
-        <apikey>{api_key}</apikey>
+        <address>127.0.0.1:{me.gui_port}</address>
+        <apikey>{me.api_key}</apikey>
     </gui>
     <options>
-        <listenAddress>tcp://127.0.0.1:{listen_port}</listenAddress>
+        <listenAddress>tcp://127.0.0.1:{me.listen_port}</listenAddress>
         <globalAnnounceEnabled>false</globalAnnounceEnabled>
         <localAnnounceEnabled>false</localAnnounceEnabled>
         <relaysEnabled>false</relaysEnabled>
@@ -292,17 +292,7 @@ class Syncthing:
 
     def start(self, peer: Syncthing, kind: str) -> None:
         (self.home / "config.xml").write_text(
-            _SYNCTHING_CONFIG.format(
-                folder=self.folder,
-                kind=kind,
-                me=self.device_id,
-                peer=peer.device_id,
-                name=self.name,
-                peer_port=peer.listen_port,
-                gui_port=self.gui_port,
-                api_key=self.api_key,
-                listen_port=self.listen_port,
-            )
+            _SYNCTHING_CONFIG.format(me=self, peer=peer, kind=kind)
         )
         self.log = self.root / "syncthing.log"
         with open(self.log, "wb") as out:

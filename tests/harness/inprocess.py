@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import re
+import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from protocol.envelope import encode_envelope
 from protocol.identity import Identity, PublicIdentity
 from tsfnode.app import create_app
 from tsfnode.appkeys import STORE
@@ -134,6 +136,21 @@ class LocalNode:
     @property
     def store(self) -> Store:
         return self.app[STORE]
+
+    async def post_envelope(self, data: bytes) -> int:
+        """Signed bytes posted to this node's peer API as an envelope: the status."""
+        answer = await self.client.post(
+            "/peer/v1/envelope", data=data, headers={"Content-Type": "application/octet-stream"}
+        )
+        await answer.read()
+        return answer.status
+
+    def envelope(self, kind: str, sender: Identity, body: dict[str, Any]) -> bytes:
+        """An envelope of ``kind`` from ``sender`` to this node, signed now."""
+        return encode_envelope(
+            kind=kind, sender=sender, recipient=self.identity.public, body=body,
+            now=self.clock.now_ms(), rng=secrets.token_bytes,
+        )  # fmt: skip
 
     async def account(
         self, username: str, role: str, name: str = "", language: str = "fr"

@@ -249,3 +249,15 @@ class Browser:
     def sign_in(self, username: str, password: str = PASSWORD) -> tuple[int, str, str]:
         self.get("/web/login")
         return self.post("/web/login", {"username": username, "password": password})
+
+
+def application(group: str, **extra: str) -> dict[str, str]:
+    """What a radiologist, Dr Jo Lecteur, types on the joining page to read for
+    ``group`` (``extra``: the form's CSRF token, or a field changed)."""
+    return {
+        "role": "reader", "group": group, "username": "jo.lecteur",
+        "display_name": "Dr Jo Lecteur", "password": "a long password here",
+        "password_again": "a long password here", "charter": "yes", "languages": "fr en",
+        "registration": "ONMB-77", "diploma": "DES radiologie", "weekly_capacity": "3",
+        "language": "fr", **extra,
+    }  # fmt: skip

@@ -56,19 +56,9 @@ async def _rumour(
     with monkeypatch.context() as m:
         schema = Schema({"probe": Bytes(max=64), "updates": OLD_UPDATES})
         m.setitem(KINDS_BY_NAME, "ping", dataclasses.replace(ping, schema=schema))
-        data = encode_envelope(
-            kind="ping",
-            sender=sender,
-            recipient=local_node.identity.public,
-            body={"probe": b"12345678", "updates": [[about, status, incarnation]]},
-            now=local_node.clock.now_ms(),
-            rng=secrets.token_bytes,
-        )
-    answer = await local_node.client.post(
-        "/peer/v1/envelope", data=data, headers={"Content-Type": "application/octet-stream"}
-    )
-    await answer.read()
-    return answer.status
+        body = {"probe": b"12345678", "updates": [[about, status, incarnation]]}
+        data = local_node.envelope("ping", sender, body)
+    return await local_node.post_envelope(data)
 
 
 async def test_a_rumour_beyond_any_incarnation_is_refused_and_marks_nobody_down(

@@ -10,11 +10,9 @@ Real admitted identities POST signed envelopes to the node's peer API in process
 from __future__ import annotations
 
 import os
-import secrets
 
 from bootstrap.network import demo_anchor, load_network
 from bootstrap.tools import admit_node
-from protocol.envelope import encode_envelope
 from protocol.gossip import EXCHANGE_BURST, EXCHANGE_REFILL
 from protocol.identity import Identity
 from protocol.reconcile import RangeIndex
@@ -28,19 +26,8 @@ async def _ask(local_node: LocalNode, peer: Identity) -> int:
     """One gossip_ranges message opening an exchange (an empty directory's fingerprint,
     which differs from the node's): the status of the node's answer."""
     opening = [r.to_wire() for r in RangeIndex([]).opening()]
-    data = encode_envelope(
-        kind="gossip_ranges",
-        sender=peer,
-        recipient=local_node.identity.public,
-        body={"round": 1, "ranges": opening, "want": b"", "records": []},
-        now=local_node.clock.now_ms(),
-        rng=secrets.token_bytes,
-    )
-    answer = await local_node.client.post(
-        "/peer/v1/envelope", data=data, headers={"Content-Type": "application/octet-stream"}
-    )
-    await answer.read()
-    return answer.status
+    body = {"round": 1, "ranges": opening, "want": b"", "records": []}
+    return await local_node.post_envelope(local_node.envelope("gossip_ranges", peer, body))
 
 
 async def test_a_peer_asking_for_reconciliation_too_often_is_throttled(

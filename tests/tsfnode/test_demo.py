@@ -19,6 +19,7 @@ import pytest
 
 from bootstrap.network import demo_anchor, load_network
 from tests.harness.nodes import get_json
+from tests.harness.people import application
 from tests.harness.waiting import wait_for
 from tsfnode.cli.demo import create_demo_network
 from tsfnode.clock import Clock
@@ -59,21 +60,7 @@ def apply_to_join(url: str) -> None:
     group = re.search(r'<option value="([^"]+)" >Radiopédiatrie Erasme', page)
     assert csrf is not None
     assert group is not None, page
-    fields = {
-        "csrf": csrf.group(1),
-        "role": "reader",
-        "group": group.group(1),
-        "username": "jo.lecteur",
-        "display_name": "Dr Jo Lecteur",
-        "password": "a long password here",
-        "password_again": "a long password here",
-        "charter": "yes",
-        "languages": "fr en",
-        "registration": "ONMB-77",
-        "diploma": "DES radiologie",
-        "weekly_capacity": "3",
-        "language": "fr",
-    }
+    fields = application(group.group(1), csrf=csrf.group(1))
     data = urllib.parse.urlencode(fields).encode()
     with opener.open(url + "/web/join", data=data, timeout=30) as answer:
         assert answer.status == 200

@@ -32,7 +32,7 @@ from protocol.identity import Identity
 from tests.harness.cluster import configure
 from tests.harness.inprocess import LocalNode, WebBrowser, node_log, start_local_node
 from tests.harness.nodes import tsfnode
-from tests.harness.people import FORM
+from tests.harness.people import FORM, application
 from tests.harness.smtp import SmtpSink
 from tests.harness.studies import CT
 from tsfnode.app import create_app
@@ -492,20 +492,7 @@ async def test_an_application_to_attest_is_emailed_to_the_groups_coordinator(
     visitor = await place.node.browser()
     status, _, page = await visitor.get("/web/join")
     assert status == 200
-    fields = {
-        "role": "reader",
-        "group": place.group,
-        "username": "jo.lecteur",
-        "display_name": "Dr Jo Lecteur",
-        "password": "a long password here",
-        "password_again": "a long password here",
-        "charter": "yes",
-        "languages": "fr en",
-        "registration": "ONMB-77",
-        "diploma": "DES radiologie",
-        "weekly_capacity": "3",
-        "language": "fr",
-    }
+    fields = application(place.group)
     status, _, page = await visitor.post("/web/join", fields)
     assert status == 200, page
     (message,) = await place.wait_sent(1)
