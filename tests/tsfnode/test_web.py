@@ -246,6 +246,35 @@ def test_a_case_goes_from_the_senders_browser_to_the_readers_and_back(
     marie.context.close()
 
 
+def test_the_weekly_quota_reads_the_same_at_the_sender_the_reader_and_the_coordinator(
+    net: WebNet,
+) -> None:
+    """One count of a pair's week on both sides (issue 22, item 7): the cases the sender
+    sent in the pair in the last 7 days, counted at the reader's node by those it
+    received."""
+    net.send_ct("quota-week", 2)
+    sent = [
+        c["case_id"]
+        for c in net.koffi.ok("/cases")
+        if c["routing"] == "pair" and c["state"] != "cancelled"  # one pair at Cotonou
+    ]
+    assert sent
+    wait_for("the pair's cases at Erasme", lambda: all(net.marie.state(c) for c in sent))
+    shown = []
+    for who, node, path, row in (
+        ("koffi", 0, "/web/pairs", r"Marie[^<]*</td><td>(\d+)/5</td>"),
+        ("marie", 1, "/web/pairs", r"Koffi[^<]*</td><td>(\d+)/5</td>"),
+        ("anne", 1, "/web/coordinator", r"Marie[^<]*</td><td>[^<]*Koffi[^<]*</td><td>(\d+)/5</td>"),
+    ):
+        browser = Browser(net.cluster.url(node))
+        browser.sign_in(who)
+        _, _, page = browser.get(path)
+        found = re.search(row, page, re.IGNORECASE)
+        assert found is not None, (who, path, page[page.find("<tbody>") :][:300])
+        shown.append(int(found.group(1)))
+    assert shown == [len(sent)] * 3, shown
+
+
 def masked_region(node: Path, study_uid: str) -> int | None:
     """The largest pixel value in the top-left corner of the photo's image, at the node."""
     with warnings.catch_warnings():
