@@ -688,8 +688,24 @@ def test_the_angle_tool_measures_with_three_clicks(net: WebNet, chromium: Any) -
     page.context.close()
 
 
+def with_a_localizer(folder: Path, slice_path: Path) -> None:
+    """A one-image localizer (a scout) in the study of ``slice_path``, numbered before it."""
+    ds = pydicom.dcmread(slice_path)
+    ds.SeriesInstanceUID = pydicom.uid.generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.SeriesNumber, ds.InstanceNumber = 1, 1
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    ds.SeriesDescription = "Topogram 0.6 T20f"
+    ds.save_as(folder / "localizer.dcm", enforce_file_format=True)
+
+
 def test_the_reader_reads_a_ct_in_the_viewer(net: WebNet, chromium: Any) -> None:
-    slices, case = net.send_ct("ct-series", 12)
+    folder = net.base / "ct-series"
+    folder.mkdir()
+    slices = ct_series(folder, 12)
+    with_a_localizer(folder, slices[0])
+    pair = next(p["pair_id"] for p in net.koffi.ok("/pairs")["pairs"] if p["status"] == "active")
+    case = net.submit(folder, {"routing": "pair", "target": pair})
     wait_for("the CT at Marie's node", lambda: net.marie.state(case) == "assigned")
     base = net.cluster.url(1)
     page = signed_in(chromium, base, "marie", "en", "/web/cases")
@@ -700,7 +716,12 @@ def test_the_reader_reads_a_ct_in_the_viewer(net: WebNet, chromium: Any) -> None
     page.wait_for_url("**/viewer")
     page.goto(page.url + "?lang=en")  # Marie's account says French: English here
     page.wait_for_selector("#thumbs .thumb")
-    assert "CT" in page.inner_text("#thumbs"), errors
+    # Series by their description, kept by de-identification (PS3.15 E.3.5, issue 22,
+    # item 9); the 12-image series opens first, not the localizer numbered before it.
+    page.wait_for_selector("#thumbs .thumb >> nth=1")
+    thumbs = page.locator("#thumbs .thumb").all_inner_texts()
+    assert [t.strip() for t in thumbs] == ["Topogram 0.6 T20f · 1", "5/5mm Plain · 12"], errors
+    wait_text(page, "tl", "5/5mm Plain")
     clinical = page.inner_text("#clinical")  # the form beside the images
     assert FORM["question"] in clinical
     assert FORM["preliminary_reading"] in clinical

@@ -110,6 +110,7 @@ def list_series(folders: list[Path]) -> list[dict[str, Any]]:
                 "uid": uid,
                 "description": str(first.get("SeriesDescription", "")),
                 "modality": modality,
+                "localizer": "LOCALIZER" in [str(v).strip() for v in _image_type(first)],
                 "rows": int(first.Rows),
                 "columns": int(first.Columns),
                 "frames": frames,
@@ -123,6 +124,11 @@ def list_series(folders: list[Path]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _image_type(ds: Any) -> list[Any]:
+    value = ds.get("ImageType", [])
+    return [value] if isinstance(value, str) else list(value)
 
 
 def int_of(ds: Any, keyword: str) -> int:
