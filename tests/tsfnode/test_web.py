@@ -227,12 +227,42 @@ def test_a_case_goes_from_the_senders_browser_to_the_readers_and_back(
     marie.fill("#findings", template.replace("Technique :", "Technique : sans injection"))
     marie.fill("#impression", "Pneumopathie lobaire inférieure droite.")
     marie.screenshot(path=str(net.shots / "report-editor-en.png"), full_page=True)
+    # Issue 22, item 6: a preview first, signed only as previewed; then the form is gone.
     marie.click("#report-form button[type=submit]")
+    marie.wait_for_selector("#report-preview")
+    assert "Pneumopathie lobaire" in marie.inner_text("#report-preview")
+    assert marie.locator("section.report").count() == 0  # nothing signed yet
+    marie.evaluate(  # the text changed behind the preview: refused, nothing signed
+        "document.querySelector('#sign-report input[name=impression]').value = 'Normal.'"
+    )
+    marie.click("#sign-report button[type=submit]")
+    assert "aperçu" in marie.inner_text(".error")
+    assert marie.locator("section.report").count() == 0
+    marie.fill("#impression", "Pneumopathie lobaire inférieure droite.")
+    marie.click("#report-form button[type=submit]")
+    marie.wait_for_selector("#report-preview")
+    marie.screenshot(path=str(net.shots / "report-preview-fr.png"), full_page=True)
+    marie.click("#sign-report button[type=submit]")
     marie.wait_for_selector("section.report")
+    assert not marie.locator("#report-form").is_visible()  # signed: the empty form is gone
+    assert "Pneumopathie lobaire" in marie.inner_text("section.report")
+    # A later signature is an addendum, shown as one under the report it completes.
+    marie.click("#addendum summary")
+    marie.fill("#impression", "Épanchement pleural droit minime.")
+    marie.click("#report-form button[type=submit]")
+    marie.wait_for_selector("#report-preview")
+    marie.click("#sign-report button[type=submit]")
+    marie.wait_for_selector("section.addendum")
+    assert marie.locator("section.report").count() == 1
+    assert marie.inner_text("section.addendum h2").startswith("Complément")
 
     koffi.goto(case_url)
     reload_until(koffi, "#evaluation-form", "the report back at Koffi's node")
     assert "Pneumopathie lobaire" in koffi.inner_text("section.report")
+    reload_until(koffi, "section.addendum", "the addendum at Koffi's node")
+    assert koffi.locator("section.report").count() == 1  # never a second, identical report
+    assert koffi.inner_text("section.addendum h2").startswith("Complément")
+    assert "Épanchement pleural" in koffi.inner_text("section.addendum")
     done = koffi.locator("#timeline li.done").all_inner_texts()
     for step in ("Envoyé", "Reçu", "Lu", "Réponse reçue"):
         assert any(line.startswith(step) for line in done), (step, done)
