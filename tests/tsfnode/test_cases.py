@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import shutil
 import sqlite3
 import statistics
@@ -760,19 +761,25 @@ def test_people_work_on_a_case_in_their_browser_signed_in_and_checked(net: CaseN
     )
     assert status == 403
     reader.get(f"/web/cases/{case_id}")
+    fields = {
+        "language": "fr",
+        "findings": REPORT["findings"],
+        "impression": REPORT["impression"],
+        "recommendations": "",
+        "image_quality": "adequate",
+        "quality_reason": "",
+    }
+    status, _, page = reader.post(f"/web/cases/{case_id}/report", fields)
+    assert status == 200
+    assert 'id="report-preview"' in page  # shown as it will be signed, not signed yet
+    previewed = re.search(r'name="previewed" value="([0-9a-f]{64})"', page)
+    assert previewed is not None
     status, _, page = reader.post(
-        f"/web/cases/{case_id}/report",
-        {
-            "language": "fr",
-            "findings": REPORT["findings"],
-            "impression": REPORT["impression"],
-            "recommendations": "",
-            "image_quality": "adequate",
-            "quality_reason": "",
-        },
+        f"/web/cases/{case_id}/report", {**fields, "step": "sign", "previewed": previewed[1]}
     )
     assert status == 200
     assert REPORT["impression"] in page
+    assert 'id="report-preview"' not in page
     # The sender reads the answer with the patient's name, in English, and evaluates.
     sender = Browser(cotonou)
     sender.get("/web/login?lang=en")

@@ -227,12 +227,42 @@ def test_a_case_goes_from_the_senders_browser_to_the_readers_and_back(
     marie.fill("#findings", template.replace("Technique :", "Technique : sans injection"))
     marie.fill("#impression", "Pneumopathie lobaire inférieure droite.")
     marie.screenshot(path=str(net.shots / "report-editor-en.png"), full_page=True)
+    # Issue 22, item 6: a preview first, signed only as previewed; then the form is gone.
     marie.click("#report-form button[type=submit]")
+    marie.wait_for_selector("#report-preview")
+    assert "Pneumopathie lobaire" in marie.inner_text("#report-preview")
+    assert marie.locator("section.report").count() == 0  # nothing signed yet
+    marie.evaluate(  # the text changed behind the preview: refused, nothing signed
+        "document.querySelector('#sign-report input[name=impression]').value = 'Normal.'"
+    )
+    marie.click("#sign-report button[type=submit]")
+    assert "aperçu" in marie.inner_text(".error")
+    assert marie.locator("section.report").count() == 0
+    marie.fill("#impression", "Pneumopathie lobaire inférieure droite.")
+    marie.click("#report-form button[type=submit]")
+    marie.wait_for_selector("#report-preview")
+    marie.screenshot(path=str(net.shots / "report-preview-fr.png"), full_page=True)
+    marie.click("#sign-report button[type=submit]")
     marie.wait_for_selector("section.report")
+    assert not marie.locator("#report-form").is_visible()  # signed: the empty form is gone
+    assert "Pneumopathie lobaire" in marie.inner_text("section.report")
+    # A later signature is an addendum, shown as one under the report it completes.
+    marie.click("#addendum summary")
+    marie.fill("#impression", "Épanchement pleural droit minime.")
+    marie.click("#report-form button[type=submit]")
+    marie.wait_for_selector("#report-preview")
+    marie.click("#sign-report button[type=submit]")
+    marie.wait_for_selector("section.addendum")
+    assert marie.locator("section.report").count() == 1
+    assert marie.inner_text("section.addendum h2").startswith("Complément")
 
     koffi.goto(case_url)
     reload_until(koffi, "#evaluation-form", "the report back at Koffi's node")
     assert "Pneumopathie lobaire" in koffi.inner_text("section.report")
+    reload_until(koffi, "section.addendum", "the addendum at Koffi's node")
+    assert koffi.locator("section.report").count() == 1  # never a second, identical report
+    assert koffi.inner_text("section.addendum h2").startswith("Complément")
+    assert "Épanchement pleural" in koffi.inner_text("section.addendum")
     done = koffi.locator("#timeline li.done").all_inner_texts()
     for step in ("Envoyé", "Reçu", "Lu", "Réponse reçue"):
         assert any(line.startswith(step) for line in done), (step, done)
@@ -244,6 +274,35 @@ def test_a_case_goes_from_the_senders_browser_to_the_readers_and_back(
     assert hosts == {urllib.parse.urlsplit(base0).netloc}  # nothing from outside the node
     koffi.context.close()
     marie.context.close()
+
+
+def test_the_weekly_quota_reads_the_same_at_the_sender_the_reader_and_the_coordinator(
+    net: WebNet,
+) -> None:
+    """One count of a pair's week on both sides (issue 22, item 7): the cases the sender
+    sent in the pair in the last 7 days, counted at the reader's node by those it
+    received."""
+    net.send_ct("quota-week", 2)
+    sent = [
+        c["case_id"]
+        for c in net.koffi.ok("/cases")
+        if c["routing"] == "pair" and c["state"] != "cancelled"  # one pair at Cotonou
+    ]
+    assert sent
+    wait_for("the pair's cases at Erasme", lambda: all(net.marie.state(c) for c in sent))
+    shown = []
+    for who, node, path, row in (
+        ("koffi", 0, "/web/pairs", r"Marie[^<]*</td><td>(\d+)/5</td>"),
+        ("marie", 1, "/web/pairs", r"Koffi[^<]*</td><td>(\d+)/5</td>"),
+        ("anne", 1, "/web/coordinator", r"Marie[^<]*</td><td>[^<]*Koffi[^<]*</td><td>(\d+)/5</td>"),
+    ):
+        browser = Browser(net.cluster.url(node))
+        browser.sign_in(who)
+        _, _, page = browser.get(path)
+        found = re.search(row, page, re.IGNORECASE)
+        assert found is not None, (who, path, page[page.find("<tbody>") :][:300])
+        shown.append(int(found.group(1)))
+    assert shown == [len(sent)] * 3, shown
 
 
 def masked_region(node: Path, study_uid: str) -> int | None:
@@ -659,8 +718,24 @@ def test_the_angle_tool_measures_with_three_clicks(net: WebNet, chromium: Any) -
     page.context.close()
 
 
+def with_a_localizer(folder: Path, slice_path: Path) -> None:
+    """A one-image localizer (a scout) in the study of ``slice_path``, numbered before it."""
+    ds = pydicom.dcmread(slice_path)
+    ds.SeriesInstanceUID = pydicom.uid.generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.SeriesNumber, ds.InstanceNumber = 1, 1
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    ds.SeriesDescription = "Topogram 0.6 T20f"
+    ds.save_as(folder / "localizer.dcm", enforce_file_format=True)
+
+
 def test_the_reader_reads_a_ct_in_the_viewer(net: WebNet, chromium: Any) -> None:
-    slices, case = net.send_ct("ct-series", 12)
+    folder = net.base / "ct-series"
+    folder.mkdir()
+    slices = ct_series(folder, 12)
+    with_a_localizer(folder, slices[0])
+    pair = next(p["pair_id"] for p in net.koffi.ok("/pairs")["pairs"] if p["status"] == "active")
+    case = net.submit(folder, {"routing": "pair", "target": pair})
     wait_for("the CT at Marie's node", lambda: net.marie.state(case) == "assigned")
     base = net.cluster.url(1)
     page = signed_in(chromium, base, "marie", "en", "/web/cases")
@@ -671,7 +746,12 @@ def test_the_reader_reads_a_ct_in_the_viewer(net: WebNet, chromium: Any) -> None
     page.wait_for_url("**/viewer")
     page.goto(page.url + "?lang=en")  # Marie's account says French: English here
     page.wait_for_selector("#thumbs .thumb")
-    assert "CT" in page.inner_text("#thumbs"), errors
+    # Series by their description, kept by de-identification (PS3.15 E.3.5, issue 22,
+    # item 9); the 12-image series opens first, not the localizer numbered before it.
+    page.wait_for_selector("#thumbs .thumb >> nth=1")
+    thumbs = page.locator("#thumbs .thumb").all_inner_texts()
+    assert [t.strip() for t in thumbs] == ["Topogram 0.6 T20f · 1", "5/5mm Plain · 12"], errors
+    wait_text(page, "tl", "5/5mm Plain")
     clinical = page.inner_text("#clinical")  # the form beside the images
     assert FORM["question"] in clinical
     assert FORM["preliminary_reading"] in clinical

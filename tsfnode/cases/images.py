@@ -95,6 +95,7 @@ def list_series(folders: list[Path]) -> list[dict[str, Any]]:
                 "uid": uid,
                 "description": first["description"],
                 "modality": first["modality"],
+                "localizer": first["localizer"],
                 "rows": first["rows"],
                 "columns": first["columns"],
                 "frames": frames,

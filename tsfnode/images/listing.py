@@ -31,7 +31,7 @@ from tsfnode.images.render import (
 )
 
 LISTING = "listing.json"
-LISTING_VERSION = 1
+LISTING_VERSION = 2  # 2: "localizer"
 BULK = "tsf-bulk:"  # in a kept listing; the URL of each request replaces it
 BULK_THRESHOLD = 1024  # bytes: binary values above this are BulkDataURIs
 PIXEL_DATA = "7FE00010"
@@ -88,6 +88,7 @@ def viewer_facts(path: Path, ds: Dataset) -> dict[str, Any] | None:
         "frames": frame_count(ds),
         "description": str(ds.get("SeriesDescription", "")),
         "modality": str(ds.get("Modality", "")),
+        "localizer": "LOCALIZER" in _image_type(ds),
         "rows": int(ds.Rows),
         "columns": int(ds.Columns),
         "window": None if window is None else [window.centre, window.width],
@@ -97,6 +98,11 @@ def viewer_facts(path: Path, ds: Dataset) -> dict[str, Any] | None:
         "photometric": photometric,
         "colour": int(ds.get("SamplesPerPixel", 1)) > 1 or photometric == "PALETTE COLOR",
     }
+
+
+def _image_type(ds: Dataset) -> list[str]:
+    value = ds.get("ImageType", [])
+    return [str(v).strip() for v in ([value] if isinstance(value, str) else value)]
 
 
 MAKERS = {"dicomweb": dicomweb_record, "viewer": viewer_facts}

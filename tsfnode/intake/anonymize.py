@@ -35,6 +35,7 @@ from pydicom.uid import (
 )
 
 from tsfnode import __version__
+from tsfnode.intake.descriptors import clean_descriptors
 from tsfnode.intake.elements import has, text_of
 from tsfnode.intake.profile import Profile
 
@@ -185,7 +186,10 @@ class Anonymizer:
             )
         }
         run = _Pass(patient)
+        descriptors = clean_descriptors(ds) if self.profile.clean_descriptors else []
         self._walk(ds, run)
+        for tag, vr, text in descriptors:  # E.3.5: kept, cleaned (removed by the walk)
+            ds._dict[BaseTag(tag)] = _element(tag, vr, text)
         if self.profile.safe_private:
             _drop_orphan_creators(ds)
         # Set as elements (VRs known): cheaper than attribute assignment, on every file.

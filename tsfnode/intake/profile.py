@@ -7,6 +7,9 @@ Options applied (PS3.15 E.3):
 - Retain Longitudinal Temporal Information with Modified Dates (E.3.6): every date is
   shifted by a whole number of days, one shift per patient, kept on the sender's node;
   intervals between studies are preserved, times of day are kept.
+- Clean Descriptors (E.3.5): the study and series descriptions and the protocol name are
+  kept, cleaned of the names, ids, places and dates they may carry (``descriptors.py``):
+  a reader needs "ABDOMEN PELVIS 5mm", not "CT · 1".
 Private attributes are removed (E.3.10 Retain Safe Private is not claimed); an allow-list
 of private attributes known to be safe can be given.
 """
@@ -44,6 +47,7 @@ PATIENT_CHARACTERISTICS = frozenset(
 CODE_BASIC = ("113100", "Basic Application Confidentiality Profile")
 CODE_PATIENT_CHARACTERISTICS = ("113108", "Retain Patient Characteristics Option")
 CODE_MODIFIED_DATES = ("113107", "Retain Longitudinal Temporal Information Modified Dates Option")
+CODE_CLEAN_DESCRIPTORS = ("113105", "Clean Descriptors Option")
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class Profile:
     masked: tuple[Masked, ...]
     retain_patient_characteristics: bool = True
     modified_dates: bool = True
+    clean_descriptors: bool = True
     safe_private: frozenset[tuple[str, int]] = field(default_factory=frozenset)
     """(private creator, element low byte) pairs kept; empty: all private removed."""
 
@@ -82,6 +87,8 @@ class Profile:
             codes.append(CODE_PATIENT_CHARACTERISTICS)
         if self.modified_dates:
             codes.append(CODE_MODIFIED_DATES)
+        if self.clean_descriptors:
+            codes.append(CODE_CLEAN_DESCRIPTORS)
         return codes
 
     @property
@@ -109,6 +116,7 @@ def load_profile(
     *,
     retain_patient_characteristics: bool = True,
     modified_dates: bool = True,
+    clean_descriptors: bool = True,
     safe_private: list[str] | tuple[str, ...] = (),
 ) -> Profile:
     actions: dict[int, str] = {}
@@ -128,5 +136,6 @@ def load_profile(
         masked=tuple(masked),
         retain_patient_characteristics=retain_patient_characteristics,
         modified_dates=modified_dates,
+        clean_descriptors=clean_descriptors,
         safe_private=parse_safe_private(safe_private),
     )

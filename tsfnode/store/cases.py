@@ -238,10 +238,10 @@ class CaseStore:
         )
 
     async def pair_cases_since(self, pair_id: bytes, since: int) -> list[CaseRow]:
-        """The cases sent from here for a pair after ``since``."""
-        return await self._rows(
-            "WHERE role = 'sender' AND pair_id = ? AND submitted_ms > ?", (pair_id, since)
-        )
+        """The cases of a pair submitted after ``since`` that this node holds: those it
+        sent (the sender's node) and those it received (the reader's node), counted by
+        their sender's submission time, whatever their role here."""
+        return await self._rows("WHERE pair_id = ? AND submitted_ms > ?", (pair_id, since))
 
     async def submitted_between(self, since: int, until: int | None) -> list[CaseRow]:
         """The cases submitted in [since, until) (a copy's arrival if it has no time)."""

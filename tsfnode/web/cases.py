@@ -7,7 +7,10 @@ What people do goes through the same CaseService as the JSON API.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -162,9 +165,35 @@ async def cases(request: web.Request) -> web.Response:
     return render_page(request, "cases.html", session=session, rows=rows, title=title)
 
 
+# What a report signs, as the reader typed it: previewed, then signed only unchanged.
+REPORT_FIELDS = (
+    "language",
+    "findings",
+    "impression",
+    "recommendations",
+    "image_quality",
+    "quality_reason",
+)
+
+
+def report_draft(form: Mapping[str, Any]) -> dict[str, str]:
+    """The report's fields as posted, line ends as one (a browser sends CRLF)."""
+    return {k: str(form.get(k, "")).replace("\r\n", "\n") for k in REPORT_FIELDS}
+
+
+def draft_digest(draft: Mapping[str, str]) -> str:
+    """The digest of the previewed text: signing checks the text is still the same."""
+    data = json.dumps([draft[k] for k in REPORT_FIELDS], ensure_ascii=False).encode()
+    return hashlib.sha256(data).hexdigest()
+
+
 @ROUTES.get("/cases/{id:[0-9a-f]{32}}")  # the page as it is, or drawn again with an error
 async def case_page(
-    request: web.Request, *, error: NodeError | None = None, status: int = 200
+    request: web.Request,
+    *,
+    error: NodeError | None = None,
+    status: int = 200,
+    draft: dict[str, str] | None = None,
 ) -> web.Response:
     session = await require(request, *PEOPLE)
     person = await person_of(request, session)
@@ -187,7 +216,11 @@ async def case_page(
     for doc in found["documents"]:
         doc["when"] = when(doc.get("created"), lang)
         doc["author"] = names.get(doc["signer"], doc["signer"][:8])
-    reports = [d for d in found["documents"] if d["kind"] == "report"]
+    signed = [d for d in found["documents"] if d["kind"] == "report"]
+    # The first signature is the report; each later one an addendum under it (it names
+    # the report it completes in ``supersedes``), at the reader's and the sender's node.
+    reports = [d for d in signed if not d.get("supersedes")]
+    addenda = [d for d in signed if d.get("supersedes")]
     messages = [d for d in found["documents"] if d["kind"] == "case_message"]
     evaluations = [d for d in found["documents"] if d["kind"] == "evaluation"]
     can = {
@@ -210,6 +243,9 @@ async def case_page(
         session=session,
         case=found,
         reports=reports,
+        addenda=addenda,
+        draft=draft,
+        previewed=None if draft is None or error is not None else draft_digest(draft),
         messages=messages,
         can=can,
         me=me,
@@ -269,18 +305,30 @@ async def act(request: web.Request) -> web.Response:
     case_id = bytes.fromhex(request.match_info["id"])
     action = request.match_info["action"]
     now = request_now(request)
+    draft = None
     try:
         if action == "claim":
             await service.act(case_id, person, "claim", now)
         elif action == "report":
-            findings = str(form.get("findings", "")).replace("\r\n", "\n").strip()
-            if findings in {t.strip() for t in all_templates(str(form.get("language"))).values()}:
+            draft = report_draft(form)
+            findings = draft["findings"].strip()
+            if findings in {t.strip() for t in all_templates(draft["language"]).values()}:
                 raise CaseError(
                     400,
                     "findings: the template's headings are not filled in",
                     key=N_("report_unfilled"),
                 )
-            await service.report(case_id, person, {k: str(v) for k, v in form.items()}, now)
+            if form.get("step") != "sign":  # first the reader sees what will be signed
+                if not findings and not draft["impression"].strip():
+                    raise CaseError(
+                        400, "a report needs findings or an impression", key=N_("report_empty")
+                    )
+                return await case_page(request, draft=draft)
+            if form.get("previewed") != draft_digest(draft):
+                raise CaseError(
+                    409, "the report changed after its preview", key=N_("report_changed")
+                )
+            await service.report(case_id, person, draft, now)
         elif action == "message":
             text = str(form.get("text", "")).strip()
             if not text:
@@ -294,8 +342,8 @@ async def act(request: web.Request) -> web.Response:
             await service.evaluate(
                 case_id, person, {**fields, "comment": str(form.get("comment", ""))}, now
             )
-    except CaseError as exc:
-        return await case_page(request, error=exc, status=exc.status)
+    except CaseError as exc:  # drawn again, the report's text as it was typed
+        return await case_page(request, error=exc, status=exc.status, draft=draft)
     raise web.HTTPSeeOther(f"/web/cases/{case_id.hex()}")
 
 

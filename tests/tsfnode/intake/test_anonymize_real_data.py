@@ -16,12 +16,16 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from tests.tsfnode.intake.conftest import Imported, require_tool
+from tsfnode.intake.descriptors import CLEANED
 from tsfnode.intake.profile import load_profile
 
 # The real files carry odd values on purpose (pydicom's own test data): pydicom warns
 # about them while we read them back to check the output.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 PROFILE = load_profile()
+# Descriptions (E.3.5), kept cleaned: where a sequence repeats the procedure's description
+# (a scheduled step's), the same words are no leak.
+DESCRIPTIONS = {*CLEANED, 0x00400007}
 STRUCTURAL = re.compile(r"ClassUID$|TransferSyntaxUID$")
 
 
@@ -42,6 +46,8 @@ def identifying_values(ds: Dataset, out: set[str], kept: set[str]) -> None:
             continue
         values = elem.value if elem.VM > 1 else [elem.value]
         texts = [str(v).strip() for v in values]
+        if int(elem.tag) in DESCRIPTIONS and PROFILE.clean_descriptors:
+            continue  # kept, cleaned (E.3.5): test_descriptors_are_kept_without_names
         action = None if elem.tag.is_private else PROFILE.action(int(elem.tag))
         structural = bool(STRUCTURAL.search(elem.keyword or ""))
         removed = (
@@ -108,12 +114,27 @@ def test_no_identifying_value_survives_anywhere_in_the_output(imported: Imported
     assert leaks == [], "\n".join(f"{n}: {v!r}" for n, v in leaks)
 
 
+def test_descriptors_are_kept_without_names(imported: Imported) -> None:
+    """PS3.15 E.3.5: the descriptions a reader needs survive, with no word of a name."""
+    kept = 0
+    for pair in imported.pairs:
+        before, after = read(pair.original), read(pair.output.read_bytes())
+        names = re.split(r"[\^=\s,]+", str(before.get("PatientName", "")))
+        for tag in CLEANED:
+            text = str(after.get(tag).value) if tag in after else ""
+            for name in names:
+                if len(name) >= 3:
+                    assert not re.search(rf"\b{re.escape(name)}\b", text, re.I), (pair.name, text)
+            kept += bool(text)
+    assert kept >= 50
+
+
 def test_outputs_parse_and_say_how_they_were_de_identified(imported: Imported) -> None:
     for pair in imported.pairs:
         ds = read(pair.output.read_bytes())
         assert ds.PatientIdentityRemoved == "YES"
         codes = {item.CodeValue for item in ds.DeidentificationMethodCodeSequence}
-        assert codes == {"113100", "113107", "113108"}
+        assert codes == {"113100", "113105", "113107", "113108"}
         assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
         assert str(ds.PatientID).startswith("P")
         assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID

@@ -309,3 +309,16 @@ async def test_the_audit_entries_and_their_head_make_a_chain(store: Store) -> No
     assert [e.action for e in entries] == ["submit", "view", "claim"]
     assert await audit.last() == entries[-1] == entry
     assert verify_chain(entries, await audit.head()) == 3
+
+
+async def test_a_pairs_week_holds_the_cases_received_as_well_as_those_sent(store: Store) -> None:
+    """The reader's node counts the pair's cases it received (issue 22, item 7): the same
+    week, by the sender's submission time, on both sides."""
+    rows = CaseStore(store.db)
+    received = _row(role="copy", submitted_ms=NOW - HOUR)
+    older = _row(role="copy", submitted_ms=NOW - 9 * 24 * HOUR)
+    for row in (received, older):
+        await rows.insert(row)
+    await rows.commit()
+    since = await rows.pair_cases_since(b"p" * 16, NOW - 7 * 24 * HOUR)
+    assert [r.case_id for r in since] == [received.case_id]

@@ -188,7 +188,7 @@
     overlay() {
       const s = this.series, f = s.frames[this.frame];
       const q = (c) => this.el.querySelector(c);
-      q(".tl").textContent = `${s.modality} ${s.description}`;
+      q(".tl").textContent = `${s.modality} · ${seriesName(s)}`;
       q(".tr").textContent = `${T.frame} ${this.frame + 1}/${s.frames.length}` +
         (f.position !== null ? ` · ${T.position} ${num(f.position)} mm` : "");
       q(".bl").textContent = this.window ? `${T.wl} ${num(this.window[0], 0)} / ${num(this.window[1], 0)}` : "";
@@ -390,6 +390,21 @@
     });
   }
 
+  // A series by its description ("ABDOMEN PELVIS 5mm"), kept cleaned by de-identification
+  // (PS3.15 E.3.5); the modality when it has none.
+  function seriesName(s) { return s.description || s.modality; }
+
+  // The series a radiologist reads first: the largest diagnostic one (most images), never
+  // a localizer or scout (ImageType LOCALIZER, or a single image) while another exists.
+  function firstToRead(list) {
+    let best = 0, bestCount = -1;
+    list.forEach((s, i) => {
+      const count = (s.localizer || s.frames.length < 2) ? 0 : s.frames.length;
+      if (count > bestCount) { best = i; bestCount = count; }
+    });
+    return best;
+  }
+
   (async () => {
     const r = await fetch(`${base}/series`, { credentials: "same-origin" });
     series = r.ok ? await r.json() : [];
@@ -405,12 +420,12 @@
       img.alt = s.description || s.modality;
       img.src = frameUrl(i, Math.floor(s.frames.length / 2), { window: s.presets.image || null, invert: false }, true).replace("size=256", "size=96");
       const label = document.createElement("span");
-      label.textContent = `${s.modality} ${s.description} · ${s.frames.length}`;
+      label.textContent = `${seriesName(s)} · ${s.frames.length}`;
       b.append(img, label);
       b.addEventListener("click", () => { active.open(i); showPresets(); });
       thumbs.append(b);
     });
-    viewports[0].open(0);
+    viewports[0].open(firstToRead(series));
     showPresets();
     setTool("window");
   })();
