@@ -146,6 +146,12 @@ class Cluster:
             s.bind((host, 0))
             return int(s.getsockname()[1])
 
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def start(self) -> None:
         """Node 0, the network's seed, then the others side by side; returns once each
         answers. (A node that finds its seed not listening yet introduces itself again
@@ -261,9 +267,6 @@ async def _on_loop(fn: Callable[..., None], *args: Any) -> None:
 @contextmanager
 def running(tmp_path: Path, anchor_key: Path, n: int) -> Iterator[Cluster]:
     """``n`` nodes started as a cluster, every one stopped after (a fixture's body)."""
-    c = Cluster(tmp_path, anchor_key, n)
-    try:
+    with Cluster(tmp_path, anchor_key, n) as c:
         c.start()
         yield c
-    finally:
-        c.close()

@@ -35,11 +35,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def three(tmp_path: Path, anchor_key: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, anchor_key, 3, **QUICK)
-    try:
+    with Cluster(tmp_path, anchor_key, 3, **QUICK) as c:
         yield c
-    finally:
-        c.close()
 
 
 def _fetch(url: str, token: bytes | None) -> tuple[int, bytes]:

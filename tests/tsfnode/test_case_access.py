@@ -23,12 +23,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bootstrap.network import demo_anchor, load_network
-from bootstrap.tools import attest_member, create_group
+from bootstrap.network import load_network
+from bootstrap.tools import attest_member
 from protocol.codec import pack
 from protocol.directory import countersign, new_pair_terms, sign_pair
 from protocol.identity import Identity, PublicIdentity
 from tests.harness.people import FORM, PASSWORD
+from tests.harness.records import paediatrics_and_hospital
 from tests.harness.studies import CT
 from tests.tsfnode.intake.conftest import PYDICOM_FILES
 from tsfnode.app import create_app
@@ -148,21 +149,10 @@ async def cotonou(tmp_path: Path, aiohttp_client: Any) -> Cotonou:
         people[username] = person
     erasme, marie = _erasme(), Identity.generate(os.urandom)
     people["marie"] = marie.public
-    network, anchor = load_network("demo"), demo_anchor()
-    paediatrics, hospital = Identity.generate(os.urandom), Identity.generate(os.urandom)
+    network = load_network("demo")
     anne = await person_of_account(store, node_dir.people, "anne")
     koffi = await person_of_account(store, node_dir.people, "koffi")
-    raws = [
-        *create_group(
-            network, anchor, paediatrics, name="Pédiatrie", kind="subspeciality",
-            routing="assign", may_admit=False, coordinators=[anne.public],
-            subspecialities=["paediatrics"], now=now,
-        ),
-        *create_group(
-            network, anchor, hospital, name="CHU Cotonou", kind="institutional",
-            routing="assign", may_admit=False, coordinators=[hospital.public], now=now,
-        ),
-    ]  # fmt: skip
+    paediatrics, hospital, raws = paediatrics_and_hospital(anne, now)
     for signer, group, who, role, home in (
         (anne, paediatrics, "anne", "coordinator", identity.public),
         (anne, paediatrics, "awa", "reader", identity.public),

@@ -21,6 +21,15 @@ ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("aiohttp", "tsfnode.app", "tsfnode.web", "tsfnode.images", "pydicom", "numpy", "PIL")
 
 
+def python(*args: str) -> subprocess.CompletedProcess[str]:
+    """A new Python process in the repository with these arguments, which must succeed."""
+    result = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def _modules_after(*argv: str) -> tuple[list[str], str]:
     """Run ``tsfnode ARGV`` in a fresh interpreter: the modules it imported, and what
     it printed."""
@@ -33,15 +42,7 @@ def _modules_after(*argv: str) -> tuple[list[str], str]:
         "print(json.dumps({'modules': sorted(sys.modules), 'out': out.getvalue(),"
         " 'status': status}))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = python("-c", code)
     found = json.loads(result.stdout)
     assert found["status"] == 0
     return found["modules"], found["out"]
@@ -73,14 +74,6 @@ def test_transfers_reads_the_database_without_the_web_application(node: Path) ->
 
 
 def test_help_still_lists_every_command() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "tsfnode", "--help"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = python("-m", "tsfnode", "--help")
     for command in ("init", "run", "studies", "import", "seal", "transfers", "account", "doctor"):
         assert command in result.stdout

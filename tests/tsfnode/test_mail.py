@@ -24,15 +24,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pydicom.uid import generate_uid
 
-from bootstrap.network import demo_anchor, load_network
-from bootstrap.tools import attest_member, create_group
+from bootstrap.network import load_network
+from bootstrap.tools import attest_member
 from protocol.codec import pack
 from protocol.directory import countersign, new_pair_terms, sign_pair
-from protocol.identity import Identity
 from tests.harness.cluster import configure
 from tests.harness.inprocess import LocalNode, WebBrowser, node_log, start_local_node
 from tests.harness.nodes import tsfnode
 from tests.harness.people import FORM, application
+from tests.harness.records import paediatrics_and_hospital
 from tests.harness.smtp import SmtpSink
 from tests.harness.studies import CT
 from tsfnode.app import create_app
@@ -167,19 +167,8 @@ async def people_of(
         place.ids[who] = int((await account.fetchone())[0])  # type: ignore[index]
     if made:
         return place
-    network, anchor = load_network("demo"), demo_anchor()
-    paediatrics, hospital = Identity.generate(os.urandom), Identity.generate(os.urandom)
-    raws = [
-        *create_group(
-            network, anchor, paediatrics, name="Pédiatrie", kind="subspeciality",
-            routing="assign", may_admit=False, coordinators=[anne.public],
-            subspecialities=["paediatrics"], now=now,
-        ),
-        *create_group(
-            network, anchor, hospital, name="CHU Cotonou", kind="institutional",
-            routing="assign", may_admit=False, coordinators=[hospital.public], now=now,
-        ),
-    ]  # fmt: skip
+    network = load_network("demo")
+    paediatrics, hospital, raws = paediatrics_and_hospital(anne, now)
     for signer, group, person, role in (
         (anne, paediatrics, anne, "coordinator"),
         (anne, paediatrics, awa, "reader"),

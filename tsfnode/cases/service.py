@@ -77,6 +77,7 @@ from tsfnode.mail.service import MailService
 from tsfnode.store.cases import CaseRow, CaseStore
 from tsfnode.store.mail import MailStore
 from tsfnode.store.transfers import TransferStore
+from tsfnode.tasks import stop_task
 from tsfnode.transfers.context import NodeContext, NodeService
 from tsfnode.transfers.outbox import queue_bundle
 from tsfnode.transfers.sealing import DOCUMENTS_FILE, seal_documents, seal_study
@@ -125,10 +126,7 @@ class CaseService(NodeService):
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     async def _run(self) -> None:
         while True:

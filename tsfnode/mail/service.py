@@ -28,6 +28,7 @@ from tsfnode.logs import log
 from tsfnode.mail import smtp
 from tsfnode.mail.messages import KINDS, Notice, compose
 from tsfnode.store.mail import Contact, MailStore, Queued
+from tsfnode.tasks import stop_task
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -117,10 +118,7 @@ class MailService:
             self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     def wake(self) -> None:
         """Look at the queue now (something was queued, or the clock moved)."""

@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 from aiohttp import web
 from aiohttp.helpers import ChainMapProxy
@@ -234,27 +234,33 @@ async def add_destination(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/web/tools#destinations")
 
 
+def _to_destinations() -> NoReturn:
+    """Back to the tools page, at its destinations."""
+    raise web.HTTPSeeOther("/web/tools#destinations")
+
+
 @ROUTES.post("/tools/destinations/reports")
 async def reports_auto(request: web.Request) -> web.Response:
     """Send every report that comes back to this destination by itself, or no longer."""
     session, form = await posted_form(request, *PEOPLE)
     destination_id = _number(form.get("destination"))
     if destination_id is not None:
+        on = form.get("on") == "yes"
         await _destinations(request.config_dict).set_reports_auto(
-            destination_id, account_id=session.account_id, on=form.get("on") == "yes"
+            destination_id, account_id=session.account_id, on=on
         )
-    raise web.HTTPSeeOther("/web/tools#destinations")
+    _to_destinations()
 
 
 @ROUTES.post("/tools/destinations/delete")
 async def delete_destination(request: web.Request) -> web.Response:
     session, form = await posted_form(request, *PEOPLE)
-    destination_id = _number(form.get("destination"))
-    if destination_id is not None:
+    destination = _number(form.get("destination"))
+    if destination is not None:
         await _destinations(request.config_dict).delete_destination(
-            destination_id, account_id=session.account_id
+            destination, account_id=session.account_id
         )
-    raise web.HTTPSeeOther("/web/tools#destinations")
+    _to_destinations()
 
 
 def _number(value: object) -> int | None:

@@ -43,23 +43,17 @@ QUICK = {"transfer": {"poll_interval_ms": 500, "retry_base_ms": 200}}
 @pytest.fixture
 def pair(tmp_path: Path, anchor_key: Path) -> Iterator[Cluster]:
     """Node 0 sends (Cotonou), node 1 reads (Erasme)."""
-    c = Cluster(tmp_path, anchor_key, 2, **QUICK)
-    try:
+    with Cluster(tmp_path, anchor_key, 2, **QUICK) as c:
         yield c
-    finally:
-        c.close()
 
 
 @pytest.fixture
 def trio(tmp_path: Path, anchor_key: Path) -> Iterator[Cluster]:
     """Node 0 sends, node 1 is the relay that node 2 (the reader) lists for its mail."""
-    c = Cluster(tmp_path, anchor_key, 3, **QUICK)
-    configure(c.dirs[1], relay={"enabled": True})  # node 1 consents to hold mail
-    configure(c.dirs[2], transfer={"relays": [c.ids[1]]})
-    try:
+    with Cluster(tmp_path, anchor_key, 3, **QUICK) as c:
+        configure(c.dirs[1], relay={"enabled": True})  # node 1 consents to hold mail
+        configure(c.dirs[2], transfer={"relays": [c.ids[1]]})
         yield c
-    finally:
-        c.close()
 
 
 def import_study(directory: Path, source: Path) -> str:
