@@ -51,7 +51,7 @@ from tsfnode.nodedir import NodeDir
 from tsfnode.store import Store
 from tsfnode.store.blobs import BlobStore
 from tsfnode.transfers.outbox import queue_bundle
-from tsfnode.transfers.sealing import seal_study
+from tsfnode.transfers.sealing import seal_in
 
 TIMEOUT_S = 600
 
@@ -67,17 +67,8 @@ def _seal_studies(sender: Path, recipient: str, studies: list[str]) -> list[Mani
     manifests = []
     for study in studies:
         book.confirm(study, None, now_ms=1)  # the sender looked at every image
-        sealed = seal_study(
-            intake=sender / "intake",
-            blobs=BlobStore(sender / "blobs"),
-            scratch=sender / "tmp",
-            sender=identity,
-            recipients=[PublicIdentity.from_text(recipient)],
-            study_uid=study,
-            case={"study_uid": study},
-            priority=0,
-            now=int(time.time() * 1000),
-        )
+        to = [PublicIdentity.from_text(recipient)]
+        sealed = seal_in(sender, identity, to, study, now=int(time.time() * 1000))
         manifests.append(sealed.manifest)
     return manifests
 

@@ -140,20 +140,24 @@ class CutSpec:
 
 
 @dataclass(frozen=True)
-class NodeDown:
-    """A node off from ``start_day`` to ``end_day`` (a scenario's ``node_down`` event)."""
+class Span:
+    """Days ``start_day`` to ``end_day`` of a scenario, when something is so."""
+
+    start_day: float
+    end_day: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeDown(Span):
+    """A node off for a span (a scenario's ``node_down`` event)."""
 
     node: str
-    start_day: float
-    end_day: float
 
 
-@dataclass(frozen=True)
-class Degraded:
-    """A cable with only ``left`` of its capacity from ``start_day`` to ``end_day``."""
+@dataclass(frozen=True, kw_only=True)
+class Degraded(Span):
+    """A cable with only ``left`` of its capacity for a span."""
 
-    start_day: float
-    end_day: float
     left: float
 
 
@@ -321,7 +325,7 @@ def _events(data: dict[str, Any], where: str, known: set[str]) -> tuple[NodeDown
         start, end = parse_day(t["from"], at, "from"), parse_day(t["to"], at, "to")
         if end <= start:
             raise ScenarioError(f"{at}: 'to' must come after 'from'")
-        out.append(NodeDown(node, start, end))
+        out.append(NodeDown(start, end, node=node))
     return tuple(out)
 
 
@@ -370,7 +374,7 @@ def _cables(data: dict[str, Any], where: str, nodes: list[NodeSpec]) -> tuple[Ca
                 )
             if degraded and start < degraded[-1].end_day:
                 raise ScenarioError(f"{here}: periods must be in order and not overlap")
-            degraded.append(Degraded(start, end, left))
+            degraded.append(Degraded(start, end, left=left))
         out.append(CableSpec(name, capacity, inside, tuple(degraded)))
     return tuple(out)
 

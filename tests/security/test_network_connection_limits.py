@@ -22,7 +22,12 @@ from tests.harness.cluster import configure
 from tests.harness.inprocess import start_local_node
 from tests.harness.nodes import RunningNode
 from tests.harness.studies import CT
-from tests.tsfnode.intake.test_listener import closed_by_peer, dcmtk, free_port, received
+from tests.tsfnode.intake.test_listener import (
+    closed_by_peer,
+    dcmtk,
+    listening_node,
+    received,
+)
 
 CAP = 4
 
@@ -119,16 +124,11 @@ async def test_behind_a_trusted_proxy_each_client_holds_at_most_its_share(
 async def test_one_address_cannot_fill_the_dicom_listener(
     tmp_path: Path, aiohttp_client: object
 ) -> None:
-    port = free_port()
-    node = await start_local_node(
-        tmp_path / "erasme",
-        aiohttp_client,
-        dicom_ae_title="TSF_ERASME",
-        dicom_port=port,
-        dicom_max_associations=4,
+    node, port = await listening_node(
+        tmp_path, aiohttp_client, dicom_max_associations=4,
         dicom_max_associations_per_address=2,
         dicom_artim_timeout_s=30,  # the flood's connections stay the whole test
-    )
+    )  # fmt: skip
     flood = [_connect("127.0.0.1", port, "127.0.0.2") for _ in range(8)]  # they say nothing
     try:
         deadline = time.monotonic() + 10

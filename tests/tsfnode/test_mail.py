@@ -143,10 +143,20 @@ def _node_input(node: LocalNode) -> str:
 
 
 async def start_cotonou(
-    root: Path, aiohttp_client: Any, sink: SmtpSink, awa_language: str = "en", **more: Any
+    root: Path,
+    aiohttp_client: Any,
+    sink: SmtpSink,
+    awa_language: str = "en",
+    mailing: dict[str, str] | None = None,
+    **more: Any,
 ) -> Cotonou:
+    """Cotonou's node in process, its people; ``mailing``: who gets e-mail (at
+    WHO@example.org) and how (immediately, digest, never)."""
     node = await start_local_node(root, aiohttp_client, **mail_config(sink, **more))
-    return await people_of(node, sink, awa_language=awa_language)
+    place = await people_of(node, sink, awa_language=awa_language)
+    for who, mode in (mailing or {}).items():
+        await place.set_email(who, f"{who}@example.org", mode)
+    return place
 
 
 async def people_of(
@@ -258,8 +268,13 @@ async def test_a_case_for_a_reader_makes_one_email_with_no_patient_data(
 async def test_a_french_reader_gets_french(
     tmp_path: Path, aiohttp_client: Any, sink: SmtpSink
 ) -> None:
-    place = await start_cotonou(tmp_path / "cotonou", aiohttp_client, sink, awa_language="fr")
-    await place.set_email("awa", "awa@example.org", "immediately")
+    place = await start_cotonou(
+        tmp_path / "cotonou",
+        aiohttp_client,
+        sink,
+        awa_language="fr",
+        mailing={"awa": "immediately"},
+    )
     case = await place.case_for_awa()
     (message,) = await place.wait_sent(1)
     ref = case["case_id"][:8]
@@ -274,9 +289,10 @@ async def test_a_french_reader_gets_french(
 async def test_a_daily_digest_sends_one_email_a_day_and_never_sends_none(
     tmp_path: Path, aiohttp_client: Any, sink: SmtpSink
 ) -> None:
-    place = await start_cotonou(tmp_path / "cotonou", aiohttp_client, sink)
+    place = await start_cotonou(
+        tmp_path / "cotonou", aiohttp_client, sink, mailing={"awa": "digest"}
+    )
     node = place.node
-    await place.set_email("awa", "awa@example.org", "digest")
     first = await place.case_for_awa()
     node.clock.advance(2 * HOUR_MS)
     second = await place.case_for_awa()
@@ -377,8 +393,7 @@ async def test_a_node_restarted_mid_queue_sends_each_email_once(
     tmp_path: Path, aiohttp_client: Any, sink: SmtpSink
 ) -> None:
     root = tmp_path / "cotonou"
-    place = await start_cotonou(root, aiohttp_client, sink)
-    await place.set_email("awa", "awa@example.org", "immediately")
+    place = await start_cotonou(root, aiohttp_client, sink, mailing={"awa": "immediately"})
     sink.stop()  # the server is down while the cases come
     cases = [await place.case_for_awa() for _ in range(3)]
     await place.settle()
@@ -476,8 +491,9 @@ def test_an_smtp_server_without_tls_must_be_on_this_machine(tmp_path: Path) -> N
 async def test_an_application_to_attest_is_emailed_to_the_groups_coordinator(
     tmp_path: Path, aiohttp_client: Any, sink: SmtpSink
 ) -> None:
-    place = await start_cotonou(tmp_path / "cotonou", aiohttp_client, sink)
-    await place.set_email("anne", "anne@example.org", "immediately")
+    place = await start_cotonou(
+        tmp_path / "cotonou", aiohttp_client, sink, mailing={"anne": "immediately"}
+    )
     visitor = await place.node.browser()
     status, _, page = await visitor.get("/web/join")
     assert status == 200

@@ -102,9 +102,10 @@ def test_a_nudge_is_one_notice_per_week() -> None:
 async def test_the_coordinator_sees_a_silent_pair_on_their_page_and_by_email_once_a_week(
     tmp_path: Path, aiohttp_client: Any, sink: SmtpSink
 ) -> None:
-    place = await start_cotonou(tmp_path / "cotonou", aiohttp_client, sink)
+    place = await start_cotonou(
+        tmp_path / "cotonou", aiohttp_client, sink, mailing={"anne": "immediately"}
+    )
     node = place.node
-    await place.set_email("anne", "anne@example.org", "immediately")
     browser = await node.browser("anne")
     status, _, page = await browser.get("/web/coordinator")
     assert status == 200

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 import urllib.request
 from pathlib import Path
@@ -21,7 +20,6 @@ from tsfnode.intake.review import ReviewBook
 from tsfnode.keyfile import read_key
 from tsfnode.nodedir import NodeDir, read_run_info
 from tsfnode.store import Store
-from tsfnode.store.blobs import BlobStore
 from tsfnode.transfers.progress import Progress, list_progress
 
 if TYPE_CHECKING:
@@ -45,7 +43,7 @@ def _recipients(texts: list[str]) -> list[PublicIdentity]:
 
 
 async def _seal(args: argparse.Namespace) -> int:
-    from tsfnode.transfers.sealing import seal_study
+    from tsfnode.transfers.sealing import seal_in
 
     node = NodeDir(args.directory)
     if not node.config.exists():
@@ -58,18 +56,9 @@ async def _seal(args: argparse.Namespace) -> int:
         "study_uid": study,
         "urgency": "urgent" if args.urgent else "routine",
     }
+    priority = PRIORITY_URGENT if args.urgent else PRIORITY_ROUTINE
     sealed = await asyncio.to_thread(
-        seal_study,
-        intake=node.intake,
-        blobs=BlobStore(node.blobs),
-        scratch=node.root / "tmp",
-        sender=identity,
-        recipients=recipients,
-        study_uid=study,
-        case=case,
-        priority=PRIORITY_URGENT if args.urgent else PRIORITY_ROUTINE,
-        now=now,
-        rng=os.urandom,
+        seal_in, node.root, identity, recipients, study, case=case, now=now, priority=priority
     )
     await queue_in_outbox(node.database, sealed.manifest, identity.public.key, study, now)
     await asyncio.to_thread(wake_running_node, node)

@@ -157,6 +157,26 @@ class TransportPool:
 TRANSPORT_POOL = TransportPool()
 
 
+def seal_in(
+    directory: Path,
+    sender: Identity,
+    recipients: list[PublicIdentity],
+    study_uid: str,
+    *,
+    now: int,
+    priority: int = 0,
+    case: dict[str, object] | None = None,
+) -> Sealed:
+    """``seal_study`` of the intake of the node directory ``directory`` into its blob
+    store (``case``: ``{"study_uid": study_uid}`` unless given)."""
+    return seal_study(
+        intake=directory / "intake", blobs=BlobStore(directory / "blobs"),
+        scratch=directory / "tmp", sender=sender, recipients=recipients,
+        study_uid=study_uid, case=case or {"study_uid": study_uid}, priority=priority,
+        now=now,
+    )  # fmt: skip
+
+
 def seal_study(
     *,
     intake: Path,

@@ -341,33 +341,14 @@ async def send(request: web.Request) -> web.Response:
 
 
 async def start_sending(
-    request: web.Request,
-    account_id: int,
-    case_id: bytes,
-    person: bytes,
-    chosen: DicomDestination,
-    files: list[Path],
-    *,
-    action: str,
-    what: str = "images",
-    then: Callable[[], None] | None = None,
+    request: web.Request, account_id: int, case_id: bytes, person: bytes, *what: Any, **how: Any
 ) -> int:
-    """Send ``files`` to ``chosen`` by C-STORE in the background, recorded as a sending
-    (shown on the tools page) and in the audit log as ``action``; ``then`` runs once it
-    ends, however it ends. The sending's id."""
+    """``send_in_background`` (``what``: the destination and the files; ``how``: action,
+    what, then) for this request's node, now: the sending's id."""
     return await send_in_background(
-        request.config_dict,
-        request.app[SENDING],
-        account_id,
-        case_id,
-        person,
-        chosen,
-        files,
-        action=action,
-        what=what,
-        then=then,
-        now=request_now(request),
-    )
+        request.config_dict, request.app[SENDING], account_id, case_id, person, *what,
+        now=request_now(request), **how,
+    )  # fmt: skip
 
 
 async def send_in_background(
@@ -380,11 +361,13 @@ async def send_in_background(
     files: list[Path],
     *,
     action: str,
-    what: str,
-    then: Callable[[], None] | None,
     now: int,
+    what: str = "images",
+    then: Callable[[], None] | None = None,
 ) -> int:
-    """``start_sending`` where there is no request (a report sent by itself)."""
+    """Send ``files`` to ``chosen`` by C-STORE in the background, recorded as a sending
+    (shown on the tools page) and in the audit log as ``action``; ``then`` runs once it
+    ends, however it ends. The sending's id. (``start_sending`` from a request.)"""
     to = Destination(chosen.label, chosen.ae_title, chosen.host, chosen.port, chosen.calling_ae)
     send_id = await _destinations(app).start_send(
         account_id, case_id=case_id, destination_id=chosen.id, now=now, total=len(files)

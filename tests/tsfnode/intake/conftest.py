@@ -12,10 +12,13 @@ import subprocess
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.harness.data import DEID_FILES, PYDICOM_FILES, pydicom_data_folder
+from tests.harness.inprocess import LocalNode, start_local_node
+from tests.harness.pacs import free_port
 from tsfnode.intake.importer import Importer, ImportReport, _read_dicom
 from tsfnode.intake.pseudonyms import PseudonymMap
 
@@ -153,3 +156,16 @@ async def encapsulated_pdf(folder: Path, stem: str, text: str, *options: str) ->
     made = await dcmtk("pdf2dcm", *options, pdf, document)
     assert made.returncode == 0, made.stderr
     return document
+
+
+async def listening_node(
+    tmp_path: Path, aiohttp_client: Any, **settings: Any
+) -> tuple[LocalNode, int]:
+    """A node in this process whose DICOM listener (pynetdicom, in its own thread) takes
+    C-STORE as TSF_ERASME on a free port of 127.0.0.1 (``settings``: more of its config)."""
+    port = free_port()
+    node = await start_local_node(
+        tmp_path / "erasme", aiohttp_client, dicom_ae_title="TSF_ERASME", dicom_port=port,
+        **settings,
+    )  # fmt: skip
+    return node, port

@@ -12,22 +12,12 @@ import pydicom
 from pytest_aiohttp import AiohttpClient
 
 from tests.harness.data import PYDICOM_FILES
-from tests.harness.inprocess import LocalNode, node_log, start_local_node
+from tests.harness.inprocess import node_log, start_local_node
 from tests.harness.pacs import free_port
-from tests.tsfnode.intake.conftest import dcmtk, encapsulated_pdf
+from tests.tsfnode.intake.conftest import dcmtk, encapsulated_pdf, listening_node
 
 CT = PYDICOM_FILES / "CT_small.dcm"
 JPEG_LS = PYDICOM_FILES / "MR_small_jpeg_ls_lossless.dcm"
-
-
-async def listening_node(tmp_path: Path, aiohttp_client: AiohttpClient) -> tuple[LocalNode, int]:
-    """A node in this process whose DICOM listener (pynetdicom, in its own thread) takes
-    C-STORE on a free port of 127.0.0.1."""
-    port = free_port()
-    node = await start_local_node(
-        tmp_path / "erasme", aiohttp_client, dicom_ae_title="TSF_ERASME", dicom_port=port
-    )
-    return node, port
 
 
 def received(node_dir: Path) -> list[pydicom.Dataset]:
@@ -157,16 +147,10 @@ async def test_connections_without_dicom_do_not_block_modalities(
 ) -> None:
     import time
 
-    port = free_port()
-    node = await start_local_node(
-        tmp_path / "erasme",
-        aiohttp_client,
-        dicom_ae_title="TSF_ERASME",
-        dicom_port=port,
-        dicom_artim_timeout_s=2,
-        dicom_network_timeout_s=5,
+    node, port = await listening_node(
+        tmp_path, aiohttp_client, dicom_artim_timeout_s=2, dicom_network_timeout_s=5,
         dicom_max_associations_per_address=0,  # ARTIM alone here; the cap per address:
-    )  # tests/security/test_network_connection_limits.py
+    )  # tests/security/test_network_connection_limits.py  # fmt: skip
     garbage = open_garbage(port, 20)  # a port scan, HTTP health checks
     try:
         echo = await dcmtk("echoscu", "-aec", "TSF_ERASME", "127.0.0.1", port)

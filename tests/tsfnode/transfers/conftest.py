@@ -32,8 +32,7 @@ from tsfnode.cli.transfers import queue_in_outbox
 from tsfnode.intake.compress import encode_for_transport
 from tsfnode.intake.review import ReviewBook
 from tsfnode.keyfile import read_key
-from tsfnode.store.blobs import BlobStore
-from tsfnode.transfers.sealing import seal_study
+from tsfnode.transfers.sealing import seal_in
 
 RADIOGRAPH = pydicom_data_folder() / "RG1_UNCR.dcm"  # 7 MB, many chunks
 CT = PYDICOM_FILES / "CT_small.dcm"
@@ -172,17 +171,8 @@ def seal_all(
     async def run() -> None:
         for study in (studies or book.studies())[:limit]:
             book.confirm(study, None, now_ms=1)  # the sender looked at every image
-            result = seal_study(
-                intake=directory / "intake",
-                blobs=BlobStore(directory / "blobs"),
-                scratch=directory / "tmp",
-                sender=identity,
-                recipients=[recipient],
-                study_uid=study,
-                case={"study_uid": study},
-                priority=priority,
-                now=int(time.time() * 1000),
-            )
+            now = int(time.time() * 1000)
+            result = seal_in(directory, identity, [recipient], study, now=now, priority=priority)
             await queue_in_outbox(
                 directory / "node.db", result.manifest, identity.public.key, study,
                 int(time.time() * 1000),
