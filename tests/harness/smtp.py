@@ -10,19 +10,13 @@ import asyncio
 import email
 import email.policy
 import logging
-import socket
 import threading
 from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.harness.pacs import free_port
 
 
 class SmtpSink:

@@ -105,8 +105,8 @@ async def test_the_coordinator_sees_a_silent_pair_on_their_page_and_by_email_onc
     place = await start_cotonou(
         tmp_path / "cotonou", aiohttp_client, sink, mailing={"anne": "immediately"}
     )
+    browser = await place.node.browser("anne")
     node = place.node
-    browser = await node.browser("anne")
     status, _, page = await browser.get("/web/coordinator")
     assert status == 200
     assert "Rien à relancer" in page  # the pair was just agreed
