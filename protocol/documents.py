@@ -422,15 +422,8 @@ DOCUMENT_KINDS_BY_NAME = {k.name: k for k in DOCUMENT_KINDS}
 MAX_DOCUMENT_SIZE = HEADER_SIZE + max(k.max_body for k in DOCUMENT_KINDS) + SIGNATURE_SIZE
 
 
-# From this size on, BLAKE3 hashes on every core (its own threads: the same digest,
-# no I/O); below it, threads cost more than they save.
-PARALLEL_HASH_FROM = 256 * 1024
-
-
 def digest(data: bytes) -> bytes:
     """The 32-byte BLAKE3 digest used to name documents and chunks."""
-    if len(data) >= PARALLEL_HASH_FROM:
-        return blake3.blake3(data, max_threads=blake3.blake3.AUTO).digest()
     return blake3.blake3(data).digest()
 
 

@@ -90,6 +90,11 @@ MAX_ACTIVE_PULLS = 2
 MAX_FETCH_TOKENS = 4096  # chunk-fetch tokens whose signature was checked, kept at once
 FETCH_TOKEN_RENEW_MS = 2 * 60_000  # a fetcher signs a new token this often (valid 5 min)
 RECEIPT_WAIT_S = 30  # the longest a PUT's answer waits for the bundle to open
+# Only a bundle this small is opened before the last PUT is answered (a study of
+# photos, radiographs, a few slices: opened in well under a second). A larger one is
+# acknowledged as soon as its chunks are held, and its receipt asked for after: the
+# sender's link is free at once, and its "acknowledged" time means what it says.
+RECEIPT_ON_PUT_MAX = 32 * 1024 * 1024
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
 
 
@@ -522,10 +527,14 @@ class TransferService(NodeService):
     async def receipt_once_opened(self, bundle_id: bytes) -> bytes | None:
         """This node's receipt for a bundle addressed here, once it is opened, if every
         chunk is held (the request that completed it, or one after); None if chunks are
-        missing, if it did not open, or if opening takes longer than RECEIPT_WAIT_S
-        (the sender then asks for the receipt, as it does of older nodes)."""
+        missing, if the bundle is larger than RECEIPT_ON_PUT_MAX, if it did not open, or
+        if opening takes longer than RECEIPT_WAIT_S (the sender then asks for the
+        receipt, as it does of older nodes)."""
         have = self._have.get(bundle_id)
-        if have is None or not have.complete:
+        manifest = self._manifests.get(bundle_id)
+        if have is None or not have.complete or manifest is None:
+            return None
+        if manifest.plaintext_size > RECEIPT_ON_PUT_MAX:
             return None
         opening = self._finalising.get(bundle_id)
         if opening is not None:
