@@ -13,6 +13,7 @@ from tests.harness.inprocess import LocalNode, start_local_node
 from tests.harness.lan import alone_on_the_lan
 from tests.harness.nodes import tsfnode
 from tests.harness.pacs import storescp  # noqa: F401  (a fixture, for every test)
+from tests.harness.smtp import sink  # noqa: F401  (a fixture, for every test)
 
 
 @pytest.fixture

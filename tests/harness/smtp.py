@@ -11,9 +11,11 @@ import email
 import email.policy
 import logging
 import threading
+from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 
+import pytest
 from aiosmtpd.controller import Controller
 
 from tests.harness.pacs import free_port
@@ -62,3 +64,14 @@ class SmtpSink:
     def received(self) -> list[EmailMessage]:
         with self._lock:
             return list(self.messages)
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    """A real SMTP server on a free loopback port, stopped after the test."""
+    server = SmtpSink()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,16 +49,6 @@ from tsfnode.store.mail import MailStore
 Client = TestClient[web.Request, web.Application]
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    server = SmtpSink()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def mail_config(sink: SmtpSink, **more: Any) -> dict[str, Any]:

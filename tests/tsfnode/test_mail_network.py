@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -27,16 +26,6 @@ QUICK = {
     "cases": {"scan_interval_ms": 300},
 }
 MESSAGE = "Pouvez-vous préciser la date de début de la fièvre ?"
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    server = SmtpSink()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def to(sink: SmtpSink, address: str, subject: str) -> list[EmailMessage]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.harness.smtp import SmtpSink
-from tests.tsfnode.test_mail import DAY_MS, sink, start_cotonou
+from tests.tsfnode.test_mail import DAY_MS, start_cotonou
 from tsfnode.appkeys import CASES
 from tsfnode.cases.nudges import (
     WEEK_MS,
@@ -20,8 +20,6 @@ from tsfnode.cases.nudges import (
     ReaderFacts,
     nudges,
 )
-
-__all__ = ["sink"]  # the fixture, shared with test_mail
 
 NOW = 1_800_000_000_000
 RULES = NudgeRules(silent_weeks=4, quota_unused_weeks=3, escalated=3, escalated_of=5)
