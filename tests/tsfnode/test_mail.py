@@ -42,6 +42,7 @@ from tsfnode.config import load_config
 from tsfnode.errors import NodeError
 from tsfnode.intake.importer import importer_for
 from tsfnode.intake.review import ReviewBook
+from tsfnode.mail.messages import Notice, compose
 from tsfnode.mail.service import next_digest
 from tsfnode.nodedir import NodeDir
 from tsfnode.store.mail import MailStore
@@ -508,3 +509,19 @@ def test_doctor_checks_the_mail_server_without_sending(tmp_path: Path, sink: Smt
     checked = tsfnode("doctor", node, "--lang", "fr")
     assert f"✘ Serveur de messagerie 127.0.0.1:{sink.port} : cannot reach" in checked.stdout
     sink.start()
+
+
+def test_a_name_with_line_breaks_from_a_record_cannot_add_headers_or_stop_the_queue() -> None:
+    """A group's name comes from a record signed elsewhere: with a line break in it the
+    e-mail library refused the subject, and the exception stopped every e-mail queued
+    after that notice. The subject is one line; no header can be slipped in."""
+    notice = Notice("application", None, {"group": "Pédiatrie\r\nBcc: mallory@example.org"})
+    message = compose(
+        [notice], lang="fr", node_name="CHU Cotonou", base_url="https://tsf.example.org",
+        from_address="tsf@example.org", to_address="anne@example.org",
+        message_id="<1.tsf@example.org>", now_ms=0,
+    )  # fmt: skip
+    assert message["Bcc"] is None
+    assert "\n" not in message["Subject"]
+    assert "\r" not in message["Subject"]
+    assert "Pédiatrie Bcc: mallory@example.org" in message["Subject"]

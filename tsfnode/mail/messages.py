@@ -98,7 +98,10 @@ def compose(
             lines += ["", f"- {title(notice, lang)}", f"  {link(base_url, notice)}"]
     settings_url = base_url.rstrip("/") + "/web/account"
     lines += ["", "-- ", _("mail_footer", url=settings_url)]
-    message["Subject"] = subject
+    # One line whatever the names in it say (a group's name comes from a record signed
+    # elsewhere): a line break there would be refused by the e-mail library, and that
+    # notice would then stop every e-mail queued after it.
+    message["Subject"] = " ".join(subject.split())
     message["From"] = from_address
     message["To"] = to_address
     message["Date"] = email.utils.formatdate(now_ms / 1000, usegmt=True)
