@@ -437,6 +437,8 @@ async def test_people_set_their_address_and_choice_on_their_own_account_page(
     status, _, page = await awa.post("/web/account", {"email": "awa@", "mode": "digest"})
     assert status == 400
     assert "not an e-mail address" in page
+    assert 'value="awa@"' in page  # what she typed is still there to correct
+    assert 'value="digest" checked' in page
     status, _, page = await awa.post(
         "/web/account", {"email": "a\r\nBcc: x@y.org", "mode": "digest"}
     )

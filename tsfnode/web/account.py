@@ -18,10 +18,12 @@ from tsfnode.config import EMAIL
 from tsfnode.errors import NodeError
 from tsfnode.i18n import N_
 from tsfnode.logs import log
+from tsfnode.routes import Routes
 from tsfnode.store.mail import MODES, MailStore
 from tsfnode.web.common import render_page
 
 PEOPLE = ("sender", "reader", "coordinator")
+ROUTES = Routes()
 
 
 def check_email(value: str) -> str:
@@ -34,25 +36,33 @@ def check_email(value: str) -> str:
     return value
 
 
+@ROUTES.get("/account")  # the page as it is, or drawn again with an error
 async def account_page(
-    request: web.Request, *, error: NodeError | None = None, saved: bool = False, status: int = 200
+    request: web.Request,
+    *,
+    error: NodeError | None = None,
+    saved: bool = False,
+    status: int = 200,
+    typed: dict[str, str] | None = None,
 ) -> web.Response:
+    """The page; after a refusal, ``typed`` is what the person typed (nothing lost)."""
     session = await require(request, *PEOPLE)
     contact = await MailStore(request.config_dict[STORE].db).contact(session.account_id)
-    response = render_page(
+    return render_page(
         request,
         "account.html",
         session=session,
         contact=contact,
+        typed=typed,
         modes=MODES,
         mail_on=bool(request.config_dict[CONFIG].smtp_host),
         error=error,
         saved=saved,
+        status=status,
     )
-    response.set_status(status)
-    return response
 
 
+@ROUTES.post("/account")
 async def save_account(request: web.Request) -> web.Response:
     session = await require(request, *PEOPLE)
     form = await check_csrf(request, session)
@@ -62,12 +72,12 @@ async def save_account(request: web.Request) -> web.Response:
         if mode not in MODES:
             raise NodeError("mode: choose one of the choices given", key=N_("account_bad_mode"))
     except NodeError as exc:
-        return await account_page(request, error=exc, status=400)
+        typed = {"email": str(form.get("email", ""))[:254], "mode": mode}
+        return await account_page(request, error=exc, status=400, typed=typed)
     await MailStore(request.config_dict[STORE].db).set_contact(session.account_id, email, mode)
     log("e-mail choice saved", mode=mode, address=bool(email))
     return await account_page(request, saved=True)
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/account", account_page)
-    app.router.add_post("/account", save_account)
+    app.router.add_routes(ROUTES)
