@@ -14,7 +14,11 @@ import threading
 from collections import Counter
 from typing import Any
 
-BUSY_TEXT = "503: too many connections from your address at once ({cap} at most); try again"
+# Said before any request is read (no language to choose from yet): in both languages.
+BUSY_TEXT = (
+    "503: trop de connexions depuis votre adresse à la fois ({cap} au plus) ; réessayez"
+    " · too many connections from your address at once ({cap} at most); try again"
+)
 
 
 class PerAddress:

@@ -62,6 +62,7 @@ def test_one_address_holds_at_most_its_share_of_http_connections(node_dir: Path)
             assert answer.startswith(b"HTTP/1.1 503 ")
             assert b"Retry-After: 10" in answer
             assert b"too many connections from your address at once (4 at most)" in answer
+            assert "trop de connexions depuis votre adresse" in answer.decode()  # and in French
             # Another address is answered as usual, and so is the first once it lets go.
             other = _connect(host, port, "127.0.0.3")
             try:
