@@ -340,8 +340,14 @@ class BundleOpener:
     def for_recipient(cls, manifest: Manifest, recipient: Identity) -> BundleOpener:
         return cls(manifest, manifest.unwrap_key(recipient))
 
-    def open_chunk(self, index: int, ciphertext: bytes) -> bytes:
-        self.manifest.verify_chunk(index, ciphertext)
+    def open_chunk(self, index: int, ciphertext: bytes, *, checked: bool = False) -> bytes:
+        """Chunk ``index``'s plaintext. Its length and hash are checked against the
+        manifest first, unless ``checked``: the caller has already checked this chunk
+        (``Manifest.verify_chunk`` or ``verify_chunk_digest`` as it arrived) and held it
+        since, so the hash is not computed a second time. The AEAD tag is checked either
+        way, which also catches a chunk damaged where it was held."""
+        if not checked:
+            self.manifest.verify_chunk(index, ciphertext)
         last = index == self.manifest.chunk_count - 1
         nonce = chunk_nonce(self.manifest.bundle_id, index, last)
         try:

@@ -193,6 +193,24 @@ def test_a_substituted_chunk_with_a_valid_tag_is_detected() -> None:
         BundleOpener.for_recipient(m, READER).open_chunk(1, forged)
 
 
+def test_a_chunk_checked_on_arrival_is_not_hashed_again_and_damage_is_still_caught() -> None:
+    """``checked=True``: the caller checked the chunk's hash as it arrived (the node does,
+    in RunWriter); opening does not hash it again, and the AEAD tag still refuses a chunk
+    damaged where it was held since, or put at another index."""
+    chunks, manifest = seal(FILES)
+    m = Manifest.decode(manifest)
+    opener = BundleOpener.for_recipient(m, READER)
+    assert [opener.open_chunk(i, c, checked=True) for i, c in enumerate(chunks)] == [
+        opener.open_chunk(i, c) for i, c in enumerate(chunks)
+    ]
+    damaged = bytearray(chunks[1])
+    damaged[100] ^= 1
+    with pytest.raises(IntegrityError, match="chunk 1 does not decrypt"):
+        opener.open_chunk(1, bytes(damaged), checked=True)
+    with pytest.raises(IntegrityError):
+        opener.open_chunk(0, chunks[1], checked=True)
+
+
 @pytest.mark.parametrize("offset", [8, 44, 60, 100, -1, -70])
 def test_a_flipped_manifest_is_rejected(offset: int) -> None:
     _, manifest = seal(FILES)
