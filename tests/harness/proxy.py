@@ -75,6 +75,10 @@ class Proxy:
         except OSError:
             writer.close()
             return
+        if source in self.blocked:  # blocked while the upstream connection was opening:
+            writer.close()  # block() could not cut it (not yet listed), so it would have
+            up_writer.close()  # carried a partitioned node's requests for as long as kept
+            return
         self._conns.setdefault(source, set()).update({writer, up_writer})
 
         async def pipe(
