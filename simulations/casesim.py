@@ -784,7 +784,9 @@ class CaseWorld:
             n: (link.sent, link.received) for n, link in sorted(self.links.items())
         }
         self.outcome.background_kbit_s = background_kbit_s(
-            [n.name for n in self.scenario.nodes], {n: self.up_share(n) for n in self.down}
+            [n.name for n in self.scenario.nodes],
+            {n: self.up_share(n) for n in self.down},
+            {n.name: n.loss for n in self.scenario.nodes},
         )
         return self.outcome
 

@@ -550,7 +550,9 @@ def write_phase(
         facts["phase"] = "liveness"
         facts["background_kbit_s"] = _background(
             background_kbit_s(
-                [n.name for n in scenario.nodes], {n: world.up_share(n) for n in world.down}
+                [n.name for n in scenario.nodes],
+                {n: world.up_share(n) for n in world.down},
+                {n.name: n.loss for n in scenario.nodes},
             )
         )
         lines = _background_lines(facts)

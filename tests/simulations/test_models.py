@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 
 from protocol.liveness import LivenessConfig
-from simulations.bandwidth import liveness_bytes_per_s, probe_bytes
+from simulations.bandwidth import (
+    indirect_probe_bytes,
+    liveness_bytes_per_s,
+    probe_bytes,
+    probe_failure,
+)
 from simulations.casesim import DAY, HOUR, CaseWorld
 from simulations.scenario import ScenarioError, load_scenario, parse_scenario
 from tests.protocol.helpers import NOW
@@ -173,6 +178,29 @@ def test_liveness_bandwidth_is_the_real_engines_probes_while_the_node_is_up() ->
     assert per_node["Erasme"]["liveness"] == pytest.approx(always_up, abs=1e-3)
     assert per_node["H-0"]["liveness"] < 0.9 * always_up  # off for its power cuts
     assert 0 < per_node["Erasme"]["gossip"] < 2  # kbit/s: small on a 256 kbit/s line
+
+
+def test_lost_probes_bring_indirect_probes_whose_share_the_liveness_bandwidth_counts() -> None:
+    ping, pong = probe_bytes()
+    indirect = indirect_probe_bytes()  # from real engines, one of whose pings was lost
+    assert set(indirect) == {"ping_req", "ping", "pong", "ping_ack"}
+    assert (indirect["ping"], indirect["pong"]) == (ping, pong)  # nothing piggybacked
+    assert indirect["ping_req"] > 32 + 64  # a target's id and the envelope's signature
+    interval_s = LivenessConfig().probe_interval_ms / 1000
+    k = LivenessConfig().indirect_probes
+    data = pooled("bw", days=5, seed=2, hospitals=4, readers=2, cases_per_week=1.0,
+                  cases_per_session=5)  # fmt: skip
+    direct = (ping + pong) * 8 / 1000 / interval_s
+    clean = CaseWorld(parse_scenario(data)).run().background_kbit_s
+    assert all(v["liveness"] == pytest.approx(direct, abs=1e-3) for v in clean.values())
+    lossy = {**data, "nodes": [{**n, "loss": 0.05} for n in data["nodes"]]}
+    per_node = CaseWorld(parse_scenario(lossy)).run().background_kbit_s
+    failed = probe_failure(1 - 0.95 * 0.95)  # every line loses 5%: each path, both lines
+    share = failed * k * sum(indirect.values()) * 8 / 1000 / interval_s
+    assert share > 0.001
+    for node, figures in per_node.items():
+        assert figures["liveness"] == pytest.approx(direct + share, abs=1e-3), node
+        assert figures["gossip"] == clean[node]["gossip"]
 
 
 def run_cli(tmp_path: Path, *args: str) -> dict:
