@@ -203,6 +203,47 @@ def test_lost_probes_bring_indirect_probes_whose_share_the_liveness_bandwidth_co
         assert figures["gossip"] == clean[node]["gossip"]
 
 
+def test_the_busiest_uplinks_use_over_time_adds_up_to_the_bytes_they_sent(
+    tmp_path: Path,
+) -> None:
+    import csv
+
+    from simulations.report import BUSIEST, write
+
+    data = pooled("uplinks", days=6, seed=3, hospitals=6, readers=2, cases_per_week=14.0,
+                  cases_per_session=20)  # fmt: skip
+    data["studies"] = [{"kind": "CT", "weight": 1, "mb": [300, 500]}]  # an hour on the line
+    data["cuts"] = [{"region": "africa", "start_day": 2, "days": 1}]
+    scenario = parse_scenario(data)
+    outputs = []
+    for name in ("a", "b"):
+        outcome = CaseWorld(scenario).run()
+        write(scenario, scenario.seed, outcome, tmp_path / name)
+        outputs.append({p: (tmp_path / name / p).read_bytes() for p in ("link_use.png",
+                                                                      "link_use.csv")})  # fmt: skip
+    assert outputs[0] == outputs[1]  # the same bytes for the same seed
+    with (tmp_path / "a" / "link_use.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    sent = {n: s for n, (s, _) in outcome.link_bytes.items()}
+    busiest = sorted(sent, key=lambda n: (-sent[n], n))[:BUSIEST]
+    assert sorted({r["node"] for r in rows}) == sorted(busiest)
+    for node in busiest:
+        mine = [r for r in rows if r["node"] == node]
+        assert [int(r["hour"]) for r in mine] == list(range(6 * 24))
+        assert sum(int(r["bytes"]) for r in mine) == sent[node] > 0  # every byte, once
+        up = next(n.up_kbit for n in scenario.nodes if n.name == node)
+        assert all(int(r["capacity_kbit"]) == up for r in mine)
+        assert max(float(r["share"]) for r in mine) <= 1.0  # a line carries no more
+        if node.startswith("H-"):  # cut off on day 2: nothing leaves
+            assert all(int(r["bytes"]) == 0 for r in mine if 48 <= int(r["hour"]) < 72)
+    assert max(float(r["share"]) for r in rows if r["node"].startswith("H-")) > 0.9
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    for node in busiest:
+        figures = summary["link_use"][node]
+        assert figures["mb_sent"] == round(sent[node] / 1e6, 1)
+    assert "link_use.png" in (tmp_path / "a" / "report.md").read_text()
+
+
 def run_cli(tmp_path: Path, *args: str) -> dict:
     out = tmp_path / "out"
     subprocess.run(
