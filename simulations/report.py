@@ -19,15 +19,21 @@ from simulations.scenario import NodeSpec, Scenario, ScenarioError, parse_day
 PNG_META = {"Software": None}  # no version string: the same bytes for the same run
 
 
+def significant(value: float) -> float:
+    """``value`` to 4 significant digits: hours read as well for a case of a few seconds
+    (a test's network, to compare with) as for one of days."""
+    return float(f"{value:.4g}")
+
+
 def _quantiles(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"median": None, "p90": None, "max": None}
     ordered = sorted(values)
     p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
     return {
-        "median": round(statistics.median(ordered), 2),
-        "p90": round(p90, 2),
-        "max": round(ordered[-1], 2),
+        "median": significant(statistics.median(ordered)),
+        "p90": significant(p90),
+        "max": significant(ordered[-1]),
     }
 
 
