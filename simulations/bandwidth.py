@@ -41,6 +41,7 @@ GOSSIP_SAMPLE = 64
 START = 1_800_000_000_000
 
 
+@functools.lru_cache(maxsize=8)
 def probe_bytes(config: LivenessConfig | None = None) -> tuple[int, int]:
     """The bytes of a ping and of its pong between two engines that agree (nothing to
     piggyback), as envelopes on the wire."""

@@ -160,6 +160,7 @@ class CaseWorld:
         self.meta: dict[bytes, dict[str, Any]] = {}
         self.backoff = Backoff(base_ms=5_000, cap_ms=HOUR)
         self.outcome = Outcome()
+        self.outcome.link_use = {n.name: Counter() for n in scenario.nodes}
         self.relayed = 0
         self._coordinators: dict[str, Coordinator] = {}  # per sender's node
         self._routes = [self._route(s, k) for k, s in enumerate(scenario.senders)]
@@ -328,8 +329,11 @@ class CaseWorld:
         """``nbytes`` sent by ``node``'s uplink from ``on_line[0]`` to ``on_line[1]`` (ms),
         spread over the hours of that span in proportion (whole bytes, none lost)."""
         start, end = on_line
-        use = self.outcome.link_use.setdefault(node, Counter())
+        use = self.outcome.link_use[node]
         first, last = start // HOUR, max(start, end - 1) // HOUR
+        if first == last:  # most chunks
+            use[first] += nbytes
+            return
         left = nbytes
         for hour in range(first, last):
             share = (

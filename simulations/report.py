@@ -184,7 +184,7 @@ def capacity_kbit(node: NodeSpec, hour: int) -> int:
 
 def busiest_uplinks(outcome: Outcome) -> list[str]:
     """The ``BUSIEST`` nodes that sent the most bytes (ties by name)."""
-    sent = sorted(((-sum(use.values()), n) for n, use in outcome.link_use.items()))
+    sent = sorted((-s, n) for n, (s, _) in outcome.link_bytes.items() if n in outcome.link_use)
     return [n for total, n in sent[:BUSIEST] if total]
 
 

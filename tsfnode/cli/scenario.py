@@ -64,7 +64,6 @@ class Held:
     directory: Directory
     me: bytes
     rates: list[float]  # the goodput (bytes/s) of its last deliveries
-    sent: dict[bytes, int]  # per sender, the cases sent these four weeks
     cases: list[CaseRow]  # the cases sent from here
     deliveries: list[CaseDelivery]  # their images' deliveries
 
@@ -89,13 +88,11 @@ async def _read(directory: Path) -> Held:
         rates = await transfers.recent_rates(20)
         deliveries = await transfers.case_deliveries()
         cases = CaseStore(store.db)
-        since = Clock().now_ms() - 4 * WEEK_MS
-        sent = await cases.sent_by_sender_since(since)
         rows = await cases.submitted_between(0, None)
     finally:
         await store.close()
     mine = [r for r in rows if r.role == "sender" and r.case.submitted_ms is not None]
-    return Held(config, held, me, rates, sent, mine, deliveries)
+    return Held(config, held, me, rates, mine, deliveries)
 
 
 def _hours(values: list[int]) -> dict[str, float | None]:
@@ -292,6 +289,7 @@ def _groups(view: Any, readers: list[dict[str, Any]], reader_names: dict[bytes, 
 
 def _senders(
     held: Held,
+    now: int,
     view: Any,
     names: dict[bytes, str],
     reader_names: dict[bytes, str],
@@ -308,7 +306,7 @@ def _senders(
         if terms["status"] == "active" and terms["reader"] in reader_names:
             pairs.setdefault(terms["sender"], []).append(terms)
             delays.append(terms["reading_delay_hours"])
-    since = max((r.case.submitted_ms or 0 for r in held.cases), default=0) - 4 * WEEK_MS
+    since = now - 4 * WEEK_MS
     counts: dict[tuple[bytes, str], int] = {}
     target_of: dict[bytes, str] = {}
     for row in held.cases:
@@ -356,9 +354,10 @@ def _senders(
     out.scenario["senders"] = senders
     if delays:
         out.scenario["delay_hours"] = int(statistics.median(delays))
+    bundles = {(d.case_id, d.bundle_id): d.size for d in held.deliveries}
     sizes: dict[bytes, int] = {}
-    for d in held.deliveries:
-        sizes.setdefault(d.case_id, d.size)
+    for (case_id, _), size in bundles.items():  # each bundle once, whatever its recipients
+        sizes[case_id] = sizes.get(case_id, 0) + size
     sender_node = {k: names[m.body["home_node"]] for k, m in view.members.items()
                    if m.body["home_node"] in names}  # fmt: skip
     listed = [
@@ -387,7 +386,7 @@ def build(held: Held, now: int) -> Export:
     names = _nodes(held, view, out)
     reader_names, groups = _readers(held, view, names, out)
     out.scenario["groups"] = _groups(view, out.scenario["readers"], reader_names)
-    _senders(held, view, names, reader_names, groups, out)
+    _senders(held, now, view, names, reader_names, groups, out)
     regions = sorted({n["region"] for n in out.scenario["nodes"]})
     out.scenario["latency_ms"] = {
         f"{a}/{b}": DEFAULT_LATENCY_MS for i, a in enumerate(regions) for b in regions[i:]

@@ -113,6 +113,7 @@ class CaseDelivery:
     bundle's size and the goodput the delivery measured (bytes/s, 0 if none)."""
 
     case_id: bytes
+    bundle_id: bytes
     recipient: bytes
     size: int
     rate: float
@@ -384,14 +385,15 @@ class TransferStore:
     async def case_deliveries(self) -> list[CaseDelivery]:
         """The deliveries of the images of the cases sent from here, oldest first."""
         cursor = await self.db.execute(
-            "SELECT c.case_id, d.recipient, b.size, d.rate, d.started_ms, d.delivered_ms"
+            "SELECT c.case_id, bundle_id, d.recipient, b.size, d.rate, d.started_ms,"
+            " d.delivered_ms"
             " FROM case_bundles c JOIN bundles b USING (bundle_id)"
             " JOIN deliveries d USING (bundle_id)"
             " WHERE c.purpose = 'images' AND b.role = 'outbox'"
             " ORDER BY b.created_ms, c.case_id, d.recipient"
         )
         return [
-            CaseDelivery(bytes(r[0]), bytes(r[1]), int(r[2]), float(r[3]), r[4], r[5])
+            CaseDelivery(bytes(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]), float(r[4]), r[5], r[6])
             for r in await cursor.fetchall()
         ]
 
