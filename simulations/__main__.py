@@ -1,7 +1,8 @@
 """python -m simulations run SCENARIO [--seed N | --seeds 1-20] [--set KEY=V1,V2 ...]
 [--window day20-day30] [--cases-csv FILE] [--jobs N] [--out DIR]
 [--phase all|cases|directory|liveness]
-python -m simulations compare SCENARIO --metrics FILE [--seeds 1-20] [--jobs N]"""
+python -m simulations compare SCENARIO --metrics FILE [--seeds 1-20] [--jobs N] [--json]
+(exits 1 when a measured figure lies outside the simulated runs' 95% range)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 
 from simulations.casesim import CaseWorld
-from simulations.compare import compare, load_metrics, text
+from simulations.compare import as_json, compare, load_metrics, outside, text
 from simulations.directorysim import change_day, spread
 from simulations.ensemble import parse_seeds, parse_set, run_ensemble, write_ensemble
 from simulations.report import Window, write, write_phase
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("--metrics", type=Path, required=True, help="tsfnode scenario --metrics")
     cmp.add_argument("--seeds", default="1-20", help="default 1-20")
     cmp.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
+    cmp.add_argument("--json", action="store_true", help="the rows as JSON, not a table")
     args = parser.parse_args(argv)
     if args.command == "compare":
         return _compare(args)
@@ -138,8 +140,12 @@ def _compare(args: argparse.Namespace) -> int:
         print(f"simulations: {exc}", file=sys.stderr)
         return 2
     runs = [r["facts"] for r in ensemble.results]
-    print(text(compare(runs, measured), len(seeds)))
-    return 0
+    rows = compare(runs, measured)
+    if args.json:
+        sys.stdout.write(as_json(rows, len(seeds)))
+    else:
+        print(text(rows, len(seeds)))
+    return 1 if outside(rows) else 0
 
 
 def _scenario_path(name: str) -> Path:

@@ -115,6 +115,9 @@ class Outcome:
     relay_peak: dict[str, int] = field(default_factory=dict)  # most bytes held at once
     relay_fallbacks: int = 0  # mail left at a later relay because the first was down
     cable_bytes: dict[str, list[int]] = field(default_factory=dict)  # per cable, per day
+    link_use: dict[str, Counter[int]] = field(default_factory=dict)
+    """Per node, the bytes its uplink sent in each hour of the run (hour 0 first): a
+    chunk's bytes spread over the time it took on the line."""
     background_kbit_s: dict[str, dict[str, float]] = field(default_factory=dict)
     """Per node: its gossip and liveness traffic, kbit/s over the run (``bandwidth``)."""
     end_ms: int = 0
@@ -157,6 +160,7 @@ class CaseWorld:
         self.meta: dict[bytes, dict[str, Any]] = {}
         self.backoff = Backoff(base_ms=5_000, cap_ms=HOUR)
         self.outcome = Outcome()
+        self.outcome.link_use = {n.name: Counter() for n in scenario.nodes}
         self.relayed = 0
         self._coordinators: dict[str, Coordinator] = {}  # per sender's node
         self._routes = [self._route(s, k) for k, s in enumerate(scenario.senders)]
@@ -278,7 +282,9 @@ class CaseWorld:
                 rate = min(rate, self.cable_share(k, start))
             took = math.ceil(nbytes / rate * 1000)
             up.up_free = down.down_free = start + took
-            arrive = functools.partial(self._arrived, t, index, nbytes, t.generation)
+            arrive = functools.partial(
+                self._arrived, t, index, nbytes, t.generation, (start, start + took)
+            )
             self.loop.at(start + took + latency, arrive)
 
     def rate(self, source: str, target: str, at: int) -> float:
@@ -319,13 +325,34 @@ class CaseWorld:
         kept = (1 - self.node[t.source].chunk_loss) * (1 - self.node[t.target].chunk_loss)
         return kept < 1 and self.loss_rng.random() >= kept
 
-    def _arrived(self, t: Transfer, index: int, nbytes: int, generation: int) -> None:
+    def _used(self, node: str, on_line: tuple[int, int], nbytes: int) -> None:
+        """``nbytes`` sent by ``node``'s uplink from ``on_line[0]`` to ``on_line[1]`` (ms),
+        spread over the hours of that span in proportion (whole bytes, none lost)."""
+        start, end = on_line
+        use = self.outcome.link_use[node]
+        first, last = start // HOUR, max(start, end - 1) // HOUR
+        if first == last:  # most chunks
+            use[first] += nbytes
+            return
+        left = nbytes
+        for hour in range(first, last):
+            share = (
+                nbytes * (min(end, (hour + 1) * HOUR) - max(start, hour * HOUR)) // (end - start)
+            )
+            use[hour] += share
+            left -= share
+        use[last] += left
+
+    def _arrived(
+        self, t: Transfer, index: int, nbytes: int, generation: int, on_line: tuple[int, int]
+    ) -> None:
         now = self.loop.now
         if generation != t.generation or index not in t.upload.in_flight:
             return  # sent before a cut: sent again since
         if self._lost(t):  # no answer: the sender gives up on it a round trip later
             self.outcome.chunks_lost += 1
             self.links[t.source].sent += nbytes
+            self._used(t.source, on_line, nbytes)
             self.loop.at(
                 now + 2 * self.latency(t.source, t.target),
                 functools.partial(self._timed_out, t, index, generation),
@@ -339,6 +366,7 @@ class CaseWorld:
             return
         t.upload.on_ack(index, now)
         self.links[t.source].sent += nbytes
+        self._used(t.source, on_line, nbytes)
         self.links[t.target].received += nbytes
         for k in t.cables:
             self.outcome.cable_bytes[self.scenario.cables[k].name][now // DAY] += nbytes
@@ -784,7 +812,9 @@ class CaseWorld:
             n: (link.sent, link.received) for n, link in sorted(self.links.items())
         }
         self.outcome.background_kbit_s = background_kbit_s(
-            [n.name for n in self.scenario.nodes], {n: self.up_share(n) for n in self.down}
+            [n.name for n in self.scenario.nodes],
+            {n: self.up_share(n) for n in self.down},
+            {n.name: n.loss for n in self.scenario.nodes},
         )
         return self.outcome
 

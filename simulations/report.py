@@ -14,9 +14,15 @@ from typing import Any
 from simulations.bandwidth import background_kbit_s
 from simulations.casesim import DAY, HOUR, CaseWorld, Outcome
 from simulations.directorysim import Spread
-from simulations.scenario import Scenario, ScenarioError, parse_day
+from simulations.scenario import NodeSpec, Scenario, ScenarioError, parse_day
 
 PNG_META = {"Software": None}  # no version string: the same bytes for the same run
+
+
+def significant(value: float) -> float:
+    """``value`` to 4 significant digits: hours read as well for a case of a few seconds
+    (a test's network, to compare with) as for one of days."""
+    return float(f"{value:.4g}")
 
 
 def _quantiles(values: list[float]) -> dict[str, float | None]:
@@ -25,9 +31,9 @@ def _quantiles(values: list[float]) -> dict[str, float | None]:
     ordered = sorted(values)
     p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
     return {
-        "median": round(statistics.median(ordered), 2),
-        "p90": round(p90, 2),
-        "max": round(ordered[-1], 2),
+        "median": significant(statistics.median(ordered)),
+        "p90": significant(p90),
+        "max": significant(ordered[-1]),
     }
 
 
@@ -118,6 +124,7 @@ def summary(
         "useful_share": _share([c["useful"] for c in cases if c["useful"] is not None]),
         "background_kbit_s": _background(outcome.background_kbit_s),
         "cables": _cables(scenario, outcome),
+        "link_use": _link_use(scenario, outcome),
         "backlog_max": {
             "in_transit": max((b[1] for b in outcome.backlog), default=0),
             "unread": max((b[2] for b in outcome.backlog), default=0),
@@ -161,6 +168,61 @@ def _cables(scenario: Scenario, outcome: Outcome) -> dict[str, dict[str, float]]
             "peak_day_use": round(max(use, default=0.0), 4),
             "mb": round(sum(per_day) / 1e6, 1),
         }
+    return out
+
+
+BUSIEST = 4  # the nodes whose uplink use over time is plotted and written
+
+
+def capacity_kbit(node: NodeSpec, hour: int) -> int:
+    """What ``node``'s uplink may carry in hour ``hour`` of the run: its line, or its
+    daytime cap in the day's hours (taken at the middle of the hour)."""
+    if node.day_up_kbit and node.day_hours[0] <= (hour % 24) + 0.5 < node.day_hours[1]:
+        return min(node.up_kbit, node.day_up_kbit)
+    return node.up_kbit
+
+
+def busiest_uplinks(outcome: Outcome) -> list[str]:
+    """The ``BUSIEST`` nodes that sent the most bytes (ties by name)."""
+    sent = sorted((-s, n) for n, (s, _) in outcome.link_bytes.items() if n in outcome.link_use)
+    return [n for total, n in sent[:BUSIEST] if total]
+
+
+def link_use_rows(scenario: Scenario, outcome: Outcome) -> list[dict[str, Any]]:
+    """Hour by hour, each busiest node's uplink: bytes sent, mean kbit/s, the capacity
+    it had (kbit/s) and the share of it used."""
+    nodes = {n.name: n for n in scenario.nodes}
+    hours = -(-outcome.end_ms // HOUR)
+    rows = []
+    for name in busiest_uplinks(outcome):
+        use = outcome.link_use[name]
+        for hour in range(max(hours, max(use) + 1)):
+            kbit_s = use[hour] * 8 / 1000 / 3600
+            capacity = capacity_kbit(nodes[name], hour)
+            rows.append({
+                "node": name, "hour": hour, "bytes": use[hour], "kbit_s": round(kbit_s, 3),
+                "capacity_kbit": capacity, "share": round(kbit_s / capacity, 4),
+            })  # fmt: skip
+    return rows
+
+
+def _link_use(scenario: Scenario, outcome: Outcome) -> dict[str, dict[str, float]]:
+    """Per busiest node: its uplink's capacity, its busiest hour (kbit/s, and as a share
+    of the capacity then), and the hours it used more than 80% of it."""
+    nodes = {n.name: n for n in scenario.nodes}
+    out: dict[str, dict[str, float]] = {}
+    for row in link_use_rows(scenario, outcome):
+        mine = out.setdefault(
+            row["node"],
+            {"up_kbit": nodes[row["node"]].up_kbit, "peak_kbit_s": 0.0, "peak_share": 0.0,
+             "hours_over_80": 0, "mb_sent": 0.0},
+        )  # fmt: skip
+        if row["kbit_s"] > mine["peak_kbit_s"]:
+            mine["peak_kbit_s"], mine["peak_share"] = row["kbit_s"], row["share"]
+        mine["hours_over_80"] += row["share"] > 0.8
+        mine["mb_sent"] += row["bytes"] / 1e6
+    for mine in out.values():
+        mine["mb_sent"] = round(mine["mb_sent"], 1)
     return out
 
 
@@ -236,6 +298,12 @@ def markdown(scenario: Scenario, facts: dict[str, Any], plots: list[str]) -> str
             f"- Cable {name}: {c['capacity_kbit']} kbit/s, carried {c['mb']} MB; its busiest "
             f"day used {100 * c['peak_day_use']:.1f}% of what was left of it."
             for name, c in facts["cables"].items()
+        ),
+        *(
+            f"- Uplink of {name} ({u['up_kbit']} kbit/s): sent {u['mb_sent']} MB; its busiest "
+            f"hour {u['peak_kbit_s']} kbit/s ({100 * u['peak_share']:.0f}% of its capacity "
+            f"then); {u['hours_over_80']} hours above 80% (link_use.csv)."
+            for name, u in facts["link_use"].items()
         ),
         f"- Most cases waiting at once: {facts['backlog_max']['in_transit']} on their way, "
         f"{facts['backlog_max']['unread']} waiting for a reader.",
@@ -419,6 +487,8 @@ def plots(
                 save(figure, "pairs.png")
             if scenario.cables:
                 save(cable_plot(plt, scenario, seed, outcome), "cables.png")
+            if busiest_uplinks(outcome):
+                save(link_use_plot(plt, scenario, seed, outcome), "link_use.png")
         if directory is not None and directory.points:
             save(directory_plot(plt, scenario, seed, directory), "directory.png")
     return names
@@ -448,6 +518,31 @@ def cable_plot(plt: Any, scenario: Scenario, seed: int, outcome: Outcome) -> Any
     axes.set_ylabel("kbit/s (daily mean)")
     titled(axes, "Cables: use against capacity", scenario, seeds_text([seed]))
     axes.legend(frameon=False, fontsize=7)
+    return figure
+
+
+def link_use_plot(plt: Any, scenario: Scenario, seed: int, outcome: Outcome) -> Any:
+    """Each busiest node's uplink, hour by hour: the mean kbit/s it sent against the
+    capacity it had (its daytime cap included), cuts and nodes down shaded."""
+    rows = link_use_rows(scenario, outcome)
+    names = busiest_uplinks(outcome)
+    figure, grid = plt.subplots(len(names), 1, figsize=(6, 0.8 + 1.3 * len(names)), sharex=True,
+                                squeeze=False)  # fmt: skip
+    for k, (name, axes) in enumerate(zip(names, grid[:, 0], strict=True)):
+        mine = [r for r in rows if r["node"] == name]
+        days = [r["hour"] / 24 for r in mine]
+        shade(axes, scenario)
+        axes.step(days, [r["kbit_s"] for r in mine], where="post", linewidth=0.8,
+                  label="sent (hourly mean)")  # fmt: skip
+        axes.step(days, [r["capacity_kbit"] for r in mine], where="post", linestyle="--",
+                  color="0.3", label="capacity")  # fmt: skip
+        axes.set_ylabel(f"{name}\nkbit/s", fontsize=7)
+        axes.set_ylim(bottom=0)
+        if k == 0:
+            titled(axes, "Uplink use against capacity, the busiest nodes", scenario,
+                   seeds_text([seed]))  # fmt: skip
+            axes.legend(frameon=False, fontsize=7, loc="upper right")
+    grid[-1, 0].set_xlabel("day")
     return figure
 
 
@@ -529,6 +624,17 @@ def write_cases_csv(path: Path, rows: list[dict[str, Any]], extra: tuple[str, ..
         writer.writerows(rows)
 
 
+LINK_USE_COLUMNS = ("node", "hour", "bytes", "kbit_s", "capacity_kbit", "share")
+
+
+def write_link_use_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """``link_use_rows`` as CSV (hour 0 starts the run)."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, LINK_USE_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def write_phase(
     scenario: Scenario, world: CaseWorld, out: Path, directory: Spread | None
 ) -> dict[str, Any]:
@@ -550,7 +656,9 @@ def write_phase(
         facts["phase"] = "liveness"
         facts["background_kbit_s"] = _background(
             background_kbit_s(
-                [n.name for n in scenario.nodes], {n: world.up_share(n) for n in world.down}
+                [n.name for n in scenario.nodes],
+                {n: world.up_share(n) for n in world.down},
+                {n.name: n.loss for n in scenario.nodes},
             )
         )
         lines = _background_lines(facts)
@@ -587,6 +695,7 @@ def write(
     (out / "summary.json").write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n")
     names = plots(scenario, seed, outcome, out, directory, window)
     (out / "report.md").write_text(markdown(scenario, facts, names))
+    write_link_use_csv(out / "link_use.csv", link_use_rows(scenario, outcome))
     if cases_csv is not None:
         write_cases_csv(cases_csv, case_rows(in_window(outcome.cases, window)))
     return facts

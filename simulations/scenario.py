@@ -27,7 +27,10 @@
     [[groups]]            name, routing = "claim" (a member takes it: the first who
                           reads; the default), "pool" (a community: the same), or
                           "assign" (the coordinator, a reader of the group, gives it
-                          to the least loaded member), coordinator, assign_hours
+                          to the least loaded member), coordinator, assign_hours,
+                          kind ("institutional", "subspeciality", "community") and
+                          subspecialities = ["paediatrics"] (as the directory says;
+                          carried for the operator, cases are not routed on them yet)
     [[studies]]           kind, weight, mb = [min, max]   (size as sent, compressed)
     [[cuts]]              region (or nodes = [...]), start_day, days: cut from the rest
     [[events]]            kind = "node_down", node, from = "day20", to = "day23": the
@@ -123,6 +126,8 @@ class GroupSpec:
     routing: str = "claim"  # a member claims it, or "assign": the coordinator gives it
     coordinator: str = ""  # a reader of the group
     assign_hours: tuple[float, float] = (1.0, 24.0)
+    kind: str = ""  # institutional, subspeciality or community (as the directory says)
+    subspecialities: tuple[str, ...] = ()  # what it reads (carried, not yet routed on)
 
 
 @dataclass(frozen=True)
@@ -535,7 +540,13 @@ def parse_scenario(
             routing=_get(t, "routing", str, at, "claim"),
             coordinator=_get(t, "coordinator", str, at, ""),
             assign_hours=_pair(t, "assign_hours", at, (1.0, 24.0)),
+            kind=_get(t, "kind", str, at, ""),
+            subspecialities=tuple(_get(t, "subspecialities", list, at, [])),
         )
+        if gspec.kind not in ("", "institutional", "subspeciality", "community"):
+            raise ScenarioError(f"{at}: 'kind' must be institutional, subspeciality or community")
+        if not all(isinstance(v, str) for v in gspec.subspecialities):
+            raise ScenarioError(f"{at}: 'subspecialities' must be a list such as [\"chest\"]")
         if gspec.name not in groups:
             raise ScenarioError(f"{at}: group '{gspec.name}' has no reader")
         if gspec.routing not in ("claim", "pool", "assign"):

@@ -90,7 +90,7 @@ def test_the_same_seed_gives_the_same_bytes_and_another_seed_other_cases(tmp_pat
         outputs.append({p.name: p.read_bytes() for p in sorted((tmp_path / name).iterdir())})
     assert set(outputs[0]) == {
         "summary.json", "report.md", "turnaround.png", "backlog.png", "links.png",
-        "directory.png",
+        "directory.png", "link_use.png", "link_use.csv",
     }  # fmt: skip
     assert outputs[0] == outputs[1]
     _, other = run(SMALL, seed=8)

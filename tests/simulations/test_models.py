@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 
 from protocol.liveness import LivenessConfig
-from simulations.bandwidth import liveness_bytes_per_s, probe_bytes
+from simulations.bandwidth import (
+    indirect_probe_bytes,
+    liveness_bytes_per_s,
+    probe_bytes,
+    probe_failure,
+)
 from simulations.casesim import DAY, HOUR, CaseWorld
 from simulations.scenario import ScenarioError, load_scenario, parse_scenario
 from tests.protocol.helpers import NOW
@@ -173,6 +178,70 @@ def test_liveness_bandwidth_is_the_real_engines_probes_while_the_node_is_up() ->
     assert per_node["Erasme"]["liveness"] == pytest.approx(always_up, abs=1e-3)
     assert per_node["H-0"]["liveness"] < 0.9 * always_up  # off for its power cuts
     assert 0 < per_node["Erasme"]["gossip"] < 2  # kbit/s: small on a 256 kbit/s line
+
+
+def test_lost_probes_bring_indirect_probes_whose_share_the_liveness_bandwidth_counts() -> None:
+    ping, pong = probe_bytes()
+    indirect = indirect_probe_bytes()  # from real engines, one of whose pings was lost
+    assert set(indirect) == {"ping_req", "ping", "pong", "ping_ack"}
+    assert (indirect["ping"], indirect["pong"]) == (ping, pong)  # nothing piggybacked
+    assert indirect["ping_req"] > 32 + 64  # a target's id and the envelope's signature
+    interval_s = LivenessConfig().probe_interval_ms / 1000
+    k = LivenessConfig().indirect_probes
+    data = pooled("bw", days=5, seed=2, hospitals=4, readers=2, cases_per_week=1.0,
+                  cases_per_session=5)  # fmt: skip
+    direct = (ping + pong) * 8 / 1000 / interval_s
+    clean = CaseWorld(parse_scenario(data)).run().background_kbit_s
+    assert all(v["liveness"] == pytest.approx(direct, abs=1e-3) for v in clean.values())
+    lossy = {**data, "nodes": [{**n, "loss": 0.05} for n in data["nodes"]]}
+    per_node = CaseWorld(parse_scenario(lossy)).run().background_kbit_s
+    failed = probe_failure(1 - 0.95 * 0.95)  # every line loses 5%: each path, both lines
+    share = failed * k * sum(indirect.values()) * 8 / 1000 / interval_s
+    assert share > 0.001
+    for node, figures in per_node.items():
+        assert figures["liveness"] == pytest.approx(direct + share, abs=1e-3), node
+        assert figures["gossip"] == clean[node]["gossip"]
+
+
+def test_the_busiest_uplinks_use_over_time_adds_up_to_the_bytes_they_sent(
+    tmp_path: Path,
+) -> None:
+    import csv
+
+    from simulations.report import BUSIEST, write
+
+    data = pooled("uplinks", days=6, seed=3, hospitals=6, readers=2, cases_per_week=14.0,
+                  cases_per_session=20)  # fmt: skip
+    data["studies"] = [{"kind": "CT", "weight": 1, "mb": [300, 500]}]  # an hour on the line
+    data["cuts"] = [{"region": "africa", "start_day": 2, "days": 1}]
+    scenario = parse_scenario(data)
+    outputs = []
+    for name in ("a", "b"):
+        outcome = CaseWorld(scenario).run()
+        write(scenario, scenario.seed, outcome, tmp_path / name)
+        outputs.append({p: (tmp_path / name / p).read_bytes() for p in ("link_use.png",
+                                                                      "link_use.csv")})  # fmt: skip
+    assert outputs[0] == outputs[1]  # the same bytes for the same seed
+    with (tmp_path / "a" / "link_use.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    sent = {n: s for n, (s, _) in outcome.link_bytes.items()}
+    busiest = sorted(sent, key=lambda n: (-sent[n], n))[:BUSIEST]
+    assert sorted({r["node"] for r in rows}) == sorted(busiest)
+    for node in busiest:
+        mine = [r for r in rows if r["node"] == node]
+        assert [int(r["hour"]) for r in mine] == list(range(6 * 24))
+        assert sum(int(r["bytes"]) for r in mine) == sent[node] > 0  # every byte, once
+        up = next(n.up_kbit for n in scenario.nodes if n.name == node)
+        assert all(int(r["capacity_kbit"]) == up for r in mine)
+        assert max(float(r["share"]) for r in mine) <= 1.0  # a line carries no more
+        if node.startswith("H-"):  # cut off on day 2: nothing leaves
+            assert all(int(r["bytes"]) == 0 for r in mine if 48 <= int(r["hour"]) < 72)
+    assert max(float(r["share"]) for r in rows if r["node"].startswith("H-")) > 0.9
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    for node in busiest:
+        figures = summary["link_use"][node]
+        assert figures["mb_sent"] == round(sent[node] / 1e6, 1)
+    assert "link_use.png" in (tmp_path / "a" / "report.md").read_text()
 
 
 def run_cli(tmp_path: Path, *args: str) -> dict:

@@ -21,12 +21,11 @@ import json
 import re
 import shutil
 import sqlite3
-import statistics
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -66,7 +65,8 @@ QUICK = {
 
 
 class CaseNet:
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, before_start: Callable[[Cluster], None] | None = None) -> None:
+        """``before_start``: called with the cluster configured, before its nodes start."""
         anchor_key = base / "anchor.key"
         write_key(anchor_key, demo_anchor())
         self.base = base
@@ -105,6 +105,8 @@ class CaseNet:
         for study in self.studies:
             done = tsfnode("review", study, "--node", c.dirs[0], "--confirm-all")
             assert done.returncode == 0, done.stderr
+        if before_start is not None:
+            before_start(c)
         c.start()
         people = [self.koffi, self.anne, self.marie, self.fatou, self.awa, self.ousmane]
         for i in range(3):
@@ -934,48 +936,3 @@ def test_the_audit_chain_verifies_and_any_tampering_is_named(net: CaseNet) -> No
     cut = tsfnode("audit", "verify", directory)
     assert cut.returncode == 1
     assert "entries were removed or changed at the end" in cut.stderr
-
-
-def test_a_node_exports_its_view_of_the_network_as_a_scenario_that_runs(
-    net: CaseNet, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from simulations.casesim import CaseWorld
-    from simulations.scenario import load_scenario
-
-    out = net.base / "cotonou.toml"
-    made = tsfnode("scenario", net.cluster.dirs[0], "--out", out)
-    assert made.returncode == 0, made.stderr
-    text = out.read_text()
-    assert text.startswith("# Exported by `tsfnode scenario`")
-    scenario = load_scenario(out)
-    assert len(scenario.nodes) == 3
-    assert {r.name for r in scenario.readers} >= {"marie", "awa", "anne", "fatou", "ousmane"}
-    (koffi,) = scenario.senders
-    assert koffi.node == scenario.nodes[0].name  # this node, first
-    assert koffi.cases_per_week != 0.5  # measured: the cases he sent these weeks
-    outcome = CaseWorld(scenario).run()
-    assert outcome.cases  # it runs
-    # with what it measured of the cases it sent, to compare the simulation with
-    metrics = net.base / "cotonou-metrics.json"
-    made = tsfnode("scenario", net.cluster.dirs[0], "--out", out, "--metrics", metrics)
-    assert made.returncode == 0, made.stderr
-    figures = json.loads(metrics.read_text())
-    with sqlite3.connect(net.cluster.dirs[0] / "node.db") as db:
-        sent = db.execute(
-            "SELECT submitted_ms, delivered_ms, report_back_ms FROM cases WHERE role = 'sender'"
-        ).fetchall()
-    assert figures["cases"] == len(sent) > 0
-    transit = sorted((d - s) / 3_600_000 for s, d, _ in sent if d is not None)
-    assert figures["delivered"] == len(transit)
-    assert figures["transit_hours"]["median"] == round(statistics.median(transit), 2)
-    assert figures["reports_back"] == sum(1 for *_, r in sent if r is not None)
-    from simulations.__main__ import main as simulations
-
-    assert simulations(["compare", str(out), "--metrics", str(metrics), "--seeds", "1-3",
-                        "--jobs", "1"]) == 0  # fmt: skip
-    printed = capsys.readouterr().out
-    assert "measured inside" in printed
-    assert f"transit, median (h)         {figures['transit_hours']['median']:g}" in printed
-    refused = tsfnode("scenario", net.base / "nowhere")
-    assert refused.returncode == 2
-    assert "not a node directory" in refused.stderr

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import json
+import math
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,7 @@ from tsfnode.errors import NodeError
 from tsfnode.nodedir import NodeDir
 from tsfnode.store import Store
 from tsfnode.store.cases import CaseRow, CaseStore
-from tsfnode.store.transfers import TransferStore
+from tsfnode.store.transfers import CaseDelivery, TransferStore
 
 DEFAULT_KBIT = (512, 2048)  # up, down: a district hospital's shared line
 DEFAULT_LATENCY_MS = 150
@@ -47,12 +50,25 @@ STUDIES = [
     {"kind": "CT", "weight": 0.15, "mb": [40, 200]},
     {"kind": "MR", "weight": 0.05, "mb": [10, 60]},
 ]
-WEEK_MS = 7 * 86_400_000
+DAY_MS = 86_400_000
+WEEK_MS = 7 * DAY_MS
+DEFAULT_SESSIONS = 3  # a reader's sessions a week, when their record gives a weekly capacity
+REPLAY_DAYS_AFTER = 7  # a replayed case list runs this long after its last case
 
 
-async def _read(
-    directory: Path,
-) -> tuple[Any, Directory, list[float], dict[bytes, int], bytes]:
+@dataclass(frozen=True)
+class Held:
+    """What this node's store holds that the export reads."""
+
+    config: Any
+    directory: Directory
+    me: bytes
+    rates: list[float]  # the goodput (bytes/s) of its last deliveries
+    cases: list[CaseRow]  # the cases sent from here
+    deliveries: list[CaseDelivery]  # their images' deliveries
+
+
+async def _read(directory: Path) -> Held:
     node_dir = NodeDir(directory)
     if not node_dir.exists():
         raise NodeError(f"{directory} is not a node directory (tsfnode init)")
@@ -68,22 +84,15 @@ async def _read(
     try:
         held = Directory(network.network)
         held.add_many(await store.load_records(), Clock().now_ms())
-        rates = await TransferStore(store.db).recent_rates(20)
-        since = Clock().now_ms() - 4 * WEEK_MS
-        sent = await CaseStore(store.db).sent_by_sender_since(since)
+        transfers = TransferStore(store.db)
+        rates = await transfers.recent_rates(20)
+        deliveries = await transfers.case_deliveries()
+        cases = CaseStore(store.db)
+        rows = await cases.submitted_between(0, None)
     finally:
         await store.close()
-    return config, held, rates, sent, me
-
-
-async def _sent_cases(directory: Path) -> list[CaseRow]:
-    """The cases this node sent (it decides them), from its case store."""
-    store = await Store.open(NodeDir(directory).database, readonly=True)
-    try:
-        rows = await CaseStore(store.db).submitted_between(0, None)
-    finally:
-        await store.close()
-    return [r for r in rows if r.role == "sender" and r.case.submitted_ms is not None]
+    mine = [r for r in rows if r.role == "sender" and r.case.submitted_ms is not None]
+    return Held(config, held, me, rates, mine, deliveries)
 
 
 def _hours(values: list[int]) -> dict[str, float | None]:
@@ -93,9 +102,15 @@ def _hours(values: list[int]) -> dict[str, float | None]:
     if not ordered:
         return {"median": None, "p90": None}
     return {
-        "median": round(statistics.median(ordered), 2),
-        "p90": round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 2),
+        "median": _significant(statistics.median(ordered)),
+        "p90": _significant(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]),
     }
+
+
+def _significant(hours: float) -> float:
+    """To 4 significant digits, as the simulator's summary (a test's network runs in
+    seconds, a real one in hours)."""
+    return float(f"{hours:.4g}")
 
 
 def measured(rows: list[CaseRow]) -> dict[str, Any]:
@@ -104,7 +119,7 @@ def measured(rows: list[CaseRow]) -> dict[str, Any]:
     transit, turnaround, useful = [], [], []
     for row in rows:
         case = row.case
-        assert case.submitted_ms is not None  # noqa: S101 - _sent_cases keeps those
+        assert case.submitted_ms is not None  # noqa: S101 - _read keeps those
         if case.delivered_ms is not None:
             transit.append(case.delivered_ms - case.submitted_ms)
         if case.report_back_ms is not None:
@@ -121,32 +136,93 @@ def measured(rows: list[CaseRow]) -> dict[str, Any]:
     }
 
 
-def build(
-    config: Any,
-    held: Directory,
-    rates: list[float],
-    sent: dict[bytes, int],
-    me: bytes,
-    now: int,
-) -> dict[str, Any]:
-    view = held.view(now)
+def _kbit(bytes_per_s: float) -> int:
+    return max(1, round(bytes_per_s * 8 / 1000))
+
+
+@dataclass
+class Export:
+    """The scenario (TOML tables), where each figure came from (comments), and the
+    cases sent from here as a case list (rows of the CSV)."""
+
+    scenario: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    case_list: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _nodes(held: Held, view: Any, out: Export) -> dict[bytes, str]:
+    """The admitted nodes, this one first: their region (country), links, relays and
+    whether they can be reached (a node that publishes no address is behind NAT)."""
     names: dict[bytes, str] = {}
-    nodes = []
-    for key in sorted(view.admitted, key=lambda k: (k != me, k)):
+    for key in sorted(view.admitted, key=lambda k: (k != held.me, k)):
         record = view.nodes.get(key)
         name = record.body["name"] if record is not None else key.hex()[:8]
         while name in names.values():
             name += "'"
         names[key] = name
+    per_peer: dict[bytes, list[float]] = {}
+    for d in held.deliveries:
+        if d.rate > 0:
+            per_peer.setdefault(d.recipient, []).append(d.rate)
+    measured_to = {k: statistics.median(v) for k, v in per_peer.items() if k in names}
+    nodes = []
+    for key, name in names.items():
+        record = view.nodes.get(key)
         up, down = DEFAULT_KBIT
-        if key == me:
-            if rates:
-                up = max(1, int(statistics.median(rates) * 8 / 1000))
-            elif config.transfer_upload_kbit_s:
-                up = config.transfer_upload_kbit_s
-        region = (record.body["country"] if record is not None else "") or "unknown"
-        nodes.append({"name": name, "region": region, "up_kbit": up, "down_kbit": down})
+        said = [f"default up/down {up}/{down} kbit/s"]
+        if key == held.me:
+            if measured_to:
+                up = _kbit(max(measured_to.values()))
+                said = [f"up {up} kbit/s: the fastest goodput measured to a peer"]
+            elif held.rates:
+                up = _kbit(statistics.median(held.rates))
+                said = [f"up {up} kbit/s: median goodput of its last deliveries"]
+            elif held.config.transfer_upload_kbit_s:
+                up = held.config.transfer_upload_kbit_s
+                said = [f"up {up} kbit/s: its configured cap"]
+            said.append(f"down {down} kbit/s: default")
+        elif key in measured_to:
+            down = _kbit(measured_to[key])
+            n = len(per_peer[key])
+            said = [
+                f"down {down} kbit/s: median goodput of {n} deliveries from here to it",
+                f"up {up} kbit/s: default",
+            ]
+        entry: dict[str, Any] = {
+            "name": name,
+            "region": (record.body["country"] if record is not None else "") or "unknown",
+            "up_kbit": up,
+            "down_kbit": down,
+        }
+        if record is not None:
+            relays = [names[bytes(r)] for r in record.body["relays"] if bytes(r) in names]
+            relays = [r for r in dict.fromkeys(relays) if r != name]
+            if relays:
+                entry["relays"] = relays
+                said.append("relays from its record, in order")
+            if not record.body["addresses"]:
+                if relays:
+                    entry["nat"] = True
+                    said.append("behind NAT: its record publishes no address")
+                else:
+                    said.append("publishes no address and lists no relay: taken as reachable")
+        nodes.append(entry)
+        out.notes.append(f"node {name}: " + "; ".join(said))
+    out.scenario["nodes"] = nodes
+    return names
+
+
+def _readers(
+    held: Held, view: Any, names: dict[bytes, str], out: Export
+) -> tuple[dict[bytes, str], dict[bytes, str]]:
+    """The readers (and coordinators who read) of the groups, on the nodes known, with
+    the reading times measured on the cases sent from here, and their capacity."""
     groups = {g: r.body["name"] for g, r in view.group_records.items()}
+    read_ms: dict[bytes, list[int]] = {}
+    for row in held.cases:
+        case = row.case
+        if case.reader is not None and case.reported_ms and case.delivered_ms:
+            read_ms.setdefault(case.reader, []).append(case.reported_ms - case.delivered_ms)
     readers: list[dict[str, Any]] = []
     reader_names: dict[bytes, str] = {}
     for key, member in sorted(view.members.items()):
@@ -157,79 +233,216 @@ def build(
         while name in reader_names.values():
             name += "'"
         reader_names[key] = name
-        readers.append(
-            {
-                "name": name,
-                "node": names[body["home_node"]],
-                "group": groups.get(body["group"], body["group"].hex()[:8]),
-            }
-        )
-    pair_of = {}
+        entry: dict[str, Any] = {
+            "name": name,
+            "node": names[body["home_node"]],
+            "group": groups.get(body["group"], body["group"].hex()[:8]),
+        }
+        said = []
+        if key in read_ms:
+            hours = [v / 3_600_000 for v in read_ms[key]]
+            entry["reading_hours"] = [round(min(hours), 6), round(max(hours), 6)]
+            said.append(f"reading_hours: the shortest and longest of {len(hours)} cases measured")
+        else:
+            said.append("reading_hours: the default (12 to 72 h)")
+        capacity = body["weekly_capacity"]
+        if capacity and key in read_ms:
+            said.append(
+                f"{capacity} cases a week in its record, not made sessions: the reading "
+                "times measured say how this reader reads"
+            )
+        elif capacity:
+            entry["cases_per_session"] = max(1, math.ceil(capacity / DEFAULT_SESSIONS))
+            entry["sessions_per_week"] = float(DEFAULT_SESSIONS)
+            said.append(f"{capacity} cases a week (its record) in {DEFAULT_SESSIONS} sessions")
+        else:
+            said.append("no weekly capacity in its record: each case read in its own time")
+        readers.append(entry)
+        out.notes.append(f"reader {name}: " + "; ".join(said))
+    out.scenario["readers"] = readers
+    return reader_names, groups
+
+
+def _groups(view: Any, readers: list[dict[str, Any]], reader_names: dict[bytes, str]) -> list[Any]:
+    """The groups that have readers here: routing (a coordinator assigns, or a member
+    claims: a community's pool), coordinator, kind and sub-specialities."""
+    out: list[dict[str, Any]] = []
+    for _, record in sorted(view.group_records.items()):
+        body = record.body
+        members = [r for r in readers if r["group"] == body["name"]]
+        if not members or any(g["name"] == body["name"] for g in out):
+            continue
+        entry: dict[str, Any] = {"name": body["name"], "kind": body["kind"]}
+        coordinators = [reader_names.get(bytes(c)) for c in body["coordinators"]]
+        ours = [c for c in coordinators if c in {r["name"] for r in members}]
+        if body["routing"] == "assign" and ours:
+            entry["routing"], entry["coordinator"] = "assign", ours[0]
+        elif body["routing"] == "pool" or body["kind"] == "community":
+            entry["routing"] = "pool"
+        else:
+            entry["routing"] = "claim"
+        if body["subspecialities"]:
+            entry["subspecialities"] = list(body["subspecialities"])
+        out.append(entry)
+    return out
+
+
+def _senders(
+    held: Held,
+    now: int,
+    view: Any,
+    names: dict[bytes, str],
+    reader_names: dict[bytes, str],
+    groups: dict[bytes, str],
+    out: Export,
+) -> None:
+    """One entry per sender and way they send: each pair in force (its weekly quota),
+    each group they sent cases to; their cases per week measured over four weeks here;
+    and the cases sent from here as a case list."""
+    pairs: dict[bytes, list[dict[str, Any]]] = {}
+    delays = []
     for record in view.pairs.values():
         terms = pair_terms(record)
         if terms["status"] == "active" and terms["reader"] in reader_names:
-            pair_of[terms["sender"]] = reader_names[terms["reader"]]
+            pairs.setdefault(terms["sender"], []).append(terms)
+            delays.append(terms["reading_delay_hours"])
+    since = now - 4 * WEEK_MS
+    counts: dict[tuple[bytes, str], int] = {}
+    target_of: dict[bytes, str] = {}
+    for row in held.cases:
+        case = row.case
+        if case.routing.value == "pair":
+            to = reader_names.get(case.target, "")
+        else:
+            to = f"group {groups[case.target]}" if case.target in groups else ""
+        if to:
+            target_of[case.case_id] = to
+            if (case.submitted_ms or 0) >= since:
+                counts[case.sender, to] = counts.get((case.sender, to), 0) + 1
     busiest = max(
-        {r["group"] for r in readers},
-        key=lambda g: sum(r["group"] == g for r in readers),
+        {r["group"] for r in out.scenario["readers"]},
+        key=lambda g: sum(r["group"] == g for r in out.scenario["readers"]),
         default="",
     )
+    known_groups = {g["name"] for g in out.scenario["groups"]}
     senders = []
     for key, member in sorted(view.members.items()):
         body = member.body
         if body["role"] != "sender" or body["home_node"] not in names:
             continue
-        entry: dict[str, Any] = {
-            "node": names[body["home_node"]],
-            "cases_per_week": round(sent[key] / 4, 2) if key in sent else DEFAULT_CASES_PER_WEEK,
-        }
-        if key in pair_of:
-            entry["pair"] = pair_of[key]
-        elif busiest:
-            entry["group"] = busiest
-        else:
-            continue
-        senders.append(entry)
-    regions = sorted({n["region"] for n in nodes})
+        node = names[body["home_node"]]
+        measured_here = any(s == key for s, _ in counts)
+        mine: list[dict[str, Any]] = []
+        for terms in pairs.get(key, []):
+            reader = reader_names[terms["reader"]]
+            mine.append({"node": node, "pair": reader, "weekly_quota": terms["weekly_quota"]})
+        for (sender, to), _ in sorted(counts.items()):
+            group = to.removeprefix("group ")
+            if sender == key and to.startswith("group ") and group in known_groups:
+                mine.append({"node": node, "group": group})
+        if not mine and busiest:
+            mine.append({"node": node, "group": busiest})
+        for entry in mine:
+            to = entry["pair"] if "pair" in entry else f"group {entry['group']}"
+            n = counts.get((key, to), 0)
+            entry["cases_per_week"] = round(n / 4, 2) if measured_here else DEFAULT_CASES_PER_WEEK
+            senders.append(entry)
+        out.notes.append(
+            f"sender {body['display_name']} at {node}: "
+            + ("cases per week measured here (4 weeks)" if measured_here else "default rate")
+        )
+    out.scenario["senders"] = senders
+    if delays:
+        out.scenario["delay_hours"] = int(statistics.median(delays))
+    bundles = {(d.case_id, d.bundle_id): d.size for d in held.deliveries}
+    sizes: dict[bytes, int] = {}
+    for (case_id, _), size in bundles.items():  # each bundle once, whatever its recipients
+        sizes[case_id] = sizes.get(case_id, 0) + size
+    sender_node = {k: names[m.body["home_node"]] for k, m in view.members.items()
+                   if m.body["home_node"] in names}  # fmt: skip
+    listed = [
+        row.case
+        for row in held.cases
+        if row.case_id in target_of and row.case_id in sizes and row.case.sender in sender_node
+    ]
+    if not listed:
+        return
+    first = min(c.submitted_ms or 0 for c in listed)
+    monday = first - (first - 4 * DAY_MS) % WEEK_MS  # 1970-01-01 was a Thursday
+    for case in sorted(listed, key=lambda c: (c.submitted_ms or 0, c.case_id)):
+        at = (case.submitted_ms or 0) - monday
+        out.case_list.append({
+            "day": at // DAY_MS, "hour": round(at % DAY_MS / 3_600_000, 6),
+            "sender": sender_node[case.sender], "to": target_of[case.case_id],
+            "kind": "images", "mb": round(sizes[case.case_id] / 1e6, 6),
+        })  # fmt: skip
+
+
+def build(held: Held, now: int) -> Export:
+    view = held.directory.view(now)
     day = time.strftime("%Y-%m-%d", time.gmtime(now / 1000))
-    return {
-        "name": f"{config.name}: the network as seen on {day}",
-        "days": 30,
-        "seed": 1,
-        "latency_ms": {
-            f"{a}/{b}": DEFAULT_LATENCY_MS for i, a in enumerate(regions) for b in regions[i:]
-        },
-        "nodes": nodes,
-        "readers": readers,
-        "senders": senders,
-        "studies": STUDIES,
+    out = Export({"name": f"{held.config.name}: the network as seen on {day}", "days": 30,
+                  "seed": 1})  # fmt: skip
+    names = _nodes(held, view, out)
+    reader_names, groups = _readers(held, view, names, out)
+    out.scenario["groups"] = _groups(view, out.scenario["readers"], reader_names)
+    _senders(held, now, view, names, reader_names, groups, out)
+    regions = sorted({n["region"] for n in out.scenario["nodes"]})
+    out.scenario["latency_ms"] = {
+        f"{a}/{b}": DEFAULT_LATENCY_MS for i, a in enumerate(regions) for b in regions[i:]
     }
+    out.scenario["studies"] = STUDIES
+    return out
 
 
 HEADER = """# Exported by `tsfnode scenario` from {node}: run it with
 #   python -m simulations run THIS_FILE
-# Measured here: this node's uplink ({uplink}); its senders' cases per week (last 4 weeks).
-# Defaults to correct: other nodes' links ({up}/{down} kbit/s), latencies between regions
+# Measured here: the goodput of its deliveries to each peer (that peer's down_kbit, and
+# this node's up_kbit), else its configured cap; its senders' cases per week (last 4
+# weeks); the readers' reading times on the cases sent from here; the pairs' quotas and
+# the groups' routing, the relays and NAT from the directory.
+# Defaults to correct: other links ({up}/{down} kbit/s), latencies between regions
 # ({latency} ms), power cuts (none), cases per week of other nodes' senders ({cases}), the
-# study mix, and senders without a pair routed to the group with the most readers.
-"""
+# study mix, and senders without a pair or group routed to the group with most readers.
+{notes}"""
 
 
 def export(args: argparse.Namespace) -> int:
-    config, held, rates, sent, me = asyncio.run(_read(args.directory))
-    scenario = build(config, held, rates, sent, me, Clock().now_ms())
+    if args.case_list and args.out is None:
+        raise NodeError("--case-list writes a CSV beside the scenario: give --out FILE too")
+    for path in (args.out, args.metrics):
+        if path is not None and not path.parent.is_dir():
+            raise NodeError(f"{path}: its folder {path.parent} does not exist")
+    held = asyncio.run(_read(args.directory))
+    made = build(held, Clock().now_ms())
+    scenario = made.scenario
     if not scenario["senders"] or not scenario["readers"]:
         raise NodeError(
             "the directory holds no sender or no reader yet: nothing to simulate "
             f"({len(scenario['senders'])} senders, {len(scenario['readers'])} readers)"
         )
+    if args.case_list:
+        if not made.case_list:
+            raise NodeError("no case sent from here has been delivered: no case list to write")
+        csv_path = args.out.with_name(args.out.stem + "-cases.csv")
+        with csv_path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, list(made.case_list[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(made.case_list)
+        scenario["case_list"] = csv_path.name
+        last = max(r["day"] for r in made.case_list)
+        scenario["days"] = last + 1 + REPLAY_DAYS_AFTER
+        made.notes.append(
+            f"case_list {csv_path.name}: the {len(made.case_list)} cases sent from here, "
+            f"replayed at their times; days: to {REPLAY_DAYS_AFTER} days after the last"
+        )
     text = HEADER.format(
-        node=config.name,
-        uplink="median of the last deliveries" if rates else "its configured cap or the default",
+        node=held.config.name,
         up=DEFAULT_KBIT[0],
         down=DEFAULT_KBIT[1],
         latency=DEFAULT_LATENCY_MS,
         cases=DEFAULT_CASES_PER_WEEK,
+        notes="".join(f"# {line}\n" for line in made.notes),
     ) + tomli_w.dumps(scenario)
     if args.out is None:
         sys.stdout.write(text)
@@ -237,7 +450,7 @@ def export(args: argparse.Namespace) -> int:
         args.out.write_text(text, encoding="utf-8")
         print(f"scenario written to {args.out}: {len(scenario['nodes'])} nodes")
     if args.metrics is not None:
-        figures = measured(asyncio.run(_sent_cases(args.directory)))
+        figures = measured(held.cases)
         args.metrics.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
         print(f"measured figures of {figures['cases']} cases written to {args.metrics}")
     return 0
@@ -252,5 +465,10 @@ def add_parser(sub: Any) -> None:
         type=Path,
         default=None,
         help="also write this node's measured transit and turnaround (JSON) to compare with",
+    )
+    p.add_argument(
+        "--case-list",
+        action="store_true",
+        help="also write the cases sent from here beside --out, replayed at their times",
     )
     p.set_defaults(handler=export)

@@ -108,6 +108,20 @@ class OutgoingRow:
 
 
 @dataclass(frozen=True)
+class CaseDelivery:
+    """A delivery of a case's images sealed here (``tsfnode scenario`` reads them): the
+    bundle's size and the goodput the delivery measured (bytes/s, 0 if none)."""
+
+    case_id: bytes
+    bundle_id: bytes
+    recipient: bytes
+    size: int
+    rate: float
+    started_ms: int | None
+    delivered_ms: int | None
+
+
+@dataclass(frozen=True)
 class IncomingRow:
     """A bundle received or relayed here, as the progress views show it."""
 
@@ -367,6 +381,21 @@ class TransferStore:
             (limit,),
         )
         return [float(r[0]) for r in await cursor.fetchall()]
+
+    async def case_deliveries(self) -> list[CaseDelivery]:
+        """The deliveries of the images of the cases sent from here, oldest first."""
+        cursor = await self.db.execute(
+            "SELECT c.case_id, bundle_id, d.recipient, b.size, d.rate, d.started_ms,"
+            " d.delivered_ms"
+            " FROM case_bundles c JOIN bundles b USING (bundle_id)"
+            " JOIN deliveries d USING (bundle_id)"
+            " WHERE c.purpose = 'images' AND b.role = 'outbox'"
+            " ORDER BY b.created_ms, c.case_id, d.recipient"
+        )
+        return [
+            CaseDelivery(bytes(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]), float(r[4]), r[5], r[6])
+            for r in await cursor.fetchall()
+        ]
 
     # --- what the progress views show ------------------------------------------------
 
