@@ -13,7 +13,10 @@ people's names, typed texts and file names of the story are French."""
 from __future__ import annotations
 
 import functools
+import json
 import re
+import urllib.error
+import urllib.request
 from typing import Any
 
 import pytest
@@ -256,3 +259,23 @@ def test_a_pages_english_is_caught(net: WebNet) -> None:  # noqa: F811
     visible = functools.partial(re.sub, r"<[^>]+>", "\n")
     assert english_in(visible(english))
     assert english_in(visible(french_page.split("<main", 1)[1].split("<script", 1)[0])) == []
+
+
+@pytest.mark.parametrize(
+    ("lang", "message"),
+    [("fr", "Ce cas n'existe pas sur ce nœud."), ("en", "No such case on this node.")],
+)
+def test_the_json_api_says_a_refusal_in_the_callers_language(
+    net: WebNet,  # noqa: F811
+    lang: str,
+    message: str,
+) -> None:
+    """The reason stays in English for scripts; its key and message are for a person."""
+    request = urllib.request.Request(f"{net.cluster.url(0)}/api/v1/cases/{'0' * 32}")
+    request.add_header("Authorization", f"Bearer {net.koffi.token}")
+    request.add_header("Accept-Language", f"{lang};q=0.9")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 404
+    body = json.loads(refused.value.read())
+    assert body == {"error": "no such case on this node", "key": "no_such_case", "message": message}
