@@ -144,6 +144,20 @@ def french(chromium: Any, base: str) -> Any:  # noqa: F811 (the fixture, passed 
     return context.new_page()
 
 
+def own_pages(walk: Walk, chromium: Any, base: str, who: str, role: str, case: str) -> Any:  # noqa: F811
+    """``who`` signed in, in French: their pages, the case, a claim of it refused, its
+    images in the viewer; their browser's page, for more."""
+    page = signed_in(chromium, base, who, "fr", "/web/cases")
+    walk.visit(page, base, "/web/cases?lang=fr", f"/web/cases ({role})")
+    for path in ("/web/pairs", "/web/tools", "/web/account", f"/web/cases/{case}"):
+        walk.visit(page, base, path, f"{path} ({role})")
+    walk.post(page, f"/web/cases/{case}/claim", {}, f"case: a claim refused ({role})")
+    walk.visit(page, base, f"/web/cases/{case}/viewer")
+    page.wait_for_selector("#thumbs .thumb")
+    walk.read(page, f"viewer ({role})")
+    return page
+
+
 def test_no_english_on_any_french_page_of_the_story(
     net: WebNet,  # noqa: F811
     chromium: Any,  # noqa: F811
@@ -185,14 +199,7 @@ def test_no_english_on_any_french_page_of_the_story(
     visitor.context.close()
 
     # The sender: his pages; a file that is no image refused beside a photo to check.
-    koffi = signed_in(chromium, base0, "koffi", "fr", "/web/cases")
-    walk.visit(koffi, base0, "/web/cases?lang=fr", "/web/cases (sender)")
-    for path in ("/web/pairs", "/web/tools", "/web/account", f"/web/cases/{case}"):
-        walk.visit(koffi, base0, path, f"{path} (sender)")
-    walk.post(koffi, f"/web/cases/{case}/claim", {}, "case: a claim refused (sender)")
-    walk.visit(koffi, base0, f"/web/cases/{case}/viewer", "viewer (sender)")
-    koffi.wait_for_selector("#thumbs .thumb")
-    walk.read(koffi, "viewer (sender)")
+    koffi = own_pages(walk, chromium, base0, "koffi", "sender", case)
     walk.visit(koffi, base0, "/web/new")
     notes = net.files / "compte-rendu.txt"
     notes.write_text("Compte rendu de la radiographie du thorax.\n", "utf-8")
@@ -202,27 +209,21 @@ def test_no_english_on_any_french_page_of_the_story(
     walk.read(koffi, "/web/new (a file refused, a photo to check)")
     koffi.context.close()
 
-    # The reader: her worklist, the case, a report left empty, a claim refused.
-    marie = signed_in(chromium, base1, "marie", "fr", "/web/cases")
-    walk.visit(marie, base1, "/web/cases?lang=fr", "/web/cases (reader)")
-    for path in ("/web/pairs", "/web/tools", "/web/account", f"/web/cases/{case}"):
-        walk.visit(marie, base1, path, f"{path} (reader)")
+    # The reader: her worklist, the case, a claim refused, a report left empty.
+    marie = own_pages(walk, chromium, base1, "marie", "reader", case)
+    walk.visit(marie, base1, f"/web/cases/{case}")
     marie.fill("#findings", "")
     marie.fill("#impression", "")
     marie.click("#report-form button[type=submit]")
     marie.wait_for_selector(".error")
     walk.read(marie, "case: a report left empty (reader)")
     walk.visit(marie, base1, f"/web/cases/{case}")
-    walk.post(marie, f"/web/cases/{case}/claim", {}, "case: a claim refused (reader)")
     walk.post(
         marie,
         f"/web/cases/{case}/evaluation",
         {"relevant": "yes"},
         "case: an evaluation refused (reader)",
     )
-    walk.visit(marie, base1, f"/web/cases/{case}/viewer")
-    marie.wait_for_selector("#thumbs .thumb")
-    walk.read(marie, "viewer (reader)")
     marie.context.close()
 
     # The coordinator: the application with its sub-specialities, the group's figures.
