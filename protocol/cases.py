@@ -165,10 +165,14 @@ def allowed(case: Case, event: str) -> Transition:
         raise LocalProtocolError(f"unknown case event {event!r}")
     if case.state not in transition.sources:
         if event == "claim" and case.state is State.ASSIGNED:
-            raise CaseRefused("the case is already taken")  # by whom: policy.py says
+            raise CaseRefused(
+                "the case is already taken", code="case_taken"
+            )  # by whom: policy.py says
         sources = ", ".join(sorted(s.value for s in transition.sources))
         raise CaseRefused(
-            f"cannot {event} a case that is {case.state.value} (only from: {sources})"
+            f"cannot {event} a case that is {case.state.value} (only from: {sources})",
+            code="case_state",
+            values={"state": case.state.value},
         )
     return transition
 
@@ -178,7 +182,11 @@ def _permitted(case: Case, event: str, roles: frozenset[Role]) -> Transition:
     transition = allowed(case, event)
     if not transition.who & roles:
         names = " or ".join(sorted(r.value for r in transition.who))
-        raise CaseRefused(f"only the {names} may {event} this case")
+        raise CaseRefused(
+            f"only the {names} may {event} this case",
+            code="case_role",
+            values={"roles": tuple(sorted(r.value for r in transition.who))},
+        )
     return transition
 
 
@@ -192,7 +200,9 @@ def apply(
         raise LocalProtocolError("assign with assign_to(), which names the reader")
     transition = _permitted(case, event, roles)
     if event == "claim" and by in case.passed_over:
-        raise CaseRefused("this case was taken from you when it was overdue")
+        raise CaseRefused(
+            "this case was taken from you when it was overdue", code="case_passed_over"
+        )
     effects: list[Notify] = []
     changes: dict[str, object] = {}
     if transition.target is not None:
@@ -213,7 +223,10 @@ def apply(
         changes["reader"] = by
     elif event in ("accept", "decline"):
         if case.routing is not Routing.PAIR or not case.needs_acceptance:
-            raise CaseRefused(f"{event}: only for a pair's case sent beyond the weekly quota")
+            raise CaseRefused(
+                f"{event}: only for a pair's case sent beyond the weekly quota",
+                code="case_not_beyond_quota",
+            )
         if event == "accept":
             changes["reader"] = by
         else:
@@ -223,7 +236,7 @@ def apply(
         effects.append(Notify("offer_to_members", case.case_id, case.target))
     elif event == "escalate":
         if not case.overdue(now):
-            raise CaseRefused("the case is not overdue")
+            raise CaseRefused("the case is not overdue", code="case_not_overdue")
         changes.update(
             reader=None,
             escalations=case.escalations + 1,

@@ -277,22 +277,33 @@ class Coordinator:
             if route.sender != sender:
                 raise LocalProtocolError("the pair's sender is not the case's sender")
             if route.status != "active":
-                raise CaseRefused(f"the pair is {route.status}: no new case can be sent")
+                raise CaseRefused(
+                    f"the pair is {route.status}: no new case can be sent",
+                    code="pair_not_active",
+                    values={"status": route.status},
+                )
             beyond = beyond_quota(route, this_week)
             if beyond and not over_quota:
                 raise CaseRefused(
                     f"the pair's weekly quota is {route.weekly_quota} and {this_week} "
                     "case(s) went this week: send anyway (over_quota) and the reader will "
-                    "be asked to accept it"
+                    "be asked to accept it",
+                    code="pair_over_quota",
+                    values={"quota": route.weekly_quota, "count": this_week},
                 )
             if route.reader_node is None:
-                raise CaseRefused("the pair's reader is not attested in the directory")
+                raise CaseRefused(
+                    "the pair's reader is not attested in the directory", code="pair_no_reader"
+                )
             routing, target, nodes = Routing.PAIR, route.reader, (route.reader_node,)
             delay = route.delay_hours
         else:
             nodes = tuple(n for n in route.nodes if n != self.node)
             if not nodes:
-                raise CaseRefused("no reader of this group has a node in the directory yet")
+                raise CaseRefused(
+                    "no reader of this group has a node in the directory yet",
+                    code="group_no_reader",
+                )
             routing = Routing.COMMUNITY if route.community else Routing.GROUP
             target, beyond = route.group, False
             delay = delay_hours or self.default_delay_hours
@@ -339,7 +350,7 @@ class Coordinator:
             raise LocalProtocolError(f"{event!r} is not a request to the sender's node")
         if event == "assign":
             if reader is None:
-                raise CaseRefused("assign names no reader")
+                raise CaseRefused("assign names no reader", code="assign_no_reader")
             case, notes = assign_to(case, reader, by=by, roles=roles, now=now)
         else:
             case, notes = apply(case, event, by=by, roles=roles, now=now)

@@ -6,6 +6,8 @@ or a file misbehaved). Each concrete failure has its own subclass so that caller
 react precisely (drop and penalise a peer, re-request a chunk, ask for a fresh message).
 """
 
+from collections.abc import Mapping
+
 
 class ProtocolError(Exception):
     """Base class of every error raised by protocol/."""
@@ -19,7 +21,15 @@ class LocalProtocolError(ProtocolError):
 class CaseRefused(ProtocolError):
     """A well-formed request that the case's state or the actor's role does not allow
     now (claiming a case already taken, reporting a case one does not hold). The message
-    says why, for the person who asked."""
+    says why, for the person who asked; ``code`` names the refusal and ``values`` its
+    particulars (codes too: a state, a role), for the node to say it in their language."""
+
+    def __init__(
+        self, reason: str, *, code: str, values: Mapping[str, object] | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.values = dict(values or {})
 
 
 class RemoteProtocolError(ProtocolError):

@@ -290,6 +290,13 @@ def test_metadata_names_the_bulk_data_and_the_frames_come_as_asked(net: Dicomweb
     )
     assert status == 404
     assert b"frame 11" in body
+    # asked in French (a viewer in a French browser): said in French (issue 22, item 8)
+    status, _, body = get(
+        f"{net.url}/studies/{uids[0]}/series/{uids[1]}/instances/{uids[2]}/frames/11",
+        {"Authorization": f"Bearer {net.marie_token}", "Accept-Language": "fr"},
+    )
+    assert status == 404
+    assert body.decode() == "404: pas d'image 11 : l'instance en a 10"
     # the bulk data URI of the metadata: every frame, uncompressed
     bulk = client.retrieve_bulkdata(pixel_uri)
     assert b"".join(bulk) == decoded.astype("<u2").tobytes()

@@ -172,7 +172,6 @@ KNOWN_BYPASSES = {
     "new_case.py: HTTPBadRequest(text='batch: the id given by the first upload')",
     "new_case.py: HTTPNotFound(text='no such image to check')",
     "new_case.py: HTTPBadRequest(text=\"'image': the SOP Instance UID of the image\")",
-    "new_case.py: HTTPUnprocessableEntity(text=str(exc))",
     "viewer.py: HTTPNotFound(text='no such frame')",
     "viewer.py: HTTPBadRequest(text=f'{name}: a number')",
     "viewer.py: HTTPBadRequest(text=f'{name}: between {low} and {high}')",

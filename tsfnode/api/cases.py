@@ -56,6 +56,7 @@ from tsfnode.cases.pairs import listed, propose
 from tsfnode.cases.teaching import library, publish
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
+from tsfnode.i18n import N_, choose_language, texts
 from tsfnode.store.transfers import TransferStore
 
 MAX_JSON = 256 * 1024
@@ -99,19 +100,31 @@ def _case_id(request: web.Request) -> bytes:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _refused(request: web.Request, exc: NodeError) -> dict[str, Any]:
+    """A refusal as the API answers it: the node's reason, its key, and the message in
+    the caller's language (a reason without a key after the lead-in that says so)."""
+    words = texts(choose_language(request))
+    if exc.key is not None:
+        message = words(exc.key, **exc.values)
+    else:
+        message = words(N_("refused"), detail=str(exc))
+    return {"error": str(exc), "key": exc.key, "message": message}
+
+
 def answering(handler: Handler) -> Handler:
-    """The handler, with what cannot be done about a case answered as
-    ``{"error": reason}`` and its status; a study that cannot be sealed (not reviewed,
-    not in the intake) is a 409."""
+    """The handler, with what cannot be done about a case answered as ``{"error":
+    reason, "key": its catalogue key, "message": said in the caller's language}`` and its
+    status (the reason in English for scripts, the message for a person: Accept-Language
+    chooses, as for the pages); a study that cannot be sealed (not reviewed, not in the
+    intake) is a 409."""
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
-        except CaseError as exc:
-            return web.json_response({"error": str(exc)}, status=exc.status)
         except NodeError as exc:
-            return web.json_response({"error": str(exc)}, status=409)
+            status = exc.status if isinstance(exc, CaseError) else 409
+            return web.json_response(_refused(request, exc), status=status)
 
     return wrapped
 

@@ -30,6 +30,7 @@ from protocol.documents import PAIR_TERMS
 from protocol.errors import MalformedError, ProtocolError
 from protocol.identity import Identity, PublicIdentity
 from tsfnode.errors import CaseError
+from tsfnode.i18n import N_
 from tsfnode.logs import log
 from tsfnode.store.pairs import PairProposal, PairStore
 
@@ -71,7 +72,12 @@ async def _publish(
     outcome = await service.directory.add([record], now)
     if not outcome["added"]:
         reasons = ", ".join(k for k in outcome if k != "added")
-        raise CaseError(409, f"the directory did not take the pair record ({reasons})")
+        raise CaseError(
+            409,
+            f"the directory did not take the pair record ({reasons})",
+            key=N_("refused_directory"),
+            values={"detail": reasons},
+        )
 
 
 async def propose(
@@ -90,18 +96,26 @@ async def propose(
     try:
         other_key = PublicIdentity.from_text(other).key
     except ProtocolError:
-        raise CaseError(400, "with: a person's id") from None
+        raise CaseError(400, "with: a person's id", key=N_("refused_pair_with")) from None
     roles = {view.role_of(me), view.role_of(other_key)}
     mine, theirs = view.role_of(me), view.role_of(other_key)
     if theirs is None:
-        raise CaseError(404, "the other party is not attested in the directory")
+        raise CaseError(
+            404,
+            "the other party is not attested in the directory",
+            key=N_("refused_pair_other_absent"),
+        )
     if mine == "sender" and theirs in ("reader", "coordinator"):
         reader, sender = other_key, me
     elif mine in ("reader", "coordinator") and theirs == "sender":
         reader, sender = me, other_key
     else:
         found = ", ".join(sorted(map(str, roles)))
-        raise CaseError(400, f"a pair is a reader and a sender (here: {found})")
+        raise CaseError(
+            400,
+            f"a pair is a reader and a sender (here: {found})",
+            key=N_("refused_pair_roles"),
+        )
     try:
         terms = new_pair_terms(
             reader=reader,
@@ -170,12 +184,18 @@ async def accept(
     rows = PairStore(service.db)
     proposal = await rows.proposal(pair_id)
     if proposal is None:
-        raise CaseError(404, "no proposal of this pair is waiting here")
+        raise CaseError(
+            404, "no proposal of this pair is waiting here", key=N_("refused_no_proposal")
+        )
     terms_bytes, signature = proposal.terms, proposal.countersignature
     terms = PAIR_TERMS.check(_unpack(terms_bytes), "terms")
     me = person.public.key
     if me not in (terms["reader"], terms["sender"]) or me == proposal.proposer:
-        raise CaseError(403, "only the other party of the pair may accept it")
+        raise CaseError(
+            403,
+            "only the other party of the pair may accept it",
+            key=N_("refused_pair_accept"),
+        )
     await _publish(service, terms, terms_bytes, person, signature, now)
     await rows.forget(pair_id)
     await service.audit.append(
@@ -192,15 +212,19 @@ async def change(
     view = service.view(now)
     record = view.pairs.get(pair_id)
     if record is None:
-        raise CaseError(404, "no such pair in the directory")
+        raise CaseError(404, "no such pair in the directory", key=N_("no_such_pair"))
     terms = pair_terms(record)
     me = person.public.key
     if me not in (terms["reader"], terms["sender"]) and me not in reader_coordinators(
         view, terms["reader"]
     ):
-        raise CaseError(403, "only a party of the pair or its reader's coordinator may change it")
+        raise CaseError(
+            403,
+            "only a party of the pair or its reader's coordinator may change it",
+            key=N_("refused_pair_change"),
+        )
     if terms["status"] == "ended":
-        raise CaseError(409, "the pair has ended")
+        raise CaseError(409, "the pair has ended", key=N_("refused_pair_ended"))
     new_terms = {**terms, "status": status}
     terms_bytes = pack(new_terms)
     await _publish(service, new_terms, terms_bytes, person, countersign(terms_bytes, person), now)

@@ -67,8 +67,9 @@ from tsfnode.cases.metrics import publish_stats
 from tsfnode.cases.notices import Notices
 from tsfnode.cases.nudges import Nudge
 from tsfnode.cases.pairs import keep_proposal
+from tsfnode.cases.refused import case_refused
 from tsfnode.errors import CaseError, NodeError
-from tsfnode.i18n import N_
+from tsfnode.i18n import N_, Key
 from tsfnode.images.listing import index_bundle
 from tsfnode.intake.owners import NoSuchStudy, StudyOwners
 from tsfnode.intake.pseudonyms import PseudonymMap
@@ -346,9 +347,15 @@ class CaseService(NodeService):
         view = self.view(now)
         who = person.public.key
         if view.role_of(who) != "sender":
-            raise CaseError(403, "you are not attested as a sender in the network's directory")
+            raise CaseError(
+                403,
+                "you are not attested as a sender in the network's directory",
+                key=N_("refused_not_a_sender"),
+            )
         if routing not in ROUTINGS:
-            raise CaseError(400, "routing must be pair, group or community")
+            raise CaseError(
+                400, "routing must be pair, group or community", key=N_("refused_routing")
+            )
         try:
             form = check_case_form({**form, "study_uid": study_uid})
         except MalformedError as exc:
@@ -360,23 +367,35 @@ class CaseService(NodeService):
             try:
                 pair_id = bytes.fromhex(target)
             except ValueError:
-                raise CaseError(404, "no such pair in the directory") from None
+                raise CaseError(
+                    404, "no such pair in the directory", key=N_("no_such_pair")
+                ) from None
             route = pair_route(view, pair_id)
             if route is None:
-                raise CaseError(404, "no such pair in the directory")
+                raise CaseError(404, "no such pair in the directory", key=N_("no_such_pair"))
             if route.sender != who:
-                raise CaseError(403, "you are not the sender of this pair")
+                raise CaseError(
+                    403, "you are not the sender of this pair", key=N_("refused_not_your_pair")
+                )
             this_week = await self.week_count(pair_id, now)
         else:
             try:
                 target_key = PublicIdentity.from_text(target).key
             except ProtocolError:
-                raise CaseError(400, "target must be a group's id") from None
+                raise CaseError(
+                    400, "target must be a group's id", key=N_("refused_no_such_group")
+                ) from None
             route = group_route(view, target_key)
             if route is None or (routing == "community" and not route.community):
-                raise CaseError(404, f"no such {routing} in the directory")
+                raise CaseError(
+                    404, f"no such {routing} in the directory", key=N_("refused_no_such_group")
+                )
             if routing == "group" and route.community:
-                raise CaseError(400, "this group is a community: route the case to it as such")
+                raise CaseError(
+                    400,
+                    "this group is a community: route the case to it as such",
+                    key=N_("refused_group_is_community"),
+                )
         case_id = os.urandom(16)
         urgent = form["urgency"] == "urgent"
         try:
@@ -391,7 +410,7 @@ class CaseService(NodeService):
                 now=now,
             )
         except CaseRefused as exc:
-            raise CaseError(409, str(exc)) from None
+            raise case_refused(exc) from None
         case = step.case
         (seal,) = [e for e in step.effects if isinstance(e, Seal)]
         recipients = list(seal.nodes)
@@ -446,7 +465,14 @@ class CaseService(NodeService):
         request as part n."""
         async with self._decision():
             row, case, who, roles = await self._acting(
-                case_id, person, now, kept=("sender", "images are added on the sender's node")
+                case_id,
+                person,
+                now,
+                kept=(
+                    "sender",
+                    "images are added on the sender's node",
+                    N_("refused_images_at_sender"),
+                ),
             )
             _step(case, "add_images", who, roles, now)
             await self._own_study(study_uid, account)
@@ -472,7 +498,7 @@ class CaseService(NodeService):
         try:
             await asyncio.to_thread(owners.require, study_uid, account)
         except NoSuchStudy as exc:
-            raise CaseError(404, str(exc)) from None
+            raise CaseError(404, str(exc), key=N_("no_such_study")) from None
 
     async def _seal(
         self,
@@ -694,7 +720,9 @@ class CaseService(NodeService):
                 if event == "assign" and reader is not None:
                     member = self.view(now).members.get(reader)
                     if member is None or member.body["role"] not in ("reader", "coordinator"):
-                        raise CaseRefused("the reader named is not an attested reader")
+                        raise CaseRefused(
+                            "the reader named is not an attested reader", code="not_a_reader"
+                        )
                 step = self.coordinator.decide(
                     case, event, by=who, roles=roles, reader=reader, now=now
                 )
@@ -722,7 +750,7 @@ class CaseService(NodeService):
                 await self.notify(case.sender, case_id, "message", now)
                 await self._audit(who, case_id, "message", now)
             else:
-                raise CaseRefused(f"a {doc.kind} is not for the sender's node")
+                raise CaseRefused(f"a {doc.kind} is not for the sender's node", code="wrong_node")
         except CaseRefused as exc:
             await self._audit(who, case_id, f"refused {doc.kind}", now, str(exc)[:300])
             log("case request refused", case=case_id.hex()[:8], why=str(exc)[:200])
@@ -763,16 +791,21 @@ class CaseService(NodeService):
     # --- what people do --------------------------------------------------------------
 
     async def _acting(
-        self, case_id: bytes, person: Identity, now: int, *, kept: tuple[str, str] = ("", "")
+        self,
+        case_id: bytes,
+        person: Identity,
+        now: int,
+        *,
+        kept: tuple[str, str, str] = ("", "", ""),
     ) -> tuple[CaseRow, Case, bytes, frozenset[Role]]:
         """The case's row, the case, the person's key and roles, for a person acting on
-        a case here: 404 if they may not see it; with ``kept`` (a role, a refusal), 409
+        a case here: 404 if they may not see it; with ``kept`` (a role, a refusal, its key), 409
         and the refusal when this node does not keep the case in that role."""
         who = person.public.key
         row = await self.seen(case_id, who, now)
-        kept_as, where = kept
+        kept_as, where, key = kept
         if kept_as and row.role != kept_as:
-            raise CaseError(409, where)
+            raise CaseError(409, where, key=key)
         return row, row.case, who, policy.roles(row.case, who, self.view(now))
 
     async def act(
@@ -798,18 +831,32 @@ class CaseService(NodeService):
                         and case.reader
                         and policy.may_know_reader(case, who, self.view(now))
                     ):  # a coordinator may know who has it; other members only that
-                        raise CaseError(409, f"{exc} (by {case.reader.hex()[:12]})") from None
+                        members = self.view(now).members
+                        found = members.get(case.reader)
+                        name = found.body["display_name"] if found else case.reader.hex()[:12]
+                        raise CaseError(
+                            409,
+                            f"{exc} (by {case.reader.hex()[:12]})",
+                            key=N_("refused_case_taken_by"),
+                            values={"reader": name},
+                        ) from None
                     raise
             elif reader is None:
-                raise CaseError(400, "assign needs the reader's id")
+                raise CaseError(
+                    400, "assign needs the reader's id", key=N_("refused_assign_no_reader")
+                )
             else:
                 try:
                     machine.assign_to(case, reader, by=who, roles=roles, now=now)
                 except CaseRefused as exc:
-                    raise CaseError(409, str(exc)) from None
+                    raise case_refused(exc) from None
             if row.role == "copy":
                 if event not in ASKED_FROM_COPY:
-                    raise CaseError(409, f"only the sender's node can {event} this case")
+                    raise CaseError(
+                        409,
+                        f"only the sender's node can {event} this case",
+                        key=N_("refused_at_sender_node"),
+                    )
                 doc = self._event(case_id, event, person, now, reader=reader, note=note)
                 await self._send(case_id, [doc], [row.sender_node], event, now)
                 await self._keep_document(decode_document(doc), case_id, now)
@@ -827,7 +874,14 @@ class CaseService(NodeService):
         """The reader signs a report (or an addendum, once reported) and sends it back."""
         async with self._decision():
             row, case, who, roles = await self._acting(
-                case_id, person, now, kept=("copy", "reports are written on the reader's node")
+                case_id,
+                person,
+                now,
+                kept=(
+                    "copy",
+                    "reports are written on the reader's node",
+                    N_("refused_report_at_reader"),
+                ),
             )
             first = case.state is State.ASSIGNED
             previous = await self.documents(case_id, "report")
@@ -845,7 +899,9 @@ class CaseService(NodeService):
                 "supersedes": None if first or not previous else previous[-1].digest,
             }
             if not body["findings"] and not body["impression"]:
-                raise CaseError(400, "a report needs findings or an impression")
+                raise CaseError(
+                    400, "a report needs findings or an impression", key=N_("report_empty")
+                )
             raw = _signed("report", body, person)
             purpose = "report" if first else "addendum"
             doc = await self._send_kept(case_id, raw, [row.sender_node], purpose, now)
@@ -898,7 +954,11 @@ class CaseService(NodeService):
                 case_id,
                 person,
                 now,
-                kept=("sender", "evaluations are written on the sender's node"),
+                kept=(
+                    "sender",
+                    "evaluations are written on the sender's node",
+                    N_("refused_evaluation_at_sender"),
+                ),
             )
             case = _step(case, "evaluate", who, roles, now)
             (report, *_) = await self.documents(case_id, "report")
@@ -1063,13 +1123,18 @@ def _step(case: Case, event: str, who: bytes, roles: frozenset[Role], now: int) 
     try:
         return machine.apply(case, event, by=who, roles=roles, now=now)[0]
     except CaseRefused as exc:
-        raise CaseError(409, str(exc)) from None
+        raise case_refused(exc) from None
 
 
 def _bool(fields: dict[str, Any], name: str) -> bool:
     value = fields.get(name)
     if not isinstance(value, bool):
-        raise CaseError(400, f"evaluation: {name} must be true or false")
+        raise CaseError(
+            400,
+            f"evaluation: {name} must be true or false",
+            key=N_("refused_evaluation_field"),
+            values={"field": Key(name)},
+        )
     return value
 
 

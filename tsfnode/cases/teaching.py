@@ -23,6 +23,7 @@ from protocol.cases import State
 from protocol.directory import make_record
 from protocol.identity import Identity, PublicIdentity
 from tsfnode.errors import CaseError
+from tsfnode.i18n import N_, Key
 
 if TYPE_CHECKING:
     from tsfnode.cases.service import CaseService
@@ -67,24 +68,39 @@ async def publish(
     service: CaseService, case_id: bytes, person: Identity, title: str, now: int
 ) -> dict[str, Any]:
     if not 1 <= len(title.strip()) <= 200:
-        raise CaseError(400, "title: 1 to 200 characters")
+        raise CaseError(400, "title: 1 to 200 characters", key=N_("refused_teaching_title"))
     row = await service.seen(case_id, person.public.key, now)
     case = row.case
     if row.role != "copy" or case.reader != person.public.key:
-        raise CaseError(403, "only the reader of the case publishes it, from the reader's node")
+        raise CaseError(
+            403,
+            "only the reader of the case publishes it, from the reader's node",
+            key=N_("refused_teaching_reader"),
+        )
     if case.state not in (State.EVALUATED, State.CLOSED):
         state = case.state.value
-        raise CaseError(409, f"the case is {state}: not evaluated, or its images are gone")
+        raise CaseError(
+            409,
+            f"the case is {state}: not evaluated, or its images are gone",
+            key=N_("refused_teaching_state"),
+            values={"state": Key(f"state_{state}")},
+        )
     consents = [
         d
         for d in await service.documents(case_id, "evaluation")
         if d.signer.key == case.sender and d.body["teaching_consent"]
     ]
     if not consents:
-        raise CaseError(409, "the sender did not consent to teaching with this case")
+        raise CaseError(
+            409,
+            "the sender did not consent to teaching with this case",
+            key=N_("refused_teaching_consent"),
+        )
     reports = [d for d in await service.documents(case_id, "report") if d.signer == person.public]
     if not reports:
-        raise CaseError(409, "the case has no report of yours")
+        raise CaseError(
+            409, "the case has no report of yours", key=N_("refused_teaching_no_report")
+        )
     report = reports[-1]
     form = row.form
     teaching_id = os.urandom(16)
@@ -117,7 +133,12 @@ async def publish(
     outcome = await service.directory.add([record], now)
     if not outcome["added"]:
         await asyncio.to_thread(target.unlink, True)
-        raise CaseError(409, f"the directory did not take the record ({', '.join(outcome)})")
+        raise CaseError(
+            409,
+            f"the directory did not take the record ({', '.join(outcome)})",
+            key=N_("refused_directory"),
+            values={"detail": ", ".join(outcome)},
+        )
     await service.audit.append(
         actor=person.public.key, case_id=case_id, action="teach", detail=teaching_id.hex(), now=now
     )

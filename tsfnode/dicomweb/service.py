@@ -59,6 +59,7 @@ from tsfnode.dicomweb.query import (
     returned,
     select,
 )
+from tsfnode.i18n import LANGUAGES, N_, choose_language, texts
 from tsfnode.images.listing import BULK, PIXEL_DATA
 from tsfnode.images.render import FULL, Window
 from tsfnode.info import dicomweb_base_url
@@ -78,6 +79,33 @@ class Person:
 
 def _unauthorized(reason: str) -> web.HTTPUnauthorized:
     return web.HTTPUnauthorized(text=f"401: {reason}", headers={"WWW-Authenticate": CHALLENGE})
+
+
+def _language(request: web.Request) -> str | None:
+    """The language a caller asked for (Accept-Language, ?lang=, the web application's
+    cookie); None for a viewer program that asks for none."""
+    if request.headers.get("Accept-Language") or request.query.get("lang") in LANGUAGES:
+        return choose_language(request)
+    return choose_language(request) if request.cookies.get("lang") in LANGUAGES else None
+
+
+def _refused(
+    request: web.Request, kind: type[web.HTTPException], key: str, **values: object
+) -> web.HTTPException:
+    """A refusal whose text is the catalogue's ``key``, after its status (``404: ...``),
+    in the caller's language (English for a program that asks for none)."""
+    text = texts(_language(request) or "en")(key, **values)
+    return kind(text=f"{kind.status_code}: {text}")
+
+
+def _refused_as_is(
+    request: web.Request, kind: type[web.HTTPException], reason: object
+) -> web.HTTPException:
+    """A refusal in the words of the parser that made it (English), after a lead-in in
+    the caller's language that says so when they asked for one."""
+    lang = _language(request)
+    text = texts(lang)(N_("refused"), detail=reason) if lang else str(reason)
+    return kind(text=f"{kind.status_code}: {text}")
 
 
 def _token_of(header: str) -> str:
@@ -116,7 +144,7 @@ async def caller(request: web.Request) -> Person:
         account_id = session.account_id
     account = await AccountStore(request.config_dict[STORE].db).account_by_id(account_id)
     if account is None or account.person_key is None:
-        raise web.HTTPForbidden(text="403: DICOMweb is for readers, coordinators and senders")
+        raise _refused(request, web.HTTPForbidden, N_("dicomweb_not_a_member"))
     return Person(account_id, account.person_key)
 
 
@@ -225,7 +253,7 @@ def _query(request: web.Request) -> Query:
     try:
         return parse(request.query.items())
     except QueryError as exc:
-        raise web.HTTPBadRequest(text=f"400: {exc}") from None
+        raise _refused_as_is(request, web.HTTPBadRequest, exc) from None
 
 
 def _search(level: str) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -233,7 +261,7 @@ def _search(level: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         try:
             media = choose_search_media(_accept(request))
         except NotAcceptable as exc:
-            raise web.HTTPNotAcceptable(text=f"406: {exc}") from None
+            raise _refused_as_is(request, web.HTTPNotAcceptable, exc) from None
         query = at_level(_query(request), level)
         person = await person_of(request)
         instances = await _visible(request, person, request.match_info.get("study"))
@@ -271,8 +299,14 @@ async def _chosen(request: web.Request) -> tuple[Person, list[Instance]]:
         if (series is None or i.series == series) and (sop is None or i.sop == sop)
     ]
     if not found:
-        what = "instance" if sop else "series" if series else "study"
-        raise web.HTTPNotFound(text=f"404: no {what} {sop or series or study} here for you")
+        key = (
+            N_("dicomweb_no_instance")
+            if sop
+            else N_("dicomweb_no_series")
+            if series
+            else N_("dicomweb_no_study")
+        )
+        raise _refused(request, web.HTTPNotFound, key, uid=sop or series or study)
     found.sort(key=lambda i: (i.series, _order(i.meta, "instance")))
     return person, found
 
@@ -300,7 +334,7 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
     try:
         syntaxes = [choose_instance_syntax(ranges, i.syntax) for i in instances]
     except NotAcceptable as exc:
-        raise web.HTTPNotAcceptable(text=f"406: {exc}") from None
+        raise _refused_as_is(request, web.HTTPNotAcceptable, exc) from None
     await _audit(request, person, instances, "dicomweb retrieve", f"{len(instances)} instances")
 
     async def parts() -> AsyncIterator[tuple[str, str, bytes]]:
@@ -351,16 +385,15 @@ def _frame_numbers(request: web.Request, instance: Instance) -> list[int]:
         # Each frame once, in the order first asked (1,1,1,... made 125 MiB of one URL).
         numbers = list(dict.fromkeys(int(n) for n in text.split(",")))
     except ValueError:
-        raise web.HTTPBadRequest(text=f"400: frames {text!r}: numbers such as 1,2,3") from None
+        raise _refused(request, web.HTTPBadRequest, N_("dicomweb_frames"), frames=text) from None
     if len(numbers) > MAX_FRAMES_PER_REQUEST:
-        raise web.HTTPBadRequest(
-            text=f"400: at most {MAX_FRAMES_PER_REQUEST} frames per request"
-            " (the whole instance: its bulk data)"
+        raise _refused(
+            request, web.HTTPBadRequest, N_("dicomweb_many_frames"), count=MAX_FRAMES_PER_REQUEST
         )
     bad = [n for n in numbers if not 1 <= n <= instance.frames]
     if bad:
-        raise web.HTTPNotFound(
-            text=f"404: frame {bad[0]} of an instance of {instance.frames} frame(s)"
+        raise _refused(
+            request, web.HTTPNotFound, N_("dicomweb_no_frame"), frame=bad[0], frames=instance.frames
         )
     return numbers
 
@@ -390,7 +423,7 @@ async def _send_frames(
     try:
         media, syntax = choose_frame_syntax(_accept(request), instance.syntax)
     except NotAcceptable as exc:
-        raise web.HTTPNotAcceptable(text=f"406: {exc}") from None
+        raise _refused_as_is(request, web.HTTPNotAcceptable, exc) from None
     frames = await asyncio.to_thread(frames_of, instance, numbers, syntax)
 
     async def parts() -> AsyncIterator[tuple[str, str, bytes]]:
@@ -418,7 +451,7 @@ async def bulkdata(request: web.Request) -> web.StreamResponse:
     ds = await asyncio.to_thread(dcmread, instance.path)
     element = ds.get(int(tag, 16))
     if element is None or not isinstance(element.value, bytes):
-        raise web.HTTPNotFound(text=f"404: no bulk data {tag} in this instance")
+        raise _refused(request, web.HTTPNotFound, N_("dicomweb_no_bulk_data"), tag=tag)
     body = Multipart("application/octet-stream")
     data = body.head("application/octet-stream") + element.value + body.end()
     return web.Response(body=data, headers={"Content-Type": body.content_type})
@@ -434,7 +467,7 @@ def _pair(request: web.Request, name: str, kind: type, usage: str) -> tuple[Any,
     try:
         return (kind(parts[0]), kind(parts[1]), *parts[2:])
     except (IndexError, ValueError):
-        raise web.HTTPBadRequest(text=f"400: {usage}") from None
+        raise _refused(request, web.HTTPBadRequest, N_("dicomweb_usage"), usage=usage) from None
 
 
 def _rendering(request: web.Request, default_size: int) -> dict[str, Any]:
@@ -444,23 +477,21 @@ def _rendering(request: web.Request, default_size: int) -> dict[str, Any]:
     if window is not None:
         centre, width, *function = window
         if width <= 0 or function[:1] not in ([], ["linear"], ["linear-exact"]):
-            raise web.HTTPBadRequest(text="400: window: width > 0, function linear only")
+            raise _refused(request, web.HTTPBadRequest, N_("dicomweb_window"))
         options["window"] = Window(centre, width)
     viewport = _pair(request, "viewport", int, "viewport=width,height")
     if viewport is not None:
         if len(viewport) > 2 or not all(1 <= side <= FULL for side in viewport):
-            raise web.HTTPBadRequest(
-                text=f"400: viewport: width,height from 1 to {FULL}, without a cropped region"
-            )
+            raise _refused(request, web.HTTPBadRequest, N_("dicomweb_viewport"), full=FULL)
         options["max_size"] = min(viewport)
     quality = request.query.get("quality")
     if quality:
         try:
             options["quality"] = int(quality)
         except ValueError:
-            raise web.HTTPBadRequest(text="400: quality: 1 to 100") from None
+            raise _refused(request, web.HTTPBadRequest, N_("dicomweb_quality")) from None
         if not 1 <= options["quality"] <= 100:
-            raise web.HTTPBadRequest(text="400: quality: 1 to 100")
+            raise _refused(request, web.HTTPBadRequest, N_("dicomweb_quality"))
     return options
 
 
@@ -468,9 +499,9 @@ async def _render(request: web.Request, instance: Instance, frame: int, size: in
     try:
         media = choose_rendered(_accept(request))
     except NotAcceptable as exc:
-        raise web.HTTPNotAcceptable(text=f"406: {exc}") from None
+        raise _refused_as_is(request, web.HTTPNotAcceptable, exc) from None
     if not instance.frames:
-        raise web.HTTPNotFound(text="404: this instance holds no image")
+        raise _refused(request, web.HTTPNotFound, N_("dicomweb_no_image"))
     options = _rendering(request, size)
     options["fmt"] = "PNG" if media == "image/png" else "JPEG"
     body = await asyncio.to_thread(
@@ -484,7 +515,7 @@ async def rendered(request: web.Request) -> web.Response:
     instance = instances[0]
     numbers = _frame_numbers(request, instance) if "frames" in request.match_info else [1]
     if len(numbers) != 1:
-        raise web.HTTPBadRequest(text="400: one frame at a time is rendered")
+        raise _refused(request, web.HTTPBadRequest, N_("dicomweb_one_frame"))
     await _audit(request, person, instances, "dicomweb retrieve", "rendered")
     return await _render(request, instance, numbers[0], FULL)
 
@@ -527,7 +558,7 @@ async def preflight(
     origin = _allowed_origin(request)
     if origin is None:
         origin_text = request.headers.get("Origin")
-        raise web.HTTPForbidden(text=f"403: origin {origin_text} is not in [dicomweb] cors_origins")
+        raise _refused(request, web.HTTPForbidden, N_("dicomweb_origin"), origin=origin_text)
     return web.Response(
         status=204,
         headers={

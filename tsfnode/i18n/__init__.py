@@ -37,7 +37,7 @@ import datetime as dt
 import functools
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
@@ -63,6 +63,13 @@ FORMAT_LOCALES = {"en": "en_GB"}
 def N_(key: str) -> str:
     """Marks ``key`` as a catalogue key for the extraction; the text comes later."""
     return key
+
+
+class Key(str):
+    """A value of a text that is itself a catalogue key (a state, a role): said in the
+    text's language when the text is (``texts(lang)("key", state=Key("state_closed"))``)."""
+
+    __slots__ = ()
 
 
 def catalogue_path(lang: str, root: Path = LOCALE_DIR) -> Path:
@@ -91,6 +98,28 @@ def translator(lang: str) -> Mapping[str, str]:
     return MappingProxyType({k: translations.gettext(k) for k in keys})
 
 
+# The sub-speciality codes of group and member records that have a name in the
+# catalogues (``subspeciality_<code>``); another code, from a record signed elsewhere, is
+# shown as it is.
+SUBSPECIALITIES = {
+    "paediatrics": N_("subspeciality_paediatrics"),
+    "chest": N_("subspeciality_chest"),
+    "abdominal": N_("subspeciality_abdominal"),
+    "thoraco_abdominal": N_("subspeciality_thoraco_abdominal"),
+    "neuro": N_("subspeciality_neuro"),
+    "head_neck": N_("subspeciality_head_neck"),
+    "musculoskeletal": N_("subspeciality_musculoskeletal"),
+    "womens_imaging": N_("subspeciality_womens_imaging"),
+    "breast": N_("subspeciality_breast"),
+    "cardiac": N_("subspeciality_cardiac"),
+    "vascular": N_("subspeciality_vascular"),
+    "interventional": N_("subspeciality_interventional"),
+    "emergency": N_("subspeciality_emergency"),
+    "oncology": N_("subspeciality_oncology"),
+    "nuclear": N_("subspeciality_nuclear"),
+    "general": N_("subspeciality_general"),
+}
+
 _UNITS = ((1e9, N_("gb"), 1), (1e6, N_("mb"), 1))  # then ko, whole
 
 
@@ -105,7 +134,15 @@ class Texts:
 
     def __call__(self, key: str, **values: object) -> str:
         text = self._translations.gettext(key)
-        return text.format(**values) if values else text
+        return text.format(**{k: self._said(v) for k, v in values.items()}) if values else text
+
+    def _said(self, value: object) -> object:
+        """A value as a text shows it: a Key's text, each Key of a tuple's, listed."""
+        if isinstance(value, Key):
+            return self._translations.gettext(value)
+        if isinstance(value, tuple) and value and all(isinstance(v, Key) for v in value):
+            return ", ".join(self._translations.gettext(v) for v in value)
+        return value
 
     def plural(self, key: str, count: int, **values: object) -> str:
         """The form of ``key``'s text for ``count`` (shown as ``{count}``, as the
@@ -121,6 +158,14 @@ class Texts:
         for n in (0, 1, 2, 3, 5, 11, 21, 101, 1_000_000):  # one of each category, or more
             forms.setdefault(str(locale.plural_form(n)), self._translations.ngettext(key, key, n))
         return forms
+
+    def speciality(self, code: str) -> str:
+        """A sub-speciality's name (``paediatrics``: pédiatrie); an unknown code as is."""
+        return self(SUBSPECIALITIES[code]) if code in SUBSPECIALITIES else code
+
+    def specialities(self, codes: Iterable[str]) -> str:
+        """Sub-specialities named and listed: pédiatrie, thorax."""
+        return ", ".join(self.speciality(c) for c in codes)
 
     def number(self, value: float, digits: int = 0) -> str:
         """1 234,5 in French, 1,234.5 in English (``digits`` after the decimal sign)."""

@@ -75,7 +75,33 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     ),
     "join_": ("reader", "sender"),  # the role an applicant asks for
     "kind_": GROUP_KINDS,  # a group's kind
-    "role_": ("reader", "sender", "coordinator"),  # a member's role
+    # a member's role; a case's roles (protocol.cases.Role), as a refusal names them
+    "role_": ("reader", "sender", "coordinator", "member", "node"),
+    "transfer_": (  # a delivery's or a received bundle's state (transfers.progress)
+        "pending",
+        "sending",
+        "deposited",
+        "delivered",
+        "failed",
+        "receiving",
+        "complete",
+        "holding",
+        "expired",
+    ),
+    "via_": ("direct", "relay"),  # a transfer's route (protocol.transfer.Route)
+    # an audit entry's action (web.admin.action_code): the case table's events, what
+    # people do with a case here, asked of the sender's node from a copy, refused
+    "audit_": (
+        *(
+            "submit send deliver receive assign claim accept decline release escalate "
+            "report deliver_report addendum message add_images evaluate close cancel purge "
+            "offer_to_group view view_images teach pair_propose pair_accept pair_active "
+            "pair_suspended pair_ended member_attest report_pdf report_fhir report_to_pacs "
+            "report_to_pacs_automatic export_zip dicom_send dicomweb_search dicomweb_retrieve "
+            "ask_claim ask_assign ask_release ask_accept ask_decline refused_report "
+            "refused_evaluation refused_case_message refused_case_event"
+        ).split(),
+    ),
     "pair_": ("active", "suspended", "ended"),  # a pair's status
     "token_": ("valid", "expired", "revoked"),  # a DICOMweb token's state (web.tools)
     "send_": ("sending", "done", "failed"),  # a C-STORE sending's state (web.tools)

@@ -3,8 +3,11 @@ or mask, before the case can be sent."""
 
 from __future__ import annotations
 
+import re
+
 from pydicom.dataset import Dataset
 
+from tsfnode.i18n import N_, Texts
 from tsfnode.intake.elements import has, text_of
 
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
@@ -30,6 +33,32 @@ def burned_in_reasons(ds: Dataset) -> list[str]:
     if conversion in ("DF", "DV", "DI", "SD", "SI"):
         reasons.append(f"digitised film or document (Conversion Type {conversion})")
     return reasons
+
+
+# Each reason as the review book keeps it (in English, as the CLI prints it), and the
+# catalogue key that says it on a page; named groups are the text's values.
+REASON_TEXTS = (
+    (re.compile(r"Burned In Annotation is YES"), N_("burned_in_annotation")),
+    (
+        re.compile(r"modality (?P<modality>\S+) often shows text in the image"),
+        N_("burned_in_modality"),
+    ),
+    (re.compile(r"secondary capture \(a screen or a photo\)"), N_("burned_in_capture")),
+    (
+        re.compile(r"digitised film or document \(Conversion Type (?P<conversion>\S+)\)"),
+        N_("burned_in_digitised"),
+    ),
+    (re.compile(r"photo of a film: its label may show the patient's name"), N_("burned_in_photo")),
+)
+
+
+def said_reason(reason: str, words: Texts) -> str:
+    """A reason of the review book in the page's language (one it does not know, from an
+    older version, as it is)."""
+    for pattern, key in REASON_TEXTS:
+        if found := pattern.fullmatch(reason):
+            return words(key, **found.groupdict())
+    return reason
 
 
 def mask_regions(ds: Dataset, rectangles: list[tuple[int, int, int, int]]) -> None:

@@ -5,12 +5,14 @@ storage, the network-wide figures, and the audit log (verified on every visit)."
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from protocol.cases import State
 from protocol.errors import IntegrityError
 from protocol.identity import PublicIdentity
 from tsfnode import __version__
@@ -19,6 +21,7 @@ from tsfnode.auth.sessions import require
 from tsfnode.cases.audit_log import read_entries, verify_log
 from tsfnode.cases.metrics import network_figures
 from tsfnode.clock import request_now
+from tsfnode.i18n import N_, Texts, texts
 from tsfnode.store.mail import MailStore
 from tsfnode.transfers.progress import list_progress
 from tsfnode.web.common import language_of, names_of, render_page, when
@@ -26,6 +29,33 @@ from tsfnode.web.common import language_of, names_of, render_page, when
 SHOWN = 200  # rows of a list shown at most (the page stays light)
 AUDIT_SHOWN = 50
 FOLDERS = ("blobs", "chunks", "intake", "received", "teaching", "uploads")
+ROUTED = {
+    "pair": N_("pair_word"),
+    "group": N_("kind_subspeciality"),
+    "community": N_("kind_community"),
+}
+STATES = {s.value for s in State}
+
+
+def action_code(action: str) -> str:
+    """An audit entry's action as the key of its name (``audit_<code>``): "view images"
+    is ``view_images``; the page shows the action as written when no key has it."""
+    return re.sub(r"[^a-z]+", "_", action.lower()).strip("_")
+
+
+def audit_detail(detail: str, words: Texts) -> str:
+    """An audit entry's detail in the page's language where it is a known shape (a
+    case's state, the nodes a case was sealed for, the bundles purged); ids, counts and
+    other details as written."""
+    if detail in STATES:
+        return words(f"state_{detail}")
+    if found := re.fullmatch(r"(?:(pair|group|community) to )?(\d+) node\(s\)", detail):
+        nodes = words.plural("count_nodes", int(found.group(2)))
+        routed = found.group(1)
+        return f"{words(ROUTED[routed])} · {nodes}" if routed else nodes
+    if found := re.fullmatch(r"(\d+) bundle\(s\)", detail):
+        return words.plural("count_bundles", int(found.group(1)))
+    return detail
 
 
 def _size(folder: Path) -> int:
@@ -74,6 +104,7 @@ async def admin_page(request: web.Request) -> web.Response:
         for k, r in sorted(view.nodes.items(), key=lambda kv: kv[1].body["name"])
     ][:SHOWN]
     people = names_of(request)
+    words = texts(lang)
     try:
         audit_count = await verify_log(store)
         audit_error = None
@@ -84,10 +115,11 @@ async def admin_page(request: web.Request) -> web.Response:
         {
             "seq": e.seq,
             "when": when(e.at_ms, lang),
-            "actor": people.get(e.actor.hex(), e.actor.hex()[:8] if e.actor else "node"),
+            "actor": people.get(e.actor.hex(), e.actor.hex()[:8] if e.actor else words("node")),
             "case": e.case_id.hex()[:8],
             "action": e.action,
-            "detail": e.detail,
+            "code": action_code(e.action),
+            "detail": audit_detail(e.detail, words),
         }
         for e in reversed(entries)
     ]

@@ -33,7 +33,7 @@ from tsfnode.cases.policy import shown_to
 from tsfnode.cases.service import summary
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
-from tsfnode.i18n import N_
+from tsfnode.i18n import N_, texts
 from tsfnode.routes import Routes
 from tsfnode.web.caseform import shown_form
 from tsfnode.web.common import (
@@ -141,7 +141,7 @@ async def cases(request: web.Request) -> web.Response:
         group = view.group_records.get(found.case.target)
         row["group"] = ""
         if group is not None:
-            covers = ", ".join(group.body["subspecialities"])
+            covers = texts(lang).specialities(group.body["subspecialities"])
             row["group"] = group.body["name"] + (f" ({covers})" if covers else "")
         elif found.pair_id is not None:
             row["group"] = "pair"

@@ -74,6 +74,7 @@ def render(
         num=words.number,
         size=words.size,
         sizes=words.sizes,
+        specialities=words.specialities,
         say=lambda error: say(error, lang),
         lang=lang,
         languages=LANGUAGES,

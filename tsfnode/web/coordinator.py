@@ -34,7 +34,7 @@ from tsfnode.auth.sessions import LOGIN_COOKIE, check_csrf, require, set_cookie
 from tsfnode.cases.service import summary
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
-from tsfnode.i18n import N_, texts, translator
+from tsfnode.i18n import N_, Key, texts, translator
 from tsfnode.logs import log
 from tsfnode.mail.messages import Notice, title
 from tsfnode.routes import Routes
@@ -254,7 +254,7 @@ async def coordinator_page(request: web.Request) -> web.Response:
                 "registration": m.body["registration"],
                 "diploma": m.body["diploma"],
                 "facility": m.body["facility"],
-                "subspecialities": ", ".join(m.body["subspecialities"]),
+                "subspecialities": texts(lang).specialities(m.body["subspecialities"]),
                 "capacity": m.body["weekly_capacity"],
                 "charter": texts(lang).date(m.body["charter_accepted"]),
                 "expires": texts(lang).date(m.body["expires"]),
@@ -328,7 +328,7 @@ async def coordinator_page(request: web.Request) -> web.Response:
         applications=pending,
         cases=cases,
         charts=await _charts(request, mine, now, lang),
-        error=_shown(request.query.get("error"), lang),
+        error=_shown(request.query.get("error"), lang, request.query.get("values")),
     )
 
 
@@ -480,17 +480,42 @@ async def assign(request: web.Request) -> web.Response:
 
 
 def _back_with(exc: Exception) -> web.HTTPSeeOther:
-    """Back to the page, which shows the refusal: its catalogue key, or the node's words."""
-    key = exc.key if isinstance(exc, NodeError) else None
-    return web.HTTPSeeOther(f"/web/coordinator?error={quote(key or str(exc)[:200])}")
+    """Back to the page, which shows the refusal: its catalogue key with its values (a
+    value that is itself a key, a state, kept as one), or the node's words."""
+    if isinstance(exc, NodeError) and exc.key is not None:
+        values = {
+            k: {"key": str(v)} if isinstance(v, Key) else str(v) for k, v in exc.values.items()
+        }
+        said = f"{quote(exc.key)}&values={quote(json.dumps(values))}" if values else exc.key
+        return web.HTTPSeeOther(f"/web/coordinator?error={said}")
+    return web.HTTPSeeOther(f"/web/coordinator?error={quote(str(exc)[:200])}")
 
 
-def _shown(error: str | None, lang: str) -> str | NodeError | None:
-    """A refusal given back to the page: a catalogue key as it is, other words as a
-    refusal of the node (said to be in English)."""
+def _shown(error: str | None, lang: str, values: str | None = None) -> str | NodeError | None:
+    """A refusal given back to the page: a catalogue key (with its values), other words
+    as a refusal of the node (said to be in English)."""
     if not error:
         return None
-    return error if error in translator(lang) else NodeError(error)
+    known = translator(lang)
+    if error not in known:
+        return NodeError(error)
+    try:
+        given = json.loads(values) if values else {}
+    except ValueError:
+        given = {}
+    if not isinstance(given, dict) or not given:
+        return error
+    shown: dict[str, object] = {}
+    for name, value in given.items():
+        if isinstance(value, dict) and value.get("key") in known:
+            shown[str(name)] = Key(value["key"])
+        else:
+            shown[str(name)] = str(value)[:200]
+    try:  # values that do not fit the text (a link written by hand): the text alone
+        texts(lang)(error, **shown)
+    except (KeyError, IndexError, ValueError):
+        return error
+    return NodeError(error, key=error, values=shown)
 
 
 def add_routes(app: web.Application) -> None:

@@ -41,7 +41,8 @@ from tsfnode.cases.metrics import group_suggestions
 from tsfnode.cases.pairs import listed
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
-from tsfnode.i18n import N_, choose_language, texts
+from tsfnode.i18n import N_, Texts, choose_language, texts
+from tsfnode.intake.burnedin import said_reason
 from tsfnode.intake.importer import importer_for
 from tsfnode.intake.owners import NoSuchStudy, StudyOwners
 from tsfnode.intake.review import ReviewBook
@@ -50,7 +51,7 @@ from tsfnode.logs import log
 from tsfnode.routes import Routes
 from tsfnode.store.transfers import TransferStore
 from tsfnode.web.caseform import AgeRefused, answered_form
-from tsfnode.web.common import language_of, person_of, refusal, render_page
+from tsfnode.web.common import language_of, person_of, refusal, render_page, say
 
 ROUTES = Routes()
 
@@ -198,7 +199,7 @@ async def batch_import(request: web.Request) -> web.Response:
 
     def shown() -> list[dict[str, Any]]:  # of the studies found, those this sender owns
         mine = owners.studies_of(result["studies"], session.account_id)
-        return [_study(book, u) for u in mine]
+        return [_study(book, u, texts(lang)) for u in mine]
 
     studies = await asyncio.to_thread(shown)
     rejected += [
@@ -242,7 +243,7 @@ def _shown(folder: Path, name: str) -> str:
     return f"{given}: {member}" if member else given
 
 
-def _study(book: ReviewBook, uid: str) -> dict[str, Any]:
+def _study(book: ReviewBook, uid: str, words: Texts) -> dict[str, Any]:
     """What the page shows of a study in the intake: counts, size, modality, the images
     to check (with their size in pixels, for the mask tool)."""
     from pydicom import dcmread
@@ -255,7 +256,8 @@ def _study(book: ReviewBook, uid: str) -> dict[str, Any]:
     flags = []
     for flag in book.flags(uid):
         ds = dcmread(folder / flag.series_uid / f"{flag.sop_uid}.dcm", stop_before_pixels=True)
-        flags.append({**flag.as_dict(), "rows": int(ds.Rows), "columns": int(ds.Columns)})
+        shown = {**flag.as_dict(), "reasons": [said_reason(r, words) for r in flag.reasons]}
+        flags.append({**shown, "rows": int(ds.Rows), "columns": int(ds.Columns)})
     return {
         **book.summary(uid).as_dict(),
         "modality": modality,
@@ -333,8 +335,9 @@ async def review(request: web.Request) -> web.Response:
             await asyncio.to_thread(book.confirm, uid, [image], now_ms=request_now(request))
             log("review: images confirmed", account=session.username, images=1)
     except NodeError as exc:
-        raise web.HTTPUnprocessableEntity(text=str(exc)) from None
-    return web.json_response(await asyncio.to_thread(_study, book, uid))
+        raise web.HTTPUnprocessableEntity(text=say(exc, language_of(request, session))) from None
+    words = texts(language_of(request, session))
+    return web.json_response(await asyncio.to_thread(_study, book, uid, words))
 
 
 # --- the page and the submission ----------------------------------------------------

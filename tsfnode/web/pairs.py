@@ -14,9 +14,9 @@ from tsfnode.auth.sessions import posted_form, require
 from tsfnode.cases import pairs
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
-from tsfnode.i18n import N_
+from tsfnode.i18n import N_, texts
 from tsfnode.routes import Routes
-from tsfnode.web.common import names_of, person_of, render_page
+from tsfnode.web.common import language_of, names_of, person_of, render_page
 
 ROUTES = Routes()
 
@@ -33,6 +33,7 @@ async def pairs_page(
     now = request_now(request)
     view = service.view(now)
     names = names_of(request)
+    words = texts(language_of(request, session))
     mine = await pairs.listed(service, person.public.key, now)
     me = person.public.key.hex()
     for pair in mine["pairs"]:
@@ -46,7 +47,7 @@ async def pairs_page(
     colleagues = sorted(
         (
             {"id": PublicIdentity(key).text, "name": m.body["display_name"],
-             "where": m.body["facility"] or ", ".join(m.body["subspecialities"])}
+             "where": m.body["facility"] or words.specialities(m.body["subspecialities"])}
             for key, m in view.members.items()
             if m.body["role"] in wanted and key != person.public.key
         ),
