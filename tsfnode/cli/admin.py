@@ -22,6 +22,7 @@ from bootstrap.network import NetworkFile, NetworkFileError, load_network
 from protocol.documents import split_documents
 from protocol.errors import ProtocolError
 from protocol.identity import Identity, PublicIdentity
+from tsfnode.cli.key import add_rotate_parser
 from tsfnode.clock import Clock
 from tsfnode.errors import NodeError
 from tsfnode.keyfile import read_key
@@ -185,6 +186,7 @@ def member_attest(args: argparse.Namespace) -> int:
             weekly_capacity=args.weekly_capacity,
             now=_now(),
             days=args.days,
+            replaces=None if args.replaces is None else _id(args.replaces, "replaced id"),
         )
     )
     _write_records(args.out, records)
@@ -439,6 +441,7 @@ def add_parsers(sub: Any) -> None:
     p = key_sub.add_parser("show", help="print a key's id")
     p.add_argument("file", type=Path)
     p.set_defaults(handler=key_show)
+    add_rotate_parser(key_sub)
 
     net = sub.add_parser("network", help="create or show a network")
     net_sub = net.add_subparsers(dest="network_command", required=True)
@@ -497,6 +500,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--home-node", required=True, help="id of the member's home node")
     p.add_argument("--weekly-capacity", type=int, default=3)
     p.add_argument("--days", type=int, default=365)
+    p.add_argument("--replaces", help="the member's lost key: this key takes its place")
     p.set_defaults(handler=member_attest)
     for parent in (member_sub, sub):
         p = parent.add_parser("revoke", help="revoke a key (member, node, group)")
