@@ -29,24 +29,11 @@ from protocol.errors import ProtocolError
 from protocol.identity import Identity, PublicIdentity
 from tsfnode.clock import Clock
 from tsfnode.errors import NodeError
-from tsfnode.keyfile import read_key, write_key
+from tsfnode.keyfile import read_key, retired_key_path, write_key
 from tsfnode.nodedir import NodeDir, read_run_info
 
 ROTATION_DAYS = 3650  # a rotation outlives every record of the key it retires
 DAY_MS = 86_400_000
-
-
-def retired_key_path(node_dir: NodeDir, key: bytes) -> Path:
-    """Where a node keeps a key it rotated away from (mode 0600, like node.key)."""
-    return node_dir.root / "retired-keys" / f"{key.hex()}.key"
-
-
-def retired_node_keys(node_dir: NodeDir) -> list[Identity]:
-    """The node's earlier keys, kept to open bundles sealed to them before a rotation."""
-    folder = node_dir.root / "retired-keys"
-    if not folder.is_dir():
-        return []
-    return [read_key(path) for path in sorted(folder.glob("*.key"))]
 
 
 async def _rotate(node_dir: NodeDir, username: str | None, now: int) -> tuple[str, str]:
