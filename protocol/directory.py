@@ -281,6 +281,7 @@ class View:
     successors: dict[bytes, bytes] = field(default_factory=dict)  # old key -> next key
     retired: dict[bytes, int] = field(default_factory=dict)  # old key -> last valid ms
     forked: set[bytes] = field(default_factory=set)  # keys rotated twice: for an anchor
+    replaced: set[bytes] = field(default_factory=set)  # lost keys, re-admitted under new ones
     changes_at: int | None = None  # a rotation comes in force then (its not_before)
 
     def is_admitted(self, node: bytes) -> bool:
@@ -376,6 +377,7 @@ def compute_view(records: Iterable[Document], network: Network, now: int) -> Vie
                 if held is None or _order(held) < _order(cert):
                     replaced[old] = cert
         for old, cert in replaced.items():  # an anchor's word settles a fork too
+            view.replaced.add(old)
             successors[old] = cert.body["node"]
             retired[old] = min(retired.get(old, cert.created), cert.created)
             view.forked.discard(old)
@@ -412,6 +414,7 @@ def compute_view(records: Iterable[Document], network: Network, now: int) -> Vie
                 old = rec.body.get("replaces")
                 # Only a member of the same group can be replaced by its coordinator.
                 if old is not None and old != member and group in groups_of.get(old, ()):
+                    view.replaced.add(old)
                     successors[old] = member
                     retired[old] = min(retired.get(old, rec.created), rec.created)
                     view.forked.discard(old)

@@ -100,12 +100,59 @@ async def _rotate(node_dir: NodeDir, username: str | None, now: int) -> tuple[st
         await store.close()
 
 
+async def _replace(node_dir: NodeDir) -> tuple[str, str]:
+    """A new node key in place of a lost or stolen one, without a rotation (the old key
+    is not trusted to sign one): person keys sealed with the old key are sealed again if
+    it is still readable. Returns the old and the new id."""
+    from tsfnode.store import Store
+
+    new = Identity.generate(secrets.token_bytes)
+    store = await Store.open(node_dir.database)
+    try:
+        old_text = await store.get_meta("node_id") or "?"
+        try:
+            old: Identity | None = read_key(node_dir.key)
+        except NodeError:
+            old = None
+        people = sorted(node_dir.people.glob("*.key"))
+        if old is not None:
+            for path in people:
+                write_key(path, read_key(path), seal_with=sealing_key(new))
+        elif people:
+            print(
+                "The person keys of this node were sealed with the lost key: their accounts "
+                "need new keys, attested again (tsfnode member attest ... --replaces OLD_ID)."
+            )
+        write_key(node_dir.key, new)
+        await store.set_meta("node_id", new.public.text)
+        return old_text, new.public.text
+    finally:
+        await store.close()
+
+
 def key_rotate(args: argparse.Namespace) -> int:
     node_dir = NodeDir(args.directory)
     if not node_dir.config.exists():
         raise NodeError(f"{args.directory} is not a node directory (no config.toml)")
     if read_run_info(node_dir) is not None:
         raise NodeError("stop the node first (tsfnode service stop, or Ctrl-C), then rotate")
+    if args.lost:
+        if args.person:
+            raise NodeError(
+                "--lost is for the node's key; a person's lost key is replaced by "
+                "a coordinator (tsfnode member attest ... --replaces OLD_ID)"
+            )
+        old, new = asyncio.run(_replace(node_dir))
+        print("Replaced the node's key (lost or stolen): no rotation was signed with it.")
+        print(f"Old id: {old}")
+        print(f"New id: {new}")
+        print("Ask the network's anchor to admit the new id in place of the old one:")
+        print(
+            f"  tsfnode readmit {new} --replaces {old} --revoke --network NET --key ANCHOR "
+            "--out readmit.tsfd"
+        )
+        print("then take the records in: tsfnode directory DIR --add readmit.tsfd")
+        return 0
     try:
         old, new = asyncio.run(_rotate(node_dir, args.person, Clock().now_ms()))
     except (KeyFileError, ProtocolError) as exc:
@@ -164,6 +211,11 @@ def add_rotate_parser(key_sub: Any) -> None:
     p = key_sub.add_parser("rotate", help="move a node (stopped) or a person to a new key")
     p.add_argument("directory", type=Path, help="the node directory")
     p.add_argument("--person", metavar="USERNAME", help="rotate this account's person key")
+    p.add_argument(
+        "--lost",
+        action="store_true",
+        help="the node's key was lost or stolen: a new key, for the anchor to readmit",
+    )
     p.set_defaults(handler=key_rotate)
 
 

@@ -162,6 +162,9 @@ class TransferService(NodeService):
         # here was delivered (its receipt came back).
         self.on_opened: Callable[[Manifest, BundleHeader, Path], Awaitable[None]] | None = None
         self.on_delivered: Callable[[bytes, bytes, int], Awaitable[None]] | None = None
+        # Set by the case service: a bundle sealed here for a key that was lost goes to
+        # (bundle id, old key, new key, now): sealed again for the new key.
+        self.on_readdressed: Callable[[bytes, bytes, bytes, int], Awaitable[None]] | None = None
         # Set by the case service: lists an opened bundle's files (images/listing.py) in
         # the folder it opens into, before the folder appears, in the opening thread.
         self.index_opened: Callable[[Path], None] | None = None
@@ -232,6 +235,9 @@ class TransferService(NodeService):
             self._last_poll = now
             self._spawn(self._poll_relays())
             await self._expire(now)
+            for bundle_id, old, new in await self.outbox.readdress(now):
+                if new != old and self.on_readdressed is not None:
+                    await self.on_readdressed(bundle_id, old, new, now)
         await self._start_pulls()
 
     # --- bundles held here -------------------------------------------------------------
