@@ -28,13 +28,13 @@ def read_key(path: Path) -> Identity:
 
 def retired_key_path(node_dir: NodeDir, key: bytes) -> Path:
     """Where a node keeps a key it rotated away from (mode 0600, like node.key)."""
-    return node_dir.root / "retired-keys" / f"{key.hex()}.key"
+    return node_dir.retired_keys / f"{key.hex()}.key"
 
 
 def retired_node_keys(node_dir: NodeDir) -> tuple[Identity, ...]:
     """The node's earlier keys (`tsfnode key rotate`), kept to open what peers sealed to
     them before they learnt of the rotation (SPEC.md §8.5); they sign only receipts."""
-    folder = node_dir.root / "retired-keys"
+    folder = node_dir.retired_keys
     if not folder.is_dir():
         return ()
     return tuple(read_key(path) for path in sorted(folder.glob("*.key")))

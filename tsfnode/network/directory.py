@@ -76,8 +76,13 @@ class DirectoryService:
         return self.directory.view(now)
 
     async def add(self, raws: Iterable[bytes], now: int) -> Counter[str]:
+        forked = self.view(now).forked
         outcome = self.directory.add_many(raws, now)
         await self.persist()
+        for key in sorted(self.view(now).forked - forked):
+            # Two rotations of one key: a thief's and the owner's. For the operator, who
+            # asks the anchor to settle it (revocation and re-admission, SPEC.md §8.5).
+            log("key rotated twice, refused", level=30, key=PublicIdentity(key).short)
         return outcome
 
     async def persist(self) -> None:
