@@ -385,7 +385,7 @@ def compute_view(records: Iterable[Document], network: Network, now: int) -> Vie
             issuer, node = cert.signer.key, cert.body["node"]
             by_group = issuer in view.groups and view.groups[issuer].body["may_admit"]
             if (issuer in anchors or by_group) and node not in revoked:
-                view.admitted.setdefault(current(node), issuer)
+                view.admitted[current(node)] = issuer
         for rec in by_kind["group"]:
             if rec.signer.key in view.groups:
                 view.group_records[rec.signer.key] = _resolved(
