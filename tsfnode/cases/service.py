@@ -529,16 +529,20 @@ class CaseService(NodeService):
 
     # --- bundles in and out (transfer hooks) -----------------------------------------
 
-    async def _delivered(self, bundle_id: bytes, recipient: bytes, now: int) -> None:
+    async def _case_of(self, bundle_id: bytes) -> tuple[str, CaseRow] | None:
+        """The purpose of a bundle sealed or taken in here, and its case's row (the
+        caller holds the decision lock)."""
         found = await self.rows.bundle(bundle_id)
-        if found is None:
-            return
-        case_id, purpose = found.case_id, found.purpose
+        row = None if found is None else await self.row(found.case_id)
+        return None if found is None or row is None else (found.purpose, row)
+
+    async def _delivered(self, bundle_id: bytes, recipient: bytes, now: int) -> None:
         async with self._decision():
-            row = await self.row(case_id)
-            if row is None:
+            found = await self._case_of(bundle_id)
+            if found is None:
                 return
-            case = row.case
+            purpose, row = found
+            case, case_id = row.case, row.case_id
             if purpose == "images" and row.role == "sender":
                 await self._record_delivery(row, recipient, now)
             elif purpose == "report" and row.role == "copy":
@@ -553,14 +557,12 @@ class CaseService(NodeService):
         """A bundle sealed here for a key that was lost is sealed again for the key that
         replaces it (SPEC.md §8.5): the study from the intake with the case's request, or
         the documents it carried, kept with the case. The case goes on."""
-        found = await self.rows.bundle(bundle_id)
-        if found is None:
-            return
-        case_id, purpose = found.case_id, found.purpose
         async with self._decision():
-            row = await self.row(case_id)
-            if row is None:
+            found = await self._case_of(bundle_id)
+            if found is None:
                 return
+            purpose, row = found
+            case_id = row.case_id
             if old in row.recipients:
                 recipients = tuple(dict.fromkeys(new if r == old else r for r in row.recipients))
                 await self.rows.update(case_id, now, recipients=recipients)

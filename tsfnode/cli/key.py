@@ -1,9 +1,8 @@
-"""`tsfnode key rotate` and `tsfnode readmit`: a node or a person moves to a new key
+"""`tsfnode key rotate`: a node or a person moves to a new key
 (SPEC.md §8.5).
 
     tsfnode key rotate /var/lib/tsfnode                      # the node's key (node stopped)
     tsfnode key rotate /var/lib/tsfnode --person dr.diallo   # a person's key
-    tsfnode readmit NEW_ID --replaces OLD_ID --revoke --network sahel --key anchor.key --out r.tsfd
 
 A rotation is signed by the old key and countersigned by the new one; the node takes it
 into its directory, and its peers learn it by gossip. The id of a node or a person *is*
@@ -21,12 +20,11 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from bootstrap import tools
 from bootstrap.keys import KeyFileError, sealing_key
 from bootstrap.network import NetworkFile, NetworkFileError, load_network
 from protocol.directory import ROTATION_GRACE_MS, sign_rotation
 from protocol.errors import ProtocolError
-from protocol.identity import Identity, PublicIdentity
+from protocol.identity import Identity
 from tsfnode.clock import Clock
 from tsfnode.errors import NodeError
 from tsfnode.keyfile import read_key, retired_key_path, write_key
@@ -36,20 +34,26 @@ ROTATION_DAYS = 3650  # a rotation outlives every record of the key it retires
 DAY_MS = 86_400_000
 
 
+def node_network(node_dir: NodeDir) -> NetworkFile:
+    """The network the node of ``node_dir`` belongs to (its config names it)."""
+    from tsfnode.config import load_config
+
+    config = load_config(node_dir.config)
+    try:
+        return load_network(config.network, base=node_dir.root)
+    except NetworkFileError as exc:
+        raise NodeError(str(exc)) from None
+
+
 async def _rotate(node_dir: NodeDir, username: str | None, now: int) -> tuple[str, str]:
     """Sign the rotation, take it into the node's directory, then put the new key in
     place. Returns the old and the new id."""
-    from tsfnode.config import load_config
     from tsfnode.network.directory import DirectoryService
     from tsfnode.store import Store
     from tsfnode.store.accounts import AccountStore
 
-    config = load_config(node_dir.config)
+    network = node_network(node_dir)
     node = read_key(node_dir.key)
-    try:
-        network = load_network(config.network, base=node_dir.root)
-    except NetworkFileError as exc:
-        raise NodeError(str(exc)) from None
     store = await Store.open(node_dir.database)
     try:
         accounts = AccountStore(store.db)
@@ -168,44 +172,6 @@ def key_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _network(name: str) -> NetworkFile:
-    try:
-        return load_network(name)
-    except NetworkFileError as exc:
-        raise NodeError(str(exc)) from None
-
-
-def _id(text: str, what: str) -> PublicIdentity:
-    try:
-        return PublicIdentity.from_text(text)
-    except ProtocolError as exc:
-        raise NodeError(f"{what} {text!r}: {exc}") from None
-
-
-def readmit(args: argparse.Namespace) -> int:
-    network = _network(args.network)
-    issuer = read_key(args.key)
-    node, old = _id(args.node, "node id"), _id(args.replaces, "replaced node id")
-    if node == old:
-        raise NodeError("--replaces names the same id: a re-admission is under a new key")
-    if args.out.exists():
-        raise NodeError(f"{args.out} already exists: choose another --out file")
-    now = Clock().now_ms()
-    try:
-        records = []
-        if args.revoke:
-            records.append(tools.revoke(network, issuer, old, reason=args.reason, now=now))
-        records.append(
-            tools.admit_node(network, issuer, node, now=now + 1, days=args.days, replaces=old)
-        )
-    except ProtocolError as exc:
-        raise NodeError(str(exc)) from None
-    args.out.write_bytes(b"".join(records))
-    print(f"Wrote {len(records)} signed record(s) to {args.out}")
-    print(f"Take them into a node with: tsfnode directory NODE_DIR --add {args.out}")
-    return 0
-
-
 def add_rotate_parser(key_sub: Any) -> None:
     """`tsfnode key rotate` (under the `key` command of cli/admin.py)."""
     p = key_sub.add_parser("rotate", help="move a node (stopped) or a person to a new key")
@@ -217,18 +183,3 @@ def add_rotate_parser(key_sub: Any) -> None:
         help="the node's key was lost or stolen: a new key, for the anchor to readmit",
     )
     p.set_defaults(handler=key_rotate)
-
-
-def add_parsers(sub: Any) -> None:
-    p = sub.add_parser(
-        "readmit", help="admit a node again under a new key, in place of a lost or stolen one"
-    )
-    p.add_argument("node", help="the node's new id")
-    p.add_argument("--replaces", required=True, help="the lost or stolen id")
-    p.add_argument("--revoke", action="store_true", help="revoke the old key too (stolen)")
-    p.add_argument("--reason", default="key lost or stolen")
-    p.add_argument("--network", required=True, help="network name or file")
-    p.add_argument("--key", type=Path, required=True, help="anchor key, or the admitting group's")
-    p.add_argument("--out", type=Path, required=True, help="records file to write")
-    p.add_argument("--days", type=int, default=365)
-    p.set_defaults(handler=readmit)

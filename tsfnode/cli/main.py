@@ -21,14 +21,13 @@ PARSER_MODULES = {
     "backup": "add_parsers",
     "service": "add_parsers",
     "doctor": "add_parser",
-    "key": "add_parsers",
 }
 COMMAND_MODULES = {
     **dict.fromkeys(
-        ["account", "key", "network", "admit", "group", "member", "revoke", "directory"],
+        ["account", "key", "network", "admit", "readmit", "group", "member", "revoke"],
         "admin",
     ),
-    **dict.fromkeys(["peers", "nearest"], "admin"),
+    **dict.fromkeys(["directory", "peers", "nearest"], "admin"),
     **dict.fromkeys(["import", "studies", "review", "send"], "intake"),
     **dict.fromkeys(["seal", "transfers"], "transfers"),
     "audit": "audit",
@@ -36,7 +35,6 @@ COMMAND_MODULES = {
     **dict.fromkeys(["backup", "restore", "backup-key"], "backup"),
     "service": "service",
     "doctor": "doctor",
-    "readmit": "key",
 }
 
 
