@@ -41,10 +41,20 @@ def _sign(
 
 
 def admit_node(
-    network: NetworkFile, issuer: Identity, node: PublicIdentity, *, now: int, days: int = 365
+    network: NetworkFile,
+    issuer: Identity,
+    node: PublicIdentity,
+    *,
+    now: int,
+    days: int = 365,
+    replaces: PublicIdentity | None = None,
 ) -> bytes:
-    """A node certificate, signed by an anchor (or a group allowed to admit)."""
-    return _sign("node_cert", {"node": node.key}, issuer, network, now, days)
+    """A node certificate, signed by an anchor (or a group allowed to admit); with
+    ``replaces``, the node is admitted again under a new key in place of a lost one."""
+    fields: dict[str, object] = {"node": node.key}
+    if replaces is not None:
+        fields["replaces"] = replaces.key
+    return _sign("node_cert", fields, issuer, network, now, days)
 
 
 def create_group(
@@ -113,9 +123,11 @@ def attest_member(
     weekly_capacity: int,
     now: int,
     days: int = 365,
+    replaces: PublicIdentity | None = None,
 ) -> bytes:
     """A coordinator's attestation: registration with the medical council, diploma,
-    charter accepted (readers); facility and charter (senders)."""
+    charter accepted (readers); facility and charter (senders). With ``replaces``, the
+    member's new key in place of a lost one (SPEC.md §8.5)."""
     if role not in MEMBER_ROLES:
         raise LocalProtocolError(f"role: one of {', '.join(MEMBER_ROLES)}")
     if role in ("reader", "coordinator") and not (registration and diploma):
@@ -137,6 +149,7 @@ def attest_member(
             "languages": list(languages),
             "home_node": home_node.key,
             "weekly_capacity": weekly_capacity,
+            **({} if replaces is None else {"replaces": replaces.key}),
         },
         coordinator,
         network,

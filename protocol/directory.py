@@ -49,18 +49,25 @@ KIND_RANK = {
     "group_cert": 0,
     "node_cert": 1,
     "revocation": 2,
-    "group": 3,
-    "node": 4,
-    "member": 5,
-    "pair": 6,
-    "node_stats": 7,
-    "teaching_case": 8,
+    "key_rotation": 3,
+    "group": 4,
+    "node": 5,
+    "member": 6,
+    "pair": 7,
+    "node_stats": 8,
+    "teaching_case": 9,
 }
 CLOCK_SKEW_MS = 5 * 60 * 1000
 PAIR_TERMS_TAG = "pair/terms"
 PAIR_ID_TAG = b"tsf/pair-id\x00"
 PAIR_ALONE = ("suspended", "ended")  # what one party, or the reader's coordinator, may sign
 DIGEST_ENTRY = struct.Struct(">8sQ4s")
+ROTATION_TAG = "key_rotation/new"
+ROTATION_GRACE_MS = 24 * 3600 * 1000
+"""After a rotation's ``not_before``, records the old key signs are still taken in for
+this long (records made just before the rotation that are still on their way); later
+ones are refused (``retired``)."""
+_ROTATION_MESSAGE = struct.Struct(">32s32sQ")
 
 RecordKey = tuple[Any, ...]
 
@@ -96,6 +103,9 @@ def record_key(doc: Document) -> RecordKey:
             return ("pair", terms["pair_id"], terms["reader"], terms["sender"])
         case "revocation":
             return ("revocation", s, b["target"])
+        case "key_rotation":
+            # The new key is in the key: two rotations of one key are both kept (a fork).
+            return ("key_rotation", s, b["new"])
         case "teaching_case":
             return ("teaching_case", s, b["teaching_id"])
     raise LocalProtocolError(f"{doc.kind} is not a directory record")
@@ -152,7 +162,7 @@ def new_pair_terms(
 def reader_coordinators(view: View, reader: bytes) -> frozenset[bytes]:
     """The coordinators of the group that attested ``reader`` (who may also suspend or
     end the reader's pairs)."""
-    member = view.members.get(reader)
+    member = view.members.get(view.current(reader))
     if member is None:
         return frozenset()
     return frozenset(view.coordinators.get(member.body["group"], ()))
@@ -204,6 +214,56 @@ def countersign(terms_bytes: bytes, party: Identity) -> bytes:
     return party.sign(PAIR_TERMS_TAG, terms_bytes)
 
 
+def rotation_message(old: bytes, new: bytes, not_before: int) -> bytes:
+    """What the new key countersigns in a key rotation (tag ``key_rotation/new``): the old
+    key, the new key and ``not_before`` as 8 bytes, big-endian (SPEC.md §8.5)."""
+    return _ROTATION_MESSAGE.pack(old, new, not_before)
+
+
+def sign_rotation(
+    old: Identity,
+    new: Identity,
+    *,
+    not_before: int,
+    network: str,
+    version: int,
+    now: int,
+    ttl: int,
+) -> bytes:
+    """A key rotation record: signed by ``old``, countersigned by ``new`` (both held)."""
+    if old.public.key == new.public.key:
+        raise LocalProtocolError("a key cannot be rotated to itself")
+    countersignature = new.sign(
+        ROTATION_TAG, rotation_message(old.public.key, new.public.key, not_before)
+    )
+    fields = {"new": new.public.key, "not_before": not_before, "countersignature": countersignature}
+    return make_record(
+        "key_rotation", fields, signer=old, network=network, version=version, now=now, ttl=ttl
+    )
+
+
+def rotation_countersigned(doc: Document) -> bool:
+    """Whether the new key of a rotation record countersigned it."""
+    body = doc.body
+    try:
+        PublicIdentity(body["new"]).verify(
+            ROTATION_TAG,
+            rotation_message(doc.signer.key, body["new"], body["not_before"]),
+            body["countersignature"],
+        )
+    except ProtocolError:
+        return False
+    return True
+
+
+def _resolved(doc: Document, changes: dict[str, Any]) -> Document:
+    """``doc`` read with keys replaced by their successors: the signed bytes (``raw``) and
+    the digest are those of the record as signed; only ``body`` is the reading in force."""
+    if all(doc.body.get(k) == v for k, v in changes.items()):
+        return doc
+    return Document(kind=doc.kind, signer=doc.signer, body={**doc.body, **changes}, raw=doc.raw)
+
+
 @dataclass
 class View:
     """What is in force: admitted nodes, certified groups, attested members, pairs."""
@@ -218,9 +278,32 @@ class View:
     pairs: dict[bytes, Document] = field(default_factory=dict)  # pair id -> pair record
     stats: dict[bytes, Document] = field(default_factory=dict)
     teaching: dict[bytes, Document] = field(default_factory=dict)  # teaching id -> record
+    successors: dict[bytes, bytes] = field(default_factory=dict)  # old key -> next key
+    retired: dict[bytes, int] = field(default_factory=dict)  # old key -> last valid ms
+    forked: set[bytes] = field(default_factory=set)  # keys rotated twice: for an anchor
+    replaced: set[bytes] = field(default_factory=set)  # lost keys, re-admitted under new ones
+    changes_at: int | None = None  # a rotation comes in force then (its not_before)
 
     def is_admitted(self, node: bytes) -> bool:
         return node in self.admitted
+
+    def current(self, key: bytes) -> bytes:
+        """The key that holds ``key``'s standing now: itself, or the end of its chain of
+        rotations and re-admissions (SPEC.md §8.5)."""
+        seen = {key}
+        while (after := self.successors.get(key)) is not None and after not in seen:
+            seen.add(after)
+            key = after
+        return key
+
+    def acting(self, signer: bytes, created: int) -> bytes | None:
+        """Whose standing a record signed by ``signer`` at ``created`` has: the signer's,
+        or for a retired key its successor's if it was signed before the key retired;
+        None when a retired key signed it later (it is refused)."""
+        until = self.retired.get(signer)
+        if until is None:
+            return signer
+        return self.current(signer) if created <= until else None
 
     @functools.cached_property
     def admitted_in_order(self) -> list[bytes]:
@@ -230,6 +313,31 @@ class View:
     def role_of(self, person: bytes) -> str | None:
         member = self.members.get(person)
         return None if member is None else str(member.body["role"])
+
+
+def _successors(
+    by_kind: dict[str, list[Document]], revoked: set[bytes], now: int
+) -> tuple[dict[bytes, bytes], dict[bytes, int], set[bytes], int | None]:
+    """Rotations in force (SPEC.md §8.5): old key -> new key, when the old key retires,
+    the keys rotated twice (forks, refused), and the next ``not_before`` still to come."""
+    news: dict[bytes, set[bytes]] = {}
+    for rec in by_kind["key_rotation"]:
+        news.setdefault(rec.signer.key, set()).add(rec.body["new"])
+    forked = {old for old, targets in news.items() if len(targets) > 1}
+    claimed = Counter(new for targets in news.values() for new in targets)
+    successors: dict[bytes, bytes] = {}
+    retired: dict[bytes, int] = {}
+    later: int | None = None
+    for rec in by_kind["key_rotation"]:
+        old, new, not_before = rec.signer.key, rec.body["new"], rec.body["not_before"]
+        if old in forked or claimed[new] > 1 or old in revoked or new in revoked:
+            continue
+        if not_before > now:
+            later = not_before if later is None else min(later, not_before)
+            continue
+        successors[old] = new
+        retired[old] = not_before + ROTATION_GRACE_MS
+    return successors, retired, forked, later
 
 
 def compute_view(records: Iterable[Document], network: Network, now: int) -> View:
@@ -242,29 +350,78 @@ def compute_view(records: Iterable[Document], network: Network, now: int) -> Vie
 
     def build(revoked: set[bytes]) -> View:
         view = View(revoked=set(revoked))
+        successors, retired, view.forked, view.changes_at = _successors(by_kind, revoked, now)
+        view.successors, view.retired = successors, retired
+        current = view.current
         for cert in by_kind["group_cert"]:
             group = cert.body["group"]
             if cert.signer.key in anchors and group not in revoked:
                 view.groups[group] = cert
+        replaced: dict[bytes, Document] = {}  # old node key -> the latest re-admission
+        issuers: dict[bytes, set[bytes]] = {}
+        for cert in by_kind["node_cert"]:
+            issuers.setdefault(cert.body["node"], set()).add(cert.signer.key)
+        for cert in by_kind["node_cert"]:
+            issuer, node = cert.signer.key, cert.body["node"]
+            by_group = issuer in view.groups and view.groups[issuer].body["may_admit"]
+            if not (issuer in anchors or by_group) or node in revoked:
+                continue
+            old = cert.body.get("replaces")
+            # An anchor may re-admit any node; a group only a node it admitted itself.
+            if (
+                old is not None
+                and old != node
+                and (issuer in anchors or issuer in issuers.get(old, ()))
+            ):
+                held = replaced.get(old)
+                if held is None or _order(held) < _order(cert):
+                    replaced[old] = cert
+        for old, cert in replaced.items():  # an anchor's word settles a fork too
+            view.replaced.add(old)
+            successors[old] = cert.body["node"]
+            retired[old] = min(retired.get(old, cert.created), cert.created)
+            view.forked.discard(old)
         for cert in by_kind["node_cert"]:
             issuer, node = cert.signer.key, cert.body["node"]
             by_group = issuer in view.groups and view.groups[issuer].body["may_admit"]
             if (issuer in anchors or by_group) and node not in revoked:
-                view.admitted[node] = issuer
+                view.admitted[current(node)] = issuer
         for rec in by_kind["group"]:
             if rec.signer.key in view.groups:
-                view.group_records[rec.signer.key] = rec
+                view.group_records[rec.signer.key] = _resolved(
+                    rec,
+                    {
+                        "coordinators": [current(c) for c in rec.body["coordinators"]],
+                        "members": [current(m) for m in rec.body["members"]],
+                    },
+                )
                 view.coordinators[rec.signer.key] = {
-                    c for c in rec.body["coordinators"] if c not in revoked
+                    current(c) for c in rec.body["coordinators"] if c not in revoked
                 }
+        attested: list[Document] = []
+        groups_of: dict[bytes, set[bytes]] = {}
+        for rec in by_kind["member"]:
+            groups_of.setdefault(rec.body["member"], set()).add(rec.body["group"])
         for rec in by_kind["member"]:
             group, member = rec.body["group"], rec.body["member"]
+            signer = view.acting(rec.signer.key, rec.created)
             if (
                 group in view.groups
-                and rec.signer.key in view.coordinators.get(group, ())
+                and signer in view.coordinators.get(group, ())
                 and member not in revoked
             ):
-                view.members[member] = rec
+                attested.append(rec)
+                old = rec.body.get("replaces")
+                # Only a member of the same group can be replaced by its coordinator.
+                if old is not None and old != member and group in groups_of.get(old, ()):
+                    view.replaced.add(old)
+                    successors[old] = member
+                    retired[old] = min(retired.get(old, rec.created), rec.created)
+                    view.forked.discard(old)
+        for rec in sorted(attested, key=_order):  # a re-attestation beats the key it replaces
+            member = current(rec.body["member"])
+            home = current(rec.body["home_node"])
+            view.members[member] = _resolved(rec, {"member": member, "home_node": home})
         return view
 
     revoked = {
@@ -286,22 +443,37 @@ def compute_view(records: Iterable[Document], network: Network, now: int) -> Vie
             revoked.add(target)
     if revoked != view.revoked:
         view = build(revoked)
-    for rec in by_kind["node"] + by_kind["node_stats"]:
-        if rec.signer.key in view.admitted:
-            (view.nodes if rec.kind == "node" else view.stats)[rec.signer.key] = rec
+    for rec in sorted(by_kind["node"] + by_kind["node_stats"], key=_order):
+        node = view.acting(rec.signer.key, rec.created)
+        if node is None or node not in view.admitted:
+            continue
+        held = view.nodes if rec.kind == "node" else view.stats
+        if node != rec.signer.key and node in held and held[node].signer.key == node:
+            continue  # the new key's own record wins over the one the old key signed
+        if rec.kind == "node":
+            rec = _resolved(rec, {"relays": [view.current(r) for r in rec.body["relays"]]})
+        held[node] = rec
     for rec in by_kind["pair"]:
         terms = pair_terms(rec)
-        reader, sender = view.members.get(terms["reader"]), view.members.get(terms["sender"])
+        if terms["reader"] in revoked or terms["sender"] in revoked:
+            continue
+        reader_key, sender_key = view.current(terms["reader"]), view.current(terms["sender"])
+        reader, sender = view.members.get(reader_key), view.members.get(sender_key)
         if (
             reader is not None
             and sender is not None
             and reader.body["role"] in ("reader", "coordinator")
             and sender.body["role"] == "sender"
+            and view.acting(rec.signer.key, rec.created) is not None
             and pair_signer_refusal(rec, terms, view) is None
         ):
+            if (reader_key, sender_key) != (terms["reader"], terms["sender"]):
+                moved = {**terms, "reader": reader_key, "sender": sender_key}
+                rec = _resolved(rec, {"terms": pack(moved)})
             view.pairs[terms["pair_id"]] = rec
     for rec in by_kind["teaching_case"]:
-        reader = view.members.get(rec.signer.key)
+        author = view.acting(rec.signer.key, rec.created)
+        reader = view.members.get(author) if author is not None else None
         if reader is not None and reader.body["role"] in ("reader", "coordinator"):
             view.teaching[rec.body["teaching_id"]] = rec
     return view
@@ -344,8 +516,9 @@ class Directory:
         self._shared = False  # True: the state may be another directory's too (copy())
         self.ignored: Counter[str] = Counter()
         """Why records were turned away: forged, malformed, other_network, expired,
-        future, revoked, unknown_signer, not_entitled, bad_countersignature, bad_pair_id
-        (a pair id that is not derived from the record's members), full."""
+        future, revoked, retired (signed by a rotated key after its grace), unknown_signer,
+        not_entitled, bad_countersignature, bad_pair_id (a pair id that is not derived
+        from the record's members), full."""
 
     def __len__(self) -> int:
         return len(self._s.records)
@@ -380,6 +553,8 @@ class Directory:
             self._s.view = compute_view(self._s.records.values(), self.network, now)
             self._s.view_since = now
             live = [d.body["expires"] for d in self._s.records.values() if d.body["expires"] > now]
+            if self._s.view.changes_at is not None:
+                live.append(self._s.view.changes_at)
             self._s.view_until = min(live, default=2**63)
         return self._s.view
 
@@ -489,6 +664,10 @@ class Directory:
         signer = doc.signer.key
         if signer in view.revoked:
             return "revoked"
+        acting = view.acting(signer, body["created"])
+        if acting is None:
+            return "retired"
+        signer = acting  # a retired key's earlier records count as its successor's
         anchors = self.network.anchors
         groups = view.groups
         match doc.kind:
@@ -507,12 +686,14 @@ class Directory:
             case "revocation":
                 ok = (
                     signer in anchors
-                    or signer == body["target"]
+                    or doc.signer.key == body["target"]
                     or signer in groups
                     or any(signer in c for c in view.coordinators.values())
                 )
             case "pair":
                 return self._pair_refusal(doc, view)
+            case "key_rotation":
+                return self._rotation_refusal(doc, signer, view)
             case "teaching_case":
                 member = view.members.get(signer)
                 ok = member is not None and member.body["role"] in ("reader", "coordinator")
@@ -560,9 +741,27 @@ class Directory:
             return "bad_countersignature"
         if reader in view.revoked or sender in view.revoked:
             return "revoked"
-        if reader not in view.members or sender not in view.members:
+        if view.current(reader) not in view.members or view.current(sender) not in view.members:
             return "unknown_signer"
         return None
+
+    def _rotation_refusal(self, doc: Document, signer: bytes, view: View) -> str | None:
+        """A key rotation is taken in when the new key countersigned it, the old key holds
+        standing (an admitted node or an attested member, itself or through an earlier
+        rotation) and the new key has none of its own and is not revoked. A second
+        rotation of one key is taken in too: both are then refused in the view (a fork)."""
+        new = doc.body["new"]
+        if new == doc.signer.key:
+            return "malformed"
+        if not rotation_countersigned(doc):
+            return "bad_countersignature"
+        if new in view.revoked:
+            return "revoked"
+        if new in view.admitted or new in view.members or new in self.network.anchors:
+            return "not_entitled"
+        if signer in view.admitted or signer in view.members:
+            return None
+        return "unknown_signer"
 
     def _drop_revoked(self, now: int) -> None:
         revoked = self.view(now).revoked

@@ -287,8 +287,9 @@ DIRECTORY_KINDS: tuple[DocumentKind, ...] = (
         name="node_cert",
         max_body=1 * KiB,
         signer="a trust anchor, or a group certified with may_admit",
-        schema=Schema({**_RECORD, "node": _ID}),
-        doc="Admits a node to the network.",
+        schema=Schema({**_RECORD, "node": _ID, "replaces": Optional(_ID)}),
+        doc="Admits a node to the network; with `replaces`, under a new key that takes the "
+        "place of a lost or stolen one (re-admission, SPEC.md §8.5).",
     ),
     DocumentKind(
         code=18,
@@ -347,10 +348,12 @@ DIRECTORY_KINDS: tuple[DocumentKind, ...] = (
                 "languages": List(Str(min=2, max=16), 16),
                 "home_node": _ID,
                 "weekly_capacity": Int(0, 1000),
+                "replaces": Optional(_ID),
             }
         ),
         doc="A coordinator's attestation of a member: role, registration with the medical "
-        "council, speciality diploma, charter accepted; for senders, their facility.",
+        "council, speciality diploma, charter accepted; for senders, their facility; with "
+        "`replaces`, the person's new key in place of a lost one (SPEC.md §8.5).",
     ),
     DocumentKind(
         code=21,
@@ -413,6 +416,23 @@ DIRECTORY_KINDS: tuple[DocumentKind, ...] = (
         "without free text (modality, body part, age, sex), the digests of the signed "
         "report and of the sender's evaluation that consents, and the node that serves "
         "its fully anonymised images.",
+    ),
+    DocumentKind(
+        code=25,
+        name="key_rotation",
+        max_body=1 * KiB,
+        signer="the old key, countersigned by the new key",
+        schema=Schema(
+            {
+                **_RECORD,
+                "new": _ID,
+                "not_before": _TIME,
+                "countersignature": Bytes(64, 64),
+            }
+        ),
+        doc="A node or a person moves to a new key: signed by the old key, `countersignature` "
+        "by the new key (tag `key_rotation/new`, over old key, new key and `not_before`), so "
+        "the record proves possession of both (SPEC.md §8.5).",
     ),
 )
 DOCUMENT_KINDS = DOCUMENT_KINDS + DIRECTORY_KINDS

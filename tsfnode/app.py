@@ -56,6 +56,7 @@ from tsfnode.dicomweb.service import create_dicomweb_app
 from tsfnode.errors import NodeError
 from tsfnode.images.render import Renderer
 from tsfnode.info import FORWARDED
+from tsfnode.keyfile import retired_node_keys
 from tsfnode.logs import log
 from tsfnode.mail.service import MailService
 from tsfnode.mail.smtp import SmtpSettings
@@ -135,6 +136,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         blobs=app[BLOBS],
         directory=app[DIRECTORY],
         clock=app[CLOCK],
+        retired=retired_node_keys(app[NODE_DIR]),
     )
     transfers = app[TRANSFERS] = TransferService(context)
     settings = SmtpSettings.from_config(app[CONFIG], app[NODE_DIR].root)

@@ -2,6 +2,7 @@
 
 DIR/config.toml   settings (TOML), written by `tsfnode init`, edited by the operator
 DIR/node.key      the node's Ed25519 seed, mode 0600
+DIR/retired-keys/ the node's earlier keys (`tsfnode key rotate`), mode 0600
 DIR/node.db       the database (SQLite, schema migrations in tsfnode/store/)
 DIR/blobs/        content-addressed files (bundle chunks, DICOM)
 DIR/intake/       de-identified studies, STUDY/SERIES/SOP.dcm, and STUDY/review.json
@@ -30,6 +31,11 @@ class NodeDir:
     @property
     def key(self) -> Path:
         return self.root / "node.key"
+
+    @property
+    def retired_keys(self) -> Path:
+        """The node's keys before a rotation, to open what was sealed to them."""
+        return self.root / "retired-keys"
 
     @property
     def database(self) -> Path:

@@ -171,13 +171,14 @@ def _is(count: Any, i: int, wanted: int) -> bool:
 class PairedNet:
     """Two real nodes on loopback: CHU Cotonou (node 0) with Dr Koffi, a sender; Erasme
     (node 1) with Dr Anne, coordinator of the paediatric group, and Dr Marie, a reader
-    of it; Marie and Koffi in a pair (5 cases a week, 48 h), signed by both."""
+    of it; Marie and Koffi in a pair (5 cases a week, 48 h), signed by both. With
+    ``nodes`` > 2, more nodes of nobody, admitted, that gossip with them."""
 
-    def __init__(self, base: Path, **sections: Any) -> None:
+    def __init__(self, base: Path, *, nodes: int = 2, **sections: Any) -> None:
         anchor_key = base / "anchor.key"
         write_key(anchor_key, demo_anchor())
         self.base = base
-        self.cluster = c = Cluster(base, anchor_key, 2, **sections)
+        self.cluster = c = Cluster(base, anchor_key, nodes, **sections)
         self.koffi = Person(c, 0, "koffi", "sender", "Dr Koffi Émetteur")
         self.anne = Person(c, 1, "anne", "coordinator", "Dr Anne Coordinatrice")
         self.marie = Person(c, 1, "marie", "reader", "Dr Marie Lectrice")
@@ -195,7 +196,7 @@ class PairedNet:
         def members(i: int) -> int:
             return len(call(f"{c.url(i)}/api/v1/directory?kind=member", "")[1])
 
-        for i in range(2):
+        for i in range(nodes):
             wait_for(f"node {i} knows every person", functools.partial(_is, members, i, 3))
         self.pair = pair_up(self.marie, self.koffi, quota=5, hours=48)
 

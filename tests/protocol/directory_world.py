@@ -6,7 +6,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol.codec import pack
-from protocol.directory import Network, countersign, make_record, new_pair_terms, sign_pair
+from protocol.directory import (
+    ROTATION_TAG,
+    Network,
+    countersign,
+    make_record,
+    new_pair_terms,
+    rotation_message,
+    sign_pair,
+)
 from protocol.identity import Identity
 from tests.protocol.helpers import NOW, identity
 
@@ -44,8 +52,13 @@ class World:
     def node(self, name: str) -> Identity:
         return identity(f"node-{name}")
 
-    def node_cert(self, node: Identity, issuer: Identity | None = None) -> bytes:
-        return self.sign("node_cert", {"node": node.public.key}, issuer or self.anchor)
+    def node_cert(
+        self, node: Identity, issuer: Identity | None = None, replaces: Identity | None = None
+    ) -> bytes:
+        fields: dict[str, Any] = {"node": node.public.key}
+        if replaces is not None:
+            fields["replaces"] = replaces.public.key
+        return self.sign("node_cert", fields, issuer or self.anchor)
 
     def node_record(self, node: Identity, name: str = "Node", **extra: Any) -> bytes:
         fields = {
@@ -92,10 +105,14 @@ class World:
         role: str,
         signer: Identity | None = None,
         group: Identity | None = None,
+        replaces: Identity | None = None,
+        now: int = NOW,
     ) -> bytes:
+        extra = {} if replaces is None else {"replaces": replaces.public.key}
         return self.sign(
             "member",
             {
+                **extra,
                 "group": (group or self.group).public.key,
                 "member": person.public.key,
                 "role": role,
@@ -110,6 +127,7 @@ class World:
                 "weekly_capacity": 3,
             },
             signer or self.coordinator,
+            now=now,
         )
 
     def pair(
@@ -146,6 +164,25 @@ class World:
             now=NOW,
             ttl=30 * DAY,
         )
+
+    def rotation(
+        self,
+        old: Identity,
+        new: Identity,
+        *,
+        not_before: int = NOW,
+        countersigner: Identity | None = None,
+        now: int = NOW,
+    ) -> bytes:
+        """``old`` hands its standing to ``new`` from ``not_before`` (countersigned by
+        ``countersigner``, by default the new key)."""
+        message = rotation_message(old.public.key, new.public.key, not_before)
+        fields = {
+            "new": new.public.key,
+            "not_before": not_before,
+            "countersignature": (countersigner or new).sign(ROTATION_TAG, message),
+        }
+        return self.sign("key_rotation", fields, old, now=now)
 
     def revocation(self, target: Identity, signer: Identity) -> bytes:
         return self.sign("revocation", {"target": target.public.key, "reason": "left"}, signer)

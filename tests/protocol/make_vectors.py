@@ -22,7 +22,15 @@ from protocol.bundle import (
     encode_plaintext_header,
 )
 from protocol.codec import pack
-from protocol.directory import countersign, key_hash, new_pair_terms, record_key, sign_pair
+from protocol.directory import (
+    countersign,
+    key_hash,
+    new_pair_terms,
+    record_key,
+    rotation_message,
+    sign_pair,
+    sign_rotation,
+)
 from protocol.documents import decode_document, digest, encode_document
 from protocol.envelope import encode_envelope
 from protocol.identity import Identity, domain_message
@@ -173,6 +181,28 @@ def pairs() -> list[dict[str, Any]]:
     ]
 
 
+def rotations() -> list[dict[str, Any]]:
+    """A key rotation (SPEC §8.1, §8.5): the node's old key signs the record, the new key
+    countersigns old key ‖ new key ‖ not_before (tag key_rotation/new)."""
+    old, new = Identity(seed("node-erasme")), Identity(seed("node-erasme-2"))
+    not_before = NOW + 3_600_000
+    record = sign_rotation(
+        old, new, not_before=not_before, network="vectors", version=NOW, now=NOW, ttl=86_400_000
+    )
+    message = rotation_message(old.public.key, new.public.key, not_before)
+    return [
+        {
+            "old_seed": old.seed.hex(),
+            "new_seed": new.seed.hex(),
+            "not_before": not_before,
+            "countersigned_message": message.hex(),
+            "countersignature": decode_document(record).body["countersignature"].hex(),
+            "record": record.hex(),
+            "key_hash": key_hash(record_key(decode_document(record))).hex(),
+        }
+    ]
+
+
 def chunks() -> list[dict[str, Any]]:
     key = hashlib.sha256(b"bundle key").digest()
     bundle_id = hashlib.sha256(b"bundle id").digest()[:16]
@@ -279,6 +309,7 @@ def vectors() -> dict[str, Any]:
         "envelopes": envelopes(),
         "documents": documents(),
         "pairs": pairs(),
+        "rotations": rotations(),
         "chunks": chunks(),
         "bundles": bundles(),
         "reconciliation": reconciliation(),

@@ -26,7 +26,16 @@ def h(value: str) -> bytes:
 
 @pytest.mark.parametrize(
     "section",
-    ["identities", "signatures", "envelopes", "documents", "pairs", "chunks", "reconciliation"],
+    [
+        "identities",
+        "signatures",
+        "envelopes",
+        "documents",
+        "pairs",
+        "rotations",
+        "chunks",
+        "reconciliation",
+    ],
 )
 def test_this_implementation_reproduces_the_vectors(section: str) -> None:
     assert vectors()[section] == STORED[section]
@@ -85,6 +94,25 @@ def test_stored_pair_follows_the_spec() -> None:
     assert record.signer == reader
     assert record.body["terms"] == h(vector["terms_msgpack"])
     key = msgpack.packb(["pair", derived, reader.key, sender.key])
+    assert blake3.blake3(key).digest()[:8] == h(vector["key_hash"])
+
+
+def test_stored_rotation_follows_the_spec() -> None:
+    """The old key signs the record; the new key countersigns old ‖ new ‖ not_before (8
+    bytes big-endian) with tag key_rotation/new; the merge key is ("key_rotation", old,
+    new)."""
+    vector = STORED["rotations"][0]
+    old = Identity(h(vector["old_seed"])).public
+    new = Identity(h(vector["new_seed"])).public
+    message = old.key + new.key + vector["not_before"].to_bytes(8, "big")
+    assert message == h(vector["countersigned_message"])
+    new.verify("key_rotation/new", message, h(vector["countersignature"]))
+    record = decode_document(h(vector["record"]))
+    assert record.kind == "key_rotation"
+    assert record.signer == old
+    assert record.body["new"] == new.key
+    assert record.body["not_before"] == vector["not_before"]
+    key = msgpack.packb(["key_rotation", old.key, new.key])
     assert blake3.blake3(key).digest()[:8] == h(vector["key_hash"])
 
 

@@ -50,7 +50,7 @@ def group_of(case: Case, view: View) -> bytes | None:
     longer, attested)."""
     if case.routing is not Routing.PAIR:
         return case.target
-    reader = view.members.get(case.target)
+    reader = view.members.get(view.current(case.target))
     return None if reader is None else bytes(reader.body["group"])
 
 
@@ -65,17 +65,20 @@ def _is_member(person: bytes, group: bytes, view: View) -> bool:
 
 def roles(case: Case, person: bytes, view: View) -> frozenset[Role]:
     """The roles ``person`` holds for ``case`` (the node's own role, NODE, is never a
-    person's: the node passes it itself)."""
+    person's: the node passes it itself). A person who rotated their key holds, under the
+    new key, the roles the case gave the old one (SPEC.md §8.5)."""
     held: set[Role] = set()
-    if person == case.sender:
+    current = view.current
+    person = current(person)
+    if person == current(case.sender):
         held.add(Role.SENDER)
     waits_for_pair_reader = (
         case.routing is Routing.PAIR
-        and person == case.target
+        and person == current(case.target)
         and case.reader is None
-        and person not in case.passed_over
+        and person not in {current(k) for k in case.passed_over}
     )
-    if person == case.reader or waits_for_pair_reader:
+    if (case.reader is not None and person == current(case.reader)) or waits_for_pair_reader:
         held.add(Role.READER)
     group = group_of(case, view)
     if group is not None:
@@ -89,7 +92,7 @@ def roles(case: Case, person: bytes, view: View) -> frozenset[Role]:
 
 def may_see(case: Case, person: bytes, view: View) -> bool:
     """Whether ``person`` may see ``case``: its form, documents and images."""
-    if case.routing is Routing.PAIR and person == case.target:
+    if case.routing is Routing.PAIR and view.current(person) == view.current(case.target):
         return True
     return bool(roles(case, person, view))
 

@@ -92,6 +92,16 @@ ASKED_FROM_COPY = ("claim", "assign", "release", "accept", "decline")
 NO_SUCH_CASE = "no such case on this node"  # also the answer for a case not yours to see
 
 
+# The documents a bundle of each purpose carried (kept with the case), to send again
+# when its recipient's key was lost; other purposes carried the node's case events.
+RESENT_KINDS = {
+    "report": "report",
+    "addendum": "report",
+    "evaluation": "evaluation",
+    "message": "case_message",
+}
+
+
 def _hex(key: bytes | None) -> str | None:
     return None if key is None else key.hex()
 
@@ -119,6 +129,7 @@ class CaseService(NodeService):
         self.report_hooks: list[Callable[[bytes], None]] = []
         transfers.on_opened = self._opened
         transfers.on_delivered = self._delivered
+        transfers.on_readdressed = self._readdressed
         transfers.index_opened = index_bundle
 
     # --- life ------------------------------------------------------------------------
@@ -269,7 +280,11 @@ class CaseService(NodeService):
         now: int,
         documents: bytes = b"",
     ) -> bytes | None:
-        recipients = [PublicIdentity(n) for n in dict.fromkeys(to) if n != self.me]
+        # A node that rotated its key, or was admitted again under a new one, is sealed
+        # for under the key that holds its standing now (SPEC.md §8.5).
+        view = self.view(now)
+        current = [view.current(n) for n in to]
+        recipients = [PublicIdentity(n) for n in dict.fromkeys(current) if n != self.me]
         if not recipients:
             return None
         manifest = await asyncio.to_thread(
@@ -509,8 +524,10 @@ class CaseService(NodeService):
         urgent: bool,
         now: int,
     ) -> Manifest:
-        """Seal a study of the intake with the case's request, for ``recipients``
-        (NodeError if it is not in the intake or not reviewed)."""
+        """Seal a study of the intake with the case's request, for ``recipients`` (under
+        their current keys; NodeError if it is not in the intake or not reviewed)."""
+        view = self.view(now)
+        recipients = list(dict.fromkeys(view.current(n) for n in recipients))
         sealed = await asyncio.to_thread(
             seal_study,
             intake=self.node_dir.intake,
@@ -538,16 +555,20 @@ class CaseService(NodeService):
 
     # --- bundles in and out (transfer hooks) -----------------------------------------
 
-    async def _delivered(self, bundle_id: bytes, recipient: bytes, now: int) -> None:
+    async def _case_of(self, bundle_id: bytes) -> tuple[str, CaseRow] | None:
+        """The purpose of a bundle sealed or taken in here, and its case's row (the
+        caller holds the decision lock)."""
         found = await self.rows.bundle(bundle_id)
-        if found is None:
-            return
-        case_id, purpose = found.case_id, found.purpose
+        row = None if found is None else await self.row(found.case_id)
+        return None if found is None or row is None else (found.purpose, row)
+
+    async def _delivered(self, bundle_id: bytes, recipient: bytes, now: int) -> None:
         async with self._decision():
-            row = await self.row(case_id)
-            if row is None:
+            found = await self._case_of(bundle_id)
+            if found is None:
                 return
-            case = row.case
+            purpose, row = found
+            case, case_id = row.case, row.case_id
             if purpose == "images" and row.role == "sender":
                 await self._record_delivery(row, recipient, now)
             elif purpose == "report" and row.role == "copy":
@@ -557,6 +578,39 @@ class CaseService(NodeService):
                     )
                     await self._save(case, now)
                     await self._audit(recipient, case_id, "deliver_report", now)
+
+    async def _readdressed(self, bundle_id: bytes, old: bytes, new: bytes, now: int) -> None:
+        """A bundle sealed here for a key that was lost is sealed again for the key that
+        replaces it (SPEC.md §8.5): the study from the intake with the case's request, or
+        the documents it carried, kept with the case. The case goes on."""
+        async with self._decision():
+            found = await self._case_of(bundle_id)
+            if found is None:
+                return
+            purpose, row = found
+            case_id = row.case_id
+            if old in row.recipients:
+                recipients = tuple(dict.fromkeys(new if r == old else r for r in row.recipients))
+                await self.rows.update(case_id, now, recipients=recipients)
+            if purpose == "images":
+                (request, *_) = await self.documents(case_id, "case_request")
+                try:
+                    manifest = await self._seal(
+                        case_id, row.study_uid, request.raw, [new], row.urgent, now
+                    )
+                except NodeError as exc:  # the study is no longer in the intake
+                    log("study not sealed again", case=case_id.hex()[:8], why=str(exc)[:200])
+                    return
+                await self._queue_images(case_id, manifest, row.study_uid, now)
+            else:
+                kind = RESENT_KINDS.get(purpose, "case_event")
+                docs = [d.raw for d in await self.documents(case_id, kind)]
+                if not docs:
+                    log("nothing kept to send again", case=case_id.hex()[:8], purpose=purpose)
+                    return
+                await self._send(case_id, docs, [new], purpose, now)
+            await self._audit(self.me, case_id, "readdress", now, f"{purpose} {new.hex()[:16]}")
+            log("sealed again for a replaced key", case=case_id.hex()[:8], purpose=purpose)
 
     async def _record_delivery(self, row: CaseRow, by: bytes, now: int) -> CaseRow:
         """The study reached ``by``'s node: the first time, the case is delivered and its
@@ -760,7 +814,8 @@ class CaseService(NodeService):
         sender's messages and evaluation."""
         case = row.case
         case_id = case.case_id
-        if sender_node != row.sender_node:
+        view = self.view(now)
+        if view.current(sender_node) != view.current(row.sender_node):
             log("case document from another node ignored", case=case_id.hex()[:8])
             return
         if (

@@ -22,6 +22,7 @@ from bootstrap.network import NetworkFile, NetworkFileError, load_network
 from protocol.documents import split_documents
 from protocol.errors import ProtocolError
 from protocol.identity import Identity, PublicIdentity
+from tsfnode.cli.key import add_rotate_parser, node_network
 from tsfnode.clock import Clock
 from tsfnode.errors import NodeError
 from tsfnode.keyfile import read_key
@@ -136,6 +137,25 @@ def admit(args: argparse.Namespace) -> int:
     return 0
 
 
+def readmit(args: argparse.Namespace) -> int:
+    """The anchor's answer to a lost or stolen node key (SPEC.md §8.5): the old key
+    revoked (``--revoke``: it was stolen) and the new key admitted in its place."""
+    network = _network(args.network)
+    issuer = read_key(args.key)
+    node, old = _id(args.node, "node id"), _id(args.replaces, "replaced node id")
+    if node == old:
+        raise NodeError("--replaces names the same id: a re-admission is under a new key")
+    now = _now()
+    records = []
+    if args.revoke:
+        records += _signed(lambda: tools.revoke(network, issuer, old, reason=args.reason, now=now))
+    records += _signed(
+        lambda: tools.admit_node(network, issuer, node, now=now + 1, days=args.days, replaces=old)
+    )
+    _write_records(args.out, records)
+    return 0
+
+
 def group_create(args: argparse.Namespace) -> int:
     network = _network(args.network)
     anchor = read_key(args.anchor_key)
@@ -185,6 +205,7 @@ def member_attest(args: argparse.Namespace) -> int:
             weekly_capacity=args.weekly_capacity,
             now=_now(),
             days=args.days,
+            replaces=None if args.replaces is None else _id(args.replaces, "replaced id"),
         )
     )
     _write_records(args.out, records)
@@ -241,17 +262,12 @@ def directory_add(args: argparse.Namespace) -> int:
 
 
 async def _add_offline(directory: Path, records: list[bytes]) -> dict[str, int]:
-    from tsfnode.config import load_config
     from tsfnode.network.directory import DirectoryService
     from tsfnode.store import Store
 
     node_dir = NodeDir(directory)
-    config = load_config(node_dir.config)
+    network = node_network(node_dir)
     identity = read_key(node_dir.key)
-    try:
-        network = load_network(config.network, base=node_dir.root)
-    except NetworkFileError as exc:
-        raise NodeError(str(exc)) from None
     store = await Store.open(node_dir.database)
     try:
         service = DirectoryService(network, identity, store)
@@ -439,6 +455,7 @@ def add_parsers(sub: Any) -> None:
     p = key_sub.add_parser("show", help="print a key's id")
     p.add_argument("file", type=Path)
     p.set_defaults(handler=key_show)
+    add_rotate_parser(key_sub)
 
     net = sub.add_parser("network", help="create or show a network")
     net_sub = net.add_subparsers(dest="network_command", required=True)
@@ -463,6 +480,16 @@ def add_parsers(sub: Any) -> None:
     signer_args(p, "anchor key, or key of a group allowed to admit")
     p.add_argument("--days", type=int, default=365)
     p.set_defaults(handler=admit)
+    p = sub.add_parser(
+        "readmit", help="admit a node again under a new key, in place of a lost or stolen one"
+    )
+    p.add_argument("node", help="the node's new id")
+    p.add_argument("--replaces", required=True, help="the lost or stolen id")
+    p.add_argument("--revoke", action="store_true", help="revoke the old key too (stolen)")
+    p.add_argument("--reason", default="key lost or stolen")
+    signer_args(p, "anchor key, or key of the group that admitted the node")
+    p.add_argument("--days", type=int, default=365)
+    p.set_defaults(handler=readmit)
 
     group = sub.add_parser("group", help="reading groups")
     group_sub = group.add_subparsers(dest="group_command", required=True)
@@ -497,6 +524,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--home-node", required=True, help="id of the member's home node")
     p.add_argument("--weekly-capacity", type=int, default=3)
     p.add_argument("--days", type=int, default=365)
+    p.add_argument("--replaces", help="the member's lost key: this key takes its place")
     p.set_defaults(handler=member_attest)
     for parent in (member_sub, sub):
         p = parent.add_parser("revoke", help="revoke a key (member, node, group)")

@@ -24,10 +24,10 @@ PARSER_MODULES = {
 }
 COMMAND_MODULES = {
     **dict.fromkeys(
-        ["account", "key", "network", "admit", "group", "member", "revoke", "directory"],
+        ["account", "key", "network", "admit", "readmit", "group", "member", "revoke"],
         "admin",
     ),
-    **dict.fromkeys(["peers", "nearest"], "admin"),
+    **dict.fromkeys(["directory", "peers", "nearest"], "admin"),
     **dict.fromkeys(["import", "studies", "review", "send"], "intake"),
     **dict.fromkeys(["seal", "transfers"], "transfers"),
     "audit": "audit",

@@ -76,8 +76,13 @@ class DirectoryService:
         return self.directory.view(now)
 
     async def add(self, raws: Iterable[bytes], now: int) -> Counter[str]:
+        forked = self.view(now).forked
         outcome = self.directory.add_many(raws, now)
         await self.persist()
+        for key in sorted(self.view(now).forked - forked):
+            # Two rotations of one key: a thief's and the owner's. For the operator, who
+            # asks the anchor to settle it (revocation and re-admission, SPEC.md §8.5).
+            log("key rotated twice, refused", level=30, key=PublicIdentity(key).short)
         return outcome
 
     async def persist(self) -> None:
@@ -101,9 +106,18 @@ class DirectoryService:
         self._version = max(now, held + 1, self._version + 1)
         return self._version
 
+    def sealed_by_admitted(self, document: Document, now: int) -> bool:
+        """Whether ``document`` (a manifest) was signed by an admitted node: itself, or a
+        key it rotated from, before that key retired (SPEC.md §8.5)."""
+        view = self.view(now)
+        node = view.acting(document.signer.key, document.created)
+        return node is not None and view.is_admitted(node)
+
     def address_of(self, node: bytes, now: int) -> str | None:
-        """The first address a node's record lists (None: no record, or no address)."""
-        record = self.view(now).nodes.get(node)
+        """The first address a node's record lists (None: no record, or no address); a
+        node that rotated its key is found under its current key (SPEC.md §8.5)."""
+        view = self.view(now)
+        record = view.nodes.get(view.current(node))
         if record is None or not record.body["addresses"]:
             return None
         return str(record.body["addresses"][0]).rstrip("/")
@@ -122,7 +136,8 @@ class DirectoryService:
 
     def relays_listed_by(self, node: bytes, now: int) -> list[bytes]:
         """The relays a node's record lists, whether they consent or not."""
-        record = self.view(now).nodes.get(node)
+        view = self.view(now)
+        record = view.nodes.get(view.current(node))
         return [bytes(r) for r in record.body["relays"]] if record is not None else []
 
     def own_record(self) -> Document | None:
@@ -171,15 +186,19 @@ class DirectoryService:
 
     def introduction(self, now: int) -> list[bytes]:
         """What this node shows a node it meets: its certificate (with the group
-        certificate that vouches for it, if any) and its node record."""
+        certificate that vouches for it, if any) and its node record; after a rotation,
+        also the certificate of the key it rotated from and the rotations in between
+        (SPEC.md §8.5), so that a peer that never heard of the new key takes it in."""
         me = self.identity.public.key
         view = self.view(now)
         out: list[bytes] = []
         issuer = view.admitted.get(me)
         for doc in self.directory:
-            if doc.kind == "node_cert" and doc.body["node"] == me:
+            if doc.kind == "node_cert" and view.current(doc.body["node"]) == me:
                 out.append(doc.raw)
             elif doc.kind == "group_cert" and doc.body["group"] == issuer:
+                out.append(doc.raw)
+            elif doc.kind == "key_rotation" and view.current(doc.signer.key) == me:
                 out.append(doc.raw)
         own = self.own_record()
         if own is not None:

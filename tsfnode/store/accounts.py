@@ -199,6 +199,13 @@ class AccountStore:
             raise
         return int(cursor.lastrowid or 0)
 
+    async def set_person_key(self, username: str, person_key: bytes) -> None:
+        """The account's person key after a rotation (SPEC.md §8.5)."""
+        async with transaction(self.db):
+            await self.db.execute(
+                "UPDATE accounts SET person_key = ? WHERE username = ?", (person_key, username)
+            )
+
     async def coordinator_keys(self) -> frozenset[bytes]:
         """The person keys of the coordinators with an account here."""
         cursor = await self.db.execute(

@@ -2,9 +2,10 @@
 from it on another machine.
 
 What goes in: ``config.toml``, ``node.key`` (the node's identity), ``people/`` (its
-people's keys), ``pseudonyms/`` (the pseudonym map and its key: without them a report
-cannot be matched to the hospital's patient), ``node.db`` (an online SQLite backup,
-consistent while the node runs), ``blobs/`` (sealed bundles still to deliver),
+people's keys), ``retired-keys/`` (the node's keys before a rotation),
+``pseudonyms/`` (the pseudonym map and its key: without them a report cannot be matched
+to the hospital's patient), ``node.db`` (an online SQLite backup, consistent while the
+node runs), ``blobs/`` (sealed bundles still to deliver),
 ``intake/`` (de-identified studies not yet sent), ``received/`` (the studies of cases
 received: no peer is asked to send a bundle again yet), ``chunks/`` (bundles in
 transit, as far as they came) and ``teaching/``. The database is copied first and the
@@ -61,7 +62,16 @@ OPSLIMIT = nacl.pwhash.argon2id.OPSLIMIT_MODERATE
 MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_MODERATE
 
 FILES = ("config.toml", "node.key")
-FOLDERS = ("people", "pseudonyms", "blobs", "chunks", "intake", "received", "teaching")
+FOLDERS = (
+    "people",
+    "retired-keys",
+    "pseudonyms",
+    "blobs",
+    "chunks",
+    "intake",
+    "received",
+    "teaching",
+)
 DATABASE = "node.db"
 
 

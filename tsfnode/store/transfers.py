@@ -354,6 +354,13 @@ class TransferStore:
         )
         return [(bytes(b), bytes(r)) for b, r in await cursor.fetchall()]
 
+    async def undelivered(self) -> list[tuple[bytes, bytes]]:
+        """(bundle id, recipient) of the deliveries still to make or to confirm."""
+        cursor = await self.db.execute(
+            "SELECT bundle_id, recipient FROM deliveries WHERE state IN ('pending', 'deposited')"
+        )
+        return [(bytes(b), bytes(r)) for b, r in await cursor.fetchall()]
+
     async def delivery(self, bundle_id: bytes, recipient: bytes) -> Delivery | None:
         cursor = await self.db.execute(
             "SELECT state, attempts, route, target, failures FROM deliveries"

@@ -26,6 +26,8 @@ class NodeContext:
     blobs: BlobStore
     directory: DirectoryService
     clock: Clock
+    retired: tuple[Identity, ...] = ()
+    """The node's earlier keys (SPEC.md §8.5): bundles sealed to them still open here."""
 
 
 class NodeService:
@@ -37,6 +39,9 @@ class NodeService:
         self.clock = context.clock
         self.identity = context.identity
         self.me = context.identity.public.key
+        # This node's keys, the current one first: a bundle sealed to an earlier key (by
+        # a peer that had not yet learnt of the rotation) is still for this node.
+        self.keys = {k.public.key: k for k in (context.identity, *context.retired)}
         self.config = context.config
         self.node_dir = context.node_dir
         self.store = context.store

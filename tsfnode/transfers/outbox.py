@@ -162,6 +162,29 @@ class Outbox:
             task.add_done_callback(functools.partial(discard_when_done, self._deliveries, key))
             task.add_done_callback(lambda _task: self._freed())
 
+    async def readdress(self, now: int) -> list[tuple[bytes, bytes, bytes]]:
+        """Stop the deliveries to a key that was lost or revoked (SPEC.md §8.5): what was
+        sealed to it is never sent to it. Returns (bundle id, old key, the key that holds
+        its standing now, or the old key when none does), for the bundle to be sealed
+        again by whoever sealed it."""
+        view = self.directory.view(now)
+        stopped = []
+        for bundle_id, recipient in await self.rows.undelivered():
+            if recipient not in view.revoked and recipient not in view.replaced:
+                continue
+            if (bundle_id, recipient) in self._deliveries:
+                continue  # sending now: looked at again when the attempt ends
+            new = view.current(recipient)
+            why = (
+                f"the recipient's key was replaced by {short(new)}: sealed again for it"
+                if new != recipient
+                else "the recipient's key was revoked"
+            )
+            await self._set_delivery(bundle_id, recipient, state="failed", last_error=why)
+            log("delivery stopped: key lost", bundle=bundle_id.hex()[:8], to=short(recipient))
+            stopped.append((bundle_id, recipient, new))
+        return stopped
+
     async def _delivery(self, bundle_id: bytes, recipient: bytes) -> Delivery:
         found = await self.rows.delivery(bundle_id, recipient)
         assert found is not None  # noqa: S101 - chosen from the table a moment ago

@@ -48,7 +48,7 @@ from protocol.bundle import (
 )
 from protocol.documents import decode_document, digest, encode_document
 from protocol.errors import ProtocolError
-from protocol.identity import PublicIdentity
+from protocol.identity import Identity, PublicIdentity
 from protocol.replay import ReplayWindow
 from protocol.transfer import (
     CHUNK_FETCH_HEADER,
@@ -162,6 +162,9 @@ class TransferService(NodeService):
         # here was delivered (its receipt came back).
         self.on_opened: Callable[[Manifest, BundleHeader, Path], Awaitable[None]] | None = None
         self.on_delivered: Callable[[bytes, bytes, int], Awaitable[None]] | None = None
+        # Set by the case service: a bundle sealed here for a key that was lost goes to
+        # (bundle id, old key, new key, now): sealed again for the new key.
+        self.on_readdressed: Callable[[bytes, bytes, bytes, int], Awaitable[None]] | None = None
         # Set by the case service: lists an opened bundle's files (images/listing.py) in
         # the folder it opens into, before the folder appears, in the opening thread.
         self.index_opened: Callable[[Path], None] | None = None
@@ -232,6 +235,9 @@ class TransferService(NodeService):
             self._last_poll = now
             self._spawn(self._poll_relays())
             await self._expire(now)
+            for bundle_id, old, new in await self.outbox.readdress(now):
+                if new != old and self.on_readdressed is not None:
+                    await self.on_readdressed(bundle_id, old, new, now)
         await self._start_pulls()
 
     # --- bundles held here -------------------------------------------------------------
@@ -282,8 +288,7 @@ class TransferService(NodeService):
             manifest.check_fresh(now)
         except ProtocolError as exc:
             raise TransferRefused(400, f"bad manifest: {exc}") from None
-        view = self.directory.view(now)
-        if not view.is_admitted(manifest.sender.key):
+        if not self.directory.sealed_by_admitted(manifest.document, now):
             raise TransferRefused(403, "the sender is not admitted to this network")
         held = await self.have_of(manifest.bundle_id)
         if held is not None:
@@ -292,7 +297,7 @@ class TransferService(NodeService):
                 return held.to_bytes()
         recipients = [r.key for r in manifest.recipients]
         expires: int | None = None
-        if self.me in recipients:
+        if self.keys.keys() & set(recipients):  # this node's key, or one it rotated from
             role = "inbox"
         elif listing := [
             r for r in recipients if self.me in self.directory.relays_listed_by(r, now)
@@ -517,7 +522,8 @@ class TransferService(NodeService):
     def _may_fetch(self, fetcher: bytes, manifest: Manifest, now: int) -> bool:
         """A recipient of the bundle, or a relay that one of its recipients lists (where
         the sender deposits it), and admitted to the network."""
-        recipients = [r.key for r in manifest.recipients]
+        view = self.directory.view(now)
+        recipients = [view.current(r.key) for r in manifest.recipients]
         if fetcher not in recipients and not any(
             fetcher in self.directory.relays_of(r, now) for r in recipients
         ):
@@ -608,9 +614,10 @@ class TransferService(NodeService):
     async def mail_for(self, node: bytes) -> list[bytes]:
         """Manifests this relay holds for ``node``, complete or not."""
         out = []
+        view = self.directory.view(self.clock.now_ms())
         for raw in await self.rows.relay_manifests():
             manifest = Manifest.decode(raw)
-            if node in [r.key for r in manifest.recipients]:
+            if node in [view.current(r.key) for r in manifest.recipients]:
                 out.append(bytes(raw))
         return out
 
@@ -645,7 +652,7 @@ class TransferService(NodeService):
                 "received": now,
                 "created": now,
             },
-            self.identity,
+            self._key_for(manifest),  # the key it was sealed to, as its sender checks
         )
         await self._set_bundle(
             bundle_id, state="complete", completed_ms=now, receipt=receipt, last_error=""
@@ -656,9 +663,17 @@ class TransferService(NodeService):
         if self.on_opened is not None:
             await self.on_opened(manifest, header, folder)
 
+    def _key_for(self, manifest: Manifest) -> Identity:
+        """The key of this node a bundle was sealed to: the current one, or an earlier
+        one for a bundle sealed before a peer learnt of a rotation."""
+        for recipient in manifest.recipients:
+            if recipient.key in self.keys:
+                return self.keys[recipient.key]
+        return self.identity
+
     def _open_into(self, manifest: Manifest, folder: Path) -> BundleHeader:
         """Decrypt every chunk (each tag checked) into ``folder``, atomically."""
-        opener = BundleOpener.for_recipient(manifest, self.identity)
+        opener = BundleOpener.for_recipient(manifest, self._key_for(manifest))
         reader = BundleReader()
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -759,9 +774,9 @@ class TransferService(NodeService):
                 manifest = Manifest.decode(raw, now=now)
             except ProtocolError:
                 continue
-            if self.me not in [r.key for r in manifest.recipients]:
+            if not self.keys.keys() & {r.key for r in manifest.recipients}:
                 continue
-            if not self.directory.view(now).is_admitted(manifest.sender.key):
+            if not self.directory.sealed_by_admitted(manifest.document, now):
                 continue
             sources = [relay.hex()]
             if self.directory.address_of(manifest.sender.key, now) is not None:
@@ -886,6 +901,8 @@ class TransferService(NodeService):
             if view.is_admitted(held.sender):
                 continue
             manifest = await self.manifest_of(held.bundle_id)
+            if manifest is not None and self.directory.sealed_by_admitted(manifest.document, now):
+                continue  # sealed before its sender rotated its key
             if manifest is not None:
                 await self._drop_chunks(manifest)
             await self._set_bundle(held.bundle_id, state="expired")
