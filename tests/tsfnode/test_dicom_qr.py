@@ -25,7 +25,7 @@ from protocol.identity import PublicIdentity
 from tests.harness.data import read_dicom as read
 from tests.harness.nodes import tsfnode
 from tests.harness.pacs import free_port, orthanc_get, orthanc_post, orthanc_running
-from tests.harness.people import PairedNet, Person
+from tests.harness.people import Browser, PairedNet, Person
 from tests.harness.studies import ct_series
 from tests.harness.waiting import wait_for
 from tests.tsfnode.test_dicomweb import dicomweb_token, get, parts
@@ -313,3 +313,43 @@ def test_orthanc_queries_the_node_and_retrieves_the_study_into_itself(
         (landed,) = orthanc_get(http_port, "/studies?expand")
         assert landed["MainDicomTags"]["StudyInstanceUID"] == study
         assert len(orthanc_get(http_port, "/instances")) == SLICES
+
+
+def test_the_reader_binds_her_workstation_on_her_tools_page(
+    net: QueryRetrieveNet, tmp_path: Path
+) -> None:
+    def finds(ae: str, name: str) -> list[pydicom.Dataset]:
+        keys = ("QueryRetrieveLevel=STUDY", "StudyInstanceUID")
+        return net.find(ae, "-S", *keys, out=tmp_path / name)
+
+    marie = Browser(net.cluster.url(1))
+    marie.sign_in("marie")
+    status, _, page = marie.get("/web/tools?lang=en")
+    assert status == 200
+    assert "Query and retrieve from your workstation" in page
+    assert f"{net.host}:{net.port}" in page  # the node's DICOM address, and its AE title
+    assert NODE_AE in page
+    assert finds("MARIEWEB", "before") == []
+    status, _, page = marie.post(
+        "/web/tools/bindings", {"ae_title": "MARIEWEB", "host": "127.0.0.1", "port": "11114"}
+    )
+    assert status == 200
+    assert "127.0.0.1:11114" in page
+    assert len(finds("MARIEWEB", "bound")) == 1  # at once: no restart
+    # an AE title is one account's: Paul cannot take it; a bad one is refused, named
+    paul = Browser(net.cluster.url(1))
+    paul.sign_in("paul")
+    paul.get("/web/tools?lang=fr")
+    status, _, page = paul.post(
+        "/web/tools/bindings", {"ae_title": "MARIEWEB", "host": "127.0.0.1", "port": "11115"}
+    )
+    assert status == 400
+    assert "MARIEWEB est déjà lié à un autre compte" in page
+    status, _, page = paul.post(
+        "/web/tools/bindings", {"ae_title": "A-TITLE-FAR-TOO-LONG", "host": "h", "port": "1"}
+    )
+    assert status == 400
+    assert "Station non liée" in page
+    assert "16" in page
+    marie.post("/web/tools/bindings/delete", {"ae_title": "MARIEWEB"})
+    assert finds("MARIEWEB", "unbound") == []

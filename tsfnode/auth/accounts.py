@@ -14,6 +14,7 @@ import nacl.pwhash
 
 from protocol.identity import Identity, PublicIdentity
 from tsfnode.errors import NodeError
+from tsfnode.i18n import N_
 from tsfnode.keyfile import read_key, write_key
 from tsfnode.store import Store
 from tsfnode.store.accounts import AccountStore, NewAccount, TokenOwner, UsernameTaken
@@ -188,7 +189,7 @@ async def bind_workstation(
 
     problem = check_binding(ae_title, host, port)
     if problem:
-        raise NodeError(problem)
+        raise NodeError(problem, key=N_("binding_invalid"), values={"problem": problem})
     account = await AccountStore(store.db).account_by_id(account_id)
     if account is None or account.person_key is None:
         raise NodeError("only a reader's, coordinator's or sender's account binds a workstation")
@@ -199,6 +200,8 @@ async def bind_workstation(
         )
     except AeTitleTaken:
         raise NodeError(
-            f"AE title {title} is bound to another account already: choose another"
+            f"AE title {title} is bound to another account already: choose another",
+            key=N_("binding_taken"),
+            values={"ae": title},
         ) from None
     return title
