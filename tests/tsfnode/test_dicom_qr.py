@@ -275,6 +275,12 @@ def test_c_get_brings_every_instance_to_the_bound_workstation(
     final = _final(refused.stdout + refused.stderr)
     assert final["DIMSE Status"].startswith("0xc000"), final
     assert "bound to no account" in final["Error Comment"]
+    # a SERIES retrieval that names no series is refused, the missing key named
+    series_level = ["-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={study}"]
+    refused = net.dcmtk("getscu", "MARIEWS", "-S", "-od", str(nothing), *series_level)
+    final = _final(refused.stdout + refused.stderr)
+    assert final["DIMSE Status"].startswith("0xa900"), final
+    assert "0020000E" in final["Error Comment"]
     assert list(nothing.iterdir()) == []
 
 

@@ -9,16 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tsfnode.cli.audit import open_store
 from tsfnode.errors import NodeError
-from tsfnode.nodedir import NodeDir
 from tsfnode.store import Store
-
-
-async def _open(directory: Path) -> Store:
-    node_dir = NodeDir(directory)
-    if not node_dir.exists():
-        raise NodeError(f"{directory} is not a node directory (tsfnode init)")
-    return await Store.open(node_dir.database)
 
 
 async def _account_id(store: Store, username: str) -> int:
@@ -34,7 +27,7 @@ def dicom_bind(args: argparse.Namespace) -> int:
     from tsfnode.auth.accounts import bind_workstation
 
     async def run() -> str:
-        store = await _open(args.directory)
+        store = await open_store(args.directory, readonly=False)
         try:
             return await bind_workstation(
                 store,
@@ -56,7 +49,7 @@ def dicom_unbind(args: argparse.Namespace) -> int:
     from tsfnode.store.bindings import BindingStore
 
     async def run() -> bool:
-        store = await _open(args.directory)
+        store = await open_store(args.directory, readonly=False)
         try:
             account_id = await _account_id(store, args.account)
             return await BindingStore(store.db).unbind(args.ae.strip(), account_id=account_id)
@@ -73,7 +66,7 @@ def dicom_bindings(args: argparse.Namespace) -> int:
     from tsfnode.store.bindings import BindingStore
 
     async def run() -> list[str]:
-        store = await _open(args.directory)
+        store = await open_store(args.directory, readonly=False)
         try:
             found = await BindingStore(store.db).bindings_of(await _account_id(store, args.account))
             return [f"{b.ae_title}\t{b.host}:{b.port}" for b in found]

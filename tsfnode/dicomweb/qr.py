@@ -11,10 +11,11 @@ Who: the calling AE title, bound to an account (store/bindings.py; `tsfnode dico
 bind`, or the reader's tools page). The bound account sees exactly what DICOMweb lets
 it see, from the same code: ``visible_instances`` (cases/policy.py decides), the same
 catalogue (index.py), the same matching (query.py). A calling AE title bound to no one
-finds nothing; its C-MOVE is answered 0xA801 and its C-GET 0x0124, each with an Error
-Comment. A C-MOVE goes only to a workstation bound to the same account, at the host and
-port it was bound with (never the address the request names: DICOM does not carry
-one), and within [dicom] send_networks.
+finds nothing; its C-MOVE is answered 0xA801 and its C-GET C000H, each with an Error
+Comment. An identifier without its level's unique key is answered A900H, naming it. A
+C-MOVE goes only to a workstation bound to the same account, at the host and port it
+was bound with (never the address the request names: DICOM does not carry one), and
+within [dicom] send_networks.
 
 Files go as stored (their transfer syntax, when the destination accepts it), else
 decompressed, as export.py sends them. Every query and retrieval is written to the
@@ -62,6 +63,8 @@ from tsfnode.dicomweb.query import (
 )
 from tsfnode.dicomweb.service import Record, records_of, visible_instances
 from tsfnode.images.export import ExportError, allowed, plan_contexts, prepared
+from tsfnode.intake.listener import STATUS_CANNOT_UNDERSTAND as UNABLE_TO_PROCESS
+from tsfnode.intake.listener import status_answer
 from tsfnode.logs import log
 from tsfnode.store.accounts import AccountStore
 from tsfnode.store.bindings import BindingStore
@@ -92,7 +95,6 @@ PENDING = 0xFF00
 CANCEL = 0xFE00
 MOVE_DESTINATION_UNKNOWN = 0xA801  # PS3.4 C.4.2.1.5
 IDENTIFIER_DOES_NOT_MATCH = 0xA900
-UNABLE_TO_PROCESS = 0xC000
 LOOP_TIMEOUT_S = 120.0
 # Error Comments (0000,0902), LO: 64 characters at most.
 COMMENTS = {
@@ -100,13 +102,6 @@ COMMENTS = {
     "destination": "Move destination unknown: bind it to your account first",
     "outside": "Move destination outside this node's [dicom] send_networks",
 }
-
-
-def _answer(status: int, comment: str) -> Dataset:
-    ds = Dataset()
-    ds.Status = status
-    ds.ErrorComment = comment[:64]
-    return ds
 
 
 @dataclass(frozen=True)
@@ -301,12 +296,15 @@ class QueryRetrieve:
             log("dicom query refused", calling_ae=calling, reason="AE title bound to no account")
             return
         if level not in LEVELS:
-            yield _answer(UNABLE_TO_PROCESS, f"QueryRetrieveLevel {level!r}: not a level"), None
+            yield (
+                status_answer(UNABLE_TO_PROCESS, f"QueryRetrieveLevel {level!r}: not a level"),
+                None,
+            )
             return
         try:
             query = query_of(identifier)
         except QueryError as exc:
-            yield _answer(UNABLE_TO_PROCESS, str(exc)), None
+            yield status_answer(UNABLE_TO_PROCESS, str(exc)), None
             return
         instances = self._on_loop(self._instances(caller))
         found = found_records(instances, level, query)
@@ -322,16 +320,16 @@ class QueryRetrieve:
 
     # ------------------------------------------------------------------ C-MOVE, C-GET
 
-    def _retrieval(self, event: Any) -> tuple[str, Caller | None, list[Instance] | Dataset]:
+    def _retrieval(self, event: Any) -> tuple[str, Caller | None, list[Instance] | Dataset | int]:
         """Who asks, and the instances named (or the refusal to answer)."""
         calling, caller = self._who(event)
         if caller is None:
             log("dicom retrieve refused", calling_ae=calling, reason="AE title bound to no account")
-            return calling, None, _answer(UNABLE_TO_PROCESS, COMMENTS["unbound"])
+            return calling, None, status_answer(UNABLE_TO_PROCESS, COMMENTS["unbound"])
         try:
             named = chosen(self._on_loop(self._instances(caller)), event.identifier)
         except QueryError as exc:
-            return calling, caller, _answer(IDENTIFIER_DOES_NOT_MATCH, str(exc))
+            return calling, caller, status_answer(IDENTIFIER_DOES_NOT_MATCH, str(exc))
         return calling, caller, named
 
     def on_move(self, event: Any) -> Iterator[Any]:
@@ -355,7 +353,7 @@ class QueryRetrieve:
             _comment_the_a801(event.assoc, refusal)
             yield None, None
             return
-        if isinstance(named, Dataset):  # an identifier the node cannot answer
+        if not isinstance(named, list):  # an identifier the node cannot answer
             yield binding.host, binding.port
             yield 1
             yield named, None
@@ -380,7 +378,7 @@ class QueryRetrieve:
         C-STORE on the caller's own association (the storage contexts it offered in the
         SCP role)."""
         _, caller, named = self._retrieval(event)
-        if caller is None or isinstance(named, Dataset):
+        if caller is None or not isinstance(named, list):
             yield 1
             yield named, None
             return

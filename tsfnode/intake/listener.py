@@ -123,12 +123,13 @@ class ListenerSettings:
         return False
 
 
-def _answer(status: int, comment: str = "") -> Dataset | int:
+def status_answer(status: int, comment: str = "") -> Dataset | int:
+    """A DIMSE status, with ``comment`` as its Error Comment (LO: cut to 64) if any."""
     if not comment:
         return status
     ds = Dataset()
     ds.Status = status
-    ds.ErrorComment = comment
+    ds.ErrorComment = comment[:64]
     return ds
 
 
@@ -286,7 +287,7 @@ class DicomListener:
         calling = event.assoc.requestor.ae_title
         if not self._allowed(event):
             self.refused += 1
-            return _answer(STATUS_NOT_AUTHORIZED, COMMENTS["not allowed"])
+            return status_answer(STATUS_NOT_AUTHORIZED, COMMENTS["not allowed"])
         try:
             data = bytes(event.encoded_dataset(include_meta=True))
         except Exception:  # a data set pynetdicom cannot encode back: refuse it
@@ -307,17 +308,17 @@ class DicomListener:
             reason = rejected.reason.split(":")[0].split(" (")[0]
             log("c-store refused", calling_ae=calling, reason=reason)  # no value in it
             if rejected.document:
-                return _answer(STATUS_SOP_CLASS_NOT_SUPPORTED, COMMENTS["document"])
+                return status_answer(STATUS_SOP_CLASS_NOT_SUPPORTED, COMMENTS["document"])
             return STATUS_CANNOT_UNDERSTAND
         if report.repeated:
             kept = report.repeated[0].kept
             log("c-store repeated instance", calling_ae=calling, kept=kept)
             if kept == "first":
-                return _answer(STATUS_WARNING, COMMENTS["first"])
+                return status_answer(STATUS_WARNING, COMMENTS["first"])
         self.received += 1
         log("c-store received", calling_ae=calling, burned_in=bool(report.taken[0].burned_in))
         if report.repeated:
-            return _answer(STATUS_WARNING, COMMENTS["lossless"])
+            return status_answer(STATUS_WARNING, COMMENTS["lossless"])
         return STATUS_SUCCESS
 
 
