@@ -157,15 +157,18 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _dicom_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The C-STORE listener, when [dicom] port is set."""
+    """The DICOM listener (C-STORE, C-ECHO) and the Query/Retrieve SCP on its AE
+    (dicomweb/qr.py), when [dicom] port is set."""
     config = app[CONFIG]
     if not config.dicom_port:
         yield
         return
+    from tsfnode.dicomweb.qr import QueryRetrieve
     from tsfnode.intake.listener import start_listener
 
+    qr = QueryRetrieve(app, asyncio.get_running_loop())
     try:
-        listener = await asyncio.to_thread(start_listener, app[NODE_DIR].root, config)
+        listener = await asyncio.to_thread(start_listener, app[NODE_DIR].root, config, qr)
     except OSError as exc:
         raise NodeError(
             f"cannot listen for DICOM on {config.http_host}:{config.dicom_port} "

@@ -1,11 +1,15 @@
-"""A hospital's DICOM side for tests: free loopback ports and dcmtk's storescp."""
+"""A hospital's DICOM side for tests: free loopback ports, dcmtk's storescp, Orthanc."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import socket
 import subprocess
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,3 +48,62 @@ def storescp(tmp_path: Path) -> Iterator[Callable[..., tuple[int, Path]]]:
     for process in started:
         process.terminate()
         process.wait(10)
+
+
+ORTHANC = Path("/usr/sbin/Orthanc")
+
+
+@contextlib.contextmanager
+def orthanc_running(
+    folder: Path, ae_title: str, modalities: dict[str, list[Any]]
+) -> Iterator[tuple[int, int]]:
+    """Orthanc (Debian) as ``ae_title`` in ``folder``, with free HTTP and DICOM ports,
+    reached from 127.0.0.1 only, knowing the DICOM nodes ``modalities`` (name: [AE,
+    host, port]): (HTTP port, DICOM port)."""
+    if not ORTHANC.exists():
+        pytest.fail("Orthanc is not installed: apt-get install orthanc (.ci/run does)")
+    http_port, dicom_port = free_port(), free_port()
+    folder.mkdir()
+    config = {
+        "Name": f"orthanc-{ae_title.lower()}",
+        "StorageDirectory": str(folder / "db"),
+        "IndexDirectory": str(folder / "db"),
+        "HttpPort": http_port,
+        "DicomPort": dicom_port,
+        "DicomAet": ae_title,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "DicomAlwaysAllowStore": True,
+        "DicomCheckCalledAet": True,
+        "Plugins": [],
+        "LuaScripts": [],
+        "DicomModalities": modalities,
+    }
+    (folder / "orthanc.json").write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [str(ORTHANC), str(folder / "orthanc.json")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=folder,
+    )
+    try:
+        wait_for("Orthanc answers", lambda: listening(http_port) and listening(dicom_port),
+                 timeout=60)  # fmt: skip
+        yield http_port, dicom_port
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def orthanc_get(port: int, path: str) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=20) as response:
+        return json.loads(response.read()) if "/file" not in path else response.read()
+
+
+def orthanc_post(port: int, path: str, body: Any) -> Any:
+    """A POST of ``body`` (JSON) to Orthanc's REST API: its JSON answer."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())

@@ -12,7 +12,6 @@ import io
 import json
 import shutil
 import subprocess
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -24,8 +23,7 @@ from pypdf import PdfReader
 
 from protocol.documents import decode_document, encode_document
 from tests.harness.data import PYDICOM_FILES, read_dicom
-from tests.harness.pacs import free_port, listening
-from tests.harness.waiting import wait_for
+from tests.harness.pacs import orthanc_get, orthanc_running
 from tests.protocol.helpers import NOW, identity
 from tsfnode.cases.report_out import NOBODY, ReportRefused, require_original
 from tsfnode.hospital.dicom import BASIC_TEXT_SR, ENCAPSULATED_PDF, basic_text_sr, encapsulated_pdf
@@ -37,7 +35,6 @@ from tsfnode.intake.importer import Importer
 from tsfnode.intake.pseudonyms import PseudonymMap
 
 READER = identity("reader")
-ORTHANC = Path("/usr/sbin/Orthanc")
 FINDINGS = (
     "Condensation du lobe inférieur droit avec bronchogramme aérique ; épanchement pleural "
     "de faible abondance. "
@@ -249,47 +246,11 @@ def test_the_dicom_objects_pass_dciodvfy_and_arrive_at_storescp_in_the_original_
 
 @pytest.fixture
 def orthanc(tmp_path: Path) -> Iterator[tuple[int, int]]:
-    """Orthanc (Debian) as the hospital's PACS: its own folder, a configuration with free
-    HTTP and DICOM ports, reached from 127.0.0.1 only. (HTTP port, DICOM port)."""
-    if not ORTHANC.exists():
-        pytest.fail("Orthanc is not installed: apt-get install orthanc (.ci/run does)")
-    http_port, dicom_port = free_port(), free_port()
-    folder = tmp_path / "orthanc"
-    folder.mkdir()
-    config = {
-        "Name": "hospital-pacs",
-        "StorageDirectory": str(folder / "db"),
-        "IndexDirectory": str(folder / "db"),
-        "HttpPort": http_port,
-        "DicomPort": dicom_port,
-        "DicomAet": "PACS",
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "DicomAlwaysAllowStore": True,
-        "DicomCheckCalledAet": True,
-        "Plugins": [],
-        "LuaScripts": [],
-        "DicomModalities": {"tsfnode": ["TSFNODE", "127.0.0.1", 104]},
-    }
-    (folder / "orthanc.json").write_text(json.dumps(config))
-    process = subprocess.Popen(
-        [str(ORTHANC), str(folder / "orthanc.json")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=folder,
-    )
-    try:
-        wait_for("Orthanc answers", lambda: listening(http_port) and listening(dicom_port),
-                 timeout=60)  # fmt: skip
-        yield http_port, dicom_port
-    finally:
-        process.terminate()
-        process.wait(20)
-
-
-def orthanc_get(port: int, path: str) -> object:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=20) as response:
-        return json.loads(response.read()) if "/file" not in path else response.read()
+    """Orthanc as the hospital's PACS (AE PACS), which knows the node as "tsfnode"."""
+    with orthanc_running(
+        tmp_path / "orthanc", "PACS", {"tsfnode": ["TSFNODE", "127.0.0.1", 104]}
+    ) as ports:
+        yield ports
 
 
 def test_the_dicom_objects_arrive_in_orthanc_in_the_original_study(

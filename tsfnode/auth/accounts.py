@@ -14,6 +14,7 @@ import nacl.pwhash
 
 from protocol.identity import Identity, PublicIdentity
 from tsfnode.errors import NodeError
+from tsfnode.i18n import N_
 from tsfnode.keyfile import read_key, write_key
 from tsfnode.store import Store
 from tsfnode.store.accounts import AccountStore, NewAccount, TokenOwner, UsernameTaken
@@ -166,3 +167,41 @@ async def check_token(store: Store, token: str, *, purpose: str, now: int) -> To
     if not token.startswith(TOKEN_PREFIX):
         return None
     return await AccountStore(store.db).use_token(token_hash(token), purpose=purpose, now=now)
+
+
+def check_binding(ae_title: str, host: str, port: str) -> str:
+    """The problem with a workstation to bind ("" if none): an AE title of 1 to 16 ASCII
+    characters without backslash, a host name or address, a port (as export.py checks a
+    destination)."""
+    from tsfnode.images.export import check_destination
+
+    return check_destination("workstation", ae_title, host, port, "TSFNODE")
+
+
+async def bind_workstation(
+    store: Store, *, account_id: int, ae_title: str, host: str, port: str, now: int
+) -> str:
+    """Bind a workstation (its AE title, the host and port where it takes C-MOVEs) to
+    an account, for the Query/Retrieve SCP (dicomweb/qr.py); the AE title as bound.
+    NodeError saying what to fix: a bad value, an account with no person key (an
+    admin reads no case), an AE title bound to another account."""
+    from tsfnode.store.bindings import AeTitleTaken, BindingStore
+
+    problem = check_binding(ae_title, host, port)
+    if problem:
+        raise NodeError(problem, key=N_("binding_invalid"), values={"problem": problem})
+    account = await AccountStore(store.db).account_by_id(account_id)
+    if account is None or account.person_key is None:
+        raise NodeError("only a reader's, coordinator's or sender's account binds a workstation")
+    title = ae_title.strip()
+    try:
+        await BindingStore(store.db).bind(
+            account_id, ae_title=title, host=host.strip(), port=int(port), now=now
+        )
+    except AeTitleTaken:
+        raise NodeError(
+            f"AE title {title} is bound to another account already: choose another",
+            key=N_("binding_taken"),
+            values={"ae": title},
+        ) from None
+    return title

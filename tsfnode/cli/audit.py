@@ -16,16 +16,17 @@ from tsfnode.nodedir import NodeDir
 from tsfnode.store import Store
 
 
-async def _open(directory: Path) -> Store:
+async def open_store(directory: Path, *, readonly: bool = True) -> Store:
+    """The database of the node in ``directory`` (NodeError if there is none)."""
     node_dir = NodeDir(directory)
     if not node_dir.exists():
         raise NodeError(f"{directory} is not a node directory (tsfnode init)")
-    return await Store.open(node_dir.database, readonly=True)
+    return await Store.open(node_dir.database, readonly=readonly)
 
 
 def audit_verify(args: argparse.Namespace) -> int:
     async def run() -> int:
-        store = await _open(args.directory)
+        store = await open_store(args.directory)
         try:
             return await verify_log(store)
         finally:
@@ -42,7 +43,7 @@ def audit_verify(args: argparse.Namespace) -> int:
 
 def audit_export(args: argparse.Namespace) -> int:
     async def run() -> list[AuditEntry]:
-        store = await _open(args.directory)
+        store = await open_store(args.directory)
         try:
             return await read_entries(store)
         finally:

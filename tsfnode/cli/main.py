@@ -21,6 +21,7 @@ PARSER_MODULES = {
     "backup": "add_parsers",
     "service": "add_parsers",
     "doctor": "add_parser",
+    "dicom": "add_parsers",
 }
 COMMAND_MODULES = {
     **dict.fromkeys(
@@ -35,6 +36,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(["backup", "restore", "backup-key"], "backup"),
     "service": "service",
     "doctor": "doctor",
+    "dicom": "dicom",
 }
 
 

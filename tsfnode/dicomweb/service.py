@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 from aiohttp import web
+from aiohttp.helpers import ChainMapProxy
 from pydicom import dcmread
 from pydicom.encaps import generate_frames
 from pydicom.pixels.utils import pixel_array
@@ -151,13 +152,22 @@ async def caller(request: web.Request) -> Person:
 async def _visible(
     request: web.Request, person: Person, study: str | None = None
 ) -> list[Instance]:
-    """The instances of every case the person may see, or of ``study`` in them (each
-    SOP instance once)."""
-    cases = request.config_dict[CASES]
+    return await visible_instances(
+        request.config_dict, request.app[CATALOGUES], person.key, request_now(request), study
+    )
+
+
+async def visible_instances(
+    app: ChainMapProxy, listings: Listings[Catalogue], person: bytes, now: int, study: str | None
+) -> list[Instance]:
+    """The instances of every case the person may see (``CaseService.visible``, decided
+    by cases/policy.py), or of ``study`` in them (each SOP instance once): what DICOMweb
+    and the Query/Retrieve SCP (qr.py) both answer from."""
+    cases = app[CASES]
     seen: set[str] = set()
     out = []
-    for row in await cases.visible(person.key, request_now(request)):
-        found = await catalogue_of(request.config_dict, request.app[CATALOGUES], row.case_id)
+    for row in await cases.visible(person, now):
+        found = await catalogue_of(app, listings, row.case_id)
         for instance in found.instances if study is None else found.by_study.get(study, []):
             if instance.sop not in seen:
                 seen.add(instance.sop)
@@ -197,9 +207,16 @@ def _modalities(instances: list[Instance]) -> list[str]:
 def _records(
     request: web.Request, instances: list[Instance], level: str, within: str
 ) -> list[Record]:
+    return records_of(instances, level, within, lambda *parts: _url(request, *parts))
+
+
+def records_of(
+    instances: list[Instance], level: str, within: str, url: Callable[..., str]
+) -> list[Record]:
     """One DICOM JSON record per study, series or instance: the attributes of its level
     (and of the levels above that the URL does not name, ``within``), with those the
-    standard derives (counts, modalities, the URL to retrieve it)."""
+    standard derives (counts, modalities, the URL to retrieve it: ``url`` of the path's
+    parts)."""
     groups: dict[tuple[str, ...], list[Instance]] = {}
     for i in instances:
         key = {"study": (i.study,), "series": (i.study, i.series), "instance": (i.sop,)}[level]
@@ -213,15 +230,13 @@ def _records(
             record["00080061"] = _element("CS", *_modalities(members))
             record["00201206"] = _element("IS", len({m.series for m in members}))
             record["00201208"] = _element("IS", len(members))
-            record["00081190"] = _element("UR", _url(request, "studies", first.study))
+            record["00081190"] = _element("UR", url("studies", first.study))
         elif level == "series":
             record["00201209"] = _element("IS", len(members))
-            record["00081190"] = _element(
-                "UR", _url(request, "studies", first.study, "series", first.series)
-            )
+            record["00081190"] = _element("UR", url("studies", first.study, "series", first.series))
         else:
             where = ("studies", first.study, "series", first.series, "instances", first.sop)
-            record["00081190"] = _element("UR", _url(request, *where))
+            record["00081190"] = _element("UR", url(*where))
         out.append((record, members))
     out.sort(key=lambda r: _order(r[0], level), reverse=level == "study")
     return out

@@ -210,7 +210,7 @@ def plan_contexts(stored: Iterable[tuple[str, str]]) -> list[list[Context]]:
     return [plan for plan in plans if plan]
 
 
-def _prepared(path: Path, accepted: set[str]) -> tuple[Dataset, str]:
+def prepared(path: Path, accepted: set[str]) -> tuple[Dataset, str]:
     """The image as it can go in a context accepted for its class: its stored syntax,
     else decompressed to Explicit (or Implicit) VR Little Endian. (dataset, outcome)."""
     with warnings.catch_warnings():
@@ -292,7 +292,7 @@ def _send_batch(
             done("no_context")
             continue
         try:
-            ds, outcome = _prepared(path, accepted)
+            ds, outcome = prepared(path, accepted)
         except Exception as exc:  # no decoder for this syntax, damaged codestream
             done("not_decoded", f"{header.file_meta.TransferSyntaxUID.name}: {type(exc).__name__}")
             continue

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydicom import Dataset
 from pydicom.uid import (
@@ -72,6 +72,18 @@ COMMENTS = {
 }
 
 
+class Services(Protocol):
+    """Other DICOM services answered by the listener's AE (the Query/Retrieve SCP,
+    dicomweb/qr.py): their contexts, their handlers, and the calling AE titles they
+    admit beyond [dicom] calling_ae_titles (read as each association is requested)."""
+
+    def add_contexts(self, ae: AE) -> None: ...
+
+    def handlers(self) -> list[tuple[Any, Any]]: ...
+
+    def ae_titles(self) -> list[str]: ...
+
+
 @dataclass(frozen=True)
 class ListenerSettings:
     """What the operator sets in [dicom]: who may call (``calling``: "AE" or
@@ -111,20 +123,29 @@ class ListenerSettings:
         return False
 
 
-def _answer(status: int, comment: str = "") -> Dataset | int:
+def status_answer(status: int, comment: str = "") -> Dataset | int:
+    """A DIMSE status, with ``comment`` as its Error Comment (LO: cut to 64) if any."""
     if not comment:
         return status
     ds = Dataset()
     ds.Status = status
-    ds.ErrorComment = comment
+    ds.ErrorComment = comment[:64]
     return ds
 
 
 class DicomListener:
     def __init__(
-        self, importer: Importer, *, host: str, port: int, settings: ListenerSettings
+        self,
+        importer: Importer,
+        *,
+        host: str,
+        port: int,
+        settings: ListenerSettings,
+        services: Services | None = None,
     ) -> None:
         self.importer = importer
+        self.services = services
+        self._admitted: frozenset[str] = frozenset()  # the services' calling AE titles
         self.settings = settings
         self.ae_title = settings.ae_title
         self.host = host
@@ -139,13 +160,18 @@ class DicomListener:
         """Start listening (in pynetdicom's threads); returns the port bound."""
         settings = self.settings
         ae = AE(ae_title=self.ae_title)
+        # With other services (C-GET), the storage classes may also be taken in the SCP
+        # role: the node sends on the workstation's own association.
+        role = {"scu_role": True, "scp_role": True} if self.services else {}
         for context in AllStoragePresentationContexts:
             if context.abstract_syntax is not None:
-                ae.add_supported_context(context.abstract_syntax, ACCEPTED_SYNTAXES)
+                ae.add_supported_context(context.abstract_syntax, ACCEPTED_SYNTAXES, **role)
         ae.add_supported_context(Verification, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        if self.services:
+            self.services.add_contexts(ae)
         ae.require_called_aet = True
         if settings.calling:  # titles not listed are rejected in the negotiation
-            ae.require_calling_aet = sorted({c.partition("@")[0] for c in settings.calling})
+            ae.require_calling_aet = self._calling_titles()
         ae.maximum_associations = settings.max_associations
         # ARTIM: a connection that sends nothing, or bytes that are not DICOM (a port
         # scan, an HTTP health check), is closed after it instead of holding a place.
@@ -158,11 +184,25 @@ class DicomListener:
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_REJECTED, self._on_rejected),
         ]
+        if self.services:
+            handlers += [(evt.EVT_REQUESTED, self._on_requested), *self.services.handlers()]
         self._server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
         self._limit_per_address(self._server)
         self.port = int(self._server.server_address[1])
         log("dicom listener started", ae_title=self.ae_title, port=self.port)
         return self.port
+
+    def _calling_titles(self) -> list[str]:
+        listed = {c.partition("@")[0] for c in self.settings.calling}
+        return sorted(listed | self._admitted)
+
+    def _on_requested(self, event: Any) -> None:
+        """Before the negotiation: the services' calling AE titles as they are now (a
+        workstation bound a moment ago, by the CLI or the web page, may call)."""
+        assert self.services is not None  # noqa: S101 - bound only with services
+        self._admitted = frozenset(self.services.ae_titles())
+        if self.settings.calling:
+            event.assoc.ae.require_calling_aet = self._calling_titles()
 
     def _limit_per_address(self, server: Any) -> None:
         """At most ``max_per_address`` associations at once from one address (their
@@ -240,13 +280,14 @@ class DicomListener:
         log("dicom association refused", calling_ae=calling, address=address, reason=reason)
 
     def _on_echo(self, event: Any) -> int:
-        return STATUS_SUCCESS if self._allowed(event) else STATUS_NOT_AUTHORIZED
+        admitted = self._caller(event)[0] in self._admitted  # a bound workstation's test
+        return STATUS_SUCCESS if self._allowed(event) or admitted else STATUS_NOT_AUTHORIZED
 
     def _on_store(self, event: Any) -> Dataset | int:
         calling = event.assoc.requestor.ae_title
         if not self._allowed(event):
             self.refused += 1
-            return _answer(STATUS_NOT_AUTHORIZED, COMMENTS["not allowed"])
+            return status_answer(STATUS_NOT_AUTHORIZED, COMMENTS["not allowed"])
         try:
             data = bytes(event.encoded_dataset(include_meta=True))
         except Exception:  # a data set pynetdicom cannot encode back: refuse it
@@ -267,21 +308,23 @@ class DicomListener:
             reason = rejected.reason.split(":")[0].split(" (")[0]
             log("c-store refused", calling_ae=calling, reason=reason)  # no value in it
             if rejected.document:
-                return _answer(STATUS_SOP_CLASS_NOT_SUPPORTED, COMMENTS["document"])
+                return status_answer(STATUS_SOP_CLASS_NOT_SUPPORTED, COMMENTS["document"])
             return STATUS_CANNOT_UNDERSTAND
         if report.repeated:
             kept = report.repeated[0].kept
             log("c-store repeated instance", calling_ae=calling, kept=kept)
             if kept == "first":
-                return _answer(STATUS_WARNING, COMMENTS["first"])
+                return status_answer(STATUS_WARNING, COMMENTS["first"])
         self.received += 1
         log("c-store received", calling_ae=calling, burned_in=bool(report.taken[0].burned_in))
         if report.repeated:
-            return _answer(STATUS_WARNING, COMMENTS["lossless"])
+            return status_answer(STATUS_WARNING, COMMENTS["lossless"])
         return STATUS_SUCCESS
 
 
-def start_listener(node_dir: Path, config: NodeConfig) -> DicomListener:
+def start_listener(
+    node_dir: Path, config: NodeConfig, services: Services | None = None
+) -> DicomListener:
     from tsfnode.intake.importer import importer_for
 
     listener = DicomListener(
@@ -289,6 +332,7 @@ def start_listener(node_dir: Path, config: NodeConfig) -> DicomListener:
         host=config.http_host,
         port=config.dicom_port,
         settings=ListenerSettings.of(config),
+        services=services,
     )
     listener.start()
     return listener

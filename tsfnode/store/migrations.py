@@ -290,6 +290,19 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX mail_queue_due ON mail_queue (state, next_attempt_ms);
     """,
+    # 13: the DICOM workstations a reader binds to their account (Query/Retrieve: a
+    # calling AE title finds what its account may see; C-MOVE sends only to the
+    # account's own bound workstations). An AE title belongs to one account at most.
+    """
+    CREATE TABLE dicom_bindings (
+        ae_title   TEXT PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts (id),
+        host       TEXT NOT NULL,
+        port       INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX dicom_bindings_account ON dicom_bindings (account_id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

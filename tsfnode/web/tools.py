@@ -1,11 +1,14 @@
 """A person's own tools in the web application: how to connect their viewer (OHIF,
 Weasis) to this node's DICOMweb, with the exact URL and their tokens (made, listed,
-revoked here); the DICOM nodes they send studies to by C-STORE; a case's study as a zip
-with a DICOMDIR, or sent to one of those nodes.
+revoked here); the workstations bound to them for Query/Retrieve (dicomweb/qr.py); the
+DICOM nodes they send studies to by C-STORE; a case's study as a zip with a DICOMDIR,
+or sent to one of those nodes.
 
     GET  /web/tools                               the page
     POST /web/tools/tokens                        a new DICOMweb token (shown once)
     POST /web/tools/tokens/revoke
+    POST /web/tools/bindings                      a workstation bound, for Q/R
+    POST /web/tools/bindings/delete
     POST /web/tools/destinations                  a DICOM node to send to
     POST /web/tools/destinations/delete
     POST /web/tools/destinations/reports          every report back sent there, or not
@@ -31,7 +34,7 @@ from aiohttp.helpers import ChainMapProxy
 from pydicom.uid import UID
 
 from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, STORE
-from tsfnode.auth.accounts import DICOMWEB_TOKEN, create_token
+from tsfnode.auth.accounts import DICOMWEB_TOKEN, bind_workstation, create_token
 from tsfnode.auth.sessions import Session, check_csrf, posted_form, require
 from tsfnode.cases.images import image_folders
 from tsfnode.clock import CLOCK, request_now
@@ -49,6 +52,7 @@ from tsfnode.images.export import (
 from tsfnode.info import dicomweb_base_url
 from tsfnode.routes import Routes
 from tsfnode.store.accounts import AccountStore
+from tsfnode.store.bindings import BindingStore
 from tsfnode.store.destinations import DestinationStore, DicomDestination
 from tsfnode.web.common import language_of, render_page, seen_case, when
 
@@ -179,6 +183,13 @@ async def tools_page(
         destinations=await destinations_of(request, session.account_id),
         sends=sends,
         ae_title=config.dicom_ae_title,
+        dicom_host=(
+            config.http_host
+            if config.http_host not in ("0.0.0.0", "::")  # noqa: S104 - compared, not bound
+            else request.url.host
+        ),
+        dicom_port=config.dicom_port,
+        bindings=await BindingStore(request.config_dict[STORE].db).bindings_of(session.account_id),
         error=error,
         status=status,
     )
@@ -212,6 +223,32 @@ async def revoke_token(request: web.Request) -> web.Response:
             token_id, account_id=session.account_id, purpose=DICOMWEB_TOKEN
         )
     raise web.HTTPSeeOther("/web/tools#tokens")
+
+
+@ROUTES.post("/tools/bindings")
+async def add_binding(request: web.Request) -> web.Response:
+    session, form = await posted_form(request, *PEOPLE)
+    try:
+        await bind_workstation(
+            request.config_dict[STORE],
+            account_id=session.account_id,
+            ae_title=str(form.get("ae_title", "")),
+            host=str(form.get("host", "")),
+            port=str(form.get("port", "")).strip(),
+            now=request_now(request),
+        )
+    except NodeError as exc:
+        return await tools_page(request, error=exc, status=400)
+    raise web.HTTPSeeOther("/web/tools#bindings")
+
+
+@ROUTES.post("/tools/bindings/delete")
+async def delete_binding(request: web.Request) -> web.Response:
+    session, form = await posted_form(request, *PEOPLE)
+    await BindingStore(request.config_dict[STORE].db).unbind(
+        str(form.get("ae_title", "")), account_id=session.account_id
+    )
+    raise web.HTTPSeeOther("/web/tools#bindings")
 
 
 @ROUTES.post("/tools/destinations")

@@ -15,6 +15,8 @@ from tests.harness.data import PYDICOM_FILES
 from tests.harness.inprocess import node_log, start_local_node
 from tests.harness.pacs import free_port
 from tests.tsfnode.intake.conftest import dcmtk, encapsulated_pdf, listening_node
+from tsfnode.auth.accounts import bind_workstation
+from tsfnode.store.accounts import AccountStore
 
 CT = PYDICOM_FILES / "CT_small.dcm"
 JPEG_LS = PYDICOM_FILES / "MR_small_jpeg_ls_lossless.dcm"
@@ -205,3 +207,29 @@ async def test_only_the_listed_calling_ae_titles_may_send(
         ("INTRUDER", "calling"),
         ("PACS", "this"),
     }
+
+
+async def test_a_workstation_bound_to_an_account_is_admitted_for_query_retrieve_only(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    node, port = await listening_node(
+        tmp_path, aiohttp_client, dicom_calling_ae_titles=("CT_SCANNER",)
+    )
+    find = ("findscu", "-S", "-aet", "HOROS", "-aec", "TSF_ERASME", "-k",
+            "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID", "127.0.0.1", port)  # fmt: skip
+    before = await dcmtk(*find)
+    assert before.returncode != 0
+    assert "Calling AE Title Not Recognized" in before.stderr
+    marie = await node.account("marie", "reader")
+    account = await AccountStore(node.store.db).account(marie.username)
+    assert account is not None
+    await bind_workstation(
+        node.store, account_id=account.id, ae_title="HOROS", host="127.0.0.1", port="11112",
+        now=node.clock.now_ms(),
+    )  # fmt: skip
+    assert (await dcmtk(*find)).returncode == 0  # admitted at once, no restart
+    echo = await dcmtk("echoscu", "-aet", "HOROS", "-aec", "TSF_ERASME", "127.0.0.1", port)
+    assert echo.returncode == 0, echo.stderr
+    store = await dcmtk("storescu", "-aet", "HOROS", "-aec", "TSF_ERASME", "127.0.0.1", port, CT)
+    assert store.returncode != 0  # a workstation retrieves; it does not send into intake
+    assert received(node.root) == []
