@@ -147,12 +147,12 @@ class SmallBox:
             with contextlib.suppress(OSError):
                 for pid in (folder / "cgroup.procs").read_text().split():
                     (folder.parent / "cgroup.procs").write_text(pid)
-            for _ in range(50):  # bounded: the kernel frees an emptied group shortly
+            for _ in range(100):  # bounded (10 s): an emptied group is freed shortly
                 try:
                     folder.rmdir()
                     break
                 except OSError:
-                    os.sched_yield()
+                    time.sleep(0.1)
 
 
 def peak_rss(pid: int) -> int:
@@ -193,11 +193,11 @@ def receive_and_view(
     study.mkdir()
     study_bytes = sum(p.stat().st_size for p in ct_series(study, slices))
     (base / "net").mkdir()
-    net = PairedNet(base / "net", transfer=QUICK_TRANSFER)
     rendered, arrived = 0, False
     start = time.perf_counter()
-    try:
-        with SmallBox(limit_bytes=limit_bytes) as box:
+    with SmallBox(limit_bytes=limit_bytes) as box:
+        net = PairedNet(base / "net", transfer=QUICK_TRANSFER)
+        with contextlib.closing(net):  # the nodes stop before the box goes
             net.cluster.stop_node(1)  # started again in the box
             with box.entered():
                 net.cluster.start_node(1)
@@ -236,5 +236,3 @@ def receive_and_view(
                 frames_rendered=rendered,
                 seconds=time.perf_counter() - start,
             )
-    finally:
-        net.close()
