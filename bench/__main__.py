@@ -14,6 +14,7 @@ from bench import (
     bench_intake,
     bench_pipeline,
     bench_simulations,
+    bench_smallbox,
     bench_transfer,
     bench_viewer,
 )
@@ -30,6 +31,7 @@ MODULES = (
     bench_viewer,
     bench_pipeline,
     bench_simulations,
+    bench_smallbox,
 )
 
 

@@ -12,6 +12,7 @@ from tsfnode.config import NodeConfig
 from tsfnode.images.render import Renderer
 from tsfnode.mail.service import MailService
 from tsfnode.network.directory import DirectoryService
+from tsfnode.network.echo import EchoLimits
 from tsfnode.network.nearest import SpeedTests
 from tsfnode.network.peering import Peering
 from tsfnode.nodedir import NodeDir
@@ -32,4 +33,5 @@ CASES = web.AppKey("cases", CaseService)
 MAIL = web.AppKey("mail", MailService)  # the e-mail queue's sender
 NEAREST_BUSY = web.AppKey("nearest_busy", asyncio.Lock)  # on /api/: one measurement at a time
 SPEED_TESTS = web.AppKey("speed_tests", SpeedTests)  # on /peer/: the tests served at once
+ECHO_LIMITS = web.AppKey("echo_limits", EchoLimits)  # on /peer/: the echoes answered
 RENDERER = web.AppKey("renderer", Renderer)  # decoded frames, shared by the viewer and DICOMweb

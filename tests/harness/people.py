@@ -45,14 +45,16 @@ REPORT = {
 }
 
 
-def call(url: str, token: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
+def call(
+    url: str, token: str, method: str = "GET", body: Any = None, timeout: float = 30
+) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Authorization", f"Bearer {token}")
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()
             status = response.status
     except urllib.error.HTTPError as exc:
@@ -79,11 +81,14 @@ class Person:
         assert token.returncode == 0, token.stderr
         self.token = token.stdout.strip()
 
-    def api(self, path: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
-        return call(f"{self.cluster.url(self.node)}/api/v1{path}", self.token, method, body)
+    def api(
+        self, path: str, method: str = "GET", body: Any = None, timeout: float = 30
+    ) -> tuple[int, Any]:
+        url = f"{self.cluster.url(self.node)}/api/v1{path}"
+        return call(url, self.token, method, body, timeout)
 
-    def ok(self, path: str, method: str = "GET", body: Any = None) -> Any:
-        status, answer = self.api(path, method, body)
+    def ok(self, path: str, method: str = "GET", body: Any = None, timeout: float = 30) -> Any:
+        status, answer = self.api(path, method, body, timeout)
         assert 200 <= status < 300, (path, status, answer)
         return answer
 
@@ -203,9 +208,10 @@ class PairedNet:
     def close(self) -> None:
         self.cluster.close()
 
-    def submit(self, folder: Path, routing: dict[str, Any]) -> str:
+    def submit(self, folder: Path, routing: dict[str, Any], timeout: float = 30) -> str:
         """The study of ``folder`` imported at Cotonou with the CLI, its flagged images
-        confirmed, sent by Koffi as a case routed as ``routing`` says."""
+        confirmed, sent by Koffi as a case routed as ``routing`` says (``timeout``: for
+        the answer, which comes once the study is sealed)."""
         node0 = self.cluster.dirs[0]
         intake = node0 / "intake"
         before = {p.name for p in intake.iterdir()} if intake.exists() else set()
@@ -213,7 +219,7 @@ class PairedNet:
         (study,) = {p.name for p in intake.iterdir() if p.is_dir()} - before
         assert tsfnode("review", study, "--node", node0, "--confirm-all").returncode == 0
         body = {"study_uid": study, "form": {**FORM, "body_part": "HEAD"}, **routing}
-        return str(self.koffi.ok("/cases", "POST", body)["case_id"])
+        return str(self.koffi.ok("/cases", "POST", body, timeout)["case_id"])
 
 
 class Browser:

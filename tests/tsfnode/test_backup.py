@@ -164,8 +164,29 @@ def test_scheduled_backups_are_written_sealed_and_pruned(tmp_path: Path) -> None
     assert restored.returncode == 0, restored.stderr
 
 
+def _kill_lose_and_restore(net: PairedNet, i: int, tmp_path: Path) -> str:
+    """Node ``i`` backed up (received studies listed, not copied), killed -9, its
+    directory deleted, restored from the archive and started again; what restore said."""
+    directory = net.cluster.dirs[i]
+    secret = tmp_path / "passphrase.txt"
+    secret.write_text(PASSPHRASE)
+    archive = tmp_path / f"node{i}.tsfbackup"
+    made = tsfnode("backup", directory, "--out", archive, "--passphrase-file", secret)
+    assert made.returncode == 0, made.stderr
+    assert "Received studies are listed, not copied" in made.stdout
+    # The box dies (kill -9) and its disk with it.
+    net.cluster.stop_node(i, signal.SIGKILL)
+    shutil.rmtree(directory)
+    made = tsfnode("restore", archive, directory, "--passphrase-file", secret)
+    assert made.returncode == 0, made.stderr
+    assert not (directory / "received").exists(), "the studies were not in the archive"
+    assert (directory / "refetch.json").exists()
+    net.cluster.start_node(i)
+    return made.stdout
+
+
 @pytest.mark.slow
-def test_a_reader_node_killed_mid_case_comes_back_from_its_backup_and_the_case_finishes(
+def test_a_node_killed_mid_case_comes_back_from_its_backup_fetches_its_studies_again_and_the_case_finishes(  # noqa: E501
     tmp_path: Path,
 ) -> None:
     (tmp_path / "net").mkdir()
@@ -176,26 +197,37 @@ def test_a_reader_node_killed_mid_case_comes_back_from_its_backup_and_the_case_f
         ct_series(ct, 3)
         case_id = net.submit(ct, {"routing": "pair", "target": net.pair})
         wait_for("the case at Marie's node", lambda: net.marie.state(case_id) == "assigned")
-        erasme = net.cluster.dirs[1]
-        secret = tmp_path / "passphrase.txt"
-        secret.write_text(PASSPHRASE)
-        archive = tmp_path / "erasme.tsfbackup"
-        made = tsfnode("backup", erasme, "--out", archive, "--passphrase-file", secret)
-        assert made.returncode == 0, made.stderr
-        # The box dies (kill -9) and its disk with it.
-        net.cluster.stop_node(1, signal.SIGKILL)
-        shutil.rmtree(erasme)
-        made = tsfnode("restore", archive, erasme, "--passphrase-file", secret)
-        assert made.returncode == 0, made.stderr
-        net.cluster.start_node(1)
-        # Marie finds her case and its images, and reports; the report reaches Koffi.
+        erasme, cotonou = net.cluster.dirs[1], net.cluster.dirs[0]
+        said = _kill_lose_and_restore(net, 1, tmp_path)
+        assert "received bundle(s) will be fetched again" in said
+        # The study comes back from Koffi's node, its sender (each chunk checked against
+        # the signed manifest), and Marie finds her case and its images.
         at_reader = net.marie.case(case_id)
         assert at_reader["state"] == "assigned"
         (images,) = at_reader["images"]
-        assert list((erasme / images / "files").rglob("*.dcm"))
+        wait_for(
+            "the study fetched again from its sender",
+            lambda: bool(list((erasme / images / "files").rglob("*.dcm"))),
+        )
+        wait_for("nothing left to fetch", lambda: not (erasme / "refetch.json").exists())
+        assert "bundle fetched again after restore" in net.cluster.nodes[1].logs()  # type: ignore[union-attr]
         net.marie.ok(f"/cases/{case_id}/report", "POST", REPORT)
         wait_for("the report is back", lambda: net.koffi.state(case_id) == "report_delivered")
+
+        # The sender's box dies in turn: the report's bundle it had received comes back
+        # from Erasme, which sealed it; the case and its report are as they were.
+        received = {p.name for p in (cotonou / "received").iterdir()}
+        assert received
+        _kill_lose_and_restore(net, 0, tmp_path)
+        wait_for(
+            "the sender's received bundles fetched again",
+            lambda: not (cotonou / "refetch.json").exists(),
+        )
+        assert {p.name for p in (cotonou / "received").iterdir()} >= received
+        assert net.koffi.state(case_id) == "report_delivered"
         (report,) = [d for d in net.koffi.case(case_id)["documents"] if d["kind"] == "report"]
         assert report["impression"] == REPORT["impression"]
+        checked = tsfnode("doctor", cotonou, "--lang", "en")
+        assert "left out of the restored backup" not in checked.stdout
     finally:
         net.cluster.close()

@@ -7,13 +7,22 @@ from __future__ import annotations
 import base64
 import os
 import stat
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.harness.cluster import configure
-from tests.harness.nodes import RunningNode, tsfnode
+from protocol.echo import encode_echo_request
+from protocol.identity import PublicIdentity
+from tests.harness.cluster import configure, node_id
+from tests.harness.cluster import running as running_cluster
+from tests.harness.nodes import RunningNode, get_json, tsfnode
+from tests.harness.waiting import wait_for
+from tests.protocol.helpers import identity
 from tests.tsfnode.test_tls import make_ca, make_cert
+from tsfnode.keyfile import read_key
 
 
 def test_doctor_names_each_problem_and_what_to_do_in_french_and_english(
@@ -65,3 +74,55 @@ def test_doctor_names_each_problem_and_what_to_do_in_french_and_english(
         for path in node.rglob("*"):
             if path.is_file() and path.name != "run.json":
                 assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+
+
+def _ask_echo(peer_url: str, body: bytes) -> tuple[int, str]:
+    request = urllib.request.Request(f"{peer_url}/peer/v1/echo", data=body, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.mark.slow
+def test_doctor_has_a_peer_connect_back_and_says_what_to_do_when_the_port_is_closed(
+    tmp_path: Path, anchor_key: Path
+) -> None:
+    with running_cluster(tmp_path, anchor_key, 2) as cluster:
+        here, peer = cluster.dirs[1], cluster.proxies[0].url
+        published = cluster.proxies[1].url
+        wait_for(
+            "node 1 hears node 0",
+            lambda: (
+                [p["status"] for p in get_json(f"{cluster.url(1)}/api/v1/peers")["peers"]]
+                == ["alive"]
+            ),
+        )
+        checked = tsfnode("doctor", here, "--lang", "en")
+        assert f"✔ Reachable from outside at {published} (Hôpital 0 connected back)." in (
+            checked.stdout
+        ), checked.stdout
+
+        # A node asks for an address it does not publish (another host's SSH port): the
+        # peer refuses without connecting anywhere; never a port scanner.
+        me = read_key(here / "node.key")
+        asked = PublicIdentity.from_text(node_id(cluster.dirs[0])).key
+        now = int(time.time() * 1000)
+        status, text = _ask_echo(peer, encode_echo_request(me, asked, "http://127.0.0.1:22", now))
+        assert status == 403
+        assert "only at an address its directory record publishes" in text
+        # A request signed by no node of the network is refused too.
+        stranger = identity("stranger")
+        status, _ = _ask_echo(peer, encode_echo_request(stranger, asked, published, now))
+        assert status == 403
+
+        # Nothing listens at the published address any more (a closed firewall port).
+        cluster.loop.run(cluster.proxies[1].stop())
+        checked = tsfnode("doctor", here, "--lang", "fr")
+        assert (
+            f"✘ Hôpital 0 ne peut pas joindre ce nœud à {published} : connexion refusée. "
+            f"Ouvrez le port {cluster.proxies[1].port} vers cette machine"
+        ) in checked.stdout, checked.stdout
+        assert "nommez un relais dans [transfer] relays" in checked.stdout
+        assert checked.returncode == 1

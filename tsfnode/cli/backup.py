@@ -1,5 +1,7 @@
 """`tsfnode backup`, `tsfnode restore` and `tsfnode backup-key`: the node's identity,
-people's keys, pseudonym map and database in one encrypted archive, and back.
+people's keys, pseudonym map and database in one encrypted archive, and back. The studies
+the node received are listed in it, not copied (`--with-bundles` copies them): a
+restored node fetches them again from their senders and relays.
 
     tsfnode backup-key --out /root/tsfnode-backup.key      # once, on the operator's machine
     tsfnode backup /var/lib/tsfnode --out node.tsfbackup --to-key tsfnode-backup.key.pub
@@ -89,9 +91,17 @@ def backup(args: argparse.Namespace) -> int:
                 f"(or set {PASSPHRASE_ENV})"
             )
         sealing = Sealing(passphrase=passphrase)
-    count = write_backup(args.directory, args.out, sealing, now_ms=Clock().now_ms())
+    count = write_backup(
+        args.directory,
+        args.out,
+        sealing,
+        now_ms=Clock().now_ms(),
+        with_bundles=args.with_bundles,
+    )
     size = args.out.stat().st_size
     print(f"Backup written: {args.out} ({count} files, {size / 1e6:.1f} MB)")
+    if not args.with_bundles:
+        print("Received studies are listed, not copied: a restored node fetches them again.")
     print("Keep it on another machine; it holds the node's identity and the pseudonym map.")
     return 0
 
@@ -107,8 +117,13 @@ def restore(args: argparse.Namespace) -> int:
         if passphrase is None:
             raise BackupError(f"give --passphrase-file (or set {PASSPHRASE_ENV})")
         sealing = Sealing(passphrase=passphrase)
-    restored = restore_backup(args.archive, args.directory, sealing)
+    restored = restore_backup(args.archive, args.directory, sealing, now_ms=Clock().now_ms())
     print(f"Restored node {restored.node_id} in {args.directory} ({restored.files} files)")
+    if restored.refetch:
+        print(
+            f"{restored.refetch} received bundle(s) will be fetched again from their senders "
+            "and relays once the node runs (tsfnode doctor names any that cannot be)."
+        )
     print(f"Start it with: tsfnode run {args.directory}")
     return 0
 
@@ -136,6 +151,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--out", type=Path, required=True, help="the archive to write")
     p.add_argument("--to-key", help="an operator's public key (file or base64): sealed to it")
     p.add_argument("--passphrase-file", type=Path, help="a file whose first line is the passphrase")
+    p.add_argument(
+        "--with-bundles",
+        action="store_true",
+        help="copy the received studies too (default: listed, fetched again after a restore)",
+    )
     p.set_defaults(handler=backup)
 
     p = sub.add_parser("restore", help="bring a node back from an archive, with the same id")

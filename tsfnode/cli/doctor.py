@@ -4,9 +4,11 @@ what to do, in the operator's language (French or English).
 Checked: the key files' permissions, free disk space, the TLS certificate's expiry, the
 age of the last scheduled backup, the mail server of [smtp] (connect, EHLO, TLS, sign in;
 nothing sent), whether the node runs and answers, its peers and
-relays as the node sees them, and the clock against its peers' (signed records and
-tokens expire: a clock minutes off makes a node refuse and be refused). Not checked yet:
-whether the node's port is reachable from outside (that needs a peer to connect back).
+relays as the node sees them, the clock against its peers' (signed records and
+tokens expire: a clock minutes off makes a node refuse and be refused), whether the
+node's published address is reachable from outside (one or two peers connect back to it:
+``POST /peer/v1/echo``, SPEC.md 7.3), and the studies a restore left to fetch again
+(``refetch.json``) that are not back yet.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import ssl
 import stat
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +40,12 @@ VERY_LOW_DISK_BYTES = 500 * 1024**2
 CERT_WARN_DAYS = 14
 SKEW_MAX_S = 60
 PEERS_ASKED = 5
+ECHO_PEERS = 2  # peers asked to connect back
+UNREACHABLE = {
+    "refused": N_("doctor_unreachable_refused"),
+    "timeout": N_("doctor_unreachable_timeout"),
+    "other": N_("doctor_unreachable_other"),
+}
 
 
 @dataclass(frozen=True)
@@ -153,6 +162,75 @@ def _network(url: str, config: NodeConfig, now: float) -> list[Finding]:
     return found
 
 
+def _post(url: str, data: bytes) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=data, method="POST")  # noqa: S310 - http(s)
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
+            return response.status, response.read(4096).decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(4096).decode("utf-8", "replace")
+
+
+def _reachable(node: NodeDir, url: str, now: float) -> list[Finding]:
+    """One or two alive peers connect back to each address this node publishes, and say
+    what they saw (reachable, refused, timed out, something else answering)."""
+    from protocol.echo import encode_echo_request
+    from protocol.identity import PublicIdentity
+    from tsfnode.keyfile import read_key
+
+    try:
+        me = _get(url + "/api/v1/node")[0]["id"]
+        nodes, _ = _get(url + "/api/v1/directory?kind=node")
+        peers = _get(url + "/api/v1/peers")[0].get("peers", [])
+        identity = read_key(node.key)
+    except (OSError, ValueError, KeyError, NodeError, urllib.error.URLError):
+        return [Finding(WARN, N_("doctor_echo_unknown"), {"peer": "-", "reason": "API"})]
+    mine = next((e for e in nodes if e.get("id") == me), None)
+    addresses = [str(a) for a in (mine or {}).get("details", {}).get("addresses", [])]
+    if not addresses:
+        return [Finding(WARN, N_("doctor_no_address"), {"config": node.config})]
+    alive = [p for p in peers if p.get("status") == "alive" and p.get("address")]
+    if not alive:
+        return []  # said already: no peer reachable
+    found = []
+    for address in addresses:
+        for peer in alive[:ECHO_PEERS]:
+            name = str(peer.get("name") or peer["id"][:15])
+            try:
+                request = encode_echo_request(
+                    identity, PublicIdentity.from_text(peer["id"]).key, address, int(now * 1000)
+                )
+                status, body = _post(str(peer["address"]).rstrip("/") + "/peer/v1/echo", request)
+                seen = json.loads(body)["result"] if status == 200 else ""
+            except (OSError, ValueError, KeyError, TypeError, urllib.error.URLError) as exc:
+                status, body, seen = 0, type(exc).__name__, ""
+            values: dict[str, object] = {"address": address, "peer": name}
+            if seen == "reachable":
+                found.append(Finding(OK, N_("doctor_reachable"), values))
+                break
+            if seen in UNREACHABLE:
+                port = urllib.parse.urlsplit(address).port or 443
+                found.append(Finding(PROBLEM, UNREACHABLE[seen], {**values, "port": port}))
+                break
+            reason = body.strip()[:120] or f"HTTP {status}"
+            found.append(Finding(WARN, N_("doctor_echo_unknown"), {"peer": name, "reason": reason}))
+    return found
+
+
+def _refetch(node: NodeDir) -> Finding | None:
+    """The studies a restore left out of its archive that are not back yet."""
+    from tsfnode.transfers.refetch import read_listed
+
+    listed = [e for e in read_listed(node.root) if not (node.root / "received" / e.bundle).is_dir()]
+    if not listed:
+        return None
+    return Finding(
+        WARN,
+        N_("doctor_refetch_pending"),
+        {"count": len(listed), "bundles": ", ".join(e.bundle[:8] for e in listed[:10])},
+    )
+
+
 def _mail_server(node: NodeDir, config: NodeConfig) -> Finding | None:
     """The [smtp] server: connected, greeted (EHLO), secured and signed in; nothing sent."""
     if not config.smtp_host:
@@ -181,6 +259,9 @@ def diagnose(directory: Path, now: float | None = None) -> list[Finding]:
     if cert is not None:
         findings.append(cert)
     findings.append(_backup(node, config, now))
+    refetch = _refetch(node)
+    if refetch is not None:
+        findings.append(refetch)
     mail = _mail_server(node, config)
     if mail is not None:
         findings.append(mail)
@@ -188,6 +269,7 @@ def diagnose(directory: Path, now: float | None = None) -> list[Finding]:
     findings.append(running)
     if url is not None:
         findings.extend(_network(url, config, now))
+        findings.extend(_reachable(node, url, now))
     return findings
 
 

@@ -11,6 +11,7 @@ palette colour) are converted to RGB and sent as they are.
 from __future__ import annotations
 
 import io
+import os
 import threading
 import warnings
 from collections import OrderedDict
@@ -33,6 +34,47 @@ from pydicom.uid import (
 
 LOSSY_SYNTAXES = {JPEGBaseline8Bit, JPEGExtended12Bit, JPEG2000, JPEGLSNearLossless}
 FULL = 4096  # the largest side ever sent
+MAX_FRAME_CACHE = 256 * 1024 * 1024
+MIN_FRAME_CACHE = 16 * 1024 * 1024
+CACHE_SHARE = 8  # the frame cache takes at most this fraction of the node's memory
+
+
+def memory_limit() -> int | None:
+    """The memory this process may use: its cgroup's limit (v1 ``memory.limit_in_bytes``
+    or v2 ``memory.max``, as systemd's ``MemoryMax=`` sets it) or the machine's RAM,
+    whichever is smaller; None if neither can be read."""
+    limits = []
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, names, path = line.split(":", 2)
+            if "memory" in names.split(","):
+                found = Path("/sys/fs/cgroup/memory", path.lstrip("/"), "memory.limit_in_bytes")
+            elif names == "":
+                found = Path("/sys/fs/cgroup", path.lstrip("/"), "memory.max")
+            else:
+                continue
+            text = found.read_text().strip() if found.exists() else "max"
+            if text.isdigit():
+                limits.append(int(text))
+    except (OSError, ValueError):
+        pass
+    try:
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (OSError, ValueError):
+        pass
+    return min(limits) if limits else None
+
+
+def frame_cache_budget() -> int:
+    """Bytes of decoded frames kept: 256 MB, or an eighth of the memory the node may use
+    when that is less (a node in a 256 MB box keeps 32 MB: a 500-slice CT paged through
+    is decoded again rather than kept whole)."""
+    limit = memory_limit()
+    if limit is None:
+        return MAX_FRAME_CACHE
+    return max(MIN_FRAME_CACHE, min(MAX_FRAME_CACHE, limit // CACHE_SHARE))
+
+
 PRESETS = {  # (centre, width) in Hounsfield units, for CT
     "lung": (-600.0, 1500.0),
     "mediastinum": (40.0, 400.0),
@@ -173,10 +215,10 @@ def encode(pixels: np.ndarray, *, max_size: int, quality: int, fmt: str = "JPEG"
 
 @dataclass
 class Renderer:
-    """Decoded frames kept in memory (least recently used out, within ``budget`` bytes)
-    and headers; safe to use from worker threads."""
+    """Decoded frames kept in memory (least recently used out, within ``budget`` bytes:
+    `frame_cache_budget`) and headers; safe to use from worker threads."""
 
-    budget: int = 256 * 1024 * 1024
+    budget: int = field(default_factory=frame_cache_budget)
     _frames: OrderedDict[tuple[Path, int], Values] = field(default_factory=OrderedDict)
     _headers: dict[Path, Dataset] = field(default_factory=dict)
     _held: int = 0

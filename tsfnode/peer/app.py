@@ -7,11 +7,15 @@ import asyncio
 
 from aiohttp import web
 
-from tsfnode.appkeys import DIRECTORY, NODE_DIR, PEERING, SPEED_TESTS
+from protocol.echo import decode_echo_request
+from protocol.errors import ProtocolError
+from tsfnode.appkeys import CONFIG, DIRECTORY, ECHO_LIMITS, IDENTITY, NODE_DIR, PEERING, SPEED_TESTS
 from tsfnode.auth.gate import Gate
 from tsfnode.bodies import read_body
 from tsfnode.clock import request_now
 from tsfnode.info import node_info
+from tsfnode.logs import log
+from tsfnode.network.echo import MAX_ECHO_REQUEST, EchoLimits, connect_back
 from tsfnode.network.nearest import (
     MAX_SPEEDTEST_BYTES,
     SPEEDTEST_DEADLINE_S,
@@ -150,13 +154,49 @@ async def nodes(request: web.Request) -> web.Response:
     return web.json_response(sorted(listed, key=lambda n: n["name"]))
 
 
+@ROUTES.post("/v1/echo")
+async def echo(request: web.Request) -> web.Response:
+    """Connect back to the requesting node at one of the addresses its directory record
+    publishes, and say what was seen (SPEC.md 7.3; tsfnode/network/echo.py). Signed by
+    an admitted node, for an address it publishes, a few an hour: never a port scan."""
+    data = await read_body(request, MAX_ECHO_REQUEST)
+    now = request_now(request)
+    try:
+        asked = decode_echo_request(data, asked=request.config_dict[IDENTITY].public.key, now=now)
+    except ProtocolError as exc:
+        raise web.HTTPForbidden(text=f"echo refused: {exc}") from None
+    record = request.config_dict[DIRECTORY].view(now).nodes.get(asked.node.key)
+    if record is None or not request.config_dict[DIRECTORY].view(now).is_admitted(asked.node.key):
+        raise web.HTTPForbidden(text="echo refused: not a node of this network")
+    published = {str(a).rstrip("/") for a in record.body["addresses"]}
+    if asked.address.rstrip("/") not in published:
+        log("echo refused: address not published", node=asked.node.text[:15])
+        raise web.HTTPForbidden(
+            text="echo refused: a node is connected back to only at an address its "
+            "directory record publishes"
+        )
+    limits = request.app[ECHO_LIMITS]
+    if not limits.take(asked.node.key, now):
+        raise web.HTTPTooManyRequests(
+            text="too many echoes: try again in an hour", headers={"Retry-After": "3600"}
+        )
+    try:
+        seen = await connect_back(
+            asked.address, asked.node, request.config_dict[CONFIG].http_source_address
+        )
+    finally:
+        limits.give_back()
+    return web.json_response({"address": asked.address, "result": seen})
+
+
 def create_peer_app() -> web.Application:
     app = web.Application()
     app[SPEED_TESTS] = SpeedTests()
+    app[ECHO_LIMITS] = EchoLimits()
     app.router.add_routes(ROUTES)
     add_transfer_routes(app)
     Gate.of(
         public=[hello, speedtest_download, speedtest_upload, nodes, teaching_images],
-        signed=[envelope, introduce, *SIGNED_TRANSFER_ROUTES],
+        signed=[envelope, introduce, echo, *SIGNED_TRANSFER_ROUTES],
     ).install(app)
     return app

@@ -3,14 +3,24 @@ from it on another machine.
 
 What goes in: ``config.toml``, ``node.key`` (the node's identity), ``people/`` (its
 people's keys), ``retired-keys/`` (the node's keys before a rotation),
-``pseudonyms/`` (the pseudonym map and its key: without them a report cannot be matched
-to the hospital's patient), ``node.db`` (an online SQLite backup, consistent while the
-node runs), ``blobs/`` (sealed bundles still to deliver),
-``intake/`` (de-identified studies not yet sent), ``received/`` (the studies of cases
-received: no peer is asked to send a bundle again yet), ``chunks/`` (bundles in
-transit, as far as they came) and ``teaching/``. The database is copied first and the
-files after it, so the files hold at least what the database says they hold. What stays
-out: ``uploads/`` (unfinished uploads), ``run.json``, ``node.lock`` and logs.
+``pseudonyms/`` (the pseudonym map and its key: without them a report
+cannot be matched to the hospital's patient), ``node.db`` (an online SQLite backup,
+consistent while the node runs), ``blobs/`` (sealed bundles still to deliver),
+``intake/`` (de-identified studies not yet sent) and ``teaching/``. The database is
+copied first and the files after it, so the files hold at least what the database says
+they hold. What stays out: ``uploads/`` (unfinished uploads), ``run.json``,
+``node.lock`` and logs.
+
+The bundles this node received (``received/``, opened; ``chunks/``, in transit or held
+as a relay) stay out by default: they are listed instead, by id and the hash of their
+signed manifest, in the archive's ``refetch.json``, and the restored node fetches each
+again from its sender and its relays (the chunk-fetch path, SPEC.md 7.1; every chunk
+checked against the manifest). A study is the bulk of a node's disk (a CT is 260 MB,
+a backup a day over a 1 Mbit/s line or on a small disk cannot carry it), and while its
+case is open its sender still holds it, sealed. ``with_bundles=True`` puts them in (an
+archive that needs nobody to restore). ``blobs/`` is always in: once a recipient has
+opened a bundle it keeps the files, not the ciphertext, so nobody else could give this
+node's sealed chunks back.
 
 The file::
 
@@ -47,6 +57,8 @@ import nacl.public
 import nacl.pwhash
 import nacl.utils
 
+from protocol.documents import digest
+from protocol.transfer import ChunkSet
 from tsfnode.errors import NodeError
 from tsfnode.nodedir import NodeDir
 
@@ -72,7 +84,10 @@ FOLDERS = (
     "received",
     "teaching",
 )
+BUNDLE_FOLDERS = ("chunks", "received")  # left out unless with_bundles
 DATABASE = "node.db"
+REFETCH = "refetch.json"  # in the archive and in a restored node's directory
+REFETCH_WINDOW_MS = 14 * 86_400_000  # how long a restored node keeps asking
 
 
 class BackupError(NodeError):
@@ -94,6 +109,7 @@ class Restored:
     node_id: str
     created_ms: int
     files: int
+    refetch: int = 0  # bundles left out of the archive, to fetch again from peers
 
 
 def _database_copy(database: Path, into: Path) -> None:
@@ -203,10 +219,13 @@ class _Opener(io.RawIOBase):
         return n
 
 
-def write_backup(directory: Path, out: Path, sealing: Sealing, *, now_ms: int) -> int:
+def write_backup(
+    directory: Path, out: Path, sealing: Sealing, *, now_ms: int, with_bundles: bool = False
+) -> int:
     """Write the archive of the node in ``directory`` to ``out`` (mode 0600, written
     aside then renamed, so a backup cut short never replaces a good one); the number of
-    files it holds."""
+    files it holds. Without ``with_bundles`` the received bundles are listed in
+    ``refetch.json`` instead of copied."""
     node = NodeDir(directory)
     if not node.key.exists() or not node.database.exists():
         raise BackupError(f"{directory} is not a node directory (no node.key or node.db)")
@@ -235,11 +254,19 @@ def write_backup(directory: Path, out: Path, sealing: Sealing, *, now_ms: int) -
                 with tarfile.open(fileobj=sealer, mode="w|gz") as tar:
                     tar.add(snapshot, arcname=DATABASE)
                     count += 1
+                    if not with_bundles:
+                        listed = json.dumps(_received_bundles(snapshot)).encode()
+                        info = tarfile.TarInfo(REFETCH)
+                        info.size, info.mode, info.mtime = len(listed), 0o600, now_ms // 1000
+                        tar.addfile(info, io.BytesIO(listed))
+                        count += 1
                     for name in FILES:
                         if (directory / name).exists():
                             tar.add(directory / name, arcname=name)
                             count += 1
                     for folder in FOLDERS:
+                        if folder in BUNDLE_FOLDERS and not with_bundles:
+                            continue
                         for path in _files_under(directory / folder):
                             try:
                                 tar.add(path, arcname=path.relative_to(directory).as_posix())
@@ -253,6 +280,61 @@ def write_backup(directory: Path, out: Path, sealing: Sealing, *, now_ms: int) -
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
+    return count
+
+
+def _received_bundles(database: Path) -> list[dict[str, str]]:
+    """The bundles addressed to this node (opened or still coming), by id and the BLAKE3
+    hash of their signed manifest: what a restore asks its peers for again."""
+    con = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        rows = con.execute(
+            "SELECT bundle_id, manifest FROM bundles WHERE role = 'inbox'"
+            " AND state IN ('complete', 'receiving') ORDER BY created_ms"
+        ).fetchall()
+    finally:
+        con.close()
+    return [{"bundle": bytes(b).hex(), "manifest": digest(bytes(m)).hex()} for b, m in rows]
+
+
+def _ask_again(database: Path, listed: list[dict[str, str]], now_ms: int) -> int:
+    """In a restored database: each listed bundle back to ``receiving`` with no chunk
+    held and its sender among its sources (its relays are added by the next mail poll),
+    kept at least REFETCH_WINDOW_MS; relay copies, whose chunks stayed out too, hold
+    nothing. The number of bundles to fetch again."""
+    con = sqlite3.connect(database)
+    try:
+        count = 0
+        for entry in listed:
+            row = con.execute(
+                "SELECT manifest, chunk_count, sender, sources, expires_ms FROM bundles"
+                " WHERE bundle_id = ? AND role = 'inbox'",
+                (bytes.fromhex(entry["bundle"]),),
+            ).fetchone()
+            if row is None or digest(bytes(row[0])).hex() != entry["manifest"]:
+                continue
+            sources = sorted(set(json.loads(row[3])) | {bytes(row[2]).hex()})
+            con.execute(
+                "UPDATE bundles SET state = 'receiving', have = ?, sources = ?,"
+                " expires_ms = ?, completed_ms = NULL, last_error = '' WHERE bundle_id = ?",
+                (
+                    ChunkSet(int(row[1])).to_bytes(),
+                    json.dumps(sources),
+                    max(int(row[4]), now_ms + REFETCH_WINDOW_MS),
+                    bytes.fromhex(entry["bundle"]),
+                ),
+            )
+            count += 1
+        for bundle_id, chunk_count in con.execute(
+            "SELECT bundle_id, chunk_count FROM bundles WHERE role = 'relay'"
+        ).fetchall():
+            con.execute(
+                "UPDATE bundles SET have = ? WHERE bundle_id = ?",
+                (ChunkSet(int(chunk_count)).to_bytes(), bundle_id),
+            )
+        con.commit()
+    finally:
+        con.close()
     return count
 
 
@@ -318,10 +400,15 @@ def _key_for(header: dict[str, Any], sealing: Sealing) -> bytes:
         raise BackupError("the archive is damaged (its header lacks its key's details)") from None
 
 
-def restore_backup(archive: Path, directory: Path, sealing: Sealing) -> Restored:
+def restore_backup(
+    archive: Path, directory: Path, sealing: Sealing, *, now_ms: int | None = None
+) -> Restored:
     """Bring the node of ``archive`` back in ``directory`` (which must not hold a node):
     everything is extracted aside and checked before it is moved in, so a wrong
-    passphrase or a damaged archive leaves nothing behind."""
+    passphrase or a damaged archive leaves nothing behind. The bundles the archive
+    lists instead of holding are set to be fetched again (`_ask_again`), and stay listed
+    in ``DIR/refetch.json`` until they are back (the node's transfer service, `tsfnode
+    doctor`)."""
     if NodeDir(directory).exists():
         raise BackupError(
             f"{directory} already holds a node: restore into an empty directory (move that "
@@ -346,13 +433,26 @@ def restore_backup(archive: Path, directory: Path, sealing: Sealing) -> Restored
                 raise BackupError(f"the archive's contents are damaged ({exc})") from None
         if not (staging / "node.key").exists() or not (staging / DATABASE).exists():
             raise BackupError("the archive holds no node key or database")
+        refetch = 0
+        if (staging / REFETCH).exists():
+            try:
+                listed = json.loads((staging / REFETCH).read_text("utf-8"))
+                refetch = _ask_again(
+                    staging / DATABASE,
+                    listed,
+                    int(time.time() * 1000) if now_ms is None else now_ms,
+                )
+            except (ValueError, KeyError, TypeError, sqlite3.Error) as exc:
+                raise BackupError(f"the archive's list of bundles is damaged ({exc})") from None
         for child in staging.iterdir():
             child.replace(directory / child.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     for sub in ("blobs",):
         (directory / sub).mkdir(mode=0o700, exist_ok=True)
-    return Restored(str(header.get("node_id", "")), int(header.get("created_ms", 0)), files)
+    return Restored(
+        str(header.get("node_id", "")), int(header.get("created_ms", 0)), files, refetch
+    )
 
 
 def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, staging: Path) -> int:
@@ -361,7 +461,7 @@ def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, staging: Path) -> in
     if name.is_absolute() or ".." in name.parts or not member.isfile():
         raise BackupError(f"the archive holds an entry that is not a node's file: {member.name!r}")
     top = name.parts[0]
-    if top not in (*FILES, *FOLDERS, DATABASE):
+    if top not in (*FILES, *FOLDERS, DATABASE, REFETCH):
         raise BackupError(f"the archive holds an entry that is not a node's file: {member.name!r}")
     target = staging / name
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

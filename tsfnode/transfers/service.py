@@ -76,6 +76,7 @@ from tsfnode.transfers.outbox import (
     short,
 )
 from tsfnode.transfers.progress import Progress, list_progress
+from tsfnode.transfers.refetch import read_listed, write_listed
 
 SCAN_MS = 500
 MAX_MAIL_POLLS = 65_536  # polls remembered at once (admitted nodes' only)
@@ -158,6 +159,10 @@ class TransferService(NodeService):
         # is checked per bundle and source, not one per chunk.
         self._fetch_tokens: dict[bytes, bytes] = {}
         self._running = False
+        # Bundles a restore left out of its archive, to fetch again (refetch.py): those
+        # named already in the log as not fetched yet are not named again.
+        self._refetch = read_listed(context.node_dir.root)
+        self._refetch_named: set[str] = set()
         # Set by the case service: a bundle addressed here was opened; a bundle sent from
         # here was delivered (its receipt came back).
         self.on_opened: Callable[[Manifest, BundleHeader, Path], Awaitable[None]] | None = None
@@ -238,7 +243,39 @@ class TransferService(NodeService):
             for bundle_id, old, new in await self.outbox.readdress(now):
                 if new != old and self.on_readdressed is not None:
                     await self.on_readdressed(bundle_id, old, new, now)
+            await self._cross_off_refetched()
         await self._start_pulls()
+
+    async def _cross_off_refetched(self) -> None:
+        """The bundles a restore listed that are back (opened again here) are crossed off
+        ``refetch.json``; those that expired or fail to open are named in the log."""
+        if not self._refetch:
+            return
+        left = []
+        for listed in self._refetch:
+            row = await self._bundle_row(bytes.fromhex(listed.bundle))
+            if row is not None and row.state == "complete":
+                log("bundle fetched again after restore", bundle=listed.bundle[:8])
+                continue
+            left.append(listed)
+            if row is None or row.state in ("failed", "expired"):
+                self._name_unfetched(listed.bundle, row.state if row else "not in the database")
+        if len(left) != len(self._refetch):
+            self._refetch = left
+            await asyncio.to_thread(write_listed, self.node_dir.root, left)
+            if not left:
+                log("every bundle left out of the backup is back")
+
+    def _name_unfetched(self, bundle: str, why: str) -> None:
+        if bundle in self._refetch_named or bundle not in {e.bundle for e in self._refetch}:
+            return
+        self._refetch_named.add(bundle)
+        log(
+            "bundle left out of the backup cannot be fetched yet",
+            level=30,
+            bundle=bundle[:8],
+            why=why,
+        )
 
     # --- bundles held here -------------------------------------------------------------
 
@@ -822,6 +859,7 @@ class TransferService(NodeService):
                 addresses[source] = address
                 download.add_source(source, window=self.config.transfer_window)
         if not addresses:
+            self._name_unfetched(bundle_id.hex(), "no source's address is known")
             return
         in_flight: dict[asyncio.Task[bytes], tuple[str, int]] = {}
         tokens: dict[str, tuple[int, str]] = {}  # source -> (made at, its chunk-fetch token)
@@ -840,6 +878,7 @@ class TransferService(NodeService):
                 if not in_flight:
                     timer = download.get_timer()
                     if timer is None or timer - now > 30_000:
+                        self._name_unfetched(bundle_id.hex(), "no source holds it or answers")
                         return  # nobody answers now: the inbox loop comes back later
                     await asyncio.sleep(max(0, timer - now) / 1000)
                     continue
