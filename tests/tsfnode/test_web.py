@@ -614,7 +614,7 @@ def test_the_coordinator_assigns_a_groups_case_and_a_pair_is_made_in_the_browser
         f"/web/coordinator/cases/{case}/assign", {"reader": key_hex(net.marie.id)}
     )
     assert status == 200, anne.page
-    assert url.endswith("/web/coordinator")
+    assert url.endswith("/web/coordinator?done=assigned")
     wait_for(
         "the sender's node decides: assigned to Marie, and Erasme's copy knows it",
         lambda: (

@@ -34,6 +34,7 @@ from typing import Any
 from aiohttp import web
 
 from protocol.caseform import AGE_UNITS, FIELDS
+from protocol.identity import PublicIdentity
 from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, STORE
 from tsfnode.auth.sessions import Session, check_csrf, require
 from tsfnode.bodies import read_body, read_json_object, rectangles
@@ -50,7 +51,14 @@ from tsfnode.logs import log
 from tsfnode.routes import Routes
 from tsfnode.store.transfers import TransferStore
 from tsfnode.web.caseform import AgeRefused, answered_form
-from tsfnode.web.common import language_of, person_of, refusal, render_page
+from tsfnode.web.common import (
+    group_labels,
+    language_of,
+    person_labels,
+    person_of,
+    refusal,
+    render_page,
+)
 
 ROUTES = Routes()
 
@@ -357,14 +365,18 @@ async def routes_for(request: web.Request, person: Any) -> dict[str, Any]:
     service = request.config_dict[CASES]
     now = request_now(request)
     view = service.view(now)
-    pairs = []
-    for pair in (await listed(service, person.public.key, now))["pairs"]:
-        if pair["status"] != "active" or pair["sender"] != person.public.key.hex():
-            continue
-        reader = view.members.get(bytes.fromhex(pair["reader"]))
-        pair["reader_name"] = reader.body["display_name"] if reader else pair["reader"][:8]
-        pairs.append(pair)
+    pairs = [
+        pair
+        for pair in (await listed(service, person.public.key, now))["pairs"]
+        if pair["status"] == "active" and pair["sender"] == person.public.key.hex()
+    ]
+    readers = person_labels(view, {bytes.fromhex(p["reader"]) for p in pairs})
+    for pair in pairs:
+        pair["reader_name"] = readers[bytes.fromhex(pair["reader"])]
     suggestions = group_suggestions(service, now)
+    named = group_labels(view, {PublicIdentity.from_text(g["group"]).key for g in suggestions})
+    for g in suggestions:
+        g["label"] = named[PublicIdentity.from_text(g["group"]).key]
     return {
         "pairs": pairs,
         "groups": [g for g in suggestions if g["routing"] == "group"],
@@ -427,6 +439,7 @@ async def submit(request: web.Request) -> web.Response:
             target=target,
             form=answered_form(posted),
             over_quota=posted.get("over_quota") == "yes",
+            local_reference=str(posted.get("local_reference", "")),
             now=request_now(request),
         )
     except (web.HTTPNotFound, FileNotFoundError):

@@ -320,7 +320,10 @@
   ageMax();
   form.addEventListener("input", () => {
     const out = {};
-    for (const [k, v] of new FormData(form)) if (k !== "csrf" && typeof v === "string") out[k] = v;
+    // The local reference names the patient: never kept in the browser.
+    for (const [k, v] of new FormData(form)) {
+      if (k !== "csrf" && k !== "local_reference" && typeof v === "string") out[k] = v;
+    }
     localStorage.setItem(FORM_KEY, JSON.stringify(out));
   });
   form.addEventListener("submit", () => { localStorage.removeItem(FORM_KEY); });
