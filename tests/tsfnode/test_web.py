@@ -1008,3 +1008,42 @@ def test_people_of_the_same_name_are_told_apart_in_the_pickers(net: WebNet) -> N
         "marie · Hôpital 0 · CHU Cotonou · CHU Cotonou",
         "marie · Hôpital 1 · Pédiatrie · CHU Cotonou",  # the harness's facility for all
     ], options
+
+
+def test_the_sender_adds_a_second_study_to_a_sent_case_and_the_reader_sees_both(
+    net: WebNet, chromium: Any
+) -> None:
+    _, case = net.send_ct("first-study", 2)
+    wait_for("the CT at Marie's node", lambda: net.marie.state(case) == "assigned")
+    second = net.base / "second-study"
+    second.mkdir()
+    files = ct_series(second, 3)  # a study of its own (its own UIDs)
+    koffi = signed_in(chromium, net.cluster.url(0), "koffi", "fr", f"/web/cases/{case}")
+    koffi.click("#add-study")
+    koffi.wait_for_url(f"**/web/new?case={case}")
+    assert koffi.locator("#age").count() == 0  # no second form: the case has one
+    koffi.set_input_files("#pick-files", [str(f) for f in files])
+    koffi.wait_for_selector("#studies input[name=study_uid]")
+    koffi.locator("#studies input[name=study_uid]").first.check()
+    while koffi.locator(".flag .check.pending").count():  # anything flagged: checked
+        koffi.locator(".flag:has(.check.pending) button.confirm").first.click()
+        koffi.wait_for_timeout(300)
+    koffi.click("#submit")
+    koffi.wait_for_url(f"**/web/cases/{case}?done=images_added")
+    assert koffi.inner_text("#done").startswith("Étude ajoutée.")
+    koffi.context.close()
+    # Another bundle of the same case, at the reader's node; both studies in the viewer.
+    wait_for("the second study at Marie's node", lambda: len(net.marie.case(case)["images"]) == 2)
+    marie = Browser(net.cluster.url(1))
+    marie.sign_in("marie")
+
+    def both_listed() -> bool:
+        status, _, listing = marie.get(f"/web/cases/{case}/series")
+        return status == 200 and len(json.loads(listing)) == 2
+
+    wait_for("both studies' series in Marie's viewer", both_listed)
+    koffi_browser = Browser(net.cluster.url(0))  # and in the sender's, from his intake
+    koffi_browser.sign_in("koffi")
+    status, _, listing = koffi_browser.get(f"/web/cases/{case}/series")
+    assert status == 200
+    assert len(json.loads(listing)) == 2

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from protocol.cases import BY_EVENT
 from tsfnode.appkeys import CASES, STORE
 from tsfnode.auth.sessions import (
     LOGIN_COOKIE,
@@ -63,6 +64,8 @@ ROUTES = Routes()
 PEOPLE = ("sender", "reader", "coordinator")
 READING = ("delivered", "assigned", "reported")  # the viewer is likely to open next
 FINISHED = ("closed", "cancelled", "purged")  # out of the worklist, under it
+# protocol/cases.py's add_images: a study more, while the case is open
+ADDING_STUDIES = tuple(sorted(s.value for s in BY_EVENT["add_images"].sources))
 
 
 @ROUTES.get("/login")
@@ -231,6 +234,9 @@ async def case_page(
         "report_out": found["kept_as"] == "sender" and "sender" in found["roles"] and bool(reports),
         "message": found["state"]
         in ("delivered", "assigned", "reported", "report_delivered", "evaluated"),
+        "add_study": found["kept_as"] == "sender"
+        and "sender" in found["roles"]
+        and found["state"] in ADDING_STUDIES,
         "close": found["kept_as"] == "sender"
         and "sender" in found["roles"]
         and found["state"] in ("report_delivered", "evaluated"),

@@ -42,6 +42,7 @@ DONE: dict[str, str] = {
     "accepted": N_("done_accepted"),
     "suspended": N_("done_suspended"),
     "ended": N_("done_ended"),
+    "images_added": N_("done_images_added"),
 }
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 

@@ -55,23 +55,23 @@ SERIES = web.AppKey("viewer_series", Listings[list[dict[str, Any]]])
 
 
 async def series_of(app: ChainMapProxy, case_id: bytes) -> list[dict[str, Any]]:
-    """The case's series."""
+    """The case's series, of every study it holds: a listing is kept per number of
+    image folders, so a study added to the case is listed at once, not a TTL later."""
+    folders = await image_folders(app[CASES], case_id)
+    kept = app[NODE_DIR].root / "viewer" / f"{case_id.hex()}.json"
 
     async def make() -> list[dict[str, Any]]:
-        folders = await image_folders(app[CASES], case_id)
-        kept = app[NODE_DIR].root / "viewer" / f"{case_id.hex()}.json"
         return await asyncio.to_thread(listed_series, folders, kept)
 
-    return await app[SERIES].get(case_id, make)
+    return await app[SERIES].get(case_id + len(folders).to_bytes(4, "big"), make)
 
 
 def warm(app: ChainMapProxy, case_ids: list[bytes]) -> None:
     """List these cases' series in the background (the worklist and the case page call
-    this, so that the viewer opens at once)."""
+    this, so that the viewer opens at once; a listing held is not made again)."""
     for case_id in case_ids[:WARM_AT_MOST]:
-        if case_id not in app[SERIES]:
-            task = asyncio.ensure_future(series_of(app, case_id))
-            task.add_done_callback(lambda t: t.exception())  # a failure shows in the viewer
+        task = asyncio.ensure_future(series_of(app, case_id))
+        task.add_done_callback(lambda t: t.exception())  # a failure shows in the viewer
 
 
 async def _series(request: web.Request, case_id: bytes) -> list[dict[str, Any]]:
