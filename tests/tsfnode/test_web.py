@@ -77,6 +77,13 @@ class WebNet(PairedNet):
         self.large = self.files / "RG1_UNCI.dcm"  # 7.2 MB: 28 chunks
         shutil.copy(pydicom_data_folder() / "RG1_UNCI.dcm", self.large)
 
+    def study_of(self, name: str, file: str) -> Path:
+        """A folder ``name`` holding one file of pydicom's test files: a study to send."""
+        folder = self.base / name
+        folder.mkdir()
+        shutil.copy(PYDICOM_FILES / file, folder / file)
+        return folder
+
     def send_ct(self, name: str, slices: int) -> tuple[list[Path], str]:
         """A CT series of ``slices`` images sent by Koffi to Marie in their pair: its
         files and the case's id."""
@@ -609,9 +616,7 @@ def test_every_page_speaks_french_and_english_and_stays_light(net: WebNet) -> No
 def test_the_coordinator_assigns_a_groups_case_and_a_pair_is_made_in_the_browser(
     net: WebNet,
 ) -> None:
-    folder = net.base / "group-study"
-    folder.mkdir()
-    shutil.copy(PYDICOM_FILES / "MR_small.dcm", folder / "MR_small.dcm")
+    folder = net.study_of("group-study", "MR_small.dcm")
     case = net.submit(folder, {"routing": "group", "target": net.paediatrics})
     anne = Browser(net.cluster.url(1))
     anne.sign_in("anne")
@@ -862,9 +867,7 @@ def the_case_is_in(page: str, table: str, case: str) -> bool:
 def test_the_sender_recognises_the_patient_by_a_reference_that_never_leaves_his_node(
     net: WebNet,
 ) -> None:
-    folder = net.base / "local-reference"
-    folder.mkdir()
-    shutil.copy(PYDICOM_FILES / "CT_small.dcm", folder / "CT_small.dcm")
+    folder = net.study_of("local-reference", "CT_small.dcm")
     pair = next(p["pair_id"] for p in net.koffi.ok("/pairs")["pairs"] if p["status"] == "active")
     case = net.submit(
         folder, {"routing": "pair", "target": pair, "local_reference": LOCAL_REFERENCE}
@@ -966,9 +969,7 @@ def test_a_case_assigned_by_the_coordinator_appears_on_the_open_pages_without_re
     marie = signed_in(chromium, base1, "marie", "fr", "/web/cases")
     for page in (anne, marie):
         page.evaluate("window.notReloaded = true")  # gone if the page were loaded again
-    folder = net.base / "live-study"
-    folder.mkdir()
-    shutil.copy(PYDICOM_FILES / "MR_small.dcm", folder / "MR_small.dcm")
+    folder = net.study_of("live-study", "MR_small.dcm")
     case = net.submit(folder, {"routing": "group", "target": net.paediatrics})
     row = f"tr.case:has(a[href='/web/cases/{case}'])"
     anne.wait_for_selector(row, timeout=90_000)  # arrived, drawn on the open page

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -175,8 +175,10 @@ def short_id(key: bytes) -> str:
     return PublicIdentity(key).text[:9]
 
 
-def _distinct(labels: dict[bytes, str]) -> dict[bytes, str]:
-    """Labels that still read the same get each their short id."""
+def _labelled(keys: Iterable[bytes], name_of: Callable[[bytes], str | None]) -> dict[bytes, str]:
+    """Each key's name (its short id when it has none); names that still read the same
+    get each their short id."""
+    labels = {key: name_of(key) or short_id(key) for key in keys}
     counts = Counter(labels.values())
     return {k: f"{v} · {short_id(k)}" if counts[v] > 1 else v for k, v in labels.items()}
 
@@ -186,12 +188,11 @@ def person_labels(view: View, keys: Iterable[bytes]) -> dict[bytes, str]:
     group (two Dr Diallo of two hospitals are two people); when two of ``keys`` still
     read the same, a short id of each too. Someone the directory does not know: the
     short id alone."""
-    labels = {}
-    for key in keys:
+
+    def name_of(key: bytes) -> str | None:
         member = view.members.get(key)
         if member is None:
-            labels[key] = short_id(key)
-            continue
+            return None
         node = view.nodes.get(member.body["home_node"])
         group = view.group_records.get(member.body["group"])
         parts = (
@@ -199,22 +200,23 @@ def person_labels(view: View, keys: Iterable[bytes]) -> dict[bytes, str]:
             node.body["name"] if node is not None else "",
             group.body["name"] if group is not None else "",
         )
-        labels[key] = " · ".join(p for p in parts if p)
-    return _distinct(labels)
+        return " · ".join(p for p in parts if p)
+
+    return _labelled(keys, name_of)
 
 
 def group_labels(view: View, keys: Iterable[bytes]) -> dict[bytes, str]:
     """How each group is named in a list or a picker: its name and what it covers; a
     short id too when two read the same."""
-    labels = {}
-    for key in keys:
+
+    def name_of(key: bytes) -> str | None:
         record = view.group_records.get(key)
         if record is None:
-            labels[key] = short_id(key)
-            continue
+            return None
         covers = ", ".join(record.body["subspecialities"])
-        labels[key] = record.body["name"] + (f" ({covers})" if covers else "")
-    return _distinct(labels)
+        return str(record.body["name"]) + (f" ({covers})" if covers else "")
+
+    return _labelled(keys, name_of)
 
 
 def http_error(request: web.Request, exc: CaseError) -> web.HTTPException:
