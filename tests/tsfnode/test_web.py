@@ -77,12 +77,17 @@ class WebNet(PairedNet):
         self.large = self.files / "RG1_UNCI.dcm"  # 7.2 MB: 28 chunks
         shutil.copy(pydicom_data_folder() / "RG1_UNCI.dcm", self.large)
 
-    def study_of(self, name: str, file: str) -> Path:
-        """A folder ``name`` holding one file of pydicom's test files: a study to send."""
+    def give_marie(self, name: str, slices: int, **extra: str) -> str:
+        """A CT series of ``slices`` images sent by Koffi to the paediatric group (no
+        pair's weekly quota spent) and assigned to Marie by Anne: the case's id."""
         folder = self.base / name
         folder.mkdir()
-        shutil.copy(PYDICOM_FILES / file, folder / file)
-        return folder
+        ct_series(folder, slices)
+        case = self.submit(folder, {"routing": "group", "target": self.paediatrics, **extra})
+        wait_for("the case at Erasme", lambda: self.anne.state(case) == "delivered")
+        self.anne.ok(f"/cases/{case}/assign", "POST", {"reader": self.marie.id})
+        wait_for("the case Marie's", lambda: self.marie.state(case) == "assigned")
+        return case
 
     def send_ct(self, name: str, slices: int) -> tuple[list[Path], str]:
         """A CT series of ``slices`` images sent by Koffi to Marie in their pair: its
@@ -530,9 +535,9 @@ def test_a_radiologist_applies_and_the_coordinator_attests_or_declines(
         "Inscription introuvable à l'ordre."
     )
     anne.locator("section.application:has-text('M. Intrus') button.decline").click()
-    anne.wait_for_url("**/web/coordinator")
+    anne.wait_for_url("**/web/coordinator?done=declined")
     anne.locator("section.application:has-text('Fatou') button.attest").click()
-    anne.wait_for_url("**/web/coordinator")
+    anne.wait_for_url("**/web/coordinator?done=attested")
     assert anne.locator("section.application").count() == 0
     members = anne.inner_text("table.members")
     assert "Dr Fatou Candidate" in members
@@ -616,7 +621,9 @@ def test_every_page_speaks_french_and_english_and_stays_light(net: WebNet) -> No
 def test_the_coordinator_assigns_a_groups_case_and_a_pair_is_made_in_the_browser(
     net: WebNet,
 ) -> None:
-    folder = net.study_of("group-study", "MR_small.dcm")
+    folder = net.base / "group-study"
+    folder.mkdir()
+    shutil.copy(PYDICOM_FILES / "MR_small.dcm", folder / "MR_small.dcm")
     case = net.submit(folder, {"routing": "group", "target": net.paediatrics})
     anne = Browser(net.cluster.url(1))
     anne.sign_in("anne")
@@ -867,11 +874,7 @@ def the_case_is_in(page: str, table: str, case: str) -> bool:
 def test_the_sender_recognises_the_patient_by_a_reference_that_never_leaves_his_node(
     net: WebNet,
 ) -> None:
-    folder = net.study_of("local-reference", "CT_small.dcm")
-    pair = next(p["pair_id"] for p in net.koffi.ok("/pairs")["pairs"] if p["status"] == "active")
-    case = net.submit(
-        folder, {"routing": "pair", "target": pair, "local_reference": LOCAL_REFERENCE}
-    )
+    case = net.give_marie("local-reference", 1, local_reference=LOCAL_REFERENCE)
     koffi = Browser(net.cluster.url(0))
     koffi.sign_in("koffi")
     _, _, page = koffi.get("/web/cases")
@@ -879,7 +882,6 @@ def test_the_sender_recognises_the_patient_by_a_reference_that_never_leaves_his_
     _, _, page = koffi.get(f"/web/cases/{case}")
     assert f'<dd id="local-reference">{LOCAL_REFERENCE}</dd>' in page
     # Read at Erasme and reported back: the whole round trip has gone by.
-    wait_for("the case at Marie's node", lambda: net.marie.state(case) == "assigned")
     net.marie.ok(f"/cases/{case}/report", "POST", REPORT)
     wait_for("the report at Koffi's node", lambda: net.koffi.state(case) == "report_delivered")
     marie = Browser(net.cluster.url(1))
@@ -895,7 +897,8 @@ def test_the_sender_recognises_the_patient_by_a_reference_that_never_leaves_his_
     assert held, "the sender's node keeps it (the grep finds what is there)"
     assert held <= {"node.db", "node.db-wal"}, held  # in its database only
     # Too long: refused with its reason, nothing sent.
-    too_long = {"routing": "pair", "target": pair, "form": FORM, "local_reference": "x" * 201}
+    too_long = {"routing": "group", "target": net.paediatrics, "form": FORM}
+    too_long["local_reference"] = "x" * 201
     status, refused = net.koffi.api("/cases", "POST", too_long)
     assert status == 400
     assert "local reference: at most 200 characters" in refused["error"]
@@ -904,8 +907,7 @@ def test_the_sender_recognises_the_patient_by_a_reference_that_never_leaves_his_
 def test_the_reader_reports_beside_the_images_and_the_sender_closes_the_case(
     net: WebNet, chromium: Any
 ) -> None:
-    _, case = net.send_ct("to-close", 3)
-    wait_for("the CT at Marie's node", lambda: net.marie.state(case) == "assigned")
+    case = net.give_marie("to-close", 3)
     base0, base1 = net.cluster.url(0), net.cluster.url(1)
     marie = signed_in(chromium, base1, "marie", "fr", f"/web/cases/{case}")
     # The reader sees who sent it and from which hospital.
@@ -934,7 +936,7 @@ def test_the_reader_reports_beside_the_images_and_the_sender_closes_the_case(
     marie.context.close()
     wait_for("the report at Koffi's node", lambda: net.koffi.state(case) == "report_delivered")
     koffi = signed_in(chromium, base0, "koffi", "fr", f"/web/cases/{case}")
-    assert koffi.inner_text("#sent-to") == "marie · Hôpital 1 · Pédiatrie"
+    assert koffi.inner_text("#sent-to") == "Pédiatrie (paediatrics)"  # the group it went to
     assert koffi.get_attribute("#report-pdf", "href") == f"/web/cases/{case}/report.pdf"
     # Printed for the paper chart: the report without the page's header and forms.
     koffi.emulate_media(media="print")
@@ -969,7 +971,9 @@ def test_a_case_assigned_by_the_coordinator_appears_on_the_open_pages_without_re
     marie = signed_in(chromium, base1, "marie", "fr", "/web/cases")
     for page in (anne, marie):
         page.evaluate("window.notReloaded = true")  # gone if the page were loaded again
-    folder = net.study_of("live-study", "MR_small.dcm")
+    folder = net.base / "live-study"
+    folder.mkdir()
+    ct_series(folder, 1)
     case = net.submit(folder, {"routing": "group", "target": net.paediatrics})
     row = f"tr.case:has(a[href='/web/cases/{case}'])"
     anne.wait_for_selector(row, timeout=90_000)  # arrived, drawn on the open page
@@ -1014,8 +1018,7 @@ def test_people_of_the_same_name_are_told_apart_in_the_pickers(net: WebNet) -> N
 def test_the_sender_adds_a_second_study_to_a_sent_case_and_the_reader_sees_both(
     net: WebNet, chromium: Any
 ) -> None:
-    _, case = net.send_ct("first-study", 2)
-    wait_for("the CT at Marie's node", lambda: net.marie.state(case) == "assigned")
+    case = net.give_marie("first-study", 2)
     second = net.base / "second-study"
     second.mkdir()
     files = ct_series(second, 3)  # a study of its own (its own UIDs)

@@ -94,7 +94,7 @@ def render(
     lang = choose_language(request, person_language)
     template = request.app.get(TEMPLATES, environment()).get_template(name)
     context.setdefault("session", None)
-    context.setdefault("done", DONE.get(request.query.get("done", "")))
+    context.setdefault("just_done", DONE.get(request.query.get("done", "")))
     context.setdefault("live", None)  # web/live.py: pages that follow changes
     words = texts(lang)
     html = template.render(

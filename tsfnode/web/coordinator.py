@@ -419,7 +419,7 @@ async def decide(request: web.Request) -> web.Response:
         await _attest(request, person, application, now)
     except (NodeError, CaseError, LocalProtocolError) as exc:
         raise _back_with(exc) from None
-    raise web.HTTPSeeOther("/web/coordinator")
+    raise done("/web/coordinator", "attested")
 
 
 async def _attest(
