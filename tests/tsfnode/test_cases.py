@@ -607,7 +607,7 @@ def test_beyond_the_weekly_quota_the_reader_accepts_and_a_suspended_pair_takes_n
     )
     status, url, _ = anne.post("/web/pairs/end", {"pair": pair_id, "back": "coordinator"})
     assert status == 200, anne.page
-    assert url.endswith("/web/coordinator")
+    assert url.endswith("/web/coordinator?done=ended")
     wait_for(
         "the end reaches Dakar",
         lambda: any(

@@ -373,3 +373,26 @@ async def test_an_age_beyond_its_unit_is_refused_in_the_persons_language_and_not
     assert ANSWERS["prior_imaging"] in html.unescape(page)  # kept as typed
     assert f'<option value="{unit}" data-max' in page
     assert re.search(rf'<option value="{unit}" data-max="\d+" selected>', page)
+
+
+async def test_the_local_reference_typed_with_the_form_is_shown_to_the_sender_and_not_sent(
+    node: Node,
+) -> None:
+    reference = "Dossier 88 KPADONOU"
+    status, page = await _send(node, "fr", local_reference=reference)
+    assert status == 200, _text(page)[:2000]
+    form = await (await node.client.get("/web/new?lang=en")).text()
+    assert "Local reference (file, name)" in form
+    assert "Visible in this hospital only" in form
+    assert f'<dd id="local-reference">{reference}</dd>' in page
+    listing = await (await node.client.get("/web/cases")).text()
+    assert f'<span class="local-reference">{reference}</span>' in listing
+    case_id = re.search(r'href="/web/cases/([0-9a-f]{32})/viewer"', page)
+    assert case_id is not None
+    answer = await node.client.get(
+        f"/api/v1/cases/{case_id[1]}", headers={"Authorization": f"Bearer {node.token}"}
+    )
+    found = await answer.json()
+    assert found["local_reference"] == reference  # the sender's own API, on his node
+    assert "KPADONOU" not in str(found["documents"])  # in nothing signed, nothing sent
+    assert "KPADONOU" not in str(found["form"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 import re
 import shutil
@@ -33,7 +34,16 @@ from PIL import Image
 
 from tests.harness.data import PYDICOM_FILES, pydicom_data_folder
 from tests.harness.nodes import tsfnode
-from tests.harness.people import FORM, PASSWORD, Browser, PairedNet, call
+from tests.harness.people import (
+    FORM,
+    PASSWORD,
+    REPORT,
+    Browser,
+    PairedNet,
+    Person,
+    Records,
+    call,
+)
 from tests.harness.studies import ct_series
 from tests.harness.waiting import wait_for
 
@@ -66,6 +76,18 @@ class WebNet(PairedNet):
         self.photo.write_bytes(photo_of_film())
         self.large = self.files / "RG1_UNCI.dcm"  # 7.2 MB: 28 chunks
         shutil.copy(pydicom_data_folder() / "RG1_UNCI.dcm", self.large)
+
+    def give_marie(self, name: str, slices: int, **extra: str) -> str:
+        """A CT series of ``slices`` images sent by Koffi to the paediatric group (no
+        pair's weekly quota spent) and assigned to Marie by Anne: the case's id."""
+        folder = self.base / name
+        folder.mkdir()
+        ct_series(folder, slices)
+        case = self.submit(folder, {"routing": "group", "target": self.paediatrics, **extra})
+        wait_for("the case at Erasme", lambda: self.anne.state(case) == "delivered")
+        self.anne.ok(f"/cases/{case}/assign", "POST", {"reader": self.marie.id})
+        wait_for("the case Marie's", lambda: self.marie.state(case) == "assigned")
+        return case
 
     def send_ct(self, name: str, slices: int) -> tuple[list[Path], str]:
         """A CT series of ``slices`` images sent by Koffi to Marie in their pair: its
@@ -513,9 +535,9 @@ def test_a_radiologist_applies_and_the_coordinator_attests_or_declines(
         "Inscription introuvable à l'ordre."
     )
     anne.locator("section.application:has-text('M. Intrus') button.decline").click()
-    anne.wait_for_url("**/web/coordinator")
+    anne.wait_for_url("**/web/coordinator?done=declined")
     anne.locator("section.application:has-text('Fatou') button.attest").click()
-    anne.wait_for_url("**/web/coordinator")
+    anne.wait_for_url("**/web/coordinator?done=attested")
     assert anne.locator("section.application").count() == 0
     members = anne.inner_text("table.members")
     assert "Dr Fatou Candidate" in members
@@ -614,7 +636,7 @@ def test_the_coordinator_assigns_a_groups_case_and_a_pair_is_made_in_the_browser
         f"/web/coordinator/cases/{case}/assign", {"reader": key_hex(net.marie.id)}
     )
     assert status == 200, anne.page
-    assert url.endswith("/web/coordinator")
+    assert url.endswith("/web/coordinator?done=assigned")
     wait_for(
         "the sender's node decides: assigned to Marie, and Erasme's copy knows it",
         lambda: (
@@ -830,3 +852,202 @@ def test_the_reader_reads_a_ct_in_the_viewer(net: WebNet, chromium: Any) -> None
     admin.sign_in("it.cotonou")
     status, _, _ = admin.get(f"/web/cases/{case}/frames/0/0.jpg")
     assert status == 403
+
+
+# --- issue 22, "Missing", first half ------------------------------------------------
+
+LOCAL_REFERENCE = "Dossier 4711 AHOUANSOU Marie-Claire"
+
+
+def files_holding(folder: Path, needle: bytes) -> list[Path]:
+    """The files under ``folder`` (or ``folder`` itself) whose bytes contain ``needle``."""
+    files = [folder] if folder.is_file() else [p for p in folder.rglob("*") if p.is_file()]
+    return [p for p in files if needle in p.read_bytes()]
+
+
+def the_case_is_in(page: str, table: str, case: str) -> bool:
+    """Whether the list page shows the case in its table ``table`` (open or finished)."""
+    found = re.search(rf'<table id="{table}">.*?</table>', page, re.S)
+    return found is not None and f"/web/cases/{case}" in found[0]
+
+
+def test_the_sender_recognises_the_patient_by_a_reference_that_never_leaves_his_node(
+    net: WebNet,
+) -> None:
+    case = net.give_marie("local-reference", 1, local_reference=LOCAL_REFERENCE)
+    koffi = Browser(net.cluster.url(0))
+    koffi.sign_in("koffi")
+    _, _, page = koffi.get("/web/cases")
+    assert re.search(rf"{case[:8]}</a> · <span class=\"local-reference\">{LOCAL_REFERENCE}<", page)
+    _, _, page = koffi.get(f"/web/cases/{case}")
+    assert f'<dd id="local-reference">{LOCAL_REFERENCE}</dd>' in page
+    # Read at Erasme and reported back: the whole round trip has gone by.
+    net.marie.ok(f"/cases/{case}/report", "POST", REPORT)
+    wait_for("the report at Koffi's node", lambda: net.koffi.state(case) == "report_delivered")
+    marie = Browser(net.cluster.url(1))
+    marie.sign_in("marie")
+    assert "AHOUANSOU" not in marie.get(f"/web/cases/{case}")[2]
+    assert "AHOUANSOU" not in json.dumps(net.marie.case(case))
+    needle = b"AHOUANSOU"  # the patient's name, in any file's bytes
+    node0, node1 = net.cluster.dirs
+    assert files_holding(node1, needle) == []  # the reader's node: database, bundles, all
+    assert files_holding(node1.parent / "node1.log", needle) == []
+    assert files_holding(node0.parent / "node0.log", needle) == []  # never logged
+    held = {p.name for p in files_holding(node0, needle)}
+    assert held, "the sender's node keeps it (the grep finds what is there)"
+    assert held <= {"node.db", "node.db-wal"}, held  # in its database only
+    # Too long: refused with its reason, nothing sent.
+    too_long = {"routing": "group", "target": net.paediatrics, "form": FORM}
+    too_long["local_reference"] = "x" * 201
+    status, refused = net.koffi.api("/cases", "POST", too_long)
+    assert status == 400
+    assert "local reference: at most 200 characters" in refused["error"]
+
+
+def test_the_reader_reports_beside_the_images_and_the_sender_closes_the_case(
+    net: WebNet, chromium: Any
+) -> None:
+    case = net.give_marie("to-close", 3)
+    base0, base1 = net.cluster.url(0), net.cluster.url(1)
+    marie = signed_in(chromium, base1, "marie", "fr", f"/web/cases/{case}")
+    # The reader sees who sent it and from which hospital.
+    assert marie.inner_text("#sent-by") == "koffi · Hôpital 0 · CHU Cotonou · CHU Cotonou"
+    # In the viewer, the question beside the images, and the report written there:
+    # previewed, then signed, without leaving it.
+    marie.goto(f"{base1}/web/cases/{case}/viewer")
+    marie.wait_for_selector("#thumbs .thumb")
+    assert FORM["question"] in marie.inner_text("#clinical")
+    marie.fill("#viewer-report #findings", REPORT["findings"])
+    marie.fill("#viewer-report #impression", REPORT["impression"])
+    marie.click("#viewer-report button[value=preview]")
+    marie.wait_for_selector("#viewer-report #report-preview")
+    assert REPORT["findings"] in marie.inner_text("#report-preview")
+    marie.wait_for_selector("#thumbs .thumb")  # still the viewer, its images
+    marie.click("#sign-report button")
+    marie.wait_for_url("**/viewer?done=reported")
+    assert marie.inner_text("#done") == "Compte rendu signé et envoyé."
+    # On a phone, the panel folds below the images.
+    marie.set_viewport_size({"width": 390, "height": 844})
+    images = marie.locator("#viewports").bounding_box()
+    panel = marie.locator("#panel").bounding_box()
+    assert images is not None
+    assert panel is not None
+    assert panel["y"] >= images["y"] + images["height"] - 1
+    marie.context.close()
+    wait_for("the report at Koffi's node", lambda: net.koffi.state(case) == "report_delivered")
+    koffi = signed_in(chromium, base0, "koffi", "fr", f"/web/cases/{case}")
+    assert koffi.inner_text("#sent-to") == "Pédiatrie (paediatrics)"  # the group it went to
+    assert koffi.get_attribute("#report-pdf", "href") == f"/web/cases/{case}/report.pdf"
+    # Printed for the paper chart: the report without the page's header and forms.
+    koffi.emulate_media(media="print")
+    assert koffi.is_visible("section.report")
+    for chrome in ("header", "#close-form", "#evaluation-form", "#open-viewer"):
+        assert not koffi.is_visible(chrome), chrome
+    koffi.emulate_media(media="screen")
+    koffi.click("#close-case")
+    koffi.wait_for_url("**?done=closed")
+    assert koffi.inner_text("#done") == "Cas clos. Il reste lisible."
+    assert koffi.inner_text("#state") == "clos"
+    assert not koffi.locator("#close-case").count()
+    koffi.context.close()
+    # Out of the worklists, still readable, at both nodes.
+    wait_for("the closing at Marie's node", lambda: net.marie.state(case) == "closed")
+    for who, base in (("koffi", base0), ("marie", base1)):
+        browser = Browser(base)
+        browser.sign_in(who)
+        _, _, page = browser.get("/web/cases")
+        assert the_case_is_in(page, "finished-cases", case), who
+        assert not the_case_is_in(page, "open-cases", case), who
+        status, _, page = browser.get(f"/web/cases/{case}")
+        assert status == 200
+        assert REPORT["findings"] in page, who
+
+
+def test_a_case_assigned_by_the_coordinator_appears_on_the_open_pages_without_reload(
+    net: WebNet, chromium: Any
+) -> None:
+    base1 = net.cluster.url(1)
+    anne = signed_in(chromium, base1, "anne", "fr", "/web/coordinator")
+    marie = signed_in(chromium, base1, "marie", "fr", "/web/cases")
+    for page in (anne, marie):
+        page.evaluate("window.notReloaded = true")  # gone if the page were loaded again
+    folder = net.base / "live-study"
+    folder.mkdir()
+    ct_series(folder, 1)
+    case = net.submit(folder, {"routing": "group", "target": net.paediatrics})
+    row = f"tr.case:has(a[href='/web/cases/{case}'])"
+    anne.wait_for_selector(row, timeout=90_000)  # arrived, drawn on the open page
+    marie.wait_for_selector(row, timeout=90_000)  # offered to the group's readers
+    assert "en attente d'un lecteur" in marie.inner_text(row)
+    assert anne.evaluate("window.notReloaded") is True
+    anne.select_option(f"{row} select[name=reader]", key_hex(net.marie.id))
+    anne.click(f"{row} button")
+    anne.wait_for_url("**/web/coordinator?done=assigned")
+    assert anne.inner_text("#done") == "Cas attribué. Le lecteur le voit dans sa liste de travail."
+    marie.locator(row, has_text="en lecture").wait_for(timeout=60_000)
+    assert marie.evaluate("window.notReloaded") is True
+    marie.context.close()
+    anne.context.close()
+
+
+def test_people_of_the_same_name_are_told_apart_in_the_pickers(net: WebNet) -> None:
+    """A second Dr "marie", a reader at Cotonou: the sender's picker says which is which."""
+    twin = Person(net.cluster, 0, "marie", "reader", "Dr Marie Lectrice")
+    records = Records(net.base / "twin", net.cluster)
+    (net.base / "twin").mkdir()
+    hospital_key = net.base / "cotonou-coordinator.key"  # CHU Cotonou's coordinator
+    hospital = tsfnode("key", "show", net.base / "CHU Cotonou.key").stdout.split()[-1]
+    records.attest(hospital_key, hospital, twin, "reader")
+    request = urllib.request.Request(
+        f"{net.cluster.url(0)}/api/v1/directory/records",
+        data=records.write().read_bytes(),
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert json.loads(response.read())["added"] == 1
+    koffi = Browser(net.cluster.url(0))
+    koffi.sign_in("koffi")
+    _, _, page = koffi.get("/web/pairs")
+    options = re.findall(r'<option value="[^"]+">(marie[^<]*)</option>', page)
+    assert sorted(options) == [
+        "marie · Hôpital 0 · CHU Cotonou · CHU Cotonou",
+        "marie · Hôpital 1 · Pédiatrie · CHU Cotonou",  # the harness's facility for all
+    ], options
+
+
+def test_the_sender_adds_a_second_study_to_a_sent_case_and_the_reader_sees_both(
+    net: WebNet, chromium: Any
+) -> None:
+    case = net.give_marie("first-study", 2)
+    second = net.base / "second-study"
+    second.mkdir()
+    files = ct_series(second, 3)  # a study of its own (its own UIDs)
+    koffi = signed_in(chromium, net.cluster.url(0), "koffi", "fr", f"/web/cases/{case}")
+    koffi.click("#add-study")
+    koffi.wait_for_url(f"**/web/new?case={case}")
+    assert koffi.locator("#age").count() == 0  # no second form: the case has one
+    koffi.set_input_files("#pick-files", [str(f) for f in files])
+    koffi.wait_for_selector("#studies input[name=study_uid]")
+    koffi.locator("#studies input[name=study_uid]").first.check()
+    while koffi.locator(".flag .check.pending").count():  # anything flagged: checked
+        koffi.locator(".flag:has(.check.pending) button.confirm").first.click()
+        koffi.wait_for_timeout(300)
+    koffi.click("#submit")
+    koffi.wait_for_url(f"**/web/cases/{case}?done=images_added")
+    assert koffi.inner_text("#done").startswith("Étude ajoutée.")
+    koffi.context.close()
+    # Another bundle of the same case, at the reader's node; both studies in the viewer.
+    wait_for("the second study at Marie's node", lambda: len(net.marie.case(case)["images"]) == 2)
+    marie = Browser(net.cluster.url(1))
+    marie.sign_in("marie")
+
+    def both_listed() -> bool:
+        status, _, listing = marie.get(f"/web/cases/{case}/series")
+        return status == 200 and len(json.loads(listing)) == 2
+
+    wait_for("both studies' series in Marie's viewer", both_listed)
+    koffi_browser = Browser(net.cluster.url(0))  # and in the sender's, from his intake
+    koffi_browser.sign_in("koffi")
+    status, _, listing = koffi_browser.get(f"/web/cases/{case}/series")
+    assert status == 200
+    assert len(json.loads(listing)) == 2

@@ -1,9 +1,11 @@
 """Cases, pairs and figures on the local API (a bearer token of the person's account).
 
 POST /api/v1/cases                         {study_uid, routing, target, form, over_quota?,
-                                            reading_delay_hours?}     (a sender, on a
-                                            study they may use: intake/owners.py; form:
-                                            the keys of protocol/caseform.py's CASE_FORM)
+                                            reading_delay_hours?, local_reference?} (a
+                                            sender, on a study they may use:
+                                            intake/owners.py; form: the keys of
+                                            protocol/caseform.py's CASE_FORM;
+                                            local_reference: kept on this node only)
 GET  /api/v1/cases                         the cases this person may see (cases/policy.py;
                                             any other case answers 404, as no such case)
 GET  /api/v1/cases/{id}                    one case: form (every key of CASE_FORM, null if
@@ -147,6 +149,7 @@ async def submit(request: web.Request) -> web.Response:
         form=form,
         over_quota=bool(body.get("over_quota", False)),
         reading_delay_hours=delay,
+        local_reference=str(body.get("local_reference", "")),
         now=request_now(request),
     )
     return web.json_response(result, status=201)

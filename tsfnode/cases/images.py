@@ -22,12 +22,15 @@ V = TypeVar("V", bound=Sized)
 
 
 async def image_folders(service: CaseService, case_id: bytes) -> list[Path]:
-    """Where a case's images are on this node: the de-identified study in the intake on
-    the sender's node, the bundles received for it elsewhere."""
+    """Where a case's images are on this node: the de-identified studies in the intake
+    on the sender's node (the first, then each added to the case), the bundles received
+    for it elsewhere."""
     row = await service.row(case_id)
     node_dir = service.node_dir
     if row is not None and row.role == "sender":
-        return [node_dir.intake / row.study_uid]
+        sealed = [b.study_uid for b in await service.rows.images_held(case_id)]
+        studies = dict.fromkeys([row.study_uid, *sealed])  # in order, each once
+        return [node_dir.intake / uid for uid in studies if uid]
     return [node_dir.root / "received" / b.hex() for b in await service.bundles(case_id, "images")]
 
 

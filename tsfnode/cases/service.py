@@ -87,6 +87,7 @@ from tsfnode.transfers.service import TransferService
 DAY_MS = 24 * 3_600_000
 NUDGE_INTERVAL_MS = 3_600_000  # nudges looked for hourly (each e-mailed once a week)
 ROUTINGS = {"pair": Routing.PAIR, "group": Routing.GROUP, "community": Routing.COMMUNITY}
+MAX_LOCAL_REFERENCE = 200  # characters of the sender's own reference for a patient
 # Requests a copy sends to the sender's node (cancel and close are the sender's, there).
 ASKED_FROM_COPY = ("claim", "assign", "release", "accept", "decline")
 NO_SUCH_CASE = "no such case on this node"  # also the answer for a case not yours to see
@@ -355,10 +356,21 @@ class CaseService(NodeService):
         form: dict[str, Any],
         over_quota: bool = False,
         reading_delay_hours: int | None = None,
+        local_reference: str = "",
         now: int,
     ) -> dict[str, Any]:
         """A sender asks for a second opinion on a study of this node's intake that their
-        account may use (intake/owners.py)."""
+        account may use (intake/owners.py). ``local_reference``: the sender's own words
+        for the patient (a file number, a name), kept on this node only, never sealed,
+        signed nor logged."""
+        local_reference = " ".join(local_reference.split())
+        if len(local_reference) > MAX_LOCAL_REFERENCE:
+            raise CaseError(
+                400,
+                f"local reference: at most {MAX_LOCAL_REFERENCE} characters",
+                key=N_("local_reference_too_long"),
+                values={"count": MAX_LOCAL_REFERENCE},
+            )
         view = self.view(now)
         who = person.public.key
         if view.role_of(who) != "sender":
@@ -460,6 +472,7 @@ class CaseService(NodeService):
         )
         async with self._decision():  # the case, its request, its images, what follows
             await self.rows.insert(row)
+            await self.rows.set_local_reference(case_id, local_reference)
             await self._keep_document(decode_document(request), case_id, now)
             await self._queue_images(case_id, sealed, study_uid, now)
             rest = tuple(e for e in step.effects if e is not seal)
@@ -1162,6 +1175,8 @@ class CaseService(NodeService):
             ]
         if row.role == "sender" and Role.SENDER in roles:
             out["patient"] = await asyncio.to_thread(self._patient, row.study_uid)
+            references = await self.rows.local_references([case_id])
+            out["local_reference"] = references.get(case_id, "")
         return out
 
     async def bundles(self, case_id: bytes, purpose: str = "images") -> list[bytes]:

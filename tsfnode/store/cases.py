@@ -326,6 +326,32 @@ class CaseStore:
         """The case as the protocol left it, with ``extra`` node columns."""
         await self.update(case.case_id, now, **case_fields(case), **extra)
 
+    # --- the sender's local reference (patient data: this node only) ------------------
+
+    async def set_local_reference(self, case_id: bytes, reference: str) -> None:
+        """The sender's own reference for the case's patient ('' removes it)."""
+        if reference:
+            await self.db.execute(
+                "INSERT INTO local_references (case_id, reference) VALUES (?, ?) "
+                "ON CONFLICT (case_id) DO UPDATE SET reference = excluded.reference",
+                (case_id, reference),
+            )
+        else:
+            await self.db.execute("DELETE FROM local_references WHERE case_id = ?", (case_id,))
+
+    async def local_references(self, case_ids: list[bytes]) -> dict[bytes, str]:
+        """The local references of these cases that have one."""
+        found: dict[bytes, str] = {}
+        for start in range(0, len(case_ids), 500):  # SQLite's limit on parameters
+            part = case_ids[start : start + 500]
+            marks = ", ".join("?" * len(part))
+            cursor = await self.db.execute(
+                f"SELECT case_id, reference FROM local_references WHERE case_id IN ({marks})",  # noqa: S608 - marks only
+                part,
+            )
+            found.update({bytes(r[0]): str(r[1]) for r in await cursor.fetchall()})
+        return found
+
     # --- documents -------------------------------------------------------------------
 
     async def keep_document(self, doc: Document, case_id: bytes, now: int) -> None:
@@ -335,6 +361,14 @@ class CaseStore:
             " received_ms, raw) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (doc.digest, case_id, doc.kind, doc.signer.key, doc.created, now, doc.raw),
         )
+
+    async def document_marks(self) -> dict[bytes, tuple[int, int]]:
+        """Per case: how many documents it holds and when the last one came (what a page
+        that lists them needs to know it is out of date)."""
+        cursor = await self.db.execute(
+            "SELECT case_id, count(*), max(received_ms) FROM case_documents GROUP BY case_id"
+        )
+        return {bytes(r[0]): (int(r[1]), int(r[2])) for r in await cursor.fetchall()}
 
     async def documents(self, case_id: bytes, kind: str | None = None) -> list[Document]:
         """The case's documents (of ``kind``), oldest first."""

@@ -303,6 +303,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX dicom_bindings_account ON dicom_bindings (account_id);
     """,
+    # 14: the sender's own reference for the patient of a case (a file number, a name),
+    # typed on the new-case form: patient data, kept apart from the case, on the sender's
+    # node only (never in a bundle, a document, a log or the directory)
+    """
+    CREATE TABLE local_references (
+        case_id    BLOB PRIMARY KEY,
+        reference  TEXT NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -18,6 +18,7 @@ from tsfnode.web.cases import add_routes, login, login_page, logout
 from tsfnode.web.common import TEMPLATES, environment, render
 from tsfnode.web.coordinator import add_routes as add_coordinator_routes
 from tsfnode.web.coordinator import apply, join_page
+from tsfnode.web.live import add_routes as add_live_routes
 from tsfnode.web.new_case import add_routes as add_new_case_routes
 from tsfnode.web.pairs import add_routes as add_pair_routes
 from tsfnode.web.report_out import add_routes as add_report_out_routes
@@ -61,6 +62,7 @@ def create_web_app() -> web.Application:
     add_tool_routes(app)
     add_report_out_routes(app)
     add_account_routes(app)
+    add_live_routes(app)
     app.router.add_static("/static", _STATIC_DIR)
     Gate.of(
         public=[index, login_page, login, logout, join_page, apply], authenticate=signed_in

@@ -7,14 +7,12 @@ What people do goes through the same CaseService as the JSON API.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import secrets
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
+from protocol.cases import BY_EVENT
 from tsfnode.appkeys import CASES, STORE
 from tsfnode.auth.sessions import (
     LOGIN_COOKIE,
@@ -33,26 +31,41 @@ from tsfnode.cases.policy import shown_to
 from tsfnode.cases.service import summary
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
-from tsfnode.i18n import N_, texts
+from tsfnode.i18n import N_
 from tsfnode.routes import Routes
 from tsfnode.web.caseform import shown_form
 from tsfnode.web.common import (
+    done,
+    group_labels,
     http_error,
     language_of,
     names_of,
+    person_labels,
     person_of,
     refusal,
     render_page,
     when,
 )
+from tsfnode.web.live import followed
 from tsfnode.web.report_templates import all_templates
+from tsfnode.web.reporting import (
+    REPORT_PAGES,
+    draft_digest,
+    may_report,
+    report_draft,
+    report_form,
+)
 from tsfnode.web.tools import destinations_of
+from tsfnode.web.viewer import page as viewer_page
 from tsfnode.web.viewer import warm
 
 ROUTES = Routes()
 
 PEOPLE = ("sender", "reader", "coordinator")
 READING = ("delivered", "assigned", "reported")  # the viewer is likely to open next
+FINISHED = ("closed", "cancelled", "purged")  # out of the worklist, under it
+# protocol/cases.py's add_images: a study more, while the case is open
+ADDING_STUDIES = tuple(sorted(s.value for s in BY_EVENT["add_images"].sources))
 
 
 @ROUTES.get("/login")
@@ -130,21 +143,19 @@ async def cases(request: web.Request) -> web.Response:
     lang = language_of(request, session)
     service = request.config_dict[CASES]
     view = service.view(now)
-    names = names_of(request)
     rows = []
-    for found in await service.visible(person.public.key, now):
+    found_rows = await service.visible(person.public.key, now)
+    senders = person_labels(view, {f.case.sender for f in found_rows})
+    groups = group_labels(view, {f.case.target for f in found_rows if f.pair_id is None}, lang)
+    references = await service.rows.local_references([f.case_id for f in found_rows])
+    for found in found_rows:
         row = shown_to(person.public.key, found.case, summary(found), view)
         row["overdue"] = found.case.overdue(now)
         form = found.form
         row["subject"] = f"{form.get('modality', '')} · {form.get('body_part', '')}"
-        row["sender_name"] = names.get(row["sender"], "")
-        group = view.group_records.get(found.case.target)
-        row["group"] = ""
-        if group is not None:
-            covers = texts(lang).specialities(group.body["subspecialities"])
-            row["group"] = group.body["name"] + (f" ({covers})" if covers else "")
-        elif found.pair_id is not None:
-            row["group"] = "pair"
+        row["sender_name"] = senders[found.case.sender]
+        row["group"] = "pair" if found.pair_id is not None else groups[found.case.target]
+        row["local_reference"] = references.get(found.case_id, "")
         rows.append(row)
     for row in rows:
         row["submitted"] = when(row["submitted_ms"], lang)
@@ -162,29 +173,17 @@ async def cases(request: web.Request) -> web.Response:
             )
         )
     warm(request.config_dict, [bytes.fromhex(r["case_id"]) for r in rows if r["state"] in READING])
-    return render_page(request, "cases.html", session=session, rows=rows, title=title)
-
-
-# What a report signs, as the reader typed it: previewed, then signed only unchanged.
-REPORT_FIELDS = (
-    "language",
-    "findings",
-    "impression",
-    "recommendations",
-    "image_quality",
-    "quality_reason",
-)
-
-
-def report_draft(form: Mapping[str, Any]) -> dict[str, str]:
-    """The report's fields as posted, line ends as one (a browser sends CRLF)."""
-    return {k: str(form.get(k, "")).replace("\r\n", "\n") for k in REPORT_FIELDS}
-
-
-def draft_digest(draft: Mapping[str, str]) -> str:
-    """The digest of the previewed text: signing checks the text is still the same."""
-    data = json.dumps([draft[k] for k in REPORT_FIELDS], ensure_ascii=False).encode()
-    return hashlib.sha256(data).hexdigest()
+    finished = [r for r in rows if r["state"] in FINISHED]  # still readable, out of the way
+    rows = [r for r in rows if r["state"] not in FINISHED]
+    return render_page(
+        request,
+        "cases.html",
+        session=session,
+        rows=rows,
+        finished=finished,
+        title=title,
+        **await followed(request, session),
+    )
 
 
 @ROUTES.get("/cases/{id:[0-9a-f]{32}}")  # the page as it is, or drawn again with an error
@@ -208,6 +207,7 @@ async def case_page(
         raise http_error(request, exc) from None
     me = person.public.key.hex()
     lang = language_of(request, session)
+    found.update(_parties(request, found, lang))
     if found["state"] in READING:
         warm(request.config_dict, [case_id])
     found["submitted"] = when(found["submitted_ms"], lang)
@@ -227,15 +227,19 @@ async def case_page(
         "claim": found["state"] == "delivered"
         and "member" in found["roles"]
         and found["claim_sent_by"] != me,
-        "report": found["kept_as"] == "copy"
-        and found["reader"] == me
-        and found["state"] in ("assigned", "reported", "report_delivered", "evaluated"),
+        "report": may_report(found["kept_as"], found["reader"], me, found["state"]),
         "evaluate": found["kept_as"] == "sender"
         and "sender" in found["roles"]
         and found["state"] == "report_delivered",
         "report_out": found["kept_as"] == "sender" and "sender" in found["roles"] and bool(reports),
         "message": found["state"]
         in ("delivered", "assigned", "reported", "report_delivered", "evaluated"),
+        "add_study": found["kept_as"] == "sender"
+        and "sender" in found["roles"]
+        and found["state"] in ADDING_STUDIES,
+        "close": found["kept_as"] == "sender"
+        and "sender" in found["roles"]
+        and found["state"] in ("report_delivered", "evaluated"),
     }
     return render_page(
         request,
@@ -244,8 +248,6 @@ async def case_page(
         case=found,
         reports=reports,
         addenda=addenda,
-        draft=draft,
-        previewed=None if draft is None or error is not None else draft_digest(draft),
         messages=messages,
         can=can,
         me=me,
@@ -253,11 +255,35 @@ async def case_page(
         evaluations=evaluations,
         clinical=shown_form(found["form"], lang),
         timeline=await _timeline(request, found, lang),
-        templates=all_templates(found["form"]["answer_language"]),
         sent=request.query.get("sent") == "1",
         destinations=await destinations_of(request, session.account_id),
         status=status,
+        **report_form(found["form"], draft=draft, failed=error is not None, page="case"),
+        # drawn again after a form (a preview, a refusal): not replaced under the person
+        **(await followed(request, session) if draft is None and error is None else {}),
     )
+
+
+def _parties(request: web.Request, case: dict[str, Any], lang: str) -> dict[str, str]:
+    """Who sent the case, from which hospital, and who it was sent to: a pair's reader,
+    or a group or community, as the directory names them."""
+    view = request.config_dict[CASES].view(request_now(request))
+    sender = bytes.fromhex(case["sender"])
+    target = bytes.fromhex(case["target"])
+    member = view.members.get(sender)
+    node = view.nodes.get(bytes.fromhex(case["sender_node"]))
+    hospital = member.body["facility"] if member is not None else ""
+    if not hospital and node is not None:
+        hospital = node.body["institution"] or node.body["name"]
+    if case["routing"] == "pair":
+        recipient = person_labels(view, [target])[target]
+    else:
+        recipient = group_labels(view, [target], lang)[target]
+    return {
+        "sender_label": person_labels(view, [sender])[sender],
+        "hospital": hospital,
+        "recipient": recipient,
+    }
 
 
 STEPS = (  # the timeline of a case: (step, the time that marks it)
@@ -296,9 +322,18 @@ async def _timeline(request: web.Request, case: dict[str, Any], lang: str) -> li
     return steps
 
 
-@ROUTES.post("/cases/{id:[0-9a-f]{32}}/{action:claim|report|message|evaluation}")
+DONE_AFTER = {  # what the case page says after each of its forms
+    "claim": "claimed",
+    "report": "reported",
+    "message": "message",
+    "evaluation": "evaluated",
+    "close": "closed",
+}
+
+
+@ROUTES.post("/cases/{id:[0-9a-f]{32}}/{action:claim|report|message|evaluation|close}")
 async def act(request: web.Request) -> web.Response:
-    """The forms of the case page: claim, report, message, evaluation."""
+    """The forms of the case page: claim, report, message, evaluation, close."""
     session, form = await posted_form(request, *PEOPLE)
     person = await person_of(request, session)
     service = request.config_dict[CASES]
@@ -306,9 +341,13 @@ async def act(request: web.Request) -> web.Response:
     action = request.match_info["action"]
     now = request_now(request)
     draft = None
+    page = str(form.get("from", "case"))
+    if page not in REPORT_PAGES or action != "report":
+        page = "case"
+    drawn_again = viewer_page if page == "viewer" else case_page
     try:
-        if action == "claim":
-            await service.act(case_id, person, "claim", now)
+        if action in ("claim", "close"):
+            await service.act(case_id, person, action, now)
         elif action == "report":
             draft = report_draft(form)
             findings = draft["findings"].strip()
@@ -323,7 +362,7 @@ async def act(request: web.Request) -> web.Response:
                     raise CaseError(
                         400, "a report needs findings or an impression", key=N_("report_empty")
                     )
-                return await case_page(request, draft=draft)
+                return await drawn_again(request, draft=draft)
             if form.get("previewed") != draft_digest(draft):
                 raise CaseError(
                     409, "the report changed after its preview", key=N_("report_changed")
@@ -343,8 +382,8 @@ async def act(request: web.Request) -> web.Response:
                 case_id, person, {**fields, "comment": str(form.get("comment", ""))}, now
             )
     except CaseError as exc:  # drawn again, the report's text as it was typed
-        return await case_page(request, error=exc, status=exc.status, draft=draft)
-    raise web.HTTPSeeOther(f"/web/cases/{case_id.hex()}")
+        return await drawn_again(request, error=exc, status=exc.status, draft=draft)
+    raise done(f"/web/cases/{case_id.hex()}{REPORT_PAGES[page]}", DONE_AFTER[action])
 
 
 def add_routes(app: web.Application) -> None:

@@ -6,6 +6,8 @@ page's message or as an HTTP answer), the case of a URL if the person may see it
 from __future__ import annotations
 
 import functools
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -13,6 +15,8 @@ from urllib.parse import urlencode
 import jinja2
 from aiohttp import web
 
+from protocol.directory import View
+from protocol.identity import PublicIdentity
 from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, STORE
 from tsfnode.auth.accounts import person_of_account
 from tsfnode.auth.sessions import Session
@@ -23,6 +27,23 @@ from tsfnode.store.accounts import AccountStore
 from tsfnode.store.cases import CaseRow
 
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
+# What a page says it has just done, after a form's POST answered by a redirect
+# (``?done=NAME``, Post/Redirect/Get): a name of this table, never text from the URL.
+DONE: dict[str, str] = {
+    "claimed": N_("done_claimed"),
+    "reported": N_("done_reported"),
+    "message": N_("done_message"),
+    "evaluated": N_("done_evaluated"),
+    "closed": N_("done_closed"),
+    "assigned": N_("done_assigned"),
+    "attested": N_("done_attested"),
+    "declined": N_("done_declined"),
+    "proposed": N_("done_proposed"),
+    "accepted": N_("done_accepted"),
+    "suspended": N_("done_suspended"),
+    "ended": N_("done_ended"),
+    "images_added": N_("done_images_added"),
+}
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 
@@ -47,10 +68,18 @@ def read_catalogues() -> None:
 read_catalogues()
 
 
+def done(path: str, what: str) -> web.HTTPSeeOther:
+    """The redirect after a form's POST, to ``path``, whose page then says ``what`` (a
+    name of ``DONE``) was done."""
+    if what not in DONE:
+        raise ValueError(f"{what!r} is not a name of DONE")
+    return web.HTTPSeeOther(f"{path}?done={what}")
+
+
 def in_language(request: web.Request, code: str) -> str:
     """This page's address in language ``code``: the rest of its query (where to go
-    after signing in, a case...) kept."""
-    kept = [(k, v) for k, v in request.query.items() if k != "lang"]
+    after signing in, a case...) kept, but what was just done (said once)."""
+    kept = [(k, v) for k, v in request.query.items() if k not in ("lang", "done")]
     return "?" + urlencode([*kept, ("lang", code)])
 
 
@@ -65,6 +94,8 @@ def render(
     lang = choose_language(request, person_language)
     template = request.app.get(TEMPLATES, environment()).get_template(name)
     context.setdefault("session", None)
+    context.setdefault("just_done", DONE.get(request.query.get("done", "")))
+    context.setdefault("live", None)  # web/live.py: pages that follow changes
     words = texts(lang)
     html = template.render(
         t=translator(lang),
@@ -138,6 +169,56 @@ def names_of(request: web.Request) -> dict[str, str]:
     """Display names of the people in the directory, by their key in hex."""
     view = request.config_dict[CASES].view(request_now(request))
     return {key.hex(): m.body["display_name"] for key, m in view.members.items()}
+
+
+def short_id(key: bytes) -> str:
+    """The first characters of an id's text form: enough to tell two apart on a page."""
+    return PublicIdentity(key).text[:9]
+
+
+def _labelled(keys: Iterable[bytes], name_of: Callable[[bytes], str | None]) -> dict[bytes, str]:
+    """Each key's name (its short id when it has none); names that still read the same
+    get each their short id."""
+    labels = {key: name_of(key) or short_id(key) for key in keys}
+    counts = Counter(labels.values())
+    return {k: f"{v} · {short_id(k)}" if counts[v] > 1 else v for k, v in labels.items()}
+
+
+def person_labels(view: View, keys: Iterable[bytes]) -> dict[bytes, str]:
+    """How each person is named in a list or a picker: their name · their node · their
+    group (two Dr Diallo of two hospitals are two people); when two of ``keys`` still
+    read the same, a short id of each too. Someone the directory does not know: the
+    short id alone."""
+
+    def name_of(key: bytes) -> str | None:
+        member = view.members.get(key)
+        if member is None:
+            return None
+        node = view.nodes.get(member.body["home_node"])
+        group = view.group_records.get(member.body["group"])
+        parts = (
+            member.body["display_name"],
+            node.body["name"] if node is not None else "",
+            group.body["name"] if group is not None else "",
+        )
+        return " · ".join(p for p in parts if p)
+
+    return _labelled(keys, name_of)
+
+
+def group_labels(view: View, keys: Iterable[bytes], lang: str) -> dict[bytes, str]:
+    """How each group is named in a list or a picker: its name and what it covers (in
+    ``lang``); a short id too when two read the same."""
+    words = texts(lang)
+
+    def name_of(key: bytes) -> str | None:
+        record = view.group_records.get(key)
+        if record is None:
+            return None
+        covers = words.specialities(record.body["subspecialities"])
+        return str(record.body["name"]) + (f" ({covers})" if covers else "")
+
+    return _labelled(keys, name_of)
 
 
 def http_error(request: web.Request, exc: CaseError) -> web.HTTPException:

@@ -39,8 +39,17 @@ from tsfnode.logs import log
 from tsfnode.mail.messages import Notice, title
 from tsfnode.routes import Routes
 from tsfnode.store.accounts import AccountStore, Application, UsernameTaken
-from tsfnode.web.common import language_of, names_of, person_of, refusal, when
+from tsfnode.web.common import (
+    done,
+    language_of,
+    names_of,
+    person_labels,
+    person_of,
+    refusal,
+    when,
+)
 from tsfnode.web.common import render_page as render
+from tsfnode.web.live import followed
 
 ROUTES = Routes()
 
@@ -289,11 +298,20 @@ async def coordinator_page(request: web.Request) -> web.Response:
                 "kind": record.body["kind"],
                 "members": members,
                 "pairs": pairs,
-                "readers": [
-                    {"key": k.hex(), "name": names.get(k.hex(), k.hex()[:8])}
-                    for k in sorted(readers)
-                    if view.members[k].body["role"] in ("reader", "coordinator")
-                ],
+                "readers": sorted(
+                    (
+                        {"key": k.hex(), "name": label}
+                        for k, label in person_labels(
+                            view,
+                            (
+                                k
+                                for k in readers
+                                if view.members[k].body["role"] in ("reader", "coordinator")
+                            ),
+                        ).items()
+                    ),
+                    key=lambda r: r["name"],
+                ),
             }
         )
     pending = [
@@ -329,6 +347,7 @@ async def coordinator_page(request: web.Request) -> web.Response:
         cases=cases,
         charts=await _charts(request, mine, now, lang),
         error=_shown(request.query.get("error"), lang, request.query.get("values")),
+        **await followed(request, session),
     )
 
 
@@ -395,12 +414,12 @@ async def decide(request: web.Request) -> web.Response:
             application.id, by=person.public.key, now=now, reason=reason
         )
         log("application declined")
-        raise web.HTTPSeeOther("/web/coordinator")
+        raise done("/web/coordinator", "declined")
     try:
         await _attest(request, person, application, now)
     except (NodeError, CaseError, LocalProtocolError) as exc:
         raise _back_with(exc) from None
-    raise web.HTTPSeeOther("/web/coordinator")
+    raise done("/web/coordinator", "attested")
 
 
 async def _attest(
@@ -476,7 +495,7 @@ async def assign(request: web.Request) -> web.Response:
         raise refusal(request, web.HTTPBadRequest, N_("choose_reader")) from None
     except CaseError as exc:
         raise _back_with(exc) from None
-    raise web.HTTPSeeOther("/web/coordinator")
+    raise done("/web/coordinator", "assigned")
 
 
 def _back_with(exc: Exception) -> web.HTTPSeeOther:

@@ -28,12 +28,14 @@ import json
 import re
 import shutil
 import statistics
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from protocol.caseform import AGE_UNITS, FIELDS
+from protocol.identity import PublicIdentity
 from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, STORE
 from tsfnode.auth.sessions import Session, check_csrf, require
 from tsfnode.bodies import read_body, read_json_object, rectangles
@@ -51,7 +53,16 @@ from tsfnode.logs import log
 from tsfnode.routes import Routes
 from tsfnode.store.transfers import TransferStore
 from tsfnode.web.caseform import AgeRefused, answered_form
-from tsfnode.web.common import language_of, person_of, refusal, render_page, say
+from tsfnode.web.common import (
+    done,
+    group_labels,
+    language_of,
+    person_labels,
+    person_of,
+    refusal,
+    render_page,
+    say,
+)
 
 ROUTES = Routes()
 
@@ -355,19 +366,25 @@ async def measured_rate(request: web.Request) -> dict[str, Any]:
     return {"rate": rate, "measured": measured is not None, "samples": len(rates)}
 
 
-async def routes_for(request: web.Request, person: Any) -> dict[str, Any]:
+async def routes_for(request: web.Request, person: Any, lang: str) -> dict[str, Any]:
     """The pairs this sender may send to, then groups and communities (least loaded first)."""
     service = request.config_dict[CASES]
     now = request_now(request)
     view = service.view(now)
-    pairs = []
-    for pair in (await listed(service, person.public.key, now))["pairs"]:
-        if pair["status"] != "active" or pair["sender"] != person.public.key.hex():
-            continue
-        reader = view.members.get(bytes.fromhex(pair["reader"]))
-        pair["reader_name"] = reader.body["display_name"] if reader else pair["reader"][:8]
-        pairs.append(pair)
+    pairs = [
+        pair
+        for pair in (await listed(service, person.public.key, now))["pairs"]
+        if pair["status"] == "active" and pair["sender"] == person.public.key.hex()
+    ]
+    readers = person_labels(view, {bytes.fromhex(p["reader"]) for p in pairs})
+    for pair in pairs:
+        pair["reader_name"] = readers[bytes.fromhex(pair["reader"])]
     suggestions = group_suggestions(service, now)
+    named = group_labels(
+        view, {PublicIdentity.from_text(g["group"]).key for g in suggestions}, lang
+    )
+    for g in suggestions:
+        g["label"] = named[PublicIdentity.from_text(g["group"]).key]
     return {
         "pairs": pairs,
         "groups": [g for g in suggestions if g["routing"] == "group"],
@@ -383,21 +400,57 @@ async def new_page(
     values: dict[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
+    """A new case; with ``?case=ID``, another study for that case of the sender's (the
+    same upload, no form: the case has one)."""
     session = await require(request, "sender")
     person = await person_of(request, session)
+    adding = await _case_to_add_to(request, person)
     defaults = {f.name: f.default for f in FIELDS if f.default is not None}
     defaults["answer_language"] = language_of(request, session)
     return render_page(
         request,
         "new_case.html",
         session=session,
-        routes=await routes_for(request, person),
+        adding=adding,
+        routes=await routes_for(request, person, defaults["answer_language"]),
         speed=await measured_rate(request),
         error=error,
         values={**defaults, "age_unit": AGE_UNITS[0].name, **(values or {})},
         fields=FIELDS,
         status=status,
     )
+
+
+async def _case_to_add_to(request: web.Request, person: Any) -> str | None:
+    """The case (hex) named by ``?case=`` (or the URL's id), if the sender may see it."""
+    named = request.match_info.get("id") or request.query.get("case")
+    if not named:
+        return None
+    try:
+        case_id = bytes.fromhex(named)
+        await request.config_dict[CASES].seen(case_id, person.public.key, request_now(request))
+    except (ValueError, CaseError):
+        raise refusal(request, web.HTTPNotFound, N_("no_such_case")) from None
+    return case_id.hex()
+
+
+async def _chosen_study(
+    request: web.Request, session: Session, posted: Mapping[str, Any]
+) -> tuple[Path, str]:
+    """The batch the form names and the study chosen in it, if this sender may use it
+    (web.HTTPNotFound or FileNotFoundError: nothing uploaded yet)."""
+    folder, _ = _owned_batch(request, str(posted.get("batch", "")), session.account_id)
+    study = str(posted.get("study_uid", ""))
+    result = json.loads((folder / "result.json").read_text())
+    if study not in result["studies"]:
+        raise CaseError(
+            400, "choose one of the studies found in your files", key=N_("choose_study")
+        )
+    owners = StudyOwners(request.config_dict[NODE_DIR].intake)
+    if not await asyncio.to_thread(owners.may_use, study, session.account_id):
+        # its images were already on this node, brought by another account first
+        raise CaseError(404, "this study is another account's", key=N_("study_not_yours"))
+    return folder, study
 
 
 @ROUTES.post("/new")
@@ -407,20 +460,7 @@ async def submit(request: web.Request) -> web.Response:
     values = {k: str(v) for k, v in posted.items() if k != "csrf"}
     person = await person_of(request, session)
     try:
-        batch = str(posted.get("batch", ""))
-        folder, _ = _owned_batch(request, batch, session.account_id)
-        study = str(posted.get("study_uid", ""))
-        result = json.loads((folder / "result.json").read_text())
-        if study not in result["studies"]:
-            raise CaseError(
-                400,
-                "choose one of the studies found in your files",
-                key=N_("choose_study"),
-            )
-        owners = StudyOwners(request.config_dict[NODE_DIR].intake)
-        if not await asyncio.to_thread(owners.may_use, study, session.account_id):
-            # its images were already on this node, brought by another account first
-            return await new_page(request, error=N_("study_not_yours"), values=values, status=404)
+        folder, study = await _chosen_study(request, session, posted)
         routing, _, target = str(posted.get("route", "")).partition(":")
         made = await request.config_dict[CASES].submit(
             person,
@@ -430,6 +470,7 @@ async def submit(request: web.Request) -> web.Response:
             target=target,
             form=answered_form(posted),
             over_quota=posted.get("over_quota") == "yes",
+            local_reference=values.get("local_reference", ""),
             now=request_now(request),
         )
     except (web.HTTPNotFound, FileNotFoundError):
@@ -445,6 +486,29 @@ async def submit(request: web.Request) -> web.Response:
     await asyncio.to_thread(shutil.rmtree, folder, True)
     log("web case submitted", account=session.username)
     raise web.HTTPSeeOther(f"/web/cases/{made['case_id']}?sent=1")
+
+
+@ROUTES.post("/cases/{id:[0-9a-f]{32}}/images")
+async def add_study(request: web.Request) -> web.Response:
+    """Another study for an open case (the CT, then the photo of yesterday's film):
+    sealed and sent as another bundle of the same case, to the same nodes."""
+    session = await require(request, "sender")
+    posted = await check_csrf(request, session)
+    person = await person_of(request, session)
+    case_id = bytes.fromhex(request.match_info["id"])
+    try:
+        folder, study = await _chosen_study(request, session, posted)
+        await request.config_dict[CASES].add_images(
+            case_id, person, study, request_now(request), account=session.account_id
+        )
+    except (web.HTTPNotFound, FileNotFoundError):
+        return await new_page(request, error=N_("upload_first"), status=400)
+    except (CaseError, NodeError) as exc:
+        status = exc.status if isinstance(exc, CaseError) else 409
+        return await new_page(request, error=exc, status=status)
+    await asyncio.to_thread(shutil.rmtree, folder, True)
+    log("web study added", account=session.username)
+    raise done(f"/web/cases/{case_id.hex()}", "images_added")
 
 
 def add_routes(app: web.Application) -> None:

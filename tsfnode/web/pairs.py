@@ -16,7 +16,7 @@ from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import N_, texts
 from tsfnode.routes import Routes
-from tsfnode.web.common import language_of, names_of, person_of, render_page
+from tsfnode.web.common import done, language_of, person_labels, person_of, render_page
 
 ROUTES = Routes()
 
@@ -32,24 +32,33 @@ async def pairs_page(
     service = request.config_dict[CASES]
     now = request_now(request)
     view = service.view(now)
-    names = names_of(request)
     words = texts(language_of(request, session))
     mine = await pairs.listed(service, person.public.key, now)
     me = person.public.key.hex()
-    for pair in mine["pairs"]:
-        other = pair["sender"] if pair["reader"] == me else pair["reader"]
-        pair["other"] = names.get(other, other[:8])
+    others = [p["sender"] if p["reader"] == me else p["reader"] for p in mine["pairs"]]
+    proposers = [p["proposer"] for p in mine["proposals"]]
+    labels = person_labels(view, {bytes.fromhex(k) for k in others + proposers})
+    for pair, other in zip(mine["pairs"], others, strict=True):
+        pair["other"] = labels[bytes.fromhex(other)]
     for proposal in mine["proposals"]:
-        proposal["other"] = names.get(proposal["proposer"], proposal["proposer"][:8])
+        proposal["other"] = labels[bytes.fromhex(proposal["proposer"])]
     wanted = (
         ("reader", "coordinator") if view.role_of(person.public.key) == "sender" else ("sender",)
     )
-    colleagues = sorted(
+    labels = person_labels(
+        view,
         (
-            {"id": PublicIdentity(key).text, "name": m.body["display_name"],
-             "where": m.body["facility"] or words.specialities(m.body["subspecialities"])}
+            key
             for key, m in view.members.items()
             if m.body["role"] in wanted and key != person.public.key
+        ),
+    )
+    colleagues = sorted(
+        (
+            {"id": PublicIdentity(key).text, "name": label,
+             "where": view.members[key].body["facility"]
+             or words.specialities(view.members[key].body["subspecialities"])}
+            for key, label in labels.items()
         ),
         key=lambda c: c["name"],
     )  # fmt: skip
@@ -105,7 +114,8 @@ async def act(request: web.Request) -> web.Response:
         return await pairs_page(request, error=exc, status=exc.status)
     # A coordinator suspends or ends a pair of the group from the coordinator's page.
     back = "/web/coordinator" if form.get("back") == "coordinator" else "/web/pairs"
-    raise web.HTTPSeeOther(back)
+    said = {"propose": "proposed", "accept": "accepted", "suspend": "suspended", "end": "ended"}
+    raise done(back, said[action])
 
 
 def add_routes(app: web.Application) -> None:

@@ -26,6 +26,7 @@ from tsfnode.appkeys import CASES, NODE_DIR, RENDERER
 from tsfnode.auth.sessions import require
 from tsfnode.cases.images import Listings, image_folders, int_of, listed_series
 from tsfnode.clock import request_now
+from tsfnode.errors import NodeError
 from tsfnode.images.render import (
     FULL,
     Window,
@@ -34,6 +35,7 @@ from tsfnode.images.render import (
 from tsfnode.routes import Routes
 from tsfnode.web.caseform import shown_form
 from tsfnode.web.common import language_of, render_page, seen_case
+from tsfnode.web.reporting import may_report, report_form
 
 ROUTES = Routes()
 
@@ -53,23 +55,23 @@ SERIES = web.AppKey("viewer_series", Listings[list[dict[str, Any]]])
 
 
 async def series_of(app: ChainMapProxy, case_id: bytes) -> list[dict[str, Any]]:
-    """The case's series."""
+    """The case's series, of every study it holds: a listing is kept per number of
+    image folders, so a study added to the case is listed at once, not a TTL later."""
+    folders = await image_folders(app[CASES], case_id)
+    kept = app[NODE_DIR].root / "viewer" / f"{case_id.hex()}.json"
 
     async def make() -> list[dict[str, Any]]:
-        folders = await image_folders(app[CASES], case_id)
-        kept = app[NODE_DIR].root / "viewer" / f"{case_id.hex()}.json"
         return await asyncio.to_thread(listed_series, folders, kept)
 
-    return await app[SERIES].get(case_id, make)
+    return await app[SERIES].get(case_id + len(folders).to_bytes(4, "big"), make)
 
 
 def warm(app: ChainMapProxy, case_ids: list[bytes]) -> None:
     """List these cases' series in the background (the worklist and the case page call
-    this, so that the viewer opens at once)."""
+    this, so that the viewer opens at once; a listing held is not made again)."""
     for case_id in case_ids[:WARM_AT_MOST]:
-        if case_id not in app[SERIES]:
-            task = asyncio.ensure_future(series_of(app, case_id))
-            task.add_done_callback(lambda t: t.exception())  # a failure shows in the viewer
+        task = asyncio.ensure_future(series_of(app, case_id))
+        task.add_done_callback(lambda t: t.exception())  # a failure shows in the viewer
 
 
 async def _series(request: web.Request, case_id: bytes) -> list[dict[str, Any]]:
@@ -81,18 +83,40 @@ def _public(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**s, "frames": [{"position": f["position"]} for f in s["frames"]]} for s in series]
 
 
-@ROUTES.get("/cases/{id:[0-9a-f]{32}}/viewer")
-async def page(request: web.Request) -> web.Response:
-    """The viewer, with the case's clinical form beside the images."""
+@ROUTES.get("/cases/{id:[0-9a-f]{32}}/viewer")  # as it is, or drawn again with a draft
+async def page(
+    request: web.Request,
+    *,
+    error: NodeError | None = None,
+    status: int = 200,
+    draft: dict[str, str] | None = None,
+) -> web.Response:
+    """The viewer, with the case's clinical form beside the images and, for the reader
+    who has the case, the report form (the case page's: preview, then sign)."""
     session = await require(request, *PEOPLE)
     case_id, person, row = await seen_case(request, session)
     warm(request.config_dict, [case_id])  # listed while the page and its script travel
-    await request.config_dict[CASES].audit.append(
-        actor=person, case_id=case_id, action="view images", detail="", now=request_now(request)
-    )
+    service = request.config_dict[CASES]
+    if draft is None:  # the page opened, not drawn again after a preview
+        await service.audit.append(
+            actor=person, case_id=case_id, action="view images", detail="", now=request_now(request)
+        )
     clinical = shown_form(row.form, language_of(request, session))
+    reader = row.case.reader.hex() if row.case.reader else None
+    reporting = may_report(row.role, reader, person.hex(), row.case.state.value)
+    signed = await service.documents(case_id, "report") if reporting else []
     return render_page(
-        request, "viewer.html", session=session, case_id=case_id.hex(), clinical=clinical
+        request,
+        "viewer.html",
+        session=session,
+        case_id=case_id.hex(),
+        case={"case_id": case_id.hex(), "form": row.form},
+        clinical=clinical,
+        can={"report": reporting},
+        reports=[d for d in signed if not d.body.get("supersedes")],
+        error=error,
+        status=status,
+        **report_form(row.form, draft=draft, failed=error is not None, page="viewer"),
     )
 
 

@@ -9,7 +9,9 @@
   const csrf = form.elements.csrf.value;
   const T = JSON.parse(document.getElementById("i18n").textContent);
   const $ = (id) => document.getElementById(id);
-  const UPLOAD_KEY = "tsf-new-case-upload";
+  // Another study for a case: its own upload, and no form (a new case's is left alone).
+  const adding = form.dataset.adding === "1";
+  const UPLOAD_KEY = adding ? "tsf-add-study-upload" : "tsf-new-case-upload";
   const FORM_KEY = "tsf-new-case-form";
   let state = JSON.parse(localStorage.getItem(UPLOAD_KEY) || "null") || { batch: null, files: {} };
   let studies = [];
@@ -305,7 +307,7 @@
   }
 
   // The form is kept in this browser as it is typed, so a closed tab loses nothing.
-  const kept = JSON.parse(localStorage.getItem(FORM_KEY) || "{}");
+  const kept = adding ? {} : JSON.parse(localStorage.getItem(FORM_KEY) || "{}");
   for (const [name, value] of Object.entries(kept)) {
     const field = form.elements[name];
     if (!field || name === "csrf" || name === "batch" || name === "study_uid") continue;
@@ -316,14 +318,19 @@
   // The age's highest value follows its unit (130 years, 23 months, 52 weeks, 90 days).
   const ageUnit = form.elements.age_unit;
   const ageMax = () => { form.elements.age.max = ageUnit.selectedOptions[0].dataset.max; };
-  ageUnit.addEventListener("change", ageMax);
-  ageMax();
-  form.addEventListener("input", () => {
+  if (ageUnit) {
+    ageUnit.addEventListener("change", ageMax);
+    ageMax();
+  }
+  if (!adding) form.addEventListener("input", () => {
     const out = {};
-    for (const [k, v] of new FormData(form)) if (k !== "csrf" && typeof v === "string") out[k] = v;
+    // The local reference names the patient: never kept in the browser.
+    for (const [k, v] of new FormData(form)) {
+      if (k !== "csrf" && k !== "local_reference" && typeof v === "string") out[k] = v;
+    }
     localStorage.setItem(FORM_KEY, JSON.stringify(out));
   });
-  form.addEventListener("submit", () => { localStorage.removeItem(FORM_KEY); });
+  if (!adding) form.addEventListener("submit", () => { localStorage.removeItem(FORM_KEY); });
 
   const pick = (e) => upload([...e.target.files]);
   $("pick-files").addEventListener("change", pick);
