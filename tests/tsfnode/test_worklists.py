@@ -8,7 +8,9 @@ Anne coordinates the paediatric group), with real DICOM files."""
 from __future__ import annotations
 
 import asyncio
+import html
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pytest
 
 from tests.harness.data import PYDICOM_FILES, read_dicom
 from tests.harness.people import FORM
+from tests.harness.studies import CT
 from tests.tsfnode.test_case_access import Cotonou, _node_input
 from tests.tsfnode.test_case_access import cotonou as cotonou  # the fixture
 
@@ -24,6 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 # A real CT of pydicom's (Routine Brain): its instance numbers run from the feet up
 # (18 at z -99.5 mm, then 180, 181, 182 up to z 105.5 mm).
 FEET_FIRST = PYDICOM_FILES / "dicomdirtests" / "77654033" / "CT2"
+MR = PYDICOM_FILES / "MR_small.dcm"
 
 
 def _feet_first_copy(folder: Path) -> Path:
@@ -52,3 +56,70 @@ async def test_a_ct_stack_opens_head_first_whatever_its_instance_numbers(
     shown = [f["position"] for f in series["frames"]]
     # The first image is the most cranial (+z, superior, in the patient system), then down.
     assert shown == [105.52, 104.27, 103.02, -99.48]
+
+
+async def _send(cotonou: Cotonou, source: Path, routing: str, **form: str) -> str:
+    study = await asyncio.to_thread(_node_input, cotonou.node_dir, source)
+    target = cotonou.pair if routing == "pair" else cotonou.paediatrics
+    body = {"study_uid": study, "routing": routing, "target": target, "form": {**FORM, **form}}
+    status, made = await cotonou.api("koffi", "POST", "/cases", body)
+    assert status == 201, made
+    return str(made["case_id"])
+
+
+def _shown(page: str) -> list[str]:
+    """The cases of a list page, in the order shown (their short ids)."""
+    return re.findall(r'<tr class="case[^"]*">\s*<td><a href="/web/cases/([0-9a-f]{8})', page)
+
+
+async def test_lists_sort_and_filter_by_their_address_and_urgent_cases_say_so(
+    cotonou: Cotonou, tmp_path: Path
+) -> None:
+    routine = await _send(cotonou, CT, "pair")
+    urgent = await _send(cotonou, MR, "pair", urgency="urgent", modality="MR", body_part="HEAD")
+    group = await _send(cotonou, await asyncio.to_thread(_feet_first_copy, tmp_path / "ct2"),
+                        "group", body_part="HEAD")  # fmt: skip
+    ids = {name: case[:8] for name, case in (("r", routine), ("u", urgent), ("g", group))}
+
+    async def page(who: str, query: str = "") -> str:
+        status, body = await cotonou.web(who, "GET", f"/web/cases{query}")
+        assert status == 200, body
+        return html.unescape(body.decode())
+
+    mine = await page("koffi")
+    assert _shown(mine) == [ids["g"], ids["u"], ids["r"]]  # the sender's: newest first
+    # The urgent case is marked by a word, not by a colour alone.
+    (urgent_row,) = re.findall(
+        rf'<tr class="case[^"]*">\s*<td><a href="/web/cases/{ids["u"]}.*?</tr>', mine, re.S
+    )
+    assert '<strong class="tag urgent">urgent</strong>' in urgent_row
+    assert "urgent" not in "".join(
+        re.findall(r'<tr class="case[^"]*">.*?</tr>', mine.replace(urgent_row, ""), re.S)
+    )
+    assert _shown(await page("koffi", "?urgency=urgent")) == [ids["u"]]
+    assert _shown(await page("koffi", "?modality=CT")) == [ids["g"], ids["r"]]
+    assert _shown(await page("koffi", "?urgency=routine&modality=CT&sort=group")) == [
+        ids["g"],  # the paediatric group's, then the pair's
+        ids["r"],
+    ]
+    by_urgency = await page("koffi", "?modality=&sort=urgency")
+    assert _shown(by_urgency)[0] == ids["u"]
+    # Every sort link keeps the filter; the form shows what was chosen.
+    filtered = await page("koffi", "?modality=CT")
+    assert 'href="?sort=due&modality=CT"' in filtered
+    assert '<option value="CT" selected>' in filtered
+    assert re.search(r'<option value="MR">MR</option>', filtered)  # still to choose from
+    # Nothing matches: said so, with the way back to every case.
+    none = await page("koffi", "?state=closed")
+    assert 'id="none-shown"' in none
+    assert "Aucun cas ne correspond à ces filtres." in none
+    assert _shown(none) == []
+    # A sort that does not exist is refused by name.
+    status, body = await cotonou.web("koffi", "GET", "/web/cases?sort=colour")
+    assert status == 400
+    assert b"sort: no such order 'colour'" in body
+    # The coordinator's cases to follow take the same address (and refuse the same).
+    status, _ = await cotonou.web("anne", "GET", "/web/coordinator?urgency=urgent&sort=due")
+    assert status == 200
+    status, _ = await cotonou.web("anne", "GET", "/web/coordinator?sort=colour")
+    assert status == 400

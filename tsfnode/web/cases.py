@@ -48,6 +48,7 @@ from tsfnode.web.common import (
 from tsfnode.web.report_templates import all_templates
 from tsfnode.web.tools import destinations_of
 from tsfnode.web.viewer import warm
+from tsfnode.web.worklist import ListChoice
 
 ROUTES = Routes()
 
@@ -125,6 +126,9 @@ async def logout(request: web.Request) -> web.Response:
 @ROUTES.get("/cases")
 async def cases(request: web.Request) -> web.Response:
     session = await require(request, *PEOPLE)
+    choice = ListChoice.of(
+        request.query, default="submitted" if session.role == "sender" else "priority"
+    )
     person = await person_of(request, session)
     now = request_now(request)
     lang = language_of(request, session)
@@ -136,6 +140,7 @@ async def cases(request: web.Request) -> web.Response:
         row = shown_to(person.public.key, found.case, summary(found), view)
         row["overdue"] = found.case.overdue(now)
         form = found.form
+        row["modality"] = str(form.get("modality", ""))
         row["subject"] = f"{form.get('modality', '')} · {form.get('body_part', '')}"
         row["sender_name"] = names.get(row["sender"], "")
         group = view.group_records.get(found.case.target)
@@ -145,24 +150,25 @@ async def cases(request: web.Request) -> web.Response:
             row["group"] = group.body["name"] + (f" ({covers})" if covers else "")
         elif found.pair_id is not None:
             row["group"] = "pair"
+        row["group_name"] = group.body["name"] if group is not None else row["group"]
         rows.append(row)
     for row in rows:
         row["submitted"] = when(row["submitted_ms"], lang)
         row["due"] = when(row["due_ms"], lang)
-    if session.role == "sender":
-        title = N_("my_cases")
-    else:  # a worklist: cases to read first (overdue, urgent, nearest due), then the rest
-        title = N_("worklist")
-        rows.sort(
-            key=lambda r: (
-                r["state"] not in ("delivered", "assigned"),
-                not r["overdue"],
-                not r["urgent"],
-                r["due_ms"] or 2**62,
-            )
-        )
-    warm(request.config_dict, [bytes.fromhex(r["case_id"]) for r in rows if r["state"] in READING])
-    return render_page(request, "cases.html", session=session, rows=rows, title=title)
+    # The sender's cases newest first; a worklist: cases to read first (overdue, urgent,
+    # nearest due), then the rest; either as the person chose (worklist.py).
+    title = N_("my_cases") if session.role == "sender" else N_("worklist")
+    shown = choice.arrange(rows)
+    warm(request.config_dict, [bytes.fromhex(r["case_id"]) for r in shown if r["state"] in READING])
+    return render_page(
+        request,
+        "cases.html",
+        session=session,
+        rows=shown,
+        title=title,
+        every=len(rows),
+        controls=choice.controls(rows),
+    )
 
 
 # What a report signs, as the reader typed it: previewed, then signed only unchanged.

@@ -41,6 +41,7 @@ from tsfnode.routes import Routes
 from tsfnode.store.accounts import AccountStore, Application, UsernameTaken
 from tsfnode.web.common import language_of, names_of, person_of, refusal, when
 from tsfnode.web.common import render_page as render
+from tsfnode.web.worklist import ListChoice
 
 ROUTES = Routes()
 
@@ -309,7 +310,9 @@ async def coordinator_page(request: web.Request) -> web.Response:
         for application in await _accounts(request).pending_applications()
         if application.group_key in mine
     ]
-    cases = await _group_cases(request, mine, now, lang)
+    choice = ListChoice.of(request.query)  # the cases to follow: sorted, filtered
+    every = await _group_cases(request, mine, now, lang)
+    cases = choice.arrange(every)
     nudges = [
         {
             "kind": nudge.kind,
@@ -327,6 +330,8 @@ async def coordinator_page(request: web.Request) -> web.Response:
         groups=groups,
         applications=pending,
         cases=cases,
+        every=len(every),
+        controls=choice.controls(every),
         charts=await _charts(request, mine, now, lang),
         error=_shown(request.query.get("error"), lang),
     )
@@ -340,6 +345,7 @@ async def _group_cases(
     if not mine:
         return []
     names = names_of(request)
+    view = request.config_dict[CASES].view(now)
     rows = await request.config_dict[CASES].rows.waiting_in_groups(mine)
     out = []
     for row in rows:
@@ -349,6 +355,9 @@ async def _group_cases(
         case["reader_name"] = names.get(case["reader"] or "", "")
         case["group"] = PublicIdentity(row.case.target).text
         case["form"] = row.form
+        case["modality"] = str(row.form.get("modality", ""))
+        record = view.group_records.get(row.case.target)
+        case["group_name"] = record.body["name"] if record is not None else ""
         out.append(case)
     return out
 
