@@ -12,15 +12,23 @@ import html
 import json
 import re
 import shutil
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
 
+from bootstrap.network import demo_anchor, load_network
+from bootstrap.tools import admit_node
 from tests.harness.data import PYDICOM_FILES, read_dicom
-from tests.harness.people import FORM
+from tests.harness.people import FORM, PASSWORD
 from tests.harness.studies import CT
+from tests.harness.waiting import wait_until
 from tests.tsfnode.test_case_access import Cotonou, _node_input
 from tests.tsfnode.test_case_access import cotonou as cotonou  # the fixture
+from tsfnode.appkeys import DIRECTORY, IDENTITY, STORE
+from tsfnode.auth.accounts import create_account
+from tsfnode.auth.sessions import sign_in
+from tsfnode.clock import CLOCK
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -123,3 +131,34 @@ async def test_lists_sort_and_filter_by_their_address_and_urgent_cases_say_so(
     assert status == 200
     status, _ = await cotonou.web("anne", "GET", "/web/coordinator?sort=colour")
     assert status == 400
+
+
+async def test_the_network_figures_follow_the_cases_without_waiting_an_hour(
+    cotonou: Cotonou,
+) -> None:
+    app = cotonou.client.server.app
+    now = app[CLOCK].now_ms()
+    identity = app[IDENTITY]  # admitted to the demo network: it signs its figures
+    cert = admit_node(load_network("demo"), demo_anchor(), identity.public, now=now)
+    assert (await app[DIRECTORY].add([cert], now))["added"] == 1
+    await create_account(
+        app[STORE], username="it", display_name="IT", role="admin", password=PASSWORD,
+        language="en", now=now, people=cotonou.node_dir.people,
+    )  # fmt: skip
+    it = await sign_in(app[STORE], "it", PASSWORD, source="test", now=app[CLOCK].now_ms())
+    cotonou.sessions["it"] = (it[0], it[1].csrf)
+
+    async def sent_here() -> str:
+        status, body = await cotonou.web("it", "GET", "/web/admin")
+        assert status == 200
+        network = html.unescape(body.decode()).split('id="network"')[1].split("</table>")[0]
+        row = re.search(r"<tbody><tr><td>[^<]*</td><td>(\d+)</td>", network)  # this node
+        return row.group(1) if row else ""
+
+    assert await sent_here() == ""  # signed at the start, before it was admitted
+    await _send(cotonou, CT, "pair")  # the stats interval is an hour (the default)
+    await wait_until("the case in the figures", lambda: _is(sent_here(), "1"), within_s=60)
+
+
+async def _is(value: Awaitable[str], expected: str) -> bool:
+    return await value == expected
