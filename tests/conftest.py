@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,10 @@ from tests.harness.lan import alone_on_the_lan
 from tests.harness.nodes import tsfnode
 from tests.harness.pacs import storescp  # noqa: F401  (a fixture, for every test)
 from tests.harness.smtp import sink  # noqa: F401  (a fixture, for every test)
+
+# A node's default time zone is the system's: UTC for every test, on any machine (and for
+# the node processes they start), unless a test sets a node's or a person's own.
+os.environ["TZ"] = "UTC"
 
 
 @pytest.fixture

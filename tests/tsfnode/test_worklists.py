@@ -14,6 +14,7 @@ import re
 import shutil
 from collections.abc import Awaitable
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -29,6 +30,7 @@ from tsfnode.appkeys import DIRECTORY, IDENTITY, STORE
 from tsfnode.auth.accounts import create_account
 from tsfnode.auth.sessions import sign_in
 from tsfnode.clock import CLOCK
+from tsfnode.i18n import texts
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -125,7 +127,7 @@ async def test_lists_sort_and_filter_by_their_address_and_urgent_cases_say_so(
     # A sort that does not exist is refused by name.
     status, body = await cotonou.web("koffi", "GET", "/web/cases?sort=colour")
     assert status == 400
-    assert b"sort: no such order 'colour'" in body
+    assert "Ordre de tri inconnu : « colour »" in body.decode()
     # The coordinator's cases to follow take the same address (and refuse the same).
     status, _ = await cotonou.web("anne", "GET", "/web/coordinator?urgency=urgent&sort=due")
     assert status == 200
@@ -165,3 +167,56 @@ async def test_the_network_figures_follow_the_cases_without_waiting_an_hour(
 
 async def _is(value: Awaitable[str], expected: str) -> bool:
     return await value == expected
+
+
+async def _choose_zone(cotonou: Cotonou, who: str, zone: str) -> tuple[int, str]:
+    """``who`` chooses ``zone`` on their account page (the form, with its CSRF token)."""
+    fields = {"csrf": cotonou.sessions[who][1], "timezone": zone}
+    status, body = await cotonou.web(who, "POST", "/web/account/timezone", data=fields)
+    return status, html.unescape(body.decode())
+
+
+async def test_times_read_in_each_persons_time_zone(cotonou: Cotonou) -> None:
+    case = await _send(cotonou, CT, "pair")
+    status, found = await cotonou.api("koffi", "GET", f"/cases/{case}")
+    assert status == 200
+    submitted = found["submitted_ms"]
+    fr = texts("fr")
+
+    async def case_page(who: str) -> str:
+        status, body = await cotonou.web(who, "GET", f"/web/cases/{case}")
+        assert status == 200, body
+        return html.unescape(body.decode())
+
+    # Nobody chose yet: the node's zone (the system's, UTC here).
+    assert fr.time(submitted) in await case_page("koffi")
+    assert (await _choose_zone(cotonou, "koffi", "Africa/Porto-Novo"))[0] == 303
+    assert (await _choose_zone(cotonou, "anne", "Europe/Brussels"))[0] == 303
+    at_cotonou = fr.time(submitted, ZoneInfo("Africa/Porto-Novo"))
+    at_brussels = fr.time(submitted, ZoneInfo("Europe/Brussels"))
+    assert at_cotonou != at_brussels  # the zone is said (and in summer, the hour too)
+    assert at_cotonou.endswith("UTC+1 (Porto-Novo)")
+    assert at_brussels.endswith("(Bruxelles)")
+    koffi, anne = await case_page("koffi"), await case_page("anne")
+    assert at_cotonou in koffi
+    assert at_brussels not in koffi
+    assert at_brussels in anne
+    assert at_cotonou not in anne
+    mine = (await cotonou.web("koffi", "GET", "/web/cases"))[1].decode()
+    assert html.escape(at_cotonou, quote=False) in mine  # every list and page alike
+    # The account page shows the choice; an unknown zone is refused by name, kept typed.
+    status, page = await cotonou.web("koffi", "GET", "/web/account")
+    assert 'value="Africa/Porto-Novo"' in page.decode()
+    status, page_text = await _choose_zone(cotonou, "koffi", "Mars/Olympus_Mons")
+    assert status == 400
+    assert "Fuseau horaire inconnu" in page_text
+    assert 'value="Mars/Olympus_Mons"' in page_text
+    assert at_cotonou in await case_page("koffi")  # the refused zone changed nothing
+
+
+def test_a_summer_time_reads_an_hour_apart_at_cotonou_and_brussels() -> None:
+    july = 1_783_000_000_000  # 2 July 2026, 13:46 UTC
+    en = texts("en")
+    assert en.time(july) == "2 Jul 2026, 13:46 UTC"
+    assert en.time(july, ZoneInfo("Africa/Porto-Novo")) == "2 Jul 2026, 14:46 UTC+1 (Porto-Novo)"
+    assert en.time(july, ZoneInfo("Europe/Brussels")) == "2 Jul 2026, 15:46 UTC+2 (Brussels)"

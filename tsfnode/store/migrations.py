@@ -290,6 +290,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX mail_queue_due ON mail_queue (state, next_attempt_ms);
     """,
+    # 13: the time zone an account reads times in (an IANA name; '': the node's own)
+    """
+    ALTER TABLE accounts ADD COLUMN timezone TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

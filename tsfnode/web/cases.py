@@ -12,6 +12,7 @@ import json
 import secrets
 from collections.abc import Mapping
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -33,7 +34,7 @@ from tsfnode.cases.policy import shown_to
 from tsfnode.cases.service import summary
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
-from tsfnode.i18n import N_
+from tsfnode.i18n import N_, texts
 from tsfnode.routes import Routes
 from tsfnode.web.caseform import shown_form
 from tsfnode.web.common import (
@@ -44,6 +45,7 @@ from tsfnode.web.common import (
     refusal,
     render_page,
     when,
+    zone_of,
 )
 from tsfnode.web.report_templates import all_templates
 from tsfnode.web.tools import destinations_of
@@ -127,11 +129,14 @@ async def logout(request: web.Request) -> web.Response:
 async def cases(request: web.Request) -> web.Response:
     session = await require(request, *PEOPLE)
     choice = ListChoice.of(
-        request.query, default="submitted" if session.role == "sender" else "priority"
+        request.query,
+        texts(language_of(request, session)),
+        default="submitted" if session.role == "sender" else "priority",
     )
     person = await person_of(request, session)
     now = request_now(request)
     lang = language_of(request, session)
+    zone = zone_of(request, session)
     service = request.config_dict[CASES]
     view = service.view(now)
     names = names_of(request)
@@ -153,8 +158,8 @@ async def cases(request: web.Request) -> web.Response:
         row["group_name"] = group.body["name"] if group is not None else row["group"]
         rows.append(row)
     for row in rows:
-        row["submitted"] = when(row["submitted_ms"], lang)
-        row["due"] = when(row["due_ms"], lang)
+        row["submitted"] = when(row["submitted_ms"], lang, zone)
+        row["due"] = when(row["due_ms"], lang, zone)
     # The sender's cases newest first; a worklist: cases to read first (overdue, urgent,
     # nearest due), then the rest; either as the person chose (worklist.py).
     title = N_("my_cases") if session.role == "sender" else N_("worklist")
@@ -214,13 +219,14 @@ async def case_page(
         raise http_error(request, exc) from None
     me = person.public.key.hex()
     lang = language_of(request, session)
+    zone = zone_of(request, session)
     if found["state"] in READING:
         warm(request.config_dict, [case_id])
-    found["submitted"] = when(found["submitted_ms"], lang)
-    found["due"] = when(found["due_ms"], lang)
+    found["submitted"] = when(found["submitted_ms"], lang, zone)
+    found["due"] = when(found["due_ms"], lang, zone)
     names = names_of(request)
     for doc in found["documents"]:
-        doc["when"] = when(doc.get("created"), lang)
+        doc["when"] = when(doc.get("created"), lang, zone)
         doc["author"] = names.get(doc["signer"], doc["signer"][:8])
     signed = [d for d in found["documents"] if d["kind"] == "report"]
     # The first signature is the report; each later one an addendum under it (it names
@@ -258,7 +264,7 @@ async def case_page(
         error=error,
         evaluations=evaluations,
         clinical=shown_form(found["form"], lang),
-        timeline=await _timeline(request, found, lang),
+        timeline=await _timeline(request, found, lang, zone),
         templates=all_templates(found["form"]["answer_language"]),
         sent=request.query.get("sent") == "1",
         destinations=await destinations_of(request, session.account_id),
@@ -276,11 +282,13 @@ STEPS = (  # the timeline of a case: (step, the time that marks it)
 )
 
 
-async def _timeline(request: web.Request, case: dict[str, Any], lang: str) -> list[dict[str, Any]]:
+async def _timeline(
+    request: web.Request, case: dict[str, Any], lang: str, zone: ZoneInfo
+) -> list[dict[str, Any]]:
     """Each step of the case, done (with its time) or still to come; while the images are
     on their way, how far they have gone."""
     steps = [
-        {"step": step, "when": when(case[field], lang), "done": case[field] is not None}
+        {"step": step, "when": when(case[field], lang, zone), "done": case[field] is not None}
         for step, field in STEPS
     ]
     if case["kept_as"] == "sender" and case["delivered_ms"] is None:

@@ -21,6 +21,7 @@ import json
 import secrets
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -39,7 +40,7 @@ from tsfnode.logs import log
 from tsfnode.mail.messages import Notice, title
 from tsfnode.routes import Routes
 from tsfnode.store.accounts import AccountStore, Application, UsernameTaken
-from tsfnode.web.common import language_of, names_of, person_of, refusal, when
+from tsfnode.web.common import language_of, names_of, person_of, refusal, when, zone_of
 from tsfnode.web.common import render_page as render
 from tsfnode.web.worklist import ListChoice
 
@@ -305,13 +306,13 @@ async def coordinator_page(request: web.Request) -> web.Response:
             "display_name": application.display_name,
             "details": json.loads(application.details),
             "group": view.group_records[application.group_key].body["name"],
-            "when": when(application.created_ms, lang),
+            "when": when(application.created_ms, lang, zone_of(request, session)),
         }
         for application in await _accounts(request).pending_applications()
         if application.group_key in mine
     ]
-    choice = ListChoice.of(request.query)  # the cases to follow: sorted, filtered
-    every = await _group_cases(request, mine, now, lang)
+    choice = ListChoice.of(request.query, texts(lang))  # the cases to follow: sorted, filtered
+    every = await _group_cases(request, mine, now, lang, zone_of(request, session))
     cases = choice.arrange(every)
     nudges = [
         {
@@ -338,7 +339,7 @@ async def coordinator_page(request: web.Request) -> web.Response:
 
 
 async def _group_cases(
-    request: web.Request, mine: list[bytes], now: int, lang: str
+    request: web.Request, mine: list[bytes], now: int, lang: str, zone: ZoneInfo
 ) -> list[dict[str, Any]]:
     """The cases held here that were routed to these groups and still wait for a reader,
     or are overdue; with the group's readers to assign them to."""
@@ -351,7 +352,7 @@ async def _group_cases(
     for row in rows:
         case = summary(row)
         case["overdue"] = row.case.overdue(now)
-        case["due"] = when(row.case.due_ms, lang)
+        case["due"] = when(row.case.due_ms, lang, zone)
         case["reader_name"] = names.get(case["reader"] or "", "")
         case["group"] = PublicIdentity(row.case.target).text
         case["form"] = row.form

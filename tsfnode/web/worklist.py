@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from tsfnode.i18n import N_
+from tsfnode.i18n import N_, Texts
 
 FILTERS = ("state", "urgency", "modality", "group")
 LATEST = 2**62  # no due time yet: after every due time
@@ -63,10 +63,13 @@ class ListChoice:
     filters: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, query: Mapping[str, str], default: str = "priority") -> ListChoice:
+    def of(cls, query: Mapping[str, str], _: Texts, default: str = "priority") -> ListChoice:
+        """The choice the query says; an unknown sort refused in the person's language."""
         sort = query.get("sort") or default
         if sort not in SORTS:
-            raise web.HTTPBadRequest(text=f"sort: no such order {sort!r} ({', '.join(SORTS)})")
+            raise web.HTTPBadRequest(
+                text=_("list_bad_sort", sort=sort[:40], choices=", ".join(SORTS))
+            )
         return cls(sort, {k: query[k] for k in FILTERS if query.get(k)})
 
     def query(self, **changes: str) -> str:
