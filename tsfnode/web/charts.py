@@ -94,6 +94,8 @@ def quality_charts(
         axes.barh(labels, adequate, color=COLOURS[2], label=_("adequate"))
         axes.barh(labels, inadequate, left=adequate, color=COLOURS[3], label=_("inadequate"))
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if not any(adequate) and not any(inadequate):  # nothing rated yet: 0 to 1, not ±0.05
+            axes.set_xlim(0, 1)
         axes.set_title(_("chart_quality"), loc="left")
         _legend_outside(axes)
         charts["quality"] = _svg(figure)
