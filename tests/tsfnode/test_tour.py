@@ -3,7 +3,7 @@ on a laptop (1366x768) and a phone (390x844), against two real nodes on loopback
 network of test_web.py: Cotonou with Dr Koffi; Erasme with Dr Anne, coordinator of the
 paediatric group, and Dr Marie, its reader):
 
-Koffi sends a photo of a film to the paediatric group, with its clinical form; Anne
+Koffi sends a photo of a film to the paediatric group, urgent, with its clinical form; Anne
 assigns the case to Marie; Marie finds it in her worklist, reads it and signs a report;
 Koffi reads the report on his case page.
 
@@ -34,6 +34,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 VIEWPORTS = {"laptop": (1366, 768), "phone": (390, 844)}
+URGENT_DUE_MS = 24 * 3_600_000
 SMALLEST_CONTROL_PX = 24  # WCAG 2.2 target size (minimum)
 
 
@@ -137,6 +138,7 @@ def test_the_demo_tour_end_to_end(
     page = koffi.page
     page.set_input_files("#pick-files", [str(net.photo)])
     fill_form(page)
+    page.check("input[name=urgency][value=urgent]")  # an urgent case: due within 24 h
     page.wait_for_selector("#studies input[name=study_uid]")
     page.wait_for_selector(".flag .check.pending")
     for _ in range(10):  # each image that may show identity: checked
@@ -176,6 +178,10 @@ def test_the_demo_tour_end_to_end(
     )
     reload_until(marie.page, f"a[href='/web/cases/{case}']", "the case in Marie's worklist")
     marie.step("6-worklist", words["worklist"], case[:8])
+    row = marie.page.locator("tr.case", has=marie.page.locator(f"a[href='/web/cases/{case}']"))
+    assert row.locator(".tag.urgent").inner_text().lower() == "urgent"  # a word, not a colour
+    found = net.marie.case(case)
+    assert found["due_ms"] - found["delivered_ms"] == URGENT_DUE_MS  # not the group's 72 h
     marie.page.click(f"a[href='/web/cases/{case}']")
     marie.page.wait_for_selector("#report-form")
     marie.step("7-case-to-read", FORM["question"])
