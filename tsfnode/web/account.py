@@ -17,7 +17,7 @@ import zoneinfo
 from aiohttp import web
 
 from tsfnode.appkeys import CONFIG, STORE
-from tsfnode.auth.sessions import check_csrf, require
+from tsfnode.auth.sessions import check_csrf, posted_form, require
 from tsfnode.clock import request_now
 from tsfnode.config import EMAIL
 from tsfnode.errors import NodeError
@@ -112,8 +112,7 @@ async def save_account(request: web.Request) -> web.Response:
 
 @ROUTES.post("/account/timezone")
 async def save_zone(request: web.Request) -> web.Response:
-    session = await require(request, *PEOPLE)
-    form = await check_csrf(request, session)
+    session, form = await posted_form(request, *PEOPLE)
     typed = str(form.get("timezone", ""))
     try:
         zone = check_zone(typed)
