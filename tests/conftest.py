@@ -71,6 +71,7 @@ async def local_node(tmp_path: Path, aiohttp_client: AiohttpClient) -> LocalNode
 FILE_SECONDS = {
     "tests/tsfnode/transfers/test_links.py": 125,
     "tests/tsfnode/test_web.py": 80,
+    "tests/tsfnode/test_tour.py": 75,  # four walks on one network
     "tests/tsfnode/transfers/test_kill.py": 65,
     "tests/tsfnode/test_cases.py": 60,
     "tests/tsfnode/transfers/test_delivery.py": 55,
