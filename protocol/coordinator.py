@@ -28,7 +28,8 @@ its database and its clock; the simulator with its scenario and virtual time.
   the quota, a case goes only if the sender says so, and the pair's reader is then asked
   to accept or decline it.
 - **Due date.** Delivery plus the pair's agreed delay (a group's case: the delay the
-  sender chose, or the node's default).
+  sender chose, or the node's default); an urgent case's delay is at most
+  ``urgent_delay_hours`` (24 h by default), whatever was agreed or chosen.
 - **Deadlines.** A case is overdue after its due date (``Case.overdue``);
   ``deadline(case)`` is the first moment it is, ``next_deadline(cases)`` the earliest of
   them: a driver sleeps until then and calls ``tick``.
@@ -246,6 +247,7 @@ class Coordinator:
 
     node: bytes  # this node's key: the actor of what the node does
     default_delay_hours: int = 72  # a group's case, unless the sender chose a delay
+    urgent_delay_hours: int = 24  # an urgent case's delay at most (a pair's or a group's)
 
     def _decided(
         self, case: Case, event: str, reader: bytes | None = None, note: str = ""
@@ -307,6 +309,8 @@ class Coordinator:
             routing = Routing.COMMUNITY if route.community else Routing.GROUP
             target, beyond = route.group, False
             delay = delay_hours or self.default_delay_hours
+        if urgent:  # sooner than agreed: its copies get this delay in the case's request
+            delay = min(delay, self.urgent_delay_hours)
         case = _sent(
             Case(case_id, sender, routing, target, delay * HOUR_MS, needs_acceptance=beyond),
             sender_node=self.node,

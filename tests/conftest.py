@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,10 @@ from tests.harness.smtp import sink  # noqa: F401  (a fixture, for every test)
 # example of 0.3 s failed a property that holds. Examples are bounded in count instead.
 settings.register_profile("tsfnode", deadline=None)
 settings.load_profile("tsfnode")
+
+# A node's default time zone is the system's: UTC for every test, on any machine (and for
+# the node processes they start), unless a test sets a node's or a person's own.
+os.environ["TZ"] = "UTC"
 
 
 @pytest.fixture
@@ -72,6 +77,7 @@ async def local_node(tmp_path: Path, aiohttp_client: AiohttpClient) -> LocalNode
 FILE_SECONDS = {
     "tests/tsfnode/transfers/test_links.py": 125,
     "tests/tsfnode/test_web.py": 80,
+    "tests/tsfnode/test_tour.py": 75,  # four walks on one network
     "tests/tsfnode/transfers/test_kill.py": 65,
     "tests/tsfnode/test_cases.py": 60,
     "tests/tsfnode/transfers/test_delivery.py": 55,

@@ -43,6 +43,13 @@ def _country(value: str) -> str | None:
     return None if ok else "must be a two-letter code such as BE or BJ"
 
 
+def _zone(value: str) -> str | None:
+    from tsfnode.i18n import known_zone  # zoneinfo: the system's time zone database
+
+    ok = not value or known_zone(value)
+    return None if ok else "must be a time zone such as Africa/Porto-Novo or Europe/Brussels"
+
+
 def _ae_title(value: str) -> str | None:
     ok = 0 < len(value.strip()) <= 16 and value.isascii() and "\\" not in value
     return None if ok else "must be 1 to 16 ASCII characters, without backslash"
@@ -160,6 +167,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("node", "institution", str, ""),
     Setting("node", "country", str, "", _country),
     Setting("node", "network", str, "demo", comment="a name in bootstrap/networks, or a file"),
+    Setting(
+        "node",
+        "timezone",
+        str,
+        "",
+        _zone,
+        "times shown in (IANA, e.g. Africa/Porto-Novo); '': the system's",
+    ),
     Setting("http", "host", str, "127.0.0.1", _ip_or_empty),
     Setting("http", "port", int, DEFAULT_PORT, _range(0, 65535)),
     Setting("http", "public_url", str, "", comment="how other nodes reach this one"),
@@ -274,6 +289,7 @@ class NodeConfig:
     institution: str = ""
     country: str = ""
     network: str = "demo"
+    timezone: str = ""  # the zone of the node's people by default ('': the system's)
     http_host: str = "127.0.0.1"
     http_port: int = DEFAULT_PORT
     http_public_url: str = ""

@@ -120,12 +120,32 @@ def test_what_counts_toward_this_weeks_quota(
 def test_a_pairs_case_is_sealed_for_its_readers_node_with_the_pairs_delay() -> None:
     step = submitted(a_pair(), urgent=True)
     case = step.case
-    assert (case.routing, case.target, case.delay_ms) == (Routing.PAIR, READER, 48 * HOUR_MS)
+    assert (case.routing, case.target) == (Routing.PAIR, READER)
     assert step.effects == (
         Seal(case_id=CASE_ID, nodes=(READER_NODE,), urgent=True, reason="submit"),
         Audit(case_id=CASE_ID, actor=SENDER, action="submit", detail="pair to 1 node(s)"),
     )
     assert delivered(a_pair()).due_ms == NOW + HOUR_MS + 48 * HOUR_MS
+
+
+@pytest.mark.parametrize(
+    ("route", "chosen", "routine_h", "urgent_h"),
+    [(a_pair(), None, 48, 24), (A_GROUP, None, 72, 24), (A_GROUP, 12, 12, 12)],
+)
+def test_an_urgent_case_is_due_sooner_than_a_routine_one(
+    route: PairRoute | GroupRoute, chosen: int | None, routine_h: int, urgent_h: int
+) -> None:
+    routine = submitted(route, delay_hours=chosen).case
+    urgent = submitted(route, delay_hours=chosen, urgent=True).case
+    assert (routine.delay_ms, urgent.delay_ms) == (routine_h * HOUR_MS, urgent_h * HOUR_MS)
+    at = NOW + HOUR_MS
+    due = SENDERS_NODE.delivered(urgent, by=READER_NODE, now=at).case.due_ms
+    assert due == at + urgent_h * HOUR_MS
+    # A node may agree on another bound; never longer than the routine delay.
+    quick = replace(SENDERS_NODE, urgent_delay_hours=6)
+    sent = quick.submit(case_id=CASE_ID, sender=SENDER, route=route, delay_hours=chosen,
+                        urgent=True, now=NOW)  # fmt: skip
+    assert sent.case.delay_ms == min(6, routine_h) * HOUR_MS
 
 
 def test_a_groups_case_goes_to_its_reading_nodes_but_this_one() -> None:

@@ -24,6 +24,7 @@ def test_init_creates_config_key_database_and_blob_store(node_dir: Path) -> None
         "institution": "",
         "country": "BE",
         "network": "demo",
+        "timezone": "",  # the system's
     }
     assert stat.S_IMODE((node_dir / "node.key").stat().st_mode) == 0o600
     assert (node_dir / "node.db").read_bytes().startswith(b"SQLite format 3\x00")

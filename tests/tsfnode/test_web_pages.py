@@ -202,6 +202,26 @@ def test_charts_name_their_units_and_say_when_there_is_no_data(
     assert {"100 %", "0 %"} <= set(labels_of(slow["useful"]))  # measured: 0 % is true
 
 
+def _xs(svg_part: str) -> list[float]:
+    """The x of every point drawn in a part of a matplotlib SVG (paths, marks, texts)."""
+    return [float(x) for x in re.findall(r'(?:[ML] |x=")(-?[0-9.]+)', svg_part)]
+
+
+def test_chart_legends_stand_outside_the_plot_area() -> None:
+    names = {b"a" * 16: "Koffi + Marie", b"b" * 16: "Aminata + Jean"}
+    rows = [row(b"a" * 16, 9, 1), row(b"b" * 16, 90, 0), row(b"b" * 16, 30, None)]
+    charts = quality_charts(rows, names, texts("fr"), START_MS)
+    for name in ("quality", "volume"):
+        svg = charts[name]
+        plot = re.search(r'<g id="patch_2">\s*<path d="([^"]*)"', svg)
+        assert plot is not None, name
+        right = max(_xs(plot.group(1)))  # the plot area's right edge
+        legend = svg[svg.index('<g id="legend_1">') :]
+        legend = legend[: legend.index("<defs>")] if "<defs>" in legend else legend
+        assert min(_xs(legend)) > right, name  # every mark and label of it beyond
+        assert "<text" in legend  # labelled
+
+
 @pytest.mark.parametrize(
     ("lang", "small", "medium", "progress"),
     [("fr", "13 ko", "7,4 Mo", "0,0 / 11,1 Mo"), ("en", "13 kB", "7.4 MB", "0.0 / 11.1 MB")],

@@ -44,20 +44,28 @@ def _stamp(folders: list[Path]) -> list[float]:
     ]
 
 
+SERIES_VERSION = 2  # 2: axial stacks head first (a listing kept before is made again)
+
+
 def listed_series(folders: list[Path], kept: Path) -> list[dict[str, Any]]:
     """``list_series``, kept in ``kept`` (JSON) until the folders change."""
-    return kept_listing(folders, kept, list_series)
+    return kept_listing(folders, kept, list_series, SERIES_VERSION)
 
 
 def kept_listing(
-    folders: list[Path], kept: Path, make: Callable[[list[Path]], list[dict[str, Any]]]
+    folders: list[Path],
+    kept: Path,
+    make: Callable[[list[Path]], list[dict[str, Any]]],
+    version: int = 1,
 ) -> list[dict[str, Any]]:
-    """``make(folders)``, kept in ``kept`` (JSON) until the folders change: reading the
-    headers of a 500-slice CT takes half a second, the file a millisecond."""
+    """``make(folders)``, kept in ``kept`` (JSON) until the folders change (or the
+    ``version`` of what ``make`` lists): reading the headers of a 500-slice CT takes half
+    a second, the file a millisecond."""
     stamp = _stamp(folders)
     try:
         held = json.loads(kept.read_text())
-        if held["stamp"] == stamp and held["folders"] == [str(f) for f in folders]:
+        fresh = held.get("version", 1) == version
+        if fresh and held["stamp"] == stamp and held["folders"] == [str(f) for f in folders]:
             return held["series"]  # type: ignore[no-any-return]
     except (FileNotFoundError, ValueError, KeyError):
         pass
@@ -65,15 +73,23 @@ def kept_listing(
     kept.parent.mkdir(mode=0o700, exist_ok=True)
     tmp = kept.with_suffix(".tmp")
     tmp.write_text(
-        json.dumps({"stamp": stamp, "folders": [str(f) for f in folders], "series": series})
+        json.dumps(
+            {
+                "version": version,
+                "stamp": stamp,
+                "folders": [str(f) for f in folders],
+                "series": series,
+            }
+        )
     )
     tmp.replace(kept)
     return series
 
 
 def list_series(folders: list[Path]) -> list[dict[str, Any]]:
-    """The series of the images in ``folders``: their frames in anatomical order (along
-    the slice normal, else by instance number), presets, and what the overlay shows;
+    """The series of the images in ``folders``: their frames in anatomical order (an
+    axial stack head first, whatever its instance numbers say; else along the slice
+    normal; else by instance number), presets, and what the overlay shows;
     from each received bundle's listing, made when it was opened (images/listing.py),
     else from the headers."""
     by_series: dict[str, list[dict[str, Any]]] = {}
@@ -81,7 +97,7 @@ def list_series(folders: list[Path]) -> list[dict[str, Any]]:
         by_series.setdefault(facts["series"], []).append(facts)
     out = []
     for uid, files in sorted(by_series.items(), key=lambda s: s[1][0]["series_number"]):
-        files.sort(key=lambda f: (_order(f), f["instance_number"], f["name"]))
+        files.sort(key=_order_in(files))
         first = files[0]
         frames = [
             {"file": f["file"], "index": i, "position": f["position"]}
@@ -113,9 +129,18 @@ def list_series(folders: list[Path]) -> list[dict[str, Any]]:
     return out
 
 
-def _order(facts: dict[str, Any]) -> float:
-    position = facts["position"]
-    return float(position) if position is not None else 0.0
+def _order_in(files: list[dict[str, Any]]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """How the images of one series are ordered: an axial stack (every slice with a
+    height) from the most cranial slice down, as radiologists read it; else along the
+    slice normal; then by instance number and file name."""
+    axial = all(f.get("height") is not None for f in files)
+
+    def key(facts: dict[str, Any]) -> tuple[Any, ...]:
+        position = facts["position"]
+        along = -float(facts["height"]) if axial else float(position or 0.0)
+        return (along, facts["instance_number"], facts["name"])
+
+    return key
 
 
 class Listings(Generic[V]):

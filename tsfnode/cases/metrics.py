@@ -188,7 +188,10 @@ def network_figures(service: CaseService, now: int) -> dict[str, Any]:
     sums = dict.fromkeys(COUNTS, 0)
     for node, record in sorted(view.stats.items()):
         counters = dict(record.body["counters"])
-        name = view.nodes[node].body["name"] if node in view.nodes else ""
+        # a node without its record here yet: its id, as people read it
+        name = (
+            view.nodes[node].body["name"] if node in view.nodes else PublicIdentity(node).text[:15]
+        )
         nodes.append(
             {
                 "node": node.hex(),

@@ -86,6 +86,7 @@ from tsfnode.transfers.service import TransferService
 
 DAY_MS = 24 * 3_600_000
 NUDGE_INTERVAL_MS = 3_600_000  # nudges looked for hourly (each e-mailed once a week)
+STATS_AFTER_CHANGE_MS = 10_000  # the figures signed again at most this often while cases move
 ROUTINGS = {"pair": Routing.PAIR, "group": Routing.GROUP, "community": Routing.COMMUNITY}
 MAX_LOCAL_REFERENCE = 200  # characters of the sender's own reference for a patient
 # Requests a copy sends to the sender's node (cancel and close are the sender's, there).
@@ -124,6 +125,7 @@ class CaseService(NodeService):
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._last_stats = 0
+        self._figures_changed = False  # a decision since the node's figures were signed
         # Called with a case's id when a report (or addendum) reaches this, the sender's,
         # node: each starts what it does in the background (web.report_out: send it to
         # the destinations its sender chose).
@@ -149,8 +151,8 @@ class CaseService(NodeService):
                 await self.notices.deadlines(await self.rows.being_read(), now)
                 await self.escalate_overdue(now)
                 await self.purge_due(now)
-                if now - self._last_stats >= self.config.cases_stats_interval_ms:
-                    self._last_stats = now
+                if self._stats_due(now):
+                    self._last_stats, self._figures_changed = now, False
                     await publish_stats(self, now)
                 if now - self._last_nudges >= NUDGE_INTERVAL_MS:
                     self._last_nudges = now
@@ -172,7 +174,17 @@ class CaseService(NodeService):
             try:
                 yield
             finally:
+                self._figures_changed = True
                 await self.rows.commit()
+
+    def _stats_due(self, now: int) -> bool:
+        """Whether to sign the node's figures again: every ``stats_interval_ms``, and
+        sooner (at most every ``STATS_AFTER_CHANGE_MS``) once a case has moved, so that
+        the network's figures follow the cases instead of staying at zero for an hour."""
+        since = now - self._last_stats
+        interval = self.config.cases_stats_interval_ms
+        soon = min(interval, STATS_AFTER_CHANGE_MS)
+        return since >= interval or (self._figures_changed and since >= soon)
 
     async def _sleep_s(self) -> float:
         """Until the next scan, or sooner the next deadline of a case kept here."""

@@ -61,6 +61,7 @@ class DemoNode:
     country: str
     kind: str
     accounts: tuple[DemoAccount, ...]
+    timezone: str = "UTC"  # the node's people read times in it (each may choose another)
 
 
 DEMO_NODES = (
@@ -74,6 +75,7 @@ DEMO_NODES = (
             DemoAccount("lecteur.erasme", "Dr Marie Lectrice (pédiatrie)", "reader", "fr"),
             DemoAccount("admin.erasme", "IT Erasme", "admin", "en"),
         ),
+        "Europe/Brussels",
     ),
     DemoNode(
         "cotonou",
@@ -84,6 +86,7 @@ DEMO_NODES = (
             DemoAccount("emetteur.cotonou", "Dr Koffi Émetteur", "sender", "fr"),
             DemoAccount("admin.cotonou", "Informatique CHU", "admin", "fr"),
         ),
+        "Africa/Porto-Novo",
     ),
     DemoNode(
         "dakar",
@@ -91,6 +94,7 @@ DEMO_NODES = (
         "SN",
         "community / communauté",
         (DemoAccount("benevole.dakar", "Dr Awa Bénévole", "reader", "fr"),),
+        "Africa/Dakar",
     ),
 )
 
@@ -134,6 +138,7 @@ def _create_demo_node(directory: Path, node: DemoNode, port: int) -> None:
         name=node.name,
         institution=node.name,
         country=node.country,
+        timezone=node.timezone,
         network=_network_setting(directory.parent),
         http_port=port,
         discovery_mdns_interface="127.0.0.1",

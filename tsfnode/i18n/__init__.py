@@ -37,13 +37,15 @@ import datetime as dt
 import functools
 import io
 import math
+import os
+import zoneinfo
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
 from aiohttp import web
 from babel import Locale
-from babel.dates import format_date, format_time, get_datetime_format
+from babel.dates import format_date, format_time, get_datetime_format, get_timezone_location
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -58,6 +60,38 @@ LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
 # locale: English day-month-year and a 24-hour clock, as readers in Europe and senders in
 # anglophone Africa write them (Babel's plain "en" is the United States').
 FORMAT_LOCALES = {"en": "en_GB"}
+UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "Etc/GMT", "GMT", "Etc/Zulu", "Zulu"})
+
+
+def known_zone(name: str) -> bool:
+    """Whether ``name`` is a time zone of the system's database (IANA: Africa/Porto-Novo)."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+@functools.cache
+def system_zone() -> str:
+    """The system's time zone, by name (TZ, else what /etc/localtime points to), else UTC."""
+    name = os.environ.get("TZ", "").lstrip(":")
+    if not name:
+        try:
+            target = Path("/etc/localtime").resolve()
+            name = str(target).split("/zoneinfo/", 1)[1] if "/zoneinfo/" in str(target) else ""
+        except OSError:
+            name = ""
+    return name if name and known_zone(name) else "UTC"
+
+
+def zone_named(*names: str) -> zoneinfo.ZoneInfo:
+    """The first of ``names`` that is a known zone (a person's, then the node's...), else
+    the system's."""
+    for name in names:
+        if name and known_zone(name):
+            return zoneinfo.ZoneInfo(name)
+    return zoneinfo.ZoneInfo(system_zone())
 
 
 def N_(key: str) -> str:
@@ -188,21 +222,38 @@ class Texts:
                 return f"{self.number(done / scale, digits)} / {whole}"
         return f"{self.number(math.ceil(done / 1e3))} / {whole}"
 
-    def time(self, ms: int | None) -> str:
-        """A moment, in UTC and said so: 5 mars 2025, 14:03 UTC; 5 Mar 2025, 14:03 UTC."""
+    def time(self, ms: int | None, zone: zoneinfo.ZoneInfo | None = None) -> str:
+        """A moment in ``zone`` (default UTC), the zone said: 5 mars 2025, 14:03 UTC;
+        5 Mar 2025, 15:03 UTC+1 (Porto-Novo); 5 juil. 2025, 16:03 UTC+2 (Bruxelles)."""
         if ms is None:
             return ""
-        moment = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+        zone = zone or zoneinfo.ZoneInfo("UTC")
+        moment = dt.datetime.fromtimestamp(ms / 1000, dt.UTC).astimezone(zone)
         glue = str(get_datetime_format("medium", locale=self.locale))
         day = format_date(moment, "medium", locale=self.locale)
-        clock = format_time(moment, "HH:mm", tzinfo=dt.UTC, locale=self.locale)
-        return f"{glue.replace('{1}', day).replace('{0}', clock)} UTC"
+        clock = format_time(moment, "HH:mm", tzinfo=zone, locale=self.locale)
+        shown = glue.replace("{1}", day).replace("{0}", clock)
+        if zone.key in UTC_NAMES:
+            return f"{shown} UTC"
+        return f"{shown} {_offset(moment)} ({self.city(zone)})"
+
+    def city(self, zone: zoneinfo.ZoneInfo) -> str:
+        """The city that names ``zone``, in this language (Bruxelles, Brussels)."""
+        return str(get_timezone_location(zone, locale=self.locale, return_city=True))
 
     def date(self, ms: int | None) -> str:
         """A day (in UTC): 5 mars 2025; 5 Mar 2025."""
         if ms is None:
             return ""
         return format_date(dt.datetime.fromtimestamp(ms / 1000, dt.UTC), "medium", self.locale)
+
+
+def _offset(moment: dt.datetime) -> str:
+    """The moment's offset from UTC: UTC+1, UTC-3, UTC+5:30."""
+    minutes = int((moment.utcoffset() or dt.timedelta()).total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")
 
 
 @functools.cache

@@ -26,12 +26,13 @@ from tsfnode.images.render import (
     is_lossy,
     orientation_markers,
     read_header,
+    slice_height,
     slice_position,
     spacing,
 )
 
 LISTING = "listing.json"
-LISTING_VERSION = 2  # 2: "localizer"
+LISTING_VERSION = 3  # 2: "localizer"; 3: "height"
 BULK = "tsf-bulk:"  # in a kept listing; the URL of each request replaces it
 BULK_THRESHOLD = 1024  # bytes: binary values above this are BulkDataURIs
 PIXEL_DATA = "7FE00010"
@@ -85,6 +86,7 @@ def viewer_facts(path: Path, ds: Dataset) -> dict[str, Any] | None:
         "series_number": int_of(ds, "SeriesNumber"),
         "instance_number": int_of(ds, "InstanceNumber"),
         "position": position,
+        "height": slice_height(ds),
         "frames": frame_count(ds),
         "description": str(ds.get("SeriesDescription", "")),
         "modality": str(ds.get("Modality", "")),

@@ -329,6 +329,21 @@ def slice_position(ds: Dataset) -> float | None:
         return None if location is None else round(float(location), 2)
 
 
+def slice_height(ds: Dataset) -> float | None:
+    """How high an axial slice is in the patient, in mm towards the head (+z of the
+    patient system, LPS: PS3.3 C.7.6.2.1.1): the z of Image Position (Patient). None for
+    a slice that is not axial (its normal mostly along x or y) or without a position."""
+    try:
+        cosines = [float(v) for v in ds.ImageOrientationPatient]
+        position = [float(v) for v in ds.ImagePositionPatient]
+    except (AttributeError, TypeError, ValueError):
+        return None
+    normal = np.cross(cosines[:3], cosines[3:])
+    if len(position) != 3 or int(np.argmax(np.abs(normal))) != 2:
+        return None
+    return round(position[2], 2)
+
+
 def spacing(ds: Dataset) -> dict[str, Any] | None:
     """Row and column spacing in mm, and which attribute gave them (Pixel Spacing is in
     the patient; Imager Pixel Spacing is at the detector, said so to the reader)."""

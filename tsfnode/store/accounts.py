@@ -64,6 +64,7 @@ class WebSession:
     role: str
     language: str
     csrf: str
+    timezone: str = ""  # the zone the person reads times in ('': the node's)
 
 
 @dataclass(frozen=True)
@@ -336,7 +337,7 @@ class AccountStore:
 
     async def session(self, token_hash: bytes, now: int) -> WebSession | None:
         cursor = await self.db.execute(
-            "SELECT a.id, a.username, a.display_name, a.role, a.language, s.csrf"
+            "SELECT a.id, a.username, a.display_name, a.role, a.language, s.csrf, a.timezone"
             " FROM web_sessions s JOIN accounts a ON a.id = s.account_id"
             " WHERE s.token_hash = ? AND s.expires_ms > ?",
             (token_hash, now),
@@ -345,8 +346,21 @@ class AccountStore:
         if row is None:
             return None
         return WebSession(
-            int(row[0]), str(row[1]), str(row[2]), str(row[3]), str(row[4]), str(row[5])
+            int(row[0]),
+            str(row[1]),
+            str(row[2]),
+            str(row[3]),
+            str(row[4]),
+            str(row[5]),
+            str(row[6]),
         )
+
+    async def set_timezone(self, account_id: int, zone: str) -> None:
+        """The zone the account reads times in (an IANA name, checked by the caller)."""
+        async with transaction(self.db):
+            await self.db.execute(
+                "UPDATE accounts SET timezone = ? WHERE id = ?", (zone, account_id)
+            )
 
     async def close_session(self, token_hash: bytes) -> None:
         async with transaction(self.db):

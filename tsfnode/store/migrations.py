@@ -312,6 +312,10 @@ MIGRATIONS: tuple[str, ...] = (
         reference  TEXT NOT NULL
     );
     """,
+    # 15: the time zone an account reads times in (an IANA name; '': the node's own)
+    """
+    ALTER TABLE accounts ADD COLUMN timezone TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -9,6 +9,7 @@ import re
 import shutil
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -24,7 +25,7 @@ from tsfnode.clock import request_now
 from tsfnode.i18n import N_, Texts, texts
 from tsfnode.store.mail import MailStore
 from tsfnode.transfers.progress import list_progress
-from tsfnode.web.common import language_of, names_of, render_page, when
+from tsfnode.web.common import language_of, names_of, render_page, when, zone_of
 
 SHOWN = 200  # rows of a list shown at most (the page stays light)
 AUDIT_SHOWN = 50
@@ -77,6 +78,7 @@ def storage(root: Path, database: Path) -> dict[str, Any]:
 async def admin_page(request: web.Request) -> web.Response:
     session = await require(request, "admin")
     lang = language_of(request, session)
+    zone = zone_of(request, session)
     config = request.config_dict[CONFIG]
     node_dir = request.config_dict[NODE_DIR]
     identity = request.config_dict[IDENTITY]
@@ -85,13 +87,13 @@ async def admin_page(request: web.Request) -> web.Response:
     store = request.config_dict[STORE]
     peers = request.config_dict[PEERING].peers(now)
     for peer in peers:
-        peer["last_heard"] = when(peer["last_heard_ms"], lang)
+        peer["last_heard"] = when(peer["last_heard_ms"], lang, zone)
     transfers = [p.as_dict() for p in await list_progress(store.db)][:SHOWN]
     names = {PublicIdentity(k).text: r.body["name"] for k, r in view.nodes.items()}
     for t in transfers:
         t["peer_name"] = names.get(t["peer"], t["peer"][:8])
         t["percent"] = int(100 * t["bytes_done"] / t["size"]) if t["size"] else 100
-        t["created"] = when(t["created_ms"], lang)
+        t["created"] = when(t["created_ms"], lang, zone)
     relayed = [t for t in transfers if t["direction"] == "relay"]
     nodes = [
         {
@@ -114,7 +116,7 @@ async def admin_page(request: web.Request) -> web.Response:
     audit = [
         {
             "seq": e.seq,
-            "when": when(e.at_ms, lang),
+            "when": when(e.at_ms, lang, zone),
             "actor": people.get(e.actor.hex(), e.actor.hex()[:8] if e.actor else words("node")),
             "case": e.case_id.hex()[:8],
             "action": e.action,
@@ -131,7 +133,7 @@ async def admin_page(request: web.Request) -> web.Response:
             "name": config.name,
             "id": identity.public.text,
             "version": __version__,
-            "started": when(request.config_dict[STARTED_MS], lang),
+            "started": when(request.config_dict[STARTED_MS], lang, zone),
             "admitted": view.is_admitted(identity.public.key),
             "relay_quota_mb": config.transfer_relay_quota_mb,
             "upload_kbit_s": config.transfer_upload_kbit_s,
@@ -152,11 +154,11 @@ async def admin_page(request: web.Request) -> web.Response:
         audit=audit,
         audit_count=audit_count,
         audit_error=audit_error,
-        mail=await _mail(request, lang),
+        mail=await _mail(request, lang, zone),
     )
 
 
-async def _mail(request: web.Request, lang: str) -> dict[str, Any]:
+async def _mail(request: web.Request, lang: str, zone: ZoneInfo) -> dict[str, Any]:
     """The e-mail queue for the operator: counts, and the e-mails that failed for good
     with the server's answer and the address (the operator may see people's addresses)."""
     queue = MailStore(request.config_dict[STORE].db)
@@ -168,7 +170,7 @@ async def _mail(request: web.Request, lang: str) -> dict[str, Any]:
             "case": row.case_id.hex()[:8] if row.case_id else "",
             "error": row.last_error,
             "attempts": row.attempts,
-            "when": when(row.created_ms, lang),
+            "when": when(row.created_ms, lang, zone),
         }
         for row, address in await queue.in_state("failed")
     ]

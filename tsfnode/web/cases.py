@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -31,7 +32,7 @@ from tsfnode.cases.policy import shown_to
 from tsfnode.cases.service import summary
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
-from tsfnode.i18n import N_
+from tsfnode.i18n import N_, texts
 from tsfnode.routes import Routes
 from tsfnode.web.caseform import shown_form
 from tsfnode.web.common import (
@@ -45,6 +46,7 @@ from tsfnode.web.common import (
     refusal,
     render_page,
     when,
+    zone_of,
 )
 from tsfnode.web.live import followed
 from tsfnode.web.report_templates import all_templates
@@ -58,6 +60,7 @@ from tsfnode.web.reporting import (
 from tsfnode.web.tools import destinations_of
 from tsfnode.web.viewer import page as viewer_page
 from tsfnode.web.viewer import warm
+from tsfnode.web.worklist import ListChoice
 
 ROUTES = Routes()
 
@@ -138,9 +141,15 @@ async def logout(request: web.Request) -> web.Response:
 @ROUTES.get("/cases")
 async def cases(request: web.Request) -> web.Response:
     session = await require(request, *PEOPLE)
+    choice = ListChoice.of(
+        request.query,
+        texts(language_of(request, session)),
+        default="submitted" if session.role == "sender" else "priority",
+    )
     person = await person_of(request, session)
     now = request_now(request)
     lang = language_of(request, session)
+    zone = zone_of(request, session)
     service = request.config_dict[CASES]
     view = service.view(now)
     rows = []
@@ -152,36 +161,33 @@ async def cases(request: web.Request) -> web.Response:
         row = shown_to(person.public.key, found.case, summary(found), view)
         row["overdue"] = found.case.overdue(now)
         form = found.form
+        row["modality"] = str(form.get("modality", ""))
         row["subject"] = f"{form.get('modality', '')} · {form.get('body_part', '')}"
         row["sender_name"] = senders[found.case.sender]
+        group = view.group_records.get(found.case.target)
         row["group"] = "pair" if found.pair_id is not None else groups[found.case.target]
+        row["group_name"] = group.body["name"] if group is not None else row["group"]
         row["local_reference"] = references.get(found.case_id, "")
         rows.append(row)
     for row in rows:
-        row["submitted"] = when(row["submitted_ms"], lang)
-        row["due"] = when(row["due_ms"], lang)
-    if session.role == "sender":
-        title = N_("my_cases")
-    else:  # a worklist: cases to read first (overdue, urgent, nearest due), then the rest
-        title = N_("worklist")
-        rows.sort(
-            key=lambda r: (
-                r["state"] not in ("delivered", "assigned"),
-                not r["overdue"],
-                not r["urgent"],
-                r["due_ms"] or 2**62,
-            )
-        )
-    warm(request.config_dict, [bytes.fromhex(r["case_id"]) for r in rows if r["state"] in READING])
-    finished = [r for r in rows if r["state"] in FINISHED]  # still readable, out of the way
-    rows = [r for r in rows if r["state"] not in FINISHED]
+        row["submitted"] = when(row["submitted_ms"], lang, zone)
+        row["due"] = when(row["due_ms"], lang, zone)
+    # The sender's cases newest first; a worklist: cases to read first (overdue, urgent,
+    # nearest due), then the rest; either as the person chose (worklist.py). Finished
+    # cases are folded under them, still readable, out of the way.
+    title = N_("my_cases") if session.role == "sender" else N_("worklist")
+    shown = choice.arrange([r for r in rows if r["state"] not in FINISHED])
+    finished = choice.arrange([r for r in rows if r["state"] in FINISHED])
+    warm(request.config_dict, [bytes.fromhex(r["case_id"]) for r in shown if r["state"] in READING])
     return render_page(
         request,
         "cases.html",
         session=session,
-        rows=rows,
+        rows=shown,
         finished=finished,
         title=title,
+        every=len(rows),
+        controls=choice.controls(rows),
         **await followed(request, session),
     )
 
@@ -208,13 +214,14 @@ async def case_page(
     me = person.public.key.hex()
     lang = language_of(request, session)
     found.update(_parties(request, found, lang))
+    zone = zone_of(request, session)
     if found["state"] in READING:
         warm(request.config_dict, [case_id])
-    found["submitted"] = when(found["submitted_ms"], lang)
-    found["due"] = when(found["due_ms"], lang)
+    found["submitted"] = when(found["submitted_ms"], lang, zone)
+    found["due"] = when(found["due_ms"], lang, zone)
     names = names_of(request)
     for doc in found["documents"]:
-        doc["when"] = when(doc.get("created"), lang)
+        doc["when"] = when(doc.get("created"), lang, zone)
         doc["author"] = names.get(doc["signer"], doc["signer"][:8])
     signed = [d for d in found["documents"] if d["kind"] == "report"]
     # The first signature is the report; each later one an addendum under it (it names
@@ -254,7 +261,7 @@ async def case_page(
         error=error,
         evaluations=evaluations,
         clinical=shown_form(found["form"], lang),
-        timeline=await _timeline(request, found, lang),
+        timeline=await _timeline(request, found, lang, zone),
         sent=request.query.get("sent") == "1",
         destinations=await destinations_of(request, session.account_id),
         status=status,
@@ -296,11 +303,13 @@ STEPS = (  # the timeline of a case: (step, the time that marks it)
 )
 
 
-async def _timeline(request: web.Request, case: dict[str, Any], lang: str) -> list[dict[str, Any]]:
+async def _timeline(
+    request: web.Request, case: dict[str, Any], lang: str, zone: ZoneInfo
+) -> list[dict[str, Any]]:
     """Each step of the case, done (with its time) or still to come; while the images are
     on their way, how far they have gone."""
     steps = [
-        {"step": step, "when": when(case[field], lang), "done": case[field] is not None}
+        {"step": step, "when": when(case[field], lang, zone), "done": case[field] is not None}
         for step, field in STEPS
     ]
     if case["kept_as"] == "sender" and case["delivered_ms"] is None:

@@ -56,7 +56,8 @@ def quality_charts(
 ) -> dict[str, str]:
     """Four charts (SVG text) of the cases ``rows``, per pair (and the group's own cases):
     median turnaround (in minutes or hours by its magnitude), share judged useful, image
-    quality, and volume per week; "no data" where a pair has nothing to measure."""
+    quality, and volume per week; "no data" where a pair has nothing to measure; legends
+    outside the plot area."""
     if not rows:
         return {}
     groups = _by(rows, pair_names, _)
@@ -93,8 +94,10 @@ def quality_charts(
         axes.barh(labels, adequate, color=COLOURS[2], label=_("adequate"))
         axes.barh(labels, inadequate, left=adequate, color=COLOURS[3], label=_("inadequate"))
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if not any(adequate) and not any(inadequate):  # nothing rated yet: 0 to 1, not ±0.05
+            axes.set_xlim(0, 1)
         axes.set_title(_("chart_quality"), loc="left")
-        axes.legend(frameon=False, fontsize=8)
+        _legend_outside(axes)
         charts["quality"] = _svg(figure)
         figure, axes = plt.subplots(figsize=(5.6, 2.4))
         start = now - WEEKS * WEEK_MS
@@ -110,9 +113,16 @@ def quality_charts(
         axes.yaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_xlabel(_("chart_weeks"))
         axes.set_title(_("chart_volume"), loc="left")
-        axes.legend(frameon=False, fontsize=8)
+        _legend_outside(axes)
         charts["volume"] = _svg(figure)
     return charts
+
+
+def _legend_outside(axes: Any) -> None:
+    """The legend right of the plot area, never over its bars or lines."""
+    axes.legend(
+        frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0
+    )
 
 
 MINUTE_MS = 60_000

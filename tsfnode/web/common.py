@@ -6,6 +6,7 @@ page's message or as an HTTP answer), the case of a URL if the person may see it
 from __future__ import annotations
 
 import functools
+import zoneinfo
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -22,7 +23,7 @@ from tsfnode.auth.accounts import person_of_account
 from tsfnode.auth.sessions import Session
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
-from tsfnode.i18n import LANGUAGES, N_, choose_language, texts, translator
+from tsfnode.i18n import LANGUAGES, N_, choose_language, texts, translator, zone_named
 from tsfnode.store.accounts import AccountStore
 from tsfnode.store.cases import CaseRow
 
@@ -97,11 +98,13 @@ def render(
     context.setdefault("just_done", DONE.get(request.query.get("done", "")))
     context.setdefault("live", None)  # web/live.py: pages that follow changes
     words = texts(lang)
+    zone = zone_of(request, context["session"])
     html = template.render(
         t=translator(lang),
         plural=words.plural,
         plural_forms=words.plural_forms,
-        when=words.time,
+        when=lambda ms: words.time(ms, zone),
+        zone=zone.key,
         num=words.number,
         size=words.size,
         sizes=words.sizes,
@@ -134,9 +137,16 @@ def render_page(request: web.Request, name: str, **context: Any) -> web.Response
     return render(request, name, person_language=language, **context)
 
 
-def when(ms: int | None, lang: str) -> str:
-    """A time as people of ``lang`` write it (UTC, said so)."""
-    return texts(lang).time(ms)
+def when(ms: int | None, lang: str, zone: zoneinfo.ZoneInfo | None = None) -> str:
+    """A time as people of ``lang`` write it, in ``zone`` (``zone_of``), the zone said."""
+    return texts(lang).time(ms, zone)
+
+
+def zone_of(request: web.Request, session: object = None) -> zoneinfo.ZoneInfo:
+    """The time zone a person reads times in: their own (the account page), else the
+    node's (``[node] timezone``), else the system's."""
+    chosen = session.timezone if isinstance(session, Session) else ""
+    return zone_named(chosen, request.config_dict[CONFIG].timezone)
 
 
 def say(error: str | NodeError, lang: str) -> str:

@@ -21,6 +21,7 @@ import json
 import secrets
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -47,9 +48,11 @@ from tsfnode.web.common import (
     person_of,
     refusal,
     when,
+    zone_of,
 )
 from tsfnode.web.common import render_page as render
 from tsfnode.web.live import followed
+from tsfnode.web.worklist import ListChoice
 
 ROUTES = Routes()
 
@@ -322,12 +325,14 @@ async def coordinator_page(request: web.Request) -> web.Response:
             "display_name": application.display_name,
             "details": json.loads(application.details),
             "group": view.group_records[application.group_key].body["name"],
-            "when": when(application.created_ms, lang),
+            "when": when(application.created_ms, lang, zone_of(request, session)),
         }
         for application in await _accounts(request).pending_applications()
         if application.group_key in mine
     ]
-    cases = await _group_cases(request, mine, now, lang)
+    choice = ListChoice.of(request.query, texts(lang))  # the cases to follow: sorted, filtered
+    every = await _group_cases(request, mine, now, lang, zone_of(request, session))
+    cases = choice.arrange(every)
     nudges = [
         {
             "kind": nudge.kind,
@@ -345,6 +350,8 @@ async def coordinator_page(request: web.Request) -> web.Response:
         groups=groups,
         applications=pending,
         cases=cases,
+        every=len(every),
+        controls=choice.controls(every),
         charts=await _charts(request, mine, now, lang),
         error=_shown(request.query.get("error"), lang, request.query.get("values")),
         **await followed(request, session),
@@ -352,22 +359,26 @@ async def coordinator_page(request: web.Request) -> web.Response:
 
 
 async def _group_cases(
-    request: web.Request, mine: list[bytes], now: int, lang: str
+    request: web.Request, mine: list[bytes], now: int, lang: str, zone: ZoneInfo
 ) -> list[dict[str, Any]]:
     """The cases held here that were routed to these groups and still wait for a reader,
     or are overdue; with the group's readers to assign them to."""
     if not mine:
         return []
     names = names_of(request)
+    view = request.config_dict[CASES].view(now)
     rows = await request.config_dict[CASES].rows.waiting_in_groups(mine)
     out = []
     for row in rows:
         case = summary(row)
         case["overdue"] = row.case.overdue(now)
-        case["due"] = when(row.case.due_ms, lang)
+        case["due"] = when(row.case.due_ms, lang, zone)
         case["reader_name"] = names.get(case["reader"] or "", "")
         case["group"] = PublicIdentity(row.case.target).text
         case["form"] = row.form
+        case["modality"] = str(row.form.get("modality", ""))
+        record = view.group_records.get(row.case.target)
+        case["group_name"] = record.body["name"] if record is not None else ""
         out.append(case)
     return out
 

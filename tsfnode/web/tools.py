@@ -54,7 +54,7 @@ from tsfnode.routes import Routes
 from tsfnode.store.accounts import AccountStore
 from tsfnode.store.bindings import BindingStore
 from tsfnode.store.destinations import DestinationStore, DicomDestination
-from tsfnode.web.common import language_of, render_page, seen_case, when
+from tsfnode.web.common import language_of, render_page, seen_case, when, zone_of
 
 ROUTES = Routes()
 
@@ -152,7 +152,7 @@ async def tools_page(
     sends = await _sends(request, session.account_id)
     for item in (*tokens, *sends):
         for key in [k for k in item if k.endswith("_ms")]:
-            item[key[:-3]] = when(item[key], lang)
+            item[key[:-3]] = when(item[key], lang, zone_of(request, session))
     config = request.config_dict[CONFIG]
     ohif = {
         "namespace": "@ohif/extension-default.dataSourcesModule.dicomweb",
