@@ -8,10 +8,12 @@ fhir.resources (R4B). The whole way across two nodes is in test_report_export_ne
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import shutil
 import subprocess
+import zoneinfo
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -159,6 +161,21 @@ def test_the_printed_report_reads_back_with_every_part_in_the_senders_language(
     assert date in text  # NOW, as the sender's language writes it
     assert reader.metadata is not None
     assert reader.metadata.subject == f"tsfnode verification code {report.code}"
+
+
+def test_the_printed_report_gives_its_time_in_the_hospitals_zone(original: OriginalStudy) -> None:
+    """Printed at Cotonou, the signature's time reads in Cotonou's zone and says so (not
+    in UTC, an hour behind the clock on the ward's wall)."""
+    report = signed_report(original, "fr")
+    utc, _ = pdf_text(build_pdf(report))
+    cotonou, _ = pdf_text(build_pdf(report, zoneinfo.ZoneInfo("Africa/Porto-Novo")))
+    assert " UTC" in utc
+    assert "(Porto-Novo)" not in utc
+    assert "UTC+1 (Porto-Novo)" in cotonou
+    moment = dt.datetime.fromtimestamp(report.signed_ms / 1000, dt.UTC)
+    local = moment.astimezone(zoneinfo.ZoneInfo("Africa/Porto-Novo"))
+    assert f"{moment:%H:%M} UTC" in utc
+    assert f"{local:%H:%M} UTC+1" in cotonou
 
 
 def test_long_findings_wrap_onto_more_pages_and_every_page_carries_the_code(

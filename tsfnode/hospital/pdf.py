@@ -12,6 +12,7 @@ lacks becomes "?" rather than stopping the printing.
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from pathlib import Path
 
 from fpdf import FPDF
@@ -63,8 +64,9 @@ class _Printed(FPDF):
         return value.encode("latin-1", "replace").decode("latin-1")
 
 
-def build_pdf(report: ReportOut) -> bytes:
-    """The printed report as PDF bytes."""
+def build_pdf(report: ReportOut, zone: zoneinfo.ZoneInfo | None = None) -> bytes:
+    """The printed report as PDF bytes, its times in ``zone`` (the zone said; UTC when
+    none is given)."""
     _ = texts(report.language)
     pdf = _Printed(format="A4")
     fonts = _font_files()
@@ -126,7 +128,7 @@ def build_pdf(report: ReportOut) -> bytes:
     line(_("print_qualification"), report.reader_qualification)
     if report.reader_registration:
         line(_("print_registration"), report.reader_registration)
-    line(_("print_signed_on"), _.time(report.signed_ms))
+    line(_("print_signed_on"), _.time(report.signed_ms, zone))
     state = N_("print_signature_verified") if report.verified else N_("print_signature_unverified")
     line(_("print_signature"), _(state))
     if report.addenda:

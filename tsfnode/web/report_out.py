@@ -22,22 +22,23 @@ import functools
 import json
 import shutil
 import tempfile
+import zoneinfo
 from pathlib import Path
 
 from aiohttp import web
 from aiohttp.helpers import ChainMapProxy
 
-from tsfnode.appkeys import CASES, NODE_DIR, STORE
+from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, STORE
 from tsfnode.auth.sessions import Session, posted_form, require
 from tsfnode.cases.report_out import ReportRefused, report_out, require_original
 from tsfnode.clock import CLOCK, request_now
 from tsfnode.errors import CaseError
 from tsfnode.hospital.report import ReportOut
-from tsfnode.i18n import N_
+from tsfnode.i18n import N_, zone_named
 from tsfnode.logs import log
 from tsfnode.routes import Routes
 from tsfnode.store.destinations import DestinationStore
-from tsfnode.web.common import http_error, language_of, seen_case
+from tsfnode.web.common import http_error, language_of, seen_case, zone_of
 from tsfnode.web.tools import SENDING, Sendings, destinations_of, send_in_background, start_sending
 
 PEOPLE = ("sender", "reader", "coordinator")
@@ -77,7 +78,7 @@ async def _audit(
 async def printed(request: web.Request) -> web.Response:
     session = await require(request, *PEOPLE)
     case_id, person, found = await _report(request, session)
-    pdf = await asyncio.to_thread(_pdf, found)
+    pdf = await asyncio.to_thread(_pdf, found, zone_of(request, session))
     await _audit(request, person, case_id, "report pdf", found.code)
     return web.Response(
         body=pdf,
@@ -90,7 +91,7 @@ async def printed(request: web.Request) -> web.Response:
 async def fhir(request: web.Request) -> web.Response:
     session = await require(request, *PEOPLE)
     case_id, person, found = await _report(request, session, original=True)
-    bundle = await asyncio.to_thread(_fhir, found)
+    bundle = await asyncio.to_thread(_fhir, found, zone_of(request, session))
     await _audit(request, person, case_id, "report fhir", found.code)
     return web.Response(
         text=json.dumps(bundle, ensure_ascii=False, indent=1),
@@ -99,24 +100,24 @@ async def fhir(request: web.Request) -> web.Response:
     )
 
 
-def _pdf(found: ReportOut) -> bytes:
+def _pdf(found: ReportOut, zone: zoneinfo.ZoneInfo) -> bytes:
     # fpdf2, fhir.resources and the DICOM builders are imported when first used: they
     # take seconds to import on a loaded machine, which a node's start need not wait for.
     from tsfnode.hospital.pdf import build_pdf
 
-    return build_pdf(found)
+    return build_pdf(found, zone)
 
 
-def _fhir(found: ReportOut) -> dict[str, object]:
+def _fhir(found: ReportOut, zone: zoneinfo.ZoneInfo) -> dict[str, object]:
     from tsfnode.hospital.fhir import bundle_json
 
-    return bundle_json(found, _pdf(found))
+    return bundle_json(found, _pdf(found, zone))
 
 
-def _write_objects(found: ReportOut, folder: Path) -> list[Path]:
+def _write_objects(found: ReportOut, folder: Path, zone: zoneinfo.ZoneInfo) -> list[Path]:
     from tsfnode.hospital.dicom import basic_text_sr, encapsulated_pdf
 
-    pdf = _pdf(found)
+    pdf = _pdf(found, zone)
     files = []
     for name, ds in (("pdf.dcm", encapsulated_pdf(found, pdf)), ("sr.dcm", basic_text_sr(found))):
         path = folder / name
@@ -139,7 +140,7 @@ async def to_pacs(request: web.Request) -> web.Response:
     exports = request.config_dict[NODE_DIR].root / "exports"
     exports.mkdir(mode=0o700, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="report-", dir=exports))
-    files = await asyncio.to_thread(_write_objects, found, folder)
+    files = await asyncio.to_thread(_write_objects, found, folder, zone_of(request, session))
     send_id = await start_sending(
         request,
         session.account_id,
@@ -175,7 +176,8 @@ async def auto_send(app: ChainMapProxy, sendings: Sendings, case_id: bytes) -> N
         exports = app[NODE_DIR].root / "exports"
         exports.mkdir(mode=0o700, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="report-", dir=exports))
-        files = await asyncio.to_thread(_write_objects, found, folder)
+        zone = zone_named("", app[CONFIG].timezone)  # sent by itself: the node's zone
+        files = await asyncio.to_thread(_write_objects, found, folder, zone)
         await send_in_background(
             app,
             sendings,
