@@ -7,7 +7,9 @@ node does), the state machine of ``protocol/cases.py`` decides each step, and
 loss, power cuts and regional cuts of the scenario. Only the links are modelled: a
 chunk takes its size over the slower of the sender's uplink and the receiver's downlink
 (each shared by all that node's transfers), plus the latency between their regions (and
-a node's own, e.g. a satellite hop). Packet loss lowers the rate as it lowers TCP's
+a node's own, e.g. a satellite hop), after the sending node's own work on the bundle
+(``delivery_overhead_s``: outbox, offer, manifest, receipt, as a node measured it; each
+delivery draws one of the measured values). Packet loss lowers the rate as it lowers TCP's
 (Mathis et al. 1997: at most MSS / (RTT * sqrt(2p/3)), capped by the line and by the
 node's daytime upload cap); a chunk request fails with either end's chunk loss rate
 (noticed a round trip later, then sent again), and when either end is down (power cut,
@@ -151,6 +153,7 @@ class CaseWorld:
         self.node = {n.name: n for n in scenario.nodes}
         self.held = {n.name: 0 for n in scenario.nodes}  # bytes held as a relay
         self.loss_rng = random.Random(f"{self.seed}/loss")
+        self.overhead_rng = random.Random(f"{self.seed}/overhead")
         self.cut = [
             (set(c.nodes), int(c.start_day * DAY), int((c.start_day + c.days) * DAY))
             for c in scenario.cuts
@@ -213,9 +216,21 @@ class CaseWorld:
     # --- transfers, with the node's Upload engine ----------------------------------------
 
     def send(self, source: str, target: str, size: int, on_done: Any) -> None:
-        """A bundle from ``source`` to ``target``: directly, or, to a node behind NAT,
-        deposited at the first of its relays that is up (the first listed if none is),
-        from which it pulls it."""
+        """A bundle from ``source`` to ``target``, once ``source`` has done its own work
+        on it (a draw of its ``delivery_overhead_s``; none when it gives none, and then
+        no draw is made: such scenarios run as they always did)."""
+        overhead = self.node[source].delivery_overhead_s
+        if not overhead:
+            self._send(source, target, size, on_done)
+            return
+        took = round(self.overhead_rng.choice(overhead) * 1000)
+        self.loop.at(
+            self.loop.now + took, functools.partial(self._send, source, target, size, on_done)
+        )
+
+    def _send(self, source: str, target: str, size: int, on_done: Any) -> None:
+        """Directly, or, to a node behind NAT, deposited at the first of its relays that
+        is up (the first listed if none is), from which it pulls it."""
         relay = self.relay_for(source, target, self.loop.now)
         if relay:
             self.relayed += 1

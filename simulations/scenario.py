@@ -13,7 +13,11 @@
                           day_up_kbit = 128 with day_hours = [7, 19] (UTC): the upload
                           cap that keeps the hospital's line usable by day,
                           extra_latency_ms (one way: a satellite link adds 250),
-                          relay_quota_mb (what it holds for others as a relay)
+                          relay_quota_mb (what it holds for others as a relay),
+                          delivery_overhead_s = [0.31, 0.42, ...]: the node's own work
+                          per bundle it sends (outbox, offer, manifest, receipt), in
+                          seconds, as measured: each delivery from it draws one of
+                          these values (seeded), before its bytes go (default: none)
     [[senders]]           node, cases_per_week, pair (a reader's name) or group, count,
                           weekly_quota (the pair's; beyond it the reader must accept)
     [[readers]]           name, node, group, reading_hours = [min, max], count,
@@ -87,6 +91,7 @@ class NodeSpec:
     relay_quota_mb: int = 2048  # what it holds for the nodes it relays for
     day_up_kbit: int = 0  # the uplink cap by day (0: none)...
     day_hours: tuple[float, float] = (7.0, 19.0)  # ...between these hours (UTC)
+    delivery_overhead_s: tuple[float, ...] = ()  # its work per bundle sent, as measured
 
     @property
     def relay(self) -> str:
@@ -285,6 +290,20 @@ def _relays(table: dict[str, Any], where: str) -> tuple[str, ...]:
     return (relay,) if relay else ()
 
 
+def _overhead(table: dict[str, Any], where: str) -> tuple[float, ...]:
+    """A node's ``delivery_overhead_s``: the seconds of its own work per bundle sent, as
+    measured (a list of values, each delivery drawing one)."""
+    value = table.get("delivery_overhead_s", [])
+    if not (
+        isinstance(value, list)
+        and all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in value)
+    ):
+        raise ScenarioError(
+            f"{where}: 'delivery_overhead_s' must be a list of seconds >= 0, not {value!r}"
+        )
+    return tuple(float(v) for v in value)
+
+
 def _capacity(table: dict[str, Any], where: str) -> dict[str, Any]:
     """A reader's capacity: cases per session, sessions per week, minutes per case."""
     out = {
@@ -480,6 +499,7 @@ def parse_scenario(
             relay_quota_mb=_get(t, "relay_quota_mb", int, at, 2048),
             day_up_kbit=_get(t, "day_up_kbit", int, at, 0),
             day_hours=_hours(t, at, "day_hours", (7.0, 19.0)),
+            delivery_overhead_s=_overhead(t, at),
         )
         if not 0.0 <= spec["loss"] <= 0.5:
             raise ScenarioError(f"{at}: 'loss' must be from 0 to 0.5 (a share of packets)")

@@ -108,6 +108,10 @@ def test_the_same_seed_gives_the_same_bytes_and_another_seed_other_cases(tmp_pat
         ({"cuts": [{"region": "mars", "start_day": 1, "days": 1}]}, "region 'mars'"),
         ({"studies": []}, "no [[studies]]"),
         ({"nodes": [{**SMALL["nodes"][0], "loss": 0.9}]}, "'loss' must be from 0 to 0.5"),
+        (
+            {"nodes": [{**SMALL["nodes"][0], "delivery_overhead_s": [1, -2]}]},
+            "'delivery_overhead_s' must be a list of seconds >= 0",
+        ),
         ({"readers": [{**SMALL["readers"][0], "days": ["funday"]}]}, "'days' must be a list"),
         ({"readers": [{**SMALL["readers"][0], "hours": [20, 25]}]}, "'hours'"),
         (
@@ -547,3 +551,46 @@ def test_packet_loss_lowers_the_rate_as_tcp_does_and_a_daytime_cap_holds_the_upl
     )
     assert capped.rate("H-0", "Erasme", 12 * 3_600_000) == 8_000  # by day: 64 kbit/s
     assert capped.rate("H-0", "Erasme", 22 * 3_600_000) == 1_000_000  # at night: the line
+
+
+LONE = {  # one hospital sending 1 MB photos to its pair at Erasme, its link idle between
+    **SMALL,
+    "days": 14,
+    "readers": [{"name": "Marie", "node": "Erasme", "group": "g", "reading_hours": [2, 24]}],
+    "senders": [{"node": "H-0", "cases_per_week": 5.0, "pair": "Marie"}],
+    "studies": [{"kind": "photo", "weight": 1, "mb": [1, 1]}],
+}
+OVERHEAD_S = [20, 40, 60, 80]
+
+
+def test_a_nodes_own_work_per_delivery_gives_transit_its_spread_over_seeds() -> None:
+    from simulations.compare import compare
+    from simulations.report import summary
+
+    def runs(data: dict) -> tuple[list[dict], list[int]]:
+        found, transits = [], []
+        for seed in range(1, 13):
+            world = CaseWorld(parse_scenario(data), seed)
+            outcome = world.run()
+            found.append(summary(world.scenario, seed, outcome))
+            transits += [c["transit_ms"] for c in outcome.cases if c["transit_ms"] is not None]
+        return found, transits
+
+    hospital = {**SMALL["nodes"][1], "delivery_overhead_s": OVERHEAD_S}
+    plain, bare = runs(LONE)
+    worked, with_work = runs({**LONE, "nodes": [SMALL["nodes"][0], hospital]})
+    # Without it, a case on an idle link takes its bytes and the latency, in every seed
+    (wire,) = set(bare)
+    assert len(bare) > 60
+    # With it, each delivery waits one of the measured values first, drawn per seed
+    assert {t - wire for t in with_work} == {s * 1000 for s in OVERHEAD_S}
+    measured = {"transit_hours": {"median": (wire + 50_000) / 3_600_000, "p90": None}}
+    row, bare_row = compare(worked, measured)[0], compare(plain, measured)[0]
+    assert row["figure"] == "transit, median (h)"
+    assert (wire + 20_000) / 3_600_000 <= row["runs_low"] < row["runs_high"]
+    assert row["runs_high"] <= (wire + 80_000) / 3_600_000
+    assert row["inside"] is True
+    assert bare_row["runs_low"] == bare_row["runs_high"]  # the zero-width range it had
+    assert bare_row["inside"] is False
+    again = CaseWorld(parse_scenario({**LONE, "nodes": [SMALL["nodes"][0], hospital]}), 3)
+    assert again.run().cases == CaseWorld(again.scenario, 3).run().cases  # the same draws

@@ -25,8 +25,10 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import tomli_w
 
@@ -387,23 +389,98 @@ def build(held: Held, now: int) -> Export:
     reader_names, groups = _readers(held, view, names, out)
     out.scenario["groups"] = _groups(view, out.scenario["readers"], reader_names)
     _senders(held, now, view, names, reader_names, groups, out)
-    regions = sorted({n["region"] for n in out.scenario["nodes"]})
-    out.scenario["latency_ms"] = {
-        f"{a}/{b}": DEFAULT_LATENCY_MS for i, a in enumerate(regions) for b in regions[i:]
-    }
+    out.scenario["latency_ms"] = _latency(view, names, out)
+    _overhead(held, names, out)
     out.scenario["studies"] = STUDIES
     return out
+
+
+def _loopback(address: Any) -> bool:
+    host = urlsplit(str(address)).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _latency(view: Any, names: dict[bytes, str], out: Export) -> dict[str, int]:
+    """One-way latency between regions. A node measures none between others (nor keeps
+    the round trips ``tsfnode nearest`` measures), so: 0 ms between regions whose nodes
+    all sit on this machine (every address they publish is a loopback one: a test or a
+    demo network), else the default."""
+    region = {n["name"]: n["region"] for n in out.scenario["nodes"]}
+    local: dict[str, list[bool]] = {r: [] for r in region.values()}
+    for key, name in names.items():
+        record = view.nodes.get(key)
+        addresses = record.body["addresses"] if record is not None else []
+        if addresses:  # one behind NAT publishes none: it says nothing of its line
+            local[region[name]].append(all(_loopback(a) for a in addresses))
+    regions = sorted(local)
+    latency: dict[str, int] = {}
+    for i, a in enumerate(regions):
+        for b in regions[i:]:
+            seen = local[a] + local[b]
+            if seen and all(seen):
+                latency[f"{a}/{b}"] = 0
+                said = "0 ms: every address its nodes publish is on this machine (loopback)"
+            else:
+                latency[f"{a}/{b}"] = DEFAULT_LATENCY_MS
+                said = f"default {DEFAULT_LATENCY_MS} ms: not measured"
+            out.notes.append(f"latency_ms {a}/{b}: {said}")
+    return latency
+
+
+def _overhead(held: Held, names: dict[bytes, str], out: Export) -> None:
+    """This node's own work per delivery, as measured on the images it sent: each
+    delivery's transit (its case submitted to the bundle delivered) less what the
+    scenario's links account for (its bytes at the link's rate, the link's latency),
+    written as the list of measured values (``delivery_overhead_s``) from which the
+    simulator draws one per delivery: the outbox, sealing, the offer, the manifest and
+    the receipt, which no link figure holds."""
+    me = names.get(held.me)
+    nodes = {n["name"]: n for n in out.scenario["nodes"]}
+    latency: dict[str, int] = out.scenario["latency_ms"]
+
+    def explained(a: str, b: str, size: int) -> float:
+        bps = float(min(nodes[a]["up_kbit"], nodes[b]["down_kbit"])) * 125.0
+        ra, rb = nodes[a]["region"], nodes[b]["region"]
+        return size / bps + latency.get(f"{ra}/{rb}", latency.get(f"{rb}/{ra}", 0)) / 1000
+
+    submitted = {row.case.case_id: row.case.submitted_ms for row in held.cases}
+    values: list[float] = []
+    for d in held.deliveries:
+        start = submitted.get(d.case_id)
+        if me is None or start is None or d.delivered_ms is None or d.recipient not in names:
+            continue
+        peer = nodes[names[d.recipient]]
+        relays = peer.get("relays", [])
+        via = relays[0] if peer.get("nat") and me not in relays else ""  # as the simulator
+        hops = [(me, via), (via, peer["name"])] if via else [(me, peer["name"])]
+        took = (d.delivered_ms - start) / 1000 - sum(explained(a, b, d.size) for a, b in hops)
+        values.append(round(max(0.0, took), 3))
+    if me is None or not values:
+        return
+    nodes[me]["delivery_overhead_s"] = sorted(values)
+    out.notes.append(
+        f"node {me}: delivery_overhead_s: its own work per delivery, measured on "
+        f"{len(values)} deliveries from here (each one's transit less its bytes at the "
+        "link's rate and the link's latency); each simulated delivery draws one"
+    )
 
 
 HEADER = """# Exported by `tsfnode scenario` from {node}: run it with
 #   python -m simulations run THIS_FILE
 # Measured here: the goodput of its deliveries to each peer (that peer's down_kbit, and
-# this node's up_kbit), else its configured cap; its senders' cases per week (last 4
-# weeks); the readers' reading times on the cases sent from here; the pairs' quotas and
-# the groups' routing, the relays and NAT from the directory.
+# this node's up_kbit), else its configured cap; its own work per delivery (its
+# delivery_overhead_s); its senders' cases per week (last 4 weeks); the readers' reading
+# times on the cases sent from here; the pairs' quotas and the groups' routing, the
+# relays and NAT from the directory.
 # Defaults to correct: other links ({up}/{down} kbit/s), latencies between regions
-# ({latency} ms), power cuts (none), cases per week of other nodes' senders ({cases}), the
-# study mix, and senders without a pair or group routed to the group with most readers.
+# ({latency} ms; 0 between nodes all on this machine), power cuts (none), cases per week
+# of other nodes' senders ({cases}), the study mix, and senders without a pair or group
+# routed to the group with most readers.
 {notes}"""
 
 
