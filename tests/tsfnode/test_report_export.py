@@ -178,6 +178,24 @@ def test_the_printed_report_gives_its_time_in_the_hospitals_zone(original: Origi
     assert f"{local:%H:%M} UTC+1" in cotonou
 
 
+@pytest.mark.parametrize(
+    ("language", "label"), [("fr", "Référence locale"), ("en", "Local reference")]
+)
+def test_a_photos_printed_report_names_the_patient_by_the_senders_own_reference(
+    language: str, label: str
+) -> None:
+    """A photo of a film has no patient in the pseudonym map: the paper report carries
+    the reference the sender typed for it (on the sender's node, where it is printed)."""
+    report = replace(
+        signed_report(NOBODY, language), local_reference="Dossier 2026/117 · Awa Kpadonou"
+    )
+    text, _ = pdf_text(build_pdf(report))
+    assert label in text
+    assert "Dossier 2026/117 · Awa Kpadonou" in text
+    without, _ = pdf_text(build_pdf(signed_report(NOBODY, language)))
+    assert label not in without
+
+
 def test_long_findings_wrap_onto_more_pages_and_every_page_carries_the_code(
     original: OriginalStudy,
 ) -> None:

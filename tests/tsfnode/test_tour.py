@@ -200,6 +200,10 @@ def test_the_demo_tour_end_to_end(
     reload_until(page, "section.report", "the report back at Cotonou")
     text = koffi.step("10-report-back", "Pneumopathie basale droite.", words["report_back"])
     assert re.search(r"UTC", text)  # times say their zone
+    # A photo's patient is known by nothing but a made-up id: none is shown as his, nor
+    # the English " : " of a French label.
+    assert "photos:" not in text
+    assert ("Qualité des images : " if lang == "fr" else "Image quality: ") in text
     koffi.close()
 
 

@@ -83,6 +83,7 @@ async def report_out(
     sender = view.members.get(row.case.sender)
     facility = str(sender.body.get("facility", "")) if sender is not None else ""
     form = row.form
+    references = await service.rows.local_references([case_id])
     return ReportOut(
         language=language,
         hospital=facility or service.config.institution or service.config.name,
@@ -101,6 +102,7 @@ async def report_out(
         signed_ms=latest.created,
         verified=member is not None and body.get("role") in READERS,
         addenda=len(reports) - 1,
+        local_reference=references.get(case_id, ""),
     )
 
 

@@ -1196,8 +1196,14 @@ class CaseService(NodeService):
 
     def _patient(self, study_uid: str) -> dict[str, str] | None:
         """The real patient of a case, from the encrypted pseudonym map: only on the
-        sender's node, only for the sender, never logged."""
-        return PseudonymMap(self.node_dir.pseudonyms).patient_of_study(study_uid)
+        sender's node, only for the sender, never logged. A photo's patient has only the
+        id intake made up for it ("photos:..."), which tells nobody anything: none."""
+        patient = PseudonymMap(self.node_dir.pseudonyms).patient_of_study(study_uid)
+        if patient is not None and str(patient.get("id", "")).startswith("photos:"):
+            patient = {**patient, "id": ""}
+        if patient is None or not any(patient.get(k) for k in ("name", "id")):
+            return None
+        return patient
 
 
 def _step(case: Case, event: str, who: bytes, roles: frozenset[Role], now: int) -> Case:

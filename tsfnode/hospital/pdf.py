@@ -110,6 +110,8 @@ def build_pdf(report: ReportOut, zone: zoneinfo.ZoneInfo | None = None) -> bytes
     pdf.ln(2)
     line(_("print_patient"), patient_name(original.patient_name))
     line(_("print_patient_id"), original.patient_id)
+    if report.local_reference:  # how the hospital knows a photo's patient, above all
+        line(_("print_local_reference"), report.local_reference)
     line(_("print_birth_date"), _date(original.birth_date))
     line(_("print_study_date"), _date(original.study_date))
     line(_("print_modality"), report.modality)

@@ -76,6 +76,9 @@ class ReportOut:
     signed_ms: int
     verified: bool
     addenda: int = 0  # reports that came after the first (this is the latest)
+    # The sender's own reference for the patient (a file number, a name), typed on the
+    # new-case form: printed on the paper report at the sender's node, never sent.
+    local_reference: str = ""
 
     @property
     def code(self) -> str:
