@@ -1197,12 +1197,11 @@ class CaseService(NodeService):
     def _patient(self, study_uid: str) -> dict[str, str] | None:
         """The real patient of a case, from the encrypted pseudonym map: only on the
         sender's node, only for the sender, never logged. A photo's patient has only the
-        id intake made up for it ("photos:..."), which tells nobody anything: none."""
+        id intake made up for it ("photos:..."), which tells nobody anything: none (the
+        sender's local reference names it)."""
         patient = PseudonymMap(self.node_dir.pseudonyms).patient_of_study(study_uid)
         if patient is not None and str(patient.get("id", "")).startswith("photos:"):
-            patient = {**patient, "id": ""}
-        if patient is None or not any(patient.get(k) for k in ("name", "id")):
-            return None
+            return {**patient, "id": ""} if patient.get("name") else None
         return patient
 
 
