@@ -188,6 +188,22 @@ def _final(output: str) -> dict[str, str]:
     return fields
 
 
+def test_an_ae_title_claimed_from_another_host_than_its_workstations_finds_nothing(
+    net: QueryRetrieveNet, tmp_path: Path
+) -> None:
+    """An AE title is a name any program may send: bound to Marie's workstation at
+    127.0.0.2, it opens nothing to a program calling from 127.0.0.1 under that name."""
+    net.bind("marie", "MARIEFAR", 11114, host="127.0.0.2")
+    found = net.find(
+        "MARIEFAR", "-S", "QueryRetrieveLevel=STUDY", "StudyInstanceUID", out=tmp_path / "far"
+    )
+    assert found == []
+    (study,) = net.find(
+        "MARIEWS", "-S", "QueryRetrieveLevel=STUDY", "StudyInstanceUID", out=tmp_path / "near"
+    )
+    assert study.StudyInstanceUID
+
+
 def test_c_move_sends_every_instance_to_the_bound_workstation(
     net: QueryRetrieveNet, storescp: Callable[..., tuple[int, Path]]
 ) -> None:

@@ -104,6 +104,15 @@ COMMENTS = {
 }
 
 
+async def _addresses_of(host: str) -> set[str]:
+    """The IP addresses a bound host names (itself when it is one)."""
+    try:
+        found = await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError:
+        return {host}
+    return {host} | {str(info[4][0]) for info in found}
+
+
 @dataclass(frozen=True)
 class Caller:
     """The account a calling AE title is bound to."""
@@ -254,10 +263,13 @@ class QueryRetrieve:
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(LOOP_TIMEOUT_S)
 
-    async def _caller(self, ae_title: str) -> Caller | None:
+    async def _caller(self, ae_title: str, address: str) -> Caller | None:
+        """The account of a calling AE title, if it calls from the host it was bound
+        with: an AE title is only a name any program can claim, so a C-GET or a C-FIND
+        from elsewhere gets nothing (as for an unbound title)."""
         db = self.app[STORE].db
         binding = await BindingStore(db).binding(ae_title)
-        if binding is None:
+        if binding is None or address not in await _addresses_of(binding.host):
             return None
         account = await AccountStore(db).account_by_id(binding.account_id)
         if account is None or account.person_key is None:
@@ -283,7 +295,8 @@ class QueryRetrieve:
 
     def _who(self, event: Any) -> tuple[str, Caller | None]:
         calling = str(event.assoc.requestor.ae_title).strip()
-        return calling, self._on_loop(self._caller(calling))
+        address = str(event.assoc.requestor.address)
+        return calling, self._on_loop(self._caller(calling, address))
 
     # ------------------------------------------------------------------ C-FIND
 
