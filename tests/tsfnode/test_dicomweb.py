@@ -47,8 +47,8 @@ pytestmark = pytest.mark.slow
 QUICK = {
     "transfer": {"poll_interval_ms": 500, "retry_base_ms": 200},
     "cases": {"scan_interval_ms": 300, "stats_interval_ms": 1000},
-    "dicomweb": {"cors_origins": ["https://viewer.example.org"]},
 }
+VIEWER = "https://viewer.example.org"
 SLICES = 6
 JSON = "application/dicom+json"
 
@@ -63,8 +63,9 @@ def dicomweb_token(person: Person, days: int = 30, label: str = "test") -> str:
 
 
 class DicomwebNet(PairedNet):
-    def __init__(self, base: Path) -> None:
-        super().__init__(base, **QUICK)
+    def __init__(self, base: Path, viewer: str = VIEWER) -> None:
+        """``viewer``: the origin of a viewer served elsewhere ([dicomweb] cors_origins)."""
+        super().__init__(base, **QUICK, dicomweb={"cors_origins": [viewer]})
         self.clients: list[DICOMwebClient] = []
         try:
             self._send_two_cases(base)
@@ -625,8 +626,6 @@ def failures_shown(page: str) -> str:
     assert row is not None, page[-2000:]
     return html.unescape(re.sub(r"<[^>]+>", " ", row.group(0)))
 
-
-VIEWER = "https://viewer.example.org"
 
 
 def test_every_dicomweb_answer_names_the_allowed_origin(net: DicomwebNet) -> None:

@@ -137,6 +137,65 @@ async def _sends(request: web.Request, account_id: int) -> list[dict[str, Any]]:
     return out
 
 
+OHIF_APP_CONFIG = """\
+// OHIF Viewer 3.x (tested with 3.13): this file replaces the app's app-config.js.
+// It signs the viewer in to this node's DICOMweb with {username}'s DICOMweb token:
+// whoever has this file reads what {username} reads. Keep it private.
+window.config = ({{ servicesManager }}) => ({{
+  routerBasename: null,
+  extensions: [],
+  modes: [],
+  showStudyList: true,
+  defaultDataSourceName: 'tsfnode',
+  dataSources: [
+    {{
+      namespace: '@ohif/extension-default.dataSourcesModule.dicomweb',
+      sourceName: 'tsfnode',
+      configuration: {{
+        friendlyName: {name},
+        name: 'tsfnode',
+        qidoRoot: {url},
+        wadoRoot: {url},
+        qidoSupportsIncludeField: true,
+        supportsFuzzyMatching: false,
+        supportsWildcard: true,
+        imageRendering: 'wadors',
+        thumbnailRendering: 'wadors',
+        enableStudyLazyLoad: true,
+        omitQuotationForMultipartRequest: true,
+        dicomUploadEnabled: false,
+        bulkDataURI: {{ enabled: true }},
+        // OHIF 3 sends the Authorization header of its user authentication service
+        // (requestOptions.auth is ignored); this data source sets it when it starts.
+        onConfiguration: (configuration) => {{
+          servicesManager.services.userAuthenticationService.setServiceImplementation({{
+            getAuthorizationHeader: () => ({{ Authorization: {bearer} }}),
+          }});
+          return configuration;
+        }},
+      }},
+    }},
+  ],
+}});
+"""
+
+
+def ohif_app_config(url: str, node: str, username: str, token: str | None) -> str:
+    """OHIF 3.x's app-config.js for this node's DICOMweb at ``url``, signed in with
+    ``token`` (``TOKEN`` where none was just made). OHIF 3 ignores ``requestOptions.auth``
+    and sends the header of its ``userAuthenticationService``; the stock app takes a
+    configuration that is a function of its ``servicesManager``, and the DICOMweb data
+    source calls ``onConfiguration`` as it starts, before its first search: there the
+    header is set, for every search and retrieval. No ``wadoUriRoot``: the node serves
+    no WADO-URI, and ``imageRendering: 'wadors'`` needs none."""
+    return OHIF_APP_CONFIG.format(
+        username=username,
+        name=json.dumps(node, ensure_ascii=False),
+        url=json.dumps(url),
+        bearer=json.dumps(f"Bearer {token or 'TOKEN'}"),
+    )
+
+
 @ROUTES.get("/tools")  # the page as it is, or drawn again with an error
 async def tools_page(
     request: web.Request,
@@ -154,23 +213,7 @@ async def tools_page(
         for key in [k for k in item if k.endswith("_ms")]:
             item[key[:-3]] = when(item[key], lang, zone_of(request, session))
     config = request.config_dict[CONFIG]
-    ohif = {
-        "namespace": "@ohif/extension-default.dataSourcesModule.dicomweb",
-        "sourceName": "tsfnode",
-        "configuration": {
-            "friendlyName": config.name,
-            "name": "tsfnode",
-            "wadoUriRoot": url,
-            "qidoRoot": url,
-            "wadoRoot": url,
-            "qidoSupportsIncludeField": True,
-            "imageRendering": "wadors",
-            "thumbnailRendering": "wadors",
-            "supportsFuzzyMatching": False,
-            "supportsWildcard": True,
-            "requestOptions": {"auth": f"{session.username}:{new_token or 'TOKEN'}"},
-        },
-    }
+    ohif = ohif_app_config(url, config.name, session.username, new_token)
     return render_page(
         request,
         "tools.html",
@@ -178,7 +221,7 @@ async def tools_page(
         url=url,
         tokens=tokens,
         new_token=new_token,
-        ohif=json.dumps(ohif, indent=2, ensure_ascii=False),
+        ohif=ohif,
         origins=config.dicomweb_cors_origins,
         destinations=await destinations_of(request, session.account_id),
         sends=sends,
