@@ -21,7 +21,7 @@ TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "applicat
 class _Handler(http.server.SimpleHTTPRequestHandler):
     replaced: dict[str, bytes]
 
-    def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0].split("#", 1)[0]
         body = self.replaced.get(path)
         if body is None:
@@ -40,7 +40,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - its signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 

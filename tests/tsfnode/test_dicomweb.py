@@ -454,7 +454,7 @@ def test_the_reader_makes_a_token_on_her_tools_page_and_revokes_it(net: Dicomweb
     status, _, page = marie.post("/web/tools/tokens", {"label": "Weasis au bureau", "days": "30"})
     assert status == 200
     (token,) = re.findall(r"<code class=\"id\">(tsf_[A-Za-z0-9_-]+)</code>", page)
-    assert f'"auth": "marie:{token}"' in page  # the OHIF data source, ready to paste
+    assert f'Authorization: "Bearer {token}"' in page  # OHIF's app-config.js, ready to use
     client = net.client(token)
     assert len(client.search_for_studies()) == 2
     status, _, page = marie.get("/web/tools")
@@ -625,7 +625,6 @@ def failures_shown(page: str) -> str:
     row = re.search(r'<tr class="send-failed".*?</tr>', page, re.DOTALL)
     assert row is not None, page[-2000:]
     return html.unescape(re.sub(r"<[^>]+>", " ", row.group(0)))
-
 
 
 def test_every_dicomweb_answer_names_the_allowed_origin(net: DicomwebNet) -> None:
