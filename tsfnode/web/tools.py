@@ -137,10 +137,9 @@ async def _sends(request: web.Request, account_id: int) -> list[dict[str, Any]]:
     return out
 
 
+# The page's help (ohif_help, in the person's language) says what it is and why; the file
+# itself says nothing a person reads.
 OHIF_APP_CONFIG = """\
-// OHIF Viewer 3.x (tested with 3.13): this file replaces the app's app-config.js.
-// It signs the viewer in to this node's DICOMweb with {username}'s DICOMweb token:
-// whoever has this file reads what {username} reads. Keep it private.
 window.config = ({{ servicesManager }}) => ({{
   routerBasename: null,
   extensions: [],
@@ -165,8 +164,6 @@ window.config = ({{ servicesManager }}) => ({{
         omitQuotationForMultipartRequest: true,
         dicomUploadEnabled: false,
         bulkDataURI: {{ enabled: true }},
-        // OHIF 3 sends the Authorization header of its user authentication service
-        // (requestOptions.auth is ignored); this data source sets it when it starts.
         onConfiguration: (configuration) => {{
           servicesManager.services.userAuthenticationService.setServiceImplementation({{
             getAuthorizationHeader: () => ({{ Authorization: {bearer} }}),
@@ -180,7 +177,7 @@ window.config = ({{ servicesManager }}) => ({{
 """
 
 
-def ohif_app_config(url: str, node: str, username: str, token: str | None) -> str:
+def ohif_app_config(url: str, node: str, token: str | None) -> str:
     """OHIF 3.x's app-config.js for this node's DICOMweb at ``url``, signed in with
     ``token`` (``TOKEN`` where none was just made). OHIF 3 ignores ``requestOptions.auth``
     and sends the header of its ``userAuthenticationService``; the stock app takes a
@@ -189,7 +186,6 @@ def ohif_app_config(url: str, node: str, username: str, token: str | None) -> st
     header is set, for every search and retrieval. No ``wadoUriRoot``: the node serves
     no WADO-URI, and ``imageRendering: 'wadors'`` needs none."""
     return OHIF_APP_CONFIG.format(
-        username=username,
         name=json.dumps(node, ensure_ascii=False),
         url=json.dumps(url),
         bearer=json.dumps(f"Bearer {token or 'TOKEN'}"),
@@ -213,7 +209,7 @@ async def tools_page(
         for key in [k for k in item if k.endswith("_ms")]:
             item[key[:-3]] = when(item[key], lang, zone_of(request, session))
     config = request.config_dict[CONFIG]
-    ohif = ohif_app_config(url, config.name, session.username, new_token)
+    ohif = ohif_app_config(url, config.name, new_token)
     return render_page(
         request,
         "tools.html",
