@@ -1278,9 +1278,7 @@ class CaseService(NodeService):
                 doc.signer.key, case_id, "reader image in", now, f"{sop_class} {sop_uid}"
             )
 
-    async def reader_images_of(
-        self, case_id: bytes, person: bytes, now: int
-    ) -> list[ReaderImage]:
+    async def reader_images_of(self, case_id: bytes, person: bytes, now: int) -> list[ReaderImage]:
         """The reader's images of a case the person may see (404 otherwise)."""
         await self.seen(case_id, person, now)
         return await self.reader_images.of_case(case_id)
