@@ -71,6 +71,7 @@ from tsfnode.cases.reader_images import (
     MAX_PER_CASE,
     NOT_AUTHORIZED,
     OUT_OF_RESOURCES,
+    READER_CLASSES,
     ReaderInstance,
     Refusal,
     bundle_name,
@@ -1317,6 +1318,9 @@ class CaseService(NodeService):
         if not policy.may_know_reader(row.case, person, view):  # the sender's and their own
             documents = [d for d in documents if d.signer.key in (row.case.sender, person)]
         out["documents"] = [document_json(d) for d in documents]
+        out["reader_images"] = [
+            reader_image_json(i) for i in await self.reader_images.of_case(case_id)
+        ]
         if row.role == "copy":
             out["images"] = [
                 str(self.transfers.received_folder(b).relative_to(self.node_dir.root))
@@ -1388,6 +1392,21 @@ def summary(row: CaseRow) -> dict[str, Any]:
         "escalations": case.escalations,
         "image_quality": row.image_quality,
         "useful": row.useful,
+    }
+
+
+def reader_image_json(image: ReaderImage) -> dict[str, Any]:
+    """An instance of the reader's as the API and the pages show it: its UIDs, its
+    kind's catalogue key, its size, and whether a report carried it (``sent`` at the
+    reader's node; at the sender's node, every one came with a report)."""
+    return {
+        "sop_uid": image.sop_uid,
+        "sop_class": image.sop_class,
+        "kind": READER_CLASSES.get(image.sop_class, ""),
+        "size": image.size,
+        "digest": image.digest.hex(),
+        "report": None if image.report is None else image.report.hex(),
+        "created": image.created_ms,
     }
 
 
