@@ -115,9 +115,7 @@ async def page(
         clinical=clinical,
         can={"report": reporting},
         kept_as=row.role,
-        reader_images=[
-            reader_image_json(i) for i in await service.reader_images.of_case(case_id)
-        ],
+        reader_images=[reader_image_json(i) for i in await service.reader_images.of_case(case_id)],
         reports=[d for d in signed if not d.body.get("supersedes")],
         error=error,
         status=status,
