@@ -27,7 +27,6 @@ from pathlib import Path
 
 import blake3
 from pydicom import dcmread
-from pydicom.errors import InvalidDicomError
 
 from protocol.documents import MAX_ATTACHMENT_SIZE, MAX_ATTACHMENTS
 from tsfnode.i18n import N_
@@ -94,13 +93,14 @@ def parse_instance(data: bytes) -> ReaderInstance:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom's warnings may quote values
-            ds = dcmread(io.BytesIO(data), stop_before_pixels=True, force=False)
-    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError):
+            # force: a workstation may send the file meta without the preamble and
+            # "DICM" (dicomweb-client does), or a bare data set (a C-STORE's)
+            ds = dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+            sop_class = _text(ds.get("SOPClassUID"))
+            sop_uid = _text(ds.get("SOPInstanceUID"))
+            study_uid = _text(ds.get("StudyInstanceUID"))
+    except Exception:  # any bytes pydicom cannot read are not DICOM
         raise Refusal(CANNOT_UNDERSTAND, N_("reader_image_not_dicom")) from None
-    meta = getattr(ds, "file_meta", None)
-    sop_class = str(ds.get("SOPClassUID", "") or (meta and meta.get("MediaStorageSOPClassUID")))
-    sop_uid = str(ds.get("SOPInstanceUID", ""))
-    study_uid = str(ds.get("StudyInstanceUID", ""))
     if not sop_class or not sop_uid:
         raise Refusal(CANNOT_UNDERSTAND, N_("reader_image_not_dicom"))
     if not (is_uid(sop_class) and is_uid(sop_uid)):
@@ -113,7 +113,20 @@ def parse_instance(data: bytes) -> ReaderInstance:
     if not is_uid(study_uid):
         raise Refusal(DOES_NOT_MATCH, N_("reader_image_no_study"), sop_uid=sop_uid,
                       sop_class=sop_class)  # fmt: skip
-    return ReaderInstance(sop_uid, sop_class, study_uid, data)
+    return ReaderInstance(sop_uid, sop_class, study_uid, as_part10(data))
+
+
+def as_part10(data: bytes) -> bytes:
+    """A file meta group sent without its preamble and prefix (dicomweb-client sends
+    them so) given both (PS3.10 §7.1), so that the file kept is a DICOM file any
+    workstation opens; its bytes are otherwise kept as they came."""
+    if data[128:132] != b"DICM" and data[:2] == b"\x02\x00":
+        return bytes(128) + b"DICM" + data
+    return data
+
+
+def _text(value: object) -> str:
+    return value.strip() if isinstance(value, str) else ""
 
 
 def image_path(root: Path, case_id: bytes, digest: bytes) -> Path:

@@ -1414,8 +1414,10 @@ def document_json(doc: Document) -> dict[str, Any]:
     body = {
         k: (v.hex() if isinstance(v, bytes) else v)
         for k, v in doc.body.items()
-        if k not in ("form",)
+        if k not in ("form", "attachments")
     }
+    if doc.body.get("attachments"):  # a report's: [uid, class, BLAKE3 in hex, size]
+        body["attachments"] = [[u, c, bytes(h).hex(), n] for u, c, h, n in doc.body["attachments"]]
     return {"kind": doc.kind, "signer": doc.signer.key.hex(), "digest": doc.digest.hex(), **body}
 
 

@@ -107,6 +107,16 @@ async def attach_instance(
     return instance, kept
 
 
+def _too_large(request: web.Request, size: int) -> web.HTTPRequestEntityTooLarge:
+    """413, saying the limit in the caller's language."""
+    text = texts(_language(request) or "en")(
+        N_("stow_too_large"), limit=MAX_BODY_BYTES // (1024 * 1024)
+    )
+    return web.HTTPRequestEntityTooLarge(
+        max_size=MAX_BODY_BYTES, actual_size=size, text=f"413: {text}"
+    )
+
+
 def _element(vr: str, value: Any) -> dict[str, Any]:
     return {"vr": vr, "Value": [value]}
 
@@ -140,8 +150,7 @@ async def store_instances(request: web.Request) -> web.Response:
         raise _refused(request, web.HTTPForbidden, N_("stow_token_only"))
     study = request.match_info.get("study")
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise _refused(request, web.HTTPRequestEntityTooLarge, N_("stow_too_large"),
-                       limit=MAX_BODY_BYTES // (1024 * 1024))  # fmt: skip
+        raise _too_large(request, request.content_length)
     if not _is_dicom_parts(request.headers.get("Content-Type", "")):
         raise _refused(request, web.HTTPUnsupportedMediaType, N_("stow_media_type"))
     now = request_now(request)
@@ -161,8 +170,7 @@ async def store_instances(request: web.Request) -> web.Response:
         try:
             data = await _read_part(part, MAX_BODY_BYTES - total)
         except web.HTTPRequestEntityTooLarge:
-            raise _refused(request, web.HTTPRequestEntityTooLarge, N_("stow_too_large"),
-                           limit=MAX_BODY_BYTES // (1024 * 1024)) from None  # fmt: skip
+            raise _too_large(request, total + 1) from None
         total += len(data)
         try:
             media = part.headers.get("Content-Type", "application/dicom").split(";")[0].strip()
@@ -201,7 +209,10 @@ async def store_instances(request: web.Request) -> web.Response:
         answer["00081198"] = {"vr": "SQ", "Value": failed}
     status = 200 if not failed else 202 if stored else 409
     headers = [("Warning", f'299 tsfnode: "{_quoted(w)}"') for w in warnings]
-    response = web.Response(status=status, text=json.dumps(answer), content_type=DICOM_JSON)
+    # the media type alone, without a charset (JSON is UTF-8): clients compare it whole
+    response = web.Response(
+        status=status, body=json.dumps(answer).encode(), headers={"Content-Type": DICOM_JSON}
+    )
     for name, value in headers:
         response.headers.add(name, value)
     return response
