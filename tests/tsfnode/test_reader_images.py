@@ -26,10 +26,10 @@ import blake3
 import pydicom
 import pytest
 from dicomweb_client.api import DICOMwebClient
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
 
 from tests.harness.people import REPORT, Browser
+from tests.harness.studies import part10, reader_instance
 from tests.harness.waiting import wait_for
 from tests.tsfnode.test_dicom_qr import NODE_AE, QueryRetrieveNet
 from tests.tsfnode.test_dicomweb import dicomweb_token
@@ -66,29 +66,8 @@ class ReaderImagesNet(QueryRetrieveNet):
         ).read_bytes()
 
     def made(self, sop_class: str, modality: str, **extra: Any) -> Dataset:
-        """An instance the reader's workstation makes from the case's study: its
-        (pseudonymised) patient and study, a series and UID of its own."""
-        source = self.source
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = sop_class
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID = sop_class
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        for keyword in ("PatientName", "PatientID", "StudyInstanceUID", "StudyDate"):
-            setattr(ds, keyword, source.get(keyword, ""))
-        ds.SeriesInstanceUID = generate_uid()
-        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = modality, 900, 1
-        reference = Dataset()
-        reference.ReferencedSOPClassUID = source.SOPClassUID
-        reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
-        series = Dataset()
-        series.SeriesInstanceUID = source.SeriesInstanceUID
-        series.ReferencedSOPSequence = [reference]
-        ds.ReferencedSeriesSequence = [series]
-        for keyword, value in extra.items():
-            setattr(ds, keyword, value)
-        return ds
+        """An instance the reader's workstation makes from the case's study."""
+        return reader_instance(sop_class, modality, self.source, **extra)
 
     def storescu(self, ae: str, path: Path) -> subprocess.CompletedProcess[str]:
         command = ["storescu", "-d", "-aet", ae, "-aec", NODE_AE, self.host, str(self.port), path]
@@ -116,12 +95,6 @@ def parts(*bodies: bytes) -> bytes:
     for body in bodies:
         out += b"--tsf-test\r\nContent-Type: application/dicom\r\n\r\n" + body + b"\r\n"
     return out + b"--tsf-test--\r\n"
-
-
-def encoded(ds: Dataset) -> bytes:
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
 
 
 def failure_reasons(answer: dict[str, Any]) -> list[int]:
@@ -219,19 +192,19 @@ def test_stow_refuses_what_is_not_a_reader_instance_naming_why(
     assert failure_reasons(answer) == [0xC000]
     assert "not a DICOM instance" in headers["Warning"]
     ct = net.made("1.2.840.10008.5.1.4.1.1.2", "CT")  # a CT image: not what a reader makes
-    status, answer, headers = net.stow(parts(encoded(ct)), **{"Accept-Language": "fr"})
+    status, answer, headers = net.stow(parts(part10(ct)), **{"Accept-Language": "fr"})
     assert status == 409
     assert failure_reasons(answer) == [0x0122]
     assert "1.2.840.10008.5.1.4.1.1.2" in headers["Warning"]
     changed = made["kos"].copy()
     changed.ContentLabel = "OTHER"  # the same SOP Instance UID, other bytes
     kept = net.made(KOS, "KO")
-    status, answer, _ = net.stow(parts(encoded(changed), encoded(kept)))
+    status, answer, _ = net.stow(parts(part10(changed), part10(kept)))
     assert status == 202  # one kept, one refused
     assert failure_reasons(answer) == [0x0111]
     assert len(answer["00081199"]["Value"]) == 1
     paul = dicomweb_token(net.paul)
-    status, answer, _ = net.stow(parts(encoded(net.made(KOS, "KO"))), token=paul)
+    status, answer, _ = net.stow(parts(part10(net.made(KOS, "KO"))), token=paul)
     assert status == 409  # Paul may not report on Marie's case
     assert failure_reasons(answer) == [0x0124]
     status, text, _ = net.stow(b"{}", **{"Content-Type": "application/json"})

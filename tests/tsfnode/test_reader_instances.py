@@ -4,13 +4,11 @@ the DIMSE status a STOW-RS FailureReason or a C-STORE answer carries."""
 
 from __future__ import annotations
 
-import io
-
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
 
+from tests.harness.studies import part10, reader_instance
 from tsfnode.cases.reader_images import (
     CANNOT_UNDERSTAND,
     DOES_NOT_MATCH,
@@ -23,21 +21,9 @@ KOS = "1.2.840.10008.5.1.4.1.1.88.59"
 
 
 def key_object(study: str = "2.25.4242") -> Dataset:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = KOS
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = KOS
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID = study
-    ds.Modality = "KO"
-    return ds
-
-
-def part10(ds: Dataset) -> bytes:
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    source = Dataset()
+    source.StudyInstanceUID = study
+    return reader_instance(KOS, "KO", source)
 
 
 def test_a_key_object_is_taken_byte_for_byte() -> None:
