@@ -39,6 +39,7 @@ pytestmark = pytest.mark.slow
 KOS = "1.2.840.10008.5.1.4.1.1.88.59"
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 GSPS = "1.2.840.10008.5.1.4.1.1.11.1"
+CT = "1.2.840.10008.5.1.4.1.1.2"
 DICOM_PARTS = 'multipart/related; type="application/dicom"; boundary=tsf-test'
 
 
@@ -168,12 +169,13 @@ def test_an_unbound_ae_title_and_paul_workstation_are_refused_and_nothing_is_kep
     intake = net.cluster.dirs[1] / "intake"
     before = sorted(intake.rglob("*")) if intake.exists() else []
     count = len(net.images(1))
-    for ae, comment in (
-        ("STRANGER", "Bind this AE title to your account"),
-        ("PAULWS", "Study of no case you may report on"),
+    for ae, sop_class, comment in (
+        ("STRANGER", COMPREHENSIVE_SR, "Bind this AE title to your account"),
+        ("STRANGER", CT, "Bind this AE title to your account"),  # not a new study either
+        ("PAULWS", COMPREHENSIVE_SR, "Study of no case you may report on"),
     ):
-        path = tmp_path / f"{ae}.dcm"
-        net.made(COMPREHENSIVE_SR, "SR").save_as(path, enforce_file_format=True)
+        path = tmp_path / f"{ae}-{sop_class}.dcm"
+        net.made(sop_class, "SR").save_as(path, enforce_file_format=True)
         done = net.storescu(ae, path)
         assert done.returncode != 0
         assert "0x0124" in done.stderr  # Refused: Not Authorized
@@ -191,11 +193,11 @@ def test_stow_refuses_what_is_not_a_reader_instance_naming_why(
     assert status == 409
     assert failure_reasons(answer) == [0xC000]
     assert "not a DICOM instance" in headers["Warning"]
-    ct = net.made("1.2.840.10008.5.1.4.1.1.2", "CT")  # a CT image: not what a reader makes
+    ct = net.made(CT, "CT")  # a CT image: not what a reader makes
     status, answer, headers = net.stow(parts(part10(ct)), **{"Accept-Language": "fr"})
     assert status == 409
     assert failure_reasons(answer) == [0x0122]
-    assert "1.2.840.10008.5.1.4.1.1.2" in headers["Warning"]
+    assert CT in headers["Warning"]
     changed = made["kos"].copy()
     changed.ContentLabel = "OTHER"  # the same SOP Instance UID, other bytes
     kept = net.made(KOS, "KO")

@@ -125,6 +125,18 @@ def as_part10(data: bytes) -> bytes:
     return data
 
 
+def study_of(data: bytes) -> str:
+    """The Study Instance UID ``data`` names, whatever its SOP class ("" when none can
+    be read): how the listener tells an instance of a case's study from a new study."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom's warnings may quote values
+            ds = dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+            return _text(ds.get("StudyInstanceUID"))
+    except Exception:  # not DICOM: the intake says so
+        return ""
+
+
 def _text(value: object) -> str:
     return value.strip() if isinstance(value, str) else ""
 

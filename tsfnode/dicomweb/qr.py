@@ -51,7 +51,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from tsfnode.appkeys import CASES, CONFIG, STORE
 from tsfnode.cases.images import Listings
-from tsfnode.cases.reader_images import NOT_AUTHORIZED, Refusal, parse_instance
+from tsfnode.cases.reader_images import NOT_AUTHORIZED, Refusal, study_of
 from tsfnode.clock import CLOCK
 from tsfnode.dicomweb.index import Catalogue, Instance
 from tsfnode.dicomweb.query import (
@@ -278,11 +278,8 @@ class QueryRetrieve:
         calling = ae_title.strip()
         bound = self._on_loop(BindingStore(self.app[STORE].db).binding(calling))
         if bound is None:
-            try:
-                study = parse_instance(data).study_uid
-            except Refusal:
-                return None  # the intake says what is wrong with it
-            if not self._on_loop(
+            study = study_of(data)  # of any SOP class: an image of the case's study too
+            if not study or not self._on_loop(
                 case_holding_study(ChainMapProxy([self.app]), self.listings, study)
             ):
                 return None
