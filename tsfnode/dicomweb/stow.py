@@ -159,10 +159,16 @@ async def store_instances(request: web.Request) -> web.Response:
     stored: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     warnings: list[str] = []
-    reader = MultipartReader(request.headers, request.content)
     total = 0
+    try:
+        reader = MultipartReader(request.headers, request.content)
+    except (ValueError, AssertionError):  # no boundary, say
+        raise _refused(request, web.HTTPBadRequest, N_("stow_media_type")) from None
     while True:
-        part = await reader.next()
+        try:
+            part = await reader.next()
+        except (ValueError, AssertionError):  # a body that breaks the multipart layout
+            raise _refused(request, web.HTTPBadRequest, N_("stow_media_type")) from None
         if part is None:
             break
         if not isinstance(part, BodyPartReader) or len(stored) + len(failed) >= MAX_PARTS:
