@@ -79,6 +79,12 @@ CASE_EVENTS = (
 )
 _UID = Bytes(16, 16)
 _TIME = Int(0, 2**63 - 1)
+MAX_ATTACHMENTS = 256  # a reader's instances carried by one report
+MAX_ATTACHMENT_SIZE = 64 * 1024 * 1024  # one instance made at a workstation
+# [SOP Instance UID, SOP Class UID, BLAKE3 of the file, its size in bytes]
+_ATTACHMENT = Tuple(
+    (Str(min=1, max=64), Str(min=1, max=64), Bytes(32, 32), Int(1, MAX_ATTACHMENT_SIZE))
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,10 +138,14 @@ DOCUMENT_KINDS: tuple[DocumentKind, ...] = (
                 "image_quality": Str(choices=("adequate", "inadequate")),
                 "quality_reason": Str(max=4 * KiB),
                 "supersedes": Optional(Bytes(HASH_SIZE, HASH_SIZE)),
+                "attachments": Optional(List(_ATTACHMENT, MAX_ATTACHMENTS)),
             }
         ),
         doc="A reader's second opinion on one case. `supersedes` is the digest of an "
-        "earlier report it corrects.",
+        "earlier report it corrects. `attachments` (absent when none): the DICOM instances "
+        "the reader made at the workstation (key images, presentation states, SR), each "
+        "[SOP Instance UID, SOP Class UID, BLAKE3 of the file's bytes, size], carried as "
+        "files of the report's bundle.",
     ),
     DocumentKind(
         code=3,

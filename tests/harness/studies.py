@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.uid import generate_uid
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from tests.harness.data import pydicom_data_folder
 
@@ -36,3 +38,39 @@ def ct_series(folder: Path, slices: int) -> list[Path]:
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def reader_instance(sop_class: str, modality: str, source: Dataset, **extra: object) -> Dataset:
+    """An instance a reader's workstation makes from ``source`` (an instance of the
+    case's study, as the reader's node holds it): a key object selection, a presentation
+    state, an SR... of class ``sop_class``, in ``source``'s (pseudonymised) patient and
+    study, in a series and with a UID of its own, referencing ``source``; ``extra``:
+    more attributes by keyword."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    for keyword in ("PatientName", "PatientID", "StudyInstanceUID", "StudyDate"):
+        setattr(ds, keyword, source.get(keyword, ""))
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality, ds.SeriesNumber, ds.InstanceNumber = modality, 900, 1
+    if "SOPInstanceUID" in source:
+        reference = Dataset()
+        reference.ReferencedSOPClassUID = source.SOPClassUID
+        reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
+        series = Dataset()
+        series.SeriesInstanceUID = source.SeriesInstanceUID
+        series.ReferencedSOPSequence = [reference]
+        ds.ReferencedSeriesSequence = [series]
+    for keyword, value in extra.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def part10(ds: Dataset) -> bytes:
+    """``ds`` as a DICOM file's bytes (preamble, file meta, data set)."""
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()

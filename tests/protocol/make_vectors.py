@@ -130,16 +130,27 @@ def documents() -> list[dict[str, Any]]:
         "quality_reason": "",
         "supersedes": None,
     }
-    data = encode_document("report", body, reader)
-    return [
-        {
-            "kind": "report",
-            "signer_seed": reader.seed.hex(),
-            "body_msgpack": pack(body).hex(),
-            "document": data.hex(),
-            "digest_blake3": digest(data).hex(),
-        }
-    ]
+    # the same report with the reader's images it carries (SPEC.md §5 attachments)
+    attached = {
+        **body,
+        "attachments": [
+            ["2.25.1001", "1.2.840.10008.5.1.4.1.1.88.59", digest(b"kos"), 3],
+            ["2.25.1002", "1.2.840.10008.5.1.4.1.1.11.1", digest(b"gsps"), 4],
+        ],
+    }
+    out = []
+    for made in (body, attached):
+        data = encode_document("report", made, reader)
+        out.append(
+            {
+                "kind": "report",
+                "signer_seed": reader.seed.hex(),
+                "body_msgpack": pack(made).hex(),
+                "document": data.hex(),
+                "digest_blake3": digest(data).hex(),
+            }
+        )
+    return out
 
 
 def pairs() -> list[dict[str, Any]]:

@@ -39,7 +39,10 @@ REPORT: dict[str, Any] = {
     "supersedes": None,
 }
 SAMPLES: dict[str, tuple[Any, dict[str, Any]]] = {
-    "report": (READER, REPORT),
+    "report": (  # with the instances the reader made at the workstation (SPEC.md §5)
+        READER,
+        {**REPORT, "attachments": [["2.25.7", "1.2.840.10008.5.1.4.1.1.88.59", bytes(32), 912]]},
+    ),
     "evaluation": (
         SENDER,
         {
@@ -120,7 +123,8 @@ def test_every_kind_has_a_sample_or_a_bundle_test() -> None:
 )
 def test_report_round_trips(findings: str, quality: str, created: int) -> None:
     body = {**REPORT, "findings": findings, "image_quality": quality, "created": created}
-    assert decode_document(encode_document("report", body, READER)).body == body
+    decoded = decode_document(encode_document("report", body, READER)).body
+    assert decoded == {"attachments": None, **body}
 
 
 @pytest.mark.parametrize("kind", SAMPLES)
@@ -176,3 +180,11 @@ def test_invalid_body_is_a_local_error_on_encode() -> None:
 
 def test_header_size_is_as_specified() -> None:
     assert HEADER_SIZE == 44
+
+
+def test_a_report_without_attachments_is_signed_without_the_key() -> None:
+    """A report with no instance of the reader's leaves ``attachments`` out, so a node of
+    an earlier version still takes it; decoded, the key reads as None."""
+    data = encode_document("report", REPORT, READER)
+    assert b"attachments" not in data
+    assert decode_document(data, expect="report", now=NOW).body["attachments"] is None

@@ -68,12 +68,24 @@ def test_stored_envelopes_decode_to_their_bodies(vector: dict[str, Any]) -> None
     assert envelope.body == msgpack.unpackb(h(vector["body_msgpack"]))
 
 
-def test_stored_document_verifies() -> None:
-    vector = STORED["documents"][0]
+@pytest.mark.parametrize("vector", STORED["documents"])
+def test_stored_document_verifies(vector: dict[str, Any]) -> None:
     doc = decode_document(h(vector["document"]))
     assert doc.signer == Identity(h(vector["signer_seed"])).public
-    assert doc.body == msgpack.unpackb(h(vector["body_msgpack"]))
+    # a report without the reader's images: the optional key reads as None
+    assert doc.body == {"attachments": None, **msgpack.unpackb(h(vector["body_msgpack"]))}
     assert doc.digest == h(vector["digest_blake3"])
+
+
+def test_a_report_vector_carries_the_reader_images() -> None:
+    """SPEC.md §5: each attachment is [SOP Instance UID, SOP Class UID, BLAKE3, size]."""
+    (attached,) = [v for v in STORED["documents"] if b"attachments" in h(v["body_msgpack"])]
+    doc = decode_document(h(attached["document"]))
+    assert [a[:2] for a in doc.body["attachments"]] == [
+        ["2.25.1001", "1.2.840.10008.5.1.4.1.1.88.59"],
+        ["2.25.1002", "1.2.840.10008.5.1.4.1.1.11.1"],
+    ]
+    assert doc.body["attachments"][0][2:] == [blake3.blake3(b"kos").digest(), 3]
 
 
 def test_stored_pair_follows_the_spec() -> None:

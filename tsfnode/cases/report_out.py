@@ -17,6 +17,7 @@ from protocol.cases import Role
 from protocol.documents import Document, decode_document
 from protocol.errors import ProtocolError
 from tsfnode.cases import policy
+from tsfnode.cases.reader_images import READER_CLASSES
 from tsfnode.cases.service import CaseService
 from tsfnode.errors import CaseError
 from tsfnode.hospital.report import OriginalStudy, ReportOut, verification_code
@@ -103,6 +104,10 @@ async def report_out(
         verified=member is not None and body.get("role") in READERS,
         addenda=len(reports) - 1,
         local_reference=references.get(case_id, ""),
+        reader_images=tuple(
+            READER_CLASSES.get(i.sop_class, N_("sop_other"))
+            for i in await service.reader_images.of_case(case_id)
+        ),
     )
 
 

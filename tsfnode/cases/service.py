@@ -67,6 +67,18 @@ from tsfnode.cases.metrics import publish_stats
 from tsfnode.cases.notices import Notices
 from tsfnode.cases.nudges import Nudge
 from tsfnode.cases.pairs import keep_proposal
+from tsfnode.cases.reader_images import (
+    MAX_PER_CASE,
+    NOT_AUTHORIZED,
+    OUT_OF_RESOURCES,
+    READER_CLASSES,
+    ReaderInstance,
+    Refusal,
+    bundle_name,
+    image_path,
+    read_if_matches,
+    write_image,
+)
 from tsfnode.cases.refused import case_refused
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import N_, Key
@@ -77,6 +89,7 @@ from tsfnode.logs import log
 from tsfnode.mail.service import MailService
 from tsfnode.store.cases import CaseRow, CaseStore
 from tsfnode.store.mail import MailStore
+from tsfnode.store.reader_images import ReaderImage, ReaderImageStore
 from tsfnode.store.transfers import TransferStore
 from tsfnode.tasks import stop_task
 from tsfnode.transfers.context import NodeContext, NodeService
@@ -114,6 +127,7 @@ class CaseService(NodeService):
     ) -> None:
         super().__init__(context)
         self.rows = CaseStore(self.db)
+        self.reader_images = ReaderImageStore(self.db)
         self.transfers = transfers
         self.audit = AuditLog(self.store)
         self.notices = Notices(MailStore(self.db), self.config, mail)
@@ -278,11 +292,18 @@ class CaseService(NodeService):
     # --- sending documents -----------------------------------------------------------
 
     async def _send(
-        self, case_id: bytes, docs: list[bytes], to: list[bytes], purpose: str, now: int
+        self,
+        case_id: bytes,
+        docs: list[bytes],
+        to: list[bytes],
+        purpose: str,
+        now: int,
+        files: list[tuple[str, Path]] | None = None,
     ) -> bytes | None:
-        """Seal ``docs`` for the nodes ``to`` (this node left out) and queue them."""
+        """Seal ``docs`` (and ``files``: a report's attachments) for the nodes ``to``
+        (this node left out) and queue them."""
         header: dict[str, object] = {"type": "documents", "case_id": case_id.hex()}
-        return await self.send_header(case_id, header, to, purpose, now, b"".join(docs))
+        return await self.send_header(case_id, header, to, purpose, now, b"".join(docs), files)
 
     async def send_header(
         self,
@@ -292,6 +313,7 @@ class CaseService(NodeService):
         purpose: str,
         now: int,
         documents: bytes = b"",
+        files: list[tuple[str, Path]] | None = None,
     ) -> bytes | None:
         # A node that rotated its key, or was admitted again under a new one, is sealed
         # for under the key that holds its standing now (SPEC.md §8.5).
@@ -309,6 +331,7 @@ class CaseService(NodeService):
             case=header,
             now=now,
             priority=PRIORITY_DOCUMENT,
+            files=files or [],
         )
         await self.rows.add_bundle(manifest.bundle_id, case_id, purpose)
         await queue_bundle(self.db, manifest, sender=self.me, study_uid="", now=now, commit=False)
@@ -665,7 +688,9 @@ class CaseService(NodeService):
             sender_node = Manifest.decode(received.manifest).sender.key
             try:
                 async with self._decision():
-                    outcome = await self._take_bundle(bundle_id, case_meta, data, sender_node, now)
+                    outcome = await self._take_bundle(
+                        bundle_id, case_meta, data, sender_node, now, folder / "files"
+                    )
             except ProtocolError as exc:
                 outcome = f"refused: {exc}"
             if outcome is not None:
@@ -675,7 +700,13 @@ class CaseService(NodeService):
         await self.rows.mark(bundle_id, case_id, purpose)
 
     async def _take_bundle(
-        self, bundle_id: bytes, meta: dict[str, Any], data: bytes, sender_node: bytes, now: int
+        self,
+        bundle_id: bytes,
+        meta: dict[str, Any],
+        data: bytes,
+        sender_node: bytes,
+        now: int,
+        files: Path | None = None,
     ) -> str | None:
         docs = [decode_document(d) for d in split_documents(data)]
         kind = meta.get("type")
@@ -692,7 +723,7 @@ class CaseService(NodeService):
                 # the bundle's expiry, after which the transfer service drops it)
                 return None
             for doc in docs:
-                await self._take_document(row, doc, sender_node, now)
+                await self._take_document(row, doc, sender_node, now, files)
                 row = await self._require(case_id)
             await self._mark(bundle_id, case_id, "documents in")
             return f"{len(docs)} document(s)"
@@ -768,7 +799,7 @@ class CaseService(NodeService):
         return case.state.value
 
     async def _take_document(
-        self, row: CaseRow, doc: Document, sender_node: bytes, now: int
+        self, row: CaseRow, doc: Document, sender_node: bytes, now: int, files: Path | None = None
     ) -> None:
         case_id = row.case_id
         if bytes(doc.body["case_id"]) != case_id:
@@ -782,12 +813,15 @@ class CaseService(NodeService):
                 # if its receipt is still on the way (an accept was refused as "in
                 # transit" and never sent again).
                 row = await self._record_delivery(row, sender_node, now)
-            await self._at_sender(row, doc, now)
+            await self._at_sender(row, doc, now, files)
         else:
             await self._at_copy(row, doc, sender_node, now)
 
-    async def _at_sender(self, row: CaseRow, doc: Document, now: int) -> None:
-        """A person's request, report, addendum or message reaches the deciding node."""
+    async def _at_sender(
+        self, row: CaseRow, doc: Document, now: int, files: Path | None = None
+    ) -> None:
+        """A person's request, report, addendum or message reaches the deciding node
+        (``files``: the bundle's files, where a report's attachments are)."""
         case = row.case
         who = doc.signer.key
         roles = policy.roles(case, who, self.view(now))
@@ -818,6 +852,7 @@ class CaseService(NodeService):
                 )
                 await self._keep_document(doc, case_id, now)
                 await self._carry_out(row, step, now, image_quality=doc.body["image_quality"])
+                await self._take_attachments(case_id, doc, files, now)
                 for hook in self.report_hooks:
                     try:
                         hook(case_id)
@@ -982,18 +1017,34 @@ class CaseService(NodeService):
                 raise CaseError(
                     400, "a report needs findings or an impression", key=N_("report_empty")
                 )
+            waiting = [i for i in await self.reader_images.of_case(case_id) if i.report is None]
+            if waiting:  # the reader's images, signed with the report (absent when none)
+                body["attachments"] = [[i.sop_uid, i.sop_class, i.digest, i.size] for i in waiting]
+            files = [
+                (bundle_name(i.digest), image_path(self.node_dir.root, case_id, i.digest))
+                for i in waiting
+            ]
             raw = _signed("report", body, person)
             purpose = "report" if first else "addendum"
-            doc = await self._send_kept(case_id, raw, [row.sender_node], purpose, now)
+            # sealed for the case's sender node only, attachments and all
+            doc = await self._send_kept(case_id, raw, [row.sender_node], purpose, now, files)
+            if waiting:
+                await self.reader_images.carried(case_id, [i.sop_uid for i in waiting], doc.digest)
             await self._save(case, now, image_quality=body["image_quality"])
             await self._audit(who, case_id, purpose, now, str(body["image_quality"]))
             return {"state": case.state.value, "report": doc.digest.hex()}
 
     async def _send_kept(
-        self, case_id: bytes, raw: bytes, to: list[bytes], purpose: str, now: int
+        self,
+        case_id: bytes,
+        raw: bytes,
+        to: list[bytes],
+        purpose: str,
+        now: int,
+        files: list[tuple[str, Path]] | None = None,
     ) -> Document:
         """Send a document signed here to the nodes ``to``, and keep it with the case."""
-        await self._send(case_id, [raw], to, purpose, now)
+        await self._send(case_id, [raw], to, purpose, now, files)
         doc = decode_document(raw)
         await self._keep_document(doc, case_id, now)
         return doc
@@ -1141,6 +1192,9 @@ class CaseService(NodeService):
         for study_uid in sorted(s for s in studies if s):
             folder = self.node_dir.intake / study_uid
             await asyncio.to_thread(shutil.rmtree, folder, True)
+        await self.reader_images.delete_case(row.case_id)
+        folder = image_path(self.node_dir.root, row.case_id, bytes(32)).parent
+        await asyncio.to_thread(shutil.rmtree, folder, True)
         return len(found)
 
     def _delete_bundle_files(self, manifest: Manifest) -> None:
@@ -1148,6 +1202,90 @@ class CaseService(NodeService):
             self.blobs.delete(manifest.chunk_hash(i))
         self.transfers.chunks.delete(manifest.bundle_id)
         shutil.rmtree(self.transfers.received_folder(manifest.bundle_id), ignore_errors=True)
+
+    # --- the reader's images (cases/reader_images.py) ---------------------------------
+
+    async def attach(
+        self, case_id: bytes, person: bytes, instance: ReaderInstance, via: str, now: int
+    ) -> bool:
+        """Attach an instance the reader made at the workstation to the case, as the
+        reader's, to travel with the next report or addendum signed: True when kept now,
+        False when it was already (the same bytes). Refusal when the person may not
+        report on the case here (the case table's ``report``/``addendum``, roles from
+        policy.py), or the SOP Instance UID is held with other bytes. ``via`` (``stow``,
+        ``c-store AE``) goes into the audit entry."""
+        async with self._decision():
+            try:
+                row = await self.seen(case_id, person, now)
+                case, who = row.case, person
+                roles = policy.roles(case, who, self.view(now))
+                if row.role != "copy":
+                    raise CaseError(409, "not the reader's node", key=N_("reader_image_not_yours"))
+                _step(case, "report" if case.state is State.ASSIGNED else "addendum", who,
+                      roles, now)  # fmt: skip
+            except CaseError:
+                raise Refusal(NOT_AUTHORIZED, N_("reader_image_not_yours")) from None
+            digest = instance.digest
+            held = await self.reader_images.image(case_id, instance.sop_uid)
+            if held is not None:
+                if held.digest == digest:
+                    return False
+                raise Refusal(0x0111, N_("reader_image_other_bytes"))
+            if len(await self.reader_images.of_case(case_id)) >= MAX_PER_CASE:
+                raise Refusal(OUT_OF_RESOURCES, N_("reader_image_too_many"))
+            path = image_path(self.node_dir.root, case_id, digest)
+            await asyncio.to_thread(write_image, path, instance.data)
+            await self.reader_images.add(
+                ReaderImage(
+                    case_id=case_id, sop_uid=instance.sop_uid, sop_class=instance.sop_class,
+                    study_uid=instance.study_uid, digest=digest, size=len(instance.data),
+                    reader=who, via=via, report=None, created_ms=now,
+                )
+            )  # fmt: skip
+            await self._audit(
+                who, case_id, "attach reader image", now,
+                f"{via} {instance.sop_class} {instance.sop_uid}",
+            )  # fmt: skip
+            return True
+
+    async def _take_attachments(
+        self, case_id: bytes, doc: Document, files: Path | None, now: int
+    ) -> None:
+        """A report's attachments, at the sender's node: each file whose size and hash
+        are those the reader signed is kept with the case; any other is left out, and
+        said in the audit log."""
+        listed = doc.body.get("attachments") or []
+        for sop_uid, sop_class, digest, size in listed:
+            data = None
+            if files is not None:
+                data = await asyncio.to_thread(
+                    read_if_matches, files / bundle_name(digest), digest, size
+                )
+            if data is None:
+                await self._audit(doc.signer.key, case_id, "refused reader image", now, sop_uid)
+                continue
+            if await self.reader_images.image(case_id, sop_uid) is not None:
+                continue  # carried by an earlier report already
+            path = image_path(self.node_dir.root, case_id, digest)
+            await asyncio.to_thread(write_image, path, data)
+            await self.reader_images.add(
+                ReaderImage(
+                    case_id=case_id, sop_uid=sop_uid, sop_class=sop_class, study_uid="",
+                    digest=digest, size=size, reader=doc.signer.key, via="report",
+                    report=doc.digest, created_ms=now,
+                )
+            )  # fmt: skip
+            await self._audit(
+                doc.signer.key, case_id, "reader image in", now, f"{sop_class} {sop_uid}"
+            )
+
+    async def reader_images_of(self, case_id: bytes, person: bytes, now: int) -> list[ReaderImage]:
+        """The reader's images of a case the person may see (404 otherwise)."""
+        await self.seen(case_id, person, now)
+        return await self.reader_images.of_case(case_id)
+
+    def reader_image_path(self, image: ReaderImage) -> Path:
+        return image_path(self.node_dir.root, image.case_id, image.digest)
 
     # --- reading ---------------------------------------------------------------------
 
@@ -1180,6 +1318,9 @@ class CaseService(NodeService):
         if not policy.may_know_reader(row.case, person, view):  # the sender's and their own
             documents = [d for d in documents if d.signer.key in (row.case.sender, person)]
         out["documents"] = [document_json(d) for d in documents]
+        out["reader_images"] = [
+            reader_image_json(i) for i in await self.reader_images.of_case(case_id)
+        ]
         if row.role == "copy":
             out["images"] = [
                 str(self.transfers.received_folder(b).relative_to(self.node_dir.root))
@@ -1254,12 +1395,29 @@ def summary(row: CaseRow) -> dict[str, Any]:
     }
 
 
+def reader_image_json(image: ReaderImage) -> dict[str, Any]:
+    """An instance of the reader's as the API and the pages show it: its UIDs, its
+    kind's catalogue key, its size, and whether a report carried it (``sent`` at the
+    reader's node; at the sender's node, every one came with a report)."""
+    return {
+        "sop_uid": image.sop_uid,
+        "sop_class": image.sop_class,
+        "kind": READER_CLASSES.get(image.sop_class, ""),
+        "size": image.size,
+        "digest": image.digest.hex(),
+        "report": None if image.report is None else image.report.hex(),
+        "created": image.created_ms,
+    }
+
+
 def document_json(doc: Document) -> dict[str, Any]:
     body = {
         k: (v.hex() if isinstance(v, bytes) else v)
         for k, v in doc.body.items()
-        if k not in ("form",)
+        if k not in ("form", "attachments")
     }
+    if doc.body.get("attachments"):  # a report's: [uid, class, BLAKE3 in hex, size]
+        body["attachments"] = [[u, c, bytes(h).hex(), n] for u, c, h, n in doc.body["attachments"]]
     return {"kind": doc.kind, "signer": doc.signer.key.hex(), "digest": doc.digest.hex(), **body}
 
 

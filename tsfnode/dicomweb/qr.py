@@ -51,6 +51,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from tsfnode.appkeys import CASES, CONFIG, STORE
 from tsfnode.cases.images import Listings
+from tsfnode.cases.reader_images import NOT_AUTHORIZED, Refusal, study_of
 from tsfnode.clock import CLOCK
 from tsfnode.dicomweb.index import Catalogue, Instance
 from tsfnode.dicomweb.query import (
@@ -62,6 +63,7 @@ from tsfnode.dicomweb.query import (
     select,
 )
 from tsfnode.dicomweb.service import Record, records_of, visible_instances
+from tsfnode.dicomweb.stow import attach_instance, case_holding_study
 from tsfnode.images.export import ExportError, allowed, plan_contexts, prepared
 from tsfnode.intake.listener import STATUS_CANNOT_UNDERSTAND as UNABLE_TO_PROCESS
 from tsfnode.intake.listener import status_answer
@@ -101,6 +103,16 @@ COMMENTS = {
     "unbound": "This calling AE title is bound to no account on this node",
     "destination": "Move destination unknown: bind it to your account first",
     "outside": "Move destination outside this node's [dicom] send_networks",
+    # a C-STORE back into a case (the reader's images, stow.py ``attach_instance``)
+    "store unbound": "Bind this AE title to your account to store into a case",
+    "reader_image_not_yours": "Study of no case you may report on at this node",
+    "reader_image_class": "SOP class not one a reader makes (KOS, PR, SR, SC, PDF)",
+    "reader_image_not_dicom": "Not a DICOM instance",
+    "reader_image_bad_uid": "SOP Class or Instance UID malformed",
+    "reader_image_no_study": "No valid Study Instance UID",
+    "reader_image_other_bytes": "SOP Instance UID held with other bytes",
+    "reader_image_too_large": "Instance too large",
+    "reader_image_too_many": "Too many images of the reader's for this case",
 }
 
 
@@ -254,6 +266,43 @@ class QueryRetrieve:
         """The AE titles bound to accounts (admitted as calling AE titles even when
         [dicom] calling_ae_titles restricts who may call)."""
         return self._on_loop(BindingStore(self.app[STORE].db).ae_titles())
+
+    def store_back(self, ae_title: str, address: str, data: bytes) -> Dataset | int | None:
+        """A C-STORE that is a reader's workstation storing back into a case (the
+        reader's images), answered here with its status; None for any other C-STORE,
+        which the listener takes into the intake (a sender's modality). Which is which:
+        a calling AE title bound to an account is a reader's workstation, and whatever
+        it stores goes into a case or is refused, never into the intake; an unbound one
+        storing an instance of a study this node holds as a case's copy (pseudonymised
+        UIDs only a reader has) is refused too, not taken as a new study."""
+        calling = ae_title.strip()
+        bound = self._on_loop(BindingStore(self.app[STORE].db).binding(calling))
+        if bound is None:
+            study = study_of(data)  # of any SOP class: an image of the case's study too
+            if not study or not self._on_loop(
+                case_holding_study(ChainMapProxy([self.app]), self.listings, study)
+            ):
+                return None
+            log("dicom store back refused", calling_ae=calling, reason="unbound AE title")
+            return status_answer(NOT_AUTHORIZED, COMMENTS["store unbound"])
+        caller = self._on_loop(self._caller(calling, address))
+        if caller is None:  # bound, but called from another host than its workstation's
+            log("dicom store back refused", calling_ae=calling, reason="another host")
+            return status_answer(NOT_AUTHORIZED, COMMENTS["unbound"])
+        via = f"c-store {calling} account {caller.account_id}"
+        try:
+            self._on_loop(
+                attach_instance(
+                    ChainMapProxy([self.app]), self.listings, caller.person, data, via,
+                    self.app[CLOCK].now_ms(),
+                )
+            )  # fmt: skip
+        except Refusal as refusal:
+            log("dicom store back refused", calling_ae=calling, status=f"{refusal.status:04X}",
+                reason=refusal.key)  # fmt: skip
+            return status_answer(refusal.status, COMMENTS.get(refusal.key, refusal.key))
+        log("dicom store back", calling_ae=calling)
+        return 0x0000
 
     # ------------------------------------------------------------------ on the loop
 

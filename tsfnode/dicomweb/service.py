@@ -76,6 +76,7 @@ CHALLENGE = 'Bearer realm="tsfnode DICOMweb", Basic realm="tsfnode DICOMweb"'
 class Person:
     account_id: int
     key: bytes
+    via: str = "session"  # how the person was known: "token" or "session"
 
 
 def _unauthorized(reason: str) -> web.HTTPUnauthorized:
@@ -137,16 +138,16 @@ async def caller(request: web.Request) -> Person:
         found = await bearer_holder(request, token, purpose=DICOMWEB_TOKEN)
         if found is None:
             raise _unauthorized("this token is unknown, expired or revoked")
-        account_id = found.account_id
+        account_id, via = found.account_id, "token"
     else:
         session = await session_of(request)
         if session is None:
             raise _unauthorized("sign in to the web application, or send a DICOMweb token")
-        account_id = session.account_id
+        account_id, via = session.account_id, "session"
     account = await AccountStore(request.config_dict[STORE].db).account_by_id(account_id)
     if account is None or account.person_key is None:
         raise _refused(request, web.HTTPForbidden, N_("dicomweb_not_a_member"))
-    return Person(account_id, account.person_key)
+    return Person(account_id, account.person_key, via)
 
 
 async def _visible(
@@ -577,7 +578,7 @@ async def preflight(
     return web.Response(
         status=204,
         headers={
-            "Access-Control-Allow-Methods": "GET, OPTIONS",
+            "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
             "Access-Control-Allow-Headers": "Authorization, Accept, Content-Type",
             "Access-Control-Max-Age": "600",
         },
@@ -620,5 +621,8 @@ def create_dicomweb_app() -> web.Application:
     add(f"{frame_list}/rendered", rendered)
     add(f"{frame_list}/thumbnail", thumbnail)
     add(f"{sop}/bulkdata/{{tag:[0-9A-Fa-f]{{8}}}}", bulkdata)
+    from tsfnode.dicomweb.stow import add_stow_routes  # stow.py builds on this module
+
+    add_stow_routes(app, study)
     Gate.of(authenticate=caller).install(app)
     return app

@@ -135,6 +135,9 @@ def build_pdf(report: ReportOut, zone: zoneinfo.ZoneInfo | None = None) -> bytes
     line(_("print_signature"), _(state))
     if report.addenda:
         line(_("print_version"), _.plural("print_addenda", report.addenda))
+    if report.reader_images:
+        kinds = ", ".join(dict.fromkeys(_(k) for k in report.reader_images))
+        line(_("print_reader_images"), f"{_.number(len(report.reader_images))} · {kinds}")
     line(_("print_code"), code)
     pdf.ln(2)
     pdf.set_font(pdf.font_name, "", 8)

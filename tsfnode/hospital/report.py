@@ -79,6 +79,9 @@ class ReportOut:
     # The sender's own reference for the patient (a file number, a name), typed on the
     # new-case form: printed on the paper report at the sender's node, never sent.
     local_reference: str = ""
+    # The kinds (catalogue keys) of the reader's images that came with the reports
+    # (key images, presentation states, SR): the paper report says they exist.
+    reader_images: tuple[str, ...] = ()
 
     @property
     def code(self) -> str:

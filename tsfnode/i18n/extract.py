@@ -99,7 +99,8 @@ FAMILIES: dict[str, tuple[str, ...]] = {
             "pair_suspended pair_ended member_attest report_pdf report_fhir report_to_pacs "
             "report_to_pacs_automatic export_zip dicom_send dicomweb_search dicomweb_retrieve "
             "ask_claim ask_assign ask_release ask_accept ask_decline refused_report "
-            "refused_evaluation refused_case_message refused_case_event"
+            "refused_evaluation refused_case_message refused_case_event "
+            "attach_reader_image reader_image_in refused_reader_image download_reader_image"
         ).split(),
     ),
     "pair_": ("active", "suspended", "ended"),  # a pair's status

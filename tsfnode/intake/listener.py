@@ -8,7 +8,12 @@ with 0122H and a comment, as its free text may identify the patient; an instance
 SOP Instance UID is held already never replaces it silently: the first copy is kept (a
 lossless copy replaces a lossy one), answered with a warning (B000H) and a comment; the
 calling AE titles (and addresses) may be restricted; connections that say nothing, or no
-DICOM, are closed after the ARTIM timeout."""
+DICOM, are closed after the ARTIM timeout.
+
+A C-STORE from a reader's workstation is not an intake: with the Query/Retrieve SCP's
+services, a calling AE title bound to an account (``tsfnode dicom bind``) stores into
+the reader's case (the reader's images), and an instance of a study this node holds as
+a case's copy is never taken as a new study; ``Services.store_back`` answers both."""
 
 from __future__ import annotations
 
@@ -82,6 +87,8 @@ class Services(Protocol):
     def handlers(self) -> list[tuple[Any, Any]]: ...
 
     def ae_titles(self) -> list[str]: ...
+
+    def store_back(self, ae_title: str, address: str, data: bytes) -> Dataset | int | None: ...
 
 
 @dataclass(frozen=True)
@@ -285,14 +292,21 @@ class DicomListener:
 
     def _on_store(self, event: Any) -> Dataset | int:
         calling = event.assoc.requestor.ae_title
-        if not self._allowed(event):
-            self.refused += 1
-            return status_answer(STATUS_NOT_AUTHORIZED, COMMENTS["not allowed"])
         try:
             data = bytes(event.encoded_dataset(include_meta=True))
         except Exception:  # a data set pynetdicom cannot encode back: refuse it
             self.refused += 1
             return STATUS_CANNOT_UNDERSTAND
+        if self.services is not None:
+            # A reader's workstation storing back into a case (a bound AE title, or a
+            # study held here as a case's copy): answered by the services, never the
+            # intake's (dicomweb/qr.py ``store_back``).
+            answer = self.services.store_back(*self._caller(event), data)
+            if answer is not None:
+                return answer
+        if not self._allowed(event):
+            self.refused += 1
+            return status_answer(STATUS_NOT_AUTHORIZED, COMMENTS["not allowed"])
         report = ImportReport()
         source = Source(name=f"C-STORE from {calling}", size=len(data), read=lambda: data)
         with self._lock:

@@ -316,6 +316,25 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE accounts ADD COLUMN timezone TEXT NOT NULL DEFAULT '';
     """,
+    # 16: the reader's images: DICOM instances a reader made at the workstation (key
+    # images, presentation states, SR) attached to a case by STOW-RS or C-STORE, held at
+    # the reader's node until a report carries them (``report``: its digest), and at the
+    # sender's node once that report arrived. The file is DIR/reader_images/CASE/HASH.dcm.
+    """
+    CREATE TABLE reader_images (
+        case_id      BLOB NOT NULL,
+        sop_uid      TEXT NOT NULL,
+        sop_class    TEXT NOT NULL,
+        study_uid    TEXT NOT NULL,
+        digest       BLOB NOT NULL,
+        size         INTEGER NOT NULL,
+        reader       BLOB NOT NULL,
+        via          TEXT NOT NULL,
+        report       BLOB,
+        created_ms   INTEGER NOT NULL,
+        PRIMARY KEY (case_id, sop_uid)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -312,9 +312,22 @@ def seal_documents(
     now: int,
     priority: int,
     rng: Callable[[int], bytes] = os.urandom,
+    files: list[tuple[str, Path]] | None = None,
 ) -> Manifest:
     """A small bundle of signed documents (a report, a message, case events...) for
-    ``recipients``: header ``case`` and one file, ``documents.tsfd``."""
-    header = encode_plaintext_header(case, [(DOCUMENTS_FILE, len(documents))])
-    total = len(header) + len(documents)
-    return _seal(blobs, sender, recipients, total, (header, documents), now, priority, rng)
+    ``recipients``: header ``case`` and the file ``documents.tsfd``, then ``files``
+    (name in the bundle, path here: a report's attachments, SPEC.md §5) as they are."""
+    extra = [(name, path, path.stat().st_size) for name, path in files or []]
+    listed = [(DOCUMENTS_FILE, len(documents)), *((n, size) for n, _, size in extra)]
+    header = encode_plaintext_header(case, listed)
+    total = len(header) + len(documents) + sum(size for _, _, size in extra)
+
+    def pieces() -> Iterator[bytes]:
+        yield header
+        yield documents
+        for _, path, _ in extra:
+            with open(path, "rb") as f:
+                while piece := f.read(READ_PIECE):
+                    yield piece
+
+    return _seal(blobs, sender, recipients, total, pieces(), now, priority, rng)

@@ -271,6 +271,35 @@ async def case_page(
     )
 
 
+@ROUTES.get("/cases/{id:[0-9a-f]{32}}/reader-images/{sop:[0-9.]{1,64}}")
+async def reader_image(request: web.Request) -> web.FileResponse:
+    """One of the reader's images of a case the person may see, as it was signed
+    (application/dicom), for their own workstation; each download an audit entry."""
+    session = await require(request, *PEOPLE)
+    person = await person_of(request, session)
+    service = request.config_dict[CASES]
+    now = request_now(request)
+    case_id = bytes.fromhex(request.match_info["id"])
+    try:
+        images = await service.reader_images_of(case_id, person.public.key, now)
+    except CaseError as exc:
+        raise http_error(request, exc) from None
+    found = [i for i in images if i.sop_uid == request.match_info["sop"]]
+    if not found:
+        raise refusal(request, web.HTTPNotFound, N_("no_such_reader_image"))
+    await service.audit.append(
+        actor=person.public.key, case_id=case_id, action="download reader image",
+        detail=f"{found[0].sop_class} {found[0].sop_uid}", now=now,
+    )  # fmt: skip
+    return web.FileResponse(
+        service.reader_image_path(found[0]),
+        headers={
+            "Content-Type": "application/dicom",
+            "Content-Disposition": f'attachment; filename="{found[0].sop_uid}.dcm"',
+        },
+    )
+
+
 def _parties(request: web.Request, case: dict[str, Any], lang: str) -> dict[str, str]:
     """Who sent the case, from which hospital, and who it was sent to: a pair's reader,
     or a group or community, as the directory names them."""

@@ -25,6 +25,7 @@ from aiohttp.helpers import ChainMapProxy
 from tsfnode.appkeys import CASES, NODE_DIR, RENDERER
 from tsfnode.auth.sessions import require
 from tsfnode.cases.images import Listings, image_folders, int_of, listed_series
+from tsfnode.cases.service import reader_image_json
 from tsfnode.clock import request_now
 from tsfnode.errors import NodeError
 from tsfnode.images.render import (
@@ -113,6 +114,8 @@ async def page(
         case={"case_id": case_id.hex(), "form": row.form},
         clinical=clinical,
         can={"report": reporting},
+        kept_as=row.role,
+        reader_images=[reader_image_json(i) for i in await service.reader_images.of_case(case_id)],
         reports=[d for d in signed if not d.body.get("supersedes")],
         error=error,
         status=status,
