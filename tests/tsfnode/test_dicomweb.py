@@ -623,6 +623,61 @@ def test_a_case_downloads_as_a_zip_with_a_dicomdir(net: DicomwebNet, tmp_path: P
     )
 
 
+def test_a_case_downloads_for_a_cd_in_the_general_purpose_profile(
+    net: DicomwebNet, tmp_path: Path
+) -> None:
+    marie = Browser(net.cluster.url(1))
+    marie.sign_in("marie")
+    marie.get(f"/web/cases/{net.mr_case}?lang=fr")
+    assert f"/web/cases/{net.mr_case}/export.zip?profile=cd" in marie.page
+    assert "Pour un CD" in marie.page
+    stored = {read(p).SOPInstanceUID: read(p) for case in (net.ct_case, net.mr_case)
+              for p in net.stored(case)}  # fmt: skip
+    for case in (net.ct_case, net.mr_case):  # a CT series; a 10-frame MR, both JPEG-LS
+        status, headers, body = raw(marie, f"/web/cases/{case}/export.zip?profile=cd")
+        assert (status, headers["Content-Type"]) == (200, "application/zip")
+        assert "-cd.zip" in headers["Content-Disposition"]
+        folder = tmp_path / case
+        with zipfile.ZipFile(io.BytesIO(body)) as archive:
+            archive.extractall(folder)
+        records = read(folder / "DICOMDIR").DirectoryRecordSequence
+        files = {folder.joinpath(*r.ReferencedFileID) for r in records if "ReferencedFileID" in r}
+        assert {p for p in folder.rglob("*") if p.is_file()} == files | {folder / "DICOMDIR"}
+        for path in files:  # PS3.10 8.2: 8 uppercase characters a component, 8 levels
+            parts_ = path.relative_to(folder).parts
+            assert len(parts_) <= 8
+            assert all(re.fullmatch(r"[A-Z0-9_]{1,8}", part) for part in parts_)
+            exported = read(path)
+            assert exported.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+            original = stored[exported.SOPInstanceUID]
+            assert original.file_meta.TransferSyntaxUID == JPEGLSLossless
+            assert np.array_equal(exported.pixel_array, original.pixel_array)
+        # dcmtk's dcmgpdir makes a STD-GEN-CD DICOMDIR: it takes every file, strictly
+        checked = subprocess.run(
+            ["dcmgpdir", "-w", "-I", "-a", "+r", "+id", str(folder), "PT000000"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "E:" not in checked.stdout + checked.stderr
+        verified = subprocess.run(
+            ["dciodvfy", str(folder / "DICOMDIR")], capture_output=True, text=True, check=False
+        )
+        assert "Error" not in verified.stdout + verified.stderr
+    # as stored (JPEG-LS), dcmgpdir refuses the same files: the profile is what changed
+    status, _, body = raw(marie, f"/web/cases/{net.ct_case}/export.zip")
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        archive.extractall(tmp_path / "as-stored")
+    refused = subprocess.run(
+        ["dcmgpdir", "-w", "-I", "-a", "+r", "+id", str(tmp_path / "as-stored"), "PT000000"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    # a profile the node does not make: said so, nothing made
+    status, _, page = marie.get(f"/web/cases/{net.ct_case}/export.zip?profile=dvd&lang=en")
+    assert status == 400
+    assert "profile=cd" in page
+
+
 def _send(browser: Browser, case: str, label: str) -> None:
     browser.get(f"/web/cases/{case}?lang=en")
     found = re.search(rf'<option value="(\d+)">{re.escape(label)} ', browser.page)
