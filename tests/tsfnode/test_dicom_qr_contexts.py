@@ -19,7 +19,7 @@ from pynetdicom import StoragePresentationContexts
 
 from tests.harness.data import read_dicom as read
 from tests.harness.waiting import wait_for
-from tests.tsfnode.test_dicom_qr import QueryRetrieveNet, _final
+from tests.tsfnode.test_dicom_qr import QueryRetrieveNet
 
 pytestmark = pytest.mark.slow
 CLASSES = 34
@@ -98,12 +98,7 @@ def test_c_move_of_more_than_128_contexts_sends_every_instance_in_its_syntax(
 ) -> None:
     port, out = storescp("+xa")  # every transfer syntax: the stored ones are kept
     net.bind("marie", "HOROS", port)
-    moved = net.dcmtk(
-        "movescu", "MARIEWS", "-S", "-aem", "HOROS", "-k", "QueryRetrieveLevel=STUDY",
-        "-k", f"StudyInstanceUID={net.study}",
-    )  # fmt: skip
-    assert moved.returncode == 0, moved.stderr
-    final = _final(moved.stdout + moved.stderr)
+    final = net.move_study(net.study)
     total = CLASSES * len(SYNTAXES)
     assert final["Completed Suboperations"] == str(total), final
     assert final["Failed Suboperations"] == "0"
