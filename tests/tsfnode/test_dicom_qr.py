@@ -77,6 +77,15 @@ class QueryRetrieveNet(PairedNet):
         command = [tool, "-d", "-aet", ae, "-aec", NODE_AE, *args, self.host, str(self.port)]
         return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
+    def move_study(self, study: str, to: str = "HOROS") -> dict[str, str]:
+        """movescu, as Marie's workstation, of a study to ``to``: the final answer."""
+        moved = self.dcmtk(
+            "movescu", "MARIEWS", "-S", "-aem", to, "-k", "QueryRetrieveLevel=STUDY",
+            "-k", f"StudyInstanceUID={study}",
+        )  # fmt: skip
+        assert moved.returncode == 0, moved.stderr
+        return _final(moved.stdout + moved.stderr)
+
     def find(self, ae: str, model: str, *keys: str, out: Path) -> list[pydicom.Dataset]:
         """findscu's matches, as the data sets it received (written by -X)."""
         out.mkdir()
@@ -210,12 +219,7 @@ def test_c_move_sends_every_instance_to_the_bound_workstation(
     (study,) = qido_uids(net.qido("/studies"), "StudyInstanceUID")
     port, out = storescp()  # AE HOROS, uncompressed only: the images are decompressed
     net.bind("marie", "HOROS", port)
-    moved = net.dcmtk(
-        "movescu", "MARIEWS", "-S", "-aem", "HOROS", "-k", "QueryRetrieveLevel=STUDY",
-        "-k", f"StudyInstanceUID={study}",
-    )  # fmt: skip
-    assert moved.returncode == 0, moved.stderr
-    final = _final(moved.stdout + moved.stderr)
+    final = net.move_study(study)
     assert final["Completed Suboperations"] == str(SLICES), final
     assert final["Failed Suboperations"] == "0"
     received = {read(p).SOPInstanceUID: read(p) for p in out.iterdir()}

@@ -9,6 +9,7 @@ sender's intake, as every study travels)."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import email.parser
 import email.policy
 import html
@@ -32,8 +33,15 @@ import pytest
 from dicomweb_client.api import DICOMwebClient
 from PIL import Image
 from pydicom.data import get_testdata_file
-from pydicom.encaps import generate_frames
-from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
+from pydicom.encaps import encapsulate, generate_frames
+from pydicom.uid import (
+    JPEG2000,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+    RLELossless,
+)
 from requests.exceptions import HTTPError
 
 from tests.harness.data import read_dicom as read
@@ -277,13 +285,20 @@ def test_metadata_names_the_bulk_data_and_the_frames_come_as_asked(net: Dicomweb
         *uids, frame_numbers=[1, 10], media_types=(("image/jls", JPEGLSLossless),)
     )
     assert jls == [encapsulated[0], encapsulated[9]]
-    # a syntax the node does not hold: 406, saying what it can send
+    # a syntax the node does not hold: transcoded (JPEG 2000 lossless), the same pixels
+    (jp2,) = client.retrieve_instance_frames(
+        *uids, frame_numbers=[7], media_types=(("image/jp2", JPEG2000Lossless),)
+    )
+    assert jp2.startswith(b"\xff\x4f\xff\x51")  # a JPEG 2000 codestream (SOC, SIZ)
+    assert np.array_equal(_decoded_frame(mr, jp2, JPEG2000Lossless), decoded[6])
+    # one it cannot produce: 406, saying what it can send, and why not that one
     with pytest.raises(HTTPError) as refused:
         client.retrieve_instance_frames(
-            *uids, frame_numbers=[1], media_types=(("image/jp2", "1.2.840.10008.1.2.4.90"),)
+            *uids, frame_numbers=[1], media_types=(("image/jpeg", JPEGBaseline8Bit),)
         )
     assert refused.value.response.status_code == 406
     assert "image/jls" in refused.value.response.text
+    assert "8-bit" in refused.value.response.text  # a 16-bit MR is never baseline JPEG
     # a frame that is not there: 404
     status, _, body = get(
         f"{net.url}/studies/{uids[0]}/series/{uids[1]}/instances/{uids[2]}/frames/11",
@@ -301,6 +316,91 @@ def test_metadata_names_the_bulk_data_and_the_frames_come_as_asked(net: Dicomweb
     # the bulk data URI of the metadata: every frame, uncompressed
     bulk = client.retrieve_bulkdata(pixel_uri)
     assert b"".join(bulk) == decoded.astype("<u2").tobytes()
+
+
+def _decoded_frame(template: pydicom.Dataset, frame: bytes, syntax: str) -> np.ndarray:
+    """One frame's codestream, decoded by pydicom as a one-frame image of ``template``."""
+    one = copy.deepcopy(template)
+    one.file_meta.TransferSyntaxUID = syntax
+    one.NumberOfFrames = 1
+    one.PixelData = encapsulate([frame])
+    return np.asarray(one.pixel_array)
+
+
+def _dciodvfy_errors(path: Path) -> list[str]:
+    checked = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
+    return [line for line in (checked.stdout + checked.stderr).splitlines() if "Error" in line]
+
+
+def test_instances_are_transcoded_to_the_syntax_asked(net: DicomwebNet, tmp_path: Path) -> None:
+    stored = net.stored(net.ct_case)
+    first = read(stored[0])
+    client = net.client(net.marie_token)
+    uids = (first.StudyInstanceUID, first.SeriesInstanceUID, first.SOPInstanceUID)
+    for syntax in (JPEG2000Lossless, RLELossless):
+        got = client.retrieve_instance(*uids, media_types=(("application/dicom", syntax),))
+        assert got.file_meta.TransferSyntaxUID == syntax
+        assert np.array_equal(got.pixel_array, first.pixel_array)
+        path = tmp_path / f"{syntax}.dcm"
+        got.save_as(path, enforce_file_format=True)
+        assert _dciodvfy_errors(path) == _dciodvfy_errors(stored[0])  # nothing new wrong
+    # several syntaxes with q-values: the best the node can produce (no HTJ2K encoder)
+    dicom = 'multipart/related; type="application/dicom"; transfer-syntax='
+    accept = (
+        f"{dicom}1.2.840.10008.1.2.4.201, {dicom}{RLELossless}; q=0.9, "
+        f"{dicom}{ExplicitVRLittleEndian}; q=0.1"
+    )
+    status, headers, body = get(
+        f"{net.url}/studies/{uids[0]}/series/{uids[1]}",
+        {"Authorization": f"Bearer {net.marie_token}", "Accept": accept},
+    )
+    assert status == 200
+    sent = parts(headers["Content-Type"], body)
+    assert len(sent) == SLICES
+    originals = {read(p).SOPInstanceUID: read(p) for p in stored}
+    for kind, data in sent:
+        assert RLELossless in kind
+        got = pydicom.dcmread(io.BytesIO(data))
+        assert got.file_meta.TransferSyntaxUID == RLELossless
+        assert np.array_equal(got.pixel_array, originals[got.SOPInstanceUID].pixel_array)
+    # lossy only by name, and then marked; JPEG Baseline never for a 16-bit CT
+    got = client.retrieve_instance(*uids, media_types=(("application/dicom", JPEG2000),))
+    assert got.LossyImageCompression == "01"
+    # this slice was JPEG 2000 compressed once already (pydicom-data's 693_UNCI): both said
+    assert first.LossyImageCompressionMethod == "ISO_15444_1"
+    assert list(got.LossyImageCompressionMethod) == ["ISO_15444_1", "ISO_15444_1"]
+    assert len(got.LossyImageCompressionRatio) == 2
+    status, _, body = get(
+        f"{net.url}/studies/{uids[0]}",
+        {"Authorization": f"Bearer {net.marie_token}",
+         "Accept": f"{dicom}{JPEGBaseline8Bit}"},
+    )  # fmt: skip
+    assert status == 406
+    assert JPEG2000Lossless in body.decode()  # what it can send
+    assert "8-bit" in body.decode()  # and why not this
+    # one frame alone, as the body (Accept: application/octet-stream, single part)
+    status, headers, body = get(
+        f"{net.url}/studies/{uids[0]}/series/{uids[1]}/instances/{uids[2]}/frames/1",
+        {"Authorization": f"Bearer {net.marie_token}", "Accept": "application/octet-stream"},
+    )
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/octet-stream")
+    assert body == first.pixel_array.astype("<i2" if first.PixelRepresentation else "<u2").tobytes()
+
+
+def test_a_study_and_a_series_are_rendered_image_by_image(net: DicomwebNet) -> None:
+    first = read(net.stored(net.ct_case)[0])
+    auth = {"Authorization": f"Bearer {net.marie_token}"}
+    series = f"{net.url}/studies/{first.StudyInstanceUID}/series/{first.SeriesInstanceUID}"
+    for where in (f"{net.url}/studies/{first.StudyInstanceUID}", series):
+        status, headers, body = get(f"{where}/rendered?viewport=64,64", auth)
+        assert status == 200
+        assert headers["Content-Type"].startswith('multipart/related; type="image/jpeg"')
+        images = [Image.open(io.BytesIO(data)) for _, data in parts(headers["Content-Type"], body)]
+        assert [(i.format, max(i.size)) for i in images] == [("JPEG", 64)] * SLICES
+    # a single image/png is only for a series of one image: else 406 saying so
+    status, _, body = get(f"{series}/rendered", {**auth, "Accept": "image/png"})
+    assert (status, b"multipart/related" in body) == (406, True)
 
 
 def test_rendered_images_and_thumbnails(net: DicomwebNet) -> None:
@@ -522,6 +622,61 @@ def test_a_case_downloads_as_a_zip_with_a_dicomdir(net: DicomwebNet, tmp_path: P
         json.loads(e)["action"] == "export zip" and json.loads(e)["case_id"] == net.ct_case
         for e in entries.splitlines()
     )
+
+
+def test_a_case_downloads_for_a_cd_in_the_general_purpose_profile(
+    net: DicomwebNet, tmp_path: Path
+) -> None:
+    marie = Browser(net.cluster.url(1))
+    marie.sign_in("marie")
+    marie.get(f"/web/cases/{net.mr_case}?lang=fr")
+    assert f"/web/cases/{net.mr_case}/export.zip?profile=cd" in marie.page
+    assert "Pour un CD" in marie.page
+    stored = {read(p).SOPInstanceUID: read(p) for case in (net.ct_case, net.mr_case)
+              for p in net.stored(case)}  # fmt: skip
+    for case in (net.ct_case, net.mr_case):  # a CT series; a 10-frame MR, both JPEG-LS
+        status, headers, body = raw(marie, f"/web/cases/{case}/export.zip?profile=cd")
+        assert (status, headers["Content-Type"]) == (200, "application/zip")
+        assert "-cd.zip" in headers["Content-Disposition"]
+        folder = tmp_path / case
+        with zipfile.ZipFile(io.BytesIO(body)) as archive:
+            archive.extractall(folder)
+        records = read(folder / "DICOMDIR").DirectoryRecordSequence
+        files = {folder.joinpath(*r.ReferencedFileID) for r in records if "ReferencedFileID" in r}
+        assert {p for p in folder.rglob("*") if p.is_file()} == files | {folder / "DICOMDIR"}
+        for path in files:  # PS3.10 8.2: 8 uppercase characters a component, 8 levels
+            parts_ = path.relative_to(folder).parts
+            assert len(parts_) <= 8
+            assert all(re.fullmatch(r"[A-Z0-9_]{1,8}", part) for part in parts_)
+            exported = read(path)
+            assert exported.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+            original = stored[exported.SOPInstanceUID]
+            assert original.file_meta.TransferSyntaxUID == JPEGLSLossless
+            assert np.array_equal(exported.pixel_array, original.pixel_array)
+        # dcmtk's dcmgpdir makes a STD-GEN-CD DICOMDIR: it takes every file, strictly
+        checked = subprocess.run(
+            ["dcmgpdir", "-w", "-I", "-a", "+r", "+id", str(folder), "PT000000"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "E:" not in checked.stdout + checked.stderr
+        verified = subprocess.run(
+            ["dciodvfy", str(folder / "DICOMDIR")], capture_output=True, text=True, check=False
+        )
+        assert "Error" not in verified.stdout + verified.stderr
+    # as stored (JPEG-LS), dcmgpdir refuses the same files: the profile is what changed
+    status, _, body = raw(marie, f"/web/cases/{net.ct_case}/export.zip")
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        archive.extractall(tmp_path / "as-stored")
+    refused = subprocess.run(
+        ["dcmgpdir", "-w", "-I", "-a", "+r", "+id", str(tmp_path / "as-stored"), "PT000000"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    # a profile the node does not make: said so, nothing made
+    status, _, page = marie.get(f"/web/cases/{net.ct_case}/export.zip?profile=dvd&lang=en")
+    assert status == 400
+    assert "profile=cd" in page
 
 
 def _send(browser: Browser, case: str, label: str) -> None:

@@ -6,13 +6,22 @@ from __future__ import annotations
 import pytest
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
-from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
+from pydicom.uid import (
+    JPEG2000,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+    RLELossless,
+)
 
 from tsfnode.dicomweb.media import (
     NotAcceptable,
     choose_frame_syntax,
+    choose_frames,
     choose_instance_syntax,
     choose_rendered,
+    choose_rendered_parts,
     choose_search_media,
     parse_accept,
 )
@@ -116,10 +125,52 @@ def test_frames_in_their_stored_form_or_uncompressed() -> None:
     assert choose_frame_syntax(preferred, stored)[0] == "application/octet-stream"
     with pytest.raises(NotAcceptable, match="image/jls"):
         choose_frame_syntax(parse_accept('multipart/related; type="image/jp2"'), stored)
+    # a node that can produce JPEG 2000 from this image sends it when asked (transcode.py)
+    assert choose_frame_syntax(preferred, stored, {JPEG2000Lossless}) == (
+        "image/jp2",
+        JPEG2000Lossless,
+    )
     assert choose_rendered(parse_accept("image/png, image/jpeg;q=0.5")) == "image/png"
     assert choose_rendered(parse_accept(None)) == "image/jpeg"
     with pytest.raises(NotAcceptable):
         choose_rendered(parse_accept("image/gif"))
+
+
+def test_transcoding_is_chosen_by_q_and_lossy_only_when_named() -> None:
+    stored = JPEGLSLossless
+    can = {ExplicitVRLittleEndian, JPEG2000Lossless, JPEG2000, RLELossless, JPEGBaseline8Bit}
+    dicom = 'multipart/related; type="application/dicom"; transfer-syntax='
+    # the best (highest q) the node can produce: not RLE's q=0.4 when JPEG 2000 is 0.8
+    accept = f"{dicom}1.2.840.10008.1.2.4.201; q=1, {dicom}{JPEG2000Lossless}; q=0.8, " + (
+        f"{dicom}{RLELossless}; q=0.4"
+    )
+    assert choose_instance_syntax(parse_accept(accept), stored, can) == JPEG2000Lossless
+    # an instance with no encoder for what is asked: 406, naming what it can send
+    with pytest.raises(NotAcceptable, match=f"{JPEG2000Lossless}.*{RLELossless}"):
+        choose_instance_syntax(parse_accept(f"{dicom}1.2.840.10008.1.2.2"), stored, can)
+    # frames: image/jp2 without a syntax is JPEG 2000 lossless (PS3.18 Table 8.7.3-5),
+    # never the lossy one, which comes only when named by its UID
+    jp2 = parse_accept('multipart/related; type="image/jp2"')
+    assert choose_frames(jp2, stored, can).syntax == JPEG2000Lossless
+    with pytest.raises(NotAcceptable):
+        choose_frames(jp2, stored, {JPEG2000})
+    named = parse_accept(f'multipart/related; type="image/jp2"; transfer-syntax={JPEG2000}')
+    assert choose_frames(named, stored, {JPEG2000}).syntax == JPEG2000
+    jpeg = parse_accept("image/jpeg")  # the default of image/jpeg is lossless SV1: none here
+    with pytest.raises(NotAcceptable, match=JPEGBaseline8Bit):
+        choose_frames(jpeg, ExplicitVRLittleEndian, can)
+    baseline = parse_accept(f"image/jpeg; transfer-syntax={JPEGBaseline8Bit}")
+    one = choose_frames(baseline, ExplicitVRLittleEndian, can, count=1)
+    assert (one.media, one.syntax, one.multipart) == ("image/jpeg", JPEGBaseline8Bit, False)
+    with pytest.raises(NotAcceptable, match="single-part"):  # a single part holds one frame
+        choose_frames(baseline, ExplicitVRLittleEndian, can, count=2)
+    octets = choose_frames(parse_accept("application/octet-stream"), stored, can, count=1)
+    assert (octets.syntax, octets.multipart) == (ExplicitVRLittleEndian, False)
+    # a rendered study: a part per image, or one image alone
+    assert choose_rendered_parts(parse_accept(None), 6) == ("image/jpeg", True)
+    assert choose_rendered_parts(parse_accept("image/png"), 1) == ("image/png", False)
+    with pytest.raises(NotAcceptable, match="multipart"):
+        choose_rendered_parts(parse_accept("image/png"), 6)
 
 
 def test_a_lone_star_matches_everything_even_an_empty_value(ct: dict[str, object]) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -64,7 +65,7 @@ from tsfnode.dicomweb.query import (
 )
 from tsfnode.dicomweb.service import Record, records_of, visible_instances
 from tsfnode.dicomweb.stow import attach_instance, case_holding_study
-from tsfnode.images.export import ExportError, allowed, plan_contexts, prepared
+from tsfnode.images.export import Context, ExportError, allowed, plan_contexts, prepared
 from tsfnode.intake.listener import STATUS_CANNOT_UNDERSTAND as UNABLE_TO_PROCESS
 from tsfnode.intake.listener import status_answer
 from tsfnode.logs import log
@@ -420,20 +421,20 @@ class QueryRetrieve:
             yield 1
             yield named, None
             return
-        accepted: dict[str, set[str]] = {}
-
-        def established(assoc_event: Any) -> None:
-            for context in assoc_event.assoc.accepted_contexts:
-                accepted.setdefault(str(context.abstract_syntax), set()).add(
-                    str(context.transfer_syntax[0])
-                )
-
         plans = plan_contexts((i.sop_class, i.syntax) for i in named)
-        contexts = [build_context(c, list(s)) for c, s in (plans[0] if plans else [])]
-        handlers = [(evt.EVT_ACCEPTED, established)]
-        yield binding.host, binding.port, {"contexts": contexts, "evt_handlers": handlers}
+        router = Associations(self.ae_title, binding.host, binding.port, to, plans)
+        first = {
+            "contexts": [build_context(c, list(s)) for c, s in (plans[0] if plans else [])],
+            "evt_handlers": [(evt.EVT_ACCEPTED, router.established)],
+        }
+        yield binding.host, binding.port, first
         yield len(named)
-        yield from self._sub_operations(event, caller, named, accepted.get, f"C-MOVE to {to}")
+        try:
+            yield from self._sub_operations(
+                event, caller, router.order(named), router.accepted, f"C-MOVE to {to}"
+            )
+        finally:
+            router.release()
 
     def on_get(self, event: Any) -> Iterator[Any]:
         """PS3.4 C.4.3.3.1: the number of sub-operations, then each instance, sent by
@@ -465,16 +466,24 @@ class QueryRetrieve:
     ) -> Iterator[tuple[int, Dataset | None]]:
         """Each instance as it can go (stored syntax, else decompressed: export.py),
         pending; pynetdicom sends it and counts completed, failed and warning
-        sub-operations; the audit says what was sent."""
+        sub-operations (a failed one is in the Failed SOP Instance UID List of the final
+        answer); the audit and the log say what was sent and why any was not."""
         sent: list[Instance] = []
         decompressed = 0
+        failures: dict[str, int] = {}
         for instance in named:
             if event.is_cancelled:
                 yield CANCEL, None
                 break
-            try:
-                ds, outcome = prepared(instance.path, accepted(instance.sop_class) or set())
-            except Exception:  # no decoder, damaged file: this sub-operation fails
+            syntaxes = accepted(instance.sop_class) or set()
+            reason = "" if syntaxes else f"no context accepted for {instance.sop_class}"
+            if not reason:
+                try:
+                    ds, outcome = prepared(instance.path, syntaxes)
+                except Exception as exc:  # no decoder, damaged file
+                    reason = f"not decoded ({type(exc).__name__})"
+            if reason:  # this sub-operation fails: a data set pynetdicom cannot send
+                failures[reason] = failures.get(reason, 0) + 1
                 bad = Dataset()
                 bad.SOPInstanceUID = instance.sop
                 yield PENDING, bad
@@ -483,8 +492,97 @@ class QueryRetrieve:
             sent.append(instance)
             yield PENDING, ds
         detail = f"{what} by {caller.ae_title}: {{count}} instances ({decompressed} decompressed)"
-        self._on_loop(self._audit(caller, sent, "dicom retrieve", detail))
-        log("dicom retrieve", calling_ae=caller.ae_title, instances=len(sent))
+        if sent:
+            self._on_loop(self._audit(caller, sent, "dicom retrieve", detail))
+        if failures:
+            why = "; ".join(f"{n}: {reason}" for reason, n in sorted(failures.items()))
+            detail = f"{what} by {caller.ae_title}: {{count}} not sent ({why})"
+            unsent = [i for i in named if i not in sent]
+            self._on_loop(self._audit(caller, unsent, "dicom retrieve failed", detail))
+        log("dicom retrieve", calling_ae=caller.ae_title, instances=len(sent),
+            failed=sum(failures.values()), reasons=sorted(failures))  # fmt: skip
+
+
+class Associations:
+    """The associations of one C-MOVE to its destination, one after the other (many
+    workstations, and dcmtk's storescp, take one association at a time): pynetdicom
+    opens the first, with the contexts of ``plans[0]`` (images/export.py
+    ``plan_contexts``: the (SOP class, transfer syntax) pairs the instances hold, and
+    Explicit/Implicit VR Little Endian for each class); when a study needs more than the
+    128 contexts of one association, the instances are sent plan by plan, and each
+    further plan gets its own association when its first instance comes, the one before
+    released. pynetdicom sends every sub-operation with the first association's
+    ``send_c_store``, which is routed here to the association holding the instance's
+    class; pynetdicom counts the answers (completed, failed, warning) as for any."""
+
+    def __init__(
+        self, ae_title: str, host: str, port: int, destination: str, plans: list[list[Context]]
+    ) -> None:
+        self.ae_title, self.host, self.port, self.destination = ae_title, host, port, destination
+        self.plans = plans
+        self.plan_of = {c: n for n, plan in enumerate(plans) for c, _ in plan}
+        self.opened: dict[int, Any] = {}  # plan number: association (None: refused)
+        self.sends: dict[int, Callable[..., Any]] = {}
+        self.lock = threading.Lock()
+
+    def established(self, event: Any) -> None:
+        """EVT_ACCEPTED of the first association (pynetdicom's): routed from now on."""
+        assoc = event.assoc
+        self.opened[0] = assoc
+        self.sends[0] = assoc.send_c_store
+        assoc.send_c_store = self._send
+
+    def _association(self, sop_class: str) -> Any:
+        number = self.plan_of.get(sop_class)
+        if number is None:
+            return None
+        with self.lock:
+            if number not in self.opened:
+                self.release(everything=True)  # the one before, first
+                self.opened[number] = self._open(number)
+            return self.opened[number]
+
+    def _open(self, number: int) -> Any:
+        ae = AE(ae_title=self.ae_title)
+        for sop_class, syntaxes in self.plans[number]:
+            ae.add_requested_context(sop_class, list(syntaxes))
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+        assoc = ae.associate(self.host, self.port, ae_title=self.destination)
+        if not assoc.is_established:
+            log("dicom move association refused", destination=self.destination, plan=number)
+            return None
+        self.sends[number] = assoc.send_c_store
+        return assoc
+
+    def accepted(self, sop_class: str) -> set[str]:
+        """The transfer syntaxes the destination accepted for ``sop_class`` (none: its
+        sub-operation fails, and is counted so)."""
+        assoc = self._association(sop_class)
+        if assoc is None or not assoc.is_established:
+            return set()
+        return {
+            str(c.transfer_syntax[0])
+            for c in assoc.accepted_contexts
+            if c.abstract_syntax == sop_class
+        }
+
+    def _send(self, dataset: Dataset, *args: Any, **kwargs: Any) -> Any:
+        number = self.plan_of.get(str(dataset.get("SOPClassUID", "")))
+        assoc = self.opened.get(number) if number is not None else None
+        if number is None or assoc is None or not assoc.is_established:
+            raise ValueError("no association with a context for this SOP class")
+        return self.sends[number](dataset, *args, **kwargs)
+
+    def order(self, named: list[Instance]) -> list[Instance]:
+        """The instances plan by plan (in their order within each)."""
+        return sorted(named, key=lambda i: self.plan_of.get(i.sop_class, 0))
+
+    def release(self, *, everything: bool = False) -> None:
+        """The associations opened here (pynetdicom releases the first at the end), or
+        ``everything`` open (the first too, before the next is opened)."""
+        for number, assoc in self.opened.items():
+            if (number or everything) and assoc is not None and assoc.is_established:
+                assoc.release()
 
 
 def _comment_the_a801(assoc: Any, comment: str) -> None:

@@ -21,18 +21,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from aiohttp import web
 from aiohttp.helpers import ChainMapProxy
 from pydicom import dcmread
 from pydicom.encaps import generate_frames
-from pydicom.pixels.utils import pixel_array
 from pydicom.uid import ExplicitVRLittleEndian
 
 from tsfnode.appkeys import CASES, CONFIG, RENDERER, STORE
@@ -45,9 +42,10 @@ from tsfnode.dicomweb.index import Catalogue, Instance, catalogue_of
 from tsfnode.dicomweb.media import (
     Multipart,
     NotAcceptable,
-    choose_frame_syntax,
+    choose_frames,
     choose_instance_syntax,
     choose_rendered,
+    choose_rendered_parts,
     choose_search_media,
     parse_accept,
 )
@@ -60,10 +58,18 @@ from tsfnode.dicomweb.query import (
     returned,
     select,
 )
+from tsfnode.dicomweb.transcode import (
+    CannotTranscode,
+    can_produce,
+    file_bytes,
+    frame_bytes,
+    producible,
+)
 from tsfnode.i18n import LANGUAGES, N_, choose_language, texts
 from tsfnode.images.listing import BULK, PIXEL_DATA
 from tsfnode.images.render import FULL, Window
 from tsfnode.info import dicomweb_base_url
+from tsfnode.logs import log
 from tsfnode.store.accounts import AccountStore
 
 CATALOGUES = web.AppKey("dicomweb_catalogues", Listings[Catalogue])
@@ -331,33 +337,45 @@ def _accept(request: web.Request) -> list[Any]:
     return parse_accept(request.headers.get("Accept"))
 
 
-def _as_syntax(instance: Instance, syntax: str) -> bytes:
-    """The instance's file, as stored or converted to ``syntax`` (Explicit VR LE)."""
-    if syntax == instance.syntax:
-        return instance.path.read_bytes()
-    ds = dcmread(instance.path)
-    if instance.compressed:
-        ds.decompress(generate_instance_uid=False)
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True, implicit_vr=False, little_endian=True)
-    return out.getvalue()
+def _as_syntax(instance: Instance, syntax: str) -> tuple[str, bytes]:
+    """(syntax, the instance's file in it): as stored, or transcoded (transcode.py);
+    Explicit VR Little Endian if the encoder refuses this image after all."""
+    try:
+        return syntax, file_bytes(instance.path, instance.syntax, syntax)
+    except CannotTranscode as exc:
+        log("dicomweb transcoding refused", syntax=syntax, reason=str(exc)[:200])
+        return ExplicitVRLittleEndian, file_bytes(
+            instance.path, instance.syntax, ExplicitVRLittleEndian
+        )
+
+
+def _not_acceptable(
+    request: web.Request, exc: NotAcceptable, instance: Instance
+) -> web.HTTPException:
+    """406 saying what can be sent, and why a syntax asked by name cannot (a 16-bit CT
+    in JPEG Baseline: the standard's baseline is 8 bits)."""
+    reasons = producible(instance.meta)
+    named = dict.fromkeys(r.syntax for r in _accept(request) if r.syntax in reasons)
+    why = "; ".join(f"{s}: {reasons[s]}" for s in named if s and reasons[s])
+    return _refused_as_is(request, web.HTTPNotAcceptable, f"{exc}. {why}" if why else exc)
 
 
 async def retrieve(request: web.Request) -> web.StreamResponse:
     person, instances = await _chosen(request)
     ranges = _accept(request)
-    try:
-        syntaxes = [choose_instance_syntax(ranges, i.syntax) for i in instances]
-    except NotAcceptable as exc:
-        raise _refused_as_is(request, web.HTTPNotAcceptable, exc) from None
+    syntaxes = []
+    for i in instances:
+        try:
+            syntaxes.append(choose_instance_syntax(ranges, i.syntax, can_produce(i.meta)))
+        except NotAcceptable as exc:
+            raise _not_acceptable(request, exc, i) from None
     await _audit(request, person, instances, "dicomweb retrieve", f"{len(instances)} instances")
 
     async def parts() -> AsyncIterator[tuple[str, str, bytes]]:
-        for instance, syntax in zip(instances, syntaxes, strict=True):
+        for instance, asked in zip(instances, syntaxes, strict=True):
             where = ("studies", instance.study, "series", instance.series, "instances")
             location = _url(request, *where, instance.sop)
-            data = await asyncio.to_thread(_as_syntax, instance, syntax)
+            syntax, data = await asyncio.to_thread(_as_syntax, instance, asked)
             yield f"application/dicom; transfer-syntax={syntax}", location, data
 
     return await _stream(request, Multipart("application/dicom"), parts())
@@ -416,9 +434,10 @@ def _frame_numbers(request: web.Request, instance: Instance) -> list[int]:
 
 def frames_of(instance: Instance, numbers: list[int], syntax: str) -> list[bytes]:
     """Frames (1-based) as stored (compressed: the frame's bytes in the stored syntax;
-    native: its slice of Pixel Data), or decoded to native little-endian bytes."""
+    native: its slice of Pixel Data), or each decoded and encoded in ``syntax``
+    (transcode.py: native little-endian bytes, or a codestream)."""
     ds = dcmread(instance.path)
-    if not instance.compressed:
+    if not instance.compressed and syntax == ExplicitVRLittleEndian:
         bits = int(ds.BitsAllocated)
         size = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * bits // 8
         data = ds.PixelData
@@ -426,27 +445,31 @@ def frames_of(instance: Instance, numbers: list[int], syntax: str) -> list[bytes
     if syntax == instance.syntax:
         frames = list(generate_frames(ds.PixelData, number_of_frames=instance.frames))
         return [frames[n - 1] for n in numbers]
-    out = []
-    for n in numbers:
-        arr = pixel_array(ds, index=n - 1, raw=True)
-        out.append(np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tobytes())
-    return out
+    return frame_bytes(ds, numbers, syntax)
 
 
 async def _send_frames(
     request: web.Request, instance: Instance, numbers: list[int]
 ) -> web.StreamResponse:
     try:
-        media, syntax = choose_frame_syntax(_accept(request), instance.syntax)
+        choice = choose_frames(
+            _accept(request), instance.syntax, can_produce(instance.meta), len(numbers)
+        )
     except NotAcceptable as exc:
+        raise _not_acceptable(request, exc, instance) from None
+    try:
+        frames = await asyncio.to_thread(frames_of, instance, numbers, choice.syntax)
+    except CannotTranscode as exc:
         raise _refused_as_is(request, web.HTTPNotAcceptable, exc) from None
-    frames = await asyncio.to_thread(frames_of, instance, numbers, syntax)
+    content_type = f"{choice.media}; transfer-syntax={choice.syntax}"
+    if not choice.multipart:  # one frame, as the whole body (PS3.18 8.7.3.5.2)
+        return web.Response(body=frames[0], headers={"Content-Type": content_type})
 
     async def parts() -> AsyncIterator[tuple[str, str, bytes]]:
         for frame in frames:
-            yield f"{media}; transfer-syntax={syntax}", "", frame
+            yield content_type, "", frame
 
-    return await _stream(request, Multipart(media), parts())
+    return await _stream(request, Multipart(choice.media), parts())
 
 
 async def frames(request: web.Request) -> web.StreamResponse:
@@ -536,6 +559,37 @@ async def rendered(request: web.Request) -> web.Response:
     return await _render(request, instance, numbers[0], FULL)
 
 
+async def rendered_images(request: web.Request) -> web.StreamResponse:
+    """A rendered study or series (PS3.18 10.4.1.1.1, 10.4.1.1.2): every frame of every
+    image in it, rendered as for an instance, one part each, rendered and sent one at a
+    time."""
+    person, instances = await _chosen(request)
+    images = [i for i in instances if i.frames]
+    if not images:
+        raise _refused(request, web.HTTPNotFound, N_("dicomweb_no_image"))
+    count = sum(i.frames for i in images)
+    try:
+        media, multipart = choose_rendered_parts(_accept(request), count)
+    except NotAcceptable as exc:
+        raise _refused_as_is(request, web.HTTPNotAcceptable, exc) from None
+    options = _rendering(request, FULL)
+    options["fmt"] = "PNG" if media == "image/png" else "JPEG"
+    render = request.config_dict[RENDERER].render
+    await _audit(request, person, images, "dicomweb retrieve", f"rendered {count} images")
+    if not multipart:
+        body = await asyncio.to_thread(render, images[0].path, 0, **options)
+        return web.Response(body=body, content_type=media)
+
+    async def parts() -> AsyncIterator[tuple[str, str, bytes]]:
+        for i in images:
+            where = ("studies", i.study, "series", i.series, "instances", i.sop, "frames")
+            for frame in range(i.frames):
+                body = await asyncio.to_thread(render, i.path, frame, **options)
+                yield media, _url(request, *where, str(frame + 1), "rendered"), body
+
+    return await _stream(request, Multipart(media), parts())
+
+
 async def thumbnail(request: web.Request) -> web.Response:
     person, instances = await _chosen(request)
     images = [i for i in instances if i.frames] or instances
@@ -617,6 +671,8 @@ def create_dicomweb_app() -> web.Application:
         add(f"{level}/metadata", metadata)
         add(f"{level}/thumbnail", thumbnail)
     add(f"{sop}/rendered", rendered)
+    add(f"{study}/rendered", rendered_images)
+    add(f"{series}/rendered", rendered_images)
     add(frame_list, frames)
     add(f"{frame_list}/rendered", rendered)
     add(f"{frame_list}/thumbnail", thumbnail)

@@ -1,6 +1,14 @@
 """A case's images for the reader's own workstation: a zip with a DICOMDIR (PS3.10 media
 for OsiriX/Horos, Weasis, RadiAnt), or a C-STORE to a DICOM node (pynetdicom).
 
+The zip is made in one of two forms: as stored (each instance in its stored transfer
+syntax, JPEG-LS mostly: small, for a workstation), or "for CD" (``CD_PROFILE``: the
+General Purpose CD-R Interchange profile STD-GEN-CD, PS3.11 Annex D): every instance in
+Explicit VR Little Endian uncompressed (the only syntax the profile allows), file IDs of
+at most 8 uppercase characters per component, 4 levels (PT/ST/SE/IM), the DICOMDIR with
+its PATIENT, STUDY, SERIES and IMAGE records, and no other file: burnt as it is, any
+DICOM viewer reads it.
+
 The files are the case's de-identified instances as this node holds them. The DICOMDIR's
 records need a few values that de-identification may have emptied (PS3.3 F.5: Patient
 ID, Study Date, Time and ID, Series and Instance Number); the exported copies get
@@ -24,6 +32,7 @@ from pydicom import Dataset, dcmread
 from pydicom.fileset import FileSet
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+CD_PROFILE = "STD-GEN-CD"
 STORE_OK = {0x0000, 0xB000, 0xB006, 0xB007}  # success, and the warnings of PS3.4 B.2.3
 
 
@@ -52,10 +61,11 @@ def _stand_ins(ds: Dataset, case_tag: str, series_number: int, instance_number: 
     return changed
 
 
-def build_zip(files: list[Path], out: Path, *, case_tag: str) -> int:
+def build_zip(files: list[Path], out: Path, *, case_tag: str, profile: str = "") -> int:
     """Write ``out``: the files in a PS3.10 file-set (DICOMDIR at the top, files in
     PT*/ST*/SE*/IM*), zipped without compression (the images are compressed already).
-    Returns the number of instances; ExportError if there is none."""
+    ``profile`` CD_PROFILE: every file decompressed to Explicit VR Little Endian
+    (STD-GEN-CD). Returns the number of instances; ExportError if there is none."""
     series_numbers: dict[str, int] = {}
     in_series: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="export-", dir=out.parent) as work:
@@ -70,9 +80,13 @@ def build_zip(files: list[Path], out: Path, *, case_tag: str) -> int:
                 series = str(header.get("SeriesInstanceUID", ""))
                 number = series_numbers.setdefault(series, len(series_numbers) + 1)
                 in_series[series] = in_series.get(series, 0) + 1
-                if _stand_ins(header, case_tag, number, in_series[series]):
+                native = header.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+                changed = _stand_ins(header, case_tag, number, in_series[series])
+                if changed or (profile == CD_PROFILE and not native):
                     ds = dcmread(path)  # the whole file, only for a copy that changes
                     _stand_ins(ds, case_tag, number, in_series[series])
+                    if profile == CD_PROFILE:
+                        _as_explicit_little_endian(ds)
                     copy = staged / f"{n:06d}.dcm"
                     ds.save_as(copy, enforce_file_format=True)
                     fs.add(copy)
@@ -90,6 +104,18 @@ def build_zip(files: list[Path], out: Path, *, case_tag: str) -> int:
                 if item.is_file():
                     archive.write(item, item.relative_to(root).as_posix())
         return len(files)
+
+
+def _as_explicit_little_endian(ds: Dataset) -> None:
+    """``ds`` decompressed (the pixels as stored, decoded) in Explicit VR Little Endian;
+    ExportError naming the syntax if it cannot be decoded here."""
+    stored = ds.file_meta.TransferSyntaxUID
+    if "PixelData" in ds and stored.is_compressed:
+        try:
+            ds.decompress(generate_instance_uid=False)
+        except Exception as exc:  # no decoder for the syntax, a damaged codestream
+            raise ExportError(f"an image in {stored.name} cannot be decoded here: {exc}") from None
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
 
 
 @dataclass(frozen=True)

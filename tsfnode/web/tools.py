@@ -13,6 +13,7 @@ or sent to one of those nodes.
     POST /web/tools/destinations/delete
     POST /web/tools/destinations/reports          every report back sent there, or not
     GET  /web/cases/{id}/export.zip               the case's study, for a workstation
+                                    ?profile=cd   ... for a CD (STD-GEN-CD, uncompressed)
     POST /web/cases/{id}/send                     sent by C-STORE, in the background
 
 Exports and sendings are in the audit log, as the viewer's and DICOMweb's retrievals.
@@ -41,6 +42,7 @@ from tsfnode.clock import CLOCK, request_now
 from tsfnode.errors import NodeError
 from tsfnode.i18n import N_, texts
 from tsfnode.images.export import (
+    CD_PROFILE,
     Destination,
     ExportError,
     Progress,
@@ -359,6 +361,11 @@ async def _case_files(request: web.Request, session: Session) -> tuple[bytes, by
 @ROUTES.get("/cases/{id:[0-9a-f]{32}}/export.zip")
 async def export_zip(request: web.Request) -> web.StreamResponse:
     session = await require(request, *PEOPLE)
+    _ = texts(language_of(request, session))
+    asked = request.query.get("profile", "")
+    if asked not in ("", "cd"):
+        raise web.HTTPBadRequest(text=_("export_profile_unknown", profile=asked[:20]))
+    profile = CD_PROFILE if asked == "cd" else ""
     case_id, person, files = await _case_files(request, session)
     exports = request.config_dict[NODE_DIR].root / "exports"
     exports.mkdir(mode=0o700, exist_ok=True)
@@ -366,24 +373,29 @@ async def export_zip(request: web.Request) -> web.StreamResponse:
     os.close(handle)
     out = Path(name)
     try:
-        count = await asyncio.to_thread(build_zip, files, out, case_tag=case_id.hex()[:8])
+        count = await asyncio.to_thread(
+            build_zip, files, out, case_tag=case_id.hex()[:8], profile=profile
+        )
         archive = await asyncio.to_thread(_open_unlinked, out)
-    except ExportError:
+    except ExportError as exc:
         await asyncio.to_thread(out.unlink, missing_ok=True)
-        _ = texts(language_of(request, session))
-        raise web.HTTPNotFound(text=_("nothing_to_export")) from None
+        if not files:
+            raise web.HTTPNotFound(text=_("nothing_to_export")) from None
+        raise web.HTTPUnprocessableEntity(text=_("export_not_decoded", detail=exc)) from None
     await request.config_dict[CASES].audit.append(
         actor=person,
         case_id=case_id,
         action="export zip",
-        detail=f"{count} images",
+        detail=f"{count} images" + (f" ({profile})" if profile else ""),
         now=request_now(request),
     )
     with archive:
         response = web.StreamResponse(
             headers={
                 "Content-Type": "application/zip",
-                "Content-Disposition": f'attachment; filename="case-{case_id.hex()[:8]}.zip"',
+                "Content-Disposition": (
+                    f'attachment; filename="case-{case_id.hex()[:8]}{"-cd" if profile else ""}.zip"'
+                ),
                 "Content-Length": str(os.fstat(archive.fileno()).st_size),
             }
         )
