@@ -11,34 +11,44 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import shutil
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
 import pytest
 from PIL import Image
+from pydicom.uid import generate_uid
 
-from tests.harness.people import FORM
+from tests.harness.data import pydicom_data_folder
+from tests.harness.people import FORM, PASSWORD
 from tests.harness.studies import ct_series
 from tests.tsfnode.test_case_access import NOBODYS_CASE, Cotonou, _node_input, cotonou
+from tests.tsfnode.test_web_pages import CHROMIUM
+from tsfnode.i18n import texts
 from tsfnode.images.mpr import MIN_SLICES, TooLarge, Volumes
 from tsfnode.images.render import Renderer
 
 __all__ = ["cotonou"]  # the fixture of test_case_access.py, shared
 
+ROOT = Path(__file__).resolve().parents[2]
 SLICES = 24
 SLICE_MM = 2.5  # thicker than a pixel (0.48 mm): the reformat is stretched 5x
 
 
 def _series(folder: Path, slices: int = SLICES, gap: float = SLICE_MM) -> list[Path]:
-    """A CT series of real pixels, ``gap`` mm apart, its instance numbers in no order
-    (the node must sort by position along the normal, not by instance number)."""
+    """A CT series of real pixels, ``gap`` mm apart, in one Frame of Reference, its
+    instance numbers in no order (the node sorts by position along the normal)."""
     folder.mkdir()
     files = ct_series(folder, slices)
     order = np.random.default_rng(23).permutation(slices)
+    frame_of_reference = generate_uid()  # the real slice has none; a scanner's series has
     for i, path in enumerate(files):
         ds = pydicom.dcmread(path)
+        ds.FrameOfReferenceUID = frame_of_reference
         x, y, z = (float(v) for v in ds.ImagePositionPatient)
         ds.ImagePositionPatient = [x, y, z + i * (1.0 - gap)]  # i x gap below the first
         ds.InstanceNumber = int(order[i]) + 1
@@ -223,3 +233,120 @@ def test_a_volume_larger_than_the_nodes_bound_is_refused_before_it_is_built(
     assert volume.dtype == np.int16
     assert volume.shape == (MIN_SLICES, 512, 512)
     assert geometry.slice_spacing == pytest.approx(SLICE_MM)
+
+
+ARTEFACTS = Path(os.environ.get("TSF_ARTEFACTS") or ROOT / "test-artefacts") / "viewer-mpr"
+
+
+async def _text(page: Any, selector: str) -> str:
+    return str(await page.inner_text(selector))
+
+
+async def _until(page: Any, selector: str, wanted: str) -> None:
+    """Until the text of ``selector`` holds ``wanted`` (Playwright's own bounded wait)."""
+    try:
+        await page.wait_for_function(
+            "([s, w]) => (document.querySelector(s)?.textContent || '').includes(w)",
+            arg=[selector, wanted],
+        )
+    except Exception:
+        shown = await page.evaluate("(s) => document.querySelector(s)?.textContent", selector)
+        raise AssertionError(f"{selector}: {shown!r}, not {wanted!r}") from None
+
+
+@pytest.mark.slow
+async def test_the_reader_reformats_scrolls_two_linked_viewports_and_hangs_ct_and_cr_apart(
+    cotonou: Cotonou, tmp_path: Path
+) -> None:
+    """In Chromium, in French and English, on a laptop and a phone: a CT opens in two
+    viewports (soft tissue and lung windows, side by side or stacked), coronal is one
+    click, the wheel and the keys scroll, the two viewports scroll together by position;
+    a radiograph opens in one viewport."""
+    from playwright.async_api import async_playwright
+
+    node = cotonou
+    _series(tmp_path / "ct")
+    ct, _ = await _case(node, tmp_path / "ct")
+    cr_folder = tmp_path / "cr"
+    cr_folder.mkdir()
+    shutil.copy(pydicom_data_folder() / "RG1_UNCI.dcm", cr_folder / "cr.dcm")
+    cr, _ = await _case(node, cr_folder)
+    base = str(node.client.make_url("")).rstrip("/")
+    await asyncio.to_thread(ARTEFACTS.mkdir, parents=True, exist_ok=True)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        try:
+            for lang, (width, height) in (
+                ("fr", (1280, 800)), ("en", (1280, 800)), ("fr", (390, 844)), ("en", (390, 844))
+            ):  # fmt: skip
+                _ = texts(lang)
+                shot = f"{lang}-{width}"
+                context = await browser.new_context(
+                    locale=lang, viewport={"width": width, "height": height}
+                )
+                context.set_default_timeout(30_000)
+                page = await context.new_page()
+                await page.goto(f"{base}/web/login?lang={lang}")
+                await page.fill("#username", "koffi")
+                await page.fill("#password", PASSWORD)
+                await page.click("button[type=submit]")
+                await page.wait_for_url("**/web/cases")
+                # The CT: two viewports, soft tissue on the left, lung on the right.
+                await page.goto(f"{base}/web/cases/{ct}/viewer")
+                await page.wait_for_selector("#viewer[data-ready='1']")
+                views = page.locator("#viewports .viewport")
+                assert await views.count() == 2
+                left, right = [await views.nth(i).bounding_box() for i in (0, 1)]
+                if width > 700:  # side by side on a laptop, stacked on a phone
+                    assert right["x"] > left["x"] + left["width"] / 2
+                else:
+                    assert right["y"] > left["y"] + left["height"] / 2
+                await _until(page, ".viewport:nth-child(1) .bl", "400")
+                await _until(page, ".viewport:nth-child(2) .bl", "-600")
+                await _until(page, "#link-status", _("linked_position"))
+                # Both scroll together: the keys on the left, the wheel on the right.
+                await page.keyboard.press("ArrowDown")
+                await page.keyboard.press("ArrowDown")
+                await _until(page, ".viewport:nth-child(1) .tr", f"3/{SLICES}")
+                await _until(page, ".viewport:nth-child(2) .tr", f"3/{SLICES}")
+                await views.nth(1).locator("canvas").hover()
+                await page.mouse.wheel(0, 120)
+                await _until(page, ".viewport:nth-child(2) .tr", f"4/{SLICES}")
+                await _until(page, ".viewport:nth-child(1) .tr", f"4/{SLICES}")
+                await page.screenshot(path=str(ARTEFACTS / f"ct-two-{shot}.png"), full_page=True)
+                # Coronal in the left viewport, reformatted on the node, then scrolled;
+                # the right one (axial) shows where its slice cuts the coronal plane.
+                await views.nth(0).locator("canvas").click()
+                await page.click("[data-plane=coronal]")
+                await _until(page, ".viewport:nth-child(1) .tr", f"{_('plane_coronal')} 257/512")
+                assert await page.get_attribute("[data-plane=coronal]", "aria-pressed") == "true"
+                await page.keyboard.press("ArrowDown")
+                await _until(page, ".viewport:nth-child(1) .tr", "258/512")
+                await _until(page, ".viewport:nth-child(1) .marker.top", "H")
+                await page.wait_for_load_state("networkidle")  # the full image, not the small
+                coronal = ARTEFACTS / f"ct-coronal-{shot}.png"
+                await page.screenshot(path=str(coronal), full_page=True)
+                await page.click("[data-plane=sagittal]")
+                await _until(page, ".viewport:nth-child(1) .tr", f"{_('plane_sagittal')} 257/512")
+                await _until(page, ".viewport:nth-child(1) .marker.left", "A")
+                # The layout chosen is kept for this account and modality.
+                await page.select_option("#hanging", "one")
+                assert await views.count() == 1
+                await page.reload()
+                await page.wait_for_selector("#viewer[data-ready='1']")
+                assert await page.locator("#viewports .viewport").count() == 1
+                await page.select_option("#hanging", "auto")
+                # The radiograph: one viewport, fitted; no reformat, said why.
+                await page.goto(f"{base}/web/cases/{cr}/viewer")
+                await page.wait_for_selector("#viewer[data-ready='1']")
+                assert await page.locator("#viewports .viewport").count() == 1
+                await page.click("[data-plane=coronal]")
+                await _until(page, "#mpr-status", _("mpr_too_few", count=1, least=MIN_SLICES))
+                await page.screenshot(path=str(ARTEFACTS / f"cr-{shot}.png"), full_page=True)
+                scroll = await page.evaluate("document.documentElement.scrollWidth")
+                assert scroll <= width, (shot, scroll)
+                await context.close()
+        finally:
+            await browser.close()

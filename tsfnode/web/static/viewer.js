@@ -285,7 +285,7 @@
     overlay() {
       const s = this.series, d = this.dims;
       const q = (c) => this.el.querySelector(c);
-      q(".tl").textContent = `${s.modality} · ${seriesName(s)} · ${T[`plane_${this.plane}`]}`;
+      q(".tl").textContent = `${s.modality} · ${seriesName(s)}` + (this.plane === "axial" ? "" : ` · ${T[`plane_${this.plane}`]}`);
       let at = "";
       if (this.plane === "axial") {
         const f = s.frames[this.frame];
