@@ -11,10 +11,11 @@ The volume is built once per series, lazily, the first time a reformat is asked 
 each slice decoded once (``render.decode``: Modality LUT applied) and written into a
 file in the node's cache (``viewer/mpr/<case>/``), int16 when every value is a whole
 number that fits (CT in Hounsfield units), else float32; a plane is then read from that
-file by ``np.memmap`` (the kernel's page cache, not the node's heap). What a reformat
-costs in memory is one slice while the volume is built, one plane and its resampled
-copy while it is rendered (a 500-slice 512x512 CT: about 1 MB and 4 MB), whatever the
-volume's size; a volume larger than ``[viewer] mpr_max_mb`` is refused.
+file by ``os.pread`` (``VolumeFile``: the kernel's page cache, not the node's heap nor a
+memory map). What a reformat costs in the node's memory is one slice while the volume
+is built, one plane and its resampled copy while it is rendered (16 slices read at once
+for a sagittal plane: 8 MB), whatever the volume's size; a volume larger than
+``[viewer] mpr_max_mb`` is refused.
 
 Planes (an axial acquisition): axial (a slice, as acquired), coronal (a row of every
 slice: the patient's right on the left, head at the top) and sagittal (a column of every
@@ -248,20 +249,65 @@ def resample(plane: np.ndarray, height: int) -> np.ndarray:
     return source[low] * (1 - weight) + source[high] * weight  # type: ignore[no-any-return]
 
 
-def plane_values(volume: np.ndarray, geometry: Geometry, plane: str, index: int) -> np.ndarray:
+class VolumeFile:
+    """A volume on disk, read a plane at a time with ``os.pread``: neither the file nor
+    the pages around what is read are mapped into the node (the kernel's page cache
+    keeps them, which it gives back under pressure)."""
+
+    SLICES_AT_ONCE = 16  # a sagittal plane is read through this many slices at a time
+
+    def __init__(self, path: Path, dtype: str, shape: tuple[int, int, int]) -> None:
+        self.path, self.dtype, self.shape = path, np.dtype(dtype), shape
+        if path.stat().st_size != self.dtype.itemsize * shape[0] * shape[1] * shape[2]:
+            raise ValueError("a volume file of another size")
+
+    def _read(self, fd: int, offset: int, count: int) -> np.ndarray:
+        data = os.pread(fd, count * self.dtype.itemsize, offset)
+        return np.frombuffer(data, dtype=self.dtype, count=count)
+
+    def plane(self, plane: str, index: int) -> np.ndarray:
+        """Slice ``index`` (axial), row ``index`` of every slice (coronal: slices x
+        columns) or column ``index`` of every slice (sagittal: slices x rows)."""
+        slices, rows, columns = self.shape
+        size = self.dtype.itemsize
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            if plane == "axial":
+                return self._read(fd, index * rows * columns * size, rows * columns).reshape(
+                    rows, columns
+                )
+            if plane == "coronal":
+                step = rows * columns * size
+                return np.stack(
+                    [
+                        self._read(fd, k * step + index * columns * size, columns)
+                        for k in range(slices)
+                    ]
+                )
+            out = np.empty((slices, rows), dtype=self.dtype)
+            for first in range(0, slices, self.SLICES_AT_ONCE):
+                n = min(self.SLICES_AT_ONCE, slices - first)
+                block = self._read(fd, first * rows * columns * size, n * rows * columns)
+                out[first : first + n] = block.reshape(n, rows, columns)[:, :, index]
+            return out
+        finally:
+            os.close(fd)
+
+
+def plane_values(volume: VolumeFile, geometry: Geometry, plane: str, index: int) -> np.ndarray:
     """The values of plane ``index`` (float32), resampled to square pixels."""
     if not 0 <= index < geometry.count(plane):
         raise IndexError(index)
+    taken = volume.plane(plane, index).astype(np.float32)
     if plane == "axial":
-        return np.asarray(volume[index], dtype=np.float32)
-    taken = volume[:, index, :] if plane == "coronal" else volume[:, :, index]
-    return resample(np.asarray(taken), geometry.size(plane)[1])
+        return taken
+    return resample(taken, geometry.size(plane)[1])
 
 
 @dataclass
 class _Held:
     geometry: Geometry
-    volume: np.ndarray
+    volume: VolumeFile
 
 
 class Volumes:
@@ -290,7 +336,7 @@ class Volumes:
 
     def held(
         self, case_hex: str, series_uid: str, slices: Sequence[tuple[Path, int]], headers: Any
-    ) -> tuple[Geometry, np.ndarray]:
+    ) -> tuple[Geometry, VolumeFile]:
         """The volume of the series whose frames are ``slices`` (file, frame index),
         built if it is not yet; ``headers(path)`` reads a file's header."""
         digest = hashlib.sha256(
@@ -330,7 +376,7 @@ class Volumes:
                 }
             )
             shape = (geometry.slices, geometry.rows, geometry.columns)
-            volume = np.memmap(path, dtype=kept["dtype"], mode="r", shape=shape)
+            volume = VolumeFile(path, kept["dtype"], shape)
         except (OSError, ValueError, KeyError, TypeError):
             return None
         os.utime(path)  # used: the last to be pruned
@@ -345,12 +391,12 @@ class Volumes:
         for dtype in ("int16", "float32"):
             self._check_size(geometry, np.dtype(dtype).itemsize)
             self._prune(geometry.slices * geometry.rows * geometry.columns * 4)
-            if self._write(path, geometry, ordered, dtype):
+            if self._write(path, ordered, dtype):
                 break
         meta = path.with_suffix(".json")
         meta.write_text(json.dumps({"dtype": dtype, "geometry": asdict(geometry)}))
         shape = (geometry.slices, geometry.rows, geometry.columns)
-        return _Held(geometry, np.memmap(path, dtype=dtype, mode="r", shape=shape))
+        return _Held(geometry, VolumeFile(path, dtype, shape))
 
     def _check_size(self, geometry: Geometry, itemsize: int) -> None:
         size = geometry.slices * geometry.rows * geometry.columns * itemsize
@@ -366,39 +412,34 @@ class Volumes:
     def _write(
         self,
         path: Path,
-        geometry: Geometry,
         ordered: Sequence[tuple[tuple[Path, int], Dataset]],
         dtype: str,
     ) -> bool:
         """Every slice decoded into the file at ``path``; False when a value does not
         fit ``dtype`` exactly (then float32 is tried)."""
-        shape = (geometry.slices, geometry.rows, geometry.columns)
         tmp = path.with_suffix(".tmp")
-        out = np.memmap(tmp, dtype=dtype, mode="w+", shape=shape)
         fits = True
-        try:
-            for k, ((file, index), ds) in enumerate(ordered):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    values = decode(file, index, ds).mono
-                if values is None:
-                    raise refuse("colour images are not reformatted", N_("mpr_colour"))
-                if dtype == "int16":
-                    whole = np.rint(values)
-                    if (
-                        not np.array_equal(whole, values)
-                        or whole.min() < -32768
-                        or whole.max() > 32767
-                    ):
-                        fits = False
-                        break
-                out[k] = values
-            out.flush()
+        try:  # written slice by slice (a memory map written would hold its dirty pages)
+            with tmp.open("wb") as out:
+                for (file, index), ds in ordered:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        values = decode(file, index, ds).mono
+                    if values is None:
+                        raise refuse("colour images are not reformatted", N_("mpr_colour"))
+                    if dtype == "int16":
+                        whole = np.rint(values)
+                        if (
+                            not np.array_equal(whole, values)
+                            or whole.min() < -32768
+                            or whole.max() > 32767
+                        ):
+                            fits = False
+                            break
+                    out.write(np.ascontiguousarray(values, dtype=dtype).tobytes())
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        finally:
-            del out
         if not fits:
             tmp.unlink(missing_ok=True)
             return False
@@ -436,7 +477,7 @@ def window_of(
 
 
 def render_plane(
-    volume: np.ndarray,
+    volume: VolumeFile,
     geometry: Geometry,
     plane: str,
     index: int,
