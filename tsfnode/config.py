@@ -241,6 +241,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("transfer", "poll_interval_ms", int, 60_000, _range(100, 3_600_000)),
     Setting("transfer", "retry_base_ms", int, 5_000, _range(10, 3_600_000)),
     Setting("cases", "retention_days", int, 30, _range(0, 3650), "images kept after closing"),
+    Setting(
+        "viewer",
+        "mpr_max_mb",
+        int,
+        512,
+        _range(0, 100_000),
+        "a volume reformatted (MPR) at most, on disk; 0: no reformats",
+    ),
     Setting("cases", "reading_delay_hours", int, 72, _range(1, 1440), "groups' default delay"),
     Setting("cases", "scan_interval_ms", int, 10_000, _range(100, 3_600_000), "deadlines"),
     Setting("cases", "stats_interval_ms", int, 3_600_000, _range(1000, 86_400_000)),
@@ -328,6 +336,7 @@ class NodeConfig:
     transfer_poll_interval_ms: int = 60_000
     transfer_retry_base_ms: int = 5_000
     cases_retention_days: int = 30
+    viewer_mpr_max_mb: int = 512
     cases_reading_delay_hours: int = 72
     cases_scan_interval_ms: int = 10_000
     cases_stats_interval_ms: int = 3_600_000

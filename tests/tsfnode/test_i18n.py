@@ -173,6 +173,8 @@ KNOWN_BYPASSES = {
     "new_case.py: HTTPNotFound(text='no such image to check')",
     "new_case.py: HTTPBadRequest(text=\"'image': the SOP Instance UID of the image\")",
     "viewer.py: HTTPNotFound(text='no such frame')",
+    "viewer.py: HTTPNotFound(text='no such series')",
+    "viewer.py: HTTPNotFound(text='no such plane')",
     "viewer.py: HTTPBadRequest(text=f'{name}: a number')",
     "viewer.py: HTTPBadRequest(text=f'{name}: between {low} and {high}')",
 }

@@ -44,7 +44,7 @@ def _stamp(folders: list[Path]) -> list[float]:
     ]
 
 
-SERIES_VERSION = 2  # 2: axial stacks head first (a listing kept before is made again)
+SERIES_VERSION = 3  # 2: axial stacks head first; 3: frame of reference (made again)
 
 
 def listed_series(folders: list[Path], kept: Path) -> list[dict[str, Any]]:
@@ -114,6 +114,7 @@ def list_series(folders: list[Path]) -> list[dict[str, Any]]:
                 "uid": uid,
                 "description": first["description"],
                 "modality": first["modality"],
+                "frame_of_reference": first.get("frame_of_reference", ""),
                 "localizer": first["localizer"],
                 "rows": first["rows"],
                 "columns": first["columns"],

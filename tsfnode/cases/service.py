@@ -83,6 +83,7 @@ from tsfnode.cases.refused import case_refused
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import N_, Key
 from tsfnode.images.listing import index_bundle
+from tsfnode.images.mpr import volumes_folder
 from tsfnode.intake.owners import NoSuchStudy, StudyOwners
 from tsfnode.intake.pseudonyms import PseudonymMap
 from tsfnode.logs import log
@@ -1195,6 +1196,8 @@ class CaseService(NodeService):
         await self.reader_images.delete_case(row.case_id)
         folder = image_path(self.node_dir.root, row.case_id, bytes(32)).parent
         await asyncio.to_thread(shutil.rmtree, folder, True)
+        reformats = volumes_folder(self.node_dir.root, row.case_id.hex())  # the MPR cache
+        await asyncio.to_thread(shutil.rmtree, reformats, True)
         return len(found)
 
     def _delete_bundle_files(self, manifest: Manifest) -> None:

@@ -32,7 +32,7 @@ from tsfnode.images.render import (
 )
 
 LISTING = "listing.json"
-LISTING_VERSION = 3  # 2: "localizer"; 3: "height"
+LISTING_VERSION = 4  # 2: "localizer"; 3: "height"; 4: "frame_of_reference"
 BULK = "tsf-bulk:"  # in a kept listing; the URL of each request replaces it
 BULK_THRESHOLD = 1024  # bytes: binary values above this are BulkDataURIs
 PIXEL_DATA = "7FE00010"
@@ -90,6 +90,7 @@ def viewer_facts(path: Path, ds: Dataset) -> dict[str, Any] | None:
         "frames": frame_count(ds),
         "description": str(ds.get("SeriesDescription", "")),
         "modality": str(ds.get("Modality", "")),
+        "frame_of_reference": str(ds.get("FrameOfReferenceUID", "")),
         "localizer": "LOCALIZER" in _image_type(ds),
         "rows": int(ds.Rows),
         "columns": int(ds.Columns),

@@ -5,6 +5,11 @@
     GET /web/cases/{id}/frames/{s}/{f}.jpg?c=&w=&invert=&size=&q=
                                                     frame f of series s, windowed, JPEG
     GET /web/cases/{id}/frames/{s}/{f}/attributes   the frame's (anonymised) attributes
+    GET /web/cases/{id}/series/{s}/mpr              series s as a volume: its planes
+                                                    (422 and why, when it is not one)
+    GET /web/cases/{id}/series/{s}/mpr/{plane}/{i}.png?window=&c=&w=&invert=&size=
+                                                    plane i (axial, coronal, sagittal)
+                                                    reformatted on the node (images/mpr.py)
 
 The images are the case's own: on a reader's node the bundles received for it, on the
 sender's node the de-identified study in the intake. Rendering runs in worker threads
@@ -22,12 +27,15 @@ import numpy as np
 from aiohttp import web
 from aiohttp.helpers import ChainMapProxy
 
-from tsfnode.appkeys import CASES, NODE_DIR, RENDERER
-from tsfnode.auth.sessions import require
+from tsfnode.appkeys import CASES, CONFIG, NODE_DIR, RENDERER
+from tsfnode.auth.sessions import Session, require
 from tsfnode.cases.images import Listings, image_folders, int_of, listed_series
 from tsfnode.cases.service import reader_image_json
 from tsfnode.clock import request_now
 from tsfnode.errors import NodeError
+from tsfnode.i18n import texts
+from tsfnode.images.mpr import PLANES, Geometry, NotAVolume, TooLarge, Volumes, window_of
+from tsfnode.images.mpr import render_plane as render_mpr_plane
 from tsfnode.images.render import (
     FULL,
     Window,
@@ -35,7 +43,7 @@ from tsfnode.images.render import (
 )
 from tsfnode.routes import Routes
 from tsfnode.web.caseform import shown_form
-from tsfnode.web.common import language_of, render_page, seen_case
+from tsfnode.web.common import language_of, render_page, say, seen_case
 from tsfnode.web.reporting import may_report, report_form
 
 ROUTES = Routes()
@@ -187,8 +195,93 @@ async def frame_attributes(request: web.Request) -> web.Response:
     )
 
 
+VOLUMES = web.AppKey("viewer_volumes", dict[str, Volumes])
+
+
+def _volumes(request: web.Request) -> Volumes:
+    """The volumes reformatted on this node (made on first use: the node's folder and
+    ``[viewer] mpr_max_mb`` are known then)."""
+    held = request.config_dict[VOLUMES]
+    if "volumes" not in held:
+        most = request.config_dict[CONFIG].viewer_mpr_max_mb * 2**20
+        held["volumes"] = Volumes(request.config_dict[NODE_DIR].root, most)
+    return held["volumes"]
+
+
+async def _volume_of(
+    request: web.Request, *, build: bool
+) -> tuple[Geometry, Any, dict[str, Any], Session]:
+    """The series of the URL as a volume (``build``: its voxels too, made the first time),
+    its listing and the person's session; 422 saying why, in their language, when the
+    series is not a volume or too large for this node."""
+    session = await require(request, *PEOPLE)
+    case_id, _, _ = await seen_case(request, session)
+    listed = await _series(request, case_id)
+    try:
+        found = listed[int(request.match_info["s"])]
+    except (IndexError, ValueError):
+        raise web.HTTPNotFound(text="no such series") from None
+    slices = [(Path(f["file"]), int(f["index"])) for f in found["frames"]]
+    volumes = _volumes(request)
+    header = request.config_dict[RENDERER].header
+    try:
+        if build:
+            geometry, volume = await asyncio.to_thread(
+                volumes.held, case_id.hex(), found["uid"], slices, header
+            )
+        else:
+            geometry, volume = await asyncio.to_thread(volumes.geometry, slices, header), None
+    except (NotAVolume, TooLarge) as exc:
+        words = texts(language_of(request, session))
+        exc.values = {  # millimetres as the person's language writes them
+            k: words.number(v, 2) if isinstance(v, float) else v for k, v in exc.values.items()
+        }
+        raise web.HTTPUnprocessableEntity(text=say(exc, words.lang)) from None
+    return geometry, volume, found, session
+
+
+@ROUTES.get("/cases/{id:[0-9a-f]{32}}/series/{s:[0-9]+}/mpr")
+async def mpr(request: web.Request) -> web.Response:
+    """The planes of a series that forms a volume (how many of each, their size, the
+    slices' positions), without building it."""
+    geometry, _, _, _ = await _volume_of(request, build=False)
+    return web.json_response(geometry.public())
+
+
+@ROUTES.get(
+    "/cases/{id:[0-9a-f]{32}}/series/{s:[0-9]+}/mpr/{plane:axial|coronal|sagittal}/{i:[0-9]+}.png"
+)
+async def mpr_plane(request: web.Request) -> web.Response:
+    """A plane of the volume, reformatted and windowed on the node, as PNG."""
+    geometry, volume, found, _ = await _volume_of(request, build=True)
+    plane, index = request.match_info["plane"], int(request.match_info["i"])
+    if plane not in PLANES or index >= geometry.count(plane):
+        raise web.HTTPNotFound(text="no such plane")
+    centre = _number(request, "c", -1e7, 1e7)
+    width = _number(request, "w", 1, 1e7)
+    chosen = Window(centre, width) if centre is not None and width is not None else None
+    used = window_of(geometry, chosen, found["presets"], request.query.get("window", ""))
+    size = int(_number(request, "size", 16, FULL) or FULL)
+    body = await asyncio.to_thread(
+        render_mpr_plane,
+        volume,
+        geometry,
+        plane,
+        index,
+        used,
+        invert=request.query.get("invert") == "1",
+        max_size=size,
+    )
+    headers = {
+        "Cache-Control": "private, max-age=3600",
+        "X-Window": f"{used.centre:.3f},{used.width:.3f}",
+    }
+    return web.Response(body=body, content_type="image/png", headers=headers)
+
+
 def add_routes(app: web.Application) -> None:
     app[SERIES] = Listings()
+    app[VOLUMES] = {}
     app.router.add_routes(ROUTES)
     app.router.add_get(
         "/cases/{id:[0-9a-f]{32}}/frames/{s:[0-9]+}/{f:[0-9]+}/attributes", frame_attributes

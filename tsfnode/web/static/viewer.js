@@ -3,6 +3,11 @@
 // frame at the window asked for (JPEG, small first then full, sized to the measured
 // link); while the window is dragged, the page re-maps the 8-bit image it holds with a
 // lookup table (smooth), then asks the node for the frame at the new window.
+// Reformats (coronal, sagittal) of a series that forms a volume are rendered on the node
+// too (PNG); two viewports scroll together, by position along the slices' normal when
+// both series share a Frame of Reference, else by relative index; the layout follows a
+// hanging protocol chosen by the study's modality, which the reader may change (kept in
+// this browser for their account and that modality).
 "use strict";
 (() => {
   const root = document.getElementById("viewer");
@@ -15,6 +20,19 @@
   let series = [];
   let active = null;
   const viewports = [];
+  const volumes = new Map(); // series index -> Promise<{geometry} | {error}>
+  const PLANES = ["axial", "coronal", "sagittal"];
+
+  // Whether series s forms a volume, and its planes (asked once; the node says why not).
+  function volumeOf(s) {
+    if (!volumes.has(s)) {
+      volumes.set(s, (async () => {
+        const r = await fetch(`${base}/series/${s}/mpr`, { credentials: "same-origin" });
+        return r.ok ? { geometry: await r.json() } : { error: (await r.text()) || `${r.status}` };
+      })());
+    }
+    return volumes.get(s);
+  }
 
   async function load(url) {
     if (!images.has(url)) {
@@ -46,6 +64,14 @@
     q.set("q", small ? 60 : slow() ? 75 : 88);
     return `${base}/frames/${s}/${f}.jpg?${q}`;
   }
+  // A reformatted plane: PNG, small first on every link (the node windows it).
+  function planeUrl(s, plane, i, view, small) {
+    const q = new URLSearchParams();
+    if (view.window) { q.set("c", view.window[0].toFixed(2)); q.set("w", view.window[1].toFixed(2)); }
+    if (view.invert) q.set("invert", "1");
+    q.set("size", small ? 256 : 4096);
+    return `${base}/series/${s}/mpr/${plane}/${i}.png?${q}`;
+  }
 
   class Viewport {
     constructor(element) {
@@ -54,6 +80,8 @@
       this.g = this.canvas.getContext("2d");
       this.scroll = element.querySelector("input.scroll");
       this.s = -1;
+      this.plane = "axial";
+      this.geometry = null; // the volume's planes, once a reformat is shown
       this.frame = 0;
       this.dir = 1;
       this.image = null; // what is drawn, with the window it was rendered at
@@ -69,28 +97,70 @@
       new ResizeObserver(() => this.draw()).observe(element);
     }
     get series() { return series[this.s]; }
+    // How many images the viewport scrolls through: frames, or planes of a reformat.
+    get count() {
+      return this.plane === "axial" ? this.series.frames.length : this.geometry.planes[this.plane].count;
+    }
+    // What is drawn: its size in pixels, pixel spacing and edge markers.
+    get dims() {
+      const s = this.series;
+      if (this.plane === "axial") return { w: s.columns, h: s.rows, spacing: s.spacing, markers: s.markers };
+      const p = this.geometry.planes[this.plane];
+      const mm = s.spacing && (this.plane === "coronal" ? s.spacing.column : s.spacing.row);
+      return { w: p.width, h: p.height, spacing: mm ? { row: mm, column: mm, source: s.spacing.source } : null, markers: p.markers };
+    }
+    url(f, view, small) {
+      return this.plane === "axial" ? frameUrl(this.s, f, view, small) : planeUrl(this.s, this.plane, f, view, small);
+    }
     reset() {
       this.zoom = 1; this.pan = [0, 0]; this.invert = false; this.marks = []; this.partial = null;
       this.window = this.series && this.series.presets.image ? [...this.series.presets.image] : null;
     }
-    open(s) {
+    open(s, presetName) {
       this.s = s;
+      this.plane = "axial";
+      this.geometry = null;
       this.reset();
+      const p = presetName && this.series.presets[presetName];
+      if (p) this.window = [...p];
       this.scroll.max = this.series.frames.length - 1;
-      this.show(0);
+      this.image = null;
+      showPlanes();
+      return this.show(0);
     }
-    async show(f) {
+    // Axial (the frames as acquired), coronal or sagittal (reformatted on the node), at
+    // the middle plane; the node's reason shown when the series is not a volume.
+    async setPlane(plane) {
+      if (!this.series) return false;
+      const status = document.getElementById("mpr-status");
+      if (plane !== "axial") {
+        status.textContent = T.mpr_building;
+        const found = await volumeOf(this.s);
+        if (found.error) { status.textContent = found.error; return false; }
+        this.geometry = found.geometry;
+      }
+      status.textContent = "";
+      this.plane = plane;
+      this.marks = []; this.partial = null; this.zoom = 1; this.pan = [0, 0]; this.image = null;
+      this.scroll.max = this.count - 1;
+      this.frame = -1;
+      showPlanes();
+      await this.show(Math.floor(this.count / 2));
+      return true;
+    }
+    async show(f, led) {
       if (!this.series) return;
-      const count = this.series.frames.length;
+      const count = this.count;
       f = Math.max(0, Math.min(count - 1, f));
       this.dir = f >= this.frame ? 1 : -1;
       this.frame = f;
       this.scroll.value = f;
+      if (!led) follow(this);
       const view = { window: this.window, invert: this.invert };
-      const key = `${this.s}/${f}/${view.window}/${view.invert}`;
+      const key = `${this.s}/${this.plane}/${f}/${view.window}/${view.invert}`;
       this.wanted = key;
-      const full = frameUrl(this.s, f, view, false);
-      const small = frameUrl(this.s, f, view, true);
+      const full = this.url(f, view, false);
+      const small = this.url(f, view, true);
       try {
         if (!images.has(full)) {
           const low = await load(small);
@@ -108,8 +178,8 @@
       const view = { window: this.window, invert: this.invert };
       for (let k = 1; k <= 6; k++) {
         const f = this.frame + this.dir * k;
-        if (f < 0 || f >= this.series.frames.length) break;
-        load(frameUrl(this.s, f, view, slow())).catch(() => {});
+        if (f < 0 || f >= this.count) break;
+        load(this.url(f, view, slow())).catch(() => {});
       }
     }
     put(image, view) {
@@ -124,10 +194,10 @@
       return [(e.clientX - r.left - ox) / scale, (e.clientY - r.top - oy) / scale];
     }
     place() {
-      const s = this.series;
+      const d = this.dims;
       const w = this.canvas.width, h = this.canvas.height;
-      const scale = Math.min(w / s.columns, h / s.rows) * this.zoom;
-      return [scale, (w - s.columns * scale) / 2 + this.pan[0], (h - s.rows * scale) / 2 + this.pan[1]];
+      const scale = Math.min(w / d.w, h / d.h) * this.zoom;
+      return [scale, (w - d.w * scale) / 2 + this.pan[0], (h - d.h * scale) / 2 + this.pan[1]];
     }
     source() {
       // While the window is dragged: the 8-bit image re-mapped to the new window.
@@ -171,7 +241,9 @@
       const [scale, ox, oy] = this.place();
       g.setTransform(scale, 0, 0, scale, ox, oy);
       g.imageSmoothingEnabled = scale < 2;
-      g.drawImage(this.source(), 0, 0, s.columns, s.rows);
+      const d = this.dims;
+      g.drawImage(this.source(), 0, 0, d.w, d.h);
+      this.references(g, scale);
       g.lineWidth = 1.5 / scale;
       g.strokeStyle = g.fillStyle = "#ffd24a";
       g.font = `${13 / scale}px system-ui, sans-serif`;
@@ -180,20 +252,49 @@
         g.moveTo(...m.points[0]);
         for (const p of m.points.slice(1)) g.lineTo(...p);
         g.stroke();
-        const label = measure(s, m);
+        const label = measure(d.spacing, m);
         if (label) g.fillText(label, m.points[m.points.length - 1][0] + 6 / scale, m.points[m.points.length - 1][1]);
       }
       this.overlay();
     }
+    // Where the other viewport's plane cuts this one (same series, another plane): a
+    // dashed line, so that the reader sees which slice a reformat's row is.
+    references(g, scale) {
+      const d = this.dims;
+      g.save();
+      g.strokeStyle = "#35c4ff";
+      g.lineWidth = 1 / scale;
+      g.setLineDash([6 / scale, 4 / scale]);
+      for (const o of viewports) {
+        if (o === this || o.s !== this.s || o.plane === this.plane || !o.series) continue;
+        const geometry = this.geometry || o.geometry;
+        if (!geometry) continue;
+        let x = null, y = null;
+        if (this.plane === "axial") {
+          if (o.plane === "coronal") y = o.frame + 0.5; else x = o.frame + 0.5;
+        } else if (o.plane === "axial") {
+          const k = geometry.frames.indexOf(o.frame);
+          if (k >= 0) y = ((k + 0.5) * d.h) / geometry.slices;
+        } else x = o.frame + 0.5; // coronal and sagittal cut each other upright
+        g.beginPath();
+        if (y !== null) { g.moveTo(0, y); g.lineTo(d.w, y); } else { g.moveTo(x, 0); g.lineTo(x, d.h); }
+        g.stroke();
+      }
+      g.restore();
+    }
     overlay() {
-      const s = this.series, f = s.frames[this.frame];
+      const s = this.series, d = this.dims;
       const q = (c) => this.el.querySelector(c);
-      q(".tl").textContent = `${s.modality} · ${seriesName(s)}`;
-      q(".tr").textContent = `${T.frame} ${this.frame + 1}/${s.frames.length}` +
-        (f.position !== null ? ` · ${T.position} ${num(f.position)} mm` : "");
+      q(".tl").textContent = `${s.modality} · ${seriesName(s)}` + (this.plane === "axial" ? "" : ` · ${T[`plane_${this.plane}`]}`);
+      let at = "";
+      if (this.plane === "axial") {
+        const f = s.frames[this.frame];
+        if (f && f.position !== null) at = ` · ${T.position} ${num(f.position)} mm`;
+      }
+      q(".tr").textContent = `${this.plane === "axial" ? T.frame : T[`plane_${this.plane}`]} ${this.frame + 1}/${this.count}${at}`;
       q(".bl").textContent = this.window ? `${T.wl} ${num(this.window[0], 0)} / ${num(this.window[1], 0)}` : "";
       q(".br").textContent = `${T.zoom} ${num(this.zoom * 100, 0)} %` + (this.invert ? ` · ${T.inverted}` : "");
-      for (const side of ["left", "right", "top", "bottom"]) q(`.marker.${side}`).textContent = s.markers[side] || "";
+      for (const side of ["left", "right", "top", "bottom"]) q(`.marker.${side}`).textContent = d.markers[side] || "";
       q(".lossy").hidden = !s.lossy;
     }
     down(e) {
@@ -261,8 +362,7 @@
 
   const needed = (m) => (m.kind === "length" ? 2 : 3); // points of a finished measure
 
-  function measure(s, m) {
-    const sp = s.spacing;
+  function measure(sp, m) {
     const len = (a, b) => sp ? Math.hypot((b[0] - a[0]) * sp.column, (b[1] - a[1]) * sp.row) : Math.hypot(b[0] - a[0], b[1] - a[1]);
     if (m.kind === "length") return `${num(len(...m.points))} ${sp ? "mm" : "px"}`;
     if (m.points.length < 3) return "";
@@ -277,13 +377,14 @@
 
   function announce(vp) {
     const last = vp.marks[vp.marks.length - 1];
-    document.getElementById("measure").textContent = measure(vp.series, last) +
-      (vp.series.spacing && vp.series.spacing.source === "ImagerPixelSpacing" ? ` (${T.imager_spacing})` : "");
+    const sp = vp.dims.spacing;
+    document.getElementById("measure").textContent = measure(sp, last) +
+      (sp && sp.source === "ImagerPixelSpacing" ? ` (${T.imager_spacing})` : "");
   }
 
   let attributesTimer = 0;
   function attributesSoon(vp) {
-    if (vp !== active) return;
+    if (vp !== active || vp.plane !== "axial") return;
     clearTimeout(attributesTimer);
     attributesTimer = setTimeout(async () => {
       const r = await fetch(`${base}/frames/${vp.s}/${vp.frame}/attributes`, { credentials: "same-origin" });
@@ -305,6 +406,41 @@
   function activate(vp) {
     active = vp;
     for (const v of viewports) v.el.classList.toggle("active", v === vp);
+    showPlanes();
+  }
+
+  function showPlanes() {
+    for (const b of document.querySelectorAll("[data-plane]")) b.setAttribute("aria-pressed", Boolean(active) && active.plane === b.dataset.plane);
+  }
+
+  // Linked scrolling: the other viewports move with the one scrolled, when they show the
+  // same plane: to the nearest slice by position along the normal when both series share
+  // a Frame of Reference (and the positions are known), else to the same relative index.
+  const linked = () => document.getElementById("link").checked;
+  function byPosition(a, b) {
+    return a.plane === "axial" && b.plane === "axial" && a.series.frame_of_reference &&
+      a.series.frame_of_reference === b.series.frame_of_reference &&
+      a.series.frames.every((f) => f.position !== null) && b.series.frames.every((f) => f.position !== null);
+  }
+  function follow(vp) {
+    for (const o of viewports) {
+      if (o === vp || !o.series) continue;
+      if (!linked() || o.plane !== vp.plane) { o.draw(); continue; } // its reference line
+      let g;
+      if (byPosition(vp, o)) {
+        const at = vp.series.frames[vp.frame].position;
+        g = 0;
+        o.series.frames.forEach((f, i) => { if (Math.abs(f.position - at) < Math.abs(o.series.frames[g].position - at)) g = i; });
+      } else g = Math.round((vp.frame / Math.max(1, vp.count - 1)) * (o.count - 1));
+      if (g !== o.frame) o.show(g, true); else o.draw();
+    }
+    linkStatus();
+  }
+  function linkStatus() {
+    const box = document.getElementById("link-status");
+    const [a, b] = viewports;
+    box.textContent = !b || !linked() || !a.series || !b.series || a.plane !== b.plane ? "" :
+      byPosition(a, b) ? T.linked_position : T.linked_index;
   }
 
   function setTool(tool) {
@@ -319,7 +455,7 @@
       const fps = Number(document.getElementById("fps").value);
       cine = setInterval(() => {
         const vp = active;
-        vp.show((vp.frame + 1) % vp.series.frames.length);
+        vp.show((vp.frame + 1) % vp.count);
       }, 1000 / fps);
     }
     document.getElementById("cine").setAttribute("aria-pressed", Boolean(cine));
@@ -339,7 +475,9 @@
     else if (what === "fit") { vp.zoom = 1; vp.pan = [0, 0]; vp.draw(); }
     else if (what === "reset") { vp.reset(); vp.show(vp.frame); }
     else if (what === "cine") toggleCine();
-    else if (what === "layout") layout(viewports.length === 1 ? 2 : 1);
+    else if (what === "layout") {
+      if (viewports.length === 1) { layout(2); viewports[1].open(Math.min(series.length - 1, 1)); } else layout(1);
+    }
   }
 
   function layout(count) {
@@ -350,12 +488,44 @@
       const vp = new Viewport(el);
       vp.tool = viewports[0].tool;
       viewports.push(vp);
-      vp.open(Math.min(series.length - 1, 1));
     }
     while (viewports.length > count) viewports.pop().el.remove();
     box.className = count === 2 ? "two" : "one";
     activate(viewports[0]);
     for (const vp of viewports) vp.draw();
+    linkStatus();
+  }
+
+  // Hanging protocols: how a study is laid out when it opens, by its modality. CT: the
+  // series in a soft-tissue window on the left, the same in a lung window on the right
+  // (or its coronal reformat); MR: two series side by side; a radiograph (CR, DX, MG),
+  // ultrasound and the rest: one image, fitted.
+  const BY_MODALITY = { CT: "ct", MR: "two" };
+  const hangingKey = (modality) => `tsf.hanging.${root.dataset.account}.${modality}`;
+  async function hang(name) {
+    const first = firstToRead(series);
+    const soft = series[first].presets.mediastinum ? "mediastinum" : null;
+    if (name === "one") { layout(1); await viewports[0].open(first); }
+    else if (name === "ct") {
+      layout(2);
+      await Promise.all([viewports[0].open(first, soft), viewports[1].open(first, series[first].presets.lung ? "lung" : null)]);
+    } else if (name === "ct_mpr") {
+      layout(2);
+      await Promise.all([viewports[0].open(first, soft), viewports[1].open(first, soft)]);
+      if (!(await viewports[1].setPlane("coronal"))) await viewports[1].open(first, series[first].presets.lung ? "lung" : null);
+    } else {
+      layout(2);
+      const other = series.findIndex((s, i) => i !== first && !s.localizer && s.frames.length > 1);
+      await Promise.all([viewports[0].open(first), viewports[1].open(other >= 0 ? other : first)]);
+    }
+    activate(viewports[0]);
+    showPresets();
+    linkStatus();
+  }
+  function chosenHanging(modality) {
+    let kept = null;
+    try { kept = localStorage.getItem(hangingKey(modality)); } catch { kept = null; }
+    return kept || "auto";
   }
 
   document.addEventListener("keydown", (e) => {
@@ -363,11 +533,12 @@
     const keys = {
       ArrowDown: () => active.show(active.frame + 1), ArrowUp: () => active.show(active.frame - 1),
       PageDown: () => active.show(active.frame + 10), PageUp: () => active.show(active.frame - 10),
-      Home: () => active.show(0), End: () => active.show(active.series.frames.length - 1),
+      Home: () => active.show(0), End: () => active.show(active.count - 1),
       w: () => setTool("window"), p: () => setTool("pan"), z: () => setTool("zoom"),
       s: () => setTool("scroll"), m: () => setTool("length"), a: () => setTool("angle"),
       i: () => act("invert"), f: () => act("fit"), r: () => act("reset"), " ": () => act("cine"),
       t: () => act("layout"),
+      A: () => active.setPlane("axial"), C: () => active.setPlane("coronal"), S: () => active.setPlane("sagittal"),
     };
     const presets = Object.keys(active.series.presets);
     if (/^[1-9]$/.test(e.key) && presets[Number(e.key) - 1]) { preset(presets[Number(e.key) - 1]); e.preventDefault(); return; }
@@ -375,6 +546,8 @@
   });
   for (const b of document.querySelectorAll("[data-tool]")) b.addEventListener("click", () => setTool(b.dataset.tool));
   for (const b of document.querySelectorAll("[data-act]")) b.addEventListener("click", () => act(b.dataset.act));
+  for (const b of document.querySelectorAll("[data-plane]")) b.addEventListener("click", () => active && active.setPlane(b.dataset.plane));
+  document.getElementById("link").addEventListener("change", linkStatus);
   document.getElementById("fps").addEventListener("change", () => { if (cine) { toggleCine(); toggleCine(); } });
 
   function showPresets() {
@@ -425,8 +598,15 @@
       b.addEventListener("click", () => { active.open(i); showPresets(); });
       thumbs.append(b);
     });
-    viewports[0].open(firstToRead(series));
-    showPresets();
     setTool("window");
+    const modality = series[firstToRead(series)].modality;
+    const select = document.getElementById("hanging");
+    select.value = chosenHanging(modality);
+    select.addEventListener("change", () => {
+      try { localStorage.setItem(hangingKey(modality), select.value); } catch { /* private mode */ }
+      hang(select.value === "auto" ? BY_MODALITY[modality] || "one" : select.value);
+    });
+    await hang(select.value === "auto" ? BY_MODALITY[modality] || "one" : select.value);
+    root.dataset.ready = "1";
   })();
 })();
