@@ -195,6 +195,7 @@ class TransferService(NodeService):
         await self._save_have()
         if self._session is not None:
             await self._session.close()
+        self.disk.close()
 
     def wake(self) -> None:
         """Look at the outbox now: a bundle was queued, or a delivery ended."""
