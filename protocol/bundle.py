@@ -94,9 +94,10 @@ def _encrypt_chunk(data: bytes | bytearray | memoryview, nonce: bytes, key: byte
 
     PyNaCl's binding encrypts into a buffer of its own (zeroed), then copies it into a new
     bytes object: two more passes over every chunk. Sealing then opening 256 MiB in 1 MiB
-    chunks took 0.70 of the time of those bindings' encrypt + decrypt with them, 0.81
-    without them (processor time, best of 6; bench bundle_seal_open_throughput). The
-    output is a bytes object made here and filled before anything else sees it."""
+    chunks ran at 0.77-0.80 of the speed of those bindings' encrypt + decrypt with them,
+    0.86-0.89 without them (processor time, best of 4, two runs each, on a shared 2-core
+    machine; bench bundle_seal_open_throughput's workload). The output is a bytes object
+    made here and filled before anything else sees it."""
     if len(key) != KEY_SIZE or len(nonce) != NONCE_SIZE:
         raise LocalProtocolError("a chunk key is 32 bytes and a nonce 24")
     n = len(data)
