@@ -27,6 +27,8 @@ from typing import Any
 import nacl.bindings
 import nacl.exceptions
 import nacl.public
+from nacl._sodium import ffi as _ffi
+from nacl._sodium import lib as _sodium
 
 from protocol.codec import Int, List, Scalars, Schema, Str, Tuple, pack, unpack
 from protocol.documents import (
@@ -79,6 +81,72 @@ def choose_chunk_size(total_size: int) -> int:
 def chunk_nonce(bundle_id: bytes, index: int, last: bool) -> bytes:
     """The 24-byte XChaCha20 nonce of chunk ``index``."""
     return bundle_id + index.to_bytes(7, "big") + (b"\x01" if last else b"\x00")
+
+
+NONCE_SIZE = 24
+_DIRECT_MIN = 4096  # below this, PyNaCl's own calls (their copies cost nothing there)
+
+
+def _encrypt_chunk(data: bytes | bytearray | memoryview, nonce: bytes, key: bytes) -> bytes:
+    """XChaCha20-Poly1305 encryption of one chunk, as
+    ``nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt`` but written straight
+    into the bytes returned.
+
+    PyNaCl's binding encrypts into a buffer of its own (zeroed), then copies it into a new
+    bytes object: two more passes over every chunk. Sealing then opening 256 MiB in 1 MiB
+    chunks ran at 0.77-0.80 of the speed of those bindings' encrypt + decrypt with them,
+    0.86-0.89 without them (processor time, best of 4, two runs each, on a shared 2-core
+    machine; bench bundle_seal_open_throughput's workload). The output is a bytes object
+    made here and filled before anything else sees it."""
+    if len(key) != KEY_SIZE or len(nonce) != NONCE_SIZE:
+        raise LocalProtocolError("a chunk key is 32 bytes and a nonce 24")
+    n = len(data)
+    if n < _DIRECT_MIN:
+        ct: bytes = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+            bytes(data), CHUNK_AAD, nonce, key
+        )
+        return ct
+    out = bytes(n + TAG_SIZE)
+    _sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        _ffi.from_buffer(out),
+        _ffi.NULL,
+        _ffi.from_buffer(data),
+        n,
+        CHUNK_AAD,
+        len(CHUNK_AAD),
+        _ffi.NULL,
+        nonce,
+        key,
+    )
+    return out
+
+
+def _decrypt_chunk(ciphertext: bytes, nonce: bytes, key: bytes) -> bytes:
+    """The inverse of ``_encrypt_chunk`` (the same reason); CryptoError when the tag does
+    not match."""
+    if len(key) != KEY_SIZE or len(nonce) != NONCE_SIZE:
+        raise LocalProtocolError("a chunk key is 32 bytes and a nonce 24")
+    n = len(ciphertext)
+    if n < _DIRECT_MIN:
+        plain: bytes = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            ciphertext, CHUNK_AAD, nonce, key
+        )
+        return plain
+    out = bytes(n - TAG_SIZE)
+    failed = _sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(
+        _ffi.from_buffer(out),
+        _ffi.NULL,
+        _ffi.NULL,
+        _ffi.from_buffer(ciphertext),
+        n,
+        CHUNK_AAD,
+        len(CHUNK_AAD),
+        nonce,
+        key,
+    )
+    if failed:
+        raise nacl.exceptions.CryptoError("Decryption failed. Ciphertext failed verification")
+    return out
 
 
 def check_file_name(name: str) -> str:
@@ -251,6 +319,8 @@ class BundleSealer:
         self.chunk_size = chunk_size
         self.bundle_id = rng(BUNDLE_ID_SIZE)
         self._key = rng(KEY_SIZE)
+        if len(self.bundle_id) != BUNDLE_ID_SIZE or len(self._key) != KEY_SIZE:
+            raise LocalProtocolError("rng returned a bundle id or key of the wrong length")
         self._buffer = bytearray()
         self._held: bytes | None = None  # a full chunk, sealed once more data follows
         self._hashes = bytearray()
@@ -261,9 +331,7 @@ class BundleSealer:
     def _seal(self, data: bytes | bytearray | memoryview, last: bool) -> bytes:
         if self._count >= MAX_CHUNKS:
             raise LocalProtocolError("bundle too large for its chunk size")
-        ct: bytes = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
-            bytes(data), CHUNK_AAD, chunk_nonce(self.bundle_id, self._count, last), self._key
-        )
+        ct = _encrypt_chunk(data, chunk_nonce(self.bundle_id, self._count, last), self._key)
         self._hashes += digest(ct)
         self._count += 1
         return ct
@@ -351,9 +419,7 @@ class BundleOpener:
         last = index == self.manifest.chunk_count - 1
         nonce = chunk_nonce(self.manifest.bundle_id, index, last)
         try:
-            plain: bytes = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
-                ciphertext, CHUNK_AAD, nonce, self._key
-            )
+            plain = _decrypt_chunk(ciphertext, nonce, self._key)
         except nacl.exceptions.CryptoError as exc:
             raise IntegrityError(f"chunk {index} does not decrypt") from exc
         return plain

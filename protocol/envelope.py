@@ -64,8 +64,11 @@ class Envelope(NamedTuple):
     body: dict[str, Any]
 
 
+_TAGS = {kind.code: f"envelope/{kind.name}" for kind in KINDS_BY_CODE.values()}
+
+
 def _tag(kind: EnvelopeKind) -> str:
-    return f"envelope/{kind.name}"
+    return _TAGS[kind.code]
 
 
 def encode_envelope(
@@ -160,7 +163,7 @@ def peek_envelope(data: bytes, *, max_size: int | None = None) -> SignedEnvelope
         raise MalformedError("an encrypted envelope must name its recipient")
     sender_id = PublicIdentity(sender)
     signed_end = HEADER_SIZE + n
-    sender_id.verify(_tag(spec), data[:signed_end], data[signed_end:])
+    sender_id.verify(_tag(spec), memoryview(data)[:signed_end], data[signed_end:])
     return SignedEnvelope(
         kind=spec,
         sender=sender_id,

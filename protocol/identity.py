@@ -12,11 +12,13 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
-import nacl.bindings
 import nacl.exceptions
 import nacl.public
 import nacl.signing
+from nacl._sodium import ffi as _ffi
+from nacl._sodium import lib as _sodium
 
 from protocol.errors import BadSignatureError, LocalProtocolError, MalformedError
 
@@ -45,9 +47,15 @@ def _luhn32(chars: str) -> str:
     return _ALPHABET[(32 - total % 32) % 32]
 
 
+@lru_cache(maxsize=256)
+def _domain_prefix(tag: str) -> bytes:
+    """``domain_message`` up to the data (tags are a few constants: made once each)."""
+    return SIGNATURE_PREFIX + tag.encode("ascii") + b"\x00"
+
+
 def domain_message(tag: str, data: bytes) -> bytes:
     """The exact bytes an Ed25519 signature covers: prefix, tag, a zero byte, the data."""
-    return SIGNATURE_PREFIX + tag.encode("ascii") + b"\x00" + data
+    return _domain_prefix(tag) + data
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,14 +110,17 @@ class PublicIdentity:
         """The first group of the text form, for logs and lists (not for trust decisions)."""
         return self.text[:7]
 
-    def verify(self, tag: str, data: bytes, signature: bytes) -> None:
-        """Check ``signature`` over ``domain_message(tag, data)``; raise BadSignatureError."""
+    def verify(self, tag: str, data: bytes | memoryview, signature: bytes) -> None:
+        """Check ``signature`` over ``domain_message(tag, data)``; raise BadSignatureError.
+
+        libsodium's ``crypto_sign_open`` is called directly, asked for no copy of the
+        message (it checks and copies nothing more when given none): PyNaCl's binding
+        allocates and copies the message back for every check."""
         if len(signature) != SIGNATURE_SIZE:
             raise MalformedError("a signature is exactly 64 bytes")
-        try:
-            nacl.bindings.crypto_sign_open(signature + domain_message(tag, data), self.key)
-        except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError) as exc:
-            raise BadSignatureError(f"signature does not verify for {tag}") from exc
+        signed = b"".join((signature, _domain_prefix(tag), data))
+        if _sodium.crypto_sign_open(_ffi.NULL, _ffi.NULL, signed, len(signed), self.key) != 0:
+            raise BadSignatureError(f"signature does not verify for {tag}")
 
     def x25519(self) -> nacl.public.PublicKey:
         """The X25519 public key that encrypts to this identity."""
@@ -150,8 +161,12 @@ class Identity:
 
     def sign(self, tag: str, data: bytes) -> bytes:
         """The 64-byte Ed25519 signature over ``domain_message(tag, data)``."""
-        signed: bytes = nacl.bindings.crypto_sign(domain_message(tag, data), self._secret)
-        return signed[:SIGNATURE_SIZE]
+        message = _domain_prefix(tag) + data
+        signed = bytearray(SIGNATURE_SIZE + len(message))
+        _sodium.crypto_sign(
+            _ffi.from_buffer(signed), _ffi.NULL, message, len(message), self._secret
+        )
+        return bytes(signed[:SIGNATURE_SIZE])
 
     def x25519(self) -> nacl.public.PrivateKey:
         """The X25519 private key matching ``self.public.x25519()``."""

@@ -274,6 +274,49 @@ def test_sealer_misuse_is_a_local_error() -> None:
         sealer.push(b"late")
 
 
+def test_an_rng_giving_short_keys_is_a_local_error_before_any_encryption() -> None:
+    """Chunks are encrypted by libsodium directly (no binding checks the lengths): a key
+    or bundle id of the wrong length is refused before it could reach it."""
+    with pytest.raises(LocalProtocolError, match="wrong length"):
+        BundleSealer(
+            sender=SENDER,
+            recipients=[READER.public],
+            chunk_size=MIN_CHUNK_SIZE,
+            rng=lambda n: bytes(n - 1),
+        )
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_chunks_are_plain_xchacha20_poly1305_whatever_the_pieces_type(kind: type) -> None:
+    """Each chunk is the standard AEAD of its plaintext (PyNaCl's binding opens it), made
+    into a bytes object of its own: one returned earlier is not changed by later ones."""
+    plaintext = random.Random(3).randbytes(3 * MIN_CHUNK_SIZE + 5000)
+    sealer = BundleSealer(
+        sender=SENDER, recipients=[READER.public], chunk_size=MIN_CHUNK_SIZE, rng=FixedRng("t")
+    )
+    chunks: list[bytes] = []
+    kept: list[bytes] = []
+    for start in range(0, len(plaintext), 50_000):
+        for chunk in sealer.push(kind(plaintext[start : start + 50_000])):
+            assert type(chunk) is bytes
+            chunks.append(chunk)
+            kept.append(bytes(bytearray(chunk)))  # a copy made when it was returned
+    rest, manifest = sealer.finish(now=NOW, ttl=DAY)
+    chunks += rest
+    assert chunks[: len(kept)] == kept
+    m = Manifest.decode(manifest)
+    key = m.unwrap_key(READER)
+    opened = b"".join(
+        nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            c, CHUNK_AAD, chunk_nonce(m.bundle_id, i, i == len(chunks) - 1), key
+        )
+        for i, c in enumerate(chunks)
+    )
+    assert opened == plaintext
+    opener = BundleOpener.for_recipient(m, READER)
+    assert b"".join(opener.open_chunk(i, c) for i, c in enumerate(chunks)) == plaintext
+
+
 def test_empty_bundle_has_one_empty_chunk() -> None:
     sealer = BundleSealer(
         sender=SENDER, recipients=[READER.public], chunk_size=MIN_CHUNK_SIZE, rng=FixedRng("e")

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import nacl.exceptions
 import nacl.public
+import nacl.signing
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol.errors import BadSignatureError, MalformedError
-from protocol.identity import ID_TEXT_LENGTH, Identity, PublicIdentity
+from protocol.identity import ID_TEXT_LENGTH, Identity, PublicIdentity, domain_message
 from tests.protocol.helpers import identity
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
@@ -77,6 +79,26 @@ def test_signatures_are_domain_separated() -> None:
         me.public.verify("envelope/ping", b"datA", signature)
     with pytest.raises(BadSignatureError):
         identity("other").public.verify("envelope/ping", b"data", signature)
+
+
+@given(st.binary(max_size=3000), st.integers(0, 63))
+def test_signatures_are_plain_ed25519_over_the_domain_message(data: bytes, flip: int) -> None:
+    """libsodium is called without PyNaCl's bindings: what it signs and accepts is still
+    exactly Ed25519 over ``domain_message`` (PyNaCl's own verify agrees), for data given
+    as bytes or as a memoryview, and a signature with any bit changed is refused."""
+    me = identity("signer")
+    signature = me.sign("document/report", data)
+    nacl.signing.VerifyKey(me.public.key).verify(domain_message("document/report", data), signature)
+    me.public.verify("document/report", data, signature)
+    me.public.verify("document/report", memoryview(data), signature)
+    forged = bytearray(signature)
+    forged[flip] ^= 0x01
+    with pytest.raises(nacl.exceptions.BadSignatureError):
+        nacl.signing.VerifyKey(me.public.key).verify(
+            domain_message("document/report", data), bytes(forged)
+        )
+    with pytest.raises(BadSignatureError):
+        me.public.verify("document/report", data, bytes(forged))
 
 
 def test_x25519_keys_derived_from_the_identity_agree() -> None:

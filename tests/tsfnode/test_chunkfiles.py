@@ -184,6 +184,32 @@ async def test_disk_calls_run_on_the_loop_until_one_is_slow() -> None:
         await disk.run(divmod, 1, 0)
 
 
+def _spin(seconds: float) -> None:
+    """Busy on the processor (or waiting for one) for ``seconds``, never asleep."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+@pytest.mark.skipif(
+    not os.path.exists(f"/proc/self/task/{threading.get_native_id()}/schedstat"),
+    reason="the thread's scheduler statistics are Linux's",
+)
+async def test_a_call_slow_for_want_of_a_processor_stays_on_the_loop() -> None:
+    """A busy machine makes a call slow without the disk stalling: a worker thread would
+    wait for a processor as well. Only time asleep in the kernel moves calls to a
+    thread."""
+    loop_thread = threading.get_ident()
+    disk = DiskCalls()
+    try:
+        await disk.run(_spin, 0.1)  # slower than SLOW_S, but never waiting for the kernel
+        assert await disk.run(threading.get_ident) == loop_thread
+        await disk.run(time.sleep, 0.1)  # asleep: the disk's way of being slow
+        assert await disk.run(threading.get_ident) != loop_thread
+    finally:
+        disk.close()
+
+
 def test_the_sender_reads_its_chunks_and_refuses_a_damaged_one(tmp_path: Path) -> None:
     _, chunks = sealed(4 * CHUNK)
     blobs = BlobStore(tmp_path / "blobs")
