@@ -29,6 +29,8 @@ from pathlib import Path
 from protocol.bundle import BundleSealer, Manifest, choose_chunk_size, encode_plaintext_header
 from protocol.identity import Identity, PublicIdentity
 from tsfnode.errors import NodeError
+from tsfnode.intake.compress import encode_file_for_transport
+from tsfnode.intake.journey import prepared
 from tsfnode.intake.review import ReviewBook
 from tsfnode.logs import log
 from tsfnode.store.blobs import BlobStore
@@ -50,8 +52,6 @@ class Sealed:
 
 
 def _transport_bytes(path: Path) -> bytes:
-    from tsfnode.intake.compress import encode_file_for_transport
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom's warnings may quote values
         return encode_file_for_transport(path)
@@ -88,12 +88,12 @@ class TransportPool:
         try:
             queued = iter(paths)
             for path in itertools.islice(queued, 2 * self.workers):
-                pending.append(pool.submit(_transport_bytes, path))
+                pending.append(pool.submit(encode_file_for_transport, path))
             while pending:
                 data = pending.popleft().result()
                 following = next(queued, None)
                 if following is not None:
-                    pending.append(pool.submit(_transport_bytes, following))
+                    pending.append(pool.submit(encode_file_for_transport, following))
                 done += 1
                 if done == len(paths):  # said before the last file: the caller stops there
                     log("study encoded for the journey", files=done, processes=self.workers)
@@ -205,32 +205,46 @@ def seal_study(
         raise NodeError(f"study {study_uid} has no image in the intake")
     scratch.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="seal-", dir=scratch))
-    encoded = (pool or TRANSPORT_POOL).encode(sources if compress else [])
+    # Each file's encoding for the journey: prepared by the import when it is still of
+    # the intake file's bytes (journey.py), else made now on every core.
+    ready = [prepared(source, source.read_bytes()) if compress else None for source in sources]
+    missing = [source for source, found in zip(sources, ready, strict=True) if found is None]
+    encoded = (pool or TRANSPORT_POOL).encode(missing if compress else [])
     try:
-        files: list[tuple[str, Path, int]] = []
+        files: list[tuple[str, Path, int, int, int]] = []  # name, file, offset, size, inode
         original = 0
-        for source in sources:
+        for source, found in zip(sources, ready, strict=True):
             name = f"{source.parent.name}/{source.name}"
             original += source.stat().st_size
-            if compress:
-                target = work / f"{len(files)}.dcm"
+            if found is not None:
+                target, offset = found
+            elif compress:
+                target, offset = work / f"{len(files)}.dcm", 0
                 target.write_bytes(next(encoded))
             else:
-                target = source
-            files.append((name, target, target.stat().st_size))
+                target, offset = source, 0
+            held = target.stat()
+            files.append((name, target, offset, held.st_size - offset, held.st_ino))
         if documents:
             target = work / "documents.tsfd"
             target.write_bytes(documents)
-            files.insert(0, (DOCUMENTS_FILE, target, len(documents)))
-        header = encode_plaintext_header(case, [(n, size) for n, _, size in files])
-        total = len(header) + sum(size for _, _, size in files)
+            files.insert(0, (DOCUMENTS_FILE, target, 0, len(documents), target.stat().st_ino))
+        header = encode_plaintext_header(case, [(n, size) for n, _, _, size, _ in files])
+        total = len(header) + sum(size for _, _, _, size, _ in files)
 
         def pieces() -> Iterator[bytes]:
             yield header
-            for _, path, _ in files:
+            for _, path, offset, size, inode in files:
                 with open(path, "rb") as f:
-                    while piece := f.read(READ_PIECE):
+                    if os.fstat(f.fileno()).st_ino != inode:  # replaced since: sizes differ
+                        raise NodeError(f"{path.name} changed while it was sealed")
+                    f.seek(offset)
+                    left = size
+                    while left and (piece := f.read(min(READ_PIECE, left))):
+                        left -= len(piece)
                         yield piece
+                if left:
+                    raise NodeError(f"{path.name} changed while it was sealed")
 
         manifest = _seal(blobs, sender, recipients, total, pieces(), now, priority, rng)
     finally:
