@@ -70,7 +70,7 @@ from tsfnode.cases.pairs import keep_proposal
 from tsfnode.cases.refused import case_refused
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import N_, Key
-from tsfnode.images.listing import index_bundle
+from tsfnode.images.listing import complete_listing, index_bundle
 from tsfnode.intake.owners import NoSuchStudy, StudyOwners
 from tsfnode.intake.pseudonyms import PseudonymMap
 from tsfnode.logs import log
@@ -134,6 +134,7 @@ class CaseService(NodeService):
         transfers.on_delivered = self._delivered
         transfers.on_readdressed = self._readdressed
         transfers.index_opened = index_bundle
+        transfers.index_later = complete_listing
 
     # --- life ------------------------------------------------------------------------
 
