@@ -174,3 +174,33 @@ def test_an_imported_study_is_sealed_from_what_the_import_encoded_and_a_changed_
         got = pydicom.dcmread(io.BytesIO(files[f"{source.parent.name}/{source.name}"]))
         assert numpy.array_equal(got.pixel_array, pydicom.dcmread(source).pixel_array)
     assert got.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.80"  # JPEG-LS lossless
+
+
+def test_a_sealed_bundle_is_made_durable_once_whole_before_its_manifest_is_returned(
+    node_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks are written without an fsync each, then flushed together (one syncfs on
+    Linux) before sealing returns the manifest that gets them queued: every chunk the
+    manifest lists is in that flush, already written."""
+    from tsfnode.transfers import sealing
+
+    flushed: list[list[Path]] = []
+
+    def durable(paths: list[Path]) -> None:
+        assert all(p.is_file() for p in paths)
+        flushed.append(paths)
+
+    monkeypatch.setattr(sealing, "_make_durable", durable)
+    folder = tmp_path / "ct"
+    folder.mkdir()
+    ct_series(folder, 6)
+    study = import_study(node_dir, folder)
+    ReviewBook(node_dir / "intake").confirm(study, None, now_ms=1)
+    manifest = _seal(
+        node_dir, tmp_path, study, Identity.generate(secrets.token_bytes), TransportPool(1)
+    )
+    (paths,) = flushed
+    blobs = BlobStore(paths[0].parent.parent)
+    assert sorted(paths) == sorted(
+        blobs.path_of(manifest.chunk_hash(i)) for i in range(manifest.chunk_count)
+    )
