@@ -80,8 +80,9 @@ def prepared(source: Path, data: bytes) -> tuple[Path, int] | None:
 
 class Preparer:
     """Worker processes, one per core (spawned, never forked), encoding the instances an
-    import writes while it goes on; at most two files per worker in flight, so the
-    import waits rather than queueing a whole CD. Started at the ``PREPARE_FROM``th file
+    import writes while it goes on, never making it wait: each is given a path (the
+    worker reads the file), so what waits costs a path and memory stays at a file per
+    worker. Started at the ``PREPARE_FROM``th file
     of an import (fewer are left to sealing), on a machine of two cores or more;
     ``close`` waits for the files given (an import returns with its study prepared)."""
 
@@ -104,7 +105,7 @@ class Preparer:
                 self.workers, mp_context=multiprocessing.get_context("spawn")
             )
         for path in self._waiting:
-            while len(self._pending) >= 2 * self.workers:
+            while self._pending and self._pending[0].done():
                 self._settle(self._pending.popleft())
             try:
                 self._pending.append(self._pool.submit(prepare, path))
