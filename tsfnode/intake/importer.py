@@ -471,11 +471,13 @@ class Importer:
                 self.take(source, report)
                 if progress is not None:
                     progress(source.size)
+            if self._preparer is not None:
+                self._preparer.close()  # the study returned prepared
         finally:
             self._made = None
             self.pseudonyms.save()
             if self._preparer is not None:
-                self._preparer.close()
+                self._preparer.abandon()  # nothing left after close; else not waited for
                 self._preparer = None
         return report
 

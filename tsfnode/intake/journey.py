@@ -129,3 +129,12 @@ class Preparer:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+    def abandon(self) -> None:
+        """Stop without waiting (an import that failed or was interrupted): the files
+        not prepared yet are encoded at sealing."""
+        self._pending.clear()
+        self._waiting.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
