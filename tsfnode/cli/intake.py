@@ -44,7 +44,7 @@ def import_command(args: argparse.Namespace) -> int:
 
     from tsfnode.intake.importer import importer_for
 
-    importer = importer_for(args.node)
+    importer = importer_for(args.node, prepare=True)  # the study is sent next, often
     total = 0
     for path in args.paths:
         if path.is_dir():

@@ -2,17 +2,19 @@
 
 A bundle received here is listed as it is opened (``index_bundle``, called by the
 transfer service on the folder it opens into, before the folder appears): every
-instance's header is read once, and both listings are written to the bundle's
-``listing.json``: the viewer's facts (series, order, frames, window, markers...) and
-DICOMweb's record (UIDs, frames, stored syntax, the DICOM JSON model). The viewer and
-DICOMweb then list a case from these files, without reading a header again; a folder
-without one (the sender's intake, a bundle opened by an earlier version) is listed from
-its headers as before.
+instance's header is read once and the viewer's facts (series, order, frames, window,
+markers...) written to the bundle's ``listing.json``, what the reader's screen waits
+for; once the bundle is in place and its receipt given, ``complete_listing`` adds
+DICOMweb's record (UIDs, frames, stored syntax, the DICOM JSON model: nine tenths of
+the work). The viewer and DICOMweb then list a case from these files, without reading a
+header again; a folder without one (the sender's intake, a bundle opened by an earlier
+version), or without DICOMweb's part yet, is listed from its headers as before.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,9 @@ from tsfnode.images.render import (
 )
 
 LISTING = "listing.json"
-LISTING_VERSION = 4  # 2: "localizer"; 3: "height"; 4: "frame_of_reference"
+# 2: "localizer"; 3: "height"; 4: "frame_of_reference" and "parts" (the listings it
+# holds); an earlier version is listed from the headers again
+LISTING_VERSION = 4
 BULK = "tsf-bulk:"  # in a kept listing; the URL of each request replaces it
 BULK_THRESHOLD = 1024  # bytes: binary values above this are BulkDataURIs
 PIXEL_DATA = "7FE00010"
@@ -127,29 +131,70 @@ def describe(path: Path, which: tuple[str, ...] = ("dicomweb", "viewer")) -> dic
     return out
 
 
-def index_bundle(folder: Path) -> None:
+def index_bundle(folder: Path, which: tuple[str, ...] = ("viewer",)) -> None:
     """List every DICOM file of an opened bundle's ``folder`` into its ``listing.json``
-    (paths relative to the folder, which is renamed into place afterwards)."""
+    (paths relative to the folder, which is renamed into place afterwards): ``which``
+    of the listings, the viewer's alone by default, since the reader waits for it
+    (DICOMweb's, nine tenths of the work, follows: ``complete_listing``)."""
     instances = []
     for path in sorted(folder.rglob("*.dcm")):
-        described = describe(path)
-        relative = path.relative_to(folder).as_posix()
-        if described["dicomweb"] is not None:
-            described["dicomweb"]["path"] = relative
-        if described["viewer"] is not None:
-            described["viewer"]["file"] = relative
-        instances.append(described)
-    tmp = folder / (LISTING + ".tmp")
-    tmp.write_text(json.dumps({"version": LISTING_VERSION, "instances": instances}))
-    tmp.replace(folder / LISTING)
+        instances.append(_relative(folder, describe(path, which)))
+    _write(folder, instances, which)
 
 
-def bundle_listing(folder: Path) -> list[dict[str, Any]] | None:
+def complete_listing(folder: Path) -> None:
+    """Add DICOMweb's records to the listing of the opened bundle in ``folder`` when it
+    holds the viewer's alone (run once the bundle is in place and its receipt given;
+    until then DICOMweb lists that folder from its headers). Each header is read once
+    more. Nothing is done to a folder gone or listed whole already."""
+    try:
+        held = json.loads((folder / LISTING).read_text())
+        parts, instances = held.get("parts", list(MAKERS)), held["instances"]
+    except (OSError, ValueError, KeyError, AttributeError):
+        return
+    if held.get("version") != LISTING_VERSION or set(MAKERS) <= set(parts):
+        return
+    try:
+        paths = sorted(folder.rglob("*.dcm"))
+        if len(paths) != len(instances):
+            index_bundle(folder, tuple(MAKERS))  # not the files it listed: all again
+            return
+        missing = tuple(name for name in MAKERS if name not in parts)
+        for path, instance in zip(paths, instances, strict=True):
+            instance.update(_relative(folder, describe(path, missing)))
+        _write(folder, instances, tuple(MAKERS))
+    except OSError:  # the bundle's images deleted meanwhile
+        return
+
+
+def _relative(folder: Path, described: dict[str, Any]) -> dict[str, Any]:
+    """``describe``'s answer with its paths relative to ``folder``."""
+    for name, key in (("dicomweb", "path"), ("viewer", "file")):
+        if described.get(name) is not None:
+            described[name][key] = Path(described[name][key]).relative_to(folder).as_posix()
+    return described
+
+
+def _write(folder: Path, instances: list[dict[str, Any]], parts: tuple[str, ...]) -> None:
+    tmp = folder / f"{LISTING}.{secrets.token_hex(6)}.tmp"
+    try:
+        tmp.write_text(
+            json.dumps({"version": LISTING_VERSION, "parts": sorted(parts), "instances": instances})
+        )
+        tmp.replace(folder / LISTING)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def bundle_listing(folder: Path, which: str | None = None) -> list[dict[str, Any]] | None:
     """The listing written when the bundle in ``folder`` was opened, its paths made
-    whole again; None when there is none (or it cannot be read: then headers are)."""
+    whole again; None when there is none, when it does not hold ``which`` (yet), or
+    when it cannot be read (then headers are)."""
     try:
         held = json.loads((folder / LISTING).read_text())
         if held.get("version") != LISTING_VERSION:
+            return None
+        if which is not None and which not in held.get("parts", list(MAKERS)):
             return None
         instances: list[dict[str, Any]] = held["instances"]
     except (OSError, ValueError, KeyError, AttributeError):
@@ -167,7 +212,7 @@ def listed(folders: list[Path], which: str) -> list[dict[str, Any]]:
     folder's listing when it has one, else from the headers of its files."""
     out: list[dict[str, Any]] = []
     for folder in folders:
-        kept = bundle_listing(folder)
+        kept = bundle_listing(folder, which)
         if kept is None:
             paths = sorted(folder.rglob("*.dcm")) if folder.exists() else []
             kept = [describe(p, (which,)) for p in paths]

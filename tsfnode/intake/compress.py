@@ -129,10 +129,12 @@ def _read(data: bytes) -> Dataset:
         return dcmread(io.BytesIO(data))
 
 
-def encode_file_for_transport(path: Path) -> bytes:
-    """``encode_for_transport`` of the DICOM file at ``path`` (what sealing runs on every
-    core: a file in, its bytes for the journey out)."""
-    data = path.read_bytes()
+def encode_file_for_transport(path: Path, data: bytes | None = None) -> bytes:
+    """``encode_for_transport`` of the DICOM file at ``path`` (``data``: its bytes, when
+    the caller has read them): what sealing and the import's preparation (journey.py)
+    run on every core, a file in, its bytes for the journey out."""
+    if data is None:
+        data = path.read_bytes()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom's warnings may quote values
         return encode_for_transport(_read(data), as_stored=data)

@@ -37,6 +37,7 @@ from tsfnode.config import load_config
 from tsfnode.errors import NodeError
 from tsfnode.i18n import N_, texts
 from tsfnode.intake.anonymize import Anonymizer, Patient, Result
+from tsfnode.intake.journey import Preparer
 from tsfnode.intake.owners import Owner, StudyOwners
 from tsfnode.intake.photos import NotAnImage, photo_to_dicom
 from tsfnode.intake.profile import Profile, load_profile
@@ -193,12 +194,15 @@ class Importer:
         *,
         owner: int | None = None,
         max_files: int | None = MAX_FILES,
+        prepare: bool = False,
     ) -> None:
         """``owner``: the account whose upload this is, owner of the studies it brings
         (None: the node's own inputs, the listener and the operator's import; owners.py);
         its UIDs are its own (``uid_context``). ``max_files``: the most inputs (files
         and archive members) one run takes; beyond it they are refused, named (None:
-        no bound, for the operator's own import)."""
+        no bound, for the operator's own import). ``prepare``: each instance written by
+        a ``run`` of several files is encoded for the journey meanwhile, on the other
+        cores (journey.py), so that sealing it later does not encode it again."""
         self.intake = intake
         self.owners = StudyOwners(intake)
         self.owner = owner
@@ -207,6 +211,8 @@ class Importer:
         # The files the current run() wrote: the only ones it may replace (None between
         # runs: the listener's take() of one instance replaces nothing).
         self._made: set[Path] | None = None
+        self.prepare = prepare
+        self._preparer: Preparer | None = None  # during a run() that prepares
         self.pseudonyms = pseudonyms
         self.anonymizer = Anonymizer(
             profile or load_profile(),
@@ -447,6 +453,8 @@ class Importer:
                     return None, "first"  # held already: the first copy stays
             if self._made is not None:
                 self._made.add(target)
+            if self._preparer is not None:
+                self._preparer.submit(target)
         finally:
             tmp.unlink(missing_ok=True)
         if result.burned_in:
@@ -457,14 +465,20 @@ class Importer:
         """Import ``paths``; ``progress`` is called with the bytes of each input done."""
         report = ImportReport()
         self._files, self._made = 0, set()
+        self._preparer = Preparer() if self.prepare else None
         try:
             for source in self.sources(paths, report):
                 self.take(source, report)
                 if progress is not None:
                     progress(source.size)
+            if self._preparer is not None:
+                self._preparer.close()  # the study returned prepared
         finally:
             self._made = None
             self.pseudonyms.save()
+            if self._preparer is not None:
+                self._preparer.abandon()  # nothing left after close; else not waited for
+                self._preparer = None
         return report
 
 
@@ -571,10 +585,11 @@ def _check_image(ds: Dataset, size: int) -> Problem | None:
     return None
 
 
-def importer_for(directory: Path, *, owner: int | None = None) -> Importer:
+def importer_for(directory: Path, *, owner: int | None = None, prepare: bool = False) -> Importer:
     """The importer of a node directory, with the profile and the limits its config asks
     for; the studies it makes are ``owner``'s (an account's id; None: the node's, whose
-    operator's import is not bounded in files: ``[intake] max_files`` is for uploads)."""
+    operator's import is not bounded in files: ``[intake] max_files`` is for uploads);
+    ``prepare``: encode what it writes for the journey meanwhile (``Importer``)."""
     node = NodeDir(directory)
     if not node.config.exists():
         raise NodeError(f"{directory} is not a node directory: create one with 'tsfnode init'")
@@ -586,4 +601,5 @@ def importer_for(directory: Path, *, owner: int | None = None) -> Importer:
         profile,
         owner=owner,
         max_files=config.intake_max_files if owner is not None else None,
+        prepare=prepare,
     )

@@ -11,11 +11,13 @@ Memory stays at about two files per core plus one chunk.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import multiprocessing
 import os
 import queue
 import shutil
+import sys
 import tempfile
 import threading
 import warnings
@@ -29,6 +31,8 @@ from pathlib import Path
 from protocol.bundle import BundleSealer, Manifest, choose_chunk_size, encode_plaintext_header
 from protocol.identity import Identity, PublicIdentity
 from tsfnode.errors import NodeError
+from tsfnode.intake.compress import encode_file_for_transport
+from tsfnode.intake.journey import prepared
 from tsfnode.intake.review import ReviewBook
 from tsfnode.logs import log
 from tsfnode.store.blobs import BlobStore
@@ -50,8 +54,6 @@ class Sealed:
 
 
 def _transport_bytes(path: Path) -> bytes:
-    from tsfnode.intake.compress import encode_file_for_transport
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom's warnings may quote values
         return encode_file_for_transport(path)
@@ -88,12 +90,12 @@ class TransportPool:
         try:
             queued = iter(paths)
             for path in itertools.islice(queued, 2 * self.workers):
-                pending.append(pool.submit(_transport_bytes, path))
+                pending.append(pool.submit(encode_file_for_transport, path))
             while pending:
                 data = pending.popleft().result()
                 following = next(queued, None)
                 if following is not None:
-                    pending.append(pool.submit(_transport_bytes, following))
+                    pending.append(pool.submit(encode_file_for_transport, following))
                 done += 1
                 if done == len(paths):  # said before the last file: the caller stops there
                     log("study encoded for the journey", files=done, processes=self.workers)
@@ -205,32 +207,46 @@ def seal_study(
         raise NodeError(f"study {study_uid} has no image in the intake")
     scratch.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="seal-", dir=scratch))
-    encoded = (pool or TRANSPORT_POOL).encode(sources if compress else [])
+    # Each file's encoding for the journey: prepared by the import when it is still of
+    # the intake file's bytes (journey.py), else made now on every core.
+    ready = [prepared(source, source.read_bytes()) if compress else None for source in sources]
+    missing = [source for source, found in zip(sources, ready, strict=True) if found is None]
+    encoded = (pool or TRANSPORT_POOL).encode(missing if compress else [])
     try:
-        files: list[tuple[str, Path, int]] = []
+        files: list[tuple[str, Path, int, int, int]] = []  # name, file, offset, size, inode
         original = 0
-        for source in sources:
+        for source, found in zip(sources, ready, strict=True):
             name = f"{source.parent.name}/{source.name}"
             original += source.stat().st_size
-            if compress:
-                target = work / f"{len(files)}.dcm"
+            if found is not None:
+                target, offset = found
+            elif compress:
+                target, offset = work / f"{len(files)}.dcm", 0
                 target.write_bytes(next(encoded))
             else:
-                target = source
-            files.append((name, target, target.stat().st_size))
+                target, offset = source, 0
+            held = target.stat()
+            files.append((name, target, offset, held.st_size - offset, held.st_ino))
         if documents:
             target = work / "documents.tsfd"
             target.write_bytes(documents)
-            files.insert(0, (DOCUMENTS_FILE, target, len(documents)))
-        header = encode_plaintext_header(case, [(n, size) for n, _, size in files])
-        total = len(header) + sum(size for _, _, size in files)
+            files.insert(0, (DOCUMENTS_FILE, target, 0, len(documents), target.stat().st_ino))
+        header = encode_plaintext_header(case, [(n, size) for n, _, _, size, _ in files])
+        total = len(header) + sum(size for _, _, _, size, _ in files)
 
         def pieces() -> Iterator[bytes]:
             yield header
-            for _, path, _ in files:
+            for _, path, offset, size, inode in files:
                 with open(path, "rb") as f:
-                    while piece := f.read(READ_PIECE):
+                    if os.fstat(f.fileno()).st_ino != inode:  # replaced since: sizes differ
+                        raise NodeError(f"{path.name} changed while it was sealed")
+                    f.seek(offset)
+                    left = size
+                    while left and (piece := f.read(min(READ_PIECE, left))):
+                        left -= len(piece)
                         yield piece
+                if left:
+                    raise NodeError(f"{path.name} changed while it was sealed")
 
         manifest = _seal(blobs, sender, recipients, total, pieces(), now, priority, rng)
     finally:
@@ -264,11 +280,45 @@ def _seal(
     return Manifest.decode(manifest, now=now)
 
 
+def _syncfs() -> Callable[[int], int] | None:
+    """Linux's syncfs(2) (one flush of the file system holding a file), or None."""
+    try:
+        call: Callable[[int], int] = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    return call
+
+
+SYNCFS = _syncfs() if sys.platform == "linux" else None
+
+
+def _make_durable(paths: list[Path]) -> None:
+    """Every file of ``paths`` on disk: one syncfs of the file system holding them on
+    Linux (one flush where an fsync each costs a disk round trip each), else an fsync
+    each."""
+    if SYNCFS is not None:
+        fd = os.open(paths[0], os.O_RDONLY)
+        try:
+            if SYNCFS(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 class ChunkWriter:
-    """Writes sealed chunks to the blob store in a thread of its own (each is fsynced,
-    milliseconds of waiting for the disk), so that sealing goes on meanwhile; at most
-    ``AHEAD`` chunks wait. Leaving the ``with`` waits for every chunk to be written, and
-    raises the first error a write met."""
+    """Writes sealed chunks to the blob store in a thread of its own, so that sealing
+    goes on meanwhile; at most ``AHEAD`` chunks wait. Chunks are written without an
+    fsync each (milliseconds of waiting for the disk, hundreds of times for a CT);
+    leaving the ``with`` waits for every chunk to be written and then makes them durable
+    together (``_make_durable``), before the bundle's manifest is returned and queued:
+    a power cut before that loses a bundle never queued, never a chunk of one queued.
+    It raises the first error a write met."""
 
     AHEAD = 8
 
@@ -276,6 +326,7 @@ class ChunkWriter:
         self._blobs = blobs
         self._queue: queue.Queue[bytes | None] = queue.Queue(self.AHEAD)
         self._error: BaseException | None = None
+        self._written: list[bytes] = []
         self._thread = threading.Thread(target=self._write, name="seal-chunks", daemon=True)
 
     def __enter__(self) -> Callable[[bytes], None]:
@@ -291,9 +342,14 @@ class ChunkWriter:
         while (chunk := self._queue.get()) is not None:
             if self._error is None:
                 try:
-                    self._blobs.put(chunk)
+                    self._written.append(self._blobs.put(chunk, sync=False))
                 except BaseException as exc:  # raised in the sealing thread
                     self._error = exc
+        if self._error is None and self._written:
+            try:
+                _make_durable([self._blobs.path_of(name) for name in self._written])
+            except BaseException as exc:
+                self._error = exc
 
     def __exit__(self, *exc_info: object) -> None:
         self._queue.put(None)

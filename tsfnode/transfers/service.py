@@ -177,6 +177,9 @@ class TransferService(NodeService):
         # Set by the case service: lists an opened bundle's files (images/listing.py) in
         # the folder it opens into, before the folder appears, in the opening thread.
         self.index_opened: Callable[[Path], None] | None = None
+        # Set by the case service: completes that listing (DICOMweb's part) in a thread,
+        # once the bundle is in place and its receipt given: the reader waits not for it.
+        self.index_later: Callable[[Path], None] | None = None
 
     # --- life ------------------------------------------------------------------------
 
@@ -706,6 +709,8 @@ class TransferService(NodeService):
         log("bundle received", bundle=bundle_id.hex()[:8], files=len(header.files))
         await self._drop_chunks(manifest, keep_have=True)  # opened: the ciphertext is done with
         self._spawn(self._post_receipt_to_relays(bundle_id))
+        if self.index_later is not None:
+            self._spawn(asyncio.to_thread(self.index_later, folder))
         if self.on_opened is not None:
             await self.on_opened(manifest, header, folder)
 
@@ -756,7 +761,7 @@ class TransferService(NodeService):
                 handle.close()
         if self.index_opened is not None:
             try:
-                self.index_opened(tmp)  # the viewer's and DICOMweb's listing, made once
+                self.index_opened(tmp)  # the viewer's listing, made once
             except Exception as exc:  # listed later from the headers instead
                 log("opened bundle not listed", bundle=folder.name[:8], error=type(exc).__name__)
         (tmp / "case.json").write_text(

@@ -33,6 +33,20 @@ def _bundle(folder: Path) -> Path:
     return folder
 
 
+class HeaderReads:
+    """Counts the headers ``images/listing.py`` reads (``read_header``) from now on."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        read_header = listing.read_header
+
+        def counted(path: Path) -> object:
+            self.count += 1
+            return read_header(path)
+
+        monkeypatch.setattr(listing, "read_header", counted)
+
+
 def test_a_bundle_listed_at_opening_is_listed_again_without_reading_a_header(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -40,21 +54,14 @@ def test_a_bundle_listed_at_opening_is_listed_again_without_reading_a_header(
     listing.index_bundle(opened)  # as the transfer service does, before the rename
     assert (opened / "listing.json").exists()
     folder = opened.rename(tmp_path / "received" / "b1")
+    listing.complete_listing(folder)  # DICOMweb's part, once the bundle is in place
     same = _bundle(tmp_path / "unlisted")  # the same files, without a listing
     for path in (same / "files").rglob("*.dcm"):
         shutil.copy(folder / path.relative_to(same), path)
     from_headers = (list_series([same]), list_instances([same]))
-    reads = 0
-    read_header = listing.read_header
-
-    def counted(path: Path) -> object:
-        nonlocal reads
-        reads += 1
-        return read_header(path)
-
-    monkeypatch.setattr(listing, "read_header", counted)
+    reads = HeaderReads(monkeypatch)
     series, instances = list_series([folder]), list_instances([folder])
-    assert reads == 0
+    assert reads.count == 0
     assert [s["uid"] for s in series] == [s["uid"] for s in from_headers[0]]
     assert len(series) == 2  # the CT and the MR; the SR is no image
     assert sum(len(s["frames"]) for s in series) == 5 + 10
@@ -68,7 +75,35 @@ def test_a_bundle_listed_at_opening_is_listed_again_without_reading_a_header(
     assert len(instances) == 5 + 1 + 1  # the SR is an instance DICOMweb serves
     assert [i["meta"] for i in instances] == [i["meta"] for i in from_headers[1]]
     assert all(Path(i["path"]).is_relative_to(folder) for i in instances)
-    assert reads == 0
+    assert reads.count == 0
     listing_of_intake = list_series([same])  # a folder without listing: its headers
-    assert reads == 5 + 1 + 1 + 1  # every .dcm file, the one that is not DICOM too
+    assert reads.count == 5 + 1 + 1 + 1  # every .dcm file, the one that is not DICOM too
     assert listing_of_intake == from_headers[0]
+
+
+def test_the_viewer_lists_a_bundle_as_soon_as_it_is_opened_and_dicomweb_once_completed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At opening only the viewer's listing is made (what the reader waits for); until
+    ``complete_listing`` adds DICOMweb's, DICOMweb lists that folder from its headers,
+    the same instances; afterwards from the listing, without reading a header."""
+    opened = _bundle(tmp_path / "received" / "b1.tmp")
+    reads = HeaderReads(monkeypatch)
+    listing.index_bundle(opened)
+    assert reads.count == 5 + 1 + 1 + 1  # each .dcm once
+    folder = opened.rename(tmp_path / "received" / "b1")
+    reads.count = 0
+    assert sum(len(s["frames"]) for s in list_series([folder])) == 5 + 10
+    assert reads.count == 0
+    from_headers = list_instances([folder])
+    assert reads.count == 8  # not listed for DICOMweb yet: its headers
+    listing.complete_listing(folder)
+    assert reads.count == 16
+    reads.count = 0
+    listed = list_instances([folder])
+    assert reads.count == 0
+    assert [i["meta"] for i in listed] == [i["meta"] for i in from_headers]
+    assert [i["path"] for i in listed] == [i["path"] for i in from_headers]
+    assert sum(len(s["frames"]) for s in list_series([folder])) == 5 + 10
+    listing.complete_listing(folder)  # listed whole already: nothing read
+    assert reads.count == 0

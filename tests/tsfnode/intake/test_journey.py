@@ -1,0 +1,47 @@
+"""An import encodes what it writes for the journey meanwhile (intake/journey.py): only
+an import of several files, and only for the bytes it was made from."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy
+import pydicom
+import pytest
+
+from tests.harness.studies import ct_series
+from tsfnode.intake.importer import importer_for
+from tsfnode.intake.journey import DIGEST, PREPARE_FROM, journey_path, prepared
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def test_an_import_of_several_files_prepares_each_for_its_own_bytes_only(
+    node_dir: Path, tmp_path: Path
+) -> None:
+    """A study of ``PREPARE_FROM - 1`` files is left to sealing (no worker started for
+    it); one of six has every instance prepared: a lossless JPEG-LS of the intake file,
+    offered only while the intake file holds the bytes it was made from."""
+    few, many = tmp_path / "few", tmp_path / "many"
+    few.mkdir()
+    many.mkdir()
+    ct_series(few, PREPARE_FROM - 1)
+    ct_series(many, 6)
+    intake = node_dir / "intake"
+    for folder in (few, many):
+        report = importer_for(node_dir, prepare=True).run([folder])
+        assert len(report.taken) == len(list(folder.iterdir()))
+    studies = {len(list(s.glob("*/*.dcm"))): s for s in intake.iterdir() if s.is_dir()}
+    assert not list(studies[PREPARE_FROM - 1].rglob("*.journey"))
+    sources = sorted(studies[6].glob("*/*.dcm"))
+    for source in sources:
+        found = prepared(source, source.read_bytes())
+        assert found == (journey_path(source), DIGEST)
+        encoded = pydicom.dcmread(io.BytesIO(journey_path(source).read_bytes()[DIGEST:]))
+        assert encoded.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.80"
+        assert numpy.array_equal(encoded.pixel_array, pydicom.dcmread(source).pixel_array)
+    changed = bytearray(sources[0].read_bytes())
+    changed[-1] ^= 1  # one pixel's bit, as a mask would change many
+    assert prepared(sources[0], bytes(changed)) is None
+    assert prepared(tmp_path / "nothing.dcm", b"") is None
