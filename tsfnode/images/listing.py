@@ -6,7 +6,8 @@ instance's header is read once and the viewer's facts (series, order, frames, wi
 markers...) written to the bundle's ``listing.json``, what the reader's screen waits
 for; once the bundle is in place and its receipt given, ``complete_listing`` adds
 DICOMweb's record (UIDs, frames, stored syntax, the DICOM JSON model: nine tenths of
-the work). The viewer and DICOMweb then list a case from these files, without reading a
+the work; the DICOM JSON model is pydicom's, made by ``dicomjson.py`` in about a
+third of pydicom's time). The viewer and DICOMweb then list a case from these files, without reading a
 header again; a folder without one (the sender's intake, a bundle opened by an earlier
 version), or without DICOMweb's part yet, is listed from its headers as before.
 """
@@ -18,10 +19,10 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
+from tsfnode.images import dicomjson
 from tsfnode.images.render import (
     default_window,
     frame_count,
@@ -50,16 +51,12 @@ def int_of(ds: Any, keyword: str) -> int:
         return 0
 
 
-def _bulk(element: DataElement) -> str:
-    return f"{BULK}{element.tag:08X}"
-
-
 def dicomweb_record(path: Path, ds: Dataset) -> dict[str, Any]:
     """DICOMweb's record of the instance at ``path`` whose header is ``ds`` (raises on
     what is not a DICOM instance)."""
     uids = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
     syntax = str(ds.file_meta.TransferSyntaxUID)
-    meta = ds.to_json_dict(BULK_THRESHOLD, _bulk, suppress_invalid_tags=True)
+    meta = dicomjson.to_json_dict(ds, BULK_THRESHOLD, BULK)  # pydicom's, made faster
     meta[AVAILABLE_SYNTAX] = {"vr": "UI", "Value": [syntax]}
     if "Rows" in ds:
         native_ow = int(ds.get("BitsAllocated", 8)) > 8 and not UID(syntax).is_compressed

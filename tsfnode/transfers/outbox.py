@@ -262,16 +262,19 @@ class Outbox:
         deposited = self.clock.now_ms()
         receipt = next((r for r in receipts if receipt_ok(r, manifest, recipient)), None)
         if receipt is not None:  # on the answer to the last run: no need to ask for it
-            await self._set_delivery(
-                bundle_id,
+            # One write ends the delivery: what was pushed and the receipt together.
+            await self._receipt_came(
+                manifest,
                 recipient,
+                attempt.route.value,
+                receipt,
                 attempts=attempts,
                 failures=0,
                 deposited_ms=deposited,
                 acked=upload.acked.to_bytes(),
                 bytes_done=upload.bytes_done,
+                rate=upload.goodput.bytes_per_s or 0.0,
             )
-            await self._receipt_came(manifest, recipient, attempt.route.value, receipt)
             return
         await self._set_delivery(
             bundle_id,
@@ -283,6 +286,7 @@ class Outbox:
             deposited_ms=deposited,
             acked=upload.acked.to_bytes(),
             bytes_done=upload.bytes_done,
+            rate=upload.goodput.bytes_per_s or 0.0,
             last_error="",
         )
         await self._check_receipt(
@@ -352,7 +356,8 @@ class Outbox:
         finally:
             for task in in_flight:
                 task.cancel()
-            await self._save_progress(manifest.bundle_id, recipient, upload)
+            if not upload.done:  # done: the caller writes it with the outcome, at once
+                await self._save_progress(manifest.bundle_id, recipient, upload)
         log("bundle pushed", bundle=bundle_hex[:8], to=address, chunks=manifest.chunk_count)
         return upload
 
@@ -454,9 +459,15 @@ class Outbox:
         )
 
     async def _receipt_came(
-        self, manifest: Manifest, recipient: bytes, route: str | None, receipt: bytes
+        self,
+        manifest: Manifest,
+        recipient: bytes,
+        route: str | None,
+        receipt: bytes,
+        **pushed: Any,
     ) -> None:
-        """``recipient``'s receipt (checked): the delivery is done."""
+        """``recipient``'s receipt (checked): the delivery is done (``pushed``: what the
+        attempt that brought it did, written with it)."""
         now = self.clock.now_ms()
         await self._set_delivery(
             manifest.bundle_id,
@@ -465,6 +476,7 @@ class Outbox:
             delivered_ms=now,
             receipt=receipt,
             last_error="",
+            **pushed,
         )
         log(
             "bundle delivered",

@@ -91,6 +91,7 @@ MAX_ACTIVE_PULLS = 2
 MAX_FETCH_TOKENS = 4096  # chunk-fetch tokens whose signature was checked, kept at once
 FETCH_TOKEN_RENEW_MS = 2 * 60_000  # a fetcher signs a new token this often (valid 5 min)
 RECEIPT_WAIT_S = 30  # the longest a PUT's answer waits for the bundle to open
+MAX_RECEIPTS_KEPT = 256  # receipts of the last bundles opened, kept in memory
 # Only a bundle this small is opened before the last PUT is answered (a study of
 # photos, radiographs, a few slices: opened in well under a second). A larger one is
 # acknowledged as soon as its chunks are held, and its receipt asked for after: the
@@ -140,12 +141,13 @@ class TransferService(NodeService):
         self._have: dict[bytes, ChunkSet] = {}
         self._dirty: set[bytes] = set()
         self._manifests: dict[bytes, Manifest] = {}
-        # Bundles held here for this node (role "inbox", which a row never changes): each
-        # run of chunks received for one needs no look at its row, a read of the whole
-        # manifest (130 KiB for a 512 MiB bundle) and a trip to the database's thread.
-        self._inbox: set[bytes] = set()
         self._pulls: set[bytes] = set()
         self._finalising: dict[bytes, asyncio.Task[Any]] = {}  # bundles being opened
+        # Bundles addressed here (their role never changes), and the receipts of the
+        # last ones opened: the chunks' requests and the answer that carries the
+        # receipt need no row read from the database for them.
+        self._inbox: set[bytes] = set()
+        self._receipts: dict[bytes, bytes] = {}
         self._writing: dict[bytes, set[int]] = {}  # chunks being written, per bundle
         self._relay_coming: Counter[bytes] = Counter()  # relay bytes being written, per sender
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -362,8 +364,8 @@ class TransferService(NodeService):
             raise TransferRefused(403, "this bundle is not addressed to a node this one serves")
         await self._insert_received(manifest, role, now, sources=[], expires_ms=expires)
         log("bundle offered", bundle=manifest.bundle_id.hex()[:8], role=role)
-        held = await self.have_of(manifest.bundle_id)
-        assert held is not None  # noqa: S101 - just inserted
+        # Just inserted, holding nothing (or taken in by an offer at the same time).
+        held = self._have.setdefault(manifest.bundle_id, ChunkSet(manifest.chunk_count))
         return held.to_bytes()
 
     def _check_relay_consent(self, listing: list[bytes]) -> None:
@@ -413,6 +415,8 @@ class TransferService(NodeService):
         """``TransferStore.insert_received``, the manifest kept in memory too."""
         await self.rows.insert_received(manifest, *held_as, **options)
         self._manifests[manifest.bundle_id] = manifest
+        if held_as[0] == "inbox":
+            self._inbox.add(manifest.bundle_id)
 
     async def receive_run(
         self,
@@ -435,14 +439,12 @@ class TransferService(NodeService):
             raise TransferRefused(404, "no such bundle here: offer its manifest first")
         if last >= manifest.chunk_count:
             raise TransferRefused(400, f"the bundle has {manifest.chunk_count} chunks")
-        relayed = False
-        if bundle_id not in self._inbox:
-            row = await self._bundle_row(bundle_id)
-            relayed = row is not None and row.role == "relay"
-            if relayed and (row is None or row.state != "holding"):
-                raise TransferRefused(404, "no such bundle here: offer its manifest first")
-            if row is not None and row.role == "inbox":
-                self._inbox.add(bundle_id)
+        row = None if bundle_id in self._inbox else await self._bundle_row(bundle_id)
+        relayed = row is not None and row.role == "relay"
+        if relayed and (row is None or row.state != "holding"):
+            raise TransferRefused(404, "no such bundle here: offer its manifest first")
+        if row is not None and row.role == "inbox":
+            self._inbox.add(bundle_id)
         # No await from here to the registration of the chunks this request writes.
         wanted = [i for i in range(first, last + 1) if i not in have]
         busy = self._writing.get(bundle_id, set())
@@ -499,22 +501,27 @@ class TransferService(NodeService):
         if indexes:
             self._dirty.add(manifest.bundle_id)
         if completed:  # decided before any await: only one writer completes a bundle
-            await self._save_have()
+            if manifest.bundle_id not in self._inbox:
+                await self._save_have()  # an inbox bundle's is saved with its opening
             await self._on_complete(manifest)
 
     async def _set_bundle(self, bundle_id: bytes, **fields: Any) -> None:
         await self.rows.update_bundle(bundle_id, **fields)
 
     async def _on_complete(self, manifest: Manifest) -> None:
-        row = await self._bundle_row(manifest.bundle_id)
-        if row is None:
-            return
-        if row.role == "inbox" and manifest.bundle_id not in self._finalising:
+        if manifest.bundle_id in self._inbox:
+            role = "inbox"
+        else:
+            row = await self._bundle_row(manifest.bundle_id)
+            if row is None:
+                return
+            role = row.role
+        if role == "inbox" and manifest.bundle_id not in self._finalising:
             task = self._finalising[manifest.bundle_id] = self._spawn(self._finalise(manifest))
             task.add_done_callback(
                 functools.partial(_pop_when_done, self._finalising, manifest.bundle_id)
             )
-        elif row.role == "relay":
+        elif role == "relay":
             log("relay holds a bundle", bundle=manifest.bundle_id.hex()[:8])
 
     async def get_chunk(self, bundle_id: bytes, index: int, fetch: str | None, now: int) -> bytes:
@@ -596,6 +603,8 @@ class TransferService(NodeService):
             await asyncio.wait({opening}, timeout=RECEIPT_WAIT_S)  # never cancels it
             if not opening.done():
                 return None
+        if bundle_id in self._receipts:
+            return self._receipts[bundle_id]
         row = await self._bundle_row(bundle_id)
         if row is None or row.role != "inbox":
             return None
@@ -703,9 +712,20 @@ class TransferService(NodeService):
             },
             self._key_for(manifest),  # the key it was sealed to, as its sender checks
         )
+        held = self._have.get(bundle_id)
+        # Opened: the chunk set, the state and the receipt in one write, before the
+        # receipt is given (on the PUT's answer, or when asked for).
         await self._set_bundle(
-            bundle_id, state="complete", completed_ms=now, receipt=receipt, last_error=""
+            bundle_id,
+            state="complete",
+            completed_ms=now,
+            receipt=receipt,
+            last_error="",
+            **({} if held is None else {"have": held.to_bytes()}),
         )
+        self._receipts[bundle_id] = receipt
+        while len(self._receipts) > MAX_RECEIPTS_KEPT:
+            del self._receipts[next(iter(self._receipts))]
         log("bundle received", bundle=bundle_id.hex()[:8], files=len(header.files))
         await self._drop_chunks(manifest, keep_have=True)  # opened: the ciphertext is done with
         self._spawn(self._post_receipt_to_relays(bundle_id))

@@ -202,3 +202,41 @@ async def test_a_recipient_that_does_not_give_the_receipt_on_the_put_is_asked_fo
     states = await _delivered(sender, [manifest.bundle_id])
     assert states == {manifest.bundle_id.hex(): "delivered"}
     assert sender.app[TRANSFERS].outbox.receipt_polls >= 1
+
+
+@pytest.mark.usefixtures("no_tick")
+async def test_a_bundle_held_whole_but_not_opened_when_the_node_dies_opens_after_it(
+    tmp_path: Path, aiohttp_client: AiohttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chunk set of a bundle addressed here is written with its opening, not when its
+    last chunk arrives: a node killed in between finds its chunks again by their hashes
+    and opens it, none asked for again."""
+    sender, reader = await _two_nodes(tmp_path, aiohttp_client)
+    inbox = reader.app[TRANSFERS]
+    completed: list[bytes] = []
+
+    async def killed_before_opening(manifest: Manifest) -> None:
+        completed.append(manifest.bundle_id)  # the process dies here: nothing opens
+
+    monkeypatch.setattr(inbox, "_on_complete", killed_before_opening)
+    manifest = _seal(sender, reader, 3_000_000)  # several chunks
+    await _queue(sender, manifest)
+    sender.app[TRANSFERS].wake()
+    for _ in range(BOUND_S * 20):
+        if completed:
+            break
+        await asyncio.sleep(0.05)
+    assert completed == [manifest.bundle_id]
+    # What the database says it holds at worst: nothing (the set was never saved).
+    nothing = transfer_service.ChunkSet(manifest.chunk_count).to_bytes()
+    await inbox.rows.update_bundle(manifest.bundle_id, have=nothing)
+
+    restarted = transfer_service.TransferService(inbox.context)  # memory lost
+    held = await restarted.have_of(manifest.bundle_id)
+    assert held is not None
+    assert held.complete  # every chunk found on disk by its hash
+    await restarted._start_pulls()  # what its first tick does: open what is whole
+    await asyncio.wait_for(asyncio.gather(*restarted._finalising.values()), BOUND_S)
+    files = reader.node_dir.root / "received" / manifest.bundle_id.hex() / "files"
+    assert (files / "a.bin").stat().st_size == 3_000_000
+    assert await restarted.receipt_of(manifest.bundle_id) is not None
