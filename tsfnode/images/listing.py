@@ -6,9 +6,9 @@ instance's header is read once and the viewer's facts (series, order, frames, wi
 markers...) written to the bundle's ``listing.json``, what the reader's screen waits
 for; once the bundle is in place and its receipt given, ``complete_listing`` adds
 DICOMweb's record (UIDs, frames, stored syntax, the DICOM JSON model: nine tenths of
-the work; the DICOM JSON model is pydicom's, made by ``dicomjson.py`` in about a
-third of pydicom's time). The viewer and DICOMweb then list a case from these files, without reading a
-header again; a folder without one (the sender's intake, a bundle opened by an earlier
+the work; the model is pydicom's, made by ``dicomjson.py`` in about a third of
+pydicom's time). The viewer and DICOMweb then list a case from these files, without
+reading a header again; a folder without one (the sender's intake, a bundle opened by an earlier
 version), or without DICOMweb's part yet, is listed from its headers as before.
 """
 
