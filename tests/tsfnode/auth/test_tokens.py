@@ -55,7 +55,7 @@ async def test_a_reader_makes_a_token_on_her_tools_page_sees_it_once_and_revokes
     status, _, page = await marie.post("/web/tools/tokens", {"label": "Weasis", "days": "30"})
     assert status == 200
     (token,) = re.findall(r"<code class=\"id\">(tsf_[A-Za-z0-9_-]+)</code>", page)
-    assert f'"auth": "marie:{token}"' in page  # the OHIF data source, ready to paste
+    assert f'Authorization: "Bearer {token}"' in page  # OHIF's app-config.js, ready to use
     assert (await dicomweb_status(local_node, f"Bearer {token}"))[0] == 200
     _, _, page = await marie.get("/web/tools")
     assert token not in page  # shown once only
