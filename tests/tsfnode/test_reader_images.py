@@ -212,6 +212,11 @@ def test_stow_refuses_what_is_not_a_reader_instance_naming_why(
     status, text, _ = net.stow(b"{}", **{"Content-Type": "application/json"})
     assert status == 415
     assert "multipart/related" in text
+    status, text, _ = net.stow(
+        b"{}", **{"Content-Type": 'multipart/related; type="application/dicom"'}
+    )
+    assert status == 400  # no boundary: the parts cannot be told apart
+    assert "multipart/related" in text
     status, text, _ = net.stow(b"", **{"Content-Length": str(1 << 30)})
     assert status == 413
     assert "too large" in text
