@@ -55,11 +55,12 @@ ORTHANC = Path("/usr/sbin/Orthanc")
 
 @contextlib.contextmanager
 def orthanc_running(
-    folder: Path, ae_title: str, modalities: dict[str, list[Any]]
+    folder: Path, ae_title: str, modalities: dict[str, list[Any]], **options: Any
 ) -> Iterator[tuple[int, int]]:
     """Orthanc (Debian) as ``ae_title`` in ``folder``, with free HTTP and DICOM ports,
     reached from 127.0.0.1 only, knowing the DICOM nodes ``modalities`` (name: [AE,
-    host, port]): (HTTP port, DICOM port)."""
+    host, port]), with more configuration ``options`` (e.g. AcceptedTransferSyntaxes):
+    (HTTP port, DICOM port)."""
     if not ORTHANC.exists():
         pytest.fail("Orthanc is not installed: apt-get install orthanc (.ci/run does)")
     http_port, dicom_port = free_port(), free_port()
@@ -78,6 +79,7 @@ def orthanc_running(
         "Plugins": [],
         "LuaScripts": [],
         "DicomModalities": modalities,
+        **options,
     }
     (folder / "orthanc.json").write_text(json.dumps(config))
     process = subprocess.Popen(
@@ -101,9 +103,9 @@ def orthanc_get(port: int, path: str) -> Any:
 
 
 def orthanc_post(port: int, path: str, body: Any) -> Any:
-    """A POST of ``body`` (JSON) to Orthanc's REST API: its JSON answer."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST"
-    )
+    """A POST of ``body`` (JSON, or bytes as they are: a DICOM file to /instances) to
+    Orthanc's REST API: its JSON answer."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method="POST")
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.loads(response.read())
