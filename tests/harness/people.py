@@ -19,6 +19,7 @@ from bootstrap.network import demo_anchor
 from tests.harness.cluster import Cluster, add_records
 from tests.harness.nodes import tsfnode
 from tests.harness.waiting import wait_for
+from tsfnode.intake.journey import SUFFIX as JOURNEY_SUFFIX
 
 PASSWORD = "correct horse battery"
 
@@ -208,15 +209,22 @@ class PairedNet:
     def close(self) -> None:
         self.cluster.close()
 
-    def submit(self, folder: Path, routing: dict[str, Any], timeout: float = 30) -> str:
+    def submit(
+        self, folder: Path, routing: dict[str, Any], timeout: float = 30, *, prepared: bool = True
+    ) -> str:
         """The study of ``folder`` imported at Cotonou with the CLI, its flagged images
         confirmed, sent by Koffi as a case routed as ``routing`` says (``timeout``: for
-        the answer, which comes once the study is sealed)."""
+        the answer, which comes once the study is sealed). ``prepared=False``: the
+        encodings the CLI's import made for the journey are deleted, so that the running
+        node encodes the study itself when it seals it (its own worker processes)."""
         node0 = self.cluster.dirs[0]
         intake = node0 / "intake"
         before = {p.name for p in intake.iterdir()} if intake.exists() else set()
         assert tsfnode("import", folder, "--node", node0, "--quiet").returncode == 0
         (study,) = {p.name for p in intake.iterdir() if p.is_dir()} - before
+        if not prepared:
+            for path in (intake / study).rglob(f"*{JOURNEY_SUFFIX}"):
+                path.unlink()
         assert tsfnode("review", study, "--node", node0, "--confirm-all").returncode == 0
         body = {"study_uid": study, "form": {**FORM, "body_part": "HEAD"}, **routing}
         return str(self.koffi.ok("/cases", "POST", body, timeout)["case_id"])

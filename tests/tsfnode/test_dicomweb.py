@@ -89,7 +89,7 @@ class DicomwebNet(PairedNet):
         mr.mkdir()
         shutil.copy(get_testdata_file("emri_small.dcm"), mr / "emri_small.dcm")  # 10 frames
         pair = {"routing": "pair", "target": self.pair}
-        self.ct_case = self.submit(ct, pair)
+        self.ct_case = self.submit(ct, pair, prepared=False)  # encoded by the running node
         self.mr_case = self.submit(mr, pair)
         for case in (self.ct_case, self.mr_case):
             wait_for("the case at Marie's node", lambda c=case: self.marie.state(c) == "assigned")
@@ -936,7 +936,8 @@ def test_each_study_bundle_is_listed_as_it_is_opened(net: DicomwebNet) -> None:
 def test_the_sender_node_encodes_a_study_on_every_core(net: DicomwebNet) -> None:
     """Koffi's node (`python -m tsfnode run`) encoded the CT's slices in worker
     processes, one per core, without falling back to one process (its spawned workers
-    once ran the node's command again, failed, and the encoding went on in one)."""
+    once ran the node's command again, failed, and the encoding went on in one). The
+    set-up deleted the encodings the CLI's import had prepared, so the node made them."""
     koffis_node = net.cluster.nodes[0]
     assert koffis_node is not None
     logged = [json.loads(line) for line in koffis_node.logs().splitlines()]
