@@ -73,6 +73,12 @@ from tsfnode.logs import log
 from tsfnode.store.accounts import AccountStore
 
 CATALOGUES = web.AppKey("dicomweb_catalogues", Listings[Catalogue])
+# Transcodings running at once (each on a worker thread: pydicom's RLE encoder takes
+# about 2 s per CT slice): beyond these, requests wait their turn, so that viewers asking
+# for slow syntaxes cannot hold every thread that the node's other file work (opening
+# bundles) runs on.
+TRANSCODING = web.AppKey("dicomweb_transcoding", asyncio.Semaphore)
+TRANSCODING_AT_ONCE = 2
 DICOM_JSON = "application/dicom+json"
 THUMBNAIL = 128
 CHALLENGE = 'Bearer realm="tsfnode DICOMweb", Basic realm="tsfnode DICOMweb"'
@@ -375,7 +381,11 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
         for instance, asked in zip(instances, syntaxes, strict=True):
             where = ("studies", instance.study, "series", instance.series, "instances")
             location = _url(request, *where, instance.sop)
-            syntax, data = await asyncio.to_thread(_as_syntax, instance, asked)
+            if asked == instance.syntax:
+                syntax, data = await asyncio.to_thread(_as_syntax, instance, asked)
+            else:
+                async with request.config_dict[TRANSCODING]:
+                    syntax, data = await asyncio.to_thread(_as_syntax, instance, asked)
             yield f"application/dicom; transfer-syntax={syntax}", location, data
 
     return await _stream(request, Multipart("application/dicom"), parts())
@@ -458,7 +468,13 @@ async def _send_frames(
     except NotAcceptable as exc:
         raise _not_acceptable(request, exc, instance) from None
     try:
-        frames = await asyncio.to_thread(frames_of, instance, numbers, choice.syntax)
+        if choice.syntax == instance.syntax or (
+            not instance.compressed and choice.syntax == ExplicitVRLittleEndian
+        ):
+            frames = await asyncio.to_thread(frames_of, instance, numbers, choice.syntax)
+        else:
+            async with request.config_dict[TRANSCODING]:
+                frames = await asyncio.to_thread(frames_of, instance, numbers, choice.syntax)
     except CannotTranscode as exc:
         raise _refused_as_is(request, web.HTTPNotAcceptable, exc) from None
     content_type = f"{choice.media}; transfer-syntax={choice.syntax}"
@@ -654,6 +670,7 @@ def create_dicomweb_app() -> web.Application:
     app = web.Application(middlewares=[preflight])
     app.on_response_prepare.append(cors_headers)
     app[CATALOGUES] = Listings()
+    app[TRANSCODING] = asyncio.Semaphore(TRANSCODING_AT_ONCE)
     uid = "[0-9.]{1,64}"
     study = f"/studies/{{study:{uid}}}"
     series = f"{study}/series/{{series:{uid}}}"
