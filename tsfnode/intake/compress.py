@@ -10,13 +10,20 @@ method set so that the reader sees the images are lossy.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 import zlib
 from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import JPEG2000, DeflatedExplicitVRLittleEndian, JPEGLSLossless
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import (
+    JPEG2000,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    JPEGLSLossless,
+)
 
 LOSSLESS_BITS = (8, 16)
 AS_STORED, JPEG_LS, DEFLATE = "as stored", "jpeg-ls", "deflate"
@@ -88,9 +95,14 @@ def encode_for_transport(ds: Dataset, as_stored: bytes | None = None) -> bytes:
         return as_stored
     best = as_stored
     if kind == JPEG_LS:
-        estimate = deflated_estimate(ds.PixelData)
+        native = ds.PixelData
+        stored_syntax = ds.file_meta.TransferSyntaxUID
+        estimate = deflated_estimate(native)
         if compress_lossless(ds):
-            best = min(best, _encode(ds), key=len)
+            spliced = (
+                _spliced(ds, as_stored, native) if stored_syntax == ExplicitVRLittleEndian else None
+            )
+            best = min(best, spliced or _encode(ds), key=len)
             if estimate >= MARGIN * len(ds.PixelData) and len(as_stored) > SMALL:
                 return best
         ds = _read(as_stored)  # deflate may still win: from the stored bytes
@@ -112,6 +124,44 @@ def deflated_estimate(pixels: bytes) -> int:
     taken = sum(map(len, pieces))
     packed = sum(len(zlib.compress(p, 1)) for p in pieces)
     return size * packed // max(taken, 1)
+
+
+PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
+DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"  # (FFFE,E0DD), the sequence's end
+
+
+def _spliced(ds: Dataset, as_stored: bytes, native: bytes) -> bytes | None:
+    """``ds`` just compressed (its Pixel Data encapsulated, its file meta's syntax
+    changed, nothing else: pydicom's ``compress``) written by putting its new file meta
+    and Pixel Data in place of the old ones in ``as_stored``, the Explicit VR Little
+    Endian bytes it was read from, whose other elements are copied as they are rather
+    than encoded again element by element (a fifth of a CT slice's encoding time).
+    None when the stored Pixel Data element is not found whole (``native``: its value)
+    or the dataset gained other elements (an extended offset table): then it is
+    written by pydicom."""
+    if "ExtendedOffsetTable" in ds or not ds["PixelData"].is_undefined_length:
+        return None
+    length = len(native)
+    head = PIXEL_DATA_TAG + b"OW\0\0" + struct.pack("<I", length)
+    meta_end = 132 + 12 + struct.unpack_from("<I", as_stored, 140)[0] if len(as_stored) > 144 else 0
+    if as_stored[128:132] != b"DICM" or as_stored[132:136] != b"\x02\x00\x00\x00":
+        return None  # no preamble or no group length first: pydicom writes it
+    start = as_stored.find(head, meta_end)
+    if start < 0:
+        start = as_stored.find(PIXEL_DATA_TAG + b"OB\0\0" + struct.pack("<I", length), meta_end)
+    end = start + len(head) + length
+    if start < 0 or as_stored[start + len(head) : end] != native:
+        return None
+    out = io.BytesIO()
+    out.write(ds.preamble or b"\0" * 128)
+    out.write(b"DICM")
+    write_file_meta_info(out, ds.file_meta, enforce_standard=True)  # type: ignore[arg-type]
+    out.write(as_stored[meta_end:start])
+    out.write(PIXEL_DATA_TAG + b"OB\0\0\xff\xff\xff\xff")
+    out.write(ds.PixelData)
+    out.write(DELIMITER)
+    out.write(as_stored[end:])
+    return out.getvalue()
 
 
 def _deflated(ds: Dataset) -> bytes:
