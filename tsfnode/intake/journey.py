@@ -33,6 +33,23 @@ DIGEST = 32  # bytes of BLAKE3 at the head of a prepared file
 PREPARE_FROM = 4  # files: an import of fewer starts no worker process
 
 
+def worker_context() -> multiprocessing.context.BaseContext:
+    """How the encoding worker processes (this module's ``Preparer``, sealing's
+    ``TransportPool``) are started: from a fork server where there is one (Linux, macOS),
+    itself started fresh (never forked from a process's threads) with what encoding
+    needs imported once (pydicom, CharLS: half a second of a core), so that each worker
+    forked from it starts in milliseconds, with nothing of the node or of the caller's
+    ``__main__`` in it; else spawned, each importing it again."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([WORKER_MODULE])
+    return context
+
+
+WORKER_MODULE = "tsfnode.intake.compress"
+
+
 def journey_path(source: Path) -> Path:
     """Where the encoding of the intake file ``source`` is kept (a hidden file beside
     it: not a ``.dcm``, so nothing that lists the intake's instances sees it)."""
@@ -79,7 +96,8 @@ def prepared(source: Path, data: bytes) -> tuple[Path, int] | None:
 
 
 class Preparer:
-    """Worker processes, one per core (spawned, never forked), encoding the instances an
+    """Worker processes, one per core (``worker_context``: never forked from the
+    importing process), encoding the instances an
     import writes while it goes on, never making it wait: each is given a path (the
     worker reads the file), so what waits costs a path and memory stays at a file per
     worker. Started at the ``PREPARE_FROM``th file
@@ -101,9 +119,7 @@ class Preparer:
         if len(self._waiting) < PREPARE_FROM and self._pool is None:
             return
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn")
-            )
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=worker_context())
         for path in self._waiting:
             while self._pending and self._pending[0].done():
                 self._settle(self._pending.popleft())

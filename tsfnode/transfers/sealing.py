@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import itertools
-import multiprocessing
 import os
 import queue
 import shutil
@@ -32,7 +31,7 @@ from protocol.bundle import BundleSealer, Manifest, choose_chunk_size, encode_pl
 from protocol.identity import Identity, PublicIdentity
 from tsfnode.errors import NodeError
 from tsfnode.intake.compress import encode_file_for_transport
-from tsfnode.intake.journey import prepared
+from tsfnode.intake.journey import prepared, worker_context
 from tsfnode.intake.review import ReviewBook
 from tsfnode.logs import log
 from tsfnode.store.blobs import BlobStore
@@ -116,9 +115,7 @@ class TransportPool:
                 self._timer.cancel()
                 self._timer = None
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(
-                    self.workers, mp_context=multiprocessing.get_context("spawn")
-                )
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=worker_context())
                 self.started += 1
             self._users += 1
             return self._pool

@@ -45,3 +45,26 @@ def test_an_import_of_several_files_prepares_each_for_its_own_bytes_only(
     changed[-1] ^= 1  # one pixel's bit, as a mask would change many
     assert prepared(sources[0], bytes(changed)) is None
     assert prepared(tmp_path / "nothing.dcm", b"") is None
+
+
+def test_the_encoding_workers_come_from_a_fork_server_not_from_the_importer(
+    tmp_path: Path,
+) -> None:
+    """The import's (and sealing's) worker processes are forked from a fork server
+    started fresh, which imported the encoder once (pydicom): none is a child of the
+    importing process (spawned, each imported pydicom again, half a second of a core
+    each, and the caller's ``__main__`` with it), and they encode."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tsfnode.intake.journey import prepare, worker_context
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork server on this system: workers are spawned")
+    (source,) = ct_series(tmp_path, 1)
+    with ProcessPoolExecutor(2, mp_context=worker_context()) as pool:
+        parents = {pool.submit(os.getppid).result() for _ in range(4)}
+        assert pool.submit(prepare, source).result()
+    assert os.getpid() not in parents
+    assert prepared(source, source.read_bytes()) == (journey_path(source), DIGEST)
