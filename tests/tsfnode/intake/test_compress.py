@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
 
 import numpy
 import pydicom
 import pytest
+from pydicom.dataset import Dataset
 
 from tests.harness.data import PYDICOM_FILES, pydicom_data_folder
-from tests.tsfnode.intake.conftest import Imported
+from tests.tsfnode.intake.conftest import Imported, Pair
 from tsfnode.intake.compress import compress_lossless, compress_lossy
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -136,25 +138,31 @@ def test_a_spliced_encoding_is_the_bytes_pydicom_writes_on_the_real_files(
     from tsfnode.intake.compress import _encode, _spliced
 
     spliced = 0
+    for pair, data, ds in _stored(imported):
+        if ds.file_meta.TransferSyntaxUID != pydicom.uid.ExplicitVRLittleEndian:
+            continue
+        if "PixelData" not in ds:
+            continue
+        native = ds.PixelData
+        if not compress_lossless(ds):
+            continue
+        made = _spliced(ds, data, native)
+        assert made is not None, pair.name
+        assert made == _encode(ds), pair.name
+        again = pydicom.dcmread(io.BytesIO(made))
+        assert numpy.array_equal(again.pixel_array, pydicom.dcmread(pair.output).pixel_array)
+        spliced += 1
+    assert spliced >= 20
+
+
+def _stored(imported: Imported) -> Iterator[tuple[Pair, bytes, Dataset]]:
+    """Each real file imported: its pair, its bytes as stored and its data set, read
+    (and used by the caller) with pydicom's warnings silenced."""
     for pair in imported.pairs:
         data = pair.output.read_bytes()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(io.BytesIO(data))
-            if ds.file_meta.TransferSyntaxUID != pydicom.uid.ExplicitVRLittleEndian:
-                continue
-            if "PixelData" not in ds:
-                continue
-            native = ds.PixelData
-            if not compress_lossless(ds):
-                continue
-            made = _spliced(ds, data, native)
-            assert made is not None, pair.name
-            assert made == _encode(ds), pair.name
-            again = pydicom.dcmread(io.BytesIO(made))
-            assert numpy.array_equal(again.pixel_array, pydicom.dcmread(pair.output).pixel_array)
-        spliced += 1
-    assert spliced >= 20
+            yield pair, data, pydicom.dcmread(io.BytesIO(data))
 
 
 @pytest.mark.slow
@@ -170,23 +178,19 @@ def test_transport_encoding_is_as_small_as_every_candidate_on_the_real_files(
     from tsfnode.intake.compress import _compressible, _encode, encode_for_transport
 
     checked = 0
-    for pair in imported.pairs:
-        data = pair.output.read_bytes()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(io.BytesIO(data))
-            syntax = ds.file_meta.TransferSyntaxUID
-            if syntax.is_compressed:
-                assert encode_for_transport(ds, data) == data
-                continue
-            ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
-            sizes = [len(data), len(_encode(ds, implicit_vr=False, little_endian=True))]
-            ds.file_meta.TransferSyntaxUID = syntax
-            if _compressible(ds):
-                jls = copy.deepcopy(ds)
-                if compress_lossless(jls):
-                    sizes.append(len(_encode(jls)))
-            chosen = encode_for_transport(pydicom.dcmread(io.BytesIO(data)), data)
+    for pair, data, ds in _stored(imported):
+        syntax = ds.file_meta.TransferSyntaxUID
+        if syntax.is_compressed:
+            assert encode_for_transport(ds, data) == data
+            continue
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+        sizes = [len(data), len(_encode(ds, implicit_vr=False, little_endian=True))]
+        ds.file_meta.TransferSyntaxUID = syntax
+        if _compressible(ds):
+            jls = copy.deepcopy(ds)
+            if compress_lossless(jls):
+                sizes.append(len(_encode(jls)))
+        chosen = encode_for_transport(pydicom.dcmread(io.BytesIO(data)), data)
         assert len(chosen) <= min(sizes), pair.name
         checked += 1
     assert checked >= 30
