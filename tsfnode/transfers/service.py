@@ -67,6 +67,7 @@ from tsfnode.store.transfers import Bundle, TransferStore
 from tsfnode.transfers.chunkfiles import BodyTooLong, ChunkFiles, DiskFull, RunWriter
 from tsfnode.transfers.context import NodeContext, NodeService
 from tsfnode.transfers.diskcalls import DiskCalls
+from tsfnode.transfers.durable import GroupFlush, opened_paths
 from tsfnode.transfers.outbox import (
     AttemptFailed,
     Outbox,
@@ -97,6 +98,9 @@ MAX_RECEIPTS_KEPT = 256  # receipts of the last bundles opened, kept in memory
 # acknowledged as soon as its chunks are held, and its receipt asked for after: the
 # sender's link is free at once, and its "acknowledged" time means what it says.
 RECEIPT_ON_PUT_MAX = 32 * 1024 * 1024
+# DICOMweb's part of an opened bundle's listing waits until no bundle has been opened
+# for this long: a burst of small bundles is opened first (`_list_later`).
+LIST_LATER_MS = 300
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
 
 
@@ -124,6 +128,7 @@ class TransferService(NodeService):
         self.rows = TransferStore(self.db)
         self.chunks = ChunkFiles(context.node_dir.chunks)  # the inbox's and the relay's
         self.disk = DiskCalls()  # reads and writes of chunk runs
+        self._durable = GroupFlush()  # what an opening wrote, on disk before its receipt
         self.uplink = Uplink(config, clock)
         self.outbox = Outbox(
             config=config,
@@ -182,6 +187,9 @@ class TransferService(NodeService):
         # Set by the case service: completes that listing (DICOMweb's part) in a thread,
         # once the bundle is in place and its receipt given: the reader waits not for it.
         self.index_later: Callable[[Path], None] | None = None
+        self._to_list: list[Path] = []  # opened folders waiting for index_later
+        self._listing: asyncio.Task[None] | None = None
+        self._last_opened = 0.0  # when the last bundle was opened here (the loop's time)
 
     # --- life ------------------------------------------------------------------------
 
@@ -601,8 +609,8 @@ class TransferService(NodeService):
         opening = self._finalising.get(bundle_id)
         if opening is not None:
             await asyncio.wait({opening}, timeout=RECEIPT_WAIT_S)  # never cancels it
-            if not opening.done():
-                return None
+            if not opening.done() or opening.cancelled() or opening.exception() is not None:
+                return None  # not opened, or not on disk: asked for later
         if bundle_id in self._receipts:
             return self._receipts[bundle_id]
         row = await self._bundle_row(bundle_id)
@@ -611,6 +619,10 @@ class TransferService(NodeService):
         return row.receipt
 
     async def receipt_of(self, bundle_id: bytes) -> bytes | None:
+        """This node's receipt for a bundle opened here (or a relay's copy delivered),
+        None until the opening is on disk (``_finalise``)."""
+        if bundle_id in self._finalising:
+            return None  # its row may say complete before the flush: not yet
         row = await self._bundle_row(bundle_id)
         return None if row is None else row.receipt
 
@@ -723,16 +735,49 @@ class TransferService(NodeService):
             last_error="",
             **({} if held is None else {"have": held.to_bytes()}),
         )
+        # The folder and that write on disk before the receipt is given: after it the
+        # sender forgets the bundle, so a power cut here must not take it (durable.py).
+        # Until then the receipt is not given (`receipt_of`, `receipt_once_opened`).
+        await self._durable.flush(opened_paths(folder, self.store.path))
         self._receipts[bundle_id] = receipt
         while len(self._receipts) > MAX_RECEIPTS_KEPT:
             del self._receipts[next(iter(self._receipts))]
         log("bundle received", bundle=bundle_id.hex()[:8], files=len(header.files))
         await self._drop_chunks(manifest, keep_have=True)  # opened: the ciphertext is done with
         self._spawn(self._post_receipt_to_relays(bundle_id))
+        self._last_opened = asyncio.get_running_loop().time()
         if self.index_later is not None:
-            self._spawn(asyncio.to_thread(self.index_later, folder))
+            self._to_list.append(folder)
+            if self._listing is None:
+                self._listing = self._spawn(self._list_later())
         if self.on_opened is not None:
             await self.on_opened(manifest, header, folder)
+
+    async def _list_later(self) -> None:
+        """``index_later`` on each folder opened, one at a time, once no bundle has been
+        opened for LIST_LATER_MS: under a burst of bundles it takes no processor from the
+        openings the senders wait for (their receipts); DICOMweb reads the headers
+        meanwhile."""
+        try:
+            while self._to_list:
+                while self._finalising or _since(self._last_opened) < LIST_LATER_MS / 1000:
+                    if self._finalising:
+                        await asyncio.wait(set(self._finalising.values()))
+                    else:
+                        await asyncio.sleep(LIST_LATER_MS / 1000)
+                folder = self._to_list.pop(0)
+                if self.index_later is None:
+                    continue
+                try:
+                    await asyncio.to_thread(self.index_later, folder)
+                except Exception as exc:  # DICOMweb reads that folder's headers instead
+                    log(
+                        "opened bundle not listed whole",
+                        bundle=folder.name[:8],
+                        error=type(exc).__name__,
+                    )
+        finally:
+            self._listing = None
 
     def _key_for(self, manifest: Manifest) -> Identity:
         """The key of this node a bundle was sealed to: the current one, or an earlier
@@ -750,6 +795,7 @@ class TransferService(NodeService):
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         handle = None
+        made: set[Path] = set()  # folders made for the files (one mkdir each, not per file)
         try:
             for i, ciphertext in enumerate(self.chunks.chunks(manifest)):
                 try:
@@ -763,15 +809,12 @@ class TransferService(NodeService):
                 for event in reader.feed(plaintext):
                     if isinstance(event, FileData):
                         if handle is None:
-                            path = tmp / "files" / event.name
-                            path.parent.mkdir(parents=True, exist_ok=True)
+                            path = _made(tmp / "files" / event.name, made)
                             handle = open(path, "wb")
                         handle.write(event.data)
                     elif isinstance(event, FileEnd):
                         if handle is None:  # an empty file
-                            path = tmp / "files" / event.name
-                            path.parent.mkdir(parents=True, exist_ok=True)
-                            path.touch()
+                            _made(tmp / "files" / event.name, made).touch()
                         else:
                             handle.close()
                             handle = None
@@ -994,6 +1037,19 @@ class TransferService(NodeService):
 def _pop_when_done(held: dict[Any, Any], key: Any, _task: asyncio.Task[Any]) -> None:
     """A task's done-callback (with ``functools.partial``): ``key`` leaves ``held``."""
     held.pop(key, None)
+
+
+def _since(when: float) -> float:
+    """Seconds since ``when`` by the event loop's clock (a pause, not a date)."""
+    return asyncio.get_running_loop().time() - when
+
+
+def _made(path: Path, made: set[Path]) -> Path:
+    """``path``, its folder made unless ``made`` says it was."""
+    if path.parent not in made:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        made.add(path.parent)
+    return path
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

@@ -15,6 +15,7 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_aiohttp import AiohttpClient
@@ -240,3 +241,41 @@ async def test_a_bundle_held_whole_but_not_opened_when_the_node_dies_opens_after
     files = reader.node_dir.root / "received" / manifest.bundle_id.hex() / "files"
     assert (files / "a.bin").stat().st_size == 3_000_000
     assert await restarted.receipt_of(manifest.bundle_id) is not None
+
+
+@pytest.mark.usefixtures("no_tick")
+async def test_the_receipt_is_given_once_what_the_reader_opened_is_on_disk(
+    tmp_path: Path, aiohttp_client: AiohttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After its receipt the sender counts a bundle as delivered: the reader's node
+    flushes the opened folder (files, directories, the rename into place) and the
+    database's log to disk before it gives it, several bundles in one flush."""
+    from tsfnode.transfers import durable
+
+    sender, reader = await _two_nodes(tmp_path, aiohttp_client)
+    events: list[tuple[str, Any]] = []
+
+    def flushed(paths: list[Path]) -> None:  # what the real flush would make durable
+        events.append(("flush", {p for p in paths if p.exists()}))
+
+    async def delivered(bundle_id: bytes, recipient: bytes, now: int) -> None:
+        events.append(("receipt", bundle_id))
+
+    monkeypatch.setattr(durable, "flush_to_disk", flushed)
+    sender.app[TRANSFERS].on_delivered = delivered
+    manifests = [_seal(sender, reader, 40_000 + i) for i in range(6)]
+    for manifest in manifests:
+        await _queue(sender, manifest)
+    sender.app[TRANSFERS].wake()
+    states = await _delivered(sender, [m.bundle_id for m in manifests])
+    assert set(states.values()) == {"delivered"}, states
+    wal = reader.node_dir.database.with_name("node.db-wal")
+    for manifest in manifests:
+        folder = reader.node_dir.root / "received" / manifest.bundle_id.hex()
+        wanted = {*folder.rglob("*"), folder, folder.parent, wal}
+        receipt = events.index(("receipt", manifest.bundle_id))
+        assert any(kind == "flush" and wanted <= paths for kind, paths in events[:receipt]), (
+            f"{manifest.bundle_id.hex()[:8]} not on disk before its receipt"
+        )
+    flushes = [e for e in events if e[0] == "flush"]
+    assert 1 <= len(flushes) <= len(manifests)
