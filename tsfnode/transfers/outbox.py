@@ -351,7 +351,9 @@ class Outbox:
         upload.set_have(have)
         started.append(upload)
         in_flight: dict[asyncio.Task[bytes | None], list[int]] = {}
-        last_save = 0
+        # Progress is saved every PROGRESS_SAVE_MS of a push, not on its first answer: a
+        # small bundle's push ends with one write (what was pushed, with the receipt).
+        last_save = self.clock.now_ms()
         try:
             while not upload.done:
                 batch = max(1, min(MAX_RUN, upload.window // 4))

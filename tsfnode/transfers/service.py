@@ -870,7 +870,8 @@ class TransferService(NodeService):
             await self._take_mail(relay, body, now)
         # receipts not yet posted to relays (the relay was down): again
         for bundle_id in await self.rows.receipts_to_post(now - 7 * 86_400_000):
-            await self._post_receipt_to_relays(bundle_id)
+            if bundle_id not in self._finalising:  # else not on disk yet: it posts it
+                await self._post_receipt_to_relays(bundle_id)
 
     async def _take_mail(self, relay: bytes, body: bytes, now: int) -> None:
         from protocol.codec import unpack
@@ -901,7 +902,7 @@ class TransferService(NodeService):
             elif row.role == "inbox":
                 merged = sorted(set(row.sources) | set(sources))
                 await self._set_bundle(manifest.bundle_id, sources=json.dumps(merged))
-                if row.state == "complete":
+                if row.state == "complete" and manifest.bundle_id not in self._finalising:
                     self._spawn(self._post_receipt_to_relays(manifest.bundle_id))
 
     async def _start_pulls(self) -> None:
