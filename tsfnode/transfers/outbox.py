@@ -12,9 +12,9 @@ Driven by events, not by the service's tick: a bundle queued (``TransferService.
 a delivery that ends and so frees its slot, each start the next due delivery at once
 (``start_due``: two deliveries at once to one recipient, or up to eight of small
 bundles while none urgent is sent or due for it); the tick only catches what comes due
-with time (a retry after its backoff). The recipient's receipt comes back on the answer to the PUT that completed the
-bundle (``RECEIPT_TYPE``, SPEC.md 7.1); a node of an earlier version answers 204 and the
-receipt is then asked for (``_check_receipt``).
+with time (a retry after its backoff). The recipient's receipt comes back on the answer
+to the PUT that completed the bundle (``RECEIPT_TYPE``, SPEC.md 7.1); a node of an
+earlier version answers 204 and the receipt is then asked for (``_check_receipt``).
 """
 
 from __future__ import annotations

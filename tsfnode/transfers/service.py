@@ -148,6 +148,8 @@ class TransferService(NodeService):
         self._manifests: dict[bytes, Manifest] = {}
         self._pulls: set[bytes] = set()
         self._finalising: dict[bytes, asyncio.Task[Any]] = {}  # bundles being opened
+        # set once such a bundle's receipt is kept (its opening on disk): the PUT's answer
+        self._receipt_kept: dict[bytes, asyncio.Event] = {}
         # Bundles addressed here (their role never changes), and the receipts of the
         # last ones opened: the chunks' requests and the answer that carries the
         # receipt need no row read from the database for them.
@@ -525,9 +527,13 @@ class TransferService(NodeService):
                 return
             role = row.role
         if role == "inbox" and manifest.bundle_id not in self._finalising:
+            self._receipt_kept[manifest.bundle_id] = asyncio.Event()
             task = self._finalising[manifest.bundle_id] = self._spawn(self._finalise(manifest))
             task.add_done_callback(
                 functools.partial(_pop_when_done, self._finalising, manifest.bundle_id)
+            )
+            task.add_done_callback(
+                functools.partial(_pop_when_done, self._receipt_kept, manifest.bundle_id)
             )
         elif role == "relay":
             log("relay holds a bundle", bundle=manifest.bundle_id.hex()[:8])
@@ -608,7 +614,17 @@ class TransferService(NodeService):
             return None
         opening = self._finalising.get(bundle_id)
         if opening is not None:
-            await asyncio.wait({opening}, timeout=RECEIPT_WAIT_S)  # never cancels it
+            # Until its receipt is kept (the opening on disk: what follows, deleting the
+            # chunks and telling the case service, is not waited for) or it ends.
+            kept = asyncio.ensure_future(self._receipt_kept[bundle_id].wait())
+            try:
+                await asyncio.wait(
+                    {opening, kept}, timeout=RECEIPT_WAIT_S, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                kept.cancel()  # never the opening
+            if bundle_id in self._receipts:
+                return self._receipts[bundle_id]
             if not opening.done() or opening.cancelled() or opening.exception() is not None:
                 return None  # not opened, or not on disk: asked for later
         if bundle_id in self._receipts:
@@ -621,7 +637,7 @@ class TransferService(NodeService):
     async def receipt_of(self, bundle_id: bytes) -> bytes | None:
         """This node's receipt for a bundle opened here (or a relay's copy delivered),
         None until the opening is on disk (``_finalise``)."""
-        if bundle_id in self._finalising:
+        if bundle_id in self._finalising and bundle_id not in self._receipts:
             return None  # its row may say complete before the flush: not yet
         row = await self._bundle_row(bundle_id)
         return None if row is None else row.receipt
@@ -735,11 +751,15 @@ class TransferService(NodeService):
             last_error="",
             **({} if held is None else {"have": held.to_bytes()}),
         )
+        if held is not None and held.complete:
+            self._dirty.discard(bundle_id)  # saved whole just now: not again at the tick
         # The folder and that write on disk before the receipt is given: after it the
         # sender forgets the bundle, so a power cut here must not take it (durable.py).
         # Until then the receipt is not given (`receipt_of`, `receipt_once_opened`).
         await self._durable.flush(opened_paths(folder, self.store.path))
         self._receipts[bundle_id] = receipt
+        if bundle_id in self._receipt_kept:
+            self._receipt_kept[bundle_id].set()
         while len(self._receipts) > MAX_RECEIPTS_KEPT:
             del self._receipts[next(iter(self._receipts))]
         log("bundle received", bundle=bundle_id.hex()[:8], files=len(header.files))
