@@ -16,39 +16,24 @@ bundles the disk is flushed once per flush's time, not once per bundle.
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from tsfnode.transfers.sealing import SYNCFS
+from tsfnode.transfers.sealing import _make_durable
 
 
 def flush_to_disk(paths: Iterable[Path]) -> None:
     """Every path of ``paths`` (files and directories) on disk, with everything else
     written before to the same file systems: one ``syncfs`` per file system on Linux,
-    else an fsync of each path. A path gone is skipped (nothing left to keep)."""
-    kept = [p for p in paths if p.exists()]
-    if SYNCFS is not None:
-        devices: dict[int, Path] = {}
-        for path in kept:
-            devices.setdefault(path.stat().st_dev, path)
-        if all(_syncfs(path) for path in devices.values()):
-            return
-    for path in kept:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _syncfs(path: Path) -> bool:
-    assert SYNCFS is not None  # noqa: S101 - checked by the caller
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return SYNCFS(fd) == 0
-    finally:
-        os.close(fd)
+    else an fsync of each path (sealing's ``_make_durable``). A path gone is skipped
+    (nothing left to keep)."""
+    by_device: dict[int, list[Path]] = {}
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            by_device.setdefault(path.stat().st_dev, []).append(path)
+    for kept in by_device.values():
+        _make_durable(kept)
 
 
 def opened_paths(folder: Path, database: Path) -> list[Path]:
