@@ -10,10 +10,11 @@ beside the inbox and the relay.
 
 Driven by events, not by the service's tick: a bundle queued (``TransferService.wake``),
 a delivery that ends and so frees its slot, each start the next due delivery at once
-(``start_due``); the tick only catches what comes due with time (a retry after its
-backoff). The recipient's receipt comes back on the answer to the PUT that completed the
-bundle (``RECEIPT_TYPE``, SPEC.md 7.1); a node of an earlier version answers 204 and the
-receipt is then asked for (``_check_receipt``).
+(``start_due``: two deliveries at once to one recipient, or up to eight of small
+bundles while none urgent is sent or due for it); the tick only catches what comes due
+with time (a retry after its backoff). The recipient's receipt comes back on the answer
+to the PUT that completed the bundle (``RECEIPT_TYPE``, SPEC.md 7.1); a node of an
+earlier version answers 204 and the receipt is then asked for (``_check_receipt``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ MAX_ACTIVE_DELIVERIES = 8
 # Deliveries to one recipient at once: two, as before issue 26, so that an urgent bundle
 # shares the hospital's uplink with one other delivery at most, never with many.
 MAX_ACTIVE_PER_TARGET = 2
+# A small bundle (a few radiographs, photographs of films, a report) crosses in a moment
+# and waits mostly for round trips and the recipient's opening, not for the uplink: up
+# to MAX_ACTIVE_DELIVERIES of them go to one recipient side by side, unless an urgent
+# bundle for it is sent or due (it then shares the uplink with one other at most).
+SMALL_BUNDLE = 1024 * 1024  # bytes sealed
 # Asked for on a PUT of chunks: the recipient answers the PUT that completed the bundle
 # with its signed receipt (200, this type) instead of 204 (SPEC.md 7.1).
 RECEIPT_TYPE = "application/vnd.tsf.receipt"
@@ -127,6 +133,7 @@ class Outbox:
         self.backoff = Backoff(base_ms=config.transfer_retry_base_ms, cap_ms=3_600_000)
         self.session: aiohttp.ClientSession | None = None  # the service's, from start()
         self._deliveries: set[tuple[bytes, bytes]] = set()
+        self._sending: dict[tuple[bytes, bytes], Manifest] = {}  # those deliveries' bundles
         # the first window of a delivery's next attempt, when not the configured one
         self._windows: dict[tuple[bytes, bytes], int] = {}
         # receipts asked for after a push (GET .../receipt), for the benchmarks and tests
@@ -145,8 +152,11 @@ class Outbox:
         if free <= 0:
             return
         per_recipient: dict[bytes, int] = {}
-        for _, recipient in self._deliveries:
+        urgent: set[bytes] = set()  # recipients with an urgent bundle sent or due
+        for (_, recipient), manifest in self._sending.items():
             per_recipient[recipient] = per_recipient.get(recipient, 0) + 1
+            if manifest.priority > 0:
+                urgent.add(recipient)
         # Enough rows to fill the free slots past those already running and those
         # waiting for a busy recipient.
         limit = MAX_ACTIVE_DELIVERIES * (MAX_ACTIVE_PER_TARGET + 1)
@@ -154,13 +164,30 @@ class Outbox:
             if len(self._deliveries) >= MAX_ACTIVE_DELIVERIES:
                 break
             recipient = key[1]
-            if key in self._deliveries or per_recipient.get(recipient, 0) >= MAX_ACTIVE_PER_TARGET:
+            if key in self._deliveries:
+                continue
+            due = await self._manifest_of(key[0])
+            if due is None:
+                continue
+            if due.priority > 0:
+                urgent.add(recipient)  # due first (most urgent first): no small one beside
+            small = due.ciphertext_size <= SMALL_BUNDLE and recipient not in urgent
+            most = MAX_ACTIVE_DELIVERIES if small else MAX_ACTIVE_PER_TARGET
+            if per_recipient.get(recipient, 0) >= most:
                 continue
             per_recipient[recipient] = per_recipient.get(recipient, 0) + 1
             self._deliveries.add(key)
+            self._sending[key] = due
             task = self._spawn(self._deliver(*key))
-            task.add_done_callback(functools.partial(discard_when_done, self._deliveries, key))
-            task.add_done_callback(lambda _task: self._freed())
+            task.add_done_callback(functools.partial(self._ended, key))
+
+    def _ended(self, key: tuple[bytes, bytes], _task: object = None) -> None:
+        """A delivery ended (or its receipt is written): its slot is free, the service
+        looks for the next one at once."""
+        if key in self._deliveries:
+            self._deliveries.discard(key)
+            self._sending.pop(key, None)
+            self._freed()
 
     async def readdress(self, now: int) -> list[tuple[bytes, bytes, bytes]]:
         """Stop the deliveries to a key that was lost or revoked (SPEC.md §8.5): what was
@@ -324,7 +351,9 @@ class Outbox:
         upload.set_have(have)
         started.append(upload)
         in_flight: dict[asyncio.Task[bytes | None], list[int]] = {}
-        last_save = 0
+        # Progress is saved every PROGRESS_SAVE_MS of a push, not on its first answer: a
+        # small bundle's push ends with one write (what was pushed, with the receipt).
+        last_save = self.clock.now_ms()
         try:
             while not upload.done:
                 batch = max(1, min(MAX_RUN, upload.window // 4))
@@ -478,6 +507,7 @@ class Outbox:
             last_error="",
             **pushed,
         )
+        self._ended((manifest.bundle_id, recipient))  # the next starts while the hook runs
         log(
             "bundle delivered",
             bundle=manifest.bundle_id.hex()[:8],

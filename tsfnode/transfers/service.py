@@ -67,6 +67,7 @@ from tsfnode.store.transfers import Bundle, TransferStore
 from tsfnode.transfers.chunkfiles import BodyTooLong, ChunkFiles, DiskFull, RunWriter
 from tsfnode.transfers.context import NodeContext, NodeService
 from tsfnode.transfers.diskcalls import DiskCalls
+from tsfnode.transfers.durable import GroupFlush, opened_paths
 from tsfnode.transfers.outbox import (
     AttemptFailed,
     Outbox,
@@ -97,6 +98,9 @@ MAX_RECEIPTS_KEPT = 256  # receipts of the last bundles opened, kept in memory
 # acknowledged as soon as its chunks are held, and its receipt asked for after: the
 # sender's link is free at once, and its "acknowledged" time means what it says.
 RECEIPT_ON_PUT_MAX = 32 * 1024 * 1024
+# DICOMweb's part of an opened bundle's listing waits until no bundle has been opened
+# for this long: a burst of small bundles is opened first (`_list_later`).
+LIST_LATER_MS = 300
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
 
 
@@ -124,6 +128,7 @@ class TransferService(NodeService):
         self.rows = TransferStore(self.db)
         self.chunks = ChunkFiles(context.node_dir.chunks)  # the inbox's and the relay's
         self.disk = DiskCalls()  # reads and writes of chunk runs
+        self._durable = GroupFlush()  # what an opening wrote, on disk before its receipt
         self.uplink = Uplink(config, clock)
         self.outbox = Outbox(
             config=config,
@@ -143,6 +148,8 @@ class TransferService(NodeService):
         self._manifests: dict[bytes, Manifest] = {}
         self._pulls: set[bytes] = set()
         self._finalising: dict[bytes, asyncio.Task[Any]] = {}  # bundles being opened
+        # set once such a bundle's receipt is kept (its opening on disk): the PUT's answer
+        self._receipt_kept: dict[bytes, asyncio.Event] = {}
         # Bundles addressed here (their role never changes), and the receipts of the
         # last ones opened: the chunks' requests and the answer that carries the
         # receipt need no row read from the database for them.
@@ -182,6 +189,9 @@ class TransferService(NodeService):
         # Set by the case service: completes that listing (DICOMweb's part) in a thread,
         # once the bundle is in place and its receipt given: the reader waits not for it.
         self.index_later: Callable[[Path], None] | None = None
+        self._to_list: list[Path] = []  # opened folders waiting for index_later
+        self._listing: asyncio.Task[None] | None = None
+        self._last_opened = 0.0  # when the last bundle was opened here (the loop's time)
 
     # --- life ------------------------------------------------------------------------
 
@@ -517,9 +527,13 @@ class TransferService(NodeService):
                 return
             role = row.role
         if role == "inbox" and manifest.bundle_id not in self._finalising:
+            self._receipt_kept[manifest.bundle_id] = asyncio.Event()
             task = self._finalising[manifest.bundle_id] = self._spawn(self._finalise(manifest))
             task.add_done_callback(
                 functools.partial(_pop_when_done, self._finalising, manifest.bundle_id)
+            )
+            task.add_done_callback(
+                functools.partial(_pop_when_done, self._receipt_kept, manifest.bundle_id)
             )
         elif role == "relay":
             log("relay holds a bundle", bundle=manifest.bundle_id.hex()[:8])
@@ -600,9 +614,19 @@ class TransferService(NodeService):
             return None
         opening = self._finalising.get(bundle_id)
         if opening is not None:
-            await asyncio.wait({opening}, timeout=RECEIPT_WAIT_S)  # never cancels it
-            if not opening.done():
-                return None
+            # Until its receipt is kept (the opening on disk: what follows, deleting the
+            # chunks and telling the case service, is not waited for) or it ends.
+            kept = asyncio.ensure_future(self._receipt_kept[bundle_id].wait())
+            try:
+                await asyncio.wait(
+                    {opening, kept}, timeout=RECEIPT_WAIT_S, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                kept.cancel()  # never the opening
+            if bundle_id in self._receipts:
+                return self._receipts[bundle_id]
+            if not opening.done() or opening.cancelled() or opening.exception() is not None:
+                return None  # not opened, or not on disk: asked for later
         if bundle_id in self._receipts:
             return self._receipts[bundle_id]
         row = await self._bundle_row(bundle_id)
@@ -611,6 +635,10 @@ class TransferService(NodeService):
         return row.receipt
 
     async def receipt_of(self, bundle_id: bytes) -> bytes | None:
+        """This node's receipt for a bundle opened here (or a relay's copy delivered),
+        None until the opening is on disk (``_finalise``)."""
+        if bundle_id in self._finalising and bundle_id not in self._receipts:
+            return None  # its row may say complete before the flush: not yet
         row = await self._bundle_row(bundle_id)
         return None if row is None else row.receipt
 
@@ -723,16 +751,53 @@ class TransferService(NodeService):
             last_error="",
             **({} if held is None else {"have": held.to_bytes()}),
         )
+        if held is not None and held.complete:
+            self._dirty.discard(bundle_id)  # saved whole just now: not again at the tick
+        # The folder and that write on disk before the receipt is given: after it the
+        # sender forgets the bundle, so a power cut here must not take it (durable.py).
+        # Until then the receipt is not given (`receipt_of`, `receipt_once_opened`).
+        await self._durable.flush(opened_paths(folder, self.store.path))
         self._receipts[bundle_id] = receipt
+        if bundle_id in self._receipt_kept:
+            self._receipt_kept[bundle_id].set()
         while len(self._receipts) > MAX_RECEIPTS_KEPT:
             del self._receipts[next(iter(self._receipts))]
         log("bundle received", bundle=bundle_id.hex()[:8], files=len(header.files))
         await self._drop_chunks(manifest, keep_have=True)  # opened: the ciphertext is done with
         self._spawn(self._post_receipt_to_relays(bundle_id))
+        self._last_opened = asyncio.get_running_loop().time()
         if self.index_later is not None:
-            self._spawn(asyncio.to_thread(self.index_later, folder))
+            self._to_list.append(folder)
+            if self._listing is None:
+                self._listing = self._spawn(self._list_later())
         if self.on_opened is not None:
             await self.on_opened(manifest, header, folder)
+
+    async def _list_later(self) -> None:
+        """``index_later`` on each folder opened, one at a time, once no bundle has been
+        opened for LIST_LATER_MS: under a burst of bundles it takes no processor from the
+        openings the senders wait for (their receipts); DICOMweb reads the headers
+        meanwhile."""
+        try:
+            while self._to_list:
+                while self._finalising or _since(self._last_opened) < LIST_LATER_MS / 1000:
+                    if self._finalising:
+                        await asyncio.wait(set(self._finalising.values()))
+                    else:
+                        await asyncio.sleep(LIST_LATER_MS / 1000)
+                folder = self._to_list.pop(0)
+                if self.index_later is None:
+                    continue
+                try:
+                    await asyncio.to_thread(self.index_later, folder)
+                except Exception as exc:  # DICOMweb reads that folder's headers instead
+                    log(
+                        "opened bundle not listed whole",
+                        bundle=folder.name[:8],
+                        error=type(exc).__name__,
+                    )
+        finally:
+            self._listing = None
 
     def _key_for(self, manifest: Manifest) -> Identity:
         """The key of this node a bundle was sealed to: the current one, or an earlier
@@ -750,6 +815,7 @@ class TransferService(NodeService):
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         handle = None
+        made: set[Path] = set()  # folders made for the files (one mkdir each, not per file)
         try:
             for i, ciphertext in enumerate(self.chunks.chunks(manifest)):
                 try:
@@ -763,15 +829,12 @@ class TransferService(NodeService):
                 for event in reader.feed(plaintext):
                     if isinstance(event, FileData):
                         if handle is None:
-                            path = tmp / "files" / event.name
-                            path.parent.mkdir(parents=True, exist_ok=True)
+                            path = _made(tmp / "files" / event.name, made)
                             handle = open(path, "wb")
                         handle.write(event.data)
                     elif isinstance(event, FileEnd):
                         if handle is None:  # an empty file
-                            path = tmp / "files" / event.name
-                            path.parent.mkdir(parents=True, exist_ok=True)
-                            path.touch()
+                            _made(tmp / "files" / event.name, made).touch()
                         else:
                             handle.close()
                             handle = None
@@ -827,7 +890,8 @@ class TransferService(NodeService):
             await self._take_mail(relay, body, now)
         # receipts not yet posted to relays (the relay was down): again
         for bundle_id in await self.rows.receipts_to_post(now - 7 * 86_400_000):
-            await self._post_receipt_to_relays(bundle_id)
+            if bundle_id not in self._finalising:  # else not on disk yet: it posts it
+                await self._post_receipt_to_relays(bundle_id)
 
     async def _take_mail(self, relay: bytes, body: bytes, now: int) -> None:
         from protocol.codec import unpack
@@ -858,7 +922,7 @@ class TransferService(NodeService):
             elif row.role == "inbox":
                 merged = sorted(set(row.sources) | set(sources))
                 await self._set_bundle(manifest.bundle_id, sources=json.dumps(merged))
-                if row.state == "complete":
+                if row.state == "complete" and manifest.bundle_id not in self._finalising:
                     self._spawn(self._post_receipt_to_relays(manifest.bundle_id))
 
     async def _start_pulls(self) -> None:
@@ -994,6 +1058,19 @@ class TransferService(NodeService):
 def _pop_when_done(held: dict[Any, Any], key: Any, _task: asyncio.Task[Any]) -> None:
     """A task's done-callback (with ``functools.partial``): ``key`` leaves ``held``."""
     held.pop(key, None)
+
+
+def _since(when: float) -> float:
+    """Seconds since ``when`` by the event loop's clock (a pause, not a date)."""
+    return asyncio.get_running_loop().time() - when
+
+
+def _made(path: Path, made: set[Path]) -> Path:
+    """``path``, its folder made unless ``made`` says it was."""
+    if path.parent not in made:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        made.add(path.parent)
+    return path
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

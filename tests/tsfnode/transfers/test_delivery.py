@@ -4,6 +4,7 @@ byte for byte, acknowledged by a signed receipt; a bad relay blamed."""
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import time
 import urllib.error
@@ -142,3 +143,22 @@ def test_a_relay_serving_corrupted_chunks_is_blamed_and_the_sender_serves_them(
     assert {bytes(r[0]).hex() for r in rows} == {PublicIdentity.from_text(trio.ids[1]).key.hex()}
     assert all("does not match the manifest" in r[2] for r in rows)
     assert "bad chunk from a source" in (reader.parent / f"{reader.name}.log").read_text()
+
+
+def test_a_reader_killed_right_after_its_receipt_still_holds_the_study_listed(
+    pair: Cluster,
+) -> None:
+    """The sender forgets a bundle once its receipt is back: the reader's node, killed
+    (SIGKILL) right then and started again, still holds it opened, whole and listed.
+    (A kill keeps what the kernel was given; a power cut would also take what was not
+    flushed: test_outbox_events checks the flush comes before the receipt.)"""
+    sender, reader = pair.dirs
+    study, bundle = sealed_radiograph(pair)
+    pair.start()
+    delivered(pair, bundle, "the delivery is acknowledged", timeout=90)
+    pair.stop_node(1, signal.SIGKILL)
+    pair.start_node(1)
+    assert state_of(pair.url(1), bundle, "in") == "complete"
+    assert received_files(reader, bundle) == expected_files(sender / "intake" / study)
+    listing = json.loads((reader / "received" / bundle / "listing.json").read_text())
+    assert len(listing["instances"]) == len(expected_files(sender / "intake" / study))

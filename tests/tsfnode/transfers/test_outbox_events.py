@@ -15,6 +15,7 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_aiohttp import AiohttpClient
@@ -32,6 +33,7 @@ from tsfnode.transfers.outbox import queue_bundle
 
 DAY_MS = 86_400_000
 BOUND_S = 60  # the longest a test waits for deliveries (real time; the tick is an hour)
+HOLD_S = 20  # the longest an opening is held back by `_openings_held`
 
 
 @pytest.fixture
@@ -73,7 +75,7 @@ async def _two_nodes(tmp_path: Path, aiohttp_client: AiohttpClient) -> tuple[Loc
     return sender, reader
 
 
-def _seal(sender: LocalNode, reader: LocalNode, size: int) -> Manifest:
+def _seal(sender: LocalNode, reader: LocalNode, size: int, priority: int = 0) -> Manifest:
     """``size`` random bytes sealed by the sender for the reader's node, its chunks in
     the sender's blob store."""
     now = sender.clock.now_ms()
@@ -86,7 +88,7 @@ def _seal(sender: LocalNode, reader: LocalNode, size: int) -> Manifest:
     )
     chunks = sealer.push(encode_plaintext_header({}, [("a.bin", size)]))
     chunks += sealer.push(os.urandom(size))
-    rest, raw = sealer.finish(now=now, ttl=DAY_MS)
+    rest, raw = sealer.finish(now=now, ttl=DAY_MS, priority=priority)
     for chunk in chunks + rest:
         blobs.put(chunk, sync=False)
     return Manifest.decode(raw, now=now)
@@ -240,3 +242,105 @@ async def test_a_bundle_held_whole_but_not_opened_when_the_node_dies_opens_after
     files = reader.node_dir.root / "received" / manifest.bundle_id.hex() / "files"
     assert (files / "a.bin").stat().st_size == 3_000_000
     assert await restarted.receipt_of(manifest.bundle_id) is not None
+
+
+@pytest.mark.usefixtures("no_tick")
+async def test_the_receipt_is_given_once_what_the_reader_opened_is_on_disk(
+    tmp_path: Path, aiohttp_client: AiohttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After its receipt the sender counts a bundle as delivered: the reader's node
+    flushes the opened folder (files, directories, the rename into place) and the
+    database's log to disk before it gives it, several bundles in one flush."""
+    from tsfnode.transfers import durable
+
+    sender, reader = await _two_nodes(tmp_path, aiohttp_client)
+    events: list[tuple[str, Any]] = []
+
+    def flushed(paths: list[Path]) -> None:  # what the real flush would make durable
+        events.append(("flush", {p for p in paths if p.exists()}))
+
+    async def delivered(bundle_id: bytes, recipient: bytes, now: int) -> None:
+        events.append(("receipt", bundle_id))
+
+    monkeypatch.setattr(durable, "flush_to_disk", flushed)
+    sender.app[TRANSFERS].on_delivered = delivered
+    manifests = [_seal(sender, reader, 40_000 + i) for i in range(6)]
+    for manifest in manifests:
+        await _queue(sender, manifest)
+    sender.app[TRANSFERS].wake()
+    states = await _delivered(sender, [m.bundle_id for m in manifests])
+    assert set(states.values()) == {"delivered"}, states
+    wal = reader.node_dir.database.with_name("node.db-wal")
+    for manifest in manifests:
+        folder = reader.node_dir.root / "received" / manifest.bundle_id.hex()
+        wanted = {*folder.rglob("*"), folder, folder.parent, wal}
+        receipt = events.index(("receipt", manifest.bundle_id))
+        assert any(kind == "flush" and wanted <= paths for kind, paths in events[:receipt]), (
+            f"{manifest.bundle_id.hex()[:8]} not on disk before its receipt"
+        )
+    flushes = [e for e in events if e[0] == "flush"]
+    assert 1 <= len(flushes) <= len(manifests)
+
+
+def _openings_held(
+    reader: LocalNode, monkeypatch: pytest.MonkeyPatch, enough: int
+) -> tuple[list[int], threading.Event]:
+    """The reader's openings wait (HOLD_S at most) until ``enough`` are under way at
+    once, or the event is set: the most seen at once, and that event."""
+    inbox = reader.app[TRANSFERS]
+    opening = inbox._open_into
+    lock, now, most, go = threading.Lock(), [0], [0], threading.Event()
+
+    def held(manifest: Manifest, folder: Path) -> Any:
+        with lock:
+            now[0] += 1
+            if not go.is_set():  # counted until they go
+                most[0] = max(most[0], now[0])
+            if now[0] >= enough:
+                go.set()
+        go.wait(HOLD_S)
+        with lock:
+            now[0] -= 1
+        return opening(manifest, folder)
+
+    monkeypatch.setattr(inbox, "_open_into", held)
+    return most, go
+
+
+@pytest.mark.usefixtures("no_tick")
+async def test_small_bundles_go_to_one_recipient_side_by_side(
+    tmp_path: Path, aiohttp_client: AiohttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small bundles are not held to two deliveries at once per recipient: each waits
+    mostly for round trips and the opening, so several are opened at once."""
+    sender, reader = await _two_nodes(tmp_path, aiohttp_client)
+    most, go = _openings_held(reader, monkeypatch, enough=6)
+    manifests = [_seal(sender, reader, 30_000 + i) for i in range(6)]
+    for manifest in manifests:
+        await _queue(sender, manifest)
+    sender.app[TRANSFERS].wake()
+    states = await _delivered(sender, [m.bundle_id for m in manifests])
+    go.set()
+    assert set(states.values()) == {"delivered"}, states
+    assert most[0] == 6
+
+
+@pytest.mark.usefixtures("no_tick")
+async def test_an_urgent_bundle_shares_the_link_with_one_other_delivery_at_most(
+    tmp_path: Path, aiohttp_client: AiohttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an urgent bundle due for a recipient, no more than two deliveries go to it
+    at once, small or not."""
+    sender, reader = await _two_nodes(tmp_path, aiohttp_client)
+    most, go = _openings_held(reader, monkeypatch, enough=3)
+    urgent = _seal(sender, reader, 2_000_000, priority=1)
+    manifests = [urgent] + [_seal(sender, reader, 30_000 + i) for i in range(4)]
+    for manifest in manifests:
+        await _queue(sender, manifest)
+    sender.app[TRANSFERS].wake()
+    for _ in range(40):  # two openings under way, a third would come now if allowed
+        await asyncio.sleep(0.05)
+    go.set()
+    states = await _delivered(sender, [m.bundle_id for m in manifests])
+    assert set(states.values()) == {"delivered"}, states
+    assert most[0] == 2
