@@ -156,11 +156,16 @@ class Cluster:
         """Node 0, the network's seed, then the others side by side; returns once each
         answers. (A node that finds its seed not listening yet introduces itself again
         only after SEED_RETRY_MS, 30 s: the seed answers first.)"""
-        seed = RunningNode(self.dirs[0])
-        others = [RunningNode(d, wait=False) for d in self.dirs[1:]]
-        self.nodes = [seed, *others]
-        for node in others:
-            node.wait_ready(starting=len(others))
+        self.nodes = []
+        try:  # a node that does not start leaves none of the others running
+            self.nodes.append(RunningNode(self.dirs[0]))
+            others = [RunningNode(d, wait=False) for d in self.dirs[1:]]
+            self.nodes.extend(others)
+            for node in others:
+                node.wait_ready(starting=len(others))
+        except BaseException:
+            self.close()
+            raise
 
     def start_node(self, i: int) -> None:
         while len(self.nodes) <= i:

@@ -202,9 +202,13 @@ class PairedNet:
         def members(i: int) -> int:
             return len(call(f"{c.url(i)}/api/v1/directory?kind=member", "")[1])
 
-        for i in range(nodes):
-            wait_for(f"node {i} knows every person", functools.partial(_is, members, i, 3))
-        self.pair = pair_up(self.marie, self.koffi, quota=5, hours=48)
+        try:  # a network that does not come together leaves no node running
+            for i in range(nodes):
+                wait_for(f"node {i} knows every person", functools.partial(_is, members, i, 3))
+            self.pair = pair_up(self.marie, self.koffi, quota=5, hours=48)
+        except BaseException:
+            c.close()
+            raise
 
     def close(self) -> None:
         self.cluster.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from protocol.identity import PublicIdentity
+from tests.harness.cluster import Cluster
 from tests.harness.inprocess import LocalNode
 from tests.harness.nodes import RunningNode, get_json, tsfnode
 from tsfnode.store import SCHEMA_VERSION
@@ -112,3 +113,17 @@ async def test_json_api_reports_node_and_schema(local_node: LocalNode) -> None:
     assert info["id"] == local_node.identity.public.text
     assert info["schema_version"] == SCHEMA_VERSION
     assert info["protocol"] == 1
+
+
+@pytest.mark.slow
+def test_a_cluster_whose_node_cannot_start_leaves_none_running(
+    tmp_path: Path, anchor_key: Path
+) -> None:
+    """The harness's own promise: a test or benchmark whose network fails to start does
+    not leave its seed running behind it on a shared machine."""
+    cluster = Cluster(tmp_path, anchor_key, 2)
+    (cluster.dirs[1] / "node.db").unlink()  # node 1 refuses to start without it
+    with pytest.raises(AssertionError, match="node exited at start"):
+        cluster.start()
+    seed = cluster.nodes[0]
+    assert seed is not None and seed.process.poll() is not None  # stopped, not left running
