@@ -42,15 +42,9 @@ from tsfnode.cases.reader_images import (
     parse_instance,
 )
 from tsfnode.clock import request_now
-from tsfnode.dicomweb.index import Catalogue, catalogue_of
-from tsfnode.dicomweb.service import (
-    CATALOGUES,
-    DICOM_JSON,
-    _language,
-    _refused,
-    _url,
-    person_of,
-)
+from tsfnode.dicomweb.caller import language_of, person_of, refused, url_of
+from tsfnode.dicomweb.index import CATALOGUES, Catalogue, catalogue_of
+from tsfnode.dicomweb.media import DICOM_JSON
 from tsfnode.i18n import N_, texts
 from tsfnode.logs import log
 
@@ -109,7 +103,7 @@ async def attach_instance(
 
 def _too_large(request: web.Request, size: int) -> web.HTTPRequestEntityTooLarge:
     """413, saying the limit in the caller's language."""
-    text = texts(_language(request) or "en")(
+    text = texts(language_of(request) or "en")(
         N_("stow_too_large"), limit=MAX_BODY_BYTES // (1024 * 1024)
     )
     return web.HTTPRequestEntityTooLarge(
@@ -147,14 +141,14 @@ async def store_instances(request: web.Request) -> web.Response:
     """STOW-RS: each part an instance of the reader's, attached to its case."""
     person = await person_of(request)
     if person.via != "token":  # a change made with the session's cookie alone: refused
-        raise _refused(request, web.HTTPForbidden, N_("stow_token_only"))
+        raise refused(request, web.HTTPForbidden, N_("stow_token_only"))
     study = request.match_info.get("study")
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise _too_large(request, request.content_length)
     if not _is_dicom_parts(request.headers.get("Content-Type", "")):
-        raise _refused(request, web.HTTPUnsupportedMediaType, N_("stow_media_type"))
+        raise refused(request, web.HTTPUnsupportedMediaType, N_("stow_media_type"))
     now = request_now(request)
-    say = texts(_language(request) or "en")
+    say = texts(language_of(request) or "en")
     via = f"stow {person.via} account {person.account_id}"
     stored: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
@@ -163,16 +157,16 @@ async def store_instances(request: web.Request) -> web.Response:
     try:
         reader = MultipartReader(request.headers, request.content)
     except (ValueError, AssertionError):  # no boundary, say
-        raise _refused(request, web.HTTPBadRequest, N_("stow_media_type")) from None
+        raise refused(request, web.HTTPBadRequest, N_("stow_media_type")) from None
     while True:
         try:
             part = await reader.next()
         except (ValueError, AssertionError):  # a body that breaks the multipart layout
-            raise _refused(request, web.HTTPBadRequest, N_("stow_media_type")) from None
+            raise refused(request, web.HTTPBadRequest, N_("stow_media_type")) from None
         if part is None:
             break
         if not isinstance(part, BodyPartReader) or len(stored) + len(failed) >= MAX_PARTS:
-            raise _refused(request, web.HTTPBadRequest, N_("stow_parts"), limit=MAX_PARTS)
+            raise refused(request, web.HTTPBadRequest, N_("stow_parts"), limit=MAX_PARTS)
         try:
             data = await _read_part(part, MAX_BODY_BYTES - total)
         except web.HTTPRequestEntityTooLarge:
@@ -205,10 +199,10 @@ async def store_instances(request: web.Request) -> web.Response:
         log("stow stored", account=person.account_id, kept=kept,
             sop_class=READER_CLASSES[instance.sop_class])  # fmt: skip
     if not stored and not failed:
-        raise _refused(request, web.HTTPBadRequest, N_("stow_empty"))
+        raise refused(request, web.HTTPBadRequest, N_("stow_empty"))
     answer: dict[str, Any] = {}
     if study is not None:
-        answer["00081190"] = _element("UR", _url(request, "studies", study))
+        answer["00081190"] = _element("UR", url_of(request, "studies", study))
     if stored:
         answer["00081199"] = {"vr": "SQ", "Value": stored}
     if failed:
