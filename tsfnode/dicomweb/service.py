@@ -29,7 +29,7 @@ from pydicom import dcmread
 from pydicom.encaps import generate_frames
 from pydicom.uid import ExplicitVRLittleEndian
 
-from tsfnode.appkeys import CASES, CONFIG, RENDERER
+from tsfnode.appkeys import CASES, CONFIG, RENDERER, TRANSCODINGS
 from tsfnode.auth.gate import Gate
 from tsfnode.cases.images import Listings
 from tsfnode.clock import request_now
@@ -75,11 +75,11 @@ from tsfnode.images.listing import BULK, PIXEL_DATA
 from tsfnode.images.render import FULL, Window
 from tsfnode.logs import log
 
-# Transcodings running at once (each on a worker thread: pydicom's RLE encoder takes
-# about 2 s per CT slice): beyond these, requests wait their turn, so that viewers asking
-# for slow syntaxes cannot hold every thread that the node's other file work (opening
-# bundles) runs on.
-TRANSCODING = web.AppKey("dicomweb_transcoding", asyncio.Semaphore)
+# Transcodings running at once per node (each on a worker thread: pydicom's RLE encoder
+# takes about 2 s per CT slice): beyond these, requests wait their turn, so that viewers
+# asking for slow syntaxes cannot hold every thread that the node's other file work
+# (opening bundles) runs on. ``appkeys.TRANSCODINGS``, made by app.py, counts them for
+# /metrics.
 TRANSCODING_AT_ONCE = 2
 THUMBNAIL = 128
 
@@ -302,7 +302,7 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
             if asked == instance.syntax:
                 syntax, data = await asyncio.to_thread(_as_syntax, instance, asked)
             else:
-                async with request.config_dict[TRANSCODING]:
+                async with request.config_dict[TRANSCODINGS]:
                     syntax, data = await asyncio.to_thread(_as_syntax, instance, asked)
             yield f"application/dicom; transfer-syntax={syntax}", location, data
 
@@ -391,7 +391,7 @@ async def _send_frames(
         ):
             frames = await asyncio.to_thread(frames_of, instance, numbers, choice.syntax)
         else:
-            async with request.config_dict[TRANSCODING]:
+            async with request.config_dict[TRANSCODINGS]:
                 frames = await asyncio.to_thread(frames_of, instance, numbers, choice.syntax)
     except CannotTranscode as exc:
         raise refused_as_is(request, web.HTTPNotAcceptable, exc) from None
@@ -588,7 +588,6 @@ def create_dicomweb_app() -> web.Application:
     app = web.Application(middlewares=[preflight])
     app.on_response_prepare.append(cors_headers)
     app[CATALOGUES] = Listings()
-    app[TRANSCODING] = asyncio.Semaphore(TRANSCODING_AT_ONCE)
     uid = "[0-9.]{1,64}"
     study = f"/studies/{{study:{uid}}}"
     series = f"{study}/series/{{series:{uid}}}"
