@@ -54,6 +54,7 @@ from tsfnode.cases.service import CaseService
 from tsfnode.clock import CLOCK, Clock
 from tsfnode.config import NodeConfig
 from tsfnode.dicomweb.service import TRANSCODING_AT_ONCE, create_dicomweb_app
+from tsfnode.dicomweb.stow import clear_incoming
 from tsfnode.errors import NodeError
 from tsfnode.images.render import Renderer
 from tsfnode.info import FORWARDED
@@ -333,6 +334,7 @@ def create_app(
     app[TRANSCODINGS] = Turns(TRANSCODING_AT_ONCE)
     app.middlewares.append(_behind_proxy)
     app.on_response_prepare.append(_strict_transport)
+    app.on_startup.append(clear_incoming)  # STOW-RS parts left by a node stopped
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_peering_ctx)
     app.cleanup_ctx.append(_services_ctx)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -210,6 +211,12 @@ async def store_instances(request: web.Request) -> web.Response:
         return await _store_parts(request, person, reader, path, study, answer)
     finally:
         await asyncio.to_thread(path.unlink, missing_ok=True)
+
+
+async def clear_incoming(app: web.Application) -> None:
+    """At the node's start (no request in progress): the parts a node stopped while
+    receiving them left behind are removed."""
+    await asyncio.to_thread(shutil.rmtree, incoming_dir(app[NODE_DIR].root), True)
 
 
 def _spool_file(root: Path) -> Path:
