@@ -46,13 +46,15 @@ from tsfnode.appkeys import (
     RENDERER,
     STARTED_MS,
     STORE,
+    TRANSCODINGS,
     TRANSFERS,
 )
 from tsfnode.auth.gate import Gate
 from tsfnode.cases.service import CaseService
 from tsfnode.clock import CLOCK, Clock
 from tsfnode.config import NodeConfig
-from tsfnode.dicomweb.service import create_dicomweb_app
+from tsfnode.dicomweb.service import TRANSCODING_AT_ONCE, create_dicomweb_app
+from tsfnode.dicomweb.stow import clear_incoming
 from tsfnode.errors import NodeError
 from tsfnode.images.render import Renderer
 from tsfnode.info import FORWARDED
@@ -68,6 +70,7 @@ from tsfnode.peraddress import BUSY_TEXT, PerAddress
 from tsfnode.store import Store
 from tsfnode.store.blobs import BlobStore
 from tsfnode.store.mail import MailStore
+from tsfnode.tasks import Turns
 from tsfnode.transfers.context import NodeContext
 from tsfnode.transfers.service import TransferService
 from tsfnode.web.app import create_web_app
@@ -328,8 +331,10 @@ def create_app(
     app[CLOCK] = Clock() if clock is None else clock
     app[STARTED_MS] = app[CLOCK].now_ms()
     app[RENDERER] = Renderer()
+    app[TRANSCODINGS] = Turns(TRANSCODING_AT_ONCE)
     app.middlewares.append(_behind_proxy)
     app.on_response_prepare.append(_strict_transport)
+    app.on_startup.append(clear_incoming)  # STOW-RS parts left by a node stopped
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_peering_ctx)
     app.cleanup_ctx.append(_services_ctx)

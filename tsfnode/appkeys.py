@@ -18,6 +18,7 @@ from tsfnode.network.peering import Peering
 from tsfnode.nodedir import NodeDir
 from tsfnode.store import Store
 from tsfnode.store.blobs import BlobStore
+from tsfnode.tasks import Turns
 from tsfnode.transfers.service import TransferService
 
 CONFIG = web.AppKey("config", NodeConfig)
@@ -35,3 +36,5 @@ NEAREST_BUSY = web.AppKey("nearest_busy", asyncio.Lock)  # on /api/: one measure
 SPEED_TESTS = web.AppKey("speed_tests", SpeedTests)  # on /peer/: the tests served at once
 ECHO_LIMITS = web.AppKey("echo_limits", EchoLimits)  # on /peer/: the echoes answered
 RENDERER = web.AppKey("renderer", Renderer)  # decoded frames, shared by the viewer and DICOMweb
+# DICOMweb's transcodings at once (dicomweb/service.py), on the root: /metrics shows them
+TRANSCODINGS = web.AppKey("transcodings", Turns)

@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ import pydicom
 import pytest
 from dicomweb_client.api import DICOMwebClient
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import (
@@ -386,6 +388,39 @@ def test_instances_are_transcoded_to_the_syntax_asked(net: DicomwebNet, tmp_path
     assert status == 200
     assert headers["Content-Type"].startswith("application/octet-stream")
     assert body == first.pixel_array.astype("<i2" if first.PixelRepresentation else "<u2").tobytes()
+
+
+def transcoding_figures(node_url: str) -> dict[str, float]:
+    """DICOMweb's transcodings as the node's /metrics shows them to its operator."""
+    with urllib.request.urlopen(f"{node_url}/metrics", timeout=10) as response:
+        families = text_string_to_metric_families(response.read().decode())
+        (found,) = [f for f in families if f.name == "tsf_dicomweb_transcodings"]
+    return {sample.labels["figure"]: sample.value for sample in found.samples}
+
+
+def test_at_most_two_transcodings_run_at_once_on_a_node(net: DicomwebNet) -> None:
+    """Three viewers ask at once for the CT series in RLE (pydicom's encoder, each slice
+    decoded and encoded on a worker thread): each gets every slice, and the node's
+    /metrics shows that two transcodings at most ran at once while another waited its
+    turn (the most of each since the node started; nothing running once answered)."""
+    first = read(net.stored(net.ct_case)[0])
+    url = f"{net.url}/studies/{first.StudyInstanceUID}/series/{first.SeriesInstanceUID}"
+    headers = {
+        "Authorization": f"Bearer {net.marie_token}",
+        "Accept": f'multipart/related; type="application/dicom"; transfer-syntax={RLELossless}',
+    }
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda _: get(url, headers), range(3)))
+    for status, answered, body in answers:
+        assert status == 200
+        sent = parts(answered["Content-Type"], body)
+        assert len(sent) == SLICES
+        assert all(read(io.BytesIO(data)).file_meta.TransferSyntaxUID == RLELossless
+                   for _, data in sent)  # fmt: skip
+    figures = transcoding_figures(net.cluster.url(1))
+    assert figures["most_running"] == 2, figures  # three asked at once: two ran
+    assert figures["most_waiting"] >= 1, figures  # and the third waited its turn
+    assert figures["running"] == figures["waiting"] == 0, figures
 
 
 def test_a_study_and_a_series_are_rendered_image_by_image(net: DicomwebNet) -> None:

@@ -16,9 +16,11 @@ import contextlib
 import http.client
 import io
 import json
+import socket
 import subprocess
+import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +36,15 @@ from tests.harness.waiting import wait_for
 from tests.tsfnode.test_dicom_qr import NODE_AE, QueryRetrieveNet
 from tests.tsfnode.test_dicomweb import dicomweb_token
 from tests.tsfnode.test_report_export_network import download, pdf_text
+from tsfnode.cases.reader_images import INCOMING, MAX_INSTANCE_BYTES
+from tsfnode.dicomweb.stow import MAX_BODY_BYTES
 
 pytestmark = pytest.mark.slow
 KOS = "1.2.840.10008.5.1.4.1.1.88.59"
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 GSPS = "1.2.840.10008.5.1.4.1.1.11.1"
 CT = "1.2.840.10008.5.1.4.1.1.2"
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 DICOM_PARTS = 'multipart/related; type="application/dicom"; boundary=tsf-test'
 
 
@@ -52,6 +57,17 @@ class ReaderImagesNet(QueryRetrieveNet):
         except BaseException:
             self.cluster.close()
             raise
+
+    @property
+    def node_pid(self) -> int:
+        """The process of Marie's node (Erasme)."""
+        node = self.cluster.nodes[1]
+        assert node is not None
+        return node.process.pid
+
+    def incoming(self) -> Path:
+        """Where Marie's node writes the parts of STOW-RS requests as they come."""
+        return self.cluster.dirs[1] / "reader_images" / INCOMING
 
     def study(self) -> str:
         (record,) = self.qido("/studies")
@@ -74,8 +90,11 @@ class ReaderImagesNet(QueryRetrieveNet):
         command = ["storescu", "-d", "-aet", ae, "-aec", NODE_AE, self.host, str(self.port), path]
         return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
-    def stow(self, body: bytes, token: str | None = None, **headers: str) -> tuple[int, Any, Any]:
-        """A raw STOW-RS request: its status, DICOM JSON answer (or text), headers."""
+    def stow(
+        self, body: bytes | Iterable[bytes], token: str | None = None, **headers: str
+    ) -> tuple[int, Any, Any]:
+        """A raw STOW-RS request: its status, DICOM JSON answer (or text), headers; a
+        body given piece by piece is sent as it is made (chunked, no Content-Length)."""
         parsed = urllib.parse.urlsplit(self.url)
         connection = http.client.HTTPConnection(parsed.hostname or "", parsed.port, timeout=60)
         auth = f"Bearer {token}" if token else self.dicomweb["Authorization"]
@@ -89,6 +108,60 @@ class ReaderImagesNet(QueryRetrieveNet):
             return response.status, text, response.headers
         finally:
             connection.close()
+
+
+def peak_rise(pid: int, run: Callable[[], Any]) -> tuple[int, Any]:
+    """How far the resident memory of process ``pid`` rose above what it was while
+    ``run()`` ran (its peak, VmHWM, reset first: /proc/PID/clear_refs), and what
+    ``run()`` gave."""
+    proc = Path(f"/proc/{pid}")
+    (proc / "clear_refs").write_text("5")  # the peak becomes the present size
+
+    def kib(field: str) -> int:
+        line = next(x for x in (proc / "status").read_text().splitlines() if x.startswith(field))
+        return int(line.split()[1]) * 1024
+
+    before = kib("VmRSS:")
+    result = run()
+    return kib("VmHWM:") - before, result
+
+
+def too_large(net: ReaderImagesNet) -> tuple[Dataset, Iterator[bytes]]:
+    """A secondary capture of Marie's one byte over MAX_INSTANCE_BYTES (its head, then
+    Pixel Data of zeros), and its bytes a MiB at a time, never whole in memory."""
+    ds = net.made(SECONDARY_CAPTURE, "OT")
+    head = part10(ds)
+    value = MAX_INSTANCE_BYTES + 1 - len(head) - 12  # Pixel Data: OB, a 12-byte header
+    pixel_header = b"\xe0\x7f\x10\x00OB\x00\x00" + value.to_bytes(4, "little")
+
+    def pieces() -> Iterator[bytes]:
+        yield head + pixel_header
+        left = value
+        while left:  # bounded: 64 pieces
+            yield bytes(min(left, 1 << 20))
+            left -= min(left, 1 << 20)
+
+    return ds, pieces()
+
+
+def streamed_parts(*bodies: bytes | Iterator[bytes]) -> Iterator[bytes]:
+    """parts(), made piece by piece."""
+    for body in bodies:
+        yield b"--tsf-test\r\nContent-Type: application/dicom\r\n\r\n"
+        yield from [body] if isinstance(body, bytes) else body
+        yield b"\r\n"
+    yield b"--tsf-test--\r\n"
+
+
+def stored_uids(answer: dict[str, Any]) -> set[str]:
+    return {i["00081155"]["Value"][0] for i in answer.get("00081199", {}).get("Value", [])}
+
+
+def failed_items(answer: dict[str, Any]) -> list[tuple[int, str]]:
+    return [
+        (i["00081197"]["Value"][0], i.get("00081155", {}).get("Value", [""])[0])
+        for i in answer.get("00081198", {}).get("Value", [])
+    ]
 
 
 def parts(*bodies: bytes) -> bytes:
@@ -221,6 +294,103 @@ def test_stow_refuses_what_is_not_a_reader_instance_naming_why(
     assert status == 413
     assert "too large" in text
     assert len(net.images(1)) == count + 1  # only the one kept above
+
+
+def test_a_part_over_64_mib_among_valid_ones_is_refused_alone_and_never_held_in_memory(
+    net: ReaderImagesNet,
+) -> None:
+    """A part one byte over the instance limit, between two key objects: the key objects
+    are stored and listed, the big one is refused (A700, out of resources) naming its
+    UIDs, and the node's resident memory does not rise by the size of the request (its
+    parts are written to the node's own directory as they come; before, each part was
+    read whole in memory, up to 256 MiB a request)."""
+    count = len(net.images(1))
+    first, last = net.made(KOS, "KO"), net.made(KOS, "KO")
+    big, pieces = too_large(net)
+    body = streamed_parts(part10(first), pieces, part10(last))
+    rise, (status, answer, headers) = peak_rise(net.node_pid, lambda: net.stow(body))
+    assert status == 202, answer
+    assert stored_uids(answer) == {str(first.SOPInstanceUID), str(last.SOPInstanceUID)}
+    assert failed_items(answer) == [(0xA700, str(big.SOPInstanceUID))]
+    assert "too large" in headers["Warning"]
+    assert len(net.images(1)) == count + 2
+    assert rise < MAX_INSTANCE_BYTES // 2, f"the node's memory rose by {rise >> 20} MiB"
+    assert not list(net.incoming().iterdir())  # nothing left behind
+
+
+def test_two_stow_requests_raced_are_each_answered_whole_in_bounded_memory(
+    net: ReaderImagesNet,
+) -> None:
+    """Two requests at once, each a key object and a part over the limit: each answer
+    lists its own key object stored and its big part refused, and the node's memory does
+    not rise by either request's size."""
+    count = len(net.images(1))
+    sent = [(net.made(KOS, "KO"), *too_large(net)) for _ in range(2)]
+    answers: list[Any] = [None, None]
+
+    def send(i: int) -> None:
+        kos, _, pieces = sent[i]
+        answers[i] = net.stow(streamed_parts(part10(kos), pieces))
+
+    def race() -> None:
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+
+    rise, _ = peak_rise(net.node_pid, race)
+    for (kos, big, _), (status, answer, _) in zip(sent, answers, strict=True):
+        assert status == 202, answer
+        assert stored_uids(answer) == {str(kos.SOPInstanceUID)}
+        assert failed_items(answer) == [(0xA700, str(big.SOPInstanceUID))]
+    assert len(net.images(1)) == count + 2
+    assert rise < MAX_INSTANCE_BYTES // 2, f"the node's memory rose by {rise >> 20} MiB"
+
+
+def test_a_request_past_256_mib_is_answered_413_listing_what_it_stored(
+    net: ReaderImagesNet,
+) -> None:
+    """A key object, then parts over the instance limit until the request passes 256 MiB
+    (no Content-Length to refuse it by): the key object read before stays attached, and
+    the 413's answer says so (ReferencedSOPSequence), with the big parts read before it
+    refused, and a Warning saying the rest was not read."""
+    count = len(net.images(1))
+    kos = net.made(KOS, "KO")
+    bigs = [too_large(net) for _ in range(MAX_BODY_BYTES // MAX_INSTANCE_BYTES)]
+    body = streamed_parts(part10(kos), *(pieces for _, pieces in bigs))
+    status, answer, headers = net.stow(body, **{"Accept-Language": "fr"})
+    assert status == 413, answer
+    assert stored_uids(answer) == {str(kos.SOPInstanceUID)}
+    assert failed_items(answer) == [(0xA700, str(ds.SOPInstanceUID)) for ds, _ in bigs[:-1]]
+    assert r"n'a pas \xe9t\xe9 lu" in " ".join(headers.get_all("Warning"))  # escaped: ASCII
+    assert len(net.images(1)) == count + 1
+
+
+def test_a_client_that_stops_mid_part_holds_nothing_and_is_cut_after_the_timeout(
+    net: ReaderImagesNet,
+) -> None:
+    """A STOW client sends half an instance and stops: its part is written in the node's
+    own directory (never in memory, never in the machine's /tmp), another STOW succeeds
+    meanwhile, and once the node's body timeout (app.py slow_bodies: 512 bytes/s over
+    30 s) closes the stalled connection its file is gone."""
+    parsed = urllib.parse.urlsplit(net.url)
+    data = part10(net.made(KOS, "KO"))
+    head = (
+        f"POST {parsed.path}/studies HTTP/1.1\r\nHost: {parsed.netloc}\r\n"
+        f"Authorization: {net.dicomweb['Authorization']}\r\nContent-Type: {DICOM_PARTS}\r\n"
+        f"Content-Length: {len(parts(data))}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=90) as stalled:
+        stalled.sendall(head + parts(data)[: len(data) // 2])
+        wait_for("the stalled part's file in the node's directory",
+                 lambda: bool(list(net.incoming().glob("stow-*"))))  # fmt: skip
+        kos = net.made(KOS, "KO")
+        status, answer, _ = net.stow(parts(part10(kos)))
+        assert status == 200, answer
+        assert stored_uids(answer) == {str(kos.SOPInstanceUID)}
+        assert stalled.recv(1024) == b""  # closed by the node (bounded: the socket's 90 s)
+    wait_for("the stalled part's file removed", lambda: not list(net.incoming().iterdir()))
 
 
 def test_after_the_report_the_sender_node_holds_and_shows_them(

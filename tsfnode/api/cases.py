@@ -41,7 +41,7 @@ from aiohttp import web
 
 from protocol.errors import ProtocolError
 from protocol.identity import Identity, PublicIdentity
-from tsfnode.appkeys import CASES, NODE_DIR, STORE
+from tsfnode.appkeys import CASES, NODE_DIR, STORE, TRANSCODINGS
 from tsfnode.auth.accounts import person_of_account
 from tsfnode.auth.gate import PRINCIPAL
 from tsfnode.auth.sessions import TokenHolder
@@ -384,7 +384,7 @@ async def prometheus(request: web.Request) -> web.Response:
     from prometheus_client import CONTENT_TYPE_LATEST
 
     return web.Response(
-        body=prometheus_text(mine, transfers),
+        body=prometheus_text(mine, transfers, request.app[TRANSCODINGS].figures()),
         headers={"Content-Type": CONTENT_TYPE_LATEST, "X-Content-Type-Options": "nosniff"},
     )
 

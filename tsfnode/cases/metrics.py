@@ -230,8 +230,12 @@ def as_csv(mine: dict[str, Any]) -> str:
     return out.getvalue()
 
 
-def prometheus_text(mine: dict[str, Any], transfers: dict[str, int]) -> bytes:
-    """The node's figures in Prometheus' text format (a registry per scrape)."""
+def prometheus_text(
+    mine: dict[str, Any], transfers: dict[str, int], transcodings: dict[str, int] | None = None
+) -> bytes:
+    """The node's figures in Prometheus' text format (a registry per scrape); with
+    DICOMweb's ``transcodings`` (tasks.Turns: running, waiting, and the most of each
+    since the node started)."""
     # prometheus_client is loaded by the first scrape, not at the node's start
     from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
@@ -254,6 +258,14 @@ def prometheus_text(mine: dict[str, Any], transfers: dict[str, int]) -> bytes:
     for label, count in transfers.items():
         direction, state = label.split(":", 1)
         by_state.labels(direction, state).set(count)
+    at_once = Gauge(
+        "tsf_dicomweb_transcodings",
+        "DICOMweb transcodings: running and waiting now, the most of each since start",
+        ["figure"],
+        registry=registry,
+    )
+    for figure, count in (transcodings or {}).items():
+        at_once.labels(figure).set(count)
     return bytes(generate_latest(registry))
 
 

@@ -48,6 +48,9 @@ READER_CLASSES: dict[str, str] = {
 MAX_INSTANCE_BYTES = MAX_ATTACHMENT_SIZE
 MAX_PER_CASE = MAX_ATTACHMENTS
 FOLDER = "reader_images"
+# Where STOW-RS writes each part as it comes, before it is read as an instance: the
+# node's own directory (the same file system as its images), never the machine's /tmp.
+INCOMING = ".incoming"
 # DIMSE failure statuses (PS3.4 B.2.3, PS3.7 C), also the FailureReason of STOW-RS.
 NOT_AUTHORIZED = 0x0124
 SOP_CLASS_NOT_SUPPORTED = 0x0122
@@ -135,6 +138,27 @@ def study_of(data: bytes) -> str:
             return _text(ds.get("StudyInstanceUID"))
     except Exception:  # not DICOM: the intake says so
         return ""
+
+
+def named_in(path: Path) -> tuple[str, str]:
+    """(SOP Class UID, SOP Instance UID) named in the head of the file at ``path`` ("",
+    "" when they cannot be read), without reading its large values: how a part refused
+    for its size is named in the answer."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom's warnings may quote values
+            ds = dcmread(path, stop_before_pixels=True, force=True, defer_size=4096,
+                         specific_tags=["SOPClassUID", "SOPInstanceUID"])  # fmt: skip
+            sop_class, sop_uid = _text(ds.get("SOPClassUID")), _text(ds.get("SOPInstanceUID"))
+    except Exception:  # not DICOM, or cut short: unnamed
+        return "", ""
+    return (sop_class, sop_uid) if is_uid(sop_class) and is_uid(sop_uid) else ("", "")
+
+
+def incoming_dir(root: Path) -> Path:
+    """Where the parts of STOW-RS requests are written as they come (``root``: the
+    node's directory)."""
+    return root / FOLDER / INCOMING
 
 
 def _text(value: object) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from aiohttp.helpers import ChainMapProxy
 from pydicom.uid import UID
 
@@ -56,6 +57,11 @@ class Catalogue:
 
     def __len__(self) -> int:
         return len(self.instances)
+
+
+# The catalogues of the DICOMweb sub-app, kept a minute (what searches, retrievals and
+# STOW-RS look cases' studies up in).
+CATALOGUES = web.AppKey("dicomweb_catalogues", Listings[Catalogue])
 
 
 async def catalogue_of(

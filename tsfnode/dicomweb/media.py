@@ -24,6 +24,7 @@ from pydicom.uid import (
 )
 
 ANY = "*"
+DICOM_JSON = "application/dicom+json"
 NATIVE = {ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian}
 # The media type of a frame in each compressed syntax (PS3.18 Table 8.7.3-5).
 FRAME_TYPES: dict[str, str] = {

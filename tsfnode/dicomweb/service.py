@@ -19,11 +19,8 @@ every answer (``cors_headers``, as its headers are sent: streamed ones too).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -32,14 +29,21 @@ from pydicom import dcmread
 from pydicom.encaps import generate_frames
 from pydicom.uid import ExplicitVRLittleEndian
 
-from tsfnode.appkeys import CASES, CONFIG, RENDERER, STORE
-from tsfnode.auth.accounts import DICOMWEB_TOKEN
-from tsfnode.auth.gate import PRINCIPAL, Gate
-from tsfnode.auth.sessions import bearer_holder, session_of
+from tsfnode.appkeys import CASES, CONFIG, RENDERER, TRANSCODINGS
+from tsfnode.auth.gate import Gate
 from tsfnode.cases.images import Listings
 from tsfnode.clock import request_now
-from tsfnode.dicomweb.index import Catalogue, Instance, catalogue_of
+from tsfnode.dicomweb.caller import (
+    Person,
+    caller,
+    person_of,
+    refused,
+    refused_as_is,
+    url_of,
+)
+from tsfnode.dicomweb.index import CATALOGUES, Catalogue, Instance, catalogue_of
 from tsfnode.dicomweb.media import (
+    DICOM_JSON,
     Multipart,
     NotAcceptable,
     choose_frames,
@@ -58,6 +62,7 @@ from tsfnode.dicomweb.query import (
     returned,
     select,
 )
+from tsfnode.dicomweb.stow import add_stow_routes
 from tsfnode.dicomweb.transcode import (
     CannotTranscode,
     can_produce,
@@ -65,101 +70,18 @@ from tsfnode.dicomweb.transcode import (
     frame_bytes,
     producible,
 )
-from tsfnode.i18n import LANGUAGES, N_, choose_language, texts
+from tsfnode.i18n import N_
 from tsfnode.images.listing import BULK, PIXEL_DATA
 from tsfnode.images.render import FULL, Window
-from tsfnode.info import dicomweb_base_url
 from tsfnode.logs import log
-from tsfnode.store.accounts import AccountStore
 
-CATALOGUES = web.AppKey("dicomweb_catalogues", Listings[Catalogue])
-# Transcodings running at once (each on a worker thread: pydicom's RLE encoder takes
-# about 2 s per CT slice): beyond these, requests wait their turn, so that viewers asking
-# for slow syntaxes cannot hold every thread that the node's other file work (opening
-# bundles) runs on.
-TRANSCODING = web.AppKey("dicomweb_transcoding", asyncio.Semaphore)
+# Transcodings running at once per node (each on a worker thread: pydicom's RLE encoder
+# takes about 2 s per CT slice): beyond these, requests wait their turn, so that viewers
+# asking for slow syntaxes cannot hold every thread that the node's other file work
+# (opening bundles) runs on. ``appkeys.TRANSCODINGS``, made by app.py, counts them for
+# /metrics.
 TRANSCODING_AT_ONCE = 2
-DICOM_JSON = "application/dicom+json"
 THUMBNAIL = 128
-CHALLENGE = 'Bearer realm="tsfnode DICOMweb", Basic realm="tsfnode DICOMweb"'
-
-
-@dataclass(frozen=True)
-class Person:
-    account_id: int
-    key: bytes
-    via: str = "session"  # how the person was known: "token" or "session"
-
-
-def _unauthorized(reason: str) -> web.HTTPUnauthorized:
-    return web.HTTPUnauthorized(text=f"401: {reason}", headers={"WWW-Authenticate": CHALLENGE})
-
-
-def _language(request: web.Request) -> str | None:
-    """The language a caller asked for (Accept-Language, ?lang=, the web application's
-    cookie); None for a viewer program that asks for none."""
-    if request.headers.get("Accept-Language") or request.query.get("lang") in LANGUAGES:
-        return choose_language(request)
-    return choose_language(request) if request.cookies.get("lang") in LANGUAGES else None
-
-
-def _refused(
-    request: web.Request, kind: type[web.HTTPException], key: str, **values: object
-) -> web.HTTPException:
-    """A refusal whose text is the catalogue's ``key``, after its status (``404: ...``),
-    in the caller's language (English for a program that asks for none)."""
-    text = texts(_language(request) or "en")(key, **values)
-    return kind(text=f"{kind.status_code}: {text}")
-
-
-def _refused_as_is(
-    request: web.Request, kind: type[web.HTTPException], reason: object
-) -> web.HTTPException:
-    """A refusal in the words of the parser that made it (English), after a lead-in in
-    the caller's language that says so when they asked for one."""
-    lang = _language(request)
-    text = texts(lang)(N_("refused"), detail=reason) if lang else str(reason)
-    return kind(text=f"{kind.status_code}: {text}")
-
-
-def _token_of(header: str) -> str:
-    scheme, _, credentials = header.partition(" ")
-    if scheme.lower() == "bearer":
-        return credentials.strip()
-    if scheme.lower() == "basic":
-        try:
-            _, _, password = base64.b64decode(credentials.strip()).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            raise _unauthorized("Basic credentials are not base64 of user:token") from None
-        return password
-    raise _unauthorized(f"{scheme}: use Bearer (or Basic) with a DICOMweb token")
-
-
-async def person_of(request: web.Request) -> Person:
-    """The person calling (the gate asked first: ``caller``)."""
-    found = request.get(PRINCIPAL)
-    return found if isinstance(found, Person) else await caller(request)
-
-
-async def caller(request: web.Request) -> Person:
-    """DICOMweb's gate: the person calling, by token, else by web session; 401 or 403
-    otherwise."""
-    header = request.headers.get("Authorization", "")
-    if header:
-        token = _token_of(header)
-        found = await bearer_holder(request, token, purpose=DICOMWEB_TOKEN)
-        if found is None:
-            raise _unauthorized("this token is unknown, expired or revoked")
-        account_id, via = found.account_id, "token"
-    else:
-        session = await session_of(request)
-        if session is None:
-            raise _unauthorized("sign in to the web application, or send a DICOMweb token")
-        account_id, via = session.account_id, "session"
-    account = await AccountStore(request.config_dict[STORE].db).account_by_id(account_id)
-    if account is None or account.person_key is None:
-        raise _refused(request, web.HTTPForbidden, N_("dicomweb_not_a_member"))
-    return Person(account_id, account.person_key, via)
 
 
 async def _visible(
@@ -198,10 +120,6 @@ async def _audit(
         )
 
 
-def _url(request: web.Request, *parts: str) -> str:
-    return "/".join((dicomweb_base_url(request), *parts))
-
-
 # ---------------------------------------------------------------------------- QIDO-RS
 
 
@@ -220,7 +138,7 @@ def _modalities(instances: list[Instance]) -> list[str]:
 def _records(
     request: web.Request, instances: list[Instance], level: str, within: str
 ) -> list[Record]:
-    return records_of(instances, level, within, lambda *parts: _url(request, *parts))
+    return records_of(instances, level, within, lambda *parts: url_of(request, *parts))
 
 
 def records_of(
@@ -281,7 +199,7 @@ def _query(request: web.Request) -> Query:
     try:
         return parse(request.query.items())
     except QueryError as exc:
-        raise _refused_as_is(request, web.HTTPBadRequest, exc) from None
+        raise refused_as_is(request, web.HTTPBadRequest, exc) from None
 
 
 def _search(level: str) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -289,7 +207,7 @@ def _search(level: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         try:
             media = choose_search_media(_accept(request))
         except NotAcceptable as exc:
-            raise _refused_as_is(request, web.HTTPNotAcceptable, exc) from None
+            raise refused_as_is(request, web.HTTPNotAcceptable, exc) from None
         query = at_level(_query(request), level)
         person = await person_of(request)
         instances = await _visible(request, person, request.match_info.get("study"))
@@ -334,7 +252,7 @@ async def _chosen(request: web.Request) -> tuple[Person, list[Instance]]:
             if series
             else N_("dicomweb_no_study")
         )
-        raise _refused(request, web.HTTPNotFound, key, uid=sop or series or study)
+        raise refused(request, web.HTTPNotFound, key, uid=sop or series or study)
     found.sort(key=lambda i: (i.series, _order(i.meta, "instance")))
     return person, found
 
@@ -363,7 +281,7 @@ def _not_acceptable(
     reasons = producible(instance.meta)
     named = dict.fromkeys(r.syntax for r in _accept(request) if r.syntax in reasons)
     why = "; ".join(f"{s}: {reasons[s]}" for s in named if s and reasons[s])
-    return _refused_as_is(request, web.HTTPNotAcceptable, f"{exc}. {why}" if why else exc)
+    return refused_as_is(request, web.HTTPNotAcceptable, f"{exc}. {why}" if why else exc)
 
 
 async def retrieve(request: web.Request) -> web.StreamResponse:
@@ -380,11 +298,11 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
     async def parts() -> AsyncIterator[tuple[str, str, bytes]]:
         for instance, asked in zip(instances, syntaxes, strict=True):
             where = ("studies", instance.study, "series", instance.series, "instances")
-            location = _url(request, *where, instance.sop)
+            location = url_of(request, *where, instance.sop)
             if asked == instance.syntax:
                 syntax, data = await asyncio.to_thread(_as_syntax, instance, asked)
             else:
-                async with request.config_dict[TRANSCODING]:
+                async with request.config_dict[TRANSCODINGS]:
                     syntax, data = await asyncio.to_thread(_as_syntax, instance, asked)
             yield f"application/dicom; transfer-syntax={syntax}", location, data
 
@@ -407,7 +325,7 @@ async def _stream(
 
 
 def _metadata_of(request: web.Request, instance: Instance) -> str:
-    where = _url(
+    where = url_of(
         request, "studies", instance.study, "series", instance.series, "instances", instance.sop
     )
     return json.dumps(instance.meta).replace(BULK, f"{where}/bulkdata/")
@@ -429,14 +347,14 @@ def _frame_numbers(request: web.Request, instance: Instance) -> list[int]:
         # Each frame once, in the order first asked (1,1,1,... made 125 MiB of one URL).
         numbers = list(dict.fromkeys(int(n) for n in text.split(",")))
     except ValueError:
-        raise _refused(request, web.HTTPBadRequest, N_("dicomweb_frames"), frames=text) from None
+        raise refused(request, web.HTTPBadRequest, N_("dicomweb_frames"), frames=text) from None
     if len(numbers) > MAX_FRAMES_PER_REQUEST:
-        raise _refused(
+        raise refused(
             request, web.HTTPBadRequest, N_("dicomweb_many_frames"), count=MAX_FRAMES_PER_REQUEST
         )
     bad = [n for n in numbers if not 1 <= n <= instance.frames]
     if bad:
-        raise _refused(
+        raise refused(
             request, web.HTTPNotFound, N_("dicomweb_no_frame"), frame=bad[0], frames=instance.frames
         )
     return numbers
@@ -473,10 +391,10 @@ async def _send_frames(
         ):
             frames = await asyncio.to_thread(frames_of, instance, numbers, choice.syntax)
         else:
-            async with request.config_dict[TRANSCODING]:
+            async with request.config_dict[TRANSCODINGS]:
                 frames = await asyncio.to_thread(frames_of, instance, numbers, choice.syntax)
     except CannotTranscode as exc:
-        raise _refused_as_is(request, web.HTTPNotAcceptable, exc) from None
+        raise refused_as_is(request, web.HTTPNotAcceptable, exc) from None
     content_type = f"{choice.media}; transfer-syntax={choice.syntax}"
     if not choice.multipart:  # one frame, as the whole body (PS3.18 8.7.3.5.2)
         return web.Response(body=frames[0], headers={"Content-Type": content_type})
@@ -506,7 +424,7 @@ async def bulkdata(request: web.Request) -> web.StreamResponse:
     ds = await asyncio.to_thread(dcmread, instance.path)
     element = ds.get(int(tag, 16))
     if element is None or not isinstance(element.value, bytes):
-        raise _refused(request, web.HTTPNotFound, N_("dicomweb_no_bulk_data"), tag=tag)
+        raise refused(request, web.HTTPNotFound, N_("dicomweb_no_bulk_data"), tag=tag)
     body = Multipart("application/octet-stream")
     data = body.head("application/octet-stream") + element.value + body.end()
     return web.Response(body=data, headers={"Content-Type": body.content_type})
@@ -522,7 +440,7 @@ def _pair(request: web.Request, name: str, kind: type, usage: str) -> tuple[Any,
     try:
         return (kind(parts[0]), kind(parts[1]), *parts[2:])
     except (IndexError, ValueError):
-        raise _refused(request, web.HTTPBadRequest, N_("dicomweb_usage"), usage=usage) from None
+        raise refused(request, web.HTTPBadRequest, N_("dicomweb_usage"), usage=usage) from None
 
 
 def _rendering(request: web.Request, default_size: int) -> dict[str, Any]:
@@ -532,21 +450,21 @@ def _rendering(request: web.Request, default_size: int) -> dict[str, Any]:
     if window is not None:
         centre, width, *function = window
         if width <= 0 or function[:1] not in ([], ["linear"], ["linear-exact"]):
-            raise _refused(request, web.HTTPBadRequest, N_("dicomweb_window"))
+            raise refused(request, web.HTTPBadRequest, N_("dicomweb_window"))
         options["window"] = Window(centre, width)
     viewport = _pair(request, "viewport", int, "viewport=width,height")
     if viewport is not None:
         if len(viewport) > 2 or not all(1 <= side <= FULL for side in viewport):
-            raise _refused(request, web.HTTPBadRequest, N_("dicomweb_viewport"), full=FULL)
+            raise refused(request, web.HTTPBadRequest, N_("dicomweb_viewport"), full=FULL)
         options["max_size"] = min(viewport)
     quality = request.query.get("quality")
     if quality:
         try:
             options["quality"] = int(quality)
         except ValueError:
-            raise _refused(request, web.HTTPBadRequest, N_("dicomweb_quality")) from None
+            raise refused(request, web.HTTPBadRequest, N_("dicomweb_quality")) from None
         if not 1 <= options["quality"] <= 100:
-            raise _refused(request, web.HTTPBadRequest, N_("dicomweb_quality"))
+            raise refused(request, web.HTTPBadRequest, N_("dicomweb_quality"))
     return options
 
 
@@ -554,9 +472,9 @@ async def _render(request: web.Request, instance: Instance, frame: int, size: in
     try:
         media = choose_rendered(_accept(request))
     except NotAcceptable as exc:
-        raise _refused_as_is(request, web.HTTPNotAcceptable, exc) from None
+        raise refused_as_is(request, web.HTTPNotAcceptable, exc) from None
     if not instance.frames:
-        raise _refused(request, web.HTTPNotFound, N_("dicomweb_no_image"))
+        raise refused(request, web.HTTPNotFound, N_("dicomweb_no_image"))
     options = _rendering(request, size)
     options["fmt"] = "PNG" if media == "image/png" else "JPEG"
     body = await asyncio.to_thread(
@@ -570,7 +488,7 @@ async def rendered(request: web.Request) -> web.Response:
     instance = instances[0]
     numbers = _frame_numbers(request, instance) if "frames" in request.match_info else [1]
     if len(numbers) != 1:
-        raise _refused(request, web.HTTPBadRequest, N_("dicomweb_one_frame"))
+        raise refused(request, web.HTTPBadRequest, N_("dicomweb_one_frame"))
     await _audit(request, person, instances, "dicomweb retrieve", "rendered")
     return await _render(request, instance, numbers[0], FULL)
 
@@ -582,12 +500,12 @@ async def rendered_images(request: web.Request) -> web.StreamResponse:
     person, instances = await _chosen(request)
     images = [i for i in instances if i.frames]
     if not images:
-        raise _refused(request, web.HTTPNotFound, N_("dicomweb_no_image"))
+        raise refused(request, web.HTTPNotFound, N_("dicomweb_no_image"))
     count = sum(i.frames for i in images)
     try:
         media, multipart = choose_rendered_parts(_accept(request), count)
     except NotAcceptable as exc:
-        raise _refused_as_is(request, web.HTTPNotAcceptable, exc) from None
+        raise refused_as_is(request, web.HTTPNotAcceptable, exc) from None
     options = _rendering(request, FULL)
     options["fmt"] = "PNG" if media == "image/png" else "JPEG"
     render = request.config_dict[RENDERER].render
@@ -601,7 +519,7 @@ async def rendered_images(request: web.Request) -> web.StreamResponse:
             where = ("studies", i.study, "series", i.series, "instances", i.sop, "frames")
             for frame in range(i.frames):
                 body = await asyncio.to_thread(render, i.path, frame, **options)
-                yield media, _url(request, *where, str(frame + 1), "rendered"), body
+                yield media, url_of(request, *where, str(frame + 1), "rendered"), body
 
     return await _stream(request, Multipart(media), parts())
 
@@ -644,7 +562,7 @@ async def preflight(
     origin = _allowed_origin(request)
     if origin is None:
         origin_text = request.headers.get("Origin")
-        raise _refused(request, web.HTTPForbidden, N_("dicomweb_origin"), origin=origin_text)
+        raise refused(request, web.HTTPForbidden, N_("dicomweb_origin"), origin=origin_text)
     return web.Response(
         status=204,
         headers={
@@ -670,7 +588,6 @@ def create_dicomweb_app() -> web.Application:
     app = web.Application(middlewares=[preflight])
     app.on_response_prepare.append(cors_headers)
     app[CATALOGUES] = Listings()
-    app[TRANSCODING] = asyncio.Semaphore(TRANSCODING_AT_ONCE)
     uid = "[0-9.]{1,64}"
     study = f"/studies/{{study:{uid}}}"
     series = f"{study}/series/{{series:{uid}}}"
@@ -694,8 +611,6 @@ def create_dicomweb_app() -> web.Application:
     add(f"{frame_list}/rendered", rendered)
     add(f"{frame_list}/thumbnail", thumbnail)
     add(f"{sop}/bulkdata/{{tag:[0-9A-Fa-f]{{8}}}}", bulkdata)
-    from tsfnode.dicomweb.stow import add_stow_routes  # stow.py builds on this module
-
     add_stow_routes(app, study)
     Gate.of(authenticate=caller).install(app)
     return app

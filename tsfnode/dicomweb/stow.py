@@ -23,39 +23,50 @@ is refused for STOW (403).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.helpers import ChainMapProxy
 
-from tsfnode.appkeys import CASES
+from tsfnode.appkeys import CASES, NODE_DIR
 from tsfnode.cases.images import Listings
 from tsfnode.cases.reader_images import (
     CANNOT_UNDERSTAND,
     DOES_NOT_MATCH,
     MAX_INSTANCE_BYTES,
     NOT_AUTHORIZED,
+    OUT_OF_RESOURCES,
     READER_CLASSES,
     ReaderInstance,
     Refusal,
+    incoming_dir,
+    named_in,
     parse_instance,
 )
 from tsfnode.clock import request_now
-from tsfnode.dicomweb.index import Catalogue, catalogue_of
-from tsfnode.dicomweb.service import (
-    CATALOGUES,
-    DICOM_JSON,
-    _language,
-    _refused,
-    _url,
-    person_of,
-)
+from tsfnode.dicomweb.caller import Person, language_of, person_of, refused, url_of
+from tsfnode.dicomweb.index import CATALOGUES, Catalogue, catalogue_of
+from tsfnode.dicomweb.media import DICOM_JSON
 from tsfnode.i18n import N_, texts
 from tsfnode.logs import log
 
 MAX_BODY_BYTES = 4 * MAX_INSTANCE_BYTES  # one request: a few instances of the reader's
 MAX_PARTS = 256
+SPOOL_CHUNK = 1 << 20  # a part is written to its file a MiB at a time
+# Instances read into memory at once per node (up to MAX_INSTANCE_BYTES each, as they
+# are parsed and attached): the parts themselves are written to DIR/reader_images/
+# .incoming/ as they come, outside this bound, so a client sending slowly holds no slot
+# (and its connection is closed by app.py's slow_bodies if it stops sending).
+STOWING = web.AppKey("dicomweb_stowing", asyncio.Semaphore)
+STOWING_AT_ONCE = 1
 
 
 async def case_of_study(
@@ -109,7 +120,7 @@ async def attach_instance(
 
 def _too_large(request: web.Request, size: int) -> web.HTTPRequestEntityTooLarge:
     """413, saying the limit in the caller's language."""
-    text = texts(_language(request) or "en")(
+    text = texts(language_of(request) or "en")(
         N_("stow_too_large"), limit=MAX_BODY_BYTES // (1024 * 1024)
     )
     return web.HTTPRequestEntityTooLarge(
@@ -134,94 +145,183 @@ def _is_dicom_parts(content_type: str) -> bool:
     return False
 
 
-async def _read_part(part: BodyPartReader, room: int) -> bytes:
-    data = bytearray()
-    while piece := await part.read_chunk(1 << 20):
-        data += piece
-        if len(data) > room:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=len(data))
-    return bytes(data)
+class _RequestTooLarge(Exception):
+    """The request went past ``MAX_BODY_BYTES`` in the part being read."""
+
+
+async def _spool_part(part: BodyPartReader, path: Path, room: int) -> int:
+    """Write ``part`` to ``path`` as it comes, up to ``MAX_INSTANCE_BYTES + 1`` bytes
+    (one more says it is too large); the rest of a part too large is read and dropped.
+    Its size; _RequestTooLarge once it goes past ``room``, what is left of the
+    request's limit."""
+    size, buffer = 0, bytearray()
+    out = await asyncio.to_thread(path.open, "wb")
+    try:
+        while piece := await part.read_chunk(SPOOL_CHUNK):
+            size += len(piece)
+            if size > room:
+                raise _RequestTooLarge
+            if size - len(piece) <= MAX_INSTANCE_BYTES:
+                buffer += piece[: MAX_INSTANCE_BYTES + 1 - (size - len(piece))]
+            if len(buffer) >= SPOOL_CHUNK:
+                await asyncio.to_thread(out.write, buffer)
+                buffer = bytearray()
+        await asyncio.to_thread(out.write, buffer)
+    finally:
+        await asyncio.to_thread(out.close)
+    return size
+
+
+async def _store_part(
+    request: web.Request, person: Person, path: Path, size: int, via: str, now: int,
+    study: str | None, media: str,
+) -> tuple[ReaderInstance, bool]:  # fmt: skip
+    """The part written at ``path`` attached as an instance of the reader's (True: kept
+    now, False: held already); Refusal naming why otherwise."""
+    if media.lower() != "application/dicom":
+        raise Refusal(CANNOT_UNDERSTAND, N_("reader_image_not_dicom"))
+    if size > MAX_INSTANCE_BYTES:  # never read whole: named from its head if it can be
+        sop_class, sop_uid = await asyncio.to_thread(named_in, path)
+        raise Refusal(OUT_OF_RESOURCES, N_("reader_image_too_large"), sop_uid=sop_uid,
+                      sop_class=sop_class)  # fmt: skip
+    async with request.app[STOWING]:  # the instance in memory: one request at a time
+        data = await asyncio.to_thread(path.read_bytes)
+        return await attach_instance(
+            request.config_dict, request.app[CATALOGUES], person.key, data, via, now, study
+        )
 
 
 async def store_instances(request: web.Request) -> web.Response:
     """STOW-RS: each part an instance of the reader's, attached to its case."""
     person = await person_of(request)
     if person.via != "token":  # a change made with the session's cookie alone: refused
-        raise _refused(request, web.HTTPForbidden, N_("stow_token_only"))
+        raise refused(request, web.HTTPForbidden, N_("stow_token_only"))
     study = request.match_info.get("study")
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise _too_large(request, request.content_length)
     if not _is_dicom_parts(request.headers.get("Content-Type", "")):
-        raise _refused(request, web.HTTPUnsupportedMediaType, N_("stow_media_type"))
-    now = request_now(request)
-    say = texts(_language(request) or "en")
-    via = f"stow {person.via} account {person.account_id}"
-    stored: list[dict[str, Any]] = []
-    failed: list[dict[str, Any]] = []
-    warnings: list[str] = []
-    total = 0
+        raise refused(request, web.HTTPUnsupportedMediaType, N_("stow_media_type"))
     try:
         reader = MultipartReader(request.headers, request.content)
     except (ValueError, AssertionError):  # no boundary, say
-        raise _refused(request, web.HTTPBadRequest, N_("stow_media_type")) from None
-    while True:
-        try:
-            part = await reader.next()
-        except (ValueError, AssertionError):  # a body that breaks the multipart layout
-            raise _refused(request, web.HTTPBadRequest, N_("stow_media_type")) from None
-        if part is None:
-            break
-        if not isinstance(part, BodyPartReader) or len(stored) + len(failed) >= MAX_PARTS:
-            raise _refused(request, web.HTTPBadRequest, N_("stow_parts"), limit=MAX_PARTS)
-        try:
-            data = await _read_part(part, MAX_BODY_BYTES - total)
-        except web.HTTPRequestEntityTooLarge:
-            raise _too_large(request, total + 1) from None
-        total += len(data)
-        try:
-            media = part.headers.get("Content-Type", "application/dicom").split(";")[0].strip()
-            if media.lower() != "application/dicom":
-                raise Refusal(CANNOT_UNDERSTAND, N_("reader_image_not_dicom"))
-            instance, kept = await attach_instance(
-                request.config_dict, request.app[CATALOGUES], person.key, data, via, now, study
-            )
-        except Refusal as refusal:
-            item = {"00081197": _element("US", refusal.status)}
-            if refusal.sop_class:
-                item["00081150"] = _element("UI", refusal.sop_class)
-            if refusal.sop_uid:
-                item["00081155"] = _element("UI", refusal.sop_uid)
-            failed.append(item)
-            warnings.append(say(refusal.key, **refusal.values))
-            log("stow refused", account=person.account_id, status=f"{refusal.status:04X}",
-                reason=refusal.key)  # fmt: skip
-            continue
-        stored.append(
+        raise refused(request, web.HTTPBadRequest, N_("stow_media_type")) from None
+    answer = _Answer(say=texts(language_of(request) or "en"))
+    path = await asyncio.to_thread(_spool_file, request.config_dict[NODE_DIR].root)
+    try:
+        return await _store_parts(request, person, reader, path, study, answer)
+    finally:
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+
+
+async def clear_incoming(app: web.Application) -> None:
+    """At the node's start (no request in progress): the parts a node stopped while
+    receiving them left behind are removed."""
+    await asyncio.to_thread(shutil.rmtree, incoming_dir(app[NODE_DIR].root), True)
+
+
+def _spool_file(root: Path) -> Path:
+    """A new file of the node's own, where a request's parts are written one by one."""
+    incoming = incoming_dir(root)
+    incoming.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix="stow-", suffix=".part", dir=incoming)
+    os.close(handle)
+    return Path(name)
+
+
+@dataclass
+class _Answer:
+    """The Store Instances Response Module as it is made, part by part."""
+
+    say: Callable[..., str]
+    stored: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def count(self) -> int:
+        return len(self.stored) + len(self.failed)
+
+    def refused(self, refusal: Refusal) -> None:
+        item = {"00081197": _element("US", refusal.status)}
+        if refusal.sop_class:
+            item["00081150"] = _element("UI", refusal.sop_class)
+        if refusal.sop_uid:
+            item["00081155"] = _element("UI", refusal.sop_uid)
+        self.failed.append(item)
+        self.warnings.append(self.say(refusal.key, **refusal.values))
+
+    def kept(self, instance: ReaderInstance) -> None:
+        self.stored.append(
             {
                 "00081150": _element("UI", instance.sop_class),
                 "00081155": _element("UI", instance.sop_uid),
             }
         )
+
+    def response(self, request: web.Request, study: str | None, status: int) -> web.Response:
+        body: dict[str, Any] = {}
+        if study is not None:
+            body["00081190"] = _element("UR", url_of(request, "studies", study))
+        if self.stored:
+            body["00081199"] = {"vr": "SQ", "Value": self.stored}
+        if self.failed:
+            body["00081198"] = {"vr": "SQ", "Value": self.failed}
+        # the media type alone, without a charset (JSON is UTF-8): clients compare it whole
+        response = web.Response(
+            status=status, body=json.dumps(body).encode(), headers={"Content-Type": DICOM_JSON}
+        )
+        for warning in self.warnings:
+            response.headers.add("Warning", f'299 tsfnode: "{_quoted(warning)}"')
+        return response
+
+
+async def _store_parts(
+    request: web.Request, person: Person, reader: MultipartReader, path: Path,
+    study: str | None, answer: _Answer,
+) -> web.Response:  # fmt: skip
+    """Each part written to ``path`` as it comes, then attached (or refused) before the
+    next is read; a request that goes past its limit is answered 413 with what was
+    stored and refused before it (all of it true: nothing after was read)."""
+    now = request_now(request)
+    via = f"stow {person.via} account {person.account_id}"
+    total = 0
+    while True:
+        try:
+            part = await reader.next()
+        except (ValueError, AssertionError):  # a body that breaks the multipart layout
+            raise refused(request, web.HTTPBadRequest, N_("stow_media_type")) from None
+        if part is None:
+            break
+        if (
+            not isinstance(part, BodyPartReader)
+            or len(answer.stored) + len(answer.failed) >= MAX_PARTS
+        ):
+            raise refused(request, web.HTTPBadRequest, N_("stow_parts"), limit=MAX_PARTS)
+        try:
+            size = await _spool_part(part, path, MAX_BODY_BYTES - total)
+        except _RequestTooLarge:
+            if not answer.count():
+                raise _too_large(request, total + 1) from None
+            answer.warnings.append(
+                answer.say(N_("stow_too_large_partway"), limit=MAX_BODY_BYTES // (1024 * 1024))
+            )
+            log("stow request too large", account=person.account_id, kept=len(answer.stored))
+            return answer.response(request, study, web.HTTPRequestEntityTooLarge.status_code)
+        total += size
+        media = part.headers.get("Content-Type", "application/dicom").split(";")[0].strip()
+        try:
+            instance, kept = await _store_part(request, person, path, size, via, now, study, media)
+        except Refusal as refusal:
+            answer.refused(refusal)
+            log("stow refused", account=person.account_id, status=f"{refusal.status:04X}",
+                reason=refusal.key)  # fmt: skip
+            continue
+        answer.kept(instance)
         log("stow stored", account=person.account_id, kept=kept,
             sop_class=READER_CLASSES[instance.sop_class])  # fmt: skip
-    if not stored and not failed:
-        raise _refused(request, web.HTTPBadRequest, N_("stow_empty"))
-    answer: dict[str, Any] = {}
-    if study is not None:
-        answer["00081190"] = _element("UR", _url(request, "studies", study))
-    if stored:
-        answer["00081199"] = {"vr": "SQ", "Value": stored}
-    if failed:
-        answer["00081198"] = {"vr": "SQ", "Value": failed}
-    status = 200 if not failed else 202 if stored else 409
-    headers = [("Warning", f'299 tsfnode: "{_quoted(w)}"') for w in warnings]
-    # the media type alone, without a charset (JSON is UTF-8): clients compare it whole
-    response = web.Response(
-        status=status, body=json.dumps(answer).encode(), headers={"Content-Type": DICOM_JSON}
-    )
-    for name, value in headers:
-        response.headers.add(name, value)
-    return response
+    if not answer.count():
+        raise refused(request, web.HTTPBadRequest, N_("stow_empty"))
+    status = 200 if not answer.failed else 202 if answer.stored else 409
+    return answer.response(request, study, status)
 
 
 def _quoted(text: str) -> str:
@@ -232,5 +332,6 @@ def _quoted(text: str) -> str:
 
 
 def add_stow_routes(app: web.Application, study: str) -> None:
+    app[STOWING] = asyncio.Semaphore(STOWING_AT_ONCE)
     app.router.add_post("/studies", store_instances)
     app.router.add_post(study, store_instances)
