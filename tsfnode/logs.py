@@ -16,9 +16,14 @@ import time
 from typing import IO, Any
 
 from aiohttp.abc import AbstractAccessLogger
-from aiohttp.web import BaseRequest, StreamResponse
+from aiohttp.web import BaseRequest, RequestKey, StreamResponse
 
 LOGGER = "tsfnode"
+
+# Set by a handler whose requests are many per bundle (a chunk PUT: hundreds for a CT):
+# its plain successes (204) get no line of their own, the transfer service logging the
+# bundle's progress instead (first chunks, all held); any other answer gets its line.
+LOGGED_PER_BUNDLE = RequestKey("logged_per_bundle", bool)
 
 
 class JsonFormatter(logging.Formatter):
@@ -53,9 +58,12 @@ def setup_logging(level: str = "info", stream: IO[str] | None = None) -> None:
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One line per request: method, path without its query string, status, size, time."""
+    """One line per request: method, path without its query string, status, size, time;
+    none for a 204 to a request marked ``LOGGED_PER_BUNDLE``."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        if response.status == 204 and request.get(LOGGED_PER_BUNDLE):
+            return
         self.logger.info(
             "http request",
             extra={

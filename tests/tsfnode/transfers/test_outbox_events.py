@@ -240,3 +240,35 @@ async def test_a_bundle_held_whole_but_not_opened_when_the_node_dies_opens_after
     files = reader.node_dir.root / "received" / manifest.bundle_id.hex() / "files"
     assert (files / "a.bin").stat().st_size == 3_000_000
     assert await restarted.receipt_of(manifest.bundle_id) is not None
+
+
+@pytest.mark.usefixtures("no_tick")
+async def test_a_bundle_received_in_many_chunk_requests_is_logged_per_bundle(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    """The receiving node logs a bundle's chunks arriving once and all held once, not
+    one access-log line per chunk request (hundreds for a CT); a chunk request it
+    refuses still gets its line."""
+    with node_log() as logged:
+        sender, reader = await _two_nodes(tmp_path, aiohttp_client)
+        manifest = _seal(sender, reader, 3_000_000)  # several chunks, in several runs
+        await _queue(sender, manifest)
+        sender.app[TRANSFERS].wake()
+        states = await _delivered(sender, [manifest.bundle_id])
+        refused = await reader.client.put(f"/peer/v1/bundles/{'ab' * 16}/chunks/0", data=b"x")
+        assert refused.status == 404
+    assert states == {manifest.bundle_id.hex(): "delivered"}
+    lines = [json.loads(line) for line in logged.getvalue().splitlines()]
+    chunk_puts = [x for x in lines if x.get("method") == "PUT" and "/chunks/" in x["path"]]
+    bundle = manifest.bundle_id.hex()
+    # Only the answer that carried the receipt (200) and the refusal (404) have lines.
+    assert sorted((x["path"].split("/")[4][:8], x["status"]) for x in chunk_puts) == [
+        (bundle[:8], 200),
+        ("abababab", 404),
+    ]
+    arriving = [x for x in lines if x["event"] == "bundle chunks arriving"]
+    held = [x for x in lines if x["event"] == "bundle chunks held"]
+    assert [(x["bundle"], x["held"], x["bytes"]) for x in arriving] == [
+        (bundle[:8], 0, manifest.ciphertext_size)
+    ]
+    assert [(x["bundle"], x["chunks"]) for x in held] == [(bundle[:8], manifest.chunk_count)]
