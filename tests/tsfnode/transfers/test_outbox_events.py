@@ -115,6 +115,17 @@ async def _delivered(sender: LocalNode, bundles: list[bytes]) -> dict[str, str]:
     return states
 
 
+async def _deliver_one(sender: LocalNode, reader: LocalNode, size: int) -> Manifest:
+    """``size`` bytes sealed, queued and delivered (the outbox woken, as the case
+    service does): the bundle's manifest."""
+    manifest = _seal(sender, reader, size)
+    await _queue(sender, manifest)
+    sender.app[TRANSFERS].wake()
+    states = await _delivered(sender, [manifest.bundle_id])
+    assert states == {manifest.bundle_id.hex(): "delivered"}
+    return manifest
+
+
 @pytest.mark.usefixtures("no_tick")
 async def test_a_finished_delivery_starts_the_next_without_a_tick(
     tmp_path: Path, aiohttp_client: AiohttpClient
@@ -140,11 +151,7 @@ async def test_the_receipt_comes_back_on_the_last_chunks_answer_without_a_poll(
 ) -> None:
     with node_log() as logged:
         sender, reader = await _two_nodes(tmp_path, aiohttp_client)
-        manifest = _seal(sender, reader, 3_000_000)  # several chunks, in several runs
-        await _queue(sender, manifest)
-        sender.app[TRANSFERS].wake()
-        states = await _delivered(sender, [manifest.bundle_id])
-    assert states == {manifest.bundle_id.hex(): "delivered"}
+        manifest = await _deliver_one(sender, reader, 3_000_000)  # several runs of chunks
     lines = [json.loads(line) for line in logged.getvalue().splitlines()]
     asked = [x for x in lines if x.get("path", "").endswith("/receipt")]
     assert asked == []  # the reader's node was never asked for it
@@ -251,13 +258,9 @@ async def test_a_bundle_received_in_many_chunk_requests_is_logged_per_bundle(
     refuses still gets its line."""
     with node_log() as logged:
         sender, reader = await _two_nodes(tmp_path, aiohttp_client)
-        manifest = _seal(sender, reader, 3_000_000)  # several chunks, in several runs
-        await _queue(sender, manifest)
-        sender.app[TRANSFERS].wake()
-        states = await _delivered(sender, [manifest.bundle_id])
+        manifest = await _deliver_one(sender, reader, 3_000_000)  # several runs of chunks
         refused = await reader.client.put(f"/peer/v1/bundles/{'ab' * 16}/chunks/0", data=b"x")
         assert refused.status == 404
-    assert states == {manifest.bundle_id.hex(): "delivered"}
     lines = [json.loads(line) for line in logged.getvalue().splitlines()]
     chunk_puts = [x for x in lines if x.get("method") == "PUT" and "/chunks/" in x["path"]]
     bundle = manifest.bundle_id.hex()
