@@ -7,7 +7,7 @@ and gives a free block at the top of its heap back to the kernel beyond its trim
 threshold (twice the largest block freed so far): the next buffer then takes its pages
 again, one minor fault (a zeroed page) per 4 KiB. The receiving node of bench
 transfer_loopback_throughput took 39,255 minor faults for 512 MiB (153 MiB of pages
-zeroed only to be overwritten); with the thresholds below, 4,996. Blocks up to
+zeroed only to be overwritten); with the thresholds below, 2,709 and 4,943 (two runs). Blocks up to
 ``MMAP_THRESHOLD`` come from the heap, and up to ``TRIM_THRESHOLD`` of free heap is kept
 for the next ones: a node at rest keeps at most that much more than it uses.
 
