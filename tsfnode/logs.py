@@ -16,9 +16,15 @@ import time
 from typing import IO, Any
 
 from aiohttp.abc import AbstractAccessLogger
-from aiohttp.web import BaseRequest, StreamResponse
+from aiohttp.web import BaseRequest, RequestKey, StreamResponse
 
 LOGGER = "tsfnode"
+
+# Set by a handler whose requests are many per bundle (a chunk PUT: hundreds for a CT):
+# its plain successes (204) get their line at debug level only (`[log] level = "debug"`),
+# the transfer service logging the bundle's progress at info instead (first chunks, all
+# held); any other answer gets its line at info.
+LOGGED_PER_BUNDLE = RequestKey("logged_per_bundle", bool)
 
 
 class JsonFormatter(logging.Formatter):
@@ -50,13 +56,23 @@ def setup_logging(level: str = "info", stream: IO[str] | None = None) -> None:
     pydicom_log = logging.getLogger("pydicom")
     pydicom_log.handlers[:] = [logging.NullHandler()]
     pydicom_log.propagate = False
+    # aiosqlite's debug records quote every statement's parameters (a pseudonym map's
+    # rows): never in the log, whatever its level.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One line per request: method, path without its query string, status, size, time."""
+    """One line per request: method, path without its query string, status, size, time;
+    at debug level for a 204 to a request marked ``LOGGED_PER_BUNDLE``."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        self.logger.info(
+        level = logging.INFO
+        if response.status == 204 and request.get(LOGGED_PER_BUNDLE):
+            level = logging.DEBUG
+            if not self.logger.isEnabledFor(level):
+                return
+        self.logger.log(
+            level,
             "http request",
             extra={
                 "fields": {

@@ -30,6 +30,7 @@ from tsfnode.appkeys import PEERING
 from tsfnode.clock import Clock
 from tsfnode.config import NodeConfig, load_config
 from tsfnode.errors import NodeError
+from tsfnode.heap import keep_freed_buffers
 from tsfnode.keyfile import read_key, write_key
 from tsfnode.logs import AccessLogger, log, setup_logging
 from tsfnode.nodedir import NodeDir, read_run_info
@@ -159,6 +160,7 @@ def run_node(directory: Path) -> None:
     if not node_dir.database.exists():
         raise NodeError(f"{node_dir.database} is missing: restore it from a backup")
     setup_logging(config.log_level)
+    keep_freed_buffers()  # a transfer's buffers reused, not faulted in again (heap.py)
     os.umask(0o077)  # whatever the node writes (database, logs, studies) is its user's alone
     lock = _Lock(node_dir)
     try:

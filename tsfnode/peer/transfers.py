@@ -27,6 +27,7 @@ from protocol.transfer import CHUNK_FETCH_HEADER
 from tsfnode.appkeys import TRANSFERS
 from tsfnode.bodies import read_body
 from tsfnode.clock import request_now
+from tsfnode.logs import LOGGED_PER_BUNDLE
 from tsfnode.routes import Routes
 from tsfnode.transfers.outbox import RECEIPT_TYPE
 from tsfnode.transfers.service import TransferRefused, TransferService
@@ -89,6 +90,7 @@ async def put_chunks(request: web.Request) -> web.Response:
     was writing some of them at the same time: the sender sends those again."""
     bundle_id = _bundle_id(request)
     first, last = _run(request)
+    request[LOGGED_PER_BUNDLE] = True  # the service logs the bundle's progress instead
     _read_in_large_pieces(request)
     try:
         busy = await _service(request).receive_run(

@@ -93,6 +93,7 @@ MAX_FETCH_TOKENS = 4096  # chunk-fetch tokens whose signature was checked, kept 
 FETCH_TOKEN_RENEW_MS = 2 * 60_000  # a fetcher signs a new token this often (valid 5 min)
 RECEIPT_WAIT_S = 30  # the longest a PUT's answer waits for the bundle to open
 MAX_RECEIPTS_KEPT = 256  # receipts of the last bundles opened, kept in memory
+MAX_ARRIVING = 1024  # bundles whose arrival time is kept for the log, at once
 # Only a bundle this small is opened before the last PUT is answered (a study of
 # photos, radiographs, a few slices: opened in well under a second). A larger one is
 # acknowledged as soon as its chunks are held, and its receipt asked for after: the
@@ -156,6 +157,9 @@ class TransferService(NodeService):
         self._inbox: set[bytes] = set()
         self._receipts: dict[bytes, bytes] = {}
         self._writing: dict[bytes, set[int]] = {}  # chunks being written, per bundle
+        # When this process took the first chunks of a bundle still arriving: its log
+        # says so once, then once all are held, not once per chunk request.
+        self._arriving: dict[bytes, int] = {}
         self._relay_coming: Counter[bytes] = Counter()  # relay bytes being written, per sender
         self._tasks: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -463,6 +467,8 @@ class TransferService(NodeService):
         if length is not None and length != writer.length:
             raise TransferRefused(400, f"the body must be {writer.length} bytes")
         self._writing[bundle_id] = busy | mine  # given back in the finally below
+        if mine and bundle_id not in self._arriving:
+            self._arrival_started(manifest, len(have))
         coming = 0
         if relayed:  # counted against the quota until written (given back below)
             coming = sum(manifest.ciphertext_chunk_size(i) for i in mine)
@@ -502,6 +508,20 @@ class TransferService(NodeService):
             raise TransferRefused(400, f"the body ends inside chunk {writer.index}")
         return sorted(set(wanted) - mine)
 
+    def _arrival_started(self, manifest: Manifest, held: int) -> None:
+        """Log the first chunks of a bundle arriving (in this process: again after a
+        restart), and remember when, for the line that says all are held."""
+        while len(self._arriving) >= MAX_ARRIVING:  # bundles abandoned by their sender
+            del self._arriving[next(iter(self._arriving))]
+        self._arriving[manifest.bundle_id] = self.clock.now_ms()
+        log(
+            "bundle chunks arriving",
+            bundle=manifest.bundle_id.hex()[:8],
+            chunks=manifest.chunk_count,
+            held=held,
+            bytes=manifest.ciphertext_size,
+        )
+
     async def _held(self, manifest: Manifest, have: ChunkSet, indexes: list[int]) -> None:
         # Acknowledged once the files are written: the set is saved at the next tick,
         # and rebuilt from the blob store after a crash (have_of).
@@ -511,6 +531,14 @@ class TransferService(NodeService):
         if indexes:
             self._dirty.add(manifest.bundle_id)
         if completed:  # decided before any await: only one writer completes a bundle
+            started = self._arriving.pop(manifest.bundle_id, None)
+            log(
+                "bundle chunks held",
+                bundle=manifest.bundle_id.hex()[:8],
+                chunks=manifest.chunk_count,
+                bytes=manifest.ciphertext_size,
+                ms=None if started is None else self.clock.now_ms() - started,
+            )
             if manifest.bundle_id not in self._inbox:
                 await self._save_have()  # an inbox bundle's is saved with its opening
             await self._on_complete(manifest)

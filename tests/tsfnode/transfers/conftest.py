@@ -184,7 +184,8 @@ def seal_all(
 
 
 def acknowledged_puts(log: Path) -> Counter[str]:
-    """(bundle, chunk) PUTs a node answered 204, from its access log."""
+    """(bundle, chunk) PUTs a node answered 204, from its access log (at debug level:
+    the node must run with ``[log] level = "debug"``)."""
     count: Counter[str] = Counter()
     for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
         if '"PUT"' in line and '"status": 204' in line:

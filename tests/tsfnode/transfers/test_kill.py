@@ -30,7 +30,10 @@ pytestmark = pytest.mark.slow
 def test_kill_9_anywhere_in_20_transfers_loses_and_repeats_nothing(
     tmp_path: Path, anchor_key: Path
 ) -> None:
-    limited = {"transfer": {"poll_interval_ms": 500, "retry_base_ms": 200, "upload_kbit_s": 12_000}}
+    limited = {
+        "transfer": {"poll_interval_ms": 500, "retry_base_ms": 200, "upload_kbit_s": 12_000},
+        "log": {"level": "debug"},  # each chunk PUT acknowledged: acknowledged_puts
+    }
     c = Cluster(tmp_path, anchor_key, 3, **limited)
     try:
         sender, relay, reader = c.dirs

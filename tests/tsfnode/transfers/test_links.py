@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.cluster import Cluster
+from tests.harness.cluster import Cluster, configure
 from tests.harness.data import pydicom_data_folder
 from tests.harness.mounts import small_tmpfs
 from tests.harness.nodes import tsfnode
@@ -34,6 +34,7 @@ def test_a_slow_link_that_breaks_every_few_seconds_still_delivers(pair: Cluster)
     sender, reader = pair.dirs
     study, bundle = sealed_radiograph(pair)
     proxy = paced(pair, 400_000, 0.05, 2.0)  # about 3 Mbit/s
+    configure(reader, log={"level": "debug"})  # each chunk PUT acknowledged: acknowledged_puts
     pair.start()
     out = delivered(pair, bundle, "the delivery through a breaking link")
     assert proxy.cuts >= 2

@@ -117,6 +117,17 @@ async def _delivered(sender: LocalNode, bundles: list[bytes]) -> dict[str, str]:
     return states
 
 
+async def _deliver_one(sender: LocalNode, reader: LocalNode, size: int) -> Manifest:
+    """``size`` bytes sealed, queued and delivered (the outbox woken, as the case
+    service does): the bundle's manifest."""
+    manifest = _seal(sender, reader, size)
+    await _queue(sender, manifest)
+    sender.app[TRANSFERS].wake()
+    states = await _delivered(sender, [manifest.bundle_id])
+    assert states == {manifest.bundle_id.hex(): "delivered"}
+    return manifest
+
+
 @pytest.mark.usefixtures("no_tick")
 async def test_a_finished_delivery_starts_the_next_without_a_tick(
     tmp_path: Path, aiohttp_client: AiohttpClient
@@ -142,11 +153,7 @@ async def test_the_receipt_comes_back_on_the_last_chunks_answer_without_a_poll(
 ) -> None:
     with node_log() as logged:
         sender, reader = await _two_nodes(tmp_path, aiohttp_client)
-        manifest = _seal(sender, reader, 3_000_000)  # several chunks, in several runs
-        await _queue(sender, manifest)
-        sender.app[TRANSFERS].wake()
-        states = await _delivered(sender, [manifest.bundle_id])
-    assert states == {manifest.bundle_id.hex(): "delivered"}
+        manifest = await _deliver_one(sender, reader, 3_000_000)  # several runs of chunks
     lines = [json.loads(line) for line in logged.getvalue().splitlines()]
     asked = [x for x in lines if x.get("path", "").endswith("/receipt")]
     assert asked == []  # the reader's node was never asked for it
@@ -344,3 +351,31 @@ async def test_an_urgent_bundle_shares_the_link_with_one_other_delivery_at_most(
     states = await _delivered(sender, [m.bundle_id for m in manifests])
     assert set(states.values()) == {"delivered"}, states
     assert most[0] == 2
+
+
+@pytest.mark.usefixtures("no_tick")
+async def test_a_bundle_received_in_many_chunk_requests_is_logged_per_bundle(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    """The receiving node logs a bundle's chunks arriving once and all held once, not
+    one access-log line per chunk request (hundreds for a CT); a chunk request it
+    refuses still gets its line."""
+    with node_log() as logged:
+        sender, reader = await _two_nodes(tmp_path, aiohttp_client)
+        manifest = await _deliver_one(sender, reader, 3_000_000)  # several runs of chunks
+        refused = await reader.client.put(f"/peer/v1/bundles/{'ab' * 16}/chunks/0", data=b"x")
+        assert refused.status == 404
+    lines = [json.loads(line) for line in logged.getvalue().splitlines()]
+    chunk_puts = [x for x in lines if x.get("method") == "PUT" and "/chunks/" in x["path"]]
+    bundle = manifest.bundle_id.hex()
+    # Only the answer that carried the receipt (200) and the refusal (404) have lines.
+    assert sorted((x["path"].split("/")[4][:8], x["status"]) for x in chunk_puts) == [
+        (bundle[:8], 200),
+        ("abababab", 404),
+    ]
+    arriving = [x for x in lines if x["event"] == "bundle chunks arriving"]
+    held = [x for x in lines if x["event"] == "bundle chunks held"]
+    assert [(x["bundle"], x["held"], x["bytes"]) for x in arriving] == [
+        (bundle[:8], 0, manifest.ciphertext_size)
+    ]
+    assert [(x["bundle"], x["chunks"]) for x in held] == [(bundle[:8], manifest.chunk_count)]
