@@ -126,4 +126,5 @@ def test_a_cluster_whose_node_cannot_start_leaves_none_running(
     with pytest.raises(AssertionError, match="node exited at start"):
         cluster.start()
     seed = cluster.nodes[0]
-    assert seed is not None and seed.process.poll() is not None  # stopped, not left running
+    assert seed is not None
+    assert seed.process.poll() is not None  # stopped, not left running
