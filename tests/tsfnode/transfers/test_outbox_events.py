@@ -369,10 +369,9 @@ async def test_a_bundle_received_in_many_chunk_requests_is_logged_per_bundle(
     chunk_puts = [x for x in lines if x.get("method") == "PUT" and "/chunks/" in x["path"]]
     bundle = manifest.bundle_id.hex()
     # Only the answer that carried the receipt (200) and the refusal (404) have lines.
-    assert sorted((x["path"].split("/")[4][:8], x["status"]) for x in chunk_puts) == [
-        (bundle[:8], 200),
-        ("abababab", 404),
-    ]
+    assert sorted((x["path"].split("/")[4][:8], x["status"]) for x in chunk_puts) == sorted(
+        [(bundle[:8], 200), ("abababab", 404)]
+    )
     arriving = [x for x in lines if x["event"] == "bundle chunks arriving"]
     held = [x for x in lines if x["event"] == "bundle chunks held"]
     assert [(x["bundle"], x["held"], x["bytes"]) for x in arriving] == [
