@@ -112,14 +112,27 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 # --- Orthanc -------------------------------------------------------------------------
 
 
+PORT_ATTEMPTS = 5  # another program on the machine may take a port we found free
+
+
 class Orthanc:
     """One Orthanc process with its own storage, on a free HTTP port of 127.0.0.1."""
 
     def __init__(self, folder: Path, name: str, peers: dict[str, list[str]] | None = None) -> None:
         self.folder = folder
+        folder.mkdir(parents=True)
+        for attempt in range(PORT_ATTEMPTS):  # a free port may be taken before Orthanc binds it
+            try:
+                self._start(name, peers)
+                return
+            except RuntimeError as exc:
+                if "already in use" not in str(exc) or attempt == PORT_ATTEMPTS - 1:
+                    raise
+
+    def _start(self, name: str, peers: dict[str, list[str]] | None) -> None:
+        folder = self.folder
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        folder.mkdir(parents=True)
         config = {
             "Name": name,
             "StorageDirectory": str(folder / "storage"),

@@ -4,10 +4,14 @@ benchmarks are read by people, side by side with their baselines."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from bench import baselines
 
 KEYS = {"name", "value", "unit", "baseline", "baseline_value", "ratio", "higher_is_better"}
 
@@ -44,3 +48,22 @@ def test_unknown_benchmark_is_named() -> None:
     result = run("no_such_bench")
     assert result.returncode == 2
     assert "no_such_bench" in result.stderr
+
+
+@pytest.mark.skipif(not Path(baselines.ORTHANC).exists(), reason="Debian's orthanc (.ci/run)")
+def test_orthanc_given_a_port_taken_meanwhile_starts_on_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A port found free may be taken by another program before Orthanc binds it (the
+    machine is shared): the baseline starts again on another port rather than failing."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1], baselines.free_port()])
+        monkeypatch.setattr(baselines, "free_port", lambda: next(ports))
+        orthanc = baselines.Orthanc(tmp_path / "o", "o")
+        try:
+            assert orthanc.port != taken.getsockname()[1]
+            assert orthanc.get("/system")[0] == 200
+        finally:
+            orthanc.close()
