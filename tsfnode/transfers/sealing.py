@@ -11,12 +11,10 @@ Memory stays at about two files per core plus one chunk.
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import os
 import queue
 import shutil
-import sys
 import tempfile
 import threading
 import warnings
@@ -35,6 +33,7 @@ from tsfnode.intake.journey import prepared, worker_context
 from tsfnode.intake.review import ReviewBook
 from tsfnode.logs import log
 from tsfnode.store.blobs import BlobStore
+from tsfnode.transfers.durable import make_durable
 
 DAY_MS = 86_400_000
 BUNDLE_TTL_MS = 30 * DAY_MS
@@ -277,43 +276,12 @@ def _seal(
     return Manifest.decode(manifest, now=now)
 
 
-def _syncfs() -> Callable[[int], int] | None:
-    """Linux's syncfs(2) (one flush of the file system holding a file), or None."""
-    try:
-        call: Callable[[int], int] = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    return call
-
-
-SYNCFS = _syncfs() if sys.platform == "linux" else None
-
-
-def _make_durable(paths: list[Path]) -> None:
-    """Every file of ``paths`` on disk: one syncfs of the file system holding them on
-    Linux (one flush where an fsync each costs a disk round trip each), else an fsync
-    each."""
-    if SYNCFS is not None:
-        fd = os.open(paths[0], os.O_RDONLY)
-        try:
-            if SYNCFS(fd) == 0:
-                return
-        finally:
-            os.close(fd)
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 class ChunkWriter:
     """Writes sealed chunks to the blob store in a thread of its own, so that sealing
     goes on meanwhile; at most ``AHEAD`` chunks wait. Chunks are written without an
     fsync each (milliseconds of waiting for the disk, hundreds of times for a CT);
     leaving the ``with`` waits for every chunk to be written and then makes them durable
-    together (``_make_durable``), before the bundle's manifest is returned and queued:
+    together (``make_durable``), before the bundle's manifest is returned and queued:
     a power cut before that loses a bundle never queued, never a chunk of one queued.
     It raises the first error a write met."""
 
@@ -344,7 +312,7 @@ class ChunkWriter:
                     self._error = exc
         if self._error is None and self._written:
             try:
-                _make_durable([self._blobs.path_of(name) for name in self._written])
+                make_durable([self._blobs.path_of(name) for name in self._written])
             except BaseException as exc:
                 self._error = exc
 

@@ -190,7 +190,7 @@ def test_a_sealed_bundle_is_made_durable_once_whole_before_its_manifest_is_retur
         assert all(p.is_file() for p in paths)
         flushed.append(paths)
 
-    monkeypatch.setattr(sealing, "_make_durable", durable)
+    monkeypatch.setattr(sealing, "make_durable", durable)
     folder = tmp_path / "ct"
     folder.mkdir()
     ct_series(folder, 6)
