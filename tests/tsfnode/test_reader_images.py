@@ -37,7 +37,7 @@ from tests.tsfnode.test_dicom_qr import NODE_AE, QueryRetrieveNet
 from tests.tsfnode.test_dicomweb import dicomweb_token
 from tests.tsfnode.test_report_export_network import download, pdf_text
 from tsfnode.cases.reader_images import INCOMING, MAX_INSTANCE_BYTES
-from tsfnode.dicomweb.stow import MAX_BODY_BYTES
+from tsfnode.dicomweb.stow import MAX_BODY_BYTES, MAX_WARNINGS
 
 pytestmark = pytest.mark.slow
 KOS = "1.2.840.10008.5.1.4.1.1.88.59"
@@ -365,6 +365,69 @@ def test_a_request_past_256_mib_is_answered_413_listing_what_it_stored(
     assert failed_items(answer) == [(0xA700, str(ds.SOPInstanceUID)) for ds, _ in bigs[:-1]]
     assert r"n'a pas \xe9t\xe9 lu" in " ".join(headers.get_all("Warning"))  # escaped: ASCII
     assert len(net.images(1)) == count + 1
+
+
+def test_many_refused_parts_are_answered_with_ten_warnings_a_client_can_read(
+    net: ReaderImagesNet,
+) -> None:
+    """150 parts that are not DICOM: each is in FailedSOPSequence, but the answer
+    carries MAX_WARNINGS Warning headers, the last counting the rest (before, one per
+    part: Python's http.client, under requests and dicomweb-client, refuses an answer of
+    more than 100 headers, so the client saw an error and not the answer)."""
+    count = len(net.images(1))
+    status, answer, headers = net.stow(parts(*[b"not DICOM %d" % i for i in range(150)]))
+    assert status == 409, answer
+    assert failure_reasons(answer) == [0xC000] * 150
+    warnings = headers.get_all("Warning")
+    assert len(warnings) == MAX_WARNINGS
+    assert all("not a DICOM instance" in w for w in warnings[:-1])
+    assert "141 more parts refused" in warnings[-1]
+    status, _, headers = net.stow(parts(*[b"x"] * 12), **{"Accept-Language": "fr"})
+    assert status == 409
+    assert r"3 autres parties refus\xe9es" in headers.get_all("Warning")[-1]
+    assert len(net.images(1)) == count
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str) -> Iterator[None]:
+    """A tmpfs of ``size`` mounted on ``folder`` (a disk that fills up), unmounted after;
+    skipped where this process may not mount (not root)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False, timeout=60)
+
+
+def test_a_disk_that_fills_up_while_a_part_is_written_is_named_and_loses_nothing(
+    net: ReaderImagesNet,
+) -> None:
+    """The folder where Marie's node writes STOW-RS parts as they come is a 1 MiB disk:
+    a key object is stored, then a 4 MiB part fills the disk; the answer is 507 naming
+    the full disk, listing the key object stored (before: 500, and no word of what was
+    kept). A request whose first part fills it is 507 saying nothing was stored; once
+    there is room again, the same instance is stored."""
+    count = len(net.images(1))
+    first, second = net.made(KOS, "KO"), net.made(KOS, "KO")
+    with small_disk(net.incoming(), "1m"):
+        status, answer, headers = net.stow(parts(part10(first), bytes(4 << 20)))
+        assert status == 507, answer
+        assert stored_uids(answer) == {str(first.SOPInstanceUID)}
+        assert "disk filled up" in headers.get_all("Warning")[-1]
+        status, text, _ = net.stow(parts(bytes(4 << 20), part10(second)),
+                                   **{"Accept-Language": "fr"})  # fmt: skip
+        assert status == 507
+        assert "disque du nœud est plein" in text
+        assert not list(net.incoming().iterdir())  # nothing left on the full disk
+    status, answer, _ = net.stow(parts(part10(second)))
+    assert status == 200, answer
+    assert len(net.images(1)) == count + 2
 
 
 def test_a_client_that_stops_mid_part_holds_nothing_and_is_cut_after_the_timeout(

@@ -13,17 +13,22 @@ one way in, for STOW-RS and for the C-STORE of a bound workstation (qr.py).
 The answer is the Store Instances Response Module in DICOM JSON: ReferencedSOPSequence
 for the instances kept (or already held with the same bytes), FailedSOPSequence with a
 FailureReason for the others, and a ``Warning`` header (``299 tsfnode: "..."``) per
-failure saying why in the caller's language; 200 when every instance was kept, 202 when
-some were, 409 when none was; 415 for a body that is not multipart/related of
-application/dicom; 413 for a body beyond ``MAX_BODY_BYTES`` (from its Content-Length,
-else as soon as it is read past it). Only a DICOMweb token stores (Bearer, or Basic with
-the token): the web session's cookie, which a page elsewhere might make a browser send,
-is refused for STOW (403).
+failure saying why in the caller's language, ``MAX_WARNINGS`` at most (the last then
+says how many more parts were refused: clients refuse an answer of more than 100
+headers, and the failures are all in FailedSOPSequence); 200 when every instance was
+kept, 202 when some were, 409 when none was; 415 for a body that is not
+multipart/related of application/dicom; 413 for a body beyond ``MAX_BODY_BYTES`` (from
+its Content-Length, else as soon as it is read past it); 507 when the node's disk is
+full as a part is written (with what was stored before it, as for 413). Only a DICOMweb
+token stores (Bearer, or Basic with the token): the web session's cookie, which a page
+elsewhere might make a browser send, is refused for STOW (403).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import os
 import shutil
@@ -31,7 +36,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.helpers import ChainMapProxy
@@ -60,6 +65,7 @@ from tsfnode.logs import log
 
 MAX_BODY_BYTES = 4 * MAX_INSTANCE_BYTES  # one request: a few instances of the reader's
 MAX_PARTS = 256
+MAX_WARNINGS = 10  # Warning headers in an answer, the last one then counting the rest
 SPOOL_CHUNK = 1 << 20  # a part is written to its file a MiB at a time
 # Instances read into memory at once per node (up to MAX_INSTANCE_BYTES each, as they
 # are parsed and attached): the parts themselves are written to DIR/reader_images/
@@ -149,6 +155,10 @@ class _RequestTooLarge(Exception):
     """The request went past ``MAX_BODY_BYTES`` in the part being read."""
 
 
+class _DiskFull(Exception):
+    """The node's disk (or its quota) had no room for the part being written."""
+
+
 async def _spool_part(part: BodyPartReader, path: Path, room: int) -> int:
     """Write ``part`` to ``path`` as it comes, up to ``MAX_INSTANCE_BYTES + 1`` bytes
     (one more says it is too large); the rest of a part too large is read and dropped.
@@ -164,12 +174,23 @@ async def _spool_part(part: BodyPartReader, path: Path, room: int) -> int:
             if size - len(piece) <= MAX_INSTANCE_BYTES:
                 buffer += piece[: MAX_INSTANCE_BYTES + 1 - (size - len(piece))]
             if len(buffer) >= SPOOL_CHUNK:
-                await asyncio.to_thread(out.write, buffer)
+                await _write(out, buffer)
                 buffer = bytearray()
-        await asyncio.to_thread(out.write, buffer)
+        await _write(out, buffer)
     finally:
-        await asyncio.to_thread(out.close)
+        with contextlib.suppress(OSError):  # what was buffered could not be written
+            await asyncio.to_thread(out.close)
     return size
+
+
+async def _write(out: BinaryIO, data: bytearray) -> None:
+    try:
+        await asyncio.to_thread(out.write, data)
+        await asyncio.to_thread(out.flush)  # ENOSPC is seen here, not at close
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _DiskFull from exc
+        raise
 
 
 async def _store_part(
@@ -236,6 +257,7 @@ class _Answer:
     stored: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    cut: bool = False
 
     def count(self) -> int:
         return len(self.stored) + len(self.failed)
@@ -269,9 +291,26 @@ class _Answer:
         response = web.Response(
             status=status, body=json.dumps(body).encode(), headers={"Content-Type": DICOM_JSON}
         )
-        for warning in self.warnings:
+        for warning in self.shown_warnings():
             response.headers.add("Warning", f'299 tsfnode: "{_quoted(warning)}"')
         return response
+
+    def shown_warnings(self) -> list[str]:
+        """The warnings, ``MAX_WARNINGS`` at most: past it, the first ones and a last
+        one counting the refusals not named (the last warning, saying why the request
+        was cut, is always kept)."""
+        if len(self.warnings) <= MAX_WARNINGS:
+            return self.warnings
+        cut = self.warnings[-1] if self.cut else None
+        named = self.warnings[: MAX_WARNINGS - 1 - (cut is not None)]
+        more = len(self.warnings) - len(named) - (cut is not None)
+        shown = [*named, self.say(N_("stow_more_refused"), count=more)]
+        return [*shown, cut] if cut is not None else shown
+
+    def cut_short(self, warning: str) -> None:
+        """The request was not read to its end: ``warning`` says why (shown last)."""
+        self.warnings.append(warning)
+        self.cut = True
 
 
 async def _store_parts(
@@ -301,11 +340,17 @@ async def _store_parts(
         except _RequestTooLarge:
             if not answer.count():
                 raise _too_large(request, total + 1) from None
-            answer.warnings.append(
+            answer.cut_short(
                 answer.say(N_("stow_too_large_partway"), limit=MAX_BODY_BYTES // (1024 * 1024))
             )
             log("stow request too large", account=person.account_id, kept=len(answer.stored))
             return answer.response(request, study, web.HTTPRequestEntityTooLarge.status_code)
+        except _DiskFull:
+            log("stow refused: disk full", account=person.account_id, kept=len(answer.stored))
+            if not answer.count():
+                raise refused(request, web.HTTPInsufficientStorage, N_("stow_disk_full")) from None
+            answer.cut_short(answer.say(N_("stow_disk_full_partway")))
+            return answer.response(request, study, web.HTTPInsufficientStorage.status_code)
         total += size
         media = part.headers.get("Content-Type", "application/dicom").split(";")[0].strip()
         try:
