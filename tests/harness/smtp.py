@@ -1,7 +1,9 @@
 """A real SMTP server for tests and its messages: aiosmtpd's ``Controller`` on a free
 port of 127.0.0.1, in its own thread. It can be told to refuse recipients (``answer``,
 such as "550 ..." or "451 ..."), to take its time (``delay_s``, longer than the node's
-timeout), or be stopped and started again on the same port (a server down, then back).
+timeout), or be stopped and started again on the same port (a server down, then back). Its
+first start takes another free port if the one found was taken meanwhile (the machine
+is shared).
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.harness.pacs import free_port
+from tests.harness import pacs
 
 
 class SmtpSink:
     def __init__(self) -> None:
-        self.port = free_port()
+        self.port = pacs.free_port()
+        self._bound = False  # started once: the port is its own from then on
         self.messages: list[EmailMessage] = []
         self.recipients: list[list[str]] = []
         self.answer: str | None = None  # refuse every recipient with this answer
@@ -53,8 +56,18 @@ class SmtpSink:
     def start(self) -> None:
         # aiosmtpd logs every recipient at INFO ("mail.log"): not into the node's log
         logging.getLogger("mail.log").setLevel(logging.WARNING)
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
-        self._controller.start()
+        for attempt in range(pacs.PORT_ATTEMPTS):
+            controller = Controller(self, hostname="127.0.0.1", port=self.port)
+            try:
+                controller.start()
+            except OSError:  # the port found free was taken meanwhile by another program
+                controller.loop.close()  # its own loop, which a failed start leaves open
+                if self._bound or attempt == pacs.PORT_ATTEMPTS - 1:
+                    raise
+                self.port = pacs.free_port()
+                continue
+            self._controller, self._bound = controller, True
+            return
 
     def stop(self) -> None:
         if self._controller is not None:

@@ -30,6 +30,7 @@ import pytest
 from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
 
+from tests.harness.mounts import small_tmpfs
 from tests.harness.people import REPORT, Browser
 from tests.harness.studies import part10, reader_instance
 from tests.harness.waiting import wait_for
@@ -388,23 +389,6 @@ def test_many_refused_parts_are_answered_with_ten_warnings_a_client_can_read(
     assert len(net.images(1)) == count
 
 
-@contextlib.contextmanager
-def small_disk(folder: Path, size: str) -> Iterator[None]:
-    """A tmpfs of ``size`` mounted on ``folder`` (a disk that fills up), unmounted after;
-    skipped where this process may not mount (not root)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False, timeout=60)
-
-
 def test_a_disk_that_fills_up_while_a_part_is_written_is_named_and_loses_nothing(
     net: ReaderImagesNet,
 ) -> None:
@@ -415,7 +399,7 @@ def test_a_disk_that_fills_up_while_a_part_is_written_is_named_and_loses_nothing
     there is room again, the same instance is stored."""
     count = len(net.images(1))
     first, second = net.made(KOS, "KO"), net.made(KOS, "KO")
-    with small_disk(net.incoming(), "1m"):
+    with small_tmpfs(net.incoming(), "1m"):
         status, answer, headers = net.stow(parts(part10(first), bytes(4 << 20)))
         assert status == 507, answer
         assert stored_uids(answer) == {str(first.SOPInstanceUID)}
