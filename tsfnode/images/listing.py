@@ -225,7 +225,8 @@ class OpeningListing:
         """The viewer's part into ``folder``'s ``listing.json`` (as ``index_bundle``)."""
         self._found.sort(key=lambda found: found[0])
         self._instances = [{"viewer": _made("viewer", path, ds)} for path, ds in self._found]
-        _write(folder, self._instances, ("viewer",))
+        # straight into the file: the folder being opened appears whole, or not at all
+        (folder / LISTING).write_text(_listing_text(self._instances, ("viewer",)))
         self.held = len(self._found)
         if not self._budget.hold(self):  # too many held: ``complete`` reads them again
             self._found, self.held = [], 0
@@ -273,12 +274,14 @@ def _relative(folder: Path, described: dict[str, Any]) -> dict[str, Any]:
 def _write(folder: Path, instances: list[dict[str, Any]], parts: tuple[str, ...]) -> None:
     tmp = folder / f"{LISTING}.{secrets.token_hex(6)}.tmp"
     try:
-        tmp.write_text(
-            json.dumps({"version": LISTING_VERSION, "parts": sorted(parts), "instances": instances})
-        )
+        tmp.write_text(_listing_text(instances, parts))
         tmp.replace(folder / LISTING)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _listing_text(instances: list[dict[str, Any]], parts: tuple[str, ...]) -> str:
+    return json.dumps({"version": LISTING_VERSION, "parts": sorted(parts), "instances": instances})
 
 
 def bundle_listing(folder: Path, which: str | None = None) -> list[dict[str, Any]] | None:
