@@ -82,7 +82,7 @@ from tsfnode.cases.reader_images import (
 from tsfnode.cases.refused import case_refused
 from tsfnode.errors import CaseError, NodeError
 from tsfnode.i18n import N_, Key
-from tsfnode.images.listing import complete_listing, index_bundle
+from tsfnode.images.listing import HeaderBudget
 from tsfnode.images.mpr import volumes_folder
 from tsfnode.intake.owners import NoSuchStudy, StudyOwners
 from tsfnode.intake.pseudonyms import PseudonymMap
@@ -148,8 +148,7 @@ class CaseService(NodeService):
         transfers.on_opened = self._opened
         transfers.on_delivered = self._delivered
         transfers.on_readdressed = self._readdressed
-        transfers.index_opened = index_bundle
-        transfers.index_later = complete_listing
+        transfers.index_opened = HeaderBudget().opening
 
     # --- life ------------------------------------------------------------------------
 

@@ -1,21 +1,26 @@
 """What the viewer and DICOMweb list of each DICOM instance, read from its header once.
 
-A bundle received here is listed as it is opened (``index_bundle``, called by the
-transfer service on the folder it opens into, before the folder appears): every
-instance's header is read once and the viewer's facts (series, order, frames, window,
-markers...) written to the bundle's ``listing.json``, what the reader's screen waits
-for; once the bundle is in place and its receipt given, ``complete_listing`` adds
-DICOMweb's record (UIDs, frames, stored syntax, the DICOM JSON model: nine tenths of
-the work; the model is pydicom's, made by ``dicomjson.py`` in about a third of
-pydicom's time). The viewer and DICOMweb then list a case from these files, without
-reading a header again; a folder without one (the sender's intake, a bundle opened by an earlier
-version), or without DICOMweb's part yet, is listed from its headers as before.
+A bundle received here is listed as it is opened (``OpeningListing``, made for each
+opening by the transfer service): each file's header is parsed once, from the bytes the
+opener holds as it writes the file (``add``; a file larger than the opener holds is
+read back from disk instead), and the viewer's facts (series, order, frames, window,
+markers...) written to the bundle's ``listing.json`` before the folder appears
+(``write``), what the reader's screen waits for; once the bundle is in place and its
+receipt given, ``complete`` adds DICOMweb's record (UIDs, frames, stored syntax, the
+DICOM JSON model, made by ``dicomjson.py`` in about a third of pydicom's time) from the
+same parsed headers, held in memory until then (``HeaderBudget`` bounds how many: past
+it, ``complete_listing`` reads them from disk again). The viewer and DICOMweb then list
+a case from these files, without reading a header again; a folder without one (the
+sender's intake, a bundle opened by an earlier version), or without DICOMweb's part yet,
+is listed from its headers as before.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,7 @@ from tsfnode.images import dicomjson
 from tsfnode.images.render import (
     default_window,
     frame_count,
+    header_of_bytes,
     is_lossy,
     orientation_markers,
     read_header,
@@ -42,6 +48,9 @@ BULK = "tsf-bulk:"  # in a kept listing; the URL of each request replaces it
 BULK_THRESHOLD = 1024  # bytes: binary values above this are BulkDataURIs
 PIXEL_DATA = "7FE00010"
 AVAILABLE_SYNTAX = "00083002"  # Available Transfer Syntax UID (PS3.3 C.12.1)
+# Parsed headers that openings may hold at once until DICOMweb's part is made (about
+# 45 kB each for a CT slice): past it an opening's part is read from disk again.
+HELD_HEADERS_MAX = 1024
 
 
 def int_of(ds: Any, keyword: str) -> int:
@@ -115,17 +124,11 @@ MAKERS = {"dicomweb": dicomweb_record, "viewer": viewer_facts}
 def describe(path: Path, which: tuple[str, ...] = ("dicomweb", "viewer")) -> dict[str, Any]:
     """DICOMweb's record and the viewer's facts (those named in ``which``) of the file at
     ``path``, from one read of its header (None for what each does not list)."""
-    out: dict[str, Any] = dict.fromkeys(which)
     try:
         ds = read_header(path)
     except Exception:  # not DICOM: listed by neither
-        return out
-    for name in which:
-        try:
-            out[name] = MAKERS[name](path, ds)
-        except Exception:  # noqa: S112 - not an instance, or an image, that it lists
-            continue
-    return out
+        ds = None
+    return {name: _made(name, path, ds) for name in which}
 
 
 def index_bundle(folder: Path, which: tuple[str, ...] = ("viewer",)) -> None:
@@ -164,6 +167,102 @@ def complete_listing(folder: Path) -> None:
         return
 
 
+class HeaderBudget:
+    """How many parsed headers the openings waiting for DICOMweb's part hold at once, at
+    most (``HELD_HEADERS_MAX``): one for the node, shared by its openings' threads. An
+    opening dropped without ``complete`` (a bundle that failed to open) counts no more."""
+
+    def __init__(self, most: int = HELD_HEADERS_MAX) -> None:
+        self.most = most
+        self._holding: weakref.WeakSet[OpeningListing] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def opening(self) -> OpeningListing:
+        """The listing of one bundle about to be opened."""
+        return OpeningListing(self)
+
+    def hold(self, opening: OpeningListing) -> bool:
+        with self._lock:
+            if opening.held + sum(o.held for o in self._holding) > self.most:
+                return False
+            self._holding.add(opening)
+            return True
+
+    def release(self, opening: OpeningListing) -> None:
+        with self._lock:
+            self._holding.discard(opening)
+
+
+class OpeningListing:
+    """The listing of one bundle, made as the transfer service opens it: ``add`` each
+    file as it is written (its bytes, already in memory), ``write`` the viewer's part
+    into the folder before it is renamed into place, ``complete`` DICOMweb's once the
+    bundle is in place and its receipt given. Each header is parsed once."""
+
+    def __init__(self, budget: HeaderBudget) -> None:
+        self._budget = budget
+        self._found: list[tuple[Path, Dataset | None]] = []  # (path in the folder, header)
+        self._instances: list[dict[str, Any]] | None = None  # as written
+        self.held = 0  # headers held for ``complete``
+
+    def wants(self, name: str) -> bool:
+        """Whether the file ``name`` of the bundle is listed (what ``index_bundle`` lists)."""
+        return name.endswith(".dcm")
+
+    def add(self, name: str, path: Path, data: bytes | None) -> None:
+        """The file ``name`` (its path relative to the folder) just written at ``path``:
+        ``data`` its bytes, or None when it was too large to hold (then its header is
+        read from ``path``). A file that is not DICOM is listed by neither part."""
+        if not self.wants(name):
+            return
+        try:
+            ds = read_header(path) if data is None else header_of_bytes(data)
+        except Exception:  # not DICOM: listed by neither
+            ds = None
+        self._found.append((Path(name), ds))
+
+    def write(self, folder: Path) -> None:
+        """The viewer's part into ``folder``'s ``listing.json`` (as ``index_bundle``)."""
+        self._found.sort(key=lambda found: found[0])
+        self._instances = [{"viewer": _made("viewer", path, ds)} for path, ds in self._found]
+        # straight into the file: the folder being opened appears whole, or not at all
+        (folder / LISTING).write_text(_listing_text(self._instances, ("viewer",)))
+        self.held = len(self._found)
+        if not self._budget.hold(self):  # too many held: ``complete`` reads them again
+            self._found, self.held = [], 0
+
+    def complete(self, folder: Path) -> None:
+        """DICOMweb's part added to the listing written into the bundle now in
+        ``folder``, from the headers held (read again from disk when they were not:
+        ``complete_listing``). Nothing is done to a folder gone meanwhile."""
+        found, instances = self._found, self._instances
+        self._found, self.held = [], 0
+        self._budget.release(self)
+        if instances is None or len(found) != len(instances):
+            complete_listing(folder)
+            return
+        if not (folder / LISTING).is_file():
+            return  # purged meanwhile, or never listed
+        for (path, ds), instance in zip(found, instances, strict=True):
+            instance["dicomweb"] = _made("dicomweb", path, ds)
+        try:
+            _write(folder, instances, tuple(MAKERS))
+        except OSError:  # the bundle's images deleted meanwhile
+            return
+
+
+def _made(name: str, path: Path, ds: Dataset | None) -> dict[str, Any] | None:
+    """``name``'s listing ("viewer" or "dicomweb") of the file at ``path`` whose header
+    is ``ds`` (None: not DICOM), as ``describe`` makes it."""
+    if ds is None:
+        return None
+    try:
+        made: dict[str, Any] | None = MAKERS[name](path, ds)
+    except Exception:  # not an instance, or an image, that it lists
+        return None
+    return made
+
+
 def _relative(folder: Path, described: dict[str, Any]) -> dict[str, Any]:
     """``describe``'s answer with its paths relative to ``folder``."""
     for name, key in (("dicomweb", "path"), ("viewer", "file")):
@@ -175,12 +274,14 @@ def _relative(folder: Path, described: dict[str, Any]) -> dict[str, Any]:
 def _write(folder: Path, instances: list[dict[str, Any]], parts: tuple[str, ...]) -> None:
     tmp = folder / f"{LISTING}.{secrets.token_hex(6)}.tmp"
     try:
-        tmp.write_text(
-            json.dumps({"version": LISTING_VERSION, "parts": sorted(parts), "instances": instances})
-        )
+        tmp.write_text(_listing_text(instances, parts))
         tmp.replace(folder / LISTING)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _listing_text(instances: list[dict[str, Any]], parts: tuple[str, ...]) -> str:
+    return json.dumps({"version": LISTING_VERSION, "parts": sorted(parts), "instances": instances})
 
 
 def bundle_listing(folder: Path, which: str | None = None) -> list[dict[str, Any]] | None:

@@ -112,6 +112,14 @@ def read_header(path: Path) -> Dataset:
         return dcmread(path, stop_before_pixels=True)
 
 
+def header_of_bytes(data: bytes) -> Dataset:
+    """The header of the file whose bytes are ``data``, as ``read_header`` reads it from
+    disk (the opener of a bundle holds the bytes it writes)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return dcmread(io.BytesIO(data), stop_before_pixels=True)
+
+
 def frame_count(ds: Dataset) -> int:
     try:
         return max(1, int(ds.get("NumberOfFrames", 1) or 1))

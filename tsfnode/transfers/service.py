@@ -34,7 +34,7 @@ import shutil
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -103,6 +103,30 @@ RECEIPT_ON_PUT_MAX = 32 * 1024 * 1024
 # for this long: a burst of small bundles is opened first (`_list_later`).
 LIST_LATER_MS = 300
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
+# A file of an opened bundle up to this size is handed to its listing from the bytes
+# decrypted (its header parsed from memory); a larger one is read back from disk.
+IN_MEMORY_MAX = 8 * 1024 * 1024
+
+
+class OpenedListing(Protocol):
+    """The listing of a bundle being opened (``images/listing.OpeningListing``)."""
+
+    def wants(self, name: str) -> bool:
+        """Whether the bundle's file ``name`` is listed (its bytes are handed over)."""
+        ...
+
+    def add(self, name: str, path: Path, data: bytes | None) -> None:
+        """The file ``name`` (relative to the bundle's folder), written at ``path``: its
+        bytes, or None (not held: read them from ``path``)."""
+        ...
+
+    def write(self, folder: Path) -> None:
+        """The part the reader waits for, into ``folder`` before it is renamed into place."""
+        ...
+
+    def complete(self, folder: Path) -> None:
+        """The rest, once the bundle is in ``folder`` and its receipt given."""
+        ...
 
 
 class TransferRefused(Exception):
@@ -187,13 +211,13 @@ class TransferService(NodeService):
         # Set by the case service: a bundle sealed here for a key that was lost goes to
         # (bundle id, old key, new key, now): sealed again for the new key.
         self.on_readdressed: Callable[[bytes, bytes, bytes, int], Awaitable[None]] | None = None
-        # Set by the case service: lists an opened bundle's files (images/listing.py) in
-        # the folder it opens into, before the folder appears, in the opening thread.
-        self.index_opened: Callable[[Path], None] | None = None
-        # Set by the case service: completes that listing (DICOMweb's part) in a thread,
-        # once the bundle is in place and its receipt given: the reader waits not for it.
-        self.index_later: Callable[[Path], None] | None = None
-        self._to_list: list[Path] = []  # opened folders waiting for index_later
+        # Set by the case service: makes the listing (images/listing.py) of a bundle
+        # about to be opened, handed each file as it is written, whose viewer's part is
+        # written into the folder before the folder appears (in the opening thread) and
+        # DICOMweb's part once the bundle is in place and its receipt given (in a thread,
+        # `_list_later`: the reader waits not for it).
+        self.index_opened: Callable[[], OpenedListing] | None = None
+        self._to_list: list[tuple[Path, OpenedListing]] = []  # waiting for DICOMweb's part
         self._listing: asyncio.Task[None] | None = None
         self._last_opened = 0.0  # when the last bundle was opened here (the loop's time)
 
@@ -744,7 +768,7 @@ class TransferService(NodeService):
         bundle_id = manifest.bundle_id
         folder = self.received_folder(bundle_id)
         try:
-            header = await asyncio.to_thread(self._open_into, manifest, folder)
+            header, listing = await asyncio.to_thread(self._open_into, manifest, folder)
         except ChunkLost as lost:  # a power cut ate it: fetch it again
             have = await self.have_of(bundle_id)
             if have is not None:
@@ -794,15 +818,15 @@ class TransferService(NodeService):
         await self._drop_chunks(manifest, keep_have=True)  # opened: the ciphertext is done with
         self._spawn(self._post_receipt_to_relays(bundle_id))
         self._last_opened = asyncio.get_running_loop().time()
-        if self.index_later is not None:
-            self._to_list.append(folder)
+        if listing is not None:
+            self._to_list.append((folder, listing))
             if self._listing is None:
                 self._listing = self._spawn(self._list_later())
         if self.on_opened is not None:
             await self.on_opened(manifest, header, folder)
 
     async def _list_later(self) -> None:
-        """``index_later`` on each folder opened, one at a time, once no bundle has been
+        """DICOMweb's part of each opened bundle's listing, one at a time, once no bundle has been
         opened for LIST_LATER_MS: under a burst of bundles it takes no processor from the
         openings the senders wait for (their receipts); DICOMweb reads the headers
         meanwhile."""
@@ -813,11 +837,9 @@ class TransferService(NodeService):
                         await asyncio.wait(set(self._finalising.values()))
                     else:
                         await asyncio.sleep(LIST_LATER_MS / 1000)
-                folder = self._to_list.pop(0)
-                if self.index_later is None:
-                    continue
+                folder, listing = self._to_list.pop(0)
                 try:
-                    await asyncio.to_thread(self.index_later, folder)
+                    await asyncio.to_thread(listing.complete, folder)
                 except Exception as exc:  # DICOMweb reads that folder's headers instead
                     log(
                         "opened bundle not listed whole",
@@ -835,8 +857,12 @@ class TransferService(NodeService):
                 return self.keys[recipient.key]
         return self.identity
 
-    def _open_into(self, manifest: Manifest, folder: Path) -> BundleHeader:
-        """Decrypt every chunk (each tag checked) into ``folder``, atomically."""
+    def _open_into(
+        self, manifest: Manifest, folder: Path
+    ) -> tuple[BundleHeader, OpenedListing | None]:
+        """Decrypt every chunk (each tag checked) into ``folder``, atomically; its files
+        listed as they are written (``index_opened``): the bundle's header, and its
+        listing (None: not listed), whose DICOMweb part is still to make."""
         opener = BundleOpener.for_recipient(manifest, self._key_for(manifest))
         reader = BundleReader()
         tmp = folder.with_name(folder.name + ".tmp")
@@ -844,6 +870,11 @@ class TransferService(NodeService):
         tmp.mkdir(parents=True)
         handle = None
         made: set[Path] = set()  # folders made for the files (one mkdir each, not per file)
+        listing = self.index_opened() if self.index_opened is not None else None
+        # the bytes of the file being written, for its listing (None: not listed, or larger
+        # than IN_MEMORY_MAX: its header is read back from disk)
+        held: list[bytes] | None = None
+        size = 0
         try:
             for i, ciphertext in enumerate(self.chunks.chunks(manifest)):
                 try:
@@ -859,28 +890,51 @@ class TransferService(NodeService):
                         if handle is None:
                             path = _made(tmp / "files" / event.name, made)
                             handle = open(path, "wb")
+                            held = [] if listing is not None and listing.wants(event.name) else None
+                            size = 0
                         handle.write(event.data)
+                        if held is not None:
+                            size += len(event.data)
+                            if size <= IN_MEMORY_MAX:
+                                held.append(event.data)
+                            else:
+                                held = None
                     elif isinstance(event, FileEnd):
                         if handle is None:  # an empty file
-                            _made(tmp / "files" / event.name, made).touch()
+                            path = _made(tmp / "files" / event.name, made)
+                            path.touch()
+                            held = []
                         else:
                             handle.close()
                             handle = None
+                        if listing is not None:
+                            data = None if held is None else b"".join(held)
+                            try:
+                                listing.add(f"files/{event.name}", path, data)
+                            except Exception as exc:  # not listed: its headers are read
+                                log(
+                                    "opened bundle not listed",
+                                    bundle=folder.name[:8],
+                                    error=type(exc).__name__,
+                                )
+                                listing = None
+                        held = None
             header = reader.close()
         finally:
             if handle is not None:
                 handle.close()
-        if self.index_opened is not None:
+        if listing is not None:
             try:
-                self.index_opened(tmp)  # the viewer's listing, made once
+                listing.write(tmp)  # the viewer's part, what the reader waits for
             except Exception as exc:  # listed later from the headers instead
                 log("opened bundle not listed", bundle=folder.name[:8], error=type(exc).__name__)
+                listing = None
         (tmp / "case.json").write_text(
             json.dumps(_jsonable(header.case), ensure_ascii=False, sort_keys=True), "utf-8"
         )
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
-        return header
+        return header, listing
 
     async def _post_receipt_to_relays(self, bundle_id: bytes) -> None:
         row = await self._bundle_row(bundle_id)

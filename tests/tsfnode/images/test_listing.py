@@ -3,6 +3,7 @@ instances then come from its listing.json, without reading a header again."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -107,3 +108,31 @@ def test_the_viewer_lists_a_bundle_as_soon_as_it_is_opened_and_dicomweb_once_com
     assert sum(len(s["frames"]) for s in list_series([folder])) == 5 + 10
     listing.complete_listing(folder)  # listed whole already: nothing read
     assert reads.count == 0
+
+
+@pytest.mark.parametrize("most", [listing.HELD_HEADERS_MAX, 0])
+def test_a_bundle_listed_as_it_is_opened_parses_each_header_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, most: int
+) -> None:
+    """``OpeningListing`` (the transfer service's, handed each file's bytes as written)
+    makes the listing ``index_bundle`` and ``complete_listing`` make from the files, both
+    parts from one parse of each header; past its ``HeaderBudget`` (``most``) the
+    headers are not held, and DICOMweb's part is read from the files again."""
+    opened = _bundle(tmp_path / "received" / "b1.tmp")
+    same = tmp_path / "same"
+    shutil.copytree(opened, same)
+    opening = listing.HeaderBudget(most).opening()
+    reads = HeaderReads(monkeypatch)
+    for path in sorted((opened / "files").rglob("*"), reverse=True):  # any order
+        if path.is_file():
+            opening.add(path.relative_to(opened).as_posix(), path, path.read_bytes())
+    opening.write(opened)
+    assert reads.count == 0  # parsed from the bytes handed over
+    folder = opened.rename(tmp_path / "received" / "b1")
+    assert len(list_series([folder])) == 2
+    opening.complete(folder)
+    assert reads.count == (0 if most else 8)
+    listing.index_bundle(same, tuple(listing.MAKERS))
+    assert json.loads((folder / "listing.json").read_text()) == json.loads(
+        (same / "listing.json").read_text()
+    )
