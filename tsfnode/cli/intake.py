@@ -42,8 +42,10 @@ def print_report(report: ImportReport) -> None:
 def import_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from tsfnode.heap import keep_freed_buffers
     from tsfnode.intake.importer import importer_for
 
+    keep_freed_buffers()  # each file's buffers reused, not faulted in again (heap.py)
     importer = importer_for(args.node, prepare=True)  # the study is sent next, often
     total = 0
     for path in args.paths:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import blake3
 
+from tsfnode.heap import keep_freed_buffers
+
 SUFFIX = ".journey"
 DIGEST = 32  # bytes of BLAKE3 at the head of a prepared file
 PREPARE_FROM = 4  # files: an import of fewer starts no worker process
@@ -119,7 +121,9 @@ class Preparer:
         if len(self._waiting) < PREPARE_FROM and self._pool is None:
             return
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=worker_context())
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=worker_context(), initializer=keep_freed_buffers
+            )
         for path in self._waiting:
             while self._pending and self._pending[0].done():
                 self._settle(self._pending.popleft())
