@@ -52,6 +52,22 @@ def worker_context() -> multiprocessing.context.BaseContext:
 WORKER_MODULE = "tsfnode.intake.compress"
 
 
+def start_workers_early(files: int) -> bool:
+    """Start now the fork server that the ``Preparer`` of an import of ``files`` files
+    will fork its workers from (when it will have any: ``PREPARE_FROM`` files or more, two
+    cores or more), so that it imports pydicom and the codecs on another core while the
+    importing process imports its own, rather than after (``tsfnode import``: a third of
+    a second of one core idle at the start). True if started."""
+    if files < PREPARE_FROM or (os.cpu_count() or 1) < 2:
+        return False
+    if worker_context().get_start_method() != "forkserver":
+        return False
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+    return True
+
+
 def journey_path(source: Path) -> Path:
     """Where the encoding of the intake file ``source`` is kept (a hidden file beside
     it: not a ``.dcm``, so nothing that lists the intake's instances sees it)."""
