@@ -77,3 +77,16 @@ def test_help_still_lists_every_command() -> None:
     result = python("-m", "tsfnode", "--help")
     for command in ("init", "run", "studies", "import", "seal", "transfers", "account", "doctor"):
         assert command in result.stdout
+
+
+def test_import_reads_dicom_without_the_server_or_its_client(node: Path) -> None:
+    """`tsfnode import` needs pydicom, not aiohttp (tsfnode.i18n imported it for a type
+    annotation: a tenth of a second of every import's start)."""
+    from pydicom.data import get_testdata_file
+
+    ct = str(get_testdata_file("CT_small.dcm"))
+    modules, out = _modules_after("import", ct, "--node", str(node), "--quiet")
+    assert "1 file(s) in 1 study(ies)" in out
+    server = ("aiohttp", "tsfnode.app", "tsfnode.web")
+    loaded = [m for m in modules if any(m == h or m.startswith(h + ".") for h in server)]
+    assert loaded == []

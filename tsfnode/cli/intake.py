@@ -40,17 +40,24 @@ def print_report(report: ImportReport) -> None:
 
 
 def import_command(args: argparse.Namespace) -> int:
+    from tsfnode.heap import keep_freed_buffers
+    from tsfnode.intake.journey import start_workers_early
+
+    total = files = 0
+    for path in args.paths:
+        if path.is_dir():
+            sizes = [p.stat().st_size for p in path.rglob("*") if p.is_file()]
+            total, files = total + sum(sizes), files + len(sizes)
+        elif path.exists():
+            total, files = total + path.stat().st_size, files + 1
+    if NodeDir(args.node).config.exists():  # else importer_for says why, below
+        start_workers_early(files)  # their imports beside this process's (journey.py)
+    keep_freed_buffers()  # each file's buffers reused, not faulted in again (heap.py)
     from tqdm import tqdm
 
     from tsfnode.intake.importer import importer_for
 
     importer = importer_for(args.node, prepare=True)  # the study is sent next, often
-    total = 0
-    for path in args.paths:
-        if path.is_dir():
-            total += sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-        elif path.exists():
-            total += path.stat().st_size
     with tqdm(total=total, unit="B", unit_scale=True, desc="import", disable=args.quiet) as bar:
         report = importer.run(list(args.paths), progress=bar.update)
     print_report(report)

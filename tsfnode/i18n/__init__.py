@@ -42,8 +42,8 @@ import zoneinfo
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-from aiohttp import web
 from babel import Locale
 from babel.dates import format_date, format_time, get_datetime_format, get_timezone_location
 from babel.messages.catalog import Catalog
@@ -51,6 +51,9 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 from babel.support import Translations
+
+if TYPE_CHECKING:  # a type only: the CLI's commands need texts, not aiohttp
+    from aiohttp import web
 
 LANGUAGES = ("fr", "en")
 DEFAULT = "fr"

@@ -29,9 +29,17 @@ from pathlib import Path, PurePosixPath
 
 import numpy
 from pydicom import dcmread
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, generate_uid
+from pydicom.tag import BaseTag
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    generate_uid,
+)
 
 from tsfnode.config import load_config
 from tsfnode.errors import NodeError
@@ -44,6 +52,7 @@ from tsfnode.intake.profile import Profile, load_profile
 from tsfnode.intake.pseudonyms import PseudonymMap
 from tsfnode.intake.review import ReviewBook
 from tsfnode.intake.uids import DICOM_ROOT, is_node_made, is_uid
+from tsfnode.intake.written import write_file
 from tsfnode.nodedir import NodeDir
 
 MAX_FILE = 4 * 1024**3  # one DICOM file or zip member
@@ -440,7 +449,8 @@ class Importer:
         if ds.file_meta.TransferSyntaxUID == ExplicitVRBigEndian:
             _to_little_endian(ds)
         try:
-            ds.save_as(tmp, enforce_file_format=True)
+            with open(tmp, "wb") as f:
+                write_file(ds, f)  # what ds.save_as writes, quicker: written.py
             try:
                 os.link(tmp, target)  # made only if nothing is there: never replaces
             except FileExistsError:
@@ -536,11 +546,75 @@ def _read_dicom(data: bytes) -> Dataset:
             ds = dcmread(io.BytesIO(data), force=True)  # no preamble, as on old CDs
             if "SOPClassUID" not in ds and "DirectoryRecordSequence" not in ds:
                 raise
+        as_read = dict(ds._dict)
         for elem in ds.iterall():
             elem.value  # noqa: B018 - decode every value while warnings are caught
     if any("End of file" in str(w.message) or "truncat" in str(w.message).lower() for w in caught):
         raise TruncatedFile("the file ends before its data set")
+    _keep_as_read(ds, as_read)
     return ds
+
+
+# Elements read as text before and during de-identification (elements.text_of: the
+# original UIDs, dates and numbers kept in the pseudonym map, what the burned-in check
+# looks at): decoded, as they always were (the text of a decoded multi-valued element is
+# not its bytes').
+READ_AS_TEXT = frozenset(
+    {
+        0x00080016,  # SOP Class UID
+        0x00080018,  # SOP Instance UID
+        0x00080020,  # Study Date
+        0x00080030,  # Study Time
+        0x00080050,  # Accession Number
+        0x00080060,  # Modality
+        0x00080064,  # Conversion Type
+        0x00100040,  # Patient's Sex
+        0x0020000D,  # Study Instance UID
+        0x0020000E,  # Series Instance UID
+        0x00200010,  # Study ID
+        0x00280301,  # Burned In Annotation
+    }
+)
+
+
+def _keep_as_read(ds: Dataset, as_read: dict[BaseTag, DataElement | RawDataElement]) -> None:
+    """Put back, in place of their decoded form, the top-level elements of ``ds`` whose
+    bytes can be written again as read (``as_read``: its elements before decoding):
+    de-identification decodes only those it changes, and writing copies the others'
+    bytes instead of encoding their values again (most of an intake file's writing).
+    Only where the decoded element has the VR the bytes said (or, in an implicit VR file,
+    the dictionary's), so that de-identification sees the same VR (an element stored as
+    UN with a known tag is decoded, as a Person Name or a date, and treated as one), not
+    sequences (their items are walked), and not in a big-endian file (written little
+    endian: every value encoded again)."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax == DeflatedExplicitVRLittleEndian:
+        syntax = ExplicitVRLittleEndian  # read inflated, written inflated
+    if syntax is None:  # no file meta: written as read (anonymize.py _new_file_meta)
+        written = ds.original_encoding
+    elif syntax.is_transfer_syntax:
+        written = (syntax.is_implicit_VR, syntax.is_little_endian)
+    else:
+        return  # a syntax pydicom does not know
+    if written[1] is not True:
+        return  # big endian: made little endian, every value encoded again
+    for tag, raw in as_read.items():
+        if not isinstance(raw, RawDataElement) or raw.VR in ("SQ", "UN") or tag in READ_AS_TEXT:
+            continue
+        if (raw.is_implicit_VR, raw.is_little_endian) != written:
+            continue  # bytes in another encoding than the file says (pydicom read them)
+        decoded = ds._dict.get(tag)
+        if decoded is None or decoded.VR == "SQ":
+            continue
+        if decoded.VR == (raw.VR or _dictionary_vr(int(tag))):
+            ds._dict[tag] = raw
+
+
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
 
 
 Problem = tuple[str, dict[str, object]]  # a catalogue key and its values

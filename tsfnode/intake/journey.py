@@ -28,6 +28,8 @@ from pathlib import Path
 
 import blake3
 
+from tsfnode.heap import keep_freed_buffers
+
 SUFFIX = ".journey"
 DIGEST = 32  # bytes of BLAKE3 at the head of a prepared file
 PREPARE_FROM = 4  # files: an import of fewer starts no worker process
@@ -48,6 +50,22 @@ def worker_context() -> multiprocessing.context.BaseContext:
 
 
 WORKER_MODULE = "tsfnode.intake.compress"
+
+
+def start_workers_early(files: int) -> bool:
+    """Start now the fork server that the ``Preparer`` of an import of ``files`` files
+    will fork its workers from (when it will have any: ``PREPARE_FROM`` files or more, two
+    cores or more), so that it imports pydicom and the codecs on another core while the
+    importing process imports its own, rather than after (``tsfnode import``: a third of
+    a second of one core idle at the start). True if started."""
+    if files < PREPARE_FROM or (os.cpu_count() or 1) < 2:
+        return False
+    if worker_context().get_start_method() != "forkserver":
+        return False
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+    return True
 
 
 def journey_path(source: Path) -> Path:
@@ -119,7 +137,9 @@ class Preparer:
         if len(self._waiting) < PREPARE_FROM and self._pool is None:
             return
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=worker_context())
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=worker_context(), initializer=keep_freed_buffers
+            )
         for path in self._waiting:
             while self._pending and self._pending[0].done():
                 self._settle(self._pending.popleft())

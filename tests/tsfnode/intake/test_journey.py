@@ -4,6 +4,7 @@ an import of several files, and only for the bytes it was made from."""
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy
@@ -68,3 +69,24 @@ def test_the_encoding_workers_come_from_a_fork_server_not_from_the_importer(
         assert pool.submit(prepare, source).result()
     assert os.getpid() not in parents
     assert prepared(source, source.read_bytes()) == (journey_path(source), DIGEST)
+
+
+def test_tsfnode_import_of_many_files_starts_the_fork_server_before_its_workers() -> None:
+    """`tsfnode import` starts the workers' fork server as soon as it has counted its
+    files (their imports beside the importer's own), only for an import that will have
+    workers: ``PREPARE_FROM`` files or more, two cores or more."""
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    from tsfnode.intake.journey import start_workers_early
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork server on this system: workers are spawned")
+    assert not start_workers_early(PREPARE_FROM - 1)
+    if (os.cpu_count() or 1) < 2:
+        assert not start_workers_early(PREPARE_FROM)
+        return
+    assert start_workers_early(PREPARE_FROM)
+    server = forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+    assert server is not None
+    os.kill(server, 0)  # running (raises if not)
