@@ -9,7 +9,7 @@ application without passing a Schema.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +21,12 @@ from protocol.errors import LocalProtocolError, MalformedError, TooLargeError
 def pack(value: Any) -> bytes:
     """msgpack-encode ``value`` (str as str, bytes as bin). Floats are refused."""
     try:
-        return bytes(msgpack.packb(value, use_bin_type=True, strict_types=True))
+        # What msgpack.packb does, without its Python wrapper's keyword dictionary: a
+        # fresh Packer each time, so no buffer outlives the call.
+        packed: bytes = msgpack.Packer(use_bin_type=True, strict_types=True).pack(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise LocalProtocolError(f"value cannot be encoded: {exc}") from exc
+    return packed
 
 
 def _no_ext(code: int, data: bytes) -> Any:
@@ -59,11 +62,25 @@ def unpack(data: bytes, *, max_size: int) -> Any:
 # --- schema ---------------------------------------------------------------------------
 
 
+Check = Callable[[Any], Any]
+"""A compiled ``Field.check`` with its ``where`` bound: see ``Field.checker``."""
+
+
 class Field:
     """A rule for one value of a decoded payload."""
 
     def check(self, value: Any, where: str) -> Any:
         raise NotImplementedError
+
+    def checker(self, where: str) -> Check:
+        """``check`` with ``where`` bound, for a hot path: built once, it gives the same
+        results and raises the same errors with the same messages.
+
+        The fields below return a function that accepts the usual case directly and
+        hands anything else to ``check``: what is refused, and the message, are decided
+        there only. (This default just binds ``where``.)"""
+        check = self.check
+        return lambda value: check(value, where)
 
 
 @dataclass(frozen=True)
@@ -78,6 +95,16 @@ class Int(Field):
             raise MalformedError(f"{where} must be between {self.lo} and {self.hi}")
         return value
 
+    def checker(self, where: str) -> Check:
+        lo, hi, check = self.lo, self.hi, self.check
+
+        def check_int(value: Any) -> Any:
+            if type(value) is int and lo <= value <= hi:
+                return value
+            return check(value, where)
+
+        return check_int
+
 
 @dataclass(frozen=True)
 class Bool(Field):
@@ -85,6 +112,14 @@ class Bool(Field):
         if type(value) is not bool:
             raise MalformedError(f"{where} must be true or false")
         return value
+
+    def checker(self, where: str) -> Check:
+        check = self.check
+
+        def check_bool(value: Any) -> Any:
+            return value if type(value) is bool else check(value, where)
+
+        return check_bool
 
 
 @dataclass(frozen=True)
@@ -99,6 +134,16 @@ class Bytes(Field):
             size = f"exactly {self.min}" if self.min == self.max else f"{self.min}-{self.max}"
             raise MalformedError(f"{where} must be {size} bytes")
         return value
+
+    def checker(self, where: str) -> Check:
+        lo, hi, check = self.min, self.max, self.check
+
+        def check_bytes(value: Any) -> Any:
+            if type(value) is bytes and lo <= len(value) <= hi:
+                return value
+            return check(value, where)
+
+        return check_bytes
 
 
 @dataclass(frozen=True)
@@ -116,6 +161,16 @@ class Str(Field):
             raise MalformedError(f"{where} must be one of {', '.join(self.choices)}")
         return value
 
+    def checker(self, where: str) -> Check:
+        lo, hi, choices, check = self.min, self.max, self.choices, self.check
+
+        def check_str(value: Any) -> Any:
+            if type(value) is str and lo <= len(value) <= hi and (not choices or value in choices):
+                return value
+            return check(value, where)
+
+        return check_str
+
 
 @dataclass(frozen=True)
 class Optional(Field):
@@ -123,6 +178,14 @@ class Optional(Field):
 
     def check(self, value: Any, where: str) -> Any:
         return None if value is None else self.inner.check(value, where)
+
+    def checker(self, where: str) -> Check:
+        inner = self.inner.checker(where)
+
+        def check_optional(value: Any) -> Any:
+            return None if value is None else inner(value)
+
+        return check_optional
 
 
 @dataclass(frozen=True)
@@ -137,6 +200,21 @@ class List(Field):
             raise MalformedError(f"{where} has more than {self.max} items")
         return [self.item.check(v, f"{where}[{i}]") for i, v in enumerate(value)]
 
+    def checker(self, where: str) -> Check:
+        # The items are checked without naming their index; on a refusal ``check`` runs
+        # again from the start and raises the same error with the index in its message.
+        item, most, check = self.item.checker(f"{where}[]"), self.max, self.check
+
+        def check_list(value: Any) -> Any:
+            if type(value) is list and len(value) <= most:
+                try:
+                    return [item(v) for v in value]
+                except MalformedError:
+                    pass
+            return check(value, where)
+
+        return check_list
+
 
 @dataclass(frozen=True)
 class Tuple(Field):
@@ -147,6 +225,17 @@ class Tuple(Field):
             raise MalformedError(f"{where} must be a list of {len(self.items)} items")
         pairs = enumerate(zip(self.items, value, strict=True))
         return [f.check(v, f"{where}[{i}]") for i, (f, v) in pairs]
+
+    def checker(self, where: str) -> Check:
+        items = tuple(f.checker(f"{where}[{i}]") for i, f in enumerate(self.items))
+        size, check = len(items), self.check
+
+        def check_tuple(value: Any) -> Any:
+            if type(value) is list and len(value) == size:
+                return [f(v) for f, v in zip(items, value, strict=True)]
+            return check(value, where)
+
+        return check_tuple
 
 
 @dataclass(frozen=True)
@@ -190,3 +279,26 @@ class Schema(Field):
                 raise MalformedError(f"{where} lacks field {key!r}")
             out[key] = field.check(value.get(key), f"{where}.{key}")
         return out
+
+    def checker(self, where: str = "payload") -> Check:
+        known = frozenset(self.fields)
+        steps = tuple(
+            (key, field.checker(f"{where}.{key}"), isinstance(field, Optional))
+            for key, field in self.fields.items()
+        )
+        check = self.check
+
+        def check_map(value: Any) -> Any:
+            if type(value) is not dict or not known.issuperset(value):
+                return check(value, where)
+            out: dict[str, Any] = {}
+            for key, field, optional in steps:
+                if key in value:
+                    out[key] = field(value[key])
+                elif optional:
+                    out[key] = None
+                else:
+                    return check(value, where)
+            return out
+
+        return check_map

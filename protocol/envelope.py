@@ -48,6 +48,7 @@ NONCE_SIZE = 24
 NO_RECIPIENT = bytes(32)
 _HEADER = struct.Struct(">4sBBBB32s32sQ24sI")
 HEADER_SIZE = _HEADER.size  # 108
+MAX_ENVELOPE_SIZE = HEADER_SIZE + 4 * 1024 * 1024 + SIGNATURE_SIZE
 FLAG_ENCRYPTED = 0x01
 BOX_OVERHEAD = 16
 
@@ -67,10 +68,6 @@ class Envelope(NamedTuple):
 _TAGS = {kind.code: f"envelope/{kind.name}" for kind in KINDS_BY_CODE.values()}
 
 
-def _tag(kind: EnvelopeKind) -> str:
-    return _TAGS[kind.code]
-
-
 def encode_envelope(
     *,
     kind: str,
@@ -85,7 +82,7 @@ def encode_envelope(
     if spec is None:
         raise LocalProtocolError(f"unknown envelope kind {kind!r}")
     try:
-        spec.schema.check(body, f"{kind} body")
+        spec.check_body(body)
     except MalformedError as exc:
         raise LocalProtocolError(str(exc)) from exc
     nonce = rng(NONCE_SIZE)
@@ -114,7 +111,7 @@ def encode_envelope(
         len(payload),
     )
     signed = header + payload
-    return signed + sender.sign(_tag(spec), signed)
+    return signed + sender.sign(_TAGS[spec.code], signed)
 
 
 class SignedEnvelope(NamedTuple):
@@ -134,7 +131,7 @@ class SignedEnvelope(NamedTuple):
 
 def peek_envelope(data: bytes, *, max_size: int | None = None) -> SignedEnvelope:
     """Check layout, limits and signature of ``data``; parse nothing of the payload."""
-    limit = max_size if max_size is not None else HEADER_SIZE + 4 * 1024 * 1024 + SIGNATURE_SIZE
+    limit = MAX_ENVELOPE_SIZE if max_size is None else max_size
     if len(data) > limit:
         raise TooLargeError(f"envelope of {len(data)} bytes exceeds {limit}")
     if len(data) < HEADER_SIZE + SIGNATURE_SIZE:
@@ -161,17 +158,21 @@ def peek_envelope(data: bytes, *, max_size: int | None = None) -> SignedEnvelope
         raise MalformedError("envelope length does not match its payload length field")
     if encrypted and recipient == NO_RECIPIENT:
         raise MalformedError("an encrypted envelope must name its recipient")
-    sender_id = PublicIdentity(sender)
+    sender_id = PublicIdentity.from_key_field(sender)
     signed_end = HEADER_SIZE + n
-    sender_id.verify(_tag(spec), memoryview(data)[:signed_end], data[signed_end:])
-    return SignedEnvelope(
-        kind=spec,
-        sender=sender_id,
-        recipient=None if recipient == NO_RECIPIENT else PublicIdentity(recipient),
-        timestamp=ts,
-        nonce=nonce,
-        encrypted=encrypted,
-        payload=data[HEADER_SIZE:signed_end],
+    sender_id.verify(_TAGS[spec.code], memoryview(data)[:signed_end], data[signed_end:])
+    # tuple.__new__ is what a NamedTuple's __new__ does, without its Python frame.
+    return tuple.__new__(
+        SignedEnvelope,
+        (
+            spec,
+            sender_id,
+            None if recipient == NO_RECIPIENT else PublicIdentity.from_key_field(recipient),
+            ts,
+            nonce,
+            encrypted,
+            data[HEADER_SIZE:signed_end],
+        ),
     )
 
 
@@ -188,16 +189,11 @@ def open_envelope(signed: SignedEnvelope, *, recipient: Identity | None) -> Enve
             payload = box.decrypt(payload, signed.nonce)
         except nacl.exceptions.CryptoError as exc:
             raise IntegrityError("encrypted payload does not open") from exc
-    body = signed.kind.schema.check(
-        unpack(payload, max_size=signed.kind.max_payload), f"{signed.kind.name} body"
-    )
-    return Envelope(
-        kind=signed.kind.name,
-        sender=signed.sender,
-        recipient=signed.recipient,
-        timestamp=signed.timestamp,
-        nonce=signed.nonce,
-        body=body,
+    kind = signed.kind
+    body = kind.check_body(unpack(payload, max_size=kind.max_payload))
+    return tuple.__new__(  # as in peek_envelope
+        Envelope,
+        (kind.name, signed.sender, signed.recipient, signed.timestamp, signed.nonce, body),
     )
 
 

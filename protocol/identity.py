@@ -69,6 +69,18 @@ class PublicIdentity:
             raise MalformedError("a public key is exactly 32 bytes")
 
     @classmethod
+    def from_key_field(cls, key: bytes) -> PublicIdentity:
+        """The id whose key is ``key``, a 32-byte field cut from a fixed layout (an
+        envelope header): the same object as ``PublicIdentity(key)``, built without the
+        dataclass machinery, which costs more than the rest on the receive path. Only
+        the length is checked, since ``struct`` already gives bytes."""
+        if len(key) != KEY_SIZE:
+            raise MalformedError("a public key is exactly 32 bytes")
+        identity = _new_object(cls)
+        _set_key(identity, key)
+        return identity
+
+    @classmethod
     def from_text(cls, text: str) -> PublicIdentity:
         """Parse the text form; dashes, spaces and case are ignored, 0/1/8 read as O/I/B.
 
@@ -134,6 +146,12 @@ class PublicIdentity:
 
     def __repr__(self) -> str:
         return f"PublicIdentity({self.text!r})"
+
+
+_new_object = object.__new__
+# The slot's own setter (the class is frozen: its __setattr__ refuses), as the
+# dataclass's __init__ does through object.__setattr__, without looking the slot up.
+_set_key = PublicIdentity.__dict__["key"].__set__
 
 
 class Identity:

@@ -6,9 +6,9 @@ Later subsystems (gossip, transfer, cases) add their kinds here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from protocol.codec import Bytes, Int, List, Optional, Schema, Str, Tuple
+from protocol.codec import Bytes, Check, Int, List, Optional, Schema, Str, Tuple
 from protocol.reconcile import ENTRY_SIZE, KEY_SIZE, MAX_IDS, MAX_RANGES, MAX_ROUNDS, MAX_WANT
 
 KiB = 1024
@@ -33,6 +33,11 @@ class EnvelopeKind:
     """True: the payload must be encrypted to the recipient node (flag bit 0 set)."""
     schema: Schema
     doc: str
+    check_body: Check = field(init=False, repr=False, compare=False)
+    """``schema.check(body, "<name> body")``, compiled once (codec's ``Field.checker``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "check_body", self.schema.checker(f"{self.name} body"))
 
 
 ENVELOPE_KINDS: tuple[EnvelopeKind, ...] = (

@@ -50,13 +50,17 @@ class ReplayWindow:
         if timestamp > now + self.max_skew:
             raise ExpiredError(f"message is {(timestamp - now) // 1000} s in the future")
         key = (sender, nonce)
-        if key in self._seen:
+        seen = self._seen
+        if key in seen:
             raise ReplayError("this message was already received")
-        self.prune(now)
-        if len(self._seen) >= self.max_entries:
+        expiry = self._expiry
+        if expiry and expiry[0][0] < now - self.max_skew:  # the oldest pair is due
+            self.prune(now)
+        if len(seen) >= self.max_entries:
             # Refuse rather than forget: forgetting would reopen a replay.
             raise ReplayError("replay window is full; try again shortly")
-        self._remember(sender, nonce, timestamp)
+        seen[key] = timestamp  # as _remember, written out on this hot path
+        heapq.heappush(expiry, (timestamp, sender, nonce))
 
     def _remember(self, sender: bytes, nonce: bytes, timestamp: int) -> None:
         self._seen[(sender, nonce)] = timestamp

@@ -106,3 +106,13 @@ def test_x25519_keys_derived_from_the_identity_agree() -> None:
     box_ab = nacl.public.Box(a.x25519(), b.public.x25519())
     box_ba = nacl.public.Box(b.x25519(), a.public.x25519())
     assert box_ab.shared_key() == box_ba.shared_key()
+
+
+def test_an_id_from_a_header_field_is_the_same_id() -> None:
+    key = bytes(range(32))
+    fast = PublicIdentity.from_key_field(key)
+    assert fast == PublicIdentity(key)
+    assert hash(fast) == hash(PublicIdentity(key))
+    assert fast.text == PublicIdentity(key).text
+    with pytest.raises(MalformedError, match="exactly 32 bytes"):
+        PublicIdentity.from_key_field(key[:31])
