@@ -42,8 +42,8 @@ from protocol.errors import (
     LocalProtocolError,
     MalformedError,
     TooLargeError,
-    UnsupportedVersionError,
 )
+from protocol.frames import check_size, kind_of
 from protocol.identity import SIGNATURE_SIZE, Identity, PublicIdentity
 
 MAGIC = b"TSFD"
@@ -527,18 +527,9 @@ def split_documents(data: bytes) -> list[bytes]:
 def decode_document(data: bytes, *, expect: str | None = None, now: int | None = None) -> Document:
     """Verify the signature, then parse. ``expect`` restricts the kind; with ``now``, a
     document created in the future (beyond 5 minutes of clock skew) is refused."""
-    if len(data) > MAX_DOCUMENT_SIZE:
-        raise TooLargeError(f"document of {len(data)} bytes exceeds {MAX_DOCUMENT_SIZE}")
-    if len(data) < HEADER_SIZE + SIGNATURE_SIZE:
-        raise MalformedError("document shorter than its fixed header and signature")
+    check_size(data, MAX_DOCUMENT_SIZE, HEADER_SIZE, "document")
     magic, version, code, reserved, signer, n = _HEADER.unpack_from(data)
-    if magic != MAGIC:
-        raise MalformedError("not a signed document (bad magic)")
-    if version != VERSION:
-        raise UnsupportedVersionError(f"document version {version} is not supported")
-    spec = DOCUMENT_KINDS_BY_CODE.get(code)
-    if spec is None:
-        raise MalformedError(f"unknown document kind code {code}")
+    spec = kind_of(DOCUMENT_KINDS_BY_CODE, (magic, version, code), (MAGIC, VERSION), "document")
     if expect is not None and spec.name != expect:
         raise MalformedError(f"expected a {expect} document, got a {spec.name}")
     if reserved != 0:

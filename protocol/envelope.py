@@ -36,8 +36,8 @@ from protocol.errors import (
     MalformedError,
     TooLargeError,
     UnknownSignerError,
-    UnsupportedVersionError,
 )
+from protocol.frames import check_size, kind_of
 from protocol.identity import SIGNATURE_SIZE, Identity, PublicIdentity, Rng
 from protocol.kinds import KINDS_BY_CODE, KINDS_BY_NAME, EnvelopeKind
 from protocol.replay import ReplayWindow
@@ -131,21 +131,11 @@ class SignedEnvelope(NamedTuple):
 
 def peek_envelope(data: bytes, *, max_size: int | None = None) -> SignedEnvelope:
     """Check layout, limits and signature of ``data``; parse nothing of the payload."""
-    limit = MAX_ENVELOPE_SIZE if max_size is None else max_size
-    if len(data) > limit:
-        raise TooLargeError(f"envelope of {len(data)} bytes exceeds {limit}")
-    if len(data) < HEADER_SIZE + SIGNATURE_SIZE:
-        raise MalformedError("envelope shorter than its fixed header and signature")
+    check_size(data, MAX_ENVELOPE_SIZE if max_size is None else max_size, HEADER_SIZE, "envelope")
     magic, version, code, flags, reserved, sender, recipient, ts, nonce, n = _HEADER.unpack_from(
         data
     )
-    if magic != MAGIC:
-        raise MalformedError("not an envelope (bad magic)")
-    if version != VERSION:
-        raise UnsupportedVersionError(f"envelope version {version} is not supported")
-    spec = KINDS_BY_CODE.get(code)
-    if spec is None:
-        raise MalformedError(f"unknown envelope kind code {code}")
+    spec = kind_of(KINDS_BY_CODE, (magic, version, code), (MAGIC, VERSION), "envelope")
     if reserved != 0 or flags & ~FLAG_ENCRYPTED:
         raise MalformedError("reserved envelope bits are set")
     encrypted = bool(flags & FLAG_ENCRYPTED)

@@ -11,23 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol import bundle, caseform, documents, replay
-from protocol.codec import (
-    Bool,
-    Bytes,
-    Field,
-    Int,
-    List,
-    Optional,
-    Scalars,
-    Schema,
-    Str,
-    Tuple,
-)
+from protocol import bundle, caseform, codec, documents, replay
 from protocol.errors import MalformedError
 from protocol.kinds import ENVELOPE_KINDS
 
-SCHEMAS: dict[str, Schema] = {
+SCHEMAS: dict[str, codec.Schema] = {
     **{f"{k.name} body": k.schema for k in ENVELOPE_KINDS},
     **{f"{k.name} document": k.schema for k in documents.DOCUMENT_KINDS},
     "pair terms": documents.PAIR_TERMS,
@@ -51,31 +39,31 @@ def _sizes(lo: int, hi: int) -> st.SearchStrategy[int]:
     return st.sampled_from(near) | st.integers(lo, min(hi, lo + 8))
 
 
-def values(field: Field) -> st.SearchStrategy[Any]:
+def values(field: codec.Field) -> st.SearchStrategy[Any]:
     """Values for ``field``: mostly valid or a step off, sometimes anything at all."""
-    if isinstance(field, Int):
+    if isinstance(field, codec.Int):
         edges = [field.lo - 1, field.lo, field.hi, field.hi + 1]
         near = st.sampled_from(edges) | st.integers(field.lo, min(field.hi, field.lo + 100))
-    elif isinstance(field, Bool):
+    elif isinstance(field, codec.Bool):
         near = st.booleans()
-    elif isinstance(field, Bytes):
+    elif isinstance(field, codec.Bytes):
         near = _sizes(field.min, field.max).map(bytes)
-    elif isinstance(field, Str):
+    elif isinstance(field, codec.Str):
         if field.choices:
             near = st.sampled_from(field.choices) | st.just(field.choices[0] + "x")
         else:
             near = _sizes(field.min, field.max).map(lambda n: "é" * n)
-    elif isinstance(field, Optional):
+    elif isinstance(field, codec.Optional):
         near = st.none() | values(field.inner)
-    elif isinstance(field, List):
+    elif isinstance(field, codec.List):
         near = st.lists(values(field.item), max_size=min(field.max + 1, 4))
-    elif isinstance(field, Tuple):
+    elif isinstance(field, codec.Tuple):
         items = st.tuples(*(values(f) for f in field.items)).map(list)
         near = items | items.map(lambda v: v[:-1]) | items.map(lambda v: [*v, None])
-    elif isinstance(field, Scalars):
+    elif isinstance(field, codec.Scalars):
         scalar = st.none() | st.booleans() | st.integers() | st.text(max_size=3) | st.binary()
         near = st.dictionaries(st.sampled_from(["", "a", "k" * 65]), scalar, max_size=3)
-    elif isinstance(field, Schema):
+    elif isinstance(field, codec.Schema):
         whole = st.fixed_dictionaries({k: values(f) for k, f in field.fields.items()})
         keys = sorted(field.fields)
         near = (
@@ -108,7 +96,7 @@ def test_a_compiled_schema_gives_what_check_gives(name: str, data: st.DataObject
 
 def test_an_error_deep_in_a_list_names_its_index() -> None:
     # The list's fast path checks items without their index; the message still has it.
-    field = List(Tuple((Bytes(32, 32), Int(0, 3))), 4)
+    field = codec.List(codec.Tuple((codec.Bytes(32, 32), codec.Int(0, 3))), 4)
     check = field.checker("updates")
     assert check([[bytes(32), 1], [bytes(32), 2]]) == [[bytes(32), 1], [bytes(32), 2]]
     with pytest.raises(MalformedError, match=r"^updates\[1\]\[1\] must be between 0 and 3$"):
@@ -116,7 +104,7 @@ def test_an_error_deep_in_a_list_names_its_index() -> None:
 
 
 def test_an_absent_optional_field_reads_as_none() -> None:
-    schema = Schema({"a": Int(), "b": Optional(Bytes())})
+    schema = codec.Schema({"a": codec.Int(), "b": codec.Optional(codec.Bytes())})
     assert schema.checker("x")({"a": 1}) == {"a": 1, "b": None}
     with pytest.raises(MalformedError, match=r"^x lacks field 'a'$"):
         schema.checker("x")({"b": b""})

@@ -55,6 +55,7 @@ from tsfnode.cases.metrics import (
     prometheus_text,
 )
 from tsfnode.cases.pairs import listed, propose
+from tsfnode.cases.service import CaseService
 from tsfnode.cases.teaching import library, publish
 from tsfnode.clock import request_now
 from tsfnode.errors import CaseError, NodeError
@@ -188,13 +189,22 @@ async def act(request: web.Request) -> web.Response:
     return web.json_response(result, status=202 if "asked" in result else 200)
 
 
-async def report(request: web.Request) -> web.Response:
+# A document the case service signs for a person: (service, case, person, fields, now)
+Signs = Callable[[CaseService, bytes, Identity, dict[str, Any], int], Awaitable[dict[str, Any]]]
+
+
+async def _signed(request: web.Request, sign: Signs) -> web.Response:
+    """The caller signs a document made by the case service's ``sign`` (its report or
+    its evaluation) from the posted fields: 201 with what the service answers."""
     _, _, person = await person_of(request)
     body = await _json(request)
-    result = await request.config_dict[CASES].report(
-        _case_id(request), person, body, request_now(request)
-    )
+    cases = request.config_dict[CASES]
+    result = await sign(cases, _case_id(request), person, body, request_now(request))
     return web.json_response(result, status=201)
+
+
+async def report(request: web.Request) -> web.Response:
+    return await _signed(request, CaseService.report)
 
 
 async def teach(request: web.Request) -> web.Response:
@@ -241,12 +251,7 @@ async def message(request: web.Request) -> web.Response:
 
 
 async def evaluation(request: web.Request) -> web.Response:
-    _, _, person = await person_of(request)
-    body = await _json(request)
-    result = await request.config_dict[CASES].evaluate(
-        _case_id(request), person, body, request_now(request)
-    )
-    return web.json_response(result, status=201)
+    return await _signed(request, CaseService.evaluate)
 
 
 async def notifications(request: web.Request) -> web.Response:

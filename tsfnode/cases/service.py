@@ -122,6 +122,25 @@ def _hex(key: bytes | None) -> str | None:
     return None if key is None else key.hex()
 
 
+# Where a person's act is kept (``CaseService._acting``): the role the case has on this
+# node, and the refusal (its text, its catalogue key) where it has another.
+IMAGES_AT_SENDER = (
+    "sender",
+    "images are added on the sender's node",
+    N_("refused_images_at_sender"),
+)
+REPORTS_AT_READER = (
+    "copy",
+    "reports are written on the reader's node",
+    N_("refused_report_at_reader"),
+)
+EVALUATIONS_AT_SENDER = (
+    "sender",
+    "evaluations are written on the sender's node",
+    N_("refused_evaluation_at_sender"),
+)
+
+
 class CaseService(NodeService):
     def __init__(
         self, context: NodeContext, transfers: TransferService, mail: MailService | None = None
@@ -528,16 +547,7 @@ class CaseService(NodeService):
         for): a study of the intake their account may use, sealed with the case's
         request as part n."""
         async with self._decision():
-            row, case, who, roles = await self._acting(
-                case_id,
-                person,
-                now,
-                kept=(
-                    "sender",
-                    "images are added on the sender's node",
-                    N_("refused_images_at_sender"),
-                ),
-            )
+            row, case, who, roles = await self._acting(case_id, person, now, kept=IMAGES_AT_SENDER)
             _step(case, "add_images", who, roles, now)
             await self._own_study(study_uid, account)
             first = (await self.documents(case_id, "case_request"))[0].body
@@ -989,16 +999,7 @@ class CaseService(NodeService):
     ) -> dict[str, Any]:
         """The reader signs a report (or an addendum, once reported) and sends it back."""
         async with self._decision():
-            row, case, who, roles = await self._acting(
-                case_id,
-                person,
-                now,
-                kept=(
-                    "copy",
-                    "reports are written on the reader's node",
-                    N_("refused_report_at_reader"),
-                ),
-            )
+            row, case, who, roles = await self._acting(case_id, person, now, kept=REPORTS_AT_READER)
             first = case.state is State.ASSIGNED
             previous = await self.documents(case_id, "report")
             case = _step(case, "report" if first else "addendum", who, roles, now)
@@ -1083,14 +1084,7 @@ class CaseService(NodeService):
         """The sender rates the opinion; the evaluation goes to the reader's node."""
         async with self._decision():
             row, case, who, roles = await self._acting(
-                case_id,
-                person,
-                now,
-                kept=(
-                    "sender",
-                    "evaluations are written on the sender's node",
-                    N_("refused_evaluation_at_sender"),
-                ),
+                case_id, person, now, kept=EVALUATIONS_AT_SENDER
             )
             case = _step(case, "evaluate", who, roles, now)
             (report, *_) = await self.documents(case_id, "report")

@@ -268,13 +268,10 @@ async def _add_offline(directory: Path, records: list[bytes]) -> dict[str, int]:
     node_dir = NodeDir(directory)
     network = node_network(node_dir)
     identity = read_key(node_dir.key)
-    store = await Store.open(node_dir.database)
-    try:
+    async with await Store.open(node_dir.database) as store:
         service = DirectoryService(network, identity, store)
         await service.load(_now())
         return dict(await service.add(records, _now()))
-    finally:
-        await store.close()
 
 
 def directory_search(args: argparse.Namespace) -> int:
@@ -376,8 +373,7 @@ def account_add(args: argparse.Namespace) -> int:
         from tsfnode.store import Store
 
         node_dir = NodeDir(args.directory)
-        store = await Store.open(node_dir.database)
-        try:
+        async with await Store.open(node_dir.database) as store:
             return await create_account(
                 store,
                 username=args.username,
@@ -388,8 +384,6 @@ def account_add(args: argparse.Namespace) -> int:
                 now=_now(),
                 people=node_dir.people,
             )
-        finally:
-            await store.close()
 
     person = asyncio.run(add())
     print(f"Account {args.username} ({args.role}) created")
@@ -405,8 +399,7 @@ def account_token(args: argparse.Namespace) -> int:
     async def make() -> str:
         from tsfnode.store import Store
 
-        store = await Store.open(NodeDir(args.directory).database)
-        try:
+        async with await Store.open(NodeDir(args.directory).database) as store:
             return await create_token(
                 store,
                 username=args.username,
@@ -415,8 +408,6 @@ def account_token(args: argparse.Namespace) -> int:
                 now=_now(),
                 label=args.label,
             )
-        finally:
-            await store.close()
 
     token = asyncio.run(make())
     print(token)

@@ -26,11 +26,8 @@ async def open_store(directory: Path, *, readonly: bool = True) -> Store:
 
 def audit_verify(args: argparse.Namespace) -> int:
     async def run() -> int:
-        store = await open_store(args.directory)
-        try:
+        async with await open_store(args.directory) as store:
             return await verify_log(store)
-        finally:
-            await store.close()
 
     try:
         count = asyncio.run(run())
@@ -43,11 +40,8 @@ def audit_verify(args: argparse.Namespace) -> int:
 
 def audit_export(args: argparse.Namespace) -> int:
     async def run() -> list[AuditEntry]:
-        store = await open_store(args.directory)
-        try:
+        async with await open_store(args.directory) as store:
             return await read_entries(store)
-        finally:
-            await store.close()
 
     entries = asyncio.run(run())
     out = sys.stdout if args.out is None else open(args.out, "w", encoding="utf-8")

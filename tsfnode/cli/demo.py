@@ -151,8 +151,7 @@ async def _admit_and_create_accounts(directory: Path, node: DemoNode, identity: 
     """The demo folder's anchor admits the node; then its accounts."""
     base = directory.parent
     network = _network_of(base)
-    store = await Store.open(NodeDir(directory).database)
-    try:
+    async with await Store.open(NodeDir(directory).database) as store:
         service = DirectoryService(network, identity, store)
         await service.load(Clock().now_ms())
         cert = admit_node(
@@ -175,8 +174,6 @@ async def _admit_and_create_accounts(directory: Path, node: DemoNode, identity: 
                 await MailStore(store.db).set_contact(
                     made.id, f"{account.username}@demo.invalid", "immediately"
                 )
-    finally:
-        await store.close()
 
 
 @dataclass(frozen=True)
@@ -321,14 +318,11 @@ def _display_name(username: str) -> str:
 
 async def _add_records(directory: Path, records: list[bytes]) -> None:
     network = _network_of(directory.parent)
-    store = await Store.open(NodeDir(directory).database)
-    try:
+    async with await Store.open(NodeDir(directory).database) as store:
         node_key = NodeDir(directory).key
         service = DirectoryService(network, read_key(node_key), store)
         await service.load(Clock().now_ms())
         await service.add(records, Clock().now_ms())
-    finally:
-        await store.close()
 
 
 def _healthy(url: str) -> bool:

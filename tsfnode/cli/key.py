@@ -54,8 +54,7 @@ async def _rotate(node_dir: NodeDir, username: str | None, now: int) -> tuple[st
 
     network = node_network(node_dir)
     node = read_key(node_dir.key)
-    store = await Store.open(node_dir.database)
-    try:
+    async with await Store.open(node_dir.database) as store:
         accounts = AccountStore(store.db)
         if username is not None:
             account = await accounts.account(username)
@@ -100,8 +99,6 @@ async def _rotate(node_dir: NodeDir, username: str | None, now: int) -> tuple[st
             write_key(node_dir.key, new)
             await store.set_meta("node_id", new.public.text)
         return old.public.text, new.public.text
-    finally:
-        await store.close()
 
 
 async def _replace(node_dir: NodeDir) -> tuple[str, str]:
@@ -111,8 +108,7 @@ async def _replace(node_dir: NodeDir) -> tuple[str, str]:
     from tsfnode.store import Store
 
     new = Identity.generate(secrets.token_bytes)
-    store = await Store.open(node_dir.database)
-    try:
+    async with await Store.open(node_dir.database) as store:
         old_text = await store.get_meta("node_id") or "?"
         try:
             old: Identity | None = read_key(node_dir.key)
@@ -130,8 +126,6 @@ async def _replace(node_dir: NodeDir) -> tuple[str, str]:
         write_key(node_dir.key, new)
         await store.set_meta("node_id", new.public.text)
         return old_text, new.public.text
-    finally:
-        await store.close()
 
 
 def key_rotate(args: argparse.Namespace) -> int:

@@ -82,8 +82,7 @@ async def _read(directory: Path) -> Held:
     from tsfnode.keyfile import read_key
 
     me = read_key(node_dir.key).public.key
-    store = await Store.open(node_dir.database, readonly=True)
-    try:
+    async with await Store.open(node_dir.database, readonly=True) as store:
         held = Directory(network.network)
         held.add_many(await store.load_records(), Clock().now_ms())
         transfers = TransferStore(store.db)
@@ -91,8 +90,6 @@ async def _read(directory: Path) -> Held:
         deliveries = await transfers.case_deliveries()
         cases = CaseStore(store.db)
         rows = await cases.submitted_between(0, None)
-    finally:
-        await store.close()
     mine = [r for r in rows if r.role == "sender" and r.case.submitted_ms is not None]
     return Held(config, held, me, rates, mine, deliveries)
 

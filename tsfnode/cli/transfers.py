@@ -79,11 +79,8 @@ async def queue_in_outbox(
     or not, sends it)."""
     from tsfnode.transfers.outbox import queue_bundle
 
-    store = await Store.open(database)
-    try:
+    async with await Store.open(database) as store:
         await queue_bundle(store.db, manifest, sender=sender, study_uid=study_uid, now=now)
-    finally:
-        await store.close()
 
 
 def wake_running_node(node: NodeDir) -> bool:
@@ -110,11 +107,8 @@ def seal_command(args: argparse.Namespace) -> int:
 
 
 async def _read(directory: Path) -> list[Progress]:
-    store = await Store.open(NodeDir(directory).database, readonly=True)
-    try:
+    async with await Store.open(NodeDir(directory).database, readonly=True) as store:
         return await list_progress(store.db)
-    finally:
-        await store.close()
 
 
 def _line(p: Progress) -> str:

@@ -101,11 +101,8 @@ async def _verify_code(code: str, directory: Path) -> int:
     node_dir = NodeDir(directory)
     if not node_dir.exists():
         raise NodeError(f"{directory} is not a node directory (tsfnode init)")
-    store = await Store.open(node_dir.database, readonly=True)
-    try:
+    async with await Store.open(node_dir.database, readonly=True) as store:
         found = await find_by_code(CaseStore(store.db), code)
-    finally:
-        await store.close()
     if found is None:
         print(f"{code}: NO report of this node has this code: it is not a report "
               "from here, or it was changed", file=sys.stderr)  # fmt: skip

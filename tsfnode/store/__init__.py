@@ -16,7 +16,8 @@ __all__ = ["SCHEMA_VERSION", "Store"]
 
 
 class Store:
-    """The node's persistent state. Open with ``await Store.open(path)``."""
+    """The node's persistent state. Open with ``await Store.open(path)``; closed by
+    ``close``, or at the end of ``async with await Store.open(path) as store:``."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self.db = db
@@ -64,6 +65,12 @@ class Store:
 
     async def close(self) -> None:
         await self.db.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     async def schema_version(self) -> int:
         row = await (await self.db.execute("PRAGMA user_version")).fetchone()
