@@ -10,11 +10,12 @@ beside the inbox and the relay.
 
 Driven by events, not by the service's tick: a bundle queued (``TransferService.wake``),
 a delivery that ends and so frees its slot, each start the next due delivery at once
-(``start_due``: two deliveries at once to one recipient, or up to eight of small
-bundles while none urgent is sent or due for it); the tick only catches what comes due
-with time (a retry after its backoff). The recipient's receipt comes back on the answer
-to the PUT that completed the bundle (``RECEIPT_TYPE``, SPEC.md 7.1); a node of an
-earlier version answers 204 and the receipt is then asked for (``_check_receipt``).
+(``start_due``: up to eight deliveries at once to one recipient, two of them at most
+of bundles over 1 MiB; two in all while an urgent one is sent or due for it); the tick
+only catches what comes due with time (a retry after its backoff). The recipient's
+receipt comes back on the answer to the PUT that completed the bundle (``RECEIPT_TYPE``,
+SPEC.md 7.1); a node of an earlier version answers 204 and the receipt is then asked for
+(``_check_receipt``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ MAX_ACTIVE_PER_TARGET = 2
 # and waits mostly for round trips and the recipient's opening, not for the uplink: up
 # to MAX_ACTIVE_DELIVERIES of them go to one recipient side by side, unless an urgent
 # bundle for it is sent or due (it then shares the uplink with one other at most).
+# Larger bundles share the uplink two at once (MAX_ACTIVE_PER_TARGET), whatever small
+# ones go beside them: a study of a few MB queued after a burst of small ones does not
+# wait for them all to end.
 SMALL_BUNDLE = 1024 * 1024  # bytes sealed
 # Asked for on a PUT of chunks: the recipient answers the PUT that completed the bundle
 # with its signed receipt (200, this type) instead of 204 (SPEC.md 7.1).
@@ -152,9 +156,12 @@ class Outbox:
         if free <= 0:
             return
         per_recipient: dict[bytes, int] = {}
+        large: dict[bytes, int] = {}  # of those, bundles over SMALL_BUNDLE
         urgent: set[bytes] = set()  # recipients with an urgent bundle sent or due
         for (_, recipient), manifest in self._sending.items():
             per_recipient[recipient] = per_recipient.get(recipient, 0) + 1
+            if manifest.ciphertext_size > SMALL_BUNDLE:
+                large[recipient] = large.get(recipient, 0) + 1
             if manifest.priority > 0:
                 urgent.add(recipient)
         # Enough rows to fill the free slots past those already running and those
@@ -171,11 +178,18 @@ class Outbox:
                 continue
             if due.priority > 0:
                 urgent.add(recipient)  # due first (most urgent first): no small one beside
-            small = due.ciphertext_size <= SMALL_BUNDLE and recipient not in urgent
-            most = MAX_ACTIVE_DELIVERIES if small else MAX_ACTIVE_PER_TARGET
-            if per_recipient.get(recipient, 0) >= most:
+            sending = per_recipient.get(recipient, 0)
+            big = due.ciphertext_size > SMALL_BUNDLE
+            if recipient in urgent:  # the urgent one shares the uplink with one other
+                if sending >= MAX_ACTIVE_PER_TARGET:
+                    continue
+            elif sending >= MAX_ACTIVE_DELIVERIES:
                 continue
-            per_recipient[recipient] = per_recipient.get(recipient, 0) + 1
+            elif big and large.get(recipient, 0) >= MAX_ACTIVE_PER_TARGET:
+                continue
+            per_recipient[recipient] = sending + 1
+            if big:
+                large[recipient] = large.get(recipient, 0) + 1
             self._deliveries.add(key)
             self._sending[key] = due
             task = self._spawn(self._deliver(*key))

@@ -28,6 +28,7 @@ from protocol.identity import Identity
 from tests.harness.inprocess import LocalNode, node_log, start_local_node
 from tsfnode.appkeys import DIRECTORY, TRANSFERS
 from tsfnode.store.blobs import BlobStore
+from tsfnode.store.transfers import TransferStore
 from tsfnode.transfers import service as transfer_service
 from tsfnode.transfers.outbox import queue_bundle
 
@@ -330,6 +331,50 @@ async def test_small_bundles_go_to_one_recipient_side_by_side(
     go.set()
     assert set(states.values()) == {"delivered"}, states
     assert most[0] == 6
+
+
+@pytest.mark.usefixtures("no_tick")
+async def test_larger_bundles_queued_after_small_ones_go_beside_them_two_at_once(
+    tmp_path: Path, aiohttp_client: AiohttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four small bundles, then three of 2 MB: two of the larger ones go beside the
+    small ones at once, the third only when one of them has ended (before, a bundle over
+    1 MiB waited until fewer than two deliveries of any size went to the recipient: the
+    larger studies of a burst were sent one after the other, at its end)."""
+    sender, reader = await _two_nodes(tmp_path, aiohttp_client)
+    most, go = _openings_held(reader, monkeypatch, enough=7)
+    small = [_seal(sender, reader, 30_000 + i) for i in range(4)]
+    larger = [_seal(sender, reader, 2_000_000 + i) for i in range(3)]
+    for manifest in small + larger:
+        await _queue(sender, manifest)
+    sender.app[TRANSFERS].wake()
+    for _ in range(40):  # six openings under way, a seventh would come now if allowed
+        await asyncio.sleep(0.05)
+    go.set()
+    states = await _delivered(sender, [m.bundle_id for m in small + larger])
+    assert set(states.values()) == {"delivered"}, states
+    assert most[0] == 6
+
+
+async def test_of_bundles_queued_in_one_second_the_larger_is_due_first(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    """Urgent first, then oldest first by the second queued in; within one second, the
+    larger first (a burst's largest study would otherwise start whenever its turn came,
+    often last, and the burst end with it alone on the link)."""
+    sender, reader = await _two_nodes(tmp_path, aiohttp_client)
+    older = _seal(sender, reader, 10_000)
+    await _queue(sender, older)
+    sender.clock.advance(1_000 - sender.clock.now_ms() % 1_000)  # the burst: the next second
+    burst = [_seal(sender, reader, size) for size in (20_000, 3_000_000, 60_000, 1_500_000)]
+    for manifest in burst:
+        await _queue(sender, manifest)
+        sender.clock.advance(1)
+    urgent = _seal(sender, reader, 5_000, priority=1)
+    await _queue(sender, urgent)
+    due = await TransferStore(sender.store.db).due_deliveries(sender.clock.now_ms(), 10)
+    order = [older, burst[1], burst[3], burst[2], burst[0]]
+    assert [b for b, _ in due] == [urgent.bundle_id] + [m.bundle_id for m in order]
 
 
 @pytest.mark.usefixtures("no_tick")
