@@ -345,14 +345,11 @@ class TransferStore:
         await self.db.commit()
 
     async def due_deliveries(self, now: int, limit: int) -> list[tuple[bytes, bytes]]:
-        """(bundle id, recipient) of deliveries due at ``now``: most urgent first, then
-        oldest first, by the second they were queued in; of bundles queued in the same
-        second (a burst of studies sealed at once), the larger first, since the small
-        ones go beside it (``Outbox.start_due``) and the longest should not start last."""
+        """(bundle id, recipient) of deliveries due at ``now``, most urgent first."""
         cursor = await self.db.execute(
             "SELECT d.bundle_id, d.recipient FROM deliveries d JOIN bundles b USING (bundle_id)"
             " WHERE d.state IN ('pending', 'deposited') AND d.next_attempt_ms <= ?"
-            " ORDER BY b.priority DESC, b.created_ms / 1000, b.size DESC, b.created_ms LIMIT ?",
+            " ORDER BY b.priority DESC, b.created_ms LIMIT ?",
             (now, limit),
         )
         return [(bytes(b), bytes(r)) for b, r in await cursor.fetchall()]

@@ -28,7 +28,6 @@ from protocol.identity import Identity
 from tests.harness.inprocess import LocalNode, node_log, start_local_node
 from tsfnode.appkeys import DIRECTORY, TRANSFERS
 from tsfnode.store.blobs import BlobStore
-from tsfnode.store.transfers import TransferStore
 from tsfnode.transfers import service as transfer_service
 from tsfnode.transfers.outbox import queue_bundle
 
@@ -354,27 +353,6 @@ async def test_larger_bundles_queued_after_small_ones_go_beside_them_two_at_once
     states = await _delivered(sender, [m.bundle_id for m in small + larger])
     assert set(states.values()) == {"delivered"}, states
     assert most[0] == 6
-
-
-async def test_of_bundles_queued_in_one_second_the_larger_is_due_first(
-    tmp_path: Path, aiohttp_client: AiohttpClient
-) -> None:
-    """Urgent first, then oldest first by the second queued in; within one second, the
-    larger first (a burst's largest study would otherwise start whenever its turn came,
-    often last, and the burst end with it alone on the link)."""
-    sender, reader = await _two_nodes(tmp_path, aiohttp_client)
-    older = _seal(sender, reader, 10_000)
-    await _queue(sender, older)
-    sender.clock.advance(1_000 - sender.clock.now_ms() % 1_000)  # the burst: the next second
-    burst = [_seal(sender, reader, size) for size in (20_000, 3_000_000, 60_000, 1_500_000)]
-    for manifest in burst:
-        await _queue(sender, manifest)
-        sender.clock.advance(1)
-    urgent = _seal(sender, reader, 5_000, priority=1)
-    await _queue(sender, urgent)
-    due = await TransferStore(sender.store.db).due_deliveries(sender.clock.now_ms(), 10)
-    order = [older, burst[1], burst[3], burst[2], burst[0]]
-    assert [b for b, _ in due] == [urgent.bundle_id] + [m.bundle_id for m in order]
 
 
 @pytest.mark.usefixtures("no_tick")
