@@ -27,6 +27,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
+from tsfnode.heap import ROOMY, memory_room
 from tsfnode.images import dicomjson
 from tsfnode.images.render import (
     default_window,
@@ -169,11 +170,14 @@ def complete_listing(folder: Path) -> None:
 
 class HeaderBudget:
     """How many parsed headers the openings waiting for DICOMweb's part hold at once, at
-    most (``HELD_HEADERS_MAX``): one for the node, shared by its openings' threads. An
-    opening dropped without ``complete`` (a bundle that failed to open) counts no more."""
+    most (``most``; by default ``HELD_HEADERS_MAX`` where the node has 1 GiB or more,
+    none in a smaller box, where each header is read again instead): one for the node,
+    shared by its openings' threads, taken a header at a time as each file is opened,
+    so an opening never holds a whole bundle's headers past it. An opening dropped
+    without ``complete`` (a bundle that failed to open) counts no more."""
 
-    def __init__(self, most: int = HELD_HEADERS_MAX) -> None:
-        self.most = most
+    def __init__(self, most: int | None = None) -> None:
+        self.most = most if most is not None else _held_headers_max()
         self._holding: weakref.WeakSet[OpeningListing] = weakref.WeakSet()
         self._lock = threading.Lock()
 
@@ -181,28 +185,41 @@ class HeaderBudget:
         """The listing of one bundle about to be opened."""
         return OpeningListing(self)
 
-    def hold(self, opening: OpeningListing) -> bool:
+    def take(self, opening: OpeningListing) -> bool:
+        """One more header held by ``opening``, if the budget has room for it."""
         with self._lock:
-            if opening.held + sum(o.held for o in self._holding) > self.most:
+            if sum(o.held for o in self._holding) >= self.most:
                 return False
             self._holding.add(opening)
+            opening.held += 1
             return True
 
     def release(self, opening: OpeningListing) -> None:
         with self._lock:
+            opening.held = 0
             self._holding.discard(opening)
+
+
+def _held_headers_max() -> int:
+    """``HELD_HEADERS_MAX`` where this process has 1 GiB or more (heap.py), else none:
+    in a 256 MiB box a large CT's headers (45 kB each) would take a fifth of it."""
+    return HELD_HEADERS_MAX if memory_room() >= ROOMY else 0
 
 
 class OpeningListing:
     """The listing of one bundle, made as the transfer service opens it: ``add`` each
     file as it is written (its bytes, already in memory), ``write`` the viewer's part
     into the folder before it is renamed into place, ``complete`` DICOMweb's once the
-    bundle is in place and its receipt given. Each header is parsed once."""
+    bundle is in place and its receipt given. Each header is parsed once, and its viewer
+    facts made at once; the header itself is held for DICOMweb's part while the budget
+    allows, else every header of the bundle is read again from disk (``complete_listing``)."""
 
     def __init__(self, budget: HeaderBudget) -> None:
         self._budget = budget
-        self._found: list[tuple[Path, Dataset | None]] = []  # (path in the folder, header)
+        # (path in the folder, the viewer's facts, the header held or None)
+        self._found: list[tuple[Path, dict[str, Any] | None, Dataset | None]] = []
         self._instances: list[dict[str, Any]] | None = None  # as written
+        self._whole = True  # every header held: DICOMweb's part made from them
         self.held = 0  # headers held for ``complete``
 
     def wants(self, name: str) -> bool:
@@ -219,31 +236,34 @@ class OpeningListing:
             ds = read_header(path) if data is None else header_of_bytes(data)
         except Exception:  # not DICOM: listed by neither
             ds = None
-        self._found.append((Path(name), ds))
+        relative = Path(name)
+        viewer = _made("viewer", relative, ds)
+        if ds is not None and self._whole and not self._budget.take(self):
+            self._whole = False  # past the budget: none held, all read again later
+            self._found = [(p, v, None) for p, v, _ in self._found]
+            self._budget.release(self)
+        self._found.append((relative, viewer, ds if self._whole else None))
 
     def write(self, folder: Path) -> None:
         """The viewer's part into ``folder``'s ``listing.json`` (as ``index_bundle``)."""
         self._found.sort(key=lambda found: found[0])
-        self._instances = [{"viewer": _made("viewer", path, ds)} for path, ds in self._found]
+        self._instances = [{"viewer": viewer} for _, viewer, _ in self._found]
         # straight into the file: the folder being opened appears whole, or not at all
         (folder / LISTING).write_text(_listing_text(self._instances, ("viewer",)))
-        self.held = len(self._found)
-        if not self._budget.hold(self):  # too many held: ``complete`` reads them again
-            self._found, self.held = [], 0
 
     def complete(self, folder: Path) -> None:
         """DICOMweb's part added to the listing written into the bundle now in
         ``folder``, from the headers held (read again from disk when they were not:
         ``complete_listing``). Nothing is done to a folder gone meanwhile."""
-        found, instances = self._found, self._instances
-        self._found, self.held = [], 0
+        found, instances, whole = self._found, self._instances, self._whole
+        self._found = []
         self._budget.release(self)
-        if instances is None or len(found) != len(instances):
+        if instances is None or not whole or len(found) != len(instances):
             complete_listing(folder)
             return
         if not (folder / LISTING).is_file():
             return  # purged meanwhile, or never listed
-        for (path, ds), instance in zip(found, instances, strict=True):
+        for (path, _, ds), instance in zip(found, instances, strict=True):
             instance["dicomweb"] = _made("dicomweb", path, ds)
         try:
             _write(folder, instances, tuple(MAKERS))

@@ -136,3 +136,24 @@ def test_a_bundle_listed_as_it_is_opened_parses_each_header_once(
     assert json.loads((folder / "listing.json").read_text()) == json.loads(
         (same / "listing.json").read_text()
     )
+
+
+def test_an_opening_holds_headers_one_at_a_time_within_the_budget(tmp_path: Path) -> None:
+    """Headers are taken from the budget as each file is opened: an opening never holds
+    more than the budget at any moment (before, it held every header of the bundle
+    until the viewer's part was written, and only then asked: a 2,000-slice CT's 90 MB
+    of headers in the 256 MiB box, whose reader was OOM-killed), and once past it
+    holds none, DICOMweb's part being read from the files again."""
+    opened = _bundle(tmp_path / "received" / "b1.tmp")
+    budget = listing.HeaderBudget(3)
+    opening = budget.opening()
+    seen = []
+    for path in sorted((opened / "files").rglob("*")):
+        if path.is_file():
+            opening.add(path.relative_to(opened).as_posix(), path, path.read_bytes())
+            seen.append(opening.held)
+    assert seen[:3] == [1, 2, 3], seen
+    assert set(seen[3:]) == {0}, seen
+    other = budget.opening()
+    other.add("files/mr/a.dcm", opened / "files" / "mr" / "a.dcm", None)
+    assert other.held == 1  # the first opening gave its headers back
