@@ -954,17 +954,17 @@ def test_a_study_of_ct_and_mr_is_found_by_either_modality(net: DicomwebNet, tmp_
 
 def test_each_study_bundle_is_listed_as_it_is_opened(net: DicomwebNet) -> None:
     """Marie's node lists each bundle as it opens it (received/BUNDLE/listing.json: the
-    viewer's facts and DICOMweb's records, from one read of each header), so neither
+    viewer's facts, and listing-dicomweb.json beside it: DICOMweb's records, from one
+    read of each header), so neither
     reads the headers again; the viewer and DICOMweb keep their own case listings
     elsewhere (DIR/viewer, DIR/dicomweb), never there."""
     root = net.cluster.dirs[1]
     for case, images in ((net.ct_case, SLICES), (net.mr_case, 1)):
         (folder,) = net.marie.case(case)["images"]
-        held = json.loads((root / folder / "listing.json").read_text())
-        records = [i["dicomweb"] for i in held["instances"] if i["dicomweb"] is not None]
+        records = json.loads((root / folder / "listing-dicomweb.json").read_text())["instances"]
         assert len(records) == images == len(list((root / folder).rglob("*.dcm")))
         assert all((root / folder / r["path"]).is_file() for r in records)
-        facts = [i["viewer"] for i in held["instances"] if i["viewer"] is not None]
+        facts = json.loads((root / folder / "listing.json").read_text())["instances"]
         assert sum(f["frames"] for f in facts) == (SLICES if case == net.ct_case else 10)
 
 

@@ -21,7 +21,11 @@ from pydicom.pixels.processing import (
 
 from tests.harness.data import PYDICOM_FILES, pydicom_data_folder
 from tests.harness.data import read_dicom as dataset
+from tests.harness.studies import ct_series
+from tsfnode.images import render
 from tsfnode.images.render import (
+    HEADER_SHARE,
+    HEADERS_MIN,
     Renderer,
     Window,
     decode,
@@ -198,3 +202,27 @@ def test_a_deflate_stored_image_is_decoded_as_pydicom_decodes_it() -> None:
     values = decode(path, 0)
     assert values.mono is not None
     assert np.array_equal(values.mono, apply_modality_lut(ds.pixel_array, ds).astype(np.float32))
+
+
+def test_the_renderer_keeps_a_bounded_number_of_headers_least_recently_used_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader's node in the 256 MiB box kept every header it had rendered (about
+    50 kB each for a CT slice) until it stopped: paging through a 2,000-slice CT took
+    100 MB that way. Now at most ``headers_max``, the least recently used dropped, and a
+    header dropped is read again when asked for."""
+    assert Renderer(budget=256 * 1024 * 1024).headers_max == 512
+    assert Renderer(budget=32 * 1024 * 1024).headers_max == HEADERS_MIN == 64
+    monkeypatch.setattr(render, "HEADERS_MIN", 2)
+    paths = ct_series(tmp_path, 6)
+    small = Renderer(budget=1)
+    for path in paths:
+        assert small.render(path, 0, max_size=64)[:2] == b"\xff\xd8"
+    assert list(small._headers) == paths[-2:]
+    first = small.header(paths[0])  # read again
+    assert list(small._headers) == [paths[-1], paths[0]]
+    assert small.header(paths[0]) is first
+    roomy = Renderer(budget=HEADER_SHARE * 8)
+    held = [roomy.header(p) for p in paths]
+    assert all(roomy.header(p) is h for p, h in zip(paths, held, strict=True))
+    assert len(roomy._headers) == 6

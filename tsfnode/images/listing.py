@@ -6,13 +6,17 @@ opener holds as it writes the file (``add``; a file larger than the opener holds
 read back from disk instead), and the viewer's facts (series, order, frames, window,
 markers...) written to the bundle's ``listing.json`` before the folder appears
 (``write``), what the reader's screen waits for; once the bundle is in place and its
-receipt given, ``complete`` adds DICOMweb's record (UIDs, frames, stored syntax, the
-DICOM JSON model, made by ``dicomjson.py`` in about a third of pydicom's time) from the
-same parsed headers, held in memory until then (``HeaderBudget`` bounds how many: past
-it, ``complete_listing`` reads them from disk again). The viewer and DICOMweb then list
-a case from these files, without reading a header again; a folder without one (the
-sender's intake, a bundle opened by an earlier version), or without DICOMweb's part yet,
-is listed from its headers as before.
+receipt given, ``complete`` writes DICOMweb's records (UIDs, frames, stored syntax, the
+DICOM JSON model, made by ``dicomjson.py`` in about a third of pydicom's time) into
+``listing-dicomweb.json`` beside it, from the same parsed headers, held in memory until
+then (``HeaderBudget`` bounds how many: past it, ``complete_listing`` reads them from
+disk again). Each part is a file of its own, written a record at a time: a 2,000-slice
+CT's DICOMweb records are 9 MB of JSON and 70 MB once parsed, which the viewer never
+reads, and which neither part holds in memory whole as it writes them (the reader's
+node in a 256 MiB box was OOM-killed while the viewer read them). The viewer and
+DICOMweb then list a case from these files, without reading a header again; a folder
+without one (the sender's intake, a bundle opened by an earlier version), or without
+DICOMweb's part yet, is listed from its headers as before.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ import json
 import secrets
 import threading
 import weakref
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
@@ -41,10 +46,16 @@ from tsfnode.images.render import (
     spacing,
 )
 
-LISTING = "listing.json"
+LISTING = "listing.json"  # the viewer's facts, there as soon as the bundle is
+DICOMWEB_LISTING = "listing-dicomweb.json"  # DICOMweb's records, after the receipt
+FILES = {"viewer": LISTING, "dicomweb": DICOMWEB_LISTING}
+PATH_KEYS = {"viewer": "file", "dicomweb": "path"}
 # 2: "localizer"; 3: "height"; 4: "frame_of_reference" and "parts" (the listings it
-# holds); an earlier version is listed from the headers again
-LISTING_VERSION = 4
+# holds); 5: each part in a file of its own (DICOMweb's records, 4.4 kB each for a CT
+# slice and 33 kB once parsed, no longer read with the viewer's); an earlier version is
+# listed from the headers again
+LISTING_VERSION = 5
+_PREFIX = f'{{"version": {LISTING_VERSION}, "instances": ['.encode()
 BULK = "tsf-bulk:"  # in a kept listing; the URL of each request replaces it
 BULK_THRESHOLD = 1024  # bytes: binary values above this are BulkDataURIs
 PIXEL_DATA = "7FE00010"
@@ -122,48 +133,57 @@ def _image_type(ds: Dataset) -> list[str]:
 MAKERS = {"dicomweb": dicomweb_record, "viewer": viewer_facts}
 
 
-def describe(path: Path, which: tuple[str, ...] = ("dicomweb", "viewer")) -> dict[str, Any]:
+def describe(
+    path: Path, which: tuple[str, ...] = ("dicomweb", "viewer"), folder: Path | None = None
+) -> dict[str, Any]:
     """DICOMweb's record and the viewer's facts (those named in ``which``) of the file at
-    ``path``, from one read of its header (None for what each does not list)."""
+    ``path``, from one read of its header (None for what each does not list); their
+    paths relative to ``folder`` when one is named (a listing file's)."""
     try:
         ds = read_header(path)
     except Exception:  # not DICOM: listed by neither
         ds = None
-    return {name: _made(name, path, ds) for name in which}
+    named = path if folder is None else path.relative_to(folder)
+    return {name: _made(name, named, ds) for name in which}
 
 
 def index_bundle(folder: Path, which: tuple[str, ...] = ("viewer",)) -> None:
-    """List every DICOM file of an opened bundle's ``folder`` into its ``listing.json``
+    """List every DICOM file of an opened bundle's ``folder`` into its listing files
     (paths relative to the folder, which is renamed into place afterwards): ``which``
-    of the listings, the viewer's alone by default, since the reader waits for it
-    (DICOMweb's, nine tenths of the work, follows: ``complete_listing``)."""
-    instances = []
-    for path in sorted(folder.rglob("*.dcm")):
-        instances.append(_relative(folder, describe(path, which)))
-    _write(folder, instances, which)
+    of the parts, the viewer's alone by default, since the reader waits for it
+    (DICOMweb's, nine tenths of the work, follows: ``complete_listing``). Each header
+    is read once for all the parts named; DICOMweb's records are written as made."""
+    paths = sorted(folder.rglob("*.dcm"))
+    viewer: list[dict[str, Any] | None] = []
+
+    def described() -> Iterator[dict[str, Any] | None]:
+        for path in paths:
+            made = describe(path, which, folder)
+            viewer.append(made.get("viewer"))
+            yield made.get("dicomweb")
+
+    if "dicomweb" in which:
+        _write_part(folder, "dicomweb", described())
+    else:
+        for _ in described():
+            pass
+    if "viewer" in which:
+        _write_part(folder, "viewer", viewer)
 
 
 def complete_listing(folder: Path) -> None:
-    """Add DICOMweb's records to the listing of the opened bundle in ``folder`` when it
-    holds the viewer's alone (run once the bundle is in place and its receipt given;
-    until then DICOMweb lists that folder from its headers). Each header is read once
-    more. Nothing is done to a folder gone or listed whole already."""
-    try:
-        held = json.loads((folder / LISTING).read_text())
-        parts, instances = held.get("parts", list(MAKERS)), held["instances"]
-    except (OSError, ValueError, KeyError, AttributeError):
-        return
-    if held.get("version") != LISTING_VERSION or set(MAKERS) <= set(parts):
+    """Write DICOMweb's part of the listing of the opened bundle in ``folder`` when it
+    has the viewer's alone (run once the bundle is in place and its receipt given;
+    until then DICOMweb lists that folder from its headers), each record as its header
+    is read again: never the whole bundle's records in memory at once. Nothing is done
+    to a folder gone, never listed, or listed whole already."""
+    if not _has_part(folder, "viewer") or _has_part(folder, "dicomweb"):
         return
     try:
         paths = sorted(folder.rglob("*.dcm"))
-        if len(paths) != len(instances):
-            index_bundle(folder, tuple(MAKERS))  # not the files it listed: all again
-            return
-        missing = tuple(name for name in MAKERS if name not in parts)
-        for path, instance in zip(paths, instances, strict=True):
-            instance.update(_relative(folder, describe(path, missing)))
-        _write(folder, instances, tuple(MAKERS))
+        _write_part(
+            folder, "dicomweb", (describe(p, ("dicomweb",), folder)["dicomweb"] for p in paths)
+        )
     except OSError:  # the bundle's images deleted meanwhile
         return
 
@@ -218,7 +238,7 @@ class OpeningListing:
         self._budget = budget
         # (path in the folder, the viewer's facts, the header held or None)
         self._found: list[tuple[Path, dict[str, Any] | None, Dataset | None]] = []
-        self._instances: list[dict[str, Any]] | None = None  # as written
+        self._written = False  # the viewer's part written
         self._whole = True  # every header held: DICOMweb's part made from them
         self.held = 0  # headers held for ``complete``
 
@@ -247,28 +267,38 @@ class OpeningListing:
     def write(self, folder: Path) -> None:
         """The viewer's part into ``folder``'s ``listing.json`` (as ``index_bundle``)."""
         self._found.sort(key=lambda found: found[0])
-        self._instances = [{"viewer": viewer} for _, viewer, _ in self._found]
+        self._written = True
         # straight into the file: the folder being opened appears whole, or not at all
-        (folder / LISTING).write_text(_listing_text(self._instances, ("viewer",)))
+        with (folder / LISTING).open("w") as out:
+            _write_records(out, (viewer for _, viewer, _ in self._found))
 
     def complete(self, folder: Path) -> None:
-        """DICOMweb's part added to the listing written into the bundle now in
-        ``folder``, from the headers held (read again from disk when they were not:
-        ``complete_listing``). Nothing is done to a folder gone meanwhile."""
-        found, instances, whole = self._found, self._instances, self._whole
+        """DICOMweb's part written beside the viewer's in the bundle now in ``folder``,
+        from the headers held (read again from disk when they were not:
+        ``complete_listing``), each record written as made and its header let go.
+        Nothing is done to a folder gone meanwhile."""
+        found, written, whole = self._found, self._written, self._whole
         self._found = []
-        self._budget.release(self)
-        if instances is None or not whole or len(found) != len(instances):
+        if not written or not whole:
+            self._budget.release(self)
             complete_listing(folder)
             return
         if not (folder / LISTING).is_file():
+            self._budget.release(self)
             return  # purged meanwhile, or never listed
-        for (path, _, ds), instance in zip(found, instances, strict=True):
-            instance["dicomweb"] = _made("dicomweb", path, ds)
+        found.reverse()  # popped from the end: the first file first
+
+        def records() -> Iterator[dict[str, Any] | None]:
+            while found:
+                path, _, ds = found.pop()
+                yield _made("dicomweb", path, ds)
+
         try:
-            _write(folder, instances, tuple(MAKERS))
+            _write_part(folder, "dicomweb", records())
         except OSError:  # the bundle's images deleted meanwhile
             return
+        finally:
+            self._budget.release(self)
 
 
 def _made(name: str, path: Path, ds: Dataset | None) -> dict[str, Any] | None:
@@ -283,45 +313,53 @@ def _made(name: str, path: Path, ds: Dataset | None) -> dict[str, Any] | None:
     return made
 
 
-def _relative(folder: Path, described: dict[str, Any]) -> dict[str, Any]:
-    """``describe``'s answer with its paths relative to ``folder``."""
-    for name, key in (("dicomweb", "path"), ("viewer", "file")):
-        if described.get(name) is not None:
-            described[name][key] = Path(described[name][key]).relative_to(folder).as_posix()
-    return described
+def _write_records(out: TextIO, records: Iterable[dict[str, Any] | None]) -> None:
+    """A listing file into ``out``: its version first (``_has_part`` reads no further),
+    then each record as it comes (those of files a part does not list are left out)."""
+    out.write(f'{{"version": {LISTING_VERSION}, "instances": [')
+    first = True
+    for record in records:
+        if record is not None:
+            out.write(json.dumps(record) if first else ", " + json.dumps(record))
+            first = False
+    out.write("]}")
 
 
-def _write(folder: Path, instances: list[dict[str, Any]], parts: tuple[str, ...]) -> None:
-    tmp = folder / f"{LISTING}.{secrets.token_hex(6)}.tmp"
+def _write_part(folder: Path, which: str, records: Iterable[dict[str, Any] | None]) -> None:
+    """``which``'s listing file in ``folder``, written whole under another name first."""
+    tmp = folder / f"{FILES[which]}.{secrets.token_hex(6)}.tmp"
     try:
-        tmp.write_text(_listing_text(instances, parts))
-        tmp.replace(folder / LISTING)
+        with tmp.open("w") as out:
+            _write_records(out, records)
+        tmp.replace(folder / FILES[which])
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _listing_text(instances: list[dict[str, Any]], parts: tuple[str, ...]) -> str:
-    return json.dumps({"version": LISTING_VERSION, "parts": sorted(parts), "instances": instances})
-
-
-def bundle_listing(folder: Path, which: str | None = None) -> list[dict[str, Any]] | None:
-    """The listing written when the bundle in ``folder`` was opened, its paths made
-    whole again; None when there is none, when it does not hold ``which`` (yet), or
-    when it cannot be read (then headers are)."""
+def _has_part(folder: Path, which: str) -> bool:
+    """Whether ``folder`` holds ``which``'s listing file of this version (its first
+    bytes alone read)."""
     try:
-        held = json.loads((folder / LISTING).read_text())
+        with (folder / FILES[which]).open("rb") as held:
+            return held.read(len(_PREFIX)) == _PREFIX
+    except OSError:
+        return False
+
+
+def bundle_listing(folder: Path, which: str) -> list[dict[str, Any]] | None:
+    """``which``'s listing ("viewer" or "dicomweb") written when the bundle in ``folder``
+    was opened, its paths made whole again; None when there is none (yet), or when it
+    cannot be read (then headers are)."""
+    try:
+        held = json.loads((folder / FILES[which]).read_text())
         if held.get("version") != LISTING_VERSION:
             return None
-        if which is not None and which not in held.get("parts", list(MAKERS)):
-            return None
         instances: list[dict[str, Any]] = held["instances"]
-    except (OSError, ValueError, KeyError, AttributeError):
+        key = PATH_KEYS[which]
+        for instance in instances:
+            instance[key] = str(folder / instance[key])
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
         return None
-    for instance in instances:
-        if instance.get("dicomweb") is not None:
-            instance["dicomweb"]["path"] = str(folder / instance["dicomweb"]["path"])
-        if instance.get("viewer") is not None:
-            instance["viewer"]["file"] = str(folder / instance["viewer"]["file"])
     return instances
 
 
@@ -333,6 +371,7 @@ def listed(folders: list[Path], which: str) -> list[dict[str, Any]]:
         kept = bundle_listing(folder, which)
         if kept is None:
             paths = sorted(folder.rglob("*.dcm")) if folder.exists() else []
-            kept = [describe(p, (which,)) for p in paths]
-        out.extend(i[which] for i in kept if i.get(which) is not None)
+            made = (describe(p, (which,))[which] for p in paths)
+            kept = [m for m in made if m is not None]
+        out.extend(kept)
     return out

@@ -37,6 +37,8 @@ FULL = 4096  # the largest side ever sent
 MAX_FRAME_CACHE = 256 * 1024 * 1024
 MIN_FRAME_CACHE = 16 * 1024 * 1024
 CACHE_SHARE = 8  # the frame cache takes at most this fraction of the node's memory
+HEADER_SHARE = 512 * 1024  # bytes of frame cache per header kept beside it
+HEADERS_MIN = 64
 
 
 def memory_limit() -> int | None:
@@ -228,17 +230,29 @@ class Renderer:
 
     budget: int = field(default_factory=frame_cache_budget)
     _frames: OrderedDict[tuple[Path, int], Values] = field(default_factory=OrderedDict)
-    _headers: dict[Path, Dataset] = field(default_factory=dict)
+    _headers: OrderedDict[Path, Dataset] = field(default_factory=OrderedDict)
     _held: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def headers_max(self) -> int:
+        """Headers kept, least recently used out: one per ``HEADER_SHARE`` bytes of the
+        budget, at least ``HEADERS_MIN`` (a CT slice's is about 50 kB parsed: 512 of them
+        beside a 256 MB frame cache, 64 beside 32 MB). Before, every header rendered was
+        kept until the node stopped."""
+        return max(HEADERS_MIN, self.budget // HEADER_SHARE)
 
     def header(self, path: Path) -> Dataset:
         with self._lock:
             found = self._headers.get(path)
-        if found is None:
-            found = read_header(path)
-            with self._lock:
-                self._headers[path] = found
+            if found is not None:
+                self._headers.move_to_end(path)
+                return found
+        found = read_header(path)
+        with self._lock:
+            self._headers[path] = found
+            while len(self._headers) > self.headers_max:
+                self._headers.popitem(last=False)
         return found
 
     def values(self, path: Path, index: int) -> Values:

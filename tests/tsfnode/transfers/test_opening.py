@@ -99,23 +99,24 @@ async def test_an_opened_bundle_is_listed_from_one_parse_of_each_header(
     states = await _delivered(sender, [manifest.bundle_id])
     assert states == {manifest.bundle_id.hex(): "delivered"}
     folder = reader.node_dir.root / "received" / manifest.bundle_id.hex()
-    held: dict[str, Any] = {}
     for _ in range(BOUND_S * 20):  # DICOMweb's part follows the receipt
-        held = json.loads((folder / "listing.json").read_text())
-        if "dicomweb" in held["parts"]:
+        if (folder / "listing-dicomweb.json").exists():
             break
         await asyncio.sleep(0.05)
-    assert held["parts"] == ["dicomweb", "viewer"]
+    names = ("listing.json", "listing-dicomweb.json")
+    held = [json.loads((folder / name).read_text()) for name in names]
     dcm = [name for name, _ in files if name.endswith(".dcm")]
     assert (parses.from_disk, parses.from_memory) == (0, len(dcm))  # once each, in memory
 
     # The same listing as the headers read from disk give (``index_bundle``, both parts).
     same = tmp_path / "same"
     shutil.copytree(folder, same)
-    (same / "listing.json").unlink()
+    for name in names:
+        (same / name).unlink()
     listing.index_bundle(same, tuple(listing.MAKERS))
-    assert held == json.loads((same / "listing.json").read_text())
-    assert len(held["instances"]) == len(dcm)
+    assert held == [json.loads((same / name).read_text()) for name in names]
+    assert len(held[1]["instances"]) == 4 + 1 + 1  # DICOMweb's: the SR too, not "neither"
+    assert len(held[0]["instances"]) == 4 + 1  # the viewer's: the images
     parses.from_disk = 0
     series, instances = list_series([folder]), list_instances([folder])
     assert parses.from_disk == parses.from_memory - len(dcm) == 0  # from the listing
