@@ -4,27 +4,10 @@ of real files (pydicom's own test files)."""
 from __future__ import annotations
 
 import pytest
-from pydicom import dcmread
+from pydicom import dcmread, uid
 from pydicom.data import get_testdata_file
-from pydicom.uid import (
-    JPEG2000,
-    ExplicitVRLittleEndian,
-    JPEG2000Lossless,
-    JPEGBaseline8Bit,
-    JPEGLSLossless,
-    RLELossless,
-)
 
-from tsfnode.dicomweb.media import (
-    NotAcceptable,
-    choose_frame_syntax,
-    choose_frames,
-    choose_instance_syntax,
-    choose_rendered,
-    choose_rendered_parts,
-    choose_search_media,
-    parse_accept,
-)
+from tsfnode.dicomweb import media
 from tsfnode.dicomweb.query import (
     QueryError,
     at_level,
@@ -95,82 +78,99 @@ def test_results_hold_the_level_attributes_and_what_was_asked(ct: dict[str, obje
 
 
 def test_instances_come_as_stored_only_when_asked() -> None:
-    stored = JPEGLSLossless
-    any_syntax = parse_accept('multipart/related; type="application/dicom"; transfer-syntax=*')
-    assert choose_instance_syntax(any_syntax, stored) == stored
-    default = parse_accept('multipart/related; type="application/dicom"')
-    assert choose_instance_syntax(default, stored) == ExplicitVRLittleEndian
-    assert choose_instance_syntax(parse_accept(None), stored) == ExplicitVRLittleEndian
-    jp2 = parse_accept(
+    stored = uid.JPEGLSLossless
+    any_syntax = media.parse_accept(
+        'multipart/related; type="application/dicom"; transfer-syntax=*'
+    )
+    assert media.choose_instance_syntax(any_syntax, stored) == stored
+    default = media.parse_accept('multipart/related; type="application/dicom"')
+    assert media.choose_instance_syntax(default, stored) == uid.ExplicitVRLittleEndian
+    assert (
+        media.choose_instance_syntax(media.parse_accept(None), stored) == uid.ExplicitVRLittleEndian
+    )
+    jp2 = media.parse_accept(
         'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.90'
     )
-    with pytest.raises(NotAcceptable, match=stored):
-        choose_instance_syntax(jp2, stored)
+    with pytest.raises(media.NotAcceptable, match=stored):
+        media.choose_instance_syntax(jp2, stored)
 
 
 def test_frames_in_their_stored_form_or_uncompressed() -> None:
-    stored = JPEGLSLossless
-    assert choose_frame_syntax(parse_accept("*/*"), stored) == (
+    stored = uid.JPEGLSLossless
+    assert media.choose_frame_syntax(media.parse_accept("*/*"), stored) == (
         "application/octet-stream",
-        ExplicitVRLittleEndian,
+        uid.ExplicitVRLittleEndian,
     )
-    jls = parse_accept(f'multipart/related; type="image/x-jls"; transfer-syntax={stored}')
-    assert choose_frame_syntax(jls, stored) == ("image/jls", stored)
-    ohif = parse_accept("multipart/related; type=application/octet-stream; transfer-syntax=*")
-    assert choose_frame_syntax(ohif, stored) == ("image/jls", stored)
-    preferred = parse_accept(
+    jls = media.parse_accept(f'multipart/related; type="image/x-jls"; transfer-syntax={stored}')
+    assert media.choose_frame_syntax(jls, stored) == ("image/jls", stored)
+    ohif = media.parse_accept("multipart/related; type=application/octet-stream; transfer-syntax=*")
+    assert media.choose_frame_syntax(ohif, stored) == ("image/jls", stored)
+    preferred = media.parse_accept(
         'multipart/related; type="image/jp2"; q=0.9, '
         'multipart/related; type="application/octet-stream"; q=0.5'
     )
-    assert choose_frame_syntax(preferred, stored)[0] == "application/octet-stream"
-    with pytest.raises(NotAcceptable, match="image/jls"):
-        choose_frame_syntax(parse_accept('multipart/related; type="image/jp2"'), stored)
+    assert media.choose_frame_syntax(preferred, stored)[0] == "application/octet-stream"
+    with pytest.raises(media.NotAcceptable, match="image/jls"):
+        media.choose_frame_syntax(media.parse_accept('multipart/related; type="image/jp2"'), stored)
     # a node that can produce JPEG 2000 from this image sends it when asked (transcode.py)
-    assert choose_frame_syntax(preferred, stored, {JPEG2000Lossless}) == (
+    assert media.choose_frame_syntax(preferred, stored, {uid.JPEG2000Lossless}) == (
         "image/jp2",
-        JPEG2000Lossless,
+        uid.JPEG2000Lossless,
     )
-    assert choose_rendered(parse_accept("image/png, image/jpeg;q=0.5")) == "image/png"
-    assert choose_rendered(parse_accept(None)) == "image/jpeg"
-    with pytest.raises(NotAcceptable):
-        choose_rendered(parse_accept("image/gif"))
+    assert media.choose_rendered(media.parse_accept("image/png, image/jpeg;q=0.5")) == "image/png"
+    assert media.choose_rendered(media.parse_accept(None)) == "image/jpeg"
+    with pytest.raises(media.NotAcceptable):
+        media.choose_rendered(media.parse_accept("image/gif"))
 
 
 def test_transcoding_is_chosen_by_q_and_lossy_only_when_named() -> None:
-    stored = JPEGLSLossless
-    can = {ExplicitVRLittleEndian, JPEG2000Lossless, JPEG2000, RLELossless, JPEGBaseline8Bit}
+    stored = uid.JPEGLSLossless
+    can = {
+        uid.ExplicitVRLittleEndian,
+        uid.JPEG2000Lossless,
+        uid.JPEG2000,
+        uid.RLELossless,
+        uid.JPEGBaseline8Bit,
+    }
     dicom = 'multipart/related; type="application/dicom"; transfer-syntax='
     # the best (highest q) the node can produce: not RLE's q=0.4 when JPEG 2000 is 0.8
-    accept = f"{dicom}1.2.840.10008.1.2.4.201; q=1, {dicom}{JPEG2000Lossless}; q=0.8, " + (
-        f"{dicom}{RLELossless}; q=0.4"
+    accept = f"{dicom}1.2.840.10008.1.2.4.201; q=1, {dicom}{uid.JPEG2000Lossless}; q=0.8, " + (
+        f"{dicom}{uid.RLELossless}; q=0.4"
     )
-    assert choose_instance_syntax(parse_accept(accept), stored, can) == JPEG2000Lossless
+    assert (
+        media.choose_instance_syntax(media.parse_accept(accept), stored, can)
+        == uid.JPEG2000Lossless
+    )
     # an instance with no encoder for what is asked: 406, naming what it can send
-    with pytest.raises(NotAcceptable, match=f"{JPEG2000Lossless}.*{RLELossless}"):
-        choose_instance_syntax(parse_accept(f"{dicom}1.2.840.10008.1.2.2"), stored, can)
+    with pytest.raises(media.NotAcceptable, match=f"{uid.JPEG2000Lossless}.*{uid.RLELossless}"):
+        media.choose_instance_syntax(media.parse_accept(f"{dicom}1.2.840.10008.1.2.2"), stored, can)
     # frames: image/jp2 without a syntax is JPEG 2000 lossless (PS3.18 Table 8.7.3-5),
     # never the lossy one, which comes only when named by its UID
-    jp2 = parse_accept('multipart/related; type="image/jp2"')
-    assert choose_frames(jp2, stored, can).syntax == JPEG2000Lossless
-    with pytest.raises(NotAcceptable):
-        choose_frames(jp2, stored, {JPEG2000})
-    named = parse_accept(f'multipart/related; type="image/jp2"; transfer-syntax={JPEG2000}')
-    assert choose_frames(named, stored, {JPEG2000}).syntax == JPEG2000
-    jpeg = parse_accept("image/jpeg")  # the default of image/jpeg is lossless SV1: none here
-    with pytest.raises(NotAcceptable, match=JPEGBaseline8Bit):
-        choose_frames(jpeg, ExplicitVRLittleEndian, can)
-    baseline = parse_accept(f"image/jpeg; transfer-syntax={JPEGBaseline8Bit}")
-    one = choose_frames(baseline, ExplicitVRLittleEndian, can, count=1)
-    assert (one.media, one.syntax, one.multipart) == ("image/jpeg", JPEGBaseline8Bit, False)
-    with pytest.raises(NotAcceptable, match="single-part"):  # a single part holds one frame
-        choose_frames(baseline, ExplicitVRLittleEndian, can, count=2)
-    octets = choose_frames(parse_accept("application/octet-stream"), stored, can, count=1)
-    assert (octets.syntax, octets.multipart) == (ExplicitVRLittleEndian, False)
+    jp2 = media.parse_accept('multipart/related; type="image/jp2"')
+    assert media.choose_frames(jp2, stored, can).syntax == uid.JPEG2000Lossless
+    with pytest.raises(media.NotAcceptable):
+        media.choose_frames(jp2, stored, {uid.JPEG2000})
+    named = media.parse_accept(
+        f'multipart/related; type="image/jp2"; transfer-syntax={uid.JPEG2000}'
+    )
+    assert media.choose_frames(named, stored, {uid.JPEG2000}).syntax == uid.JPEG2000
+    jpeg = media.parse_accept("image/jpeg")  # the default of image/jpeg is lossless SV1: none here
+    with pytest.raises(media.NotAcceptable, match=uid.JPEGBaseline8Bit):
+        media.choose_frames(jpeg, uid.ExplicitVRLittleEndian, can)
+    baseline = media.parse_accept(f"image/jpeg; transfer-syntax={uid.JPEGBaseline8Bit}")
+    one = media.choose_frames(baseline, uid.ExplicitVRLittleEndian, can, count=1)
+    assert (one.media, one.syntax, one.multipart) == ("image/jpeg", uid.JPEGBaseline8Bit, False)
+    with pytest.raises(media.NotAcceptable, match="single-part"):  # a single part holds one frame
+        media.choose_frames(baseline, uid.ExplicitVRLittleEndian, can, count=2)
+    octets = media.choose_frames(
+        media.parse_accept("application/octet-stream"), stored, can, count=1
+    )
+    assert (octets.syntax, octets.multipart) == (uid.ExplicitVRLittleEndian, False)
     # a rendered study: a part per image, or one image alone
-    assert choose_rendered_parts(parse_accept(None), 6) == ("image/jpeg", True)
-    assert choose_rendered_parts(parse_accept("image/png"), 1) == ("image/png", False)
-    with pytest.raises(NotAcceptable, match="multipart"):
-        choose_rendered_parts(parse_accept("image/png"), 6)
+    assert media.choose_rendered_parts(media.parse_accept(None), 6) == ("image/jpeg", True)
+    assert media.choose_rendered_parts(media.parse_accept("image/png"), 1) == ("image/png", False)
+    with pytest.raises(media.NotAcceptable, match="multipart"):
+        media.choose_rendered_parts(media.parse_accept("image/png"), 6)
 
 
 def test_a_lone_star_matches_everything_even_an_empty_value(ct: dict[str, object]) -> None:
@@ -219,13 +219,16 @@ def test_modality_at_study_level_is_matched_against_modalities_in_study() -> Non
 
 
 def test_searches_are_answered_in_json_or_refused() -> None:
-    assert choose_search_media(parse_accept(None)) == "application/dicom+json"
-    assert choose_search_media(parse_accept("text/html, */*;q=0.8")) == "application/dicom+json"
-    assert choose_search_media(parse_accept("application/json")) == "application/json"
+    assert media.choose_search_media(media.parse_accept(None)) == "application/dicom+json"
+    assert (
+        media.choose_search_media(media.parse_accept("text/html, */*;q=0.8"))
+        == "application/dicom+json"
+    )
+    assert media.choose_search_media(media.parse_accept("application/json")) == "application/json"
     for refused in (
         "application/xml",
         "text/html",
         'multipart/related; type="application/dicom+xml"',
     ):
-        with pytest.raises(NotAcceptable):
-            choose_search_media(parse_accept(refused))
+        with pytest.raises(media.NotAcceptable):
+            media.choose_search_media(media.parse_accept(refused))
