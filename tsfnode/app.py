@@ -13,9 +13,10 @@ relay), then cases (deadlines, retention, figures), then the DICOM listener. Pee
 started by node.py once the node listens, since it announces the address it listens on.
 
 Slow clients: a request body must keep coming at ``BODY_MIN_RATE`` bytes/s at least,
-judged over ``BODY_WINDOW_S`` while the node is reading it (``slow_bodies``), else the
-connection is closed; idle connections and request heads are bounded by the server's
-keep-alive timeout (node.py ``SERVER_SETTINGS``).
+judged over ``[http] client_timeout_s`` (30 s) while the node is reading it
+(``slow_bodies``), else the connection is closed; idle connections and request heads
+are bounded by the server's keep-alive timeout, the same setting (node.py
+``server_settings``).
 """
 
 from __future__ import annotations
@@ -183,31 +184,31 @@ async def _dicom_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(listener.stop)
 
 
-BODY_CHECK_S = 5.0
-BODY_WINDOW_S = 30.0
+BODY_CHECKS = 6  # looks per window: every 5 s of the default 30
 BODY_MIN_RATE = 512  # bytes/s: a 56 kbit/s line gives 7,000; a trickle, a few
 
 
 async def _watch_body(request: web.Request) -> None:
     """Close the connection of a request whose body comes slower than BODY_MIN_RATE over
-    BODY_WINDOW_S. Time while the node is not reading (its buffer is full: the handler
-    is busy) is not counted against the client."""
+    ``[http] client_timeout_s`` (30 s). Time while the node is not reading (its buffer is
+    full: the handler is busy) is not counted against the client."""
     content, transport = request.content, request.transport
-    waited, since = 0.0, content.total_bytes
+    window = request.config_dict[CONFIG].http_client_timeout_s
+    looks, since = 0, content.total_bytes
     while not content.is_eof():
-        await asyncio.sleep(BODY_CHECK_S)
+        await asyncio.sleep(window / BODY_CHECKS)
         if transport is None or transport.is_closing():
             return
         if not transport.is_reading():
-            waited, since = 0.0, content.total_bytes
+            looks, since = 0, content.total_bytes
             continue
-        waited += BODY_CHECK_S
-        if waited >= BODY_WINDOW_S:
-            if content.total_bytes - since < BODY_MIN_RATE * waited:
+        looks += 1
+        if looks >= BODY_CHECKS:
+            if content.total_bytes - since < BODY_MIN_RATE * window:
                 log("request body too slow: connection closed", method=request.method)
                 transport.close()
                 return
-            waited, since = 0.0, content.total_bytes
+            looks, since = 0, content.total_bytes
 
 
 @web.middleware

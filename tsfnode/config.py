@@ -190,6 +190,14 @@ SETTINGS: tuple[Setting, ...] = (
         _range(0, 100_000),
         "at once from one client address (a hospital's NAT is one); 0: no cap",
     ),
+    Setting(
+        "http",
+        "client_timeout_s",
+        int,
+        30,
+        _range(2, 3600),
+        "idle connections, unfinished request heads, bodies under 512 bytes/s: closed after",
+    ),
     Setting("gossip", "interval_ms", int, 30_000, _range(100, 3_600_000)),
     Setting("gossip", "fanout", int, 2, _range(1, 16)),
     Setting("gossip", "budget_kib", int, 64, _range(4, 4096)),
@@ -306,6 +314,7 @@ class NodeConfig:
     http_tls_key: str = ""
     http_trusted_proxies: tuple[str, ...] = ()
     http_max_connections_per_address: int = 64
+    http_client_timeout_s: int = 30
     gossip_interval_ms: int = 30_000
     gossip_fanout: int = 2
     gossip_budget_kib: int = 64

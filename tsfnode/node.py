@@ -40,11 +40,15 @@ from tsfnode.store import SCHEMA_VERSION, Store
 SHUTDOWN_TIMEOUT_S = 10.0  # requests in progress may finish
 CLEANUP_TIMEOUT_S = 15.0  # then everything else
 # The HTTP server's limits for slow or idle clients (issue 21). The keep-alive timeout
-# closes a connection that has no request in progress, counted from its opening or its
-# last answer: an idle one, and one whose request head has not come whole by then (a
-# head trickled a byte at a time). Bodies are watched by app.py's ``slow_bodies``.
-KEEPALIVE_S = 30.0
-SERVER_SETTINGS: dict[str, Any] = {"keepalive_timeout": KEEPALIVE_S}
+# (``[http] client_timeout_s``, 30 s) closes a connection that has no request in
+# progress, counted from its opening or its last answer: an idle one, and one whose
+# request head has not come whole by then (a head trickled a byte at a time). Bodies are
+# watched by app.py's ``slow_bodies`` over the same time.
+
+
+def server_settings(config: NodeConfig) -> dict[str, Any]:
+    """The aiohttp server's settings for slow or idle clients (see above)."""
+    return {"keepalive_timeout": float(config.http_client_timeout_s)}
 
 
 def init_node(directory: Path, config: NodeConfig, *, force: bool = False) -> Identity:
@@ -213,7 +217,7 @@ async def _serve(node_dir: NodeDir, config: NodeConfig, identity: Identity) -> N
     app = create_app(node_dir, config, identity)
     runner = web.AppRunner(
         app,
-        **SERVER_SETTINGS,
+        **server_settings(config),
         handle_signals=False,
         access_log_class=AccessLogger,
         access_log=logging.getLogger("tsfnode.http"),

@@ -110,6 +110,7 @@ class Cluster:
         )
         self.network_file.write_text(network.to_toml(), encoding="utf-8")
         for i, directory in enumerate(self.dirs):
+            given = {**FAST, **sections}
             configure(
                 directory,
                 node={"network": str(self.network_file)},
@@ -120,9 +121,10 @@ class Cluster:
                         else self.proxies[i].url
                     ),
                     "source_address": self.hosts[i],
+                    **given.pop("http", {}),  # the test's own (client_timeout_s)
                 },
                 discovery={"mdns": False},
-                **{**FAST, **sections},
+                **given,
             )
             cert = self.tmp / f"cert{i}.tsfd"
             result = tsfnode(

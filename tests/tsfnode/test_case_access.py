@@ -37,7 +37,7 @@ from tsfnode.appkeys import CASES, DIRECTORY, STORE
 from tsfnode.auth.accounts import create_account, create_token, person_of_account
 from tsfnode.auth.sessions import SESSION_COOKIE, sign_in
 from tsfnode.cases.pairs import keep_proposal
-from tsfnode.clock import CLOCK
+from tsfnode.clock import CLOCK, Clock
 from tsfnode.config import NodeConfig
 from tsfnode.intake.importer import importer_for
 from tsfnode.intake.review import ReviewBook
@@ -128,10 +128,18 @@ def _erasme() -> Identity:
 
 @pytest.fixture
 async def cotonou(tmp_path: Path, aiohttp_client: Any) -> Cotonou:
-    config = NodeConfig(name="CHU Cotonou", country="BJ", http_port=0)
+    return await open_cotonou(tmp_path, aiohttp_client)
+
+
+async def open_cotonou(
+    tmp_path: Path, aiohttp_client: Any, *, clock: Clock | None = None, **settings: Any
+) -> Cotonou:
+    """The ``cotonou`` fixture's node and people; a test may give it a clock of its own
+    and settings of NodeConfig."""
+    config = NodeConfig(name="CHU Cotonou", country="BJ", http_port=0, **settings)
     identity = await asyncio.to_thread(init_node, tmp_path / "cotonou", config)
     node_dir = NodeDir(tmp_path / "cotonou")
-    client = await aiohttp_client(create_app(node_dir, config, identity))
+    client = await aiohttp_client(create_app(node_dir, config, identity, clock))
     app = client.server.app
     store, now = app[STORE], app[CLOCK].now_ms()
     people = {}

@@ -40,8 +40,8 @@ NODE_AE = "TSFNODE"
 
 
 class QueryRetrieveNet(PairedNet):
-    def __init__(self, base: Path) -> None:
-        super().__init__(base, dicom={"port": free_port()}, **QUICK)
+    def __init__(self, base: Path, **sections: Any) -> None:
+        super().__init__(base, dicom={"port": free_port()}, **QUICK, **sections)
         try:
             ct = base / "ct"
             ct.mkdir()

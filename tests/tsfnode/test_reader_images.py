@@ -49,9 +49,15 @@ SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 DICOM_PARTS = 'multipart/related; type="application/dicom"; boundary=tsf-test'
 
 
+# [http] client_timeout_s of the nodes (30 s by default): a stalled body is cut after
+# this, so the test of it does not wait 30 s; long enough that no other request of this
+# module, all on loopback, stalls that long.
+CLIENT_TIMEOUT_S = 10
+
+
 class ReaderImagesNet(QueryRetrieveNet):
     def __init__(self, base: Path) -> None:
-        super().__init__(base)
+        super().__init__(base, http={"client_timeout_s": CLIENT_TIMEOUT_S})
         try:
             self.client = DICOMwebClient(url=self.url, headers=self.dicomweb)
             (self.source,) = self.client.retrieve_study(self.study())[:1]
@@ -420,7 +426,8 @@ def test_a_client_that_stops_mid_part_holds_nothing_and_is_cut_after_the_timeout
     """A STOW client sends half an instance and stops: its part is written in the node's
     own directory (never in memory, never in the machine's /tmp), another STOW succeeds
     meanwhile, and once the node's body timeout (app.py slow_bodies: 512 bytes/s over
-    30 s) closes the stalled connection its file is gone."""
+    ``[http] client_timeout_s``, CLIENT_TIMEOUT_S here) closes the stalled connection its
+    file is gone."""
     parsed = urllib.parse.urlsplit(net.url)
     data = part10(net.made(KOS, "KO"))
     head = (

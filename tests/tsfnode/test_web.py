@@ -46,6 +46,7 @@ from tests.harness.people import (
 )
 from tests.harness.studies import ct_series
 from tests.harness.waiting import wait_for
+from tsfnode.web.live import POLL_S
 
 pytestmark = pytest.mark.slow
 
@@ -134,10 +135,16 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
-def signed_in(browser: Any, base: str, username: str, lang: str, path: str) -> Any:
+def signed_in(
+    browser: Any, base: str, username: str, lang: str, path: str, *, clock: bool = False
+) -> Any:
+    """A page of ``path`` signed in as ``username``. With ``clock``, the page's timers are
+    Playwright's: time flows as usual, and a test may move it on (page.clock.run_for)."""
     context = browser.new_context(locale=lang, viewport={"width": 1100, "height": 900})
     context.set_default_timeout(30_000)
     page = context.new_page()
+    if clock:
+        page.clock.install()
     page.goto(f"{base}{path}")
     assert "/web/login" in page.url  # signed out: sign in first, then back here
     page.fill("#username", username)
@@ -428,14 +435,18 @@ def test_the_upload_shows_the_whole_selection_from_the_first_update_on_a_slow_li
         },
     )
     page.evaluate(RECORD_PROGRESS)
-    chosen = [net.large, net.ct, net.photo]  # the large file first: the others wait for it
+    # The large file first: the others wait for it. 2.1 MB, 9 chunks of 256 KiB: enough
+    # updates and time for a rate over the line (RG1's 7.2 MB showed the same, in 3x the time).
+    large = net.files / "MR2_UNCI.dcm"
+    shutil.copy(pydicom_data_folder() / "MR2_UNCI.dcm", large)
+    chosen = [large, net.ct, net.photo]
     total = sum(f.stat().st_size for f in chosen)
     page.set_input_files("#pick-files", [str(f) for f in chosen])
     page.wait_for_selector("#studies input[name=study_uid]", timeout=120_000)
     shown = page.evaluate("window.shown")
     uploading = [s for s in shown if "envoyés" in s["text"]]  # Koffi reads French
     assert len(uploading) > 3, shown
-    whole = f"{total / 1e6:.1f} Mo".replace(".", ",")  # 7,4 Mo: the selection, in French
+    whole = f"{total / 1e6:.1f} Mo".replace(".", ",")  # 2,3 Mo: the selection, in French
     # From the first update: the whole selection, never the files started so far.
     assert all(s["max"] == total for s in uploading), uploading[:3]
     assert uploading[0]["text"] == f"0,0 / {whole} envoyés (3 fichiers)", uploading[0]
@@ -966,9 +977,12 @@ def test_the_reader_reports_beside_the_images_and_the_sender_closes_the_case(
 def test_a_case_assigned_by_the_coordinator_appears_on_the_open_pages_without_reload(
     net: WebNet, chromium: Any
 ) -> None:
+    """The open pages ask the node every POLL_S seconds (static/live.js): once the node
+    holds the change, the test moves the pages' clock on by one interval rather than
+    waiting for it (up to 15 s, twice), so their own timer asks at once."""
     base1 = net.cluster.url(1)
-    anne = signed_in(chromium, base1, "anne", "fr", "/web/coordinator")
-    marie = signed_in(chromium, base1, "marie", "fr", "/web/cases")
+    anne = signed_in(chromium, base1, "anne", "fr", "/web/coordinator", clock=True)
+    marie = signed_in(chromium, base1, "marie", "fr", "/web/cases", clock=True)
     for page in (anne, marie):
         page.evaluate("window.notReloaded = true")  # gone if the page were loaded again
     folder = net.base / "live-study"
@@ -976,6 +990,9 @@ def test_a_case_assigned_by_the_coordinator_appears_on_the_open_pages_without_re
     ct_series(folder, 1)
     case = net.submit(folder, {"routing": "group", "target": net.paediatrics})
     row = f"tr.case:has(a[href='/web/cases/{case}'])"
+    wait_for("the case at Erasme", lambda: net.anne.state(case) == "delivered")
+    for page in (anne, marie):
+        page.clock.run_for(POLL_S * 1000)  # the pages' next question, now
     anne.wait_for_selector(row, timeout=90_000)  # arrived, drawn on the open page
     marie.wait_for_selector(row, timeout=90_000)  # offered to the group's readers
     assert "en attente d'un lecteur" in marie.inner_text(row)
@@ -984,6 +1001,8 @@ def test_a_case_assigned_by_the_coordinator_appears_on_the_open_pages_without_re
     anne.click(f"{row} button")
     anne.wait_for_url("**/web/coordinator?done=assigned")
     assert anne.inner_text("#done") == "Cas attribué. Le lecteur le voit dans sa liste de travail."
+    wait_for("the case Marie's", lambda: net.marie.state(case) == "assigned")
+    marie.clock.run_for(POLL_S * 1000)
     marie.locator(row, has_text="en lecture").wait_for(timeout=60_000)
     assert marie.evaluate("window.notReloaded") is True
     marie.context.close()

@@ -14,6 +14,7 @@ import re
 import shutil
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -24,12 +25,13 @@ from tests.harness.data import PYDICOM_FILES, read_dicom
 from tests.harness.people import FORM, PASSWORD
 from tests.harness.studies import CT
 from tests.harness.waiting import wait_until
-from tests.tsfnode.test_case_access import Cotonou, _node_input
+from tests.tsfnode.test_case_access import Cotonou, _node_input, open_cotonou
 from tests.tsfnode.test_case_access import cotonou as cotonou  # the fixture
 from tsfnode.appkeys import DIRECTORY, IDENTITY, STORE
 from tsfnode.auth.accounts import create_account
 from tsfnode.auth.sessions import sign_in
-from tsfnode.clock import CLOCK
+from tsfnode.cases.service import STATS_AFTER_CHANGE_MS
+from tsfnode.clock import CLOCK, Clock, ManualClock
 from tsfnode.i18n import texts
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -136,8 +138,14 @@ async def test_lists_sort_and_filter_by_their_address_and_urgent_cases_say_so(
 
 
 async def test_the_network_figures_follow_the_cases_without_waiting_an_hour(
-    cotonou: Cotonou,
+    tmp_path: Path, aiohttp_client: Any
 ) -> None:
+    """The node signs its figures every hour (the default interval), and again at most
+    STATS_AFTER_CHANGE_MS after a case moved. The node's clock is the test's: it is moved
+    on by that much once the case is sent, rather than waited for (10 s), and the case
+    loop looks every 100 ms ([cases] scan_interval_ms)."""
+    clock = ManualClock(Clock().now_ms())
+    cotonou = await open_cotonou(tmp_path, aiohttp_client, clock=clock, cases_scan_interval_ms=100)
     app = cotonou.client.server.app
     now = app[CLOCK].now_ms()
     identity = app[IDENTITY]  # admitted to the demo network: it signs its figures
@@ -162,6 +170,7 @@ async def test_the_network_figures_follow_the_cases_without_waiting_an_hour(
 
     assert await sent_here() == ""  # signed at the start, before it was admitted
     await _send(cotonou, CT, "pair")  # the stats interval is an hour (the default)
+    clock.advance(STATS_AFTER_CHANGE_MS)  # not an hour
     await wait_until("the case in the figures", lambda: _is(sent_here(), "1"), within_s=60)
 
 
