@@ -46,6 +46,10 @@ from typing import Any
 ORTHANC = "/usr/sbin/Orthanc"
 SYNCTHING = "/usr/bin/syncthing"
 START_TIMEOUT_S = 60
+# A readiness probe waits at most this long for an answer, then the process is looked at
+# again: a port taken by a program that listens and never answers must not hold the probe
+# for a request's whole timeout while the program we started has already exited.
+PROBE_TIMEOUT_S = 1.0
 
 
 def missing(program: str) -> str:
@@ -158,10 +162,15 @@ class Orthanc:
                 stderr=subprocess.STDOUT,
                 cwd=folder,
             )
-        _wait(f"Orthanc {name}", lambda: self.get("/system")[0] == 200, self.process, self.log)
+        _wait(
+            f"Orthanc {name}",
+            lambda: self.get("/system", timeout=PROBE_TIMEOUT_S)[0] == 200,
+            self.process,
+            self.log,
+        )
 
-    def get(self, path: str) -> tuple[int, bytes]:
-        return _http("GET", self.url + path, timeout=10)
+    def get(self, path: str, timeout: float = 10) -> tuple[int, bytes]:
+        return _http("GET", self.url + path, timeout=timeout)
 
     def post(self, path: str, body: bytes) -> tuple[int, bytes]:
         return _http("POST", self.url + path, body)
