@@ -169,10 +169,10 @@ def test_a_node_under_systemd_says_it_is_ready_and_feeds_the_watchdog(tmp_path: 
                 seen.append(listener.recv(4096).decode())
             assert any(m.startswith("READY=1") and "STATUS=serving on" in m for m in seen)
             running.stop()
-            rest = []
+            rest: list[str] = []
             listener.settimeout(5)
-            try:
-                for _ in range(10):
+            try:  # until it says it is stopping (not until 5 s of silence), 10 messages at most
+                while "STOPPING=1" not in rest and len(rest) < 10:
                     rest.append(listener.recv(4096).decode())
             except TimeoutError:
                 pass
