@@ -103,9 +103,13 @@ def _wait(what: str, ready: Any, process: subprocess.Popen[bytes], log: Path) ->
     raise RuntimeError(f"{what} not ready within {START_TIMEOUT_S} s")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
+def _stop(*processes: subprocess.Popen[bytes]) -> None:
+    """Ask every process to stop, then wait for each: a pair stops in the time of its
+    slower half (Orthanc takes about 2 s to stop its HTTP server), not of both in turn."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:
@@ -222,8 +226,7 @@ class OrthancPair:
             raise RuntimeError(f"Orthanc's peer store failed: HTTP {status} {answer[:300]!r}")
 
     def close(self) -> None:
-        self.sender.close()
-        self.receiver.close()
+        _stop(self.sender.process, self.receiver.process)
 
 
 @contextlib.contextmanager
@@ -398,8 +401,7 @@ class SyncthingPair:
         raise RuntimeError(f"syncthing did not sync {len(sizes)} files within {timeout} s")
 
     def close(self) -> None:
-        self.sender.close()
-        self.receiver.close()
+        _stop(*(n.process for n in (self.sender, self.receiver) if n.process is not None))
 
 
 @contextlib.contextmanager
