@@ -67,13 +67,18 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs_a_node(tmp_path: Path) ->
     assert set(DATA) <= inside, set(DATA) - inside
 
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    # No pip of its own (copying one in took most of this test's time): this
+    # environment's pip installs into it (--python).
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
+    )
     python = venv / "bin" / "python"
     # The wheel itself, offline; its dependencies come from this test's environment,
     # appended after the fresh venv's own packages (no network, no editable checkout).
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     installed = subprocess.run(
-        [str(python), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)],
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+         "--no-index", str(wheel)],
         capture_output=True, text=True, timeout=300, check=False, env=env, cwd=tmp_path,
     )  # fmt: skip
     assert installed.returncode == 0, installed.stdout + installed.stderr
