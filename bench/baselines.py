@@ -46,6 +46,10 @@ from typing import Any
 ORTHANC = "/usr/sbin/Orthanc"
 SYNCTHING = "/usr/bin/syncthing"
 START_TIMEOUT_S = 60
+# A readiness probe waits at most this long for an answer, then the process is looked at
+# again: a port taken by a program that listens and never answers must not hold the probe
+# for a request's whole timeout while the program we started has already exited.
+PROBE_TIMEOUT_S = 1.0
 
 
 def missing(program: str) -> str:
@@ -99,9 +103,13 @@ def _wait(what: str, ready: Any, process: subprocess.Popen[bytes], log: Path) ->
     raise RuntimeError(f"{what} not ready within {START_TIMEOUT_S} s")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
+def _stop(*processes: subprocess.Popen[bytes]) -> None:
+    """Ask every process to stop, then wait for each: a pair stops in the time of its
+    slower half (Orthanc takes about 2 s to stop its HTTP server), not of both in turn."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:
@@ -158,10 +166,15 @@ class Orthanc:
                 stderr=subprocess.STDOUT,
                 cwd=folder,
             )
-        _wait(f"Orthanc {name}", lambda: self.get("/system")[0] == 200, self.process, self.log)
+        _wait(
+            f"Orthanc {name}",
+            lambda: self.get("/system", timeout=PROBE_TIMEOUT_S)[0] == 200,
+            self.process,
+            self.log,
+        )
 
-    def get(self, path: str) -> tuple[int, bytes]:
-        return _http("GET", self.url + path, timeout=10)
+    def get(self, path: str, timeout: float = 10) -> tuple[int, bytes]:
+        return _http("GET", self.url + path, timeout=timeout)
 
     def post(self, path: str, body: bytes) -> tuple[int, bytes]:
         return _http("POST", self.url + path, body)
@@ -213,8 +226,7 @@ class OrthancPair:
             raise RuntimeError(f"Orthanc's peer store failed: HTTP {status} {answer[:300]!r}")
 
     def close(self) -> None:
-        self.sender.close()
-        self.receiver.close()
+        _stop(self.sender.process, self.receiver.process)
 
 
 @contextlib.contextmanager
@@ -389,8 +401,7 @@ class SyncthingPair:
         raise RuntimeError(f"syncthing did not sync {len(sizes)} files within {timeout} s")
 
     def close(self) -> None:
-        self.sender.close()
-        self.receiver.close()
+        _stop(*(n.process for n in (self.sender, self.receiver) if n.process is not None))
 
 
 @contextlib.contextmanager
