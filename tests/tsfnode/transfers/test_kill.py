@@ -31,7 +31,15 @@ def test_kill_9_anywhere_in_20_transfers_loses_and_repeats_nothing(
     tmp_path: Path, anchor_key: Path
 ) -> None:
     limited = {
-        "transfer": {"poll_interval_ms": 500, "retry_base_ms": 200, "upload_kbit_s": 12_000},
+        # Waits between attempts capped at 2 s (a node's default: an hour): nine kills
+        # fail attempts again and again, and a delivery's doubling wait reached 10 s (88 s
+        # with kills closer together), the test waiting for it with nothing else to do.
+        "transfer": {
+            "poll_interval_ms": 500,
+            "retry_base_ms": 200,
+            "retry_cap_ms": 2_000,
+            "upload_kbit_s": 12_000,
+        },
         "log": {"level": "debug"},  # each chunk PUT acknowledged: acknowledged_puts
     }
     c = Cluster(tmp_path, anchor_key, 3, **limited)
