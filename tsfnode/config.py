@@ -248,6 +248,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("transfer", "window", int, 4, _range(1, 64), "chunk requests in flight"),
     Setting("transfer", "poll_interval_ms", int, 60_000, _range(100, 3_600_000)),
     Setting("transfer", "retry_base_ms", int, 5_000, _range(10, 3_600_000)),
+    Setting(
+        "transfer",
+        "retry_cap_ms",
+        int,
+        3_600_000,
+        _range(10, 86_400_000),
+        "longest wait between a delivery's attempts (doubling from retry_base_ms)",
+    ),
     Setting("cases", "retention_days", int, 30, _range(0, 3650), "images kept after closing"),
     Setting(
         "viewer",
@@ -344,6 +352,7 @@ class NodeConfig:
     transfer_window: int = 4
     transfer_poll_interval_ms: int = 60_000
     transfer_retry_base_ms: int = 5_000
+    transfer_retry_cap_ms: int = 3_600_000
     cases_retention_days: int = 30
     viewer_mpr_max_mb: int = 512
     cases_reading_delay_hours: int = 72

@@ -134,7 +134,9 @@ class Outbox:
         self._spawn = spawn
         self._delivered = delivered  # a receipt came back
         self._freed = freed  # a delivery ended: its slot is free (the service looks again)
-        self.backoff = Backoff(base_ms=config.transfer_retry_base_ms, cap_ms=3_600_000)
+        self.backoff = Backoff(
+            base_ms=config.transfer_retry_base_ms, cap_ms=config.transfer_retry_cap_ms
+        )
         self.session: aiohttp.ClientSession | None = None  # the service's, from start()
         self._deliveries: set[tuple[bytes, bytes]] = set()
         self._sending: dict[tuple[bytes, bytes], Manifest] = {}  # those deliveries' bundles

@@ -58,8 +58,15 @@ def test_send_resumes_after_a_cut(node_dir: Path, tmp_path: Path) -> None:
         loop.run(proxy.start())
         proxy.cut_after = 300 * 1024  # the line drops after ~300 KB
         try:
-            first = tsfnode("send", BIG, "--node", proxy.url, "--token", token, "--home", home)
+            # Two tries, not the default five: every try after the cut is cut at once (the
+            # proxy counts bytes across connections), so the default's pauses (1+2+4+8 s)
+            # only made the test wait 15 s; two still go through a retry.
+            first = tsfnode(
+                "send", BIG, "--node", proxy.url, "--token", token, "--home", home,
+                "--retries", "2",
+            )  # fmt: skip
             assert first.returncode == 2, first.stdout + first.stderr
+            assert first.stdout.count("retrying") == 2, first.stdout
             assert "run the same command again to resume" in first.stderr
             proxy.cut_after = None
             second = tsfnode("send", BIG, "--node", proxy.url, "--token", token, "--home", home)

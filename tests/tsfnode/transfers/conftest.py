@@ -35,6 +35,7 @@ from tsfnode.keyfile import read_key
 from tsfnode.transfers.sealing import seal_in
 
 RADIOGRAPH = pydicom_data_folder() / "RG1_UNCR.dcm"  # 7 MB, many chunks
+SMALLER_RADIOGRAPH = pydicom_data_folder() / "RG3_UNCR.dcm"  # 849 KB on the wire, 13 chunks
 CT = PYDICOM_FILES / "CT_small.dcm"
 QUICK = {"transfer": {"poll_interval_ms": 500, "retry_base_ms": 200}}
 
@@ -73,9 +74,9 @@ def seal(directory: Path, study: str, *to: str, urgent: bool = False) -> str:
     return result.stdout.split("bundle ")[1].split()[0]
 
 
-def sealed_radiograph(pair: Cluster) -> tuple[str, str]:
-    """RADIOGRAPH imported at node 0 and sealed for node 1: (study, bundle)."""
-    study = import_study(pair.dirs[0], RADIOGRAPH)
+def sealed_radiograph(pair: Cluster, source: Path = RADIOGRAPH) -> tuple[str, str]:
+    """``source`` (RADIOGRAPH) imported at node 0 and sealed for node 1: (study, bundle)."""
+    study = import_study(pair.dirs[0], source)
     return study, seal(pair.dirs[0], study, pair.ids[1])
 
 

@@ -31,7 +31,15 @@ def test_kill_9_anywhere_in_20_transfers_loses_and_repeats_nothing(
     tmp_path: Path, anchor_key: Path
 ) -> None:
     limited = {
-        "transfer": {"poll_interval_ms": 500, "retry_base_ms": 200, "upload_kbit_s": 12_000},
+        # Waits between attempts capped at 2 s (a node's default: an hour): nine kills
+        # fail attempts again and again, and a delivery's doubling wait reached 10 s (88 s
+        # with kills closer together), the test waiting for it with nothing else to do.
+        "transfer": {
+            "poll_interval_ms": 500,
+            "retry_base_ms": 200,
+            "retry_cap_ms": 2_000,
+            "upload_kbit_s": 12_000,
+        },
         "log": {"level": "debug"},  # each chunk PUT acknowledged: acknowledged_puts
     }
     c = Cluster(tmp_path, anchor_key, 3, **limited)
@@ -47,8 +55,12 @@ def test_kill_9_anywhere_in_20_transfers_loses_and_repeats_nothing(
         rng = random.Random(20261128)  # the same kill schedule in every run
         deadline = time.monotonic() + 240
         kills = 0
+        # Up 0.5-1.5 s between kills (each restart takes about as long again), down
+        # 0.2-2 s (the sender turns to the relay while the reader is down): the nine
+        # kills land within the twenty transfers; with 1-3 s up, the last kills could
+        # meet nodes with nothing left to send.
         while time.monotonic() < deadline and kills < 9:
-            time.sleep(rng.uniform(1.0, 3.0))
+            time.sleep(rng.uniform(0.5, 1.5))
             victim = kills % 3  # sender, relay, reader in turn, at random moments
             c.stop_node(victim, signal.SIGKILL)
             kills += 1
