@@ -70,34 +70,30 @@ async def local_node(tmp_path: Path, aiohttp_client: AiohttpClient) -> LocalNode
     return await start_local_node(tmp_path / "cotonou", aiohttp_client)
 
 
-# Seconds the longest files took on this two-core machine (pytest-xdist, 2026-12-08), so
+# Seconds the longest files took on this two-core machine (pytest-xdist, 2026-12), so
 # that they start first and the workers end close together. A hint only: a file missing
 # here goes after these (a file of the slow lane before the others), and a figure out of
 # date costs time, never a result.
 FILE_SECONDS = {
-    "tests/tsfnode/test_web.py": 72,
-    "tests/test_bench.py": 57,  # every benchmark, quick, in two runs side by side
-    "tests/tsfnode/test_tour.py": 45,  # four walks on one network
-    "tests/tsfnode/transfers/test_kill.py": 45,
-    "tests/tsfnode/intake/test_compress.py": 37,  # with the intake of every real file
-    "tests/tsfnode/transfers/test_links.py": 36,
-    "tests/tsfnode/test_network.py": 30,
-    "tests/tsfnode/test_viewer_mpr.py": 29,
-    "tests/tsfnode/transfers/test_delivery.py": 27,
-    "tests/tsfnode/test_scenario_export.py": 25,
-    "tests/tsfnode/test_cases.py": 25,
-    "tests/tsfnode/test_smallbox.py": 23,
-    "tests/tsfnode/test_backup.py": 20,
-    "tests/tsfnode/test_web_french.py": 20,
-    "tests/tsfnode/test_reader_images.py": 20,
-    "tests/tsfnode/test_dicom_qr_contexts.py": 17,
-    "tests/tsfnode/transfers/test_relays.py": 15,
-    "tests/tsfnode/test_node_lifecycle.py": 15,
-    "tests/tsfnode/test_dicom_qr.py": 14,
-    "tests/tsfnode/test_ohif.py": 13,
-    "tests/tsfnode/test_orthanc_workstation.py": 12,
-    "tests/tsfnode/test_web_pages.py": 12,
-    "tests/tsfnode/test_dicomweb.py": 11,
+    "tests/tsfnode/transfers/test_links.py": 125,
+    "tests/tsfnode/test_web.py": 80,
+    "tests/tsfnode/test_tour.py": 75,  # four walks on one network
+    "tests/tsfnode/transfers/test_kill.py": 65,
+    "tests/tsfnode/test_cases.py": 60,
+    "tests/tsfnode/transfers/test_delivery.py": 55,
+    "tests/test_bench.py": 50,
+    "tests/tsfnode/test_network.py": 45,
+    "tests/tsfnode/test_demo.py": 40,
+    "tests/tsfnode/test_node_lifecycle.py": 40,
+    "tests/tsfnode/transfers/test_relays.py": 40,
+    "tests/tsfnode/intake/test_compress.py": 35,  # with the intake of every real file
+    "tests/tsfnode/intake/test_anonymize_real_data.py": 25,
+    "tests/tsfnode/test_dicomweb.py": 20,
+    "tests/tsfnode/intake/test_send.py": 20,
+    "tests/tsfnode/test_viewer_render.py": 12,
+    "tests/simulations/test_casesim.py": 25,
+    "tests/simulations/test_ensemble.py": 15,
+    "tests/tsfnode/test_admin.py": 11,
 }
 UNLISTED_SLOW_SECONDS = 10
 
