@@ -277,28 +277,27 @@ class OpeningListing:
         from the headers held (read again from disk when they were not:
         ``complete_listing``), each record written as made and its header let go.
         Nothing is done to a folder gone meanwhile."""
-        found, written, whole = self._found, self._written, self._whole
-        self._found = []
-        if not written or not whole:
-            self._budget.release(self)
-            complete_listing(folder)
-            return
-        if not (folder / LISTING).is_file():
-            self._budget.release(self)
-            return  # purged meanwhile, or never listed
-        found.reverse()  # popped from the end: the first file first
-
-        def records() -> Iterator[dict[str, Any] | None]:
-            while found:
-                path, _, ds = found.pop()
-                yield _made("dicomweb", path, ds)
-
+        found, self._found = self._found, []
         try:
-            _write_part(folder, "dicomweb", records())
+            if not self._written or not self._whole:
+                complete_listing(folder)
+            elif (folder / LISTING).is_file():  # else purged meanwhile
+                found.reverse()  # popped from the end: the first file first
+                _write_part(folder, "dicomweb", _popped_records(found))
         except OSError:  # the bundle's images deleted meanwhile
             return
         finally:
             self._budget.release(self)
+
+
+def _popped_records(
+    found: list[tuple[Path, dict[str, Any] | None, Dataset | None]],
+) -> Iterator[dict[str, Any] | None]:
+    """DICOMweb's record of each held header, from the end of ``found``, each header let
+    go as its record is made."""
+    while found:
+        path, _, ds = found.pop()
+        yield _made("dicomweb", path, ds)
 
 
 def _made(name: str, path: Path, ds: Dataset | None) -> dict[str, Any] | None:
